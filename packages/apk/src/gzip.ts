@@ -1,0 +1,169 @@
+// Concatenated gzip members. apk hashes and signs the compressed bytes of each
+// member, so the reader reports exactly which compressed bytes belong to which
+// member while inflating; a raw-mode inflater tells where each deflate stream ends.
+
+import { Inflate } from "pako";
+import { crc32, gzipSync } from "node:zlib";
+import { ApkError } from "./errors.js";
+
+export const DEFAULT_GZIP_LEVEL = 9;
+
+/** One gzip member: fixed header (no name, mtime 0, OS byte 3) so output is reproducible. */
+export function gzipMember(data: Uint8Array, level = DEFAULT_GZIP_LEVEL): Buffer {
+  return gzipSync(data, { level });
+}
+
+export type GzipEvent =
+  | { type: "data"; member: number; data: Uint8Array }
+  | { type: "end"; member: number; compressedSize: number; size: number };
+
+export interface GunzipOptions {
+  /** Called with every compressed byte range, header and trailer included, tagged by member. */
+  onCompressed?: (member: number, bytes: Uint8Array) => void;
+  /** Largest inflated size allowed for a member (gzip-bomb guard). */
+  maxMemberSize?: (member: number) => number;
+  subject?: string;
+}
+
+// Input is fed to the inflater in slices this size so one step's output stays
+// bounded (deflate's maximum ratio is about 1032:1).
+const SLICE = 16 * 1024;
+
+const FHCRC = 2, FEXTRA = 4, FNAME = 8, FCOMMENT = 16;
+
+/** Length of a complete gzip header at the start of `b`, or -1 if more bytes are needed. */
+function headerLength(b: Uint8Array, subject: string): number {
+  if (b.length < 10) return -1;
+  if (b[0] !== 0x1f || b[1] !== 0x8b) throw new ApkError("BAD_ARCHIVE", `${subject}: not gzip data (bad magic)`, { subject });
+  if (b[2] !== 8) throw new ApkError("BAD_ARCHIVE", `${subject}: unsupported gzip compression method ${b[2]}`, { subject });
+  const flags = b[3]!;
+  if (flags & 0xe0) throw new ApkError("BAD_ARCHIVE", `${subject}: reserved gzip header flags set`, { subject });
+  let p = 10;
+  if (flags & FEXTRA) {
+    if (b.length < p + 2) return -1;
+    p += 2 + (b[p]! | (b[p + 1]! << 8));
+    if (b.length < p) return -1;
+  }
+  for (const f of [FNAME, FCOMMENT]) {
+    if (flags & f) {
+      const z = b.indexOf(0, p);
+      if (z < 0) {
+        if (b.length - p > 65536) throw new ApkError("LIMIT", `${subject}: gzip header string too long`, { subject });
+        return -1;
+      }
+      p = z + 1;
+    }
+  }
+  if (flags & FHCRC) p += 2;
+  return b.length < p ? -1 : p;
+}
+
+/**
+ * Inflate a stream of concatenated gzip members, yielding inflated data and a
+ * marker at the end of each member. Throws ApkError on corrupt, truncated or
+ * oversized input.
+ */
+export async function* gunzipMembers(source: AsyncIterable<Uint8Array>, opts: GunzipOptions = {}): AsyncGenerator<GzipEvent> {
+  const subject = opts.subject ?? "gzip stream";
+  const it = source[Symbol.asyncIterator]();
+  let pending: Uint8Array = new Uint8Array(0);
+  let eof = false;
+  const pull = async (): Promise<boolean> => {
+    if (eof) return false;
+    const r = await it.next();
+    if (r.done) {
+      eof = true;
+      return false;
+    }
+    pending = pending.length ? concat(pending, r.value) : r.value;
+    return true;
+  };
+
+  let member = 0;
+  try {
+    for (;;) {
+      // Header
+      let hl = headerLength(pending, subject);
+      while (hl < 0) {
+        if (!(await pull())) {
+          if (pending.length === 0) {
+            if (member === 0) throw new ApkError("TRUNCATED", `${subject}: empty file`, { subject });
+            return;
+          }
+          throw new ApkError("TRUNCATED", `${subject}: truncated in gzip header of member ${member + 1}`, { subject });
+        }
+        hl = headerLength(pending, subject);
+      }
+      opts.onCompressed?.(member, pending.subarray(0, hl));
+      pending = pending.subarray(hl);
+      let compressedSize = hl;
+
+      // Body
+      const max = opts.maxMemberSize?.(member) ?? Number.MAX_SAFE_INTEGER;
+      const inflater = new Inflate({ raw: true, chunkSize: 64 * 1024 });
+      const out: Uint8Array[] = [];
+      let size = 0;
+      let crc = 0;
+      let limitHit = false;
+      inflater.onData = (chunk: Uint8Array) => {
+        size += chunk.length;
+        if (size > max) {
+          limitHit = true;
+          return;
+        }
+        crc = crc32(chunk, crc);
+        out.push(chunk);
+      };
+      let status: number | undefined;
+      inflater.onEnd = (s: number) => {
+        status = s;
+      };
+      for (;;) {
+        if (pending.length === 0 && !(await pull())) {
+          throw new ApkError("TRUNCATED", `${subject}: truncated inside gzip member ${member + 1}`, { subject });
+        }
+        const slice = pending.subarray(0, SLICE);
+        inflater.push(slice, false);
+        if (limitHit) {
+          throw new ApkError("LIMIT", `${subject}: gzip member ${member + 1} inflates beyond the ${max}-byte limit`, { subject });
+        }
+        // pako's typings omit the stream state it keeps; raw mode stops at the
+        // end of the deflate data and leaves next_in on the first unused byte.
+        const state = inflater as unknown as { ended: boolean; strm: { next_in: number } };
+        const ended = state.ended;
+        const used = ended ? state.strm.next_in : slice.length;
+        if (ended && status !== 0) {
+          throw new ApkError("BAD_ARCHIVE", `${subject}: corrupt deflate data in gzip member ${member + 1} (${inflater.msg || "error " + status})`, { subject });
+        }
+        opts.onCompressed?.(member, pending.subarray(0, used));
+        compressedSize += used;
+        pending = pending.subarray(used);
+        for (const c of out) yield { type: "data", member, data: c };
+        out.length = 0;
+        if (ended) break;
+      }
+
+      // Trailer: CRC32 and size modulo 2^32
+      while (pending.length < 8) {
+        if (!(await pull())) throw new ApkError("TRUNCATED", `${subject}: truncated in gzip trailer of member ${member + 1}`, { subject });
+      }
+      const dv = new DataView(pending.buffer, pending.byteOffset, 8);
+      if (dv.getUint32(0, true) !== crc >>> 0) throw new ApkError("BAD_ARCHIVE", `${subject}: CRC mismatch in gzip member ${member + 1}`, { subject });
+      if (dv.getUint32(4, true) !== size % 2 ** 32) throw new ApkError("BAD_ARCHIVE", `${subject}: size mismatch in gzip member ${member + 1}`, { subject });
+      opts.onCompressed?.(member, pending.subarray(0, 8));
+      pending = pending.subarray(8);
+      compressedSize += 8;
+      yield { type: "end", member, compressedSize, size };
+      member++;
+    }
+  } finally {
+    await it.return?.();
+  }
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const r = new Uint8Array(a.length + b.length);
+  r.set(a, 0);
+  r.set(b, a.length);
+  return r;
+}

@@ -1,0 +1,291 @@
+// Reading a `.apk` (APK v2): signature member, control member, then the data
+// member as a stream of entries. Identity (`C:`), datahash and signatures are
+// computed over the compressed bytes while reading.
+
+import { createHash, type Hash } from "node:crypto";
+import { ApkError } from "./errors.js";
+import { MemberStream } from "./member-stream.js";
+import { checkSymlinkTarget, normalizeEntryPath, parentDir } from "./paths.js";
+import { parsePkgInfo, type PackageInfo } from "./pkginfo.js";
+import { parseSignatureName, type SignatureType } from "./keys.js";
+import { readBody, readHeader, streamBody, type ParsedEntry } from "./tar-read.js";
+import type { EntryType } from "./tar.js";
+
+export const SCRIPT_NAMES = [".pre-install", ".post-install", ".pre-deinstall", ".post-deinstall", ".pre-upgrade", ".post-upgrade", ".trigger"] as const;
+
+export interface ReadLimits {
+  /** Inflated size caps per member kind (gzip-bomb guard). */
+  maxSignatureMember: number;
+  maxControlMember: number;
+  maxDataMember: number;
+}
+
+export const DEFAULT_LIMITS: ReadLimits = {
+  maxSignatureMember: 1024 * 1024,
+  maxControlMember: 64 * 1024 * 1024,
+  maxDataMember: 64 * 1024 * 1024 * 1024,
+};
+
+export interface SignatureEntry {
+  type: SignatureType;
+  keyName: string;
+  signature: Buffer;
+}
+
+export interface DataEntry {
+  path: string;
+  type: EntryType;
+  mode: number;
+  uid: number;
+  gid: number;
+  uname: string;
+  gname: string;
+  size: number;
+  mtime: number;
+  linkTarget?: string;
+  devMajor?: number;
+  devMinor?: number;
+  /** APK-TOOLS.checksum.SHA1 as hex, when present. */
+  sha1?: string;
+  xattrs: Record<string, Buffer>;
+  /** Other PAX records. */
+  pax: Record<string, Buffer>;
+  /** File content; may be read once, before the next entry is requested. */
+  content(): AsyncIterable<Uint8Array>;
+}
+
+export interface PackageHead {
+  signatures: SignatureEntry[];
+  /** Compressed bytes of the signature member (absent for unsigned packages). */
+  signatureMember?: Buffer;
+  /** Compressed bytes of the control member: what is signed and identified by `C:`. */
+  controlMember: Buffer;
+  info: PackageInfo;
+  pkginfoText: string;
+  /** Install scripts and other control dot-files other than `.PKGINFO`, by name. */
+  controlFiles: Map<string, Buffer>;
+  /** `Q1` + base64 SHA-1 of the control member. */
+  checksum: string;
+}
+
+export function identityOf(controlMember: Uint8Array): string {
+  return "Q1" + createHash("sha1").update(controlMember).digest("base64");
+}
+
+export interface PackageReader {
+  head: PackageHead;
+  /** The data entries in order. Completing the iteration checks datahash. */
+  entries(): AsyncGenerator<DataEntry>;
+  /** Read (and check) the rest of the data without yielding it. */
+  drain(): Promise<DataSummary>;
+  close(): Promise<void>;
+}
+
+export interface DataSummary {
+  /** Hex SHA-256 of the compressed data member. */
+  dataHash: string;
+  dataMemberSize: number;
+  entries: number;
+}
+
+/** Open a package stream; reads the signature and control members eagerly. */
+export async function openPackage(source: AsyncIterable<Uint8Array>, opts: { subject?: string; limits?: Partial<ReadLimits> } = {}): Promise<PackageReader> {
+  const subject = opts.subject ?? "package";
+  const limits = { ...DEFAULT_LIMITS, ...opts.limits };
+  const raw: Uint8Array[][] = [[], []];
+  let dataHash: Hash | undefined;
+  let dataMember = -1;
+  let dataMemberSize = 0;
+  const ms = new MemberStream(source, {
+    subject,
+    onCompressed: (m, bytes) => {
+      if (m < 2 && m !== dataMember) raw[m]!.push(Buffer.from(bytes));
+      if (m === dataMember) {
+        dataHash!.update(bytes);
+        dataMemberSize += bytes.length;
+      } else if (m > dataMember && dataMember >= 0) {
+        throw new ApkError("BAD_ARCHIVE", `${subject}: unexpected gzip member after the data member`, { subject });
+      }
+    },
+    maxMemberSize: (m) => (m === dataMember ? limits.maxDataMember : m === 0 ? Math.max(limits.maxSignatureMember, limits.maxControlMember) : limits.maxControlMember),
+  });
+
+  try {
+    // Member 1 holds the signatures, or is the control member of an unsigned package.
+    const signatures: SignatureEntry[] = [];
+    const controlFiles = new Map<string, Buffer>();
+    let pkginfoText: string | undefined;
+    let controlIndex = 0;
+    let r = await readHeader(ms);
+    if (r.kind === "entry" && parseSignatureName(r.entry.rawPath)) {
+      for (; r.kind !== "member-end"; r = await readHeader(ms)) {
+        if (r.kind === "zero") throw new ApkError("BAD_ARCHIVE", `${subject}: end-of-archive blocks inside the signature member`, { subject });
+        const sig = parseSignatureName(r.entry.rawPath);
+        if (!sig) throw new ApkError("BAD_ARCHIVE", `${subject}: ${JSON.stringify(r.entry.rawPath)} shares the signature member (it must hold only .SIGN.* entries)`, { subject });
+        if (r.entry.type !== "file") throw new ApkError("BAD_ARCHIVE", `${subject}: signature entry ${r.entry.rawPath} is not a regular file`, { subject });
+        signatures.push({ ...sig, signature: await readBody(ms, r.entry, 64 * 1024) });
+      }
+      if (!(await ms.nextMember())) throw new ApkError("TRUNCATED", `${subject}: ends after the signature member`, { subject });
+      controlIndex = 1;
+      r = await readHeader(ms);
+    }
+    for (; r.kind !== "member-end"; r = await readHeader(ms)) {
+      if (r.kind === "zero") throw new ApkError("BAD_ARCHIVE", `${subject}: end-of-archive blocks inside the control member`, { subject });
+      const e = r.entry;
+      if (parseSignatureName(e.rawPath)) throw new ApkError("BAD_ARCHIVE", `${subject}: signature entry ${e.rawPath} inside the control member`, { subject });
+      if (!e.rawPath.startsWith(".") || e.rawPath.includes("/")) {
+        throw new ApkError("BAD_ARCHIVE", `${subject}: control member holds a non-control entry ${JSON.stringify(e.rawPath)} (data must start a gzip member of its own)`, { subject });
+      }
+      if (e.type !== "file") throw new ApkError("BAD_ARCHIVE", `${subject}: control entry ${e.rawPath} is not a regular file`, { subject });
+      const body = await readBody(ms, e, limits.maxControlMember);
+      if (e.rawPath === ".PKGINFO") {
+        if (pkginfoText !== undefined) throw new ApkError("BAD_ARCHIVE", `${subject}: two .PKGINFO entries`, { subject });
+        pkginfoText = body.toString("utf8");
+      } else {
+        if (pkginfoText === undefined) throw new ApkError("BAD_ARCHIVE", `${subject}: .PKGINFO must be the first control entry, found ${e.rawPath}`, { subject });
+        controlFiles.set(e.rawPath, body);
+      }
+    }
+    if (pkginfoText === undefined) throw new ApkError("BAD_ARCHIVE", `${subject}: no .PKGINFO in the control member`, { subject });
+    const info = parsePkgInfo(pkginfoText, `${subject}: .PKGINFO`);
+    const controlMember = Buffer.concat(raw[controlIndex]!);
+    const head: PackageHead = {
+      signatures,
+      controlMember,
+      info,
+      pkginfoText,
+      controlFiles,
+      checksum: identityOf(controlMember),
+    };
+    if (controlIndex === 1) head.signatureMember = Buffer.concat(raw[0]!);
+    raw[0] = [];
+    raw[1] = [];
+
+    dataMember = controlIndex + 1;
+    dataHash = createHash("sha256");
+    let consumed = false;
+    let entryCount = 0;
+
+    async function* entries(): AsyncGenerator<DataEntry> {
+      if (consumed) throw new Error("package data can be read only once");
+      consumed = true;
+      if (!(await ms.nextMember())) throw new ApkError("TRUNCATED", `${subject}: no data member`, { subject });
+      const seenDirs = new Set<string>();
+      const files = new Set<string>();
+      let zeros = 0;
+      for (;;) {
+        const r = await readHeader(ms);
+        if (r.kind === "member-end") {
+          if (zeros === 0) throw new ApkError("BAD_ARCHIVE", `${subject}: data member ends without end-of-archive blocks`, { subject });
+          break;
+        }
+        if (r.kind === "zero") {
+          zeros++;
+          // Everything after the two end blocks must be zero padding.
+          while (!(await ms.atMemberEnd())) {
+            const z = await ms.readSome(64 * 1024, "padding");
+            if (z.some((b) => b !== 0)) throw new ApkError("BAD_ARCHIVE", `${subject}: data after the end of the archive`, { subject });
+          }
+          break;
+        }
+        const e = r.entry;
+        const path = normalizeEntryPath(e.rawPath, subject);
+        const de = toDataEntry(e, path, subject);
+        let bodyRead = false;
+        const body = async function* (): AsyncGenerator<Uint8Array> {
+          if (bodyRead) throw new Error(`${path}: content already read`);
+          bodyRead = true;
+          const h = de.sha1 !== undefined ? createHash("sha1") : undefined;
+          for await (const c of streamBody(ms, e)) {
+            h?.update(c);
+            yield c;
+          }
+          if (h && de.type === "file") {
+            const got = h.digest("hex");
+            if (got !== de.sha1) throw new ApkError("BAD_ARCHIVE", `${subject}: ${path}: content does not match its APK-TOOLS.checksum.SHA1`, { subject });
+          }
+        };
+        de.content = body;
+        if (path === "") {
+          // the root directory entry itself
+          for await (const _ of body());
+          continue;
+        }
+        const parent = parentDir(path);
+        if (parent !== "" && !seenDirs.has(parent)) {
+          throw new ApkError("BAD_ARCHIVE", `${subject}: ${path} comes before an entry for its directory ${parent}/ (apk: "no dirent in archive")`, { subject });
+        }
+        if (de.type === "dir") seenDirs.add(path);
+        if (de.type === "symlink") checkSymlinkTarget(path, de.linkTarget ?? "", subject);
+        if (de.type === "hardlink") {
+          const target = normalizeEntryPath(de.linkTarget ?? "", subject);
+          if (!files.has(target)) throw new ApkError("BAD_ARCHIVE", `${subject}: hard link ${path} -> ${de.linkTarget} does not name an earlier regular file of this package`, { subject });
+          de.linkTarget = target;
+        }
+        if (de.type === "file") files.add(path);
+        entryCount++;
+        // apk skips top-level dot-files and .keep_* files on install.
+        const base = path.slice(path.lastIndexOf("/") + 1);
+        const skipped = (!path.includes("/") && path.startsWith(".")) || base.startsWith(".keep_");
+        if (!skipped) yield de;
+        if (!bodyRead) for await (const _ of body());
+      }
+      if (await ms.nextMember()) throw new ApkError("BAD_ARCHIVE", `${subject}: unexpected gzip member after the data member`, { subject });
+      const digest = dataHash!.digest("hex");
+      summary = { dataHash: digest, dataMemberSize, entries: entryCount };
+      if (info.dataHash !== undefined && info.dataHash.toLowerCase() !== digest) {
+        throw new ApkError("BAD_SIGNATURE", `${subject}: data does not match datahash in .PKGINFO`, { subject });
+      }
+    }
+    let summary: DataSummary | undefined;
+    return {
+      head,
+      entries,
+      async drain() {
+        for await (const _ of entries());
+        return summary!;
+      },
+      close: () => ms.close(),
+    };
+  } catch (e) {
+    await ms.close().catch(() => undefined);
+    throw e;
+  }
+}
+
+function toDataEntry(e: ParsedEntry, path: string, subject: string): DataEntry {
+  const xattrs: Record<string, Buffer> = {};
+  const pax: Record<string, Buffer> = {};
+  let sha1: string | undefined;
+  for (const [k, v] of e.pax) {
+    if (k === "path" || k === "linkpath" || k === "size") continue;
+    if (k.startsWith("SCHILY.xattr.")) xattrs[k.slice("SCHILY.xattr.".length)] = v;
+    else if (k === "APK-TOOLS.checksum.SHA1") {
+      sha1 = v.toString("ascii").toLowerCase();
+      if (!/^[0-9a-f]{40}$/.test(sha1)) throw new ApkError("BAD_ARCHIVE", `${subject}: ${path}: malformed APK-TOOLS.checksum.SHA1`, { subject });
+    } else pax[k] = v;
+  }
+  const de: DataEntry = {
+    path,
+    type: e.type,
+    mode: e.mode & 0o7777,
+    uid: e.uid,
+    gid: e.gid,
+    uname: e.uname,
+    gname: e.gname,
+    size: e.size,
+    mtime: e.mtime,
+    xattrs,
+    pax,
+    content: () => {
+      throw new Error("unreachable");
+    },
+  };
+  if (e.type === "symlink" || e.type === "hardlink") de.linkTarget = e.linkTarget;
+  if (e.type === "char" || e.type === "block") {
+    de.devMajor = e.devMajor;
+    de.devMinor = e.devMinor;
+  }
+  if (sha1 !== undefined) de.sha1 = sha1;
+  return de;
+}

@@ -1,0 +1,122 @@
+// Reading tar headers from a member stream: PAX records applied, sizes capped,
+// and the end-of-archive blocks reported so callers can enforce where apk
+// allows them.
+
+import { ApkError } from "./errors.js";
+import type { MemberStream } from "./member-stream.js";
+import { BLOCK, decodeHeader, entryTypeOf, isZeroBlock, padding, parsePax, type EntryType } from "./tar.js";
+
+export const MAX_PAX_SIZE = 1024 * 1024;
+
+export interface ParsedEntry {
+  /** Path as stored (PAX `path` applied), not yet normalised. */
+  rawPath: string;
+  type: EntryType;
+  typeflag: string;
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  mtime: number;
+  linkTarget: string;
+  uname: string;
+  gname: string;
+  devMajor: number;
+  devMinor: number;
+  pax: Map<string, Buffer>;
+  /** Gzip member the header started in. */
+  member: number;
+}
+
+export type HeaderResult = { kind: "entry"; entry: ParsedEntry } | { kind: "zero" } | { kind: "member-end" };
+
+export async function readHeader(ms: MemberStream): Promise<HeaderResult> {
+  let pax = new Map<string, Buffer>();
+  let havePax = false;
+  for (;;) {
+    const block = await ms.read(BLOCK, "tar header");
+    if (block === null) {
+      if (havePax) throw new ApkError("BAD_ARCHIVE", `${ms.subject}: PAX header not followed by an entry in the same gzip member`, { subject: ms.subject });
+      return { kind: "member-end" };
+    }
+    if (isZeroBlock(block)) {
+      if (havePax) throw new ApkError("BAD_ARCHIVE", `${ms.subject}: PAX header followed by end-of-archive`, { subject: ms.subject });
+      return { kind: "zero" };
+    }
+    let h;
+    try {
+      h = decodeHeader(block);
+    } catch (e) {
+      if (e instanceof ApkError) throw new ApkError(e.code, `${ms.subject}: ${e.message}`, { subject: ms.subject, cause: e });
+      throw e;
+    }
+    if (h.typeflag === "x" || h.typeflag === "g" || h.typeflag === "L" || h.typeflag === "K") {
+      if (h.size > MAX_PAX_SIZE) {
+        throw new ApkError("LIMIT", `${ms.subject}: extended header of ${h.size} bytes exceeds the ${MAX_PAX_SIZE}-byte limit`, { subject: ms.subject });
+      }
+      const body = (await ms.read(h.size + padding(h.size), "extended header")) ?? new Uint8Array(0);
+      if (body.length < h.size) throw new ApkError("TRUNCATED", `${ms.subject}: extended header cut off`, { subject: ms.subject });
+      if (h.typeflag === "x") {
+        for (const [k, v] of parsePax(body.subarray(0, h.size), ms.subject)) pax.set(k, v);
+        havePax = true;
+      }
+      // Global headers and GNU long names are ignored, as apk ignores them.
+      continue;
+    }
+    const type = entryTypeOf(h.typeflag);
+    if (!type) throw new ApkError("BAD_ARCHIVE", `${ms.subject}: unsupported tar entry type ${JSON.stringify(h.typeflag)} for ${JSON.stringify(h.name)}`, { subject: ms.subject });
+    let rawPath = h.prefix ? `${h.prefix}/${h.name}` : h.name;
+    let linkTarget = h.linkname;
+    let size = h.size;
+    const pPath = pax.get("path");
+    if (pPath) rawPath = pPath.toString("utf8");
+    const pLink = pax.get("linkpath");
+    if (pLink) linkTarget = pLink.toString("utf8");
+    const pSize = pax.get("size");
+    if (pSize) {
+      const s = pSize.toString("ascii");
+      if (!/^\d+$/.test(s)) throw new ApkError("BAD_ARCHIVE", `${ms.subject}: bad PAX size ${JSON.stringify(s)}`, { subject: ms.subject });
+      size = Number(s);
+    }
+    if (type !== "file") size = type === "hardlink" || type === "symlink" || type === "dir" ? 0 : size;
+    const entry: ParsedEntry = {
+      rawPath,
+      type,
+      typeflag: h.typeflag,
+      mode: h.mode,
+      uid: h.uid,
+      gid: h.gid,
+      size,
+      mtime: h.mtime,
+      linkTarget,
+      uname: h.uname,
+      gname: h.gname,
+      devMajor: h.devMajor,
+      devMinor: h.devMinor,
+      pax,
+      member: ms.member,
+    };
+    pax = new Map();
+    return { kind: "entry", entry };
+  }
+}
+
+/** Read a whole (small) entry body, with its padding, capped. */
+export async function readBody(ms: MemberStream, e: ParsedEntry, max: number): Promise<Buffer> {
+  if (e.size > max) throw new ApkError("LIMIT", `${ms.subject}: ${e.rawPath} is ${e.size} bytes, over the ${max}-byte limit`, { subject: ms.subject });
+  const b = (await ms.read(e.size + padding(e.size), e.rawPath)) ?? new Uint8Array(0);
+  if (b.length < e.size) throw new ApkError("TRUNCATED", `${ms.subject}: ${e.rawPath} cut off`, { subject: ms.subject });
+  return Buffer.from(b.subarray(0, e.size));
+}
+
+/** Stream an entry body in chunks, then consume its padding. */
+export async function* streamBody(ms: MemberStream, e: ParsedEntry): AsyncGenerator<Uint8Array> {
+  let left = e.size;
+  while (left > 0) {
+    const c = await ms.readSome(Math.min(left, 256 * 1024), e.rawPath);
+    left -= c.length;
+    yield c;
+  }
+  const pad = padding(e.size);
+  if (pad && (await ms.read(pad, e.rawPath)) === null) throw new ApkError("TRUNCATED", `${ms.subject}: ${e.rawPath} padding cut off`, { subject: ms.subject });
+}

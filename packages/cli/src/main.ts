@@ -1,0 +1,52 @@
+// The kiln command: argument dispatch and the single place errors become exit codes.
+
+import { ApkError } from "@kiln/apk";
+import { index, signIndex } from "./commands/index-cmd.js";
+import { inspect } from "./commands/inspect.js";
+import { keygen } from "./commands/keygen.js";
+import { mkpkg } from "./commands/mkpkg.js";
+import { sign } from "./commands/sign.js";
+import { verify } from "./commands/verify.js";
+import { version } from "./commands/version.js";
+import { UserError, type Command, type Io } from "./util.js";
+
+export const COMMANDS: Command[] = [keygen, mkpkg, index, sign, signIndex, verify, inspect, version];
+
+function usage(): string {
+  const w = Math.max(...COMMANDS.map((c) => c.name.length));
+  return [
+    "kiln — build, sign, index and verify APK packages for a minimal glibc distribution",
+    "",
+    "usage: kiln COMMAND [OPTIONS]   (kiln COMMAND --help for details)",
+    "",
+    "commands:",
+    ...COMMANDS.map((c) => `  ${c.name.padEnd(w)}  ${c.summary}`),
+  ].join("\n");
+}
+
+export async function main(argv: string[], io: Io): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === "--help" || name === "-h" || name === "help") {
+    io.out(usage());
+    return name === undefined ? 2 : 0;
+  }
+  const cmd = COMMANDS.find((c) => c.name === name);
+  if (!cmd) {
+    io.err(`kiln: unknown command ${JSON.stringify(name)}\n\n${usage()}`);
+    return 2;
+  }
+  try {
+    return await cmd.run(rest, io);
+  } catch (e) {
+    if (e instanceof UserError) {
+      io.err(e.message.startsWith("kiln") ? e.message : `kiln ${cmd.name}: ${e.message}`);
+      return e.exitCode;
+    }
+    if (e instanceof ApkError) {
+      io.err(`kiln ${cmd.name}: ${e.message}`);
+      return 1;
+    }
+    io.err(`kiln ${cmd.name}: internal error: ${(e as Error).stack ?? String(e)}`);
+    return 70;
+  }
+}

@@ -1,0 +1,89 @@
+// Shared CLI plumbing: the user-error type, option parsing, key loading, output.
+
+import { readFile, readdir, stat } from "node:fs/promises";
+import { basename, join } from "node:path";
+import { parseArgs, type ParseArgsConfig } from "node:util";
+import { ApkError, Keyring, parsePublicKey, parseSigningKey, type SigningKey } from "@kiln/apk";
+
+/** An error the user can fix: printed as one line, exit status `exitCode`. */
+export class UserError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode = 1,
+  ) {
+    super(message);
+    this.name = "UserError";
+  }
+}
+
+export interface Command {
+  name: string;
+  summary: string;
+  usage: string;
+  run(argv: string[], io: Io): Promise<number>;
+}
+
+export interface Io {
+  out(line: string): void;
+  err(line: string): void;
+  env: NodeJS.ProcessEnv;
+}
+
+export type Options = NonNullable<ParseArgsConfig["options"]>;
+
+export function parse<T extends Options>(cmd: Command, argv: string[], options: T) {
+  try {
+    return parseArgs({ args: argv, options: { ...options, help: { type: "boolean", short: "h" } }, allowPositionals: true, strict: true });
+  } catch (e) {
+    throw new UserError(`kiln ${cmd.name}: ${(e as Error).message}\nusage: ${cmd.usage}`, 2);
+  }
+}
+
+export function sourceDateEpoch(env: NodeJS.ProcessEnv): number {
+  const v = env.SOURCE_DATE_EPOCH;
+  if (v === undefined || v === "") return 0; // reproducible by default
+  if (!/^\d+$/.test(v)) throw new UserError(`SOURCE_DATE_EPOCH must be a whole number of seconds, got ${JSON.stringify(v)}`);
+  return Number(v);
+}
+
+export async function loadSigningKey(path: string): Promise<SigningKey> {
+  let pem: Buffer;
+  try {
+    pem = await readFile(path);
+  } catch (e) {
+    throw new UserError(`signing key ${path}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (e as Error).message}`);
+  }
+  return parseSigningKey(pem, `${basename(path)}.pub`, path);
+}
+
+/** All public keys in a directory, by file name, as apk's keys directory. Unparsable files are skipped. */
+export async function loadKeyring(dirs: string[]): Promise<Keyring> {
+  const ring = new Keyring();
+  for (const dir of dirs) {
+    let names: string[];
+    try {
+      names = await readdir(dir);
+    } catch (e) {
+      throw new UserError(`keys directory ${dir}: ${(e as Error).message}`);
+    }
+    for (const name of names.sort()) {
+      const p = join(dir, name);
+      if (!(await stat(p)).isFile()) continue;
+      try {
+        ring.add(name, parsePublicKey(await readFile(p), p));
+      } catch (e) {
+        if (!(e instanceof ApkError)) throw e;
+      }
+    }
+  }
+  return ring;
+}
+
+export function help(cmd: Command, io: Io, details: string): number {
+  io.out(`kiln ${cmd.name} — ${cmd.summary}\n\nusage: ${cmd.usage}\n\n${details.trim()}`);
+  return 0;
+}
+
+export function asArray(v: unknown): string[] {
+  return v === undefined ? [] : Array.isArray(v) ? (v as string[]) : [v as string];
+}
