@@ -12,6 +12,12 @@ export interface IndexRecord extends PackageInfo {
   fileSize?: number;
   /** Lowercase fields this library does not interpret, in file order; they round-trip. */
   unknownFields: Array<[string, string]>;
+  /**
+   * Field letters in the order the parsed text had them, kept only when that
+   * differs from apk's order (tools disagree, e.g. some write k: after p:), so
+   * an index read from any tool re-serializes identically.
+   */
+  fieldOrder?: string[];
 }
 
 /** Field order apk writes. Unknown lowercase fields follow. */
@@ -77,6 +83,7 @@ export function parseIndexText(text: string, subject = "APKINDEX"): IndexRecord[
   const out: IndexRecord[] = [];
   let rec: IndexRecord | undefined;
   let recLine = 0;
+  let order: string[] = [];
   const lines = text.split("\n");
   // A trailing newline yields one empty string at the end; ignore it.
   if (lines.length && lines[lines.length - 1] === "") lines.pop();
@@ -85,8 +92,11 @@ export function parseIndexText(text: string, subject = "APKINDEX"): IndexRecord[
     if (!rec.name || !rec.version) {
       throw new ApkError("INVALID_FIELD", `${subject}:${recLine}: record lacks ${rec.name ? "V" : "P"}:`, { subject });
     }
+    const canonical = formatIndexFields(rec).map((l) => l[0]!);
+    if (canonical.join("") !== order.join("")) rec.fieldOrder = order;
     out.push(rec);
     rec = undefined;
+    order = [];
   };
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i]!;
@@ -104,6 +114,7 @@ export function parseIndexText(text: string, subject = "APKINDEX"): IndexRecord[
     const key = line[0]!;
     const value = line.slice(2);
     const where = `${subject}:${i + 1}`;
+    order.push(key);
     if (!applyIndexField(rec, key, value, where)) {
       if (key >= "A" && key <= "Z") {
         throw new ApkError("INVALID_FIELD", `${where}: unknown uppercase field ${key}: (apk would refuse to install this package)`, { subject });
@@ -122,8 +133,26 @@ function field(out: string[], key: string, value: string | number | undefined) {
   out.push(`${key}:${s}`);
 }
 
-/** The index lines of one record, in apk's order, without the terminating blank line. */
+/**
+ * The index lines of one record, without the terminating blank line: in the
+ * record's remembered order when it has one, else apk's order.
+ */
 export function formatIndexFields(rec: IndexRecord): string[] {
+  const lines = canonicalFields(rec);
+  if (!rec.fieldOrder) return lines;
+  const byKey = new Map<string, string[]>();
+  for (const l of lines) (byKey.get(l[0]!) ?? byKey.set(l[0]!, []).get(l[0]!)!).push(l);
+  const out: string[] = [];
+  for (const k of rec.fieldOrder) {
+    const l = byKey.get(k)?.shift();
+    if (l !== undefined) out.push(l);
+  }
+  // Fields added since parsing (not in the remembered order) follow in apk's order.
+  for (const l of lines) if (byKey.get(l[0]!)?.includes(l)) out.push(l);
+  return out;
+}
+
+function canonicalFields(rec: IndexRecord): string[] {
   const out: string[] = [];
   field(out, "C", rec.checksum);
   field(out, "P", rec.name);
