@@ -83,6 +83,10 @@ describe("apk-format.md §5 examples", () => {
     expect(isValidVersion("123456789012345678")).toBe(false);
     expect(isValidVersion("1.12345678901234567")).toBe(true);
     expect(isValidVersion("1.123456789012345678")).toBe(false);
+    // apk counts the last leading zero of a dot component into the number it reads
+    expect(isValidVersion("1.01234567890123456")).toBe(true);
+    expect(isValidVersion("1.012345678901234567")).toBe(false);
+    expect(isValidVersion("1.0000000000000000000000001")).toBe(true);
     expect(isValidVersion("1_p12345678901234567")).toBe(true);
     expect(isValidVersion("1_p123456789012345678")).toBe(false);
     expect(isValidVersion("1-r12345678901234567")).toBe(true);

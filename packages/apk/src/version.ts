@@ -189,11 +189,6 @@ export function isValidVersion(v: string): boolean {
   return tokenize(v).ok;
 }
 
-/** Throw ApkError INVALID_VERSION (with the reason) unless `v` is a valid version. */
-export function assertValidVersion(v: string): void {
-  tokensOf(v);
-}
-
 /** apk's ordering: -1 if a < b, 0 if equal, 1 if a > b. Throws ApkError INVALID_VERSION for an invalid input. */
 export function compareVersions(a: string, b: string): -1 | 0 | 1 {
   return compareTokens(tokensOf(a), tokensOf(b), false);
@@ -211,6 +206,10 @@ export function sortVersions(vs: readonly string[]): string[] {
  * `~1.6` is a prefix match on tokens: 1.6, 1.6.2, 1.6a, 1.6_rc1, 1.6-r3 match,
  * 1.60 and 1.06 do not. `>~` / `<~` are that fuzzy match or strictly
  * greater / less, so 1.6_rc1 satisfies `>~1.6` but not `>=1.6`.
+ *
+ * Some apk 2.x sources also call the versions fuzzy-equal when the *installed*
+ * version is the shorter one (1 "~" 1.6); that contradicts the documented
+ * prefix meaning and apk 3, so only `required` running out counts here.
  */
 export function versionSatisfies(version: string, op: VersionOp, required: string): boolean {
   const a = tokensOf(version);
