@@ -12,7 +12,7 @@ import { buildSignatureMember, checkSignature, type SignatureCheck, type SignOpt
 import { readBody, readHeader } from "./tar-read.js";
 import { encodeHeader, padding, ZERO_BLOCK } from "./tar.js";
 import { compareVersions } from "./version.js";
-import { validateDependencyList } from "./dependency.js";
+import { validateDependencyList, validateProvideList } from "./dependency.js";
 import { isValidVersion } from "./version.js";
 
 export const MAX_INDEX_SIZE = 1024 * 1024 * 1024;
@@ -125,7 +125,7 @@ export function validateIndexRecord(r: IndexRecord, where: string): void {
   if (!isValidVersion(r.version)) throw new ApkError("INVALID_VERSION", `${where}: invalid version ${JSON.stringify(r.version)}`, { subject: where });
   if (!r.arch) throw new ApkError("INVALID_FIELD", `${where}: missing arch`, { subject: where });
   validateDependencyList(r.depends, `${where} D:`);
-  validateDependencyList(r.provides.map((p) => p), `${where} p:`);
+  validateProvideList(r.provides, `${where} p:`);
   validateDependencyList(r.installIf, `${where} i:`);
 }
 

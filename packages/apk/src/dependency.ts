@@ -169,3 +169,16 @@ export function validateDependencyList(tokens: readonly string[], where: string)
   }
   return out;
 }
+
+/** Like validateDependencyList, for `provides` (name or name=version only); one error lists every bad token. */
+export function validateProvideList(tokens: readonly string[], where: string): void {
+  const bad: string[] = [];
+  for (const t of tokens) {
+    try {
+      parseProvide(t);
+    } catch (e) {
+      bad.push((e as Error).message);
+    }
+  }
+  if (bad.length) throw new ApkError("INVALID_DEPENDENCY", `${where}: ${bad.length} invalid provide${bad.length > 1 ? "s" : ""}: ${bad.join("; ")}`, { subject: where });
+}

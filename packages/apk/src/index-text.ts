@@ -172,7 +172,9 @@ function canonicalFields(rec: IndexRecord): string[] {
   if (rec.provides.length) field(out, "p", rec.provides.join(" "));
   if (rec.installIf.length) field(out, "i", rec.installIf.join(" "));
   for (const [k, v] of rec.unknownFields) {
-    if (KNOWN.has(k) || k.length !== 1) throw new ApkError("INVALID_FIELD", `unknown field name ${JSON.stringify(k)}`, { subject: k });
+    if (KNOWN.has(k) || k.length !== 1 || (k >= "A" && k <= "Z")) {
+      throw new ApkError("INVALID_FIELD", `cannot write field ${JSON.stringify(k)}: only unknown lowercase single-letter fields are carried (an unknown uppercase field makes apk refuse the package)`, { subject: k });
+    }
     field(out, k, v);
   }
   return out;

@@ -59,7 +59,7 @@ export {
 } from "./apkindex.js";
 export { verifyFile, sniffKind, indexRecordForPackage, resignPackage, type VerifyReport, type FileKind } from "./verify.js";
 export { isValidVersion, compareVersions, sortVersions, versionSatisfies } from "./version.js";
-export { parseDependency, formatDependency, parseProvide, packageSatisfies, validateDependencyList, type Dependency, type VersionOp } from "./dependency.js";
+export { parseDependency, formatDependency, parseProvide, packageSatisfies, validateDependencyList, validateProvideList, type Dependency, type VersionOp } from "./dependency.js";
 export {
   parseInstalledDb,
   formatInstalledDb,

@@ -172,6 +172,10 @@ export async function openPackage(source: AsyncIterable<Uint8Array>, opts: { sub
       if (!(await ms.nextMember())) throw new ApkError("TRUNCATED", `${subject}: no data member`, { subject });
       const seenDirs = new Set<string>();
       const files = new Set<string>();
+      // apk would let a later entry replace an earlier one of the same path; a
+      // directory turned into a symlink would then re-root the entries below it
+      // and defeat the escape checks, so a repeated path is refused.
+      const seenPaths = new Set<string>();
       let zeros = 0;
       for (;;) {
         const r = await readHeader(ms);
@@ -211,6 +215,8 @@ export async function openPackage(source: AsyncIterable<Uint8Array>, opts: { sub
           for await (const _ of body());
           continue;
         }
+        if (seenPaths.has(path)) throw new ApkError("BAD_ARCHIVE", `${subject}: ${path} appears twice in the archive`, { subject });
+        seenPaths.add(path);
         const parent = parentDir(path);
         if (parent !== "" && !seenDirs.has(parent)) {
           throw new ApkError("BAD_ARCHIVE", `${subject}: ${path} comes before an entry for its directory ${parent}/ (apk: "no dirent in archive")`, { subject });

@@ -18,7 +18,7 @@ import { formatPkgInfo, type PackageInfo } from "./pkginfo.js";
 import { identityOf, SCRIPT_NAMES } from "./package-read.js";
 import { buildSignatureMember } from "./signature.js";
 import { encodeHeader, padding, ZERO_BLOCK, type EntryType } from "./tar.js";
-import { validateDependencyList } from "./dependency.js";
+import { validateDependencyList, validateProvideList } from "./dependency.js";
 import { isValidVersion } from "./version.js";
 
 export type ScriptName = (typeof SCRIPT_NAMES)[number];
@@ -68,7 +68,7 @@ export function validatePackageInfo(info: PackageInfo, where = "package"): void 
   if (!isValidVersion(info.version)) throw new ApkError("INVALID_VERSION", `${where}: invalid version ${JSON.stringify(info.version)}`, { subject: "version" });
   if (!/^[a-z0-9_]+$/.test(info.arch)) throw new ApkError("INVALID_FIELD", `${where}: invalid arch ${JSON.stringify(info.arch)}`, { subject: "arch" });
   validateDependencyList(info.depends, `${where} depends`);
-  validateDependencyList(info.provides, `${where} provides`);
+  validateProvideList(info.provides, `${where} provides`);
   validateDependencyList(info.installIf, `${where} install_if`);
   validateDependencyList(info.replaces, `${where} replaces`);
 }

@@ -1,0 +1,420 @@
+// An image root kept as a tree of nodes, with file contents in a
+// content-addressed spool on disk. Packages are installed into it with apk's
+// rules (conflicts, replaces, installed database) but no install scripts run
+// and nothing is ever written outside the root: every path is resolved inside
+// the tree, with symlinks followed chroot-style (a link to `/` stays at the
+// root), before anything is placed.
+
+import { createHash } from "node:crypto";
+import { createReadStream, createWriteStream } from "node:fs";
+import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { join, posix } from "node:path";
+import { pipeline } from "node:stream/promises";
+import { Readable, Transform } from "node:stream";
+import {
+  ApkError,
+  encodeHeader,
+  formatInstalledDb,
+  formatRepositories,
+  formatWorld,
+  openPackage,
+  sortInstalled,
+  type DataEntry,
+  type InstalledDir,
+  type InstalledPackage,
+  type IndexRecord,
+  type TarHeader,
+} from "@kiln/apk";
+import type { RepoPackage } from "@kiln/repo";
+
+export type NodeType = "dir" | "file" | "symlink" | "char" | "block" | "fifo";
+
+export interface TreeNode {
+  path: string;
+  type: NodeType;
+  mode: number;
+  uid: number;
+  gid: number;
+  xattrs?: Record<string, Buffer>;
+  linkTarget?: string;
+  devMajor?: number;
+  devMinor?: number;
+  /** Content in the spool, by SHA-1 hex. */
+  blob?: { sha1: string; size: number };
+  /** Hard-link group: every node with the same id shares content. */
+  linkGroup?: number;
+  /** Package that placed it (absent for files kiln made). */
+  owner?: string;
+}
+
+export class InstallError extends Error {
+  constructor(
+    message: string,
+    readonly code: "CONFLICT" | "MALICIOUS_PATH" | "BAD_PACKAGE" | "INVALID_PATH",
+  ) {
+    super(message);
+    this.name = "InstallError";
+  }
+}
+
+const MAX_LINK_DEPTH = 40;
+
+interface Owner {
+  name: string;
+  origin: string;
+  replaces: Set<string>;
+}
+
+export class ImageRoot {
+  readonly nodes = new Map<string, TreeNode>();
+  readonly installed: InstalledPackage[] = [];
+  private readonly scripts: Array<{ name: string; body: Buffer }> = [];
+  private readonly triggers: string[] = [];
+  private readonly owners = new Map<string, Owner>();
+  private nextLinkGroup = 1;
+
+  constructor(readonly spoolDir: string) {
+    this.nodes.set("", { path: "", type: "dir", mode: 0o755, uid: 0, gid: 0 });
+  }
+
+  /**
+   * Canonical path of `path` inside the root. Symlinks in the parent
+   * components are followed (and the last one when `followLast`), `..` stops at
+   * the root, so the result can never name anything outside it.
+   */
+  resolve(path: string, followLast: boolean): string {
+    let pending = path.split("/").filter((s) => s !== "" && s !== ".");
+    const out: string[] = [];
+    let depth = 0;
+    while (pending.length) {
+      const part = pending.shift()!;
+      if (part === "..") {
+        out.pop();
+        continue;
+      }
+      const candidate = [...out, part].join("/");
+      const node = this.nodes.get(candidate);
+      if (node?.type === "symlink" && (pending.length > 0 || followLast)) {
+        if (++depth > MAX_LINK_DEPTH) throw new InstallError(`${path}: too many levels of symbolic links`, "INVALID_PATH");
+        const target = node.linkTarget ?? "";
+        const tparts = target.split("/").filter((s) => s !== "" && s !== ".");
+        if (target.startsWith("/")) out.length = 0;
+        pending = [...tparts, ...pending];
+        continue;
+      }
+      out.push(part);
+    }
+    return out.join("/");
+  }
+
+  get(path: string): TreeNode | undefined {
+    return this.nodes.get(this.resolve(path, false));
+  }
+
+  /** Ensure a directory exists (mkdir -p inside the root); returns its canonical path. */
+  mkdirp(path: string, meta: { mode?: number; uid?: number; gid?: number; owner?: string } = {}): string {
+    const canon = this.resolve(path, true);
+    const parts = canon.split("/").filter(Boolean);
+    let cur = "";
+    for (const p of parts) {
+      cur = cur ? `${cur}/${p}` : p;
+      const n = this.nodes.get(cur);
+      if (!n) {
+        const node: TreeNode = { path: cur, type: "dir", mode: meta.mode ?? 0o755, uid: meta.uid ?? 0, gid: meta.gid ?? 0 };
+        if (meta.owner) node.owner = meta.owner;
+        this.nodes.set(cur, node);
+      } else if (n.type !== "dir") {
+        throw new InstallError(`${path}: ${cur} exists and is a ${n.type}, not a directory`, "CONFLICT");
+      }
+    }
+    return canon;
+  }
+
+  /** Store content in the spool; returns its SHA-1. */
+  async spool(content: AsyncIterable<Uint8Array> | Uint8Array, expectSha1?: string): Promise<{ sha1: string; size: number }> {
+    await mkdir(this.spoolDir, { recursive: true });
+    const h = createHash("sha1");
+    let size = 0;
+    const tmp = join(this.spoolDir, `tmp-${process.pid}-${Math.random().toString(36).slice(2)}`);
+    const src = content instanceof Uint8Array ? Readable.from([Buffer.from(content)]) : Readable.from(content);
+    await pipeline(
+      src,
+      new Transform({
+        transform(chunk: Buffer, _e, cb) {
+          h.update(chunk);
+          size += chunk.length;
+          cb(null, Buffer.from(chunk));
+        },
+      }),
+      createWriteStream(tmp),
+    );
+    const sha1 = h.digest("hex");
+    if (expectSha1 && expectSha1 !== sha1) {
+      await rm(tmp, { force: true });
+      throw new InstallError(`content does not match its checksum`, "BAD_PACKAGE");
+    }
+    await rename(tmp, join(this.spoolDir, sha1));
+    return { sha1, size };
+  }
+
+  blobPath(sha1: string): string {
+    return join(this.spoolDir, sha1);
+  }
+
+  async readText(path: string): Promise<string | undefined> {
+    const n = this.get(path);
+    if (!n || n.type !== "file" || !n.blob) return undefined;
+    return readFile(this.blobPath(n.blob.sha1), "utf8");
+  }
+
+  async writeFile(path: string, content: string | Uint8Array, meta: { mode?: number; uid?: number; gid?: number } = {}): Promise<void> {
+    const parent = this.mkdirp(posix.dirname(path) === "." ? "" : posix.dirname(path));
+    const canon = (parent ? `${parent}/` : "") + posix.basename(path);
+    const existing = this.nodes.get(canon);
+    if (existing && existing.type === "dir") throw new InstallError(`${path} is a directory`, "CONFLICT");
+    const blob = await this.spool(typeof content === "string" ? Buffer.from(content) : content);
+    this.nodes.set(canon, { path: canon, type: "file", mode: meta.mode ?? existing?.mode ?? 0o644, uid: meta.uid ?? existing?.uid ?? 0, gid: meta.gid ?? existing?.gid ?? 0, blob });
+  }
+
+  private conflictAllowed(newOwner: Owner, existing: TreeNode): "overwrite" | "keep" | false {
+    if (!existing.owner) return "overwrite";
+    if (existing.owner === newOwner.name) return "overwrite";
+    const old = this.owners.get(existing.owner);
+    if (newOwner.replaces.has(existing.owner)) return "overwrite";
+    if (old && old.origin === newOwner.origin) return "overwrite";
+    if (old?.replaces.has(newOwner.name)) return "keep";
+    return false;
+  }
+
+  /** Install one package file whose index record is `pkg`; verifies identity and datahash. */
+  async installPackage(file: string, pkg: RepoPackage): Promise<void> {
+    const rec = pkg.record;
+    const label = `${rec.name}-${rec.version}`;
+    const reader = await openPackage(createReadStream(file), { subject: file });
+    try {
+      if (rec.checksum && reader.head.checksum !== rec.checksum) {
+        throw new InstallError(`${label}: package bytes differ from the index (C:${reader.head.checksum} vs C:${rec.checksum})`, "BAD_PACKAGE");
+      }
+      const info = reader.head.info;
+      const owner: Owner = { name: rec.name, origin: info.origin ?? rec.origin ?? rec.name, replaces: new Set(info.replaces.map((r) => r.replace(/[<>=~].*$/, ""))) };
+      this.owners.set(rec.name, owner);
+      const dirs: InstalledDir[] = [];
+      const dirIndex = new Map<string, InstalledDir>();
+      const dbDir = (p: string) => {
+        let d = dirIndex.get(p);
+        if (!d) {
+          d = { path: p, files: [], extra: [] };
+          dirIndex.set(p, d);
+          dirs.push(d);
+        }
+        return d;
+      };
+      const pkgPathToCanon = new Map<string, string>();
+      for await (const e of reader.entries()) {
+        await this.installEntry(e, owner, label, pkgPathToCanon, dbDir);
+      }
+      const record: IndexRecord = { ...rec, replaces: info.replaces, unknownFields: [...rec.unknownFields] };
+      delete record.fieldOrder;
+      const ip: InstalledPackage = { record, dirs, extra: [] };
+      if (info.replacesPriority !== undefined) ip.replacesPriority = info.replacesPriority;
+      this.installed.push(ip);
+      for (const [name, body] of reader.head.controlFiles) {
+        if (/^\.(pre|post)-(install|upgrade|deinstall)$|^\.trigger$/.test(name)) {
+          this.scripts.push({ name: `${rec.name}-${rec.version}.${reader.head.checksum}.${name.slice(1)}`, body });
+        }
+      }
+      if (info.triggers.length) this.triggers.push(`${reader.head.checksum} ${info.triggers.join(" ")}`);
+    } catch (e) {
+      if (e instanceof ApkError) throw new InstallError(`${label}: ${e.message}`, e.code === "MALICIOUS_PATH" ? "MALICIOUS_PATH" : "BAD_PACKAGE");
+      throw e;
+    } finally {
+      await reader.close();
+    }
+  }
+
+  private async installEntry(e: DataEntry, owner: Owner, label: string, pkgPathToCanon: Map<string, string>, dbDir: (p: string) => InstalledDir): Promise<void> {
+    const slash = e.path.lastIndexOf("/");
+    const pkgParent = slash < 0 ? "" : e.path.slice(0, slash);
+    const base = slash < 0 ? e.path : e.path.slice(slash + 1);
+    if (e.type === "dir") {
+      const canon = this.resolve(e.path, true);
+      const existing = this.nodes.get(canon);
+      if (existing && existing.type !== "dir") {
+        throw new InstallError(`${label}: directory ${e.path} conflicts with a ${existing.type} from ${existing.owner ?? "the image"}`, "CONFLICT");
+      }
+      if (!existing) {
+        this.mkdirp(posix.dirname(canon) === "." ? "" : posix.dirname(canon));
+        const node: TreeNode = { path: canon, type: "dir", mode: e.mode, uid: e.uid, gid: e.gid, owner: owner.name };
+        if (Object.keys(e.xattrs).length) node.xattrs = e.xattrs;
+        this.nodes.set(canon, node);
+      }
+      pkgPathToCanon.set(e.path, canon);
+      const d = dbDir(e.path);
+      if (e.mode !== 0o755) d.mode = e.mode;
+      if (e.uid) d.uid = e.uid;
+      if (e.gid) d.gid = e.gid;
+      return;
+    }
+    const parent = this.resolve(pkgParent, true);
+    const pnode = this.nodes.get(parent);
+    if (!pnode || pnode.type !== "dir") {
+      throw new InstallError(`${label}: ${e.path}: parent ${pkgParent || "/"} resolves to ${parent ? `/${parent}` : "/"}, which is ${pnode ? `a ${pnode.type}` : "missing"}`, "INVALID_PATH");
+    }
+    const canon = parent ? `${parent}/${base}` : base;
+    const node: TreeNode = { path: canon, type: e.type === "hardlink" ? "file" : e.type, mode: e.mode, uid: e.uid, gid: e.gid, owner: owner.name };
+    if (Object.keys(e.xattrs).length) node.xattrs = e.xattrs;
+    let zsum: string | undefined;
+    if (e.type === "file") {
+      node.blob = await this.spool(e.content(), e.sha1);
+      zsum = "Q1" + Buffer.from(node.blob.sha1, "hex").toString("base64");
+    } else if (e.type === "symlink") {
+      node.linkTarget = e.linkTarget!;
+      zsum = "Q1" + createHash("sha1").update(e.linkTarget!).digest("base64");
+    } else if (e.type === "hardlink") {
+      const targetCanon = pkgPathToCanon.get(e.linkTarget!);
+      const target = targetCanon !== undefined ? this.nodes.get(targetCanon) : undefined;
+      if (!target || target.type !== "file") throw new InstallError(`${label}: hard link ${e.path} -> ${e.linkTarget}: target not installed by this package`, "BAD_PACKAGE");
+      target.linkGroup ??= this.nextLinkGroup++;
+      node.blob = target.blob!;
+      node.linkGroup = target.linkGroup;
+      node.mode = target.mode;
+      zsum = "Q1" + Buffer.from(target.blob!.sha1, "hex").toString("base64");
+    } else {
+      if (e.devMajor !== undefined) node.devMajor = e.devMajor;
+      if (e.devMinor !== undefined) node.devMinor = e.devMinor;
+    }
+    const existing = this.nodes.get(canon);
+    if (existing) {
+      const same =
+        existing.type === node.type &&
+        existing.mode === node.mode &&
+        existing.uid === node.uid &&
+        existing.gid === node.gid &&
+        existing.blob?.sha1 === node.blob?.sha1 &&
+        existing.linkTarget === node.linkTarget;
+      if (existing.type === "dir") {
+        throw new InstallError(`${label}: ${e.path} conflicts with directory /${canon}`, "CONFLICT");
+      }
+      if (!same) {
+        const verdict = this.conflictAllowed(owner, existing);
+        if (verdict === false) {
+          throw new InstallError(`file conflict: /${canon} is in both ${existing.owner} and ${owner.name} (${label}); declare replaces to allow it`, "CONFLICT");
+        }
+        if (verdict === "keep") {
+          pkgPathToCanon.set(e.path, canon);
+          return;
+        }
+      }
+    }
+    this.nodes.set(canon, node);
+    pkgPathToCanon.set(e.path, canon);
+    const f: InstalledDir["files"][number] = { name: base, extra: [] };
+    if (node.mode !== 0o644) f.mode = node.mode;
+    if (node.uid) f.uid = node.uid;
+    if (node.gid) f.gid = node.gid;
+    if (zsum) f.checksum = zsum;
+    dbDir(pkgParent).files.push(f);
+  }
+
+  /** Write apk's state so `apk` works in the image later. */
+  async writeApkState(opts: { world: string[]; repositories: Array<{ tag?: string; url: string }>; arch: string; keys: Array<{ name: string; pem: Uint8Array }> }): Promise<void> {
+    // On a merged-usr root lib → usr/lib; resolve() follows it.
+    await this.writeFile("lib/apk/db/installed", formatInstalledDb(sortInstalled(this.installed)));
+    await this.writeFile("lib/apk/db/triggers", this.triggers.length ? this.triggers.join("\n") + "\n" : "");
+    await this.writeFile("lib/apk/db/lock", "", { mode: 0o600 });
+    await this.writeFile("lib/apk/db/scripts.tar", scriptsTar(this.scripts));
+    this.mkdirp("etc/apk/keys");
+    this.mkdirp("var/cache/apk");
+    await this.writeFile("etc/apk/world", formatWorld(opts.world));
+    await this.writeFile("etc/apk/repositories", formatRepositories(opts.repositories));
+    await this.writeFile("etc/apk/arch", `${opts.arch}\n`);
+    for (const k of [...opts.keys].sort((a, b) => (a.name < b.name ? -1 : 1))) await this.writeFile(`etc/apk/keys/${k.name}`, k.pem);
+  }
+
+  /** Nodes sorted by path; hard-link groups lead with their first path. */
+  sorted(filter?: (n: TreeNode) => boolean): TreeNode[] {
+    return [...this.nodes.values()].filter((n) => n.path !== "" && (!filter || filter(n))).sort((a, b) => Buffer.compare(Buffer.from(a.path), Buffer.from(b.path)));
+  }
+
+  /** A tar stream of the given nodes (all by default) with every parent directory included. */
+  async *tar(opts: { mtime: number; nodes?: TreeNode[] }): AsyncGenerator<Uint8Array> {
+    const chosen = opts.nodes ?? this.sorted();
+    const set = new Map(chosen.map((n) => [n.path, n]));
+    for (const n of chosen) {
+      for (let p = posix.dirname(n.path); p !== "." && p !== ""; p = posix.dirname(p)) {
+        if (set.has(p)) break;
+        const d = this.nodes.get(p);
+        if (d) set.set(p, d);
+      }
+    }
+    const all = [...set.values()].sort((a, b) => Buffer.compare(Buffer.from(a.path), Buffer.from(b.path)));
+    const firstOfGroup = new Map<number, string>();
+    for (const n of all) {
+      const h: TarHeader = { path: n.path + (n.type === "dir" ? "/" : ""), type: n.type, mode: n.mode, uid: n.uid, gid: n.gid, size: 0, mtime: opts.mtime };
+      if (n.xattrs) h.pax = Object.fromEntries(Object.entries(n.xattrs).map(([k, v]) => [`SCHILY.xattr.${k}`, v]));
+      if (n.type === "symlink") h.linkTarget = n.linkTarget!;
+      if (n.type === "char" || n.type === "block") {
+        h.devMajor = n.devMajor ?? 0;
+        h.devMinor = n.devMinor ?? 0;
+      }
+      if (n.type === "file" && n.linkGroup !== undefined) {
+        const first = firstOfGroup.get(n.linkGroup);
+        if (first !== undefined) {
+          yield encodeHeader({ ...h, type: "hardlink", linkTarget: first });
+          continue;
+        }
+        firstOfGroup.set(n.linkGroup, n.path);
+      }
+      if (n.type === "file") {
+        h.size = n.blob!.size;
+        yield encodeHeader(h);
+        for await (const c of createReadStream(this.blobPath(n.blob!.sha1))) yield c as Buffer;
+        const pad = (512 - (h.size % 512)) % 512;
+        if (pad) yield new Uint8Array(pad);
+      } else {
+        yield encodeHeader(h);
+      }
+    }
+    yield new Uint8Array(1024);
+  }
+
+  /** Installed size of everything (regular file bytes). */
+  get contentSize(): number {
+    let s = 0;
+    const seen = new Set<number>();
+    for (const n of this.nodes.values()) {
+      if (n.type !== "file" || !n.blob) continue;
+      if (n.linkGroup !== undefined) {
+        if (seen.has(n.linkGroup)) continue;
+        seen.add(n.linkGroup);
+      }
+      s += n.blob.size;
+    }
+    return s;
+  }
+}
+
+function scriptsTar(scripts: Array<{ name: string; body: Buffer }>): Buffer {
+  const parts: Uint8Array[] = [];
+  for (const s of [...scripts].sort((a, b) => (a.name < b.name ? -1 : 1))) {
+    parts.push(encodeHeader({ path: s.name, type: "file", mode: 0o755, uid: 0, gid: 0, size: s.body.length, mtime: 0 }), s.body, new Uint8Array((512 - (s.body.length % 512)) % 512));
+  }
+  parts.push(new Uint8Array(1024));
+  return Buffer.concat(parts);
+}
+
+export async function writeDirAtomic(dir: string, write: (tmp: string) => Promise<void>): Promise<void> {
+  const tmp = `${dir}.kiln-tmp-${process.pid}`;
+  await rm(tmp, { recursive: true, force: true });
+  try {
+    await mkdir(tmp, { recursive: true });
+    await write(tmp);
+    await rm(dir, { recursive: true, force: true });
+    await rename(tmp, dir);
+  } catch (e) {
+    await rm(tmp, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+export { writeFile as writeHostFile };

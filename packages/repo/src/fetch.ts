@@ -1,0 +1,132 @@
+// Fetching bytes by URL: local paths, file://, http(s):// (and s3:// through
+// an injected client). Transient failures are retried with backoff; a 404 is
+// final and reported as such.
+
+import { createReadStream } from "node:fs";
+import { stat } from "node:fs/promises";
+import { fileURLToPath } from "node:url";
+import { Readable } from "node:stream";
+
+export class FetchError extends Error {
+  constructor(
+    message: string,
+    readonly url: string,
+    readonly status?: number,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = "FetchError";
+  }
+  get notFound(): boolean {
+    return this.status === 404;
+  }
+}
+
+export interface Validator {
+  etag?: string;
+  lastModified?: string;
+}
+
+export type FetchResult =
+  | { status: "ok"; body: AsyncIterable<Uint8Array>; size?: number; validator: Validator }
+  | { status: "not-modified" };
+
+export interface Fetcher {
+  /** Fetch `url`; with `validator`, may answer not-modified. */
+  get(url: string, validator?: Validator): Promise<FetchResult>;
+}
+
+export function isLocal(url: string): boolean {
+  return url.startsWith("file:") || !/^[a-z][a-z0-9+.-]*:\/\//i.test(url);
+}
+
+export function localPath(url: string): string {
+  return url.startsWith("file:") ? fileURLToPath(url) : url;
+}
+
+/** Join a repository base and a relative path, for URLs and paths alike. */
+export function joinUrl(base: string, rel: string): string {
+  return base.replace(/\/+$/, "") + "/" + rel;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export interface HttpFetcherOptions {
+  retries?: number;
+  /** Base delay for exponential backoff, ms. */
+  backoffMs?: number;
+  timeoutMs?: number;
+  headers?: Record<string, string>;
+}
+
+/** Local files and HTTP(S). */
+export class DefaultFetcher implements Fetcher {
+  constructor(
+    private readonly opts: HttpFetcherOptions = {},
+    private readonly s3?: Fetcher,
+  ) {}
+
+  async get(url: string, validator?: Validator): Promise<FetchResult> {
+    if (url.startsWith("s3://")) {
+      if (!this.s3) throw new FetchError(`${url}: s3:// repositories need an S3 client (give --endpoint-url / credentials)`, url);
+      return this.s3.get(url, validator);
+    }
+    if (isLocal(url)) return this.getLocal(url, validator);
+    return this.getHttp(url, validator);
+  }
+
+  private async getLocal(url: string, validator?: Validator): Promise<FetchResult> {
+    const p = localPath(url);
+    const st = await stat(p).catch((e: NodeJS.ErrnoException) => {
+      throw new FetchError(`${p}: ${e.code === "ENOENT" ? "not found" : e.message}`, url, e.code === "ENOENT" ? 404 : undefined, { cause: e });
+    });
+    if (!st.isFile()) throw new FetchError(`${p}: not a regular file`, url);
+    const lastModified = `${st.mtimeMs}:${st.size}`;
+    if (validator?.lastModified === lastModified) return { status: "not-modified" };
+    return { status: "ok", body: createReadStream(p), size: st.size, validator: { lastModified } };
+  }
+
+  private async getHttp(url: string, validator?: Validator): Promise<FetchResult> {
+    const retries = this.opts.retries ?? 4;
+    let lastErr: unknown;
+    for (let attempt = 0; attempt <= retries; attempt++) {
+      if (attempt) await sleep((this.opts.backoffMs ?? 200) * 2 ** (attempt - 1));
+      const headers: Record<string, string> = { ...this.opts.headers };
+      if (validator?.etag) headers["if-none-match"] = validator.etag;
+      if (validator?.lastModified) headers["if-modified-since"] = validator.lastModified;
+      let res: Response;
+      try {
+        res = await fetch(url, { headers, signal: AbortSignal.timeout(this.opts.timeoutMs ?? 120_000) });
+      } catch (e) {
+        lastErr = new FetchError(`${url}: ${(e as Error).message}`, url, undefined, { cause: e });
+        continue;
+      }
+      if (res.status === 304) return { status: "not-modified" };
+      if (res.ok && res.body) {
+        const v: Validator = {};
+        const etag = res.headers.get("etag");
+        const lm = res.headers.get("last-modified");
+        if (etag) v.etag = etag;
+        if (lm) v.lastModified = lm;
+        const len = res.headers.get("content-length");
+        const r: FetchResult = { status: "ok", body: Readable.fromWeb(res.body as import("node:stream/web").ReadableStream<Uint8Array>), validator: v };
+        if (len) r.size = Number(len);
+        return r;
+      }
+      await res.body?.cancel();
+      const err = new FetchError(`${url}: HTTP ${res.status} ${res.statusText}`, url, res.status);
+      if (res.status === 429 || res.status >= 500) {
+        lastErr = err;
+        continue;
+      }
+      throw err;
+    }
+    throw lastErr;
+  }
+}
+
+export async function readAll(body: AsyncIterable<Uint8Array>): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const c of body) parts.push(Buffer.from(c));
+  return Buffer.concat(parts);
+}
