@@ -1,0 +1,89 @@
+// What an image config adds on top of the installed packages: accounts,
+// path mutations and os-release. apko does the same without running scripts.
+
+import type { ImageConfig } from "./config.js";
+import { ImageRoot, InstallError } from "./root.js";
+
+function parseColonFile(text: string | undefined): string[][] {
+  return (text ?? "").split("\n").filter((l) => l.trim() !== "").map((l) => l.split(":"));
+}
+
+export async function applyAccounts(root: ImageRoot, cfg: ImageConfig): Promise<void> {
+  if (!cfg.users.length && !cfg.groups.length) return;
+  const passwd = parseColonFile(await root.readText("etc/passwd"));
+  const group = parseColonFile(await root.readText("etc/group"));
+  if (!passwd.some((p) => p[0] === "root")) passwd.unshift(["root", "x", "0", "0", "root", "/root", "/bin/sh"]);
+  if (!group.some((g) => g[0] === "root")) group.unshift(["root", "x", "0", ""]);
+  for (const g of cfg.groups) {
+    const existing = group.find((x) => x[0] === g.groupname);
+    if (existing) {
+      existing[2] = String(g.gid);
+      existing[3] = g.members.join(",");
+    } else group.push([g.groupname, "x", String(g.gid), g.members.join(",")]);
+  }
+  for (const u of cfg.users) {
+    const row = [u.username, "x", String(u.uid), String(u.gid), u.username, u.homedir, u.shell];
+    const i = passwd.findIndex((x) => x[0] === u.username);
+    if (i >= 0) passwd[i] = row;
+    else passwd.push(row);
+    if (!group.some((g) => g[2] === String(u.gid))) group.push([u.username, "x", String(u.gid), ""]);
+    if (!root.get(u.homedir.replace(/^\/+/, ""))) root.mkdirp(u.homedir.replace(/^\/+/, ""), { mode: 0o755, uid: u.uid, gid: u.gid });
+  }
+  await root.writeFile("etc/passwd", passwd.map((r) => r.join(":")).join("\n") + "\n", { mode: 0o644 });
+  await root.writeFile("etc/group", group.map((r) => r.join(":")).join("\n") + "\n", { mode: 0o644 });
+}
+
+export async function applyPaths(root: ImageRoot, cfg: ImageConfig): Promise<void> {
+  for (const [i, p] of cfg.paths.entries()) {
+    const where = `${cfg.file}: paths[${i}] (${p.path})`;
+    const rel = p.path.replace(/^\/+/, "");
+    switch (p.type) {
+      case "directory":
+        root.mkdirp(rel, { mode: p.permissions ?? 0o755, uid: p.uid, gid: p.gid });
+        setMeta(root, rel, p.permissions, p.uid, p.gid, false);
+        break;
+      case "empty-file":
+        await root.writeFile(rel, "", { mode: p.permissions ?? 0o644, uid: p.uid, gid: p.gid });
+        break;
+      case "symlink": {
+        const parent = root.mkdirp(rel.includes("/") ? rel.slice(0, rel.lastIndexOf("/")) : "");
+        const canon = (parent ? `${parent}/` : "") + rel.slice(rel.lastIndexOf("/") + 1);
+        const existing = root.nodes.get(canon);
+        if (existing && existing.type === "dir") throw new InstallError(`${where}: a directory exists there`, "CONFLICT");
+        root.nodes.set(canon, { path: canon, type: "symlink", mode: 0o777, uid: p.uid, gid: p.gid, linkTarget: p.source! });
+        break;
+      }
+      case "hardlink": {
+        const src = root.get(p.source!.replace(/^\/+/, ""));
+        if (!src || src.type !== "file") throw new InstallError(`${where}: hardlink source ${p.source} is not a regular file in the image`, "INVALID_PATH");
+        const parent = root.mkdirp(rel.includes("/") ? rel.slice(0, rel.lastIndexOf("/")) : "");
+        const canon = (parent ? `${parent}/` : "") + rel.slice(rel.lastIndexOf("/") + 1);
+        src.linkGroup ??= 1_000_000 + i;
+        root.nodes.set(canon, { ...src, path: canon });
+        break;
+      }
+      case "permissions":
+        setMeta(root, rel, p.permissions, p.uid, p.gid, p.recursive, where);
+        break;
+    }
+  }
+}
+
+function setMeta(root: ImageRoot, rel: string, mode: number | undefined, uid: number, gid: number, recursive: boolean, where = rel): void {
+  const canon = root.resolve(rel, true);
+  const n = root.nodes.get(canon);
+  if (!n) throw new InstallError(`${where}: no such path in the image`, "INVALID_PATH");
+  const targets = recursive ? [...root.nodes.values()].filter((x) => x.path === canon || x.path.startsWith(canon + "/")) : [n];
+  for (const t of targets) {
+    if (mode !== undefined && t.type !== "symlink") t.mode = mode;
+    t.uid = uid;
+    t.gid = gid;
+  }
+}
+
+export async function applyOsRelease(root: ImageRoot, cfg: ImageConfig): Promise<void> {
+  if (!cfg.osRelease) return;
+  const keys: Record<string, string> = { id: "ID", name: "NAME", "pretty-name": "PRETTY_NAME", "version-id": "VERSION_ID", "home-url": "HOME_URL" };
+  const lines = Object.entries(cfg.osRelease).map(([k, v]) => `${keys[k] ?? k.toUpperCase()}="${v.replace(/["\\$`]/g, "\\$&")}"`);
+  await root.writeFile("etc/os-release", lines.join("\n") + "\n");
+}
