@@ -2,6 +2,7 @@
 
 import { ApkError } from "@kiln/apk";
 import { index, signIndex } from "./commands/index-cmd.js";
+import { image } from "./commands/image.js";
 import { inspect } from "./commands/inspect.js";
 import { keygen } from "./commands/keygen.js";
 import { mkpkg } from "./commands/mkpkg.js";
@@ -10,7 +11,7 @@ import { verify } from "./commands/verify.js";
 import { version } from "./commands/version.js";
 import { UserError, type Command, type Io } from "./util.js";
 
-export const COMMANDS: Command[] = [keygen, mkpkg, index, sign, signIndex, verify, inspect, version];
+export const COMMANDS: Command[] = [keygen, mkpkg, index, sign, signIndex, verify, inspect, version, image];
 
 function usage(): string {
   const w = Math.max(...COMMANDS.map((c) => c.name.length));
@@ -42,8 +43,14 @@ export async function main(argv: string[], io: Io): Promise<number> {
       io.err(e.message.startsWith("kiln") ? e.message : `kiln ${cmd.name}: ${e.message}`);
       return e.exitCode;
     }
-    if (e instanceof ApkError) {
+    // Library errors that carry a code (ApkError, ConfigError, RepositoryError,
+    // ResolveError, InstallError, OciError, file-system errors…) concern the
+    // user's input or environment: one clear message, no stack.
+    const code = (e as { code?: unknown }).code;
+    if (e instanceof ApkError || (e instanceof Error && typeof code === "string")) {
       io.err(`kiln ${cmd.name}: ${e.message}`);
+      const explanation = (e as { explanation?: unknown }).explanation;
+      if (Array.isArray(explanation)) for (const line of explanation) io.err(`  ${String(line)}`);
       return 1;
     }
     io.err(`kiln ${cmd.name}: internal error: ${(e as Error).stack ?? String(e)}`);

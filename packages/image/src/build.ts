@@ -1,0 +1,258 @@
+// Building an image: resolve the config's packages from its signed
+// repositories (or take them from a lock file), fetch and verify them, install
+// them into a root, apply accounts/paths, and write the OCI output. Plan is
+// `resolveImage` (pure over loaded indexes); `buildImage` does the I/O.
+
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { basename, join } from "node:path";
+import { Keyring, parsePublicKey } from "@kiln/apk";
+import { fetchPackages, loadRepositories, parseRepositoryRef, resolve, DefaultFetcher, type Fetcher, type RepoPackage, type RepositoryRef, type Resolution } from "@kiln/repo";
+import { OCI_PLATFORM, type ImageConfig } from "./config.js";
+import { applyAccounts, applyOsRelease, applyPaths } from "./mutate.js";
+import { writeOciImage, type ArchImage, type OciOutputFormat, type OciWriteResult } from "./oci/index.js";
+import { ImageRoot } from "./root.js";
+import { imageSbom } from "./sbom.js";
+
+export interface ImageContext {
+  /** Extra trusted keys: name → PEM. */
+  extraKeys?: Array<{ name: string; pem: Buffer }>;
+  extraRepositories?: string[];
+  allowUntrusted?: boolean;
+  cacheDir?: string;
+  fetcher?: Fetcher;
+  sourceDateEpoch?: number;
+  /** purl namespace / distribution id for the SBOM. */
+  distro?: string;
+  onProgress?: (msg: string) => void;
+}
+
+export interface LockEntry {
+  name: string;
+  version: string;
+  url: string;
+  repository: string;
+  checksum: string;
+  size?: number;
+}
+
+export interface LockFile {
+  version: "kiln-lock/v1";
+  config: { packages: string[]; repositories: string[] };
+  contents: Record<string, LockEntry[]>;
+}
+
+export class ImageBuildError extends Error {
+  constructor(
+    message: string,
+    readonly code: "LOCK_MISMATCH" | "KEYRING" | "OUTPUT",
+  ) {
+    super(message);
+    this.name = "ImageBuildError";
+  }
+}
+
+async function loadKeys(cfg: ImageConfig, ctx: ImageContext, fetcher: Fetcher): Promise<{ ring: Keyring; keys: Array<{ name: string; pem: Buffer }> }> {
+  const ring = new Keyring();
+  const keys: Array<{ name: string; pem: Buffer }> = [];
+  for (const k of cfg.keyring) {
+    let pem: Buffer;
+    try {
+      const r = await fetcher.get(k);
+      if (r.status !== "ok") throw new Error("not modified");
+      const parts: Buffer[] = [];
+      for await (const c of r.body) parts.push(Buffer.from(c));
+      pem = Buffer.concat(parts);
+    } catch (e) {
+      throw new ImageBuildError(`${cfg.file}: contents.keyring: cannot read ${k}: ${(e as Error).message}`, "KEYRING");
+    }
+    const name = basename(k.replace(/[?#].*$/, ""));
+    ring.add(name, parsePublicKey(pem, k));
+    keys.push({ name, pem });
+  }
+  for (const k of ctx.extraKeys ?? []) {
+    ring.add(k.name, parsePublicKey(k.pem, k.name));
+    keys.push(k);
+  }
+  return { ring, keys };
+}
+
+function repoRefs(cfg: ImageConfig, ctx: ImageContext): RepositoryRef[] {
+  return [...cfg.repositories, ...cfg.buildRepositories, ...(ctx.extraRepositories ?? [])].map(parseRepositoryRef);
+}
+
+export interface ResolvedImage {
+  arch: string;
+  resolution: Resolution;
+}
+
+/** Resolve the config's packages for each arch (indexes are fetched and verified). */
+export async function resolveImage(cfg: ImageConfig, ctx: ImageContext, lock?: LockFile): Promise<{ resolved: ResolvedImage[]; keys: Array<{ name: string; pem: Buffer }> }> {
+  const fetcher = ctx.fetcher ?? new DefaultFetcher();
+  const { ring, keys } = await loadKeys(cfg, ctx, fetcher);
+  const repos = repoRefs(cfg, ctx);
+  if (lock) checkLockMatches(cfg, lock);
+  const resolved: ResolvedImage[] = [];
+  for (const arch of cfg.archs) {
+    const repoCtx = { keyring: ring, fetcher, ...(ctx.allowUntrusted ? { allowUntrusted: true } : {}), ...(ctx.cacheDir ? { cacheDir: ctx.cacheDir } : {}) };
+    const { packages } = await loadRepositories(repos, arch, repoCtx);
+    if (lock) {
+      const entries = lock.contents[arch];
+      if (!entries) throw new ImageBuildError(`lock file has no packages for ${arch}`, "LOCK_MISMATCH");
+      const chosen: RepoPackage[] = entries.map((e) => {
+        const p = packages.find((x) => x.record.name === e.name && x.record.version === e.version && x.record.checksum === e.checksum);
+        if (!p) throw new ImageBuildError(`locked ${e.name}-${e.version} (C:${e.checksum}) is not in the repositories any more, or its bytes changed; run kiln image lock again`, "LOCK_MISMATCH");
+        return p;
+      });
+      resolved.push({ arch, resolution: { packages: chosen, world: cfg.packages } });
+    } else {
+      resolved.push({ arch, resolution: resolve(cfg.packages, packages, { arch }) });
+    }
+  }
+  return { resolved, keys };
+}
+
+export function checkLockMatches(cfg: ImageConfig, lock: LockFile): void {
+  if (lock.version !== "kiln-lock/v1") throw new ImageBuildError(`unsupported lock file version ${JSON.stringify(lock.version)}`, "LOCK_MISMATCH");
+  const want = [...cfg.packages].sort();
+  const have = [...lock.config.packages].sort();
+  const added = want.filter((p) => !have.includes(p));
+  const removed = have.filter((p) => !want.includes(p));
+  if (added.length || removed.length) {
+    throw new ImageBuildError(
+      `${cfg.file} no longer matches the lock file (${[...added.map((a) => `+${a}`), ...removed.map((r) => `-${r}`)].join(" ")}); run kiln image lock again`,
+      "LOCK_MISMATCH",
+    );
+  }
+  const archs = Object.keys(lock.contents).sort().join(",");
+  if (archs !== [...cfg.archs].sort().join(",")) throw new ImageBuildError(`lock file covers ${archs}, the config asks for ${cfg.archs.join(",")}`, "LOCK_MISMATCH");
+}
+
+export function makeLock(cfg: ImageConfig, resolved: ResolvedImage[]): LockFile {
+  const contents: Record<string, LockEntry[]> = {};
+  for (const r of resolved) {
+    contents[r.arch] = r.resolution.packages.map((p) => {
+      const e: LockEntry = { name: p.record.name, version: p.record.version, url: p.url, repository: p.repo.url, checksum: p.record.checksum ?? "" };
+      if (p.record.fileSize !== undefined) e.size = p.record.fileSize;
+      return e;
+    });
+  }
+  return { version: "kiln-lock/v1", config: { packages: [...cfg.packages], repositories: [...cfg.repositories, ...cfg.buildRepositories] }, contents };
+}
+
+export interface BuildImageOptions {
+  out: string;
+  format: OciOutputFormat;
+  tag?: string;
+  lock?: LockFile;
+  /** Where to write the SPDX SBOM(s); default beside the output. */
+  sbomDir?: string;
+}
+
+export interface BuiltImage {
+  result: OciWriteResult;
+  resolved: ResolvedImage[];
+  sboms: string[];
+  created: string;
+  contentBytes: number;
+}
+
+export async function buildImage(cfg: ImageConfig, ctx: ImageContext, opts: BuildImageOptions): Promise<BuiltImage> {
+  const log = ctx.onProgress ?? (() => undefined);
+  const fetcher = ctx.fetcher ?? new DefaultFetcher();
+  const { resolved, keys } = await resolveImage(cfg, { ...ctx, fetcher }, opts.lock);
+  const work = await mkdtemp(join(tmpdir(), "kiln-image-"));
+  try {
+    const images: ArchImage[] = [];
+    const roots: Array<{ arch: string; root: ImageRoot; pkgs: RepoPackage[] }> = [];
+    let newest = 0;
+    let contentBytes = 0;
+    for (const { arch, resolution } of resolved) {
+      log(`${arch}: ${resolution.packages.length} packages resolved`);
+      const files = await fetchPackages(resolution.packages, { keyring: new Keyring(), fetcher, ...(ctx.cacheDir ? { cacheDir: ctx.cacheDir } : {}), concurrency: 4 });
+      const root = new ImageRoot(join(work, `spool-${arch}`));
+      for (const [i, p] of resolution.packages.entries()) {
+        log(`${arch}: install ${p.record.name}-${p.record.version}`);
+        await root.installPackage(files[i]!, p);
+        newest = Math.max(newest, p.record.buildDate ?? 0);
+      }
+      await applyAccounts(root, cfg);
+      await applyPaths(root, cfg);
+      await applyOsRelease(root, cfg);
+      const runtimeRepos = (cfg.runtimeRepositories.length ? cfg.runtimeRepositories : cfg.repositories).map(parseRepositoryRef);
+      await root.writeApkState({ world: cfg.packages, repositories: runtimeRepos, arch, keys });
+      contentBytes += root.contentSize;
+      roots.push({ arch, root, pkgs: resolution.packages });
+    }
+    const epoch = ctx.sourceDateEpoch ?? newest;
+    const created = new Date(epoch * 1000).toISOString().replace(/\.\d{3}Z$/, "Z");
+    for (const { arch, root, pkgs } of roots) {
+      const platform = OCI_PLATFORM[arch] ?? { architecture: arch };
+      const layers = planLayers(root, pkgs, cfg.layering?.budget ?? 1, epoch);
+      const img: ArchImage = {
+        arch: platform.architecture,
+        created,
+        layers: layers.map((l) => l.source),
+        history: layers.map((l) => ({ createdBy: "kiln", comment: l.comment })),
+        env: Object.entries(cfg.environment).map(([k, v]) => `${k}=${v}`).sort(),
+      };
+      if (platform.variant) img.variant = platform.variant;
+      if (cfg.entrypoint) img.entrypoint = cfg.entrypoint;
+      if (cfg.cmd) img.cmd = cfg.cmd;
+      if (cfg.workDir) img.workingDir = cfg.workDir;
+      if (cfg.runAs) img.user = cfg.runAs;
+      if (cfg.stopSignal) img.stopSignal = cfg.stopSignal;
+      if (cfg.volumes.length) img.volumes = cfg.volumes;
+      if (Object.keys(cfg.annotations).length) img.annotations = cfg.annotations;
+      images.push(img);
+    }
+    log(`writing ${opts.format} ${opts.out}`);
+    const spec = { images, tag: opts.tag ?? "latest", ...(Object.keys(cfg.annotations).length ? { annotations: cfg.annotations } : {}) };
+    const result = await writeOciImage(spec, opts.out, opts.format);
+    const sboms: string[] = [];
+    const sbomDir = opts.sbomDir;
+    for (const { arch, pkgs } of roots) {
+      const doc = imageSbom(pkgs, { name: basename(cfg.file).replace(/\.ya?ml$/, ""), arch, created, namespace: ctx.distro ?? "kiln", imageDigest: result.digest });
+      const file = sbomDir ? join(sbomDir, `sbom-${arch}.spdx.json`) : `${opts.out.replace(/\/+$/, "")}.sbom-${arch}.spdx.json`;
+      await writeFile(file, JSON.stringify(doc, null, 2) + "\n");
+      sboms.push(file);
+    }
+    return { result, resolved, sboms, created, contentBytes };
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+interface PlannedLayer {
+  comment: string;
+  source: () => AsyncIterable<Uint8Array>;
+}
+
+/**
+ * Layers by origin (apko's `layering: {strategy: origin, budget}`): the
+ * largest origins get a layer each, up to budget-1, so bases shared between
+ * images share layers; everything else, and what kiln generated, goes last.
+ */
+export function planLayers(root: ImageRoot, pkgs: RepoPackage[], budget: number, mtime: number): PlannedLayer[] {
+  const all = root.sorted();
+  if (budget <= 1) return [{ comment: "all packages", source: () => root.tar({ mtime }) }];
+  const originOf = new Map(pkgs.map((p) => [p.record.name, p.record.origin ?? p.record.name]));
+  const size = new Map<string, number>();
+  for (const n of all) {
+    const o = n.owner ? originOf.get(n.owner) : undefined;
+    if (o && n.type !== "dir") size.set(o, (size.get(o) ?? 0) + (n.blob?.size ?? 0) + 512);
+  }
+  const ranked = [...size.entries()].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).slice(0, budget - 1).map(([o]) => o).sort();
+  const own = new Set(ranked);
+  const layers: PlannedLayer[] = ranked.map((o) => {
+    const nodes = all.filter((n) => n.type !== "dir" && n.owner && originOf.get(n.owner) === o);
+    return { comment: `origin ${o}`, source: () => root.tar({ mtime, nodes }) };
+  });
+  const rest = all.filter((n) => n.type === "dir" || !n.owner || !own.has(originOf.get(n.owner) ?? ""));
+  layers.push({ comment: "other packages and image configuration", source: () => root.tar({ mtime, nodes: rest }) });
+  return layers;
+}
+
+export async function readLock(file: string): Promise<LockFile> {
+  return JSON.parse(await readFile(file, "utf8")) as LockFile;
+}

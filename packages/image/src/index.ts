@@ -1,0 +1,24 @@
+// @kiln/image: image configs (apko format), installing resolved packages into
+// a root, OCI layouts/archives and registry push, image SBOMs.
+
+export { parseImageConfig, loadImageConfig, imageConfigSchema, shellWords, hostArch as hostApkArch, ARCH_ALIASES, OCI_PLATFORM, type ImageConfig, type ImageConfigInput, type PathMutation } from "./config.js";
+export { loadYaml, ConfigError, formatProblem, dotted, type Problem, type LoadedYaml } from "./yaml-load.js";
+export { ImageRoot, InstallError, writeDirAtomic, type TreeNode, type NodeType } from "./root.js";
+export { applyAccounts, applyPaths, applyOsRelease } from "./mutate.js";
+export { imageSbom, type SbomOptions } from "./sbom.js";
+export {
+  buildImage,
+  resolveImage,
+  makeLock,
+  readLock,
+  checkLockMatches,
+  planLayers,
+  ImageBuildError,
+  type ImageContext,
+  type LockFile,
+  type LockEntry,
+  type BuildImageOptions,
+  type BuiltImage,
+  type ResolvedImage,
+} from "./build.js";
+export * from "./oci/index.js";
