@@ -5,9 +5,11 @@
 
 import { parseArgs } from "node:util";
 import { apkBenchmarks } from "./apk.mjs";
+import { imageBenchmarks } from "./image.mjs";
+import { resolverBenchmarks } from "./resolver.mjs";
 
 const { values } = parseArgs({ options: { only: { type: "string" }, json: { type: "boolean" } } });
-const groups = { apk: apkBenchmarks };
+const groups = { apk: apkBenchmarks, resolver: resolverBenchmarks, image: imageBenchmarks };
 const results = [];
 for (const [name, fn] of Object.entries(groups)) {
   if (values.only && values.only !== name) continue;

@@ -5,6 +5,7 @@ export { parseImageConfig, loadImageConfig, imageConfigSchema, shellWords, hostA
 export { loadYaml, ConfigError, formatProblem, dotted, type Problem, type LoadedYaml } from "./yaml-load.js";
 export { ImageRoot, InstallError, writeDirAtomic, type TreeNode, type NodeType } from "./root.js";
 export { applyAccounts, applyPaths, applyOsRelease } from "./mutate.js";
+export { materializeRoot, removeTree } from "./materialize.js";
 export { imageSbom, type SbomOptions } from "./sbom.js";
 export {
   buildImage,

@@ -15,4 +15,4 @@ export {
   type RepoContext,
   type LoadedIndex,
 } from "./repository.js";
-export { resolve, ResolveError } from "./resolver.js";
+export { resolve, ResolveError, Resolver, type ResolveOptions, type ResolveErrorCode } from "./resolver.js";

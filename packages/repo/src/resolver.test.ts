@@ -61,17 +61,25 @@ function shuffle<T>(xs: readonly T[], seed: number): T[] {
   return out;
 }
 
+const cleanProvides = new WeakMap<IndexRecord, string[]>();
+const parsedDeps = new Map<string, Dependency>();
+const dep = (t: string): Dependency => parsedDeps.get(t) ?? parsedDeps.set(t, parseDependency(t)).get(t)!;
+
 /** packageSatisfies over the provides apk can parse (the real index has `pc:librtmp=v2.4`). */
-function satisfies(rec: IndexRecord, dep: Dependency): boolean {
-  const provides = rec.provides.filter((p) => {
-    try {
-      parseProvide(p);
-      return true;
-    } catch {
-      return false;
-    }
-  });
-  return packageSatisfies({ name: rec.name, version: rec.version, provides }, dep);
+function satisfies(rec: IndexRecord, d: Dependency): boolean {
+  let provides = cleanProvides.get(rec);
+  if (!provides) {
+    provides = rec.provides.filter((p) => {
+      try {
+        parseProvide(p);
+        return true;
+      } catch {
+        return false;
+      }
+    });
+    cleanProvides.set(rec, provides);
+  }
+  return packageSatisfies({ name: rec.name, version: rec.version, provides }, d);
 }
 
 /**
@@ -88,7 +96,7 @@ function checkConsistent(requests: string[], r: Resolution): void {
   const pos = new Map(recs.map((x, i) => [x, i] as const));
   const depEdges = new Map<IndexRecord, IndexRecord[]>();
   for (const tok of requests) {
-    const d = parseDependency(tok);
+    const d = dep(tok);
     const hit = recs.filter((x) => satisfies(x, d));
     if (d.conflict) expect(hit, `request ${tok}`).toEqual([]);
     else expect(hit.length, `request ${tok}`).toBeGreaterThan(0);
@@ -96,7 +104,7 @@ function checkConsistent(requests: string[], r: Resolution): void {
   for (const x of recs) {
     const edges: IndexRecord[] = [];
     for (const tok of x.depends) {
-      const d = parseDependency(tok);
+      const d = dep(tok);
       const hit = recs.filter((y) => y !== x && satisfies(y, d));
       if (d.conflict) {
         expect(hit.map((y) => y.name), `${x.name} depends on ${tok}`).toEqual([]);
@@ -535,6 +543,88 @@ describe("resolve: determinism and install order", () => {
   });
 });
 
+describe("resolve: completeness against brute force", () => {
+  // Small random universes (no virtual provides, no tags: the documented
+  // policy limits do not apply), compared with an exhaustive search over
+  // every subset: resolve must succeed exactly when some valid set exists.
+  function rng(seed: number): () => number {
+    let x = seed >>> 0;
+    return () => ((x = (Math.imul(x, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+  }
+
+  function universe(seed: number): { repo: RepoPackage[]; requests: string[] } {
+    const r = rng(seed);
+    const names = ["a", "b", "c", "d", "e"];
+    const ops = [">=", "<", "=", "~", ">"];
+    const repo: RepoPackage[] = [];
+    const constraint = (n: string): string => {
+      const x = r();
+      if (x < 0.5) return n;
+      return `${n}${ops[Math.floor(r() * ops.length)]}${1 + Math.floor(r() * 3)}`;
+    };
+    for (const n of names) {
+      const nv = 1 + Math.floor(r() * 3);
+      for (let v = 1; v <= nv; v++) {
+        if (repo.length >= 11) break;
+        const deps: string[] = [];
+        for (const m of names) {
+          if (m === n) continue;
+          const x = r();
+          if (x < 0.25) deps.push(constraint(m));
+          else if (x < 0.32) deps.push("!" + constraint(m));
+        }
+        const provides = r() < 0.15 ? [`so:lib${names[Math.floor(r() * names.length)]}.so=${v}`] : [];
+        if (r() < 0.2) deps.push(constraint(`so:lib${names[Math.floor(r() * names.length)]}.so`));
+        repo.push(pkg(`${n}-${v}.0-r0`, { D: deps.join(" ") || undefined, p: provides.join(" ") || undefined }));
+      }
+    }
+    const requests = [constraint(names[Math.floor(r() * 2)]!)];
+    if (r() < 0.7) requests.push(constraint(names[2 + Math.floor(r() * 3)]!));
+    if (r() < 0.2) requests.push("!" + constraint(names[Math.floor(r() * names.length)]!));
+    return { repo, requests };
+  }
+
+  function valid(set: IndexRecord[], requests: string[]): boolean {
+    const slots = new Map<string, IndexRecord>();
+    for (const x of set) {
+      for (const n of [x.name, ...x.provides.map((p) => parseProvide(p).name)]) {
+        const h = slots.get(n);
+        if (h && h !== x) return false;
+        slots.set(n, x);
+      }
+    }
+    const holds = (d: Dependency, self?: IndexRecord): boolean =>
+      d.conflict ? !set.some((y) => y !== self && satisfies(y, { ...d, conflict: false })) : set.some((y) => satisfies(y, d));
+    return requests.every((t) => holds(dep(t))) && set.every((x) => x.depends.every((t) => holds(dep(t), x)));
+  }
+
+  it("finds a solution exactly when one exists (400 random universes)", () => {
+    let solvable = 0;
+    for (let seed = 1; seed <= 400; seed++) {
+      const { repo, requests } = universe(seed);
+      const recs = repo.map((p) => p.record);
+      let exists = false;
+      for (let mask = 0; mask < 1 << recs.length && !exists; mask++) exists = valid(recs.filter((_, i) => mask & (1 << i)), requests);
+      let got: Resolution | undefined;
+      try {
+        got = resolve(requests, repo);
+      } catch (e) {
+        if (!(e instanceof ResolveError)) throw e;
+        expect(e.code).toBe("UNSATISFIABLE");
+        expect(e.explanation.length).toBeGreaterThan(0);
+      }
+      expect(got !== undefined, `seed ${seed}: ${requests.join(" ")} over ${recs.map((x) => `${x.name}-${x.version}[${x.depends.join(",")}|${x.provides.join(",")}]`).join(" ")}`).toBe(exists);
+      if (got) {
+        expect(valid(got.packages.map((p) => p.record), requests), `seed ${seed}`).toBe(true);
+        checkConsistent(requests, got);
+        solvable++;
+      }
+    }
+    expect(solvable).toBeGreaterThan(50);
+    expect(solvable).toBeLessThan(390);
+  });
+});
+
 // --- the real Alpine 3.16 main index ---------------------------------------------
 
 describe("resolve: Alpine 3.16 main index", () => {
@@ -573,7 +663,7 @@ describe("resolve: Alpine 3.16 main index", () => {
       for (const rp of available) {
         const rec = rp.record;
         if (!rec.installIf.length || names.includes(rec.name)) continue;
-        const holds = rec.installIf.every((t) => chosen.some((c) => satisfies(c, parseDependency(t))));
+        const holds = rec.installIf.every((t) => chosen.some((c) => satisfies(c, dep(t))));
         expect(holds, `${rec.name} install_if ${rec.installIf.join(" ")}`).toBe(false);
       }
     });

@@ -23,7 +23,7 @@
 //
 // * Candidates the solver may *select* for a dependency, in preference order:
 //   1. packages named `name`: newest version first, then the repository listed
-//      first in `available`;
+//      first in `available` (repositories are ordered by first appearance);
 //   2. packages with a versioned provide of `name`: highest provider_priority,
 //      then newest provided version, then repository order, then name;
 //   3. packages with a virtual provide of `name` that have provider_priority:
@@ -31,9 +31,14 @@
 //   4. only when 1–3 are empty and every virtual provider has the same package
 //      name (exactly one candidate package), that package.
 //   A virtual provider without provider_priority among several is never
-//   selected on its own: the dependency waits until everything else is
-//   chosen, and if nothing selected by then provides it, resolution fails
-//   naming the providers.
+//   selected on its own (apk's is_provider_auto_selectable): the dependency
+//   waits until everything else is chosen, and if nothing selected by then
+//   provides the name, resolution fails naming the providers.
+//   Unlike apk, which compares provided versions before provider_priority
+//   across real and providing packages alike, a package of the requested name
+//   always comes first: `dnsmasq` gets dnsmasq, not dnsmasq-dnssec.
+//   Remaining ties (the same name and version in one repository twice) are
+//   broken by checksum, so the output does not depend on input order.
 //
 // * Repository tags: a package from a repository with `tag` set may be
 //   selected only for a dependency that may use that tag: a request or
@@ -61,6 +66,8 @@
 // * Install order: a depth-first post-order over "depends on" edges, roots and
 //   edges in name order, so every package follows what it depends on; an edge
 //   closing a cycle is the one dropped, decided by that same name order.
+//
+// * `preferNewest` is accepted and changes nothing: newest-first is the rule.
 //
 // Known limits: a dependency that has selectable candidates is always
 // satisfied by selecting one of them, never left for a hidden (virtual
@@ -113,7 +120,6 @@ interface Pkg {
   rec: IndexRecord;
   name: string;
   version: string;
-  label: string;
   repoOrder: number;
   tag: string | undefined;
   priority: number | undefined;
@@ -176,6 +182,8 @@ interface Evaluation {
 }
 
 const MAX_EXPLANATION = 20;
+const PROVIDE_JUNK = /[<>~\s]/;
+const DEP_NAME_END = /[@<>=~]/;
 const MAX_RECORDED = 400;
 
 function repoKey(r: RepositoryRef): string {
@@ -204,19 +212,26 @@ export class Resolver {
   private readonly statics = new Map<string, StaticInfo>();
   private readonly depCache = new Map<string, Dep>();
   private readonly installIfNames: string[];
+  private readonly triggers = new Map<number, string[]>();
 
   constructor(available: readonly RepoPackage[], opts: ResolveOptions = {}) {
     const repoOrder = new Map<string, number>();
+    const repoOrderByRef = new Map<RepositoryRef, number>();
     const installIf = new Set<string>();
+    const byName = this.byName;
     for (const rp of available) {
       const rec = rp.record;
-      const rk = repoKey(rp.repo);
-      let order = repoOrder.get(rk);
+      let order = repoOrderByRef.get(rp.repo);
       if (order === undefined) {
-        order = repoOrder.size;
-        repoOrder.set(rk, order);
-        this.repos.push(rp.repo);
-        if (rp.repo.tag !== undefined) this.tags.add(rp.repo.tag);
+        const rk = repoKey(rp.repo);
+        order = repoOrder.get(rk);
+        if (order === undefined) {
+          order = repoOrder.size;
+          repoOrder.set(rk, order);
+          this.repos.push(rp.repo);
+          if (rp.repo.tag !== undefined) this.tags.add(rp.repo.tag);
+        }
+        repoOrderByRef.set(rp.repo, order);
       }
       if (opts.arch !== undefined && rec.arch !== opts.arch && rec.arch !== "noarch") {
         let s = this.archDropped.get(rec.name);
@@ -224,45 +239,63 @@ export class Resolver {
         s.add(rec.arch);
         continue;
       }
-      if (!this.validVersion(rec.version)) continue; // unorderable: never selectable
       const id = this.pkgs.length;
-      const own = new Map<string, Entry>();
-      own.set(rec.name, { pkg: id, version: rec.version, kind: 0 });
-      for (const tok of rec.provides) {
-        // Split by hand (the index has thousands of provides; parseProvide
-        // validates names too). A provide whose version apk cannot order
-        // (`pc:librtmp=v2.4` is in Alpine 3.16) still provides the name, to
-        // unversioned dependencies only.
-        if (tok === "" || /[<>~\s]/.test(tok)) continue;
-        const eq = tok.indexOf("=");
-        const name = eq < 0 ? tok : tok.slice(0, eq);
-        if (name === "" || name === rec.name) continue;
-        const prev = own.get(name);
-        if (eq >= 0) {
-          if (!prev || prev.kind === 2) own.set(name, { pkg: id, version: tok.slice(eq + 1), kind: 1 });
-        } else if (!prev) own.set(name, { pkg: id, version: undefined, kind: 2 });
-      }
       const pkg: Pkg = {
         id,
         rp,
         rec,
         name: rec.name,
         version: rec.version,
-        label: `${rec.name}-${rec.version}`,
         repoOrder: order,
         tag: rp.repo.tag,
         priority: rec.providerPriority,
-        names: [...own.keys()],
-        versionedSlots: [],
+        names: [rec.name],
+        versionedSlots: [rec.name],
         virtualSlots: [],
       };
-      for (const [name, e] of own) {
-        (e.kind === 2 ? pkg.virtualSlots : pkg.versionedSlots).push(name);
-        let list = this.byName.get(name);
-        if (!list) this.byName.set(name, (list = []));
-        list.push(e);
+      const entries: Entry[] = [{ pkg: id, version: rec.version, kind: 0 }];
+      for (const tok of rec.provides) {
+        // Split by hand: the index has thousands of provides, and parseProvide
+        // also validates names. A provide whose version apk cannot order
+        // (`pc:librtmp=v2.4` is in Alpine 3.16) still provides the name, to
+        // unversioned dependencies only (see info()).
+        if (tok === "" || PROVIDE_JUNK.test(tok)) continue;
+        const eq = tok.indexOf("=");
+        const name = eq < 0 ? tok : tok.slice(0, eq);
+        if (name === "") continue;
+        const at = pkg.names.indexOf(name);
+        if (at >= 0) {
+          // Repeated name: a versioned provide beats a virtual one.
+          const prev = entries[at]!;
+          if (prev.kind === 2 && eq >= 0) {
+            prev.kind = 1;
+            prev.version = tok.slice(eq + 1);
+            pkg.virtualSlots.splice(pkg.virtualSlots.indexOf(name), 1);
+            pkg.versionedSlots.push(name);
+          }
+          continue;
+        }
+        pkg.names.push(name);
+        if (eq >= 0) {
+          entries.push({ pkg: id, version: tok.slice(eq + 1), kind: 1 });
+          pkg.versionedSlots.push(name);
+        } else {
+          entries.push({ pkg: id, version: undefined, kind: 2 });
+          pkg.virtualSlots.push(name);
+        }
       }
-      if (rec.installIf.length) installIf.add(rec.name);
+      for (let i = 0; i < entries.length; i++) {
+        const name = pkg.names[i]!;
+        const list = byName.get(name);
+        if (list) list.push(entries[i]!);
+        else byName.set(name, [entries[i]!]);
+      }
+      if (rec.installIf.length) {
+        installIf.add(rec.name);
+        const triggers: string[] = [];
+        for (const t of rec.installIf) if (!t.startsWith("!")) triggers.push(t.split(DEP_NAME_END, 1)[0]!);
+        this.triggers.set(id, triggers);
+      }
       this.pkgs.push(pkg);
     }
     this.installIfNames = [...installIf].sort();
@@ -291,6 +324,10 @@ export class Resolver {
   get installIfCandidates(): readonly string[] {
     return this.installIfNames;
   }
+  /** @internal Names the package's non-conflict install_if entries refer to (unparsed, for a quick check). */
+  installIfTriggerNames(id: number): readonly string[] | undefined {
+    return this.triggers.get(id);
+  }
   /** @internal */
   entries(name: string): readonly Entry[] {
     return this.byName.get(name) ?? [];
@@ -309,7 +346,7 @@ export class Resolver {
   }
 
   /** compareVersions, with versions apk cannot order sorting below all others. */
-  private compareLoose(a: string, b: string): number {
+  compareLoose(a: string, b: string): number {
     const va = this.validVersion(a);
     const vb = this.validVersion(b);
     if (va && vb) return compareVersions(a, b);
@@ -355,6 +392,7 @@ export class Resolver {
     const versioned: Entry[] = [];
     const virtual: Entry[] = [];
     for (const e of this.entries(name)) {
+      if (!this.validVersion(this.pkgs[e.pkg]!.version)) continue; // apk cannot order it: never selectable
       let ok: boolean;
       if (op === undefined || version === undefined) ok = true;
       else if (e.version === undefined || !this.validVersion(e.version)) ok = false;
@@ -384,6 +422,10 @@ export class Resolver {
     this.statics.set(dep.key, s);
     return s;
   }
+}
+
+function label(p: Pkg): string {
+  return `${p.name}-${p.version}`;
 }
 
 function cmpStr(a: string, b: string): number {
@@ -492,7 +534,7 @@ class Search {
   private choose(c: number, via: Via): void {
     const p = this.P[c]!;
     const parsed = this.r.parsed(p);
-    if ("broken" in parsed) throw new Error(`internal: selecting broken package ${p.label}`);
+    if ("broken" in parsed) throw new Error(`internal: selecting broken package ${label(p)}`);
     const level = this.stack.length;
     this.stack.push({ pkg: c, via, pendingLen: this.pending.length });
     this.levelOf[c] = level;
@@ -635,13 +677,17 @@ class Search {
 
   private addInstallIf(): void {
     const r = this.r;
+    const present = (n: string): boolean => (this.providers.get(n)?.length ?? 0) > 0;
     let changed = true;
     while (changed) {
       changed = false;
       for (const name of r.installIfCandidates) {
         const holder = this.slotHolder.get(name);
         if (holder !== undefined && this.P[holder]!.name === name) continue;
-        const self: Dep = r.dep(name);
+        // Quick check on unparsed trigger names before any real work.
+        const own = r.entries(name).filter((e) => e.kind === 0);
+        if (!own.some((e) => r.installIfTriggerNames(e.pkg)?.every(present))) continue;
+        const self: Dep = { d: { name, conflict: false }, token: name, key: depKey({ name, conflict: false }) };
         for (const c of r.info(self).order) {
           const p = this.P[c]!;
           if (p.name !== name || p.rec.installIf.length === 0) continue;
@@ -732,10 +778,10 @@ class Search {
     const p = this.P[id]!;
     const level = this.levelOf[id]!;
     const via = level >= 0 ? this.stack[level]!.via : undefined;
-    if (!via) return p.label;
-    if (via.kind === "installIf") return `${p.label} (install_if ${via.entries.map((e) => e.token).join(" ")})`;
-    if (via.pd.parent < 0) return via.pd.dep.d.name === p.name ? p.label : `request ${via.pd.dep.token} → ${p.label}`;
-    return `${this.chainOfPkg(via.pd.parent)} → ${p.label}`;
+    if (!via) return label(p);
+    if (via.kind === "installIf") return `${label(p)} (install_if ${via.entries.map((e) => e.token).join(" ")})`;
+    if (via.pd.parent < 0) return via.pd.dep.d.name === p.name ? label(p) : `request ${via.pd.dep.token} → ${label(p)}`;
+    return `${this.chainOfPkg(via.pd.parent)} → ${label(p)}`;
   }
 
   /** How a selected package got selected: `by app-1.0-r0 → libfoo<2`. */
@@ -774,12 +820,12 @@ class Search {
     }
     const info = r.info(pd.dep);
     if (info.match.size === 0) {
-      const ids = [...new Set(entries.map((e) => e.pkg))].sort((a, b) => -compareVersions(this.P[a]!.version, this.P[b]!.version) || a - b);
+      const ids = [...new Set(entries.map((e) => e.pkg))].sort((a, b) => -r.compareLoose(this.P[a]!.version, this.P[b]!.version) || a - b);
       const provided = new Map(entries.map((e) => [e.pkg, e] as const));
       return `only ${this.listWithRepos(ids, (p) => {
         const e = provided.get(p.id)!;
-        if (e.kind === 0) return p.label;
-        return e.kind === 1 ? `${p.label} (provides ${name}=${e.version})` : `${p.label} (provides ${name} without a version)`;
+        if (e.kind === 0) return label(p);
+        return e.kind === 1 ? `${label(p)} (provides ${name}=${e.version})` : `${label(p)} (provides ${name} without a version)`;
       })}`;
     }
     const parts: string[] = [];
@@ -792,7 +838,7 @@ class Search {
       const names = [...new Set(info.virtualOnly.map((id) => this.P[id]!.name))];
       parts.push(`${JSON.stringify(name)} is virtual, provided by ${names.slice(0, 12).join(", ")}${names.length > 12 ? ", …" : ""} with no provider_priority and none of them selected; request one of them`);
     } else if (info.virtualOnly.length && parts.length === 0) {
-      parts.push(`only providers without provider_priority remain (${info.virtualOnly.map((id) => this.P[id]!.label).join(", ")}), and none is selected`);
+      parts.push(`only providers without provider_priority remain (${info.virtualOnly.map((id) => label(this.P[id]!)).join(", ")}), and none is selected`);
     }
     return parts.join("; ") || "no selectable candidate";
   }
@@ -801,19 +847,19 @@ class Search {
     const p = this.P[c]!;
     switch (b.kind) {
       case "broken":
-        return `${p.label} has an unparseable dependency list (${b.why})`;
+        return `${label(p)} has an unparseable dependency list (${b.why})`;
       case "tag":
-        return `${p.label} is only in repository ${repoText(p.rp.repo)}, which serves only ${p.name}@${p.tag} requests`;
+        return `${label(p)} is only in repository ${repoText(p.rp.repo)}, which serves only ${p.name}@${p.tag} requests`;
       case "slot": {
         const q = this.P[b.by]!;
-        if (q.name === p.name) return `${p.label} cannot be installed: ${q.label} is already selected${this.selectedBy(b.by)}`;
-        return `${p.label} and ${q.label} both provide ${JSON.stringify(b.slot)}${this.selectedBy(b.by)}`;
+        if (q.name === p.name) return `${label(p)} cannot be installed: ${label(q)} is already selected${this.selectedBy(b.by)}`;
+        return `${label(p)} and ${label(q)} both provide ${JSON.stringify(b.slot)}${this.selectedBy(b.by)}`;
       }
       case "conflictBy":
-        if (b.by < 0) return `${p.label} conflicts with request ${b.dep.token}`;
-        return `${p.label} conflicts with ${this.P[b.by]!.label}, which depends on ${b.dep.token}${this.selectedBy(b.by)}`;
+        if (b.by < 0) return `${label(p)} conflicts with request ${b.dep.token}`;
+        return `${label(p)} conflicts with ${label(this.P[b.by]!)}, which depends on ${b.dep.token}${this.selectedBy(b.by)}`;
       case "conflictsWith":
-        return `${p.label} depends on ${b.dep.token} but ${this.P[b.by]!.label} is selected${this.selectedBy(b.by)}`;
+        return `${label(p)} depends on ${b.dep.token} but ${label(this.P[b.by]!)} is selected${this.selectedBy(b.by)}`;
     }
   }
 }

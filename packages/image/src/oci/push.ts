@@ -34,7 +34,7 @@ export interface PushOptions {
   chunkThreshold?: number;
   /** Chunk size for PATCH uploads (default 16 MiB). */
   chunkSize?: number;
-  /** Per-request timeout in ms while waiting for response headers (default 120 000). */
+  /** Timeout in ms for requests without a streamed body (pings, HEADs, manifests; default 120 000). */
   timeoutMs?: number;
   /** Progress: each blob found, pushed, and each manifest put. */
   onEvent?: (e: PushEvent) => void;
@@ -223,10 +223,13 @@ class RegistryClient {
       const headers: Record<string, string> = { "user-agent": "kiln", ...init.headers };
       if (this.authorization) headers.authorization = this.authorization;
       let res: Response;
+      let body: Body | undefined;
       try {
-        const body = init.body?.();
+        body = init.body?.();
         const ac = new AbortController();
-        const timer = setTimeout(() => ac.abort(new Error(`no response within ${this.timeoutMs} ms`)), this.timeoutMs);
+        // A streamed upload may take long; undici's own inactivity timeouts cover it.
+        const streamed = body !== undefined && !(body instanceof Uint8Array);
+        const timer = streamed ? undefined : setTimeout(() => ac.abort(new Error(`no response within ${this.timeoutMs} ms`)), this.timeoutMs);
         try {
           res = await fetch(url, {
             method,
@@ -237,6 +240,9 @@ class RegistryClient {
           } as RequestInit);
         } finally {
           clearTimeout(timer);
+          // A file stream the server did not (fully) read must not keep its descriptor open.
+          const d = (body as { destroy?: () => void } | undefined)?.destroy;
+          if (typeof d === "function") d.call(body);
         }
       } catch (e) {
         if (e instanceof OciError) throw e;
@@ -266,7 +272,12 @@ class RegistryClient {
           await sleep(wait);
           continue;
         }
-        throw new OciError("REGISTRY", `${method} ${url}: registry answered ${res.status} ${res.statusText}: ${await registryErrorText(res)}`, { subject: url, status: res.status, retryable: true });
+        const text = await registryErrorText(res);
+        throw new OciError("REGISTRY", `${method} ${url}: registry answered ${res.status} ${res.statusText}${text ? `: ${text}` : ""}${retry && this.retries ? ` (after ${attempt + 1} attempts)` : ""}`, {
+          subject: url,
+          status: res.status,
+          retryable: true,
+        });
       }
       return res;
     }
