@@ -1,17 +1,20 @@
 // The kiln command: argument dispatch and the single place errors become exit codes.
 
 import { ApkError } from "@kiln/apk";
+import { build } from "./commands/build.js";
 import { index, signIndex } from "./commands/index-cmd.js";
+import { compile, lint, packageVersion } from "./commands/recipe.js";
 import { image } from "./commands/image.js";
 import { inspect } from "./commands/inspect.js";
 import { keygen } from "./commands/keygen.js";
 import { mkpkg } from "./commands/mkpkg.js";
+import { publishCmd, repoCmd, withdrawCmd } from "./commands/publish.js";
 import { sign } from "./commands/sign.js";
 import { verify } from "./commands/verify.js";
 import { version } from "./commands/version.js";
 import { UserError, type Command, type Io } from "./util.js";
 
-export const COMMANDS: Command[] = [keygen, mkpkg, index, sign, signIndex, verify, inspect, version, image];
+export const COMMANDS: Command[] = [keygen, mkpkg, index, sign, signIndex, verify, inspect, version, build, compile, lint, packageVersion, image, publishCmd, withdrawCmd, repoCmd];
 
 function usage(): string {
   const w = Math.max(...COMMANDS.map((c) => c.name.length));

@@ -1,0 +1,349 @@
+// Building a recipe: compile, assemble the guest, run the steps (kiln-native
+// ones on the host, the rest under bubblewrap), emit the main package and its
+// subpackages, run the recipe's tests against them in a fresh guest, and only
+// then move them into the output repository and merge its signed index. A
+// failed build leaves the previous packages and index untouched.
+
+import { cp, mkdir, mkdtemp, readFile, readdir, rename, rm, stat, writeFile, copyFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { basename, dirname, join, relative } from "node:path";
+import { stringify as yamlStringify } from "yaml";
+import { buildIndex, indexRecordForPackage, mergeIndexRecords, readIndex, type IndexRecord, type ScriptName, type SigningKey } from "@kiln/apk";
+import { compileRecipe, environmentImageConfig, loadRecipe, type CompiledRecipe, type CompiledStep, type CompiledScriptlets, type CompiledTest } from "./compile.js";
+import { extractArchive, fetchSource, resolveMirror, type MirrorOptions } from "./fetch-source.js";
+import { unpackDeb } from "./deb.js";
+import { emitPackage, type EmittedPackage } from "./emit.js";
+import { assembleGuest, resolveGuest, type Guest } from "./guest.js";
+import { GUEST_WORKSPACE, openLog, runInSandbox, type StepResult } from "./sandbox.js";
+
+export type BuildEvent =
+  | { kind: "start"; package: string }
+  | { kind: "guest"; package: string; packages: number; reused: boolean; purpose: "build" | "test" }
+  | { kind: "step"; package: string; step: string; index: number; total: number; native: boolean }
+  | { kind: "step-done"; package: string; step: string; ms: number }
+  | { kind: "emit"; package: string; file: string; size: number }
+  | { kind: "test"; package: string; target: string }
+  | { kind: "done"; package: string; ms: number; files: string[] };
+
+export interface BuildOptions {
+  arch: string;
+  /** Repository root: packages land in OUT/ARCH. */
+  outDir: string;
+  signingKey: SigningKey;
+  /** The signing key's public half (trusted for the local repository). */
+  publicKeyPem: Buffer;
+  repositoryAppend?: string[];
+  keyringAppend?: Array<{ name: string; pem: Buffer }>;
+  pipelineDirs?: string[];
+  /** Copied into the workspace (patches, local sources); default: a directory named after the package beside the recipe. */
+  sourceDir?: string;
+  cacheDir: string;
+  sourceDateEpoch: number;
+  mirrors?: MirrorOptions;
+  runTests?: boolean;
+  /** Default per-step limit when the recipe sets no timeout. */
+  stepTimeoutMs?: number;
+  onEvent?: (e: BuildEvent) => void;
+  /** Extra `${{ }}` variables. */
+  variables?: Record<string, string>;
+}
+
+export interface BuildResult {
+  recipe: string;
+  name: string;
+  fullVersion: string;
+  skipped?: string;
+  packages: Array<{ name: string; file: string; size: number; checksum: string; depends: string[]; provides: string[] }>;
+  log: string;
+  ms: number;
+  steps: Array<{ name: string; ms: number }>;
+}
+
+export class BuildError extends Error {
+  readonly code = "BUILD_FAILED";
+  constructor(
+    message: string,
+    readonly recipe: string,
+    readonly step?: string,
+    readonly result?: StepResult,
+    readonly log?: string,
+  ) {
+    super(message);
+    this.name = "BuildError";
+  }
+}
+
+const locks = new Map<string, Promise<void>>();
+/** Serialise index updates of one repository within this process. */
+async function withRepoLock<T>(dir: string, fn: () => Promise<T>): Promise<T> {
+  const prev = locks.get(dir) ?? Promise.resolve();
+  let release!: () => void;
+  const mine = new Promise<void>((r) => (release = r));
+  locks.set(dir, prev.then(() => mine));
+  await prev;
+  // And across processes: an atomic mkdir lock.
+  const lockDir = join(dir, ".kiln-lock");
+  for (let i = 0; ; i++) {
+    try {
+      await mkdir(lockDir);
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST" || i > 600) throw e;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    await rm(lockDir, { recursive: true, force: true });
+    release();
+  }
+}
+
+function hostPath(workspace: string, guestPath: string, what: string): string {
+  if (guestPath !== GUEST_WORKSPACE && !guestPath.startsWith(GUEST_WORKSPACE + "/")) {
+    throw new Error(`${what}: ${guestPath} is outside the workspace ${GUEST_WORKSPACE}`);
+  }
+  const rel = guestPath.slice(GUEST_WORKSPACE.length).replace(/^\/+/, "");
+  const p = join(workspace, rel);
+  if (relative(workspace, p).startsWith("..")) throw new Error(`${what}: ${guestPath} escapes the workspace`);
+  return p;
+}
+
+function scripts(s: CompiledScriptlets): { scripts: Partial<Record<ScriptName, string>>; triggers: string[] } {
+  const out: Partial<Record<ScriptName, string>> = {};
+  for (const k of ["pre-install", "post-install", "pre-deinstall", "post-deinstall", "pre-upgrade", "post-upgrade"] as const) {
+    if (s[k]) out[`.${k}` as ScriptName] = s[k];
+  }
+  if (s.trigger) out[".trigger"] = s.trigger.script;
+  return { scripts: out, triggers: s.trigger?.paths ?? [] };
+}
+
+async function localRepoUsable(outDir: string, arch: string): Promise<boolean> {
+  return !!(await stat(join(outDir, arch, "APKINDEX.tar.gz")).catch(() => undefined));
+}
+
+async function keyFiles(paths: string[]): Promise<Array<{ name: string; pem: Buffer }>> {
+  const out = [];
+  for (const p of paths) out.push({ name: basename(p), pem: await readFile(p) });
+  return out;
+}
+
+/**
+ * `${{mirror.NAME}}` in a recipe is the mirror configured on this machine
+ * (apt's configuration, KILN_NAME_MIRROR or distro.yaml); recipes never carry
+ * a host name. Only mirrors a recipe names are looked up.
+ */
+export async function mirrorVariables(file: string, mirrors?: MirrorOptions): Promise<Record<string, string>> {
+  const text = await readFile(file, "utf8").catch(() => "");
+  const out: Record<string, string> = {};
+  for (const m of text.matchAll(/\$\{\{\s*mirror\.([A-Za-z0-9_-]+)\s*\}\}/g)) out[`mirror.${m[1]}`] = resolveMirror(m[1]!, mirrors ?? {});
+  return out;
+}
+
+function needsGuest(steps: CompiledStep[]): boolean {
+  return steps.some((s) => !s.native);
+}
+
+export async function buildRecipe(file: string, opts: BuildOptions): Promise<BuildResult> {
+  const t0 = Date.now();
+  const emit = opts.onEvent ?? (() => undefined);
+  const recipeDir = dirname(file);
+  const variables = { ...(await mirrorVariables(file, opts.mirrors)), ...opts.variables };
+  const copts = { arch: opts.arch, ...(opts.pipelineDirs ? { pipelineDirs: opts.pipelineDirs } : {}), variables };
+  const loaded = await loadRecipe(file, copts);
+  const compiled = compileRecipe(loaded, copts);
+  const pkg = compiled.package;
+  const label = `${pkg.name}-${pkg.fullVersion}`;
+  const logDir = join(opts.outDir, "logs", opts.arch);
+  await mkdir(logDir, { recursive: true });
+  const logPath = join(logDir, `${pkg.name}.log`);
+  await writeFile(logPath, `# kiln build ${file} (${label}, ${opts.arch})\n`);
+  const result: BuildResult = { recipe: file, name: pkg.name, fullVersion: pkg.fullVersion, packages: [], log: logPath, ms: 0, steps: [] };
+  if (!compiled.supportsArch) {
+    result.skipped = `target-architecture excludes ${opts.arch}`;
+    result.ms = Date.now() - t0;
+    return result;
+  }
+  emit({ kind: "start", package: label });
+  const work = await mkdtemp(join(tmpdir(), `kiln-build-${pkg.name}-`));
+  const log = openLog(logPath);
+  try {
+    const workspace = join(work, "ws");
+    await mkdir(join(workspace, "melange-out", pkg.name), { recursive: true });
+    for (const sp of compiled.subpackages) await mkdir(join(workspace, "melange-out", sp.name), { recursive: true });
+    const sourceDir = opts.sourceDir ?? join(recipeDir, pkg.name);
+    if ((await stat(sourceDir).catch(() => undefined))?.isDirectory()) await cp(sourceDir, workspace, { recursive: true });
+
+    const sources: Array<{ uri: string; sha256?: string; sha512?: string }> = [];
+    const allSteps = [...compiled.pipeline, ...compiled.subpackages.flatMap((s) => s.pipeline)];
+    let guest: Guest | undefined;
+    const localKeys = [{ name: opts.signingKey.name, pem: opts.publicKeyPem }];
+    const envKeys = await keyFiles(compiled.environment.contents?.keyring ?? []);
+    const repos = async () => [...(compiled.environment.contents?.repositories ?? []), ...(opts.repositoryAppend ?? []), ...((await localRepoUsable(opts.outDir, opts.arch)) ? [opts.outDir] : [])];
+    if (needsGuest(allSteps)) {
+      const packages = compiled.environment.contents?.packages ?? [];
+      if (packages.length === 0) throw new BuildError(`${file}: the pipeline runs shell steps, so environment.contents.packages must name a guest (at least a shell)`, file);
+      const spec = { arch: opts.arch, packages, repositories: await repos(), keys: [...envKeys, ...localKeys, ...(opts.keyringAppend ?? [])], buildUid: 1000, cacheDir: opts.cacheDir, image: environmentImageConfig(compiled.environment, file) };
+      const resolved = await resolveGuest(spec);
+      guest = await assembleGuest(spec, resolved);
+      emit({ kind: "guest", package: label, packages: resolved.length, reused: guest.reused, purpose: "build" });
+      log.write(`# guest: ${resolved.map((p) => `${p.record.name}-${p.record.version}`).join(" ")}\n`);
+    }
+    const baseEnv = {
+      HOME: GUEST_WORKSPACE,
+      PATH: "/usr/local/sbin:/usr/local/bin:/usr/bin:/usr/sbin:/sbin:/bin",
+      SOURCE_DATE_EPOCH: String(opts.sourceDateEpoch),
+      ...(compiled.environment.environment ?? {}),
+    };
+    const timeoutMs = pkg.timeoutSeconds ? pkg.timeoutSeconds * 1000 : opts.stepTimeoutMs ?? 3 * 3600 * 1000;
+    const runSteps = async (steps: CompiledStep[], what: string) => {
+      for (const [i, step] of steps.entries()) {
+        const s0 = Date.now();
+        emit({ kind: "step", package: label, step: step.name, index: i + 1, total: steps.length, native: !!step.native });
+        log.write(`\n# step ${i + 1}/${steps.length} ${step.name} (${step.origin})\n`);
+        if (step.native === "fetch") {
+          const w = step.with ?? {};
+          if (w["expected-none"]) throw new BuildError(`${file}: ${step.origin}: expected-none is refused: pin the source with expected-sha256 or expected-sha512`, file, step.name);
+          const spec = { uri: w.uri!, ...(w["expected-sha256"] ? { expectedSha256: w["expected-sha256"] } : {}), ...(w["expected-sha512"] ? { expectedSha512: w["expected-sha512"] } : {}) };
+          const cached = await fetchSource(spec, { cacheDir: opts.cacheDir, ...(opts.mirrors ?? {}), onProgress: (e) => e.kind !== "data" && log.write(`# fetch ${e.kind} ${e.uri}\n`) });
+          sources.push({ uri: w.uri!, ...(spec.expectedSha256 ? { sha256: spec.expectedSha256 } : {}), ...(spec.expectedSha512 ? { sha512: spec.expectedSha512 } : {}) });
+          const wd = hostPath(workspace, step.workingDirectory, step.name);
+          const dest = join(wd, w.directory ?? ".");
+          if (w.extract === "false") {
+            await mkdir(dest, { recursive: true });
+            await copyFile(cached, join(dest, basename(new URL(w.uri!.replace(/^\$\{\{[^}]*\}\}/, "http://x")).pathname)));
+          } else {
+            await extractArchive(cached, dest, { stripComponents: Number(w["strip-components"] ?? 1) });
+          }
+        } else if (step.native === "deb-unpack") {
+          const w = step.with ?? {};
+          const wd = hostPath(workspace, step.workingDirectory, step.name);
+          const deb = join(wd, w.deb!);
+          const dest = w.directory?.startsWith("/") ? hostPath(workspace, w.directory, step.name) : join(wd, w.directory ?? ".");
+          await unpackDeb(deb, dest, { mergedUsr: true });
+        } else {
+          const env = { ...baseEnv, ...step.environment };
+          const r = await runInSandbox({ guestRoot: guest!.dir, workspace, env, timeoutMs }, step.runs, { workdir: step.workingDirectory, log });
+          if (r.exitCode !== 0) {
+            const why = r.timedOut ? `timed out after ${timeoutMs / 1000} s` : `exited with status ${r.exitCode}`;
+            throw new BuildError(`${file}: ${what} step ${i + 1} "${step.name}" ${why}\n  last output:\n${r.tail.slice(-15).map((l) => `    ${l}`).join("\n")}\n  full log: ${logPath}`, file, step.name, r, logPath);
+          }
+        }
+        result.steps.push({ name: step.name, ms: Date.now() - s0 });
+        emit({ kind: "step-done", package: label, step: step.name, ms: Date.now() - s0 });
+      }
+    };
+    await runSteps(compiled.pipeline, "pipeline");
+    for (const sp of compiled.subpackages) await runSteps(sp.pipeline, `subpackage ${sp.name}:`);
+
+    // Emit into a staging repository.
+    const staging = join(work, "staging");
+    await mkdir(join(staging, opts.arch), { recursive: true });
+    const melangeYaml = yamlStringify(loaded.recipe);
+    const emitted: EmittedPackage[] = [];
+    const targets = [
+      { name: pkg.name, description: pkg.description, url: pkg.url, commit: pkg.commit, deps: pkg.dependencies, options: pkg.options, scriptlets: pkg.scriptlets },
+      ...compiled.subpackages.map((s) => ({ name: s.name, description: s.description, url: s.url ?? pkg.url, commit: s.commit ?? pkg.commit, deps: s.dependencies, options: s.options, scriptlets: s.scriptlets })),
+    ];
+    for (const t of targets) {
+      const { scripts: sc, triggers } = scripts(t.scriptlets);
+      const out = join(staging, opts.arch, `${t.name}-${pkg.fullVersion}.apk`);
+      const e = await emitPackage(
+        {
+          name: t.name,
+          version: pkg.fullVersion,
+          arch: opts.arch,
+          origin: pkg.name,
+          ...(t.description ? { description: t.description } : {}),
+          ...(t.url ? { url: t.url } : {}),
+          ...(pkg.license ? { license: pkg.license } : {}),
+          ...(t.commit ? { commit: t.commit } : {}),
+          runtime: t.deps.runtime,
+          provides: t.deps.provides,
+          replaces: t.deps.replaces,
+          ...(t.deps.providerPriority !== undefined ? { providerPriority: t.deps.providerPriority } : {}),
+          ...(t.deps.replacesPriority !== undefined ? { replacesPriority: t.deps.replacesPriority } : {}),
+          options: t.options,
+          scripts: sc,
+          triggers,
+          controlFiles: { ".melange.yaml": melangeYaml },
+          sources,
+        },
+        join(workspace, "melange-out", t.name),
+        out,
+        { signingKeys: [opts.signingKey], sourceDateEpoch: opts.sourceDateEpoch },
+      );
+      emitted.push(e);
+      emit({ kind: "emit", package: label, file: basename(out), size: e.size });
+    }
+    const records: IndexRecord[] = [];
+    for (const e of emitted) records.push(await indexRecordForPackage(e.path));
+    await writeFile(join(staging, opts.arch, "APKINDEX.tar.gz"), buildIndex(records, { signingKeys: [opts.signingKey], sourceDateEpoch: opts.sourceDateEpoch }));
+
+    // Tests: a fresh guest with the new packages (from staging, ahead of the output repository).
+    if (opts.runTests !== false) {
+      const tests: Array<{ target: string; test: CompiledTest }> = [];
+      if (compiled.test) tests.push({ target: pkg.name, test: compiled.test });
+      for (const sp of compiled.subpackages) if (sp.test) tests.push({ target: sp.name, test: sp.test });
+      for (const { target, test } of tests) {
+        emit({ kind: "test", package: label, target });
+        log.write(`\n# test ${target}\n`);
+        const tws = join(work, `test-${target}`);
+        await mkdir(tws, { recursive: true });
+        if ((await stat(sourceDir).catch(() => undefined))?.isDirectory()) await cp(sourceDir, tws, { recursive: true });
+        const spec = {
+          arch: opts.arch,
+          packages: test.environment.contents?.packages ?? [target],
+          repositories: [staging, ...(test.environment.contents?.repositories ?? []), ...(await repos())],
+          keys: [...(await keyFiles(test.environment.contents?.keyring ?? [])), ...envKeys, ...localKeys, ...(opts.keyringAppend ?? [])],
+          buildUid: 1000,
+          cacheDir: opts.cacheDir,
+          image: environmentImageConfig(test.environment, `${file} (test)`),
+        };
+        const resolved = await resolveGuest(spec);
+        const tguest = await assembleGuest(spec, resolved);
+        emit({ kind: "guest", package: label, packages: resolved.length, reused: tguest.reused, purpose: "test" });
+        for (const [i, step] of test.pipeline.entries()) {
+          if (step.native) throw new BuildError(`${file}: test step "${step.name}" uses ${step.native}, which tests cannot`, file, step.name);
+          const env = { ...baseEnv, ...(test.environment.environment ?? {}), ...step.environment };
+          log.write(`# test step ${i + 1} ${step.name}\n`);
+          const r = await runInSandbox({ guestRoot: tguest.dir, workspace: tws, env, timeoutMs }, step.runs, { workdir: step.workingDirectory, log });
+          if (r.exitCode !== 0) {
+            throw new BuildError(`${file}: test of ${target}, step ${i + 1} "${step.name}" failed (status ${r.exitCode}${r.timedOut ? ", timed out" : ""})\n  last output:\n${r.tail.slice(-15).map((l) => `    ${l}`).join("\n")}\n  full log: ${logPath}`, file, step.name, r, logPath);
+          }
+        }
+      }
+    }
+
+    // Publish into the output repository: packages first, then the merged index.
+    await withRepoLock(opts.outDir, async () => {
+      const dir = join(opts.outDir, opts.arch);
+      await mkdir(dir, { recursive: true });
+      for (const e of emitted) await rename(e.path, join(dir, basename(e.path)));
+      const indexFile = join(dir, "APKINDEX.tar.gz");
+      let existing: IndexRecord[] = [];
+      const old = await readFile(indexFile).catch(() => undefined);
+      if (old) existing = (await readIndex(old, { subject: indexFile })).records;
+      const merged = mergeIndexRecords(existing, records);
+      const tmp = `${indexFile}.kiln-tmp-${process.pid}`;
+      await writeFile(tmp, buildIndex(merged, { signingKeys: [opts.signingKey], sourceDateEpoch: opts.sourceDateEpoch }));
+      await rename(tmp, indexFile);
+      // Consumers fetch the key beside the architectures (REPO/KEYNAME.rsa.pub).
+      await writeFile(join(opts.outDir, opts.signingKey.name), opts.publicKeyPem);
+    });
+    result.packages = emitted.map((e, i) => ({ name: records[i]!.name, file: join(opts.outDir, opts.arch, basename(e.path)), size: e.size, checksum: e.checksum, depends: e.info.depends, provides: e.info.provides }));
+    result.ms = Date.now() - t0;
+    emit({ kind: "done", package: label, ms: result.ms, files: result.packages.map((p) => basename(p.file)) });
+    return result;
+  } finally {
+    await new Promise<void>((r) => log.end(() => r()));
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+export async function listApks(dir: string): Promise<string[]> {
+  return (await readdir(dir).catch(() => [] as string[])).filter((f) => f.endsWith(".apk")).sort();
+}
+
+export type { CompiledRecipe };

@@ -1,0 +1,110 @@
+// Turning a destdir into a signed package: entries from the directory (owners
+// normalised), automatic dependencies merged with the declared ones, the
+// compiled recipe embedded as `.melange.yaml`, an SPDX SBOM in the data.
+
+import { mkdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { emptyPackageInfo, entriesFromDirectory, writePackage, type PackageInfo, type ScriptName, type SigningKey, type WrittenPackage } from "@kiln/apk";
+import { detectDependencies, mergeDependencies } from "./detect-deps.js";
+
+export interface EmitSpec {
+  name: string;
+  /** Full version, `VER-rN`. */
+  version: string;
+  arch: string;
+  origin: string;
+  description?: string;
+  url?: string;
+  license?: string;
+  commit?: string;
+  runtime: string[];
+  provides: string[];
+  replaces: string[];
+  providerPriority?: number;
+  replacesPriority?: number;
+  options: { noProvides?: boolean; noDepends?: boolean; noCommands?: boolean };
+  scripts: Partial<Record<ScriptName, string>>;
+  triggers: string[];
+  /** Extra control files, e.g. `.melange.yaml`. */
+  controlFiles: Record<string, string>;
+  /** Sources for the SBOM: URIs and checksums fetched for this build. */
+  sources: Array<{ uri: string; sha256?: string; sha512?: string }>;
+}
+
+export interface EmittedPackage extends WrittenPackage {
+  detected: { depends: string[]; provides: string[] };
+}
+
+function sbom(spec: EmitSpec, epoch: number): string {
+  const id = (s: string) => "SPDXRef-" + s.replace(/[^A-Za-z0-9.-]/g, "-");
+  const pkgId = id(`Package-${spec.name}-${spec.version}`);
+  const doc = {
+    spdxVersion: "SPDX-2.3",
+    dataLicense: "CC0-1.0",
+    SPDXID: "SPDXRef-DOCUMENT",
+    name: `apk-${spec.name}-${spec.version}`,
+    documentNamespace: `https://kiln.invalid/spdx/apk/${encodeURIComponent(spec.name)}-${encodeURIComponent(spec.version)}`,
+    creationInfo: { created: new Date(epoch * 1000).toISOString().replace(/\.\d{3}Z$/, "Z"), creators: ["Tool: kiln"] },
+    documentDescribes: [pkgId],
+    packages: [
+      {
+        SPDXID: pkgId,
+        name: spec.name,
+        versionInfo: spec.version,
+        downloadLocation: "NOASSERTION",
+        filesAnalyzed: false,
+        licenseDeclared: spec.license ?? "NOASSERTION",
+        licenseConcluded: "NOASSERTION",
+        copyrightText: "NOASSERTION",
+        supplier: "NOASSERTION",
+        externalRefs: [{ referenceCategory: "PACKAGE-MANAGER", referenceType: "purl", referenceLocator: `pkg:apk/${encodeURIComponent(spec.name)}@${encodeURIComponent(spec.version)}?arch=${spec.arch}` }],
+      },
+      ...spec.sources.map((s, i) => ({
+        SPDXID: id(`Source-${i}`),
+        name: s.uri.replace(/^.*\//, ""),
+        downloadLocation: s.uri,
+        filesAnalyzed: false,
+        licenseDeclared: "NOASSERTION",
+        licenseConcluded: "NOASSERTION",
+        copyrightText: "NOASSERTION",
+        checksums: [...(s.sha256 ? [{ algorithm: "SHA256", checksumValue: s.sha256 }] : []), ...(s.sha512 ? [{ algorithm: "SHA512", checksumValue: s.sha512 }] : [])],
+      })),
+    ],
+    relationships: spec.sources.map((_, i) => ({ spdxElementId: pkgId, relationshipType: "GENERATED_FROM", relatedSpdxElement: id(`Source-${i}`) })),
+  };
+  return JSON.stringify(doc, null, 2) + "\n";
+}
+
+/** Write `destdir` as `outFile`. The SBOM is added to destdir first. */
+export async function emitPackage(spec: EmitSpec, destdir: string, outFile: string, opts: { signingKeys: SigningKey[]; sourceDateEpoch: number }): Promise<EmittedPackage> {
+  const sbomDir = join(destdir, "var/lib/db/sbom");
+  await mkdir(sbomDir, { recursive: true });
+  await writeFile(join(sbomDir, `${spec.name}-${spec.version}.spdx.json`), sbom(spec, opts.sourceDateEpoch));
+  const detected = await detectDependencies(destdir, { version: spec.version });
+  const merged = mergeDependencies({
+    declared: { runtime: spec.runtime, provides: spec.provides },
+    detected,
+    options: spec.options,
+  });
+  const info: PackageInfo = {
+    ...emptyPackageInfo(spec.name, spec.version, spec.arch),
+    origin: spec.origin,
+    buildDate: opts.sourceDateEpoch,
+    depends: merged.depends,
+    provides: merged.provides,
+    replaces: spec.replaces,
+    triggers: spec.triggers,
+  };
+  if (spec.description !== undefined) info.description = spec.description;
+  if (spec.url !== undefined) info.url = spec.url;
+  if (spec.license !== undefined) info.license = spec.license;
+  if (spec.commit !== undefined) info.commit = spec.commit;
+  if (spec.providerPriority !== undefined) info.providerPriority = spec.providerPriority;
+  if (spec.replacesPriority !== undefined) info.replacesPriority = spec.replacesPriority;
+  const entries = await entriesFromDirectory(destdir);
+  const w = await writePackage(
+    { info, entries, scripts: spec.scripts, controlFiles: spec.controlFiles, signingKeys: opts.signingKeys, sourceDateEpoch: opts.sourceDateEpoch },
+    outFile,
+  );
+  return { ...w, detected: { depends: detected.depends, provides: detected.provides } };
+}

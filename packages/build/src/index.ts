@@ -1,0 +1,80 @@
+// @kiln/build: recipes (melange format) to signed packages — the recipe
+// schema, substitutions, `if:` conditions, named pipelines and the compiler
+// that resolves a recipe into the steps the builder runs.
+
+export {
+  recipeSchema,
+  stepSchema,
+  packageSchema,
+  subpackageSchema,
+  testSchema,
+  pipelineFileSchema,
+  recipeJsonSchema,
+  recipeJsonSchemaText,
+  PACKAGE_NAME_RE,
+  type Recipe,
+  type Step,
+  type Subpackage,
+  type RecipeTest,
+  type Copyright,
+  type PipelineFile,
+} from "./recipe-schema.js";
+export {
+  substitute,
+  substituteCollect,
+  scanReferences,
+  quoteString,
+  archVariables,
+  packageVariables,
+  subpackageVariables,
+  resolveWorkdir,
+  goRegexp,
+  goReplaceAll,
+  SubstitutionError,
+  RegexpError,
+  KNOWN_ARCHS,
+  WORKSPACE_DIR,
+  OUT_DIR,
+  type Variables,
+  type Reference,
+  type SubstituteResult,
+} from "./substitute.js";
+export { parseCondition, evaluateCondition, evaluateParsed, conditionVariables, ConditionError, type Condition, type Operand, type Lookup } from "./conditions.js";
+export {
+  loadPipelines,
+  parsePipelineFile,
+  PipelineRegistry,
+  BUILTIN_PIPELINE_DIR,
+  NATIVE_PIPELINES,
+  type PipelineDefinition,
+  type PipelineInput,
+  type NativeKind,
+} from "./pipelines.js";
+export {
+  parseRecipe,
+  readRecipe,
+  checkRecipe,
+  loadRecipe,
+  compileRecipe,
+  recipeHash,
+  canonicalJson,
+  recipePackageVersion,
+  environmentImageConfig,
+  type LoadedRecipe,
+  type CompileOptions,
+  type CompiledRecipe,
+  type CompiledStep,
+  type CompiledPackage,
+  type CompiledSubpackage,
+  type CompiledTest,
+  type CompiledDependencies,
+  type CompiledPackageOptions,
+  type CompiledScriptlets,
+} from "./compile.js";
+export { buildRecipe, BuildError, listApks, type BuildOptions, type BuildResult, type BuildEvent } from "./build.js";
+export { runInSandbox, bwrapArgs, openLog, SandboxError, GUEST_WORKSPACE, type SandboxConfig, type StepResult } from "./sandbox.js";
+export { assembleGuest, resolveGuest, guestKey, type Guest, type GuestSpec } from "./guest.js";
+export { emitPackage, type EmitSpec, type EmittedPackage } from "./emit.js";
+export { fetchSource, extractArchive, debianMirror, resolveMirror, substituteMirrors, aptMirrors, SourceError, type SourceSpec, type FetchOptions, type MirrorOptions } from "./fetch-source.js";
+export { readDeb, unpackDeb, debVersionToApk } from "./deb.js";
+export { detectDependencies, mergeDependencies } from "./detect-deps.js";

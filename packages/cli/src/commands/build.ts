@@ -1,0 +1,126 @@
+// `kiln build` and `kiln test`: recipes to signed packages in a local repository.
+
+import { mkdir, readFile, stat, writeFile, chmod } from "node:fs/promises";
+import { basename, dirname, join, resolve as resolvePath } from "node:path";
+import { generateKey, parseSigningKey, type SigningKey } from "@kiln/apk";
+import { buildRecipe, type BuildEvent, type BuildResult } from "@kiln/build";
+import { ARCH_ALIASES, hostApkArch } from "@kiln/image";
+import { defaultCacheDir } from "@kiln/repo";
+import { asArray, help, parse, sourceDateEpoch, UserError, type Command, type Io } from "../util.js";
+
+export interface LocalKey {
+  key: SigningKey;
+  publicPem: Buffer;
+  privatePath: string;
+  generated: boolean;
+}
+
+/**
+ * The signing key: --signing-key, else $KILN_SIGNING_KEY, else a local key kept
+ * at OUT/../.kiln-keys/local.rsa (generated on first use, never published as a
+ * production key).
+ */
+export async function obtainSigningKey(explicit: string | undefined, outDir: string, env: NodeJS.ProcessEnv): Promise<LocalKey> {
+  const path = explicit ?? env.KILN_SIGNING_KEY ?? join(dirname(resolvePath(outDir)), ".kiln-keys", "kiln-local.rsa");
+  let pem = await readFile(path).catch((e: NodeJS.ErrnoException) => {
+    if (e.code !== "ENOENT") throw new UserError(`signing key ${path}: ${e.message}`);
+    return undefined;
+  });
+  let generated = false;
+  if (!pem) {
+    if (explicit || env.KILN_SIGNING_KEY) throw new UserError(`signing key ${path}: no such file`);
+    const k = await generateKey();
+    await mkdir(dirname(path), { recursive: true });
+    await writeFile(path, k.privatePem, { mode: 0o600 });
+    await chmod(path, 0o600);
+    await writeFile(`${path}.pub`, k.publicPem);
+    pem = Buffer.from(k.privatePem);
+    generated = true;
+  }
+  const key = parseSigningKey(pem, `${basename(path)}.pub`, path);
+  const publicPem = Buffer.from(key.publicKey.export({ type: "spki", format: "pem" }).toString());
+  return { key, publicPem, privatePath: path, generated };
+}
+
+export function progressPrinter(io: Io, json: boolean): (e: BuildEvent) => void {
+  if (json) return () => undefined;
+  return (e) => {
+    switch (e.kind) {
+      case "start":
+        io.err(`==> ${e.package}`);
+        break;
+      case "guest":
+        io.err(`  ${e.purpose} guest: ${e.packages} packages${e.reused ? " (cached)" : ""}`);
+        break;
+      case "step":
+        io.err(`  [${e.index}/${e.total}] ${e.step}${e.native ? " (kiln)" : ""}`);
+        break;
+      case "emit":
+        io.err(`  wrote ${e.file} (${e.size} bytes)`);
+        break;
+      case "test":
+        io.err(`  test ${e.target}`);
+        break;
+      case "done":
+        io.err(`  done in ${(e.ms / 1000).toFixed(1)} s`);
+        break;
+    }
+  };
+}
+
+export const build: Command = {
+  name: "build",
+  summary: "build recipes into signed packages in a local repository",
+  usage: "kiln build RECIPE... [--arch A] [--out DIR] [--signing-key K] [--repository-append R]... [--keyring-append K]... [--pipeline-dir D]... [--source-dir D] [--cache-dir D] [--no-test] [--json]",
+  async run(argv, io) {
+    const { values, positionals } = parse(this, argv, {
+      arch: { type: "string" },
+      out: { type: "string" },
+      "signing-key": { type: "string" },
+      "repository-append": { type: "string", multiple: true },
+      "keyring-append": { type: "string", multiple: true },
+      "pipeline-dir": { type: "string", multiple: true },
+      "source-dir": { type: "string" },
+      "cache-dir": { type: "string" },
+      "no-test": { type: "boolean" },
+      json: { type: "boolean" },
+    });
+    if (values.help) return help(this, io, `Each recipe (melange format) is compiled, its guest assembled from environment.contents.packages
+(resolved from its repositories, --repository-append and the output repository itself), and its
+steps run under bubblewrap (no network, workspace at /home/build, build user 1000); fetch and
+.deb unpacking run in kiln itself. The main package and subpackages are written to OUT/ARCH
+(default OUT=./packages), signed, with automatic so:/cmd:/pc: dependencies; the recipe's tests
+run in a fresh guest; only then are OUT/ARCH/*.apk and APKINDEX.tar.gz updated.
+A local signing key is generated on first use unless --signing-key or $KILN_SIGNING_KEY is set.`);
+    if (positionals.length === 0) throw new UserError(`usage: ${this.usage}`, 2);
+    const arch = values.arch ? ARCH_ALIASES[values.arch] : hostApkArch();
+    if (!arch) throw new UserError(`--arch: unknown architecture ${JSON.stringify(values.arch)}`, 2);
+    const outDir = values.out ?? "packages";
+    const key = await obtainSigningKey(values["signing-key"], outDir, io.env);
+    const keyringAppend = [];
+    for (const k of asArray(values["keyring-append"])) keyringAppend.push({ name: basename(k), pem: await readFile(k) });
+    const results: BuildResult[] = [];
+    for (const r of positionals) {
+      if (!(await stat(r).catch(() => undefined))) throw new UserError(`${r}: no such recipe`);
+      results.push(
+        await buildRecipe(r, {
+          arch,
+          outDir,
+          signingKey: key.key,
+          publicKeyPem: key.publicPem,
+          repositoryAppend: asArray(values["repository-append"]),
+          keyringAppend,
+          pipelineDirs: asArray(values["pipeline-dir"]),
+          ...(values["source-dir"] ? { sourceDir: values["source-dir"] } : {}),
+          cacheDir: values["cache-dir"] ?? defaultCacheDir(io.env),
+          sourceDateEpoch: sourceDateEpoch(io.env),
+          runTests: !values["no-test"],
+          onEvent: progressPrinter(io, !!values.json),
+        }),
+      );
+    }
+    if (values.json) io.out(JSON.stringify(results, null, 2));
+    else for (const r of results) io.out(r.skipped ? `${r.name}: skipped (${r.skipped})` : `${r.name}-${r.fullVersion}: ${r.packages.map((p) => basename(p.file)).join(", ")}`);
+    return 0;
+  },
+};

@@ -1,0 +1,307 @@
+// kiln publish / withdraw / repo check: argument handling and printing around
+// @kiln/repo's publishing and auditing.
+
+import { stat } from "node:fs/promises";
+import { readdir } from "node:fs/promises";
+import { join } from "node:path";
+import type { IndexRecord, SigningKey } from "@kiln/apk";
+import {
+  checkRepository,
+  defaultCacheDir,
+  DefaultFetcher,
+  discoverArchs,
+  LocalDirStore,
+  loadIndex,
+  parseRepositoryRef,
+  parseS3Url,
+  publish,
+  S3Fetcher,
+  S3Store,
+  withdraw,
+  type ObjectStore,
+  type PublishEvent,
+  type S3Options,
+} from "@kiln/repo";
+import { Keyring } from "@kiln/apk";
+import { asArray, help, loadKeyring, loadSigningKey, parse, sourceDateEpoch, UserError, type Command, type Io, type Options } from "../util.js";
+
+const S3_OPTIONS = {
+  "endpoint-url": { type: "string" },
+  region: { type: "string" },
+  "path-style": { type: "boolean" },
+  timeout: { type: "string" },
+  retries: { type: "string" },
+  "multipart-threshold": { type: "string" },
+} satisfies Options;
+
+const S3_HELP = `S3 targets take credentials from the usual AWS environment (AWS_ACCESS_KEY_ID,
+AWS_SECRET_ACCESS_KEY, AWS_PROFILE…). --endpoint-url points at an S3-compatible server,
+--path-style addresses buckets as ENDPOINT/BUCKET/KEY, --region defaults to AWS_REGION
+or us-east-1. --timeout SEC per request (60), --retries N attempts per request (6,
+exponential backoff on throttling, 5xx, timeouts and dropped connections),
+--multipart-threshold BYTES (16 MiB) above which uploads go in parts.`;
+
+function num(v: string | undefined, what: string, min = 0): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^\d+(\.\d+)?$/.test(v) || Number(v) < min) throw new UserError(`${what} must be a number${min ? ` of at least ${min}` : ""}, got ${JSON.stringify(v)}`, 2);
+  return Number(v);
+}
+
+function s3Options(values: Record<string, unknown>, onEvent?: (e: { kind: string; key: string; detail: string }) => void): S3Options {
+  const o: S3Options = {};
+  if (values["endpoint-url"]) o.endpointUrl = values["endpoint-url"] as string;
+  if (values.region) o.region = values.region as string;
+  if (values["path-style"]) o.pathStyle = true;
+  const t = num(values.timeout as string | undefined, "--timeout", 1);
+  if (t !== undefined) o.timeoutMs = t * 1000;
+  const r = num(values.retries as string | undefined, "--retries", 1);
+  if (r !== undefined) o.maxAttempts = r;
+  const m = num(values["multipart-threshold"] as string | undefined, "--multipart-threshold", 1);
+  if (m !== undefined) o.multipartThreshold = m;
+  if (onEvent) o.onEvent = onEvent;
+  return o;
+}
+
+function openStore(target: string, values: Record<string, unknown>, io: Io): ObjectStore {
+  if (target.startsWith("s3://")) {
+    return new S3Store(parseS3Url(target), s3Options(values, (e) => io.err(`${e.key}: ${e.detail}`)));
+  }
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(target)) throw new UserError(`${target}: publish to s3://BUCKET/PREFIX or a local directory`, 2);
+  return new LocalDirStore(target);
+}
+
+async function signingKey(values: Record<string, unknown>, io: Io, cmd: Command): Promise<SigningKey> {
+  const path = (values["signing-key"] as string | undefined) ?? io.env.KILN_SIGNING_KEY;
+  if (!path) throw new UserError(`--signing-key KEY (or KILN_SIGNING_KEY) is required: the index is signed with it\nusage: ${cmd.usage}`, 2);
+  return loadSigningKey(path);
+}
+
+/** Records of the upstream repositories, per arch, for dependency checks. */
+function upstreamLoader(values: Record<string, unknown>, io: Io, s3: S3Options): ((arch: string) => Promise<IndexRecord[]>) | undefined {
+  const urls = asArray(values.upstream);
+  if (!urls.length) return undefined;
+  const dirs = asArray(values["keys-dir"]);
+  const fetcher = new DefaultFetcher({}, new S3Fetcher(s3));
+  return async (arch) => {
+    const ring = dirs.length ? await loadKeyring(dirs) : new Keyring();
+    const out: IndexRecord[] = [];
+    for (const u of urls) {
+      const idx = await loadIndex(parseRepositoryRef(u), arch, { keyring: ring, fetcher, allowUntrusted: dirs.length === 0, cacheDir: defaultCacheDir(io.env) });
+      out.push(...idx.index.records);
+    }
+    return out;
+  };
+}
+
+function printer(io: Io) {
+  return (e: PublishEvent) => io.err(e.kind === "warning" ? `warning: ${e.message}` : e.message);
+}
+
+export const publishCmd: Command = {
+  name: "publish",
+  summary: "publish a local repository to S3 or a directory: packages first, signed index last",
+  usage:
+    "kiln publish --from OUT --to s3://BUCKET/PREFIX|DIR [--signing-key KEY] [--endpoint-url URL] [--region R] [--path-style] [--arch A]... [--upstream URL]... [--keys-dir DIR]... [--allow-unsatisfied] [--description TEXT] [--concurrency N] [--dry-run] [--json]",
+  async run(argv, io) {
+    const { values, positionals } = parse(this, argv, {
+      from: { type: "string" },
+      to: { type: "string" },
+      "signing-key": { type: "string" },
+      arch: { type: "string", multiple: true },
+      upstream: { type: "string", multiple: true },
+      "keys-dir": { type: "string", multiple: true },
+      "allow-unsatisfied": { type: "boolean" },
+      description: { type: "string" },
+      concurrency: { type: "string" },
+      "dry-run": { type: "boolean" },
+      json: { type: "boolean" },
+      ...S3_OPTIONS,
+    });
+    if (values.help)
+      return help(this, io, `OUT is a local repository: OUT/ARCH/APKINDEX.tar.gz and the packages it lists.
+For each architecture, in this order:
+  1. checks, before anything is written: the published key (TARGET/KEYNAME) and index must be
+     the signing key's; a package already published under the same NAME-VERSION must be the
+     same package (same C:) — a different one is refused (bump the release); every dependency
+     in the resulting index must be satisfiable from the repository or the --upstream
+     repositories (signatures checked with --keys-dir when given), else refused unless
+     --allow-unsatisfied;
+  2. the public key at TARGET/KEYNAME (KEYNAME = basename of KEY + ".pub");
+  3. new packages, verified in full and re-signed with KEY when signed by another key
+     (S: and C: in the index follow the final bytes); Cache-Control immutable;
+  4. the signed index (Cache-Control no-cache), merged with what concurrent publishers
+     added until it lists every package object present;
+  5. TARGET/ARCH/index.html, a browsable list of the packages.
+Killed or failing at any point, the published index only names complete packages; run the
+same command again to finish. Progress goes to stderr, the summary to stdout (--json: a JSON
+object). --dry-run checks and prints what would be done, writing nothing.
+
+${S3_HELP}`);
+    if (positionals.length) throw new UserError(`unexpected argument ${JSON.stringify(positionals[0])}\nusage: ${this.usage}`, 2);
+    if (!values.from || !values.to) throw new UserError(`--from OUT and --to TARGET are required\nusage: ${this.usage}`, 2);
+    const key = await signingKey(values, io, this);
+    const fromSt = await stat(values.from).catch(() => undefined);
+    if (!fromSt?.isDirectory()) throw new UserError(`--from ${values.from}: not a directory`);
+    const store = openStore(values.to, values, io);
+    const concurrency = num(values.concurrency, "--concurrency", 1);
+    try {
+      const upstream = upstreamLoader(values, io, s3Options(values));
+      const archs = asArray(values.arch);
+      const r = await publish(store, values.from, {
+        signingKey: key,
+        ...(archs.length ? { archs } : {}),
+        ...(upstream ? { upstream } : {}),
+        ...(values["allow-unsatisfied"] ? { allowUnsatisfied: true } : {}),
+        ...(values["dry-run"] ? { dryRun: true } : {}),
+        ...(values.description !== undefined ? { description: values.description } : {}),
+        ...(concurrency ? { concurrency } : {}),
+        sourceDateEpoch: sourceDateEpoch(io.env),
+        onEvent: printer(io),
+      });
+      if (values.json) {
+        const { plan, ...rest } = r;
+        io.out(JSON.stringify({ ...rest, unsatisfied: plan.unsatisfied }, null, 2));
+      } else {
+        for (const a of r.archs) {
+          io.out(
+            `${r.dryRun ? "dry run: " : ""}${r.target}/${a.arch}: ${a.uploaded.length} ${r.dryRun ? "to upload" : "uploaded"}${a.resigned.length ? ` (${a.resigned.length} re-signed)` : ""}, ${a.indexedExisting.length} already uploaded${r.dryRun ? " to index" : " and indexed"}, ${a.skipped.length} already published; index ${a.indexPackages} packages${r.dryRun ? " (predicted)" : `, signed by ${r.keyName}`}`,
+          );
+        }
+      }
+      return 0;
+    } finally {
+      await store.close();
+    }
+  },
+};
+
+export const withdrawCmd: Command = {
+  name: "withdraw",
+  summary: "remove packages from a published index (objects kept unless --delete)",
+  usage: "kiln withdraw NAME-VERSION... --to s3://BUCKET/PREFIX|DIR [--signing-key KEY] [--delete] [--arch A]... [--allow-unsatisfied] [--upstream URL]... [--keys-dir DIR]... [--dry-run] [--json] [S3 options]",
+  async run(argv, io) {
+    const { values, positionals } = parse(this, argv, {
+      from: { type: "string" },
+      to: { type: "string" },
+      "signing-key": { type: "string" },
+      delete: { type: "boolean" },
+      arch: { type: "string", multiple: true },
+      upstream: { type: "string", multiple: true },
+      "keys-dir": { type: "string", multiple: true },
+      "allow-unsatisfied": { type: "boolean" },
+      "dry-run": { type: "boolean" },
+      json: { type: "boolean" },
+      ...S3_OPTIONS,
+    });
+    if (values.help)
+      return help(this, io, `Names packages as NAME-VERSION (e.g. hello-2.12-r1). The published repository is --to
+(or --from, the same thing). Each package is marked withdrawn, the index is re-signed and
+republished without it (merging with concurrent publishers), and index.html follows. The
+.apk objects stay, so consumers holding the old index can still download them, unless
+--delete, which removes them once the index no longer lists them. Refused when a remaining
+package depends on a withdrawn one (unless --allow-unsatisfied).
+
+${S3_HELP}`);
+    const target = values.to ?? values.from;
+    if (!target || (values.to && values.from && values.to !== values.from)) throw new UserError(`one published repository is required: --to TARGET\nusage: ${this.usage}`, 2);
+    if (!positionals.length) throw new UserError(`name at least one NAME-VERSION to withdraw\nusage: ${this.usage}`, 2);
+    const key = await signingKey(values, io, this);
+    const store = openStore(target, values, io);
+    try {
+      const upstream = upstreamLoader(values, io, s3Options(values));
+      const archs = asArray(values.arch);
+      const r = await withdraw(store, positionals, {
+        signingKey: key,
+        ...(archs.length ? { archs } : {}),
+        ...(upstream ? { upstream } : {}),
+        ...(values["allow-unsatisfied"] ? { allowUnsatisfied: true } : {}),
+        ...(values["dry-run"] ? { dryRun: true } : {}),
+        ...(values.delete ? { delete: true } : {}),
+        sourceDateEpoch: sourceDateEpoch(io.env),
+        onEvent: printer(io),
+      });
+      if (values.json) io.out(JSON.stringify(r, null, 2));
+      else {
+        for (const w of r.withdrawn) io.out(`${r.dryRun ? "dry run: would withdraw" : "withdrawn"} ${w.arch}/${w.id}${w.deleted ? " (deleted)" : ""}`);
+        for (const a of r.archs) io.out(`${r.target}/${a.arch}: index ${a.indexPackages} packages`);
+      }
+      return 0;
+    } finally {
+      await store.close();
+    }
+  },
+};
+
+function hostArch(): string {
+  return process.arch === "arm64" ? "aarch64" : process.arch === "x64" ? "x86_64" : process.arch;
+}
+
+export const repoCmd: Command = {
+  name: "repo",
+  summary: "repository audits: kiln repo check URL --keys-dir DIR",
+  usage: "kiln repo check URL --keys-dir DIR... [--arch A]... [--upstream URL]... [--concurrency N] [--json] [S3 options]",
+  async run(argv, io) {
+    const [sub, ...rest] = argv;
+    if (sub === "--help" || sub === "-h" || sub === undefined) {
+      return help(this, io, `kiln repo check URL: audits a published repository as a consumer sees it: URL is
+http(s)://…, s3://BUCKET/PREFIX or a directory. Per architecture: the index signature must
+verify with a key in --keys-dir; every listed package must be downloadable with the size (S:),
+control identity (C:) and datahash the index gives; every dependency must be satisfiable from
+the repository (or --upstream repositories). Prints every problem; exit 1 if there is any.
+Architectures: --arch, else those found in a directory or bucket, else (HTTP) ${hostArch()}.
+
+${S3_HELP}`);
+    }
+    if (sub !== "check") throw new UserError(`unknown subcommand ${JSON.stringify(sub)}\nusage: ${this.usage}`, 2);
+    const { values, positionals } = parse(this, rest, {
+      "keys-dir": { type: "string", multiple: true },
+      arch: { type: "string", multiple: true },
+      upstream: { type: "string", multiple: true },
+      concurrency: { type: "string" },
+      json: { type: "boolean" },
+      ...S3_OPTIONS,
+    });
+    if (values.help) return this.run(["--help"], io);
+    const dirs = asArray(values["keys-dir"]);
+    if (positionals.length !== 1 || dirs.length === 0) throw new UserError(`usage: ${this.usage}`, 2);
+    const url = positionals[0]!.replace(/\/+$/, "");
+    const ring = await loadKeyring(dirs);
+    const s3 = s3Options(values);
+    let archs = asArray(values.arch);
+    if (!archs.length) {
+      if (url.startsWith("s3://")) {
+        const store = new S3Store(parseS3Url(url), s3);
+        try {
+          archs = await discoverArchs(store);
+        } finally {
+          await store.close();
+        }
+      } else if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(url)) {
+        const names = await readdir(url).catch((e: Error) => {
+          throw new UserError(`${url}: ${e.message}`);
+        });
+        for (const n of names.sort()) if (await stat(join(url, n, "APKINDEX.tar.gz")).catch(() => undefined)) archs.push(n);
+      } else archs = [hostArch()];
+      if (!archs.length) throw new UserError(`${url}: no ARCH/APKINDEX.tar.gz found`);
+    }
+    const fetcher = new DefaultFetcher({}, new S3Fetcher(s3));
+    const upstream = upstreamLoader(values, io, s3);
+    const concurrency = num(values.concurrency, "--concurrency", 1);
+    const report = await checkRepository(url, {
+      keyring: ring,
+      archs,
+      fetcher,
+      ...(upstream ? { upstream } : {}),
+      ...(concurrency ? { concurrency } : {}),
+      ...(values.json ? {} : { onProgress: (l: string) => io.err(l) }),
+    });
+    if (values.json) io.out(JSON.stringify(report, null, 2));
+    else {
+      for (const a of report.archs) {
+        for (const p of a.problems) io.out(`PROBLEM ${p}`);
+        io.out(`${url}/${a.arch}: ${a.problems.length ? `${a.problems.length} problem${a.problems.length === 1 ? "" : "s"}` : "OK"} (${a.checked} of ${a.packages} packages verified)`);
+      }
+    }
+    return report.ok ? 0 : 1;
+  },
+};

@@ -1,0 +1,350 @@
+// S3Store: a repository under s3://BUCKET/PREFIX. Each write uploads the bytes
+// to a fresh staging key (multipart when large, with SHA-256 checksums), then
+// copies it server-side onto the final key and deletes the staging copy. The
+// copy is what makes a write atomic even on S3-protocol servers whose PUT is
+// not (a dropped upload there truncates the object in place): the final key
+// only ever receives a complete, verified source, and a client killed after
+// sending the copy request does not interrupt it. Conditional writes
+// (If-None-Match / If-Match) are sent on the copy; servers that ignore them
+// are handled by the publisher's re-read-and-merge loop. Requests are retried
+// with exponential backoff on throttling, 5xx, timeouts and dropped
+// connections.
+
+import { createHash, randomUUID } from "node:crypto";
+import { Agent as HttpAgent } from "node:http";
+import { Agent as HttpsAgent } from "node:https";
+import { open } from "node:fs/promises";
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CopyObjectCommand,
+  CreateMultipartUploadCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+  UploadPartCommand,
+} from "@aws-sdk/client-s3";
+import { StoreError, type ObjectStore, type StoreEvent, type StoredObject, type WriteOptions, type WriteSource } from "./types.js";
+
+// The SDK warns on every start under Node 20; kiln supports Node 20.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
+
+export interface S3Location {
+  bucket: string;
+  /** Key prefix without leading slash; "" or ending in "/". */
+  prefix: string;
+}
+
+/** `s3://bucket/some/prefix` → { bucket, prefix: "some/prefix/" }. */
+export function parseS3Url(url: string): S3Location {
+  const m = /^s3:\/\/([^/]+)(?:\/(.*))?$/.exec(url);
+  if (!m) throw new StoreError(`${url}: not an s3://BUCKET/PREFIX URL`, "STORE");
+  const bucket = m[1]!;
+  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) throw new StoreError(`${url}: invalid bucket name ${JSON.stringify(bucket)}`, "STORE");
+  let prefix = (m[2] ?? "").replace(/^\/+/, "").replace(/\/+$/, "");
+  if (prefix.split("/").some((s) => s === "." || s === "..")) throw new StoreError(`${url}: prefix must not contain . or .. segments`, "STORE");
+  if (prefix) prefix += "/";
+  return { bucket, prefix };
+}
+
+export interface S3Options {
+  endpointUrl?: string;
+  region?: string;
+  pathStyle?: boolean;
+  /** Attempts per request (first try included). */
+  maxAttempts?: number;
+  /** Base delay of the exponential backoff, ms. */
+  backoffMs?: number;
+  /** Per-request timeout, ms. */
+  timeoutMs?: number;
+  /** Objects at least this large are uploaded in parts. */
+  multipartThreshold?: number;
+  partSize?: number;
+  onEvent?: (e: StoreEvent) => void;
+}
+
+export const DEFAULT_MULTIPART_THRESHOLD = 16 * 1024 * 1024;
+export const DEFAULT_PART_SIZE = 8 * 1024 * 1024;
+const MIN_PART_SIZE = 5 * 1024 * 1024;
+
+export function makeS3Client(opts: S3Options, env: NodeJS.ProcessEnv = process.env): S3Client {
+  const agentOpts = { keepAlive: true, maxSockets: 32 };
+  return new S3Client({
+    region: opts.region ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? "us-east-1",
+    ...(opts.endpointUrl ? { endpoint: opts.endpointUrl } : {}),
+    forcePathStyle: opts.pathStyle ?? false,
+    // kiln retries itself (fresh body each attempt, its own backoff and reporting).
+    maxAttempts: 1,
+    requestHandler: {
+      connectionTimeout: Math.min(opts.timeoutMs ?? 60_000, 10_000),
+      requestTimeout: opts.timeoutMs ?? 60_000,
+      httpAgent: new HttpAgent(agentOpts),
+      httpsAgent: new HttpsAgent(agentOpts),
+    },
+    // The checksum kiln asks for (SHA-256) is computed by kiln and sent as a
+    // header; no trailing/streaming checksums, which not every server speaks.
+    requestChecksumCalculation: "WHEN_REQUIRED",
+    responseChecksumValidation: "WHEN_REQUIRED",
+  });
+}
+
+interface AwsError {
+  name?: string;
+  Code?: string;
+  code?: string;
+  message?: string;
+  $metadata?: { httpStatusCode?: number };
+}
+
+const TRANSIENT_CODES = new Set(["SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "RequestTimeTooSkewed", "InternalError", "ServiceUnavailable", "TooManyRequests", "TimeoutError", "RequestTimeoutException", "NetworkingError"]);
+const NET_CODES = new Set(["ECONNRESET", "ECONNREFUSED", "EPIPE", "ETIMEDOUT", "EAI_AGAIN", "ENOTFOUND", "ECONNABORTED", "EHOSTUNREACH", "ENETUNREACH", "ERR_STREAM_PREMATURE_CLOSE"]);
+
+function statusOf(e: unknown): number | undefined {
+  return (e as AwsError).$metadata?.httpStatusCode;
+}
+
+function codeOf(e: unknown): string {
+  const a = e as AwsError;
+  return a.Code ?? a.name ?? a.code ?? "";
+}
+
+export function isTransient(e: unknown): boolean {
+  const status = statusOf(e);
+  if (status !== undefined && (status >= 500 || status === 429 || status === 408)) return true;
+  const a = e as AwsError & { cause?: unknown };
+  if (TRANSIENT_CODES.has(codeOf(e)) || (a.code && NET_CODES.has(a.code))) return true;
+  // Dropped connections surface as plain errors without an HTTP status.
+  if (status === undefined && /socket hang up|ECONNRESET|EPIPE|timed? ?out|aborted|premature close|other side closed|Unexpected end|Deserialization error|char '.' is not expected|Non-whitespace before first tag/i.test(a.message ?? "")) return true;
+  return false;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function b64(hex: string): string {
+  return Buffer.from(hex, "hex").toString("base64");
+}
+
+export class S3Store implements ObjectStore {
+  readonly client: S3Client;
+  readonly location: string;
+  readonly repositoryUrl: string;
+  private readonly attempts: number;
+  private readonly backoffMs: number;
+  private readonly threshold: number;
+  private readonly partSize: number;
+  /** Cleared when the server answers a conditional copy with 501: it does not support them. */
+  private conditional = true;
+
+  constructor(
+    readonly where: S3Location,
+    private readonly opts: S3Options = {},
+    client?: S3Client,
+  ) {
+    this.client = client ?? makeS3Client(opts);
+    this.location = `s3://${where.bucket}/${where.prefix.replace(/\/$/, "")}`;
+    this.repositoryUrl = this.location;
+    this.attempts = Math.max(1, opts.maxAttempts ?? 6);
+    this.backoffMs = opts.backoffMs ?? 250;
+    this.threshold = opts.multipartThreshold ?? DEFAULT_MULTIPART_THRESHOLD;
+    // Parts no larger than the threshold, so anything multipart has at least two.
+    this.partSize = Math.max(opts.partSize ?? Math.min(DEFAULT_PART_SIZE, this.threshold), MIN_PART_SIZE);
+  }
+
+  private full(key: string): string {
+    return this.where.prefix + key;
+  }
+
+  /** Run one request with retries; `what` names it in messages. */
+  private async call<T>(what: string, key: string, fn: () => Promise<T>): Promise<T> {
+    let last: unknown;
+    for (let attempt = 1; attempt <= this.attempts; attempt++) {
+      try {
+        return await fn();
+      } catch (e) {
+        last = e;
+        if (!isTransient(e) || attempt === this.attempts) break;
+        const delay = Math.min(this.backoffMs * 2 ** (attempt - 1), 8_000) * (0.5 + Math.random() / 2);
+        this.opts.onEvent?.({ kind: "retry", key, detail: `${what}: ${describe(e)}; retrying in ${Math.round(delay)} ms (attempt ${attempt + 1} of ${this.attempts})` });
+        await sleep(delay);
+      }
+    }
+    throw this.wrap(last, what, key);
+  }
+
+  private wrap(e: unknown, what: string, key: string): StoreError {
+    if (e instanceof StoreError) return e;
+    const status = statusOf(e);
+    const code = codeOf(e);
+    const where = `s3://${this.where.bucket}/${this.full(key)}`;
+    const msg = `${where}: ${what} failed: ${describe(e)}`;
+    if (code === "NoSuchBucket") return new StoreError(`s3://${this.where.bucket}: no such bucket`, "NO_BUCKET", key, { cause: e });
+    if (status === 412 || code === "PreconditionFailed" || code === "ConditionalRequestConflict") return new StoreError(`${where}: changed by someone else (precondition failed)`, "PRECONDITION_FAILED", key, { cause: e });
+    if (status === 404 || code === "NoSuchKey" || code === "NotFound") return new StoreError(`${where}: not found`, "NOT_FOUND", key, { cause: e });
+    if (status === 403 || code === "AccessDenied" || code === "InvalidAccessKeyId" || code === "SignatureDoesNotMatch") return new StoreError(msg, "ACCESS", key, { cause: e });
+    if (isTransient(e)) return new StoreError(`${msg} (gave up after ${this.attempts} attempts)`, "TRANSIENT", key, { cause: e });
+    return new StoreError(msg, "STORE", key, { cause: e });
+  }
+
+  async head(key: string): Promise<StoredObject | undefined> {
+    try {
+      const r = await this.call("HEAD", key, () => this.client.send(new HeadObjectCommand({ Bucket: this.where.bucket, Key: this.full(key) })));
+      const o: StoredObject = { key, size: r.ContentLength ?? 0 };
+      if (r.ETag) o.etag = r.ETag;
+      if (r.LastModified) o.lastModified = r.LastModified;
+      if (r.Metadata?.sha256) o.sha256 = r.Metadata.sha256;
+      if (r.CacheControl) o.cacheControl = r.CacheControl;
+      if (r.ContentType) o.contentType = r.ContentType;
+      return o;
+    } catch (e) {
+      if (e instanceof StoreError && e.code === "NOT_FOUND") return undefined;
+      throw e;
+    }
+  }
+
+  async get(key: string): Promise<{ body: Buffer; etag?: string } | undefined> {
+    try {
+      return await this.call("GET", key, async () => {
+        const r = await this.client.send(new GetObjectCommand({ Bucket: this.where.bucket, Key: this.full(key) }));
+        const bytes = await r.Body!.transformToByteArray();
+        if (r.ContentLength !== undefined && bytes.length !== r.ContentLength) {
+          throw Object.assign(new Error(`GET returned ${bytes.length} of ${r.ContentLength} bytes (connection dropped)`), { code: "ECONNRESET" });
+        }
+        const out: { body: Buffer; etag?: string } = { body: Buffer.from(bytes) };
+        if (r.ETag) out.etag = r.ETag;
+        return out;
+      });
+    } catch (e) {
+      if (e instanceof StoreError && e.code === "NOT_FOUND") return undefined;
+      throw e;
+    }
+  }
+
+  async *list(prefix: string): AsyncIterable<StoredObject> {
+    let token: string | undefined;
+    do {
+      const r = await this.call("LIST", prefix, () =>
+        this.client.send(new ListObjectsV2Command({ Bucket: this.where.bucket, Prefix: this.full(prefix), ...(token ? { ContinuationToken: token } : {}) })),
+      );
+      for (const o of r.Contents ?? []) {
+        if (!o.Key) continue;
+        const so: StoredObject = { key: o.Key.slice(this.where.prefix.length), size: o.Size ?? 0 };
+        if (o.ETag) so.etag = o.ETag;
+        if (o.LastModified) so.lastModified = o.LastModified;
+        yield so;
+      }
+      token = r.IsTruncated ? r.NextContinuationToken : undefined;
+    } while (token);
+  }
+
+  async write(key: string, source: WriteSource, opts: WriteOptions): Promise<{ etag?: string }> {
+    const size = Buffer.isBuffer(source) ? source.length : source.size;
+    const staging = `.kiln/staging/${randomUUID()}`;
+    const meta = { ContentType: opts.contentType, CacheControl: opts.cacheControl, Metadata: { sha256: opts.sha256 } };
+    const stagedEtag = size >= this.threshold ? await this.putMultipart(staging, source, size, meta, key) : await this.putSimple(staging, source, meta);
+    try {
+      return await this.copy(staging, stagedEtag, key, opts);
+    } finally {
+      await this.call("DELETE", staging, () => this.client.send(new DeleteObjectCommand({ Bucket: this.where.bucket, Key: this.full(staging) }))).catch(() => undefined);
+    }
+  }
+
+  private async putSimple(staging: string, source: WriteSource, meta: { ContentType: string; CacheControl: string; Metadata: Record<string, string> }): Promise<string | undefined> {
+    const body = Buffer.isBuffer(source) ? source : await readRange(source.path, 0, source.size);
+    const sha = b64(meta.Metadata.sha256!);
+    const r = await this.call("PUT", staging, () =>
+      this.client.send(new PutObjectCommand({ Bucket: this.where.bucket, Key: this.full(staging), Body: body, ContentLength: body.length, ChecksumAlgorithm: "SHA256", ChecksumSHA256: sha, ...meta })),
+    );
+    return r.ETag;
+  }
+
+  private async putMultipart(staging: string, source: WriteSource, size: number, meta: { ContentType: string; CacheControl: string; Metadata: Record<string, string> }, finalKey: string): Promise<string | undefined> {
+    const Bucket = this.where.bucket;
+    const Key = this.full(staging);
+    const created = await this.call("CreateMultipartUpload", staging, () => this.client.send(new CreateMultipartUploadCommand({ Bucket, Key, ChecksumAlgorithm: "SHA256", ...meta })));
+    const UploadId = created.UploadId!;
+    const parts: Array<{ PartNumber: number; ETag: string; ChecksumSHA256: string }> = [];
+    this.opts.onEvent?.({ kind: "multipart", key: finalKey, detail: `${size} bytes in ${Math.ceil(size / this.partSize)} parts` });
+    try {
+      for (let off = 0, n = 1; off < size; off += this.partSize, n++) {
+        const len = Math.min(this.partSize, size - off);
+        const part = Buffer.isBuffer(source) ? source.subarray(off, off + len) : await readRange(source.path, off, len);
+        const ChecksumSHA256 = createHash("sha256").update(part).digest("base64");
+        const r = await this.call(`UploadPart ${n}`, staging, () =>
+          this.client.send(new UploadPartCommand({ Bucket, Key, UploadId, PartNumber: n, Body: part, ContentLength: part.length, ChecksumAlgorithm: "SHA256", ChecksumSHA256 })),
+        );
+        parts.push({ PartNumber: n, ETag: r.ETag!, ChecksumSHA256 });
+      }
+      const done = await this.call("CompleteMultipartUpload", staging, () => this.client.send(new CompleteMultipartUploadCommand({ Bucket, Key, UploadId, MultipartUpload: { Parts: parts } })));
+      return done.ETag;
+    } catch (e) {
+      await this.client.send(new AbortMultipartUploadCommand({ Bucket, Key, UploadId })).catch(() => undefined);
+      throw e;
+    }
+  }
+
+  private async copy(staging: string, stagedEtag: string | undefined, key: string, opts: WriteOptions): Promise<{ etag?: string }> {
+    const cond = opts.condition;
+    const send = (conditional: boolean) =>
+      this.client.send(
+        new CopyObjectCommand({
+          Bucket: this.where.bucket,
+          Key: this.full(key),
+          CopySource: `${this.where.bucket}/${this.full(staging)}`.split("/").map(encodeURIComponent).join("/"),
+          MetadataDirective: "COPY",
+          ChecksumAlgorithm: "SHA256",
+          ...(stagedEtag ? { CopySourceIfMatch: stagedEtag } : {}),
+          ...(conditional && cond && "ifAbsent" in cond ? { IfNoneMatch: "*" } : {}),
+          ...(conditional && cond && "ifMatch" in cond ? { IfMatch: cond.ifMatch } : {}),
+        }),
+      );
+    const r = await this.call("COPY", key, async () => {
+      try {
+        return await send(this.conditional);
+      } catch (e) {
+        if (this.conditional && cond && (statusOf(e) === 501 || codeOf(e) === "NotImplemented")) {
+          this.conditional = false;
+          return send(false);
+        }
+        throw e;
+      }
+    });
+    const out: { etag?: string } = {};
+    if (r.CopyObjectResult?.ETag) out.etag = r.CopyObjectResult.ETag;
+    return out;
+  }
+
+  async delete(key: string): Promise<void> {
+    await this.call("DELETE", key, () => this.client.send(new DeleteObjectCommand({ Bucket: this.where.bucket, Key: this.full(key) })));
+  }
+
+  async close(): Promise<void> {
+    this.client.destroy();
+  }
+}
+
+async function readRange(path: string, offset: number, length: number): Promise<Buffer> {
+  const fh = await open(path, "r");
+  try {
+    const buf = Buffer.alloc(length);
+    let got = 0;
+    while (got < length) {
+      const { bytesRead } = await fh.read(buf, got, length - got, offset + got);
+      if (bytesRead === 0) throw new StoreError(`${path}: shorter than expected (${offset + got} of ${offset + length} bytes)`, "STORE");
+      got += bytesRead;
+    }
+    return buf;
+  } finally {
+    await fh.close();
+  }
+}
+
+function describe(e: unknown): string {
+  const a = e as AwsError;
+  const status = statusOf(e);
+  const code = codeOf(e);
+  const msg = a.message && a.message !== code && a.message !== "UnknownError" ? a.message : "";
+  return [status ? `HTTP ${status}` : "", code && code !== "Error" ? code : "", msg].filter(Boolean).join(" ") || String(e);
+}
