@@ -153,8 +153,8 @@ describe("kiln publish to S3", () => {
     expect(html).toContain("<code>baselayout</code>");
     expect(html).toContain("2023-11-14 22:13:20 UTC");
     expect(html).toContain(`href="../pub.rsa.pub"`);
-    // No staging leftovers.
-    expect(awsKeys(s3.endpoint, BUCKET, "main/.kiln/")).toEqual([]);
+    // No staging leftovers (the marker object stays).
+    expect(awsKeys(s3.endpoint, BUCKET, "main/.kiln/")).toEqual(["main/.kiln/staging/README"]);
   });
 
   it("is consumed over plain HTTP GET by packages/repo, and kiln image build makes an image from it", async () => {

@@ -29,9 +29,10 @@ export interface S3Server {
   stop(): Promise<void>;
 }
 
+/** s3rver encrypts ListObjectsV2 continuation tokens with DES: OpenSSL 3's legacy provider is needed past 1,000 keys. */
 export async function startS3(dir: string): Promise<S3Server> {
   mkdirSync(dir, { recursive: true });
-  const proc = spawn(process.execPath, [join(here, "s3-server.mjs"), dir], { stdio: ["ignore", "pipe", "pipe"] });
+  const proc = spawn(process.execPath, ["--openssl-legacy-provider", join(here, "s3-server.mjs"), dir], { stdio: ["ignore", "pipe", "pipe"] });
   let stderr = "";
   proc.stderr!.on("data", (d) => (stderr += d));
   const port = await new Promise<number>((resolve, reject) => {

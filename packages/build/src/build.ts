@@ -9,8 +9,9 @@ import { tmpdir } from "node:os";
 import { basename, dirname, join, relative } from "node:path";
 import { stringify as yamlStringify } from "yaml";
 import { buildIndex, indexRecordForPackage, mergeIndexRecords, readIndex, type IndexRecord, type ScriptName, type SigningKey } from "@kiln/apk";
+import type { ImageConfigInput } from "@kiln/image";
 import { compileRecipe, environmentImageConfig, loadRecipe, type CompiledRecipe, type CompiledStep, type CompiledScriptlets, type CompiledTest } from "./compile.js";
-import { extractArchive, fetchSource, resolveMirror, type MirrorOptions } from "./fetch-source.js";
+import { extractArchive, fetchSource, type MirrorOptions } from "./fetch-source.js";
 import { unpackDeb } from "./deb.js";
 import { emitPackage, type EmittedPackage } from "./emit.js";
 import { assembleGuest, resolveGuest, type Guest } from "./guest.js";
@@ -46,6 +47,19 @@ export interface BuildOptions {
   onEvent?: (e: BuildEvent) => void;
   /** Extra `${{ }}` variables. */
   variables?: Record<string, string>;
+  /**
+   * Build at this release number instead of `package.epoch` (`${{package.epoch}}`,
+   * `${{package.full-version}}`, the file names and the embedded recipe follow).
+   * The distribution raises it when only a dependency changed, so no two
+   * different builds share NAME-VER-rN.
+   */
+  epochOverride?: number;
+  /**
+   * Use this as the recipe's `environment` (the distribution passes the
+   * recipe's own environment merged with distro.yaml's default one). It is
+   * embedded in the package's .melange.yaml, so a rebuild from the package sees it.
+   */
+  environment?: ImageConfigInput;
 }
 
 export interface BuildResult {
@@ -57,6 +71,8 @@ export interface BuildResult {
   log: string;
   ms: number;
   steps: Array<{ name: string; ms: number }>;
+  /** What the build guest resolved to (empty when the recipe needs no guest): the inputs of the distribution's build key. */
+  guest: Array<{ name: string; version: string; checksum: string }>;
 }
 
 export class BuildError extends Error {
@@ -129,18 +145,6 @@ async function keyFiles(paths: string[]): Promise<Array<{ name: string; pem: Buf
   return out;
 }
 
-/**
- * `${{mirror.NAME}}` in a recipe is the mirror configured on this machine
- * (apt's configuration, KILN_NAME_MIRROR or distro.yaml); recipes never carry
- * a host name. Only mirrors a recipe names are looked up.
- */
-export async function mirrorVariables(file: string, mirrors?: MirrorOptions): Promise<Record<string, string>> {
-  const text = await readFile(file, "utf8").catch(() => "");
-  const out: Record<string, string> = {};
-  for (const m of text.matchAll(/\$\{\{\s*mirror\.([A-Za-z0-9_-]+)\s*\}\}/g)) out[`mirror.${m[1]}`] = resolveMirror(m[1]!, mirrors ?? {});
-  return out;
-}
-
 function needsGuest(steps: CompiledStep[]): boolean {
   return steps.some((s) => !s.native);
 }
@@ -149,9 +153,13 @@ export async function buildRecipe(file: string, opts: BuildOptions): Promise<Bui
   const t0 = Date.now();
   const emit = opts.onEvent ?? (() => undefined);
   const recipeDir = dirname(file);
-  const variables = { ...(await mirrorVariables(file, opts.mirrors)), ...opts.variables };
+  // ${{mirror.NAME}} compiles to mirror://NAME, resolved at fetch time from this
+  // machine's configuration, so compiled recipes do not depend on the mirror.
+  const variables = { ...opts.variables };
   const copts = { arch: opts.arch, ...(opts.pipelineDirs ? { pipelineDirs: opts.pipelineDirs } : {}), variables };
   const loaded = await loadRecipe(file, copts);
+  if (opts.epochOverride !== undefined) loaded.recipe.package.epoch = opts.epochOverride;
+  if (opts.environment !== undefined) loaded.recipe.environment = structuredClone(opts.environment);
   const compiled = compileRecipe(loaded, copts);
   const pkg = compiled.package;
   const label = `${pkg.name}-${pkg.fullVersion}`;
@@ -159,7 +167,7 @@ export async function buildRecipe(file: string, opts: BuildOptions): Promise<Bui
   await mkdir(logDir, { recursive: true });
   const logPath = join(logDir, `${pkg.name}.log`);
   await writeFile(logPath, `# kiln build ${file} (${label}, ${opts.arch})\n`);
-  const result: BuildResult = { recipe: file, name: pkg.name, fullVersion: pkg.fullVersion, packages: [], log: logPath, ms: 0, steps: [] };
+  const result: BuildResult = { recipe: file, name: pkg.name, fullVersion: pkg.fullVersion, packages: [], log: logPath, ms: 0, steps: [], guest: [] };
   if (!compiled.supportsArch) {
     result.skipped = `target-architecture excludes ${opts.arch}`;
     result.ms = Date.now() - t0;
@@ -187,6 +195,7 @@ export async function buildRecipe(file: string, opts: BuildOptions): Promise<Bui
       const spec = { arch: opts.arch, packages, repositories: await repos(), keys: [...envKeys, ...localKeys, ...(opts.keyringAppend ?? [])], buildUid: 1000, cacheDir: opts.cacheDir, image: environmentImageConfig(compiled.environment, file) };
       const resolved = await resolveGuest(spec);
       guest = await assembleGuest(spec, resolved);
+      result.guest = resolved.map((p) => ({ name: p.record.name, version: p.record.version, checksum: p.record.checksum ?? "" }));
       emit({ kind: "guest", package: label, packages: resolved.length, reused: guest.reused, purpose: "build" });
       log.write(`# guest: ${resolved.map((p) => `${p.record.name}-${p.record.version}`).join(" ")}\n`);
     }

@@ -54,7 +54,10 @@ export interface CompileOptions {
   sourceDir?: string;
   /** melange build options (`options:` entries) to enable. */
   buildOptions?: readonly string[];
-  /** Extra `${{ name }}` variables (for example a Debian mirror resolved from the host). */
+  /**
+   * Extra `${{ name }}` variables. `${{mirror.NAME}}` defaults to `mirror://NAME`
+   * (resolved when fetching); pass `mirror.NAME` here to resolve it now.
+   */
   variables?: Readonly<Record<string, string>>;
 }
 
@@ -436,7 +439,7 @@ class Compiler {
     this.problem(site.recipePath, `${message} (in pipeline "${site.def.name}" at ${dotted(inner) || "top level"}${where})`);
   }
 
-  /** Strict substitution: undefined and malformed references are reported, and replaced by "". */
+  /** Strict substitution: undefined and malformed references are reported (and left in the text). */
   sub(text: string, vars: ReadonlyMap<string, string>, report: (message: string, ref?: Reference) => void, quote = false): string {
     const r = substituteCollect(text, vars, quote);
     for (const u of r.undefined) report(`undefined variable ${u.text}${this.suggestVariable(u.name, vars)}`, u);
@@ -512,6 +515,10 @@ class Compiler {
     // variables
     const vars = new Map<string, string>([...packageVariables({ name: pkg.name, version, epoch, description: pkg.description ?? "" }), ...archVariables(arch)]);
     for (const k of Object.keys(r.options ?? {})) vars.set(`options.${k}.enabled`, String(enabled.has(k)));
+    // `${{mirror.NAME}}` stays symbolic (mirror://NAME, resolved by the fetcher on
+    // the host) unless the caller resolved it: compiled recipes and their hashes
+    // must not depend on the machine's mirror.
+    for (const m of JSON.stringify(r).matchAll(/\$\{\{ *mirror\.([a-zA-Z0-9_-]+) *\}\}/g)) vars.set(`mirror.${m[1]}`, `mirror://${m[1]}`);
     for (const [k, v] of Object.entries(o.variables ?? {})) vars.set(k, v);
     const rawVars: Record<string, { value: string; path: Path }> = {};
     for (const [k, v] of Object.entries(r.vars ?? {})) rawVars[k] = { value: String(v), path: ["vars", k] };
@@ -555,7 +562,7 @@ class Compiler {
         }
         const name = this.subAt([...base, "name"], sp.name, iv);
         if (!name) continue;
-        if (!PACKAGE_NAME_RE.test(name)) {
+        if (!PACKAGE_NAME_RE.test(name) && !name.includes("${{")) {
           this.problem([...base, "name"], `subpackage name ${JSON.stringify(name)} must match ${PACKAGE_NAME_RE.source}`);
           continue;
         }
@@ -704,7 +711,7 @@ class Compiler {
       (d?.[key] ?? []).map((s, i) => {
         const v = this.subAt([...path, key, i], s, vars);
         try {
-          if (v) check(v);
+          if (v && !v.includes("${{")) check(v);
         } catch (e) {
           if (e instanceof ApkError) this.problem([...path, key, i], e.message);
           else throw e;
@@ -720,7 +727,7 @@ class Compiler {
       const raw = d?.[key];
       if (raw === undefined) return undefined;
       const s = this.subAt([...path, key], String(raw), vars);
-      if (!/^-?\d+$/.test(s)) {
+      if (!/^-?\d+$/.test(s) && !s.includes("${{")) {
         this.problem([...path, key], `expected an integer, got ${JSON.stringify(s)}`);
         return undefined;
       }
@@ -898,7 +905,7 @@ class Compiler {
       if (input.required && v === "" && !site.def?.builtin) this.stepProblem(site, s.with ? ["with"] : ["uses"], `missing required input ${JSON.stringify(k)} for pipeline ${JSON.stringify(def.name)}`);
       // Checked where the value is written; steps inside pipeline files pass it on.
       const len = SHA_LENGTH[k];
-      if (len && !site.def && v !== "" && !(v.length === len && /^[0-9a-fA-F]+$/.test(v))) this.problem([...site.recipePath, "with", k], `${k} must be ${len} hexadecimal digits, got ${JSON.stringify(v)}`);
+      if (len && !site.def && v !== "" && !v.includes("${{") && !(v.length === len && /^[0-9a-fA-F]+$/.test(v))) this.problem([...site.recipePath, "with", k], `${k} must be ${len} hexadecimal digits, got ${JSON.stringify(v)}`);
       inputs[k] = v;
       scope.set(`inputs.${k}`, v);
     }
@@ -921,6 +928,8 @@ class Compiler {
     // Inside a built-in pipeline (fetch → kiln:fetch) the inputs are the
     // recipe step's, under the same names: point there.
     const report = (key: string | undefined, message: string) => {
+      // A value still holding ${{ }} has an undefined variable, reported already.
+      if (key && inputs[key]?.includes("${{")) return;
       if (site.def?.builtin && site.recipeWith) this.problem([...site.recipePath, ...(key && key in site.recipeWith ? ["with", key] : [])], message);
       else this.stepProblem(site, key ? ["with", key] : [], message);
     };
@@ -929,7 +938,7 @@ class Compiler {
       for (const k of ["extract", "delete"]) if (!["true", "false"].includes(inputs[k] ?? "")) report(k, `${k} must be true or false, got ${JSON.stringify(inputs[k])}`);
       if (!/^\d+$/.test(inputs["strip-components"] ?? "")) report("strip-components", `strip-components must be a whole number, got ${JSON.stringify(inputs["strip-components"])}`);
       const uri = inputs.uri ?? "";
-      if (uri && !/^(https?|file):\/\//.test(uri)) report("uri", `uri must be an http://, https:// or file:// URL, got ${JSON.stringify(uri)}`);
+      if (uri && !/^(https?|file|mirror):\/\//.test(uri)) report("uri", `uri must be an http://, https://, file:// or mirror:// URL, got ${JSON.stringify(uri)}`);
     }
   }
 

@@ -11,7 +11,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { compareVersions, isValidVersion } from "@kiln/apk";
 import { debVersionToApk, mergedUsrSymlink, readArMembers, readDeb, unpackDeb } from "./deb.js";
-import { detectDependencies } from "./detect-deps.js";
+import { detectDependencies, mergeDependencies } from "./detect-deps.js";
 import { SourceError, debianMirror, decompress, fetchSource } from "./fetch-source.js";
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
@@ -84,19 +84,26 @@ async function debianPoolEntry(name: string): Promise<{ mirror: string; entry: P
 }
 
 describe("a real Debian package (zlib1g from the archive)", () => {
-  // Fetched inside each test (once), so an unreachable mirror fails the tests
-  // with the reason rather than skipping them.
-  let fetched: Promise<{ deb: string; entry: PoolEntry }> | undefined;
-  const real = (): Promise<{ deb: string; entry: PoolEntry }> =>
-    (fetched ??= (async () => {
-      const got = await debianPoolEntry("zlib1g");
-      try {
-        const deb = await fetchSource({ uri: `mirror://debian/${got.entry.filename}`, expectedSha256: got.entry.sha256 }, { cacheDir: CACHE, retries: 2, retryDelayMs: 200 });
-        return { deb, entry: got.entry };
-      } catch (e) {
-        throw new Error(`cannot download ${got.entry.filename} from the Debian mirror ${got.mirror}: ${(e as Error).message}`);
-      }
-    })());
+  // Fetched inside each test (once per package), so an unreachable mirror
+  // fails the tests with the reason rather than skipping them.
+  const fetched = new Map<string, Promise<{ deb: string; entry: PoolEntry }>>();
+  const realDeb = (name: string): Promise<{ deb: string; entry: PoolEntry }> => {
+    let p = fetched.get(name);
+    if (!p) {
+      p = (async () => {
+        const got = await debianPoolEntry(name);
+        try {
+          const deb = await fetchSource({ uri: `mirror://debian/${got.entry.filename}`, expectedSha256: got.entry.sha256 }, { cacheDir: CACHE, retries: 2, retryDelayMs: 200 });
+          return { deb, entry: got.entry };
+        } catch (e) {
+          throw new Error(`cannot download ${got.entry.filename} from the Debian mirror ${got.mirror}: ${(e as Error).message}`);
+        }
+      })();
+      fetched.set(name, p);
+    }
+    return p;
+  };
+  const real = (): Promise<{ deb: string; entry: PoolEntry }> => realDeb("zlib1g");
 
   it("reads the control fields and member formats", async () => {
     const { deb, entry } = await real();
@@ -152,6 +159,22 @@ describe("a real Debian package (zlib1g from the archive)", () => {
     execFileSync("dpkg-deb", ["-x", deb, ref]);
     const list = (root: string): string[] => execFileSync("find", [".", "-printf", "%y %m %p %l\\n"], { cwd: root, encoding: "utf8" }).split("\n").sort();
     expect(list(dest)).toEqual(list(ref));
+  });
+
+  it("imports libc6: the loader link in /lib64 is rewritten into /usr, and its so: needs are all its own", async () => {
+    const { deb, entry } = await realDeb("libc6");
+    const dest = join(work, "libc6");
+    const r = await unpackDeb(deb, dest, { mergedUsr: true });
+    expect(r.control.Package).toBe("libc6");
+    expect(readlinkSync(join(dest, "usr/lib64/ld-linux-x86-64.so.2"))).toBe("/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2");
+    expect(lstatSync(join(dest, "usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2")).isFile()).toBe(true);
+    for (const top of ["lib", "lib64"]) expect(existsSync(join(dest, top))).toBe(false);
+    const deps = await detectDependencies(dest, { version: `${debVersionToApk(entry.version)}-r0` });
+    expect(deps.provides).toEqual(expect.arrayContaining(["so:libc.so.6=6", "so:ld-linux-x86-64.so.2=2", "so:libm.so.6=6"]));
+    expect(deps.depends).toContain("so:ld-linux-x86-64.so.2");
+    expect(deps.details.warnings).toEqual([]);
+    const merged = mergeDependencies({ declared: {}, detected: deps });
+    expect(merged.depends).toEqual([]);
   });
 });
 

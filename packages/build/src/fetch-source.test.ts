@@ -229,6 +229,14 @@ describe("mirrors", () => {
     expect(aptMirrors(root)).toEqual({ debian: `${base}/mirror/debian`, "debian-security": `${base}/sec` });
   });
 
+  it("follows apt's mirror+file: lists (as Debian's cloud images use)", () => {
+    const root = aptRoot({
+      "etc/apt/mirrors/debian.list": `# list\n${base}/listed/debian\tpriority:1\n${base}/second/debian\n`,
+      "etc/apt/sources.list.d/debian.sources": "Types: deb\nURIs: mirror+file:///etc/apt/mirrors/debian.list\nSuites: bookworm bookworm-updates\nComponents: main\n",
+    });
+    expect(aptMirrors(root).debian).toBe(`${base}/listed/debian`);
+  });
+
   it("prefers an explicit setting, then KILN_DEBIAN_MIRROR, then apt; says where it looked when nothing is set", () => {
     const root = aptRoot({ "etc/apt/sources.list": `deb ${base}/apt bookworm main\n` });
     expect(resolveMirror("debian", { aptRoot: root, env: {} })).toBe(`${base}/apt`);

@@ -198,12 +198,28 @@ function cleanMirrorUrl(u: string, what: string): string {
   return s;
 }
 
+/** An apt source URI as an http(s) URL: plain ones as they are; `mirror+file:` lists (Debian's cloud images) give their first http(s) entry. */
+function aptUriToHttp(uri: string, aptRoot: string): string | undefined {
+  if (/^https?:\/\//.test(uri)) return uri;
+  const m = /^mirror\+file:(?:\/\/)?(\/.*)$/.exec(uri);
+  if (!m) return undefined;
+  try {
+    for (const line of readFileSync(join(aptRoot, m[1]!), "utf8").split("\n")) {
+      const u = line.replace(/#.*$/, "").trim().split(/\s+/)[0];
+      if (u && /^https?:\/\//.test(u)) return u;
+    }
+  } catch {
+    /* unreadable list: not a usable source */
+  }
+  return undefined;
+}
+
 /** The mirrors named by apt's configuration: `debian` and `debian-security`, first match in apt's reading order. */
 export function aptMirrors(aptRoot = "/"): { debian?: string; "debian-security"?: string } {
   const found: { debian?: string; "debian-security"?: string } = {};
   for (const src of readAptSources(aptRoot)) {
     if (!src.types.some((t) => t === "deb" || t === "deb-src")) continue;
-    const uri = src.uris.find((u) => /^https?:\/\//.test(u));
+    const uri = src.uris.map((u) => aptUriToHttp(u, aptRoot)).find((u) => u !== undefined);
     if (!uri) continue;
     for (const suite of src.suites) {
       const kind = suiteKind(suite);

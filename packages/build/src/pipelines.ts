@@ -54,7 +54,7 @@ export const NATIVE_PIPELINES: Record<string, PipelineDefinition> = {
     native: "fetch",
     needs: [],
     inputs: {
-      uri: { description: "The URI to fetch.", required: true },
+      uri: { description: "The URI to fetch (http, https, file, or mirror://NAME/… resolved on the host).", required: true },
       "expected-sha256": { description: "The expected SHA-256 of the file (hex).", required: false },
       "expected-sha512": { description: "The expected SHA-512 of the file (hex).", required: false },
       "expected-none": { description: "Set to skip checksum verification.", required: false },

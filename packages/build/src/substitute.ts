@@ -58,7 +58,7 @@ export function scanReferences(text: string): { refs: Reference[]; malformed: nu
 
 export interface SubstituteResult {
   value: string;
-  /** Undefined references, in order of appearance. */
+  /** Undefined references, in order of appearance (left in `value` as written). */
   undefined: Reference[];
   /** Offsets of malformed `${{`. */
   malformed: number[];
@@ -79,8 +79,11 @@ export function substituteCollect(text: string, vars: Variables, quote = false):
   for (const r of refs) {
     out += text.slice(last, r.index);
     const v = vars.get(r.name);
-    if (v === undefined) missing.push(r);
-    else out += quote ? quoteString(v) : v;
+    if (v === undefined) {
+      // Kept as written, so later checks can tell the value is incomplete.
+      missing.push(r);
+      out += r.text;
+    } else out += quote ? quoteString(v) : v;
     last = r.index + r.text.length;
   }
   out += text.slice(last);
@@ -228,7 +231,7 @@ export function goRegexp(pattern: string): RegExp {
   }
   src = src
     .replace(/\(\?P</g, "(?<")
-    .replace(/\[:(\^?)([a-z]+):\]/g, (all, neg: string, name: string) => {
+    .replace(/\[:(\^?)([a-z]+):\]/g, (_all, neg: string, name: string) => {
       const cls = POSIX_CLASSES[name];
       if (!cls) throw new RegexpError(`unknown character class [:${name}:] in ${JSON.stringify(pattern)}`);
       if (neg) throw new RegexpError(`negated character class [:^${name}:] is not supported in ${JSON.stringify(pattern)}`);

@@ -366,6 +366,7 @@ export async function syncHtml(store: ObjectStore, arch: string, keyName: string
 async function cleanStaging(store: ObjectStore): Promise<void> {
   const cutoff = Date.now() - 24 * 3600 * 1000;
   for await (const o of store.list(".kiln/staging/")) {
+    if (o.key.endsWith("/README")) continue;
     if (o.lastModified && o.lastModified.getTime() < cutoff) await store.delete(o.key).catch(() => undefined);
   }
 }
@@ -451,6 +452,7 @@ export async function publish(store: ObjectStore, from: string, opts: PublishOpt
       for (const l of [ar.uploaded, ar.indexedExisting, ar.skipped, ar.resigned]) l.sort();
       result.archs.push(ar);
     }
+    await store.flush();
     await cleanStaging(store).catch(() => undefined);
   } finally {
     await rm(tmp, { recursive: true, force: true });
@@ -527,5 +529,6 @@ export async function withdraw(store: ObjectStore, ids: string[], opts: Withdraw
     }
     result.archs.push({ arch, indexPackages: c.records.length, indexWrites: c.writes });
   }
+  await store.flush();
   return result;
 }

@@ -144,6 +144,8 @@ export class LocalDirStore implements ObjectStore {
     }
   }
 
+  async flush(): Promise<void> {}
+
   async close(): Promise<void> {}
 
   /** Read a file of the store as a stream (for verifying large objects without buffering). */

@@ -20,6 +20,7 @@ import {
   CopyObjectCommand,
   CreateMultipartUploadCommand,
   DeleteObjectCommand,
+  DeleteObjectsCommand,
   GetObjectCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
@@ -121,6 +122,8 @@ export function isTransient(e: unknown): boolean {
   return false;
 }
 
+export const STAGING_MARKER = ".kiln/staging/README";
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function b64(hex: string): string {
@@ -137,6 +140,8 @@ export class S3Store implements ObjectStore {
   private readonly partSize: number;
   /** Cleared when the server answers a conditional copy with 501: it does not support them. */
   private conditional = true;
+  private stagingMarker: Promise<void> | undefined;
+  private readonly staged: string[] = [];
 
   constructor(
     readonly where: S3Location,
@@ -239,7 +244,31 @@ export class S3Store implements ObjectStore {
     } while (token);
   }
 
+  /**
+   * A permanent object in the staging "directory": some S3-protocol servers
+   * that map keys to directories remove a directory when its last object is
+   * deleted, racing with a concurrent upload into it (s3rver then crashes).
+   * With this object present, deleting a staging object never empties it.
+   */
+  private async ensureStagingMarker(): Promise<void> {
+    if (this.stagingMarker) return this.stagingMarker;
+    this.stagingMarker = (async () => {
+      if (await this.head(STAGING_MARKER)) return;
+      const body = Buffer.from("Temporary uploads of kiln publish, copied onto their final keys. Objects here older than a day are left from interrupted runs and are removed by the next publish.\n");
+      await this.call("PUT", STAGING_MARKER, () =>
+        this.client.send(new PutObjectCommand({ Bucket: this.where.bucket, Key: this.full(STAGING_MARKER), Body: body, ContentType: "text/plain", CacheControl: "no-cache", ChecksumAlgorithm: "SHA256", ChecksumSHA256: createHash("sha256").update(body).digest("base64") })),
+      );
+    })();
+    try {
+      await this.stagingMarker;
+    } catch (e) {
+      this.stagingMarker = undefined;
+      throw e;
+    }
+  }
+
   async write(key: string, source: WriteSource, opts: WriteOptions): Promise<{ etag?: string }> {
+    await this.ensureStagingMarker();
     const size = Buffer.isBuffer(source) ? source.length : source.size;
     const staging = `.kiln/staging/${randomUUID()}`;
     const meta = { ContentType: opts.contentType, CacheControl: opts.cacheControl, Metadata: { sha256: opts.sha256 } };
@@ -247,7 +276,18 @@ export class S3Store implements ObjectStore {
     try {
       return await this.copy(staging, stagedEtag, key, opts);
     } finally {
-      await this.call("DELETE", staging, () => this.client.send(new DeleteObjectCommand({ Bucket: this.where.bucket, Key: this.full(staging) }))).catch(() => undefined);
+      // Deleted in batches by flush(): one request per 1,000 uploads instead of one each.
+      this.staged.push(staging);
+      if (this.staged.length >= 1000) await this.flush();
+    }
+  }
+
+  async flush(): Promise<void> {
+    while (this.staged.length) {
+      const batch = this.staged.splice(0, 1000);
+      await this.call("DeleteObjects", ".kiln/staging/", () =>
+        this.client.send(new DeleteObjectsCommand({ Bucket: this.where.bucket, Delete: { Objects: batch.map((k) => ({ Key: this.full(k) })), Quiet: true } })),
+      ).catch(() => undefined); // leftovers are removed a day later by cleanStaging
     }
   }
 
@@ -321,6 +361,7 @@ export class S3Store implements ObjectStore {
   }
 
   async close(): Promise<void> {
+    await this.flush();
     this.client.destroy();
   }
 }

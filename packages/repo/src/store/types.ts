@@ -66,7 +66,9 @@ export interface ObjectStore {
   /** Atomic create or replace (see the condition). */
   write(key: string, source: WriteSource, opts: WriteOptions): Promise<{ etag?: string }>;
   delete(key: string): Promise<void>;
-  /** Release connections. */
+  /** Finish deferred housekeeping (S3: delete staging copies). */
+  flush(): Promise<void>;
+  /** Finish housekeeping and release connections. */
   close(): Promise<void>;
 }
 
