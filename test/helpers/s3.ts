@@ -96,7 +96,9 @@ export type FaultAction =
   /** Forward, let the server complete it, then close the connection instead of answering. */
   | "drop-response"
   /** Forward only the first half of the request body to the server, then cut both sides. */
-  | "truncate";
+  | "truncate"
+  /** Never answer (the client's timeout must fire). */
+  | "hang";
 
 export interface FaultRule {
   /** Matched against "METHOD /path?query". */
@@ -129,6 +131,7 @@ export interface FaultProxy {
 
 export async function startFaultProxy(target: number): Promise<FaultProxy> {
   const seen = new Map<FaultRule, number>();
+  const hung = new Set<import("node:net").Socket>();
   const proxy: FaultProxy = {
     endpoint: "",
     log: [],
@@ -139,7 +142,12 @@ export async function startFaultProxy(target: number): Promise<FaultProxy> {
       this.onRequest = undefined;
       seen.clear();
     },
-    stop: () => new Promise((r) => server.close(() => r())),
+    stop: () =>
+      new Promise((r) => {
+        for (const s of hung) s.destroy();
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
   };
   const server: Server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const line = `${req.method} ${req.url}`;
@@ -165,6 +173,11 @@ export async function startFaultProxy(target: number): Promise<FaultProxy> {
     }
     if (action === "drop") {
       req.socket.destroy();
+      return;
+    }
+    if (action === "hang") {
+      req.resume();
+      hung.add(req.socket);
       return;
     }
     const up = httpRequest({ host: "127.0.0.1", port: target, method: req.method, path: req.url, headers: req.headers }, (ur) => {

@@ -63,6 +63,7 @@ export async function assembleGuest(spec: GuestSpec, pkgs: RepoPackage[]): Promi
   try {
     const root = new ImageRoot(join(work, "spool"));
     for (const [i, p] of pkgs.entries()) await root.installPackage(files[i]!, p);
+    await root.createBusyboxLinks();
     // The build user, as melange adds it: uid/gid 1000, HOME=/home/build.
     const passwd = (await root.readText("etc/passwd")) ?? "root:x:0:0:root:/root:/bin/sh\n";
     const group = (await root.readText("etc/group")) ?? "root:x:0:\n";

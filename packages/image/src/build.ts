@@ -176,6 +176,7 @@ export async function buildImage(cfg: ImageConfig, ctx: ImageContext, opts: Buil
         await root.installPackage(files[i]!, p);
         newest = Math.max(newest, p.record.buildDate ?? 0);
       }
+      await root.createBusyboxLinks();
       await applyAccounts(root, cfg);
       await applyPaths(root, cfg);
       await applyOsRelease(root, cfg);

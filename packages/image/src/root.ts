@@ -316,6 +316,35 @@ export class ImageRoot {
     dbDir(pkgParent).files.push(f);
   }
 
+  /**
+   * Busybox's applet links, as apko makes them: busybox packages list their
+   * applets in /etc/busybox-paths.d/*; each listed path that nothing installed
+   * gets a symlink to the busybox binary. Real files always win, and no
+   * package owns the links, so tools like binutils' ar never conflict.
+   */
+  async createBusyboxLinks(): Promise<number> {
+    const bin = ["usr/bin/busybox", "bin/busybox"].map((p) => this.resolve(p, true)).find((p) => this.nodes.get(p)?.type === "file");
+    if (!bin) return 0;
+    const dir = this.resolve("etc/busybox-paths.d", true);
+    let made = 0;
+    for (const n of this.sorted((x) => x.type === "file" && x.path.startsWith(dir + "/"))) {
+      const text = await readFile(this.blobPath(n.blob!.sha1), "utf8");
+      for (const line of text.split("\n")) {
+        const p = line.trim().replace(/^\/+/, "");
+        if (!p || p.startsWith("#") || p.split("/").includes("..")) continue;
+        const slash = p.lastIndexOf("/");
+        const parent = this.resolve(slash < 0 ? "" : p.slice(0, slash), true);
+        const pnode = this.nodes.get(parent);
+        if (!pnode || pnode.type !== "dir") continue;
+        const canon = (parent ? `${parent}/` : "") + p.slice(slash + 1);
+        if (this.nodes.has(canon) || canon === bin) continue;
+        this.nodes.set(canon, { path: canon, type: "symlink", mode: 0o777, uid: 0, gid: 0, linkTarget: "/" + bin });
+        made++;
+      }
+    }
+    return made;
+  }
+
   /** Write apk's state so `apk` works in the image later. */
   async writeApkState(opts: { world: string[]; repositories: Array<{ tag?: string; url: string }>; arch: string; keys: Array<{ name: string; pem: Uint8Array }> }): Promise<void> {
     // On a merged-usr root lib → usr/lib; resolve() follows it.

@@ -256,7 +256,7 @@ export class S3Store implements ObjectStore {
       if (await this.head(STAGING_MARKER)) return;
       const body = Buffer.from("Temporary uploads of kiln publish, copied onto their final keys. Objects here older than a day are left from interrupted runs and are removed by the next publish.\n");
       await this.call("PUT", STAGING_MARKER, () =>
-        this.client.send(new PutObjectCommand({ Bucket: this.where.bucket, Key: this.full(STAGING_MARKER), Body: body, ContentType: "text/plain", CacheControl: "no-cache", ChecksumAlgorithm: "SHA256", ChecksumSHA256: createHash("sha256").update(body).digest("base64") })),
+        this.client.send(new PutObjectCommand({ Bucket: this.where.bucket, Key: this.full(STAGING_MARKER), Body: body, ContentType: "text/plain", CacheControl: "no-cache", Metadata: { sha256: createHash("sha256").update(body).digest("hex") }, ChecksumAlgorithm: "SHA256", ChecksumSHA256: createHash("sha256").update(body).digest("base64") })),
       );
     })();
     try {

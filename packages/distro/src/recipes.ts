@@ -1,0 +1,280 @@
+// The distribution's recipes as graph nodes: each recipe compiled for one
+// architecture in a mirror-independent form, what its build (and test)
+// environment asks for, what it declares it produces, and the hashes that
+// make its own part of the build key — the compiled recipe (which has every
+// named pipeline it uses expanded into it), the default environment when it
+// applies, and its patches and local source files.
+
+import { createHash } from "node:crypto";
+import { readdir, readFile, readlink, lstat } from "node:fs/promises";
+import { join, relative, sep } from "node:path";
+import { BUILTIN_PIPELINE_DIR, canonicalJson, compileRecipe, loadPipelines, parseRecipe, recipeHash, type CompiledStep, type PipelineRegistry, type Recipe, type Step } from "@kiln/build";
+import { ConfigError, type ImageConfigInput, type Problem } from "@kiln/image";
+import { mergeEnvironment, type Distro } from "./config.js";
+
+/** Bump to rebuild everything after a change in how kiln builds that the compiled recipe does not show. */
+export const BUILD_KEY_VERSION = 1;
+
+export interface RecipeOutput {
+  name: string;
+  /** Declared provides (automatic so:/cmd:/pc: ones are only known after a build). */
+  provides: string[];
+  /** Declared runtime dependencies. */
+  depends: string[];
+  replaces: string[];
+  providerPriority?: number;
+}
+
+/** One recipe, compiled for one architecture: plain data. */
+export interface RecipeNode {
+  /** The main package's name: the recipe's identity in the graph. */
+  name: string;
+  file: string;
+  /** `file` relative to the distribution root. */
+  path: string;
+  version: string;
+  /** The recipe's own epoch (the build may go higher: see the plan). */
+  epoch: number;
+  fullVersion: string;
+  outputs: RecipeOutput[];
+  /** environment.contents.packages as the build will request them (default environment merged, pipeline needs added). */
+  buildRequests: string[];
+  /** Packages the recipe's tests request (its own packages excluded). */
+  testRequests: string[];
+  /** Repositories the recipe's environment names itself. */
+  repositories: string[];
+  keyring: string[];
+  needsGuest: boolean;
+  /** The environment to build with when the default environment applies (else the recipe's own is used). */
+  environment?: ImageConfigInput;
+  /** Hash of everything the recipe itself contributes to its build key. */
+  own: string;
+  /** Files the recipe is made of, by display path (distribution-relative, or `kiln:` for built-in pipelines) → sha256. */
+  files: Record<string, string>;
+  /** The same files by absolute path (for mapping git changes). */
+  absFiles: string[];
+}
+
+export interface LoadedRecipes {
+  arch: string;
+  recipes: RecipeNode[];
+  /** Recipes whose target-architecture excludes this arch. */
+  excluded: string[];
+  problems: Problem[];
+}
+
+function sha256(data: string | Buffer): string {
+  return createHash("sha256").update(data).digest("hex");
+}
+
+/** `${{mirror.NAME}}` bound to a fixed placeholder, so the key does not depend on the machine's mirror. */
+function mirrorPlaceholders(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const m of text.matchAll(/\$\{\{\s*mirror\.([A-Za-z0-9_-]+)\s*\}\}/g)) out[`mirror.${m[1]}`] = `https://${m[1]!.toLowerCase()}.mirror.invalid`;
+  return out;
+}
+
+function needsGuest(steps: CompiledStep[]): boolean {
+  return steps.some((s) => !s.native);
+}
+
+/** Every file under `dir` (sorted, relative) with a hash of its content, link target or kind. */
+export async function hashTree(dir: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  const walk = async (d: string): Promise<void> => {
+    let names: string[];
+    try {
+      names = (await readdir(d)).sort();
+    } catch {
+      return;
+    }
+    for (const n of names) {
+      const p = join(d, n);
+      const st = await lstat(p);
+      const rel = relative(dir, p).split(sep).join("/");
+      if (st.isDirectory()) await walk(p);
+      else if (st.isSymbolicLink()) out[rel] = sha256(`link:${await readlink(p)}`);
+      else if (st.isFile()) out[rel] = sha256(Buffer.concat([Buffer.from(st.mode & 0o111 ? "x:" : "f:"), await readFile(p)]));
+    }
+  };
+  await walk(dir);
+  return out;
+}
+
+export class FileHashes {
+  private readonly cache = new Map<string, Promise<string>>();
+  get(path: string): Promise<string> {
+    let h = this.cache.get(path);
+    if (!h) {
+      h = readFile(path).then(sha256, () => "missing");
+      this.cache.set(path, h);
+    }
+    return h;
+  }
+}
+
+export function displayPath(distro: Distro, abs: string): string {
+  const builtin = relative(BUILTIN_PIPELINE_DIR, abs);
+  if (!builtin.startsWith("..") && !builtin.startsWith(sep)) return `kiln:pipelines/${builtin.split(sep).join("/")}`;
+  const rel = relative(distro.root, abs);
+  return rel.startsWith("..") ? abs : rel.split(sep).join("/");
+}
+
+/** The pipeline files a recipe uses, following `uses:` into pipeline files. */
+function pipelineFiles(recipe: Recipe, registry: PipelineRegistry): string[] {
+  const files = new Set<string>();
+  const seen = new Set<string>();
+  const walk = (steps: readonly Step[] | undefined) => {
+    for (const s of steps ?? []) {
+      if (s.uses && !seen.has(s.uses)) {
+        seen.add(s.uses);
+        const src = registry.source(s.uses);
+        if (src && src !== "<kiln>") files.add(src);
+        try {
+          walk(registry.get(s.uses)?.pipeline);
+        } catch {
+          // An invalid pipeline file is reported by the compiler.
+        }
+      }
+      walk(s.pipeline);
+    }
+  };
+  walk(recipe.pipeline);
+  for (const sp of recipe.subpackages ?? []) walk(sp.pipeline);
+  walk(recipe.test?.pipeline);
+  for (const sp of recipe.subpackages ?? []) walk(sp.test?.pipeline);
+  return [...files].sort();
+}
+
+/** The recipe files of a distribution: `RECIPES/*.yaml`, sorted (subdirectories hold patches and sources). */
+export async function listRecipeFiles(distro: Distro): Promise<string[]> {
+  const names = await readdir(distro.recipesDir).catch((e: NodeJS.ErrnoException) => {
+    if (e.code === "ENOENT") return [] as string[];
+    throw e;
+  });
+  return names.filter((n) => n.endsWith(".yaml") || n.endsWith(".yml")).sort().map((n) => join(distro.recipesDir, n));
+}
+
+export interface LoadRecipesOptions {
+  registry?: PipelineRegistry;
+  hashes?: FileHashes;
+  /** Read at most this many files at once. */
+  concurrency?: number;
+}
+
+/** Load, compile and hash every recipe for `arch`. Problems are collected, not thrown. */
+export async function loadRecipes(distro: Distro, arch: string, opts: LoadRecipesOptions = {}): Promise<LoadedRecipes> {
+  const files = await listRecipeFiles(distro);
+  const problems: Problem[] = [];
+  let registry: PipelineRegistry;
+  try {
+    registry = opts.registry ?? loadPipelines(distro.pipelineDirs);
+  } catch (e) {
+    if (e instanceof ConfigError) return { arch, recipes: [], excluded: [], problems: e.problems };
+    throw e;
+  }
+  const hashes = opts.hashes ?? new FileHashes();
+  const results: Array<RecipeNode | "excluded" | undefined> = new Array(files.length);
+  let next = 0;
+  const worker = async () => {
+    for (;;) {
+      const i = next++;
+      if (i >= files.length) return;
+      results[i] = await loadOne(distro, files[i]!, arch, registry, hashes, problems);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(opts.concurrency ?? 16, files.length) }, worker));
+  const recipes: RecipeNode[] = [];
+  const excluded: string[] = [];
+  results.forEach((r, i) => {
+    if (r === "excluded") excluded.push(displayPath(distro, files[i]!));
+    else if (r) recipes.push(r);
+  });
+  // Two recipes may not produce the same package.
+  const producer = new Map<string, RecipeNode>();
+  for (const r of recipes) {
+    for (const o of r.outputs) {
+      const prior = producer.get(o.name);
+      if (prior) problems.push({ file: r.file, path: "", message: `package ${o.name} is also produced by ${prior.path}: a package comes from one recipe` });
+      else producer.set(o.name, r);
+    }
+  }
+  problems.sort((a, b) => (a.file < b.file ? -1 : a.file > b.file ? 1 : (a.line ?? 0) - (b.line ?? 0)));
+  return { arch, recipes, excluded, problems };
+}
+
+async function loadOne(distro: Distro, file: string, arch: string, registry: PipelineRegistry, hashes: FileHashes, problems: Problem[]): Promise<RecipeNode | "excluded" | undefined> {
+  let text: string;
+  try {
+    text = await readFile(file, "utf8");
+  } catch (e) {
+    problems.push({ file, path: "", message: `cannot read: ${(e as Error).message}` });
+    return undefined;
+  }
+  let compiled;
+  let recipe: Recipe;
+  try {
+    const loaded = parseRecipe(file, text);
+    recipe = loaded.recipe;
+    compiled = compileRecipe(loaded, { arch, pipelines: registry, variables: mirrorPlaceholders(text) });
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      problems.push(...e.problems);
+      return undefined;
+    }
+    throw e;
+  }
+  if (!compiled.supportsArch) return "excluded";
+  const pkg = compiled.package;
+  const guest = needsGuest([...compiled.pipeline, ...compiled.subpackages.flatMap((s) => s.pipeline)]);
+  const useDefault = guest && distro.environment !== undefined;
+  const environment = useDefault ? mergeEnvironment(distro.environment!, recipe.environment) : undefined;
+  const defaultPackages = useDefault ? (distro.environment!.contents?.packages ?? []) : [];
+  const buildRequests = [...new Set([...defaultPackages, ...(compiled.environment.contents?.packages ?? [])])];
+  const outputs: RecipeOutput[] = [
+    { name: pkg.name, provides: pkg.dependencies.provides, depends: pkg.dependencies.runtime, replaces: pkg.dependencies.replaces, ...(pkg.dependencies.providerPriority !== undefined ? { providerPriority: pkg.dependencies.providerPriority } : {}) },
+    ...compiled.subpackages.map((s) => ({ name: s.name, provides: s.dependencies.provides, depends: s.dependencies.runtime, replaces: s.dependencies.replaces, ...(s.dependencies.providerPriority !== undefined ? { providerPriority: s.dependencies.providerPriority } : {}) })),
+  ];
+  const own = new Set(outputs.map((o) => o.name));
+  const testRequests = [
+    ...new Set([...(compiled.test?.environment.contents?.packages ?? []), ...compiled.subpackages.flatMap((s) => s.test?.environment.contents?.packages ?? [])].filter((p) => !own.has(p.replace(/[@<>=~].*$/, "")))),
+  ].sort();
+
+  // Files: the recipe, the pipeline files it uses, its source directory.
+  const absFiles = [file, ...pipelineFiles(recipe, registry)];
+  const files: Record<string, string> = {};
+  for (const f of absFiles) files[displayPath(distro, f)] = await hashes.get(f);
+  const sourceDir = join(distro.recipesDir, pkg.name);
+  const sources = await hashTree(sourceDir);
+  for (const [rel, h] of Object.entries(sources)) {
+    files[displayPath(distro, join(sourceDir, rel))] = h;
+    absFiles.push(join(sourceDir, rel));
+  }
+  const ownHash = sha256(
+    canonicalJson({
+      v: BUILD_KEY_VERSION,
+      compiled: recipeHash(compiled),
+      defaultEnvironment: useDefault ? distro.environment : null,
+      sources,
+    }),
+  );
+  const node: RecipeNode = {
+    name: pkg.name,
+    file,
+    path: displayPath(distro, file),
+    version: pkg.version,
+    epoch: pkg.epoch,
+    fullVersion: pkg.fullVersion,
+    outputs,
+    buildRequests,
+    testRequests,
+    repositories: [...(compiled.environment.contents?.repositories ?? [])],
+    keyring: [...(compiled.environment.contents?.keyring ?? [])],
+    needsGuest: guest,
+    own: ownHash,
+    files,
+    absFiles,
+  };
+  if (environment) node.environment = environment;
+  return node;
+}
