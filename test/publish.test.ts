@@ -296,7 +296,7 @@ describe("refusals: one clear error, nothing uploaded", () => {
 });
 
 describe("faults between kiln and the server", () => {
-  it("retries 503s, dropped connections, lost responses and torn uploads, and completes", async () => {
+  it("retries 503s, dropped connections, lost responses, torn uploads and timeouts, and completes", async () => {
     await expectOkAsync(runKiln(publishArgs(await out("f0", BASE), "faults")));
     const o = await out("f1", [...BASE, ...pkgs(["fa", "fb", "fc"])]);
     proxy.reset();

@@ -113,7 +113,7 @@ export class FileHashes {
   }
 }
 
-export function displayPath(distro: Distro, abs: string): string {
+export function displayPath(distro: Pick<Distro, "root">, abs: string): string {
   const builtin = relative(BUILTIN_PIPELINE_DIR, abs);
   if (!builtin.startsWith("..") && !builtin.startsWith(sep)) return `kiln:pipelines/${builtin.split(sep).join("/")}`;
   const rel = relative(distro.root, abs);
@@ -230,7 +230,8 @@ async function loadOne(distro: Distro, file: string, arch: string, registry: Pip
   const useDefault = guest && distro.environment !== undefined;
   const environment = useDefault ? mergeEnvironment(distro.environment!, recipe.environment) : undefined;
   const defaultPackages = useDefault ? (distro.environment!.contents?.packages ?? []) : [];
-  const buildRequests = [...new Set([...defaultPackages, ...(compiled.environment.contents?.packages ?? [])])];
+  // A recipe of kiln-native steps only gets no guest: its environment is not used.
+  const buildRequests = guest ? [...new Set([...defaultPackages, ...(compiled.environment.contents?.packages ?? [])])] : [];
   const outputs: RecipeOutput[] = [
     { name: pkg.name, provides: pkg.dependencies.provides, depends: pkg.dependencies.runtime, replaces: pkg.dependencies.replaces, ...(pkg.dependencies.providerPriority !== undefined ? { providerPriority: pkg.dependencies.providerPriority } : {}) },
     ...compiled.subpackages.map((s) => ({ name: s.name, provides: s.dependencies.provides, depends: s.dependencies.runtime, replaces: s.dependencies.replaces, ...(s.dependencies.providerPriority !== undefined ? { providerPriority: s.dependencies.providerPriority } : {}) })),

@@ -82,6 +82,8 @@ export function makeS3Client(opts: S3Options, env: NodeJS.ProcessEnv = process.e
     requestHandler: {
       connectionTimeout: Math.min(opts.timeoutMs ?? 60_000, 10_000),
       requestTimeout: opts.timeoutMs ?? 60_000,
+      // Without this a timeout only logs a warning and the request hangs on.
+      throwOnRequestTimeout: true,
       httpAgent: new HttpAgent(agentOpts),
       httpsAgent: new HttpsAgent(agentOpts),
     },

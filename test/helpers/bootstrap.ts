@@ -1,0 +1,47 @@
+// The stage-0 toolchain from recipes/, built once into a repository that the
+// build tests use as their upstream. Cached under node_modules/.cache keyed by
+// the recipes' content, so local re-runs reuse it; CI starts fresh.
+
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { generateKey } from "@kiln/apk";
+import { kilnAsync } from "./cli.js";
+import { REPO_ROOT } from "./paths.js";
+
+export const TOOLCHAIN_RECIPES = [
+  "busybox-static", "base-layout", "busybox-links", "glibc", "linux-headers", "libgcc", "libstdc++",
+  "gmp", "mpfr", "mpc", "isl", "zlib-bootstrap", "zstd-bootstrap", "jansson", "perl-bootstrap",
+  "make", "binutils", "gcc", "build-base",
+];
+
+export interface Bootstrap {
+  repo: string;
+  privateKey: string;
+  publicKey: string;
+  cacheDir: string;
+}
+
+export async function bootstrapToolchain(): Promise<Bootstrap> {
+  const files = TOOLCHAIN_RECIPES.map((r) => join(REPO_ROOT, "recipes", `${r}.yaml`));
+  const h = createHash("sha256");
+  for (const f of files) h.update(readFileSync(f));
+  const dir = join(REPO_ROOT, "node_modules/.cache/kiln-tests", `bootstrap-${h.digest("hex").slice(0, 16)}`);
+  const privateKey = join(dir, "keys/bootstrap.rsa");
+  const publicKey = `${privateKey}.pub`;
+  const repo = join(dir, "repo");
+  const cacheDir = join(REPO_ROOT, "node_modules/.cache/kiln-tests/cache");
+  const done = join(dir, "complete");
+  if (!existsSync(done)) {
+    mkdirSync(join(dir, "keys"), { recursive: true });
+    if (!existsSync(privateKey)) {
+      const k = await generateKey(2048);
+      writeFileSync(privateKey, k.privatePem, { mode: 0o600 });
+      writeFileSync(publicKey, k.publicPem);
+    }
+    const r = await kilnAsync(["build", ...files, "--out", repo, "--signing-key", privateKey, "--cache-dir", cacheDir, "--no-test"]);
+    if (r.status !== 0) throw new Error(`bootstrap build failed:\n${r.stderr.slice(-4000)}`);
+    writeFileSync(done, new Date().toISOString());
+  }
+  return { repo, privateKey, publicKey, cacheDir };
+}
