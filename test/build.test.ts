@@ -105,6 +105,9 @@ describe("kiln build: an autoconf project with the imported toolchain", () => {
 
   it("builds greet, greet-dev and greet-doc with so:/cmd:/pc: provides and depends", async () => {
     out = join(work, "out1");
+    // The shared cache may hold the tarball from an earlier run: drop it so fetch goes over HTTP.
+    const { rmSync } = await import("node:fs");
+    rmSync(join(boot.cacheDir, "sources", TARBALL_SHA256), { force: true });
     const r = await build([recipe("greet", GREET()), "--out", out]);
     expect(r.status, r.stderr.slice(-3000)).toBe(0);
     expect(server.log.some((l) => l.path === "/greet-1.2.0.tar.gz" && l.status === 200)).toBe(true);
@@ -230,6 +233,48 @@ ${script.split("\n").map((l) => `      ${l}`).join("\n")}
     expect(readFileSync(join(work, "out-network/logs/x86_64/escape-network.log"), "utf8")).toMatch(/can't connect|Connection refused|Network is unreachable/);
     expect(existsSync("/etc/escaped")).toBe(false);
     expect(existsSync("/usr/bin/escaped")).toBe(false);
+  });
+});
+
+describe("kiln test and kiln bump", () => {
+  it("kiln test runs the recipe's tests against the built packages", async () => {
+    const ok = await kilnAsync(["test", join(work, "greet.yaml"), "--out", join(work, "out1"), "--signing-key", boot.privateKey, "--repository-append", boot.repo, "--keyring-append", boot.publicKey, "--cache-dir", boot.cacheDir]);
+    expect(ok.status, ok.stderr).toBe(0);
+    expect(ok.stdout).toMatch(/greet\.yaml: 1 test passed/);
+    const bad = await kilnAsync(["test", join(work, "greet-failtest.yaml"), "--out", join(work, "out1"), "--signing-key", boot.privateKey, "--repository-append", boot.repo, "--keyring-append", boot.publicKey, "--cache-dir", boot.cacheDir]);
+    expect(bad.status).toBe(1);
+    expect(bad.stderr).toContain("the greeting was: Hello from libgreet 1.2.0");
+  });
+
+  it("kiln bump sets the version, resets the epoch and refreshes expected-sha256 from the new source", async () => {
+    const www = join(work, "www");
+    const next = Buffer.concat([readFileSync(TARBALL), Buffer.from("different bytes")]);
+    writeFileSync(join(www, "greet-1.3.0.tar.gz"), next);
+    const f = recipe("greet-bump", `# a comment that must survive
+package:
+  name: greet
+  version: 1.2.0
+  epoch: 4 # bumped by hand
+  description: greetings
+pipeline:
+  - uses: fetch
+    with:
+      uri: ${server.url}/greet-\${{package.version}}.tar.gz
+      expected-sha256: ${TARBALL_SHA256}
+  - runs: true
+`);
+    const r = await kilnAsync(["bump", f, "1.3.0", "--cache-dir", mkdtempSync(join(work, "bc-"))]);
+    expect(r.status, r.stderr).toBe(0);
+    const text = readFileSync(f, "utf8");
+    const { createHash } = await import("node:crypto");
+    expect(text).toContain(`expected-sha256: ${createHash("sha256").update(next).digest("hex")}`);
+    expect(text).toMatch(/version: 1\.3\.0/);
+    expect(text).toMatch(/epoch: 0/);
+    expect(text).toContain("# a comment that must survive");
+    const missing = await kilnAsync(["bump", f, "9.9.9", "--cache-dir", mkdtempSync(join(work, "bc-"))]);
+    expect(missing.status).toBe(1);
+    expect(missing.stderr).toMatch(/greet-9\.9\.9\.tar\.gz: HTTP 404/);
+    expect(readFileSync(f, "utf8")).toBe(text);
   });
 });
 

@@ -385,11 +385,23 @@ describe("concurrent publishers", () => {
   it("four publishers of different packages at once: every package ends up in the index", async () => {
     await expectOkAsync(runKiln(publishArgs(await out("c0", BASE), "concurrent")));
     const outs = await Promise.all([0, 1, 2, 3].map((i) => out(`c${i + 1}`, [...BASE, ...pkgs([0, 1, 2, 3, 4].map((j) => `p${i}x${j}`))])));
-    const runs = await Promise.all(outs.map((o) => runKiln(publishArgs(o, "concurrent", [], s3.endpoint))));
+    // Force the lost-update race: publishers start 300 ms apart (so each lists a different set of
+    // package objects), and their first index writes are held until all four have arrived, then
+    // applied in reverse order — the write based on the oldest listing lands last.
+    proxy.reset();
+    proxy.rules = [{ match: /^PUT .*\/concurrent\/x86_64\/APKINDEX\.tar\.gz/, action: "barrier", times: 4 }];
+    const runs = await Promise.all(
+      outs.map(async (o, i) => {
+        await new Promise((r) => setTimeout(r, i * 300));
+        return runKiln(publishArgs(o, "concurrent"));
+      }),
+    );
     for (const r of runs) expectOk(r, "concurrent publisher");
     const want = ["baselayout-1.0-r0", "hello-2.12-r1", ...[0, 1, 2, 3].flatMap((i) => [0, 1, 2, 3, 4].map((j) => `p${i}x${j}-1.0-r0`))].sort();
     expect(ids(await httpIndex("concurrent"))).toEqual(want);
     expectOk(await check("concurrent"));
+    // The held writes really were stale: some publisher had to merge again.
+    expect(proxy.log.filter((q) => q.method === "PUT" && /\/concurrent\/x86_64\/APKINDEX\.tar\.gz/.test(q.url)).length).toBeGreaterThan(4);
   }, 60_000);
 });
 

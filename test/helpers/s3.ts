@@ -98,7 +98,9 @@ export type FaultAction =
   /** Forward only the first half of the request body to the server, then cut both sides. */
   | "truncate"
   /** Never answer (the client's timeout must fire). */
-  | "hang";
+  | "hang"
+  /** Hold matching requests until `times` of them have arrived, then forward them in reverse order of arrival. */
+  | "barrier";
 
 export interface FaultRule {
   /** Matched against "METHOD /path?query". */
@@ -132,6 +134,7 @@ export interface FaultProxy {
 export async function startFaultProxy(target: number): Promise<FaultProxy> {
   const seen = new Map<FaultRule, number>();
   const hung = new Set<import("node:net").Socket>();
+  const held: Array<() => void> = [];
   const proxy: FaultProxy = {
     endpoint: "",
     log: [],
@@ -175,11 +178,23 @@ export async function startFaultProxy(target: number): Promise<FaultProxy> {
       req.socket.destroy();
       return;
     }
+    if (action === "barrier") {
+      const rule = proxy.rules.find((r) => r.action === "barrier" && r.match.test(line))!;
+      held.push(() => forward(req, res, entry, undefined));
+      if (held.length >= (rule.times ?? 1)) {
+        const release = held.splice(0).reverse();
+        release.forEach((go, i) => setTimeout(go, i * 150));
+      }
+      return;
+    }
     if (action === "hang") {
       req.resume();
       hung.add(req.socket);
       return;
     }
+    forward(req, res, entry, action);
+  });
+  function forward(req: IncomingMessage, res: ServerResponse, entry: LoggedRequest, action: FaultAction | undefined): void {
     const up = httpRequest({ host: "127.0.0.1", port: target, method: req.method, path: req.url, headers: req.headers }, (ur) => {
       entry.status = ur.statusCode;
       if (action === "drop-response") {
@@ -208,7 +223,7 @@ export async function startFaultProxy(target: number): Promise<FaultProxy> {
       return;
     }
     req.pipe(up);
-  });
+  }
   server.keepAliveTimeout = 1000;
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
   const a = server.address();

@@ -292,37 +292,7 @@ export async function buildRecipe(file: string, opts: BuildOptions): Promise<Bui
 
     // Tests: a fresh guest with the new packages (from staging, ahead of the output repository).
     if (opts.runTests !== false) {
-      const tests: Array<{ target: string; test: CompiledTest }> = [];
-      if (compiled.test) tests.push({ target: pkg.name, test: compiled.test });
-      for (const sp of compiled.subpackages) if (sp.test) tests.push({ target: sp.name, test: sp.test });
-      for (const { target, test } of tests) {
-        emit({ kind: "test", package: label, target });
-        log.write(`\n# test ${target}\n`);
-        const tws = join(work, `test-${target}`);
-        await mkdir(tws, { recursive: true });
-        if ((await stat(sourceDir).catch(() => undefined))?.isDirectory()) await cp(sourceDir, tws, { recursive: true });
-        const spec = {
-          arch: opts.arch,
-          packages: test.environment.contents?.packages ?? [target],
-          repositories: [staging, ...(test.environment.contents?.repositories ?? []), ...(await repos())],
-          keys: [...(await keyFiles(test.environment.contents?.keyring ?? [])), ...envKeys, ...localKeys, ...(opts.keyringAppend ?? [])],
-          buildUid: 1000,
-          cacheDir: opts.cacheDir,
-          image: environmentImageConfig(test.environment, `${file} (test)`),
-        };
-        const resolved = await resolveGuest(spec);
-        const tguest = await assembleGuest(spec, resolved);
-        emit({ kind: "guest", package: label, packages: resolved.length, reused: tguest.reused, purpose: "test" });
-        for (const [i, step] of test.pipeline.entries()) {
-          if (step.native) throw new BuildError(`${file}: test step "${step.name}" uses ${step.native}, which tests cannot`, file, step.name);
-          const env = { ...baseEnv, ...(test.environment.environment ?? {}), ...step.environment };
-          log.write(`# test step ${i + 1} ${step.name}\n`);
-          const r = await runInSandbox({ guestRoot: tguest.dir, workspace: tws, env, timeoutMs }, step.runs, { workdir: step.workingDirectory, log });
-          if (r.exitCode !== 0) {
-            throw new BuildError(`${file}: test of ${target}, step ${i + 1} "${step.name}" failed (status ${r.exitCode}${r.timedOut ? ", timed out" : ""})\n  last output:\n${r.tail.slice(-15).map((l) => `    ${l}`).join("\n")}\n  full log: ${logPath}`, file, step.name, r, logPath);
-          }
-        }
-      }
+      await runRecipeTests(compiled, { file, label, work, sourceDir, repositories: [staging, ...(await repos())], keys: [...envKeys, ...localKeys, ...(opts.keyringAppend ?? [])], baseEnv, timeoutMs, log, logPath, opts });
     }
 
     // Publish into the output repository: packages first, then the merged index.
@@ -345,6 +315,97 @@ export async function buildRecipe(file: string, opts: BuildOptions): Promise<Bui
     result.ms = Date.now() - t0;
     emit({ kind: "done", package: label, ms: result.ms, files: result.packages.map((p) => basename(p.file)) });
     return result;
+  } finally {
+    await new Promise<void>((r) => log.end(() => r()));
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+interface TestContext {
+  file: string;
+  label: string;
+  work: string;
+  sourceDir: string;
+  repositories: string[];
+  keys: Array<{ name: string; pem: Buffer }>;
+  baseEnv: Record<string, string>;
+  timeoutMs: number;
+  log: import("node:fs").WriteStream;
+  logPath: string;
+  opts: Pick<BuildOptions, "arch" | "cacheDir" | "onEvent">;
+}
+
+/** Run a compiled recipe's `test:` pipelines (main and subpackages), each in a fresh guest. */
+async function runRecipeTests(compiled: CompiledRecipe, t: TestContext): Promise<number> {
+  const emit = t.opts.onEvent ?? (() => undefined);
+  const tests: Array<{ target: string; test: CompiledTest }> = [];
+  if (compiled.test) tests.push({ target: compiled.package.name, test: compiled.test });
+  for (const sp of compiled.subpackages) if (sp.test) tests.push({ target: sp.name, test: sp.test });
+  for (const { target, test } of tests) {
+    emit({ kind: "test", package: t.label, target });
+    t.log.write(`\n# test ${target}\n`);
+    const tws = join(t.work, `test-${target}`);
+    await mkdir(tws, { recursive: true });
+    if ((await stat(t.sourceDir).catch(() => undefined))?.isDirectory()) await cp(t.sourceDir, tws, { recursive: true });
+    const spec = {
+      arch: t.opts.arch,
+      packages: test.environment.contents?.packages ?? [target],
+      repositories: [...t.repositories, ...(test.environment.contents?.repositories ?? [])],
+      keys: [...(await keyFiles(test.environment.contents?.keyring ?? [])), ...t.keys],
+      buildUid: 1000,
+      cacheDir: t.opts.cacheDir,
+      image: environmentImageConfig(test.environment, `${t.file} (test)`),
+    };
+    const resolved = await resolveGuest(spec);
+    const tguest = await assembleGuest(spec, resolved);
+    emit({ kind: "guest", package: t.label, packages: resolved.length, reused: tguest.reused, purpose: "test" });
+    for (const [i, step] of test.pipeline.entries()) {
+      if (step.native) throw new BuildError(`${t.file}: test step "${step.name}" uses ${step.native}, which tests cannot`, t.file, step.name);
+      const env = { ...t.baseEnv, ...(test.environment.environment ?? {}), ...step.environment };
+      t.log.write(`# test step ${i + 1} ${step.name}\n`);
+      const r = await runInSandbox({ guestRoot: tguest.dir, workspace: tws, env, timeoutMs: t.timeoutMs }, step.runs, { workdir: step.workingDirectory, log: t.log });
+      if (r.exitCode !== 0) {
+        throw new BuildError(`${t.file}: test of ${target}, step ${i + 1} "${step.name}" failed (status ${r.exitCode}${r.timedOut ? ", timed out" : ""})\n  last output:\n${r.tail.slice(-15).map((l) => `    ${l}`).join("\n")}\n  full log: ${t.logPath}`, t.file, step.name, r, t.logPath);
+      }
+    }
+  }
+  return tests.length;
+}
+
+/**
+ * `kiln test`: run a recipe's tests against its packages as they are in the
+ * output repository (and the other repositories), without building.
+ */
+export async function testRecipe(file: string, opts: BuildOptions): Promise<{ tests: number; ms: number; log: string }> {
+  const t0 = Date.now();
+  const copts = { arch: opts.arch, ...(opts.pipelineDirs ? { pipelineDirs: opts.pipelineDirs } : {}), variables: { ...opts.variables } };
+  const loaded = await loadRecipe(file, copts);
+  const compiled = compileRecipe(loaded, copts);
+  const label = `${compiled.package.name}-${compiled.package.fullVersion}`;
+  const logDir = join(opts.outDir, "logs", opts.arch);
+  await mkdir(logDir, { recursive: true });
+  const logPath = join(logDir, `${compiled.package.name}.test.log`);
+  await writeFile(logPath, `# kiln test ${file} (${label})\n`);
+  const log = openLog(logPath);
+  const work = await mkdtemp(join(tmpdir(), `kiln-test-${compiled.package.name}-`));
+  try {
+    const envKeys = await keyFiles(compiled.environment.contents?.keyring ?? []);
+    const repositories = [...((await localRepoUsable(opts.outDir, opts.arch)) ? [opts.outDir] : []), ...(compiled.environment.contents?.repositories ?? []), ...(opts.repositoryAppend ?? [])];
+    const baseEnv = { HOME: GUEST_WORKSPACE, PATH: "/usr/local/sbin:/usr/local/bin:/usr/bin:/usr/sbin:/sbin:/bin", SOURCE_DATE_EPOCH: String(opts.sourceDateEpoch), ...(compiled.environment.environment ?? {}) };
+    const n = await runRecipeTests(compiled, {
+      file,
+      label,
+      work,
+      sourceDir: opts.sourceDir ?? join(dirname(file), compiled.package.name),
+      repositories,
+      keys: [...envKeys, { name: opts.signingKey.name, pem: opts.publicKeyPem }, ...(opts.keyringAppend ?? [])],
+      baseEnv,
+      timeoutMs: opts.stepTimeoutMs ?? 3600_000,
+      log,
+      logPath,
+      opts,
+    });
+    return { tests: n, ms: Date.now() - t0, log: logPath };
   } finally {
     await new Promise<void>((r) => log.end(() => r()));
     await rm(work, { recursive: true, force: true });

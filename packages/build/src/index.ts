@@ -78,3 +78,5 @@ export { emitPackage, type EmitSpec, type EmittedPackage } from "./emit.js";
 export { fetchSource, extractArchive, debianMirror, resolveMirror, substituteMirrors, aptMirrors, SourceError, type SourceSpec, type FetchOptions, type MirrorOptions } from "./fetch-source.js";
 export { readDeb, unpackDeb, debVersionToApk } from "./deb.js";
 export { detectDependencies, mergeDependencies } from "./detect-deps.js";
+export { testRecipe } from "./build.js";
+export { bumpRecipe, type BumpResult } from "./bump.js";

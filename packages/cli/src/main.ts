@@ -1,7 +1,7 @@
 // The kiln command: argument dispatch and the single place errors become exit codes.
 
 import { ApkError } from "@kiln/apk";
-import { build } from "./commands/build.js";
+import { build, bump, testCmd } from "./commands/build.js";
 import { index, signIndex } from "./commands/index-cmd.js";
 import { compile, lint, packageVersion } from "./commands/recipe.js";
 import { image } from "./commands/image.js";
@@ -14,7 +14,7 @@ import { verify } from "./commands/verify.js";
 import { version } from "./commands/version.js";
 import { UserError, type Command, type Io } from "./util.js";
 
-export const COMMANDS: Command[] = [keygen, mkpkg, index, sign, signIndex, verify, inspect, version, build, compile, lint, packageVersion, image, publishCmd, withdrawCmd, repoCmd];
+export const COMMANDS: Command[] = [keygen, mkpkg, index, sign, signIndex, verify, inspect, version, build, testCmd, bump, compile, lint, packageVersion, image, publishCmd, withdrawCmd, repoCmd];
 
 function usage(): string {
   const w = Math.max(...COMMANDS.map((c) => c.name.length));

@@ -124,3 +124,64 @@ A local signing key is generated on first use unless --signing-key or $KILN_SIGN
     return 0;
   },
 };
+
+export const testCmd: Command = {
+  name: "test",
+  summary: "run a recipe's tests against its built packages",
+  usage: "kiln test RECIPE... [--arch A] [--out DIR] [--repository-append R]... [--keyring-append K]... [--pipeline-dir D]... [--cache-dir D]",
+  async run(argv, io) {
+    const { values, positionals } = parse(this, argv, {
+      arch: { type: "string" },
+      out: { type: "string" },
+      "signing-key": { type: "string" },
+      "repository-append": { type: "string", multiple: true },
+      "keyring-append": { type: "string", multiple: true },
+      "pipeline-dir": { type: "string", multiple: true },
+      "cache-dir": { type: "string" },
+    });
+    if (values.help) return help(this, io, `Runs each recipe's test: pipelines (main package and subpackages) in fresh guests holding the
+packages as built in OUT (default ./packages) and the other repositories. Exit 1 if any fails.`);
+    if (positionals.length === 0) throw new UserError(`usage: ${this.usage}`, 2);
+    const arch = values.arch ? ARCH_ALIASES[values.arch] : hostApkArch();
+    if (!arch) throw new UserError(`--arch: unknown architecture ${JSON.stringify(values.arch)}`, 2);
+    const outDir = values.out ?? "packages";
+    const key = await obtainSigningKey(values["signing-key"], outDir, io.env);
+    const keyringAppend = [];
+    for (const k of asArray(values["keyring-append"])) keyringAppend.push({ name: basename(k), pem: await readFile(k) });
+    const { testRecipe } = await import("@kiln/build");
+    for (const r of positionals) {
+      const res = await testRecipe(r, {
+        arch,
+        outDir,
+        signingKey: key.key,
+        publicKeyPem: key.publicPem,
+        repositoryAppend: asArray(values["repository-append"]),
+        keyringAppend,
+        pipelineDirs: asArray(values["pipeline-dir"]),
+        cacheDir: values["cache-dir"] ?? defaultCacheDir(io.env),
+        sourceDateEpoch: sourceDateEpoch(io.env),
+        onEvent: progressPrinter(io, false),
+      });
+      io.out(`${r}: ${res.tests} test${res.tests === 1 ? "" : "s"} passed (${(res.ms / 1000).toFixed(1)} s)`);
+    }
+    return 0;
+  },
+};
+
+export const bump: Command = {
+  name: "bump",
+  summary: "set a recipe's version, reset its epoch, refresh source checksums",
+  usage: "kiln bump RECIPE VERSION [--cache-dir D]",
+  async run(argv, io) {
+    const { values, positionals } = parse(this, argv, { "cache-dir": { type: "string" } });
+    if (values.help) return help(this, io, `Edits RECIPE in place (comments and layout kept): package.version = VERSION, epoch = 0, and each
+fetch step's expected-sha256 recomputed by downloading the new source (mirrors resolved as for builds).
+Nothing is written unless every source was downloaded.`);
+    if (positionals.length !== 2) throw new UserError(`usage: ${this.usage}`, 2);
+    const { bumpRecipe } = await import("@kiln/build");
+    const r = await bumpRecipe(positionals[0]!, positionals[1]!, { cacheDir: values["cache-dir"] ?? defaultCacheDir(io.env) });
+    io.out(`${r.file}: ${r.from} → ${r.to}`);
+    for (const s of r.sources) io.out(`  ${s.uri}: sha256 ${s.sha256}`);
+    return 0;
+  },
+};

@@ -1,0 +1,82 @@
+// `kiln bump`: set a recipe's version, reset its epoch, and refresh the
+// expected checksums of its fetch steps by downloading the new sources. The
+// YAML is edited in place (comments and layout kept); nothing is written
+// unless every source downloaded and hashed.
+
+import { createHash } from "node:crypto";
+import { readFile, rename, writeFile } from "node:fs/promises";
+import { isMap, isSeq, parseDocument, type Document } from "yaml";
+import { isValidVersion } from "@kiln/apk";
+import { ConfigError } from "@kiln/image";
+import { compileRecipe, parseRecipe } from "./compile.js";
+import { fetchSource, SourceError, substituteMirrors, type MirrorOptions } from "./fetch-source.js";
+
+export interface BumpResult {
+  file: string;
+  from: string;
+  to: string;
+  sources: Array<{ uri: string; sha256: string }>;
+}
+
+async function sha256Of(url: string): Promise<string> {
+  let res: Response;
+  try {
+    res = await fetch(url, { signal: AbortSignal.timeout(600_000) });
+  } catch (e) {
+    throw new SourceError("NETWORK", `${url}: ${(e as Error).message}`);
+  }
+  if (!res.ok || !res.body) throw new SourceError("HTTP", `${url}: HTTP ${res.status}`);
+  const h = createHash("sha256");
+  for await (const c of res.body as unknown as AsyncIterable<Uint8Array>) h.update(c);
+  return h.digest("hex");
+}
+
+function fetchSteps(doc: Document): Array<{ path: Array<string | number> }> {
+  const out: Array<{ path: Array<string | number> }> = [];
+  const walk = (seq: unknown, path: Array<string | number>) => {
+    if (!isSeq(seq)) return;
+    seq.items.forEach((step, i) => {
+      if (!isMap(step)) return;
+      if (step.get("uses") === "fetch") out.push({ path: [...path, i] });
+      walk(step.get("pipeline", true), [...path, i, "pipeline"]);
+    });
+  };
+  walk(doc.getIn(["pipeline"], true), ["pipeline"]);
+  const subs = doc.getIn(["subpackages"], true);
+  if (isSeq(subs)) subs.items.forEach((_, i) => walk(doc.getIn(["subpackages", i, "pipeline"], true), ["subpackages", i, "pipeline"]));
+  return out;
+}
+
+export async function bumpRecipe(file: string, version: string, opts: MirrorOptions & { cacheDir?: string; arch?: string } = {}): Promise<BumpResult> {
+  if (!isValidVersion(`${version}-r0`)) throw new ConfigError([{ file, path: "package.version", message: `${JSON.stringify(version)} is not a valid apk version` }]);
+  const text = await readFile(file, "utf8");
+  const doc = parseDocument(text);
+  const from = String(doc.getIn(["package", "version"]));
+  doc.setIn(["package", "version"], version);
+  doc.setIn(["package", "epoch"], 0);
+  // Compile the bumped recipe to learn each fetch step's URI for the new version.
+  const bumped = parseRecipe(file, doc.toString());
+  const steps = fetchSteps(doc);
+  const uris: string[] = [];
+  for (const s of steps) {
+    const uri = String(doc.getIn([...s.path, "with", "uri"]) ?? "");
+    uris.push(uri);
+  }
+  const compiled = compileRecipe(bumped, { ...(opts.arch ? { arch: opts.arch } : {}) });
+  const fetched = [...compiled.pipeline, ...compiled.subpackages.flatMap((x) => x.pipeline)].filter((s) => s.native === "fetch");
+  if (fetched.length !== steps.length) throw new ConfigError([{ file, path: "pipeline", message: `found ${steps.length} fetch steps in the file but ${fetched.length} after compiling (fetch inside an if: or a named pipeline?)` }]);
+  const sources: BumpResult["sources"] = [];
+  for (const [i, s] of steps.entries()) {
+    const uri = fetched[i]!.with!.uri!;
+    const url = substituteMirrors(uri, opts);
+    const sha = await sha256Of(url);
+    if (opts.cacheDir) await fetchSource({ uri, expectedSha256: sha }, { ...opts, cacheDir: opts.cacheDir });
+    doc.setIn([...s.path, "with", "expected-sha256"], sha);
+    if (doc.hasIn([...s.path, "with", "expected-sha512"])) doc.deleteIn([...s.path, "with", "expected-sha512"]);
+    sources.push({ uri: uris[i]!, sha256: sha });
+  }
+  const tmp = `${file}.kiln-tmp-${process.pid}`;
+  await writeFile(tmp, doc.toString());
+  await rename(tmp, file);
+  return { file, from, to: version, sources };
+}

@@ -1,0 +1,49 @@
+// Putting the pieces together for one architecture: load the recipes and
+// images, the repository state, and build the graph. The CLI and the
+// benchmarks start here.
+
+import { formatProblem } from "@kiln/image";
+import type { PipelineRegistry } from "@kiln/build";
+import type { Fetcher } from "@kiln/repo";
+import type { Distro } from "./config.js";
+import { buildGraph, type DistroGraph } from "./graph.js";
+import { loadImages, type ImageNode } from "./images.js";
+import { FileHashes, loadRecipes, type LoadedRecipes } from "./recipes.js";
+import { loadRepoState, type RepoState } from "./state.js";
+
+export interface DistroView {
+  distro: Distro;
+  arch: string;
+  recipes: LoadedRecipes;
+  images: ImageNode[];
+  state: RepoState;
+  graph: DistroGraph;
+  /** Invalid recipes and image configs, one line each (file:line: path: message). */
+  errors: string[];
+}
+
+export interface AnalyzeOptions {
+  cacheDir?: string;
+  fetcher?: Fetcher;
+  /** Do not read upstream repositories. */
+  offline?: boolean;
+  registry?: PipelineRegistry;
+  hashes?: FileHashes;
+  /** Images already loaded (they do not depend on the architecture). */
+  images?: { images: ImageNode[]; problems: Parameters<typeof formatProblem>[0][] };
+}
+
+export async function analyzeDistro(distro: Distro, arch: string, opts: AnalyzeOptions = {}): Promise<DistroView> {
+  const [recipes, images] = await Promise.all([
+    loadRecipes(distro, arch, { ...(opts.registry ? { registry: opts.registry } : {}), ...(opts.hashes ? { hashes: opts.hashes } : {}) }),
+    opts.images ?? loadImages(distro),
+  ]);
+  const state = await loadRepoState(distro, arch, recipes.recipes, {
+    ...(opts.cacheDir ? { cacheDir: opts.cacheDir } : {}),
+    ...(opts.fetcher ? { fetcher: opts.fetcher } : {}),
+    ...(opts.offline ? { offline: true } : {}),
+  });
+  const graph = buildGraph({ recipes: recipes.recipes, images: images.images, state });
+  const errors = [...recipes.problems, ...images.problems].map(formatProblem);
+  return { distro, arch, recipes, images: images.images, state, graph, errors };
+}

@@ -1,0 +1,217 @@
+// The nightly image job: rebuild the distribution's images from the current
+// repository into OUT/images/NAME (OCI layouts), compare digests with the
+// last run, smoke-test them from the unpacked image under bubblewrap, and
+// push only the images whose digest changed. Builds are reproducible (the
+// image timestamp is the newest package's build date unless
+// SOURCE_DATE_EPOCH is set), so a night with no package changes changes no
+// digest and pushes nothing.
+
+import { execFile, spawn } from "node:child_process";
+import { createHash } from "node:crypto";
+import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { buildImage, hostApkArch, pushOciImage, type ImageConfig } from "@kiln/image";
+import type { Distro } from "./config.js";
+import { identity } from "./keys.js";
+import type { ImageNode } from "./images.js";
+import { imageConfigFor } from "./images.js";
+import { IMAGES_FILE, readImageRecords, type ImageRecord } from "./state.js";
+
+const run = promisify(execFile);
+
+export interface ImageTestResult {
+  ok: boolean;
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+  detail: string;
+}
+
+export interface ImageResult {
+  name: string;
+  path: string;
+  status: "built" | "failed" | "not-selected";
+  reasons: string[];
+  digest?: string;
+  previous?: string;
+  changed: boolean;
+  pushed?: string;
+  test?: ImageTestResult;
+  error?: string;
+  ms?: number;
+}
+
+export interface ImageRunOptions {
+  distro: Distro;
+  images: ImageNode[];
+  /** Images to build: all, or those named here (with the reasons they change). */
+  select: "all" | Map<string, string[]>;
+  keys: Array<{ name: string; pem: Buffer }>;
+  cacheDir?: string;
+  sourceDateEpoch?: number;
+  push?: { registry: string; insecure?: boolean; username?: string; password?: string };
+  test: boolean;
+  onEvent?: (message: string) => void;
+}
+
+async function writeRecords(outDir: string, records: Map<string, ImageRecord>): Promise<void> {
+  const dir = join(outDir, "images");
+  await mkdir(dir, { recursive: true });
+  const sorted = Object.fromEntries([...records.entries()].sort(([a], [b]) => (a < b ? -1 : 1)));
+  const tmp = join(dir, `${IMAGES_FILE}.kiln-tmp-${process.pid}`);
+  await writeFile(tmp, JSON.stringify(sorted, null, 2) + "\n");
+  await rename(tmp, join(dir, IMAGES_FILE));
+}
+
+function userOf(rootfsPasswd: string, group: string, runAs: string | undefined): { uid: number; gid: number } {
+  if (!runAs) return { uid: 0, gid: 0 };
+  const m = /^(\d+)(?::(\d+))?$/.exec(runAs);
+  if (m) return { uid: Number(m[1]), gid: Number(m[2] ?? m[1]) };
+  const [name, grp] = runAs.split(":");
+  const line = rootfsPasswd.split("\n").find((l) => l.split(":")[0] === name);
+  if (!line) throw new Error(`run-as ${runAs}: no such user in the image's /etc/passwd`);
+  const f = line.split(":");
+  let gid = Number(f[3]);
+  if (grp) {
+    const g = group.split("\n").find((l) => l.split(":")[0] === grp);
+    gid = g ? Number(g.split(":")[2]) : /^\d+$/.test(grp) ? Number(grp) : gid;
+  }
+  return { uid: Number(f[2]), gid };
+}
+
+/**
+ * Run the image's smoke test: unpack the layout with `umoci unpack
+ * --rootless`, then run `test.command` under bubblewrap as the image would
+ * (its user, working directory and environment; no network). It passes when
+ * the exit status is `expect-exit` (0) and stdout, trimmed, contains `expect`.
+ */
+export async function testImage(layout: string, cfg: ImageConfig, opts: { tag?: string; timeoutMs?: number } = {}): Promise<ImageTestResult> {
+  if (!cfg.test) return { ok: true, exitCode: 0, stdout: "", stderr: "", detail: "no test" };
+  const work = await mkdtemp(join(tmpdir(), "kiln-image-test-"));
+  try {
+    const bundle = join(work, "bundle");
+    try {
+      await run("umoci", ["unpack", "--rootless", "--image", `${layout}:${opts.tag ?? "latest"}`, bundle], { maxBuffer: 64 * 1024 * 1024 });
+    } catch (e) {
+      const err = e as { code?: string; stderr?: string; message: string };
+      throw new Error(err.code === "ENOENT" ? "umoci is not installed (apt-get install umoci)" : `umoci unpack: ${(err.stderr || err.message).trim()}`);
+    }
+    const rootfs = join(bundle, "rootfs");
+    const passwd = await readFile(join(rootfs, "etc/passwd"), "utf8").catch(() => "");
+    const group = await readFile(join(rootfs, "etc/group"), "utf8").catch(() => "");
+    const { uid, gid } = userOf(passwd, group, cfg.runAs);
+    const args = ["--bind", rootfs, "/", "--proc", "/proc", "--dev", "/dev", "--unshare-all", "--unshare-user", "--die-with-parent", "--uid", String(uid), "--gid", String(gid), "--chdir", cfg.workDir ?? "/", "--clearenv"];
+    for (const [k, v] of Object.entries(cfg.environment).sort(([a], [b]) => (a < b ? -1 : 1))) args.push("--setenv", k, v);
+    args.push("--", ...cfg.test.command);
+    const r = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve, reject) => {
+      const p = spawn("bwrap", args, { stdio: ["ignore", "pipe", "pipe"] });
+      let stdout = "";
+      let stderr = "";
+      p.stdout.on("data", (d) => (stdout += d));
+      p.stderr.on("data", (d) => (stderr += d));
+      const timer = setTimeout(() => p.kill("SIGKILL"), opts.timeoutMs ?? 120_000);
+      p.on("error", (e) => {
+        clearTimeout(timer);
+        reject((e as NodeJS.ErrnoException).code === "ENOENT" ? new Error("bubblewrap is not installed (apt-get install bubblewrap)") : e);
+      });
+      p.on("close", (code, signal) => {
+        clearTimeout(timer);
+        resolve({ code: code ?? (signal ? 128 + 9 : -1), stdout, stderr });
+      });
+    });
+    const expectExit = cfg.test.expectExit;
+    const want = cfg.test.expect?.trim();
+    const okExit = r.code === expectExit;
+    const okOut = want === undefined || r.stdout.trim().includes(want);
+    const detail = !okExit
+      ? `exited with status ${r.code}, expected ${expectExit}${r.stderr.trim() ? `: ${r.stderr.trim().split("\n").slice(-3).join(" | ")}` : ""}`
+      : !okOut
+        ? `output ${JSON.stringify(r.stdout.trim().slice(0, 400))} does not contain ${JSON.stringify(want)}`
+        : `passed: ${JSON.stringify(cfg.test.command.join(" "))}`;
+    return { ok: okExit && okOut, exitCode: r.code, stdout: r.stdout, stderr: r.stderr, detail };
+  } finally {
+    await rm(work, { recursive: true, force: true }).catch(() => undefined);
+  }
+}
+
+export async function runImages(opts: ImageRunOptions): Promise<ImageResult[]> {
+  const { distro } = opts;
+  const log = opts.onEvent ?? (() => undefined);
+  const records = await readImageRecords(distro.outDir);
+  const results: ImageResult[] = [];
+  await mkdir(join(distro.outDir, "images"), { recursive: true });
+  for (const img of opts.images) {
+    const reasons = opts.select === "all" ? [] : opts.select.get(img.name);
+    if (!reasons) {
+      results.push({ name: img.name, path: img.path, status: "not-selected", reasons: [], changed: false, ...(records.get(img.name)?.digest ? { digest: records.get(img.name)!.digest } : {}) });
+      continue;
+    }
+    const t0 = Date.now();
+    const res: ImageResult = { name: img.name, path: img.path, status: "built", reasons, changed: false };
+    results.push(res);
+    try {
+      const text = await readFile(img.file, "utf8");
+      const cfg = imageConfigFor(distro, img.file, text);
+      log(`==> image ${img.name}${reasons.length ? ` (${reasons.join("; ")})` : ""}`);
+      const out = join(distro.outDir, "images", img.name);
+      const built = await buildImage(
+        cfg,
+        {
+          extraRepositories: [distro.outDir, ...distro.upstream.repositories],
+          extraKeys: opts.keys,
+          distro: distro.id,
+          ...(opts.cacheDir ? { cacheDir: opts.cacheDir } : {}),
+          ...(opts.sourceDateEpoch !== undefined ? { sourceDateEpoch: opts.sourceDateEpoch } : {}),
+        },
+        { out, format: "oci" },
+      );
+      const prev = records.get(img.name);
+      res.digest = built.result.digest;
+      if (prev?.digest) res.previous = prev.digest;
+      res.changed = prev?.digest !== built.result.digest;
+      const rec: ImageRecord = {
+        name: img.name,
+        config: createHash("sha256").update(text).digest("hex"),
+        packages: Object.fromEntries(built.resolved.map((r) => [r.arch, r.resolution.packages.map((p) => identity({ name: p.record.name, version: p.record.version, checksum: p.record.checksum })).sort()])),
+        digest: built.result.digest,
+        pushed: { ...(prev?.pushed ?? {}) },
+      };
+      log(`  ${img.name}: ${built.result.digest}${res.changed ? (prev ? ` (was ${prev.digest})` : " (new)") : " (unchanged)"}`);
+      if (opts.test) {
+        if (!cfg.test) res.test = { ok: true, exitCode: 0, stdout: "", stderr: "", detail: "no test" };
+        else if (!cfg.archs.includes(hostApkArch())) res.test = { ok: true, exitCode: 0, stdout: "", stderr: "", detail: `not run: the image has no ${hostApkArch()} build` };
+        else {
+          res.test = await testImage(out, cfg);
+          log(`  test ${img.name}: ${res.test.ok ? "ok" : "FAILED"} — ${res.test.detail}`);
+          if (!res.test.ok) res.status = "failed";
+        }
+      }
+      if (opts.push && res.status === "built") {
+        const ref = `${opts.push.registry.replace(/\/+$/, "")}/${img.name}:latest`;
+        if (rec.pushed[ref] !== built.result.digest) {
+          const p = await pushOciImage(out, ref, {
+            ...(opts.push.insecure ? { insecure: true } : {}),
+            ...(opts.push.username ? { username: opts.push.username } : {}),
+            ...(opts.push.password ? { password: opts.push.password } : {}),
+          });
+          rec.pushed[ref] = p.digest;
+          res.pushed = ref;
+          log(`  pushed ${ref} (${p.digest})`);
+        }
+      }
+      // A failed smoke test leaves the record as it was, so the next run builds and tests the image again.
+      if (res.status === "built") {
+        records.set(img.name, rec);
+        await writeRecords(distro.outDir, records);
+      }
+    } catch (e) {
+      res.status = "failed";
+      res.error = (e as Error).message;
+      log(`  ${img.name}: FAILED: ${res.error}`);
+    }
+    res.ms = Date.now() - t0;
+  }
+  return results;
+}

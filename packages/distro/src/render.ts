@@ -1,0 +1,93 @@
+// Renderings of the graph (Graphviz, JSON) and of a build run (HTML report).
+
+import type { DistroGraph } from "./graph.js";
+import type { BuildPlan } from "./plan.js";
+import type { RunReport } from "./run.js";
+
+function q(s: string): string {
+  return `"${s.replace(/\\/g, "\\\\").replace(/"/g, '\\"')}"`;
+}
+
+/** The graph as Graphviz: recipes as boxes (with their subpackages), images as folders; dashed edges stand in for a cycle, dotted ones are test-only. Planned builds are filled. */
+export function graphToDot(graph: DistroGraph, plan?: BuildPlan): string {
+  const planned = new Set(plan?.builds.map((b) => b.recipe) ?? []);
+  const changedImages = new Set(plan?.images.map((i) => i.name) ?? []);
+  const lines = [`digraph distro {`, `  rankdir=LR;`, `  node [fontname="monospace", fontsize=10];`, `  edge [fontname="monospace", fontsize=8];`];
+  for (const r of graph.recipes) {
+    const subs = r.outputs.slice(1).map((o) => o.name);
+    const label = `${r.name}\\n${r.fullVersion}${subs.length ? `\\n(${subs.join(", ")})` : ""}`;
+    lines.push(`  ${q(`recipe:${r.name}`)} [shape=box, label="${label}"${planned.has(r.name) ? ', style=filled, fillcolor="#ffe08a"' : ""}];`);
+  }
+  for (const i of graph.images) lines.push(`  ${q(`image:${i.name}`)} [shape=folder, label="${i.name}"${changedImages.has(i.name) ? ', style=filled, fillcolor="#9fd3ff"' : ""}];`);
+  for (const e of graph.edges) {
+    if (e.from === e.to && e.cut !== "stand-in") continue;
+    const attrs = [`label=${q(e.packages.join(" "))}`];
+    if (e.cut === "stand-in") attrs.push("style=dashed", 'color="#c0392b"', `tooltip=${q(`uses existing ${e.standIns?.map((s) => `${s.name}-${s.version}`).join(", ")}`)}`);
+    else if (e.kind === "test") attrs.push("style=dotted");
+    lines.push(`  ${q(`recipe:${e.from}`)} -> ${q(`recipe:${e.to}`)} [${attrs.join(", ")}];`);
+  }
+  for (const i of graph.images) for (const r of graph.imageRecipes[i.name] ?? []) lines.push(`  ${q(`image:${i.name}`)} -> ${q(`recipe:${r}`)} [color="#2980b9"];`);
+  lines.push("}");
+  return lines.join("\n") + "\n";
+}
+
+export function graphToJson(graph: DistroGraph, plan?: BuildPlan): unknown {
+  const planned = new Map(plan?.builds.map((b) => [b.recipe, b]) ?? []);
+  return {
+    arch: graph.arch,
+    order: graph.order,
+    recipes: graph.recipes.map((r) => ({
+      name: r.name,
+      path: r.path,
+      version: r.fullVersion,
+      packages: r.outputs.map((o) => o.name),
+      requests: r.buildRequests,
+      ...(planned.has(r.name) ? { planned: planned.get(r.name)!.fullVersion } : {}),
+    })),
+    images: graph.images.map((i) => ({ name: i.name, path: i.path, requests: i.requests, recipes: graph.imageRecipes[i.name] ?? [], packages: (graph.imagePackages[i.name] ?? []).map((p) => `${p.name}-${p.version}`) })),
+    edges: graph.edges.map((e) => ({ from: e.from, to: e.to, kind: e.kind, packages: e.packages, ...(e.cut ? { cut: e.cut } : {}), ...(e.standIns ? { standIns: e.standIns } : {}) })),
+    cycles: graph.cycles,
+    warnings: graph.warnings,
+  };
+}
+
+function esc(s: string): string {
+  return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
+}
+
+function secs(ms: number | undefined): string {
+  return ms === undefined ? "" : `${(ms / 1000).toFixed(1)} s`;
+}
+
+/** A self-contained HTML page: per package status, duration, why, a log link and a timeline bar. `logHref` maps a log path to a link. */
+export function renderRunReport(reports: RunReport[], logHref: (log: string) => string = (l) => l): string {
+  const css = `body{font:14px system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;width:100%}th,td{padding:3px 8px;border-bottom:1px solid #eee;text-align:left;vertical-align:top}
+td.tl{width:40%;position:relative}div.bar{position:absolute;top:5px;height:12px;border-radius:2px;min-width:2px}
+tr.built div.bar{background:#2ecc71}tr.failed div.bar{background:#e74c3c}.built .st{color:#1e8449}.failed .st{color:#c0392b;font-weight:bold}.skipped .st,.not-started .st{color:#888}
+pre{margin:0;white-space:pre-wrap;font-size:12px;color:#c0392b}small{color:#666}`;
+  const parts = [`<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>kiln build report</title><style>${css}</style></head><body>`];
+  for (const r of reports) {
+    const total = Math.max(1, r.ms);
+    const count = (s: string) => r.entries.filter((e) => e.status === s).length;
+    parts.push(`<h1>${esc(r.distro)} — ${esc(r.arch)}</h1>`);
+    parts.push(
+      `<p>started ${esc(r.startedAt)}, ${secs(r.ms)} with ${r.jobs} job${r.jobs === 1 ? "" : "s"}${r.keepGoing ? " (keep going)" : ""}: ` +
+        `<b>${count("built")}</b> built, <b>${count("failed")}</b> failed, ${count("skipped")} skipped, ${count("not-started")} not started, ${r.upToDate} up to date.</p>`,
+    );
+    parts.push(`<table><tr><th>package</th><th>version</th><th>status</th><th>duration</th><th>why</th><th>timeline (0 – ${secs(r.ms)})</th><th>log</th></tr>`);
+    for (const e of r.entries) {
+      const bar =
+        e.start !== undefined && e.end !== undefined
+          ? `<div class="bar" title="${secs(e.start)} – ${secs(e.end)}" style="left:${((e.start / total) * 100).toFixed(2)}%;width:${(((e.end - e.start) / total) * 100).toFixed(2)}%"></div>`
+          : "";
+      const status = e.status === "skipped" && e.blockedBy ? `skipped (${esc(e.blockedBy)} failed)` : e.status;
+      parts.push(
+        `<tr class="${e.status}"><td>${esc(e.recipe)}<br><small>${esc(e.path)}</small></td><td>${esc(e.fullVersion)}</td><td class="st">${status}</td><td>${secs(e.ms)}</td>` +
+          `<td>${e.reasons.map(esc).join("<br>")}${e.error ? `<pre>${esc(e.error)}</pre>` : ""}</td><td class="tl">${bar}</td><td>${e.log ? `<a href="${esc(logHref(e.log))}">log</a>` : ""}</td></tr>`,
+      );
+    }
+    parts.push(`</table>`);
+  }
+  parts.push(`</body></html>\n`);
+  return parts.join("\n");
+}
