@@ -7,9 +7,10 @@ import { parseArgs } from "node:util";
 import { apkBenchmarks } from "./apk.mjs";
 import { imageBenchmarks } from "./image.mjs";
 import { resolverBenchmarks } from "./resolver.mjs";
+import { buildBenchmarks } from "./build.mjs";
 
 const { values } = parseArgs({ options: { only: { type: "string" }, json: { type: "boolean" } } });
-const groups = { apk: apkBenchmarks, resolver: resolverBenchmarks, image: imageBenchmarks };
+const groups = { apk: apkBenchmarks, resolver: resolverBenchmarks, image: imageBenchmarks, build: buildBenchmarks };
 const results = [];
 for (const [name, fn] of Object.entries(groups)) {
   if (values.only && values.only !== name) continue;

@@ -4,6 +4,7 @@ import { ApkError } from "@kiln/apk";
 import { build, bump, testCmd } from "./commands/build.js";
 import { index, signIndex } from "./commands/index-cmd.js";
 import { compile, lint, packageVersion } from "./commands/recipe.js";
+import { distroBuildCmd, graphCmd, imagesCmd, planCmd } from "./commands/distro.js";
 import { image } from "./commands/image.js";
 import { inspect } from "./commands/inspect.js";
 import { keygen } from "./commands/keygen.js";
@@ -14,7 +15,7 @@ import { verify } from "./commands/verify.js";
 import { version } from "./commands/version.js";
 import { UserError, type Command, type Io } from "./util.js";
 
-export const COMMANDS: Command[] = [keygen, mkpkg, index, sign, signIndex, verify, inspect, version, build, testCmd, bump, compile, lint, packageVersion, image, publishCmd, withdrawCmd, repoCmd];
+export const COMMANDS: Command[] = [keygen, mkpkg, index, sign, signIndex, verify, inspect, version, build, testCmd, bump, compile, lint, packageVersion, image, publishCmd, withdrawCmd, repoCmd, planCmd, graphCmd, imagesCmd, distroBuildCmd];
 
 function usage(): string {
   const w = Math.max(...COMMANDS.map((c) => c.name.length));

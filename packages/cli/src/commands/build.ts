@@ -71,7 +71,7 @@ export function progressPrinter(io: Io, json: boolean): (e: BuildEvent) => void 
 export const build: Command = {
   name: "build",
   summary: "build recipes into signed packages in a local repository",
-  usage: "kiln build RECIPE... [--arch A] [--out DIR] [--signing-key K] [--repository-append R]... [--keyring-append K]... [--pipeline-dir D]... [--source-dir D] [--cache-dir D] [--no-test] [--json]",
+  usage: "kiln build RECIPE... | --all | --changed [--since REV] [--jobs N] [--keep-going] [--distro FILE] [--dry-run] [--arch A] [--out DIR] [--signing-key K] [--repository-append R]... [--keyring-append K]... [--pipeline-dir D]... [--source-dir D] [--cache-dir D] [--no-test] [--json]",
   async run(argv, io) {
     const { values, positionals } = parse(this, argv, {
       arch: { type: "string" },
@@ -84,6 +84,14 @@ export const build: Command = {
       "cache-dir": { type: "string" },
       "no-test": { type: "boolean" },
       json: { type: "boolean" },
+      // The distribution (kiln build --all | --changed): see commands/distro.ts.
+      all: { type: "boolean" },
+      changed: { type: "boolean" },
+      since: { type: "string" },
+      jobs: { type: "string" },
+      "keep-going": { type: "boolean" },
+      distro: { type: "string" },
+      "dry-run": { type: "boolean" },
     });
     if (values.help) return help(this, io, `Each recipe (melange format) is compiled, its guest assembled from environment.contents.packages
 (resolved from its repositories, --repository-append and the output repository itself), and its
@@ -91,7 +99,24 @@ steps run under bubblewrap (no network, workspace at /home/build, build user 100
 .deb unpacking run in kiln itself. The main package and subpackages are written to OUT/ARCH
 (default OUT=./packages), signed, with automatic so:/cmd:/pc: dependencies; the recipe's tests
 run in a fresh guest; only then are OUT/ARCH/*.apk and APKINDEX.tar.gz updated.
-A local signing key is generated on first use unless --signing-key or $KILN_SIGNING_KEY is set.`);
+A local signing key is generated on first use unless --signing-key or $KILN_SIGNING_KEY is set.
+
+The distribution (distro.yaml here or in a parent directory, or --distro FILE):
+--all               build every recipe that is out of date (see kiln plan), in dependency order
+--changed           only recipes whose files changed since --since REV (default HEAD, i.e.
+                    uncommitted changes) and their dependents, where out of date
+--jobs N            N builds at once (default 1)
+--keep-going        after a failure, go on with everything that does not depend on it
+                    (default: start nothing new; dependents of a failure are always skipped)
+--dry-run           print the plan only
+Packages go to distro.yaml's out (OUT/ARCH), logs to OUT/logs/ARCH/NAME.log, the run's
+report to OUT/report.html (status, duration and a timeline per package) and OUT/build-report.json.`);
+    if (values.all || values.changed) {
+      if (positionals.length) throw new UserError(`give recipes or --all/--changed, not both\nusage: ${this.usage}`, 2);
+      if (values.all && values.changed) throw new UserError(`--all or --changed, not both`, 2);
+      const { distroBuild } = await import("./distro.js");
+      return (await distroBuild({ ...values, arch: asArray(values.arch) }, io)).status;
+    }
     if (positionals.length === 0) throw new UserError(`usage: ${this.usage}`, 2);
     const arch = values.arch ? ARCH_ALIASES[values.arch] : hostApkArch();
     if (!arch) throw new UserError(`--arch: unknown architecture ${JSON.stringify(values.arch)}`, 2);
