@@ -101,6 +101,8 @@ export async function runPlan(ctx: RunContext, opts: RunOptions): Promise<RunRep
   const { plan, graph, state } = ctx;
   const jobs = Math.max(1, Math.floor(opts.jobs));
   const emit = opts.onEvent ?? (() => undefined);
+  // Compaction rewrites the whole file: start from every record in it, not only this run's.
+  await ctx.keys.load();
   const t0 = Date.now();
   const startedAt = new Date(t0).toISOString();
   const byName = new Map(graph.recipes.map((r) => [r.name, r]));

@@ -127,6 +127,8 @@ export const imageConfigSchema = z
         command: z.array(z.string()).min(1),
         expect: z.string().optional(),
         "expect-exit": z.number().int().optional(),
+        /** For images with no shell or tools of their own (e.g. `static`): the test harness mounts a static busybox at /.kiln-test/busybox. */
+        "with-busybox": z.boolean().optional(),
       })
       .strict()
       .optional(),
@@ -168,7 +170,7 @@ export interface ImageConfig {
   archs: string[];
   layering?: { strategy: "origin"; budget: number };
   osRelease?: Record<string, string>;
-  test?: { command: string[]; expect?: string; expectExit: number };
+  test?: { command: string[]; expect?: string; expectExit: number; withBusybox: boolean };
 }
 
 /** Split a command line as a POSIX shell would for simple words and quotes. */
@@ -302,7 +304,7 @@ export function parseImageConfig(file: string, text: string): ImageConfig {
   if (v.layering) cfg.layering = { strategy: "origin", budget: v.layering.budget ?? 10 };
   if (v["os-release"]) cfg.osRelease = Object.fromEntries(Object.entries(v["os-release"]).filter(([, x]) => x !== undefined)) as Record<string, string>;
   if (v.test) {
-    cfg.test = { command: v.test.command, expectExit: v.test["expect-exit"] ?? 0 };
+    cfg.test = { command: v.test.command, expectExit: v.test["expect-exit"] ?? 0, withBusybox: v.test["with-busybox"] ?? false };
     if (v.test.expect !== undefined) cfg.test.expect = v.test.expect;
   }
   return cfg;
