@@ -165,7 +165,9 @@ export function validateDependencyList(tokens: readonly string[], where: string)
     }
   }
   if (problems.length) {
-    throw new ApkError("INVALID_DEPENDENCY", `${where}: ${problems.length} invalid dependenc${problems.length === 1 ? "y" : "ies"}:\n  ${problems.join("\n  ")}`, { subject: where });
+    // One problem stays on one line; several are listed one per line.
+    const text = problems.length === 1 ? problems[0]! : `${problems.length} invalid dependencies:\n  ${problems.join("\n  ")}`;
+    throw new ApkError("INVALID_DEPENDENCY", `${where}: ${text}`, { subject: where });
   }
   return out;
 }

@@ -75,7 +75,8 @@ export interface DistroGraph {
   imageUnresolved: Record<string, string[]>;
 }
 
-const SYNTHETIC_REPO = "(recipes)";
+/** Where records of packages that are not built yet come from (one repository, so explanations stay short). */
+const SYNTHETIC_REPO = { url: "(recipes not built yet)" };
 
 function repoName(p: RepoPackage): string {
   return p.repo.tag !== undefined ? `@${p.repo.tag} ${p.repo.url}` : p.repo.url;
@@ -87,7 +88,7 @@ function uniq(xs: string[]): string[] {
 
 /** Records for a recipe's outputs as it declares them, borrowing what an earlier build of the same name detected. */
 export function syntheticPackages(r: RecipeNode, arch: string, newest: Map<string, IndexRecord>): RepoPackage[] {
-  const repo = { url: `${SYNTHETIC_REPO} ${r.path}` };
+  const repo = SYNTHETIC_REPO;
   return r.outputs.map((o) => {
     const prev = newest.get(o.name);
     const rec: IndexRecord = {
@@ -120,7 +121,8 @@ export function closure(resolver: Resolver, requests: readonly string[]): { pack
       for (const p of resolver.resolve([req]).packages) seen.add(p);
     } catch (e) {
       if (!(e instanceof ResolveError)) throw e;
-      unresolved.push(`${req} (${e.explanation[0] ?? e.message.split("\n")[0]})`);
+      const why = (e.explanation[0] ?? e.message.split("\n")[0] ?? "").replace(/ in [^"]*$/, "");
+      unresolved.push(`${req} (${why})`);
     }
   }
   return { packages: [...seen], unresolved };

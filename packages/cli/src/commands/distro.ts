@@ -359,7 +359,7 @@ export async function distroImages(values: ImagesValues, io: Io): Promise<{ stat
         continue;
       }
       const what = r.status === "failed" && !r.digest ? `FAILED: ${r.error}` : `${r.digest} ${r.changed ? (r.previous ? "changed" : "new") : "unchanged"}`;
-      io.out(`${r.name}: ${what}${r.pushed ? `; pushed ${r.pushed}` : ""}${r.test ? `; test ${r.test.ok ? "passed" : `FAILED (${r.test.detail})`}` : ""}`);
+      io.out(`${r.name}: ${what}${r.pushed ? `; pushed ${r.pushed}` : ""}${r.test ? (r.test.detail === "no test" ? "; no test" : `; test ${r.test.ok ? "passed" : `FAILED (${r.test.detail})`}`) : ""}`);
     }
     const built = results.filter((r) => r.status !== "not-selected");
     io.out(`${built.length} image${built.length === 1 ? "" : "s"} built, ${built.filter((r) => r.changed).length} with a new digest, ${results.filter((r) => r.pushed).length} pushed, ${results.filter((r) => r.status === "failed").length} failed`);

@@ -17,6 +17,8 @@ Signatures made with PATH.rsa are named after PATH.rsa.pub, the file name consum
     const base = positionals[0]!.replace(/\.rsa$/, "");
     const key = await generateKey(bits);
     const priv = `${base}.rsa`, pub = `${base}.rsa.pub`;
+    const { existsSync } = await import("node:fs");
+    for (const f of [priv, pub]) if (existsSync(f)) throw new UserError(`keygen: ${f} exists; refusing to overwrite a key`);
     // Write beside and rename so a crash never leaves half a key.
     try {
       await writeFile(`${priv}.tmp`, key.privatePem, { mode: 0o600, flag: "wx" });

@@ -244,13 +244,13 @@ async function pool<T>(items: T[], n: number, fn: (t: T) => Promise<void>): Prom
   if (failed !== undefined) throw failed;
 }
 
-function refuse(plan: { conflicts: string[]; unsatisfied: Unsatisfied[] }, allowUnsatisfied: boolean | undefined, verb: string): void {
+function refuse(plan: { conflicts: string[]; unsatisfied: Unsatisfied[] }, allowUnsatisfied: boolean | undefined, verb: string, upstream: boolean): void {
   if (plan.conflicts.length) {
     throw new PublishError(`refusing to ${verb}: ${plan.conflicts.length === 1 ? plan.conflicts[0] : `${plan.conflicts.length} packages conflict with what is published`}`, "CONFLICT", plan.conflicts.length === 1 ? [] : plan.conflicts);
   }
   if (plan.unsatisfied.length && !allowUnsatisfied) {
     throw new PublishError(
-      `refusing to ${verb}: ${plan.unsatisfied.length} dependenc${plan.unsatisfied.length === 1 ? "y" : "ies"} would not be satisfiable from the repository${plan.unsatisfied.length ? " or its upstreams" : ""} (--allow-unsatisfied to publish anyway)`,
+      `refusing to ${verb}: ${plan.unsatisfied.length} dependenc${plan.unsatisfied.length === 1 ? "y" : "ies"} would not be satisfiable from the repository${upstream ? " or its upstreams" : ""} (--allow-unsatisfied to go ahead anyway)`,
       "UNSATISFIED",
       plan.unsatisfied.map(formatUnsatisfied),
     );
@@ -387,7 +387,7 @@ export async function publish(store: ObjectStore, from: string, opts: PublishOpt
   const upstream = new Map<string, IndexRecord[]>();
   if (opts.upstream) for (const la of local) upstream.set(la.arch, await opts.upstream(la.arch));
   const plan = planPublish(local, remote, upstream);
-  refuse(plan, opts.allowUnsatisfied, `publish to ${store.location}`);
+  refuse(plan, opts.allowUnsatisfied, `publish to ${store.location}`, !!opts.upstream);
   for (const u of plan.unsatisfied) emit({ kind: "warning", message: `unsatisfied (allowed): ${formatUnsatisfied(u)}` });
 
   const result: PublishResult = { target: store.location, keyName: key.name, dryRun: !!opts.dryRun, archs: [], uploadedBytes: 0, plan };
@@ -502,7 +502,7 @@ export async function withdraw(store: ObjectStore, ids: string[], opts: Withdraw
   }
   const missing = ids.filter((id) => ![...found.values()].some((l) => l.includes(id)));
   if (missing.length) throw new PublishError(`not published in ${store.location}${archs.length ? ` (${archs.join(", ")})` : ""}: ${missing.join(", ")}`, "NOT_PUBLISHED");
-  refuse({ conflicts: [], unsatisfied }, opts.allowUnsatisfied, `withdraw from ${store.location}`);
+  refuse({ conflicts: [], unsatisfied }, opts.allowUnsatisfied, `withdraw from ${store.location}`, !!opts.upstream);
   const result: WithdrawResult = { target: store.location, dryRun: !!opts.dryRun, withdrawn: [], archs: [] };
   for (const [arch, here] of found) {
     for (const id of here) result.withdrawn.push({ arch, id, deleted: !opts.dryRun && !!opts.delete });
