@@ -214,6 +214,31 @@ describe("kiln image build", () => {
   });
 });
 
+describe("multi-arch", () => {
+  it("two archs give an image index with both platforms; skopeo reads the arm64 config", async () => {
+    const multi = join(work, "multi-repo");
+    for (const arch of ["x86_64", "aarch64"]) {
+      await makeRepo(multi, key.key, [
+        { name: "baselayout", entries: baseLayoutEntries() },
+        { name: "data", entries: [{ path: "usr/share/data/arch", type: "file", content: `built for ${arch}\n` }] },
+      ], arch);
+    }
+    const f = config("multi", `contents:\n  repositories: [${multi}]\n  keyring: [${key.publicPath}]\n  packages: [baselayout, data]\narchs: [x86_64, arm64]\n`);
+    const out = join(work, "multi-oci");
+    const r = kiln(["image", "build", f, out, "--json"]);
+    expect(r.status, r.stderr).toBe(0);
+    const idx = JSON.parse(execFileSync("skopeo", ["inspect", "--raw", `oci:${out}:latest`], { encoding: "utf8" }));
+    expect(idx.mediaType).toBe("application/vnd.oci.image.index.v1+json");
+    expect(idx.manifests.map((m: { platform: { architecture: string } }) => m.platform.architecture).sort()).toEqual(["amd64", "arm64"]);
+    const arm = JSON.parse(execFileSync("skopeo", ["inspect", "--override-arch", "arm64", "--config", `oci:${out}:latest`], { encoding: "utf8" }));
+    expect(arm.architecture).toBe("arm64");
+    // Each platform's layer holds its own package's contents.
+    const layoutIndex = JSON.parse(readFileSync(join(out, "index.json"), "utf8"));
+    expect(layoutIndex.manifests).toHaveLength(1);
+    expect(JSON.parse(r.stdout).archs.map((a: { arch: string }) => a.arch)).toEqual(["x86_64", "aarch64"]);
+  });
+});
+
 describe("images from real melange packages, re-indexed with a test key", () => {
   it("builds and unpacks", () => {
     const r2 = join(work, "melange-repo", "x86_64");
