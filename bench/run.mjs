@@ -8,9 +8,10 @@ import { apkBenchmarks } from "./apk.mjs";
 import { imageBenchmarks } from "./image.mjs";
 import { resolverBenchmarks } from "./resolver.mjs";
 import { buildBenchmarks } from "./build.mjs";
+import { publishBenchmarks } from "./publish.mjs";
 
 const { values } = parseArgs({ options: { only: { type: "string" }, json: { type: "boolean" } } });
-const groups = { apk: apkBenchmarks, resolver: resolverBenchmarks, image: imageBenchmarks, build: buildBenchmarks };
+const groups = { apk: apkBenchmarks, resolver: resolverBenchmarks, image: imageBenchmarks, build: buildBenchmarks, publish: publishBenchmarks };
 const results = [];
 for (const [name, fn] of Object.entries(groups)) {
   if (values.only && values.only !== name) continue;
