@@ -176,6 +176,18 @@ describe("kiln publish to S3", () => {
     const bundle = join(work, "bundle-s3");
     execFileSync("umoci", ["unpack", "--rootless", "--image", `${layout}:latest`, bundle], { stdio: "pipe" });
     expect(readFileSync(join(bundle, "rootfs/usr/bin/hello"), "utf8")).toBe(HELLO);
+
+    // The same repository as an s3:// URL (kiln's S3 fetcher, --endpoint-url). The digest differs
+    // only because /etc/apk/repositories records the URL the image was built from.
+    const cfgS3 = join(work, "image-s3url.yaml");
+    writeFileSync(cfgS3, `contents:\n  repositories: [s3://${BUCKET}/main]\n  keyring: [${pubKey.publicPath}]\n  packages: [hello]\narchs: [x86_64]\nentrypoint:\n  command: /usr/bin/hello\n`);
+    const viaS3 = await runKiln(["image", "build", cfgS3, join(work, "image-s3url"), "--json", "--cache-dir", mkdtempSync(join(work, "img-cache-")), "--endpoint-url", s3.endpoint, "--path-style"]);
+    expectOk(viaS3, "image build from s3://");
+    expect(JSON.parse(viaS3.stdout).archs).toEqual([{ arch: "x86_64", packages: 2 }]);
+    const bundleS3 = join(work, "bundle-s3url");
+    execFileSync("umoci", ["unpack", "--rootless", "--image", `${join(work, "image-s3url")}:latest`, bundleS3], { stdio: "pipe" });
+    expect(readFileSync(join(bundleS3, "rootfs/usr/bin/hello"), "utf8")).toBe(HELLO);
+    expect(readFileSync(join(bundleS3, "rootfs/etc/apk/repositories"), "utf8")).toBe(`s3://${BUCKET}/main\n`);
   });
 
   it("kiln repo check passes over HTTP and over s3:// (S3 fetcher), and a re-run publishes nothing", async () => {

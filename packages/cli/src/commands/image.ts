@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { buildImage, ConfigError, loadImageConfig, makeLock, pushOciImage, readLock, resolveImage, type ImageConfig, type ImageContext, type OciOutputFormat } from "@kiln/image";
 import { ARCH_ALIASES } from "@kiln/image";
+import { DefaultFetcher, S3Fetcher } from "@kiln/repo";
 import { asArray, help, parse, sourceDateEpoch, UserError, type Command, type Io } from "../util.js";
 
 const COMMON = {
@@ -14,6 +15,9 @@ const COMMON = {
   "repository-append": { type: "string", multiple: true },
   "allow-untrusted": { type: "boolean" },
   "cache-dir": { type: "string" },
+  "endpoint-url": { type: "string" },
+  region: { type: "string" },
+  "path-style": { type: "boolean" },
   json: { type: "boolean" },
 } as const;
 
@@ -22,6 +26,8 @@ const COMMON_HELP = `--arch A               build for A (repeatable; overrides t
 --repository-append R  resolve from this repository too (URL or path, "@tag URL")
 --allow-untrusted      accept indexes whose signature does not verify
 --cache-dir DIR        download cache (default $KILN_CACHE_DIR or ~/.cache/kiln)
+--endpoint-url URL     S3-compatible endpoint for s3:// repositories (with --region, --path-style;
+                       credentials from the AWS environment variables or profile)
 --json                 machine-readable output`;
 
 async function setup(argv: string[], io: Io, cmd: Command, extra: Record<string, { type: "string" | "boolean"; multiple?: boolean; short?: string }> = {}) {
@@ -51,6 +57,12 @@ async function setup(argv: string[], io: Io, cmd: Command, extra: Record<string,
     onProgress: v.json ? () => undefined : (m) => io.err(`  ${m}`),
   };
   if (v["allow-untrusted"]) ctx.allowUntrusted = true;
+  const s3 = {
+    ...(v["endpoint-url"] ? { endpointUrl: v["endpoint-url"] as string } : {}),
+    ...(v.region ? { region: v.region as string } : {}),
+    ...(v["path-style"] ? { pathStyle: true } : {}),
+  };
+  ctx.fetcher = new DefaultFetcher({}, new S3Fetcher(s3));
   if (v["cache-dir"]) ctx.cacheDir = v["cache-dir"] as string;
   if (io.env.SOURCE_DATE_EPOCH) ctx.sourceDateEpoch = sourceDateEpoch(io.env);
   return { parsed, cfg, ctx, v };
