@@ -198,6 +198,9 @@ export function planBuild(distro: Pick<Distro, "name" | "recipesDir" | "root">, 
   const versions = versionsByName(real);
   const producer = new Map<string, string>();
   for (const r of graph.recipes) for (const o of r.outputs) if (!producer.has(o.name)) producer.set(o.name, r.name);
+  const standIns = new Map<string, string[]>();
+  for (const e of graph.edges) if (e.cut === "stand-in") (standIns.get(e.from) ?? standIns.set(e.from, []).get(e.from)!).push(e.to);
+  const standInsFor = (name: string) => standIns.get(name) ?? [];
   let actual: Resolver | undefined;
   const actualResolver = () => (actual ??= new Resolver(real, { arch: state.arch }));
 
@@ -252,7 +255,7 @@ export function planBuild(distro: Pick<Distro, "name" | "recipesDir" | "root">, 
         const c = closure(actualResolver(), r.buildRequests);
         if (c.unresolved.length) reasons.push({ kind: "environment", changes: c.unresolved.map((u) => `nothing satisfies ${u}`) });
         else {
-          const now = keyEnvironment(envFromPackages(c.packages, producer), standInsOf(graph, name));
+          const now = keyEnvironment(envFromPackages(c.packages, producer), standInsFor(name));
           const changes = diffIdentities(cur.record.environment, now);
           if (changes.length) reasons.push({ kind: "environment", changes });
         }
@@ -283,7 +286,7 @@ export function planBuild(distro: Pick<Distro, "name" | "recipesDir" | "root">, 
       recipeEpoch: r.epoch,
       reasons,
       after: [...new Set((orderDepsOf.get(name) ?? []).filter((d) => dirty.has(d)))].sort(),
-      standIns: standInsOf(graph, name),
+      standIns: standInsFor(name),
     };
     if (cur) b.current = cur.record.fullVersion;
     builds.push(b);

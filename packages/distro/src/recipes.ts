@@ -146,13 +146,18 @@ function pipelineFiles(recipe: Recipe, registry: PipelineRegistry): string[] {
   return [...files].sort();
 }
 
-/** The recipe files of a distribution: `RECIPES/*.yaml`, sorted (subdirectories hold patches and sources). */
-export async function listRecipeFiles(distro: Distro): Promise<string[]> {
-  const names = await readdir(distro.recipesDir).catch((e: NodeJS.ErrnoException) => {
-    if (e.code === "ENOENT") return [] as string[];
+async function listRecipesDir(distro: Distro): Promise<{ files: string[]; dirs: Set<string> }> {
+  const entries = await readdir(distro.recipesDir, { withFileTypes: true }).catch((e: NodeJS.ErrnoException) => {
+    if (e.code === "ENOENT") return [];
     throw e;
   });
-  return names.filter((n) => n.endsWith(".yaml") || n.endsWith(".yml")).sort().map((n) => join(distro.recipesDir, n));
+  const files = entries.filter((d) => !d.isDirectory() && (d.name.endsWith(".yaml") || d.name.endsWith(".yml"))).map((d) => d.name).sort().map((n) => join(distro.recipesDir, n));
+  return { files, dirs: new Set(entries.filter((d) => d.isDirectory() || d.isSymbolicLink()).map((d) => d.name)) };
+}
+
+/** The recipe files of a distribution: `RECIPES/*.yaml`, sorted (subdirectories hold patches and sources). */
+export async function listRecipeFiles(distro: Distro): Promise<string[]> {
+  return (await listRecipesDir(distro)).files;
 }
 
 export interface LoadRecipesOptions {
@@ -164,7 +169,7 @@ export interface LoadRecipesOptions {
 
 /** Load, compile and hash every recipe for `arch`. Problems are collected, not thrown. */
 export async function loadRecipes(distro: Distro, arch: string, opts: LoadRecipesOptions = {}): Promise<LoadedRecipes> {
-  const files = await listRecipeFiles(distro);
+  const { files, dirs } = await listRecipesDir(distro);
   const problems: Problem[] = [];
   let registry: PipelineRegistry;
   try {
@@ -180,7 +185,7 @@ export async function loadRecipes(distro: Distro, arch: string, opts: LoadRecipe
     for (;;) {
       const i = next++;
       if (i >= files.length) return;
-      results[i] = await loadOne(distro, files[i]!, arch, registry, hashes, problems);
+      results[i] = await loadOne(distro, files[i]!, arch, registry, hashes, problems, dirs);
     }
   };
   await Promise.all(Array.from({ length: Math.min(opts.concurrency ?? 16, files.length) }, worker));
@@ -203,7 +208,7 @@ export async function loadRecipes(distro: Distro, arch: string, opts: LoadRecipe
   return { arch, recipes, excluded, problems };
 }
 
-async function loadOne(distro: Distro, file: string, arch: string, registry: PipelineRegistry, hashes: FileHashes, problems: Problem[]): Promise<RecipeNode | "excluded" | undefined> {
+async function loadOne(distro: Distro, file: string, arch: string, registry: PipelineRegistry, hashes: FileHashes, problems: Problem[], sourceDirs: Set<string>): Promise<RecipeNode | "excluded" | undefined> {
   let text: string;
   try {
     text = await readFile(file, "utf8");
@@ -242,11 +247,12 @@ async function loadOne(distro: Distro, file: string, arch: string, registry: Pip
   ].sort();
 
   // Files: the recipe, the pipeline files it uses, its source directory.
-  const absFiles = [file, ...pipelineFiles(recipe, registry)];
-  const files: Record<string, string> = {};
-  for (const f of absFiles) files[displayPath(distro, f)] = await hashes.get(f);
+  const pipelines = pipelineFiles(recipe, registry);
+  const absFiles = [file, ...pipelines];
+  const files: Record<string, string> = { [displayPath(distro, file)]: sha256(text) };
+  for (const f of pipelines) files[displayPath(distro, f)] = await hashes.get(f);
   const sourceDir = join(distro.recipesDir, pkg.name);
-  const sources = await hashTree(sourceDir);
+  const sources = sourceDirs.has(pkg.name) ? await hashTree(sourceDir) : {};
   for (const [rel, h] of Object.entries(sources)) {
     files[displayPath(distro, join(sourceDir, rel))] = h;
     absFiles.push(join(sourceDir, rel));
