@@ -18,7 +18,7 @@ import { fileURLToPath } from "node:url";
 import { buildIndex, generateKey, newIndexRecord, parseSigningKey } from "@kiln/apk";
 import { Resolver } from "@kiln/repo";
 import { analyzeDistro, buildKey, closure, formatKeyRecords, identity, keyEnvironment, listRecipeFiles, loadDistro, planBuild, KEYS_FILE } from "@kiln/distro";
-import { best, peakRssMb, time } from "./common.mjs";
+import { best, peakRssMb } from "./common.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const KILN = join(here, "../packages/cli/dist/bin.js");
@@ -251,4 +251,3 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const rows = await distroBenchmarks((l) => process.stderr.write(`   ${l}\n`));
   for (const r of rows) console.log(`${r.name.padEnd(50)}${r.kiln.padStart(14)}${r.peer.padStart(14)}${r.ratio.toFixed(2).padStart(8)}x  (${r.note})`);
 }
-void time;

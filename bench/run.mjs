@@ -9,9 +9,10 @@ import { imageBenchmarks } from "./image.mjs";
 import { resolverBenchmarks } from "./resolver.mjs";
 import { buildBenchmarks } from "./build.mjs";
 import { publishBenchmarks } from "./publish.mjs";
+import { distroBenchmarks } from "./distro.mjs";
 
 const { values } = parseArgs({ options: { only: { type: "string" }, json: { type: "boolean" } } });
-const groups = { apk: apkBenchmarks, resolver: resolverBenchmarks, image: imageBenchmarks, build: buildBenchmarks, publish: publishBenchmarks };
+const groups = { apk: apkBenchmarks, resolver: resolverBenchmarks, image: imageBenchmarks, build: buildBenchmarks, publish: publishBenchmarks, distro: distroBenchmarks };
 const results = [];
 for (const [name, fn] of Object.entries(groups)) {
   if (values.only && values.only !== name) continue;

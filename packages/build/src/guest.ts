@@ -82,6 +82,9 @@ export async function assembleGuest(spec: GuestSpec, pkgs: RepoPackage[]): Promi
     await materializeRoot(root, join(work, "root"));
     await rm(join(work, "spool"), { recursive: true, force: true });
     await import("node:fs/promises").then((fs) => fs.writeFile(join(work, "root", ".kiln-guest-complete"), key + "\n"));
+    // Another build may have assembled the same guest meanwhile (and may be
+    // running in it): a complete guest is kept, never replaced.
+    if (await stat(join(dir, ".kiln-guest-complete")).catch(() => undefined)) return { dir, packages: pkgs, key, reused: true };
     await rm(dir, { recursive: true, force: true });
     await rename(join(work, "root"), dir);
   } finally {

@@ -82,7 +82,7 @@ describe("release numbers and identities", () => {
 
 // --- graph and plan over in-memory states --------------------------------
 
-function node(name: string, opts: { requests?: string[]; provides?: string[]; runtime?: string[]; subpackages?: string[]; own?: string; epoch?: number } = {}): RecipeNode {
+function node(name: string, opts: { requests?: string[]; tests?: string[]; provides?: string[]; runtime?: string[]; subpackages?: string[]; own?: string; epoch?: number } = {}): RecipeNode {
   return {
     name,
     file: `/d/recipes/${name}.yaml`,
@@ -92,7 +92,7 @@ function node(name: string, opts: { requests?: string[]; provides?: string[]; ru
     fullVersion: `1.0-r${opts.epoch ?? 0}`,
     outputs: [{ name, provides: opts.provides ?? [], depends: opts.runtime ?? [], replaces: [] }, ...(opts.subpackages ?? []).map((s) => ({ name: s, provides: [], depends: [], replaces: [] }))],
     buildRequests: opts.requests ?? [],
-    testRequests: [],
+    testRequests: opts.tests ?? [],
     repositories: [],
     keyring: [],
     needsGuest: true,
@@ -176,6 +176,16 @@ describe("graph", () => {
     expect(p.builds.map((b) => b.recipe)).toEqual(["a", "b"]);
     expect(p.builds[0]!.standIns).toEqual(["b"]);
     expect(p.builds[1]!.after).toEqual(["a"]);
+  });
+
+  it("a recipe's tests wait for the runtime dependencies of the packages under test (test edges order, they do not rebuild)", () => {
+    const recipes = [node("meta", { runtime: ["gcc", "make"], tests: ["meta"] }), node("gcc"), node("make"), node("user", { requests: ["make"] })];
+    const { g } = plan(recipes, emptyState());
+    expect(g.edges.map((e) => `${e.from}->${e.to}:${e.kind}`)).toEqual(["meta->gcc:test", "meta->make:test", "user->make:build"]);
+    expect(g.order).toEqual(["gcc", "make", "meta", "user"]);
+    const state = builtState(recipes);
+    recipes[1] = { ...recipes[1]!, own: "own-gcc-2" };
+    expect(plan(recipes, state).p.builds.map((b) => b.recipe)).toEqual(["gcc"]);
   });
 
   it("images depend on the recipes of their runtime closure", () => {

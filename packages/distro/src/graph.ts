@@ -284,7 +284,6 @@ export interface GraphInput {
 export function buildGraph(input: GraphInput): DistroGraph {
   const { state } = input;
   const recipes = [...input.recipes].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  const byName = new Map(recipes.map((r) => [r.name, r]));
   const producer = new Map<string, RecipeNode>();
   for (const r of recipes) for (const o of r.outputs) if (!producer.has(o.name)) producer.set(o.name, r);
   const current = currentBuilds(state, recipes);
@@ -424,7 +423,6 @@ export function buildGraph(input: GraphInput): DistroGraph {
     imageUnresolved[img.name] = c.unresolved;
     for (const u of c.unresolved) warnings.push(`${img.path}: nothing satisfies ${u}`);
   }
-  void byName;
   return { arch: state.arch, recipes, images: input.images, edges, order, cycles, warnings, environments, imagePackages, imageRecipes, imageUnresolved };
 }
 

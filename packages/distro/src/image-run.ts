@@ -13,6 +13,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { buildImage, hostApkArch, pushOciImage, type ImageConfig } from "@kiln/image";
+import { compareVersions, openPackage, readIndex } from "@kiln/apk";
+import { createReadStream, createWriteStream } from "node:fs";
+import { chmod } from "node:fs/promises";
 import type { Distro } from "./config.js";
 import { identity } from "./keys.js";
 import type { ImageNode } from "./images.js";
@@ -87,7 +90,35 @@ function userOf(rootfsPasswd: string, group: string, runAs: string | undefined):
  * (its user, working directory and environment; no network). It passes when
  * the exit status is `expect-exit` (0) and stdout, trimmed, contains `expect`.
  */
-export async function testImage(layout: string, cfg: ImageConfig, opts: { tag?: string; timeoutMs?: number } = {}): Promise<ImageTestResult> {
+/**
+ * A static busybox from the distribution's own repository (the stage-0
+ * `busybox-static` package), for smoke tests of images that have no tools of
+ * their own (`test.with-busybox`). Written to `dir`; undefined if not built.
+ */
+export async function extractStaticBusybox(outDir: string, arch: string, dir: string): Promise<string | undefined> {
+  const idxBytes = await readFile(join(outDir, arch, "APKINDEX.tar.gz")).catch(() => undefined);
+  if (!idxBytes) return undefined;
+  const recs = (await readIndex(idxBytes)).records.filter((r) => r.name === "busybox-static").sort((a, b) => compareVersions(b.version, a.version));
+  const rec = recs[0];
+  if (!rec) return undefined;
+  const reader = await openPackage(createReadStream(join(outDir, arch, `${rec.name}-${rec.version}.apk`)));
+  try {
+    for await (const e of reader.entries()) {
+      if (e.path !== "usr/bin/busybox" || e.type !== "file") continue;
+      const out = join(dir, "busybox");
+      const ws = createWriteStream(out);
+      for await (const c of e.content()) ws.write(c);
+      await new Promise<void>((r, j) => ws.end((err?: Error | null) => (err ? j(err) : r())));
+      await chmod(out, 0o755);
+      return out;
+    }
+  } finally {
+    await reader.close();
+  }
+  return undefined;
+}
+
+export async function testImage(layout: string, cfg: ImageConfig, opts: { tag?: string; timeoutMs?: number; busybox?: string } = {}): Promise<ImageTestResult> {
   if (!cfg.test) return { ok: true, exitCode: 0, stdout: "", stderr: "", detail: "no test" };
   const work = await mkdtemp(join(tmpdir(), "kiln-image-test-"));
   try {
@@ -104,6 +135,10 @@ export async function testImage(layout: string, cfg: ImageConfig, opts: { tag?: 
     const { uid, gid } = userOf(passwd, group, cfg.runAs);
     const args = ["--bind", rootfs, "/", "--proc", "/proc", "--dev", "/dev", "--unshare-all", "--unshare-user", "--die-with-parent", "--uid", String(uid), "--gid", String(gid), "--chdir", cfg.workDir ?? "/", "--clearenv"];
     for (const [k, v] of Object.entries(cfg.environment).sort(([a], [b]) => (a < b ? -1 : 1))) args.push("--setenv", k, v);
+    if (cfg.test.withBusybox) {
+      if (!opts.busybox) throw new Error(`${cfg.file}: test.with-busybox needs the distribution's busybox-static package, which is not built`);
+      args.push("--ro-bind", opts.busybox, "/.kiln-test/busybox");
+    }
     args.push("--", ...cfg.test.command);
     const r = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve, reject) => {
       const p = spawn("bwrap", args, { stdio: ["ignore", "pipe", "pipe"] });
@@ -183,7 +218,16 @@ export async function runImages(opts: ImageRunOptions): Promise<ImageResult[]> {
         if (!cfg.test) res.test = { ok: true, exitCode: 0, stdout: "", stderr: "", detail: "no test" };
         else if (!cfg.archs.includes(hostApkArch())) res.test = { ok: true, exitCode: 0, stdout: "", stderr: "", detail: `not run: the image has no ${hostApkArch()} build` };
         else {
-          res.test = await testImage(out, cfg);
+          let busybox: string | undefined;
+          const bbDir = cfg.test.withBusybox ? await mkdtemp(join(tmpdir(), "kiln-bb-")) : undefined;
+          try {
+            if (bbDir) busybox = await extractStaticBusybox(distro.outDir, hostApkArch(), bbDir);
+            res.test = await testImage(out, cfg, busybox ? { busybox } : {});
+          } catch (e) {
+            res.test = { ok: false, exitCode: -1, stdout: "", stderr: "", detail: (e as Error).message };
+          } finally {
+            if (bbDir) await rm(bbDir, { recursive: true, force: true });
+          }
           log(`  test ${img.name}: ${res.test.ok ? "ok" : "FAILED"} — ${res.test.detail}`);
           if (!res.test.ok) res.status = "failed";
         }

@@ -17,7 +17,6 @@ export {
   takenEpochs,
   chooseEpoch,
   versionsByName,
-  withDependents,
   type BuildPlan,
   type PlannedBuild,
   type PlannedImage,

@@ -20,7 +20,7 @@
 
 import { Resolver, type RepoPackage } from "@kiln/repo";
 import type { Distro } from "./config.js";
-import { closure, dependentsOf, realPackages, type CycleReport, type DistroGraph, type EnvPackage } from "./graph.js";
+import { closure, realPackages, type CycleReport, type DistroGraph, type EnvPackage } from "./graph.js";
 import { identity } from "./keys.js";
 import { displayPath, type RecipeNode } from "./recipes.js";
 import { currentBuilds, type CurrentBuild, type RepoState } from "./state.js";
@@ -333,9 +333,4 @@ export function planBuild(distro: Pick<Distro, "name" | "recipesDir" | "root">, 
   };
   if (since) plan.since = since.rev;
   return plan;
-}
-
-/** The recipes a plan builds plus their transitive dependents (for callers that seed a plan by hand). */
-export function withDependents(graph: DistroGraph, seeds: Iterable<string>): Set<string> {
-  return dependentsOf(graph, seeds);
 }

@@ -39,7 +39,7 @@ export interface RecipeNode {
   outputs: RecipeOutput[];
   /** environment.contents.packages as the build will request them (default environment merged, pipeline needs added). */
   buildRequests: string[];
-  /** Packages the recipe's tests request (its own packages excluded). */
+  /** Packages the recipe's tests request (the packages under test included). */
   testRequests: string[];
   /** Repositories the recipe's environment names itself. */
   repositories: string[];
@@ -241,10 +241,8 @@ async function loadOne(distro: Distro, file: string, arch: string, registry: Pip
     { name: pkg.name, provides: pkg.dependencies.provides, depends: pkg.dependencies.runtime, replaces: pkg.dependencies.replaces, ...(pkg.dependencies.providerPriority !== undefined ? { providerPriority: pkg.dependencies.providerPriority } : {}) },
     ...compiled.subpackages.map((s) => ({ name: s.name, provides: s.dependencies.provides, depends: s.dependencies.runtime, replaces: s.dependencies.replaces, ...(s.dependencies.providerPriority !== undefined ? { providerPriority: s.dependencies.providerPriority } : {}) })),
   ];
-  const own = new Set(outputs.map((o) => o.name));
-  const testRequests = [
-    ...new Set([...(compiled.test?.environment.contents?.packages ?? []), ...compiled.subpackages.flatMap((s) => s.test?.environment.contents?.packages ?? [])].filter((p) => !own.has(p.replace(/[@<>=~].*$/, "")))),
-  ].sort();
+  // The packages under test are requested too: their runtime dependencies must exist before the tests run.
+  const testRequests = [...new Set([...(compiled.test?.environment.contents?.packages ?? []), ...compiled.subpackages.flatMap((s) => s.test?.environment.contents?.packages ?? [])])].sort();
 
   // Files: the recipe, the pipeline files it uses, its source directory.
   const pipelines = pipelineFiles(recipe, registry);

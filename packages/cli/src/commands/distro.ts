@@ -95,8 +95,9 @@ async function plansFor(distro: Distro, vs: DistroView[], since: string | undefi
 
 /** Builds of `since` that the build keys also say are out of date (what `build --changed` runs). */
 function narrow(sincePlan: BuildPlan, keyPlan: BuildPlan): BuildPlan {
-  const wanted = new Set(sincePlan.builds.map((b) => b.recipe));
-  const builds = keyPlan.builds.filter((b) => wanted.has(b.recipe));
+  const why = new Map(sincePlan.builds.map((b) => [b.recipe, b.reasons]));
+  // The git reasons say more than "not in the repository" (a CI checkout without keys).
+  const builds = keyPlan.builds.filter((b) => why.has(b.recipe)).map((b) => ({ ...b, reasons: b.reasons.every((r) => r.kind === "missing") ? why.get(b.recipe)! : b.reasons }));
   const kept = new Set(builds.map((b) => b.recipe));
   return {
     ...keyPlan,
@@ -211,7 +212,10 @@ function buildProgress(io: Io, json: boolean): (e: RunEvent) => void {
     } else {
       const x = e.entry;
       if (x.status === "built") io.err(`✓ ${x.recipe} ${x.fullVersion} (${((x.ms ?? 0) / 1000).toFixed(1)} s)`);
-      else if (x.status === "failed") io.err(`✗ ${x.recipe} ${x.fullVersion} failed (${((x.ms ?? 0) / 1000).toFixed(1)} s): ${(x.error ?? "").split("\n")[0]}${x.log ? `\n  log: ${x.log}` : ""}`);
+      else if (x.status === "failed") {
+        const lines = (x.error ?? "").split("\n").filter((l) => l.trim() && !/full log:/.test(l));
+        io.err(`✗ ${x.recipe} ${x.fullVersion} failed (${((x.ms ?? 0) / 1000).toFixed(1)} s): ${lines[0] ?? ""}${lines.slice(1, 8).map((l) => `\n    ${l.trim()}`).join("")}${x.log ? `\n  log: ${x.log}` : ""}`);
+      }
       else if (x.status === "skipped") io.err(`- ${x.recipe} skipped: ${x.blockedBy} failed`);
     }
   };
