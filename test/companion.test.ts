@@ -39,7 +39,7 @@ describe("the companion distribution (CI subset)", () => {
     const built = JSON.parse(r.stdout) as Array<{ name: string; packages: Array<{ name: string; provides: string[] }> }>;
     const zlib = built.find((b) => b.name === "zlib")!;
     expect(zlib.packages.map((p) => p.name)).toEqual(["zlib", "zlib-dev", "zlib-doc"]);
-    expect(zlib.packages[0]!.provides).toContain("so:libz.so.1=1.2.13");
+    expect(zlib.packages[0]!.provides).toContain("so:libz.so.1=1");
     const xz = built.find((b) => b.name === "xz")!;
     expect(xz.packages[0]!.provides).toEqual(expect.arrayContaining(["cmd:xz=5.4.1-r0"]));
     // Each recipe's test ran (the log shows it).
