@@ -474,8 +474,11 @@ describe("local directory target", () => {
   it("publishes to a directory, which repo check passes, kiln image build consumes, and a re-run leaves alone", async () => {
     const dir = join(work, "published-dir");
     const o = await out("d0", [...BASE, ...pkgs(["da"])]);
+    // The distribution's build-key records travel with the repository.
+    writeFileSync(join(o, "x86_64/.kiln-build-keys.jsonl"), '{"recipe":"da","key":"k1"}\n');
     const r = await runKiln(["publish", "--from", o, "--to", dir, "--signing-key", pubKey.privatePath]);
     expectOk(r);
+    expect(readFileSync(join(dir, "x86_64/.kiln-build-keys.jsonl"), "utf8")).toBe('{"recipe":"da","key":"k1"}\n');
     for (const f of ["pub.rsa.pub", "x86_64/APKINDEX.tar.gz", "x86_64/index.html", "x86_64/hello-2.12-r1.apk", "x86_64/da-1.0-r0.apk"]) expect(existsSync(join(dir, f)), f).toBe(true);
     expectOk(await runKiln(["repo", "check", dir, "--keys-dir", pubKey.keysDir]));
     const cfg = join(work, "image-dir.yaml");
@@ -490,6 +493,10 @@ describe("local directory target", () => {
     const again = await runKiln(["publish", "--from", o, "--to", dir, "--signing-key", pubKey.privatePath]);
     expectOk(again);
     expect(again.stdout).toContain("3 already published");
+    // Records published by someone else are kept alongside ours.
+    writeFileSync(join(dir, "x86_64/.kiln-build-keys.jsonl"), '{"recipe":"other","key":"k9"}\n');
+    expectOk(await runKiln(["publish", "--from", o, "--to", dir, "--signing-key", pubKey.privatePath]));
+    expect(readFileSync(join(dir, "x86_64/.kiln-build-keys.jsonl"), "utf8")).toBe('{"recipe":"da","key":"k1"}\n{"recipe":"other","key":"k9"}\n');
     expect(readFileSync(join(dir, "x86_64/APKINDEX.tar.gz")).equals(before)).toBe(true);
     // A different package under a published name is refused here too.
     const changed = await out("d1", pkgs(["da"], { entries: [{ path: "etc/da", type: "file", content: "other" }] }));

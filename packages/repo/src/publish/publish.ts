@@ -26,7 +26,7 @@
 
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { copyFile, mkdtemp, rm, stat } from "node:fs/promises";
+import { copyFile, mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
@@ -362,6 +362,32 @@ export async function syncHtml(store: ObjectStore, arch: string, keyName: string
   }
 }
 
+export const BUILD_KEYS_NAME = ".kiln-build-keys.jsonl";
+
+/**
+ * Publish the distribution's build-key records beside the index (kiln's
+ * ARCH/.kiln-build-keys.jsonl), so a fresh checkout building against the
+ * published repository knows what is already built. Records are advisory — a
+ * missing one only causes a rebuild — so the published file is the union of
+ * the local and published lines, re-read and re-written until it covers ours.
+ */
+export async function syncBuildKeys(store: ObjectStore, from: string, arch: string, emit: (e: PublishEvent) => void): Promise<void> {
+  const local = await readFile(join(from, arch, BUILD_KEYS_NAME), "utf8").catch(() => undefined);
+  if (local === undefined) return;
+  const mine = local.split("\n").filter((l) => l.trim() !== "");
+  const key = `${arch}/${BUILD_KEYS_NAME}`;
+  for (let round = 0; round < 10; round++) {
+    const remote = await store.get(key);
+    const theirs = remote ? remote.body.toString("utf8").split("\n").filter((l) => l.trim() !== "") : [];
+    const have = new Set(theirs);
+    if (mine.every((l) => have.has(l))) return;
+    const merged = [...new Set([...theirs, ...mine])].sort();
+    const body = Buffer.from(merged.join("\n") + "\n");
+    await store.write(key, body, { contentType: "application/x-ndjson", cacheControl: CACHE_NO_CACHE, sha256: sha256Hex(body) });
+    emit({ kind: "html", arch, message: `${key}: ${merged.length} build-key records` });
+  }
+}
+
 /** Remove staging objects of uploads killed long ago. */
 async function cleanStaging(store: ObjectStore): Promise<void> {
   const cutoff = Date.now() - 24 * 3600 * 1000;
@@ -447,8 +473,9 @@ export async function publish(store: ObjectStore, from: string, opts: PublishOpt
       const c = await convergeIndex(store, ap.arch, mine, { key, ...(opts.description !== undefined ? { description: opts.description } : {}), sourceDateEpoch: opts.sourceDateEpoch ?? 0, ...(opts.maxRounds ? { maxRounds: opts.maxRounds } : {}), emit });
       ar.indexPackages = c.records.length;
       ar.indexWrites = c.writes;
-      // 5. The page people browse.
+      // 5. The page people browse, and the build keys for fresh checkouts.
       await syncHtml(store, ap.arch, key.name, emit);
+      await syncBuildKeys(store, from, ap.arch, emit);
       for (const l of [ar.uploaded, ar.indexedExisting, ar.skipped, ar.resigned]) l.sort();
       result.archs.push(ar);
     }
