@@ -378,7 +378,14 @@ export function buildGraph(input: GraphInput): DistroGraph {
     cycles.push({ recipes: comp, path, broken, message });
   }
 
-  // Order: Kahn over uncut edges, ready recipes by name.
+  // Order: Kahn over uncut edges. Among ready recipes, those of kiln-native
+  // steps only (imports: no guest, so no build dependencies) come first, then
+  // by name: a guest recipe's needs can include dependencies that only become
+  // known once an imported package is built and its so:/cmd: requirements are
+  // detected (binutils' scripts needing perl), so every import is in the
+  // repository before any guest is assembled.
+  const rank = new Map(recipes.map((r) => [r.name, `${r.needsGuest ? 1 : 0}\u0000${r.name}`]));
+  const key = (n: string) => rank.get(n) ?? `1\u0000${n}`;
   const pending = new Map<string, number>(names.map((n) => [n, 0]));
   const dependents = new Map<string, string[]>(names.map((n) => [n, []]));
   for (const e of edges) {
@@ -386,7 +393,7 @@ export function buildGraph(input: GraphInput): DistroGraph {
     pending.set(e.from, pending.get(e.from)! + 1);
     dependents.get(e.to)!.push(e.from);
   }
-  const ready = names.filter((n) => pending.get(n) === 0).sort().reverse();
+  const ready = names.filter((n) => pending.get(n) === 0).sort((a, b) => (key(a) < key(b) ? 1 : key(a) > key(b) ? -1 : 0));
   const order: string[] = [];
   while (ready.length) {
     const n = ready.pop()!;
@@ -395,12 +402,13 @@ export function buildGraph(input: GraphInput): DistroGraph {
       const left = pending.get(d)! - 1;
       pending.set(d, left);
       if (left === 0) {
-        // Insert keeping `ready` sorted descending (pop takes the smallest name).
+        // Insert keeping `ready` sorted descending by key (pop takes the smallest).
         let lo = 0;
         let hi = ready.length;
+        const kd = key(d);
         while (lo < hi) {
           const mid = (lo + hi) >> 1;
-          if (ready[mid]! > d) lo = mid + 1;
+          if (key(ready[mid]!) > kd) lo = mid + 1;
           else hi = mid;
         }
         ready.splice(lo, 0, d);

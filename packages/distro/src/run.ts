@@ -237,8 +237,13 @@ export async function runPlan(ctx: RunContext, opts: RunOptions): Promise<RunRep
     while (!stopped && running.size < jobs && ready.length) {
       await gate;
       if (stopped) break;
-      const name = ready.shift();
-      if (name === undefined) break;
+      // A guest recipe waits until every planned import (kiln-native steps
+      // only) has finished: what an imported package needs (binutils' perl
+      // scripts, gcc's libraries) is only known once it is built.
+      const importsPending = plan.builds.some((b) => byName.get(b.recipe)?.needsGuest === false && !done.has(b.recipe));
+      const idx = ready.findIndex((n) => !importsPending || byName.get(n)?.needsGuest === false);
+      if (idx < 0) break;
+      const name = ready.splice(idx, 1)[0]!;
       if (done.has(name)) continue;
       gate = start(name);
     }
