@@ -414,7 +414,17 @@ export const distroBuildCmd: Command = {
     const { values } = parse(this, argv, { ...COMMON, jobs: { type: "string" }, "no-test": { type: "boolean" }, "signing-key": { type: "string" } });
     if (values.help) return help(this, io, `kiln build --all --keep-going, then kiln images --changed --test. A second run builds nothing.\n${COMMON_HELP}`);
     const t0 = Date.now();
-    const b = await distroBuild({ ...(values as DistroBuildValues), all: true, "keep-going": true, jobs: values.jobs ?? "1" }, io);
+    // A bootstrap changes its own build environments: once stage-1 libraries
+    // exist, guests that used the imported ones resolve to them, so those
+    // recipes are out of date again. Re-plan and build until a round builds
+    // nothing (bounded), so the next run has nothing to do.
+    let b = await distroBuild({ ...(values as DistroBuildValues), all: true, "keep-going": true, jobs: values.jobs ?? "1" }, io);
+    for (let round = 2; round <= 4 && b.status === 0; round++) {
+      const built = b.reports.flatMap((r) => r.entries).filter((e) => e.status === "built").length;
+      if (built === 0) break;
+      io.err(`round ${round}: re-planning, since this run's builds changed other recipes' build environments`);
+      b = await distroBuild({ ...(values as DistroBuildValues), all: true, "keep-going": true, jobs: values.jobs ?? "1" }, io);
+    }
     const i = await distroImages({ ...(values as ImagesValues), changed: true, test: !values["no-test"] }, io);
     io.out(`done in ${((Date.now() - t0) / 1000).toFixed(1)} s: repository ${b.distro.outDir}, images ${resolvePath(b.distro.outDir, "images")}`);
     return b.status || i.status;
