@@ -8,7 +8,7 @@
 import { existsSync, readdirSync, readFileSync, writeFileSync, statSync } from "node:fs";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
-import { readIndex } from "@kiln/apk";
+import { compareVersions, readIndex } from "@kiln/apk";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const args = process.argv.slice(2).filter((a) => !a.startsWith("--"));
@@ -23,7 +23,11 @@ function human(n) {
 const lines = [BEGIN, ""];
 for (const arch of readdirSync(out).filter((d) => existsSync(join(out, d, "APKINDEX.tar.gz"))).sort()) {
   const idx = await readIndex(readFileSync(join(out, arch, "APKINDEX.tar.gz")));
-  lines.push(`Packages (${arch}, ${idx.records.length}):`, "", "| package | version | size | installed | description |", "|---|---|---|---|---|");
+  // The newest release of each package (older ones stay in the repository for pinning).
+  const newest = new Map();
+  for (const r of idx.records) if (!newest.has(r.name) || compareVersions(r.version, newest.get(r.name).version) > 0) newest.set(r.name, r);
+  idx.records = [...newest.values()].sort((a, b) => (a.name < b.name ? -1 : 1));
+  lines.push(`Packages (${arch}, ${idx.records.length}, newest release of each):`, "", "| package | version | size | installed | description |", "|---|---|---|---|---|");
   for (const r of idx.records) lines.push(`| ${r.name} | ${r.version} | ${human(r.fileSize ?? 0)} | ${human(r.installedSize ?? 0)} | ${(r.description ?? "").replace(/\|/g, "\\|")} |`);
   lines.push("");
 }
