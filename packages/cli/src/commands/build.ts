@@ -68,6 +68,19 @@ export function progressPrinter(io: Io, json: boolean): (e: BuildEvent) => void 
   };
 }
 
+/** What `kiln build` and `kiln test` share: arch, output repository, signing key, extra trusted keys. */
+async function recipeContext(values: { arch?: string; out?: string; "signing-key"?: string; "keyring-append"?: string[] }, io: Io) {
+  const arch = values.arch ? ARCH_ALIASES[values.arch] : hostApkArch();
+  if (!arch) throw new UserError(`--arch: unknown architecture ${JSON.stringify(values.arch)}`, 2);
+  const outDir = values.out ?? "packages";
+  const key = await obtainSigningKey(values["signing-key"], outDir, io.env);
+  const keyringAppend = [];
+  for (const k of asArray(values["keyring-append"])) {
+    keyringAppend.push({ name: basename(k), pem: await readFile(k).catch((e: Error) => { throw new UserError(`--keyring-append ${k}: ${e.message}`); }) });
+  }
+  return { arch, outDir, key, keyringAppend };
+}
+
 export const build: Command = {
   name: "build",
   summary: "build recipes into signed packages in a local repository",
@@ -118,12 +131,7 @@ report to OUT/report.html (status, duration and a timeline per package) and OUT/
       return (await distroBuild({ ...values, arch: asArray(values.arch) }, io)).status;
     }
     if (positionals.length === 0) throw new UserError(`usage: ${this.usage}`, 2);
-    const arch = values.arch ? ARCH_ALIASES[values.arch] : hostApkArch();
-    if (!arch) throw new UserError(`--arch: unknown architecture ${JSON.stringify(values.arch)}`, 2);
-    const outDir = values.out ?? "packages";
-    const key = await obtainSigningKey(values["signing-key"], outDir, io.env);
-    const keyringAppend = [];
-    for (const k of asArray(values["keyring-append"])) keyringAppend.push({ name: basename(k), pem: await readFile(k) });
+    const { arch, outDir, key, keyringAppend } = await recipeContext(values, io);
     const results: BuildResult[] = [];
     for (const r of positionals) {
       if (!(await stat(r).catch(() => undefined))) throw new UserError(`${r}: no such recipe`);
@@ -167,12 +175,7 @@ export const testCmd: Command = {
     if (values.help) return help(this, io, `Runs each recipe's test: pipelines (main package and subpackages) in fresh guests holding the
 packages as built in OUT (default ./packages) and the other repositories. Exit 1 if any fails.`);
     if (positionals.length === 0) throw new UserError(`usage: ${this.usage}`, 2);
-    const arch = values.arch ? ARCH_ALIASES[values.arch] : hostApkArch();
-    if (!arch) throw new UserError(`--arch: unknown architecture ${JSON.stringify(values.arch)}`, 2);
-    const outDir = values.out ?? "packages";
-    const key = await obtainSigningKey(values["signing-key"], outDir, io.env);
-    const keyringAppend = [];
-    for (const k of asArray(values["keyring-append"])) keyringAppend.push({ name: basename(k), pem: await readFile(k) });
+    const { arch, outDir, key, keyringAppend } = await recipeContext(values, io);
     const { testRecipe } = await import("@kiln/build");
     for (const r of positionals) {
       const res = await testRecipe(r, {
