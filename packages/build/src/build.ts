@@ -145,6 +145,16 @@ async function keyFiles(paths: string[]): Promise<Array<{ name: string; pem: Buf
   return out;
 }
 
+/** The environment every step of a recipe starts from (build and test alike). */
+function guestEnvironment(compiled: CompiledRecipe, sourceDateEpoch: number): Record<string, string> {
+  return {
+    HOME: GUEST_WORKSPACE,
+    PATH: "/usr/local/sbin:/usr/local/bin:/usr/bin:/usr/sbin:/sbin:/bin",
+    SOURCE_DATE_EPOCH: String(sourceDateEpoch),
+    ...(compiled.environment.environment ?? {}),
+  };
+}
+
 function needsGuest(steps: CompiledStep[]): boolean {
   return steps.some((s) => !s.native);
 }
@@ -199,12 +209,7 @@ export async function buildRecipe(file: string, opts: BuildOptions): Promise<Bui
       emit({ kind: "guest", package: label, packages: resolved.length, reused: guest.reused, purpose: "build" });
       log.write(`# guest: ${resolved.map((p) => `${p.record.name}-${p.record.version}`).join(" ")}\n`);
     }
-    const baseEnv = {
-      HOME: GUEST_WORKSPACE,
-      PATH: "/usr/local/sbin:/usr/local/bin:/usr/bin:/usr/sbin:/sbin:/bin",
-      SOURCE_DATE_EPOCH: String(opts.sourceDateEpoch),
-      ...(compiled.environment.environment ?? {}),
-    };
+    const baseEnv = guestEnvironment(compiled, opts.sourceDateEpoch);
     const timeoutMs = pkg.timeoutSeconds ? pkg.timeoutSeconds * 1000 : opts.stepTimeoutMs ?? 3 * 3600 * 1000;
     const runSteps = async (steps: CompiledStep[], what: string) => {
       for (const [i, step] of steps.entries()) {
@@ -391,7 +396,7 @@ export async function testRecipe(file: string, opts: BuildOptions): Promise<{ te
   try {
     const envKeys = await keyFiles(compiled.environment.contents?.keyring ?? []);
     const repositories = [...((await localRepoUsable(opts.outDir, opts.arch)) ? [opts.outDir] : []), ...(compiled.environment.contents?.repositories ?? []), ...(opts.repositoryAppend ?? [])];
-    const baseEnv = { HOME: GUEST_WORKSPACE, PATH: "/usr/local/sbin:/usr/local/bin:/usr/bin:/usr/sbin:/sbin:/bin", SOURCE_DATE_EPOCH: String(opts.sourceDateEpoch), ...(compiled.environment.environment ?? {}) };
+    const baseEnv = guestEnvironment(compiled, opts.sourceDateEpoch);
     const n = await runRecipeTests(compiled, {
       file,
       label,

@@ -68,6 +68,16 @@ export function progressPrinter(io: Io, json: boolean): (e: BuildEvent) => void 
   };
 }
 
+/** Options `kiln build` and `kiln test` share. */
+const RECIPE_OPTIONS = {
+  arch: { type: "string" },
+  out: { type: "string" },
+  "signing-key": { type: "string" },
+  "repository-append": { type: "string", multiple: true },
+  "keyring-append": { type: "string", multiple: true },
+  "pipeline-dir": { type: "string", multiple: true },
+} as const;
+
 /** What `kiln build` and `kiln test` share: arch, output repository, signing key, extra trusted keys. */
 async function recipeContext(values: { arch?: string; out?: string; "signing-key"?: string; "keyring-append"?: string[] }, io: Io) {
   const arch = values.arch ? ARCH_ALIASES[values.arch] : hostApkArch();
@@ -87,12 +97,7 @@ export const build: Command = {
   usage: "kiln build RECIPE... | --all | --changed [--since REV] [--jobs N] [--keep-going] [--distro FILE] [--dry-run] [--arch A] [--out DIR] [--signing-key K] [--repository-append R]... [--keyring-append K]... [--pipeline-dir D]... [--source-dir D] [--cache-dir D] [--no-test] [--json]",
   async run(argv, io) {
     const { values, positionals } = parse(this, argv, {
-      arch: { type: "string" },
-      out: { type: "string" },
-      "signing-key": { type: "string" },
-      "repository-append": { type: "string", multiple: true },
-      "keyring-append": { type: "string", multiple: true },
-      "pipeline-dir": { type: "string", multiple: true },
+      ...RECIPE_OPTIONS,
       "source-dir": { type: "string" },
       "cache-dir": { type: "string" },
       "no-test": { type: "boolean" },
@@ -164,12 +169,7 @@ export const testCmd: Command = {
   usage: "kiln test RECIPE... [--arch A] [--out DIR] [--repository-append R]... [--keyring-append K]... [--pipeline-dir D]... [--cache-dir D]",
   async run(argv, io) {
     const { values, positionals } = parse(this, argv, {
-      arch: { type: "string" },
-      out: { type: "string" },
-      "signing-key": { type: "string" },
-      "repository-append": { type: "string", multiple: true },
-      "keyring-append": { type: "string", multiple: true },
-      "pipeline-dir": { type: "string", multiple: true },
+      ...RECIPE_OPTIONS,
       "cache-dir": { type: "string" },
     });
     if (values.help) return help(this, io, `Runs each recipe's test: pipelines (main package and subpackages) in fresh guests holding the
