@@ -1,6 +1,7 @@
 // Typed errors for the format library. Every failure a caller can act on has a
 // `code`; verification failures carry the verdict apk-tools would print.
 
+import { KilnError } from "@kiln/core";
 export type ApkErrorCode =
   | "BAD_ARCHIVE" // structure apk would reject ("BAD archive")
   | "BAD_SIGNATURE" // digest or signature mismatch apk reports as "BAD signature"
@@ -13,7 +14,7 @@ export type ApkErrorCode =
   | "INVALID_FIELD"
   | "INVALID_KEY";
 
-export class ApkError extends Error {
+export class ApkError extends KilnError {
   readonly code: ApkErrorCode;
   /** What the error concerns: a file name, an entry path, a field. */
   readonly subject: string | undefined;

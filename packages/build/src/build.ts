@@ -4,6 +4,7 @@
 // then move them into the output repository and merge its signed index. A
 // failed build leaves the previous packages and index untouched.
 
+import { KilnError } from "@kiln/core";
 import { cp, mkdir, mkdtemp, readFile, readdir, rename, rm, stat, writeFile, copyFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, dirname, join, relative } from "node:path";
@@ -75,7 +76,7 @@ export interface BuildResult {
   guest: Array<{ name: string; version: string; checksum: string }>;
 }
 
-export class BuildError extends Error {
+export class BuildError extends KilnError {
   readonly code = "BUILD_FAILED";
   constructor(
     message: string,

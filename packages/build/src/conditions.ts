@@ -7,7 +7,8 @@
 // `a || b && c` is `(a || b) && c`. Both are kept here so a recipe means the
 // same thing under kiln as under melange.
 
-export class ConditionError extends Error {
+import { KilnError } from "@kiln/core";
+export class ConditionError extends KilnError {
   readonly code = "INVALID_CONDITION";
   constructor(
     readonly expression: string,

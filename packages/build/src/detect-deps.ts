@@ -3,6 +3,7 @@
 // commands, `#!` interpreters and pkg-config files; then merged with the
 // recipe's declared dependencies.
 
+import { KilnError } from "@kiln/core";
 import * as fsp from "node:fs/promises";
 import { posix, join } from "node:path";
 import { type Dependency, formatDependency, isValidVersion, packageSatisfies, parseDependency, parseProvide } from "@kiln/apk";
@@ -38,8 +39,8 @@ const DT_RPATH = 15;
 const DT_RUNPATH = 29;
 const MAX_TABLE = 64 << 20;
 
-export class ElfError extends Error {
-  override readonly name = "ElfError";
+export class ElfError extends KilnError {
+  readonly code = "BAD_ELF";
 }
 
 /**

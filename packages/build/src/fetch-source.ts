@@ -12,6 +12,7 @@
 // memory, verify the format's own integrity checks, and handle every variant
 // (multi-stream xz, concatenated bzip2, zstd long windows) found in the wild.
 
+import { KilnError } from "@kiln/core";
 import { spawn } from "node:child_process";
 import { createHash, randomBytes, type Hash } from "node:crypto";
 import { constants as FS, createReadStream, existsSync, readdirSync, readFileSync, statSync } from "node:fs";
@@ -35,7 +36,7 @@ export type SourceErrorCode =
   | "BAD_ARCHIVE" // malformed or unsupported archive data
   | "MISSING_TOOL"; // a host decompressor is not installed
 
-export class SourceError extends Error {
+export class SourceError extends KilnError {
   override readonly name = "SourceError";
   constructor(
     readonly code: SourceErrorCode,

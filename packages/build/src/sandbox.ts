@@ -2,6 +2,7 @@
 // workspace at /home/build, no network, a clean environment, the build user,
 // a time limit. Output goes to the package's log; failures carry the tail.
 
+import { KilnError } from "@kiln/core";
 import { spawn } from "node:child_process";
 import { createWriteStream, type WriteStream } from "node:fs";
 
@@ -30,7 +31,7 @@ export interface StepResult {
   durationMs: number;
 }
 
-export class SandboxError extends Error {
+export class SandboxError extends KilnError {
   constructor(
     message: string,
     readonly code: "SANDBOX_UNAVAILABLE" | "STEP_FAILED" | "TIMEOUT",

@@ -4,6 +4,7 @@
 // (an undefined name is an error naming it), and Go regexp replacement for
 // var-transforms.
 
+import { KilnError } from "@kiln/core";
 import { posix } from "node:path";
 
 /** The guest's build workspace, as in melange. */
@@ -11,7 +12,7 @@ export const WORKSPACE_DIR = "/home/build";
 /** Where each package's files are installed before packaging: `${{targets.outdir}}/<name>`. */
 export const OUT_DIR = `${WORKSPACE_DIR}/melange-out`;
 
-export class SubstitutionError extends Error {
+export class SubstitutionError extends KilnError {
   readonly code = "UNDEFINED_VARIABLE";
   constructor(
     message: string,
@@ -195,7 +196,7 @@ export function resolveWorkdir(wd: string | undefined): string {
 
 // --- Go regular expressions -------------------------------------------------
 
-export class RegexpError extends Error {
+export class RegexpError extends KilnError {
   readonly code = "INVALID_REGEXP";
 }
 

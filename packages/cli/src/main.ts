@@ -1,6 +1,6 @@
 // The kiln command: argument dispatch and the single place errors become exit codes.
 
-import { ApkError } from "@kiln/apk";
+import { describeError, exitCodeFor, EXIT_BUG, KilnError } from "@kiln/core";
 import { build, bump, testCmd } from "./commands/build.js";
 import { index, signIndex } from "./commands/index-cmd.js";
 import { compile, lint, packageVersion } from "./commands/recipe.js";
@@ -43,21 +43,23 @@ export async function main(argv: string[], io: Io): Promise<number> {
   try {
     return await cmd.run(rest, io);
   } catch (e) {
-    if (e instanceof UserError) {
-      io.err(e.message.startsWith("kiln") ? e.message : `kiln ${cmd.name}: ${e.message}`);
-      return e.exitCode;
-    }
-    // Library errors that carry a code (ApkError, ConfigError, RepositoryError,
-    // ResolveError, InstallError, OciError, file-system errors…) concern the
-    // user's input or environment: one clear message, no stack.
-    const code = (e as { code?: unknown }).code;
-    if (e instanceof ApkError || (e instanceof Error && typeof code === "string")) {
-      io.err(`kiln ${cmd.name}: ${e.message}`);
-      const explanation = (e as { explanation?: unknown }).explanation;
-      if (Array.isArray(explanation)) for (const line of explanation) io.err(`  ${String(line)}`);
-      return 1;
-    }
-    io.err(`kiln ${cmd.name}: internal error: ${(e as Error).stack ?? String(e)}`);
-    return 70;
+    return reportError(cmd.name, e, io);
   }
+}
+
+/**
+ * The exit-code contract: a KilnError (input, environment: 1; usage: 2) or a
+ * system error (ENOENT, EACCES…) is one clear message and no stack; anything
+ * else is a bug in kiln, printed with its stack, exit 70.
+ */
+export function reportError(command: string, e: unknown, io: Io): number {
+  const status = exitCodeFor(e);
+  if (status === EXIT_BUG) {
+    io.err(`kiln ${command}: internal error: ${(e as Error)?.stack ?? String(e)}`);
+    return status;
+  }
+  const msg = describeError(e);
+  io.err(msg.startsWith("kiln") ? msg : `kiln ${command}: ${msg}`);
+  if (e instanceof KilnError) for (const line of e.explanation) if (!msg.includes(line)) io.err(`  ${line}`);
+  return status;
 }

@@ -1,18 +1,16 @@
 // Shared CLI plumbing: the user-error type, option parsing, key loading, output.
 
+import { KilnError } from "@kiln/core";
 import { readFile, readdir, stat } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { ApkError, Keyring, parsePublicKey, parseSigningKey, type SigningKey } from "@kiln/apk";
 
 /** An error the user can fix: printed as one line, exit status `exitCode`. */
-export class UserError extends Error {
-  constructor(
-    message: string,
-    readonly exitCode = 1,
-  ) {
-    super(message);
-    this.name = "UserError";
+export class UserError extends KilnError {
+  readonly code = "USER";
+  constructor(message: string, exitCode: 1 | 2 = 1) {
+    super(message, { kind: exitCode === 2 ? "usage" : "input" });
   }
 }
 

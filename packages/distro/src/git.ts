@@ -1,6 +1,7 @@
 // Files changed since a git revision (committed, staged, unstaged and
 // untracked), for `kiln plan --since REV` and `kiln build --changed`.
 
+import { KilnError } from "@kiln/core";
 import { execFile } from "node:child_process";
 import { relative, resolve, sep } from "node:path";
 import { promisify } from "node:util";
@@ -10,7 +11,7 @@ import type { SinceChanges } from "./plan.js";
 
 const run = promisify(execFile);
 
-export class GitError extends Error {
+export class GitError extends KilnError {
   readonly code = "GIT";
   constructor(message: string) {
     super(message);

@@ -3,6 +3,7 @@
 // them into a root, apply accounts/paths, and write the OCI output. Plan is
 // `resolveImage` (pure over loaded indexes); `buildImage` does the I/O.
 
+import { KilnError } from "@kiln/core";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
@@ -42,7 +43,7 @@ export interface LockFile {
   contents: Record<string, LockEntry[]>;
 }
 
-export class ImageBuildError extends Error {
+export class ImageBuildError extends KilnError {
   constructor(
     message: string,
     readonly code: "LOCK_MISMATCH" | "KEYRING" | "OUTPUT",

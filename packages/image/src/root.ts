@@ -5,6 +5,7 @@
 // the tree, with symlinks followed chroot-style (a link to `/` stays at the
 // root), before anything is placed.
 
+import { KilnError } from "@kiln/core";
 import { createHash } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
 import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
@@ -47,7 +48,7 @@ export interface TreeNode {
   owner?: string;
 }
 
-export class InstallError extends Error {
+export class InstallError extends KilnError {
   constructor(
     message: string,
     readonly code: "CONFLICT" | "MALICIOUS_PATH" | "BAD_PACKAGE" | "INVALID_PATH",

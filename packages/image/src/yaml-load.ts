@@ -1,6 +1,7 @@
 // Loading YAML configs against a zod schema, reporting every problem at once
 // with file:line:column, the dotted path, and what was expected.
 
+import { KilnError } from "@kiln/core";
 import { isMap, isScalar, LineCounter, parseDocument, type Document, type Node as YNode } from "yaml";
 import type { ZodIssue, ZodType, ZodTypeDef } from "zod";
 
@@ -18,7 +19,7 @@ export function formatProblem(p: Problem): string {
   return `${loc}: ${p.path ? `${p.path}: ` : ""}${p.message}`;
 }
 
-export class ConfigError extends Error {
+export class ConfigError extends KilnError {
   readonly code = "INVALID_CONFIG";
   constructor(readonly problems: Problem[]) {
     super(problems.map(formatProblem).join("\n"));

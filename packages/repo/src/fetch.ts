@@ -2,20 +2,21 @@
 // an injected client). Transient failures are retried with backoff; a 404 is
 // final and reported as such.
 
+import { KilnError } from "@kiln/core";
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { Readable } from "node:stream";
 
-export class FetchError extends Error {
+export class FetchError extends KilnError {
+  readonly code = "FETCH";
   constructor(
     message: string,
     readonly url: string,
     readonly status?: number,
     options?: { cause?: unknown },
   ) {
-    super(message, options);
-    this.name = "FetchError";
+    super(message, { ...options, kind: "environment" });
   }
   get notFound(): boolean {
     return this.status === 404;

@@ -2,6 +2,7 @@
 // against the index (C: identity, datahash, size) into a content-addressed
 // disk cache, so a second build downloads nothing.
 
+import { KilnError } from "@kiln/core";
 import { createHash } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
 import { mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
@@ -12,7 +13,7 @@ import { ApkError, openPackage, readIndex, verifyIndex, type IndexFile, type Key
 import { DefaultFetcher, FetchError, joinUrl, readAll, type Fetcher, type Validator } from "./fetch.js";
 import type { RepoPackage, RepositoryRef } from "./types.js";
 
-export class RepositoryError extends Error {
+export class RepositoryError extends KilnError {
   constructor(
     message: string,
     readonly code: "UNTRUSTED" | "BAD_INDEX" | "FETCH" | "MISMATCH",

@@ -75,21 +75,19 @@
 // hidden provider is the only possibility the dependency is deferred as
 // described above.
 
+import { KilnError } from "@kiln/core";
 import { compareVersions, isValidVersion, parseDependency, versionSatisfies, type Dependency, type IndexRecord } from "@kiln/apk";
 import type { RepoPackage, RepositoryRef, Resolution } from "./types.js";
 
 export type ResolveErrorCode = "UNSATISFIABLE" | "INVALID_REQUEST";
 
 /** Resolution failed. `explanation` has one line per failed attempt: the chain from a request to the constraint that could not be met, and why. */
-export class ResolveError extends Error {
-  override readonly name = "ResolveError";
+export class ResolveError extends KilnError {
   readonly code: ResolveErrorCode;
-  readonly explanation: string[];
 
   constructor(code: ResolveErrorCode, message: string, explanation: string[]) {
-    super(explanation.length ? `${message}:\n  ${explanation.join("\n  ")}` : message);
+    super(explanation.length ? `${message}:\n  ${explanation.join("\n  ")}` : message, { explanation });
     this.code = code;
-    this.explanation = explanation;
   }
 }
 

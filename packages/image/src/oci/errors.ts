@@ -1,6 +1,7 @@
 // Typed errors for OCI image output and registry push. Every failure a caller
 // can act on has a `code`; network and server failures say whether a retry may help.
 
+import { KilnError } from "@kiln/core";
 export type OciErrorCode =
   | "INVALID_INPUT" // the image spec, a reference or an option is malformed
   | "INVALID_LAYER" // a layer stream is not a tar stream or yields non-bytes
@@ -10,7 +11,7 @@ export type OciErrorCode =
   | "AUTH" // the registry refused the credentials, or needs some and none were given
   | "REGISTRY"; // the registry answered with an error
 
-export class OciError extends Error {
+export class OciError extends KilnError {
   readonly code: OciErrorCode;
   /** What the error concerns: a path, a digest, a URL. */
   readonly subject: string | undefined;

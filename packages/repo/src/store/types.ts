@@ -4,9 +4,10 @@
 // the new ones, never a torn mix — which is what lets the publisher order its
 // writes so the index never names a missing or different object.
 
+import { KilnError } from "@kiln/core";
 export type StoreErrorCode = "NOT_FOUND" | "PRECONDITION_FAILED" | "ACCESS" | "NO_BUCKET" | "TRANSIENT" | "STORE";
 
-export class StoreError extends Error {
+export class StoreError extends KilnError {
   constructor(
     message: string,
     readonly code: StoreErrorCode,

@@ -1,0 +1,2 @@
+// @kiln/core: what every kiln package shares.
+export * from "./errors.js";
