@@ -1,2 +1,3 @@
 // @kiln/core: what every kiln package shares.
 export * from "./errors.js";
+export * from "./paths.js";
