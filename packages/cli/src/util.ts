@@ -1,6 +1,6 @@
 // Shared CLI plumbing: the user-error type, option parsing, key loading, output.
 
-import { KilnError } from "@kiln/core";
+import { KilnError, readPrivateKeyFile } from "@kiln/core";
 import { readFile, readdir, stat } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { parseArgs, type ParseArgsConfig } from "node:util";
@@ -45,13 +45,7 @@ export function sourceDateEpoch(env: NodeJS.ProcessEnv): number {
 }
 
 export async function loadSigningKey(path: string): Promise<SigningKey> {
-  let pem: Buffer;
-  try {
-    pem = await readFile(path);
-  } catch (e) {
-    throw new UserError(`signing key ${path}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (e as Error).message}`);
-  }
-  return parseSigningKey(pem, `${basename(path)}.pub`, path);
+  return parseSigningKey(await readPrivateKeyFile(path), `${basename(path)}.pub`, path);
 }
 
 /** All public keys in a directory, by file name, as apk's keys directory. Unparsable files are skipped. */

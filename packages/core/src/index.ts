@@ -1,3 +1,4 @@
 // @kiln/core: what every kiln package shares.
 export * from "./errors.js";
 export * from "./paths.js";
+export * from "./secret-file.js";

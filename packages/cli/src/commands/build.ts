@@ -1,8 +1,9 @@
 // `kiln build` and `kiln test`: recipes to signed packages in a local repository.
 
-import { mkdir, readFile, stat, writeFile, chmod } from "node:fs/promises";
+import { readFile, stat, writeFile } from "node:fs/promises";
 import { basename, dirname, join, resolve as resolvePath } from "node:path";
 import { generateKey, parseSigningKey, type SigningKey } from "@kiln/apk";
+import { readPrivateKeyFile, writeNewPrivateKeyFile } from "@kiln/core";
 import { buildRecipe, type BuildEvent, type BuildResult } from "@kiln/build";
 import { ARCH_ALIASES, hostApkArch } from "@kiln/image";
 import { defaultCacheDir } from "@kiln/repo";
@@ -17,22 +18,22 @@ export interface LocalKey {
 
 /**
  * The signing key: --signing-key, else $KILN_SIGNING_KEY, else a local key kept
- * at OUT/../.kiln-keys/local.rsa (generated on first use, never published as a
+ * at OUT/../.kiln-keys/kiln-local.rsa (generated on first use, never published as a
  * production key).
  */
 export async function obtainSigningKey(explicit: string | undefined, outDir: string, env: NodeJS.ProcessEnv): Promise<LocalKey> {
   const path = explicit ?? env.KILN_SIGNING_KEY ?? join(dirname(resolvePath(outDir)), ".kiln-keys", "kiln-local.rsa");
-  let pem = await readFile(path).catch((e: NodeJS.ErrnoException) => {
-    if (e.code !== "ENOENT") throw new UserError(`signing key ${path}: ${e.message}`);
-    return undefined;
-  });
+  const exists = await stat(path).then(
+    () => true,
+    () => false,
+  );
+  let pem: Buffer;
   let generated = false;
-  if (!pem) {
-    if (explicit || env.KILN_SIGNING_KEY) throw new UserError(`signing key ${path}: no such file`);
+  if (exists || explicit || env.KILN_SIGNING_KEY) pem = await readPrivateKeyFile(path);
+  else {
+    // First use: a key of this checkout's own, created 0600 and never committed (.kiln-keys/ is ignored).
     const k = await generateKey();
-    await mkdir(dirname(path), { recursive: true });
-    await writeFile(path, k.privatePem, { mode: 0o600 });
-    await chmod(path, 0o600);
+    await writeNewPrivateKeyFile(path, k.privatePem);
     await writeFile(`${path}.pub`, k.publicPem);
     pem = Buffer.from(k.privatePem);
     generated = true;
