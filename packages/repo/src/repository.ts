@@ -1,8 +1,11 @@
 // Repositories: fetch and verify signed indexes, and fetch packages checked
 // against the index (C: identity, datahash, size) into a content-addressed
-// disk cache, so a second build downloads nothing.
+// disk cache, so a second build downloads nothing. Names, versions and
+// architectures from an index become URLs and cache file names only after
+// they are checked to be single plain path segments (joinUnder), even when
+// the index is signed by a trusted key.
 
-import { KilnError } from "@kiln/core";
+import { assertPathComponent, joinUnder, KilnError, UnsafePathError } from "@kiln/core";
 import { createHash } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
 import { mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
@@ -41,7 +44,14 @@ export interface RepoContext {
 /** Parse `@tag URL` / `URL` lines as apk's /etc/apk/repositories and apko's contents.repositories. */
 export function parseRepositoryRef(s: string): RepositoryRef {
   const m = /^@(\S+)\s+(\S+)$/.exec(s.trim());
-  if (m) return { tag: m[1]!, url: m[2]! };
+  if (m) {
+    try {
+      assertPathComponent(m[1]!, "repository tag");
+    } catch (e) {
+      throw new RepositoryError(`invalid repository ${JSON.stringify(s)}: ${(e as Error).message}`, "BAD_INDEX", { cause: e });
+    }
+    return { tag: m[1]!, url: m[2]! };
+  }
   const url = s.trim();
   if (!url || /\s/.test(url)) throw new RepositoryError(`invalid repository ${JSON.stringify(s)}: expected URL or "@tag URL"`, "BAD_INDEX");
   return { url };
@@ -61,10 +71,26 @@ export interface LoadedIndex {
   trust: string;
 }
 
+/** The file name of a package in a repository (`NAME-VERSION.apk`), refusing a name, version or arch that is not one plain path segment. */
+export function packageFileName(record: { name: string; version: string; arch?: string }): string {
+  assertPathComponent(record.name, "package name");
+  assertPathComponent(record.version, `version of ${record.name}`);
+  if (record.arch) assertPathComponent(record.arch, `arch of ${record.name}-${record.version}`);
+  return assertPathComponent(`${record.name}-${record.version}.apk`, "package file name");
+}
+
+function safeArch(arch: string, repo: RepositoryRef): string {
+  try {
+    return assertPathComponent(arch, "architecture");
+  } catch (e) {
+    throw new RepositoryError(`repository ${repo.url}: ${(e as Error).message}`, "BAD_INDEX", { cause: e });
+  }
+}
+
 /** Fetch (or revalidate from cache) and verify `REPO/ARCH/APKINDEX.tar.gz`. */
 export async function loadIndex(repo: RepositoryRef, arch: string, ctx: RepoContext): Promise<LoadedIndex> {
   const fetcher = ctx.fetcher ?? new DefaultFetcher();
-  const url = joinUrl(repo.url, `${arch}/APKINDEX.tar.gz`);
+  const url = joinUrl(repo.url, `${safeArch(arch, repo)}/APKINDEX.tar.gz`);
   const cacheDir = join(ctx.cacheDir ?? defaultCacheDir(), "indexes", sha256(url));
   const cachedFile = join(cacheDir, "APKINDEX.tar.gz");
   const metaFile = join(cacheDir, "meta.json");
@@ -107,7 +133,16 @@ export async function loadIndex(repo: RepositoryRef, arch: string, ctx: RepoCont
       "UNTRUSTED",
     );
   }
-  const packages = index.records.map((record) => ({ record, repo, url: joinUrl(repo.url, `${record.arch || arch}/${record.name}-${record.version}.apk`) }));
+  // A trusted signature says who wrote the index, not that its names are safe to use as paths.
+  const packages = index.records.map((record, i) => {
+    let file: string;
+    try {
+      file = packageFileName(record);
+    } catch (e) {
+      throw new RepositoryError(`repository ${repo.url}: ${url}: record ${i + 1}: ${(e as Error).message}`, "BAD_INDEX", { cause: e });
+    }
+    return { record, repo, url: joinUrl(repo.url, `${record.arch || arch}/${file}`) };
+  });
   return { repo, arch, url, index, packages, trust: check.verdict };
 }
 
@@ -128,11 +163,15 @@ async function writeAtomic(path: string, data: Uint8Array): Promise<void> {
   }
 }
 
-function cacheName(pkg: RepoPackage): string {
-  // Content-addressed by the index's identity of the package (C:), which the
-  // download is checked against before it enters the cache.
+/** Where a package is cached: content-addressed by the index's identity of it (C:), which the download is checked against before it enters the cache. */
+function cachePath(dir: string, pkg: RepoPackage): string {
   const id = (pkg.record.checksum ?? "").replace(/^Q1/, "").replace(/\//g, "_").replace(/\+/g, "-");
-  return `${id}-${pkg.record.name}-${pkg.record.version}.apk`;
+  try {
+    return joinUnder(dir, { value: `${id}-${packageFileName(pkg.record)}`, what: "cache file name" });
+  } catch (e) {
+    if (e instanceof UnsafePathError) throw new RepositoryError(`${pkg.url}: refusing to cache it: ${e.message}`, "BAD_INDEX", { cause: e });
+    throw e;
+  }
 }
 
 /** Check a package file against its index record: size (S:), C: identity and datahash. */
@@ -165,10 +204,20 @@ export async function checkPackageAgainstIndex(path: string, pkg: RepoPackage): 
   }
 }
 
+/** Pass a download through, stopping it once it is longer than the index's S: (a server cannot fill the disk). */
+async function* capped(body: AsyncIterable<Uint8Array>, max: number, url: string): AsyncGenerator<Uint8Array> {
+  let n = 0;
+  for await (const c of body) {
+    n += c.length;
+    if (n > max) throw new RepositoryError(`${url}: over ${max} bytes, but the index says ${max} (S:); download stopped`, "MISMATCH");
+    yield c;
+  }
+}
+
 /** Fetch one package into the cache (verified), returning its local path. */
 export async function fetchPackage(pkg: RepoPackage, ctx: RepoContext): Promise<string> {
   const dir = join(ctx.cacheDir ?? defaultCacheDir(), "packages");
-  const final = join(dir, cacheName(pkg));
+  const final = cachePath(dir, pkg);
   if (pkg.record.checksum) {
     const st = await stat(final).catch(() => undefined);
     if (st && (pkg.record.fileSize === undefined || st.size === pkg.record.fileSize)) {
@@ -177,12 +226,13 @@ export async function fetchPackage(pkg: RepoPackage, ctx: RepoContext): Promise<
     }
   }
   await mkdir(dir, { recursive: true });
-  const tmp = `${final}.kiln-tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
+  // A short name of its own: the final name may already be as long as a name can be.
+  const tmp = join(dir, `.kiln-tmp-${process.pid}-${Math.random().toString(36).slice(2)}.apk`);
   const fetcher = ctx.fetcher ?? new DefaultFetcher();
   try {
     const r = await fetcher.get(pkg.url);
     if (r.status !== "ok") throw new RepositoryError(`${pkg.url}: unexpected not-modified`, "FETCH");
-    await pipeline(r.body, createWriteStream(tmp));
+    await pipeline(pkg.record.fileSize === undefined ? r.body : capped(r.body, pkg.record.fileSize, pkg.url), createWriteStream(tmp));
     await checkPackageAgainstIndex(tmp, pkg);
     if (!pkg.record.checksum) return tmp; // unverifiable: not cached under a content address
     await rename(tmp, final);

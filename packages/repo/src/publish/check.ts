@@ -3,13 +3,12 @@
 // package present with the index's size, C: and datahash, and every
 // dependency satisfiable. Reports every problem, not just the first.
 
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { rm } from "node:fs/promises";
 import type { IndexRecord, Keyring } from "@kiln/apk";
 import type { Fetcher } from "../fetch.js";
 import { fetchPackage, loadIndex } from "../repository.js";
 import { formatUnsatisfied, unsatisfiedDependencies } from "./deps.js";
+import { cleanStaleTempDirs, makeTempDir, removeTempDir } from "./tempdir.js";
 
 export interface CheckOptions {
   keyring: Keyring;
@@ -34,7 +33,8 @@ export interface CheckReport {
 }
 
 export async function checkRepository(url: string, opts: CheckOptions): Promise<CheckReport> {
-  const cacheDir = await mkdtemp(join(tmpdir(), "kiln-check-"));
+  await cleanStaleTempDirs("kiln-check-").catch(() => undefined);
+  const cacheDir = await makeTempDir("kiln-check-");
   const report: CheckReport = { url, ok: true, archs: [] };
   try {
     for (const arch of opts.archs) {
@@ -73,7 +73,7 @@ export async function checkRepository(url: string, opts: CheckOptions): Promise<
       ac.problems.sort();
     }
   } finally {
-    await rm(cacheDir, { recursive: true, force: true });
+    await removeTempDir(cacheDir);
   }
   report.ok = report.archs.every((a) => a.problems.length === 0);
   return report;

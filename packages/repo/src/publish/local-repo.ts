@@ -1,10 +1,14 @@
 // The repository being published from: OUT/ARCH/APKINDEX.tar.gz and the
 // packages it lists. The local index says what to publish; the packages are
-// read in full only when they are actually uploaded.
+// read in full only when they are actually uploaded. Every name, version and
+// arch the index gives must be one plain path segment: they become local
+// paths, staging file names and keys in the target.
 
 import { readFile, readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
+import { assertPathComponent, joinUnder } from "@kiln/core";
 import { ApkError, readIndex, type IndexRecord } from "@kiln/apk";
+import { packageFileName } from "../repository.js";
 import { PublishError } from "./errors.js";
 import { idOf, INDEX_NAME } from "./remote.js";
 
@@ -23,7 +27,16 @@ export interface LocalArch {
   unlisted: string[];
 }
 
+function checkArchName(arch: string, where: string): void {
+  try {
+    assertPathComponent(arch, "architecture");
+  } catch (e) {
+    throw new PublishError(`${where}: ${(e as Error).message}`, "LOCAL_REPO", [], { cause: e });
+  }
+}
+
 export async function readLocalRepository(out: string, archs?: string[]): Promise<LocalArch[]> {
+  for (const a of archs ?? []) checkArchName(a, "--arch");
   let names: string[];
   try {
     names = (await readdir(out)).sort();
@@ -33,6 +46,7 @@ export async function readLocalRepository(out: string, archs?: string[]): Promis
   const result: LocalArch[] = [];
   for (const arch of names) {
     if (archs && !archs.includes(arch)) continue;
+    checkArchName(arch, join(out, arch));
     const dir = join(out, arch);
     const indexPath = join(dir, INDEX_NAME);
     const st = await stat(indexPath).catch(() => undefined);
@@ -49,9 +63,15 @@ export async function readLocalRepository(out: string, archs?: string[]): Promis
     }
     const packages: LocalPackage[] = [];
     const seen = new Set<string>();
-    for (const record of records) {
+    for (const [i, record] of records.entries()) {
+      let fileName: string;
+      try {
+        fileName = packageFileName(record);
+      } catch (e) {
+        throw new PublishError(`${indexPath}: record ${i + 1}: ${(e as Error).message}`, "LOCAL_REPO", [], { cause: e });
+      }
       const id = idOf(record);
-      const file = join(dir, `${id}.apk`);
+      const file = joinUnder(dir, { value: fileName, what: "package file name" });
       if (seen.has(id)) throw new PublishError(`${indexPath}: lists ${id} twice`, "LOCAL_REPO");
       seen.add(id);
       if (record.arch !== arch) throw new PublishError(`${indexPath}: ${id} has A:${record.arch}, but sits in ${arch}/ (apk downloads from REPO/A/)`, "LOCAL_REPO");

@@ -1,14 +1,17 @@
 // publish() and withdraw(): the effects. The order of writes is what keeps a
 // published repository valid at every instant, whatever fails or is killed:
 //
-//   1. checks that need no writes: the local repository, the published key
-//      and index signature against the publishing key, conflicts, and
-//      dependency satisfiability of the index-to-be — any problem stops here
-//      with nothing written;
+//   1. checks that need no writes: the local repository (names, versions
+//      and archs that are plain path segments), the published key and index
+//      signature against the publishing key, conflicts, dependency
+//      satisfiability of the index-to-be, and every new package read and
+//      verified in full (C: against the local index, datahash, a record the
+//      index can hold) and re-signed with the publishing key into a private
+//      temporary directory when signed by another — any problem stops here
+//      with nothing written to the target;
 //   2. the public key (create-only);
-//   3. each new package: read and verified in full, re-signed with the
-//      publishing key when signed by another, then written create-only
-//      (atomically; see the ObjectStore);
+//   3. each new package, written create-only (atomically; see the
+//      ObjectStore);
 //   4. the index, converged: read it, list the package objects, and when the
 //      two disagree write the index of what is listed (less the withdrawn),
 //      then read and list again, until they agree. The index therefore only
@@ -26,9 +29,9 @@
 
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { copyFile, mkdtemp, readFile, rm, stat } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { copyFile, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
+import { assertPathComponent, joinUnder, UnsafePathError } from "@kiln/core";
 import {
   ApkError,
   buildIndex,
@@ -39,6 +42,7 @@ import {
   parsePublicKey,
   resignPackage,
   sortIndexRecords,
+  validateIndexRecord,
   type IndexFile,
   type IndexRecord,
   type SigningKey,
@@ -48,6 +52,7 @@ import { formatUnsatisfied, unsatisfiedDependencies, type Unsatisfied } from "./
 import { PublishError } from "./errors.js";
 import { renderArchIndexHtml } from "./html.js";
 import { readLocalRepository, type LocalArch } from "./local-repo.js";
+import { cleanStaleTempDirs, makeTempDir, removeTempDir } from "./tempdir.js";
 import { planPublish, targetRecords, type PlannedPackage, type PublishPlan, type RemoteArchState } from "./plan.js";
 import {
   CACHE_IMMUTABLE,
@@ -187,7 +192,7 @@ export async function readRemoteArch(store: ObjectStore, arch: string): Promise<
   return index ? { state, index } : { state };
 }
 
-interface Prepared {
+export interface Prepared {
   path: string;
   size: number;
   sha256: string;
@@ -195,8 +200,24 @@ interface Prepared {
   resigned: boolean;
 }
 
-/** Read a local package in full (C: against the local index, datahash), re-signing a copy when it is not signed by `key` alone. */
-async function preparePackage(p: PlannedPackage, key: SigningKey, tmp: string): Promise<Prepared> {
+/** Where the re-signed copy of a package is staged: `TMP/ARCH-NAME-VERSION.apk`, refused unless arch and id are plain path segments. */
+export function stagingPath(tmp: string, arch: string, id: string): string {
+  try {
+    assertPathComponent(arch, "architecture");
+    return joinUnder(tmp, { value: `${arch}-${id}.apk`, what: "staged package file name" });
+  } catch (e) {
+    if (e instanceof UnsafePathError) throw new PublishError(`refusing to stage ${JSON.stringify(`${arch}/${id}`)}: ${e.message}`, "LOCAL_REPO", [], { cause: e });
+    throw e;
+  }
+}
+
+/**
+ * Read a local package in full (C: against the local index, datahash, the
+ * record it gives), re-signing a copy in `tmp` when it is not signed by `key`
+ * alone. Writes nothing but that copy.
+ */
+export async function preparePackage(p: PlannedPackage, key: SigningKey, tmp: string): Promise<Prepared> {
+  const staged = stagingPath(tmp, p.arch, p.id);
   let keep: boolean;
   let record: IndexRecord;
   const reader = await openPackage(createReadStream(p.file), { subject: p.file }).catch((e: unknown) => {
@@ -216,14 +237,22 @@ async function preparePackage(p: PlannedPackage, key: SigningKey, tmp: string): 
   } finally {
     await reader.close();
   }
+  if (idOf(record) !== p.id) throw new PublishError(`${p.file}: contains ${idOf(record)}, but its local index lists it as ${p.id}; re-run kiln index`, "LOCAL_REPO");
+  if (record.arch !== p.arch) throw new PublishError(`${p.file}: a package for arch ${record.arch}, listed under ${p.arch}/`, "LOCAL_REPO");
   let path = p.file;
   if (!keep) {
-    path = join(tmp, `${p.arch}-${p.id}.apk`);
+    path = staged;
     await copyFile(p.file, path);
     await resignPackage(path, [key], "RSA256");
   }
   const size = (await stat(path)).size;
   record.fileSize = size;
+  try {
+    validateIndexRecord(record, p.file);
+  } catch (e) {
+    if (e instanceof ApkError) throw new PublishError(`${e.message}: the published index could not hold it`, "LOCAL_REPO", [], { cause: e });
+    throw e;
+  }
   return { path, size, sha256: await sha256File(path), record, resigned: !keep };
 }
 
@@ -372,7 +401,7 @@ export const BUILD_KEYS_NAME = ".kiln-build-keys.jsonl";
  * the local and published lines, re-read and re-written until it covers ours.
  */
 export async function syncBuildKeys(store: ObjectStore, from: string, arch: string, emit: (e: PublishEvent) => void): Promise<void> {
-  const local = await readFile(join(from, arch, BUILD_KEYS_NAME), "utf8").catch(() => undefined);
+  const local = await readFile(joinUnder(from, { value: arch, what: "architecture" }, BUILD_KEYS_NAME), "utf8").catch(() => undefined);
   if (local === undefined) return;
   const mine = local.split("\n").filter((l) => l.trim() !== "");
   const key = `${arch}/${BUILD_KEYS_NAME}`;
@@ -396,6 +425,9 @@ async function cleanStaging(store: ObjectStore): Promise<void> {
     if (o.lastModified && o.lastModified.getTime() < cutoff) await store.delete(o.key).catch(() => undefined);
   }
 }
+
+/** Prefix of publish's temporary directories in the system temporary directory (see tempdir.ts). */
+export const TEMP_PREFIX = "kiln-publish-";
 
 export async function publish(store: ObjectStore, from: string, opts: PublishOptions): Promise<PublishResult> {
   const emit = opts.onEvent ?? (() => undefined);
@@ -426,11 +458,19 @@ export async function publish(store: ObjectStore, from: string, opts: PublishOpt
     return result;
   }
 
-  // 2. The key consumers need to trust what follows.
-  await ensureKey(store, key, keyState, emit);
-
-  const tmp = await mkdtemp(join(tmpdir(), "kiln-publish-"));
+  await cleanStaleTempDirs(TEMP_PREFIX).catch(() => undefined);
+  const tmp = await makeTempDir(TEMP_PREFIX);
   try {
+    // Still step 1: every new package verified (and re-signed) before anything is written.
+    const prepared = new Map<string, Prepared>();
+    const uploads = plan.archs.flatMap((ap) => ap.packages.filter((p) => p.action === "upload"));
+    await pool(uploads, opts.concurrency ?? 4, async (p) => {
+      prepared.set(packageKey(p.arch, p.id), await preparePackage(p, key, tmp));
+    });
+
+    // 2. The key consumers need to trust what follows.
+    await ensureKey(store, key, keyState, emit);
+
     for (const ap of plan.archs) {
       const ar: ArchResult = { arch: ap.arch, uploaded: [], indexedExisting: [], skipped: [], resigned: [], indexPackages: 0, indexWrites: 0 };
       const mine = new Map<string, IndexRecord>();
@@ -448,8 +488,8 @@ export async function publish(store: ObjectStore, from: string, opts: PublishOpt
           emit({ kind: "package", arch: p.arch, id: p.id, action: "indexed", message: `${p.arch}/${p.id}.apk: already uploaded, indexing it` });
           return;
         }
-        const prep = await preparePackage(p, key, tmp);
         const k = packageKey(p.arch, p.id);
+        const prep = prepared.get(k)!;
         const same = await sameObject(store, p.arch, p.id, prep.record.checksum!);
         if (same === "different") throw new PublishError(`refusing to publish ${store.location}/${k}: a different package appeared under this name while publishing; bump the release (-rN) instead`, "CONFLICT");
         if (same === "absent") {
@@ -482,7 +522,7 @@ export async function publish(store: ObjectStore, from: string, opts: PublishOpt
     await store.flush();
     await cleanStaging(store).catch(() => undefined);
   } finally {
-    await rm(tmp, { recursive: true, force: true });
+    await removeTempDir(tmp);
   }
   return result;
 }
@@ -512,6 +552,13 @@ export async function withdraw(store: ObjectStore, ids: string[], opts: Withdraw
   const emit = opts.onEvent ?? (() => undefined);
   const key = opts.signingKey;
   if (ids.length === 0) throw new PublishError("nothing to withdraw: name packages as NAME-VERSION", "USAGE");
+  for (const id of ids) {
+    try {
+      assertPathComponent(id, "package");
+    } catch (e) {
+      throw new PublishError(`cannot withdraw ${JSON.stringify(id)}: name packages as NAME-VERSION (${(e as Error).message})`, "USAGE", [], { cause: e });
+    }
+  }
   await checkPublishedKey(store, key);
   const archs = opts.archs ?? (await discoverArchs(store));
   const found = new Map<string, string[]>(); // arch → ids

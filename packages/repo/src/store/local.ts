@@ -1,13 +1,16 @@
 // LocalDirStore: a repository in a directory. Writes go to a temporary file
 // beside the target, are flushed, then renamed into place (replace) or
 // hard-linked (create-only, which fails atomically when the name exists), so
-// a reader or a crash never sees half a file.
+// a reader or a crash never sees half a file. A key is a path of plain
+// segments below the root (no `..`, `.` or empty segment), checked before any
+// file-system call.
 
 import { randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { copyFile, link, mkdir, open, readdir, rename, rm, stat, unlink } from "node:fs/promises";
 import { dirname, join, relative, resolve, sep } from "node:path";
-import { StoreError, type ObjectStore, type StoredObject, type WriteOptions, type WriteSource } from "./types.js";
+import { joinUnder } from "@kiln/core";
+import { StoreError, storeKeySegments, type ObjectStore, type StoredObject, type WriteOptions, type WriteSource } from "./types.js";
 
 function errno(e: unknown): string | undefined {
   return (e as NodeJS.ErrnoException).code;
@@ -24,10 +27,9 @@ export class LocalDirStore implements ObjectStore {
     this.repositoryUrl = this.root;
   }
 
-  private path(key: string): string {
-    const p = resolve(this.root, key);
-    if (p !== this.root && !p.startsWith(this.root + sep)) throw new StoreError(`${key}: key escapes ${this.root}`, "STORE", key);
-    return p;
+  private path(key: string, opts: { prefix?: boolean } = {}): string {
+    const segments = storeKeySegments(key, this.root, opts);
+    return segments.length ? joinUnder(this.root, ...segments) : this.root;
   }
 
   private static etagOf(st: { ino: number; mtimeMs: number; size: number }): string {
@@ -65,7 +67,7 @@ export class LocalDirStore implements ObjectStore {
   async *list(prefix: string): AsyncIterable<StoredObject> {
     // Walk the deepest directory the prefix names, then filter by prefix.
     const dirPart = prefix.includes("/") ? prefix.slice(0, prefix.lastIndexOf("/")) : "";
-    const start = this.path(dirPart || ".");
+    const start = this.path(dirPart, { prefix: true });
     const walk = async function* (self: LocalDirStore, d: string): AsyncGenerator<StoredObject> {
       let names: string[];
       try {

@@ -28,7 +28,7 @@ import {
   S3Client,
   UploadPartCommand,
 } from "@aws-sdk/client-s3";
-import { StoreError, type ObjectStore, type StoreEvent, type StoredObject, type WriteOptions, type WriteSource } from "./types.js";
+import { StoreError, storeKeySegments, type ObjectStore, type StoreEvent, type StoredObject, type WriteOptions, type WriteSource } from "./types.js";
 
 // The SDK warns on every start under Node 20; kiln supports Node 20.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
@@ -160,7 +160,9 @@ export class S3Store implements ObjectStore {
     this.partSize = Math.max(opts.partSize ?? Math.min(DEFAULT_PART_SIZE, this.threshold), MIN_PART_SIZE);
   }
 
-  private full(key: string): string {
+  /** The object key under the prefix; a key with an empty, `.` or `..` segment is refused before any request (servers and proxies may normalise them away from the prefix). */
+  private full(key: string, opts: { prefix?: boolean } = {}): string {
+    storeKeySegments(key, this.location, opts);
     return this.where.prefix + key;
   }
 
@@ -185,7 +187,7 @@ export class S3Store implements ObjectStore {
     if (e instanceof StoreError) return e;
     const status = statusOf(e);
     const code = codeOf(e);
-    const where = `s3://${this.where.bucket}/${this.full(key)}`;
+    const where = `s3://${this.where.bucket}/${this.where.prefix}${key}`;
     const msg = `${where}: ${what} failed: ${describe(e)}`;
     if (code === "NoSuchBucket") return new StoreError(`s3://${this.where.bucket}: no such bucket`, "NO_BUCKET", key, { cause: e });
     if (status === 412 || code === "PreconditionFailed" || code === "ConditionalRequestConflict") return new StoreError(`${where}: changed by someone else (precondition failed)`, "PRECONDITION_FAILED", key, { cause: e });
@@ -233,7 +235,7 @@ export class S3Store implements ObjectStore {
     let token: string | undefined;
     do {
       const r = await this.call("LIST", prefix, () =>
-        this.client.send(new ListObjectsV2Command({ Bucket: this.where.bucket, Prefix: this.full(prefix), ...(token ? { ContinuationToken: token } : {}) })),
+        this.client.send(new ListObjectsV2Command({ Bucket: this.where.bucket, Prefix: this.full(prefix, { prefix: true }), ...(token ? { ContinuationToken: token } : {}) })),
       );
       for (const o of r.Contents ?? []) {
         if (!o.Key) continue;
@@ -270,6 +272,7 @@ export class S3Store implements ObjectStore {
   }
 
   async write(key: string, source: WriteSource, opts: WriteOptions): Promise<{ etag?: string }> {
+    this.full(key); // refuse an unsafe key before uploading anything
     await this.ensureStagingMarker();
     const size = Buffer.isBuffer(source) ? source.length : source.size;
     const staging = `.kiln/staging/${randomUUID()}`;

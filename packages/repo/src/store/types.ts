@@ -4,8 +4,8 @@
 // the new ones, never a torn mix — which is what lets the publisher order its
 // writes so the index never names a missing or different object.
 
-import { KilnError } from "@kiln/core";
-export type StoreErrorCode = "NOT_FOUND" | "PRECONDITION_FAILED" | "ACCESS" | "NO_BUCKET" | "TRANSIENT" | "STORE";
+import { assertPathComponent, KilnError } from "@kiln/core";
+export type StoreErrorCode = "NOT_FOUND" | "PRECONDITION_FAILED" | "ACCESS" | "NO_BUCKET" | "TRANSIENT" | "STORE" | "UNSAFE_KEY";
 
 export class StoreError extends KilnError {
   constructor(
@@ -75,4 +75,23 @@ export interface ObjectStore {
 
 export function isStoreError(e: unknown, code?: StoreErrorCode): e is StoreError {
   return e instanceof StoreError && (code === undefined || e.code === code);
+}
+
+/**
+ * The segments of a store key, refusing a key any of whose `/`-separated
+ * segments is not one plain path segment (empty, `.`, `..`, control
+ * characters): a key names exactly one object below the store's root, never
+ * another architecture's directory or something beside the prefix. A listing
+ * prefix (`prefix: true`) may be empty or end in `/`.
+ */
+export function storeKeySegments(key: string, location: string, opts: { prefix?: boolean } = {}): string[] {
+  if (opts.prefix && key === "") return [];
+  const segments = key.split("/");
+  if (opts.prefix && segments.length > 1 && segments[segments.length - 1] === "") segments.pop();
+  try {
+    for (const s of segments) assertPathComponent(s, "key segment");
+  } catch (e) {
+    throw new StoreError(`${location}: refusing key ${JSON.stringify(key)}: ${(e as Error).message}`, "UNSAFE_KEY", key, { cause: e });
+  }
+  return segments;
 }
