@@ -4,7 +4,7 @@
 
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { createReadStream, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { type Server, createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -12,10 +12,12 @@ import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
+  type Compression,
   type FetchProgress,
   SourceError,
   aptMirrors,
   debianMirror,
+  decompress,
   extractArchive,
   fetchSource,
   readAptSources,
@@ -354,6 +356,49 @@ describe("extractArchive", () => {
     await expect(extractArchive(gz, mkdtempSync(join(work, "x-")))).rejects.toMatchObject({ code: "BAD_ARCHIVE" });
     writeFileSync(join(work, "plain.txt"), "not an archive at all\n");
     await expect(extractArchive(join(work, "plain.txt"), mkdtempSync(join(work, "x-")))).rejects.toMatchObject({ code: "BAD_ARCHIVE" });
+  });
+
+  it("an error raised before the output is read is reported, never uncaught (gzip, xz, a missing input)", async () => {
+    const uncaught: unknown[] = [];
+    const onUncaught = (e: unknown): void => void uncaught.push(e);
+    process.on("uncaughtException", onUncaught);
+    try {
+      const g = execFileSync("tar", ["-cz", "-C", tree, "pkg-1.0"]);
+      for (let i = 10; i < 200; i++) g[i] = g[i]! ^ 0xff; // zlib fails within the first block
+      const gz = join(work, "early.tar.gz");
+      writeFileSync(gz, g);
+      const xz = join(work, "early.tar.xz");
+      const x = execFileSync("tar", ["-cJ", "-C", tree, "pkg-1.0"]);
+      for (let i = 30; i < 200; i++) x[i] = x[i]! ^ 0xff;
+      writeFileSync(xz, x);
+      const cases: Array<[string, Compression, RegExp]> = [
+        [gz, "gzip", /gzip data is corrupt/],
+        [xz, "xz", /xz could not decompress/],
+        [join(work, "no-such-input.tar.gz"), "gzip", /ENOENT/],
+        [join(work, "no-such-input.tar"), "none", /ENOENT/],
+        [join(work, "no-such-input.tar.xz"), "xz", /ENOENT/],
+      ];
+      for (const [file, compression, message] of cases) {
+        const d = decompress(createReadStream(file), compression, file);
+        // The consumer is slow to start (as extraction is while it creates its directory).
+        await new Promise((r) => setTimeout(r, 300));
+        const read = (async () => {
+          for await (const _ of d.stream) {
+            /* drain */
+          }
+          await d.done;
+        })();
+        await expect(read, file).rejects.toThrow(message);
+      }
+      // And through extraction, many times over: the destination is created while zlib already failed.
+      for (let i = 0; i < 20; i++) {
+        await expect(extractArchive(gz, join(work, `early-${i}`, "a", "b"))).rejects.toMatchObject({ code: "BAD_ARCHIVE" });
+      }
+      await new Promise((r) => setTimeout(r, 100));
+      expect(uncaught).toEqual([]);
+    } finally {
+      process.off("uncaughtException", onUncaught);
+    }
   });
 });
 

@@ -19,6 +19,7 @@ import { constants as FS, createReadStream, existsSync, readdirSync, readFileSyn
 import * as fsp from "node:fs/promises";
 import { delimiter, join, posix } from "node:path";
 import type { Readable } from "node:stream";
+import { finished, pipeline } from "node:stream/promises";
 import { fileURLToPath } from "node:url";
 import { createGunzip } from "node:zlib";
 
@@ -572,33 +573,63 @@ interface Decompressed {
   done: Promise<void>;
   /** Stop early (after an error elsewhere). */
   abort(): void;
+  /** The decompressor's own error, if it failed or fails shortly (a host tool is given time to exit): explains a garbled tar stream. */
+  failure(): Promise<unknown>;
 }
 
-/** Decompress a byte stream with zlib (gzip) or a host tool (xz, bzip2, zstd, lzma). */
+const ignore = (): void => undefined;
+
+/**
+ * Decompress a byte stream with zlib (gzip) or a host tool (xz, bzip2, zstd, lzma).
+ * Every stream involved has its errors handled from the moment it exists: an
+ * error raised before the consumer starts reading (a corrupt gzip header
+ * decoded while the destination directory is still being created) surfaces
+ * through `stream` or `done`, never as an uncaught exception.
+ */
 export function decompress(input: Readable, compression: Compression, subject: string): Decompressed {
   if (compression === "none") {
-    return { stream: input as AsyncIterable<Buffer>, done: Promise.resolve(), abort: () => input.destroy() };
+    const done = finished(input);
+    done.catch(ignore); // an early abort is a premature close; the reader reports real errors
+    return { stream: input as AsyncIterable<Buffer>, done, abort: () => input.destroy(), failure: () => Promise.resolve(undefined) };
   }
-  if (compression === "gzip") {
-    const gz = createGunzip();
-    input.on("error", (e) => gz.destroy(e));
-    input.pipe(gz);
-    return {
-      stream: (async function* () {
-        try {
-          for await (const c of gz) yield c as Buffer;
-        } catch (e) {
-          if (e instanceof SourceError) throw e;
-          throw new SourceError("BAD_ARCHIVE", `${subject}: gzip data is corrupt: ${(e as Error).message}`, { cause: e });
-        }
-      })(),
-      done: Promise.resolve(),
-      abort: () => {
-        input.destroy();
-        gz.destroy();
-      },
-    };
-  }
+  if (compression === "gzip") return gunzip(input, subject);
+  return toolDecompress(input, compression, subject);
+}
+
+function gunzip(input: Readable, subject: string): Decompressed {
+  const wrap = (e: unknown): unknown => {
+    if (e instanceof SourceError) return e;
+    const code = (e as NodeJS.ErrnoException).code;
+    if (typeof code === "string" && code.startsWith("Z_")) return new SourceError("BAD_ARCHIVE", `${subject}: gzip data is corrupt: ${(e as Error).message}`, { cause: e });
+    return e; // the input's own read error (a system error), as it is
+  };
+  const gz = createGunzip();
+  let gzError: unknown;
+  gz.on("error", (e) => (gzError ??= e));
+  // pipeline() puts error handlers on both streams at once and destroys both on either's failure.
+  const done = pipeline(input, gz).catch((e: unknown) => {
+    throw wrap(e);
+  });
+  done.catch(ignore); // observed through the stream (or by the caller); never unhandled
+  return {
+    stream: (async function* () {
+      try {
+        for await (const c of gz) yield c as Buffer;
+      } catch (e) {
+        throw wrap(e);
+      }
+    })(),
+    done,
+    abort: () => {
+      input.destroy();
+      gz.destroy();
+    },
+    // zlib fails as it decodes: no point in waiting.
+    failure: () => Promise.resolve(gzError === undefined ? undefined : wrap(gzError)),
+  };
+}
+
+function toolDecompress(input: Readable, compression: Exclude<Compression, "none" | "gzip">, subject: string): Decompressed {
   const tool = TOOLS[compression];
   const bin = findTool(tool.bin);
   if (!bin) {
@@ -608,22 +639,32 @@ export function decompress(input: Readable, compression: Compression, subject: s
   const child = spawn(bin, tool.args, { stdio: ["pipe", "pipe", "pipe"] });
   let stderr = "";
   let aborted = false;
+  let readFailure: unknown;
   child.stderr.setEncoding("utf8");
   child.stderr.on("data", (d: string) => {
     if (stderr.length < 4096) stderr += d;
   });
-  child.stdin.on("error", () => undefined); // EPIPE when the tool fails early; its exit status tells
-  input.on("error", () => child.kill("SIGKILL"));
-  input.pipe(child.stdin);
+  child.stderr.on("error", ignore);
+  // The consumer iterates stdout; until it does, an error must not go unhandled (it ends the iteration anyway).
+  child.stdout.on("error", ignore);
+  // EPIPE on stdin when the tool fails early is expected: its exit status tells. A read error of the input is ours to report.
+  pipeline(input, child.stdin).catch((e: unknown) => {
+    if ((e as NodeJS.ErrnoException).code === "EPIPE" || aborted) return;
+    if (input.errored) {
+      readFailure = e;
+      child.kill("SIGKILL");
+    }
+  });
   const done = new Promise<void>((res, rej) => {
     child.on("error", (e) => rej(new SourceError("MISSING_TOOL", `${subject}: cannot run ${bin}: ${e.message}`, { cause: e })));
     child.on("close", (code, signal) => {
-      if (code === 0) res();
-      else if (aborted) res();
+      if (aborted) res();
+      else if (readFailure !== undefined) rej(readFailure);
+      else if (code === 0) res();
       else rej(new SourceError("BAD_ARCHIVE", `${subject}: ${tool.bin} could not decompress the data (${signal ?? `exit ${code}`}): ${stderr.trim() || "no message"}`));
     });
   });
-  done.catch(() => undefined); // observed by the caller; avoid an unhandled rejection meanwhile
+  done.catch(ignore); // observed by the caller; avoid an unhandled rejection meanwhile
   return {
     stream: child.stdout as AsyncIterable<Buffer>,
     done,
@@ -632,6 +673,7 @@ export function decompress(input: Readable, compression: Compression, subject: s
       input.destroy();
       child.kill("SIGKILL");
     },
+    failure: () => Promise.race([done.then(() => undefined, (x: unknown) => x), sleep(2000).then(() => undefined)]),
   };
 }
 
@@ -1143,7 +1185,7 @@ export async function extractCompressedTar(input: Readable, compression: Compres
   } catch (e) {
     // A truncated or garbled stream is usually the decompressor's failure: report that.
     if (e instanceof SourceError && e.code === "BAD_ARCHIVE") {
-      const toolErr = await Promise.race([d.done.then(() => undefined, (x: unknown) => x), sleep(2000).then(() => undefined)]);
+      const toolErr = await d.failure();
       d.abort();
       if (toolErr instanceof SourceError) throw new SourceError(toolErr.code, `${toolErr.message} (${e.message})`, { cause: e });
       throw e;
