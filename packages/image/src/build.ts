@@ -3,12 +3,24 @@
 // them into a root, apply accounts/paths, and write the OCI output. Plan is
 // `resolveImage` (pure over loaded indexes); `buildImage` does the I/O.
 
-import { KilnError } from "@kiln/core";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { assertPathComponent, joinUnder, KilnError } from "@kiln/core";
+import { readFile, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { Keyring, parsePublicKey } from "@kiln/apk";
-import { fetchPackages, loadRepositories, parseRepositoryRef, resolve, DefaultFetcher, type Fetcher, type RepoPackage, type RepositoryRef, type Resolution } from "@kiln/repo";
+import {
+  cleanStaleTempDirs,
+  fetchPackages,
+  loadRepositories,
+  makeTempDir,
+  parseRepositoryRef,
+  removeTempDir,
+  resolve,
+  DefaultFetcher,
+  type Fetcher,
+  type RepoPackage,
+  type RepositoryRef,
+  type Resolution,
+} from "@kiln/repo";
 import { OCI_PLATFORM, type ImageConfig } from "./config.js";
 import { applyAccounts, applyOsRelease, applyPaths } from "./mutate.js";
 import { writeOciImage, type ArchImage, type OciOutputFormat, type OciWriteResult } from "./oci/index.js";
@@ -25,6 +37,10 @@ export interface ImageContext {
   sourceDateEpoch?: number;
   /** purl namespace / distribution id for the SBOM. */
   distro?: string;
+  /** Cap on each architecture's root (regular-file bytes); default KILN_MAX_ROOT_SIZE, else 16 GiB (see budget.ts). */
+  maxRootBytes?: number;
+  /** How to raise that cap, for the refusal. */
+  raiseHint?: string;
   onProgress?: (msg: string) => void;
 }
 
@@ -158,11 +174,16 @@ export interface BuiltImage {
   contentBytes: number;
 }
 
+/** Prefix of image builds' working directories (spools) in the system temporary directory. */
+export const TEMP_PREFIX = "kiln-image-";
+
 export async function buildImage(cfg: ImageConfig, ctx: ImageContext, opts: BuildImageOptions): Promise<BuiltImage> {
   const log = ctx.onProgress ?? (() => undefined);
   const fetcher = ctx.fetcher ?? new DefaultFetcher();
   const { resolved, keys } = await resolveImage(cfg, { ...ctx, fetcher }, opts.lock);
-  const work = await mkdtemp(join(tmpdir(), "kiln-image-"));
+  for (const { arch } of resolved) assertPathComponent(arch, "architecture"); // names the spool and the SBOM files
+  await cleanStaleTempDirs(TEMP_PREFIX).catch(() => undefined);
+  const work = await makeTempDir(TEMP_PREFIX);
   try {
     const images: ArchImage[] = [];
     const roots: Array<{ arch: string; root: ImageRoot; pkgs: RepoPackage[] }> = [];
@@ -170,8 +191,12 @@ export async function buildImage(cfg: ImageConfig, ctx: ImageContext, opts: Buil
     let contentBytes = 0;
     for (const { arch, resolution } of resolved) {
       log(`${arch}: ${resolution.packages.length} packages resolved`);
+      const root = new ImageRoot(joinUnder(work, { value: `spool-${arch}`, what: "spool directory" }), {
+        ...(ctx.maxRootBytes !== undefined ? { maxBytes: ctx.maxRootBytes } : {}),
+        ...(ctx.raiseHint ? { raiseHint: ctx.raiseHint } : {}),
+      });
+      root.checkDeclared(resolution.packages); // before downloading anything
       const files = await fetchPackages(resolution.packages, { keyring: new Keyring(), fetcher, ...(ctx.cacheDir ? { cacheDir: ctx.cacheDir } : {}), concurrency: 4 });
-      const root = new ImageRoot(join(work, `spool-${arch}`));
       for (const [i, p] of resolution.packages.entries()) {
         log(`${arch}: install ${p.record.name}-${p.record.version}`);
         await root.installPackage(files[i]!, p);
@@ -215,13 +240,13 @@ export async function buildImage(cfg: ImageConfig, ctx: ImageContext, opts: Buil
     const sbomDir = opts.sbomDir;
     for (const { arch, pkgs } of roots) {
       const doc = imageSbom(pkgs, { name: basename(cfg.file).replace(/\.ya?ml$/, ""), arch, created, namespace: ctx.distro ?? "kiln", imageDigest: result.digest });
-      const file = sbomDir ? join(sbomDir, `sbom-${arch}.spdx.json`) : `${opts.out.replace(/\/+$/, "")}.sbom-${arch}.spdx.json`;
+      const file = sbomDir ? joinUnder(sbomDir, `sbom-${arch}.spdx.json`) : `${opts.out.replace(/\/+$/, "")}.sbom-${assertPathComponent(arch, "architecture")}.spdx.json`;
       await writeFile(file, JSON.stringify(doc, null, 2) + "\n");
       sboms.push(file);
     }
     return { result, resolved, sboms, created, contentBytes };
   } finally {
-    await rm(work, { recursive: true, force: true });
+    await removeTempDir(work);
   }
 }
 

@@ -256,6 +256,7 @@ export function parseImageConfig(file: string, text: string): ImageConfig {
     }
     if ((p.type === "symlink" || p.type === "hardlink") && !p.source) at(["paths", i, "source"], `a ${p.type} needs source`);
     if (!p.path.startsWith("/") && !/^[^/]/.test(p.path)) at(["paths", i, "path"], "expected a path");
+    else if (p.path.split("/").some((seg) => seg === "..")) at(["paths", i, "path"], `${JSON.stringify(p.path)} must not contain ".." segments`);
     const m: PathMutation = { path: p.path, type: p.type, uid: p.uid ?? 0, gid: p.gid ?? 0, recursive: p.recursive ?? false };
     if (permissions !== undefined) m.permissions = permissions;
     if (p.source !== undefined) m.source = p.source;

@@ -1,16 +1,30 @@
 // Writing an image root's tree to a real directory (a build guest). Paths in
 // the tree are canonical (no symlink in any parent), so creating them in
-// sorted order in a fresh directory can never follow a link out of it.
+// sorted order in a fresh directory can never follow a link out of it; each
+// is joined segment by segment (joinUnder), so a node whose path holds `..`
+// or an empty segment is refused rather than written beside the directory.
 
 import { copyFile, chmod, link, mkdir, rm, symlink, writeFile, lstat } from "node:fs/promises";
-import { join } from "node:path";
-import type { ImageRoot } from "./root.js";
+import { joinUnder, UnsafePathError } from "@kiln/core";
+import { InstallError, type ImageRoot } from "./root.js";
+
+function hostPath(dir: string, treePath: string): string {
+  try {
+    return joinUnder(dir, ...treePath.split("/").map((value) => ({ value, what: "path segment" })));
+  } catch (e) {
+    if (e instanceof UnsafePathError) throw new InstallError(`refusing to write ${JSON.stringify(treePath)} under ${dir}: ${e.message}`, "INVALID_PATH");
+    throw e;
+  }
+}
 
 export async function materializeRoot(root: ImageRoot, dir: string, opts: { devices?: boolean } = {}): Promise<void> {
+  const nodes = root.sorted();
+  // Every path checked before the first is written: a refused tree leaves nothing half made.
+  const paths = new Map(nodes.map((n) => [n.path, hostPath(dir, n.path)] as const));
   await mkdir(dir, { recursive: true });
   const first = new Map<number, string>();
-  for (const n of root.sorted()) {
-    const p = join(dir, n.path);
+  for (const n of nodes) {
+    const p = paths.get(n.path)!;
     switch (n.type) {
       case "dir":
         await mkdir(p, { recursive: true });
@@ -18,7 +32,7 @@ export async function materializeRoot(root: ImageRoot, dir: string, opts: { devi
       case "file": {
         const group = n.linkGroup !== undefined ? first.get(n.linkGroup) : undefined;
         if (group !== undefined) {
-          await link(join(dir, group), p);
+          await link(paths.get(group)!, p);
           continue;
         }
         await copyFile(root.blobPath(n.blob!.sha1), p);
@@ -36,7 +50,7 @@ export async function materializeRoot(root: ImageRoot, dir: string, opts: { devi
     await chmod(p, n.mode & 0o7777);
   }
   // Directories last so a read-only mode does not block creating their contents.
-  for (const n of root.sorted((x) => x.type === "dir")) await chmod(join(dir, n.path), n.mode & 0o7777);
+  for (const n of nodes) if (n.type === "dir") await chmod(paths.get(n.path)!, n.mode & 0o7777);
 }
 
 export async function removeTree(dir: string): Promise<void> {

@@ -1,8 +1,22 @@
 // What an image config adds on top of the installed packages: accounts,
 // path mutations and os-release. apko does the same without running scripts.
 
+import { assertPathComponent } from "@kiln/core";
 import type { ImageConfig } from "./config.js";
 import { ImageRoot, InstallError } from "./root.js";
+
+/** The canonical path of a new leaf `rel` (its parent made and resolved), refusing a last segment that is empty, `.` or `..`. */
+function newLeaf(root: ImageRoot, rel: string, where: string): string {
+  const slash = rel.lastIndexOf("/");
+  const leaf = rel.slice(slash + 1);
+  try {
+    assertPathComponent(leaf, "last path segment");
+  } catch (e) {
+    throw new InstallError(`${where}: ${(e as Error).message}`, "INVALID_PATH");
+  }
+  const parent = root.mkdirp(slash < 0 ? "" : rel.slice(0, slash));
+  return (parent ? `${parent}/` : "") + leaf;
+}
 
 function parseColonFile(text: string | undefined): string[][] {
   return (text ?? "").split("\n").filter((l) => l.trim() !== "").map((l) => l.split(":"));
@@ -46,8 +60,7 @@ export async function applyPaths(root: ImageRoot, cfg: ImageConfig): Promise<voi
         await root.writeFile(rel, "", { mode: p.permissions ?? 0o644, uid: p.uid, gid: p.gid });
         break;
       case "symlink": {
-        const parent = root.mkdirp(rel.includes("/") ? rel.slice(0, rel.lastIndexOf("/")) : "");
-        const canon = (parent ? `${parent}/` : "") + rel.slice(rel.lastIndexOf("/") + 1);
+        const canon = newLeaf(root, rel, where);
         const existing = root.nodes.get(canon);
         if (existing && existing.type === "dir") throw new InstallError(`${where}: a directory exists there`, "CONFLICT");
         root.nodes.set(canon, { path: canon, type: "symlink", mode: 0o777, uid: p.uid, gid: p.gid, linkTarget: p.source! });
@@ -56,8 +69,7 @@ export async function applyPaths(root: ImageRoot, cfg: ImageConfig): Promise<voi
       case "hardlink": {
         const src = root.get(p.source!.replace(/^\/+/, ""));
         if (!src || src.type !== "file") throw new InstallError(`${where}: hardlink source ${p.source} is not a regular file in the image`, "INVALID_PATH");
-        const parent = root.mkdirp(rel.includes("/") ? rel.slice(0, rel.lastIndexOf("/")) : "");
-        const canon = (parent ? `${parent}/` : "") + rel.slice(rel.lastIndexOf("/") + 1);
+        const canon = newLeaf(root, rel, where);
         src.linkGroup ??= 1_000_000 + i;
         root.nodes.set(canon, { ...src, path: canon });
         break;

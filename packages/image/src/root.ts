@@ -3,9 +3,11 @@
 // rules (conflicts, replaces, installed database) but no install scripts run
 // and nothing is ever written outside the root: every path is resolved inside
 // the tree, with symlinks followed chroot-style (a link to `/` stays at the
-// root), before anything is placed.
+// root), before anything is placed. What an install may write is bounded
+// while it is written (see budget.ts): per package by its declared installed
+// size, per root by a total cap.
 
-import { KilnError } from "@kiln/core";
+import { assertPathComponent, KilnError, UnsafePathError } from "@kiln/core";
 import { createHash } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
 import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
@@ -27,6 +29,7 @@ import {
   type TarHeader,
 } from "@kiln/apk";
 import type { RepoPackage } from "@kiln/repo";
+import { formatSize, packageAllowance, ROOT_CAP_ENV, rootCapFromEnv } from "./budget.js";
 
 export type NodeType = "dir" | "file" | "symlink" | "char" | "block" | "fifo";
 
@@ -51,7 +54,7 @@ export interface TreeNode {
 export class InstallError extends KilnError {
   constructor(
     message: string,
-    readonly code: "CONFLICT" | "MALICIOUS_PATH" | "BAD_PACKAGE" | "INVALID_PATH",
+    readonly code: "CONFLICT" | "MALICIOUS_PATH" | "BAD_PACKAGE" | "INVALID_PATH" | "TOO_LARGE" | "UNSAFE_NAME",
   ) {
     super(message);
     this.name = "InstallError";
@@ -59,6 +62,29 @@ export class InstallError extends KilnError {
 }
 
 const MAX_LINK_DEPTH = 40;
+
+export interface ImageRootOptions {
+  /** Cap on the regular-file bytes of the whole root; default KILN_MAX_ROOT_SIZE, else 16 GiB. */
+  maxBytes?: number;
+  /** How to raise the cap, for the refusal (default: set KILN_MAX_ROOT_SIZE). */
+  raiseHint?: string;
+}
+
+/** Bytes a spool may still take, and the error once it takes more. */
+interface Allowance {
+  left: number;
+  refuse(): InstallError;
+}
+
+/** Throw unless every segment of a tree path is one plain path segment (what is written to a layer or a directory). */
+export function assertTreePath(path: string): string {
+  try {
+    for (const seg of path.split("/")) assertPathComponent(seg, "path segment");
+  } catch (e) {
+    throw new InstallError(`refusing to write ${JSON.stringify(path)}: ${(e as Error).message}`, "INVALID_PATH");
+  }
+  return path;
+}
 
 interface Owner {
   name: string;
@@ -73,9 +99,36 @@ export class ImageRoot {
   private readonly triggers: string[] = [];
   private readonly owners = new Map<string, Owner>();
   private nextLinkGroup = 1;
+  /** Cap on regular-file bytes written into the root. */
+  readonly maxBytes: number;
+  private readonly raiseHint: string;
+  /** Regular-file bytes written so far (packages and kiln's own files). */
+  written = 0;
 
-  constructor(readonly spoolDir: string) {
+  constructor(
+    readonly spoolDir: string,
+    opts: ImageRootOptions = {},
+  ) {
     this.nodes.set("", { path: "", type: "dir", mode: 0o755, uid: 0, gid: 0 });
+    this.maxBytes = opts.maxBytes ?? rootCapFromEnv();
+    this.raiseHint = opts.raiseHint ?? `set ${ROOT_CAP_ENV} to raise it (e.g. ${ROOT_CAP_ENV}=32G)`;
+  }
+
+  private tooLarge(what: string, adding?: number): InstallError {
+    const detail = adding !== undefined ? ` (${formatSize(this.written)} written, ${formatSize(adding)} more declared)` : "";
+    return new InstallError(`${what}: the image root would exceed its cap of ${formatSize(this.maxBytes)} of file content${detail}; ${this.raiseHint}`, "TOO_LARGE");
+  }
+
+  private total(what: string): Allowance {
+    return { left: this.maxBytes - this.written, refuse: () => this.tooLarge(what) };
+  }
+
+  /** Refuse, before anything is fetched or written, packages whose declared installed sizes (I:) alone exceed the cap. */
+  checkDeclared(pkgs: RepoPackage[]): void {
+    const declared = pkgs.reduce((n, p) => n + (p.record.installedSize ?? 0), 0);
+    if (this.written + declared > this.maxBytes) {
+      throw this.tooLarge(`${pkgs.length} packages declaring ${formatSize(declared)} installed (I:)`);
+    }
   }
 
   /**
@@ -131,34 +184,49 @@ export class ImageRoot {
     return canon;
   }
 
-  /** Store content in the spool; returns its SHA-1. */
-  async spool(content: AsyncIterable<Uint8Array> | Uint8Array, expectSha1?: string): Promise<{ sha1: string; size: number }> {
+  /**
+   * Store content in the spool; returns its SHA-1. The write stops, and the
+   * partial file is removed, as soon as the content exceeds the root's cap or
+   * any of `allowances`, whose `left` is reduced by the size stored.
+   */
+  async spool(content: AsyncIterable<Uint8Array> | Uint8Array, expectSha1?: string, what = "kiln's own files", allowances: Allowance[] = []): Promise<{ sha1: string; size: number }> {
     await mkdir(this.spoolDir, { recursive: true });
     const h = createHash("sha1");
     let size = 0;
+    const limits = [this.total(what), ...allowances];
     const tmp = join(this.spoolDir, `tmp-${process.pid}-${Math.random().toString(36).slice(2)}`);
     const src = content instanceof Uint8Array ? Readable.from([Buffer.from(content)]) : Readable.from(content);
-    await pipeline(
-      src,
-      new Transform({
-        transform(chunk: Buffer, _e, cb) {
-          h.update(chunk);
-          size += chunk.length;
-          cb(null, Buffer.from(chunk));
-        },
-      }),
-      createWriteStream(tmp),
-    );
+    try {
+      await pipeline(
+        src,
+        new Transform({
+          transform(chunk: Buffer, _e, cb) {
+            size += chunk.length;
+            const over = limits.find((a) => size > a.left);
+            if (over) return cb(over.refuse());
+            h.update(chunk);
+            cb(null, Buffer.from(chunk));
+          },
+        }),
+        createWriteStream(tmp),
+      );
+    } catch (e) {
+      await rm(tmp, { force: true });
+      throw e;
+    }
     const sha1 = h.digest("hex");
     if (expectSha1 && expectSha1 !== sha1) {
       await rm(tmp, { force: true });
       throw new InstallError(`content does not match its checksum`, "BAD_PACKAGE");
     }
-    await rename(tmp, join(this.spoolDir, sha1));
+    await rename(tmp, this.blobPath(sha1));
+    this.written += size;
+    for (const a of allowances) a.left -= size;
     return { sha1, size };
   }
 
   blobPath(sha1: string): string {
+    if (!/^[0-9a-f]{40}$/.test(sha1)) throw new InstallError(`spool: ${JSON.stringify(sha1)} is not a SHA-1`, "INVALID_PATH");
     return join(this.spoolDir, sha1);
   }
 
@@ -173,7 +241,7 @@ export class ImageRoot {
     const canon = (parent ? `${parent}/` : "") + posix.basename(path);
     const existing = this.nodes.get(canon);
     if (existing && existing.type === "dir") throw new InstallError(`${path} is a directory`, "CONFLICT");
-    const blob = await this.spool(typeof content === "string" ? Buffer.from(content) : content);
+    const blob = await this.spool(typeof content === "string" ? Buffer.from(content) : content, undefined, `/${canon}`);
     this.nodes.set(canon, { path: canon, type: "file", mode: meta.mode ?? existing?.mode ?? 0o644, uid: meta.uid ?? existing?.uid ?? 0, gid: meta.gid ?? existing?.gid ?? 0, blob });
   }
 
@@ -191,12 +259,21 @@ export class ImageRoot {
   async installPackage(file: string, pkg: RepoPackage): Promise<void> {
     const rec = pkg.record;
     const label = `${rec.name}-${rec.version}`;
+    // Name and version end up in apk's database and in scripts.tar entry names.
+    try {
+      assertPathComponent(rec.name, "package name");
+      assertPathComponent(rec.version, `version of ${rec.name}`);
+    } catch (e) {
+      if (e instanceof UnsafePathError) throw new InstallError(`refusing to install ${JSON.stringify(label)}: ${e.message}`, "UNSAFE_NAME");
+      throw e;
+    }
     const reader = await openPackage(createReadStream(file), { subject: file });
     try {
       if (rec.checksum && reader.head.checksum !== rec.checksum) {
         throw new InstallError(`${label}: package bytes differ from the index (C:${reader.head.checksum} vs C:${rec.checksum})`, "BAD_PACKAGE");
       }
       const info = reader.head.info;
+      const budget = this.packageBudget(label, rec.installedSize, info.installedSize);
       const owner: Owner = { name: rec.name, origin: info.origin ?? rec.origin ?? rec.name, replaces: new Set(info.replaces.map((r) => r.replace(/[<>=~].*$/, ""))) };
       this.owners.set(rec.name, owner);
       const dirs: InstalledDir[] = [];
@@ -212,7 +289,7 @@ export class ImageRoot {
       };
       const pkgPathToCanon = new Map<string, string>();
       for await (const e of reader.entries()) {
-        await this.installEntry(e, owner, label, pkgPathToCanon, dbDir);
+        await this.installEntry(e, owner, label, pkgPathToCanon, dbDir, budget);
       }
       const record: IndexRecord = { ...rec, replaces: info.replaces, unknownFields: [...rec.unknownFields] };
       delete record.fieldOrder;
@@ -233,7 +310,30 @@ export class ImageRoot {
     }
   }
 
-  private async installEntry(e: DataEntry, owner: Owner, label: string, pkgPathToCanon: Map<string, string>, dbDir: (p: string) => InstalledDir): Promise<void> {
+  /**
+   * The allowance of one package: its declared installed size (the smaller of
+   * the index's I: and .PKGINFO's size) plus max(10%, 1 MiB); refused at once
+   * when the declared size alone does not fit under the root's cap.
+   */
+  private packageBudget(label: string, indexSize: number | undefined, pkginfoSize: number | undefined): Allowance[] {
+    const sizes = [indexSize, pkginfoSize].filter((n): n is number => n !== undefined);
+    if (!sizes.length) return [];
+    const declared = Math.min(...sizes);
+    if (declared > this.maxBytes - this.written) throw this.tooLarge(label, declared);
+    const allowed = packageAllowance(declared);
+    return [
+      {
+        left: allowed,
+        refuse: () =>
+          new InstallError(
+            `${label}: its files hold more than ${allowed} bytes, but it declares ${declared} bytes installed (I:), and at most max(10%, 1 MiB) more is accepted; refusing it`,
+            "TOO_LARGE",
+          ),
+      },
+    ];
+  }
+
+  private async installEntry(e: DataEntry, owner: Owner, label: string, pkgPathToCanon: Map<string, string>, dbDir: (p: string) => InstalledDir, budget: Allowance[]): Promise<void> {
     const slash = e.path.lastIndexOf("/");
     const pkgParent = slash < 0 ? "" : e.path.slice(0, slash);
     const base = slash < 0 ? e.path : e.path.slice(slash + 1);
@@ -266,7 +366,7 @@ export class ImageRoot {
     if (Object.keys(e.xattrs).length) node.xattrs = e.xattrs;
     let zsum: string | undefined;
     if (e.type === "file") {
-      node.blob = await this.spool(e.content(), e.sha1);
+      node.blob = await this.spool(e.content(), e.sha1, label, budget);
       zsum = "Q1" + Buffer.from(node.blob.sha1, "hex").toString("base64");
     } else if (e.type === "symlink") {
       node.linkTarget = e.linkTarget!;
@@ -358,7 +458,14 @@ export class ImageRoot {
     await this.writeFile("etc/apk/world", formatWorld(opts.world));
     await this.writeFile("etc/apk/repositories", formatRepositories(opts.repositories));
     await this.writeFile("etc/apk/arch", `${opts.arch}\n`);
-    for (const k of [...opts.keys].sort((a, b) => (a.name < b.name ? -1 : 1))) await this.writeFile(`etc/apk/keys/${k.name}`, k.pem);
+    for (const k of [...opts.keys].sort((a, b) => (a.name < b.name ? -1 : 1))) {
+      try {
+        assertPathComponent(k.name, "key name");
+      } catch (e) {
+        throw new InstallError(`etc/apk/keys: ${(e as Error).message}`, "UNSAFE_NAME");
+      }
+      await this.writeFile(`etc/apk/keys/${k.name}`, k.pem);
+    }
   }
 
   /** Nodes sorted by path; hard-link groups lead with their first path. */
@@ -380,6 +487,7 @@ export class ImageRoot {
     const all = [...set.values()].sort((a, b) => Buffer.compare(Buffer.from(a.path), Buffer.from(b.path)));
     const firstOfGroup = new Map<number, string>();
     for (const n of all) {
+      assertTreePath(n.path);
       const h: TarHeader = { path: n.path + (n.type === "dir" ? "/" : ""), type: n.type, mode: n.mode, uid: n.uid, gid: n.gid, size: 0, mtime: opts.mtime };
       if (n.xattrs) h.pax = Object.fromEntries(Object.entries(n.xattrs).map(([k, v]) => [`SCHILY.xattr.${k}`, v]));
       if (n.type === "symlink") h.linkTarget = n.linkTarget!;

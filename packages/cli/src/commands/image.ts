@@ -1,12 +1,10 @@
 // `kiln image …`: build, inspect, lock, draw and push images from apko-format configs.
 
 import { readFile, writeFile } from "node:fs/promises";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
-import { buildImage, ConfigError, loadImageConfig, makeLock, pushOciImage, readLock, resolveImage, type ImageConfig, type ImageContext, type OciOutputFormat } from "@kiln/image";
+import { buildImage, ConfigError, DEFAULT_ROOT_CAP, formatSize, loadImageConfig, makeLock, parseSize, pushOciImage, readLock, resolveImage, ROOT_CAP_ENV, type ImageConfig, type ImageContext, type OciOutputFormat } from "@kiln/image";
 import { ARCH_ALIASES } from "@kiln/image";
-import { DefaultFetcher, S3Fetcher } from "@kiln/repo";
+import { cleanStaleTempDirs, DefaultFetcher, makeTempDir, removeTempDir, S3Fetcher } from "@kiln/repo";
 import { asArray, help, parse, sourceDateEpoch, UserError, type Command, type Io } from "../util.js";
 
 const COMMON = {
@@ -29,6 +27,12 @@ const COMMON_HELP = `--arch A               build for A (repeatable; overrides t
 --endpoint-url URL     S3-compatible endpoint for s3:// repositories (with --region, --path-style;
                        credentials from the AWS environment variables or profile)
 --json                 machine-readable output`;
+
+const MAX_SIZE_HELP = `--max-size SIZE        cap on each architecture's installed file content (e.g. 32G, 500M; default
+                       $${ROOT_CAP_ENV} or ${formatSize(DEFAULT_ROOT_CAP)}); each package may also hold at most its
+                       declared installed size (I:) plus max(10%, 1 MiB)`;
+
+const MAX_SIZE = { "max-size": { type: "string" } } as const;
 
 async function setup(argv: string[], io: Io, cmd: Command, extra: Record<string, { type: "string" | "boolean"; multiple?: boolean; short?: string }> = {}) {
   const parsed = parse(cmd, argv, { ...COMMON, ...extra });
@@ -64,6 +68,8 @@ async function setup(argv: string[], io: Io, cmd: Command, extra: Record<string,
   };
   ctx.fetcher = new DefaultFetcher({}, new S3Fetcher(s3));
   if (v["cache-dir"]) ctx.cacheDir = v["cache-dir"] as string;
+  if (typeof v["max-size"] === "string") ctx.maxRootBytes = parseSize(v["max-size"], "--max-size", "usage");
+  ctx.raiseHint = `raise it with --max-size SIZE or ${ROOT_CAP_ENV}=SIZE`;
   if (io.env.SOURCE_DATE_EPOCH) ctx.sourceDateEpoch = sourceDateEpoch(io.env);
   return { parsed, cfg, ctx, v };
 }
@@ -71,15 +77,16 @@ async function setup(argv: string[], io: Io, cmd: Command, extra: Record<string,
 const build: Command = {
   name: "image build",
   summary: "build an OCI image from an image config",
-  usage: "kiln image build CONFIG OUT [--format oci|oci-archive|docker-archive] [--tag T] [--lockfile F] [--arch A]... [--keyring-append K]... [--repository-append R]...",
+  usage: "kiln image build CONFIG OUT [--format oci|oci-archive|docker-archive] [--tag T] [--lockfile F] [--max-size SIZE] [--arch A]... [--keyring-append K]... [--repository-append R]...",
   async run(argv, io) {
-    const { parsed, cfg, ctx, v } = await setup(argv, io, this, { format: { type: "string" }, tag: { type: "string" }, lockfile: { type: "string" } });
+    const { parsed, cfg, ctx, v } = await setup(argv, io, this, { format: { type: "string" }, tag: { type: "string" }, lockfile: { type: "string" }, ...MAX_SIZE });
     if (v.help) return help(this, io, `Resolves the config's packages from its signed repositories (or installs exactly the ones in
 --lockfile, failing if the config no longer matches), checks every package against the index,
 installs them into a root (no install scripts run), and writes an OCI layout directory, an
 oci-archive tar or a docker-archive tar to OUT, replacing it atomically, plus an SPDX 2.3 SBOM
 beside it (OUT.sbom-ARCH.spdx.json). created = SOURCE_DATE_EPOCH, else the newest package build date.
-${COMMON_HELP}`);
+${COMMON_HELP}
+${MAX_SIZE_HELP}`);
     if (parsed.positionals.length !== 2) throw new UserError(`usage: ${this.usage}`, 2);
     const format = (v.format as string | undefined) ?? "oci";
     if (!["oci", "oci-archive", "docker-archive"].includes(format)) throw new UserError(`--format must be oci, oci-archive or docker-archive`, 2);
@@ -174,15 +181,16 @@ const dot: Command = {
 const push: Command = {
   name: "image push",
   summary: "build an image and push it to a registry",
-  usage: "kiln image push CONFIG REF [--insecure] [--username U] [--password-stdin | --password P] [--lockfile F] [--arch A]...",
+  usage: "kiln image push CONFIG REF [--insecure] [--username U] [--password-stdin | --password P] [--lockfile F] [--max-size SIZE] [--arch A]...",
   async run(argv, io) {
-    const { parsed, cfg, ctx, v } = await setup(argv, io, this, { insecure: { type: "boolean" }, username: { type: "string" }, password: { type: "string" }, lockfile: { type: "string" } });
+    const { parsed, cfg, ctx, v } = await setup(argv, io, this, { insecure: { type: "boolean" }, username: { type: "string" }, password: { type: "string" }, lockfile: { type: "string" }, ...MAX_SIZE });
     if (v.help) return help(this, io, `Builds the image (as kiln image build) and pushes blobs, manifests and the index to REF
 (host[:port]/repository[:tag]) over the OCI distribution API. Blobs the registry has are skipped.
 --insecure uses plain HTTP. Credentials: --username/--password, or KILN_REGISTRY_USERNAME /
-KILN_REGISTRY_PASSWORD; basic and bearer-token auth are handled.\n${COMMON_HELP}`);
+KILN_REGISTRY_PASSWORD; basic and bearer-token auth are handled.\n${COMMON_HELP}\n${MAX_SIZE_HELP}`);
     if (parsed.positionals.length !== 2) throw new UserError(`usage: ${this.usage}`, 2);
-    const tmp = await mkdtemp(join(tmpdir(), "kiln-push-"));
+    await cleanStaleTempDirs("kiln-push-").catch(() => undefined);
+    const tmp = await makeTempDir("kiln-push-");
     try {
       const lockFile = v.lockfile ? await readLock(v.lockfile as string) : undefined;
       const built = await buildImage(cfg, ctx, { out: join(tmp, "layout"), format: "oci", sbomDir: tmp, ...(lockFile ? { lock: lockFile } : {}) });
@@ -198,7 +206,7 @@ KILN_REGISTRY_PASSWORD; basic and bearer-token auth are handled.\n${COMMON_HELP}
       else io.out(`${r.ref}: ${r.digest} (${r.pushedBlobs.length} blobs pushed, ${r.existingBlobs.length} already there)`);
       return 0;
     } finally {
-      await rm(tmp, { recursive: true, force: true });
+      await removeTempDir(tmp);
     }
   },
 };
