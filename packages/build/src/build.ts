@@ -16,7 +16,8 @@ import { extractArchive, fetchSource, type MirrorOptions } from "./fetch-source.
 import { unpackDeb } from "./deb.js";
 import { emitPackage, type EmittedPackage } from "./emit.js";
 import { assembleGuest, resolveGuest, type Guest } from "./guest.js";
-import { GUEST_WORKSPACE, openLog, runInSandbox, type StepResult } from "./sandbox.js";
+import type { BuildLog, LogLimits } from "./log-capture.js";
+import { formatTail, GUEST_WORKSPACE, openLog, runInSandbox, type StepResult } from "./sandbox.js";
 
 export type BuildEvent =
   | { kind: "start"; package: string }
@@ -45,6 +46,8 @@ export interface BuildOptions {
   runTests?: boolean;
   /** Default per-step limit when the recipe sets no timeout. */
   stepTimeoutMs?: number;
+  /** The package log's size cap and line limit (defaults: 256 MiB, 64 KiB). */
+  logLimits?: LogLimits;
   onEvent?: (e: BuildEvent) => void;
   /** Extra `${{ }}` variables. */
   variables?: Record<string, string>;
@@ -186,7 +189,7 @@ export async function buildRecipe(file: string, opts: BuildOptions): Promise<Bui
   }
   emit({ kind: "start", package: label });
   const work = await mkdtemp(join(tmpdir(), `kiln-build-${pkg.name}-`));
-  const log = openLog(logPath);
+  const log = openLog(logPath, opts.logLimits);
   try {
     const workspace = join(work, "ws");
     await mkdir(join(workspace, "melange-out", pkg.name), { recursive: true });
@@ -242,7 +245,7 @@ export async function buildRecipe(file: string, opts: BuildOptions): Promise<Bui
           const r = await runInSandbox({ guestRoot: guest!.dir, workspace, env, timeoutMs }, step.runs, { workdir: step.workingDirectory, log });
           if (r.exitCode !== 0) {
             const why = r.timedOut ? `timed out after ${timeoutMs / 1000} s` : `exited with status ${r.exitCode}`;
-            throw new BuildError(`${file}: ${what} step ${i + 1} "${step.name}" ${why}\n  last output:\n${r.tail.slice(-15).map((l) => `    ${l}`).join("\n")}\n  full log: ${logPath}`, file, step.name, r, logPath);
+            throw new BuildError(`${file}: ${what} step ${i + 1} "${step.name}" ${why}\n  last output:\n${formatTail(r.tail)}\n  full log: ${logPath}`, file, step.name, r, logPath);
           }
         }
         result.steps.push({ name: step.name, ms: Date.now() - s0 });
@@ -322,7 +325,7 @@ export async function buildRecipe(file: string, opts: BuildOptions): Promise<Bui
     emit({ kind: "done", package: label, ms: result.ms, files: result.packages.map((p) => basename(p.file)) });
     return result;
   } finally {
-    await new Promise<void>((r) => log.end(() => r()));
+    await log.close().catch(() => undefined); // a log that cannot be finished does not undo the build
     await rm(work, { recursive: true, force: true });
   }
 }
@@ -336,7 +339,7 @@ interface TestContext {
   keys: Array<{ name: string; pem: Buffer }>;
   baseEnv: Record<string, string>;
   timeoutMs: number;
-  log: import("node:fs").WriteStream;
+  log: BuildLog;
   logPath: string;
   opts: Pick<BuildOptions, "arch" | "cacheDir" | "onEvent">;
 }
@@ -371,7 +374,7 @@ async function runRecipeTests(compiled: CompiledRecipe, t: TestContext): Promise
       t.log.write(`# test step ${i + 1} ${step.name}\n`);
       const r = await runInSandbox({ guestRoot: tguest.dir, workspace: tws, env, timeoutMs: t.timeoutMs }, step.runs, { workdir: step.workingDirectory, log: t.log });
       if (r.exitCode !== 0) {
-        throw new BuildError(`${t.file}: test of ${target}, step ${i + 1} "${step.name}" failed (status ${r.exitCode}${r.timedOut ? ", timed out" : ""})\n  last output:\n${r.tail.slice(-15).map((l) => `    ${l}`).join("\n")}\n  full log: ${t.logPath}`, t.file, step.name, r, t.logPath);
+        throw new BuildError(`${t.file}: test of ${target}, step ${i + 1} "${step.name}" failed (status ${r.exitCode}${r.timedOut ? ", timed out" : ""})\n  last output:\n${formatTail(r.tail)}\n  full log: ${t.logPath}`, t.file, step.name, r, t.logPath);
       }
     }
   }
@@ -392,7 +395,7 @@ export async function testRecipe(file: string, opts: BuildOptions): Promise<{ te
   await mkdir(logDir, { recursive: true });
   const logPath = join(logDir, `${compiled.package.name}.test.log`);
   await writeFile(logPath, `# kiln test ${file} (${label})\n`);
-  const log = openLog(logPath);
+  const log = openLog(logPath, opts.logLimits);
   const work = await mkdtemp(join(tmpdir(), `kiln-test-${compiled.package.name}-`));
   try {
     const envKeys = await keyFiles(compiled.environment.contents?.keyring ?? []);
@@ -413,7 +416,7 @@ export async function testRecipe(file: string, opts: BuildOptions): Promise<{ te
     });
     return { tests: n, ms: Date.now() - t0, log: logPath };
   } finally {
-    await new Promise<void>((r) => log.end(() => r()));
+    await log.close().catch(() => undefined); // a log that cannot be finished does not undo the build
     await rm(work, { recursive: true, force: true });
   }
 }

@@ -1,10 +1,11 @@
 // Running build steps under bubblewrap: the guest as a read-only `/`, the
 // workspace at /home/build, no network, a clean environment, the build user,
-// a time limit. Output goes to the package's log; failures carry the tail.
+// a time limit. Output goes to the package's log (capped, long lines cut,
+// the step paused while the log catches up); failures carry the tail.
 
 import { KilnError } from "@kiln/core";
 import { spawn } from "node:child_process";
-import { createWriteStream, type WriteStream } from "node:fs";
+import { BuildLog, OutputCapture, Tail, type LogLimits } from "./log-capture.js";
 
 export interface SandboxConfig {
   /** Host directory used as the guest's `/` (read-only). */
@@ -72,27 +73,33 @@ export function bwrapArgs(cfg: SandboxConfig, workdir: string): string[] {
  * appended to `log`; resolves with the result (never rejects for a failing
  * script — the caller decides).
  */
-export function runInSandbox(cfg: SandboxConfig, script: string, opts: { workdir?: string; log?: WriteStream; tailLines?: number } = {}): Promise<StepResult> {
+export function runInSandbox(cfg: SandboxConfig, script: string, opts: { workdir?: string; log?: BuildLog; tailLines?: number } = {}): Promise<StepResult> {
   const workdir = opts.workdir ?? GUEST_WORKSPACE;
   const args = [...bwrapArgs(cfg, workdir), "/bin/sh", "-c", `set -e\n${script}`];
   const t0 = Date.now();
-  const keep = opts.tailLines ?? 40;
+  const tail = new Tail(opts.tailLines ?? 40);
   return new Promise((resolve, reject) => {
     const p = spawn(cfg.bwrap ?? "bwrap", args, { stdio: ["ignore", "pipe", "pipe"] });
-    const tail: string[] = [];
-    let partial = "";
-    const onData = (d: Buffer) => {
-      opts.log?.write(d);
-      const text = partial + d.toString("utf8");
-      const lines = text.split("\n");
-      partial = lines.pop()!;
-      for (const l of lines) {
-        tail.push(l);
-        if (tail.length > keep) tail.shift();
-      }
+    const outputs = [p.stdout, p.stderr];
+    // While the log's buffer is full, both streams wait (the step blocks on its pipe): memory stays bounded.
+    let waiting = false;
+    const backOff = () => {
+      if (waiting || !opts.log) return;
+      waiting = true;
+      for (const s of outputs) s.pause();
+      void opts.log.drained().then(() => {
+        waiting = false;
+        for (const s of outputs) s.resume();
+      });
     };
-    p.stdout.on("data", onData);
-    p.stderr.on("data", onData);
+    const captures = outputs.map((s) => {
+      const c = new OutputCapture(opts.log, tail);
+      s.on("data", (d: Buffer) => {
+        if (!c.push(d)) backOff();
+      });
+      s.on("error", () => undefined); // a broken pipe ends the stream; the exit status tells
+      return c;
+    });
     let timedOut = false;
     const timer = cfg.timeoutMs
       ? setTimeout(() => {
@@ -106,17 +113,23 @@ export function runInSandbox(cfg: SandboxConfig, script: string, opts: { workdir
     });
     p.on("close", (code, signal) => {
       if (timer) clearTimeout(timer);
-      if (partial) {
-        tail.push(partial);
-        if (tail.length > keep) tail.shift();
-      }
-      const r: StepResult = { exitCode: code ?? 128, timedOut, tail, durationMs: Date.now() - t0 };
+      for (const c of captures) c.finish();
+      const r: StepResult = { exitCode: code ?? 128, timedOut, tail: tail.get(), durationMs: Date.now() - t0 };
       if (signal) r.signal = signal;
       resolve(r);
     });
   });
 }
 
-export function openLog(path: string): WriteStream {
-  return createWriteStream(path, { flags: "a" });
+/** The last lines of a step for an error message, indented. */
+export function formatTail(tail: readonly string[], lines = 15): string {
+  return tail
+    .slice(-lines)
+    .map((l) => `    ${l}`)
+    .join("\n");
+}
+
+/** Open a package's log for appending, capped as `limits` say. */
+export function openLog(path: string, limits?: LogLimits): BuildLog {
+  return new BuildLog(path, limits);
 }
