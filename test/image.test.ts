@@ -1,6 +1,7 @@
 // Images end to end: repositories made with kiln mkpkg/index (and the real
 // melange packages re-indexed), built with kiln image build, checked with
-// Debian's umoci and skopeo, run under bubblewrap, pushed to docker-registry.
+// Debian's umoci and skopeo, run under bubblewrap, pushed to docker-registry;
+// ownership read back from the layer with GNU tar; data budgets.
 
 import { execFileSync, spawnSync } from "node:child_process";
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync, lstatSync, readlinkSync } from "node:fs";
@@ -344,6 +345,95 @@ describe("bad inputs: one clear error, nothing left behind", () => {
     writeFileSync(join(tdir, "APKINDEX.tar.gz"), buildIndex([{ ...info, checksum: identityOf(control), fileSize: apk.length, unknownFields: [], extra: [] }], { signingKeys: [key.key] }));
     fails(`contents:\n  repositories: [${join(work, "trav-repo")}]\n  keyring: [${key.publicPath}]\n  packages: [traversal]\narchs: [x86_64]\n`, /traversal.*("\.\."|contains "\.\.")/, "traversal");
     expect(existsSync("/tmp/kiln-escape")).toBe(false);
+  });
+});
+
+describe("ownership in the layer", () => {
+  it("a nonroot image's layer carries the accounts' home, the config's paths and the package's files with their uid/gid", async () => {
+    const owned = join(work, "owned-repo");
+    await makeRepo(owned, key.key, [
+      { name: "baselayout", entries: baseLayoutEntries() },
+      {
+        name: "app",
+        entries: [
+          { path: "srv/app", type: "dir", uid: 1234, gid: 5678, mode: 0o750 },
+          { path: "srv/app/data", type: "file", uid: 1234, gid: 5678, content: "owned by 1234:5678\n" },
+          { path: "usr/bin/app", type: "file", mode: 0o755, content: "#!/bin/sh\n" },
+        ],
+      },
+    ]);
+    const f = config("owned", `contents:\n  repositories: [${owned}]\n  keyring: [${key.publicPath}]\n  packages: [baselayout, app]\naccounts:\n  groups:\n    - {groupname: nonroot, gid: 65532}\n  users:\n    - {username: nonroot, uid: 65532, gid: 65532}\n  run-as: nonroot\npaths:\n  - {path: /var/lib/app, type: directory, uid: 65532, gid: 65532, permissions: 0o700}\narchs: [x86_64]\n`);
+    const out = join(work, "owned-oci");
+    const r = kiln(["image", "build", f, out]);
+    expect(r.status, r.stderr).toBe(0);
+    // Read the layer tar itself with GNU tar: numeric owner of every entry.
+    const manifestDigest = JSON.parse(readFileSync(join(out, "index.json"), "utf8")).manifests[0].digest.slice(7);
+    const manifest = JSON.parse(readFileSync(join(out, "blobs/sha256", manifestDigest), "utf8"));
+    expect(manifest.layers).toHaveLength(1);
+    const listingText = execFileSync("tar", ["--numeric-owner", "-tvzf", join(out, "blobs/sha256", manifest.layers[0].digest.slice(7))], { encoding: "utf8" });
+    const owner = new Map(listingText.trim().split("\n").map((l) => {
+      const f = l.split(/\s+/);
+      return [f[5]!.replace(/\/$/, ""), f[1]!] as const;
+    }));
+    expect(owner.get("home/nonroot")).toBe("65532/65532");
+    expect(owner.get("var/lib/app")).toBe("65532/65532");
+    expect(owner.get("srv/app")).toBe("1234/5678");
+    expect(owner.get("srv/app/data")).toBe("1234/5678");
+    expect(owner.get("usr/bin/app")).toBe("0/0");
+    expect(owner.get("etc/passwd")).toBe("0/0");
+    // apk's database records the package's ownership too (a:uid:gid:mode / M:uid:gid:mode).
+    const rootfs = umociUnpack(out);
+    const db = parseInstalledDb(readFileSync(join(rootfs, "usr/lib/apk/db/installed"), "utf8"));
+    const app = db.find((p) => p.record.name === "app")!;
+    const srv = app.dirs.find((d) => d.path === "srv/app")!;
+    expect([srv.uid, srv.gid]).toEqual([1234, 5678]);
+    expect(srv.files.map((x) => [x.name, x.uid, x.gid])).toEqual([["data", 1234, 5678]]);
+  });
+});
+
+describe("data budgets", () => {
+  /** A private TMPDIR per run, to prove nothing is left in it. */
+  function tmpEnv(name: string): { dir: string; env: NodeJS.ProcessEnv } {
+    const dir = join(work, "tmpdirs", name);
+    mkdirSync(dir, { recursive: true });
+    return { dir, env: { TMPDIR: dir } };
+  }
+
+  it("a package whose content exceeds its declared installed size (I:) is refused, naming it; nothing half-written is left", async () => {
+    const bombRepo = join(work, "bomb-repo");
+    // 32 MiB of zeros (a few tens of KiB compressed) declared as 100 bytes installed.
+    await makeRepo(bombRepo, key.key, [{ name: "bomb", entries: [{ path: "usr/share/bomb/zeros", type: "file", content: Buffer.alloc(32 * 1024 * 1024) }], info: { installedSize: 100 } }]);
+    expect(readdirSync(join(bombRepo, "x86_64")).map((n) => [n, lstatSync(join(bombRepo, "x86_64", n)).size < 1024 * 1024])).toContainEqual(["bomb-1.0-r0.apk", true]);
+    const f = config("bomb", `contents:\n  repositories: [${bombRepo}]\n  keyring: [${key.publicPath}]\n  packages: [bomb]\narchs: [x86_64]\n`);
+    const out = join(work, "bomb-out");
+    const tmp = tmpEnv("bomb");
+    const r = kiln(["image", "build", f, out, "--cache-dir", mkdtempSync(join(work, "cache-"))], { env: tmp.env });
+    expect(r.status, r.stderr).toBe(1);
+    expect(r.stderr.trim().split("\n").pop()).toBe(`kiln image: bomb-1.0-r0: its files hold more than ${100 + 1024 * 1024} bytes, but it declares 100 bytes installed (I:), and at most max(10%, 1 MiB) more is accepted; refusing it`);
+    expect(existsSync(out)).toBe(false);
+    expect(readdirSync(work).filter((n) => n.startsWith("bomb-out"))).toEqual([]);
+    expect(readdirSync(tmp.dir)).toEqual([]);
+  });
+
+  it("the total cap refuses an image, naming the cap and how to raise it; raised, the same image builds", () => {
+    const out = join(work, "capped-out");
+    const tmp = tmpEnv("capped");
+    const cfg = config("capped", HELLO_CONFIG());
+    const r = kiln(["image", "build", cfg, out, "--max-size", "100K"], { env: tmp.env });
+    expect(r.status, r.stderr).toBe(1);
+    expect(r.stderr.trim().split("\n").pop()).toMatch(/^kiln image: 2 packages declaring [\d.]+ KiB installed \(I:\): the image root would exceed its cap of 100 KiB of file content; raise it with --max-size SIZE or KILN_MAX_ROOT_SIZE=SIZE$/);
+    expect(existsSync(out)).toBe(false);
+    const env = kiln(["image", "build", cfg, out], { env: { ...tmp.env, KILN_MAX_ROOT_SIZE: "100K" } });
+    expect(env.status).toBe(1);
+    expect(env.stderr).toContain("cap of 100 KiB");
+    expect(readdirSync(tmp.dir)).toEqual([]);
+    const bad = kiln(["image", "build", cfg, out, "--max-size", "lots"]);
+    expect(bad.status).toBe(2);
+    expect(bad.stderr.trim()).toBe('kiln image: --max-size: expected a size such as 16G, 500M or a number of bytes, got "lots"');
+    const ok = kiln(["image", "build", cfg, out, "--max-size", "64M", "--json"], { env: tmp.env });
+    expect(ok.status, ok.stderr).toBe(0);
+    expect(JSON.parse(ok.stdout).contentBytes).toBeGreaterThan(100 * 1024);
+    expect(readdirSync(tmp.dir)).toEqual([]);
   });
 });
 

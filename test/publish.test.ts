@@ -3,17 +3,19 @@
 // confirmed with Debian's awscli, the result consumed over plain HTTP GET by
 // packages/repo and by `kiln image build`; the same for a directory target;
 // faults injected by a proxy between kiln and the server, kill -9 at chosen
-// points, concurrent publishers, and the refusals.
+// points, concurrent publishers, the refusals (each before any write, also
+// for hostile local indexes), and the temporary directory on signals.
 
 import { createHash } from "node:crypto";
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Keyring, openPackage, readIndex, verifyIndex, type IndexRecord } from "@kiln/apk";
 import { fetchPackage, loadIndex, planPublish, unsatisfiedDependencies, type RemoteArchState } from "@kiln/repo";
 import { baseLayoutEntries, makeKey, makeRepo, type PkgSpec, type TestKey } from "./helpers/fixtures.js";
+import { rawIndex, rawPackage } from "./helpers/hostile.js";
 import { aws, awsHead, awsKeys, runKiln, spawnKiln, startFaultProxy, startS3, type FaultProxy, type S3Server } from "./helpers/s3.js";
 import type { Run } from "./helpers/cli.js";
 
@@ -282,13 +284,13 @@ describe("refusals: one clear error, nothing uploaded", () => {
     expect(missing.status).toBe(1);
     expect(missing.stderr.trim()).toBe(`kiln publish: signing key ${join(work, "nope.rsa")}: no such file`);
     const garbage = join(work, "garbage.rsa");
-    writeFileSync(garbage, "not a key\n");
+    writeFileSync(garbage, "not a key\n", { mode: 0o600 }); // a loose mode is refused first, as ssh does
     const bad = await runKiln(publishArgs(o, "main").map((a) => (a === pubKey.privatePath ? garbage : a)));
     expect(bad.status).toBe(1);
     expect(bad.stderr.trim()).toMatch(new RegExp(`^kiln publish: ${garbage}: not a PEM private key`));
     const dirKey = await runKiln(publishArgs(o, "main").map((a) => (a === pubKey.privatePath ? work : a)));
     expect(dirKey.status).toBe(1);
-    expect(dirKey.stderr.trim()).toMatch(/^kiln publish: signing key .*: EISDIR/);
+    expect(dirKey.stderr.trim()).toBe(`kiln publish: signing key ${work}: not a regular file`);
     expect(proxy.log).toEqual([]); // not even a read
   });
 
@@ -542,4 +544,128 @@ describe("planPublish and dependency checks (pure)", () => {
 
 async function expectOkAsync(p: Promise<Run>): Promise<void> {
   expectOk(await p);
+}
+
+/** Every file and directory under `dir` (relative), [] when it does not exist. */
+function listing(dir: string): string[] {
+  return existsSync(dir) ? (readdirSync(dir, { recursive: true, encoding: "utf8" }) as string[]).sort() : [];
+}
+
+/** A private TMPDIR for one kiln run, so its temporary directories can be listed. */
+function privateTmp(name: string): { dir: string; env: NodeJS.ProcessEnv } {
+  const dir = join(work, "tmpdirs", name);
+  mkdirSync(dir, { recursive: true });
+  return { dir, env: { TMPDIR: dir } };
+}
+
+describe("hostile local indexes: refused before anything is written, nothing outside", () => {
+  /**
+   * OUT (4 levels below WORK/out) with a correctly signed index naming `name`, and the package
+   * that name reaches from OUT/x86_64 (WORK/out/outside/x-1.0-r0.apk). From publish's staging
+   * directory (TMPDIR/kiln-publish-…) the same name reaches WORK/outside, where an unchecked
+   * join would leave the re-signed copy.
+   */
+  async function hostileOut(tag: string, name: string, arch = "x86_64"): Promise<string> {
+    const o = join(work, "out", "h", tag, "deep", "hostile");
+    rmSync(o, { recursive: true, force: true });
+    mkdirSync(join(o, "x86_64"), { recursive: true });
+    const pkg = rawPackage({ name, version: "1.0-r0", arch }, [{ path: "usr/share/x", content: "x\n" }], buildKey.key);
+    const target = join(o, "x86_64", `${name}-1.0-r0.apk`);
+    mkdirSync(dirname(target), { recursive: true });
+    writeFileSync(target, pkg.bytes);
+    writeFileSync(join(o, "x86_64/APKINDEX.tar.gz"), rawIndex([pkg.record], buildKey.key));
+    return o;
+  }
+
+  it.each([
+    ["../../../../outside/x", "climbs out of the staging directory"],
+    ["../aarch64/x", "reaches another architecture's directory"],
+  ])("a record named %j (%s): local directory target and S3 both untouched", async (name) => {
+    const o = await hostileOut(name.startsWith("../aarch64") ? "cross" : "climb", name);
+    const tmp = privateTmp(`hostile-${name.length}`);
+    const dir = join(work, `hostile-target-${name.length}`);
+    const r = await runKiln(["publish", "--from", o, "--to", dir, "--signing-key", pubKey.privatePath], tmp.env);
+    expect(r.status, r.stderr).toBe(1);
+    expect(r.stderr.trim().split("\n")).toHaveLength(1);
+    expect(r.stderr).toMatch(new RegExp(`^kiln publish: .*${escapeRe(JSON.stringify(name))}`));
+    expect(listing(dir)).toEqual([]);
+    proxy.reset();
+    const s = await runKiln(publishArgs(o, `hostile-${name.length}`), tmp.env);
+    expect(s.status, s.stderr).toBe(1);
+    expect(writes(proxy.log)).toEqual([]);
+    expect(awsKeys(s3.endpoint, BUCKET, `hostile-${name.length}/`)).toEqual([]);
+    expect(existsSync(join(work, "outside"))).toBe(false);
+    expect(listing(tmp.dir)).toEqual([]);
+  });
+
+  it("a package whose bytes differ from its local index (no S: to catch it early) is refused before the public key or anything else is written", async () => {
+    const o = await out("c-mismatch", [...BASE, ...pkgs(["cm"])]);
+    const idx = await readIndex(readFileSync(join(o, "x86_64/APKINDEX.tar.gz")));
+    const hello = idx.records.find((x) => x.name === "hello")!;
+    // The index keeps hello's name but carries cm's C: and no S:.
+    const changed = idx.records.map((x) => (x.name === "hello" ? { ...x, checksum: idx.records.find((y) => y.name === "cm")!.checksum! } : x));
+    for (const x of changed) delete x.fileSize;
+    writeFileSync(join(o, "x86_64/APKINDEX.tar.gz"), rawIndex(changed, buildKey.key));
+    const dir = join(work, "fresh-target");
+    const r = await runKiln(["publish", "--from", o, "--to", dir, "--signing-key", pubKey.privatePath]);
+    expect(r.status, r.stderr).toBe(1);
+    expect(r.stderr.trim()).toBe(`kiln publish: ${join(o, "x86_64/hello-2.12-r1.apk")}: C:${hello.checksum} differs from its local index (C:${changed.find((x) => x.name === "hello")!.checksum}); re-run kiln index`);
+    expect(existsSync(dir)).toBe(false);
+    proxy.reset();
+    const s = await runKiln(publishArgs(o, "fresh-prefix"));
+    expect(s.status).toBe(1);
+    expect(writes(proxy.log)).toEqual([]);
+    expect(awsKeys(s3.endpoint, BUCKET, "fresh-prefix/")).toEqual([]);
+    // The same repository, fixed, publishes.
+    writeFileSync(join(o, "x86_64/APKINDEX.tar.gz"), rawIndex(idx.records, buildKey.key));
+    expectOk(await runKiln(["publish", "--from", o, "--to", dir, "--signing-key", pubKey.privatePath]));
+    expect(listing(dir)).toContain("pub.rsa.pub");
+  });
+});
+
+describe("publish's temporary directory", () => {
+  /** Start a publish whose first PUT never gets an answer; `kill` it when that PUT arrives. */
+  async function killedPublish(prefix: string, signal: NodeJS.Signals, tmp: { env: NodeJS.ProcessEnv }): Promise<{ signal: string | null; stagedWhileRunning: string[] }> {
+    const o = await out(`sig-${prefix}`, [...BASE, ...pkgs(["sa", "sb"])]);
+    proxy.reset();
+    proxy.rules = [{ match: /^PUT /, action: "hang", times: Infinity }];
+    const child = spawnKiln(publishArgs(o, prefix), tmp.env);
+    let staged: string[] = [];
+    const tmpDir = tmp.env.TMPDIR!;
+    proxy.onRequest = (q) => {
+      if (q.method !== "PUT" || staged.length) return;
+      staged = listing(tmpDir);
+      child.proc.kill(signal);
+    };
+    await child.done;
+    proxy.reset();
+    return { signal: child.proc.signalCode, stagedWhileRunning: staged };
+  }
+
+  it.each(["SIGTERM", "SIGINT"] as const)("is removed when the publish is stopped by %s", async (sig) => {
+    const tmp = privateTmp(`sig-${sig}`);
+    const r = await killedPublish(`sig-${sig.toLowerCase()}`, sig, tmp);
+    // While it ran, the re-signed copies sat in TMPDIR/kiln-publish-<pid>-XXXXXX.
+    expect(r.stagedWhileRunning.filter((p) => p.endsWith(".apk")).length, r.stagedWhileRunning.join("\n")).toBeGreaterThanOrEqual(4);
+    expect(r.stagedWhileRunning[0]).toMatch(/^kiln-publish-\d+-[A-Za-z0-9]{6}$/);
+    expect(r.signal).toBe(sig);
+    expect(listing(tmp.dir)).toEqual([]);
+  });
+
+  it("left by kill -9, is removed by the next run", async () => {
+    const tmp = privateTmp("sig-kill");
+    const r = await killedPublish("sig-kill", "SIGKILL", tmp);
+    expect(r.signal).toBe("SIGKILL");
+    const left = readdirSync(tmp.dir);
+    expect(left).toHaveLength(1);
+    expect(left[0]).toMatch(/^kiln-publish-\d+-[A-Za-z0-9]{6}$/);
+    expect(listing(join(tmp.dir, left[0]!)).filter((p) => p.endsWith(".apk")).length).toBeGreaterThanOrEqual(4);
+    const again = await runKiln(publishArgs(await out("sig-kill-again", [...BASE, ...pkgs(["sa", "sb"])]), "sig-kill"), tmp.env);
+    expectOk(again);
+    expect(listing(tmp.dir)).toEqual([]);
+  });
+});
+
+function escapeRe(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }

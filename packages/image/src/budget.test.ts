@@ -120,6 +120,22 @@ describe("the total cap", () => {
     expect(() => root.checkDeclared([a.rp, a.rp])).toThrow(/^2 packages declaring 1\.4 MiB installed \(I:\): the image root would exceed its cap of 1 MiB/);
   });
 
+  it("a root made without options (build guests) takes its cap from KILN_MAX_ROOT_SIZE", async () => {
+    const a = await pkg("guest-a", [{ path: "usr/share/a", type: "file", content: bytes(700 * 1024) }]);
+    const saved = process.env.KILN_MAX_ROOT_SIZE;
+    process.env.KILN_MAX_ROOT_SIZE = "512K";
+    try {
+      const root = new ImageRoot(join(dir, "spool-guest"));
+      expect(root.maxBytes).toBe(512 * 1024);
+      await expect(root.installPackage(a.file, a.rp)).rejects.toThrow("guest-a-1.0-r0: the image root would exceed its cap of 512 KiB of file content (0 bytes written, 700 KiB more declared); set KILN_MAX_ROOT_SIZE to raise it (e.g. KILN_MAX_ROOT_SIZE=32G)");
+      process.env.KILN_MAX_ROOT_SIZE = "a lot";
+      expect(() => new ImageRoot(join(dir, "spool-guest2"))).toThrow('KILN_MAX_ROOT_SIZE: expected a size such as 16G, 500M or a number of bytes, got "a lot"');
+    } finally {
+      if (saved === undefined) delete process.env.KILN_MAX_ROOT_SIZE;
+      else process.env.KILN_MAX_ROOT_SIZE = saved;
+    }
+  });
+
   it("sizes: KILN_MAX_ROOT_SIZE and --max-size values", () => {
     expect(rootCapFromEnv({})).toBe(DEFAULT_ROOT_CAP);
     expect(rootCapFromEnv({ KILN_MAX_ROOT_SIZE: "32G" })).toBe(32 * 1024 * MIB);

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { emptyPackageInfo, generateKey, indexRecordForPackage, newIndexRecord, parseSigningKey, writePackage, type IndexRecord, type SigningKey } from "@kiln/apk";
 import { isKilnError } from "@kiln/core";
 import type { Fetcher } from "./fetch.js";
-import { fetchPackage, packageFileName, parseRepositoryRef } from "./repository.js";
+import { fetchPackage, loadIndex, packageFileName, parseRepositoryRef } from "./repository.js";
 import { LocalDirStore } from "./store/local.js";
 import { S3Store } from "./store/s3.js";
 import { isStoreError } from "./store/types.js";
@@ -85,6 +85,14 @@ describe("the package cache", () => {
     for (const r of [{ name: "x/../../y", version: "1-r0" }, { name: "x", version: "1/../../2" }, { name: "x", version: "1-r0", arch: "../aarch64" }, { name: "x\n", version: "1-r0" }]) {
       expect(() => packageFileName(r), JSON.stringify(r)).toThrow(/package name|version of|arch of/);
     }
+  });
+
+  it("loadIndex refuses an architecture that is not one plain segment before fetching", async () => {
+    const fetcher = countingFetcher();
+    const err = await loadIndex({ url: work }, "../../etc", { keyring: undefined as never, cacheDir: mkdtempSync(join(work, "cache-")), fetcher }).catch((e: unknown) => e);
+    expect(isKilnError(err, "BAD_INDEX"), String(err)).toBe(true);
+    expect((err as Error).message).toBe(`repository ${work}: architecture "../../etc" must not contain "/" or "\\"`);
+    expect(fetcher.calls).toEqual([]);
   });
 
   it("a repository @tag must be one plain word", () => {
