@@ -1,8 +1,9 @@
 // Fetching bytes by URL: local paths, file://, http(s):// (and s3:// through
 // an injected client). Transient failures are retried with backoff; a 404 is
-// final and reported as such.
+// final and reported as such. Relative parts joined onto a repository URL
+// are plain path segments only.
 
-import { KilnError } from "@kiln/core";
+import { assertPathComponent, KilnError } from "@kiln/core";
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
@@ -45,8 +46,9 @@ export function localPath(url: string): string {
   return url.startsWith("file:") ? fileURLToPath(url) : url;
 }
 
-/** Join a repository base and a relative path, for URLs and paths alike. */
+/** Join a repository base and a relative path, for URLs and paths alike; every segment of `rel` must be one plain path segment (no `..`, `.` or empty one). */
 export function joinUrl(base: string, rel: string): string {
+  for (const seg of rel.split("/")) assertPathComponent(seg, "URL path segment");
   return base.replace(/\/+$/, "") + "/" + rel;
 }
 

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { emptyPackageInfo, generateKey, indexRecordForPackage, newIndexRecord, parseSigningKey, writePackage, type IndexRecord, type SigningKey } from "@kiln/apk";
 import { isKilnError } from "@kiln/core";
-import type { Fetcher } from "./fetch.js";
+import { joinUrl, type Fetcher } from "./fetch.js";
 import { fetchPackage, loadIndex, packageFileName, parseRepositoryRef } from "./repository.js";
 import { LocalDirStore } from "./store/local.js";
 import { S3Store } from "./store/s3.js";
@@ -223,5 +223,12 @@ describe("temporary directories of killed runs", () => {
     await removeTempDir(d);
     expect(existsSync(d)).toBe(false);
     expect(process.listenerCount("SIGTERM")).toBe(before);
+  });
+});
+
+describe("repository URLs", () => {
+  it("joinUrl refuses a relative part with .., . or empty segments", () => {
+    expect(joinUrl("http://127.0.0.1:8080/os/", "x86_64/hello-1.0-r0.apk")).toBe("http://127.0.0.1:8080/os/x86_64/hello-1.0-r0.apk");
+    for (const rel of ["x86_64/../../etc/passwd", "../x", "x86_64//a.apk", "./x"]) expect(() => joinUrl("/srv/repo", rel), rel).toThrow(/URL path segment/);
   });
 });

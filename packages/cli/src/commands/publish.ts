@@ -125,10 +125,12 @@ For each architecture, in this order:
      same package (same C:) — a different one is refused (bump the release); every dependency
      in the resulting index must be satisfiable from the repository or the --upstream
      repositories (signatures checked with --keys-dir when given), else refused unless
-     --allow-unsatisfied;
+     --allow-unsatisfied; names, versions and archs must be plain path segments; every new
+     package is read in full (C:, datahash) and re-signed into a temporary directory
+     (TMPDIR/kiln-publish-PID-*, removed on SIGINT/SIGTERM, or by the next run if killed);
   2. the public key at TARGET/KEYNAME (KEYNAME = basename of KEY + ".pub");
-  3. new packages, verified in full and re-signed with KEY when signed by another key
-     (S: and C: in the index follow the final bytes); Cache-Control immutable;
+  3. new packages, re-signed with KEY when signed by another key (S: and C: in the index
+     follow the final bytes); Cache-Control immutable;
   4. the signed index (Cache-Control no-cache), merged with what concurrent publishers
      added until it lists every package object present;
   5. TARGET/ARCH/index.html, a browsable list of the packages.
