@@ -77,7 +77,11 @@ export function parsePublicKey(pem: string | Buffer, subject: string): KeyObject
   return k;
 }
 
-/** Trusted public keys by file name, like /etc/apk/keys. */
+/**
+ * Trusted public keys by file name, like /etc/apk/keys. A key below
+ * MIN_KEY_BITS may sit in the directory but is never trusted to verify: a
+ * signature naming it is UNTRUSTED, as apk-tools 2.14 reports it.
+ */
 export class Keyring {
   private readonly keys = new Map<string, KeyObject>();
 
@@ -88,6 +92,18 @@ export class Keyring {
 
   get(name: string): KeyObject | undefined {
     return this.keys.get(name);
+  }
+
+  /** Size in bits of the key of that name, if present. */
+  bits(name: string): number | undefined {
+    const k = this.keys.get(name);
+    return k ? keyBits(k) : undefined;
+  }
+
+  /** The key of that name if it may verify signatures: present, RSA, at least MIN_KEY_BITS. */
+  trusted(name: string): KeyObject | undefined {
+    const k = this.keys.get(name);
+    return k && k.asymmetricKeyType === "rsa" && keyBits(k) >= MIN_KEY_BITS ? k : undefined;
   }
 
   names(): string[] {
@@ -105,9 +121,11 @@ export function signDigestInput(data: Uint8Array | Uint8Array[], key: SigningKey
 }
 
 export function verifySignature(data: Uint8Array | Uint8Array[], signature: Uint8Array, key: KeyObject, type: SignatureType): boolean {
-  const parts = Array.isArray(data) ? data : [data];
+  // Refused here too, so no caller can be talked into trusting a weak key.
+  if (key.asymmetricKeyType !== "rsa" || keyBits(key) < MIN_KEY_BITS) return false;
+  const input = Array.isArray(data) ? (data.length === 1 ? data[0]! : Buffer.concat(data)) : data;
   try {
-    return rsaVerify(DIGEST_OF[type], Buffer.concat(parts), key, signature);
+    return rsaVerify(DIGEST_OF[type], input, key, signature);
   } catch {
     // A signature of the wrong length for the key is a mismatch, not a crash.
     return false;

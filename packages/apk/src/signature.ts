@@ -3,7 +3,7 @@
 
 import { createHash } from "node:crypto";
 import { gzipMember } from "./gzip.js";
-import { DIGEST_OF, signDigestInput, signatureEntryName, verifySignature, type Keyring, type SignatureType, type SigningKey } from "./keys.js";
+import { DIGEST_OF, MIN_KEY_BITS, signDigestInput, signatureEntryName, verifySignature, type Keyring, type SignatureType, type SigningKey } from "./keys.js";
 import { encodeHeader, padding } from "./tar.js";
 import type { SignatureEntry } from "./package-read.js";
 
@@ -37,20 +37,25 @@ export interface SignatureCheck {
 }
 
 /**
- * apk uses the first signature whose key name exists in the keys directory;
- * later signatures are not tried even if that one fails.
+ * apk uses the first signature whose key name exists in the keys directory
+ * (and loads); later signatures are not tried even if that one fails. A key
+ * below MIN_KEY_BITS counts as not loadable.
  */
 export function chooseSignature(signatures: readonly SignatureEntry[], keyring: Keyring): SignatureEntry | undefined {
-  return signatures.find((s) => keyring.get(s.keyName) !== undefined);
+  return signatures.find((s) => keyring.trusted(s.keyName) !== undefined);
 }
 
 export function checkSignature(signatures: readonly SignatureEntry[], signed: Uint8Array | Uint8Array[], keyring: Keyring): SignatureCheck {
   if (signatures.length === 0) return { verdict: "UNTRUSTED", reason: "not signed" };
   const sig = chooseSignature(signatures, keyring);
   if (!sig) {
+    const weak = signatures.find((s) => keyring.get(s.keyName) !== undefined);
+    if (weak) {
+      return { verdict: "UNTRUSTED", reason: `key ${weak.keyName} is a ${keyring.bits(weak.keyName)}-bit RSA key, too weak to trust (at least ${MIN_KEY_BITS} bits)`, keyName: weak.keyName };
+    }
     return { verdict: "UNTRUSTED", reason: `no trusted key named ${signatures.map((s) => s.keyName).join(", ")}` };
   }
-  const ok = verifySignature(signed, sig.signature, keyring.get(sig.keyName)!, sig.type);
+  const ok = verifySignature(signed, sig.signature, keyring.trusted(sig.keyName)!, sig.type);
   return ok
     ? { verdict: "OK", reason: `signed by ${sig.keyName} (${sig.type})`, keyName: sig.keyName }
     : { verdict: "BAD signature", reason: `signature by ${sig.keyName} (${sig.type}) does not match`, keyName: sig.keyName };
