@@ -9,6 +9,7 @@ import { checkSymlinkTarget, normalizeEntryPath, parentDir } from "./paths.js";
 import { parsePkgInfo, type PackageInfo } from "./pkginfo.js";
 import { parseSignatureName, type SignatureType } from "./keys.js";
 import { readBody, readHeader, streamBody, type ParsedEntry } from "./tar-read.js";
+import { decodeUtf8 } from "./utf8.js";
 import type { EntryType } from "./tar.js";
 
 export const SCRIPT_NAMES = [".pre-install", ".post-install", ".pre-deinstall", ".post-deinstall", ".pre-upgrade", ".post-upgrade", ".trigger"] as const;
@@ -140,7 +141,7 @@ export async function openPackage(source: AsyncIterable<Uint8Array>, opts: { sub
       const body = await readBody(ms, e, limits.maxControlMember);
       if (e.rawPath === ".PKGINFO") {
         if (pkginfoText !== undefined) throw new ApkError("BAD_ARCHIVE", `${subject}: two .PKGINFO entries`, { subject });
-        pkginfoText = body.toString("utf8");
+        pkginfoText = decodeUtf8(body, ".PKGINFO", subject, { code: "INVALID_FIELD", firstLine: 1 });
       } else {
         if (pkginfoText === undefined) throw new ApkError("BAD_ARCHIVE", `${subject}: .PKGINFO must be the first control entry, found ${e.rawPath}`, { subject });
         controlFiles.set(e.rawPath, body);

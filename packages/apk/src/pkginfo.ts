@@ -2,6 +2,7 @@
 // keys to APKINDEX / installed-database single-letter fields.
 
 import { ApkError } from "./errors.js";
+import { checkArch, checkFileName, checkPackageName, checkVersion } from "./names.js";
 
 /** Metadata of one package, as carried by `.PKGINFO` and by index records. */
 export interface PackageInfo {
@@ -50,6 +51,8 @@ export function parsePkgInfo(text: string, subject = ".PKGINFO"): PackageInfo {
     extra: [],
   };
   const lines = text.split("\n");
+  // Line of each identity key, to name it if its value is refused.
+  const at: Record<string, number> = {};
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i]!;
     if (line === "" || line.startsWith("#")) continue;
@@ -62,6 +65,7 @@ export function parsePkgInfo(text: string, subject = ".PKGINFO"): PackageInfo {
     if (intKeys.has(key) && value !== "" && !/^\d+$/.test(value)) {
       throw new ApkError("INVALID_FIELD", `${subject}:${i + 1}: ${key} must be a whole number, got ${JSON.stringify(value)}`, { subject });
     }
+    if (key === "pkgname" || key === "pkgver" || key === "arch") at[key] = i + 1;
     switch (key) {
       case "pkgname": info.name = value; break;
       case "pkgver": info.version = value; break;
@@ -89,6 +93,11 @@ export function parsePkgInfo(text: string, subject = ".PKGINFO"): PackageInfo {
   if (!info.name) throw new ApkError("INVALID_FIELD", `${subject}: pkgname is missing`, { subject });
   if (!info.version) throw new ApkError("INVALID_FIELD", `${subject}: pkgver is missing`, { subject });
   if (info.arch === undefined) info.arch = "noarch";
+  // Name, version and arch become file names and URL segments: refuse here what could not be one.
+  checkPackageName(info.name, `${subject}:${at.pkgname}`, "pkgname");
+  checkVersion(info.version, `${subject}:${at.pkgver}`, "pkgver");
+  if (at.arch !== undefined) checkArch(info.arch, `${subject}:${at.arch}`, "arch");
+  checkFileName(info.name, info.version, subject);
   return info as PackageInfo;
 }
 

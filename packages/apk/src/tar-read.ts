@@ -4,6 +4,7 @@
 
 import { ApkError } from "./errors.js";
 import type { MemberStream } from "./member-stream.js";
+import { decodeUtf8 } from "./utf8.js";
 import { BLOCK, decodeHeader, entryTypeOf, isZeroBlock, padding, parsePax, type EntryType } from "./tar.js";
 
 export const MAX_PAX_SIZE = 1024 * 1024;
@@ -69,9 +70,9 @@ export async function readHeader(ms: MemberStream): Promise<HeaderResult> {
     let linkTarget = h.linkname;
     let size = h.size;
     const pPath = pax.get("path");
-    if (pPath) rawPath = pPath.toString("utf8");
+    if (pPath) rawPath = decodeUtf8(pPath, "PAX path", ms.subject);
     const pLink = pax.get("linkpath");
-    if (pLink) linkTarget = pLink.toString("utf8");
+    if (pLink) linkTarget = decodeUtf8(pLink, "PAX linkpath", ms.subject);
     const pSize = pax.get("size");
     if (pSize) {
       const s = pSize.toString("ascii");

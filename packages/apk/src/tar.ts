@@ -2,7 +2,9 @@
 // Only what APK v2 needs: regular files, hard and symbolic links, directories,
 // device nodes and fifos, with PAX `path`, `linkpath`, checksums and xattrs.
 
+import { isUtf8 } from "node:buffer";
 import { ApkError } from "./errors.js";
+import { decodeUtf8 } from "./utf8.js";
 
 export const BLOCK = 512;
 export const ZERO_BLOCK = new Uint8Array(BLOCK);
@@ -177,10 +179,13 @@ export function isZeroBlock(b: Uint8Array): boolean {
   return true;
 }
 
-function readString(b: Uint8Array, off: number, len: number): string {
+function readString(b: Uint8Array, off: number, len: number, field: string): string {
   let end = off;
   while (end < off + len && b[end] !== 0) end++;
-  return Buffer.from(b.subarray(off, end)).toString("utf8");
+  const raw = Buffer.from(b.buffer, b.byteOffset + off, end - off);
+  // Never decode with replacement: distinct invalid names would become one.
+  if (!isUtf8(raw)) throw new ApkError("BAD_ARCHIVE", `tar header ${field} ${JSON.stringify(raw.toString("latin1"))} is not valid UTF-8`);
+  return raw.toString("utf8");
 }
 
 function readOctal(b: Uint8Array, off: number, len: number, field: string): number {
@@ -191,7 +196,7 @@ function readOctal(b: Uint8Array, off: number, len: number, field: string): numb
     n += (b[off]! & 0x7f) * 256 ** (len - 1);
     return n;
   }
-  const s = readString(b, off, len).trim();
+  const s = readString(b, off, len, field).trim();
   if (s === "") return 0;
   if (!/^[0-7]+$/.test(s)) throw new ApkError("BAD_ARCHIVE", `tar header field ${field} is not octal: ${JSON.stringify(s)}`);
   return parseInt(s, 8);
@@ -202,21 +207,21 @@ export function decodeHeader(b: Uint8Array): RawHeader {
   for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 0x20 : b[i]!;
   const stored = readOctal(b, 148, 8, "chksum");
   if (stored !== sum) throw new ApkError("BAD_ARCHIVE", `tar header checksum mismatch (stored ${stored}, computed ${sum})`);
-  const magic = readString(b, 257, 6);
+  const magic = readString(b, 257, 6, "magic");
   return {
-    name: readString(b, 0, 100),
+    name: readString(b, 0, 100, "name"),
     mode: readOctal(b, 100, 8, "mode"),
     uid: readOctal(b, 108, 8, "uid"),
     gid: readOctal(b, 116, 8, "gid"),
     size: readOctal(b, 124, 12, "size"),
     mtime: readOctal(b, 136, 12, "mtime"),
     typeflag: String.fromCharCode(b[156]!),
-    linkname: readString(b, 157, 100),
-    uname: readString(b, 265, 32),
-    gname: readString(b, 297, 32),
+    linkname: readString(b, 157, 100, "linkname"),
+    uname: readString(b, 265, 32, "uname"),
+    gname: readString(b, 297, 32, "gname"),
     devMajor: readOctal(b, 329, 8, "devmajor"),
     devMinor: readOctal(b, 337, 8, "devminor"),
-    prefix: magic.startsWith("ustar") && magic !== "ustar " ? readString(b, 345, 155) : "",
+    prefix: magic.startsWith("ustar") && magic !== "ustar " ? readString(b, 345, 155, "prefix") : "",
   };
 }
 
@@ -242,7 +247,7 @@ export function parsePax(body: Uint8Array, subject: string): Map<string, Buffer>
     const rec = buf.subarray(sp + 1, pos + len - 1);
     const eq = rec.indexOf(0x3d);
     if (eq < 0) throw new ApkError("BAD_ARCHIVE", `${subject}: PAX record without "="`, { subject });
-    out.set(rec.subarray(0, eq).toString("utf8"), Buffer.from(rec.subarray(eq + 1)));
+    out.set(decodeUtf8(rec.subarray(0, eq), "PAX record key", subject), Buffer.from(rec.subarray(eq + 1)));
     pos += len;
   }
   return out;
