@@ -99,7 +99,8 @@ export async function* gunzipMembers(source: AsyncIterable<Uint8Array>, opts: Gu
       let compressedSize = hl;
 
       // Body
-      const max = opts.maxMemberSize?.(member) ?? Number.MAX_SAFE_INTEGER;
+      // Asked again for every chunk: a reader may tighten it once it knows what the member holds.
+      const maxOf = () => opts.maxMemberSize?.(member) ?? Number.MAX_SAFE_INTEGER;
       const inflater = new Inflate({ raw: true, chunkSize: 64 * 1024 });
       const out: Uint8Array[] = [];
       let size = 0;
@@ -107,7 +108,7 @@ export async function* gunzipMembers(source: AsyncIterable<Uint8Array>, opts: Gu
       let limitHit = false;
       inflater.onData = (chunk: Uint8Array) => {
         size += chunk.length;
-        if (size > max) {
+        if (size > maxOf()) {
           limitHit = true;
           return;
         }
@@ -125,7 +126,7 @@ export async function* gunzipMembers(source: AsyncIterable<Uint8Array>, opts: Gu
         const slice = pending.subarray(0, SLICE);
         inflater.push(slice, false);
         if (limitHit) {
-          throw new ApkError("LIMIT", `${subject}: gzip member ${member + 1} inflates beyond the ${max}-byte limit`, { subject });
+          throw new ApkError("LIMIT", `${subject}: gzip member ${member + 1} inflates beyond the ${maxOf()}-byte limit`, { subject });
         }
         // pako's typings omit the stream state it keeps; raw mode stops at the
         // end of the deflate data and leaves next_in on the first unused byte.

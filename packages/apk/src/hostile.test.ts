@@ -20,6 +20,7 @@ import {
   gzipMember,
   Keyring,
   newIndexRecord,
+  openIndex,
   openPackage,
   parseSigningKey,
   readIndex,
@@ -264,6 +265,9 @@ const signIndex = (body: Buffer) => Buffer.concat([buildSignatureMember(body, [k
 const indexCode = (bytes: Uint8Array, maxSize?: number) =>
   codeOf(() => readIndex(chunked(bytes), maxSize === undefined ? { subject: "APKINDEX.tar.gz" } : { subject: "APKINDEX.tar.gz", maxSize }));
 
+/** readIndex with the trusted keyring: the signature is decided before the body is inflated. */
+const trustedIndexCode = (bytes: Uint8Array) => codeOf(() => readIndex(chunked(bytes), { subject: "APKINDEX.tar.gz", keyring: trusted }));
+
 function flip(b: Buffer, at: number, mask = 0xff): Buffer {
   const c = Buffer.from(b);
   c[at]! ^= mask;
@@ -333,7 +337,11 @@ describe("truncation", () => {
     expect(await verdict(new Uint8Array(0))).toBe("BAD archive");
   });
 
-  it("an index cut at every member boundary and between boundaries is TRUNCATED or BAD_ARCHIVE, verdict BAD archive", async () => {
+  // The signature is checked over the compressed body before the body is
+  // inflated, so a cut inside the body is "BAD signature" with the right key
+  // (or "BAD archive" when the one-header look that tells an index from a
+  // package already hits the damage); a cut in the signature member is BAD archive.
+  it("an index cut at every member boundary and between boundaries is TRUNCATED or BAD_ARCHIVE; verdict BAD archive, or BAD signature once the signature member is whole", async () => {
     const members = await splitMembers(goodIndex);
     expect(members.length).toBe(2);
     const pts = cutPoints(members);
@@ -341,7 +349,10 @@ describe("truncation", () => {
     for (const p of pts) {
       const cut = goodIndex.subarray(0, p);
       expect([`${p}:TRUNCATED`, `${p}:BAD_ARCHIVE`]).toContain(`${p}:${await indexCode(cut)}`);
-      expect(`${p}:${await verdict(cut)}`).toBe(`${p}:BAD archive`);
+      const v = await verdict(cut);
+      if (p < goodIndexSig.length) expect(`${p}:${v}`).toBe(`${p}:BAD archive`);
+      else expect([`${p}:BAD archive`, `${p}:BAD signature`]).toContain(`${p}:${v}`);
+      if (p > goodIndexSig.length) expect(`${p}:${await trustedIndexCode(cut)}`).toBe(`${p}:BAD_SIGNATURE`);
     }
     expect(await indexCode(goodIndex.subarray(0, goodIndexSig.length))).toBe("TRUNCATED");
   });
@@ -442,14 +453,19 @@ describe("flipped bytes", () => {
     expect(await verdict(bad)).toBe("BAD signature");
   });
 
-  it("an index with a flipped byte in either member is BAD archive; a re-compressed tampered body is BAD signature", async () => {
+  it("an index with a flipped byte in either member is BAD archive or (in the body) BAD signature; a re-compressed tampered body is BAD signature", async () => {
     const members = await splitMembers(goodIndex);
     let base = 0;
     for (const m of members) {
       for (const pos of [0, 12, Math.floor(m.length / 2), m.length - 8, m.length - 3]) {
         const bad = flip(goodIndex, base + pos);
         expect(["BAD_ARCHIVE", "TRUNCATED"], `+${base + pos}`).toContain(await indexCode(bad));
-        expect(await verdict(bad), `+${base + pos}`).toBe("BAD archive");
+        // In the body the signature (over compressed bytes) fails before anything is inflated.
+        if (base === 0) expect(await verdict(bad), `+${base + pos}`).toBe("BAD archive");
+        else {
+          expect(["BAD archive", "BAD signature"], `+${base + pos}`).toContain(await verdict(bad));
+          expect(await trustedIndexCode(bad), `+${base + pos}`).toBe("BAD_SIGNATURE");
+        }
       }
       base += m.length;
     }
@@ -919,5 +935,366 @@ describe("writePackage refuses bad input and leaves nothing behind", () => {
     }
     expect((err as NodeJS.ErrnoException | undefined)?.code).toBe("ENOENT"); // not an ApkError: the input file is missing
     expect(await readdir(out)).toEqual([]);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// Trust before parsing, name rules, UTF-8, weak keys, datahash case, corrupt
+// deflate streams.
+
+/** An index body (one gzip member) whose APKINDEX header claims `size` bytes but carries only `carried` of them. */
+function claimedIndexBody(size: number, carried: Buffer): Buffer {
+  return gzipMember(Buffer.concat([tarFile("DESCRIPTION", "", { checksum: false }), encodeHeader({ path: "APKINDEX", type: "file", mode: 0o644, uid: 0, gid: 0, size, mtime: MTIME }), carried]));
+}
+
+describe("index trust is decided on the compressed bytes, before anything is inflated", () => {
+  it("an untrusted or badly signed index is refused without inflating its body: garbage after the signature member is UNTRUSTED / BAD_SIGNATURE, not BAD_ARCHIVE", async () => {
+    const garbage = Buffer.alloc(4096, 0x5a); // not even gzip: inflating it would be BAD_ARCHIVE
+    const bytes = Buffer.concat([buildSignatureMember(garbage, [key]), garbage]);
+    const other = new Keyring().add("someone-else.rsa.pub", publicPem);
+    const wrong = new Keyring().add(KEY_NAME, otherPublicPem);
+    const code = (keyring: Keyring) => codeOf(() => readIndex(chunked(bytes), { subject: "APKINDEX.tar.gz", keyring }));
+    expect(await code(other)).toBe("UNTRUSTED");
+    expect(await code(wrong)).toBe("BAD_SIGNATURE");
+    // and with the right key the body is inflated and found to be garbage
+    expect(await code(trusted)).toBe("BAD_ARCHIVE");
+    // an unsigned index is UNTRUSTED before its body is looked at
+    expect(await codeOf(() => readIndex(indexBody("P:foo\nV:1.0-r0\nA:x86_64\n\n"), { keyring: trusted }))).toBe("UNTRUSTED");
+  });
+
+  it("allowUntrusted reads an untrusted index and reports its verdict in trust", async () => {
+    const other = new Keyring().add("someone-else.rsa.pub", publicPem);
+    const idx = await readIndex(goodIndex, { keyring: other, allowUntrusted: true });
+    expect(idx.trust?.verdict).toBe("UNTRUSTED");
+    expect(idx.records.map((r) => r.name)).toEqual(["hello"]);
+    expect((await readIndex(goodIndex, { keyring: trusted })).trust?.verdict).toBe("OK");
+  });
+
+  it("openIndex gives the signature verdict; read() of an untrusted head is never needed for it", async () => {
+    const head = await openIndex(chunked(goodIndex), { subject: "x" });
+    expect(head.check(trusted).verdict).toBe("OK");
+    expect(head.check(new Keyring()).verdict).toBe("UNTRUSTED");
+    expect(Buffer.concat([head.signatureMember!, head.body]).equals(goodIndex)).toBe(true);
+    expect((await head.read()).records).toHaveLength(1);
+  });
+
+  it("a trusted index whose APKINDEX claims more than maxSize is LIMIT at its header, before the text is inflated", async () => {
+    const body = claimedIndexBody(400_000_000, Buffer.from("P:a\nV:1-r0\n\n".repeat(100)));
+    const t0 = Date.now();
+    const e = await readIndex(signIndex(body), { keyring: trusted, subject: "big.tar.gz" }).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(ApkError);
+    expect((e as ApkError).code).toBe("LIMIT");
+    expect((e as ApkError).message).toMatch(/^big\.tar\.gz: APKINDEX is 400000000 bytes, over the 268435456-byte limit/);
+    expect(Date.now() - t0).toBeLessThan(2000);
+    // With the limit raised, the claim is believed and the short entry found out.
+    expect(["TRUNCATED", "BAD_ARCHIVE"]).toContain(await codeOf(() => readIndex(signIndex(body), { keyring: trusted, maxSize: 500_000_000 })));
+  });
+
+  it("a trusted index of more records than maxRecords is LIMIT while it is inflated, naming the line", async () => {
+    const text = "P:a\nV:1-r0\n\n".repeat(200_000); // 2.4 MB of minimal records
+    const e = await readIndex(signIndex(indexBody(text)), { keyring: trusted, maxRecords: 10_000, subject: "many" }).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(ApkError);
+    expect((e as ApkError).code).toBe("LIMIT");
+    expect((e as ApkError).message).toBe("many: APKINDEX:30001: more than 10000 records (the limit; raise it with maxRecords or KILN_MAX_INDEX_RECORDS)");
+    expect((await readIndex(signIndex(indexBody(text)), { maxRecords: 200_000 })).records).toHaveLength(200_000);
+  });
+
+  it("a compressed index larger than maxSize (plus room for headers) is LIMIT before it is read to the end", async () => {
+    let pulled = 0;
+    async function* endless(): AsyncGenerator<Uint8Array> {
+      for (;;) {
+        pulled++;
+        yield Buffer.alloc(64 * 1024, 1);
+      }
+    }
+    expect(await codeOf(() => readIndex(endless(), { maxSize: 1 << 20 }))).toBe("LIMIT");
+    expect(pulled).toBeLessThan(100);
+  });
+});
+
+describe("names, versions and arches are checked when an index or .PKGINFO is parsed", () => {
+  const bad: Array<[string, string, string]> = [
+    ["P:x/../../../../tmp/outside/evil", "P:", "INVALID_FIELD"],
+    ["P:../aarch64/x", "P:", "INVALID_FIELD"],
+    ["P:.hidden", "P:", "INVALID_FIELD"],
+    ["P:-rf", "P:", "INVALID_FIELD"],
+    ["P:a\u0001b", "P:", "INVALID_FIELD"],
+    ["P:a b", "P:", "INVALID_FIELD"],
+  ];
+  for (const [line, field, code] of bad) {
+    it(`index record with ${JSON.stringify(line)} → ${code} naming the file, line and ${field}; verdict BAD archive`, async () => {
+      const bytes = signIndex(indexBody(`P:ok\nV:1.0-r0\nA:x86_64\n\n${line}\nV:1.0-r0\nA:x86_64\n\n`));
+      const e = await readIndex(chunked(bytes), { subject: "repo/x86_64/APKINDEX.tar.gz", keyring: trusted }).catch((x: unknown) => x);
+      expect(e).toBeInstanceOf(ApkError);
+      expect((e as ApkError).code).toBe(code);
+      expect((e as ApkError).message).toContain(`repo/x86_64/APKINDEX.tar.gz: APKINDEX:5: ${field} `);
+      expect(await verdict(bytes)).toBe("BAD archive");
+    });
+  }
+
+  const badFields: Array<[string, string, string]> = [
+    ["A:x86/64", "A:", "INVALID_FIELD"],
+    ["A:../../x", "A:", "INVALID_FIELD"],
+    ["A:x86_64\u001b", "A:", "INVALID_FIELD"],
+    ["V:1.0/../../x", "V:", "INVALID_VERSION"],
+    ["V:1.0-r0\u0007", "V:", "INVALID_VERSION"],
+  ];
+  for (const [line, field, code] of badFields) {
+    it(`index record with ${JSON.stringify(line)} → ${code} naming ${field}`, async () => {
+      const text = line.startsWith("A:") ? `P:foo\nV:1.0-r0\n${line}\n\n` : `P:foo\n${line}\nA:x86_64\n\n`;
+      const e = await readIndex(signIndex(indexBody(text)), { subject: "i" }).catch((x: unknown) => x);
+      expect(e).toBeInstanceOf(ApkError);
+      expect((e as ApkError).code).toBe(code);
+      expect((e as ApkError).message).toMatch(new RegExp(`^i: APKINDEX:[23]: ${field} `));
+    });
+  }
+
+  it("names that apk-style tools use are accepted (digits first, +, _, ., -)", async () => {
+    const names = ["7zip", "g++", "libstdc++-dev", "py3-zope.interface", "_internal", "a"];
+    const text = names.map((n) => `P:${n}\nV:1.0-r0\nA:x86_64\n\n`).join("");
+    expect((await readIndex(signIndex(indexBody(text)))).records.map((r) => r.name)).toEqual(names);
+  });
+
+  const badPkginfo: Array<[string, string, string, string]> = [
+    ["pkgname", "x/../../../../tmp/outside/evil", "INVALID_FIELD", ".PKGINFO:2: pkgname "],
+    ["pkgname", ".x", "INVALID_FIELD", ".PKGINFO:2: pkgname "],
+    ["arch", "../aarch64", "INVALID_FIELD", ".PKGINFO:4: arch "],
+    ["arch", "x86_64/..", "INVALID_FIELD", ".PKGINFO:4: arch "],
+    ["pkgver", "1.0-r0/../x", "INVALID_VERSION", ".PKGINFO:3: pkgver "],
+  ];
+  for (const [key, value, code, where] of badPkginfo) {
+    it(`.PKGINFO ${key} = ${JSON.stringify(value)} → ${code} naming the package, line and key`, async () => {
+      const data = gzipMember(Buffer.concat([BASE_TREE, END]));
+      const text = pkginfo(data).replace(new RegExp(`^${key} = .*$`, "m"), `${key} = ${value}`);
+      const c = craft({ dataGz: data, controlTar: tarFile(".PKGINFO", text, { checksum: false }) });
+      const e = await readPackage(c.bytes).catch((x: unknown) => x);
+      expect(e).toBeInstanceOf(ApkError);
+      expect((e as ApkError).code).toBe(code);
+      expect((e as ApkError).message).toContain(`hostile.apk: ${where}`);
+      expect(await verdict(c.bytes)).toBe("BAD archive");
+    });
+  }
+});
+
+describe("names and text that are not UTF-8 are refused, never rewritten", () => {
+  /** A file entry whose stored name is exactly `name` (any bytes). */
+  function tarFileRawName(name: Buffer, content: string): Buffer {
+    const h = Buffer.from(encodeHeader({ path: "x".repeat(name.length), type: "file", mode: 0o644, uid: 0, gid: 0, size: content.length, mtime: MTIME }));
+    name.copy(h, 0);
+    return Buffer.concat([fixChecksum(h), Buffer.from(content), Buffer.alloc(padding(content.length))]);
+  }
+  const nameA = Buffer.from([0x75, 0x73, 0x72, 0x2f, 0x61, 0xff]); // "usr/a\xff"
+  const nameB = Buffer.from([0x75, 0x73, 0x72, 0x2f, 0x61, 0xfe]); // "usr/a\xfe"
+
+  it("one data entry with an invalid byte in its name → BAD_ARCHIVE saying so (it used to read as usr/a\\uFFFD)", async () => {
+    const c = craft({ dataTar: Buffer.concat([tarDir("usr"), tarFileRawName(nameA, "x")]) });
+    const e = await readPackage(c.bytes).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(ApkError);
+    expect((e as ApkError).code).toBe("BAD_ARCHIVE");
+    expect((e as ApkError).message).toMatch(/tar header name "usr\/a\u00ff" is not valid UTF-8/);
+    expect(await verdict(c.bytes)).toBe("BAD archive");
+  });
+
+  it("two entries whose names differ only in invalid bytes are refused for the bytes, not collapsed into one duplicated name", async () => {
+    const c = craft({ dataTar: Buffer.concat([tarDir("usr"), tarFileRawName(nameA, "x"), tarFileRawName(nameB, "y")]) });
+    const r = await openPackage(chunked(c.bytes));
+    const seen: string[] = [];
+    const e = await (async () => {
+      for await (const x of r.entries()) seen.push(x.path);
+    })().catch((x: unknown) => x);
+    await r.close();
+    expect(e).toBeInstanceOf(ApkError);
+    expect((e as ApkError).message).toContain("not valid UTF-8");
+    expect((e as ApkError).message).not.toContain("appears twice");
+    expect(seen).toEqual(["usr"]);
+    expect(seen.some((p) => p.includes("\uFFFD"))).toBe(false);
+  });
+
+  it("a PAX path or linkpath that is not UTF-8 → BAD_ARCHIVE", async () => {
+    const paxBody = (k: string, v: Buffer) => {
+      const rec = Buffer.concat([Buffer.from(` ${k}=`), v, Buffer.from("\n")]);
+      let len = rec.length + 2;
+      if (String(len).length + rec.length !== len) len = String(len).length + rec.length;
+      return Buffer.concat([Buffer.from(String(len)), rec]);
+    };
+    const viaPax = Buffer.concat([tarDir("usr"), rawPax(paxBody("path", nameA)), tarFile("usr/plain", "x", { checksum: false })]);
+    const e = await readPackage(craft({ dataTar: viaPax }).bytes).catch((x: unknown) => x);
+    expect((e as ApkError).code).toBe("BAD_ARCHIVE");
+    expect((e as ApkError).message).toMatch(/PAX path "usr\/a\u00ff" is not valid UTF-8/);
+    const link = Buffer.concat([tarDir("usr"), rawPax(paxBody("linkpath", Buffer.from([0x61, 0xc3]))), tarSymlink("usr/l", "a")]);
+    expect(await packageCode(craft({ dataTar: link }).bytes)).toBe("BAD_ARCHIVE");
+  });
+
+  it(".PKGINFO with an invalid byte → INVALID_FIELD naming the line", async () => {
+    const data = gzipMember(Buffer.concat([BASE_TREE, END]));
+    const text = Buffer.concat([Buffer.from(pkginfo(data).replace("pkgdesc = a hostile package", "pkgdesc = caf")), Buffer.from([0xe9]), Buffer.from("\n")]);
+    const c = craft({ dataGz: data, controlTar: tarFile(".PKGINFO", text, { checksum: false }) });
+    const e = await readPackage(c.bytes).catch((x: unknown) => x);
+    expect((e as ApkError).code).toBe("INVALID_FIELD");
+    expect((e as ApkError).message).toMatch(/^hostile\.apk:\d+: \.PKGINFO is not valid UTF-8 \(byte 0xe9/);
+  });
+
+  it("APKINDEX text or DESCRIPTION with an invalid byte → INVALID_FIELD naming the line; an invalid entry name → BAD_ARCHIVE", async () => {
+    const text = Buffer.concat([Buffer.from("P:ok\nV:1.0-r0\nA:x86_64\n\nP:foo\nV:1.0-r0\nT:caf"), Buffer.from([0xe9]), Buffer.from("\n\n")]);
+    const body = gzipMember(Buffer.concat([tarFile("DESCRIPTION", "", { checksum: false }), tarFile("APKINDEX", text, { checksum: false }), END]));
+    const e = await readIndex(signIndex(body), { subject: "i" }).catch((x: unknown) => x);
+    expect((e as ApkError).code).toBe("INVALID_FIELD");
+    expect((e as ApkError).message).toMatch(/^i: APKINDEX:7: text is not valid UTF-8 \(byte 0xe9: "T:caf\u00e9/);
+    const desc = gzipMember(Buffer.concat([tarFile("DESCRIPTION", Buffer.from([0x76, 0xff]), { checksum: false }), tarFile("APKINDEX", "P:a\nV:1-r0\n\n", { checksum: false }), END]));
+    expect(await codeOf(() => readIndex(signIndex(desc)))).toBe("INVALID_FIELD");
+    const named = gzipMember(Buffer.concat([tarFile("DESCRIPTION", "", { checksum: false }), tarFileRawName(Buffer.from([0x78, 0xff]), "z"), tarFile("APKINDEX", "P:a\nV:1-r0\n\n", { checksum: false }), END]));
+    expect(await codeOf(() => readIndex(signIndex(named)))).toBe("BAD_ARCHIVE");
+  });
+});
+
+describe("keys below 2048 bits never make a signature trusted", () => {
+  let weak: SigningKey;
+  let weakPublicPem: string;
+  beforeAll(() => {
+    const k = generateKeyPairSync("rsa", { modulusLength: 1024 });
+    weak = { name: KEY_NAME, privateKey: k.privateKey, publicKey: k.publicKey };
+    weakPublicPem = k.publicKey.export({ type: "spki", format: "pem" }).toString();
+    expect(k.publicKey.asymmetricKeyDetails?.modulusLength).toBe(1024);
+  });
+
+  it("a package and an index signed by a 1024-bit key that IS in the keyring → UNTRUSTED, saying why", async () => {
+    const ring = new Keyring().add(KEY_NAME, weakPublicPem);
+    const pkg = craft({ sigTar: (control) => gunzipSync(buildSignatureMember(control, [weak])) });
+    const idx = buildIndex([VALID_RECORD()], { signingKeys: [weak] });
+    for (const bytes of [pkg.bytes, idx]) {
+      const p = join(dir, `weak-${fileNo++}.apk`);
+      await writeFile(p, bytes);
+      const r = await verifyFile(p, ring);
+      expect(r.verdict).toBe("UNTRUSTED");
+      expect(r.reason).toBe(`key ${KEY_NAME} is a 1024-bit RSA key, too weak to trust (at least 2048 bits)`);
+    }
+    expect(await codeOf(() => readIndex(idx, { keyring: ring }))).toBe("UNTRUSTED");
+    // The same construction with the 2048-bit key is OK: only the key size differs.
+    expect(await verdict(craft({ sigTar: (control) => gunzipSync(buildSignatureMember(control, [key])) }).bytes)).toBe("OK");
+    expect(await verdict(buildIndex([VALID_RECORD()], { signingKeys: [key] }))).toBe("OK");
+  });
+
+  it("a weak key is skipped like a key that does not load: a later signature by a strong key decides", async () => {
+    const weakOther: SigningKey = { ...weak, name: "weak.rsa.pub" };
+    const ring = new Keyring().add("weak.rsa.pub", weakPublicPem).add(KEY_NAME, publicPem);
+    expect(await verdict(buildIndex([VALID_RECORD()], { signingKeys: [weakOther, key] }), ring)).toBe("OK");
+    const forged = buildIndex([VALID_RECORD()], { signingKeys: [weakOther] });
+    expect(await verdict(forged, ring)).toBe("UNTRUSTED");
+  });
+
+  it("verifySignature itself refuses a weak key", async () => {
+    const { verifySignature, signDigestInput } = await import("./keys.js");
+    const data = Buffer.from("signed bytes");
+    const sig = signDigestInput(data, weak, "RSA256");
+    expect(verifySignature(data, sig, weak.publicKey, "RSA256")).toBe(false);
+    expect(verifySignature(data, signDigestInput(data, key, "RSA256"), key.publicKey, "RSA256")).toBe(true);
+  });
+});
+
+describe("datahash", () => {
+  function withDatahash(transform: (hex: string) => string): Crafted {
+    const data = gzipMember(Buffer.concat([BASE_TREE, END]));
+    const text = pkginfo(data).replace(/^datahash = (.*)$/m, (_, h: string) => `datahash = ${transform(h)}`);
+    expect(text).toContain(`datahash = ${transform(sha256hex(data))}`);
+    return craft({ dataGz: data, controlTar: tarFile(".PKGINFO", text, { checksum: false }) });
+  }
+
+  it("is compared case-insensitively: upper- and mixed-case hex from other tools verify OK", async () => {
+    for (const t of [(h: string) => h.toUpperCase(), (h: string) => h.slice(0, 32).toUpperCase() + h.slice(32)]) {
+      const c = withDatahash(t);
+      expect(await packageCode(c.bytes)).toBe("OK");
+      expect(await verdict(c.bytes)).toBe("OK");
+    }
+  });
+
+  it("a datahash of other data is still BAD_SIGNATURE whatever its case", async () => {
+    const flipHex = (h: string) => (h[0] === "0" ? "1" : "0") + h.slice(1);
+    expect(await packageCode(withDatahash((h) => flipHex(h).toUpperCase()).bytes)).toBe("BAD_SIGNATURE");
+  });
+});
+
+describe("corrupt deflate streams end in an ApkError, never an unhandled error", () => {
+  const patterns: Array<[string, (n: number) => Buffer]> = [
+    ["zeros", (n) => Buffer.alloc(n)],
+    ["0xff", (n) => Buffer.alloc(n, 0xff)],
+    ["invalid block type", (n) => Buffer.alloc(n, 0x07)], // BFINAL=1, BTYPE=11
+    ["pseudo-random", (n) => Buffer.from(Array.from({ length: n }, (_, i) => (i * 131 + 17) & 0xff))],
+  ];
+
+  async function collectUnhandled<T>(fn: () => Promise<T>): Promise<{ result: T; unhandled: unknown[] }> {
+    const unhandled: unknown[] = [];
+    const onErr = (e: unknown) => unhandled.push(e);
+    process.on("uncaughtException", onErr);
+    process.on("unhandledRejection", onErr);
+    try {
+      const result = await fn();
+      await new Promise((r) => setTimeout(r, 20));
+      return { result, unhandled };
+    } finally {
+      process.off("uncaughtException", onErr);
+      process.off("unhandledRejection", onErr);
+    }
+  }
+
+  function corruptAt(b: Buffer, at: number, junk: Buffer): Buffer {
+    const c = Buffer.from(b);
+    junk.copy(c, at, 0, Math.min(junk.length, c.length - at));
+    return c;
+  }
+
+  it("every member of a package and an index, corrupted at several offsets with several patterns: a rejected promise with ApkError", async () => {
+    const pkgMembers = [goodSig, goodControl, goodData];
+    const idxMembers = await splitMembers(goodIndex);
+    const cases: Array<{ bytes: Buffer; what: string; kind: "package" | "index" }> = [];
+    for (const [members, whole, kind] of [[pkgMembers, good, "package"], [idxMembers, goodIndex, "index"]] as const) {
+      let base = 0;
+      for (const [mi, m] of members.entries()) {
+        // 10: first deflate byte; then the middle, the last deflate bytes, the trailer.
+        for (const off of [10, 11, 13, Math.floor(m.length / 2), m.length - 10, m.length - 8, m.length - 3]) {
+          for (const [pname, pat] of patterns) {
+            const bytes = corruptAt(whole, base + off, pat(16));
+            if (!bytes.equals(whole)) cases.push({ bytes, what: `${kind} member ${mi + 1} +${off} ${pname}`, kind });
+          }
+        }
+        base += m.length;
+      }
+    }
+    expect(cases.length).toBeGreaterThan(100);
+    const { result, unhandled } = await collectUnhandled(async () => {
+      const out: string[] = [];
+      for (const c of cases) {
+        const run = c.kind === "package" ? readPackage(c.bytes) : readIndex(chunked(c.bytes), { keyring: trusted }).then(() => undefined);
+        const e = await deadline(run).then(() => undefined, (x: unknown) => x);
+        out.push(`${c.what}: ${e instanceof ApkError ? "ApkError" : String(e)}`);
+        // the same through a file stream, as the CLI reads it
+        const p = join(dir, `corrupt-${fileNo++}`);
+        await writeFile(p, c.bytes);
+        const v = await deadline(verifyFile(p, trusted));
+        out.push(`${c.what} verdict: ${v.verdict === "OK" ? "OK" : "not OK"}`);
+      }
+      return out;
+    });
+    expect(unhandled).toEqual([]);
+    for (const line of result) expect(line).toMatch(/: (ApkError|not OK)$/);
+  });
+
+  it("gunzipMembers over a corrupt stream rejects with ApkError at every cut and corruption of a multi-member stream", async () => {
+    const stream = Buffer.concat([gzipMember(Buffer.from("first member ".repeat(500))), gzipMember(Buffer.alloc(70000, 0x61))]);
+    const { unhandled } = await collectUnhandled(async () => {
+      for (let off = 10; off < stream.length; off += 37) {
+        for (const [, pat] of patterns) {
+          const bad = corruptAt(stream, off, pat(8));
+          if (bad.equals(stream)) continue; // the pattern is what is there already
+          const e = await deadline(
+            (async () => {
+              for await (const _ of gunzipMembers(chunked(bad, 100)));
+            })(),
+          ).then(() => undefined, (x: unknown) => x);
+          // A corruption zlib inflates "validly" still fails the CRC; none may pass unnoticed.
+          expect(e, `+${off}`).toBeInstanceOf(ApkError);
+        }
+      }
+    });
+    expect(unhandled).toEqual([]);
   });
 });

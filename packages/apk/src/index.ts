@@ -3,7 +3,8 @@
 
 export { ApkError, isApkError, type ApkErrorCode } from "./errors.js";
 export { parsePkgInfo, formatPkgInfo, emptyPackageInfo, type PackageInfo } from "./pkginfo.js";
-export { parseIndexText, formatIndexText, formatIndexFields, newIndexRecord, INDEX_FIELD_ORDER, type IndexRecord } from "./index-text.js";
+export { parseIndexText, formatIndexText, formatIndexFields, newIndexRecord, INDEX_FIELD_ORDER, type IndexRecord, type ParseIndexOptions } from "./index-text.js";
+export { checkPackageName, checkArch, checkVersion } from "./names.js";
 export {
   Keyring,
   generateKey,
@@ -47,6 +48,7 @@ export {
 export { buildSignatureMember, checkSignature, chooseSignature, type Verdict, type SignatureCheck } from "./signature.js";
 export {
   readIndex,
+  openIndex,
   verifyIndex,
   buildIndex,
   buildIndexBody,
@@ -55,7 +57,11 @@ export {
   sortIndexRecords,
   validateIndexRecord,
   type IndexFile,
+  type IndexHead,
+  type ReadIndexOptions,
   type BuildIndexOptions,
+  DEFAULT_MAX_INDEX_SIZE,
+  DEFAULT_MAX_INDEX_RECORDS,
 } from "./apkindex.js";
 export { verifyFile, sniffKind, indexRecordForPackage, resignPackage, type VerifyReport, type FileKind } from "./verify.js";
 export { isValidVersion, compareVersions, sortVersions, versionSatisfies } from "./version.js";

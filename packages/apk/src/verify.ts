@@ -4,7 +4,7 @@
 import { createReadStream } from "node:fs";
 import { rename, rm, stat } from "node:fs/promises";
 import { ApkError } from "./errors.js";
-import { readIndex, verifyIndex } from "./apkindex.js";
+import { openIndex } from "./apkindex.js";
 import type { IndexRecord } from "./index-text.js";
 import type { Keyring, SignatureType, SigningKey } from "./keys.js";
 import { parseSignatureName } from "./keys.js";
@@ -24,7 +24,12 @@ export interface VerifyReport {
   keyName?: string;
 }
 
-/** Look at the first entry after the signatures to tell a package from an index. */
+/**
+ * Look at the first entry after the signatures to tell a package from an
+ * index. This inflates one bounded slice of the member after the signatures
+ * (a package is verified by inflating its control member anyway); an index's
+ * body is otherwise not inflated before its signature is checked.
+ */
 export async function sniffKind(path: string): Promise<FileKind> {
   const ms = new MemberStream(createReadStream(path), { subject: path, maxMemberSize: () => 64 * 1024 * 1024 });
   try {
@@ -59,8 +64,10 @@ export async function verifyFile(path: string, keyring: Keyring): Promise<Verify
     if (!st.isFile()) throw new ApkError("BAD_ARCHIVE", `${path}: not a regular file`, { subject: path });
     kind = await sniffKind(path);
     if (kind === "index") {
-      const idx = await readIndex(createReadStream(path), { subject: path });
-      const c = verifyIndex(idx, keyring);
+      // The signature is decided on the compressed bytes; only a trusted body is inflated and checked.
+      const head = await openIndex(createReadStream(path), { subject: path });
+      const c = head.check(keyring);
+      if (c.verdict === "OK") await head.read();
       return { file: path, kind, ...c };
     }
     const reader = await openPackage(createReadStream(path), { subject: path });
