@@ -12,7 +12,7 @@ import { mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
-import { ApkError, openPackage, readIndex, verifyIndex, type IndexFile, type Keyring } from "@kiln/apk";
+import { ApkError, openIndex, openPackage, type IndexFile, type Keyring } from "@kiln/apk";
 import { DefaultFetcher, FetchError, joinUrl, readAll, type Fetcher, type Validator } from "./fetch.js";
 import type { RepoPackage, RepositoryRef } from "./types.js";
 
@@ -119,19 +119,27 @@ export async function loadIndex(repo: RepositoryRef, arch: string, ctx: RepoCont
     throw e;
   }
   ctx.onProgress?.({ kind: "index", url, cached });
-  let index: IndexFile;
+  // The signature is checked on the compressed bytes before the index is inflated.
+  let head;
   try {
-    index = await readIndex(bytes, { subject: url });
+    head = await openIndex(bytes, { subject: url });
   } catch (e) {
     if (e instanceof ApkError) throw new RepositoryError(`repository ${repo.url}: ${e.message}`, "BAD_INDEX", { cause: e });
     throw e;
   }
-  const check = verifyIndex(index, ctx.keyring);
+  const check = head.check(ctx.keyring);
   if (check.verdict !== "OK" && !ctx.allowUntrusted) {
     throw new RepositoryError(
       `repository ${repo.url}: index ${url} is ${check.verdict}: ${check.reason} (add the repository's public key to the keyring, or pass --allow-untrusted)`,
       "UNTRUSTED",
     );
+  }
+  let index: IndexFile;
+  try {
+    index = await head.read();
+  } catch (e) {
+    if (e instanceof ApkError) throw new RepositoryError(`repository ${repo.url}: ${e.message}`, "BAD_INDEX", { cause: e });
+    throw e;
   }
   // A trusted signature says who wrote the index, not that its names are safe to use as paths.
   const packages = index.records.map((record, i) => {
