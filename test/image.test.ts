@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildIndex, indexRecordForPackage, parseInstalledDb } from "@kiln/apk";
 import { kiln, kilnAsync } from "./helpers/cli.js";
 import { baseLayoutEntries, buildHello, makeKey, makeRepo, startRegistry, type Registry, type TestKey } from "./helpers/fixtures.js";
-import { APK_REAL } from "./helpers/paths.js";
+import { APK_REAL, noShared } from "./helpers/paths.js";
 
 let work: string;
 let key: TestKey;
@@ -240,7 +240,7 @@ describe("multi-arch", () => {
   });
 });
 
-describe("images from real melange packages, re-indexed with a test key", () => {
+describe.skipIf(noShared())("images from real melange packages, re-indexed with a test key", () => {
   it("builds and unpacks", () => {
     const r2 = join(work, "melange-repo", "x86_64");
     mkdirSync(r2, { recursive: true });

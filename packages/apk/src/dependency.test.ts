@@ -11,13 +11,12 @@ import {
 } from "./dependency.js";
 import { ApkError } from "./errors.js";
 import { parseIndexText, type IndexRecord } from "./index-text.js";
+import { APK_REAL, noShared } from "../../../test/helpers/paths.js";
 
-// shared/ sits beside the repository checkout, wherever that is.
-const REAL = new URL("../../../../shared/testdata/apk-real/", import.meta.url);
 
 /** The APKINDEX text of an APKINDEX.tar.gz: gunzip every member, walk the tar headers. */
 function readIndexText(rel: string): string {
-  const tar = gunzipSync(readFileSync(new URL(rel, REAL)));
+  const tar = gunzipSync(readFileSync(`${APK_REAL}/${rel}`));
   for (let off = 0; off + 512 <= tar.length; ) {
     const header = tar.subarray(off, off + 512);
     if (header.every((b) => b === 0)) break;
@@ -252,8 +251,8 @@ describe("validateDependencyList", () => {
   });
 });
 
-describe("real Alpine 3.16 index", () => {
-  const records: IndexRecord[] = parseIndexText(readIndexText("alpine-3.16/APKINDEX.tar.gz"));
+describe.skipIf(noShared())("real Alpine 3.16 index", () => {
+  const records: IndexRecord[] = (noShared() ? [] : parseIndexText(readIndexText("alpine-3.16/APKINDEX.tar.gz")));
   // Alpine shipped one provide that apk itself cannot parse ("v2.4" is not a
   // version): apk 2.14 drops it and the rest of that p: line. It is the only
   // token in the index this parser refuses, and it must stay refused.

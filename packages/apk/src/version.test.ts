@@ -5,13 +5,12 @@ import { ApkError } from "./errors.js";
 import { parseIndexText } from "./index-text.js";
 import { compareVersions, isValidVersion, sortVersions, versionSatisfies } from "./version.js";
 import type { VersionOp } from "./dependency.js";
+import { APK_REAL, noShared } from "../../../test/helpers/paths.js";
 
-// shared/ sits beside the repository checkout, wherever that is.
-const REAL = new URL("../../../../shared/testdata/apk-real/", import.meta.url);
 
 /** The APKINDEX text of an APKINDEX.tar.gz: gunzip every member, walk the tar headers. */
 function readIndexText(rel: string): string {
-  const tar = gunzipSync(readFileSync(new URL(rel, REAL)));
+  const tar = gunzipSync(readFileSync(`${APK_REAL}/${rel}`));
   for (let off = 0; off + 512 <= tar.length; ) {
     const header = tar.subarray(off, off + 512);
     if (header.every((b) => b === 0)) break;
@@ -389,8 +388,8 @@ describe("versionSatisfies", () => {
   });
 });
 
-describe("real Alpine 3.16 index", () => {
-  const records = parseIndexText(readIndexText("alpine-3.16/APKINDEX.tar.gz"));
+describe.skipIf(noShared())("real Alpine 3.16 index", () => {
+  const records = (noShared() ? [] : parseIndexText(readIndexText("alpine-3.16/APKINDEX.tar.gz")));
   const versions = records.map((r) => r.version);
 
   it("has thousands of records", () => {
@@ -412,7 +411,7 @@ describe("real Alpine 3.16 index", () => {
 });
 
 describe("total order", () => {
-  const alpine = [...new Set(parseIndexText(readIndexText("alpine-3.16/APKINDEX.tar.gz")).map((r) => r.version))];
+  const alpine = [...new Set((noShared() ? [] : parseIndexText(readIndexText("alpine-3.16/APKINDEX.tar.gz"))).map((r) => r.version))];
 
   // Versions built from a small alphabet so that shared prefixes, and thus
   // the tail rules, come up constantly.
