@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -378,5 +378,61 @@ describe("recipeHash and package-version", () => {
     const t0 = performance.now();
     for (let i = 0; i < 100; i++) compileRecipe(parse(text.replace("version: 1.3.1", `version: 1.3.${i}`)), { arch: "x86_64", pipelines });
     expect(performance.now() - t0).toBeLessThan(5000);
+  });
+});
+
+describe("recipes built to exhaust the compiler, or to reach outside the workspace", () => {
+  it("bounds each substituted value and all of them together", () => {
+    const doubling = ["vars:", "  v0: xxxxxxxxxx", ...Array.from({ length: 39 }, (_, i) => `  v${i + 1}: \${{vars.v${i}}}\${{vars.v${i}}}`)].join("\n");
+    expect(problemsOf(`package: {name: p, version: 1.0.0}\n${doubling}\npipeline:\n  - runs: echo \${{vars.v39}}\n`)).toEqual([
+      "inline.yaml:20:8: vars.v17: longer than 1048576 characters once its ${{ }} variables are substituted (variables that refer to each other multiply in size)",
+    ]);
+    // Each value within bounds, but 100 of them: the total is bounded too.
+    const big = `vars:\n  big: ${"y".repeat(1000)}\n  bigger: ${"${{vars.big}}".repeat(1000)}\n`;
+    const steps = Array.from({ length: 100 }, () => "  - runs: echo ${{vars.bigger}}").join("\n");
+    expect(problemsOf(`package: {name: p, version: 1.0.0}\n${big}pipeline:\n${steps}\n`)).toEqual([expect.stringMatching(/^inline\.yaml:\d+:\d+: pipeline\[\d+\]\.runs: substituted values exceed 64 MiB in total/)]);
+    // var-transforms that multiply their input
+    const transforms = Array.from({ length: 20 }, (_, i) => `  - {from: "\${{vars.${i ? `t${i - 1}` : "a"}}}", match: "(.*)", replace: "$1$1$1", to: t${i}}`).join("\n");
+    expect(problemsOf(`package: {name: p, version: 1.0.0}\nvars:\n  a: ${"z".repeat(100)}\nvar-transforms:\n${transforms}\npipeline:\n  - runs: echo \${{vars.t19}}\n`)).toEqual([
+      expect.stringMatching(/^inline\.yaml:\d+:\d+: var-transforms\[8\]\.replace: the replacement result is longer than 1048576 characters$/),
+    ]);
+  });
+
+  it("kiln's own steps must stay in the workspace: working-directory, fetch directory, deb-unpack paths", () => {
+    const sha = "a".repeat(64);
+    expect(problemsOf(`package: {name: p, version: 1.0.0}\npipeline:\n  - working-directory: /opt\n    uses: fetch\n    with: {uri: "https://example.invalid/x.tar.gz", expected-sha256: ${sha}}\n`)).toEqual([
+      "inline.yaml:3:24: pipeline[0].working-directory: working-directory /opt is outside the workspace /home/build: fetch runs on the host, inside the workspace only (give a relative path or one under /home/build)",
+    ]);
+    // Inherited from the enclosing step, and through ../
+    expect(problemsOf(`package: {name: p, version: 1.0.0}\npipeline:\n  - working-directory: ../..\n    pipeline:\n      - uses: fetch\n        with: {uri: "https://example.invalid/x.tar.gz", expected-sha256: ${sha}}\n`)).toEqual([
+      expect.stringMatching(/^inline\.yaml:5:9: pipeline\[0\]\.pipeline\[0\]\.working-directory: working-directory \/ is outside the workspace/),
+    ]);
+    expect(problemsOf(`package: {name: p, version: 1.0.0}\npipeline:\n  - uses: fetch\n    with: {uri: "https://example.invalid/x.tar.gz", expected-sha256: ${sha}, directory: /etc}\n`)).toEqual([
+      expect.stringMatching(/^inline\.yaml:4:\d+: pipeline\[0\]\.with\.directory: directory "\/etc" is outside the workspace/),
+    ]);
+    expect(problemsOf("package: {name: p, version: 1.0.0}\npipeline:\n  - uses: deb/unpack\n    with: {deb: ../../../etc/x.deb, directory: /usr}\n")).toEqual([
+      expect.stringMatching(/^inline\.yaml:4:\d+: pipeline\[0\]\.with\.deb: deb "\.\.\/\.\.\/\.\.\/etc\/x\.deb" is outside the workspace/),
+      expect.stringMatching(/^inline\.yaml:4:\d+: pipeline\[0\]\.with\.directory: directory "\/usr" is outside the workspace/),
+    ]);
+    // Shell steps may use guest paths, as in melange; relative and workspace paths are fine for kiln's steps.
+    expect(problemsOf(`package: {name: p, version: 1.0.0}\npipeline:\n  - working-directory: /opt\n    runs: ls\n  - working-directory: src\n    uses: fetch\n    with: {uri: "https://example.invalid/x.tar.gz", expected-sha256: ${sha}, directory: /home/build/x}\n`)).toEqual([]);
+  });
+
+  it("the patch check never looks outside the source directory", () => {
+    const src = join(tmp, "patch-src");
+    mkdirSync(src, { recursive: true });
+    writeFileSync(join(tmp, "outside.patch"), "");
+    symlinkSync(tmp, join(src, "up"));
+    const l = parse("package: {name: p, version: 1.0.0, description: d, copyright: [{license: MIT}]}\npipeline:\n  - uses: patch\n    with: {patches: ../outside.patch up/outside.patch up/nothing.patch /etc/passwd gone/x.patch}\n");
+    // Only names inside it are looked at: an existing and a missing file outside get the same answer (none).
+    // (/etc/passwd is read as the source directory's etc/passwd, which is missing.)
+    expect(lines(".", checkRecipe(l, { arch: "x86_64", sourceDir: src }).warnings)).toEqual([
+      `inline.yaml:4:21: pipeline[0].with.patches: patch "/etc/passwd" is not in the source directory ${src}`,
+      `inline.yaml:4:21: pipeline[0].with.patches: patch "gone/x.patch" is not in the source directory ${src}`,
+    ]);
+  });
+
+  it("names that would not fit in a file name", () => {
+    expect(problemsOf(`package: {name: ${"n".repeat(250)}, version: 1.0.0}\n`)).toEqual([expect.stringMatching(/^inline\.yaml:1:17: package\.name: "n{40}…" with its version is too long for a file name/)]);
   });
 });

@@ -6,9 +6,10 @@
 // dotted path before anything is thrown.
 
 import { createHash } from "node:crypto";
-import { existsSync } from "node:fs";
+import { isInside } from "@kiln/core";
+import { lstatSync, realpathSync } from "node:fs";
 import { readFile } from "node:fs/promises";
-import { join } from "node:path";
+import { basename, dirname, join, posix } from "node:path";
 import { isMap, isScalar, type Document } from "yaml";
 import { ApkError, isValidVersion, parseDependency, parseProvide } from "@kiln/apk";
 import { ARCH_ALIASES, ConfigError, dotted, hostApkArch, loadYaml, parseImageConfig, type ImageConfig, type ImageConfigInput, type Problem } from "@kiln/image";
@@ -21,7 +22,9 @@ import {
   goRegexp,
   goReplaceAll,
   KNOWN_ARCHS,
+  MAX_SUBSTITUTED_LENGTH,
   packageVariables,
+  RegexpError,
   resolveWorkdir,
   scanReferences,
   substituteCollect,
@@ -370,9 +373,14 @@ function durationSeconds(d: string | number): number {
   return Math.round(total);
 }
 
+/** What all of a recipe's substitutions together may produce. */
+const MAX_SUBSTITUTED_TOTAL = 64 << 20;
+
 class Compiler {
   readonly problems: Problem[] = [];
   readonly warnings: Problem[] = [];
+  private substituted = 0;
+  private overBudget = false;
   private readonly seen = new Set<string>();
   private registry!: PipelineRegistry;
 
@@ -439,9 +447,26 @@ class Compiler {
     this.problem(site.recipePath, `${message} (in pipeline "${site.def.name}" at ${dotted(inner) || "top level"}${where})`);
   }
 
-  /** Strict substitution: undefined and malformed references are reported (and left in the text). */
+  /**
+   * Strict substitution: undefined and malformed references are reported (and
+   * left in the text). Results are bounded, one by one and in total: variables
+   * referring to each other can grow exponentially; an oversized result is
+   * reported and replaced by "" so nothing downstream grows it further.
+   */
   sub(text: string, vars: ReadonlyMap<string, string>, report: (message: string, ref?: Reference) => void, quote = false): string {
     const r = substituteCollect(text, vars, quote);
+    if (r.overflow) {
+      report(`longer than ${MAX_SUBSTITUTED_LENGTH} characters once its \${{ }} variables are substituted (variables that refer to each other multiply in size)`);
+      return "";
+    }
+    if (r.value !== text) {
+      this.substituted += r.value.length;
+      if (this.substituted > MAX_SUBSTITUTED_TOTAL) {
+        if (!this.overBudget) report(`substituted values exceed ${MAX_SUBSTITUTED_TOTAL >> 20} MiB in total (variables that refer to each other multiply in size)`);
+        this.overBudget = true;
+        return "";
+      }
+    }
     for (const u of r.undefined) report(`undefined variable ${u.text}${this.suggestVariable(u.name, vars)}`, u);
     for (const m of r.malformed) report(`malformed variable reference ${JSON.stringify(text.slice(m, m + 20))} (expected \${{ name }})`);
     return r.value;
@@ -501,6 +526,15 @@ class Compiler {
     else if (!isValidVersion(`${version}-r0`)) this.problem(["package", "version"], `${JSON.stringify(version)} is not a valid apk version (expected e.g. 1.2.3, 1.2.3_rc1, 2024.01.05)`);
     if (/-r\d+$/.test(version)) this.problem(["package", "version"], `the version must not carry a release suffix (${JSON.stringify(version)}): set package.epoch instead`);
     const epoch = pkg.epoch ?? 0;
+    // Names and versions become file names (NAME-VER-rN.apk, NAME.test.log): one path segment each.
+    const fileNameFits = (name: string, path: Path) => {
+      if (Buffer.byteLength(`${name}-${version}-r${epoch}.apk`) > 255 || Buffer.byteLength(`${name}.test.log`) > 255) {
+        this.problem(path, `${JSON.stringify(name.length > 40 ? `${name.slice(0, 40)}…` : name)} with its version is too long for a file name (NAME-VERSION-rEPOCH.apk must fit in 255 bytes, this is ${Buffer.byteLength(`${name}-${version}-r${epoch}.apk`)})`);
+        return false;
+      }
+      return true;
+    };
+    fileNameFits(pkg.name, ["package", "name"]);
     pkg.copyright?.forEach((cp, i) => this.checkCopyright(cp, ["package", "copyright", i]));
     if (!licenseExpression(pkg.copyright)) this.warn(["package"], "no license: set package.copyright[].license");
     if (!pkg.description) this.warn(["package"], "no description: set package.description");
@@ -533,7 +567,13 @@ class Compiler {
         this.problem(["var-transforms", i, "match"], (e as Error).message);
         return;
       }
-      vars.set(`vars.${t.to}`, goReplaceAll(re, from, t.replace));
+      try {
+        vars.set(`vars.${t.to}`, goReplaceAll(re, from, t.replace));
+      } catch (e) {
+        if (!(e instanceof RegexpError)) throw e;
+        this.problem(["var-transforms", i, "replace"], e.message);
+        vars.set(`vars.${t.to}`, "");
+      }
     });
 
     // subpackage instances (range expansion) and their names
@@ -566,6 +606,7 @@ class Compiler {
           this.problem([...base, "name"], `subpackage name ${JSON.stringify(name)} must match ${PACKAGE_NAME_RE.source}`);
           continue;
         }
+        if (!fileNameFits(name, [...base, "name"])) continue;
         const prior = names.get(name);
         if (prior) {
           this.problem([...base, "name"], `duplicate package name ${JSON.stringify(name)} (also ${prior})`);
@@ -913,7 +954,7 @@ class Compiler {
     if (active) needs.push(...defNeeds);
 
     if (def.native) {
-      this.checkNative(def.native, inputs, site);
+      this.checkNative(def.native, inputs, site, resolveWorkdir(inh.workdir));
       if (active) out.push({ ...base(), uses: def.name, native: def.native, with: Object.fromEntries(Object.entries(inputs).sort(([a], [b]) => (a < b ? -1 : 1))) });
       return;
     }
@@ -924,14 +965,27 @@ class Compiler {
     });
   }
 
-  private checkNative(kind: NativeKind, inputs: Record<string, string>, site: Site): void {
+  private checkNative(kind: NativeKind, inputs: Record<string, string>, site: Site, workdir: string): void {
     // Inside a built-in pipeline (fetch → kiln:fetch) the inputs are the
     // recipe step's, under the same names: point there.
+    const at = (rel: Path, message: string) => {
+      if (site.def?.builtin && site.recipeWith) this.problem([...site.recipePath, ...rel], message);
+      else this.stepProblem(site, rel, message);
+    };
     const report = (key: string | undefined, message: string) => {
       // A value still holding ${{ }} has an undefined variable, reported already.
       if (key && inputs[key]?.includes("${{")) return;
       if (site.def?.builtin && site.recipeWith) this.problem([...site.recipePath, ...(key && key in site.recipeWith ? ["with", key] : [])], message);
       else this.stepProblem(site, key ? ["with", key] : [], message);
+    };
+    // kiln performs these steps on the host, in the workspace: every path they use must stay inside it.
+    const inWorkspace = (p: string) => p === WORKSPACE_DIR || p.startsWith(`${WORKSPACE_DIR}/`);
+    const workdirOk = workdir.includes("${{") || inWorkspace(workdir);
+    if (!workdirOk) at(["working-directory"], `working-directory ${workdir} is outside the workspace ${WORKSPACE_DIR}: ${kind} runs on the host, inside the workspace only (give a relative path or one under ${WORKSPACE_DIR})`);
+    const checkPath = (key: string, p: string | undefined) => {
+      if (!p || !workdirOk) return;
+      const abs = p.startsWith("/") ? posix.normalize(p) : posix.join(workdir, p);
+      if (!inWorkspace(abs)) report(key, `${key} ${JSON.stringify(p)} is outside the workspace ${WORKSPACE_DIR} (it resolves to ${abs}): ${kind} runs on the host, inside the workspace only`);
     };
     if (kind === "fetch") {
       if (!inputs["expected-sha256"] && !inputs["expected-sha512"] && !inputs["expected-none"]) report(undefined, "fetch needs expected-sha256 or expected-sha512");
@@ -939,6 +993,11 @@ class Compiler {
       if (!/^\d+$/.test(inputs["strip-components"] ?? "")) report("strip-components", `strip-components must be a whole number, got ${JSON.stringify(inputs["strip-components"])}`);
       const uri = inputs.uri ?? "";
       if (uri && !/^(https?|file|mirror):\/\//.test(uri)) report("uri", `uri must be an http://, https://, file:// or mirror:// URL, got ${JSON.stringify(uri)}`);
+      checkPath("directory", inputs.directory);
+    }
+    if (kind === "deb-unpack") {
+      checkPath("deb", inputs.deb);
+      checkPath("directory", inputs.directory);
     }
   }
 
@@ -950,13 +1009,43 @@ class Compiler {
       (steps ?? []).forEach((s, i) => {
         if (s.uses === "patch") {
           for (const p of String(s.with?.patches ?? "").split(/\s+/).filter(Boolean)) {
-            if (!p.includes("${{") && !existsSync(join(dir, p))) this.warn([...path, i, "with", "patches"], `patch ${JSON.stringify(p)} is not in the source directory ${dir}`);
+            if (!p.includes("${{") && patchMissing(dir, p)) this.warn([...path, i, "with", "patches"], `patch ${JSON.stringify(p)} is not in the source directory ${dir}`);
           }
         }
         walk(s.pipeline, [...path, i, "pipeline"]);
       });
     walk(this.src.recipe.pipeline, ["pipeline"]);
     this.src.recipe.subpackages?.forEach((sp, i) => walk(sp.pipeline, ["subpackages", i, "pipeline"]));
+  }
+}
+
+/**
+ * Whether a patch named by the recipe is missing from the source directory.
+ * Only names inside it are looked at (the patch is applied in the guest; a
+ * name leading elsewhere is the guest's business): the check never tells
+ * whether some host file outside it exists.
+ */
+function patchMissing(dir: string, name: string): boolean {
+  const full = join(dir, name);
+  if (!isInside(dir, full)) return false;
+  let realDir: string;
+  let parent: string;
+  try {
+    realDir = realpathSync(dir);
+    parent = realpathSync(dirname(full));
+  } catch {
+    return isInside(dir, dirname(full)); // a missing directory inside: the patch is missing
+  }
+  if (!isInside(realDir, parent)) return false; // through a symlink out of the source directory: not looked at
+  return !lstatExists(join(parent, basename(full)));
+}
+
+function lstatExists(p: string): boolean {
+  try {
+    lstatSync(p);
+    return true;
+  } catch {
+    return false;
   }
 }
 

@@ -57,8 +57,14 @@ export function scanReferences(text: string): { refs: Reference[]; malformed: nu
   return { refs, malformed };
 }
 
+/** The longest value one substitution may produce (a script, a URI): far above any real recipe, far below what exhausts memory. */
+export const MAX_SUBSTITUTED_LENGTH = 1 << 20;
+
 export interface SubstituteResult {
+  /** The result; when `overflow` is set, only its first `maxLength` characters or so. */
   value: string;
+  /** True when the result would be longer than `maxLength`: building it stopped there. */
+  overflow?: boolean;
   /** Undefined references, in order of appearance (left in `value` as written). */
   undefined: Reference[];
   /** Offsets of malformed `${{`. */
@@ -71,7 +77,7 @@ export interface SubstituteResult {
  * `quote` wraps each value in double quotes (Go strconv.Quote style), which is
  * how melange prepares `if:` expressions.
  */
-export function substituteCollect(text: string, vars: Variables, quote = false): SubstituteResult {
+export function substituteCollect(text: string, vars: Variables, quote = false, maxLength = MAX_SUBSTITUTED_LENGTH): SubstituteResult {
   const { refs, malformed } = scanReferences(text);
   if (refs.length === 0) return { value: text, undefined: [], malformed };
   const missing: Reference[] = [];
@@ -86,14 +92,18 @@ export function substituteCollect(text: string, vars: Variables, quote = false):
       out += r.text;
     } else out += quote ? quoteString(v) : v;
     last = r.index + r.text.length;
+    // Variables that refer to each other can grow exponentially: stop before memory does.
+    if (out.length > maxLength) return { value: out.slice(0, maxLength), overflow: true, undefined: missing, malformed };
   }
   out += text.slice(last);
+  if (out.length > maxLength) return { value: out.slice(0, maxLength), overflow: true, undefined: missing, malformed };
   return { value: out, undefined: missing, malformed };
 }
 
 /** Like substituteCollect, but throws SubstitutionError on an undefined or malformed reference. */
 export function substitute(text: string, vars: Variables, quote = false): string {
   const r = substituteCollect(text, vars, quote);
+  if (r.overflow) throw new SubstitutionError(`the substituted value is longer than ${MAX_SUBSTITUTED_LENGTH} characters`, []);
   if (r.undefined.length) {
     const names = [...new Set(r.undefined.map((u) => u.name))];
     throw new SubstitutionError(`undefined variable${names.length > 1 ? "s" : ""} ${names.map((n) => "${{" + n + "}}").join(", ")}`, names);
@@ -269,7 +279,7 @@ function extractName(s: string): { name: string; num: number; rest: string } | u
 }
 
 /** Go's Regexp.Expand for one match: `$1`, `${1}`, `$name`, `${name}`, `$$`; unknown groups expand to nothing. */
-function expandTemplate(template: string, m: RegExpExecArray): string {
+function expandTemplate(template: string, m: RegExpExecArray, maxLength: number): string {
   let out = "";
   let t = template;
   for (;;) {
@@ -290,6 +300,7 @@ function expandTemplate(template: string, m: RegExpExecArray): string {
     t = ref.rest;
     if (ref.num >= 0) out += m[ref.num] ?? "";
     else out += m.groups?.[ref.name] ?? "";
+    if (out.length > maxLength) throw new RegexpError(`the replacement result is longer than ${maxLength} characters`);
   }
   return out + t;
 }
@@ -298,7 +309,7 @@ function expandTemplate(template: string, m: RegExpExecArray): string {
  * Go's Regexp.ReplaceAllString: every non-overlapping match replaced by the
  * expanded template; an empty match right after a previous match is skipped.
  */
-export function goReplaceAll(re: RegExp, input: string, template: string): string {
+export function goReplaceAll(re: RegExp, input: string, template: string, maxLength = MAX_SUBSTITUTED_LENGTH): string {
   const g = re.global ? re : new RegExp(re.source, re.flags + "g");
   g.lastIndex = 0;
   let out = "";
@@ -316,10 +327,13 @@ export function goReplaceAll(re: RegExp, input: string, template: string): strin
         continue;
       }
     }
-    out += input.slice(last, start) + expandTemplate(template, m);
+    out += input.slice(last, start) + expandTemplate(template, m, maxLength);
+    if (out.length > maxLength) throw new RegexpError(`the replacement result is longer than ${maxLength} characters`);
     last = end;
     prevEnd = end;
     if (g.lastIndex > input.length) break;
   }
-  return out + input.slice(last);
+  out += input.slice(last);
+  if (out.length > maxLength) throw new RegexpError(`the replacement result is longer than ${maxLength} characters`);
+  return out;
 }
