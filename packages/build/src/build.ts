@@ -4,19 +4,21 @@
 // then move them into the output repository and merge its signed index. A
 // failed build leaves the previous packages and index untouched.
 
-import { KilnError } from "@kiln/core";
-import { cp, mkdir, mkdtemp, readFile, readdir, rename, rm, stat, writeFile, copyFile } from "node:fs/promises";
+import { joinUnder, KilnError } from "@kiln/core";
+import { mkdir, mkdtemp, readFile, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { basename, dirname, join, relative } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { stringify as yamlStringify } from "yaml";
 import { buildIndex, indexRecordForPackage, mergeIndexRecords, readIndex, type IndexRecord, type ScriptName, type SigningKey } from "@kiln/apk";
 import type { ImageConfigInput } from "@kiln/image";
 import { compileRecipe, environmentImageConfig, loadRecipe, type CompiledRecipe, type CompiledStep, type CompiledScriptlets, type CompiledTest } from "./compile.js";
-import { extractArchive, fetchSource, type MirrorOptions } from "./fetch-source.js";
-import { unpackDeb } from "./deb.js";
+import type { MirrorOptions } from "./fetch-source.js";
 import { emitPackage, type EmittedPackage } from "./emit.js";
+import { ensureDirUnder, type FileRoot } from "./host-files.js";
+import { copySourceDir, keyringKeys, publicHalf, runNativeStep, workspaceRelative, type FetchedSource, type KeyringSources } from "./native-steps.js";
 import { assembleGuest, resolveGuest, type Guest } from "./guest.js";
 import type { BuildLog, LogLimits } from "./log-capture.js";
+import type { Recipe } from "./recipe-schema.js";
 import { formatTail, GUEST_WORKSPACE, openLog, runInSandbox, type StepResult } from "./sandbox.js";
 
 export type BuildEvent =
@@ -38,7 +40,12 @@ export interface BuildOptions {
   repositoryAppend?: string[];
   keyringAppend?: Array<{ name: string; pem: Buffer }>;
   pipelineDirs?: string[];
-  /** Copied into the workspace (patches, local sources); default: a directory named after the package beside the recipe. */
+  /**
+   * Copied into the workspace (patches, local sources); default: a directory
+   * named after the package beside the recipe. Given explicitly (--source-dir),
+   * it is also where file:// sources and keyring entries may be read besides
+   * the recipe's own directory.
+   */
   sourceDir?: string;
   cacheDir: string;
   sourceDateEpoch: number;
@@ -120,16 +127,6 @@ async function withRepoLock<T>(dir: string, fn: () => Promise<T>): Promise<T> {
   }
 }
 
-function hostPath(workspace: string, guestPath: string, what: string): string {
-  if (guestPath !== GUEST_WORKSPACE && !guestPath.startsWith(GUEST_WORKSPACE + "/")) {
-    throw new Error(`${what}: ${guestPath} is outside the workspace ${GUEST_WORKSPACE}`);
-  }
-  const rel = guestPath.slice(GUEST_WORKSPACE.length).replace(/^\/+/, "");
-  const p = join(workspace, rel);
-  if (relative(workspace, p).startsWith("..")) throw new Error(`${what}: ${guestPath} escapes the workspace`);
-  return p;
-}
-
 function scripts(s: CompiledScriptlets): { scripts: Partial<Record<ScriptName, string>>; triggers: string[] } {
   const out: Partial<Record<ScriptName, string>> = {};
   for (const k of ["pre-install", "post-install", "pre-deinstall", "post-deinstall", "pre-upgrade", "post-upgrade"] as const) {
@@ -143,10 +140,26 @@ async function localRepoUsable(outDir: string, arch: string): Promise<boolean> {
   return !!(await stat(join(outDir, arch, "APKINDEX.tar.gz")).catch(() => undefined));
 }
 
-async function keyFiles(paths: string[]): Promise<Array<{ name: string; pem: Buffer }>> {
-  const out = [];
-  for (const p of paths) out.push({ name: basename(p), pem: await readFile(p) });
-  return out;
+/** The directories a recipe may read local files from: its own, and an explicit --source-dir. */
+function recipeRoots(file: string, sourceDir: string | undefined): FileRoot[] {
+  return [{ dir: resolve(dirname(file)), what: "the recipe's directory" }, ...(sourceDir ? [{ dir: resolve(sourceDir), what: "--source-dir" }] : [])];
+}
+
+/** Keyring entries a recipe names itself (build and test environments), as written. */
+function ownKeyring(recipe: Recipe): Set<string> {
+  const envs = [recipe.environment, recipe.test?.environment, ...(recipe.subpackages ?? []).map((s) => s.test?.environment)];
+  return new Set(envs.flatMap((e) => e?.contents?.keyring ?? []));
+}
+
+/** Every key a guest trusts, public halves only. */
+function publicKeys(keys: Array<{ name: string; pem: Buffer }>): Array<{ name: string; pem: Buffer }> {
+  return keys.map((k) => ({ name: k.name, pem: publicHalf(k.pem, `key ${k.name}`) }));
+}
+
+/** Make the step's working directory (inside the workspace) exist, as melange does; guest paths outside it are the guest's. */
+async function prepareWorkdir(workspace: string, guestDir: string, what: string): Promise<void> {
+  if (guestDir !== GUEST_WORKSPACE && !guestDir.startsWith(`${GUEST_WORKSPACE}/`)) return;
+  await ensureDirUnder(workspace, workspaceRelative("", guestDir, what), what);
 }
 
 /** The environment every step of a recipe starts from (build and test alike). */
@@ -172,14 +185,22 @@ export async function buildRecipe(file: string, opts: BuildOptions): Promise<Bui
   const variables = { ...opts.variables };
   const copts = { arch: opts.arch, ...(opts.pipelineDirs ? { pipelineDirs: opts.pipelineDirs } : {}), variables };
   const loaded = await loadRecipe(file, copts);
+  // The recipe's own keyring entries are read only where its local files may be; the distribution's as given.
+  const recipeKeyring = ownKeyring(loaded.recipe);
+  const keyring: KeyringSources = {
+    trusted: new Set((opts.environment?.contents?.keyring ?? []).filter((k) => !recipeKeyring.has(k))),
+    roots: recipeRoots(file, opts.sourceDir),
+    baseDir: recipeDir,
+    subject: file,
+  };
   if (opts.epochOverride !== undefined) loaded.recipe.package.epoch = opts.epochOverride;
   if (opts.environment !== undefined) loaded.recipe.environment = structuredClone(opts.environment);
   const compiled = compileRecipe(loaded, copts);
   const pkg = compiled.package;
   const label = `${pkg.name}-${pkg.fullVersion}`;
-  const logDir = join(opts.outDir, "logs", opts.arch);
+  const logDir = joinUnder(opts.outDir, "logs", { value: opts.arch, what: "architecture" });
   await mkdir(logDir, { recursive: true });
-  const logPath = join(logDir, `${pkg.name}.log`);
+  const logPath = joinUnder(logDir, { value: `${pkg.name}.log`, what: "log file" });
   await writeFile(logPath, `# kiln build ${file} (${label}, ${opts.arch})\n`);
   const result: BuildResult = { recipe: file, name: pkg.name, fullVersion: pkg.fullVersion, packages: [], log: logPath, ms: 0, steps: [], guest: [] };
   if (!compiled.supportsArch) {
@@ -188,25 +209,25 @@ export async function buildRecipe(file: string, opts: BuildOptions): Promise<Bui
     return result;
   }
   emit({ kind: "start", package: label });
-  const work = await mkdtemp(join(tmpdir(), `kiln-build-${pkg.name}-`));
+  const work = await mkdtemp(joinUnder(tmpdir(), { value: `kiln-build-${pkg.name}-`, what: "work directory" }));
   const log = openLog(logPath, opts.logLimits);
   try {
     const workspace = join(work, "ws");
-    await mkdir(join(workspace, "melange-out", pkg.name), { recursive: true });
-    for (const sp of compiled.subpackages) await mkdir(join(workspace, "melange-out", sp.name), { recursive: true });
-    const sourceDir = opts.sourceDir ?? join(recipeDir, pkg.name);
-    if ((await stat(sourceDir).catch(() => undefined))?.isDirectory()) await cp(sourceDir, workspace, { recursive: true });
+    const outDirOf = (name: string) => joinUnder(workspace, "melange-out", { value: name, what: "package name" });
+    for (const name of [pkg.name, ...compiled.subpackages.map((sp) => sp.name)]) await mkdir(outDirOf(name), { recursive: true });
+    const sourceDir = opts.sourceDir ?? joinUnder(recipeDir, { value: pkg.name, what: "package name" });
+    await copySourceDir(sourceDir, workspace, keyring.roots, file);
 
-    const sources: Array<{ uri: string; sha256?: string; sha512?: string }> = [];
+    const sources: FetchedSource[] = [];
     const allSteps = [...compiled.pipeline, ...compiled.subpackages.flatMap((s) => s.pipeline)];
     let guest: Guest | undefined;
     const localKeys = [{ name: opts.signingKey.name, pem: opts.publicKeyPem }];
-    const envKeys = await keyFiles(compiled.environment.contents?.keyring ?? []);
+    const envKeys = await keyringKeys(compiled.environment.contents?.keyring ?? [], keyring);
     const repos = async () => [...(compiled.environment.contents?.repositories ?? []), ...(opts.repositoryAppend ?? []), ...((await localRepoUsable(opts.outDir, opts.arch)) ? [opts.outDir] : [])];
     if (needsGuest(allSteps)) {
       const packages = compiled.environment.contents?.packages ?? [];
       if (packages.length === 0) throw new BuildError(`${file}: the pipeline runs shell steps, so environment.contents.packages must name a guest (at least a shell)`, file);
-      const spec = { arch: opts.arch, packages, repositories: await repos(), keys: [...envKeys, ...localKeys, ...(opts.keyringAppend ?? [])], buildUid: 1000, cacheDir: opts.cacheDir, image: environmentImageConfig(compiled.environment, file) };
+      const spec = { arch: opts.arch, packages, repositories: await repos(), keys: publicKeys([...envKeys, ...localKeys, ...(opts.keyringAppend ?? [])]), buildUid: 1000, cacheDir: opts.cacheDir, image: environmentImageConfig(compiled.environment, file) };
       const resolved = await resolveGuest(spec);
       guest = await assembleGuest(spec, resolved);
       result.guest = resolved.map((p) => ({ name: p.record.name, version: p.record.version, checksum: p.record.checksum ?? "" }));
@@ -220,28 +241,11 @@ export async function buildRecipe(file: string, opts: BuildOptions): Promise<Bui
         const s0 = Date.now();
         emit({ kind: "step", package: label, step: step.name, index: i + 1, total: steps.length, native: !!step.native });
         log.write(`\n# step ${i + 1}/${steps.length} ${step.name} (${step.origin})\n`);
-        if (step.native === "fetch") {
-          const w = step.with ?? {};
-          if (w["expected-none"]) throw new BuildError(`${file}: ${step.origin}: expected-none is refused: pin the source with expected-sha256 or expected-sha512`, file, step.name);
-          const spec = { uri: w.uri!, ...(w["expected-sha256"] ? { expectedSha256: w["expected-sha256"] } : {}), ...(w["expected-sha512"] ? { expectedSha512: w["expected-sha512"] } : {}) };
-          const cached = await fetchSource(spec, { cacheDir: opts.cacheDir, ...(opts.mirrors ?? {}), onProgress: (e) => e.kind !== "data" && log.write(`# fetch ${e.kind} ${e.uri}\n`) });
-          sources.push({ uri: w.uri!, ...(spec.expectedSha256 ? { sha256: spec.expectedSha256 } : {}), ...(spec.expectedSha512 ? { sha512: spec.expectedSha512 } : {}) });
-          const wd = hostPath(workspace, step.workingDirectory, step.name);
-          const dest = join(wd, w.directory ?? ".");
-          if (w.extract === "false") {
-            await mkdir(dest, { recursive: true });
-            await copyFile(cached, join(dest, basename(new URL(w.uri!.replace(/^\$\{\{[^}]*\}\}/, "http://x")).pathname)));
-          } else {
-            await extractArchive(cached, dest, { stripComponents: Number(w["strip-components"] ?? 1) });
-          }
-        } else if (step.native === "deb-unpack") {
-          const w = step.with ?? {};
-          const wd = hostPath(workspace, step.workingDirectory, step.name);
-          const deb = join(wd, w.deb!);
-          const dest = w.directory?.startsWith("/") ? hostPath(workspace, w.directory, step.name) : join(wd, w.directory ?? ".");
-          await unpackDeb(deb, dest, { mergedUsr: true });
-        } else {
+        if (step.native) {
+          const fetched = await runNativeStep(step, { file, workspace, fileRoots: keyring.roots, cacheDir: opts.cacheDir, ...(opts.mirrors ? { mirrors: opts.mirrors } : {}), log });
+          if (fetched) sources.push(fetched);        } else {
           const env = { ...baseEnv, ...step.environment };
+          await prepareWorkdir(workspace, step.workingDirectory, `${file}: ${step.origin}: working-directory`);
           const r = await runInSandbox({ guestRoot: guest!.dir, workspace, env, timeoutMs }, step.runs, { workdir: step.workingDirectory, log });
           if (r.exitCode !== 0) {
             const why = r.timedOut ? `timed out after ${timeoutMs / 1000} s` : `exited with status ${r.exitCode}`;
@@ -257,7 +261,8 @@ export async function buildRecipe(file: string, opts: BuildOptions): Promise<Bui
 
     // Emit into a staging repository.
     const staging = join(work, "staging");
-    await mkdir(join(staging, opts.arch), { recursive: true });
+    const stagingArch = joinUnder(staging, { value: opts.arch, what: "architecture" });
+    await mkdir(stagingArch, { recursive: true });
     const melangeYaml = yamlStringify(loaded.recipe);
     const emitted: EmittedPackage[] = [];
     const targets = [
@@ -266,7 +271,9 @@ export async function buildRecipe(file: string, opts: BuildOptions): Promise<Bui
     ];
     for (const t of targets) {
       const { scripts: sc, triggers } = scripts(t.scriptlets);
-      const out = join(staging, opts.arch, `${t.name}-${pkg.fullVersion}.apk`);
+      const out = joinUnder(stagingArch, { value: `${t.name}-${pkg.fullVersion}.apk`, what: "package file" });
+      // The guest's steps wrote here: the package's directory must still be a directory of the workspace, not a symlink out of it.
+      const destdir = await ensureDirUnder(workspace, join("melange-out", t.name), `${file}: ${t.name}`);
       const e = await emitPackage(
         {
           name: t.name,
@@ -288,7 +295,7 @@ export async function buildRecipe(file: string, opts: BuildOptions): Promise<Bui
           controlFiles: { ".melange.yaml": melangeYaml },
           sources,
         },
-        join(workspace, "melange-out", t.name),
+        destdir,
         out,
         { signingKeys: [opts.signingKey], sourceDateEpoch: opts.sourceDateEpoch },
       );
@@ -297,16 +304,16 @@ export async function buildRecipe(file: string, opts: BuildOptions): Promise<Bui
     }
     const records: IndexRecord[] = [];
     for (const e of emitted) records.push(await indexRecordForPackage(e.path));
-    await writeFile(join(staging, opts.arch, "APKINDEX.tar.gz"), buildIndex(records, { signingKeys: [opts.signingKey], sourceDateEpoch: opts.sourceDateEpoch }));
+    await writeFile(join(stagingArch, "APKINDEX.tar.gz"), buildIndex(records, { signingKeys: [opts.signingKey], sourceDateEpoch: opts.sourceDateEpoch }));
 
     // Tests: a fresh guest with the new packages (from staging, ahead of the output repository).
     if (opts.runTests !== false) {
-      await runRecipeTests(compiled, { file, label, work, sourceDir, repositories: [staging, ...(await repos())], keys: [...envKeys, ...localKeys, ...(opts.keyringAppend ?? [])], baseEnv, timeoutMs, log, logPath, opts });
+      await runRecipeTests(compiled, { file, label, work, sourceDir, keyring, repositories: [staging, ...(await repos())], keys: [...envKeys, ...localKeys, ...(opts.keyringAppend ?? [])], baseEnv, timeoutMs, log, logPath, opts });
     }
 
     // Publish into the output repository: packages first, then the merged index.
     await withRepoLock(opts.outDir, async () => {
-      const dir = join(opts.outDir, opts.arch);
+      const dir = joinUnder(opts.outDir, { value: opts.arch, what: "architecture" });
       await mkdir(dir, { recursive: true });
       for (const e of emitted) await rename(e.path, join(dir, basename(e.path)));
       const indexFile = join(dir, "APKINDEX.tar.gz");
@@ -335,6 +342,7 @@ interface TestContext {
   label: string;
   work: string;
   sourceDir: string;
+  keyring: KeyringSources;
   repositories: string[];
   keys: Array<{ name: string; pem: Buffer }>;
   baseEnv: Record<string, string>;
@@ -353,14 +361,14 @@ async function runRecipeTests(compiled: CompiledRecipe, t: TestContext): Promise
   for (const { target, test } of tests) {
     emit({ kind: "test", package: t.label, target });
     t.log.write(`\n# test ${target}\n`);
-    const tws = join(t.work, `test-${target}`);
+    const tws = joinUnder(t.work, { value: `test-${target}`, what: "test workspace" });
     await mkdir(tws, { recursive: true });
-    if ((await stat(t.sourceDir).catch(() => undefined))?.isDirectory()) await cp(t.sourceDir, tws, { recursive: true });
+    await copySourceDir(t.sourceDir, tws, t.keyring.roots, t.file);
     const spec = {
       arch: t.opts.arch,
       packages: test.environment.contents?.packages ?? [target],
       repositories: [...t.repositories, ...(test.environment.contents?.repositories ?? [])],
-      keys: [...(await keyFiles(test.environment.contents?.keyring ?? [])), ...t.keys],
+      keys: publicKeys([...(await keyringKeys(test.environment.contents?.keyring ?? [], t.keyring)), ...t.keys]),
       buildUid: 1000,
       cacheDir: t.opts.cacheDir,
       image: environmentImageConfig(test.environment, `${t.file} (test)`),
@@ -372,6 +380,7 @@ async function runRecipeTests(compiled: CompiledRecipe, t: TestContext): Promise
       if (step.native) throw new BuildError(`${t.file}: test step "${step.name}" uses ${step.native}, which tests cannot`, t.file, step.name);
       const env = { ...t.baseEnv, ...(test.environment.environment ?? {}), ...step.environment };
       t.log.write(`# test step ${i + 1} ${step.name}\n`);
+      await prepareWorkdir(tws, step.workingDirectory, `${t.file}: ${step.origin}: working-directory`);
       const r = await runInSandbox({ guestRoot: tguest.dir, workspace: tws, env, timeoutMs: t.timeoutMs }, step.runs, { workdir: step.workingDirectory, log: t.log });
       if (r.exitCode !== 0) {
         throw new BuildError(`${t.file}: test of ${target}, step ${i + 1} "${step.name}" failed (status ${r.exitCode}${r.timedOut ? ", timed out" : ""})\n  last output:\n${formatTail(r.tail)}\n  full log: ${t.logPath}`, t.file, step.name, r, t.logPath);
@@ -391,21 +400,23 @@ export async function testRecipe(file: string, opts: BuildOptions): Promise<{ te
   const loaded = await loadRecipe(file, copts);
   const compiled = compileRecipe(loaded, copts);
   const label = `${compiled.package.name}-${compiled.package.fullVersion}`;
-  const logDir = join(opts.outDir, "logs", opts.arch);
+  const logDir = joinUnder(opts.outDir, "logs", { value: opts.arch, what: "architecture" });
   await mkdir(logDir, { recursive: true });
-  const logPath = join(logDir, `${compiled.package.name}.test.log`);
+  const logPath = joinUnder(logDir, { value: `${compiled.package.name}.test.log`, what: "log file" });
   await writeFile(logPath, `# kiln test ${file} (${label})\n`);
   const log = openLog(logPath, opts.logLimits);
-  const work = await mkdtemp(join(tmpdir(), `kiln-test-${compiled.package.name}-`));
+  const work = await mkdtemp(joinUnder(tmpdir(), { value: `kiln-test-${compiled.package.name}-`, what: "work directory" }));
+  const keyring: KeyringSources = { trusted: new Set(), roots: recipeRoots(file, opts.sourceDir), baseDir: dirname(file), subject: file };
   try {
-    const envKeys = await keyFiles(compiled.environment.contents?.keyring ?? []);
+    const envKeys = await keyringKeys(compiled.environment.contents?.keyring ?? [], keyring);
     const repositories = [...((await localRepoUsable(opts.outDir, opts.arch)) ? [opts.outDir] : []), ...(compiled.environment.contents?.repositories ?? []), ...(opts.repositoryAppend ?? [])];
     const baseEnv = guestEnvironment(compiled, opts.sourceDateEpoch);
     const n = await runRecipeTests(compiled, {
       file,
       label,
       work,
-      sourceDir: opts.sourceDir ?? join(dirname(file), compiled.package.name),
+      sourceDir: opts.sourceDir ?? joinUnder(dirname(file), { value: compiled.package.name, what: "package name" }),
+      keyring,
       repositories,
       keys: [...envKeys, { name: opts.signingKey.name, pem: opts.publicKeyPem }, ...(opts.keyringAppend ?? [])],
       baseEnv,

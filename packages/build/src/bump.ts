@@ -5,11 +5,13 @@
 
 import { createHash } from "node:crypto";
 import { readFile, rename, writeFile } from "node:fs/promises";
+import { dirname, resolve } from "node:path";
 import { isMap, isSeq, parseDocument, type Document } from "yaml";
 import { isValidVersion } from "@kiln/apk";
 import { ConfigError } from "@kiln/image";
 import { compileRecipe, parseRecipe } from "./compile.js";
-import { fetchSource, SourceError, substituteMirrors, type MirrorOptions } from "./fetch-source.js";
+import { fetchSource, httpGet, localFilePath, mirrorFileRoots, SourceError, substituteMirrors, type MirrorOptions } from "./fetch-source.js";
+import { openConfined, type FileRoot } from "./host-files.js";
 
 export interface BumpResult {
   file: string;
@@ -18,15 +20,26 @@ export interface BumpResult {
   sources: Array<{ uri: string; sha256: string }>;
 }
 
-async function sha256Of(url: string): Promise<string> {
+/** sha256 of a source: http(s) (redirects to http(s) only), or a local file inside `roots`. */
+async function sha256Of(url: string, uri: string, roots: readonly FileRoot[]): Promise<string> {
+  const h = createHash("sha256");
+  if (/^\s*file:/i.test(url)) {
+    const f = await openConfined(localFilePath(new URL(url.trim()), uri), roots, uri);
+    try {
+      for await (const c of f.handle.createReadStream({ start: 0, autoClose: false })) h.update(c as Buffer);
+    } finally {
+      await f.handle.close();
+    }
+    return h.digest("hex");
+  }
   let res: Response;
   try {
-    res = await fetch(url, { signal: AbortSignal.timeout(600_000) });
+    res = await httpGet(url, uri, AbortSignal.timeout(600_000));
   } catch (e) {
+    if (e instanceof SourceError) throw e;
     throw new SourceError("NETWORK", `${url}: ${(e as Error).message}`);
   }
   if (!res.ok || !res.body) throw new SourceError("HTTP", `${url}: HTTP ${res.status}`);
-  const h = createHash("sha256");
   for await (const c of res.body as unknown as AsyncIterable<Uint8Array>) h.update(c);
   return h.digest("hex");
 }
@@ -47,10 +60,13 @@ function fetchSteps(doc: Document): Array<{ path: Array<string | number> }> {
   return out;
 }
 
-export async function bumpRecipe(file: string, version: string, opts: MirrorOptions & { cacheDir?: string; arch?: string } = {}): Promise<BumpResult> {
+export async function bumpRecipe(file: string, version: string, opts: MirrorOptions & { cacheDir?: string; arch?: string; sourceDir?: string } = {}): Promise<BumpResult> {
   if (!isValidVersion(`${version}-r0`)) throw new ConfigError([{ file, path: "package.version", message: `${JSON.stringify(version)} is not a valid apk version` }]);
   const text = await readFile(file, "utf8");
+  parseRecipe(file, text); // the recipe as it is must be valid (and within the YAML limits) before it is edited
   const doc = parseDocument(text);
+  // Local sources are read as for builds: in the recipe's directory or an explicit source directory only.
+  const fileRoots: FileRoot[] = [{ dir: resolve(dirname(file)), what: "the recipe's directory" }, ...(opts.sourceDir ? [{ dir: resolve(opts.sourceDir), what: "--source-dir" }] : [])];
   const from = String(doc.getIn(["package", "version"]));
   doc.setIn(["package", "version"], version);
   doc.setIn(["package", "epoch"], 0);
@@ -69,8 +85,8 @@ export async function bumpRecipe(file: string, version: string, opts: MirrorOpti
   for (const [i, s] of steps.entries()) {
     const uri = fetched[i]!.with!.uri!;
     const url = substituteMirrors(uri, opts);
-    const sha = await sha256Of(url);
-    if (opts.cacheDir) await fetchSource({ uri, expectedSha256: sha }, { ...opts, cacheDir: opts.cacheDir });
+    const sha = await sha256Of(url, uri, [...fileRoots, ...mirrorFileRoots(uri, opts)]);
+    if (opts.cacheDir) await fetchSource({ uri, expectedSha256: sha }, { ...opts, cacheDir: opts.cacheDir, fileRoots });
     doc.setIn([...s.path, "with", "expected-sha256"], sha);
     if (doc.hasIn([...s.path, "with", "expected-sha512"])) doc.deleteIn([...s.path, "with", "expected-sha512"]);
     sources.push({ uri: uris[i]!, sha256: sha });

@@ -2,10 +2,12 @@
 // normalised), automatic dependencies merged with the declared ones, the
 // compiled recipe embedded as `.melange.yaml`, an SPDX SBOM in the data.
 
-import { mkdir, writeFile } from "node:fs/promises";
+import { constants as FS } from "node:fs";
+import { lstat, open, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { emptyPackageInfo, entriesFromDirectory, writePackage, type PackageInfo, type ScriptName, type SigningKey, type WrittenPackage } from "@kiln/apk";
 import { detectDependencies, mergeDependencies } from "./detect-deps.js";
+import { ensureDirUnder, HostFileError } from "./host-files.js";
 
 export interface EmitSpec {
   name: string;
@@ -75,11 +77,23 @@ function sbom(spec: EmitSpec, epoch: number): string {
   return JSON.stringify(doc, null, 2) + "\n";
 }
 
+/** Write a new file in a directory the guest's steps wrote: whatever is at that name (a symlink out of it) is replaced, never written through. */
+async function writeFresh(path: string, text: string): Promise<void> {
+  const st = await lstat(path).catch(() => undefined);
+  if (st?.isDirectory()) throw new HostFileError(`${path} is a directory`);
+  if (st) await unlink(path);
+  const fh = await open(path, FS.O_WRONLY | FS.O_CREAT | FS.O_EXCL | FS.O_NOFOLLOW, 0o644);
+  try {
+    await fh.writeFile(text);
+  } finally {
+    await fh.close();
+  }
+}
+
 /** Write `destdir` as `outFile`. The SBOM is added to destdir first. */
 export async function emitPackage(spec: EmitSpec, destdir: string, outFile: string, opts: { signingKeys: SigningKey[]; sourceDateEpoch: number }): Promise<EmittedPackage> {
-  const sbomDir = join(destdir, "var/lib/db/sbom");
-  await mkdir(sbomDir, { recursive: true });
-  await writeFile(join(sbomDir, `${spec.name}-${spec.version}.spdx.json`), sbom(spec, opts.sourceDateEpoch));
+  const sbomDir = await ensureDirUnder(destdir, "var/lib/db/sbom", `${spec.name}: SBOM directory`);
+  await writeFresh(join(sbomDir, `${spec.name}-${spec.version}.spdx.json`), sbom(spec, opts.sourceDateEpoch));
   const detected = await detectDependencies(destdir, { version: spec.version });
   const merged = mergeDependencies({
     declared: { runtime: spec.runtime, provides: spec.provides },

@@ -10,6 +10,7 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
+import { KilnError } from "@kiln/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   type Compression,
@@ -49,6 +50,10 @@ beforeAll(async () => {
         return;
       }
       res.writeHead(200, { "content-length": "5" }).end("flaky");
+      return;
+    }
+    if (url.startsWith("/redirect?to=")) {
+      res.writeHead(302, { location: decodeURIComponent(url.slice("/redirect?to=".length)) }).end();
       return;
     }
     if (url === "/always-503") {
@@ -187,11 +192,90 @@ describe("fetchSource", () => {
     expect(events.filter((x) => x.kind === "retry")).toHaveLength(1);
   });
 
-  it("reads file:// URIs, still verified and cached", async () => {
+  it("reads file:// URIs inside the allowed directories, still verified and cached", async () => {
     const f = join(work, "local.txt");
     writeFileSync(f, "local source\n");
-    const p = await fetchSource({ uri: pathToFileURL(f).href, expectedSha256: sha256("local source\n") }, { cacheDir: cache() });
+    const fileRoots = [{ dir: work, what: "the recipe's directory" }];
+    const p = await fetchSource({ uri: pathToFileURL(f).href, expectedSha256: sha256("local source\n") }, { cacheDir: cache(), fileRoots });
     expect(readFileSync(p, "utf8")).toBe("local source\n");
+    // The same through localhost, and with a redundant "./" — still inside.
+    await expect(fetchSource({ uri: `file://localhost${f}`, expectedSha256: sha256("local source\n") }, { cacheDir: cache(), fileRoots })).resolves.toMatch(/sources\//);
+    await expect(fetchSource({ uri: pathToFileURL(f).href, expectedSha256: sha256("local source\n") }, { cacheDir: cache() })).rejects.toThrow(/no directory was given/);
+  });
+
+  it("follows http redirects, but never to another scheme", async () => {
+    const body = files.get("/src/hello-1.0.tar.gz")!;
+    await expect(fetchSource({ uri: `${base}/redirect?to=${encodeURIComponent("/src/hello-1.0.tar.gz")}`, expectedSha256: sha256(body) }, { cacheDir: cache(), ...fast })).resolves.toMatch(/sources\//);
+    const f = join(work, "redirected.txt");
+    writeFileSync(f, "a local file\n");
+    const e = await fetchSource({ uri: `${base}/redirect?to=${encodeURIComponent(pathToFileURL(f).href)}`, expectedSha256: sha256("a local file\n") }, { cacheDir: cache(), ...fast, fileRoots: [{ dir: work, what: "the recipe's directory" }] }).catch((x: unknown) => x);
+    expect(e).toMatchObject({ code: "BAD_URI", message: expect.stringMatching(/refusing the redirect .* to a file: URL/) });
+  });
+});
+
+describe("file:// sources cannot reach files outside the recipe's directory", () => {
+  // The layout an attacker's recipe sees: its directory, and beside it a private key and a plain secret.
+  let recipes: string;
+  let outside: string;
+  let mirror: string;
+  const secrets: Array<{ path: string; body: Buffer }> = [];
+  beforeAll(async () => {
+    const { generateKeyPairSync } = await import("node:crypto");
+    const root = mkdtempSync(join(work, "confine-"));
+    recipes = join(root, "recipes");
+    outside = join(root, "outside");
+    mirror = join(root, "mirror");
+    for (const d of [recipes, outside, mirror, join(recipes, "greet")]) mkdirSync(d, { recursive: true });
+    const { privateKey } = generateKeyPairSync("rsa", { modulusLength: 1024 });
+    const key = Buffer.from(privateKey.export({ type: "pkcs1", format: "pem" }).toString());
+    secrets.push({ path: join(outside, "kiln-test.rsa"), body: key }, { path: join(outside, "secret.txt"), body: Buffer.from("the host's secret, no key markers\n") });
+    for (const x of secrets) writeFileSync(x.path, x.body, { mode: 0o600 });
+    symlinkSync(join(outside, "secret.txt"), join(recipes, "greet", "link-out"));
+    symlinkSync("../../outside/kiln-test.rsa", join(recipes, "greet", "relative-link-out"));
+    execFileSync("ln", [join(outside, "secret.txt"), join(recipes, "hard-link")]);
+    writeFileSync(join(recipes, "inside.rsa"), key); // a private key inside the recipe's directory is refused too
+    writeFileSync(join(mirror, "pool.txt"), "from the mirror\n");
+  });
+
+  it.each([
+    ["an absolute path outside", () => pathToFileURL(secrets[0]!.path).href, 0],
+    ["the plain secret", () => pathToFileURL(secrets[1]!.path).href, 1],
+    ["dot-dot out of the recipe's directory", () => `file://${recipes}/../outside/secret.txt`, 1],
+    ["percent-encoded dot-dot", () => `file://${recipes}/%2e%2e/outside/secret.txt`, 1],
+    ["upper-case percent-encoded dot-dot", () => `file://${recipes}/%2E%2E/outside/kiln-test.rsa`, 0],
+    ["file://localhost", () => `file://localhost${secrets[1]!.path}`, 1],
+    ["file:/ with one slash", () => `file:${secrets[1]!.path}`, 1],
+    ["an upper-case scheme", () => `FILE://${secrets[1]!.path}`, 1],
+    ["an absolute symlink in the recipe's directory", () => `file://${recipes}/greet/link-out`, 1],
+    ["a relative symlink in the recipe's directory", () => `file://${recipes}/greet/relative-link-out`, 0],
+    ["a hard link in the recipe's directory", () => `file://${recipes}/hard-link`, 1],
+    ["a private key inside the recipe's directory", () => `file://${recipes}/inside.rsa`, 0],
+    ["another host", () => `file://elsewhere.invalid${secrets[1]!.path}`, 1],
+    ["an encoded slash", () => `file://${recipes}/..%2Foutside%2Fsecret.txt`, 1],
+    ["an encoded NUL", () => `file://${recipes}/greet%00/../../outside/secret.txt`, 1],
+    ["a file:// mirror, then dot-dot out of it", () => "mirror://local/../outside/secret.txt", 1],
+    ["an http redirect to file://", () => `${base}/redirect?to=${encodeURIComponent(pathToFileURL(secrets[1]!.path).href)}`, 1],
+  ])("%s is refused, with the right hash too, and nothing about the file appears", async (_what, uri, which) => {
+    const secret = secrets[which]!;
+    const cacheDir = cache();
+    const opts = { cacheDir, ...fast, fileRoots: [{ dir: recipes, what: "the recipe's directory" }], mirrors: { local: pathToFileURL(mirror).href } };
+    for (const spec of [{ expectedSha256: sha256(secret.body) }, { expectedSha256: "0".repeat(64) }, { expectedSha512: sha512(secret.body) }]) {
+      const e = await fetchSource({ uri: uri(), ...spec }, opts).catch((x: unknown) => x);
+      expect(e).toBeInstanceOf(KilnError);
+      if (process.env.KILN_SHOW_REFUSALS) console.log(_what, "→", (e as Error).message);
+      const text = `${(e as Error).message} ${String((e as Error).stack)}`;
+      for (const leak of [secret.body.toString(), secret.body.toString().split("\n")[1]!, sha256(secret.body), sha512(secret.body), String(secret.body.length)]) {
+        if (leak.length > 4) expect(text).not.toContain(leak);
+      }
+    }
+    // Nothing of it was cached.
+    const cached = existsSync(join(cacheDir, "sources")) ? readdirSync(join(cacheDir, "sources")) : [];
+    expect(cached.filter((n) => !n.startsWith("."))).not.toContain(sha256(secret.body));
+  });
+
+  it("a file:// mirror's own files can be read through mirror://", async () => {
+    const p = await fetchSource({ uri: "mirror://local/pool.txt", expectedSha256: sha256("from the mirror\n") }, { cacheDir: cache(), mirrors: { local: pathToFileURL(mirror).href } });
+    expect(readFileSync(p, "utf8")).toBe("from the mirror\n");
   });
 });
 

@@ -22,6 +22,7 @@ import type { Readable } from "node:stream";
 import { finished, pipeline } from "node:stream/promises";
 import { fileURLToPath } from "node:url";
 import { createGunzip } from "node:zlib";
+import { openConfined, type FileRoot } from "./host-files.js";
 
 // ---------------------------------------------------------------------------
 // Errors
@@ -277,6 +278,29 @@ export function substituteMirrors(uri: string, opts: MirrorOptions = {}): string
   return out;
 }
 
+/** The directories of the file:// mirrors a URI uses: a path under one of them may be read (and nothing else through it). */
+export function mirrorFileRoots(uri: string, opts: MirrorOptions = {}): FileRoot[] {
+  const names = [...uri.matchAll(MIRROR_VAR)].map((m) => m[1]!);
+  const scheme = MIRROR_SCHEME.exec(uri);
+  if (scheme) names.push(scheme[1]!);
+  const out: FileRoot[] = [];
+  for (const name of new Set(names)) {
+    const base = resolveMirror(name, opts);
+    if (/^file:/i.test(base)) out.push({ dir: localFilePath(new URL(base), `mirror ${name}`), what: `the ${name} mirror`, allowHardLinks: true });
+  }
+  return out;
+}
+
+/** The local path a file: URL names; refuses other hosts and encodings that do not name a plain path. */
+export function localFilePath(u: URL, subject: string): string {
+  if (u.hostname !== "" && u.hostname !== "localhost") throw new SourceError("BAD_URI", `${subject}: a file URL must name a local file, not one on ${JSON.stringify(u.hostname)}`);
+  try {
+    return fileURLToPath(u);
+  } catch (e) {
+    throw new SourceError("BAD_URI", `${subject}: not a usable file URL (${(e as Error).message})`);
+  }
+}
+
 // ---------------------------------------------------------------------------
 // Fetching
 
@@ -303,6 +327,12 @@ export interface FetchOptions extends MirrorOptions {
   retryDelayMs?: number;
   /** Abort an attempt when no data arrives for this long (default 60 s). */
   idleTimeoutMs?: number;
+  /**
+   * Where `file://` sources may be read from (the recipe's directory, an
+   * explicit --source-dir); a file:// mirror's own directory is added for the
+   * URIs that use it. Without any, file:// sources are refused.
+   */
+  fileRoots?: readonly FileRoot[];
 }
 
 function normalizeHex(v: string | undefined, len: number, what: string, uri: string): string | undefined {
@@ -333,7 +363,9 @@ async function isFile(p: string): Promise<boolean> {
  * expectedSha256/expectedSha512 is required; a mismatch is fatal, names the
  * URI with the expected and actual hash, and caches nothing. 5xx, 429, 408 and
  * network errors are retried with exponential back-off; other statuses fail at
- * once. `file://` URIs are read from disk (and still verified and cached).
+ * once, and only http(s) redirects are followed. `file://` URIs are read
+ * from disk only inside `opts.fileRoots` (see openConfined), and still
+ * verified and cached.
  */
 export async function fetchSource(spec: SourceSpec, opts: FetchOptions): Promise<string> {
   const uri = spec.uri;
@@ -342,6 +374,8 @@ export async function fetchSource(spec: SourceSpec, opts: FetchOptions): Promise
   if (!want256 && !want512) {
     throw new SourceError("NO_CHECKSUM", `${uri}: no expected-sha256 or expected-sha512; sources must be pinned by checksum`);
   }
+  // A local file is checked before anything else, the cache included: a refused path is refused every time.
+  if (/^\s*file:/i.test(uri)) await (await openLocal(uri, uri, opts.fileRoots ?? [])).handle.close();
   const dir = join(opts.cacheDir, "sources");
   const by512 = join(dir, "sha512");
 
@@ -379,7 +413,7 @@ export async function fetchSource(spec: SourceSpec, opts: FetchOptions): Promise
   for (let attempt = 1; attempt <= retries + 1; attempt++) {
     const tmp = join(dir, `.partial-${process.pid}-${randomBytes(6).toString("hex")}`);
     try {
-      const got = await downloadOnce(parsed, uri, url, tmp, attempt, opts, !!want512);
+      const got = await downloadOnce(parsed, uri, url, tmp, attempt, opts, !!want512, parsed.protocol === "file:" ? [...(opts.fileRoots ?? []), ...mirrorFileRoots(uri, opts)] : []);
       if (want256 && got.sha256 !== want256) {
         throw new SourceError("CHECKSUM_MISMATCH", `checksum mismatch for ${uri}${url !== uri ? ` (${url})` : ""}: expected sha256 ${want256}, got sha256 ${got.sha256}`);
       }
@@ -418,6 +452,7 @@ async function downloadOnce(
   attempt: number,
   opts: FetchOptions,
   need512: boolean,
+  fileRoots: readonly FileRoot[],
 ): Promise<{ sha256: string; sha512: string | undefined; bytes: number }> {
   const h256 = createHash("sha256");
   const h512: Hash | undefined = need512 ? createHash("sha512") : undefined;
@@ -437,15 +472,13 @@ async function downloadOnce(
       }
     };
     if (parsed.protocol === "file:") {
-      const p = fileURLToPath(parsed);
-      let size: number;
+      const f = await openLocal(url, uri, fileRoots);
       try {
-        size = (await fsp.stat(p)).size;
-      } catch (e) {
-        throw new SourceError("BAD_URI", `${uri}: cannot read ${p}: ${(e as Error).message}`);
+        opts.onProgress?.({ kind: "start", uri, url, attempt, total: f.size });
+        for await (const chunk of f.handle.createReadStream({ autoClose: false, start: 0 })) await consume(chunk as Buffer, f.size);
+      } finally {
+        await f.handle.close();
       }
-      opts.onProgress?.({ kind: "start", uri, url, attempt, total: size });
-      for await (const chunk of createReadStream(p)) await consume(chunk as Buffer, size);
     } else {
       const ac = new AbortController();
       const idleMs = opts.idleTimeoutMs ?? 60_000;
@@ -457,8 +490,9 @@ async function downloadOnce(
       try {
         let res: Response;
         try {
-          res = await fetch(url, { signal: ac.signal, redirect: "follow", headers: { "user-agent": "kiln" } });
+          res = await httpGet(url, uri, ac.signal);
         } catch (e) {
+          if (e instanceof SourceError) throw e;
           throw new RetryableError(ac.signal.aborted ? `no response within ${idleMs} ms` : `network error: ${describe(e)}`);
         }
         if (res.status !== 200) {
@@ -489,6 +523,45 @@ async function downloadOnce(
     await fh.close();
   }
   return { sha256: h256.digest("hex"), sha512: h512?.digest("hex"), bytes };
+}
+
+/** Open the local file a file: URL names, inside `roots` only. */
+async function openLocal(url: string, uri: string, roots: readonly FileRoot[]) {
+  let u: URL;
+  try {
+    u = new URL(url.trim());
+  } catch {
+    throw new SourceError("BAD_URI", `${uri}: ${JSON.stringify(url)} is not a URL`);
+  }
+  return openConfined(localFilePath(u, uri), roots, uri);
+}
+
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+
+/**
+ * GET an http(s) URL, following at most 10 redirects and only to http(s):
+ * a server cannot send kiln to a file:// (or any other) URL.
+ */
+export async function httpGet(url: string, subject: string, signal?: AbortSignal): Promise<Response> {
+  let current = url;
+  for (let hop = 0; hop <= 10; hop++) {
+    const res = await fetch(current, { ...(signal ? { signal } : {}), redirect: "manual", headers: { "user-agent": "kiln" } });
+    if (!REDIRECTS.has(res.status)) return res;
+    await res.body?.cancel().catch(() => undefined);
+    const location = res.headers.get("location");
+    if (!location) throw new SourceError("HTTP", `fetching ${subject}: HTTP ${res.status} redirect without a Location`);
+    let next: URL;
+    try {
+      next = new URL(location, current);
+    } catch {
+      throw new SourceError("HTTP", `fetching ${subject}: HTTP ${res.status} redirect to an invalid URL`);
+    }
+    if (next.protocol !== "http:" && next.protocol !== "https:") {
+      throw new SourceError("BAD_URI", `fetching ${subject}: refusing the redirect from ${current} to a ${next.protocol} URL (only http and https redirects are followed)`);
+    }
+    current = next.href;
+  }
+  throw new SourceError("HTTP", `fetching ${subject}: more than 10 redirects`);
 }
 
 function describe(e: unknown): string {

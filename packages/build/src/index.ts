@@ -78,6 +78,8 @@ export { assembleGuest, resolveGuest, guestKey, type Guest, type GuestSpec } fro
 export { emitPackage, type EmitSpec, type EmittedPackage } from "./emit.js";
 export { fetchSource, extractArchive, debianMirror, resolveMirror, substituteMirrors, aptMirrors, SourceError, type SourceSpec, type FetchOptions, type MirrorOptions } from "./fetch-source.js";
 export { readDeb, unpackDeb, debVersionToApk } from "./deb.js";
+export { HostFileError, type FileRoot } from "./host-files.js";
+export { NativeStepError } from "./native-steps.js";
 export { detectDependencies, mergeDependencies } from "./detect-deps.js";
 export { testRecipe } from "./build.js";
 export { bumpRecipe, type BumpResult } from "./bump.js";

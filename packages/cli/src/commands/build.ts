@@ -43,6 +43,15 @@ export async function obtainSigningKey(explicit: string | undefined, outDir: str
   return { key, publicPem, privatePath: path, generated };
 }
 
+/** A byte count with an optional K, M or G suffix (powers of 1024). */
+export function byteSize(v: string, option: string): number {
+  const m = /^(\d+)([KMG]?)i?B?$/i.exec(v.trim());
+  if (!m) throw new UserError(`${option}: expected a size such as 268435456, 512K, 256M or 1G, got ${JSON.stringify(v)}`, 2);
+  const n = Number(m[1]) * 1024 ** " KMG".indexOf((m[2] || " ").toUpperCase());
+  if (!Number.isSafeInteger(n) || n < 4096) throw new UserError(`${option}: ${JSON.stringify(v)} is too small or too large (at least 4K)`, 2);
+  return n;
+}
+
 export function progressPrinter(io: Io, json: boolean): (e: BuildEvent) => void {
   if (json) return () => undefined;
   return (e) => {
@@ -77,6 +86,7 @@ const RECIPE_OPTIONS = {
   "repository-append": { type: "string", multiple: true },
   "keyring-append": { type: "string", multiple: true },
   "pipeline-dir": { type: "string", multiple: true },
+  "source-dir": { type: "string" },
 } as const;
 
 /** What `kiln build` and `kiln test` share: arch, output repository, signing key, extra trusted keys. */
@@ -95,12 +105,12 @@ async function recipeContext(values: { arch?: string; out?: string; "signing-key
 export const build: Command = {
   name: "build",
   summary: "build recipes into signed packages in a local repository",
-  usage: "kiln build RECIPE... | --all | --changed [--since REV] [--jobs N] [--keep-going] [--distro FILE] [--dry-run] [--arch A] [--out DIR] [--signing-key K] [--repository-append R]... [--keyring-append K]... [--pipeline-dir D]... [--source-dir D] [--cache-dir D] [--no-test] [--json]",
+  usage: "kiln build RECIPE... | --all | --changed [--since REV] [--jobs N] [--keep-going] [--distro FILE] [--dry-run] [--arch A] [--out DIR] [--signing-key K] [--repository-append R]... [--keyring-append K]... [--pipeline-dir D]... [--source-dir D] [--cache-dir D] [--max-log-size N] [--no-test] [--json]",
   async run(argv, io) {
     const { values, positionals } = parse(this, argv, {
       ...RECIPE_OPTIONS,
-      "source-dir": { type: "string" },
       "cache-dir": { type: "string" },
+      "max-log-size": { type: "string" },
       "no-test": { type: "boolean" },
       json: { type: "boolean" },
       // The distribution (kiln build --all | --changed): see commands/distro.ts.
@@ -119,6 +129,13 @@ steps run under bubblewrap (no network, workspace at /home/build, build user 100
 (default OUT=./packages), signed, with automatic so:/cmd:/pc: dependencies; the recipe's tests
 run in a fresh guest; only then are OUT/ARCH/*.apk and APKINDEX.tar.gz updated.
 A local signing key is generated on first use unless --signing-key or $KILN_SIGNING_KEY is set.
+
+--source-dir D      copy D into the workspace (default: the directory named after the package
+                    beside the recipe). file:// sources and keyring entries are read only inside
+                    the recipe's own directory and D, after following symlinks; never a file with
+                    other hard links, never a private key.
+--max-log-size N    cap each package's log at N bytes (default 256 MiB; suffixes K, M, G); lines
+                    longer than 64 KiB are cut with a marker
 
 The distribution (distro.yaml here or in a parent directory, or --distro FILE):
 --all               build every recipe that is out of date (see kiln plan), in dependency order
@@ -151,6 +168,7 @@ report to OUT/report.html (status, duration and a timeline per package) and OUT/
           keyringAppend,
           pipelineDirs: asArray(values["pipeline-dir"]),
           ...(values["source-dir"] ? { sourceDir: values["source-dir"] } : {}),
+          ...(values["max-log-size"] ? { logLimits: { maxBytes: byteSize(values["max-log-size"], "--max-log-size") } } : {}),
           cacheDir: values["cache-dir"] ?? defaultCacheDir(io.env),
           sourceDateEpoch: sourceDateEpoch(io.env),
           runTests: !values["no-test"],
@@ -167,7 +185,7 @@ report to OUT/report.html (status, duration and a timeline per package) and OUT/
 export const testCmd: Command = {
   name: "test",
   summary: "run a recipe's tests against its built packages",
-  usage: "kiln test RECIPE... [--arch A] [--out DIR] [--repository-append R]... [--keyring-append K]... [--pipeline-dir D]... [--cache-dir D]",
+  usage: "kiln test RECIPE... [--arch A] [--out DIR] [--repository-append R]... [--keyring-append K]... [--pipeline-dir D]... [--source-dir D] [--cache-dir D]",
   async run(argv, io) {
     const { values, positionals } = parse(this, argv, {
       ...RECIPE_OPTIONS,
@@ -187,6 +205,7 @@ packages as built in OUT (default ./packages) and the other repositories. Exit 1
         repositoryAppend: asArray(values["repository-append"]),
         keyringAppend,
         pipelineDirs: asArray(values["pipeline-dir"]),
+        ...(values["source-dir"] ? { sourceDir: values["source-dir"] } : {}),
         cacheDir: values["cache-dir"] ?? defaultCacheDir(io.env),
         sourceDateEpoch: sourceDateEpoch(io.env),
         onEvent: progressPrinter(io, false),
@@ -200,15 +219,15 @@ packages as built in OUT (default ./packages) and the other repositories. Exit 1
 export const bump: Command = {
   name: "bump",
   summary: "set a recipe's version, reset its epoch, refresh source checksums",
-  usage: "kiln bump RECIPE VERSION [--cache-dir D]",
+  usage: "kiln bump RECIPE VERSION [--cache-dir D] [--source-dir D]",
   async run(argv, io) {
-    const { values, positionals } = parse(this, argv, { "cache-dir": { type: "string" } });
+    const { values, positionals } = parse(this, argv, { "cache-dir": { type: "string" }, "source-dir": { type: "string" } });
     if (values.help) return help(this, io, `Edits RECIPE in place (comments and layout kept): package.version = VERSION, epoch = 0, and each
 fetch step's expected-sha256 recomputed by downloading the new source (mirrors resolved as for builds).
 Nothing is written unless every source was downloaded.`);
     if (positionals.length !== 2) throw new UserError(`usage: ${this.usage}`, 2);
     const { bumpRecipe } = await import("@kiln/build");
-    const r = await bumpRecipe(positionals[0]!, positionals[1]!, { cacheDir: values["cache-dir"] ?? defaultCacheDir(io.env) });
+    const r = await bumpRecipe(positionals[0]!, positionals[1]!, { cacheDir: values["cache-dir"] ?? defaultCacheDir(io.env), ...(values["source-dir"] ? { sourceDir: values["source-dir"] } : {}) });
     io.out(`${r.file}: ${r.from} → ${r.to}`);
     for (const s of r.sources) io.out(`  ${s.uri}: sha256 ${s.sha256}`);
     return 0;
