@@ -7,9 +7,10 @@ import { newIndexRecord, type IndexRecord } from "@kiln/apk";
 import { ConfigError } from "@kiln/image";
 import { mergeEnvironment, parseDistro } from "./config.js";
 import { buildGraph, cyclicComponents } from "./graph.js";
-import { buildKey, formatKeyRecords, identity, parseKeyRecords, type KeyRecord } from "./keys.js";
+import { buildKey, formatKeyRecords, identity, parseKeyRecords, type KeyRecord, type KeyStore } from "./keys.js";
 import { chooseEpoch, diffIdentities, planBuild } from "./plan.js";
 import type { RecipeNode } from "./recipes.js";
+import { runPlan, type Builder } from "./run.js";
 import type { RepoState } from "./state.js";
 
 function problems(text: string): string[] {
@@ -82,7 +83,7 @@ describe("release numbers and identities", () => {
 
 // --- graph and plan over in-memory states --------------------------------
 
-function node(name: string, opts: { requests?: string[]; tests?: string[]; provides?: string[]; runtime?: string[]; subpackages?: string[]; own?: string; epoch?: number } = {}): RecipeNode {
+function node(name: string, opts: { requests?: string[]; tests?: string[]; provides?: string[]; runtime?: string[]; subpackages?: string[]; own?: string; epoch?: number; needsGuest?: boolean } = {}): RecipeNode {
   return {
     name,
     file: `/d/recipes/${name}.yaml`,
@@ -95,7 +96,7 @@ function node(name: string, opts: { requests?: string[]; tests?: string[]; provi
     testRequests: opts.tests ?? [],
     repositories: [],
     keyring: [],
-    needsGuest: true,
+    needsGuest: opts.needsGuest ?? true,
     own: opts.own ?? `own-${name}`,
     files: { [`recipes/${name}.yaml`]: opts.own ?? `own-${name}` },
     absFiles: [`/d/recipes/${name}.yaml`],
@@ -247,6 +248,51 @@ describe("plan by build key", () => {
     expect(by.solo!.fullVersion).toBe("1.0-r5");
     expect(by.leaf!.fullVersion).toBe("1.0-r1");
     expect(by.leaf!.reasons[0]).toEqual({ kind: "missing", detail: "built outside the distribution (no build key recorded)" });
+  });
+});
+
+describe("imports (kiln-native recipes) come before every guest recipe", () => {
+  // What an import needs is only known once it is built (binutils' scripts need
+  // perl): nothing links the guest recipes to the imports yet, and by name the
+  // guest recipes would come first.
+  const recipes = () => [
+    node("aaa-tool", { requests: ["busybox"] }),
+    node("busybox", {}),
+    node("binutils", { needsGuest: false }),
+    node("perl-bootstrap", { needsGuest: false }),
+    node("zz-late", { requests: ["aaa-tool"] }),
+    node("gcc", { needsGuest: false, requests: [] }),
+  ];
+
+  it("in the graph's order and the plan", () => {
+    const { g, p } = plan(recipes(), emptyState());
+    const imports = ["binutils", "gcc", "perl-bootstrap"];
+    expect(g.order.slice(0, 3)).toEqual(imports);
+    expect(p.builds.slice(0, 3).map((b) => b.recipe)).toEqual(imports);
+    // Dependencies still win over the rank: a guest recipe an import needs comes before it.
+    const withDep = [...recipes(), node("aaa-base", {}), node("imp-needs-base", { needsGuest: false, requests: ["aaa-base"] })];
+    const order = plan(withDep, emptyState()).g.order;
+    expect(order.indexOf("aaa-base")).toBeLessThan(order.indexOf("imp-needs-base"));
+    for (const i of imports) expect(order.indexOf(i)).toBeLessThan(order.indexOf("busybox"));
+  });
+
+  it("when running: no guest recipe starts while an import is pending, even with free jobs", async () => {
+    const { g, p } = plan(recipes(), emptyState());
+    const events: string[] = [];
+    const builder: Builder = async (job, progress) => {
+      events.push(`start ${job.recipe.name}`);
+      progress({ kind: "step", package: job.recipe.name, step: "s", index: 1, total: 1, native: !job.recipe.needsGuest });
+      // Imports are slow: a scheduler that ignored them would start guest recipes meanwhile.
+      await new Promise((r) => setTimeout(r, job.recipe.needsGuest ? 1 : 30));
+      events.push(`end ${job.recipe.name}`);
+      return { records: job.recipe.outputs.map((o) => rec(o.name, job.fullVersion)), guest: [] };
+    };
+    const keys = { records: new Map(), load: async () => new Map(), append: async () => undefined, compact: async () => undefined } as unknown as KeyStore;
+    const report = await runPlan({ distro: { name: "T", outDir: "/d/out" }, graph: g, plan: p, state: emptyState(), keys }, { jobs: 3, keepGoing: false, builder });
+    expect(report.entries.every((e) => e.status === "built")).toBe(true);
+    const lastImportEnd = Math.max(...["binutils", "gcc", "perl-bootstrap"].map((n) => events.indexOf(`end ${n}`)));
+    const firstGuestStart = Math.min(...["aaa-tool", "busybox", "zz-late"].map((n) => events.indexOf(`start ${n}`)));
+    expect(firstGuestStart, events.join(", ")).toBeGreaterThan(lastImportEnd);
   });
 });
 
