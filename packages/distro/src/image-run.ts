@@ -14,6 +14,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { buildImage, hostApkArch, pushOciImage, type ImageConfig } from "@kiln/image";
 import { compareVersions, openPackage, readIndex } from "@kiln/apk";
+import { joinUnder } from "@kiln/core";
 import { createReadStream, createWriteStream } from "node:fs";
 import { chmod } from "node:fs/promises";
 import type { Distro } from "./config.js";
@@ -101,7 +102,7 @@ export async function extractStaticBusybox(outDir: string, arch: string, dir: st
   const recs = (await readIndex(idxBytes)).records.filter((r) => r.name === "busybox-static").sort((a, b) => compareVersions(b.version, a.version));
   const rec = recs[0];
   if (!rec) return undefined;
-  const reader = await openPackage(createReadStream(join(outDir, arch, `${rec.name}-${rec.version}.apk`)));
+  const reader = await openPackage(createReadStream(joinUnder(outDir, { value: arch, what: "architecture" }, { value: `${rec.name}-${rec.version}.apk`, what: "package file" })));
   try {
     for await (const e of reader.entries()) {
       if (e.path !== "usr/bin/busybox" || e.type !== "file") continue;

@@ -9,6 +9,7 @@ import { createHash } from "node:crypto";
 import { readdir, readFile, readlink, lstat } from "node:fs/promises";
 import { join, relative, sep } from "node:path";
 import { BUILTIN_PIPELINE_DIR, canonicalJson, compileRecipe, loadPipelines, parseRecipe, recipeHash, type CompiledStep, type PipelineRegistry, type Recipe, type Step } from "@kiln/build";
+import { joinUnder } from "@kiln/core";
 import { ConfigError, type ImageConfigInput, type Problem } from "@kiln/image";
 import { mergeEnvironment, type Distro } from "./config.js";
 
@@ -249,7 +250,7 @@ async function loadOne(distro: Distro, file: string, arch: string, registry: Pip
   const absFiles = [file, ...pipelines];
   const files: Record<string, string> = { [displayPath(distro, file)]: sha256(text) };
   for (const f of pipelines) files[displayPath(distro, f)] = await hashes.get(f);
-  const sourceDir = join(distro.recipesDir, pkg.name);
+  const sourceDir = joinUnder(distro.recipesDir, { value: pkg.name, what: "package name" });
   const sources = sourceDirs.has(pkg.name) ? await hashTree(sourceDir) : {};
   for (const [rel, h] of Object.entries(sources)) {
     files[displayPath(distro, join(sourceDir, rel))] = h;
