@@ -432,6 +432,13 @@ describe("recipes built to exhaust the compiler, or to reach outside the workspa
     ]);
   });
 
+  it("uses: names a pipeline, never a path", () => {
+    expect(problemsOf("package: {name: p, version: 1.0.0}\npipeline:\n  - uses: ../../../../etc/passwd\n  - uses: /etc/passwd\n")).toEqual([
+      'inline.yaml:3:11: pipeline[0].uses: unknown pipeline "../../../../etc/passwd": not built in nor in a --pipeline-dir',
+      'inline.yaml:4:11: pipeline[1].uses: unknown pipeline "/etc/passwd": not built in nor in a --pipeline-dir',
+    ]);
+  });
+
   it("names that would not fit in a file name", () => {
     expect(problemsOf(`package: {name: ${"n".repeat(250)}, version: 1.0.0}\n`)).toEqual([expect.stringMatching(/^inline\.yaml:1:17: package\.name: "n{40}…" with its version is too long for a file name/)]);
   });
