@@ -1,15 +1,28 @@
 // Dependency resolution: requests (apk world syntax) against the packages of
 // some repositories, to the set of packages to install, in install order.
 //
-// The search is a depth-first search over choice points with conflict-directed
-// backjumping (CBJ): every selected package sits at a decision level, and a
-// failure returns the set of levels that caused it, so the search backs up
-// straight past choices that had nothing to do with the failure instead of
-// enumerating their combinations. Dependencies with no or one viable candidate
-// are taken first (unit propagation); among dependencies with several
-// candidates, the one with the fewest is branched on (earliest wins ties),
-// candidates tried in preference order (newest first). The first complete set
-// found is the answer, so preference is lexicographic over the decisions.
+// The rules below are encoded as a satisfiability problem over the packages
+// the requests can reach (solver/problem.ts) and decided by a conflict-driven
+// clause-learning search (solver/cdcl.ts): unit propagation, first-UIP
+// learning, non-chronological backjumping. Its decisions are those of the
+// depth-first resolver it replaces: first the steps that one never revisited
+// (while a dependency — requests first, then those of what was selected,
+// earliest first — has exactly one candidate the selection does not rule
+// out, select it); then, among the dependencies nothing selected satisfies
+// yet, the one with the fewest candidates still possible (earliest wins
+// ties), its most preferred candidate first (newest first). When nothing is
+// open every other package is left out. So the answer is the one a
+// depth-first search in that order finds first (learning only prunes and
+// sharpens what "still possible" means), and a set of dependencies that is a
+// hard combinatorial puzzle is decided by learning rather than by
+// enumerating combinations. When no answer exists, a bounded depth-first walk
+// over the same rules (solver/explain.ts) writes the explanation: one chain
+// per dead end.
+//
+// The search is bounded: more than `maxConflicts` conflicts (ResolveOptions,
+// else KILN_MAX_RESOLVE_CONFLICTS, else DEFAULT_MAX_CONFLICTS), counted over
+// the requested closure and install_if together, ends it with a ResolveError
+// TOO_HARD instead of an answer.
 //
 // Rules (what "satisfies" and "may be selected" mean):
 //
@@ -60,8 +73,10 @@
 //   preferred candidate of its name whose install_if entries are all
 //   satisfied by the selected set, from an untagged repository or a tag in
 //   use) is added together with its dependencies, without changing what is
-//   already selected; repeated to a fixpoint, names in sorted order. One that
-//   cannot be added consistently is skipped.
+//   already selected; repeated to a fixpoint, names in sorted order. An entry
+//   `!name[op version]` holds while no selected package satisfies
+//   `name[op version]`, before and after the package and its dependencies
+//   are added. One that cannot be added consistently is skipped.
 //
 // * Install order: a depth-first post-order over "depends on" edges, roots and
 //   edges in name order, so every package follows what it depends on; an edge
@@ -69,17 +84,22 @@
 //
 // * `preferNewest` is accepted and changes nothing: newest-first is the rule.
 //
-// Known limits: a dependency that has selectable candidates is always
-// satisfied by selecting one of them, never left for a hidden (virtual
-// without priority, or tag-excluded) provider to satisfy later; when a
-// hidden provider is the only possibility the dependency is deferred as
-// described above.
+// Known limits: a dependency with selectable candidates open when the search
+// reaches it selects one of them rather than wait for a hidden (virtual
+// without priority, or tag-excluded) provider that might be selected later;
+// one with only hidden providers possible waits, as described above. So the
+// answer can depend on the order of the requests: in Alpine 3.16 `vim gvim`
+// fails (vim is selected first, and both provide cmd:ex) while `gvim vim`
+// installs gvim, which provides vim.
 
 import { KilnError } from "@kiln/core";
-import { compareVersions, isValidVersion, parseDependency, versionSatisfies, type Dependency, type IndexRecord } from "@kiln/apk";
+import { compareVersions, isValidVersion, parseDependency, versionSatisfies } from "@kiln/apk";
 import type { RepoPackage, RepositoryRef, Resolution } from "./types.js";
+import { explainFailure } from "./solver/explain.js";
+import { cmpStr, depKey, nameDep, type Dep, type Entry, type PackageIndex, type ParsedDeps, type Pkg, type StaticInfo } from "./solver/model.js";
+import { Problem } from "./solver/problem.js";
 
-export type ResolveErrorCode = "UNSATISFIABLE" | "INVALID_REQUEST";
+export type ResolveErrorCode = "UNSATISFIABLE" | "INVALID_REQUEST" | "TOO_HARD" | "INVALID_LIMIT";
 
 /** Resolution failed. `explanation` has one line per failed attempt: the chain from a request to the constraint that could not be met, and why. */
 export class ResolveError extends KilnError {
@@ -96,7 +116,13 @@ export interface ResolveOptions {
   arch?: string;
   /** Newest-first is always the preference; accepted for callers that state it. */
   preferNewest?: true;
+  /** Conflicts the search may meet before it gives up (TOO_HARD); default KILN_MAX_RESOLVE_CONFLICTS, else DEFAULT_MAX_CONFLICTS. */
+  maxConflicts?: number;
 }
+
+/** How many conflicts a resolution may meet by default. */
+export const DEFAULT_MAX_CONFLICTS = 200_000;
+export const MAX_CONFLICTS_ENV = "KILN_MAX_RESOLVE_CONFLICTS";
 
 /** Resolve `requests` (apk world tokens) against `available`. Throws ResolveError. */
 export function resolve(requests: string[], available: RepoPackage[], opts: ResolveOptions = {}): Resolution {
@@ -105,95 +131,14 @@ export function resolve(requests: string[], available: RepoPackage[], opts: Reso
 
 // ---------------------------------------------------------------------------
 
-interface Dep {
-  d: Dependency;
-  token: string;
-  /** name, op and version: what decides which packages match. */
-  key: string;
-}
-
-interface Pkg {
-  id: number;
-  rp: RepoPackage;
-  rec: IndexRecord;
-  name: string;
-  version: string;
-  repoOrder: number;
-  tag: string | undefined;
-  priority: number | undefined;
-  /** Own name and every provided name, each once. */
-  names: string[];
-  versionedSlots: string[];
-  virtualSlots: string[];
-  parsed?: { deps: Dep[]; conflicts: Dep[]; installIf: Dep[] } | { broken: string };
-}
-
-interface Entry {
-  pkg: number;
-  /** Version the name is provided at; undefined for a virtual provide. */
-  version: string | undefined;
-  kind: 0 | 1 | 2; // 0 own name, 1 versioned provide, 2 virtual provide
-}
-
-interface StaticInfo {
-  /** Every package satisfying the dependency (arch-filtered, ignoring tags). */
-  match: Set<number>;
-  /** Those the solver may select, in preference order. */
-  order: number[];
-  /** Some matching packages are not selectable by policy (virtual without priority). */
-  policyHidden: boolean;
-  /** The virtual providers left out, for explanations. */
-  virtualOnly: number[];
-}
-
-interface PendingDep {
-  dep: Dep;
-  /** Package whose dependency this is; -1 for a request. */
-  parent: number;
-  /** Decision level of the parent; -1 for a request. */
-  level: number;
-  /** Repository tags this dependency may select from (untagged always). */
-  allowed: readonly string[];
-}
-
-type Via = { kind: "dep"; pd: PendingDep } | { kind: "installIf"; entries: Dep[] };
-
-interface Frame {
-  pkg: number;
-  via: Via;
-  pendingLen: number;
-}
-
-type Block =
-  | { kind: "broken"; why: string }
-  | { kind: "tag" }
-  | { kind: "slot"; by: number; slot: string }
-  | { kind: "conflictBy"; by: number; dep: Dep }
-  | { kind: "conflictsWith"; by: number; dep: Dep };
-
-interface Evaluation {
-  viable: number[];
-  /** Levels of the selected packages that excluded other candidates. */
-  blockers: number[];
-  /** A matching package could still enter the set by another route. */
-  hidden: boolean;
-}
-
 const MAX_EXPLANATION = 20;
+/** Candidate evaluations the explanation walk may make before it stops. */
+const EXPLAIN_BUDGET = 1_000_000;
 const PROVIDE_JUNK = /[<>~\s]/;
 const DEP_NAME_END = /[@<>=~]/;
-const MAX_RECORDED = 400;
 
 function repoKey(r: RepositoryRef): string {
   return `${r.tag ?? ""}\0${r.url}`;
-}
-
-function repoText(r: RepositoryRef): string {
-  return r.tag !== undefined ? `@${r.tag} ${r.url}` : r.url;
-}
-
-function depKey(d: Dependency): string {
-  return `${d.name}\0${d.op ?? ""}\0${d.version ?? ""}`;
 }
 
 /**
@@ -201,7 +146,7 @@ function depKey(d: Dependency): string {
  * packages (by name and provided name); `resolve` can then be called any
  * number of times. `resolve()` above builds one per call.
  */
-export class Resolver {
+export class Resolver implements PackageIndex {
   private readonly pkgs: Pkg[] = [];
   private readonly byName = new Map<string, Entry[]>();
   private readonly archDropped = new Map<string, Set<string>>();
@@ -211,8 +156,10 @@ export class Resolver {
   private readonly depCache = new Map<string, Dep>();
   private readonly installIfNames: string[];
   private readonly triggers = new Map<number, string[]>();
+  private readonly maxConflicts: number | undefined;
 
   constructor(available: readonly RepoPackage[], opts: ResolveOptions = {}) {
+    this.maxConflicts = opts.maxConflicts;
     const repoOrder = new Map<string, number>();
     const repoOrderByRef = new Map<RepositoryRef, number>();
     const installIf = new Set<string>();
@@ -301,7 +248,7 @@ export class Resolver {
 
   /** Resolve `requests` against this resolver's packages. Throws ResolveError. */
   resolve(requests: readonly string[]): Resolution {
-    return new Search(this, requests).run();
+    return new Resolving(this, requests, conflictBudget(this.maxConflicts)).run();
   }
 
   // --- shared, request-independent lookups (used by Search) ---
@@ -363,7 +310,7 @@ export class Resolver {
   }
 
   /** @internal */
-  parsed(p: Pkg): { deps: Dep[]; conflicts: Dep[]; installIf: Dep[] } | { broken: string } {
+  parsed(p: Pkg): ParsedDeps | { broken: string } {
     if (!p.parsed) {
       try {
         const deps: Dep[] = [];
@@ -421,63 +368,71 @@ export class Resolver {
     return s;
   }
 }
-
-function label(p: Pkg): string {
-  return `${p.name}-${p.version}`;
+/** The conflict budget: the option, else the environment, else the default. Throws ResolveError. */
+function conflictBudget(option: number | undefined): number {
+  if (option !== undefined) {
+    if (!Number.isSafeInteger(option) || option <= 0) throw new ResolveError("INVALID_LIMIT", `maxConflicts must be a positive whole number, got ${option}`, []);
+    return option;
+  }
+  const v = process.env[MAX_CONFLICTS_ENV];
+  if (v === undefined || v === "") return DEFAULT_MAX_CONFLICTS;
+  if (!/^\d+$/.test(v) || !Number.isSafeInteger(Number(v)) || Number(v) <= 0) {
+    throw new ResolveError("INVALID_LIMIT", `${MAX_CONFLICTS_ENV} must be a positive whole number, got ${JSON.stringify(v)}`, []);
+  }
+  return Number(v);
 }
 
-function cmpStr(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
+/** `a b c`, or its first tokens when the world is long. */
+function worldText(world: readonly string[]): string {
+  return world.length <= 12 ? world.join(" ") : `${world.slice(0, 8).join(" ")} … (${world.length} requests)`;
 }
 
-class Failed {
-  constructor(readonly levels: Set<number>) {}
+/** The packages of one answer, by what they provide. */
+class Selected {
+  readonly ids: number[] = [];
+  private readonly providers = new Map<string, number[]>();
+
+  constructor(private readonly r: Resolver) {}
+
+  add(id: number): void {
+    this.ids.push(id);
+    for (const n of this.r.packages[id]!.names) {
+      const l = this.providers.get(n);
+      if (l) l.push(id);
+      else this.providers.set(n, [id]);
+    }
+  }
+
+  /** Selected packages satisfying `dep` (its conflict mark ignored). */
+  holders(dep: Dep): number[] {
+    const m = this.r.info(dep).match;
+    return (this.providers.get(dep.d.name) ?? []).filter((h) => m.has(h));
+  }
+
+  provides(name: string): boolean {
+    return this.providers.has(name);
+  }
+
+  hasNamed(name: string): boolean {
+    return (this.providers.get(name) ?? []).some((h) => this.r.packages[h]!.name === name);
+  }
 }
 
-/** One resolution: the mutable selection state and the search over it. */
-class Search {
-  private readonly P: readonly Pkg[];
+/** One call of Resolver.resolve. */
+class Resolving {
   private readonly world: string[];
   private readonly pinned = new Map<string, string[]>();
-  private readonly stack: Frame[] = [];
-  private readonly levelOf: Int32Array;
-  private readonly providers = new Map<string, number[]>();
-  private readonly slotHolder = new Map<string, number>();
-  private readonly virtualHolders = new Map<string, number[]>();
-  private readonly conflicts = new Map<string, Array<{ dep: Dep; owner: number }>>();
-  private readonly pending: PendingDep[] = [];
-  private cursor = 0;
-  private recording = true;
-  private readonly failures = new Set<string>();
 
   constructor(
     private readonly r: Resolver,
     requests: readonly string[],
+    private readonly budget: number,
   ) {
-    this.P = r.packages;
     this.world = [...requests];
-    this.levelOf = new Int32Array(this.P.length).fill(-1);
   }
 
   run(): Resolution {
-    const r = this.r;
-    const requestDeps: Dep[] = [];
-    const invalid: string[] = [];
-    for (const tok of this.world) {
-      try {
-        requestDeps.push(r.dep(tok));
-      } catch (e) {
-        invalid.push(`request ${JSON.stringify(tok)} : ${(e as Error).message}`);
-        continue;
-      }
-      const d = requestDeps[requestDeps.length - 1]!.d;
-      if (d.tag !== undefined && !r.repositoryTags.has(d.tag)) {
-        const tagged = [...r.repositoryTags].map((t) => "@" + t);
-        invalid.push(`request ${tok} : no repository is tagged @${d.tag}${tagged.length ? ` (tagged: ${tagged.join(", ")})` : " (no repository has a tag)"}`);
-      }
-    }
-    if (invalid.length) throw new ResolveError("INVALID_REQUEST", `invalid request${invalid.length > 1 ? "s" : ""}`, invalid);
-
+    const requestDeps = this.parseRequests();
     for (const dep of requestDeps) {
       if (dep.d.tag !== undefined && !dep.d.conflict) {
         const list = this.pinned.get(dep.d.name) ?? [];
@@ -485,257 +440,129 @@ class Search {
         this.pinned.set(dep.d.name, list);
       }
     }
-    for (const dep of requestDeps) {
-      if (dep.d.conflict) this.addConflict(dep, -1);
-      else this.pending.push({ dep, parent: -1, level: -1, allowed: this.allowedTags(dep, undefined) });
-    }
+    const wants = requestDeps.filter((d) => !d.d.conflict);
+    const conflicts = requestDeps.filter((d) => d.d.conflict);
+    const problem = new Problem(this.r, wants, conflicts, this.pinned, this.budget);
+    const outcome = problem.solveMain();
+    if (outcome === "budget") throw this.tooHard();
+    if (outcome === "unsat") throw this.unsatisfiable(wants, conflicts);
 
-    const outcome = this.search();
-    if (outcome !== null) {
-      const lines = [...this.failures];
-      const shown = lines.slice(0, MAX_EXPLANATION);
-      if (lines.length > shown.length) shown.push(`… and ${lines.length - shown.length} more failed attempts`);
-      if (shown.length === 0) shown.push("no combination of available packages satisfies the requests");
-      throw new ResolveError("UNSATISFIABLE", `cannot resolve ${this.world.join(" ")}`, shown);
-    }
-
-    this.recording = false;
-    this.addInstallIf();
-
-    return { packages: this.installOrder().map((id) => this.P[id]!.rp), world: [...this.world] };
+    const selected = new Selected(this.r);
+    for (const id of problem.answer) selected.add(id);
+    this.addInstallIf(problem, selected);
+    return { packages: this.installOrder(selected.ids).map((id) => this.r.packages[id]!.rp), world: [...this.world] };
   }
 
-  // --- state -----------------------------------------------------------------
-
-  private allowedTags(dep: Dep, parent: Pkg | undefined): string[] {
-    const out: string[] = [];
-    if (dep.d.tag !== undefined) out.push(dep.d.tag);
-    if (parent?.tag !== undefined && !out.includes(parent.tag)) out.push(parent.tag);
-    for (const t of this.pinned.get(dep.d.name) ?? []) if (!out.includes(t)) out.push(t);
+  private parseRequests(): Dep[] {
+    const r = this.r;
+    const out: Dep[] = [];
+    const invalid: string[] = [];
+    for (const tok of this.world) {
+      let dep: Dep;
+      try {
+        dep = r.dep(tok);
+      } catch (e) {
+        invalid.push(`request ${JSON.stringify(tok)} : ${(e as Error).message}`);
+        continue;
+      }
+      out.push(dep);
+      const tag = dep.d.tag;
+      if (tag !== undefined && !r.repositoryTags.has(tag)) {
+        const tagged = [...r.repositoryTags].map((t) => "@" + t);
+        invalid.push(`request ${tok} : no repository is tagged @${tag}${tagged.length ? ` (tagged: ${tagged.join(", ")})` : " (no repository has a tag)"}`);
+      }
+    }
+    if (invalid.length) throw new ResolveError("INVALID_REQUEST", `invalid request${invalid.length > 1 ? "s" : ""}`, invalid);
     return out;
   }
 
-  private addConflict(dep: Dep, owner: number): void {
-    let list = this.conflicts.get(dep.d.name);
-    if (!list) this.conflicts.set(dep.d.name, (list = []));
-    list.push({ dep, owner });
+  private tooHard(): ResolveError {
+    return new ResolveError(
+      "TOO_HARD",
+      `cannot resolve ${worldText(this.world)}: the dependency problem is too hard to decide within ${this.budget} conflicts; raise the limit with ${MAX_CONFLICTS_ENV}=N (or ResolveOptions.maxConflicts)`,
+      [],
+    );
   }
 
-  private satisfied(dep: Dep): boolean {
-    const holders = this.providers.get(dep.d.name);
-    if (!holders) return false;
-    const m = this.r.info(dep).match;
-    for (const h of holders) if (m.has(h)) return true;
-    return false;
+  private unsatisfiable(wants: readonly Dep[], conflicts: readonly Dep[]): ResolveError {
+    const walk = explainFailure(this.r, wants, conflicts, this.pinned, EXPLAIN_BUDGET);
+    if (walk.solved) throw new Error(`internal: the resolver found no answer for ${worldText(this.world)} but its explanation walk found one`);
+    const shown = walk.lines.slice(0, MAX_EXPLANATION);
+    const more = walk.lines.length - shown.length;
+    if (more > 0) shown.push(`… and ${more} more failed attempts`);
+    if (walk.truncated) shown.push("(the search for an explanation stopped early: there are more)");
+    if (walk.lines.length === 0) shown.push("no combination of available packages satisfies the requests");
+    return new ResolveError("UNSATISFIABLE", `cannot resolve ${worldText(this.world)}`, shown);
   }
 
-  private choose(c: number, via: Via): void {
-    const p = this.P[c]!;
-    const parsed = this.r.parsed(p);
-    if ("broken" in parsed) throw new Error(`internal: selecting broken package ${label(p)}`);
-    const level = this.stack.length;
-    this.stack.push({ pkg: c, via, pendingLen: this.pending.length });
-    this.levelOf[c] = level;
-    for (const n of p.names) {
-      let l = this.providers.get(n);
-      if (!l) this.providers.set(n, (l = []));
-      l.push(c);
-    }
-    for (const s of p.versionedSlots) this.slotHolder.set(s, c);
-    for (const s of p.virtualSlots) {
-      let l = this.virtualHolders.get(s);
-      if (!l) this.virtualHolders.set(s, (l = []));
-      l.push(c);
-    }
-    for (const cf of parsed.conflicts) this.addConflict(cf, c);
-    for (const d of parsed.deps) this.pending.push({ dep: d, parent: c, level, allowed: this.allowedTags(d, p) });
-  }
-
-  private undo(): void {
-    const f = this.stack.pop()!;
-    const p = this.P[f.pkg]!;
-    const parsed = this.r.parsed(p) as { conflicts: Dep[] };
-    this.pending.length = f.pendingLen;
-    for (let i = parsed.conflicts.length - 1; i >= 0; i--) this.conflicts.get(parsed.conflicts[i]!.d.name)!.pop();
-    for (const s of p.virtualSlots) this.virtualHolders.get(s)!.pop();
-    for (const s of p.versionedSlots) this.slotHolder.delete(s);
-    for (const n of p.names) this.providers.get(n)!.pop();
-    this.levelOf[f.pkg] = -1;
-  }
-
-  /** Why candidate `c` cannot be selected now for `pd`, or null if it can. */
-  private blockerOf(c: number, allowed: readonly string[]): Block | null {
-    const p = this.P[c]!;
-    const parsed = this.r.parsed(p);
-    if ("broken" in parsed) return { kind: "broken", why: parsed.broken };
-    if (p.tag !== undefined && !allowed.includes(p.tag)) return { kind: "tag" };
-    for (const s of p.versionedSlots) {
-      const h = this.slotHolder.get(s);
-      if (h !== undefined && h !== c) return { kind: "slot", by: h, slot: s };
-      const vh = this.virtualHolders.get(s);
-      if (vh) for (const x of vh) if (x !== c) return { kind: "slot", by: x, slot: s };
-    }
-    for (const s of p.virtualSlots) {
-      const h = this.slotHolder.get(s);
-      if (h !== undefined && h !== c) return { kind: "slot", by: h, slot: s };
-    }
-    for (const n of p.names) {
-      const list = this.conflicts.get(n);
-      if (!list) continue;
-      for (const cf of list) if (cf.owner !== c && this.r.info(cf.dep).match.has(c)) return { kind: "conflictBy", by: cf.owner, dep: cf.dep };
-    }
-    for (const cf of parsed.conflicts) {
-      const holders = this.providers.get(cf.d.name);
-      if (!holders) continue;
-      const m = this.r.info(cf).match;
-      for (const h of holders) if (h !== c && m.has(h)) return { kind: "conflictsWith", by: h, dep: cf };
-    }
-    return null;
-  }
-
-  private evaluate(pd: PendingDep): Evaluation {
-    const info = this.r.info(pd.dep);
-    const viable: number[] = [];
-    const blockers: number[] = [];
-    let hidden = info.policyHidden;
-    for (const c of info.order) {
-      const b = this.blockerOf(c, pd.allowed);
-      if (b === null) viable.push(c);
-      else if (b.kind === "tag") hidden = true;
-      else if (b.kind !== "broken" && b.by >= 0) blockers.push(this.levelOf[b.by]!);
-    }
-    return { viable, blockers, hidden };
-  }
-
-  // --- search ------------------------------------------------------------------
-
-  /** Extend the selection until every pending dependency holds: null on success (state kept), else the conflict levels. */
-  private search(): Failed | null {
-    const savedCursor = this.cursor;
-    const pending = this.pending;
-    while (this.cursor < pending.length && this.satisfied(pending[this.cursor]!.dep)) this.cursor++;
-
-    let best: { pd: PendingDep; ev: Evaluation } | undefined;
-    let deferred: PendingDep | undefined;
-    for (let i = this.cursor; i < pending.length; i++) {
-      const pd = pending[i]!;
-      if (this.satisfied(pd.dep)) continue;
-      const ev = this.evaluate(pd);
-      if (ev.viable.length === 0) {
-        if (ev.hidden) {
-          deferred ??= pd;
-          continue;
-        }
-        this.record(pd);
-        this.cursor = savedCursor;
-        const levels = new Set(ev.blockers);
-        if (pd.level >= 0) levels.add(pd.level);
-        return new Failed(levels);
-      }
-      if (ev.viable.length === 1) {
-        best = { pd, ev };
-        break;
-      }
-      if (!best || ev.viable.length < best.ev.viable.length) best = { pd, ev };
-    }
-
-    if (!best) {
-      if (deferred) {
-        // Only a provider the solver will not pick by itself could satisfy it,
-        // and nothing selected did: fail, blaming every decision (any of them
-        // might have pulled such a provider in).
-        this.record(deferred);
-        this.cursor = savedCursor;
-        const all = new Set<number>();
-        for (let l = 0; l < this.stack.length; l++) all.add(l);
-        return new Failed(all);
-      }
-      return null;
-    }
-
-    const { pd, ev } = best;
-    const levels = new Set(ev.blockers);
-    if (pd.level >= 0) levels.add(pd.level);
-    for (const c of ev.viable) {
-      const level = this.stack.length;
-      this.choose(c, { kind: "dep", pd });
-      const r = this.search();
-      if (r === null) return null;
-      this.undo();
-      if (!r.levels.has(level)) {
-        // The failure did not depend on this choice: no other candidate can fix it.
-        this.cursor = savedCursor;
-        return r;
-      }
-      for (const l of r.levels) if (l !== level) levels.add(l);
-    }
-    this.cursor = savedCursor;
-    return new Failed(levels);
-  }
-
-  private addInstallIf(): void {
+  private addInstallIf(problem: Problem, selected: Selected): void {
     const r = this.r;
-    const present = (n: string): boolean => (this.providers.get(n)?.length ?? 0) > 0;
     let changed = true;
     while (changed) {
       changed = false;
       for (const name of r.installIfCandidates) {
-        const holder = this.slotHolder.get(name);
-        if (holder !== undefined && this.P[holder]!.name === name) continue;
+        if (selected.hasNamed(name)) continue;
         // Quick check on unparsed trigger names before any real work.
         const own = r.entries(name).filter((e) => e.kind === 0);
-        if (!own.some((e) => r.installIfTriggerNames(e.pkg)?.every(present))) continue;
-        const self: Dep = { d: { name, conflict: false }, token: name, key: depKey({ name, conflict: false }) };
-        for (const c of r.info(self).order) {
-          const p = this.P[c]!;
-          if (p.name !== name || p.rec.installIf.length === 0) continue;
-          const parsed = r.parsed(p);
-          if ("broken" in parsed) continue;
-          const triggerTags: string[] = [];
-          let all = true;
-          for (const e of parsed.installIf) {
-            if (e.d.conflict) {
-              if (this.satisfied(e)) all = false;
-            } else if (!this.satisfied(e)) all = false;
-            else {
-              const m = r.info(e).match;
-              for (const h of this.providers.get(e.d.name) ?? []) {
-                const t = this.P[h]!.tag;
-                if (m.has(h) && t !== undefined && !triggerTags.includes(t)) triggerTags.push(t);
-              }
-            }
-            if (!all) break;
-          }
-          if (!all) continue;
-          const allowed = [...triggerTags, ...(this.pinned.get(name) ?? [])];
-          if (this.blockerOf(c, allowed) !== null) continue;
-          const depth = this.stack.length;
-          const savedCursor = this.cursor;
-          this.choose(c, { kind: "installIf", entries: parsed.installIf });
-          if (this.search() === null) {
+        if (!own.some((e) => r.installIfTriggerNames(e.pkg)?.every((n) => selected.provides(n)))) continue;
+        for (const c of r.info(nameDep(name)).order) {
+          if (this.tryInstallIf(problem, selected, name, c)) {
             changed = true;
             break;
           }
-          while (this.stack.length > depth) this.undo();
-          this.cursor = savedCursor;
         }
       }
     }
   }
 
-  /** Depth-first post-order over depends edges; roots and edges by name. */
-  private installOrder(): number[] {
-    const chosen = this.stack.map((f) => f.pkg).sort((a, b) => cmpStr(this.P[a]!.name, this.P[b]!.name));
-    const edges = (id: number): number[] => {
-      const parsed = this.r.parsed(this.P[id]!) as { deps: Dep[] };
-      const out = new Set<number>();
-      for (const d of parsed.deps) {
-        const m = this.r.info(d).match;
-        for (const h of this.providers.get(d.d.name) ?? []) if (h !== id && m.has(h)) out.add(h);
+  /** Add install_if candidate `c` if its entries hold and it fits; whether it was added. */
+  private tryInstallIf(problem: Problem, selected: Selected, name: string, c: number): boolean {
+    const r = this.r;
+    const p = r.packages[c]!;
+    if (p.name !== name || p.rec.installIf.length === 0) return false;
+    const parsed = r.parsed(p);
+    if ("broken" in parsed) return false;
+    const triggerTags: string[] = [];
+    const negated: Dep[] = [];
+    for (const e of parsed.installIf) {
+      const holders = selected.holders(e);
+      if (e.d.conflict) {
+        if (holders.length) return false;
+        negated.push(e);
+        continue;
       }
-      return [...out].sort((a, b) => cmpStr(this.P[a]!.name, this.P[b]!.name));
+      if (!holders.length) return false;
+      for (const h of holders) {
+        const t = r.packages[h]!.tag;
+        if (t !== undefined && !triggerTags.includes(t)) triggerTags.push(t);
+      }
+    }
+    const allowed = [...triggerTags, ...(this.pinned.get(p.name) ?? [])];
+    if (p.tag !== undefined && !allowed.includes(p.tag)) return false;
+    if (problem.excluded(c)) return false;
+    const stillHolds = (ids: readonly number[]): boolean => negated.every((e) => !ids.some((id) => id !== c && r.info(e).match.has(id)));
+    const outcome = problem.tryAdd(c, stillHolds);
+    if (outcome === "budget") throw this.tooHard();
+    if (outcome !== "sat") return false;
+    const known = new Set(selected.ids);
+    for (const id of problem.answer) if (!known.has(id)) selected.add(id);
+    return true;
+  }
+
+  /** Depth-first post-order over depends edges; roots and edges by name. */
+  private installOrder(ids: readonly number[]): number[] {
+    const P = this.r.packages;
+    const byName = (a: number, b: number): number => cmpStr(P[a]!.name, P[b]!.name);
+    const chosen = [...ids].sort(byName);
+    const selected = new Selected(this.r);
+    for (const id of ids) selected.add(id);
+    const edges = (id: number): number[] => {
+      const parsed = this.r.parsed(P[id]!) as ParsedDeps;
+      const out = new Set<number>();
+      for (const d of parsed.deps) for (const h of selected.holders(d)) if (h !== id) out.add(h);
+      return [...out].sort(byName);
     };
-    const state = new Uint8Array(this.P.length); // 0 new, 1 on stack, 2 emitted
+    const state = new Uint8Array(P.length); // 0 new, 1 on stack, 2 emitted
     const order: number[] = [];
     for (const root of chosen) {
       if (state[root]) continue;
@@ -757,107 +584,5 @@ class Search {
       }
     }
     return order;
-  }
-
-  // --- explanations ------------------------------------------------------------
-
-  private record(pd: PendingDep): void {
-    if (!this.recording || this.failures.size >= MAX_RECORDED) return;
-    this.failures.add(`${this.chainOf(pd)} : ${this.reason(pd)}`);
-  }
-
-  /** `app-1.0-r0 → libbar-1.0-r0 → libfoo>=2`, or `request foo`. */
-  private chainOf(pd: PendingDep): string {
-    if (pd.parent < 0) return `request ${pd.dep.token}`;
-    return `${this.chainOfPkg(pd.parent)} → ${pd.dep.token}`;
-  }
-
-  private chainOfPkg(id: number): string {
-    const p = this.P[id]!;
-    const level = this.levelOf[id]!;
-    const via = level >= 0 ? this.stack[level]!.via : undefined;
-    if (!via) return label(p);
-    if (via.kind === "installIf") return `${label(p)} (install_if ${via.entries.map((e) => e.token).join(" ")})`;
-    if (via.pd.parent < 0) return via.pd.dep.d.name === p.name ? label(p) : `request ${via.pd.dep.token} → ${label(p)}`;
-    return `${this.chainOfPkg(via.pd.parent)} → ${label(p)}`;
-  }
-
-  /** How a selected package got selected: `by app-1.0-r0 → libfoo<2`. */
-  private selectedBy(id: number): string {
-    const level = this.levelOf[id]!;
-    const via = level >= 0 ? this.stack[level]!.via : undefined;
-    if (!via) return "";
-    if (via.kind === "installIf") return ` (install_if ${via.entries.map((e) => e.token).join(" ")})`;
-    return ` (selected by ${this.chainOf(via.pd)})`;
-  }
-
-  private reposText(): string {
-    return this.r.repositories.length ? this.r.repositories.map(repoText).join(", ") : "no repositories";
-  }
-
-  private listWithRepos(ids: readonly number[], show: (p: Pkg) => string): string {
-    const groups = new Map<number, string[]>();
-    for (const id of ids) {
-      const p = this.P[id]!;
-      let g = groups.get(p.repoOrder);
-      if (!g) groups.set(p.repoOrder, (g = []));
-      if (g.length < 8) g.push(show(p));
-      else if (g.length === 8) g.push("…");
-    }
-    return [...groups].sort((a, b) => a[0] - b[0]).map(([o, g]) => `${g.join(", ")} in ${repoText(this.r.repositories[o]!)}`).join("; ");
-  }
-
-  private reason(pd: PendingDep): string {
-    const r = this.r;
-    const { name } = pd.dep.d;
-    const entries = r.entries(name);
-    if (entries.length === 0) {
-      const dropped = r.droppedArches(name);
-      const archNote = dropped ? ` (only for arch ${[...dropped].sort().join(", ")})` : "";
-      return `no package provides ${JSON.stringify(name)} in ${this.reposText()}${archNote}`;
-    }
-    const info = r.info(pd.dep);
-    if (info.match.size === 0) {
-      const ids = [...new Set(entries.map((e) => e.pkg))].sort((a, b) => -r.compareLoose(this.P[a]!.version, this.P[b]!.version) || a - b);
-      const provided = new Map(entries.map((e) => [e.pkg, e] as const));
-      return `only ${this.listWithRepos(ids, (p) => {
-        const e = provided.get(p.id)!;
-        if (e.kind === 0) return label(p);
-        return e.kind === 1 ? `${label(p)} (provides ${name}=${e.version})` : `${label(p)} (provides ${name} without a version)`;
-      })}`;
-    }
-    const parts: string[] = [];
-    for (const c of info.order) {
-      const b = this.blockerOf(c, pd.allowed);
-      if (b) parts.push(this.blockText(c, b));
-      if (parts.length >= 6) break;
-    }
-    if (info.order.length === 0 && info.virtualOnly.length) {
-      const names = [...new Set(info.virtualOnly.map((id) => this.P[id]!.name))];
-      parts.push(`${JSON.stringify(name)} is virtual, provided by ${names.slice(0, 12).join(", ")}${names.length > 12 ? ", …" : ""} with no provider_priority and none of them selected; request one of them`);
-    } else if (info.virtualOnly.length && parts.length === 0) {
-      parts.push(`only providers without provider_priority remain (${info.virtualOnly.map((id) => label(this.P[id]!)).join(", ")}), and none is selected`);
-    }
-    return parts.join("; ") || "no selectable candidate";
-  }
-
-  private blockText(c: number, b: Block): string {
-    const p = this.P[c]!;
-    switch (b.kind) {
-      case "broken":
-        return `${label(p)} has an unparseable dependency list (${b.why})`;
-      case "tag":
-        return `${label(p)} is only in repository ${repoText(p.rp.repo)}, which serves only ${p.name}@${p.tag} requests`;
-      case "slot": {
-        const q = this.P[b.by]!;
-        if (q.name === p.name) return `${label(p)} cannot be installed: ${label(q)} is already selected${this.selectedBy(b.by)}`;
-        return `${label(p)} and ${label(q)} both provide ${JSON.stringify(b.slot)}${this.selectedBy(b.by)}`;
-      }
-      case "conflictBy":
-        if (b.by < 0) return `${label(p)} conflicts with request ${b.dep.token}`;
-        return `${label(p)} conflicts with ${label(this.P[b.by]!)}, which depends on ${b.dep.token}${this.selectedBy(b.by)}`;
-      case "conflictsWith":
-        return `${label(p)} depends on ${b.dep.token} but ${label(this.P[b.by]!)} is selected${this.selectedBy(b.by)}`;
-    }
   }
 }
