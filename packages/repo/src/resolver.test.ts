@@ -413,6 +413,28 @@ describe("resolve: install_if", () => {
     expect(sorted(resolve(["foo"], repo))).toEqual(["foo-1.0-r0"]);
     expect(sorted(resolve(["foo", "openrc"], repo))).toEqual(["foo-1.0-r0", "foo-openrc-1.0-r0", "openrc-0.44-r0"]);
   });
+
+  it("honours a negated entry: !name holds only while nothing selected satisfies name", () => {
+    const r = [
+      pkg("docs-0.2-r0"),
+      pkg("bar-1.0-r0"),
+      pkg("foo-1.0-r0"),
+      pkg("foo-2.0-r0"),
+      pkg("bar-doc-1.0-r0", { i: "docs bar !foo" }),
+      pkg("bar-man-1.0-r0", { i: "docs bar !foo>=2" }),
+    ];
+    expect(sorted(resolve(["bar", "docs"], r))).toEqual(["bar-1.0-r0", "bar-doc-1.0-r0", "bar-man-1.0-r0", "docs-0.2-r0"]);
+    expect(sorted(resolve(["bar", "docs", "foo"], r))).toEqual(["bar-1.0-r0", "docs-0.2-r0", "foo-2.0-r0"]);
+    expect(sorted(resolve(["bar", "docs", "foo<2"], r))).toEqual(["bar-1.0-r0", "bar-man-1.0-r0", "docs-0.2-r0", "foo-1.0-r0"]);
+    expect(sorted(resolve(["docs", "foo"], r))).toEqual(["docs-0.2-r0", "foo-2.0-r0"]);
+  });
+
+  it("does not add a package whose negated entry its own dependencies would break", () => {
+    const r = [pkg("docs-0.2-r0"), pkg("bar-1.0-r0"), pkg("foo-1.0-r0"), pkg("bar-doc-1.0-r0", { i: "docs bar !foo", D: "foo" }), pkg("baz-doc-1.0-r0", { i: "docs bar", D: "foo" })];
+    // bar-doc would bring foo, which its install_if excludes; baz-doc may bring it
+    expect(sorted(resolve(["bar", "docs"], r))).toEqual(["bar-1.0-r0", "baz-doc-1.0-r0", "docs-0.2-r0", "foo-1.0-r0"]);
+    expect(sorted(resolve(["bar", "docs"], r.filter((p) => p.record.name !== "baz-doc")))).toEqual(["bar-1.0-r0", "docs-0.2-r0"]);
+  });
 });
 
 describe("resolve: backtracking", () => {
@@ -622,6 +644,73 @@ describe("resolve: completeness against brute force", () => {
     }
     expect(solvable).toBeGreaterThan(50);
     expect(solvable).toBeLessThan(390);
+  });
+});
+
+describe("resolve: random universes with virtual providers, priorities, tags and install_if", () => {
+  // No brute force here (the provider and tag policies make some satisfiable
+  // sets out of reach by design); every answer must still be consistent, the
+  // same for shuffled input, and every failure an explained UNSATISFIABLE.
+  function rng(seed: number): () => number {
+    let x = seed >>> 0;
+    return () => ((x = (Math.imul(x, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+  }
+
+  function universe(seed: number): { repo: RepoPackage[]; requests: string[] } {
+    const r = rng(seed);
+    const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
+    const names = ["a", "b", "c", "d", "e", "f", "g"];
+    const ops = [">=", "<", "=", "~", ">"];
+    const constraint = (n: string): string => (r() < 0.6 ? n : `${n}${pick(ops)}${1 + Math.floor(r() * 3)}`);
+    const repo: RepoPackage[] = [];
+    for (const n of names) {
+      const versions = 1 + Math.floor(r() * 3);
+      for (let v = 1; v <= versions; v++) {
+        const D: string[] = [];
+        for (const m of names) {
+          if (m === n) continue;
+          const x = r();
+          if (x < 0.18) D.push(constraint(m));
+          else if (x < 0.22) D.push("!" + constraint(m));
+        }
+        if (r() < 0.2) D.push(pick(["va", "vb"]));
+        if (r() < 0.15) D.push(`so:lib${pick(names)}.so`);
+        const p: string[] = [];
+        if (r() < 0.25) p.push(pick(["va", "vb"]));
+        if (r() < 0.1) p.push(`so:lib${pick(names)}.so=${v}`);
+        const i = r() < 0.12 ? [pick(names), ...(r() < 0.4 ? ["!" + pick(names)] : [])] : [];
+        const k = r() < 0.5 ? Math.floor(r() * 3) : undefined;
+        repo.push(pkg(`${n}-${v}.0-r0`, { D: D.join(" ") || undefined, p: p.join(" ") || undefined, i: i.join(" ") || undefined, k, repo: r() < 0.12 ? EDGE : MAIN }));
+      }
+    }
+    const requests = [constraint(pick(names.slice(0, 3)))];
+    if (r() < 0.7) requests.push(constraint(pick(names.slice(3))));
+    if (r() < 0.2) requests.push(pick(names) + "@edge");
+    if (r() < 0.15) requests.push("!" + constraint(pick(names)));
+    if (r() < 0.15) requests.push(pick(["va", "vb"]));
+    return { repo, requests };
+  }
+
+  it("gives consistent, deterministic answers and explained failures (2000 universes)", () => {
+    let solvable = 0;
+    for (let seed = 1; seed <= 2000; seed++) {
+      const { repo, requests } = universe(seed);
+      let got: Resolution | undefined;
+      try {
+        got = resolve(requests, repo);
+      } catch (e) {
+        if (!(e instanceof ResolveError)) throw new Error(`seed ${seed}: ${(e as Error).message}`);
+        const noEdge = !repo.some((p) => p.repo === EDGE) && requests.some((t) => t.endsWith("@edge"));
+        expect(e.code, `seed ${seed}`).toBe(noEdge ? "INVALID_REQUEST" : "UNSATISFIABLE");
+        expect(e.explanation.length).toBeGreaterThan(0);
+        continue;
+      }
+      solvable++;
+      checkConsistent(requests, got);
+      expect(ids(resolve(requests, shuffle(repo, seed))), `seed ${seed} shuffled`).toEqual(ids(got));
+    }
+    expect(solvable).toBeGreaterThan(200);
+    expect(solvable).toBeLessThan(1800);
   });
 });
 
