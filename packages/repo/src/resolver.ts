@@ -121,7 +121,7 @@ export interface ResolveOptions {
 }
 
 /** How many conflicts a resolution may meet by default. */
-export const DEFAULT_MAX_CONFLICTS = 200_000;
+export const DEFAULT_MAX_CONFLICTS = 50_000;
 export const MAX_CONFLICTS_ENV = "KILN_MAX_RESOLVE_CONFLICTS";
 
 /** Resolve `requests` (apk world tokens) against `available`. Throws ResolveError. */
