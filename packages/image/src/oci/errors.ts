@@ -34,15 +34,5 @@ export function isOciError(e: unknown, code?: OciErrorCode): e is OciError {
   return e instanceof OciError && (code === undefined || e.code === code);
 }
 
-/** The message of an unknown thrown value, with the system error code if any. */
-export function describeError(e: unknown): string {
-  if (e instanceof Error) {
-    const code = (e as NodeJS.ErrnoException).code;
-    const cause = (e as { cause?: unknown }).cause;
-    let msg = e.message;
-    if (cause instanceof Error && !msg.includes(cause.message)) msg += `: ${cause.message}`;
-    else if (code && !msg.includes(code)) msg += ` (${code})`;
-    return msg;
-  }
-  return String(e);
-}
+// One helper for the message of an unknown thrown value, shared by every package.
+export { describeError } from "@kiln/core";
