@@ -7,7 +7,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse as parseYaml } from "yaml";
-import { compileRecipe, loadRecipe, runInSandbox, bwrapArgs } from "@kiln/build";
+import { compileRecipe, loadRecipe, runInSandbox, bwrapArgs } from "@kiln/builder";
 import { best, fmtRate, time } from "./common.mjs";
 
 function recipeText(i) {

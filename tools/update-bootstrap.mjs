@@ -12,7 +12,7 @@ import { execFileSync } from "node:child_process";
 import { readFileSync, writeFileSync, existsSync } from "node:fs";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
-import { aptMirrors, debVersionToApk } from "@kiln/build";
+import { aptMirrors, debVersionToApk } from "@kiln/builder";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const ARCH = "amd64";

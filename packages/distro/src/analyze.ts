@@ -3,7 +3,7 @@
 // benchmarks start here.
 
 import { formatProblem } from "@kiln/image";
-import type { PipelineRegistry } from "@kiln/build";
+import type { PipelineRegistry } from "@kiln/builder";
 import type { Fetcher } from "@kiln/repo";
 import type { Distro } from "./config.js";
 import { buildGraph, type DistroGraph } from "./graph.js";

@@ -5,7 +5,7 @@ import { KilnError } from "@kiln/core";
 import { execFile } from "node:child_process";
 import { relative, resolve, sep } from "node:path";
 import { promisify } from "node:util";
-import { canonicalJson } from "@kiln/build";
+import { canonicalJson } from "@kiln/builder";
 import { parseDistro, type Distro } from "./config.js";
 import type { SinceChanges } from "./plan.js";
 

@@ -8,7 +8,7 @@
 import { createHash } from "node:crypto";
 import { readdir, readFile, readlink, lstat } from "node:fs/promises";
 import { join, relative, sep } from "node:path";
-import { BUILTIN_PIPELINE_DIR, canonicalJson, compileRecipe, loadPipelines, parseRecipe, recipeHash, type CompiledStep, type PipelineRegistry, type Recipe, type Step } from "@kiln/build";
+import { BUILTIN_PIPELINE_DIR, canonicalJson, compileRecipe, loadPipelines, parseRecipe, recipeHash, type CompiledStep, type PipelineRegistry, type Recipe, type Step } from "@kiln/builder";
 import { joinUnder } from "@kiln/core";
 import { ConfigError, type ImageConfigInput, type Problem } from "@kiln/image";
 import { mergeEnvironment, type Distro } from "./config.js";

@@ -8,11 +8,11 @@
 // report.
 //
 // How one recipe is built is not this module's business: a `Builder` does it
-// (`localBuilder` calls @kiln/build's buildRecipe; tests and benchmarks can
+// (`localBuilder` calls @kiln/builder's buildRecipe; tests and benchmarks can
 // pass their own).
 
 import { indexRecordForPackage, mergeIndexRecords, type IndexRecord, type SigningKey } from "@kiln/apk";
-import { buildRecipe, type BuildEvent } from "@kiln/build";
+import { buildRecipe, type BuildEvent } from "@kiln/builder";
 import { Resolver } from "@kiln/repo";
 import type { Distro } from "./config.js";
 import { closure, realPackages, type DistroGraph, type EnvPackage } from "./graph.js";
@@ -276,7 +276,7 @@ export interface LocalBuilderOptions {
   stepTimeoutMs?: number;
 }
 
-/** Builds with @kiln/build into the distribution's output repository. */
+/** Builds with @kiln/builder into the distribution's output repository. */
 export function localBuilder(o: LocalBuilderOptions): Builder {
   return async (job, progress) => {
     const result = await buildRecipe(job.recipe.file, {

@@ -4,7 +4,7 @@ import { readFile, stat, writeFile } from "node:fs/promises";
 import { basename, dirname, join, resolve as resolvePath } from "node:path";
 import { generateKey, parseSigningKey, type SigningKey } from "@kiln/apk";
 import { readPrivateKeyFile, writeNewPrivateKeyFile } from "@kiln/core";
-import { buildRecipe, type BuildEvent, type BuildResult } from "@kiln/build";
+import { buildRecipe, type BuildEvent, type BuildResult } from "@kiln/builder";
 import { ARCH_ALIASES, hostApkArch } from "@kiln/image";
 import { defaultCacheDir } from "@kiln/repo";
 import { asArray, help, parse, sourceDateEpoch, UserError, type Command, type Io } from "../util.js";
@@ -195,7 +195,7 @@ export const testCmd: Command = {
 packages as built in OUT (default ./packages) and the other repositories. Exit 1 if any fails.`);
     if (positionals.length === 0) throw new UserError(`usage: ${this.usage}`, 2);
     const { arch, outDir, key, keyringAppend } = await recipeContext(values, io);
-    const { testRecipe } = await import("@kiln/build");
+    const { testRecipe } = await import("@kiln/builder");
     for (const r of positionals) {
       const res = await testRecipe(r, {
         arch,
@@ -226,7 +226,7 @@ export const bump: Command = {
 fetch step's expected-sha256 recomputed by downloading the new source (mirrors resolved as for builds).
 Nothing is written unless every source was downloaded.`);
     if (positionals.length !== 2) throw new UserError(`usage: ${this.usage}`, 2);
-    const { bumpRecipe } = await import("@kiln/build");
+    const { bumpRecipe } = await import("@kiln/builder");
     const r = await bumpRecipe(positionals[0]!, positionals[1]!, { cacheDir: values["cache-dir"] ?? defaultCacheDir(io.env), ...(values["source-dir"] ? { sourceDir: values["source-dir"] } : {}) });
     io.out(`${r.file}: ${r.from} → ${r.to}`);
     for (const s of r.sources) io.out(`  ${s.uri}: sha256 ${s.sha256}`);

@@ -6,7 +6,7 @@ import { execFile } from "node:child_process";
 import { mkdir, writeFile } from "node:fs/promises";
 import { relative, resolve as resolvePath } from "node:path";
 import { parseSigningKey } from "@kiln/apk";
-import type { BuildEvent } from "@kiln/build";
+import type { BuildEvent } from "@kiln/builder";
 import {
   analyzeDistro,
   changedSince,

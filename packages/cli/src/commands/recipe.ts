@@ -1,7 +1,7 @@
 // `kiln compile`, `kiln lint`, `kiln package-version`: recipes checked and
 // resolved without building anything.
 
-import { checkRecipe, compileRecipe, readRecipe, recipePackageVersion } from "@kiln/build";
+import { checkRecipe, compileRecipe, readRecipe, recipePackageVersion } from "@kiln/builder";
 import { isValidVersion } from "@kiln/apk";
 import { ConfigError, formatProblem, type Problem } from "@kiln/image";
 import { asArray, help, parse, UserError, type Command } from "../util.js";

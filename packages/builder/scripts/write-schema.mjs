@@ -1,4 +1,4 @@
-// Regenerates recipe.schema.json from the zod schema (npm run -w @kiln/build schema).
+// Regenerates recipe.schema.json from the zod schema (npm run -w @kiln/builder schema).
 import { writeFileSync } from "node:fs";
 import { recipeJsonSchemaText } from "../dist/index.js";
 

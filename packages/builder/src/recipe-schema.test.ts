@@ -4,9 +4,9 @@ import { describe, expect, it } from "vitest";
 import { recipeJsonSchema, recipeJsonSchemaText, recipeSchema } from "./recipe-schema.js";
 
 describe("recipe schema", () => {
-  it("recipe.schema.json is generated from the zod schema (npm run -w @kiln/build schema)", () => {
+  it("recipe.schema.json is generated from the zod schema (npm run -w @kiln/builder schema)", () => {
     const committed = readFileSync(join(import.meta.dirname, "../recipe.schema.json"), "utf8");
-    expect(committed, "recipe.schema.json is out of date: run `npm run -w @kiln/build schema`").toBe(recipeJsonSchemaText());
+    expect(committed, "recipe.schema.json is out of date: run `npm run -w @kiln/builder schema`").toBe(recipeJsonSchemaText());
   });
 
   it("describes the top-level keys and rejects others", () => {

@@ -1,4 +1,4 @@
-// @kiln/build: recipes (melange format) to signed packages — the recipe
+// @kiln/builder: recipes (melange format) to signed packages — the recipe
 // schema, substitutions, `if:` conditions, named pipelines and the compiler
 // that resolves a recipe into the steps the builder runs.
 

@@ -1,5 +1,5 @@
 // Named pipelines (`uses: NAME`): the built-in ones shipped as YAML in
-// packages/build/pipelines, user pipeline directories overlaid on them, and
+// packages/builder/pipelines, user pipeline directories overlaid on them, and
 // the steps kiln performs itself rather than in the guest (`uses: kiln:fetch`,
 // `uses: kiln:deb-unpack`).
 
