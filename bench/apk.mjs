@@ -8,7 +8,18 @@ import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gunzipSync } from "node:zlib";
-import { buildIndex, emptyPackageInfo, generateKey, indexRecordForPackage, Keyring, parsePublicKey, parseSigningKey, readIndex, verifyIndex, writePackage } from "@kiln/apk";
+import {
+  buildIndex,
+  emptyPackageInfo,
+  generateKey,
+  indexRecordForPackage,
+  Keyring,
+  parsePublicKey,
+  parseSigningKey,
+  readIndex,
+  verifyIndex,
+  writePackage,
+} from "@kiln/apk";
 import { best, fmtRate, peakRssMb, shell, time } from "./common.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -16,13 +27,14 @@ const shared = process.env.KILN_SHARED_DIR ?? join(here, "../../shared");
 
 function rng(seed) {
   let s = seed >>> 0;
-  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+  return () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32;
 }
 
 /** Package contents with realistic compressibility: text-like and binary-like files. */
 function generate(n) {
   const r = rng(42);
-  const words = "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt ut labore".split(" ");
+  const words =
+    "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt ut labore".split(" ");
   const pkgs = [];
   for (let i = 0; i < n; i++) {
     const files = [];
@@ -33,7 +45,11 @@ function generate(n) {
       if (f % 2 === 0) {
         const parts = [];
         let len = 0;
-        while (len < size) { const w = words[Math.floor(r() * words.length)]; parts.push(w); len += w.length + 1; }
+        while (len < size) {
+          const w = words[Math.floor(r() * words.length)];
+          parts.push(w);
+          len += w.length + 1;
+        }
         body = Buffer.from(parts.join(" "));
       } else {
         body = Buffer.alloc(size);
@@ -78,7 +94,13 @@ export async function apkBenchmarks(log) {
     });
 
     const idxFile = join(shared, "testdata/apk-real/alpine-3.16/APKINDEX.tar.gz");
-    const ring = new Keyring().add("alpine-devel@lists.alpinelinux.org-6165ee59.rsa.pub", parsePublicKey(readFileSync(join(shared, "testdata/apk-real/alpine-3.16/alpine-devel@lists.alpinelinux.org-6165ee59.rsa.pub")), "alpine key"));
+    const ring = new Keyring().add(
+      "alpine-devel@lists.alpinelinux.org-6165ee59.rsa.pub",
+      parsePublicKey(
+        readFileSync(join(shared, "testdata/apk-real/alpine-3.16/alpine-devel@lists.alpinelinux.org-6165ee59.rsa.pub")),
+        "alpine key",
+      ),
+    );
     const read = await best(5, async () => {
       const idx = await readIndex(createReadStream(idxFile));
       if (verifyIndex(idx, ring).verdict !== "OK") throw new Error("Alpine index did not verify");

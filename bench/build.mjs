@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { compileRecipe, loadRecipe, runInSandbox, bwrapArgs } from "@kiln/builder";
-import { best, fmtRate, time } from "./common.mjs";
+import { best, fmtRate } from "./common.mjs";
 
 function recipeText(i) {
   return `package:
@@ -79,7 +79,13 @@ export async function buildBenchmarks(log) {
     const floor = await best(3, async () => {
       for (const f of files) parseYaml(await readFile(f, "utf8"));
     });
-    results.push({ name: `compile ${N} recipes`, kiln: fmtRate(N, "recipes/s", kiln.ms), peer: fmtRate(N, "recipes/s", floor.ms), ratio: kiln.ms / floor.ms, note: "floor = read + YAML-parse the same files; kiln validates, expands pipelines, substitutes" });
+    results.push({
+      name: `compile ${N} recipes`,
+      kiln: fmtRate(N, "recipes/s", kiln.ms),
+      peer: fmtRate(N, "recipes/s", floor.ms),
+      ratio: kiln.ms / floor.ms,
+      note: "floor = read + YAML-parse the same files; kiln validates, expands pipelines, substitutes",
+    });
 
     log("sandbox overhead per step (a `true` step, 50 runs each)");
     const ws = join(dir, "ws");
@@ -87,13 +93,19 @@ export async function buildBenchmarks(log) {
     // A tiny guest: the host's dash with its C library and loader.
     const fsp = await import("node:fs/promises");
     const guest = join(dir, "guest");
-    for (const d of ["usr/bin", "usr/lib/x86_64-linux-gnu", "usr/lib64", "home/build", "tmp", "proc", "dev", "run"]) await fsp.mkdir(join(guest, d), { recursive: true });
+    for (const d of ["usr/bin", "usr/lib/x86_64-linux-gnu", "usr/lib64", "home/build", "tmp", "proc", "dev", "run"])
+      await fsp.mkdir(join(guest, d), { recursive: true });
     await fsp.copyFile("/bin/dash", join(guest, "usr/bin/sh"));
     await fsp.copyFile("/lib/x86_64-linux-gnu/libc.so.6", join(guest, "usr/lib/x86_64-linux-gnu/libc.so.6"));
     await fsp.copyFile("/lib64/ld-linux-x86-64.so.2", join(guest, "usr/lib64/ld-linux-x86-64.so.2"));
     await fsp.chmod(join(guest, "usr/bin/sh"), 0o755);
     await fsp.chmod(join(guest, "usr/lib64/ld-linux-x86-64.so.2"), 0o755);
-    for (const [l, t] of [["bin", "usr/bin"], ["lib", "usr/lib"], ["lib64", "usr/lib64"]]) await fsp.symlink(t, join(guest, l));
+    for (const [l, t] of [
+      ["bin", "usr/bin"],
+      ["lib", "usr/lib"],
+      ["lib64", "usr/lib64"],
+    ])
+      await fsp.symlink(t, join(guest, l));
     const cfg = { guestRoot: guest, workspace: ws, env: { PATH: "/usr/bin:/bin" } };
     const STEPS = 50;
     const k = await best(3, async () => {
@@ -105,7 +117,13 @@ export async function buildBenchmarks(log) {
     const direct = await best(3, async () => {
       for (let i = 0; i < STEPS; i++) await sh([...bwrapArgs(cfg, "/home/build"), "/bin/sh", "-c", "true"]);
     });
-    results.push({ name: "sandbox: one `true` step", kiln: `${(k.ms / STEPS).toFixed(1)} ms/step`, peer: `${(direct.ms / STEPS).toFixed(1)} ms/step`, ratio: k.ms / direct.ms, note: "peer = bwrap with the same arguments spawned directly" });
+    results.push({
+      name: "sandbox: one `true` step",
+      kiln: `${(k.ms / STEPS).toFixed(1)} ms/step`,
+      peer: `${(direct.ms / STEPS).toFixed(1)} ms/step`,
+      ratio: k.ms / direct.ms,
+      note: "peer = bwrap with the same arguments spawned directly",
+    });
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

@@ -10,10 +10,14 @@ export async function time(fn) {
 
 /** Best of n runs: the least disturbed measurement on a noisy machine. */
 export async function best(n, fn) {
-  let min = Infinity, value;
+  let min = Infinity,
+    value;
   for (let i = 0; i < n; i++) {
     const r = await time(fn);
-    if (r.ms < min) { min = r.ms; value = r.value; }
+    if (r.ms < min) {
+      min = r.ms;
+      value = r.value;
+    }
   }
   return { ms: min, value };
 }

@@ -17,7 +17,17 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { buildIndex, generateKey, newIndexRecord, parseSigningKey } from "@kiln/apk";
 import { Resolver } from "@kiln/repo";
-import { analyzeDistro, buildKey, closure, formatKeyRecords, identity, keyEnvironment, listRecipeFiles, loadDistro, planBuild, KEYS_FILE } from "@kiln/distro";
+import {
+  analyzeDistro,
+  buildKey,
+  closure,
+  formatKeyRecords,
+  keyEnvironment,
+  listRecipeFiles,
+  loadDistro,
+  planBuild,
+  KEYS_FILE,
+} from "@kiln/distro";
 import { best, peakRssMb } from "./common.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -25,12 +35,35 @@ const KILN = join(here, "../packages/cli/dist/bin.js");
 
 function rng(seed) {
   let s = seed >>> 0;
-  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+  return () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32;
 }
 
 /** The first BOOTSTRAP are imported binaries (native steps only, no guest), as a real distribution's stage 0. */
 const BOOTSTRAP = 6;
-const CORE = ["build-base", "make", "binutils", "busybox", "ca-certificates-bundle", "glibc", "zlib", "openssl", "ncurses", "readline", "libffi", "expat", "pcre2", "xz", "bzip2", "zstd", "sqlite", "curl", "python3", "perl", "libxml2", "gettext"];
+const CORE = [
+  "build-base",
+  "make",
+  "binutils",
+  "busybox",
+  "ca-certificates-bundle",
+  "glibc",
+  "zlib",
+  "openssl",
+  "ncurses",
+  "readline",
+  "libffi",
+  "expat",
+  "pcre2",
+  "xz",
+  "bzip2",
+  "zstd",
+  "sqlite",
+  "curl",
+  "python3",
+  "perl",
+  "libxml2",
+  "gettext",
+];
 
 /** A distribution of `n` recipes: the first are core libraries; each later one needs build-base and ~3 others (exponential, up to 25), half from the popular 5%. */
 export function generate(dir, n) {
@@ -56,7 +89,10 @@ export function generate(dir, n) {
       }
     }
     const sha = createHash("sha256").update(name).digest("hex");
-    const runtime = [...deps].filter((d) => d.endsWith("-dev")).slice(0, 3).map((d) => `so:lib${d.slice(0, -4)}.so.1`);
+    const runtime = [...deps]
+      .filter((d) => d.endsWith("-dev"))
+      .slice(0, 3)
+      .map((d) => `so:lib${d.slice(0, -4)}.so.1`);
     const lines = [
       `package:`,
       `  name: ${name}`,
@@ -71,10 +107,28 @@ export function generate(dir, n) {
       ...(deps.size ? [`environment:`, `  contents:`, `    packages:`, ...[...deps].map((d) => `      - ${d}`)] : []),
       `pipeline:`,
       ...(i < BOOTSTRAP
-        ? [`  - uses: fetch`, `    with:`, `      uri: https://example.invalid/pool/${name}_1.0_amd64.deb`, `      expected-sha256: ${sha}`, `      extract: false`, `  - uses: deb/unpack`, `    with:`, `      deb: ${name}_1.0_amd64.deb`]
+        ? [
+            `  - uses: fetch`,
+            `    with:`,
+            `      uri: https://example.invalid/pool/${name}_1.0_amd64.deb`,
+            `      expected-sha256: ${sha}`,
+            `      extract: false`,
+            `  - uses: deb/unpack`,
+            `    with:`,
+            `      deb: ${name}_1.0_amd64.deb`,
+          ]
         : guestSteps(name, sha)),
     ];
-    if (lib) lines.push(`subpackages:`, `  - name: ${name}-dev`, `    description: ${name} headers`, `    pipeline:`, `      - uses: split/dev`, `    dependencies:`, `      runtime: [${name}]`);
+    if (lib)
+      lines.push(
+        `subpackages:`,
+        `  - name: ${name}-dev`,
+        `    description: ${name} headers`,
+        `    pipeline:`,
+        `      - uses: split/dev`,
+        `    dependencies:`,
+        `      runtime: [${name}]`,
+      );
     lines.push(`update:`, `  enabled: true`, `  release-monitor:`, `    identifier: ${1000 + i}`);
     writeFileSync(join(dir, "recipes", `${name}.yaml`), lines.join("\n") + "\n");
   }
@@ -82,19 +136,19 @@ export function generate(dir, n) {
 
 function guestSteps(name, sha) {
   return [
-      `  - uses: fetch`,
-      `    with:`,
-      `      uri: https://example.invalid/src/${name}/${name}-\${{package.version}}.tar.gz`,
-      `      expected-sha256: ${sha}`,
-      `  - uses: autoconf/configure`,
-      `    with:`,
-      `      opts: --enable-shared --disable-static`,
-      `  - uses: autoconf/make`,
-      `  - uses: autoconf/make-install`,
-      `  - runs: |`,
-      `      rm -rf \${{targets.destdir}}/usr/share/info`,
-      `      install -Dm644 LICENSE \${{targets.destdir}}/usr/share/licenses/${name}/LICENSE`,
-      `  - uses: strip`,
+    `  - uses: fetch`,
+    `    with:`,
+    `      uri: https://example.invalid/src/${name}/${name}-\${{package.version}}.tar.gz`,
+    `      expected-sha256: ${sha}`,
+    `  - uses: autoconf/configure`,
+    `    with:`,
+    `      opts: --enable-shared --disable-static`,
+    `  - uses: autoconf/make`,
+    `  - uses: autoconf/make-install`,
+    `  - runs: |`,
+    `      rm -rf \${{targets.destdir}}/usr/share/info`,
+    `      install -Dm644 LICENSE \${{targets.destdir}}/usr/share/licenses/${name}/LICENSE`,
+    `  - uses: strip`,
   ];
 }
 
@@ -123,7 +177,16 @@ export async function fakeBuilt(file, key) {
   const records = [];
   for (const r of v.graph.recipes) {
     for (const o of r.outputs) {
-      const rec = { ...newIndexRecord(), name: o.name, version: r.fullVersion, arch: "x86_64", origin: r.name, depends: o.depends, provides: o.provides, replaces: o.replaces };
+      const rec = {
+        ...newIndexRecord(),
+        name: o.name,
+        version: r.fullVersion,
+        arch: "x86_64",
+        origin: r.name,
+        depends: o.depends,
+        provides: o.provides,
+        replaces: o.replaces,
+      };
       rec.checksum = "Q1" + createHash("sha1").update(`${o.name}-${r.fullVersion}`).digest("base64");
       rec.fileSize = 1000;
       rec.dataHash = createHash("sha256").update(o.name).digest("hex");
@@ -135,7 +198,13 @@ export async function fakeBuilt(file, key) {
   const resolver = new Resolver(pool, { arch: "x86_64" });
   const producer = new Map(v.graph.recipes.flatMap((r) => r.outputs.map((o) => [o.name, r.name])));
   const keys = v.graph.recipes.map((r) => {
-    const env = closure(resolver, r.buildRequests).packages.map((p) => ({ name: p.record.name, version: p.record.version, checksum: p.record.checksum, recipe: producer.get(p.record.name), repository: "" }));
+    const env = closure(resolver, r.buildRequests).packages.map((p) => ({
+      name: p.record.name,
+      version: p.record.version,
+      checksum: p.record.checksum,
+      recipe: producer.get(p.record.name),
+      repository: "",
+    }));
     const standIns = v.graph.edges.filter((e) => e.from === r.name && e.cut === "stand-in").map((e) => e.to);
     const environment = keyEnvironment(env, standIns);
     return {
@@ -150,7 +219,9 @@ export async function fakeBuilt(file, key) {
       files: r.files,
       environment,
       standIns,
-      packages: r.outputs.map((o) => records.find((x) => x.name === o.name)).map((x) => ({ name: x.name, version: x.version, checksum: x.checksum })),
+      packages: r.outputs
+        .map((o) => records.find((x) => x.name === o.name))
+        .map((x) => ({ name: x.name, version: x.version, checksum: x.checksum })),
     };
   });
   mkdirSync(join(distro.outDir, "x86_64"), { recursive: true });
@@ -160,12 +231,18 @@ export async function fakeBuilt(file, key) {
 
 function runNode(args, cwd) {
   return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, args, { cwd, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, KILN_CACHE_DIR: join(cwd, "cache") } });
+    const p = spawn(process.execPath, args, {
+      cwd,
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, KILN_CACHE_DIR: join(cwd, "cache") },
+    });
     let out = "";
     let err = "";
     p.stdout.on("data", (d) => (out += d));
     p.stderr.on("data", (d) => (err += d));
-    p.on("close", (code) => (code === 0 ? resolve(out) : reject(new Error(`${args.join(" ")} exited ${code}: ${err.slice(-2000)}`))));
+    p.on("close", (code) =>
+      code === 0 ? resolve(out) : reject(new Error(`${args.join(" ")} exited ${code}: ${err.slice(-2000)}`)),
+    );
   });
 }
 
@@ -193,7 +270,9 @@ export async function distroBenchmarks(log) {
       const p = kiln.value.plan;
       const edges = kiln.value.v.graph.edges.length;
       gp[n] = kiln.ms;
-      log(`graph+plan ${n} recipes (${edges} edges, ${p.builds.length} to build): ${ms(kiln.ms)}; read+hash floor ${ms(floor.ms)} (${(floor.value / 1e6).toFixed(1)} MB)`);
+      log(
+        `graph+plan ${n} recipes (${edges} edges, ${p.builds.length} to build): ${ms(kiln.ms)}; read+hash floor ${ms(floor.ms)} (${(floor.value / 1e6).toFixed(1)} MB)`,
+      );
       results.push({
         name: `graph+plan ${n} recipes (${edges} edges)`,
         kiln: ms(kiln.ms),
@@ -216,9 +295,13 @@ export async function distroBenchmarks(log) {
       generate(dir, n);
       await fakeBuilt(join(dir, "distro.yaml"), key);
       const check = JSON.parse(await runNode([KILN, "plan", "--json"], dir));
-      if (check.plans[0].builds.length !== 0) throw new Error(`fake-built distribution of ${n} still plans ${check.plans[0].builds.length} builds (${JSON.stringify(check.plans[0].builds[0]?.reasons)})`);
+      if (check.plans[0].builds.length !== 0)
+        throw new Error(
+          `fake-built distribution of ${n} still plans ${check.plans[0].builds.length} builds (${JSON.stringify(check.plans[0].builds[0]?.reasons)})`,
+        );
       const kiln = await best(3, () => runNode([KILN, "build", "--all"], dir));
-      if (!/0 built, 0 failed, 0 skipped, 0 not started, \d+ up to date/.test(kiln.value)) throw new Error(`no-op build did something: ${kiln.value}`);
+      if (!/0 built, 0 failed, 0 skipped, 0 not started, \d+ up to date/.test(kiln.value))
+        throw new Error(`no-op build did something: ${kiln.value}`);
       const floor = await best(3, () => runNode(["--input-type=module", "-e", FLOOR_SCRIPT, dir], dir));
       noop[n] = { kiln: kiln.ms, floor: floor.ms };
       log(`no-op kiln build --all over ${n} built recipes: ${ms(kiln.ms)}; node read+hash floor ${ms(floor.ms)}`);
@@ -249,5 +332,8 @@ export async function distroBenchmarks(log) {
 // `node bench/distro.mjs` runs this group alone.
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const rows = await distroBenchmarks((l) => process.stderr.write(`   ${l}\n`));
-  for (const r of rows) console.log(`${r.name.padEnd(50)}${r.kiln.padStart(14)}${r.peer.padStart(14)}${r.ratio.toFixed(2).padStart(8)}x  (${r.note})`);
+  for (const r of rows)
+    console.log(
+      `${r.name.padEnd(50)}${r.kiln.padStart(14)}${r.peer.padStart(14)}${r.ratio.toFixed(2).padStart(8)}x  (${r.note})`,
+    );
 }

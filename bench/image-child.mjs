@@ -5,4 +5,11 @@ const cfg = await loadImageConfig(cfgFile);
 const t0 = performance.now();
 const built = await buildImage(cfg, { cacheDir, sourceDateEpoch: 0 }, { out, format: "oci" });
 const ms = performance.now() - t0;
-process.stdout.write(JSON.stringify({ ms, maxRssMb: process.resourceUsage().maxRSS / 1024, bytes: built.contentBytes, digest: built.result.digest }));
+process.stdout.write(
+  JSON.stringify({
+    ms,
+    maxRssMb: process.resourceUsage().maxRSS / 1024,
+    bytes: built.contentBytes,
+    digest: built.result.digest,
+  }),
+);

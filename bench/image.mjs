@@ -8,14 +8,21 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { buildIndex, emptyPackageInfo, generateKey, indexRecordForPackage, parseSigningKey, writePackage } from "@kiln/apk";
+import {
+  buildIndex,
+  emptyPackageInfo,
+  generateKey,
+  indexRecordForPackage,
+  parseSigningKey,
+  writePackage,
+} from "@kiln/apk";
 import { best, time } from "./common.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 
 function rng(seed) {
   let s = seed >>> 0;
-  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+  return () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32;
 }
 
 async function makeRepo(dir, totalMb, key, pubPem) {
@@ -48,12 +55,18 @@ async function makeRepo(dir, totalMb, key, pubPem) {
   writeFileSync(join(repo, "x86_64/APKINDEX.tar.gz"), buildIndex(records, { signingKeys: [key] }));
   writeFileSync(join(dir, "bench.rsa.pub"), pubPem);
   const cfg = join(dir, "image.yaml");
-  writeFileSync(cfg, `contents:\n  repositories: [${repo}]\n  keyring: [${join(dir, "bench.rsa.pub")}]\n  packages: [${names.join(", ")}]\narchs: [x86_64]\n`);
+  writeFileSync(
+    cfg,
+    `contents:\n  repositories: [${repo}]\n  keyring: [${join(dir, "bench.rsa.pub")}]\n  packages: [${names.join(", ")}]\narchs: [x86_64]\n`,
+  );
   return { cfg, root, bytes: nPkgs * perPkg * fileSize };
 }
 
 function buildOnce(cfg, out, cache) {
-  const r = spawnSync(process.execPath, [join(here, "image-child.mjs"), cfg, out, cache], { encoding: "utf8", maxBuffer: 1 << 20 });
+  const r = spawnSync(process.execPath, [join(here, "image-child.mjs"), cfg, out, cache], {
+    encoding: "utf8",
+    maxBuffer: 1 << 20,
+  });
   if (r.status !== 0) throw new Error(r.stderr);
   return JSON.parse(r.stdout);
 }
@@ -74,9 +87,13 @@ export async function imageBenchmarks(log) {
       const runs = [];
       for (let i = 0; i < 2; i++) runs.push(buildOnce(cfg, join(dir, `out${i}`), cache));
       const kilnRun = runs.sort((a, b) => a.ms - b.ms)[0];
-      const floor = await best(2, () => time(() => execFileSync("bash", ["-c", `tar -C ${root} -c . | gzip -6 | sha256sum`])));
+      const floor = await best(2, () =>
+        time(() => execFileSync("bash", ["-c", `tar -C ${root} -c . | gzip -6 | sha256sum`])),
+      );
       rss.push({ mb, rss: Math.max(...runs.map((r) => r.maxRssMb)) });
-      log(`  kiln ${kilnRun.ms.toFixed(0)} ms, peak RSS ${kilnRun.maxRssMb.toFixed(0)} MB; floor ${floor.ms.toFixed(0)} ms`);
+      log(
+        `  kiln ${kilnRun.ms.toFixed(0)} ms, peak RSS ${kilnRun.maxRssMb.toFixed(0)} MB; floor ${floor.ms.toFixed(0)} ms`,
+      );
       if (mb === sizes[1]) {
         results.push({
           name: `assemble image, ${(bytes / 1e6).toFixed(0)} MB of package contents`,

@@ -13,7 +13,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createRequire } from "node:module";
 import { promisify } from "node:util";
-import { buildIndex, emptyPackageInfo, generateKey, indexRecordForPackage, parseSigningKey, writePackage } from "@kiln/apk";
+import {
+  buildIndex,
+  emptyPackageInfo,
+  generateKey,
+  indexRecordForPackage,
+  parseSigningKey,
+  writePackage,
+} from "@kiln/apk";
 import { publish, S3Store } from "@kiln/repo";
 import { peakRssMb, time } from "./common.mjs";
 
@@ -30,7 +37,9 @@ s.run().then((a) => process.stdout.write(a.port + "\\n"));
 // OpenSSL 3 only has in its legacy provider: without it, listing more than
 // 1,000 keys fails with a 500.
 async function startServer(dir) {
-  const proc = spawn(process.execPath, ["--openssl-legacy-provider", "-e", SERVER, dir], { stdio: ["ignore", "pipe", "inherit"] });
+  const proc = spawn(process.execPath, ["--openssl-legacy-provider", "-e", SERVER, dir], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
   const port = await new Promise((resolve, reject) => {
     let out = "";
     proc.stdout.on("data", (d) => {
@@ -40,7 +49,10 @@ async function startServer(dir) {
     });
     proc.once("exit", (c) => reject(new Error(`s3rver exited ${c}`)));
   });
-  return { port, stop: () => new Promise((r) => (proc.exitCode !== null ? r() : (proc.once("exit", r), proc.kill("SIGTERM")))) };
+  return {
+    port,
+    stop: () => new Promise((r) => (proc.exitCode !== null ? r() : (proc.once("exit", r), proc.kill("SIGTERM")))),
+  };
 }
 
 async function writeRepo(dir, key, n, extra = []) {
@@ -49,11 +61,26 @@ async function writeRepo(dir, key, n, extra = []) {
   const records = [];
   const names = [...Array.from({ length: n }, (_, i) => `pkg${i}`), ...extra];
   for (const name of names) {
-    const info = { ...emptyPackageInfo(name, "1.0-r0", "x86_64"), description: `benchmark package ${name}`, depends: name === "pkg0" ? [] : ["pkg0"] };
+    const info = {
+      ...emptyPackageInfo(name, "1.0-r0", "x86_64"),
+      description: `benchmark package ${name}`,
+      depends: name === "pkg0" ? [] : ["pkg0"],
+    };
     const file = join(arch, `${name}-1.0-r0.apk`);
     if (!existsSync(file)) {
-      const body = Buffer.alloc(2048 + (name.length * 97) % 4096, name);
-      await writePackage({ info, entries: [{ path: `usr/share/${name}`, type: "dir" }, { path: `usr/share/${name}/data`, type: "file", content: body }], signingKeys: [key], sourceDateEpoch: 1_700_000_000 }, file);
+      const body = Buffer.alloc(2048 + ((name.length * 97) % 4096), name);
+      await writePackage(
+        {
+          info,
+          entries: [
+            { path: `usr/share/${name}`, type: "dir" },
+            { path: `usr/share/${name}/data`, type: "file", content: body },
+          ],
+          signingKeys: [key],
+          sourceDateEpoch: 1_700_000_000,
+        },
+        file,
+      );
     }
     records.push(await indexRecordForPackage(file));
   }
@@ -68,7 +95,12 @@ export async function publishBenchmarks(log) {
   const endpointUrl = `http://127.0.0.1:${server.port}`;
   process.env.AWS_ACCESS_KEY_ID ??= "S3RVER";
   process.env.AWS_SECRET_ACCESS_KEY ??= "S3RVER";
-  const env = { ...process.env, AWS_ACCESS_KEY_ID: "S3RVER", AWS_SECRET_ACCESS_KEY: "S3RVER", AWS_DEFAULT_REGION: "us-east-1" };
+  const env = {
+    ...process.env,
+    AWS_ACCESS_KEY_ID: "S3RVER",
+    AWS_SECRET_ACCESS_KEY: "S3RVER",
+    AWS_DEFAULT_REGION: "us-east-1",
+  };
   try {
     const N = Number(process.env.KILN_BENCH_PUBLISH_PACKAGES ?? 1000);
     const [b, p] = await Promise.all([generateKey(2048), generateKey(2048)]);
@@ -79,16 +111,23 @@ export async function publishBenchmarks(log) {
     await writeRepo(out, buildKey, N);
 
     const { S3Client, CreateBucketCommand } = await import("@aws-sdk/client-s3");
-    const admin = new S3Client({ endpoint: endpointUrl, region: "us-east-1", forcePathStyle: true, credentials: { accessKeyId: "S3RVER", secretAccessKey: "S3RVER" } });
+    const admin = new S3Client({
+      endpoint: endpointUrl,
+      region: "us-east-1",
+      forcePathStyle: true,
+      credentials: { accessKeyId: "S3RVER", secretAccessKey: "S3RVER" },
+    });
     await admin.send(new CreateBucketCommand({ Bucket: "bench" }));
     admin.destroy();
-    const store = () => new S3Store({ bucket: "bench", prefix: "repo/" }, { endpointUrl, pathStyle: true, region: "us-east-1" });
+    const store = () =>
+      new S3Store({ bucket: "bench", prefix: "repo/" }, { endpointUrl, pathStyle: true, region: "us-east-1" });
 
     log(`publish ${N} packages to s3rver`);
     const s1 = store();
     const full = await time(() => publish(s1, out, { signingKey: pubKey, concurrency: 8 }));
     await s1.close();
-    if (full.value.archs[0].indexPackages !== N) throw new Error(`full publish indexed ${full.value.archs[0].indexPackages}`);
+    if (full.value.archs[0].indexPackages !== N)
+      throw new Error(`full publish indexed ${full.value.archs[0].indexPackages}`);
 
     log("add one package and publish again");
     await writeRepo(out, buildKey, N, ["newcomer"]);
@@ -96,7 +135,10 @@ export async function publishBenchmarks(log) {
     const inc = await time(() => publish(s2, out, { signingKey: pubKey, concurrency: 8 }));
     await s2.close();
     const a = inc.value.archs[0];
-    if (a.uploaded.length !== 1 || a.skipped.length !== N || a.indexPackages !== N + 1) throw new Error(`incremental publish: ${JSON.stringify({ uploaded: a.uploaded.length, skipped: a.skipped.length, index: a.indexPackages })}`);
+    if (a.uploaded.length !== 1 || a.skipped.length !== N || a.indexPackages !== N + 1)
+      throw new Error(
+        `incremental publish: ${JSON.stringify({ uploaded: a.uploaded.length, skipped: a.skipped.length, index: a.indexPackages })}`,
+      );
     results.push({
       name: `publish +1 package into ${N} / publish ${N} (S3)`,
       kiln: `${(inc.ms / 1000).toFixed(2)} s`,
@@ -107,7 +149,13 @@ export async function publishBenchmarks(log) {
 
     if (existsSync("/usr/bin/aws")) {
       log(`aws s3 sync of the same ${N} files (awscli, for scale)`);
-      const sync = await time(() => promisify(execFile)("/usr/bin/aws", ["--endpoint-url", endpointUrl, "s3", "sync", "--quiet", join(out, "x86_64"), "s3://bench/sync/x86_64/"], { env, maxBuffer: 64 * 1024 * 1024 }));
+      const sync = await time(() =>
+        promisify(execFile)(
+          "/usr/bin/aws",
+          ["--endpoint-url", endpointUrl, "s3", "sync", "--quiet", join(out, "x86_64"), "s3://bench/sync/x86_64/"],
+          { env, maxBuffer: 64 * 1024 * 1024 },
+        ),
+      );
       results.push({
         name: `publish ${N} packages (S3) vs aws s3 sync`,
         kiln: `${(full.ms / 1000).toFixed(1)} s`,
@@ -127,5 +175,8 @@ export async function publishBenchmarks(log) {
 // Run alone: node bench/publish.mjs
 if (import.meta.url === `file://${process.argv[1]}`) {
   const rs = await publishBenchmarks((l) => process.stderr.write(`   ${l}\n`));
-  for (const r of rs) console.log(`${r.name.padEnd(57)}${r.kiln.padStart(16)}${r.peer.padStart(16)}${r.ratio.toFixed(3).padStart(8)}x  (${r.note})`);
+  for (const r of rs)
+    console.log(
+      `${r.name.padEnd(57)}${r.kiln.padStart(16)}${r.peer.padStart(16)}${r.ratio.toFixed(3).padStart(8)}x  (${r.note})`,
+    );
 }

@@ -23,7 +23,11 @@ export async function resolverBenchmarks(log) {
   const parse = await best(5, async () => (await readIndex(bytes)).records);
   const records = parse.value;
   const repo = { url: "alpine" };
-  const available = records.map((record) => ({ record, repo, url: `alpine/${record.arch}/${record.name}-${record.version}.apk` }));
+  const available = records.map((record) => ({
+    record,
+    repo,
+    url: `alpine/${record.arch}/${record.name}-${record.version}.apk`,
+  }));
   log(`Alpine 3.16 index: ${records.length} records, readIndex ${ms(parse.ms)} (best of 5)`);
 
   // Warm the JIT once so the first row does not carry it alone.

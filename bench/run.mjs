@@ -12,7 +12,14 @@ import { publishBenchmarks } from "./publish.mjs";
 import { distroBenchmarks } from "./distro.mjs";
 
 const { values } = parseArgs({ options: { only: { type: "string" }, json: { type: "boolean" } } });
-const groups = { apk: apkBenchmarks, resolver: resolverBenchmarks, image: imageBenchmarks, build: buildBenchmarks, publish: publishBenchmarks, distro: distroBenchmarks };
+const groups = {
+  apk: apkBenchmarks,
+  resolver: resolverBenchmarks,
+  image: imageBenchmarks,
+  build: buildBenchmarks,
+  publish: publishBenchmarks,
+  distro: distroBenchmarks,
+};
 const results = [];
 for (const [name, fn] of Object.entries(groups)) {
   if (values.only && values.only !== name) continue;
@@ -23,6 +30,8 @@ if (values.json) console.log(JSON.stringify(results, null, 2));
 else {
   console.log("\nbenchmark".padEnd(58) + "kiln".padStart(16) + "peer/floor".padStart(16) + "ratio".padStart(9));
   for (const r of results) {
-    console.log(`${r.name.padEnd(57)}${r.kiln.padStart(16)}${r.peer.padStart(16)}${r.ratio.toFixed(2).padStart(8)}x  (${r.note})`);
+    console.log(
+      `${r.name.padEnd(57)}${r.kiln.padStart(16)}${r.peer.padStart(16)}${r.ratio.toFixed(2).padStart(8)}x  (${r.note})`,
+    );
   }
 }

@@ -80,7 +80,9 @@ describe.skipIf(noShared())("apk verify verdicts on real artifacts", () => {
 
   it("melange-repo/APKINDEX.tar.gz: signature valid by an independent check (openssl), so kiln says OK", async () => {
     const [file, keys, verdict] = DISPUTED;
-    const ind = JSON.parse(execFileSync("python3", [join(__dirname, "helpers/split-members.py"), R(file)], { encoding: "utf8" }));
+    const ind = JSON.parse(
+      execFileSync("python3", [join(__dirname, "helpers/split-members.py"), R(file)], { encoding: "utf8" }),
+    );
     const bytes = readFileSync(R(file));
     const body = bytes.subarray(ind.members[1].offset);
     const sigTar = gunzipSync(bytes.subarray(0, ind.members[0].size));
@@ -90,7 +92,11 @@ describe.skipIf(noShared())("apk verify verdicts on real artifacts", () => {
     const { writeFileSync } = await import("node:fs");
     writeFileSync(join(d, "sig"), sig);
     writeFileSync(join(d, "body"), body);
-    const ossl = spawnSync("openssl", ["dgst", "-sha256", "-verify", R(MELANGE_KEY), "-signature", join(d, "sig"), join(d, "body")], { encoding: "utf8" });
+    const ossl = spawnSync(
+      "openssl",
+      ["dgst", "-sha256", "-verify", R(MELANGE_KEY), "-signature", join(d, "sig"), join(d, "body")],
+      { encoding: "utf8" },
+    );
     expect(ossl.stdout.trim()).toBe("Verified OK");
     const r = await verifyFile(R(file), ring(keys));
     expect(r.verdict, r.reason).toBe(verdict);
@@ -104,7 +110,9 @@ describe.skipIf(noShared())("apk verify verdicts on real artifacts", () => {
 
   it("kiln verify prints the same verdicts and exits non-zero unless all are OK", () => {
     for (const [file, keys, verdict] of TABLE) {
-      const res = spawnSync(process.execPath, [KILN_BIN, "verify", "--keys-dir", keysDir(keys), R(file)], { encoding: "utf8" });
+      const res = spawnSync(process.execPath, [KILN_BIN, "verify", "--keys-dir", keysDir(keys), R(file)], {
+        encoding: "utf8",
+      });
       expect(res.stdout.startsWith(`${R(file)}: ${verdict} (`), res.stdout + res.stderr).toBe(true);
       expect(res.status).toBe(verdict === "OK" ? 0 : 1);
     }
@@ -114,9 +122,19 @@ describe.skipIf(noShared())("apk verify verdicts on real artifacts", () => {
 function apkindexText(file: string): string {
   // Independent of kiln's reader: zlib joins the members; walk tar headers.
   const tar = gunzipSync(readFileSync(file));
-  for (let off = 0; off + 512 <= tar.length; ) {
-    const name = tar.subarray(off, off + 100).toString("utf8").replace(/\0.*$/s, "");
-    const size = parseInt(tar.subarray(off + 124, off + 136).toString("ascii").replace(/\0.*$/s, "").trim() || "0", 8);
+  for (let off = 0; off + 512 <= tar.length;) {
+    const name = tar
+      .subarray(off, off + 100)
+      .toString("utf8")
+      .replace(/\0.*$/s, "");
+    const size = parseInt(
+      tar
+        .subarray(off + 124, off + 136)
+        .toString("ascii")
+        .replace(/\0.*$/s, "")
+        .trim() || "0",
+      8,
+    );
     if (name === "APKINDEX") return tar.subarray(off + 512, off + 512 + size).toString("utf8");
     off += 512 + Math.ceil(size / 512) * 512;
   }
@@ -124,7 +142,12 @@ function apkindexText(file: string): string {
 }
 
 describe.skipIf(noShared())("indexes round-trip", () => {
-  for (const f of ["alpine-3.16/APKINDEX.tar.gz", "rsa256-signed/APKINDEX.tar.gz", "chainguard-signing/APKINDEX.tar.gz", "melange-repo/APKINDEX.tar.gz"]) {
+  for (const f of [
+    "alpine-3.16/APKINDEX.tar.gz",
+    "rsa256-signed/APKINDEX.tar.gz",
+    "chainguard-signing/APKINDEX.tar.gz",
+    "melange-repo/APKINDEX.tar.gz",
+  ]) {
     it(`${f}: every record and field re-serializes to identical APKINDEX text`, async () => {
       const idx = await readIndex(createReadStream(R(f)), { subject: f });
       const text = apkindexText(R(f));
@@ -148,7 +171,13 @@ describe.skipIf(noShared())("indexes round-trip", () => {
 });
 
 describe.skipIf(noShared())("real packages", () => {
-  const pkgs = ["wolfi/hello-wolfi-2.12.1-r0.apk", "alpine-3.16/alpine-baselayout-3.2.0-r23.apk", ...["custom-ca-certs-1", "custom-ca-certs-2", "pretend-baselayout", "replayout"].map((n) => `melange-repo/${n}-1.0.0-r0.apk`)];
+  const pkgs = [
+    "wolfi/hello-wolfi-2.12.1-r0.apk",
+    "alpine-3.16/alpine-baselayout-3.2.0-r23.apk",
+    ...["custom-ca-certs-1", "custom-ca-certs-2", "pretend-baselayout", "replayout"].map(
+      (n) => `melange-repo/${n}-1.0.0-r0.apk`,
+    ),
+  ];
   for (const f of pkgs) {
     it(`${f}: reads completely; .PKGINFO round-trips; C: and datahash match an independent computation`, async () => {
       const reader = await openPackage(createReadStream(R(f)), { subject: f });
@@ -156,7 +185,9 @@ describe.skipIf(noShared())("real packages", () => {
       const info = reader.head.info;
       // .PKGINFO: every field survives parse → format → parse
       expect(parsePkgInfo(formatPkgInfo(info))).toEqual(info);
-      const ind = JSON.parse(execFileSync("python3", [join(__dirname, "helpers/split-members.py"), R(f)], { encoding: "utf8" }));
+      const ind = JSON.parse(
+        execFileSync("python3", [join(__dirname, "helpers/split-members.py"), R(f)], { encoding: "utf8" }),
+      );
       expect(ind.members).toHaveLength(3);
       expect(reader.head.checksum).toBe(ind.members[1].sha1_q1);
       expect(summary.dataHash).toBe(ind.members[2].sha256);
@@ -166,7 +197,12 @@ describe.skipIf(noShared())("real packages", () => {
 
   it("alpine-baselayout carries its install scripts", async () => {
     const reader = await openPackage(createReadStream(R("alpine-3.16/alpine-baselayout-3.2.0-r23.apk")));
-    expect([...reader.head.controlFiles.keys()].sort()).toEqual([".post-install", ".post-upgrade", ".pre-install", ".pre-upgrade"]);
+    expect([...reader.head.controlFiles.keys()].sort()).toEqual([
+      ".post-install",
+      ".post-upgrade",
+      ".pre-install",
+      ".pre-upgrade",
+    ]);
     expect(reader.head.controlFiles.get(".pre-install")!.toString()).toContain("#!/bin/sh");
     await reader.close();
   });

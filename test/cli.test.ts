@@ -2,7 +2,17 @@
 // (and --merge), sign, sign-index, verify, inspect, version.
 
 import { execFileSync } from "node:child_process";
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync, symlinkSync, readdirSync } from "node:fs";
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  statSync,
+  writeFileSync,
+  symlinkSync,
+  readdirSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
@@ -49,29 +59,68 @@ describe("kiln keygen", () => {
   it("defaults to 4096 bits", () => {
     const r = kiln(["keygen", join(work, "big")]);
     expect(r.status, r.stderr).toBe(0);
-    expect(execFileSync("openssl", ["rsa", "-in", join(work, "big.rsa"), "-noout", "-text"], { encoding: "utf8" })).toMatch(/Private-Key: \(4096 bit/);
+    expect(
+      execFileSync("openssl", ["rsa", "-in", join(work, "big.rsa"), "-noout", "-text"], { encoding: "utf8" }),
+    ).toMatch(/Private-Key: \(4096 bit/);
   });
 });
 
 describe("mkpkg, index, verify, inspect", () => {
   it("mkpkg makes a signed package that verifies and inspects with its metadata and files", () => {
     const out = join(work, "tool-1.0-r0.apk");
-    const r = kiln(["mkpkg", join(work, "tree"), "--name", "tool", "--version", "1.0-r0", "--description", "a tool", "--license", "MIT", "--depends", "so:libc.so.6", "--provides", "cmd:tool=1.0-r0", "--signing-key", keyA, "-o", out]);
+    const r = kiln([
+      "mkpkg",
+      join(work, "tree"),
+      "--name",
+      "tool",
+      "--version",
+      "1.0-r0",
+      "--description",
+      "a tool",
+      "--license",
+      "MIT",
+      "--depends",
+      "so:libc.so.6",
+      "--provides",
+      "cmd:tool=1.0-r0",
+      "--signing-key",
+      keyA,
+      "-o",
+      out,
+    ]);
     expect(r.status, r.stderr).toBe(0);
     const v = kiln(["verify", "--keys-dir", keysDir, out]);
     expect(v.stdout).toBe(`${out}: OK (signed by alpha.rsa.pub (RSA256))\n`);
     expect(v.status).toBe(0);
     const i = JSON.parse(kiln(["inspect", out, "--json"]).stdout);
-    expect(i.info).toMatchObject({ name: "tool", version: "1.0-r0", description: "a tool", license: "MIT", depends: ["so:libc.so.6"], provides: ["cmd:tool=1.0-r0"], buildDate: 1700000000 });
+    expect(i.info).toMatchObject({
+      name: "tool",
+      version: "1.0-r0",
+      description: "a tool",
+      license: "MIT",
+      depends: ["so:libc.so.6"],
+      provides: ["cmd:tool=1.0-r0"],
+      buildDate: 1700000000,
+    });
     expect(i.signatures).toEqual([{ type: "RSA256", keyName: "alpha.rsa.pub" }]);
-    expect(i.files.map((f: { path: string }) => f.path)).toEqual(["usr", "usr/bin", "usr/bin/tool", "usr/bin/tool-link"]);
+    expect(i.files.map((f: { path: string }) => f.path)).toEqual([
+      "usr",
+      "usr/bin",
+      "usr/bin/tool",
+      "usr/bin/tool-link",
+    ]);
     expect(i.files[2]).toMatchObject({ mode: "0755", uid: 0, gid: 0 });
     expect(i.files[3]).toMatchObject({ type: "symlink", target: "tool" });
   });
 
   it("mkpkg is reproducible and rejects bad names, versions and dependencies with one clear message", () => {
-    const a = join(work, "r1.apk"), b = join(work, "r2.apk");
-    for (const o of [a, b]) expect(kiln(["mkpkg", join(work, "tree"), "--name", "tool", "--version", "1.0-r0", "--signing-key", keyA, "-o", o]).status).toBe(0);
+    const a = join(work, "r1.apk"),
+      b = join(work, "r2.apk");
+    for (const o of [a, b])
+      expect(
+        kiln(["mkpkg", join(work, "tree"), "--name", "tool", "--version", "1.0-r0", "--signing-key", keyA, "-o", o])
+          .status,
+      ).toBe(0);
     expect(readFileSync(a).equals(readFileSync(b))).toBe(true);
     const cases: Array<[string[], RegExp]> = [
       [["--name", "bad name", "--version", "1.0"], /invalid package name "bad name"/],
@@ -92,9 +141,16 @@ describe("mkpkg, index, verify, inspect", () => {
   it("index writes C:, S: and fields; --merge keeps other records and replaces the same name+version", () => {
     const repo = join(work, "repo");
     mkdirSync(repo);
-    const p1 = join(repo, "one-1.0-r0.apk"), p2 = join(repo, "two-2.0-r0.apk");
-    expect(kiln(["mkpkg", join(work, "tree"), "--name", "one", "--version", "1.0-r0", "--signing-key", keyA, "-o", p1]).status).toBe(0);
-    expect(kiln(["mkpkg", join(work, "tree"), "--name", "two", "--version", "2.0-r0", "--signing-key", keyA, "-o", p2]).status).toBe(0);
+    const p1 = join(repo, "one-1.0-r0.apk"),
+      p2 = join(repo, "two-2.0-r0.apk");
+    expect(
+      kiln(["mkpkg", join(work, "tree"), "--name", "one", "--version", "1.0-r0", "--signing-key", keyA, "-o", p1])
+        .status,
+    ).toBe(0);
+    expect(
+      kiln(["mkpkg", join(work, "tree"), "--name", "two", "--version", "2.0-r0", "--signing-key", keyA, "-o", p2])
+        .status,
+    ).toBe(0);
     const idx = join(repo, "APKINDEX.tar.gz");
     expect(kiln(["index", "--signing-key", keyA, "--description", "test repo", "-o", idx, p1]).status).toBe(0);
     expect(kiln(["index", "--merge", "--signing-key", keyA, "-o", idx, p2]).status).toBe(0);
@@ -105,16 +161,37 @@ describe("mkpkg, index, verify, inspect", () => {
     expect(kiln(["verify", "--keys-dir", keysDir, idx]).status).toBe(0);
     // Replace "one" with a different build of the same version.
     writeFileSync(join(work, "tree/usr/bin/extra"), "x");
-    expect(kiln(["mkpkg", join(work, "tree"), "--name", "one", "--version", "1.0-r0", "--description", "rebuilt", "--signing-key", keyA, "-o", p1]).status).toBe(0);
+    expect(
+      kiln([
+        "mkpkg",
+        join(work, "tree"),
+        "--name",
+        "one",
+        "--version",
+        "1.0-r0",
+        "--description",
+        "rebuilt",
+        "--signing-key",
+        keyA,
+        "-o",
+        p1,
+      ]).status,
+    ).toBe(0);
     expect(kiln(["index", "--merge", "--signing-key", keyA, "-o", idx, p1]).status).toBe(0);
     const doc2 = JSON.parse(kiln(["inspect", idx, "--json"]).stdout);
-    expect(doc2.records.map((r: { name: string; description?: string }) => [r.name, r.description ?? ""])).toEqual([["one", "rebuilt"], ["two", ""]]);
+    expect(doc2.records.map((r: { name: string; description?: string }) => [r.name, r.description ?? ""])).toEqual([
+      ["one", "rebuilt"],
+      ["two", ""],
+    ]);
     expect(doc2.records[0].fileSize).toBe(statSync(p1).size);
   });
 
   it("sign re-signs in place (S: follows after re-indexing); sign-index replaces the index signature", () => {
     const p = join(work, "resign.apk");
-    expect(kiln(["mkpkg", join(work, "tree"), "--name", "resign", "--version", "1.0-r0", "--signing-key", keyA, "-o", p]).status).toBe(0);
+    expect(
+      kiln(["mkpkg", join(work, "tree"), "--name", "resign", "--version", "1.0-r0", "--signing-key", keyA, "-o", p])
+        .status,
+    ).toBe(0);
     const bdir = join(work, "keys-b");
     mkdirSync(bdir);
     writeFileSync(join(bdir, "beta.rsa.pub"), readFileSync(`${keyB}.pub`));
@@ -182,7 +259,18 @@ describe("kiln --help", () => {
   it("lists commands; each has --help; unknown commands and options are usage errors (exit 2)", () => {
     const h = kiln(["--help"]);
     expect(h.status).toBe(0);
-    for (const c of ["keygen", "mkpkg", "index", "sign", "sign-index", "verify", "inspect", "version", "build", "image"]) {
+    for (const c of [
+      "keygen",
+      "mkpkg",
+      "index",
+      "sign",
+      "sign-index",
+      "verify",
+      "inspect",
+      "version",
+      "build",
+      "image",
+    ]) {
       expect(h.stdout).toContain(`  ${c}`);
       if (c !== "image") expect(kiln([c, "--help"]).stdout).toContain(`usage: kiln ${c}`);
     }

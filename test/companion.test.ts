@@ -26,26 +26,46 @@ beforeAll(async () => {
   out = join(work, "out");
   cpSync(boot.repo, out, { recursive: true });
   mkdirSync(join(work, "images"));
-  for (const i of ["static", "glibc-dynamic"]) cpSync(join(REPO_ROOT, "images", `${i}.yaml`), join(work, "images", `${i}.yaml`));
+  for (const i of ["static", "glibc-dynamic"])
+    cpSync(join(REPO_ROOT, "images", `${i}.yaml`), join(work, "images", `${i}.yaml`));
   distroFile = join(work, "distro.yaml");
-  writeFileSync(distroFile, `name: Kiln Linux\nid: kiln\nversion: "1"\narchitectures: [x86_64]\nrecipes: ${join(REPO_ROOT, "recipes")}\nimages: images\nout: out\nsigning-key: ${boot.privateKey}\n`);
+  writeFileSync(
+    distroFile,
+    `name: Kiln Linux\nid: kiln\nversion: "1"\narchitectures: [x86_64]\nrecipes: ${join(REPO_ROOT, "recipes")}\nimages: images\nout: out\nsigning-key: ${boot.privateKey}\n`,
+  );
 }, 900_000);
 
 describe("the companion distribution (CI subset)", () => {
   it("stage 0 imports and stage 1 source packages build, each passing its own test", async () => {
     const recipes = ["ca-certificates", "ca-certificates-bundle", "tzdata", "busybox", "zlib", "xz"].map(R);
-    const r = await kilnAsync(["build", ...recipes, "--out", out, "--signing-key", boot.privateKey, "--cache-dir", boot.cacheDir, "--json"]);
+    const r = await kilnAsync([
+      "build",
+      ...recipes,
+      "--out",
+      out,
+      "--signing-key",
+      boot.privateKey,
+      "--cache-dir",
+      boot.cacheDir,
+      "--json",
+    ]);
     expect(r.status, r.stderr.slice(-3000)).toBe(0);
-    const built = JSON.parse(r.stdout) as Array<{ name: string; packages: Array<{ name: string; provides: string[] }> }>;
+    const built = JSON.parse(r.stdout) as Array<{
+      name: string;
+      packages: Array<{ name: string; provides: string[] }>;
+    }>;
     const zlib = built.find((b) => b.name === "zlib")!;
     expect(zlib.packages.map((p) => p.name)).toEqual(["zlib", "zlib-dev", "zlib-doc"]);
     expect(zlib.packages[0]!.provides).toContain("so:libz.so.1=1");
     const xz = built.find((b) => b.name === "xz")!;
     expect(xz.packages[0]!.provides).toEqual(expect.arrayContaining(["cmd:xz=5.4.1-r0"]));
     // Each recipe's test ran (the log shows it).
-    for (const n of ["busybox", "zlib", "xz"]) expect(readFileSync(join(out, `logs/x86_64/${n}.log`), "utf8")).toMatch(/# test /);
+    for (const n of ["busybox", "zlib", "xz"])
+      expect(readFileSync(join(out, `logs/x86_64/${n}.log`), "utf8")).toMatch(/# test /);
     const idx = await readIndex(readFileSync(join(out, "x86_64/APKINDEX.tar.gz")));
-    expect(idx.records.map((x) => x.name)).toEqual(expect.arrayContaining(["busybox", "zlib", "zlib-dev", "xz", "glibc", "gcc", "tzdata", "ca-certificates-bundle"]));
+    expect(idx.records.map((x) => x.name)).toEqual(
+      expect.arrayContaining(["busybox", "zlib", "zlib-dev", "xz", "glibc", "gcc", "tzdata", "ca-certificates-bundle"]),
+    );
   }, 1_200_000);
 
   it("the static and glibc-dynamic images build and pass their smoke tests; a second run changes no digest", async () => {
@@ -66,24 +86,34 @@ describe("the companion distribution (CI subset)", () => {
     cpSync(join(REPO_ROOT, "recipes"), join(repo, "recipes"), { recursive: true });
     cpSync(join(REPO_ROOT, "images"), join(repo, "images"), { recursive: true });
     cpSync(join(REPO_ROOT, "distro.yaml"), join(repo, "distro.yaml"));
-    const git = (...args: string[]) => execFileSync("git", ["-c", "user.name=t", "-c", "user.email=t@example.invalid", ...args], { cwd: repo, encoding: "utf8" });
+    const git = (...args: string[]) =>
+      execFileSync("git", ["-c", "user.name=t", "-c", "user.email=t@example.invalid", ...args], {
+        cwd: repo,
+        encoding: "utf8",
+      });
     git("init", "-q");
     git("add", "-A");
     git("commit", "-qm", "base");
-    writeFileSync(join(repo, "recipes/zlib.yaml"), readFileSync(join(repo, "recipes/zlib.yaml"), "utf8").replace("epoch: 0", "epoch: 1"));
+    writeFileSync(
+      join(repo, "recipes/zlib.yaml"),
+      readFileSync(join(repo, "recipes/zlib.yaml"), "utf8").replace("epoch: 0", "epoch: 1"),
+    );
     const r = await kilnAsync(["plan", "--since", "HEAD", "--json", "--distro", join(repo, "distro.yaml")]);
     expect(r.status, r.stderr).toBe(0);
     const plan = JSON.parse(r.stdout).plans[0];
     expect(plan.mode).toBe("since");
     const names: string[] = plan.builds.map((b: { recipe: string }) => b.recipe);
     expect(plan.builds[0].reasons).toEqual([{ kind: "changed-file", files: ["recipes/zlib.yaml"] }]);
-    for (const b of plan.builds.slice(1)) expect(b.reasons.some((x: { kind: string; recipes?: string[] }) => x.kind === "changed-dependency")).toBe(true);
+    for (const b of plan.builds.slice(1))
+      expect(b.reasons.some((x: { kind: string; recipes?: string[] }) => x.kind === "changed-dependency")).toBe(true);
     expect(names).toContain("zlib");
     // Its dependents: recipes whose build environment needs zlib (e.g. pcre2 links it).
     const dependents = ["pcre2", "zstd", "bzip2"].filter((n) => existsSync(join(repo, "recipes", `${n}.yaml`)));
-    for (const d of dependents) if (readFileSync(join(repo, "recipes", `${d}.yaml`), "utf8").includes("zlib-dev")) expect(names).toContain(d);
+    for (const d of dependents)
+      if (readFileSync(join(repo, "recipes", `${d}.yaml`), "utf8").includes("zlib-dev")) expect(names).toContain(d);
     // And nothing that has no path to zlib.
-    for (const unrelated of ["lz4", "gcc", "glibc", "tzdata", "busybox-static", "base-layout"]) expect(names).not.toContain(unrelated);
+    for (const unrelated of ["lz4", "gcc", "glibc", "tzdata", "busybox-static", "base-layout"])
+      expect(names).not.toContain(unrelated);
     const images: string[] = plan.images.map((i: { name: string }) => i.name);
     // An image changes exactly when its packages include a rebuilt recipe's.
     for (const i of plan.images) expect(i.recipes.some((x: string) => names.includes(x))).toBe(true);

@@ -16,7 +16,15 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readIndex } from "@kiln/apk";
 import { kilnAsync, type Run } from "./helpers/cli.js";
 import { startRegistry } from "./helpers/fixtures.js";
-import { distroYaml, makeUpstream, writeDistro, writeRecipe, type SynthDistro, type SynthRecipe, type Upstream } from "./helpers/distro.js";
+import {
+  distroYaml,
+  makeUpstream,
+  writeDistro,
+  writeRecipe,
+  type SynthDistro,
+  type SynthRecipe,
+  type Upstream,
+} from "./helpers/distro.js";
 
 let work: string;
 let up: Upstream;
@@ -43,7 +51,14 @@ async function ok(dir: string, args: string[]): Promise<Run> {
 }
 
 interface PlanJson {
-  builds: Array<{ recipe: string; fullVersion: string; current?: string; reasons: Array<{ kind: string; files?: string[]; recipes?: string[]; detail?: string }>; after: string[]; standIns: string[] }>;
+  builds: Array<{
+    recipe: string;
+    fullVersion: string;
+    current?: string;
+    reasons: Array<{ kind: string; files?: string[]; recipes?: string[]; detail?: string }>;
+    after: string[];
+    standIns: string[];
+  }>;
   upToDate: string[];
   images: Array<{ name: string; reasons: string[]; recipes: string[] }>;
   unchangedImages: string[];
@@ -68,7 +83,9 @@ interface ReportEntry {
 }
 
 function report(dir: string): ReportEntry[] {
-  return (JSON.parse(readFileSync(join(dir, "out/build-report.json"), "utf8")) as Array<{ entries: ReportEntry[] }>).flatMap((r) => r.entries);
+  return (
+    JSON.parse(readFileSync(join(dir, "out/build-report.json"), "utf8")) as Array<{ entries: ReportEntry[] }>
+  ).flatMap((r) => r.entries);
 }
 
 async function indexVersions(dir: string): Promise<string[]> {
@@ -94,9 +111,20 @@ function synth(recipes: SynthRecipe[], more: Partial<SynthDistro> = {}): SynthDi
     upstream: up,
     recipes,
     images: [
-      { name: "app-image", packages: ["app", "busybox-static"], test: { command: ["/usr/bin/busybox", "cat", "/usr/share/app/data", "/usr/share/libbase/data"], expect: "app built" } },
+      {
+        name: "app-image",
+        packages: ["app", "busybox-static"],
+        test: {
+          command: ["/usr/bin/busybox", "cat", "/usr/share/app/data", "/usr/share/libbase/data"],
+          expect: "app built",
+        },
+      },
       { name: "base-image", packages: ["libbase"] },
-      { name: "solo-image", packages: ["solo", "busybox-static"], test: { command: ["/usr/bin/busybox", "id", "-u"], expect: "65532" } },
+      {
+        name: "solo-image",
+        packages: ["solo", "busybox-static"],
+        test: { command: ["/usr/bin/busybox", "id", "-u"], expect: "65532" },
+      },
     ],
     ...more,
   };
@@ -127,12 +155,24 @@ describe("kiln build --all and kiln plan by build key", () => {
     const start = (n: string) => entries.find((e) => e.recipe === n)!.start!;
     expect(start("libmid")).toBeGreaterThanOrEqual(end("libbase"));
     expect(start("app")).toBeGreaterThanOrEqual(end("libmid"));
-    expect(await indexVersions(dir)).toEqual(["app-1.0-r0", "leaf-1.0-r0", "libbase-1.0-r0", "libbase-dev-1.0-r0", "libmid-1.0-r0", "solo-1.0-r0"]);
+    expect(await indexVersions(dir)).toEqual([
+      "app-1.0-r0",
+      "leaf-1.0-r0",
+      "libbase-1.0-r0",
+      "libbase-dev-1.0-r0",
+      "libmid-1.0-r0",
+      "solo-1.0-r0",
+    ]);
     expect(existsSync(join(dir, "out/report.html"))).toBe(true);
     expect(readFileSync(join(dir, "out/logs/x86_64/app.log"), "utf8")).toContain("# guest:");
 
     const keys = readFileSync(join(dir, "out/x86_64/.kiln-build-keys.jsonl"), "utf8");
-    expect(keys.trim().split("\n").map((l) => JSON.parse(l).recipe)).toEqual(["app", "leaf", "libbase", "libmid", "solo"]);
+    expect(
+      keys
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l).recipe),
+    ).toEqual(["app", "leaf", "libbase", "libmid", "solo"]);
     const again = await ok(dir, ["build", "--all"]);
     expect(again.stdout).toMatch(/0 built, 0 failed, 0 skipped, 0 not started, 5 up to date/);
     expect(readFileSync(join(dir, "out/x86_64/.kiln-build-keys.jsonl"), "utf8")).toBe(keys);
@@ -145,7 +185,11 @@ describe("kiln build --all and kiln plan by build key", () => {
     expect(p.builds.map((b) => [b.recipe, b.current, b.fullVersion])).toEqual([["leaf", "1.0-r0", "1.0-r1"]]);
     expect(p.builds[0]!.reasons).toEqual([{ kind: "changed-file", files: ["recipes/leaf.yaml"] }]);
     // leaf is in no image: the images change only because they were never built.
-    expect(p.images.map((i) => [i.name, i.reasons, i.recipes])).toEqual([["app-image", ["not built yet"], []], ["base-image", ["not built yet"], []], ["solo-image", ["not built yet"], []]]);
+    expect(p.images.map((i) => [i.name, i.reasons, i.recipes])).toEqual([
+      ["app-image", ["not built yet"], []],
+      ["base-image", ["not built yet"], []],
+      ["solo-image", ["not built yet"], []],
+    ]);
     const r = await ok(dir, ["build", "--all"]);
     expect(built(r)).toEqual(["leaf-1.0-r1"]);
     expect((await plan(dir)).builds).toEqual([]);
@@ -155,15 +199,36 @@ describe("kiln build --all and kiln plan by build key", () => {
     const reg = await startRegistry(join(work, "registry"));
     try {
       const first = await ok(dir, ["images", "--all", "--test", "--push", reg.host, "--insecure", "--json"]);
-      const before = Object.fromEntries((JSON.parse(first.stdout).images as Array<{ name: string; digest: string; pushed?: string; test?: { ok: boolean } }>).map((i) => [i.name, i]));
-      expect(Object.values(before).map((i) => [i.name, !!i.pushed, i.test?.ok])).toEqual([["app-image", true, true], ["base-image", true, true], ["solo-image", true, true]]);
+      const before = Object.fromEntries(
+        (
+          JSON.parse(first.stdout).images as Array<{
+            name: string;
+            digest: string;
+            pushed?: string;
+            test?: { ok: boolean };
+          }>
+        ).map((i) => [i.name, i]),
+      );
+      expect(Object.values(before).map((i) => [i.name, !!i.pushed, i.test?.ok])).toEqual([
+        ["app-image", true, true],
+        ["base-image", true, true],
+        ["solo-image", true, true],
+      ]);
 
       writeRecipe(dir, { ...recipes[0]!, content: "libbase v2" });
       const p = await plan(dir);
-      expect(p.builds.map((b) => `${b.recipe} ${b.current} → ${b.fullVersion}`)).toEqual(["libbase 1.0-r0 → 1.0-r1", "leaf 1.0-r1 → 1.0-r2", "libmid 1.0-r0 → 1.0-r1", "app 1.0-r0 → 1.0-r1"]);
+      expect(p.builds.map((b) => `${b.recipe} ${b.current} → ${b.fullVersion}`)).toEqual([
+        "libbase 1.0-r0 → 1.0-r1",
+        "leaf 1.0-r1 → 1.0-r2",
+        "libmid 1.0-r0 → 1.0-r1",
+        "app 1.0-r0 → 1.0-r1",
+      ]);
       expect(p.builds[2]!.reasons).toEqual([{ kind: "changed-dependency", recipes: ["libbase"] }]);
       expect(p.upToDate).toEqual(["solo"]);
-      expect(p.images.map((i) => [i.name, i.recipes])).toEqual([["app-image", ["app", "libbase", "libmid"]], ["base-image", ["libbase"]]]);
+      expect(p.images.map((i) => [i.name, i.recipes])).toEqual([
+        ["app-image", ["app", "libbase", "libmid"]],
+        ["base-image", ["libbase"]],
+      ]);
       expect(p.unchangedImages).toEqual(["solo-image"]);
 
       const r = await ok(dir, ["build", "--all", "--jobs", "2"]);
@@ -175,21 +240,47 @@ describe("kiln build --all and kiln plan by build key", () => {
       expect(readFileSync(join(dir, "out/logs/x86_64/libmid.log"), "utf8")).toMatch(/# guest: .*libbase-dev-1\.0-r1/);
 
       const imgs = await ok(dir, ["images", "--test", "--push", reg.host, "--insecure", "--json"]);
-      const after = Object.fromEntries((JSON.parse(imgs.stdout).images as Array<{ name: string; status: string; digest: string; changed: boolean; pushed?: string; test?: { ok: boolean } }>).map((i) => [i.name, i]));
+      const after = Object.fromEntries(
+        (
+          JSON.parse(imgs.stdout).images as Array<{
+            name: string;
+            status: string;
+            digest: string;
+            changed: boolean;
+            pushed?: string;
+            test?: { ok: boolean };
+          }>
+        ).map((i) => [i.name, i]),
+      );
       expect(after["app-image"]!.changed && after["base-image"]!.changed).toBe(true);
       expect(after["app-image"]!.digest).not.toBe(before["app-image"]!.digest);
-      expect([after["app-image"]!.pushed, after["base-image"]!.pushed]).toEqual([`${reg.host}/app-image:latest`, `${reg.host}/base-image:latest`]);
+      expect([after["app-image"]!.pushed, after["base-image"]!.pushed]).toEqual([
+        `${reg.host}/app-image:latest`,
+        `${reg.host}/base-image:latest`,
+      ]);
       expect(after["app-image"]!.test?.ok).toBe(true);
       expect(after["solo-image"]!.status).toBe("not-selected");
       expect(after["solo-image"]!.digest).toBe(before["solo-image"]!.digest);
       // The registry serves the new digest.
-      const head = await fetch(`http://${reg.host}/v2/app-image/manifests/latest`, { method: "HEAD", headers: { accept: "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json" } });
+      const head = await fetch(`http://${reg.host}/v2/app-image/manifests/latest`, {
+        method: "HEAD",
+        headers: { accept: "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json" },
+      });
       expect(head.headers.get("docker-content-digest")).toBe(after["app-image"]!.digest);
 
       // A night with no package changes: every image rebuilt, no digest changes, nothing pushed.
       const night = await ok(dir, ["images", "--all", "--push", reg.host, "--insecure", "--json"]);
-      const n = JSON.parse(night.stdout).images as Array<{ name: string; changed: boolean; pushed?: string; digest: string }>;
-      expect(n.map((i) => [i.name, i.changed, i.pushed ?? null])).toEqual([["app-image", false, null], ["base-image", false, null], ["solo-image", false, null]]);
+      const n = JSON.parse(night.stdout).images as Array<{
+        name: string;
+        changed: boolean;
+        pushed?: string;
+        digest: string;
+      }>;
+      expect(n.map((i) => [i.name, i.changed, i.pushed ?? null])).toEqual([
+        ["app-image", false, null],
+        ["base-image", false, null],
+        ["solo-image", false, null],
+      ]);
       expect((await ok(dir, ["images"])).stdout).toMatch(/0 images built/);
     } finally {
       await reg.stop();
@@ -197,7 +288,10 @@ describe("kiln build --all and kiln plan by build key", () => {
   }, 120_000);
 
   it("a failing smoke test fails kiln images --test and is retried next time", async () => {
-    writeFileSync(join(dir, "images/solo-image.yaml"), readFileSync(join(dir, "images/solo-image.yaml"), "utf8").replace('expect: "65532"', 'expect: "root"'));
+    writeFileSync(
+      join(dir, "images/solo-image.yaml"),
+      readFileSync(join(dir, "images/solo-image.yaml"), "utf8").replace('expect: "65532"', 'expect: "root"'),
+    );
     const r = await kiln(dir, ["images", "--test"]);
     expect(r.status).toBe(1);
     expect(r.stdout).toMatch(/solo-image: .*test FAILED \(output "65532" does not contain "root"\)/);
@@ -207,8 +301,21 @@ describe("kiln build --all and kiln plan by build key", () => {
   it("a fresh checkout whose upstream is the published repository builds nothing; a change builds above the published release", async () => {
     const pub = join(work, "published");
     cpSync(join(dir, "out/x86_64"), join(pub, "x86_64"), { recursive: true });
-    const fresh = await newDistro("fresh", synth(recipes.map((r) => (r.name === "libbase" ? { ...r, content: "libbase v2" } : r.name === "leaf" ? { ...r, content: "leaf v2" } : r))));
-    writeFileSync(join(fresh, "distro.yaml"), distroYaml({ repo: pub, publicKey: join(dir, "keys/synth.rsa.pub") }).replace(/upstream:\n {2}repositories: \[(.*)\]\n {2}keyring: \[(.*)\]/, `upstream:\n  repositories: [${up.repo}, $1]\n  keyring: [${up.publicKey}, $2]`));
+    const fresh = await newDistro(
+      "fresh",
+      synth(
+        recipes.map((r) =>
+          r.name === "libbase" ? { ...r, content: "libbase v2" } : r.name === "leaf" ? { ...r, content: "leaf v2" } : r,
+        ),
+      ),
+    );
+    writeFileSync(
+      join(fresh, "distro.yaml"),
+      distroYaml({ repo: pub, publicKey: join(dir, "keys/synth.rsa.pub") }).replace(
+        /upstream:\n {2}repositories: \[(.*)\]\n {2}keyring: \[(.*)\]/,
+        `upstream:\n  repositories: [${up.repo}, $1]\n  keyring: [${up.publicKey}, $2]`,
+      ),
+    );
     expect((await plan(fresh)).builds).toEqual([]);
     writeRecipe(fresh, { name: "solo", content: "solo v2" });
     const p = await plan(fresh);
@@ -229,7 +336,11 @@ describe("kiln plan --since agrees with the build keys on a scripted git history
     ];
     const stamp = (v: string) => `name: stamp\npipeline:\n  - runs: echo "stamp ${v}" > stamp.txt\n`;
     const dir = await newDistro("git", synth(recipes, { pipelines: { stamp: stamp("1") } }));
-    const git = (...args: string[]) => execFileSync("git", ["-c", "user.name=kiln", "-c", "user.email=kiln@example.invalid", ...args], { cwd: dir, encoding: "utf8" });
+    const git = (...args: string[]) =>
+      execFileSync("git", ["-c", "user.name=kiln", "-c", "user.email=kiln@example.invalid", ...args], {
+        cwd: dir,
+        encoding: "utf8",
+      });
     writeFileSync(join(dir, ".gitignore"), "out/\n.kiln-keys/\n");
     git("init", "-q", "-b", "main");
     git("add", "-A");
@@ -244,20 +355,53 @@ describe("kiln plan --since agrees with the build keys on a scripted git history
       git("commit", "-q", "-m", what);
       const byKey = await plan(dir);
       const byGit = await plan(dir, ["--since", "HEAD~1"]);
-      expect(byKey.builds.map((b) => b.recipe), what).toEqual(expected);
+      expect(
+        byKey.builds.map((b) => b.recipe),
+        what,
+      ).toEqual(expected);
       expect(names(byGit), what).toEqual(names(byKey));
-      const r = await ok(dir, ["build", useChanged ? "--changed" : "--all", ...(useChanged ? ["--since", "HEAD~1"] : [])]);
-      expect(built(r).map((b) => b.replace(/-1\.0-r\d+$/, "")).sort(), what).toEqual([...expected].sort());
+      const r = await ok(dir, [
+        "build",
+        useChanged ? "--changed" : "--all",
+        ...(useChanged ? ["--since", "HEAD~1"] : []),
+      ]);
+      expect(
+        built(r)
+          .map((b) => b.replace(/-1\.0-r\d+$/, ""))
+          .sort(),
+        what,
+      ).toEqual([...expected].sort());
       // The nightly images job brings the images up to date, so the next step starts clean.
       await ok(dir, ["images"]);
       const after = await plan(dir);
       expect([after.builds, after.images], what).toEqual([[], []]);
     };
-    await step("pipeline", () => writeFileSync(join(dir, "pipelines/stamp.yaml"), stamp("2")), ["libmid", "app", "solo"]);
+    await step("pipeline", () => writeFileSync(join(dir, "pipelines/stamp.yaml"), stamp("2")), [
+      "libmid",
+      "app",
+      "solo",
+    ]);
     await step("patch", () => writeFileSync(join(dir, "recipes/leaf/fix.patch"), "v2\n"), ["leaf"], true);
     await step("base", () => writeRecipe(dir, { ...recipes[0]!, content: "base v2" }), ["libbase", "libmid", "app"]);
-    await step("image", () => writeFileSync(join(dir, "images/base-image.yaml"), readFileSync(join(dir, "images/base-image.yaml"), "utf8") + "annotations:\n  x: y\n"), []);
-    await step("environment", () => writeFileSync(join(dir, "distro.yaml"), readFileSync(join(dir, "distro.yaml"), "utf8") + "  environment:\n    LC_ALL: C\n"), ["leaf", "libbase", "libmid", "app", "solo"], true);
+    await step(
+      "image",
+      () =>
+        writeFileSync(
+          join(dir, "images/base-image.yaml"),
+          readFileSync(join(dir, "images/base-image.yaml"), "utf8") + "annotations:\n  x: y\n",
+        ),
+      [],
+    );
+    await step(
+      "environment",
+      () =>
+        writeFileSync(
+          join(dir, "distro.yaml"),
+          readFileSync(join(dir, "distro.yaml"), "utf8") + "  environment:\n    LC_ALL: C\n",
+        ),
+      ["leaf", "libbase", "libmid", "app", "solo"],
+      true,
+    );
     // Uncommitted work counts too (--since HEAD), and agrees with the keys.
     writeFileSync(join(dir, "recipes/leaf/fix.patch"), "v3\n");
     expect((await plan(dir, ["--since", "HEAD"])).builds.map((b) => b.recipe)).toEqual(["leaf"]);
@@ -267,10 +411,24 @@ describe("kiln plan --since agrees with the build keys on a scripted git history
 
 describe("cycles", () => {
   it("a cycle nothing can break is an error naming every recipe in it, with its path", async () => {
-    const dir = await newDistro("cycle", synth([{ name: "alpha", deps: ["beta"] }, { name: "beta", deps: ["gamma"] }, { name: "gamma", deps: ["alpha"] }, { name: "delta", deps: ["alpha"] }, { name: "other" }], { images: [] }));
+    const dir = await newDistro(
+      "cycle",
+      synth(
+        [
+          { name: "alpha", deps: ["beta"] },
+          { name: "beta", deps: ["gamma"] },
+          { name: "gamma", deps: ["alpha"] },
+          { name: "delta", deps: ["alpha"] },
+          { name: "other" },
+        ],
+        { images: [] },
+      ),
+    );
     const r = await kiln(dir, ["plan"]);
     expect(r.status).toBe(1);
-    expect(r.stderr).toContain("dependency cycle: alpha → beta → gamma → alpha: alpha needs beta from beta; beta needs gamma from gamma; gamma needs alpha from alpha");
+    expect(r.stderr).toContain(
+      "dependency cycle: alpha → beta → gamma → alpha: alpha needs beta from beta; beta needs gamma from gamma; gamma needs alpha from alpha",
+    );
     const b = await kiln(dir, ["build", "--all"]);
     expect(b.status).toBe(1);
     expect(b.stderr).toMatch(/alpha → beta → gamma → alpha/);
@@ -286,7 +444,10 @@ describe("cycles", () => {
     expect(p.errors).toEqual([]);
     expect(p.cycles.map((c) => [c.path, c.broken])).toEqual([[["xdep", "ydep", "xdep"], true]]);
     expect(p.cycles[0]!.message).toContain("xdep builds against the existing ydep-1.0-r0");
-    expect(p.builds.map((b) => [b.recipe, b.fullVersion, b.standIns])).toEqual([["xdep", "1.0-r1", ["ydep"]], ["ydep", "1.0-r1", []]]);
+    expect(p.builds.map((b) => [b.recipe, b.fullVersion, b.standIns])).toEqual([
+      ["xdep", "1.0-r1", ["ydep"]],
+      ["ydep", "1.0-r1", []],
+    ]);
     const text = await ok(dir, ["plan"]);
     expect(text.stdout).toMatch(/uses the existing packages of ydep \(cycle\)/);
     const r = await ok(dir, ["build", "--all"]);
@@ -315,7 +476,14 @@ describe("parallel builds and failures", () => {
     const r = await kiln(dir, ["build", "--all", "--jobs", "2", "--keep-going"]);
     expect(r.status, r.stderr).toBe(1);
     const e = Object.fromEntries(report(dir).map((x) => [x.recipe, x]));
-    expect(Object.fromEntries(Object.entries(e).map(([k, v]) => [k, v.status]))).toEqual({ bad: "failed", "bad-child": "skipped", "bad-grandchild": "skipped", slow1: "built", slow2: "built", "after-slow": "built" });
+    expect(Object.fromEntries(Object.entries(e).map(([k, v]) => [k, v.status]))).toEqual({
+      bad: "failed",
+      "bad-child": "skipped",
+      "bad-grandchild": "skipped",
+      slow1: "built",
+      slow2: "built",
+      "after-slow": "built",
+    });
     expect(e["bad-child"]!.blockedBy).toBe("bad");
     expect(e["bad-grandchild"]!.blockedBy).toBe("bad");
     expect(e.slow1!.start! < e.slow2!.end! && e.slow2!.start! < e.slow1!.end!).toBe(true);
@@ -325,7 +493,8 @@ describe("parallel builds and failures", () => {
     expect(r.stdout).toMatch(/3 built, 1 failed, 2 skipped/);
     expect(r.stderr).toMatch(/- bad-child skipped: bad failed/);
     const html = readFileSync(join(dir, "out/report.html"), "utf8");
-    for (const n of ["slow1", "slow2", "after-slow", "bad", "bad-child", "bad-grandchild"]) expect(html).toContain(`>${n}<br>`);
+    for (const n of ["slow1", "slow2", "after-slow", "bad", "bad-child", "bad-grandchild"])
+      expect(html).toContain(`>${n}<br>`);
     expect(html).toMatch(/class="bar"/);
     expect(html).toContain("skipped (bad failed)");
 

@@ -1,7 +1,16 @@
 // Private keys never enter git, and kiln refuses key files others can read.
 
 import { execFileSync, spawnSync } from "node:child_process";
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -29,7 +38,8 @@ describe("key hygiene", () => {
         continue; // listed but deleted in the work tree
       }
       // A real PEM private key: the armour line followed by base64 body lines.
-      if (/-----BEGIN (RSA |EC |ENCRYPTED )?PRIVATE KEY-----\r?\n[A-Za-z0-9+/=]{40,}\r?\n/.test(text)) offenders.push(f);
+      if (/-----BEGIN (RSA |EC |ENCRYPTED )?PRIVATE KEY-----\r?\n[A-Za-z0-9+/=]{40,}\r?\n/.test(text))
+        offenders.push(f);
     }
     expect(offenders).toEqual([]);
   });
@@ -40,7 +50,9 @@ describe("key hygiene", () => {
   });
 
   it("a generated local key is 0600 in a 0700 directory, is reused, and is refused once loosened", async () => {
-    const { obtainSigningKey } = (await import(join(ROOT, "packages/cli/dist/commands/build.js"))) as typeof import("../packages/cli/src/commands/build.js");
+    const { obtainSigningKey } = (await import(
+      join(ROOT, "packages/cli/dist/commands/build.js")
+    )) as typeof import("../packages/cli/src/commands/build.js");
     const d = mkdtempSync(join(tmpdir(), "kiln-hyg-"));
     const out = join(d, "out");
     const first = await obtainSigningKey(undefined, out, {});
@@ -52,7 +64,10 @@ describe("key hygiene", () => {
     expect(again.generated).toBe(false);
     expect(again.publicPem.equals(first.publicPem)).toBe(true);
     chmodSync(first.privatePath, 0o644);
-    await expect(obtainSigningKey(undefined, out, {})).rejects.toMatchObject({ code: "KEY_FILE", message: expect.stringMatching(/too open/) });
+    await expect(obtainSigningKey(undefined, out, {})).rejects.toMatchObject({
+      code: "KEY_FILE",
+      message: expect.stringMatching(/too open/),
+    });
   });
 
   it.each([0o644, 0o640, 0o604, 0o660])("refuses a private key with mode %o, naming the file and the fix", (mode) => {
@@ -63,7 +78,19 @@ describe("key hygiene", () => {
     mkdirSync(join(d, "root"));
     writeFileSync(join(d, "root", "hello"), "hi\n");
     chmodSync(key, mode);
-    const mk = () => kiln(["mkpkg", join(d, "root"), "--name", "a", "--version", "1-r0", "--signing-key", key, "-o", join(d, "a.apk")]);
+    const mk = () =>
+      kiln([
+        "mkpkg",
+        join(d, "root"),
+        "--name",
+        "a",
+        "--version",
+        "1-r0",
+        "--signing-key",
+        key,
+        "-o",
+        join(d, "a.apk"),
+      ]);
     const r = mk();
     expect(r.status).toBe(1);
     expect(r.err).toContain(key);
@@ -83,7 +110,18 @@ describe("key hygiene", () => {
     expect(kiln(["keygen", join(d, "k"), "--bits", "2048"]).status).toBe(0);
     symlinkSync(key, join(d, "link.rsa"));
     mkdirSync(join(d, "root"));
-    const r = kiln(["mkpkg", join(d, "root"), "--name", "a", "--version", "1-r0", "--signing-key", join(d, "link.rsa"), "-o", join(d, "a.apk")]);
+    const r = kiln([
+      "mkpkg",
+      join(d, "root"),
+      "--name",
+      "a",
+      "--version",
+      "1-r0",
+      "--signing-key",
+      join(d, "link.rsa"),
+      "-o",
+      join(d, "a.apk"),
+    ]);
     expect(r.status).toBe(1);
     expect(r.err).toMatch(/symbolic link/);
   });

@@ -7,7 +7,16 @@
 
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { createHash, createPrivateKey, sign, X509Certificate } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { createServer, request as httpRequest, type Server } from "node:http";
 import { createServer as createNetServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -46,7 +55,8 @@ const TOOLS: Record<string, string> = {
 function need(...tools: string[]): void {
   for (const t of tools) {
     const r = spawnSync("sh", ["-c", `command -v ${t}`]);
-    if (r.status !== 0) throw new Error(`${t} is not installed; this test needs it (apt-get install -y ${TOOLS[t] ?? t})`);
+    if (r.status !== 0)
+      throw new Error(`${t} is not installed; this test needs it (apt-get install -y ${TOOLS[t] ?? t})`);
   }
 }
 
@@ -59,7 +69,10 @@ interface RunResult {
 /** Run a command asynchronously (the token server in this process must keep answering meanwhile). */
 function run(cmd: string, args: string[], opts: { input?: string; env?: NodeJS.ProcessEnv } = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const p = spawn(cmd, args, { env: opts.env ?? process.env, stdio: [opts.input === undefined ? "ignore" : "pipe", "pipe", "pipe"] });
+    const p = spawn(cmd, args, {
+      env: opts.env ?? process.env,
+      stdio: [opts.input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
+    });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     p.stdout!.on("data", (c: Buffer) => out.push(c));
@@ -75,10 +88,12 @@ function run(cmd: string, args: string[], opts: { input?: string; env?: NodeJS.P
 
 async function ok(cmd: string, args: string[], opts: { input?: string } = {}): Promise<Buffer> {
   const r = await run(cmd, args, opts);
-  if (r.code !== 0) throw new Error(`${cmd} ${args.join(" ")} exited ${r.code}:\n${r.stderr}${r.stdout.toString().slice(0, 2000)}`);
+  if (r.code !== 0)
+    throw new Error(`${cmd} ${args.join(" ")} exited ${r.code}:\n${r.stderr}${r.stdout.toString().slice(0, 2000)}`);
   return r.stdout;
 }
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- skopeo and umoci JSON, read field by field in each test
 async function okJson<T = any>(cmd: string, args: string[]): Promise<T> {
   return JSON.parse((await ok(cmd, args)).toString()) as T;
 }
@@ -89,7 +104,23 @@ const sha256 = (b: Uint8Array) => "sha256:" + createHash("sha256").update(b).dig
 function tarDir(dir: string): LayerSource {
   return () =>
     (async function* () {
-      const p = spawn("tar", ["--sort=name", "--format=gnu", "--owner=0", "--group=0", "--numeric-owner", "--mtime=@1700000000", "-C", dir, "-cf", "-", "."], { stdio: ["ignore", "pipe", "pipe"] });
+      const p = spawn(
+        "tar",
+        [
+          "--sort=name",
+          "--format=gnu",
+          "--owner=0",
+          "--group=0",
+          "--numeric-owner",
+          "--mtime=@1700000000",
+          "-C",
+          dir,
+          "-cf",
+          "-",
+          ".",
+        ],
+        { stdio: ["ignore", "pipe", "pipe"] },
+      );
       const done = new Promise<number | null>((r) => p.on("close", r));
       let stderr = "";
       p.stderr.on("data", (c: Buffer) => (stderr += c));
@@ -189,11 +220,22 @@ function stopRegistry(r: Registry | undefined): void {
 
 /** A bcrypt htpasswd line (cost 4: the registry checks it on every request): apache2-utils' htpasswd -B if present, else python3's crypt (libxcrypt). */
 async function htpasswdLine(user: string, pass: string): Promise<string> {
-  if (spawnSync("sh", ["-c", "command -v htpasswd"]).status === 0) return (await ok("htpasswd", ["-nbB", "-C", "4", user, pass])).toString().trim();
+  if (spawnSync("sh", ["-c", "command -v htpasswd"]).status === 0)
+    return (await ok("htpasswd", ["-nbB", "-C", "4", user, pass])).toString().trim();
   need("python3");
-  const r = await run("python3", ["-W", "ignore", "-c", "import crypt,sys; print(crypt.crypt(sys.argv[2], crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16)))", user, pass]);
+  const r = await run("python3", [
+    "-W",
+    "ignore",
+    "-c",
+    "import crypt,sys; print(crypt.crypt(sys.argv[2], crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16)))",
+    user,
+    pass,
+  ]);
   const hash = r.stdout.toString().trim();
-  if (r.code !== 0 || !hash.startsWith("$2")) throw new Error(`cannot make a bcrypt hash (install apache2-utils for htpasswd -B, or a python3 with the crypt module): ${r.stderr}`);
+  if (r.code !== 0 || !hash.startsWith("$2"))
+    throw new Error(
+      `cannot make a bcrypt hash (install apache2-utils for htpasswd -B, or a python3 with the crypt module): ${r.stderr}`,
+    );
   return `${user}:${hash}`;
 }
 
@@ -214,7 +256,10 @@ async function expectOciError(p: Promise<unknown>, code: string, message: RegExp
  * A fault-injecting HTTP proxy in front of a real registry: `fault` decides per
  * request whether to answer 503, drop the connection, or pass it through.
  */
-async function faultyProxy(target: number, fault: (method: string, url: URL) => "503" | "drop" | undefined): Promise<{ port: number; server: Server; faults: string[] }> {
+async function faultyProxy(
+  target: number,
+  fault: (method: string, url: URL) => "503" | "drop" | undefined,
+): Promise<{ port: number; server: Server; faults: string[] }> {
   const faults: string[] = [];
   const server = createServer((req, res) => {
     const url = new URL(req.url ?? "/", "http://x");
@@ -232,10 +277,13 @@ async function faultyProxy(target: number, fault: (method: string, url: URL) => 
       });
       return;
     }
-    const up = httpRequest({ host: "127.0.0.1", port: target, method: req.method, path: req.url, headers: req.headers }, (ur) => {
-      res.writeHead(ur.statusCode ?? 502, ur.headers);
-      ur.pipe(res);
-    });
+    const up = httpRequest(
+      { host: "127.0.0.1", port: target, method: req.method, path: req.url, headers: req.headers },
+      (ur) => {
+        res.writeHead(ur.statusCode ?? 502, ur.headers);
+        ur.pipe(res);
+      },
+    );
     up.on("error", () => res.destroy());
     req.pipe(up);
   });
@@ -251,7 +299,18 @@ const ARCH = hostArch();
 const BASE = join(WORK, "base");
 const APP = join(WORK, "app");
 const EXTRA = join(WORK, "extra");
-const EXPECTED_FILES = ["app/", "dev/", "etc/", "etc/hello.conf", "etc/os-release", "proc/", "tmp/", "usr/", "usr/bin/", "usr/bin/hello"];
+const EXPECTED_FILES = [
+  "app/",
+  "dev/",
+  "etc/",
+  "etc/hello.conf",
+  "etc/os-release",
+  "proc/",
+  "tmp/",
+  "usr/",
+  "usr/bin/",
+  "usr/bin/hello",
+];
 
 function image(over: Partial<ArchImage> = {}): ArchImage {
   return {
@@ -297,11 +356,17 @@ int main(int argc, char **argv) {
 }
 `,
   );
-  const cc = spawnSync("gcc", ["-static", "-O2", "-s", "-o", join(APP, "usr/bin/hello"), join(WORK, "hello.c")], { encoding: "utf8" });
+  const cc = spawnSync("gcc", ["-static", "-O2", "-s", "-o", join(APP, "usr/bin/hello"), join(WORK, "hello.c")], {
+    encoding: "utf8",
+  });
   if (cc.status !== 0) throw new Error(`gcc -static failed (needs libc6-dev): ${cc.stderr}`);
   mkdirSync(join(EXTRA, "usr/share"), { recursive: true });
   writeFileSync(join(EXTRA, "usr/share/arm64.txt"), "only in the arm64 image\n");
-  single = await writeOciImage({ images: [image()], tag: "latest", annotations: { "org.opencontainers.image.source": "kiln-test" } }, SINGLE, "oci");
+  single = await writeOciImage(
+    { images: [image()], tag: "latest", annotations: { "org.opencontainers.image.source": "kiln-test" } },
+    SINGLE,
+    "oci",
+  );
 }, 60_000);
 
 afterAll(() => {
@@ -329,15 +394,29 @@ describe("OCI layout", () => {
     expect(spec.process.env).toEqual(expect.arrayContaining(["PATH=/usr/bin", "GREETING=hi"]));
     const { uid, gid } = spec.process.user as { uid: number; gid: number };
     expect([uid, gid]).toEqual([1000, 1000]);
-    const envArgs = (spec.process.env as string[]).flatMap((e) => ["--setenv", e.slice(0, e.indexOf("=")), e.slice(e.indexOf("=") + 1)]);
+    const envArgs = (spec.process.env as string[]).flatMap((e) => [
+      "--setenv",
+      e.slice(0, e.indexOf("=")),
+      e.slice(e.indexOf("=") + 1),
+    ]);
     const out = await ok("bwrap", [
-      "--bind", rootfs, "/",
-      "--proc", "/proc",
-      "--dev", "/dev",
-      "--unshare-all", "--unshare-user",
-      "--uid", String(uid), "--gid", String(gid),
-      "--chdir", spec.process.cwd,
-      "--clearenv", ...envArgs,
+      "--bind",
+      rootfs,
+      "/",
+      "--proc",
+      "/proc",
+      "--dev",
+      "/dev",
+      "--unshare-all",
+      "--unshare-user",
+      "--uid",
+      String(uid),
+      "--gid",
+      String(gid),
+      "--chdir",
+      spec.process.cwd,
+      "--clearenv",
+      ...envArgs,
       ...spec.process.args,
     ]);
     expect(out.toString()).toBe("hello from kiln: uid=1000 cwd=/app greeting=hi args=2\n");
@@ -352,7 +431,10 @@ describe("OCI layout", () => {
     expect(manifest.schemaVersion).toBe(2);
     expect(manifest.layers.map((l: { digest: string }) => l.digest)).toEqual(single.layers.map((l) => l.digest));
     expect(manifest.layers.map((l: { size: number }) => l.size)).toEqual(single.layers.map((l) => l.size));
-    expect(manifest.annotations).toEqual({ "org.opencontainers.image.source": "kiln-test", "org.opencontainers.image.title": "hello" });
+    expect(manifest.annotations).toEqual({
+      "org.opencontainers.image.source": "kiln-test",
+      "org.opencontainers.image.title": "hello",
+    });
 
     const info = await okJson("skopeo", ["inspect", `oci:${SINGLE}:latest`]);
     expect(info.Digest).toBe(single.digest);
@@ -387,7 +469,9 @@ describe("OCI layout", () => {
 
   it("has diff_ids equal to sha256 of the uncompressed layers (gzip -dc | sha256sum) and blobs named by their sha256", async () => {
     need("gzip", "sha256sum");
-    const config = JSON.parse(readFileSync(join(SINGLE, "blobs/sha256", single.manifests[0]!.configDigest.slice(7)), "utf8"));
+    const config = JSON.parse(
+      readFileSync(join(SINGLE, "blobs/sha256", single.manifests[0]!.configDigest.slice(7)), "utf8"),
+    );
     const dirs = [BASE, APP];
     for (const [i, l] of single.layers.entries()) {
       const blob = join(SINGLE, "blobs/sha256", l.digest.slice(7));
@@ -407,17 +491,30 @@ describe("OCI layout", () => {
     }
     // no temporary files left in the layout
     expect(readdirSync(join(SINGLE, "blobs/sha256")).sort()).toEqual(
-      [...new Set([...single.layers.map((l) => l.digest), single.manifests[0]!.configDigest, single.digest].map((d) => d.slice(7)))].sort(),
+      [
+        ...new Set(
+          [...single.layers.map((l) => l.digest), single.manifests[0]!.configDigest, single.digest].map((d) =>
+            d.slice(7),
+          ),
+        ),
+      ].sort(),
     );
     expect(readdirSync(SINGLE).sort()).toEqual(["blobs", "index.json", "oci-layout"]);
   });
 
   it("gives identical digests and a byte-identical oci-archive for the same inputs", async () => {
     need("skopeo", "tar");
-    const a = await writeOciImage({ images: [image()], annotations: { "org.opencontainers.image.source": "kiln-test" } }, join(WORK, "a.tar"), "oci-archive");
+    const a = await writeOciImage(
+      { images: [image()], annotations: { "org.opencontainers.image.source": "kiln-test" } },
+      join(WORK, "a.tar"),
+      "oci-archive",
+    );
     const b = await writeOciImage(
       // same content, different insertion order of labels and a Date instead of epoch seconds
-      { images: [image({ labels: { "org.example.a": "1", "org.example.b": "2" }, created: new Date(CREATED * 1000) })], annotations: { "org.opencontainers.image.source": "kiln-test" } },
+      {
+        images: [image({ labels: { "org.example.a": "1", "org.example.b": "2" }, created: new Date(CREATED * 1000) })],
+        annotations: { "org.opencontainers.image.source": "kiln-test" },
+      },
       join(WORK, "b.tar"),
       "oci-archive",
     );
@@ -450,7 +547,11 @@ describe("OCI layout", () => {
   it("writes a docker-archive whose manifest.json names the config and the uncompressed layers", async () => {
     need("skopeo", "tar", "sha256sum");
     const file = join(WORK, "docker.tar");
-    const r = await writeOciImage({ images: [image()], repository: "example.com/kiln/hello", tag: "1.0" }, file, "docker-archive");
+    const r = await writeOciImage(
+      { images: [image()], repository: "example.com/kiln/hello", tag: "1.0" },
+      file,
+      "docker-archive",
+    );
     expect(r.warnings).toEqual([]);
     const manifest = JSON.parse((await ok("tar", ["-xOf", file, "manifest.json"])).toString());
     expect(manifest).toEqual([
@@ -472,7 +573,16 @@ describe("OCI layout", () => {
     expect(info.Env).toEqual(["PATH=/usr/bin", "GREETING=hi"]);
 
     // several platforms: only one goes into a docker archive, and the result says so
-    const multi = await writeOciImage({ images: [image(), image({ arch: ARCH === "arm64" ? "amd64" : "arm64", variant: ARCH === "arm64" ? undefined : "v8" })] }, join(WORK, "docker-multi.tar"), "docker-archive");
+    const multi = await writeOciImage(
+      {
+        images: [
+          image(),
+          image({ arch: ARCH === "arm64" ? "amd64" : "arm64", variant: ARCH === "arm64" ? undefined : "v8" }),
+        ],
+      },
+      join(WORK, "docker-multi.tar"),
+      "docker-archive",
+    );
     expect(multi.dockerArch).toBe(`linux/${ARCH}`);
     expect(multi.warnings.join("\n")).toMatch(/holds one platform: wrote linux\/\S+, left out linux\//);
   });
@@ -483,7 +593,10 @@ describe("OCI layout", () => {
     const other = ARCH === "arm64" ? { arch: "amd64" } : { arch: "arm64", variant: "v8" };
     const r = await writeOciImage(
       {
-        images: [image(), { ...image(), ...other, layers: [tarDir(BASE), tarDir(EXTRA)], history: undefined, annotations: undefined }],
+        images: [
+          image(),
+          { ...image(), ...other, layers: [tarDir(BASE), tarDir(EXTRA)], history: undefined, annotations: undefined },
+        ],
         tag: "v1",
         annotations: { "org.opencontainers.image.version": "1" },
       },
@@ -506,10 +619,23 @@ describe("OCI layout", () => {
     expect(r.layers.slice(0, 2)).toEqual(single.layers);
     expect(r.layers[2]!.digest).not.toBe(single.layers[1]!.digest);
     const layout = JSON.parse(readFileSync(join(dir, "index.json"), "utf8"));
-    expect(layout.manifests).toEqual([{ mediaType: "application/vnd.oci.image.index.v1+json", digest: r.digest, size: r.size, annotations: { "org.opencontainers.image.ref.name": "v1" } }]);
+    expect(layout.manifests).toEqual([
+      {
+        mediaType: "application/vnd.oci.image.index.v1+json",
+        digest: r.digest,
+        size: r.size,
+        annotations: { "org.opencontainers.image.ref.name": "v1" },
+      },
+    ]);
     // base layer shared: 3 distinct layers + 2 configs + 2 manifests + 1 index
     expect(readdirSync(join(dir, "blobs/sha256"))).toHaveLength(8);
-    const otherInfo = await okJson("skopeo", ["--override-arch", other.arch, ...(other.variant ? ["--override-variant", other.variant] : []), "inspect", `oci:${dir}:v1`]);
+    const otherInfo = await okJson("skopeo", [
+      "--override-arch",
+      other.arch,
+      ...(other.variant ? ["--override-variant", other.variant] : []),
+      "inspect",
+      `oci:${dir}:v1`,
+    ]);
     // skopeo reports the index digest and the chosen platform's layers
     expect(otherInfo.Digest).toBe(r.digest);
     expect(otherInfo.Architecture).toBe(other.arch);
@@ -539,13 +665,20 @@ describe("OCI layout", () => {
     const started = Date.now();
     let r: OciWriteResult;
     try {
-      r = await writeOciImage({ images: [image({ layers: [big], history: undefined })], compressionLevel: 1 }, join(WORK, "big"), "oci");
+      r = await writeOciImage(
+        { images: [image({ layers: [big], history: undefined })], compressionLevel: 1 },
+        join(WORK, "big"),
+        "oci",
+      );
     } finally {
       clearInterval(timer);
     }
     expect(r.layers[0]!.uncompressedSize).toBe(SIZE + 512 + 1024);
     const grew = (peak - base) / 1024 / 1024;
-    expect(grew, `RSS grew by ${grew.toFixed(0)} MiB for a ${SIZE / 1024 / 1024} MiB layer (${Date.now() - started} ms)`).toBeLessThan(96);
+    expect(
+      grew,
+      `RSS grew by ${grew.toFixed(0)} MiB for a ${SIZE / 1024 / 1024} MiB layer (${Date.now() - started} ms)`,
+    ).toBeLessThan(96);
     rmSync(join(WORK, "big"), { recursive: true, force: true });
   });
 });
@@ -564,12 +697,24 @@ describe("writing failures leave nothing behind", () => {
         throw new Error("disk on fire");
       })();
     for (const format of ["oci", "oci-archive", "docker-archive"] as const) {
-      await expectOciError(writeOciImage({ images: [image({ layers: [tarDir(BASE), failing], history: undefined })] }, join(dir, `out-${format}`), format), "INVALID_LAYER", /layer 1: the layer stream failed: disk on fire/);
+      await expectOciError(
+        writeOciImage(
+          { images: [image({ layers: [tarDir(BASE), failing], history: undefined })] },
+          join(dir, `out-${format}`),
+          format,
+        ),
+        "INVALID_LAYER",
+        /layer 1: the layer stream failed: disk on fire/,
+      );
       expect(siblings(dir)).toEqual([]);
     }
     // an existing image stays as it was
     const prev = await writeOciImage({ images: [image()] }, join(dir, "keep"), "oci");
-    await expectOciError(writeOciImage({ images: [image({ layers: [failing], history: undefined })] }, join(dir, "keep"), "oci"), "INVALID_LAYER", /disk on fire/);
+    await expectOciError(
+      writeOciImage({ images: [image({ layers: [failing], history: undefined })] }, join(dir, "keep"), "oci"),
+      "INVALID_LAYER",
+      /disk on fire/,
+    );
     expect(siblings(dir)).toEqual(["keep"]);
     expect((await openOciLayout(join(dir, "keep"))).resolve().digest).toBe(prev.digest);
     // replacing it with a good one works
@@ -581,10 +726,22 @@ describe("writing failures leave nothing behind", () => {
   it("an unwritable or missing output directory gives a clear error and creates nothing", async () => {
     const file = join(WORK, "a-file");
     writeFileSync(file, "x");
-    await expectOciError(writeOciImage({ images: [image()] }, join(file, "img"), "oci"), "IO", /is not a directory|ENOTDIR/);
-    await expectOciError(writeOciImage({ images: [image()] }, join(WORK, "no/such/dir/img.tar"), "oci-archive"), "IO", /output directory .* is not accessible.*ENOENT/);
+    await expectOciError(
+      writeOciImage({ images: [image()] }, join(file, "img"), "oci"),
+      "IO",
+      /is not a directory|ENOTDIR/,
+    );
+    await expectOciError(
+      writeOciImage({ images: [image()] }, join(WORK, "no/such/dir/img.tar"), "oci-archive"),
+      "IO",
+      /output directory .* is not accessible.*ENOENT/,
+    );
     // /proc refuses new entries even to root
-    await expectOciError(writeOciImage({ images: [image()] }, "/proc/kiln-image.tar", "oci-archive"), "IO", /cannot write \/proc\/kiln-image\.tar/);
+    await expectOciError(
+      writeOciImage({ images: [image()] }, "/proc/kiln-image.tar", "oci-archive"),
+      "IO",
+      /cannot write \/proc\/kiln-image\.tar/,
+    );
     expect(existsSync("/proc/kiln-image.tar")).toBe(false);
     if (process.getuid?.() !== 0) {
       const ro = join(WORK, "ro");
@@ -596,7 +753,11 @@ describe("writing failures leave nothing behind", () => {
     const dir = join(WORK, "is-a-dir");
     mkdirSync(join(dir, "img.tar"), { recursive: true });
     writeFileSync(join(dir, "img.tar", "mine"), "keep me");
-    await expectOciError(writeOciImage({ images: [image()] }, join(dir, "img.tar"), "oci-archive"), "IO", /cannot write .*img\.tar/);
+    await expectOciError(
+      writeOciImage({ images: [image()] }, join(dir, "img.tar"), "oci-archive"),
+      "IO",
+      /cannot write .*img\.tar/,
+    );
     expect(siblings(dir)).toEqual(["img.tar"]);
     expect(readFileSync(join(dir, "img.tar", "mine"), "utf8")).toBe("keep me");
   });
@@ -612,13 +773,41 @@ describe("writing failures leave nothing behind", () => {
       (async function* () {
         yield "text";
       })()) as unknown as LayerSource;
-    await expectOciError(writeOciImage({ images: [image({ layers: [notTar], history: undefined })] }, join(dir, "x"), "oci"), "INVALID_LAYER", /100 bytes is not a tar stream/);
-    await expectOciError(writeOciImage({ images: [image({ layers: [strings], history: undefined })] }, join(dir, "x"), "oci"), "INVALID_LAYER", /yielded a string/);
-    await expectOciError(writeOciImage({ images: [] }, join(dir, "x"), "oci"), "INVALID_INPUT", /at least one platform/);
-    await expectOciError(writeOciImage({ images: [image(), image()] }, join(dir, "x"), "oci"), "INVALID_INPUT", /platform linux\/\w+ given twice/);
-    await expectOciError(writeOciImage({ images: [image({ env: ["NOVALUE"] })] }, join(dir, "x"), "oci"), "INVALID_INPUT", /not KEY=VALUE/);
-    await expectOciError(writeOciImage({ images: [image({ created: "yesterday" })] }, join(dir, "x"), "oci"), "INVALID_INPUT", /invalid created time/);
-    await expectOciError(writeOciImage({ images: [image({ history: [{ createdBy: "one" }] })] }, join(dir, "x"), "oci"), "INVALID_INPUT", /history has 1 entries for 2 layers/);
+    await expectOciError(
+      writeOciImage({ images: [image({ layers: [notTar], history: undefined })] }, join(dir, "x"), "oci"),
+      "INVALID_LAYER",
+      /100 bytes is not a tar stream/,
+    );
+    await expectOciError(
+      writeOciImage({ images: [image({ layers: [strings], history: undefined })] }, join(dir, "x"), "oci"),
+      "INVALID_LAYER",
+      /yielded a string/,
+    );
+    await expectOciError(
+      writeOciImage({ images: [] }, join(dir, "x"), "oci"),
+      "INVALID_INPUT",
+      /at least one platform/,
+    );
+    await expectOciError(
+      writeOciImage({ images: [image(), image()] }, join(dir, "x"), "oci"),
+      "INVALID_INPUT",
+      /platform linux\/\w+ given twice/,
+    );
+    await expectOciError(
+      writeOciImage({ images: [image({ env: ["NOVALUE"] })] }, join(dir, "x"), "oci"),
+      "INVALID_INPUT",
+      /not KEY=VALUE/,
+    );
+    await expectOciError(
+      writeOciImage({ images: [image({ created: "yesterday" })] }, join(dir, "x"), "oci"),
+      "INVALID_INPUT",
+      /invalid created time/,
+    );
+    await expectOciError(
+      writeOciImage({ images: [image({ history: [{ createdBy: "one" }] })] }, join(dir, "x"), "oci"),
+      "INVALID_INPUT",
+      /history has 1 entries for 2 layers/,
+    );
     expect(siblings(dir)).toEqual([]);
   });
 });
@@ -640,7 +829,10 @@ describe("registry push", () => {
         const dir = join(WORK, "reg-basic");
         mkdirSync(dir, { recursive: true });
         writeFileSync(join(dir, "htpasswd"), (await htpasswdLine("kiln", "s3cret")) + "\n");
-        return startRegistry(dir, ["auth:", "  htpasswd:", "    realm: kiln-basic", `    path: ${join(dir, "htpasswd")}`].join("\n"));
+        return startRegistry(
+          dir,
+          ["auth:", "  htpasswd:", "    realm: kiln-basic", `    path: ${join(dir, "htpasswd")}`].join("\n"),
+        );
       })(),
     ]);
     open = o;
@@ -649,7 +841,21 @@ describe("registry push", () => {
     // Token auth: a self-signed signing certificate, a token server here, the registry trusting the certificate.
     const dir = join(WORK, "reg-bearer");
     mkdirSync(dir, { recursive: true });
-    await ok("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem"), "-days", "2", "-subj", "/CN=kiln-test-token"]);
+    await ok("openssl", [
+      "req",
+      "-x509",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-keyout",
+      join(dir, "key.pem"),
+      "-out",
+      join(dir, "cert.pem"),
+      "-days",
+      "2",
+      "-subj",
+      "/CN=kiln-test-token",
+    ]);
     const key = createPrivateKey(readFileSync(join(dir, "key.pem")));
     const certDer = new X509Certificate(readFileSync(join(dir, "cert.pem"))).raw.toString("base64");
     const b64u = (x: string | Buffer) => Buffer.from(x).toString("base64url");
@@ -661,7 +867,11 @@ describe("registry push", () => {
       tokenRequests.push({ user: creds?.split(":")[0] ?? null, service: u.searchParams.get("service"), scopes });
       if (creds !== "kiln:t0ken-pass") {
         res.writeHead(401, { "content-type": "application/json" });
-        res.end(JSON.stringify({ errors: [{ code: "UNAUTHORIZED", message: creds ? "bad username or password" : "authentication required" }] }));
+        res.end(
+          JSON.stringify({
+            errors: [{ code: "UNAUTHORIZED", message: creds ? "bad username or password" : "authentication required" }],
+          }),
+        );
         return;
       }
       const now = Math.floor(Date.now() / 1000);
@@ -671,7 +881,18 @@ describe("registry push", () => {
         return { type, name: rest.join(":"), actions: actions.split(",") };
       });
       const header = b64u(JSON.stringify({ typ: "JWT", alg: "RS256", x5c: [certDer] }));
-      const claims = b64u(JSON.stringify({ iss: "kiln-test-issuer", sub: "kiln", aud: "kiln-test-registry", exp: now + 300, nbf: now - 10, iat: now, jti: String(Math.random()), access }));
+      const claims = b64u(
+        JSON.stringify({
+          iss: "kiln-test-issuer",
+          sub: "kiln",
+          aud: "kiln-test-registry",
+          exp: now + 300,
+          nbf: now - 10,
+          iat: now,
+          jti: String(Math.random()),
+          access,
+        }),
+      );
       const signature = sign("sha256", Buffer.from(`${header}.${claims}`), key).toString("base64url");
       res.writeHead(200, { "content-type": "application/json" });
       res.end(JSON.stringify({ token: `${header}.${claims}.${signature}`, expires_in: 300 }));
@@ -680,7 +901,14 @@ describe("registry push", () => {
     const tport = (tokenServer.address() as { port: number }).port;
     bearer = await startRegistry(
       dir,
-      ["auth:", "  token:", `    realm: http://127.0.0.1:${tport}/token`, "    service: kiln-test-registry", "    issuer: kiln-test-issuer", `    rootcertbundle: ${join(dir, "cert.pem")}`].join("\n"),
+      [
+        "auth:",
+        "  token:",
+        `    realm: http://127.0.0.1:${tport}/token`,
+        "    service: kiln-test-registry",
+        "    issuer: kiln-test-issuer",
+        `    rootcertbundle: ${join(dir, "cert.pem")}`,
+      ].join("\n"),
     );
   }, 60_000);
 
@@ -694,18 +922,28 @@ describe("registry push", () => {
   it("pushes a layout; skopeo reads the same digest back; a second push uploads nothing", async () => {
     need("skopeo");
     const events: PushEvent[] = [];
-    const r = await pushOciImage(single, `${open!.host}/test/img:latest`, { insecure: true, onEvent: (e) => events.push(e) });
+    const r = await pushOciImage(single, `${open!.host}/test/img:latest`, {
+      insecure: true,
+      onEvent: (e) => events.push(e),
+    });
     expect(r.digest).toBe(single.digest);
     expect(r.ref).toBe(`${open!.host}/test/img:latest`);
     expect(r.existingBlobs).toEqual([]);
-    expect(r.pushedBlobs.sort()).toEqual([single.manifests[0]!.configDigest, ...single.layers.map((l) => l.digest)].sort());
+    expect(r.pushedBlobs.sort()).toEqual(
+      [single.manifests[0]!.configDigest, ...single.layers.map((l) => l.digest)].sort(),
+    );
     expect(r.manifests).toEqual([single.digest]);
     expect(events.filter((e) => e.kind === "blob-pushed")).toHaveLength(3);
 
     const info = await okJson("skopeo", ["inspect", "--tls-verify=false", `docker://${open!.host}/test/img:latest`]);
     expect(info.Digest).toBe(single.digest);
     expect(info.Layers).toEqual(single.layers.map((l) => l.digest));
-    const raw = await ok("skopeo", ["inspect", "--raw", "--tls-verify=false", `docker://${open!.host}/test/img:latest`]);
+    const raw = await ok("skopeo", [
+      "inspect",
+      "--raw",
+      "--tls-verify=false",
+      `docker://${open!.host}/test/img:latest`,
+    ]);
     expect(sha256(raw)).toBe(single.digest);
     expect(Buffer.compare(raw, readFileSync(join(SINGLE, "blobs/sha256", single.digest.slice(7))))).toBe(0);
 
@@ -723,32 +961,63 @@ describe("registry push", () => {
     for (let off = 0; off < noise.length; off += 64) createHash("sha512").update(String(off)).digest().copy(noise, off);
     const noiseLayer: LayerSource = () =>
       (async function* () {
-        yield encodeHeader({ path: "noise.bin", type: "file", mode: 0o644, uid: 0, gid: 0, size: noise.length, mtime: CREATED });
+        yield encodeHeader({
+          path: "noise.bin",
+          type: "file",
+          mode: 0o644,
+          uid: 0,
+          gid: 0,
+          size: noise.length,
+          mtime: CREATED,
+        });
         yield noise;
         yield new Uint8Array(1024);
       })();
     const archive = join(WORK, "multi-push.tar");
     const w = await writeOciImage(
-      { images: [image(), { ...image(), ...other, layers: [tarDir(BASE), noiseLayer], history: undefined }], tag: "v2" },
+      {
+        images: [image(), { ...image(), ...other, layers: [tarDir(BASE), noiseLayer], history: undefined }],
+        tag: "v2",
+      },
       archive,
       "oci-archive",
     );
     const events: PushEvent[] = [];
-    const r = await pushOciImage(archive, `${open!.host}/test/multi:v2`, { insecure: true, chunkThreshold: 1024 * 1024, chunkSize: 512 * 1024, onEvent: (e) => events.push(e) });
+    const r = await pushOciImage(archive, `${open!.host}/test/multi:v2`, {
+      insecure: true,
+      chunkThreshold: 1024 * 1024,
+      chunkSize: 512 * 1024,
+      onEvent: (e) => events.push(e),
+    });
     expect(r.digest).toBe(w.digest);
     const noiseDigest = w.layers.find((l) => l.arch === other.arch && l.diffId !== w.layers[0]!.diffId)!.digest;
-    const noiseEvent = events.find((e) => e.kind === "blob-pushed" && e.digest === noiseDigest) as Extract<PushEvent, { kind: "blob-pushed" }>;
+    const noiseEvent = events.find((e) => e.kind === "blob-pushed" && e.digest === noiseDigest) as Extract<
+      PushEvent,
+      { kind: "blob-pushed" }
+    >;
     expect(noiseEvent.chunks).toBe(Math.ceil(noiseEvent.size / (512 * 1024)));
     expect(noiseEvent.chunks).toBeGreaterThan(1);
-    const manifestEvents = events.filter((e) => e.kind === "manifest-pushed") as Array<Extract<PushEvent, { kind: "manifest-pushed" }>>;
+    const manifestEvents = events.filter((e) => e.kind === "manifest-pushed") as Array<
+      Extract<PushEvent, { kind: "manifest-pushed" }>
+    >;
     expect(manifestEvents.map((e) => e.reference)).toEqual([...w.manifests.map((m) => m.digest), "v2"]);
 
     const raw = await ok("skopeo", ["inspect", "--raw", "--tls-verify=false", `docker://${open!.host}/test/multi:v2`]);
     expect(sha256(raw)).toBe(w.digest);
-    expect(JSON.parse(raw.toString()).manifests.map((m: { platform: { architecture: string } }) => m.platform.architecture)).toEqual([ARCH, other.arch]);
+    expect(
+      JSON.parse(raw.toString()).manifests.map((m: { platform: { architecture: string } }) => m.platform.architecture),
+    ).toEqual([ARCH, other.arch]);
     // skopeo downloads the other platform and checks every blob against its digest
     const copied = join(WORK, "copied");
-    await ok("skopeo", ["--override-arch", other.arch, ...(other.variant ? ["--override-variant", other.variant] : []), "copy", "--src-tls-verify=false", `docker://${open!.host}/test/multi:v2`, `oci:${copied}:x`]);
+    await ok("skopeo", [
+      "--override-arch",
+      other.arch,
+      ...(other.variant ? ["--override-variant", other.variant] : []),
+      "copy",
+      "--src-tls-verify=false",
+      `docker://${open!.host}/test/multi:v2`,
+      `oci:${copied}:x`,
+    ]);
     expect(readFileSync(join(copied, "blobs/sha256", noiseDigest.slice(7))).length).toBe(noiseEvent.size);
     const info = await okJson("skopeo", ["inspect", `oci:${copied}:x`]);
     expect(info.Digest).toBe(w.manifests[1]!.digest);
@@ -757,8 +1026,16 @@ describe("registry push", () => {
   it("Basic auth: fails clearly without or with wrong credentials, succeeds with them", async () => {
     need("skopeo");
     const ref = `${basic!.host}/test/img:latest`;
-    await expectOciError(pushOciImage(single, ref, { insecure: true }), "AUTH", /registry 127\.0\.0\.1:\d+ requires authentication \(Basic realm="kiln-basic"\); no credentials were given/);
-    await expectOciError(pushOciImage(single, ref, { insecure: true, username: "kiln", password: "wrong" }), "AUTH", /rejected the credentials/);
+    await expectOciError(
+      pushOciImage(single, ref, { insecure: true }),
+      "AUTH",
+      /registry 127\.0\.0\.1:\d+ requires authentication \(Basic realm="kiln-basic"\); no credentials were given/,
+    );
+    await expectOciError(
+      pushOciImage(single, ref, { insecure: true, username: "kiln", password: "wrong" }),
+      "AUTH",
+      /rejected the credentials/,
+    );
     const r = await pushOciImage(single, ref, { insecure: true, username: "kiln", password: "s3cret" });
     expect(r.digest).toBe(single.digest);
     expect(r.pushedBlobs).toHaveLength(3);
@@ -772,19 +1049,38 @@ describe("registry push", () => {
     need("skopeo");
     const ref = `${bearer!.host}/test/img:latest`;
     tokenRequests.length = 0;
-    await expectOciError(pushOciImage(single, ref, { insecure: true }), "AUTH", /token service http:\/\/127\.0\.0\.1:\d+\/token refused anonymous access: 401.*authentication required/);
-    await expectOciError(pushOciImage(single, ref, { insecure: true, username: "kiln", password: "nope" }), "AUTH", /refused user "kiln": 401.*bad username or password/);
+    await expectOciError(
+      pushOciImage(single, ref, { insecure: true }),
+      "AUTH",
+      /token service http:\/\/127\.0\.0\.1:\d+\/token refused anonymous access: 401.*authentication required/,
+    );
+    await expectOciError(
+      pushOciImage(single, ref, { insecure: true, username: "kiln", password: "nope" }),
+      "AUTH",
+      /refused user "kiln": 401.*bad username or password/,
+    );
     const n = tokenRequests.length;
     const r = await pushOciImage(single, ref, { insecure: true, username: "kiln", password: "t0ken-pass" });
     expect(r.digest).toBe(single.digest);
     // one token, with push scope, for the whole push
-    expect(tokenRequests.slice(n)).toEqual([{ user: "kiln", service: "kiln-test-registry", scopes: ["repository:test/img:pull,push"] }]);
-    const info = await okJson("skopeo", ["inspect", "--tls-verify=false", "--creds", "kiln:t0ken-pass", `docker://${ref}`]);
+    expect(tokenRequests.slice(n)).toEqual([
+      { user: "kiln", service: "kiln-test-registry", scopes: ["repository:test/img:pull,push"] },
+    ]);
+    const info = await okJson("skopeo", [
+      "inspect",
+      "--tls-verify=false",
+      "--creds",
+      "kiln:t0ken-pass",
+      `docker://${ref}`,
+    ]);
     expect(info.Digest).toBe(single.digest);
     // a token given up front is used as is
-    const grab = await fetch(`http://127.0.0.1:${(tokenServer!.address() as { port: number }).port}/token?service=kiln-test-registry&scope=repository:test/img:pull,push`, {
-      headers: { authorization: `Basic ${Buffer.from("kiln:t0ken-pass").toString("base64")}` },
-    });
+    const grab = await fetch(
+      `http://127.0.0.1:${(tokenServer!.address() as { port: number }).port}/token?service=kiln-test-registry&scope=repository:test/img:pull,push`,
+      {
+        headers: { authorization: `Basic ${Buffer.from("kiln:t0ken-pass").toString("base64")}` },
+      },
+    );
     const { token } = (await grab.json()) as { token: string };
     const before = tokenRequests.length;
     const again = await pushOciImage(SINGLE, ref, { insecure: true, token });
@@ -803,11 +1099,25 @@ describe("registry push", () => {
       return method === "GET" ? "drop" : "503";
     });
     try {
-      const r = await pushOciImage(single, `127.0.0.1:${proxy.port}/test/flaky:latest`, { insecure: true, backoffMs: 5 });
+      const r = await pushOciImage(single, `127.0.0.1:${proxy.port}/test/flaky:latest`, {
+        insecure: true,
+        backoffMs: 5,
+      });
       expect(r.digest).toBe(single.digest);
-      expect(proxy.faults).toEqual(expect.arrayContaining(["drop GET /v2/", `503 HEAD /v2/test/flaky/blobs/${single.layers[0]!.digest}`, "503 POST /v2/test/flaky/blobs/uploads/", "503 PUT /v2/test/flaky/manifests/latest"]));
+      expect(proxy.faults).toEqual(
+        expect.arrayContaining([
+          "drop GET /v2/",
+          `503 HEAD /v2/test/flaky/blobs/${single.layers[0]!.digest}`,
+          "503 POST /v2/test/flaky/blobs/uploads/",
+          "503 PUT /v2/test/flaky/manifests/latest",
+        ]),
+      );
       expect(proxy.faults.filter((f) => f.startsWith("503 PUT /v2/test/flaky/blobs/uploads/"))).toHaveLength(3);
-      const info = await okJson("skopeo", ["inspect", "--tls-verify=false", `docker://${open!.host}/test/flaky:latest`]);
+      const info = await okJson("skopeo", [
+        "inspect",
+        "--tls-verify=false",
+        `docker://${open!.host}/test/flaky:latest`,
+      ]);
       expect(info.Digest).toBe(single.digest);
     } finally {
       proxy.server.close();
@@ -816,7 +1126,11 @@ describe("registry push", () => {
     const down = await faultyProxy(open!.port, (method) => (method === "HEAD" ? "503" : undefined));
     try {
       const started = Date.now();
-      await expectOciError(pushOciImage(single, `127.0.0.1:${down.port}/test/down:latest`, { insecure: true, retries: 3, backoffMs: 5 }), "REGISTRY", /HEAD .*\/blobs\/sha256:[0-9a-f]{64}: registry answered 503 Service Unavailable \(after 4 attempts\)/);
+      await expectOciError(
+        pushOciImage(single, `127.0.0.1:${down.port}/test/down:latest`, { insecure: true, retries: 3, backoffMs: 5 }),
+        "REGISTRY",
+        /HEAD .*\/blobs\/sha256:[0-9a-f]{64}: registry answered 503 Service Unavailable \(after 4 attempts\)/,
+      );
       expect(down.faults).toHaveLength(4);
       expect(Date.now() - started).toBeLessThan(5_000);
     } finally {
@@ -827,21 +1141,56 @@ describe("registry push", () => {
   it("a closed port or a bad reference gives a clear error", async () => {
     const port = await freePort();
     const started = Date.now();
-    await expectOciError(pushOciImage(single, `127.0.0.1:${port}/test/img:latest`, { insecure: true, retries: 2, backoffMs: 20 }), "NETWORK", new RegExp(`cannot reach registry 127\\.0\\.0\\.1:${port} \\(GET http://127\\.0\\.0\\.1:${port}/v2/\\): .*ECONNREFUSED.*after 3 attempts`));
+    await expectOciError(
+      pushOciImage(single, `127.0.0.1:${port}/test/img:latest`, { insecure: true, retries: 2, backoffMs: 20 }),
+      "NETWORK",
+      new RegExp(
+        `cannot reach registry 127\\.0\\.0\\.1:${port} \\(GET http://127\\.0\\.0\\.1:${port}/v2/\\): .*ECONNREFUSED.*after 3 attempts`,
+      ),
+    );
     expect(Date.now() - started).toBeLessThan(5_000);
-    await expectOciError(pushOciImage(single, "127.0.0.1:1/Test/IMG:latest", { insecure: true }), "INVALID_INPUT", /repository "Test\/IMG" must be lowercase/);
-    await expectOciError(pushOciImage(join(WORK, "nowhere"), `${open!.host}/test/img`, { insecure: true }), "BAD_LAYOUT", /cannot open OCI layout .*ENOENT/);
-    await expectOciError(pushOciImage({ ...single, format: "docker-archive" }, `${open!.host}/test/img`, { insecure: true }), "INVALID_INPUT", /cannot push a docker-archive/);
+    await expectOciError(
+      pushOciImage(single, "127.0.0.1:1/Test/IMG:latest", { insecure: true }),
+      "INVALID_INPUT",
+      /repository "Test\/IMG" must be lowercase/,
+    );
+    await expectOciError(
+      pushOciImage(join(WORK, "nowhere"), `${open!.host}/test/img`, { insecure: true }),
+      "BAD_LAYOUT",
+      /cannot open OCI layout .*ENOENT/,
+    );
+    await expectOciError(
+      pushOciImage({ ...single, format: "docker-archive" }, `${open!.host}/test/img`, { insecure: true }),
+      "INVALID_INPUT",
+      /cannot push a docker-archive/,
+    );
   });
 
   it("parses references and challenges", () => {
-    expect(parseImageRef("127.0.0.1:5000/test/img:1.0")).toEqual({ registry: "127.0.0.1:5000", repository: "test/img", tag: "1.0" });
+    expect(parseImageRef("127.0.0.1:5000/test/img:1.0")).toEqual({
+      registry: "127.0.0.1:5000",
+      repository: "test/img",
+      tag: "1.0",
+    });
     expect(parseImageRef("localhost/a")).toEqual({ registry: "localhost", repository: "a", tag: "latest" });
     expect(parseImageRef("alpine")).toEqual({ registry: "docker.io", repository: "library/alpine", tag: "latest" });
-    expect(parseImageRef(`ghcr.io/o/r@sha256:${"a".repeat(64)}`)).toEqual({ registry: "ghcr.io", repository: "o/r", digest: `sha256:${"a".repeat(64)}` });
-    expect(parseWwwAuthenticate('Bearer realm="https://auth.example/token",service="reg.example",scope="repository:a/b:pull,push"')).toEqual([
-      { scheme: "bearer", params: { realm: "https://auth.example/token", service: "reg.example", scope: "repository:a/b:pull,push" } },
+    expect(parseImageRef(`ghcr.io/o/r@sha256:${"a".repeat(64)}`)).toEqual({
+      registry: "ghcr.io",
+      repository: "o/r",
+      digest: `sha256:${"a".repeat(64)}`,
+    });
+    expect(
+      parseWwwAuthenticate(
+        'Bearer realm="https://auth.example/token",service="reg.example",scope="repository:a/b:pull,push"',
+      ),
+    ).toEqual([
+      {
+        scheme: "bearer",
+        params: { realm: "https://auth.example/token", service: "reg.example", scope: "repository:a/b:pull,push" },
+      },
     ]);
-    expect(parseWwwAuthenticate('Basic realm="x\\"y", charset="UTF-8"')).toEqual([{ scheme: "basic", params: { realm: 'x"y', charset: "UTF-8" } }]);
+    expect(parseWwwAuthenticate('Basic realm="x\\"y", charset="UTF-8"')).toEqual([
+      { scheme: "basic", params: { realm: 'x"y', charset: "UTF-8" } },
+    ]);
   });
 });

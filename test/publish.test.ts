@@ -16,7 +16,17 @@ import { Keyring, openPackage, readIndex, verifyIndex, type IndexRecord } from "
 import { fetchPackage, loadIndex, planPublish, unsatisfiedDependencies, type RemoteArchState } from "@kiln/repo";
 import { baseLayoutEntries, makeKey, makeRepo, type PkgSpec, type TestKey } from "./helpers/fixtures.js";
 import { rawIndex, rawPackage } from "./helpers/hostile.js";
-import { aws, awsHead, awsKeys, runKiln, spawnKiln, startFaultProxy, startS3, type FaultProxy, type S3Server } from "./helpers/s3.js";
+import {
+  aws,
+  awsHead,
+  awsKeys,
+  runKiln,
+  spawnKiln,
+  startFaultProxy,
+  startS3,
+  type FaultProxy,
+  type S3Server,
+} from "./helpers/s3.js";
 import type { Run } from "./helpers/cli.js";
 
 const BUCKET = "kiln-repo";
@@ -31,12 +41,21 @@ const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 const HELLO = "#!/bin/sh\necho hello from a published repository\n";
 
 function pkgs(names: string[], extra: Partial<PkgSpec> = {}): PkgSpec[] {
-  return names.map((n) => ({ name: n, entries: [{ path: `usr/share/${n}/README`, type: "file", content: `package ${n}\n` }], ...extra }));
+  return names.map((n) => ({
+    name: n,
+    entries: [{ path: `usr/share/${n}/README`, type: "file", content: `package ${n}\n` }],
+    ...extra,
+  }));
 }
 
 const BASE: PkgSpec[] = [
   { name: "baselayout", entries: baseLayoutEntries(), info: { description: "the base layout" } },
-  { name: "hello", version: "2.12-r1", entries: [{ path: "usr/bin/hello", type: "file", mode: 0o755, content: HELLO }], info: { depends: ["baselayout"], description: "says hello <html>", license: "GPL-3.0-or-later" } },
+  {
+    name: "hello",
+    version: "2.12-r1",
+    entries: [{ path: "usr/bin/hello", type: "file", mode: 0o755, content: HELLO }],
+    info: { depends: ["baselayout"], description: "says hello <html>", license: "GPL-3.0-or-later" },
+  },
 ];
 
 async function out(name: string, specs: PkgSpec[], key = buildKey): Promise<string> {
@@ -51,7 +70,17 @@ function s3Args(endpoint = proxy.endpoint): string[] {
 }
 
 function publishArgs(from: string, prefix: string, extra: string[] = [], endpoint?: string): string[] {
-  return ["publish", "--from", from, "--to", `s3://${BUCKET}/${prefix}`, "--signing-key", pubKey.privatePath, ...s3Args(endpoint), ...extra];
+  return [
+    "publish",
+    "--from",
+    from,
+    "--to",
+    `s3://${BUCKET}/${prefix}`,
+    "--signing-key",
+    pubKey.privatePath,
+    ...s3Args(endpoint),
+    ...extra,
+  ];
 }
 
 const httpBase = (prefix: string) => `${s3.endpoint}/${BUCKET}/${prefix}`;
@@ -75,11 +104,16 @@ function expectOk(r: Run, what = "kiln") {
 }
 
 /** Requests that write (or start writing) something in the bucket. */
-const writes = (log: FaultProxy["log"]) => log.filter((r) => r.method === "PUT" || r.method === "POST" || r.method === "DELETE");
+const writes = (log: FaultProxy["log"]) =>
+  log.filter((r) => r.method === "PUT" || r.method === "POST" || r.method === "DELETE");
 
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), "kiln-publish-e2e-"));
-  [buildKey, pubKey, otherKey] = await Promise.all([makeKey(join(work, "k-build"), "build"), makeKey(join(work, "k-pub"), "pub"), makeKey(join(work, "k-other"), "pub")]);
+  [buildKey, pubKey, otherKey] = await Promise.all([
+    makeKey(join(work, "k-build"), "build"),
+    makeKey(join(work, "k-pub"), "pub"),
+    makeKey(join(work, "k-other"), "pub"),
+  ]);
   s3 = await startS3(join(work, "s3data"));
   proxy = await startFaultProxy(s3.port);
   aws(s3.endpoint, ["s3api", "create-bucket", "--bucket", BUCKET]);
@@ -112,12 +146,21 @@ describe("kiln publish to S3", () => {
       expect(p.headers["x-amz-checksum-sha256"], p.url).toMatch(/^[A-Za-z0-9+/]+=*$/);
       expect(p.headers["x-amz-meta-sha256"], p.url).toMatch(/^[0-9a-f]{64}$/);
     }
-    const copies = proxy.log.filter((q) => q.method === "PUT" && q.headers["x-amz-copy-source"]).map((q) => q.url.replace(/\?.*$/, ""));
+    const copies = proxy.log
+      .filter((q) => q.method === "PUT" && q.headers["x-amz-copy-source"])
+      .map((q) => q.url.replace(/\?.*$/, ""));
     const firstIndex = copies.findIndex((u) => u.endsWith("/APKINDEX.tar.gz"));
     const lastApk = copies.map((u, i) => (u.endsWith(".apk") ? i : -1)).reduce((a, b) => Math.max(a, b));
     expect(firstIndex).toBeGreaterThan(lastApk);
 
-    expect(awsKeys(s3.endpoint, BUCKET, "main/")).toEqual(["main/.kiln/staging/README", "main/pub.rsa.pub", "main/x86_64/APKINDEX.tar.gz", "main/x86_64/baselayout-1.0-r0.apk", "main/x86_64/hello-2.12-r1.apk", "main/x86_64/index.html"]);
+    expect(awsKeys(s3.endpoint, BUCKET, "main/")).toEqual([
+      "main/.kiln/staging/README",
+      "main/pub.rsa.pub",
+      "main/x86_64/APKINDEX.tar.gz",
+      "main/x86_64/baselayout-1.0-r0.apk",
+      "main/x86_64/hello-2.12-r1.apk",
+      "main/x86_64/index.html",
+    ]);
     const dl = join(work, "dl");
     mkdirSync(dl, { recursive: true });
     aws(s3.endpoint, ["s3", "cp", "--quiet", `s3://${BUCKET}/main/x86_64/`, dl, "--recursive"]);
@@ -126,7 +169,9 @@ describe("kiln publish to S3", () => {
 
     const idx = await readIndex(readFileSync(join(dl, "APKINDEX.tar.gz")));
     expect(verifyIndex(idx, new Keyring().add("pub.rsa.pub", readFileSync(pubKey.publicPath))).verdict).toBe("OK");
-    expect(verifyIndex(idx, new Keyring().add("build.rsa.pub", readFileSync(buildKey.publicPath))).verdict).not.toBe("OK");
+    expect(verifyIndex(idx, new Keyring().add("build.rsa.pub", readFileSync(buildKey.publicPath))).verdict).not.toBe(
+      "OK",
+    );
     for (const rec of idx.records) {
       const key = `main/x86_64/${rec.name}-${rec.version}.apk`;
       const bytes = readFileSync(join(dl, `${rec.name}-${rec.version}.apk`));
@@ -136,7 +181,11 @@ describe("kiln publish to S3", () => {
       expect(head.Metadata?.sha256).toBe(sha256(bytes));
       // S: and C: follow the final (re-signed) bytes.
       expect(rec.fileSize).toBe(bytes.length);
-      const reader = await openPackage((async function* () { yield bytes; })());
+      const reader = await openPackage(
+        (async function* () {
+          yield bytes;
+        })(),
+      );
       expect(reader.head.checksum).toBe(rec.checksum);
       expect(reader.head.signatures.map((s) => `${s.type}.${s.keyName}`)).toEqual(["RSA256.pub.rsa.pub"]);
       await reader.drain();
@@ -170,9 +219,20 @@ describe("kiln publish to S3", () => {
       expect(readFileSync(file).length).toBe(p.record.fileSize);
     }
     const cfg = join(work, "image.yaml");
-    writeFileSync(cfg, `contents:\n  repositories: [${httpBase("main")}]\n  keyring: [${httpBase("main")}/pub.rsa.pub]\n  packages: [hello]\narchs: [x86_64]\nentrypoint:\n  command: /usr/bin/hello\n`);
+    writeFileSync(
+      cfg,
+      `contents:\n  repositories: [${httpBase("main")}]\n  keyring: [${httpBase("main")}/pub.rsa.pub]\n  packages: [hello]\narchs: [x86_64]\nentrypoint:\n  command: /usr/bin/hello\n`,
+    );
     const layout = join(work, "image-s3");
-    const b = await runKiln(["image", "build", cfg, layout, "--json", "--cache-dir", mkdtempSync(join(work, "img-cache-"))]);
+    const b = await runKiln([
+      "image",
+      "build",
+      cfg,
+      layout,
+      "--json",
+      "--cache-dir",
+      mkdtempSync(join(work, "img-cache-")),
+    ]);
     expectOk(b, "image build");
     expect(JSON.parse(b.stdout).archs).toEqual([{ arch: "x86_64", packages: 2 }]);
     const bundle = join(work, "bundle-s3");
@@ -182,21 +242,48 @@ describe("kiln publish to S3", () => {
     // The same repository as an s3:// URL (kiln's S3 fetcher, --endpoint-url). The digest differs
     // only because /etc/apk/repositories records the URL the image was built from.
     const cfgS3 = join(work, "image-s3url.yaml");
-    writeFileSync(cfgS3, `contents:\n  repositories: [s3://${BUCKET}/main]\n  keyring: [${pubKey.publicPath}]\n  packages: [hello]\narchs: [x86_64]\nentrypoint:\n  command: /usr/bin/hello\n`);
-    const viaS3 = await runKiln(["image", "build", cfgS3, join(work, "image-s3url"), "--json", "--cache-dir", mkdtempSync(join(work, "img-cache-")), "--endpoint-url", s3.endpoint, "--path-style"]);
+    writeFileSync(
+      cfgS3,
+      `contents:\n  repositories: [s3://${BUCKET}/main]\n  keyring: [${pubKey.publicPath}]\n  packages: [hello]\narchs: [x86_64]\nentrypoint:\n  command: /usr/bin/hello\n`,
+    );
+    const viaS3 = await runKiln([
+      "image",
+      "build",
+      cfgS3,
+      join(work, "image-s3url"),
+      "--json",
+      "--cache-dir",
+      mkdtempSync(join(work, "img-cache-")),
+      "--endpoint-url",
+      s3.endpoint,
+      "--path-style",
+    ]);
     expectOk(viaS3, "image build from s3://");
     expect(JSON.parse(viaS3.stdout).archs).toEqual([{ arch: "x86_64", packages: 2 }]);
     const bundleS3 = join(work, "bundle-s3url");
-    execFileSync("umoci", ["unpack", "--rootless", "--image", `${join(work, "image-s3url")}:latest`, bundleS3], { stdio: "pipe" });
+    execFileSync("umoci", ["unpack", "--rootless", "--image", `${join(work, "image-s3url")}:latest`, bundleS3], {
+      stdio: "pipe",
+    });
     expect(readFileSync(join(bundleS3, "rootfs/usr/bin/hello"), "utf8")).toBe(HELLO);
     expect(readFileSync(join(bundleS3, "rootfs/etc/apk/repositories"), "utf8")).toBe(`s3://${BUCKET}/main\n`);
   });
 
   it("kiln repo check passes over HTTP and over s3:// (S3 fetcher), and a re-run publishes nothing", async () => {
     expectOk(await check("main"), "check http");
-    const viaS3 = await runKiln(["repo", "check", `s3://${BUCKET}/main`, "--keys-dir", pubKey.keysDir, ...s3Args(s3.endpoint), "--json"]);
+    const viaS3 = await runKiln([
+      "repo",
+      "check",
+      `s3://${BUCKET}/main`,
+      "--keys-dir",
+      pubKey.keysDir,
+      ...s3Args(s3.endpoint),
+      "--json",
+    ]);
     expectOk(viaS3, "check s3");
-    expect(JSON.parse(viaS3.stdout)).toMatchObject({ ok: true, archs: [{ arch: "x86_64", packages: 2, checked: 2, problems: [] }] });
+    expect(JSON.parse(viaS3.stdout)).toMatchObject({
+      ok: true,
+      archs: [{ arch: "x86_64", packages: 2, checked: 2, problems: [] }],
+    });
     proxy.reset();
     const again = await runKiln(publishArgs(first, "main"));
     expectOk(again);
@@ -208,11 +295,16 @@ describe("kiln publish to S3", () => {
     const big = Buffer.alloc(7 * 1024 * 1024);
     let s = 7;
     for (let i = 0; i < big.length; i++) big[i] = (s = (Math.imul(s, 1103515245) + 12345) >>> 0) >>> 24;
-    const second = await out("second", [...BASE, { name: "bigdata", entries: [{ path: "usr/share/bigdata/blob", type: "file", content: big }] }]);
+    const second = await out("second", [
+      ...BASE,
+      { name: "bigdata", entries: [{ path: "usr/share/bigdata/blob", type: "file", content: big }] },
+    ]);
     proxy.reset();
     const r = await runKiln(publishArgs(second, "main", ["--multipart-threshold", String(6 * 1024 * 1024)]));
     expectOk(r);
-    expect(r.stdout).toContain("1 uploaded (1 re-signed), 0 already uploaded and indexed, 2 already published; index 3 packages");
+    expect(r.stdout).toContain(
+      "1 uploaded (1 re-signed), 0 already uploaded and indexed, 2 already published; index 3 packages",
+    );
     const gets = proxy.log.filter((q) => q.method === "GET" && /\.apk(\?|$)/.test(q.url));
     expect(gets).toEqual([]);
     expect(proxy.log.filter((q) => q.method === "POST" && /\?uploads/.test(q.url))).toHaveLength(1);
@@ -242,12 +334,17 @@ describe("kiln publish to S3", () => {
 
 describe("refusals: one clear error, nothing uploaded", () => {
   it("refuses a different .apk under a published name", async () => {
-    const changed = await out("changed", [{ ...BASE[0]!, entries: [...baseLayoutEntries(), { path: "etc/motd", type: "file", content: "changed\n" }] }, BASE[1]!]);
+    const changed = await out("changed", [
+      { ...BASE[0]!, entries: [...baseLayoutEntries(), { path: "etc/motd", type: "file", content: "changed\n" }] },
+      BASE[1]!,
+    ]);
     const before = awsHead(s3.endpoint, BUCKET, "main/x86_64/baselayout-1.0-r0.apk")!;
     proxy.reset();
     const r = await runKiln(publishArgs(changed, "main"));
     expect(r.status).toBe(1);
-    expect(r.stderr).toMatch(/^kiln publish: refusing to publish to s3:\/\/kiln-repo\/main: x86_64\/baselayout-1\.0-r0\.apk: a different package is already published under this name .*bump the release/m);
+    expect(r.stderr).toMatch(
+      /^kiln publish: refusing to publish to s3:\/\/kiln-repo\/main: x86_64\/baselayout-1\.0-r0\.apk: a different package is already published under this name .*bump the release/m,
+    );
     expect(r.stderr).not.toMatch(/internal error|\n\s+at /);
     expect(writes(proxy.log)).toEqual([]);
     expect(awsHead(s3.endpoint, BUCKET, "main/x86_64/baselayout-1.0-r0.apk")!.ETag).toBe(before.ETag);
@@ -274,13 +371,26 @@ describe("refusals: one clear error, nothing uploaded", () => {
   it("refuses a wrong signing key, and an unreadable or invalid key file, before any request writes", async () => {
     const o = await out("wrongkey", [...BASE, ...pkgs(["wk"])]);
     proxy.reset();
-    const r = await runKiln(["publish", "--from", o, "--to", `s3://${BUCKET}/main`, "--signing-key", otherKey.privatePath, ...s3Args()]);
+    const r = await runKiln([
+      "publish",
+      "--from",
+      o,
+      "--to",
+      `s3://${BUCKET}/main`,
+      "--signing-key",
+      otherKey.privatePath,
+      ...s3Args(),
+    ]);
     expect(r.status).toBe(1);
-    expect(r.stderr.trim()).toMatch(/^kiln publish: s3:\/\/kiln-repo\/main\/pub\.rsa\.pub: the published public key pub\.rsa\.pub is not the public half of the signing key; wrong --signing-key\?$/);
+    expect(r.stderr.trim()).toMatch(
+      /^kiln publish: s3:\/\/kiln-repo\/main\/pub\.rsa\.pub: the published public key pub\.rsa\.pub is not the public half of the signing key; wrong --signing-key\?$/,
+    );
     expect(writes(proxy.log)).toEqual([]);
 
     proxy.reset();
-    const missing = await runKiln(publishArgs(o, "main").map((a) => (a === pubKey.privatePath ? join(work, "nope.rsa") : a)));
+    const missing = await runKiln(
+      publishArgs(o, "main").map((a) => (a === pubKey.privatePath ? join(work, "nope.rsa") : a)),
+    );
     expect(missing.status).toBe(1);
     expect(missing.stderr.trim()).toBe(`kiln publish: signing key ${join(work, "nope.rsa")}: no such file`);
     const garbage = join(work, "garbage.rsa");
@@ -299,9 +409,20 @@ describe("refusals: one clear error, nothing uploaded", () => {
     try {
       const o = await out("wrongkey2", BASE);
       proxy.reset();
-      const r = await runKiln(["publish", "--from", o, "--to", `s3://${BUCKET}/main`, "--signing-key", otherKey.privatePath, ...s3Args()]);
+      const r = await runKiln([
+        "publish",
+        "--from",
+        o,
+        "--to",
+        `s3://${BUCKET}/main`,
+        "--signing-key",
+        otherKey.privatePath,
+        ...s3Args(),
+      ]);
       expect(r.status).toBe(1);
-      expect(r.stderr).toContain("main/x86_64/APKINDEX.tar.gz: signed by pub.rsa.pub, which the signing key pub.rsa.pub does not match");
+      expect(r.stderr).toContain(
+        "main/x86_64/APKINDEX.tar.gz: signed by pub.rsa.pub, which the signing key pub.rsa.pub does not match",
+      );
       expect(writes(proxy.log)).toEqual([]);
     } finally {
       aws(s3.endpoint, ["s3", "cp", "--quiet", pubKey.publicPath, `s3://${BUCKET}/main/pub.rsa.pub`]);
@@ -325,11 +446,22 @@ describe("faults between kiln and the server", () => {
     ];
     const r = await runKiln(publishArgs(o, "faults", ["--timeout", "2"], proxy.endpoint));
     expectOk(r);
-    expect(proxy.log.filter((q) => q.fault).map((q) => q.fault).sort()).toEqual(["503", "503", "503", "drop", "drop-response", "drop-response", "hang", "truncate"]);
+    expect(
+      proxy.log
+        .filter((q) => q.fault)
+        .map((q) => q.fault)
+        .sort(),
+    ).toEqual(["503", "503", "503", "drop", "drop-response", "drop-response", "hang", "truncate"]);
     expect(r.stderr).toMatch(/retrying in \d+ ms/);
     expect(r.stderr).toMatch(/GET: .*(timed out|Timeout|ETIMEDOUT).*retrying/i);
     expectOk(await check("faults"));
-    expect(ids(await httpIndex("faults"))).toEqual(["baselayout-1.0-r0", "fa-1.0-r0", "fb-1.0-r0", "fc-1.0-r0", "hello-2.12-r1"]);
+    expect(ids(await httpIndex("faults"))).toEqual([
+      "baselayout-1.0-r0",
+      "fa-1.0-r0",
+      "fb-1.0-r0",
+      "fc-1.0-r0",
+      "hello-2.12-r1",
+    ]);
   });
 
   it("a publish that cannot write the index fails with one line, leaves the old index valid, and a re-run completes", async () => {
@@ -339,7 +471,9 @@ describe("faults between kiln and the server", () => {
     const r = await runKiln(publishArgs(o, "faults", ["--retries", "2"]));
     expect(r.status).toBe(1);
     const errLine = r.stderr.trim().split("\n").pop()!;
-    expect(errLine).toMatch(/^kiln publish: s3:\/\/kiln-repo\/faults\/x86_64\/APKINDEX\.tar\.gz: COPY failed: HTTP 503 SlowDown.*gave up after 2 attempts/);
+    expect(errLine).toMatch(
+      /^kiln publish: s3:\/\/kiln-repo\/faults\/x86_64\/APKINDEX\.tar\.gz: COPY failed: HTTP 503 SlowDown.*gave up after 2 attempts/,
+    );
     expectOk(await check("faults"));
     expect(ids(await httpIndex("faults"))).not.toContain("fd-1.0-r0");
     expect(awsHead(s3.endpoint, BUCKET, "faults/x86_64/fd-1.0-r0.apk")).toBeDefined(); // uploaded, not yet indexed
@@ -379,18 +513,31 @@ describe("faults between kiln and the server", () => {
       proxy.reset();
       expect(killed.status, `seed ${seed}: not killed (${killed.stderr})`).toBe(137);
       // What the kill left: package objects present vs listed in the index.
-      const present = awsKeys(s3.endpoint, BUCKET, `${prefix}/x86_64/`).filter((k) => /\/[^/.][^/]*\.apk$/.test(k)).length;
+      const present = awsKeys(s3.endpoint, BUCKET, `${prefix}/x86_64/`).filter((k) =>
+        /\/[^/.][^/]*\.apk$/.test(k),
+      ).length;
       const indexed = (await httpIndex(prefix)).length;
       seenStates.push(`killed at ${at}/${total}: ${present} objects, ${indexed} indexed`);
       const c = await check(prefix);
-      expect(c.status, `seed ${seed}, killed at request ${at} of ${total} (exit ${killed.status}): ${c.stdout}${c.stderr}`).toBe(0);
+      expect(
+        c.status,
+        `seed ${seed}, killed at request ${at} of ${total} (exit ${killed.status}): ${c.stdout}${c.stderr}`,
+      ).toBe(0);
       const rerun = await runKiln(publishArgs(full, prefix));
       expect(rerun.status, `seed ${seed} re-run: ${rerun.stderr}`).toBe(0);
       expectOk(await check(prefix));
-      expect(ids(await httpIndex(prefix))).toEqual(ids((await readIndex(readFileSync(join(full, "x86_64/APKINDEX.tar.gz")))).records));
+      expect(ids(await httpIndex(prefix))).toEqual(
+        ids((await readIndex(readFileSync(join(full, "x86_64/APKINDEX.tar.gz")))).records),
+      );
     }
     // The seeds reach the interesting window: packages uploaded, index not yet covering them.
-    expect(seenStates.some((s) => { const m = /(\d+) objects, (\d+) indexed/.exec(s)!; return Number(m[1]) > Number(m[2]); }), seenStates.join("\n")).toBe(true);
+    expect(
+      seenStates.some((s) => {
+        const m = /(\d+) objects, (\d+) indexed/.exec(s)!;
+        return Number(m[1]) > Number(m[2]);
+      }),
+      seenStates.join("\n"),
+    ).toBe(true);
     console.log(seenStates.join("\n"));
   }, 120_000);
 });
@@ -398,7 +545,9 @@ describe("faults between kiln and the server", () => {
 describe("concurrent publishers", () => {
   it("four publishers of different packages at once: every package ends up in the index", async () => {
     await expectOkAsync(runKiln(publishArgs(await out("c0", BASE), "concurrent")));
-    const outs = await Promise.all([0, 1, 2, 3].map((i) => out(`c${i + 1}`, [...BASE, ...pkgs([0, 1, 2, 3, 4].map((j) => `p${i}x${j}`))])));
+    const outs = await Promise.all(
+      [0, 1, 2, 3].map((i) => out(`c${i + 1}`, [...BASE, ...pkgs([0, 1, 2, 3, 4].map((j) => `p${i}x${j}`))])),
+    );
     // Force the lost-update race: publishers start 300 ms apart (so each lists a different set of
     // package objects), and their first index writes are held until all four have arrived, then
     // applied in reverse order — the write based on the oldest listing lands last.
@@ -411,11 +560,17 @@ describe("concurrent publishers", () => {
       }),
     );
     for (const r of runs) expectOk(r, "concurrent publisher");
-    const want = ["baselayout-1.0-r0", "hello-2.12-r1", ...[0, 1, 2, 3].flatMap((i) => [0, 1, 2, 3, 4].map((j) => `p${i}x${j}-1.0-r0`))].sort();
+    const want = [
+      "baselayout-1.0-r0",
+      "hello-2.12-r1",
+      ...[0, 1, 2, 3].flatMap((i) => [0, 1, 2, 3, 4].map((j) => `p${i}x${j}-1.0-r0`)),
+    ].sort();
     expect(ids(await httpIndex("concurrent"))).toEqual(want);
     expectOk(await check("concurrent"));
     // The held writes really were stale: some publisher had to merge again.
-    expect(proxy.log.filter((q) => q.method === "PUT" && /\/concurrent\/x86_64\/APKINDEX\.tar\.gz/.test(q.url)).length).toBeGreaterThan(4);
+    expect(
+      proxy.log.filter((q) => q.method === "PUT" && /\/concurrent\/x86_64\/APKINDEX\.tar\.gz/.test(q.url)).length,
+    ).toBeGreaterThan(4);
   }, 60_000);
 });
 
@@ -423,7 +578,15 @@ describe("kiln withdraw", () => {
   it("removes a package from the index (object kept), refuses to strand dependents, --delete removes the object, publishing again restores", async () => {
     const o = await out("w0", [...BASE, ...pkgs(["wa", "wb"]), ...pkgs(["wdep"], { info: { depends: ["wb"] } })]);
     await expectOkAsync(runKiln(publishArgs(o, "withdraw")));
-    const w = await runKiln(["withdraw", "wa-1.0-r0", "--to", `s3://${BUCKET}/withdraw`, "--signing-key", pubKey.privatePath, ...s3Args()]);
+    const w = await runKiln([
+      "withdraw",
+      "wa-1.0-r0",
+      "--to",
+      `s3://${BUCKET}/withdraw`,
+      "--signing-key",
+      pubKey.privatePath,
+      ...s3Args(),
+    ]);
     expectOk(w);
     expect(w.stdout).toContain("withdrawn x86_64/wa-1.0-r0");
     expect(ids(await httpIndex("withdraw"))).not.toContain("wa-1.0-r0");
@@ -431,12 +594,30 @@ describe("kiln withdraw", () => {
     expect(await (await fetch(`${httpBase("withdraw")}/x86_64/index.html`)).text()).not.toContain("wa-1.0-r0");
     expectOk(await check("withdraw"));
 
-    const refused = await runKiln(["withdraw", "wb-1.0-r0", "--to", `s3://${BUCKET}/withdraw`, "--signing-key", pubKey.privatePath, ...s3Args()]);
+    const refused = await runKiln([
+      "withdraw",
+      "wb-1.0-r0",
+      "--to",
+      `s3://${BUCKET}/withdraw`,
+      "--signing-key",
+      pubKey.privatePath,
+      ...s3Args(),
+    ]);
     expect(refused.status).toBe(1);
     expect(refused.stderr).toContain("x86_64/wdep-1.0-r0 depends on wb: nothing provides");
-    const unknown = await runKiln(["withdraw", "nosuch-1.0-r0", "--to", `s3://${BUCKET}/withdraw`, "--signing-key", pubKey.privatePath, ...s3Args()]);
+    const unknown = await runKiln([
+      "withdraw",
+      "nosuch-1.0-r0",
+      "--to",
+      `s3://${BUCKET}/withdraw`,
+      "--signing-key",
+      pubKey.privatePath,
+      ...s3Args(),
+    ]);
     expect(unknown.status).toBe(1);
-    expect(unknown.stderr.trim()).toBe("kiln withdraw: not published in s3://kiln-repo/withdraw (x86_64): nosuch-1.0-r0");
+    expect(unknown.stderr.trim()).toBe(
+      "kiln withdraw: not published in s3://kiln-repo/withdraw (x86_64): nosuch-1.0-r0",
+    );
 
     // A later publish does not bring the withdrawn package back...
     await expectOkAsync(runKiln(publishArgs(await out("w1", [...BASE, ...pkgs(["wc"])]), "withdraw")));
@@ -446,7 +627,16 @@ describe("kiln withdraw", () => {
     expectOk(again);
     expect(ids(await httpIndex("withdraw"))).toContain("wa-1.0-r0");
 
-    const del = await runKiln(["withdraw", "wdep-1.0-r0", "--delete", "--to", `s3://${BUCKET}/withdraw`, "--signing-key", pubKey.privatePath, ...s3Args()]);
+    const del = await runKiln([
+      "withdraw",
+      "wdep-1.0-r0",
+      "--delete",
+      "--to",
+      `s3://${BUCKET}/withdraw`,
+      "--signing-key",
+      pubKey.privatePath,
+      ...s3Args(),
+    ]);
     expectOk(del);
     expect(awsHead(s3.endpoint, BUCKET, "withdraw/x86_64/wdep-1.0-r0.apk")).toBeUndefined();
     expect(ids(await httpIndex("withdraw"))).not.toContain("wdep-1.0-r0");
@@ -459,14 +649,30 @@ describe("kiln repo check finds problems", () => {
     await expectOkAsync(runKiln(publishArgs(await out("t0", [...BASE, ...pkgs(["ta", "tb"])]), "tamper")));
     // Replace one object with another valid package and delete another, behind kiln's back.
     const other = await out("t1", pkgs(["ta"], { entries: [{ path: "etc/ta", type: "file", content: "evil" }] }));
-    aws(s3.endpoint, ["s3", "cp", "--quiet", join(other, "x86_64/ta-1.0-r0.apk"), `s3://${BUCKET}/tamper/x86_64/ta-1.0-r0.apk`]);
+    aws(s3.endpoint, [
+      "s3",
+      "cp",
+      "--quiet",
+      join(other, "x86_64/ta-1.0-r0.apk"),
+      `s3://${BUCKET}/tamper/x86_64/ta-1.0-r0.apk`,
+    ]);
     aws(s3.endpoint, ["s3", "rm", "--quiet", `s3://${BUCKET}/tamper/x86_64/tb-1.0-r0.apk`]);
     const r = await check("tamper");
     expect(r.status).toBe(1);
-    expect(r.stdout).toMatch(/PROBLEM x86_64\/ta-1\.0-r0\.apk: .*(bytes, but the index says|differs from the index's C:)/);
+    expect(r.stdout).toMatch(
+      /PROBLEM x86_64\/ta-1\.0-r0\.apk: .*(bytes, but the index says|differs from the index's C:)/,
+    );
     expect(r.stdout).toMatch(/PROBLEM x86_64\/tb-1\.0-r0\.apk: .*HTTP 404/);
     expect(r.stdout).toContain("x86_64: 2 problems (2 of 4 packages verified)");
-    const untrusted = await runKiln(["repo", "check", httpBase("tamper"), "--keys-dir", buildKey.keysDir, "--arch", "x86_64"]);
+    const untrusted = await runKiln([
+      "repo",
+      "check",
+      httpBase("tamper"),
+      "--keys-dir",
+      buildKey.keysDir,
+      "--arch",
+      "x86_64",
+    ]);
     expect(untrusted.status).toBe(1);
     expect(untrusted.stdout).toMatch(/PROBLEM x86_64: .*UNTRUSTED/);
   });
@@ -481,12 +687,30 @@ describe("local directory target", () => {
     const r = await runKiln(["publish", "--from", o, "--to", dir, "--signing-key", pubKey.privatePath]);
     expectOk(r);
     expect(readFileSync(join(dir, "x86_64/.kiln-build-keys.jsonl"), "utf8")).toBe('{"recipe":"da","key":"k1"}\n');
-    for (const f of ["pub.rsa.pub", "x86_64/APKINDEX.tar.gz", "x86_64/index.html", "x86_64/hello-2.12-r1.apk", "x86_64/da-1.0-r0.apk"]) expect(existsSync(join(dir, f)), f).toBe(true);
+    for (const f of [
+      "pub.rsa.pub",
+      "x86_64/APKINDEX.tar.gz",
+      "x86_64/index.html",
+      "x86_64/hello-2.12-r1.apk",
+      "x86_64/da-1.0-r0.apk",
+    ])
+      expect(existsSync(join(dir, f)), f).toBe(true);
     expectOk(await runKiln(["repo", "check", dir, "--keys-dir", pubKey.keysDir]));
     const cfg = join(work, "image-dir.yaml");
-    writeFileSync(cfg, `contents:\n  repositories: [${dir}]\n  keyring: [${join(dir, "pub.rsa.pub")}]\n  packages: [hello]\narchs: [x86_64]\n`);
+    writeFileSync(
+      cfg,
+      `contents:\n  repositories: [${dir}]\n  keyring: [${join(dir, "pub.rsa.pub")}]\n  packages: [hello]\narchs: [x86_64]\n`,
+    );
     const layout = join(work, "image-dir");
-    const b = await runKiln(["image", "build", cfg, layout, "--json", "--cache-dir", mkdtempSync(join(work, "img-cache-"))]);
+    const b = await runKiln([
+      "image",
+      "build",
+      cfg,
+      layout,
+      "--json",
+      "--cache-dir",
+      mkdtempSync(join(work, "img-cache-")),
+    ]);
     expectOk(b, "image build");
     const bundle = join(work, "bundle-dir");
     execFileSync("umoci", ["unpack", "--rootless", "--image", `${layout}:latest`, bundle], { stdio: "pipe" });
@@ -498,7 +722,9 @@ describe("local directory target", () => {
     // Records published by someone else are kept alongside ours.
     writeFileSync(join(dir, "x86_64/.kiln-build-keys.jsonl"), '{"recipe":"other","key":"k9"}\n');
     expectOk(await runKiln(["publish", "--from", o, "--to", dir, "--signing-key", pubKey.privatePath]));
-    expect(readFileSync(join(dir, "x86_64/.kiln-build-keys.jsonl"), "utf8")).toBe('{"recipe":"da","key":"k1"}\n{"recipe":"other","key":"k9"}\n');
+    expect(readFileSync(join(dir, "x86_64/.kiln-build-keys.jsonl"), "utf8")).toBe(
+      '{"recipe":"da","key":"k1"}\n{"recipe":"other","key":"k9"}\n',
+    );
     expect(readFileSync(join(dir, "x86_64/APKINDEX.tar.gz")).equals(before)).toBe(true);
     // A different package under a published name is refused here too.
     const changed = await out("d1", pkgs(["da"], { entries: [{ path: "etc/da", type: "file", content: "other" }] }));
@@ -509,7 +735,21 @@ describe("local directory target", () => {
 });
 
 describe("planPublish and dependency checks (pure)", () => {
-  const rec = (name: string, version: string, extra: Partial<IndexRecord> = {}): IndexRecord => ({ name, version, arch: "x86_64", depends: [], provides: [], installIf: [], replaces: [], triggers: [], extra: [], unknownFields: [], checksum: `Q1${name}${version}=`, fileSize: 100, ...extra });
+  const rec = (name: string, version: string, extra: Partial<IndexRecord> = {}): IndexRecord => ({
+    name,
+    version,
+    arch: "x86_64",
+    depends: [],
+    provides: [],
+    installIf: [],
+    replaces: [],
+    triggers: [],
+    extra: [],
+    unknownFields: [],
+    checksum: `Q1${name}${version}=`,
+    fileSize: 100,
+    ...extra,
+  });
 
   it("skips what is indexed, indexes what is present, uploads the rest, and flags conflicts", () => {
     const state: RemoteArchState = {
@@ -527,18 +767,44 @@ describe("planPublish and dependency checks (pure)", () => {
       unreadable: new Map(),
       withdrawn: new Set(),
     };
-    const local = [{ arch: "x86_64", dir: "/o/x86_64", description: "", unlisted: [], packages: ["a", "b", "c", "d"].map((n) => ({ id: `${n}-1-r0`, file: `/o/x86_64/${n}-1-r0.apk`, record: rec(n, "1-r0", n === "d" ? { depends: ["a", "so:libz.so.1"] } : {}) })) }];
+    const local = [
+      {
+        arch: "x86_64",
+        dir: "/o/x86_64",
+        description: "",
+        unlisted: [],
+        packages: ["a", "b", "c", "d"].map((n) => ({
+          id: `${n}-1-r0`,
+          file: `/o/x86_64/${n}-1-r0.apk`,
+          record: rec(n, "1-r0", n === "d" ? { depends: ["a", "so:libz.so.1"] } : {}),
+        })),
+      },
+    ];
     const plan = planPublish(local, new Map([["x86_64", state]]));
-    expect(plan.archs[0]!.packages.map((p) => `${p.id}:${p.action}`)).toEqual(["a-1-r0:skip", "b-1-r0:index", "d-1-r0:upload"]);
-    expect(plan.conflicts).toEqual([expect.stringContaining("x86_64/c-1-r0.apk: a different package is already published under this name")]);
-    expect(plan.unsatisfied).toEqual([{ package: "d-1-r0", arch: "x86_64", dependency: "so:libz.so.1", reason: `nothing provides "so:libz.so.1"` }]);
+    expect(plan.archs[0]!.packages.map((p) => `${p.id}:${p.action}`)).toEqual([
+      "a-1-r0:skip",
+      "b-1-r0:index",
+      "d-1-r0:upload",
+    ]);
+    expect(plan.conflicts).toEqual([
+      expect.stringContaining("x86_64/c-1-r0.apk: a different package is already published under this name"),
+    ]);
+    expect(plan.unsatisfied).toEqual([
+      { package: "d-1-r0", arch: "x86_64", dependency: "so:libz.so.1", reason: `nothing provides "so:libz.so.1"` },
+    ]);
     const up = new Map([["x86_64", [rec("zlib", "1.3-r0", { provides: ["so:libz.so.1=1.3"] })]]]);
     expect(planPublish(local, new Map([["x86_64", state]]), up).unsatisfied).toEqual([]);
   });
 
   it("applies apk's version rules and ignores conflicts (!name)", () => {
-    const rs = [rec("app", "1-r0", { depends: ["lib>=2", "!old", "cmd:sh"] }), rec("lib", "1.5-r0"), rec("busybox", "1-r0", { provides: ["cmd:sh=1-r0"] })];
-    expect(unsatisfiedDependencies(rs, [], "x86_64").map((u) => `${u.dependency}: ${u.reason}`)).toEqual(["lib>=2: only lib-1.5-r0"]);
+    const rs = [
+      rec("app", "1-r0", { depends: ["lib>=2", "!old", "cmd:sh"] }),
+      rec("lib", "1.5-r0"),
+      rec("busybox", "1-r0", { provides: ["cmd:sh=1-r0"] }),
+    ];
+    expect(unsatisfiedDependencies(rs, [], "x86_64").map((u) => `${u.dependency}: ${u.reason}`)).toEqual([
+      "lib>=2: only lib-1.5-r0",
+    ]);
   });
 });
 
@@ -603,13 +869,17 @@ describe("hostile local indexes: refused before anything is written, nothing out
     const idx = await readIndex(readFileSync(join(o, "x86_64/APKINDEX.tar.gz")));
     const hello = idx.records.find((x) => x.name === "hello")!;
     // The index keeps hello's name but carries cm's C: and no S:.
-    const changed = idx.records.map((x) => (x.name === "hello" ? { ...x, checksum: idx.records.find((y) => y.name === "cm")!.checksum! } : x));
+    const changed = idx.records.map((x) =>
+      x.name === "hello" ? { ...x, checksum: idx.records.find((y) => y.name === "cm")!.checksum! } : x,
+    );
     for (const x of changed) delete x.fileSize;
     writeFileSync(join(o, "x86_64/APKINDEX.tar.gz"), rawIndex(changed, buildKey.key));
     const dir = join(work, "fresh-target");
     const r = await runKiln(["publish", "--from", o, "--to", dir, "--signing-key", pubKey.privatePath]);
     expect(r.status, r.stderr).toBe(1);
-    expect(r.stderr.trim()).toBe(`kiln publish: ${join(o, "x86_64/hello-2.12-r1.apk")}: C:${hello.checksum} differs from its local index (C:${changed.find((x) => x.name === "hello")!.checksum}); re-run kiln index`);
+    expect(r.stderr.trim()).toBe(
+      `kiln publish: ${join(o, "x86_64/hello-2.12-r1.apk")}: C:${hello.checksum} differs from its local index (C:${changed.find((x) => x.name === "hello")!.checksum}); re-run kiln index`,
+    );
     expect(existsSync(dir)).toBe(false);
     proxy.reset();
     const s = await runKiln(publishArgs(o, "fresh-prefix"));
@@ -625,7 +895,11 @@ describe("hostile local indexes: refused before anything is written, nothing out
 
 describe("publish's temporary directory", () => {
   /** Start a publish whose first PUT never gets an answer; `kill` it when that PUT arrives. */
-  async function killedPublish(prefix: string, signal: NodeJS.Signals, tmp: { env: NodeJS.ProcessEnv }): Promise<{ signal: string | null; stagedWhileRunning: string[] }> {
+  async function killedPublish(
+    prefix: string,
+    signal: NodeJS.Signals,
+    tmp: { env: NodeJS.ProcessEnv },
+  ): Promise<{ signal: string | null; stagedWhileRunning: string[] }> {
     const o = await out(`sig-${prefix}`, [...BASE, ...pkgs(["sa", "sb"])]);
     proxy.reset();
     proxy.rules = [{ match: /^PUT /, action: "hang", times: Infinity }];
@@ -646,7 +920,10 @@ describe("publish's temporary directory", () => {
     const tmp = privateTmp(`sig-${sig}`);
     const r = await killedPublish(`sig-${sig.toLowerCase()}`, sig, tmp);
     // While it ran, the re-signed copies sat in TMPDIR/kiln-publish-<pid>-XXXXXX.
-    expect(r.stagedWhileRunning.filter((p) => p.endsWith(".apk")).length, r.stagedWhileRunning.join("\n")).toBeGreaterThanOrEqual(4);
+    expect(
+      r.stagedWhileRunning.filter((p) => p.endsWith(".apk")).length,
+      r.stagedWhileRunning.join("\n"),
+    ).toBeGreaterThanOrEqual(4);
     expect(r.stagedWhileRunning[0]).toMatch(/^kiln-publish-\d+-[A-Za-z0-9]{6}$/);
     expect(r.signal).toBe(sig);
     expect(listing(tmp.dir)).toEqual([]);
@@ -660,7 +937,10 @@ describe("publish's temporary directory", () => {
     expect(left).toHaveLength(1);
     expect(left[0]).toMatch(/^kiln-publish-\d+-[A-Za-z0-9]{6}$/);
     expect(listing(join(tmp.dir, left[0]!)).filter((p) => p.endsWith(".apk")).length).toBeGreaterThanOrEqual(4);
-    const again = await runKiln(publishArgs(await out("sig-kill-again", [...BASE, ...pkgs(["sa", "sb"])]), "sig-kill"), tmp.env);
+    const again = await runKiln(
+      publishArgs(await out("sig-kill-again", [...BASE, ...pkgs(["sa", "sb"])]), "sig-kill"),
+      tmp.env,
+    );
     expectOk(again);
     expect(listing(tmp.dir)).toEqual([]);
   });

@@ -2,7 +2,16 @@
 // index (C:, S: each on its own), a disk cache revalidated by ETag, retries,
 // repository tags, and trusted indexes whose names would leave the cache.
 
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -25,11 +34,25 @@ beforeAll(async () => {
   const hello = buildHello(work);
   await makeRepo(join(work, "www/os"), key.key, [
     { name: "baselayout", entries: baseLayoutEntries() },
-    { name: "hello", version: "2.12-r1", entries: [{ path: "usr/bin/hello", type: "file", mode: 0o755, content: { file: hello } }], info: { depends: ["baselayout"] } },
-    ...Array.from({ length: 12 }, (_, i) => ({ name: `lib${i}`, entries: [{ path: `usr/lib/lib${i}.so`, type: "file" as const, content: `lib ${i}`.repeat(1000) }] })),
+    {
+      name: "hello",
+      version: "2.12-r1",
+      entries: [{ path: "usr/bin/hello", type: "file", mode: 0o755, content: { file: hello } }],
+      info: { depends: ["baselayout"] },
+    },
+    ...Array.from({ length: 12 }, (_, i) => ({
+      name: `lib${i}`,
+      entries: [{ path: `usr/lib/lib${i}.so`, type: "file" as const, content: `lib ${i}`.repeat(1000) }],
+    })),
   ]);
   // A second, tagged repository with its own hello.
-  await makeRepo(join(work, "www/local"), key.key, [{ name: "hello", version: "9.9-r0", entries: [{ path: "usr/bin/hello", type: "file", mode: 0o755, content: { file: hello } }] }]);
+  await makeRepo(join(work, "www/local"), key.key, [
+    {
+      name: "hello",
+      version: "9.9-r0",
+      entries: [{ path: "usr/bin/hello", type: "file", mode: 0o755, content: { file: hello } }],
+    },
+  ]);
   server = await serveDir(join(work, "www"));
 });
 afterAll(async () => {
@@ -52,21 +75,32 @@ describe("HTTP repositories", () => {
 
   it("refuses an index signed by an unknown key unless allowed", async () => {
     const cacheDir = mkdtempSync(join(work, "cache-"));
-    await expect(loadIndex({ url: `${server.url}/os` }, "x86_64", { keyring: new Keyring(), cacheDir })).rejects.toThrow(RepositoryError);
-    await expect(loadIndex({ url: `${server.url}/os` }, "x86_64", { keyring: new Keyring(), cacheDir })).rejects.toThrow(/UNTRUSTED/);
-    const ok = await loadIndex({ url: `${server.url}/os` }, "x86_64", { keyring: new Keyring(), cacheDir, allowUntrusted: true });
+    await expect(
+      loadIndex({ url: `${server.url}/os` }, "x86_64", { keyring: new Keyring(), cacheDir }),
+    ).rejects.toThrow(RepositoryError);
+    await expect(
+      loadIndex({ url: `${server.url}/os` }, "x86_64", { keyring: new Keyring(), cacheDir }),
+    ).rejects.toThrow(/UNTRUSTED/);
+    const ok = await loadIndex({ url: `${server.url}/os` }, "x86_64", {
+      keyring: new Keyring(),
+      cacheDir,
+      allowUntrusted: true,
+    });
     expect(ok.trust).toBe("UNTRUSTED");
   });
 
   it("downloads in parallel with retries on 5xx, verifies, caches; a second fetch downloads nothing", async () => {
     const cacheDir = mkdtempSync(join(work, "cache-"));
     const idx = await loadIndex({ url: `${server.url}/os` }, "x86_64", { keyring: ring, cacheDir });
-    const res = resolve(["hello", ...Array.from({ length: 12 }, (_, i) => `lib${i}`)], idx.packages, { arch: "x86_64" });
+    const res = resolve(["hello", ...Array.from({ length: 12 }, (_, i) => `lib${i}`)], idx.packages, {
+      arch: "x86_64",
+    });
     server.failNext(/lib3-/, 2, 503);
     server.failNext(/lib7-/, 1, 502);
     const before = server.log.length;
     const fetcher = new DefaultFetcher({ backoffMs: 10 });
-    let inFlight = 0, maxInFlight = 0;
+    let inFlight = 0,
+      maxInFlight = 0;
     const slow = {
       get: async (url: string, v?: { etag?: string }) => {
         inFlight++;
@@ -94,12 +128,17 @@ describe("HTTP repositories", () => {
     const cacheDir = mkdtempSync(join(work, "cache-"));
     const idx = await loadIndex({ url: `${server.url}/os` }, "x86_64", { keyring: ring, cacheDir });
     const p = idx.packages.find((x) => x.record.name === "hello")!;
-    await expect(fetchPackages([{ ...p, url: `${server.url}/os/x86_64/nope.apk` }], { keyring: ring, cacheDir })).rejects.toThrow(/hello-2\.12-r1: .*404/);
+    await expect(
+      fetchPackages([{ ...p, url: `${server.url}/os/x86_64/nope.apk` }], { keyring: ring, cacheDir }),
+    ).rejects.toThrow(/hello-2\.12-r1: .*404/);
   });
 
   it("kiln image build from HTTP repositories honours @tag repositories; the second build downloads only the index revalidation", async () => {
     const cfg = join(work, "img.yaml");
-    writeFileSync(cfg, `contents:\n  repositories:\n    - ${server.url}/os\n    - "@local ${server.url}/local"\n  keyring: [${key.publicPath}]\n  packages: [hello@local, baselayout]\narchs: [x86_64]\n`);
+    writeFileSync(
+      cfg,
+      `contents:\n  repositories:\n    - ${server.url}/os\n    - "@local ${server.url}/local"\n  keyring: [${key.publicPath}]\n  packages: [hello@local, baselayout]\narchs: [x86_64]\n`,
+    );
     const cache = mkdtempSync(join(work, "cache-"));
     const r = await kilnAsync(["image", "show-packages", cfg, "--cache-dir", cache]);
     expect(r.status, r.stderr).toBe(0);
@@ -128,22 +167,38 @@ describe("the repository layer checks each field of the index on its own", () =>
     mkdirSync(join(dir, "x86_64"), { recursive: true });
     const src = join(work, "www/os/x86_64");
     const idx = await readIndex(readFileSync(join(src, "APKINDEX.tar.gz")));
-    for (const r of idx.records) copyFileSync(join(src, `${r.name}-${r.version}.apk`), join(dir, "x86_64", `${r.name}-${r.version}.apk`));
-    writeFileSync(join(dir, "x86_64/APKINDEX.tar.gz"), buildIndex(idx.records.map((r) => (r.name === "hello" ? change(r) : r)), { signingKeys: [key.key] }));
+    for (const r of idx.records)
+      copyFileSync(join(src, `${r.name}-${r.version}.apk`), join(dir, "x86_64", `${r.name}-${r.version}.apk`));
+    writeFileSync(
+      join(dir, "x86_64/APKINDEX.tar.gz"),
+      buildIndex(
+        idx.records.map((r) => (r.name === "hello" ? change(r) : r)),
+        { signingKeys: [key.key] },
+      ),
+    );
     return dir;
   }
-  const helloOf = async (dir: string) => (await loadIndex({ url: dir }, "x86_64", { keyring: ring, cacheDir: mkdtempSync(join(work, "cache-")) })).packages.find((p) => p.record.name === "hello")!;
+  const helloOf = async (dir: string) =>
+    (
+      await loadIndex({ url: dir }, "x86_64", { keyring: ring, cacheDir: mkdtempSync(join(work, "cache-")) })
+    ).packages.find((p) => p.record.name === "hello")!;
 
   it("C: — bytes of the right size, name and datahash whose control identity differs are refused, by the API and by kiln repo check", async () => {
-    const other = (await readIndex(readFileSync(join(work, "www/os/x86_64/APKINDEX.tar.gz")))).records.find((r) => r.name === "lib1")!;
+    const other = (await readIndex(readFileSync(join(work, "www/os/x86_64/APKINDEX.tar.gz")))).records.find(
+      (r) => r.name === "lib1",
+    )!;
     const dir = await variant("c-mismatch", (r) => ({ ...r, checksum: other.checksum! }));
     const hello = await helloOf(dir);
     const cacheDir = mkdtempSync(join(work, "cache-"));
-    await expect(fetchPackage(hello, { keyring: ring, cacheDir })).rejects.toThrow(`${hello.url}: control identity ${(await indexRecordForPackage(join(dir, "x86_64/hello-2.12-r1.apk"))).checksum} differs from the index's C:${other.checksum}`);
+    await expect(fetchPackage(hello, { keyring: ring, cacheDir })).rejects.toThrow(
+      `${hello.url}: control identity ${(await indexRecordForPackage(join(dir, "x86_64/hello-2.12-r1.apk"))).checksum} differs from the index's C:${other.checksum}`,
+    );
     expect(readdirSync(join(cacheDir, "packages"))).toEqual([]);
     const r = await kilnAsync(["repo", "check", dir, "--keys-dir", key.keysDir]);
     expect(r.status, r.stdout + r.stderr).toBe(1);
-    expect(r.stdout).toMatch(/^PROBLEM x86_64\/hello-2\.12-r1\.apk: .*: control identity Q1\S+ differs from the index's C:Q1\S+$/m);
+    expect(r.stdout).toMatch(
+      /^PROBLEM x86_64\/hello-2\.12-r1\.apk: .*: control identity Q1\S+ differs from the index's C:Q1\S+$/m,
+    );
     expect(r.stdout).toContain("x86_64: 1 problem (13 of 14 packages verified)");
   });
 
@@ -151,10 +206,17 @@ describe("the repository layer checks each field of the index on its own", () =>
     const real = statSync(join(work, "www/os/x86_64/hello-2.12-r1.apk")).size;
     const dir = await variant("s-larger", (r) => ({ ...r, fileSize: real + 7 }));
     const hello = await helloOf(dir);
-    await expect(fetchPackage(hello, { keyring: ring, cacheDir: mkdtempSync(join(work, "cache-")) })).rejects.toThrow(new RegExp(`^${escapeRe(hello.url)}: ${real} bytes, but the index says ${real + 7} \\(S:\\)$`));
+    await expect(fetchPackage(hello, { keyring: ring, cacheDir: mkdtempSync(join(work, "cache-")) })).rejects.toThrow(
+      new RegExp(`^${escapeRe(hello.url)}: ${real} bytes, but the index says ${real + 7} \\(S:\\)$`),
+    );
     const r = await kilnAsync(["repo", "check", dir, "--keys-dir", key.keysDir]);
     expect(r.status).toBe(1);
-    expect(r.stdout).toMatch(new RegExp(`^PROBLEM x86_64/hello-2\\.12-r1\\.apk: \\S+: ${real} bytes, but the index says ${real + 7} \\(S:\\)$`, "m"));
+    expect(r.stdout).toMatch(
+      new RegExp(
+        `^PROBLEM x86_64/hello-2\\.12-r1\\.apk: \\S+: ${real} bytes, but the index says ${real + 7} \\(S:\\)$`,
+        "m",
+      ),
+    );
   });
 
   it("S: — a download longer than the index says is stopped while it streams, nothing cached", async () => {
@@ -162,11 +224,17 @@ describe("the repository layer checks each field of the index on its own", () =>
     const dir = await variant("s-smaller", (r) => ({ ...r, fileSize: real - 7 }));
     const hello = await helloOf(dir);
     const cacheDir = mkdtempSync(join(work, "cache-"));
-    await expect(fetchPackage(hello, { keyring: ring, cacheDir })).rejects.toThrow(new RegExp(`^${escapeRe(hello.url)}: over ${real - 7} bytes, but the index says ${real - 7} \\(S:\\); download stopped$`));
+    await expect(fetchPackage(hello, { keyring: ring, cacheDir })).rejects.toThrow(
+      new RegExp(
+        `^${escapeRe(hello.url)}: over ${real - 7} bytes, but the index says ${real - 7} \\(S:\\); download stopped$`,
+      ),
+    );
     expect(readdirSync(join(cacheDir, "packages"))).toEqual([]);
     // Over HTTP the same.
     const viaHttp = { ...hello, url: `${server.url}/os/x86_64/hello-2.12-r1.apk` };
-    await expect(fetchPackage(viaHttp, { keyring: ring, cacheDir })).rejects.toThrow(/over \d+ bytes, but the index says \d+ \(S:\); download stopped$/);
+    await expect(fetchPackage(viaHttp, { keyring: ring, cacheDir })).rejects.toThrow(
+      /over \d+ bytes, but the index says \d+ \(S:\); download stopped$/,
+    );
   });
 });
 
@@ -176,14 +244,21 @@ describe("a trusted index naming paths", () => {
     // (WORK/www/hostile/x86_64/x/../../../outside → WORK/www/outside); from the cache directory the
     // same name leads to WORK/outside, where an unchecked cache would have written it.
     const name = "x/../../../outside/evil";
-    const evil = rawPackage({ name, version: "1.0-r0", provides: ["innocent=1.0-r0"] }, [{ path: "usr/share/evil", content: "evil\n" }], key.key);
+    const evil = rawPackage(
+      { name, version: "1.0-r0", provides: ["innocent=1.0-r0"] },
+      [{ path: "usr/share/evil", content: "evil\n" }],
+      key.key,
+    );
     const repoDir = join(work, "www/hostile");
     mkdirSync(join(repoDir, "x86_64/x"), { recursive: true });
     mkdirSync(join(work, "www/outside"), { recursive: true });
     writeFileSync(join(work, "www/outside/evil-1.0-r0.apk"), evil.bytes);
     writeFileSync(join(repoDir, "x86_64/APKINDEX.tar.gz"), rawIndex([evil.record], key.key));
     const cfg = join(work, "hostile.yaml");
-    writeFileSync(cfg, `contents:\n  repositories: [${repoDir}]\n  keyring: [${key.publicPath}]\n  packages: [innocent]\narchs: [x86_64]\n`);
+    writeFileSync(
+      cfg,
+      `contents:\n  repositories: [${repoDir}]\n  keyring: [${key.publicPath}]\n  packages: [innocent]\narchs: [x86_64]\n`,
+    );
     const cache = join(work, "cache-hostile");
     mkdirSync(cache);
     const out = join(work, "hostile-out");

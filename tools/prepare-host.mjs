@@ -17,8 +17,20 @@ const purpose = process.argv[2] === "test" ? "test" : "start";
 const NEEDS = {
   start: { bwrap: "bubblewrap", umoci: "umoci", xz: "xz-utils", zstd: "zstd", bzip2: "bzip2", git: "git" },
   test: {
-    bwrap: "bubblewrap", umoci: "umoci", skopeo: "skopeo", "docker-registry": "docker-registry", xz: "xz-utils", zstd: "zstd", bzip2: "bzip2",
-    gcc: "gcc", readelf: "binutils", python3: "python3", openssl: "openssl", git: "git", dot: "graphviz", "/usr/bin/aws": "awscli",
+    bwrap: "bubblewrap",
+    umoci: "umoci",
+    skopeo: "skopeo",
+    "docker-registry": "docker-registry",
+    xz: "xz-utils",
+    zstd: "zstd",
+    bzip2: "bzip2",
+    gcc: "gcc",
+    readelf: "binutils",
+    python3: "python3",
+    openssl: "openssl",
+    git: "git",
+    dot: "graphviz",
+    "/usr/bin/aws": "awscli",
   },
 }[purpose];
 
@@ -27,16 +39,28 @@ function have(cmd) {
   return spawnSync("sh", ["-c", `command -v ${cmd}`], { stdio: "ignore" }).status === 0;
 }
 
-const missing = [...new Set(Object.entries(NEEDS).filter(([c]) => !have(c)).map(([, p]) => p))];
-if (purpose === "test" && !have("/usr/lib/x86_64-linux-gnu/libc.a") && existsSync("/usr/lib/x86_64-linux-gnu")) missing.push("libc6-dev");
+const missing = [
+  ...new Set(
+    Object.entries(NEEDS)
+      .filter(([c]) => !have(c))
+      .map(([, p]) => p),
+  ),
+];
+if (purpose === "test" && !have("/usr/lib/x86_64-linux-gnu/libc.a") && existsSync("/usr/lib/x86_64-linux-gnu"))
+  missing.push("libc6-dev");
 if (missing.length) {
   const isRoot = process.getuid?.() === 0;
   if (isRoot && have("apt-get")) {
     console.error(`kiln: installing system packages: ${missing.join(" ")}`);
     execFileSync("apt-get", ["update"], { stdio: "inherit" });
-    execFileSync("apt-get", ["install", "-y", "--no-install-recommends", ...missing], { stdio: "inherit", env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" } });
+    execFileSync("apt-get", ["install", "-y", "--no-install-recommends", ...missing], {
+      stdio: "inherit",
+      env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" },
+    });
   } else {
-    console.error(`kiln: missing system packages: ${missing.join(" ")}\n  run: sudo apt-get install -y ${missing.join(" ")}`);
+    console.error(
+      `kiln: missing system packages: ${missing.join(" ")}\n  run: sudo apt-get install -y ${missing.join(" ")}`,
+    );
     process.exit(1);
   }
 }

@@ -5,7 +5,7 @@
 // job: `node tools/readme-distro.mjs [OUT]`. `--check` exits 1 if the README
 // is out of date.
 
-import { existsSync, readdirSync, readFileSync, writeFileSync, statSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { compareVersions, readIndex } from "@kiln/apk";
@@ -21,14 +21,25 @@ function human(n) {
 }
 
 const lines = [BEGIN, ""];
-for (const arch of readdirSync(out).filter((d) => existsSync(join(out, d, "APKINDEX.tar.gz"))).sort()) {
+for (const arch of readdirSync(out)
+  .filter((d) => existsSync(join(out, d, "APKINDEX.tar.gz")))
+  .sort()) {
   const idx = await readIndex(readFileSync(join(out, arch, "APKINDEX.tar.gz")));
   // The newest release of each package (older ones stay in the repository for pinning).
   const newest = new Map();
-  for (const r of idx.records) if (!newest.has(r.name) || compareVersions(r.version, newest.get(r.name).version) > 0) newest.set(r.name, r);
+  for (const r of idx.records)
+    if (!newest.has(r.name) || compareVersions(r.version, newest.get(r.name).version) > 0) newest.set(r.name, r);
   idx.records = [...newest.values()].sort((a, b) => (a.name < b.name ? -1 : 1));
-  lines.push(`Packages (${arch}, ${idx.records.length}, newest release of each):`, "", "| package | version | size | installed | description |", "|---|---|---|---|---|");
-  for (const r of idx.records) lines.push(`| ${r.name} | ${r.version} | ${human(r.fileSize ?? 0)} | ${human(r.installedSize ?? 0)} | ${(r.description ?? "").replace(/\|/g, "\\|")} |`);
+  lines.push(
+    `Packages (${arch}, ${idx.records.length}, newest release of each):`,
+    "",
+    "| package | version | size | installed | description |",
+    "|---|---|---|---|---|",
+  );
+  for (const r of idx.records)
+    lines.push(
+      `| ${r.name} | ${r.version} | ${human(r.fileSize ?? 0)} | ${human(r.installedSize ?? 0)} | ${(r.description ?? "").replace(/\|/g, "\\|")} |`,
+    );
   lines.push("");
 }
 const imagesDir = join(out, "images");
@@ -48,11 +59,20 @@ if (existsSync(imagesDir)) {
     const pkgs = sbom ? JSON.parse(readFileSync(join(imagesDir, sbom), "utf8")).packages.length - 1 : "?";
     rows.push(`| ${name} | \`${top.digest.slice(0, 19)}…\` | ${human(size)} | ${pkgs} |`);
   }
-  if (rows.length) lines.push(`Images (${rows.length}):`, "", "| image | digest | compressed | packages |", "|---|---|---|---|", ...rows, "");
+  if (rows.length)
+    lines.push(
+      `Images (${rows.length}):`,
+      "",
+      "| image | digest | compressed | packages |",
+      "|---|---|---|---|",
+      ...rows,
+      "",
+    );
 }
 lines.push(END);
 const readme = readFileSync(join(root, "README.md"), "utf8");
-const a = readme.indexOf(BEGIN), b = readme.indexOf(END);
+const a = readme.indexOf(BEGIN),
+  b = readme.indexOf(END);
 if (a < 0 || b < 0) {
   console.error(`README.md has no ${BEGIN} … ${END} markers`);
   process.exit(1);

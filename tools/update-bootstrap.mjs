@@ -21,28 +21,142 @@ const ARCH = "amd64";
 // gives the version); dependencies between them come from automatic so:
 // detection, not from lists here.
 const GROUPS = [
-  { name: "glibc", description: "the GNU C library and dynamic loader (imported from Debian)", license: "LGPL-2.1-or-later", debs: ["libc6", "libcrypt1"],
-    subpackages: [{ name: "glibc-dev", description: "glibc headers, startup files and static libraries", debs: ["libc6-dev", "libcrypt-dev"] }] },
-  { name: "linux-headers", description: "Linux kernel headers for userspace (imported from Debian)", license: "GPL-2.0-only", debs: ["linux-libc-dev"] },
-  { name: "libgcc", description: "GCC support library (imported from Debian)", license: "GPL-3.0-or-later WITH GCC-exception-3.1", debs: ["libgcc-s1"] },
-  { name: "libstdc++", description: "GNU C++ standard library (imported from Debian)", license: "GPL-3.0-or-later WITH GCC-exception-3.1", debs: ["libstdc++6"] },
-  { name: "gcc", description: "GNU C and C++ compilers (imported from Debian)", license: "GPL-3.0-or-later WITH GCC-exception-3.1",
-    debs: ["gcc-12", "cpp-12", "gcc-12-base", "libgcc-12-dev", "libcc1-0", "libgomp1", "libitm1", "libatomic1", "libasan8", "liblsan0", "libtsan2", "libubsan1", "libquadmath0", "g++-12", "libstdc++-12-dev", "gcc", "cpp", "g++"] },
-  { name: "binutils", description: "GNU assembler, linker and binary utilities (imported from Debian)", license: "GPL-3.0-or-later",
-    debs: ["binutils", "binutils-x86-64-linux-gnu", "binutils-common", "libbinutils", "libctf0", "libctf-nobfd0", "libgprofng0"] },
+  {
+    name: "glibc",
+    description: "the GNU C library and dynamic loader (imported from Debian)",
+    license: "LGPL-2.1-or-later",
+    debs: ["libc6", "libcrypt1"],
+    subpackages: [
+      {
+        name: "glibc-dev",
+        description: "glibc headers, startup files and static libraries",
+        debs: ["libc6-dev", "libcrypt-dev"],
+      },
+    ],
+  },
+  {
+    name: "linux-headers",
+    description: "Linux kernel headers for userspace (imported from Debian)",
+    license: "GPL-2.0-only",
+    debs: ["linux-libc-dev"],
+  },
+  {
+    name: "libgcc",
+    description: "GCC support library (imported from Debian)",
+    license: "GPL-3.0-or-later WITH GCC-exception-3.1",
+    debs: ["libgcc-s1"],
+  },
+  {
+    name: "libstdc++",
+    description: "GNU C++ standard library (imported from Debian)",
+    license: "GPL-3.0-or-later WITH GCC-exception-3.1",
+    debs: ["libstdc++6"],
+  },
+  {
+    name: "gcc",
+    description: "GNU C and C++ compilers (imported from Debian)",
+    license: "GPL-3.0-or-later WITH GCC-exception-3.1",
+    debs: [
+      "gcc-12",
+      "cpp-12",
+      "gcc-12-base",
+      "libgcc-12-dev",
+      "libcc1-0",
+      "libgomp1",
+      "libitm1",
+      "libatomic1",
+      "libasan8",
+      "liblsan0",
+      "libtsan2",
+      "libubsan1",
+      "libquadmath0",
+      "g++-12",
+      "libstdc++-12-dev",
+      "gcc",
+      "cpp",
+      "g++",
+    ],
+  },
+  {
+    name: "binutils",
+    description: "GNU assembler, linker and binary utilities (imported from Debian)",
+    license: "GPL-3.0-or-later",
+    debs: [
+      "binutils",
+      "binutils-x86-64-linux-gnu",
+      "binutils-common",
+      "libbinutils",
+      "libctf0",
+      "libctf-nobfd0",
+      "libgprofng0",
+    ],
+  },
   { name: "jansson", description: "C library for JSON (imported from Debian)", license: "MIT", debs: ["libjansson4"] },
-  { name: "gmp", description: "GNU multiple precision arithmetic library (imported from Debian)", license: "LGPL-3.0-or-later OR GPL-2.0-or-later", debs: ["libgmp10"] },
-  { name: "mpfr", description: "multiple-precision floating-point library (imported from Debian)", license: "LGPL-3.0-or-later", debs: ["libmpfr6"] },
-  { name: "mpc", description: "multiple-precision complex arithmetic library (imported from Debian)", license: "LGPL-3.0-or-later", debs: ["libmpc3"] },
+  {
+    name: "gmp",
+    description: "GNU multiple precision arithmetic library (imported from Debian)",
+    license: "LGPL-3.0-or-later OR GPL-2.0-or-later",
+    debs: ["libgmp10"],
+  },
+  {
+    name: "mpfr",
+    description: "multiple-precision floating-point library (imported from Debian)",
+    license: "LGPL-3.0-or-later",
+    debs: ["libmpfr6"],
+  },
+  {
+    name: "mpc",
+    description: "multiple-precision complex arithmetic library (imported from Debian)",
+    license: "LGPL-3.0-or-later",
+    debs: ["libmpc3"],
+  },
   { name: "isl", description: "integer set library (imported from Debian)", license: "MIT", debs: ["libisl23"] },
-  { name: "zlib-bootstrap", description: "zlib for the bootstrap toolchain (imported from Debian)", license: "Zlib", debs: ["zlib1g"] },
-  { name: "zstd-bootstrap", description: "zstd library for the bootstrap toolchain (imported from Debian)", license: "BSD-3-Clause OR GPL-2.0-only", debs: ["libzstd1"] },
+  {
+    name: "zlib-bootstrap",
+    description: "zlib for the bootstrap toolchain (imported from Debian)",
+    license: "Zlib",
+    debs: ["zlib1g"],
+  },
+  {
+    name: "zstd-bootstrap",
+    description: "zstd library for the bootstrap toolchain (imported from Debian)",
+    license: "BSD-3-Clause OR GPL-2.0-only",
+    debs: ["libzstd1"],
+  },
   { name: "make", description: "GNU make (imported from Debian)", license: "GPL-3.0-or-later", debs: ["make"] },
-  { name: "busybox-static", description: "static busybox for the bootstrap (imported from Debian)", license: "GPL-2.0-only", debs: ["busybox-static"] },
-  { name: "ca-certificates", description: "Mozilla's CA certificates (imported from Debian)", license: "MPL-2.0", debs: ["ca-certificates"] },
-  { name: "tzdata", description: "time zone database (imported from Debian)", license: "Public-Domain", debs: ["tzdata"] },
-  { name: "perl-bootstrap", description: "Perl 5 for build scripts (imported from Debian)", license: "Artistic-1.0-Perl OR GPL-1.0-or-later",
-    debs: ["perl-base", "perl", "perl-modules-5.36", "libperl5.36", "libdb5.3", "libgdbm6", "libgdbm-compat4", "libbz2-1.0"] },
+  {
+    name: "busybox-static",
+    description: "static busybox for the bootstrap (imported from Debian)",
+    license: "GPL-2.0-only",
+    debs: ["busybox-static"],
+  },
+  {
+    name: "ca-certificates",
+    description: "Mozilla's CA certificates (imported from Debian)",
+    license: "MPL-2.0",
+    debs: ["ca-certificates"],
+  },
+  {
+    name: "tzdata",
+    description: "time zone database (imported from Debian)",
+    license: "Public-Domain",
+    debs: ["tzdata"],
+  },
+  {
+    name: "perl-bootstrap",
+    description: "Perl 5 for build scripts (imported from Debian)",
+    license: "Artistic-1.0-Perl OR GPL-1.0-or-later",
+    debs: [
+      "perl-base",
+      "perl",
+      "perl-modules-5.36",
+      "libperl5.36",
+      "libdb5.3",
+      "libgdbm6",
+      "libgdbm-compat4",
+      "libbz2-1.0",
+    ],
+  },
 ];
 
 const MIRRORS = aptMirrors();
@@ -70,7 +184,8 @@ function aptShow(pkg) {
     const m = /^([A-Za-z0-9-]+): (.*)$/.exec(line);
     if (m && !(m[1] in f)) f[m[1]] = m[2];
   }
-  if (!f.Filename || !f.SHA256 || !f.Version) throw new Error(`apt-cache show ${pkg}: missing Filename/SHA256/Version (run apt-get update)`);
+  if (!f.Filename || !f.SHA256 || !f.Version)
+    throw new Error(`apt-cache show ${pkg}: missing Filename/SHA256/Version (run apt-get update)`);
   f.mirror = c.mirror;
   return f;
 }

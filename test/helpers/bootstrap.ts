@@ -10,9 +10,25 @@ import { kilnAsync } from "./cli.js";
 import { REPO_ROOT } from "./paths.js";
 
 export const TOOLCHAIN_RECIPES = [
-  "busybox-static", "base-layout", "busybox-links", "glibc", "linux-headers", "libgcc", "libstdc++",
-  "gmp", "mpfr", "mpc", "isl", "zlib-bootstrap", "zstd-bootstrap", "jansson", "perl-bootstrap",
-  "make", "binutils", "gcc", "build-base",
+  "busybox-static",
+  "base-layout",
+  "busybox-links",
+  "glibc",
+  "linux-headers",
+  "libgcc",
+  "libstdc++",
+  "gmp",
+  "mpfr",
+  "mpc",
+  "isl",
+  "zlib-bootstrap",
+  "zstd-bootstrap",
+  "jansson",
+  "perl-bootstrap",
+  "make",
+  "binutils",
+  "gcc",
+  "build-base",
 ];
 
 export interface Bootstrap {
@@ -39,7 +55,17 @@ export async function bootstrapToolchain(): Promise<Bootstrap> {
       writeFileSync(privateKey, k.privatePem, { mode: 0o600 });
       writeFileSync(publicKey, k.publicPem);
     }
-    const r = await kilnAsync(["build", ...files, "--out", repo, "--signing-key", privateKey, "--cache-dir", cacheDir, "--no-test"]);
+    const r = await kilnAsync([
+      "build",
+      ...files,
+      "--out",
+      repo,
+      "--signing-key",
+      privateKey,
+      "--cache-dir",
+      cacheDir,
+      "--no-test",
+    ]);
     if (r.status !== 0) throw new Error(`bootstrap build failed:\n${r.stderr.slice(-4000)}`);
     writeFileSync(done, new Date().toISOString());
   }

@@ -28,8 +28,12 @@ export function kiln(args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: stri
 /** Run the built kiln CLI without blocking the event loop (needed when the test also serves HTTP). */
 export function kilnAsync(args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<Run> {
   return new Promise((resolve) => {
-    const p = spawn(process.execPath, [KILN_BIN, ...args], { env: { ...process.env, KILN_CACHE_DIR: CACHE, SOURCE_DATE_EPOCH: "1700000000", ...opts.env }, cwd: opts.cwd });
-    let stdout = "", stderr = "";
+    const p = spawn(process.execPath, [KILN_BIN, ...args], {
+      env: { ...process.env, KILN_CACHE_DIR: CACHE, SOURCE_DATE_EPOCH: "1700000000", ...opts.env },
+      cwd: opts.cwd,
+    });
+    let stdout = "",
+      stderr = "";
     p.stdout.on("data", (d) => (stdout += d));
     p.stderr.on("data", (d) => (stderr += d));
     p.on("close", (code) => resolve({ status: code ?? -1, stdout, stderr }));

@@ -46,7 +46,17 @@ export async function makeUpstream(dir: string): Promise<Upstream> {
   writeFileSync(`${priv}.pub`, k.publicPem);
   writeFileSync(join(dir, "busybox-static.yaml"), BUSYBOX);
   const repo = join(dir, "repo");
-  const r = await kilnAsync(["build", join(dir, "busybox-static.yaml"), "--out", repo, "--signing-key", priv, "--cache-dir", TEST_CACHE, "--no-test"]);
+  const r = await kilnAsync([
+    "build",
+    join(dir, "busybox-static.yaml"),
+    "--out",
+    repo,
+    "--signing-key",
+    priv,
+    "--cache-dir",
+    TEST_CACHE,
+    "--no-test",
+  ]);
   if (r.status !== 0) throw new Error(`upstream build failed:\n${r.stderr}`);
   return { repo, publicKey: `${priv}.pub` };
 }
@@ -113,14 +123,34 @@ export function recipeYaml(r: SynthRecipe): string {
   if (r.subpackages?.length) {
     lines.push(`subpackages:`);
     for (const s of r.subpackages) {
-      lines.push(`  - name: ${s}`, `    description: ${s}`, `    pipeline:`, `      - runs: |`, `          mkdir -p \${{targets.subpkgdir}}/usr/share/${s}`, `          echo "${s}" > \${{targets.subpkgdir}}/usr/share/${s}/data`);
+      lines.push(
+        `  - name: ${s}`,
+        `    description: ${s}`,
+        `    pipeline:`,
+        `      - runs: |`,
+        `          mkdir -p \${{targets.subpkgdir}}/usr/share/${s}`,
+        `          echo "${s}" > \${{targets.subpkgdir}}/usr/share/${s}/data`,
+      );
     }
   }
   return lines.join("\n") + "\n";
 }
 
 export function imageYaml(i: SynthImage): string {
-  const lines = [`contents:`, `  packages: [${i.packages.join(", ")}]`, `accounts:`, `  groups:`, `    - groupname: nonroot`, `      gid: 65532`, `  users:`, `    - username: nonroot`, `      uid: 65532`, `      gid: 65532`, `  run-as: nonroot`, `work-dir: /`];
+  const lines = [
+    `contents:`,
+    `  packages: [${i.packages.join(", ")}]`,
+    `accounts:`,
+    `  groups:`,
+    `    - groupname: nonroot`,
+    `      gid: 65532`,
+    `  users:`,
+    `    - username: nonroot`,
+    `      uid: 65532`,
+    `      gid: 65532`,
+    `  run-as: nonroot`,
+    `work-dir: /`,
+  ];
   if (i.test) {
     lines.push(`test:`, `  command: [${i.test.command.map((c) => JSON.stringify(c)).join(", ")}]`);
     if (i.test.expect !== undefined) lines.push(`  expect: ${JSON.stringify(i.test.expect)}`);
@@ -172,5 +202,6 @@ export async function writeDistro(dir: string, d: SynthDistro): Promise<void> {
   }
   for (const r of d.recipes) writeRecipe(dir, r);
   for (const i of d.images ?? []) writeFileSync(join(dir, "images", `${i.name}.yaml`), imageYaml(i));
-  for (const [name, text] of Object.entries(d.pipelines ?? {})) writeFileSync(join(dir, "pipelines", `${name}.yaml`), text);
+  for (const [name, text] of Object.entries(d.pipelines ?? {}))
+    writeFileSync(join(dir, "pipelines", `${name}.yaml`), text);
 }

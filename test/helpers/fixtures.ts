@@ -43,7 +43,12 @@ export interface PkgSpec {
 }
 
 /** Write packages into REPO/ARCH and a signed index; returns the records. */
-export async function makeRepo(repo: string, key: SigningKey, pkgs: PkgSpec[], arch = "x86_64"): Promise<IndexRecord[]> {
+export async function makeRepo(
+  repo: string,
+  key: SigningKey,
+  pkgs: PkgSpec[],
+  arch = "x86_64",
+): Promise<IndexRecord[]> {
   const dir = join(repo, arch);
   mkdirSync(dir, { recursive: true });
   const records: IndexRecord[] = [];
@@ -53,7 +58,10 @@ export async function makeRepo(repo: string, key: SigningKey, pkgs: PkgSpec[], a
     await writePackage({ info, entries: p.entries, signingKeys: [key], sourceDateEpoch: 1_700_000_000 }, file);
     records.push(await indexRecordForPackage(file));
   }
-  writeFileSync(join(dir, "APKINDEX.tar.gz"), buildIndex(records, { signingKeys: [key], description: "test repository" }));
+  writeFileSync(
+    join(dir, "APKINDEX.tar.gz"),
+    buildIndex(records, { signingKeys: [key], description: "test repository" }),
+  );
   return records;
 }
 

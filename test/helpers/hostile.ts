@@ -19,9 +19,23 @@ import {
   type SigningKey,
 } from "@kiln/apk";
 
-function tarEntry(path: string, body: Buffer, type: "file" | "dir" = "file", extra: { uid?: number; gid?: number; pax?: Record<string, string> } = {}): Buffer[] {
+function tarEntry(
+  path: string,
+  body: Buffer,
+  type: "file" | "dir" = "file",
+  extra: { uid?: number; gid?: number; pax?: Record<string, string> } = {},
+): Buffer[] {
   return [
-    encodeHeader({ path, type, mode: type === "dir" ? 0o755 : 0o644, uid: extra.uid ?? 0, gid: extra.gid ?? 0, size: body.length, mtime: 0, ...(extra.pax ? { pax: extra.pax } : {}) }),
+    encodeHeader({
+      path,
+      type,
+      mode: type === "dir" ? 0o755 : 0o644,
+      uid: extra.uid ?? 0,
+      gid: extra.gid ?? 0,
+      size: body.length,
+      mtime: 0,
+      ...(extra.pax ? { pax: extra.pax } : {}),
+    }),
     body,
     Buffer.alloc((512 - (body.length % 512)) % 512),
   ];
@@ -30,7 +44,11 @@ function tarEntry(path: string, body: Buffer, type: "file" | "dir" = "file", ext
 /** A signed APKINDEX.tar.gz holding exactly `records`, unvalidated. */
 export function rawIndex(records: IndexRecord[], key: SigningKey, description = "hostile"): Buffer {
   const text = Buffer.from(formatIndexText(records));
-  const tar = Buffer.concat([...tarEntry("DESCRIPTION", Buffer.from(description)), ...tarEntry("APKINDEX", text), Buffer.alloc(1024)]);
+  const tar = Buffer.concat([
+    ...tarEntry("DESCRIPTION", Buffer.from(description)),
+    ...tarEntry("APKINDEX", text),
+    Buffer.alloc(1024),
+  ]);
   return signIndexBody(gzipMember(tar), [key]);
 }
 
@@ -41,7 +59,11 @@ export interface RawPackage {
 }
 
 /** A signed package with `files` whose .PKGINFO is `info` as given (name, version, size unchecked). */
-export function rawPackage(info: Partial<PackageInfo> & { name: string; version: string }, files: Array<{ path: string; content: string | Buffer }>, key: SigningKey): RawPackage {
+export function rawPackage(
+  info: Partial<PackageInfo> & { name: string; version: string },
+  files: Array<{ path: string; content: string | Buffer }>,
+  key: SigningKey,
+): RawPackage {
   const entries: Buffer[] = [];
   const dirs = new Set<string>();
   for (const f of files) {
@@ -52,14 +74,28 @@ export function rawPackage(info: Partial<PackageInfo> & { name: string; version:
       dirs.add(d);
     }
     const body = Buffer.from(f.content);
-    entries.push(...tarEntry(f.path, body, "file", { pax: { "APK-TOOLS.checksum.SHA1": createHash("sha1").update(body).digest("hex") } }));
+    entries.push(
+      ...tarEntry(f.path, body, "file", {
+        pax: { "APK-TOOLS.checksum.SHA1": createHash("sha1").update(body).digest("hex") },
+      }),
+    );
   }
   const data = gzipMember(Buffer.concat([...entries, Buffer.alloc(1024)]));
-  const full: PackageInfo = { ...emptyPackageInfo(info.name, info.version, info.arch ?? "x86_64"), ...info, dataHash: createHash("sha256").update(data).digest("hex") };
+  const full: PackageInfo = {
+    ...emptyPackageInfo(info.name, info.version, info.arch ?? "x86_64"),
+    ...info,
+    dataHash: createHash("sha256").update(data).digest("hex"),
+  };
   // The control member carries no end-of-archive blocks (as apk writes it).
   const control = gzipMember(Buffer.concat(tarEntry(".PKGINFO", Buffer.from(formatPkgInfo(full)))));
   const bytes = Buffer.concat([buildSignatureMember(control, [key]), control, data]);
-  const record: IndexRecord = { ...full, checksum: identityOf(control), fileSize: bytes.length, unknownFields: [], extra: [] };
+  const record: IndexRecord = {
+    ...full,
+    checksum: identityOf(control),
+    fileSize: bytes.length,
+    unknownFields: [],
+    extra: [],
+  };
   delete record.dataHash;
   return { bytes, record };
 }

@@ -11,7 +11,9 @@ import { fileURLToPath } from "node:url";
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 export const KILN_BIN = join(REPO_ROOT, "packages/cli/dist/bin.js");
 
-const candidates = [process.env.KILN_SHARED_DIR, join(REPO_ROOT, "../shared"), join(REPO_ROOT, "shared")].filter(Boolean) as string[];
+const candidates = [process.env.KILN_SHARED_DIR, join(REPO_ROOT, "../shared"), join(REPO_ROOT, "shared")].filter(
+  Boolean,
+) as string[];
 
 /** The shared reference data directory, or undefined when it is absent. */
 export const SHARED: string | undefined = candidates.find((c) => existsSync(join(c, "testdata/apk-real")));

@@ -4,7 +4,13 @@
 
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync, mkdtempSync } from "node:fs";
-import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import {
+  createServer,
+  request as httpRequest,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from "node:http";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -32,7 +38,9 @@ export interface S3Server {
 /** s3rver encrypts ListObjectsV2 continuation tokens with DES: OpenSSL 3's legacy provider is needed past 1,000 keys. */
 export async function startS3(dir: string): Promise<S3Server> {
   mkdirSync(dir, { recursive: true });
-  const proc = spawn(process.execPath, ["--openssl-legacy-provider", join(here, "s3-server.mjs"), dir], { stdio: ["ignore", "pipe", "pipe"] });
+  const proc = spawn(process.execPath, ["--openssl-legacy-provider", join(here, "s3-server.mjs"), dir], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   let stderr = "";
   proc.stderr!.on("data", (d) => (stderr += d));
   const port = await new Promise<number>((resolve, reject) => {
@@ -62,7 +70,11 @@ export async function startS3(dir: string): Promise<S3Server> {
 export const AWS = "/usr/bin/aws";
 
 export function aws(endpoint: string, args: string[]): string {
-  return execFileSync(AWS, ["--endpoint-url", endpoint, "--output", "json", ...args], { env: { ...process.env, ...S3_ENV }, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+  return execFileSync(AWS, ["--endpoint-url", endpoint, "--output", "json", ...args], {
+    env: { ...process.env, ...S3_ENV },
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "pipe"],
+  });
 }
 
 export function awsJson<T = Record<string, unknown>>(endpoint: string, args: string[]): T {
@@ -72,7 +84,19 @@ export function awsJson<T = Record<string, unknown>>(endpoint: string, args: str
 }
 
 /** `aws s3api head-object`, or undefined for a missing object. */
-export function awsHead(endpoint: string, bucket: string, key: string): { ContentLength: number; CacheControl?: string; ContentType?: string; Metadata?: Record<string, string>; ETag: string } | undefined {
+export function awsHead(
+  endpoint: string,
+  bucket: string,
+  key: string,
+):
+  | {
+      ContentLength: number;
+      CacheControl?: string;
+      ContentType?: string;
+      Metadata?: Record<string, string>;
+      ETag: string;
+    }
+  | undefined {
   try {
     return awsJson(endpoint, ["s3api", "head-object", "--bucket", bucket, "--key", key]);
   } catch (e) {
@@ -82,7 +106,14 @@ export function awsHead(endpoint: string, bucket: string, key: string): { Conten
 }
 
 export function awsKeys(endpoint: string, bucket: string, prefix: string): string[] {
-  const r = awsJson<{ Contents?: Array<{ Key: string }> }>(endpoint, ["s3api", "list-objects-v2", "--bucket", bucket, "--prefix", prefix]);
+  const r = awsJson<{ Contents?: Array<{ Key: string }> }>(endpoint, [
+    "s3api",
+    "list-objects-v2",
+    "--bucket",
+    bucket,
+    "--prefix",
+    prefix,
+  ]);
   return (r.Contents ?? []).map((c) => c.Key).sort();
 }
 
@@ -170,7 +201,9 @@ export async function startFaultProxy(target: number): Promise<FaultProxy> {
     if (action === "503") {
       req.resume();
       res.writeHead(503, { "content-type": "application/xml" });
-      res.end(`<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>`);
+      res.end(
+        `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>`,
+      );
       entry.status = 503;
       return;
     }
@@ -194,17 +227,25 @@ export async function startFaultProxy(target: number): Promise<FaultProxy> {
     }
     forward(req, res, entry, action);
   });
-  function forward(req: IncomingMessage, res: ServerResponse, entry: LoggedRequest, action: FaultAction | undefined): void {
-    const up = httpRequest({ host: "127.0.0.1", port: target, method: req.method, path: req.url, headers: req.headers }, (ur) => {
-      entry.status = ur.statusCode;
-      if (action === "drop-response") {
-        ur.resume();
-        ur.on("end", () => req.socket.destroy());
-        return;
-      }
-      res.writeHead(ur.statusCode!, ur.headers);
-      ur.pipe(res);
-    });
+  function forward(
+    req: IncomingMessage,
+    res: ServerResponse,
+    entry: LoggedRequest,
+    action: FaultAction | undefined,
+  ): void {
+    const up = httpRequest(
+      { host: "127.0.0.1", port: target, method: req.method, path: req.url, headers: req.headers },
+      (ur) => {
+        entry.status = ur.statusCode;
+        if (action === "drop-response") {
+          ur.resume();
+          ur.on("end", () => req.socket.destroy());
+          return;
+        }
+        res.writeHead(ur.statusCode!, ur.headers);
+        ur.pipe(res);
+      },
+    );
     up.on("error", () => req.socket.destroy());
     if (action === "truncate") {
       const total = Number(req.headers["content-length"] ?? 0);
@@ -241,12 +282,16 @@ export interface Child {
 }
 
 export function spawnKiln(args: string[], env: NodeJS.ProcessEnv = {}): Child {
-  const proc = spawn(process.execPath, [KILN_BIN, ...args], { env: { ...process.env, ...S3_ENV, KILN_CACHE_DIR: CACHE, SOURCE_DATE_EPOCH: "1700000000", ...env } });
+  const proc = spawn(process.execPath, [KILN_BIN, ...args], {
+    env: { ...process.env, ...S3_ENV, KILN_CACHE_DIR: CACHE, SOURCE_DATE_EPOCH: "1700000000", ...env },
+  });
   let stdout = "",
     stderr = "";
   proc.stdout!.on("data", (d) => (stdout += d));
   proc.stderr!.on("data", (d) => (stderr += d));
-  const done = new Promise<Run>((resolve) => proc.on("close", (code, signal) => resolve({ status: code ?? (signal ? 128 + 9 : -1), stdout, stderr })));
+  const done = new Promise<Run>((resolve) =>
+    proc.on("close", (code, signal) => resolve({ status: code ?? (signal ? 128 + 9 : -1), stdout, stderr })),
+  );
   return { proc, done };
 }
 

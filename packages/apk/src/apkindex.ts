@@ -10,7 +10,14 @@
 
 import { ApkError } from "./errors.js";
 import { gzipMember } from "./gzip.js";
-import { formatIndexText, IndexTextParser, parseIndexText, DEFAULT_MAX_INDEX_RECORDS, type IndexRecord, type ParseIndexOptions } from "./index-text.js";
+import {
+  formatIndexText,
+  IndexTextParser,
+  parseIndexText,
+  DEFAULT_MAX_INDEX_RECORDS,
+  type IndexRecord,
+  type ParseIndexOptions,
+} from "./index-text.js";
 import { parseSignatureName, type Keyring, type SigningKey } from "./keys.js";
 import { MemberStream } from "./member-stream.js";
 import type { SignatureEntry } from "./package-read.js";
@@ -83,7 +90,8 @@ interface IndexLimits {
 function envLimit(name: string): number | undefined {
   const v = process.env[name];
   if (v === undefined || v === "") return undefined;
-  if (!/^\d+$/.test(v) || Number(v) <= 0) throw new ApkError("LIMIT", `${name} must be a positive whole number, got ${JSON.stringify(v)}`, { subject: name });
+  if (!/^\d+$/.test(v) || Number(v) <= 0)
+    throw new ApkError("LIMIT", `${name} must be a positive whole number, got ${JSON.stringify(v)}`, { subject: name });
   return Number(v);
 }
 
@@ -115,11 +123,19 @@ async function collect(source: AsyncIterable<Uint8Array>, max: number, subject: 
 }
 
 function tooBig(subject: string, what: string, size: number | string, max: number): ApkError {
-  return new ApkError("LIMIT", `${subject}: ${what} ${size} bytes, over the ${max}-byte limit (raise it with maxSize or KILN_MAX_INDEX_SIZE)`, { subject });
+  return new ApkError(
+    "LIMIT",
+    `${subject}: ${what} ${size} bytes, over the ${max}-byte limit (raise it with maxSize or KILN_MAX_INDEX_SIZE)`,
+    { subject },
+  );
 }
 
 /** Read the signature member (if any) at the start of `bytes`; returns its entries and compressed length. */
-async function readSignatureMember(bytes: Buffer, subject: string, maxUnsigned: number): Promise<{ signatures: SignatureEntry[]; length: number }> {
+async function readSignatureMember(
+  bytes: Buffer,
+  subject: string,
+  maxUnsigned: number,
+): Promise<{ signatures: SignatureEntry[]; length: number }> {
   let length = 0;
   let signed = false;
   const ms = new MemberStream(once(bytes), {
@@ -136,12 +152,19 @@ async function readSignatureMember(bytes: Buffer, subject: string, maxUnsigned: 
     if (r.kind !== "entry" || !parseSignatureName(r.entry.rawPath)) return { signatures, length: 0 };
     signed = true;
     for (; r.kind !== "member-end"; r = await readHeader(ms)) {
-      if (r.kind === "zero") throw new ApkError("BAD_ARCHIVE", `${subject}: end-of-archive blocks inside the signature member`, { subject });
+      if (r.kind === "zero")
+        throw new ApkError("BAD_ARCHIVE", `${subject}: end-of-archive blocks inside the signature member`, { subject });
       const sig = parseSignatureName(r.entry.rawPath);
-      if (!sig) throw new ApkError("BAD_ARCHIVE", `${subject}: ${JSON.stringify(r.entry.rawPath)} shares the signature member`, { subject });
+      if (!sig)
+        throw new ApkError(
+          "BAD_ARCHIVE",
+          `${subject}: ${JSON.stringify(r.entry.rawPath)} shares the signature member`,
+          { subject },
+        );
       signatures.push({ ...sig, signature: await readBody(ms, r.entry, MAX_SIGNATURE) });
     }
-    if (length >= bytes.length) throw new ApkError("TRUNCATED", `${subject}: ends after the signature member`, { subject });
+    if (length >= bytes.length)
+      throw new ApkError("TRUNCATED", `${subject}: ends after the signature member`, { subject });
     return { signatures, length };
   } finally {
     await ms.close().catch(() => undefined);
@@ -152,7 +175,10 @@ async function readSignatureMember(bytes: Buffer, subject: string, maxUnsigned: 
  * Read the signature member of an APKINDEX.tar.gz and locate the bytes it
  * covers; nothing after the signature member is inflated until `read()`.
  */
-export async function openIndex(source: AsyncIterable<Uint8Array> | Uint8Array, opts: ReadIndexOptions = {}): Promise<IndexHead> {
+export async function openIndex(
+  source: AsyncIterable<Uint8Array> | Uint8Array,
+  opts: ReadIndexOptions = {},
+): Promise<IndexHead> {
   const subject = opts.subject ?? "APKINDEX.tar.gz";
   const limits = limitsOf(opts);
   const maxFile = limits.maxSize + SLACK;
@@ -178,13 +204,20 @@ export async function openIndex(source: AsyncIterable<Uint8Array> | Uint8Array, 
  * body is inflated, unless `allowUntrusted`. Without it, signatures are
  * checked later by `verifyIndex`.
  */
-export async function readIndex(source: AsyncIterable<Uint8Array> | Uint8Array, opts: ReadIndexOptions = {}): Promise<IndexFile> {
+export async function readIndex(
+  source: AsyncIterable<Uint8Array> | Uint8Array,
+  opts: ReadIndexOptions = {},
+): Promise<IndexFile> {
   const head = await openIndex(source, opts);
   let trust: SignatureCheck | undefined;
   if (opts.keyring) {
     trust = head.check(opts.keyring);
     if (trust.verdict !== "OK" && !opts.allowUntrusted) {
-      throw new ApkError(trust.verdict === "BAD signature" ? "BAD_SIGNATURE" : "UNTRUSTED", `${head.subject}: ${trust.verdict}: ${trust.reason}`, { subject: head.subject });
+      throw new ApkError(
+        trust.verdict === "BAD signature" ? "BAD_SIGNATURE" : "UNTRUSTED",
+        `${head.subject}: ${trust.verdict}: ${trust.reason}`,
+        { subject: head.subject },
+      );
     }
   }
   const idx = await head.read();
@@ -207,12 +240,19 @@ async function readIndexText(ms: MemberStream, e: ParsedEntry, parser: IndexText
     }
   }
   const pad = padding(e.size);
-  if (pad && (await ms.read(pad, e.rawPath)) === null) throw new ApkError("TRUNCATED", `${ms.subject}: ${e.rawPath} padding cut off`, { subject: ms.subject });
+  if (pad && (await ms.read(pad, e.rawPath)) === null)
+    throw new ApkError("TRUNCATED", `${ms.subject}: ${e.rawPath} padding cut off`, { subject: ms.subject });
   parser.feed(buf, e.size, true);
   return buf;
 }
 
-async function readIndexBody(body: Buffer, subject: string, limits: IndexLimits, signatures: SignatureEntry[], signatureMember: Buffer | undefined): Promise<IndexFile> {
+async function readIndexBody(
+  body: Buffer,
+  subject: string,
+  limits: IndexLimits,
+  signatures: SignatureEntry[],
+  signatureMember: Buffer | undefined,
+): Promise<IndexFile> {
   const ms = new MemberStream(once(body), { subject, maxMemberSize: () => limits.maxSize + SLACK });
   try {
     let description: string | undefined;
@@ -230,15 +270,20 @@ async function readIndexBody(body: Buffer, subject: string, limits: IndexLimits,
         if (zeros === 2) {
           while (!(await ms.atMemberEnd())) {
             const z = await ms.readSome(65536, "padding");
-            if (z.some((b) => b !== 0)) throw new ApkError("BAD_ARCHIVE", `${subject}: data after the end of the archive`, { subject });
+            if (z.some((b) => b !== 0))
+              throw new ApkError("BAD_ARCHIVE", `${subject}: data after the end of the archive`, { subject });
           }
-          if (await ms.nextMember()) throw new ApkError("BAD_ARCHIVE", `${subject}: unexpected gzip member after the index`, { subject });
+          if (await ms.nextMember())
+            throw new ApkError("BAD_ARCHIVE", `${subject}: unexpected gzip member after the index`, { subject });
           break;
         }
       } else {
         if (zeros) throw new ApkError("BAD_ARCHIVE", `${subject}: a single zero block inside the archive`, { subject });
         const e = r.entry;
-        if (parseSignatureName(e.rawPath)) throw new ApkError("BAD_ARCHIVE", `${subject}: signature entry ${e.rawPath} after the signature member`, { subject });
+        if (parseSignatureName(e.rawPath))
+          throw new ApkError("BAD_ARCHIVE", `${subject}: signature entry ${e.rawPath} after the signature member`, {
+            subject,
+          });
         if (e.rawPath === "APKINDEX") {
           if (text !== undefined) throw new ApkError("BAD_ARCHIVE", `${subject}: two APKINDEX entries`, { subject });
           if (e.size > limits.maxSize) throw tooBig(subject, "APKINDEX is", e.size, limits.maxSize);
@@ -246,7 +291,10 @@ async function readIndexBody(body: Buffer, subject: string, limits: IndexLimits,
           text = await readIndexText(ms, e, parser);
           records = parser.records;
         } else if (e.rawPath === "DESCRIPTION") {
-          description = decodeUtf8(await readBody(ms, e, MAX_DESCRIPTION), "DESCRIPTION", subject, { code: "INVALID_FIELD", firstLine: 1 });
+          description = decodeUtf8(await readBody(ms, e, MAX_DESCRIPTION), "DESCRIPTION", subject, {
+            code: "INVALID_FIELD",
+            firstLine: 1,
+          });
         } else {
           otherEntries.push(e.rawPath);
           for await (const _ of streamBody(ms, e));
@@ -254,7 +302,8 @@ async function readIndexBody(body: Buffer, subject: string, limits: IndexLimits,
       }
       r = await readHeader(ms);
     }
-    if (zeros < 2) throw new ApkError("TRUNCATED", `${subject}: index archive ends without end-of-archive blocks`, { subject });
+    if (zeros < 2)
+      throw new ApkError("TRUNCATED", `${subject}: index archive ends without end-of-archive blocks`, { subject });
     if (text === undefined) throw new ApkError("BAD_ARCHIVE", `${subject}: no APKINDEX entry`, { subject });
     const bytes = text;
     const idx: IndexFile = {
@@ -280,7 +329,9 @@ export function verifyIndex(idx: IndexFile, keyring: Keyring): SignatureCheck {
 
 /** Name, then version (apk's order); ties keep input order. */
 export function sortIndexRecords(records: readonly IndexRecord[]): IndexRecord[] {
-  return [...records].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : compareVersions(a.version, b.version)));
+  return [...records].sort((a, b) =>
+    a.name < b.name ? -1 : a.name > b.name ? 1 : compareVersions(a.version, b.version),
+  );
 }
 
 /** Check what apk would silently mangle: bad versions and dependency tokens. */
@@ -301,14 +352,24 @@ export interface BuildIndexOptions extends SignOptions {
 }
 
 /** The unsigned body: one gzip member with DESCRIPTION and APKINDEX and end blocks. */
-export function buildIndexBody(records: readonly IndexRecord[], opts: { description?: string; sourceDateEpoch?: number } = {}): Buffer {
+export function buildIndexBody(
+  records: readonly IndexRecord[],
+  opts: { description?: string; sourceDateEpoch?: number } = {},
+): Buffer {
   records.forEach((r, i) => validateIndexRecord(r, `record ${i + 1} (${r.name}-${r.version})`));
   const text = Buffer.from(formatIndexText(sortIndexRecords(records)), "utf8");
   const desc = Buffer.from(opts.description ?? "", "utf8");
   const mtime = opts.sourceDateEpoch ?? 0;
   const parts: Uint8Array[] = [];
-  for (const [name, body] of [["DESCRIPTION", desc], ["APKINDEX", text]] as const) {
-    parts.push(encodeHeader({ path: name, type: "file", mode: 0o644, uid: 0, gid: 0, size: body.length, mtime }), body, new Uint8Array(padding(body.length)));
+  for (const [name, body] of [
+    ["DESCRIPTION", desc],
+    ["APKINDEX", text],
+  ] as const) {
+    parts.push(
+      encodeHeader({ path: name, type: "file", mode: 0o644, uid: 0, gid: 0, size: body.length, mtime }),
+      body,
+      new Uint8Array(padding(body.length)),
+    );
   }
   parts.push(ZERO_BLOCK, ZERO_BLOCK);
   return gzipMember(Buffer.concat(parts));

@@ -13,16 +13,21 @@ import { ApkError } from "./errors.js";
 import { parseIndexText, type IndexRecord } from "./index-text.js";
 import { APK_REAL, noShared } from "../../../test/helpers/paths.js";
 
-
 /** The APKINDEX text of an APKINDEX.tar.gz: gunzip every member, walk the tar headers. */
 function readIndexText(rel: string): string {
   const tar = gunzipSync(readFileSync(`${APK_REAL}/${rel}`));
-  for (let off = 0; off + 512 <= tar.length; ) {
+  for (let off = 0; off + 512 <= tar.length;) {
     const header = tar.subarray(off, off + 512);
     if (header.every((b) => b === 0)) break;
     const nul = header.subarray(0, 100).indexOf(0);
     const name = header.subarray(0, nul < 0 ? 100 : nul).toString("latin1");
-    const size = parseInt(header.subarray(124, 136).toString("latin1").replace(/[\0 ]+$/, ""), 8);
+    const size = parseInt(
+      header
+        .subarray(124, 136)
+        .toString("latin1")
+        .replace(/[\0 ]+$/, ""),
+      8,
+    );
     const body = off + 512;
     if (name === "APKINDEX") return tar.subarray(body, body + size).toString("utf8");
     off = body + Math.ceil(size / 512) * 512;
@@ -81,7 +86,9 @@ describe("parseDependency / formatDependency", () => {
 
   it("formats from fields", () => {
     expect(formatDependency({ name: "foo", conflict: false })).toBe("foo");
-    expect(formatDependency({ name: "foo", conflict: true, tag: "t", op: ">=", version: "1.0-r2" })).toBe("!foo@t>=1.0-r2");
+    expect(formatDependency({ name: "foo", conflict: true, tag: "t", op: ">=", version: "1.0-r2" })).toBe(
+      "!foo@t>=1.0-r2",
+    );
   });
 
   it("refuses fields that do not make a token", () => {
@@ -118,16 +125,16 @@ describe("parseDependency / formatDependency", () => {
     ["foo~=1.0", "unknown operator"],
     ["foo><Q1abcdef=", "unknown operator"],
     ["=1.0", "empty name"],
-    ["!!foo", "contains \"!\""],
-    ["foo!", "contains \"!\""],
+    ["!!foo", 'contains "!"'],
+    ["foo!", 'contains "!"'],
     ["foo@", "bad repository tag"],
     ["foo@a@b", "bad repository tag"],
     ["foo@ta:g", "bad repository tag"],
     ["@edge", "empty name"],
-    ["foo,bar", "contains \",\""],
-    ["foo;rm", "contains \";\""],
+    ["foo,bar", 'contains ","'],
+    ["foo;rm", 'contains ";"'],
     ["fo\u00f6", "contains"],
-    ["foo*", "contains \"*\""],
+    ["foo*", 'contains "*"'],
     ["foo=1.0 bar", "whitespace"],
   ];
 
@@ -148,9 +155,12 @@ describe("parseProvide", () => {
     expect(parseProvide("cmd:[=9.1-r0")).toEqual({ name: "cmd:[", version: "9.1-r0" });
   });
 
-  it.each(["", "foo>=1.0", "foo~1.0", "foo<1", "!foo", "foo@edge", "foo=", "foo=v2.4", "foo==1", "a b", "=1.0"])("rejects %j", (s) => {
-    expect(thrown(() => parseProvide(s)).code).toBe("INVALID_DEPENDENCY");
-  });
+  it.each(["", "foo>=1.0", "foo~1.0", "foo<1", "!foo", "foo@edge", "foo=", "foo=v2.4", "foo==1", "a b", "=1.0"])(
+    "rejects %j",
+    (s) => {
+      expect(thrown(() => parseProvide(s)).code).toBe("INVALID_DEPENDENCY");
+    },
+  );
 });
 
 describe("packageSatisfies", () => {
@@ -240,7 +250,9 @@ describe("validateDependencyList", () => {
   });
 
   it("throws one error listing every invalid token", () => {
-    const err = thrown(() => validateDependencyList(["ok", "bad=1.0_foo", "fine>=2", "", "a b", "x==1"], "foo-1.0-r0 D:"));
+    const err = thrown(() =>
+      validateDependencyList(["ok", "bad=1.0_foo", "fine>=2", "", "a b", "x==1"], "foo-1.0-r0 D:"),
+    );
     expect(err.code).toBe("INVALID_DEPENDENCY");
     expect(err.subject).toBe("foo-1.0-r0 D:");
     expect(err.message).toContain("foo-1.0-r0 D:");
@@ -252,7 +264,7 @@ describe("validateDependencyList", () => {
 });
 
 describe.skipIf(noShared())("real Alpine 3.16 index", () => {
-  const records: IndexRecord[] = (noShared() ? [] : parseIndexText(readIndexText("alpine-3.16/APKINDEX.tar.gz")));
+  const records: IndexRecord[] = noShared() ? [] : parseIndexText(readIndexText("alpine-3.16/APKINDEX.tar.gz"));
   // Alpine shipped one provide that apk itself cannot parse ("v2.4" is not a
   // version): apk 2.14 drops it and the rest of that p: line. It is the only
   // token in the index this parser refuses, and it must stay refused.
@@ -268,7 +280,10 @@ describe.skipIf(noShared())("real Alpine 3.16 index", () => {
   it("has tens of thousands of D:/p:/i: tokens, including so:, cmd:, pc: and conflicts", () => {
     expect(tokens.length).toBeGreaterThan(20000);
     for (const prefix of ["so:", "cmd:", "pc:", "!", "/"]) {
-      expect(tokens.some((t) => t.token.startsWith(prefix)), prefix).toBe(true);
+      expect(
+        tokens.some((t) => t.token.startsWith(prefix)),
+        prefix,
+      ).toBe(true);
     }
   });
 

@@ -34,7 +34,9 @@ const OP_RUN = /^[<>=~]+/;
 const FORM = "[!]name[@tag][op version]";
 
 function fail(token: string, what: string): never {
-  throw new ApkError("INVALID_DEPENDENCY", `invalid dependency ${JSON.stringify(token)}: ${what}; expected ${FORM}`, { subject: token });
+  throw new ApkError("INVALID_DEPENDENCY", `invalid dependency ${JSON.stringify(token)}: ${what}; expected ${FORM}`, {
+    subject: token,
+  });
 }
 
 function checkName(token: string, name: string, fieldWhat: string): void {
@@ -64,11 +66,13 @@ export function parseDependency(s: string): Dependency {
   if (opAt >= 0) {
     const rest = body.slice(opAt);
     const rawOp = OP_RUN.exec(rest)![0];
-    if (!isVersionOp(rawOp)) fail(s, `unknown operator ${JSON.stringify(rawOp)} (expected one of ${VERSION_OPS.join(" ")})`);
+    if (!isVersionOp(rawOp))
+      fail(s, `unknown operator ${JSON.stringify(rawOp)} (expected one of ${VERSION_OPS.join(" ")})`);
     op = rawOp;
     version = rest.slice(rawOp.length);
     if (version === "") fail(s, `missing version after ${JSON.stringify(op)}`);
-    if (!isValidVersion(version)) fail(s, `${JSON.stringify(version)} after ${JSON.stringify(op)} is not a valid apk version`);
+    if (!isValidVersion(version))
+      fail(s, `${JSON.stringify(version)} after ${JSON.stringify(op)} is not a valid apk version`);
   }
 
   let name = nameTag;
@@ -77,7 +81,8 @@ export function parseDependency(s: string): Dependency {
   if (atAt >= 0) {
     name = nameTag.slice(0, atAt);
     tag = nameTag.slice(atAt + 1);
-    if (!TAG_RE.test(tag)) fail(s, `bad repository tag ${JSON.stringify(tag)} (expected letters, digits, . _ - after "@")`);
+    if (!TAG_RE.test(tag))
+      fail(s, `bad repository tag ${JSON.stringify(tag)} (expected letters, digits, . _ - after "@")`);
   }
   checkName(s, name, "name");
 
@@ -93,14 +98,22 @@ export function parseDependency(s: string): Dependency {
 /** The canonical token for a dependency; `formatDependency(parseDependency(s)) === s` for canonical `s`. */
 export function formatDependency(d: Dependency): string {
   if ((d.op === undefined) !== (d.version === undefined)) {
-    throw new ApkError("INVALID_DEPENDENCY", `dependency on ${JSON.stringify(d.name)} has ${d.op === undefined ? "a version but no operator" : "an operator but no version"}`, { subject: d.name });
+    throw new ApkError(
+      "INVALID_DEPENDENCY",
+      `dependency on ${JSON.stringify(d.name)} has ${d.op === undefined ? "a version but no operator" : "an operator but no version"}`,
+      { subject: d.name },
+    );
   }
   const s = `${d.conflict ? "!" : ""}${d.name}${d.tag !== undefined ? "@" + d.tag : ""}${d.op !== undefined ? d.op + d.version : ""}`;
   // Re-parsing is the cheapest complete check that the fields cannot be
   // misread (a name holding "@" or ">" would come back different).
   const back = parseDependency(s);
   if (back.name !== d.name || back.tag !== d.tag || back.op !== d.op || back.version !== d.version) {
-    throw new ApkError("INVALID_DEPENDENCY", `dependency fields do not form a token apk reads back: ${JSON.stringify(s)}`, { subject: s });
+    throw new ApkError(
+      "INVALID_DEPENDENCY",
+      `dependency fields do not form a token apk reads back: ${JSON.stringify(s)}`,
+      { subject: s },
+    );
   }
   return s;
 }
@@ -134,7 +147,10 @@ export function parseProvide(s: string): { name: string; version?: string } {
  * means the package conflicts. Repository tags are ignored: which
  * repositories a tag admits is the resolver's business.
  */
-export function packageSatisfies(pkg: { name: string; version: string; provides: readonly string[] }, dep: Dependency): boolean {
+export function packageSatisfies(
+  pkg: { name: string; version: string; provides: readonly string[] },
+  dep: Dependency,
+): boolean {
   const matches = (version: string | undefined): boolean => {
     if (dep.op === undefined || dep.version === undefined) return true;
     if (version === undefined) return false;
@@ -166,7 +182,8 @@ export function validateDependencyList(tokens: readonly string[], where: string)
   }
   if (problems.length) {
     // One problem stays on one line; several are listed one per line.
-    const text = problems.length === 1 ? problems[0]! : `${problems.length} invalid dependencies:\n  ${problems.join("\n  ")}`;
+    const text =
+      problems.length === 1 ? problems[0]! : `${problems.length} invalid dependencies:\n  ${problems.join("\n  ")}`;
     throw new ApkError("INVALID_DEPENDENCY", `${where}: ${text}`, { subject: where });
   }
   return out;
@@ -182,5 +199,10 @@ export function validateProvideList(tokens: readonly string[], where: string): v
       bad.push((e as Error).message);
     }
   }
-  if (bad.length) throw new ApkError("INVALID_DEPENDENCY", `${where}: ${bad.length} invalid provide${bad.length > 1 ? "s" : ""}: ${bad.join("; ")}`, { subject: where });
+  if (bad.length)
+    throw new ApkError(
+      "INVALID_DEPENDENCY",
+      `${where}: ${bad.length} invalid provide${bad.length > 1 ? "s" : ""}: ${bad.join("; ")}`,
+      { subject: where },
+    );
 }

@@ -29,13 +29,18 @@ export interface GunzipOptions {
 // bounded (deflate's maximum ratio is about 1032:1).
 const SLICE = 16 * 1024;
 
-const FHCRC = 2, FEXTRA = 4, FNAME = 8, FCOMMENT = 16;
+const FHCRC = 2,
+  FEXTRA = 4,
+  FNAME = 8,
+  FCOMMENT = 16;
 
 /** Length of a complete gzip header at the start of `b`, or -1 if more bytes are needed. */
 function headerLength(b: Uint8Array, subject: string): number {
   if (b.length < 10) return -1;
-  if (b[0] !== 0x1f || b[1] !== 0x8b) throw new ApkError("BAD_ARCHIVE", `${subject}: not gzip data (bad magic)`, { subject });
-  if (b[2] !== 8) throw new ApkError("BAD_ARCHIVE", `${subject}: unsupported gzip compression method ${b[2]}`, { subject });
+  if (b[0] !== 0x1f || b[1] !== 0x8b)
+    throw new ApkError("BAD_ARCHIVE", `${subject}: not gzip data (bad magic)`, { subject });
+  if (b[2] !== 8)
+    throw new ApkError("BAD_ARCHIVE", `${subject}: unsupported gzip compression method ${b[2]}`, { subject });
   const flags = b[3]!;
   if (flags & 0xe0) throw new ApkError("BAD_ARCHIVE", `${subject}: reserved gzip header flags set`, { subject });
   let p = 10;
@@ -63,7 +68,10 @@ function headerLength(b: Uint8Array, subject: string): number {
  * marker at the end of each member. Throws ApkError on corrupt, truncated or
  * oversized input.
  */
-export async function* gunzipMembers(source: AsyncIterable<Uint8Array>, opts: GunzipOptions = {}): AsyncGenerator<GzipEvent> {
+export async function* gunzipMembers(
+  source: AsyncIterable<Uint8Array>,
+  opts: GunzipOptions = {},
+): AsyncGenerator<GzipEvent> {
   const subject = opts.subject ?? "gzip stream";
   const it = source[Symbol.asyncIterator]();
   let pending: Uint8Array = new Uint8Array(0);
@@ -126,7 +134,11 @@ export async function* gunzipMembers(source: AsyncIterable<Uint8Array>, opts: Gu
         const slice = pending.subarray(0, SLICE);
         inflater.push(slice, false);
         if (limitHit) {
-          throw new ApkError("LIMIT", `${subject}: gzip member ${member + 1} inflates beyond the ${maxOf()}-byte limit`, { subject });
+          throw new ApkError(
+            "LIMIT",
+            `${subject}: gzip member ${member + 1} inflates beyond the ${maxOf()}-byte limit`,
+            { subject },
+          );
         }
         // pako's typings omit the stream state it keeps; raw mode stops at the
         // end of the deflate data and leaves next_in on the first unused byte.
@@ -134,7 +146,11 @@ export async function* gunzipMembers(source: AsyncIterable<Uint8Array>, opts: Gu
         const ended = state.ended;
         const used = ended ? state.strm.next_in : slice.length;
         if (ended && status !== 0) {
-          throw new ApkError("BAD_ARCHIVE", `${subject}: corrupt deflate data in gzip member ${member + 1} (${inflater.msg || "error " + status})`, { subject });
+          throw new ApkError(
+            "BAD_ARCHIVE",
+            `${subject}: corrupt deflate data in gzip member ${member + 1} (${inflater.msg || "error " + status})`,
+            { subject },
+          );
         }
         opts.onCompressed?.(member, pending.subarray(0, used));
         compressedSize += used;
@@ -146,11 +162,14 @@ export async function* gunzipMembers(source: AsyncIterable<Uint8Array>, opts: Gu
 
       // Trailer: CRC32 and size modulo 2^32
       while (pending.length < 8) {
-        if (!(await pull())) throw new ApkError("TRUNCATED", `${subject}: truncated in gzip trailer of member ${member + 1}`, { subject });
+        if (!(await pull()))
+          throw new ApkError("TRUNCATED", `${subject}: truncated in gzip trailer of member ${member + 1}`, { subject });
       }
       const dv = new DataView(pending.buffer, pending.byteOffset, 8);
-      if (dv.getUint32(0, true) !== crc >>> 0) throw new ApkError("BAD_ARCHIVE", `${subject}: CRC mismatch in gzip member ${member + 1}`, { subject });
-      if (dv.getUint32(4, true) !== size % 2 ** 32) throw new ApkError("BAD_ARCHIVE", `${subject}: size mismatch in gzip member ${member + 1}`, { subject });
+      if (dv.getUint32(0, true) !== crc >>> 0)
+        throw new ApkError("BAD_ARCHIVE", `${subject}: CRC mismatch in gzip member ${member + 1}`, { subject });
+      if (dv.getUint32(4, true) !== size % 2 ** 32)
+        throw new ApkError("BAD_ARCHIVE", `${subject}: size mismatch in gzip member ${member + 1}`, { subject });
       opts.onCompressed?.(member, pending.subarray(0, 8));
       pending = pending.subarray(8);
       compressedSize += 8;

@@ -89,7 +89,14 @@ beforeAll(async () => {
   good = await readFile(out);
   [goodSig, goodControl, goodData] = (await splitMembers(good)) as [Buffer, Buffer, Buffer];
 
-  const rec: IndexRecord = { ...newIndexRecord(), name: "hello", version: "1.0-r0", arch: "x86_64", checksum: "Q1AAAAAAAAAAAAAAAAAAAAAAAAAAA=", fileSize: good.length };
+  const rec: IndexRecord = {
+    ...newIndexRecord(),
+    name: "hello",
+    version: "1.0-r0",
+    arch: "x86_64",
+    checksum: "Q1AAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+    fileSize: good.length,
+  };
   goodIndex = buildIndex([rec], { signingKeys: [key], description: "test repo" });
   goodIndexSig = (await splitMembers(goodIndex))[0]!;
 });
@@ -107,7 +114,9 @@ const sha256hex = (b: Uint8Array) => createHash("sha256").update(b).digest("hex"
 /** Compressed bytes of each gzip member, split where the library's own inflater says members end. */
 async function splitMembers(b: Buffer): Promise<Buffer[]> {
   const parts: Buffer[][] = [];
-  for await (const _ of gunzipMembers(chunked(b), { onCompressed: (m, bytes) => (parts[m] ??= []).push(Buffer.from(bytes)) }));
+  for await (const _ of gunzipMembers(chunked(b), {
+    onCompressed: (m, bytes) => (parts[m] ??= []).push(Buffer.from(bytes)),
+  }));
   const out = parts.map((p) => Buffer.concat(p));
   expect(Buffer.concat(out).equals(b)).toBe(true);
   return out;
@@ -163,7 +172,11 @@ async function verdict(bytes: Uint8Array, keyring: Keyring = trusted): Promise<V
 
 // --- tar building ---------------------------------------------------------
 
-function tarFile(path: string, content: string | Uint8Array, opts: { mode?: number; checksum?: string | false; pax?: Record<string, string> } = {}): Buffer {
+function tarFile(
+  path: string,
+  content: string | Uint8Array,
+  opts: { mode?: number; checksum?: string | false; pax?: Record<string, string> } = {},
+): Buffer {
   const b = Buffer.from(content as Uint8Array);
   const pax: Record<string, string> = { ...opts.pax };
   if (opts.checksum !== false) pax["APK-TOOLS.checksum.SHA1"] = opts.checksum ?? sha1hex(b);
@@ -179,11 +192,30 @@ function tarDir(path: string): Buffer {
 }
 
 function tarSymlink(path: string, target: string): Buffer {
-  return encodeHeader({ path, type: "symlink", mode: 0o777, uid: 0, gid: 0, size: 0, mtime: MTIME, linkTarget: target, pax: { "APK-TOOLS.checksum.SHA1": sha1hex(target) } });
+  return encodeHeader({
+    path,
+    type: "symlink",
+    mode: 0o777,
+    uid: 0,
+    gid: 0,
+    size: 0,
+    mtime: MTIME,
+    linkTarget: target,
+    pax: { "APK-TOOLS.checksum.SHA1": sha1hex(target) },
+  });
 }
 
 function tarHardlink(path: string, target: string): Buffer {
-  return encodeHeader({ path, type: "hardlink", mode: 0o644, uid: 0, gid: 0, size: 0, mtime: MTIME, linkTarget: target });
+  return encodeHeader({
+    path,
+    type: "hardlink",
+    mode: 0o644,
+    uid: 0,
+    gid: 0,
+    size: 0,
+    mtime: MTIME,
+    linkTarget: target,
+  });
 }
 
 function fixChecksum(h: Buffer): Buffer {
@@ -244,8 +276,14 @@ function craft(o: {
   sign?: boolean;
   trailing?: Buffer;
 }): Crafted {
-  const data = o.dataGz ?? gzipMember(Buffer.concat([o.dataTar ?? BASE_TREE, o.dataEnd === false ? Buffer.alloc(0) : END]));
-  const controlTar = o.controlTar ?? Buffer.concat([tarFile(".PKGINFO", pkginfo(o.dataHashOf ?? data), { checksum: false }), o.controlExtra ?? Buffer.alloc(0)]);
+  const data =
+    o.dataGz ?? gzipMember(Buffer.concat([o.dataTar ?? BASE_TREE, o.dataEnd === false ? Buffer.alloc(0) : END]));
+  const controlTar =
+    o.controlTar ??
+    Buffer.concat([
+      tarFile(".PKGINFO", pkginfo(o.dataHashOf ?? data), { checksum: false }),
+      o.controlExtra ?? Buffer.alloc(0),
+    ]);
   const control = gzipMember(controlTar);
   let sig: Buffer = Buffer.alloc(0);
   if (o.sigTar) sig = gzipMember(o.sigTar(control));
@@ -257,16 +295,29 @@ function craft(o: {
 const sigTarOf = (control: Buffer) => gunzipSync(buildSignatureMember(control, [key]));
 
 function indexBody(text: string, o: { afterEnd?: Buffer; end?: boolean } = {}): Buffer {
-  return gzipMember(Buffer.concat([tarFile("DESCRIPTION", "", { checksum: false }), tarFile("APKINDEX", text, { checksum: false }), o.end === false ? Buffer.alloc(0) : END, o.afterEnd ?? Buffer.alloc(0)]));
+  return gzipMember(
+    Buffer.concat([
+      tarFile("DESCRIPTION", "", { checksum: false }),
+      tarFile("APKINDEX", text, { checksum: false }),
+      o.end === false ? Buffer.alloc(0) : END,
+      o.afterEnd ?? Buffer.alloc(0),
+    ]),
+  );
 }
 
 const signIndex = (body: Buffer) => Buffer.concat([buildSignatureMember(body, [key]), body]);
 
 const indexCode = (bytes: Uint8Array, maxSize?: number) =>
-  codeOf(() => readIndex(chunked(bytes), maxSize === undefined ? { subject: "APKINDEX.tar.gz" } : { subject: "APKINDEX.tar.gz", maxSize }));
+  codeOf(() =>
+    readIndex(
+      chunked(bytes),
+      maxSize === undefined ? { subject: "APKINDEX.tar.gz" } : { subject: "APKINDEX.tar.gz", maxSize },
+    ),
+  );
 
 /** readIndex with the trusted keyring: the signature is decided before the body is inflated. */
-const trustedIndexCode = (bytes: Uint8Array) => codeOf(() => readIndex(chunked(bytes), { subject: "APKINDEX.tar.gz", keyring: trusted }));
+const trustedIndexCode = (bytes: Uint8Array) =>
+  codeOf(() => readIndex(chunked(bytes), { subject: "APKINDEX.tar.gz", keyring: trusted }));
 
 function flip(b: Buffer, at: number, mask = 0xff): Buffer {
   const c = Buffer.from(b);
@@ -274,7 +325,14 @@ function flip(b: Buffer, at: number, mask = 0xff): Buffer {
   return c;
 }
 
-const VALID_RECORD = (): IndexRecord => ({ ...newIndexRecord(), name: "foo", version: "1.0-r0", arch: "x86_64", checksum: "Q1AAAAAAAAAAAAAAAAAAAAAAAAAAA=", fileSize: 100 });
+const VALID_RECORD = (): IndexRecord => ({
+  ...newIndexRecord(),
+  name: "foo",
+  version: "1.0-r0",
+  arch: "x86_64",
+  checksum: "Q1AAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+  fileSize: 100,
+});
 
 // ---------------------------------------------------------------------------
 
@@ -287,7 +345,15 @@ describe("fixtures are valid (otherwise every rejection below proves nothing)", 
     const paths: string[] = [];
     for await (const e of r.entries()) paths.push(`${e.type}:${e.path}`);
     await r.close();
-    expect(paths).toEqual(["dir:etc", "file:etc/hello.conf", "dir:usr", "dir:usr/bin", "file:usr/bin/hello", "hardlink:usr/bin/hello-again", "symlink:usr/bin/hi"]);
+    expect(paths).toEqual([
+      "dir:etc",
+      "file:etc/hello.conf",
+      "dir:usr",
+      "dir:usr/bin",
+      "file:usr/bin/hello",
+      "hardlink:usr/bin/hello-again",
+      "symlink:usr/bin/hi",
+    ]);
   });
 
   it("a hand-crafted package with the base tree verifies OK", async () => {
@@ -308,7 +374,19 @@ describe("truncation", () => {
     const pts = new Set<number>([0, 1, 5, 10]);
     let off = 0;
     for (const m of members) {
-      for (const d of [1, 9, 10, 11, Math.floor(m.length / 3), Math.floor(m.length / 2), m.length - 9, m.length - 8, m.length - 4, m.length - 1]) pts.add(off + d);
+      for (const d of [
+        1,
+        9,
+        10,
+        11,
+        Math.floor(m.length / 3),
+        Math.floor(m.length / 2),
+        m.length - 9,
+        m.length - 8,
+        m.length - 4,
+        m.length - 1,
+      ])
+        pts.add(off + d);
       off += m.length;
       pts.add(off); // exactly at a member boundary
     }
@@ -325,7 +403,8 @@ describe("truncation", () => {
       const cut = good.subarray(0, p);
       seen[p] = `${await packageCode(cut)}/${await verdict(cut)}`;
     }
-    for (const p of pts) expect([`${p}:TRUNCATED/BAD archive`, `${p}:BAD_ARCHIVE/BAD archive`]).toContain(`${p}:${seen[p]}`);
+    for (const p of pts)
+      expect([`${p}:TRUNCATED/BAD archive`, `${p}:BAD_ARCHIVE/BAD archive`]).toContain(`${p}:${seen[p]}`);
     // At the boundaries the stream ended cleanly between members: that is truncation.
     expect(seen[goodSig.length]).toBe("TRUNCATED/BAD archive");
     expect(seen[goodSig.length + goodControl.length]).toBe("TRUNCATED/BAD archive");
@@ -430,7 +509,9 @@ describe("flipped bytes", () => {
   });
 
   it("file content that does not match its APK-TOOLS.checksum.SHA1 is BAD_ARCHIVE", async () => {
-    const c = craft({ dataTar: Buffer.concat([tarDir("usr"), tarFile("usr/f", "evil\n", { checksum: sha1hex("good\n") })]) });
+    const c = craft({
+      dataTar: Buffer.concat([tarDir("usr"), tarFile("usr/f", "evil\n", { checksum: sha1hex("good\n") })]),
+    });
     expect(await packageCode(c.bytes)).toBe("BAD_ARCHIVE");
     expect(await verdict(c.bytes)).toBe("BAD archive");
   });
@@ -482,23 +563,67 @@ describe("flipped bytes", () => {
 describe("entry names and links in the data member", () => {
   const cases: Array<[string, Buffer, string]> = [
     ["absolute name /etc/passwd", tarFile("/etc/passwd", "root::0:0::/:/bin/sh\n"), "MALICIOUS_PATH"],
-    ["name with .. (usr/../../etc/x)", Buffer.concat([tarDir("usr"), tarFile("usr/../../etc/x", "x")]), "MALICIOUS_PATH"],
+    [
+      "name with .. (usr/../../etc/x)",
+      Buffer.concat([tarDir("usr"), tarFile("usr/../../etc/x", "x")]),
+      "MALICIOUS_PATH",
+    ],
     ["name ../x", tarFile("../x", "x"), "MALICIOUS_PATH"],
     ["name with a newline (a\\nb)", tarFile("a\nb", "x"), "MALICIOUS_PATH"],
     ["name with an escape character", tarFile("a\u001b[2Jb", "x"), "MALICIOUS_PATH"],
     ["name with DEL", tarFile("a\u007fb", "x"), "MALICIOUS_PATH"],
-    ["harmless ustar name, PAX path ../../etc/passwd", Buffer.concat([tarDir("usr"), tarFile("usr/harmless", "x", { pax: { path: "../../etc/passwd" } })]), "MALICIOUS_PATH"],
-    ["symlink usr/x -> ../../../etc/passwd", Buffer.concat([tarDir("usr"), tarSymlink("usr/x", "../../../etc/passwd")]), "MALICIOUS_PATH"],
+    [
+      "harmless ustar name, PAX path ../../etc/passwd",
+      Buffer.concat([tarDir("usr"), tarFile("usr/harmless", "x", { pax: { path: "../../etc/passwd" } })]),
+      "MALICIOUS_PATH",
+    ],
+    [
+      "symlink usr/x -> ../../../etc/passwd",
+      Buffer.concat([tarDir("usr"), tarSymlink("usr/x", "../../../etc/passwd")]),
+      "MALICIOUS_PATH",
+    ],
     ["symlink at the root x -> ..", tarSymlink("x", ".."), "MALICIOUS_PATH"],
-    ["symlink usr/x -> a/../../.. (climbs after descending)", Buffer.concat([tarDir("usr"), tarSymlink("usr/x", "a/../../..")]), "MALICIOUS_PATH"],
-    ["symlink target with a control character", Buffer.concat([tarDir("usr"), tarSymlink("usr/x", "a\nb")]), "MALICIOUS_PATH"],
-    ["hard link to a path that is not in the package", Buffer.concat([tarDir("usr"), tarHardlink("usr/h", "usr/missing")]), "BAD_ARCHIVE"],
+    [
+      "symlink usr/x -> a/../../.. (climbs after descending)",
+      Buffer.concat([tarDir("usr"), tarSymlink("usr/x", "a/../../..")]),
+      "MALICIOUS_PATH",
+    ],
+    [
+      "symlink target with a control character",
+      Buffer.concat([tarDir("usr"), tarSymlink("usr/x", "a\nb")]),
+      "MALICIOUS_PATH",
+    ],
+    [
+      "hard link to a path that is not in the package",
+      Buffer.concat([tarDir("usr"), tarHardlink("usr/h", "usr/missing")]),
+      "BAD_ARCHIVE",
+    ],
     ["hard link to a directory", Buffer.concat([tarDir("usr"), tarHardlink("usr/h", "usr")]), "BAD_ARCHIVE"],
-    ["hard link to a symlink", Buffer.concat([tarDir("usr"), tarSymlink("usr/s", "f"), tarHardlink("usr/h", "usr/s")]), "BAD_ARCHIVE"],
-    ["hard link to a regular file that comes later", Buffer.concat([tarDir("usr"), tarHardlink("usr/h", "usr/f"), tarFile("usr/f", "x")]), "BAD_ARCHIVE"],
-    ["hard link with .. in its target", Buffer.concat([tarDir("usr"), tarFile("usr/f", "x"), tarHardlink("usr/h", "usr/../../etc/shadow")]), "MALICIOUS_PATH"],
-    ["hard link to an absolute path", Buffer.concat([tarDir("usr"), tarHardlink("usr/h", "/etc/shadow")]), "MALICIOUS_PATH"],
-    ["file before its directory (usr/bin/x without usr/bin/)", Buffer.concat([tarDir("usr"), tarFile("usr/bin/x", "x")]), "BAD_ARCHIVE"],
+    [
+      "hard link to a symlink",
+      Buffer.concat([tarDir("usr"), tarSymlink("usr/s", "f"), tarHardlink("usr/h", "usr/s")]),
+      "BAD_ARCHIVE",
+    ],
+    [
+      "hard link to a regular file that comes later",
+      Buffer.concat([tarDir("usr"), tarHardlink("usr/h", "usr/f"), tarFile("usr/f", "x")]),
+      "BAD_ARCHIVE",
+    ],
+    [
+      "hard link with .. in its target",
+      Buffer.concat([tarDir("usr"), tarFile("usr/f", "x"), tarHardlink("usr/h", "usr/../../etc/shadow")]),
+      "MALICIOUS_PATH",
+    ],
+    [
+      "hard link to an absolute path",
+      Buffer.concat([tarDir("usr"), tarHardlink("usr/h", "/etc/shadow")]),
+      "MALICIOUS_PATH",
+    ],
+    [
+      "file before its directory (usr/bin/x without usr/bin/)",
+      Buffer.concat([tarDir("usr"), tarFile("usr/bin/x", "x")]),
+      "BAD_ARCHIVE",
+    ],
     ["file whose parent is a regular file", Buffer.concat([tarFile("a", "x"), tarFile("a/b", "y")]), "BAD_ARCHIVE"],
   ];
   for (const [name, tree, code] of cases) {
@@ -531,7 +656,12 @@ describe("entry names and links in the data member", () => {
   //
   // LIBRARY BUG (left as it.fails): the reader accepts this package ("OK").
   it("a symlink that replaces an earlier directory entry cannot be used to smuggle an escaping link", async () => {
-    const tree = Buffer.concat([tarDir("usr"), tarDir("usr/l"), tarSymlink("usr/l", ".."), tarSymlink("usr/l/esc", "../etc/passwd")]);
+    const tree = Buffer.concat([
+      tarDir("usr"),
+      tarDir("usr/l"),
+      tarSymlink("usr/l", ".."),
+      tarSymlink("usr/l/esc", "../etc/passwd"),
+    ]);
     const c = craft({ dataTar: tree });
     expect(["BAD_ARCHIVE", "MALICIOUS_PATH"]).toContain(await packageCode(c.bytes));
     expect(await verdict(c.bytes)).toBe("BAD archive");
@@ -561,14 +691,26 @@ describe("archive structure", () => {
   });
 
   it("a PAX header larger than 1 MiB → LIMIT", async () => {
-    const big = encodeHeader({ path: "usr/big", type: "file", mode: 0o644, uid: 0, gid: 0, size: 0, mtime: MTIME, pax: { comment: "x".repeat(1 << 20) } });
+    const big = encodeHeader({
+      path: "usr/big",
+      type: "file",
+      mode: 0o644,
+      uid: 0,
+      gid: 0,
+      size: 0,
+      mtime: MTIME,
+      pax: { comment: "x".repeat(1 << 20) },
+    });
     const c = craft({ dataTar: Buffer.concat([tarDir("usr"), big]) });
     expect(await packageCode(c.bytes)).toBe("LIMIT");
     expect(await verdict(c.bytes)).toBe("BAD archive");
   });
 
   it("a PAX header claiming 1 GiB (with no body) → LIMIT, quickly", async () => {
-    const c = craft({ dataTar: Buffer.concat([tarDir("usr"), rawHeader("././@PaxHeader", "x", 1 << 30), tarFile("usr/f", "x")]), dataEnd: false });
+    const c = craft({
+      dataTar: Buffer.concat([tarDir("usr"), rawHeader("././@PaxHeader", "x", 1 << 30), tarFile("usr/f", "x")]),
+      dataEnd: false,
+    });
     const t0 = Date.now();
     expect(await packageCode(c.bytes)).toBe("LIMIT");
     expect(Date.now() - t0).toBeLessThan(2000);
@@ -595,7 +737,9 @@ describe("archive structure", () => {
 
   it("a PAX header followed by the end of the member or by end blocks → BAD_ARCHIVE", async () => {
     const pax = rawPax("14 path=usr/f\n");
-    expect(await packageCode(craft({ dataTar: Buffer.concat([tarDir("usr"), pax]), dataEnd: false }).bytes)).toBe("BAD_ARCHIVE");
+    expect(await packageCode(craft({ dataTar: Buffer.concat([tarDir("usr"), pax]), dataEnd: false }).bytes)).toBe(
+      "BAD_ARCHIVE",
+    );
     expect(await packageCode(craft({ dataTar: Buffer.concat([tarDir("usr"), pax]) }).bytes)).toBe("BAD_ARCHIVE");
   });
 
@@ -648,7 +792,9 @@ describe("archive structure", () => {
     const e = craft({ dataTar: Buffer.concat([BASE_TREE, END, tarFile("usr/bin/late", "x")]), dataEnd: false });
     expect(await packageCode(e.bytes)).toBe("BAD_ARCHIVE");
     // zero padding after the end blocks is tolerated
-    expect(await packageCode(craft({ dataTar: Buffer.concat([BASE_TREE, END, Buffer.alloc(8192)]), dataEnd: false }).bytes)).toBe("OK");
+    expect(
+      await packageCode(craft({ dataTar: Buffer.concat([BASE_TREE, END, Buffer.alloc(8192)]), dataEnd: false }).bytes),
+    ).toBe("OK");
   });
 
   it("a data member without end-of-archive blocks → BAD_ARCHIVE", async () => {
@@ -659,7 +805,10 @@ describe("archive structure", () => {
 
   it("an entry that crosses the end of the data member → BAD_ARCHIVE", async () => {
     const f = tarFile("usr/bin/long", "y".repeat(2000));
-    const c = craft({ dataTar: Buffer.concat([tarDir("usr"), tarDir("usr/bin"), f.subarray(0, f.length - 1024)]), dataEnd: false });
+    const c = craft({
+      dataTar: Buffer.concat([tarDir("usr"), tarDir("usr/bin"), f.subarray(0, f.length - 1024)]),
+      dataEnd: false,
+    });
     expect(await packageCode(c.bytes)).toBe("BAD_ARCHIVE");
   });
 
@@ -686,18 +835,24 @@ describe("archive structure", () => {
   });
 
   it("the control member must start with .PKGINFO and hold only dot-files → BAD_ARCHIVE", async () => {
-    expect(await packageCode(craft({ controlTar: tarFile(".post-install", "#!/bin/sh\n", { checksum: false }) }).bytes)).toBe("BAD_ARCHIVE");
+    expect(
+      await packageCode(craft({ controlTar: tarFile(".post-install", "#!/bin/sh\n", { checksum: false }) }).bytes),
+    ).toBe("BAD_ARCHIVE");
     // data smuggled into the control member
     expect(await packageCode(craft({ controlExtra: tarFile("usr/bin/evil", "x") }).bytes)).toBe("BAD_ARCHIVE");
     // a second .PKGINFO
-    expect(await packageCode(craft({ controlExtra: tarFile(".PKGINFO", pkginfo(undefined), { checksum: false }) }).bytes)).toBe("BAD_ARCHIVE");
+    expect(
+      await packageCode(craft({ controlExtra: tarFile(".PKGINFO", pkginfo(undefined), { checksum: false }) }).bytes),
+    ).toBe("BAD_ARCHIVE");
   });
 
   it("an extra gzip member or garbage after the index → BAD_ARCHIVE", async () => {
     const body = indexBody("P:foo\nV:1.0-r0\nA:x86_64\n\n");
     expect(await indexCode(Buffer.concat([signIndex(body), gzipMember(END)]))).toBe("BAD_ARCHIVE");
     const after = Buffer.alloc(512, 0x41);
-    expect(await indexCode(signIndex(indexBody("P:foo\nV:1.0-r0\nA:x86_64\n\n", { afterEnd: after })))).toBe("BAD_ARCHIVE");
+    expect(await indexCode(signIndex(indexBody("P:foo\nV:1.0-r0\nA:x86_64\n\n", { afterEnd: after })))).toBe(
+      "BAD_ARCHIVE",
+    );
   });
 });
 
@@ -743,7 +898,10 @@ describe("size limits (gzip bombs)", () => {
 
   it("a data member inflating to 256 MiB, with maxDataMember 1 MiB → LIMIT quickly, memory bounded", async () => {
     const total = 256 << 20;
-    const prefix = Buffer.concat([tarDir("usr"), encodeHeader({ path: "usr/zeros", type: "file", mode: 0o644, uid: 0, gid: 0, size: total, mtime: MTIME })]);
+    const prefix = Buffer.concat([
+      tarDir("usr"),
+      encodeHeader({ path: "usr/zeros", type: "file", mode: 0o644, uid: 0, gid: 0, size: total, mtime: MTIME }),
+    ]);
     const dataGz = await zeroStreamGz(prefix, total, END);
     expect(dataGz.length).toBeLessThan(2 << 20);
     const c = craft({ dataGz });
@@ -755,15 +913,28 @@ describe("size limits (gzip bombs)", () => {
   });
 
   it("a signature member inflating past its limit → LIMIT", async () => {
-    const c = craft({ sigTar: (control) => Buffer.concat([sigTarOf(control), tarFile(".SIGN.RSA256.pad", Buffer.alloc(4 << 20), { checksum: false })]) });
+    const c = craft({
+      sigTar: (control) =>
+        Buffer.concat([sigTarOf(control), tarFile(".SIGN.RSA256.pad", Buffer.alloc(4 << 20), { checksum: false })]),
+    });
     expect(await packageCode(c.bytes, { maxSignatureMember: 1 << 20, maxControlMember: 1 << 20 })).toBe("LIMIT");
     // a single oversized signature entry is refused with the default limits
-    const big = craft({ sigTar: (control) => Buffer.concat([sigTarOf(control), tarFile(".SIGN.RSA256.big", Buffer.alloc(128 * 1024), { checksum: false })]) });
+    const big = craft({
+      sigTar: (control) =>
+        Buffer.concat([sigTarOf(control), tarFile(".SIGN.RSA256.big", Buffer.alloc(128 * 1024), { checksum: false })]),
+    });
     expect(await packageCode(big.bytes)).toBe("LIMIT");
   });
 
   it("an index whose APKINDEX inflates past maxSize → LIMIT", async () => {
-    const body = await zeroStreamGz(Buffer.concat([tarFile("DESCRIPTION", "", { checksum: false }), encodeHeader({ path: "APKINDEX", type: "file", mode: 0o644, uid: 0, gid: 0, size: 64 << 20, mtime: MTIME })]), 64 << 20, END);
+    const body = await zeroStreamGz(
+      Buffer.concat([
+        tarFile("DESCRIPTION", "", { checksum: false }),
+        encodeHeader({ path: "APKINDEX", type: "file", mode: 0o644, uid: 0, gid: 0, size: 64 << 20, mtime: MTIME }),
+      ]),
+      64 << 20,
+      END,
+    );
     const rss0 = process.memoryUsage().rss;
     expect(await indexCode(signIndex(body), 1 << 20)).toBe("LIMIT");
     expect(process.memoryUsage().rss - rss0).toBeLessThan(200 << 20);
@@ -771,7 +942,10 @@ describe("size limits (gzip bombs)", () => {
 
   it("with the default limits a 512 MiB file streams through in bounded memory", async () => {
     const total = 512 << 20;
-    const prefix = Buffer.concat([tarDir("usr"), encodeHeader({ path: "usr/zeros", type: "file", mode: 0o644, uid: 0, gid: 0, size: total, mtime: MTIME })]);
+    const prefix = Buffer.concat([
+      tarDir("usr"),
+      encodeHeader({ path: "usr/zeros", type: "file", mode: 0o644, uid: 0, gid: 0, size: total, mtime: MTIME }),
+    ]);
     const dataGz = await zeroStreamGz(prefix, total, END);
     const c = craft({ dataGz });
     let peak = 0;
@@ -804,16 +978,22 @@ describe("index text and index building", () => {
 
   it("buildIndex refuses an invalid version in V: → INVALID_VERSION", async () => {
     for (const v of ["1.2aa", "1.2a.3", "1.0_foo", "1.0-r1.2", "", "abc"]) {
-      expect(await codeOf(() => buildIndex([{ ...VALID_RECORD(), version: v }], { signingKeys: [key] })), v).toBe("INVALID_VERSION");
+      expect(await codeOf(() => buildIndex([{ ...VALID_RECORD(), version: v }], { signingKeys: [key] })), v).toBe(
+        "INVALID_VERSION",
+      );
     }
   });
 
   it("buildIndex refuses an invalid dependency token in D: (and p:, i:) → INVALID_DEPENDENCY", async () => {
     for (const d of ["foo>=1.2aa", "foo=>1.0", "=1.0", "foo@", "fo o", "foo>"]) {
-      expect(await codeOf(() => buildIndex([{ ...VALID_RECORD(), depends: ["bar", d] }])), d).toBe("INVALID_DEPENDENCY");
+      expect(await codeOf(() => buildIndex([{ ...VALID_RECORD(), depends: ["bar", d] }])), d).toBe(
+        "INVALID_DEPENDENCY",
+      );
     }
     expect(await codeOf(() => buildIndex([{ ...VALID_RECORD(), provides: ["foo>1.0"] }]))).toBe("INVALID_DEPENDENCY");
-    expect(await codeOf(() => buildIndex([{ ...VALID_RECORD(), installIf: ["foo=1.2aa"] }]))).toBe("INVALID_DEPENDENCY");
+    expect(await codeOf(() => buildIndex([{ ...VALID_RECORD(), installIf: ["foo=1.2aa"] }]))).toBe(
+      "INVALID_DEPENDENCY",
+    );
   });
 
   it("buildIndex refuses a newline smuggled into a field value → INVALID_FIELD", async () => {
@@ -854,7 +1034,9 @@ describe("keys and trust", () => {
   });
 
   it("a signature entry of the wrong length or type → BAD signature, never a crash", async () => {
-    const short = craft({ sigTar: () => tarFile(`.SIGN.RSA256.${KEY_NAME}`, Buffer.from("short"), { checksum: false }) });
+    const short = craft({
+      sigTar: () => tarFile(`.SIGN.RSA256.${KEY_NAME}`, Buffer.from("short"), { checksum: false }),
+    });
     expect(await verdict(short.bytes)).toBe("BAD signature");
     // an RSA256 signature presented as SHA-1 RSA
     const retyped = craft({
@@ -874,11 +1056,17 @@ describe("keys and trust", () => {
   });
 
   it("parseSigningKey of garbage, a public key or a non-RSA key → INVALID_KEY", async () => {
-    expect(await codeOf(() => parseSigningKey("-----BEGIN RSA PRIVATE KEY-----\nnot base64 at all!\n-----END RSA PRIVATE KEY-----\n", "x"))).toBe("INVALID_KEY");
+    expect(
+      await codeOf(() =>
+        parseSigningKey("-----BEGIN RSA PRIVATE KEY-----\nnot base64 at all!\n-----END RSA PRIVATE KEY-----\n", "x"),
+      ),
+    ).toBe("INVALID_KEY");
     expect(await codeOf(() => parseSigningKey("hello", "x"))).toBe("INVALID_KEY");
     expect(await codeOf(() => parseSigningKey(Buffer.alloc(100, 0xff), "x"))).toBe("INVALID_KEY");
     expect(await codeOf(() => parseSigningKey(publicPem, "x"))).toBe("INVALID_KEY");
-    const ec = generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({ type: "pkcs8", format: "pem" }).toString();
+    const ec = generateKeyPairSync("ec", { namedCurve: "P-256" })
+      .privateKey.export({ type: "pkcs8", format: "pem" })
+      .toString();
     expect(await codeOf(() => parseSigningKey(ec, "x"))).toBe("INVALID_KEY");
     expect(await codeOf(() => new Keyring().add("x", "garbage"))).toBe("INVALID_KEY");
   });
@@ -903,16 +1091,60 @@ describe("writePackage refuses bad input and leaves nothing behind", () => {
     ["an invalid arch", (o) => (o.info.arch = "x86 64"), "INVALID_FIELD"],
     ["an invalid dependency token", (o) => o.info.depends.push("foo>=1.2aa"), "INVALID_DEPENDENCY"],
     ["an invalid provide token", (o) => (o.info.provides = ["so:libx.so.1=1.2aa"]), "INVALID_DEPENDENCY"],
-    ["duplicate paths", (o) => (o.entries = [...o.entries, { path: "etc/hello.conf", type: "file", content: "dup" }]), "INVALID_FIELD"],
-    ["duplicate paths differing only by ./ and a slash", (o) => (o.entries = [...o.entries, { path: "./usr/bin/", type: "dir" }]), "INVALID_FIELD"],
-    ["a path through a file (a is a file, a/b exists)", (o) => (o.entries = [{ path: "a", type: "file", content: "x" }, { path: "a/b", type: "file", content: "y" }]), "INVALID_FIELD"],
-    ["a path through a symlink", (o) => (o.entries = [{ path: "a", type: "symlink", linkTarget: "b" }, { path: "a/c", type: "file", content: "y" }]), "INVALID_FIELD"],
-    ["an absolute entry path", (o) => (o.entries = [{ path: "/etc/passwd", type: "file", content: "x" }]), "MALICIOUS_PATH"],
-    ["an entry path with ..", (o) => (o.entries = [{ path: "usr/../../x", type: "file", content: "x" }]), "MALICIOUS_PATH"],
-    ["an entry path with a newline", (o) => (o.entries = [{ path: "a\nb", type: "file", content: "x" }]), "MALICIOUS_PATH"],
-    ["a symlink escaping the tree", (o) => (o.entries = [{ path: "usr/x", type: "symlink", linkTarget: "../../etc/passwd" }]), "MALICIOUS_PATH"],
-    ["a hard link to a missing file", (o) => (o.entries = [{ path: "usr/h", type: "hardlink", linkTarget: "usr/missing" }]), "INVALID_FIELD"],
-    ["a control file that is not a dot-file", (o) => (o.controlFiles = { "evil": "x" }), "INVALID_FIELD"],
+    [
+      "duplicate paths",
+      (o) => (o.entries = [...o.entries, { path: "etc/hello.conf", type: "file", content: "dup" }]),
+      "INVALID_FIELD",
+    ],
+    [
+      "duplicate paths differing only by ./ and a slash",
+      (o) => (o.entries = [...o.entries, { path: "./usr/bin/", type: "dir" }]),
+      "INVALID_FIELD",
+    ],
+    [
+      "a path through a file (a is a file, a/b exists)",
+      (o) =>
+        (o.entries = [
+          { path: "a", type: "file", content: "x" },
+          { path: "a/b", type: "file", content: "y" },
+        ]),
+      "INVALID_FIELD",
+    ],
+    [
+      "a path through a symlink",
+      (o) =>
+        (o.entries = [
+          { path: "a", type: "symlink", linkTarget: "b" },
+          { path: "a/c", type: "file", content: "y" },
+        ]),
+      "INVALID_FIELD",
+    ],
+    [
+      "an absolute entry path",
+      (o) => (o.entries = [{ path: "/etc/passwd", type: "file", content: "x" }]),
+      "MALICIOUS_PATH",
+    ],
+    [
+      "an entry path with ..",
+      (o) => (o.entries = [{ path: "usr/../../x", type: "file", content: "x" }]),
+      "MALICIOUS_PATH",
+    ],
+    [
+      "an entry path with a newline",
+      (o) => (o.entries = [{ path: "a\nb", type: "file", content: "x" }]),
+      "MALICIOUS_PATH",
+    ],
+    [
+      "a symlink escaping the tree",
+      (o) => (o.entries = [{ path: "usr/x", type: "symlink", linkTarget: "../../etc/passwd" }]),
+      "MALICIOUS_PATH",
+    ],
+    [
+      "a hard link to a missing file",
+      (o) => (o.entries = [{ path: "usr/h", type: "hardlink", linkTarget: "usr/missing" }]),
+      "INVALID_FIELD",
+    ],
+    ["a control file that is not a dot-file", (o) => (o.controlFiles = { evil: "x" }), "INVALID_FIELD"],
     ["a newline in a .PKGINFO value", (o) => (o.info.description = "x\ndatahash = 00"), "INVALID_FIELD"],
   ];
   for (const [name, mutate, code] of cases) {
@@ -944,7 +1176,13 @@ describe("writePackage refuses bad input and leaves nothing behind", () => {
 
 /** An index body (one gzip member) whose APKINDEX header claims `size` bytes but carries only `carried` of them. */
 function claimedIndexBody(size: number, carried: Buffer): Buffer {
-  return gzipMember(Buffer.concat([tarFile("DESCRIPTION", "", { checksum: false }), encodeHeader({ path: "APKINDEX", type: "file", mode: 0o644, uid: 0, gid: 0, size, mtime: MTIME }), carried]));
+  return gzipMember(
+    Buffer.concat([
+      tarFile("DESCRIPTION", "", { checksum: false }),
+      encodeHeader({ path: "APKINDEX", type: "file", mode: 0o644, uid: 0, gid: 0, size, mtime: MTIME }),
+      carried,
+    ]),
+  );
 }
 
 describe("index trust is decided on the compressed bytes, before anything is inflated", () => {
@@ -959,7 +1197,9 @@ describe("index trust is decided on the compressed bytes, before anything is inf
     // and with the right key the body is inflated and found to be garbage
     expect(await code(trusted)).toBe("BAD_ARCHIVE");
     // an unsigned index is UNTRUSTED before its body is looked at
-    expect(await codeOf(() => readIndex(indexBody("P:foo\nV:1.0-r0\nA:x86_64\n\n"), { keyring: trusted }))).toBe("UNTRUSTED");
+    expect(await codeOf(() => readIndex(indexBody("P:foo\nV:1.0-r0\nA:x86_64\n\n"), { keyring: trusted }))).toBe(
+      "UNTRUSTED",
+    );
   });
 
   it("allowUntrusted reads an untrusted index and reports its verdict in trust", async () => {
@@ -984,18 +1224,28 @@ describe("index trust is decided on the compressed bytes, before anything is inf
     const e = await readIndex(signIndex(body), { keyring: trusted, subject: "big.tar.gz" }).catch((x: unknown) => x);
     expect(e).toBeInstanceOf(ApkError);
     expect((e as ApkError).code).toBe("LIMIT");
-    expect((e as ApkError).message).toMatch(/^big\.tar\.gz: APKINDEX is 400000000 bytes, over the 268435456-byte limit/);
+    expect((e as ApkError).message).toMatch(
+      /^big\.tar\.gz: APKINDEX is 400000000 bytes, over the 268435456-byte limit/,
+    );
     expect(Date.now() - t0).toBeLessThan(2000);
     // With the limit raised, the claim is believed and the short entry found out.
-    expect(["TRUNCATED", "BAD_ARCHIVE"]).toContain(await codeOf(() => readIndex(signIndex(body), { keyring: trusted, maxSize: 500_000_000 })));
+    expect(["TRUNCATED", "BAD_ARCHIVE"]).toContain(
+      await codeOf(() => readIndex(signIndex(body), { keyring: trusted, maxSize: 500_000_000 })),
+    );
   });
 
   it("a trusted index of more records than maxRecords is LIMIT while it is inflated, naming the line", async () => {
     const text = "P:a\nV:1-r0\n\n".repeat(200_000); // 2.4 MB of minimal records
-    const e = await readIndex(signIndex(indexBody(text)), { keyring: trusted, maxRecords: 10_000, subject: "many" }).catch((x: unknown) => x);
+    const e = await readIndex(signIndex(indexBody(text)), {
+      keyring: trusted,
+      maxRecords: 10_000,
+      subject: "many",
+    }).catch((x: unknown) => x);
     expect(e).toBeInstanceOf(ApkError);
     expect((e as ApkError).code).toBe("LIMIT");
-    expect((e as ApkError).message).toBe("many: APKINDEX:30001: more than 10000 records (the limit; raise it with maxRecords or KILN_MAX_INDEX_RECORDS)");
+    expect((e as ApkError).message).toBe(
+      "many: APKINDEX:30001: more than 10000 records (the limit; raise it with maxRecords or KILN_MAX_INDEX_RECORDS)",
+    );
     expect((await readIndex(signIndex(indexBody(text)), { maxRecords: 200_000 })).records).toHaveLength(200_000);
   });
 
@@ -1024,7 +1274,9 @@ describe("names, versions and arches are checked when an index or .PKGINFO is pa
   for (const [line, field, code] of bad) {
     it(`index record with ${JSON.stringify(line)} → ${code} naming the file, line and ${field}; verdict BAD archive`, async () => {
       const bytes = signIndex(indexBody(`P:ok\nV:1.0-r0\nA:x86_64\n\n${line}\nV:1.0-r0\nA:x86_64\n\n`));
-      const e = await readIndex(chunked(bytes), { subject: "repo/x86_64/APKINDEX.tar.gz", keyring: trusted }).catch((x: unknown) => x);
+      const e = await readIndex(chunked(bytes), { subject: "repo/x86_64/APKINDEX.tar.gz", keyring: trusted }).catch(
+        (x: unknown) => x,
+      );
       expect(e).toBeInstanceOf(ApkError);
       expect((e as ApkError).code).toBe(code);
       expect((e as ApkError).message).toContain(`repo/x86_64/APKINDEX.tar.gz: APKINDEX:5: ${field} `);
@@ -1079,7 +1331,17 @@ describe("names, versions and arches are checked when an index or .PKGINFO is pa
 describe("names and text that are not UTF-8 are refused, never rewritten", () => {
   /** A file entry whose stored name is exactly `name` (any bytes). */
   function tarFileRawName(name: Buffer, content: string): Buffer {
-    const h = Buffer.from(encodeHeader({ path: "x".repeat(name.length), type: "file", mode: 0o644, uid: 0, gid: 0, size: content.length, mtime: MTIME }));
+    const h = Buffer.from(
+      encodeHeader({
+        path: "x".repeat(name.length),
+        type: "file",
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        size: content.length,
+        mtime: MTIME,
+      }),
+    );
     name.copy(h, 0);
     return Buffer.concat([fixChecksum(h), Buffer.from(content), Buffer.alloc(padding(content.length))]);
   }
@@ -1096,7 +1358,9 @@ describe("names and text that are not UTF-8 are refused, never rewritten", () =>
   });
 
   it("two entries whose names differ only in invalid bytes are refused for the bytes, not collapsed into one duplicated name", async () => {
-    const c = craft({ dataTar: Buffer.concat([tarDir("usr"), tarFileRawName(nameA, "x"), tarFileRawName(nameB, "y")]) });
+    const c = craft({
+      dataTar: Buffer.concat([tarDir("usr"), tarFileRawName(nameA, "x"), tarFileRawName(nameB, "y")]),
+    });
     const r = await openPackage(chunked(c.bytes));
     const seen: string[] = [];
     const e = await (async () => {
@@ -1117,17 +1381,29 @@ describe("names and text that are not UTF-8 are refused, never rewritten", () =>
       if (String(len).length + rec.length !== len) len = String(len).length + rec.length;
       return Buffer.concat([Buffer.from(String(len)), rec]);
     };
-    const viaPax = Buffer.concat([tarDir("usr"), rawPax(paxBody("path", nameA)), tarFile("usr/plain", "x", { checksum: false })]);
+    const viaPax = Buffer.concat([
+      tarDir("usr"),
+      rawPax(paxBody("path", nameA)),
+      tarFile("usr/plain", "x", { checksum: false }),
+    ]);
     const e = await readPackage(craft({ dataTar: viaPax }).bytes).catch((x: unknown) => x);
     expect((e as ApkError).code).toBe("BAD_ARCHIVE");
     expect((e as ApkError).message).toMatch(/PAX path "usr\/a\u00ff" is not valid UTF-8/);
-    const link = Buffer.concat([tarDir("usr"), rawPax(paxBody("linkpath", Buffer.from([0x61, 0xc3]))), tarSymlink("usr/l", "a")]);
+    const link = Buffer.concat([
+      tarDir("usr"),
+      rawPax(paxBody("linkpath", Buffer.from([0x61, 0xc3]))),
+      tarSymlink("usr/l", "a"),
+    ]);
     expect(await packageCode(craft({ dataTar: link }).bytes)).toBe("BAD_ARCHIVE");
   });
 
   it(".PKGINFO with an invalid byte → INVALID_FIELD naming the line", async () => {
     const data = gzipMember(Buffer.concat([BASE_TREE, END]));
-    const text = Buffer.concat([Buffer.from(pkginfo(data).replace("pkgdesc = a hostile package", "pkgdesc = caf")), Buffer.from([0xe9]), Buffer.from("\n")]);
+    const text = Buffer.concat([
+      Buffer.from(pkginfo(data).replace("pkgdesc = a hostile package", "pkgdesc = caf")),
+      Buffer.from([0xe9]),
+      Buffer.from("\n"),
+    ]);
     const c = craft({ dataGz: data, controlTar: tarFile(".PKGINFO", text, { checksum: false }) });
     const e = await readPackage(c.bytes).catch((x: unknown) => x);
     expect((e as ApkError).code).toBe("INVALID_FIELD");
@@ -1135,14 +1411,37 @@ describe("names and text that are not UTF-8 are refused, never rewritten", () =>
   });
 
   it("APKINDEX text or DESCRIPTION with an invalid byte → INVALID_FIELD naming the line; an invalid entry name → BAD_ARCHIVE", async () => {
-    const text = Buffer.concat([Buffer.from("P:ok\nV:1.0-r0\nA:x86_64\n\nP:foo\nV:1.0-r0\nT:caf"), Buffer.from([0xe9]), Buffer.from("\n\n")]);
-    const body = gzipMember(Buffer.concat([tarFile("DESCRIPTION", "", { checksum: false }), tarFile("APKINDEX", text, { checksum: false }), END]));
+    const text = Buffer.concat([
+      Buffer.from("P:ok\nV:1.0-r0\nA:x86_64\n\nP:foo\nV:1.0-r0\nT:caf"),
+      Buffer.from([0xe9]),
+      Buffer.from("\n\n"),
+    ]);
+    const body = gzipMember(
+      Buffer.concat([
+        tarFile("DESCRIPTION", "", { checksum: false }),
+        tarFile("APKINDEX", text, { checksum: false }),
+        END,
+      ]),
+    );
     const e = await readIndex(signIndex(body), { subject: "i" }).catch((x: unknown) => x);
     expect((e as ApkError).code).toBe("INVALID_FIELD");
     expect((e as ApkError).message).toMatch(/^i: APKINDEX:7: text is not valid UTF-8 \(byte 0xe9: "T:caf\u00e9/);
-    const desc = gzipMember(Buffer.concat([tarFile("DESCRIPTION", Buffer.from([0x76, 0xff]), { checksum: false }), tarFile("APKINDEX", "P:a\nV:1-r0\n\n", { checksum: false }), END]));
+    const desc = gzipMember(
+      Buffer.concat([
+        tarFile("DESCRIPTION", Buffer.from([0x76, 0xff]), { checksum: false }),
+        tarFile("APKINDEX", "P:a\nV:1-r0\n\n", { checksum: false }),
+        END,
+      ]),
+    );
     expect(await codeOf(() => readIndex(signIndex(desc)))).toBe("INVALID_FIELD");
-    const named = gzipMember(Buffer.concat([tarFile("DESCRIPTION", "", { checksum: false }), tarFileRawName(Buffer.from([0x78, 0xff]), "z"), tarFile("APKINDEX", "P:a\nV:1-r0\n\n", { checksum: false }), END]));
+    const named = gzipMember(
+      Buffer.concat([
+        tarFile("DESCRIPTION", "", { checksum: false }),
+        tarFileRawName(Buffer.from([0x78, 0xff]), "z"),
+        tarFile("APKINDEX", "P:a\nV:1-r0\n\n", { checksum: false }),
+        END,
+      ]),
+    );
     expect(await codeOf(() => readIndex(signIndex(named)))).toBe("BAD_ARCHIVE");
   });
 });
@@ -1170,7 +1469,9 @@ describe("keys below 2048 bits never make a signature trusted", () => {
     }
     expect(await codeOf(() => readIndex(idx, { keyring: ring }))).toBe("UNTRUSTED");
     // The same construction with the 2048-bit key is OK: only the key size differs.
-    expect(await verdict(craft({ sigTar: (control) => gunzipSync(buildSignatureMember(control, [key])) }).bytes)).toBe("OK");
+    expect(await verdict(craft({ sigTar: (control) => gunzipSync(buildSignatureMember(control, [key])) }).bytes)).toBe(
+      "OK",
+    );
     expect(await verdict(buildIndex([VALID_RECORD()], { signingKeys: [key] }))).toBe("OK");
   });
 
@@ -1246,7 +1547,10 @@ describe("corrupt deflate streams end in an ApkError, never an unhandled error",
     const pkgMembers = [goodSig, goodControl, goodData];
     const idxMembers = await splitMembers(goodIndex);
     const cases: Array<{ bytes: Buffer; what: string; kind: "package" | "index" }> = [];
-    for (const [members, whole, kind] of [[pkgMembers, good, "package"], [idxMembers, goodIndex, "index"]] as const) {
+    for (const [members, whole, kind] of [
+      [pkgMembers, good, "package"],
+      [idxMembers, goodIndex, "index"],
+    ] as const) {
       let base = 0;
       for (const [mi, m] of members.entries()) {
         // 10: first deflate byte; then the middle, the last deflate bytes, the trailer.
@@ -1263,8 +1567,14 @@ describe("corrupt deflate streams end in an ApkError, never an unhandled error",
     const { result, unhandled } = await collectUnhandled(async () => {
       const out: string[] = [];
       for (const c of cases) {
-        const run = c.kind === "package" ? readPackage(c.bytes) : readIndex(chunked(c.bytes), { keyring: trusted }).then(() => undefined);
-        const e = await deadline(run).then(() => undefined, (x: unknown) => x);
+        const run =
+          c.kind === "package"
+            ? readPackage(c.bytes)
+            : readIndex(chunked(c.bytes), { keyring: trusted }).then(() => undefined);
+        const e = await deadline(run).then(
+          () => undefined,
+          (x: unknown) => x,
+        );
         out.push(`${c.what}: ${e instanceof ApkError ? "ApkError" : String(e)}`);
         // the same through a file stream, as the CLI reads it
         const p = join(dir, `corrupt-${fileNo++}`);
@@ -1279,7 +1589,10 @@ describe("corrupt deflate streams end in an ApkError, never an unhandled error",
   });
 
   it("gunzipMembers over a corrupt stream rejects with ApkError at every cut and corruption of a multi-member stream", async () => {
-    const stream = Buffer.concat([gzipMember(Buffer.from("first member ".repeat(500))), gzipMember(Buffer.alloc(70000, 0x61))]);
+    const stream = Buffer.concat([
+      gzipMember(Buffer.from("first member ".repeat(500))),
+      gzipMember(Buffer.alloc(70000, 0x61)),
+    ]);
     const { unhandled } = await collectUnhandled(async () => {
       for (let off = 10; off < stream.length; off += 37) {
         for (const [, pat] of patterns) {
@@ -1289,7 +1602,10 @@ describe("corrupt deflate streams end in an ApkError, never an unhandled error",
             (async () => {
               for await (const _ of gunzipMembers(chunked(bad, 100)));
             })(),
-          ).then(() => undefined, (x: unknown) => x);
+          ).then(
+            () => undefined,
+            (x: unknown) => x,
+          );
           // A corruption zlib inflates "validly" still fails the CRC; none may pass unnoticed.
           expect(e, `+${off}`).toBeInstanceOf(ApkError);
         }

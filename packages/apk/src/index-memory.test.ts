@@ -31,7 +31,8 @@ let keysDir: string;
 let preload: string;
 
 beforeAll(async () => {
-  for (const f of [APK_DIST, KILN_BIN]) if (!existsSync(f)) throw new Error(`${f} is missing: run \`npx turbo run build\` before these tests`);
+  for (const f of [APK_DIST, KILN_BIN])
+    if (!existsSync(f)) throw new Error(`${f} is missing: run \`npx turbo run build\` before these tests`);
   dir = await mkdtemp(join(tmpdir(), "kiln-index-memory-"));
   const [a, b] = await Promise.all([generateKey(2048), generateKey(2048)]);
   signer = parseSigningKey(a.privatePem, "bomb-signer.rsa.pub");
@@ -41,7 +42,10 @@ beforeAll(async () => {
   await writeFile(join(keysDir, "bomb-signer.rsa.pub"), a.publicPem);
   // Reports the child's peak RSS on exit, however the CLI exits.
   preload = join(dir, "maxrss.cjs");
-  await writeFile(preload, `process.on("exit", () => require("node:fs").writeSync(2, "\\nMAXRSS_KB=" + process.resourceUsage().maxRSS + "\\n"));\n`);
+  await writeFile(
+    preload,
+    `process.on("exit", () => require("node:fs").writeSync(2, "\\nMAXRSS_KB=" + process.resourceUsage().maxRSS + "\\n"));\n`,
+  );
 });
 
 afterAll(async () => {
@@ -79,7 +83,13 @@ function bombBody(textSize: number): { member: Buffer; textSize: number } {
   trailer.writeUInt32LE(crc >>> 0, 0);
   trailer.writeUInt32LE(total % 2 ** 32, 4);
   const gzHeader = Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3]);
-  const member = Buffer.concat([gzHeader, deflateRawSync(head, flush), ...Array<Buffer>(copies).fill(piece), deflateRawSync(tail), trailer]);
+  const member = Buffer.concat([
+    gzHeader,
+    deflateRawSync(head, flush),
+    ...Array<Buffer>(copies).fill(piece),
+    deflateRawSync(tail),
+    trailer,
+  ]);
   return { member, textSize: size };
 }
 
@@ -101,11 +111,22 @@ interface Run {
 
 function kiln(args: string[], env: NodeJS.ProcessEnv = {}): Run {
   const t0 = performance.now();
-  const r = spawnSync(process.execPath, ["--require", preload, KILN_BIN, ...args], { encoding: "utf8", env: { ...process.env, ...env }, timeout: 60_000 });
+  const r = spawnSync(process.execPath, ["--require", preload, KILN_BIN, ...args], {
+    encoding: "utf8",
+    env: { ...process.env, ...env },
+    timeout: 60_000,
+  });
   const seconds = (performance.now() - t0) / 1000;
   const m = /MAXRSS_KB=(\d+)/.exec(r.stderr);
-  if (!m) throw new Error(`no MAXRSS line from the child (status ${r.status}, signal ${r.signal}): ${r.stderr.slice(-2000)}`);
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr.replace(/\nMAXRSS_KB=\d+\n/, ""), seconds, maxRss: Number(m[1]) * 1024 };
+  if (!m)
+    throw new Error(`no MAXRSS line from the child (status ${r.status}, signal ${r.signal}): ${r.stderr.slice(-2000)}`);
+  return {
+    status: r.status,
+    stdout: r.stdout,
+    stderr: r.stderr.replace(/\nMAXRSS_KB=\d+\n/, ""),
+    seconds,
+    maxRss: Number(m[1]) * 1024,
+  };
 }
 
 const mb = (n: number) => `${(n / 1e6).toFixed(0)} MB`;
@@ -121,7 +142,10 @@ describe("a 400 MB APKINDEX gzip bomb", () => {
     expect(bomb.textSize).toBeGreaterThanOrEqual(BOMB_TEXT);
     untrustedFile = join(dir, "untrusted", "x86_64", "APKINDEX.tar.gz");
     trustedFile = join(dir, "trusted", "x86_64", "APKINDEX.tar.gz");
-    for (const [file, key] of [[untrustedFile, stranger], [trustedFile, signer]] as const) {
+    for (const [file, key] of [
+      [untrustedFile, stranger],
+      [trustedFile, signer],
+    ] as const) {
       await mkdir(dirname(file), { recursive: true });
       await writeFile(file, Buffer.concat([buildSignatureMember(member, [key]), member]));
     }
@@ -137,7 +161,9 @@ describe("a 400 MB APKINDEX gzip bomb", () => {
     it(`kiln verify refuses it when its key is ${which === "untrusted" ? "not in the keys directory" : "trusted"}: exit 1, in < ${MAX_SECONDS} s and < ${mb(MAX_RSS)} RSS`, () => {
       const file = which === "untrusted" ? untrustedFile : trustedFile;
       const r = kiln(["verify", "--keys-dir", keysDir, file]);
-      console.log(`kiln verify, ${which} 400 MB bomb: ${r.seconds.toFixed(2)} s, max RSS ${mb(r.maxRss)}: ${r.stdout.trim()}`);
+      console.log(
+        `kiln verify, ${which} 400 MB bomb: ${r.seconds.toFixed(2)} s, max RSS ${mb(r.maxRss)}: ${r.stdout.trim()}`,
+      );
       expect(r.status, r.stderr).toBe(1);
       if (which === "untrusted") expect(r.stdout).toBe(`${file}: UNTRUSTED (no trusted key named stranger.rsa.pub)\n`);
       else {
@@ -151,21 +177,41 @@ describe("a 400 MB APKINDEX gzip bomb", () => {
     it(`kiln image show-packages refuses a repository serving it (${which}): exit 1 naming the repository, in < ${MAX_SECONDS} s and < ${mb(MAX_RSS)} RSS`, async () => {
       const repo = dirname(dirname(which === "untrusted" ? untrustedFile : trustedFile));
       const cfg = join(dir, `${which}.yaml`);
-      await writeFile(cfg, `contents:\n  repositories:\n    - ${repo}\n  keyring:\n    - ${join(keysDir, "bomb-signer.rsa.pub")}\n  packages:\n    - a1\narchs:\n  - x86_64\n`);
-      const r = kiln(["image", "show-packages", cfg, "--cache-dir", join(dir, `cache-${which}`)], { KILN_CACHE_DIR: join(dir, `cache-${which}`) });
-      const said = r.stderr.trim().split("\n").filter((l) => !l.startsWith("  ")).join(" | ");
-      console.log(`kiln image show-packages, ${which} 400 MB bomb: ${r.seconds.toFixed(2)} s, max RSS ${mb(r.maxRss)}: ${said}`);
+      await writeFile(
+        cfg,
+        `contents:\n  repositories:\n    - ${repo}\n  keyring:\n    - ${join(keysDir, "bomb-signer.rsa.pub")}\n  packages:\n    - a1\narchs:\n  - x86_64\n`,
+      );
+      const r = kiln(["image", "show-packages", cfg, "--cache-dir", join(dir, `cache-${which}`)], {
+        KILN_CACHE_DIR: join(dir, `cache-${which}`),
+      });
+      const said = r.stderr
+        .trim()
+        .split("\n")
+        .filter((l) => !l.startsWith("  "))
+        .join(" | ");
+      console.log(
+        `kiln image show-packages, ${which} 400 MB bomb: ${r.seconds.toFixed(2)} s, max RSS ${mb(r.maxRss)}: ${said}`,
+      );
       expect(r.status, r.stderr).toBe(1);
       expect(r.stderr).toContain(`repository ${repo}`);
-      expect(r.stderr).toMatch(which === "untrusted" ? /is UNTRUSTED: no trusted key named stranger\.rsa\.pub/ : /APKINDEX is \d+ bytes, over the 268435456-byte limit/);
+      expect(r.stderr).toMatch(
+        which === "untrusted"
+          ? /is UNTRUSTED: no trusted key named stranger\.rsa\.pub/
+          : /APKINDEX is \d+ bytes, over the 268435456-byte limit/,
+      );
       expect(r.seconds).toBeLessThan(MAX_SECONDS);
       expect(r.maxRss).toBeLessThan(MAX_RSS);
     });
   }
 
   it("with KILN_MAX_INDEX_SIZE raised past it, the trusted bomb is still refused quickly and in bounded memory: the record limit (KILN_MAX_INDEX_RECORDS) stops the parse", () => {
-    const r = kiln(["verify", "--keys-dir", keysDir, trustedFile], { KILN_MAX_INDEX_SIZE: String(1 << 30), KILN_MAX_INDEX_RECORDS: "100000" });
-    console.log(`kiln verify, trusted bomb, size limit raised: ${r.seconds.toFixed(2)} s, max RSS ${mb(r.maxRss)}: ${r.stdout.trim()}`);
+    const r = kiln(["verify", "--keys-dir", keysDir, trustedFile], {
+      KILN_MAX_INDEX_SIZE: String(1 << 30),
+      KILN_MAX_INDEX_RECORDS: "100000",
+    });
+    console.log(
+      `kiln verify, trusted bomb, size limit raised: ${r.seconds.toFixed(2)} s, max RSS ${mb(r.maxRss)}: ${r.stdout.trim()}`,
+    );
     expect(r.status, r.stderr).toBe(1);
     expect(r.stdout).toContain("more than 100000 records (the limit");
     expect(r.seconds).toBeLessThan(MAX_SECONDS);
@@ -175,10 +221,22 @@ describe("a 400 MB APKINDEX gzip bomb", () => {
 
 describe("memory kept by a parsed index", () => {
   it("a realistic 20 MB APKINDEX is kept in under 3× its text size (heap + buffers after gc), and round-trips exactly", () => {
-    const r = spawnSync(process.execPath, ["--expose-gc", MEMORY_SCRIPT, APK_DIST, "20"], { encoding: "utf8", timeout: 120_000 });
+    const r = spawnSync(process.execPath, ["--expose-gc", MEMORY_SCRIPT, APK_DIST, "20"], {
+      encoding: "utf8",
+      timeout: 120_000,
+    });
     expect(r.status, r.stderr).toBe(0);
-    const m = JSON.parse(r.stdout) as { records: number; textBytes: number; ms: number; heapRatio: number; retainedRatio: number; roundTrip: boolean };
-    console.log(`20 MB index: ${m.records} records in ${m.ms} ms; kept ${m.retainedRatio.toFixed(2)}× the text (heap ${m.heapRatio.toFixed(2)}×)`);
+    const m = JSON.parse(r.stdout) as {
+      records: number;
+      textBytes: number;
+      ms: number;
+      heapRatio: number;
+      retainedRatio: number;
+      roundTrip: boolean;
+    };
+    console.log(
+      `20 MB index: ${m.records} records in ${m.ms} ms; kept ${m.retainedRatio.toFixed(2)}× the text (heap ${m.heapRatio.toFixed(2)}×)`,
+    );
     expect(m.textBytes).toBeGreaterThan(20e6);
     expect(m.records).toBeGreaterThan(40_000);
     expect(m.roundTrip).toBe(true);

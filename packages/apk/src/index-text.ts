@@ -34,13 +34,35 @@ export interface IndexRecord extends PackageInfo {
 }
 
 /** Field order apk writes. Unknown lowercase fields follow. */
-export const INDEX_FIELD_ORDER = ["C", "P", "V", "A", "S", "I", "T", "U", "L", "o", "m", "t", "c", "k", "D", "p", "i"] as const;
+export const INDEX_FIELD_ORDER = [
+  "C",
+  "P",
+  "V",
+  "A",
+  "S",
+  "I",
+  "T",
+  "U",
+  "L",
+  "o",
+  "m",
+  "t",
+  "c",
+  "k",
+  "D",
+  "p",
+  "i",
+] as const;
 
 const KNOWN = new Set<string>(INDEX_FIELD_ORDER);
 
 function int(field: string, value: string, where: string): number {
   if (!/^\d+$/.test(value)) {
-    throw new ApkError("INVALID_FIELD", `${where}: field ${field} must be a whole number, got ${JSON.stringify(value)}`, { subject: where });
+    throw new ApkError(
+      "INVALID_FIELD",
+      `${where}: field ${field} must be a whole number, got ${JSON.stringify(value)}`,
+      { subject: where },
+    );
   }
   return Number(value);
 }
@@ -55,24 +77,59 @@ function list(value: string): string[] {
  */
 export function applyIndexField(rec: IndexRecord, key: string, value: string, where: string): boolean {
   switch (key) {
-    case "C": rec.checksum = value; return true;
-    case "P": rec.name = value; return true;
-    case "V": rec.version = value; return true;
-    case "A": rec.arch = value; return true;
-    case "S": rec.fileSize = int(key, value, where); return true;
-    case "I": rec.installedSize = int(key, value, where); return true;
-    case "T": rec.description = value; return true;
-    case "U": rec.url = value; return true;
-    case "L": rec.license = value; return true;
-    case "o": rec.origin = value; return true;
-    case "m": rec.maintainer = value; return true;
-    case "t": rec.buildDate = int(key, value, where); return true;
-    case "c": rec.commit = value; return true;
-    case "k": rec.providerPriority = int(key, value, where); return true;
-    case "D": rec.depends = list(value); return true;
-    case "p": rec.provides = list(value); return true;
-    case "i": rec.installIf = list(value); return true;
-    default: return false;
+    case "C":
+      rec.checksum = value;
+      return true;
+    case "P":
+      rec.name = value;
+      return true;
+    case "V":
+      rec.version = value;
+      return true;
+    case "A":
+      rec.arch = value;
+      return true;
+    case "S":
+      rec.fileSize = int(key, value, where);
+      return true;
+    case "I":
+      rec.installedSize = int(key, value, where);
+      return true;
+    case "T":
+      rec.description = value;
+      return true;
+    case "U":
+      rec.url = value;
+      return true;
+    case "L":
+      rec.license = value;
+      return true;
+    case "o":
+      rec.origin = value;
+      return true;
+    case "m":
+      rec.maintainer = value;
+      return true;
+    case "t":
+      rec.buildDate = int(key, value, where);
+      return true;
+    case "c":
+      rec.commit = value;
+      return true;
+    case "k":
+      rec.providerPriority = int(key, value, where);
+      return true;
+    case "D":
+      rec.depends = list(value);
+      return true;
+    case "p":
+      rec.provides = list(value);
+      return true;
+    case "i":
+      rec.installIf = list(value);
+      return true;
+    default:
+      return false;
   }
 }
 
@@ -264,11 +321,17 @@ export class IndexTextParser {
     const k = buf[pos]!;
     if (eol - pos < 2 || buf[pos + 1] !== COLON || k >= 0x80) {
       const shown = buf.toString("utf8", pos, Math.min(eol, pos + 80));
-      throw new ApkError("INVALID_FIELD", `${this.where()}: expected "X:value", got ${JSON.stringify(shown)}`, { subject: this.subject });
+      throw new ApkError("INVALID_FIELD", `${this.where()}: expected "X:value", got ${JSON.stringify(shown)}`, {
+        subject: this.subject,
+      });
     }
     if (!this.rec) {
       if (this.records.length >= this.maxRecords) {
-        throw new ApkError("LIMIT", `${this.where()}: more than ${this.maxRecords} records (the limit; raise it with maxRecords or KILN_MAX_INDEX_RECORDS)`, { subject: this.subject });
+        throw new ApkError(
+          "LIMIT",
+          `${this.where()}: more than ${this.maxRecords} records (the limit; raise it with maxRecords or KILN_MAX_INDEX_RECORDS)`,
+          { subject: this.subject },
+        );
       }
       this.rec = blankRecord();
       this.recLine = this.line;
@@ -279,27 +342,65 @@ export class IndexTextParser {
     const cached = () => this.cache.get(buf, s, eol);
     const plain = () => buf.toString("utf8", s, eol);
     switch (k) {
-      case 0x43 /* C */: rec.checksum = plain(); return;
-      case 0x50 /* P */: rec.name = this.name(plain()); return;
-      case 0x56 /* V */: rec.version = this.version(cached()); return;
-      case 0x41 /* A */: rec.arch = this.arch(cached()); return;
-      case 0x53 /* S */: rec.fileSize = this.int("S", plain()); return;
-      case 0x49 /* I */: rec.installedSize = this.int("I", plain()); return;
-      case 0x54 /* T */: rec.description = cached(); return;
-      case 0x55 /* U */: rec.url = cached(); return;
-      case 0x4c /* L */: rec.license = cached(); return;
-      case 0x6f /* o */: rec.origin = cached(); return;
-      case 0x6d /* m */: rec.maintainer = cached(); return;
-      case 0x74 /* t */: rec.buildDate = this.int("t", plain()); return;
-      case 0x63 /* c */: rec.commit = cached(); return;
-      case 0x6b /* k */: rec.providerPriority = this.int("k", plain()); return;
-      case 0x44 /* D */: rec.depends = this.list(buf, s, eol, true); return;
-      case 0x70 /* p */: rec.provides = this.list(buf, s, eol, false); return;
-      case 0x69 /* i */: rec.installIf = this.list(buf, s, eol, true); return;
+      case 0x43 /* C */:
+        rec.checksum = plain();
+        return;
+      case 0x50 /* P */:
+        rec.name = this.name(plain());
+        return;
+      case 0x56 /* V */:
+        rec.version = this.version(cached());
+        return;
+      case 0x41 /* A */:
+        rec.arch = this.arch(cached());
+        return;
+      case 0x53 /* S */:
+        rec.fileSize = this.int("S", plain());
+        return;
+      case 0x49 /* I */:
+        rec.installedSize = this.int("I", plain());
+        return;
+      case 0x54 /* T */:
+        rec.description = cached();
+        return;
+      case 0x55 /* U */:
+        rec.url = cached();
+        return;
+      case 0x4c /* L */:
+        rec.license = cached();
+        return;
+      case 0x6f /* o */:
+        rec.origin = cached();
+        return;
+      case 0x6d /* m */:
+        rec.maintainer = cached();
+        return;
+      case 0x74 /* t */:
+        rec.buildDate = this.int("t", plain());
+        return;
+      case 0x63 /* c */:
+        rec.commit = cached();
+        return;
+      case 0x6b /* k */:
+        rec.providerPriority = this.int("k", plain());
+        return;
+      case 0x44 /* D */:
+        rec.depends = this.list(buf, s, eol, true);
+        return;
+      case 0x70 /* p */:
+        rec.provides = this.list(buf, s, eol, false);
+        return;
+      case 0x69 /* i */:
+        rec.installIf = this.list(buf, s, eol, true);
+        return;
     }
     const key = String.fromCharCode(k);
     if (key >= "A" && key <= "Z") {
-      throw new ApkError("INVALID_FIELD", `${this.where()}: unknown uppercase field ${key}: (apk would refuse to install this package)`, { subject: this.subject });
+      throw new ApkError(
+        "INVALID_FIELD",
+        `${this.where()}: unknown uppercase field ${key}: (apk would refuse to install this package)`,
+        { subject: this.subject },
+      );
     }
     if (rec.unknownFields === EMPTY) rec.unknownFields = [];
     rec.unknownFields.push([key, plain()]);
@@ -330,7 +431,7 @@ export class IndexTextParser {
   private list(buf: Buffer, s: number, eol: number, shared: boolean): string[] {
     const tokens = this.tokens;
     tokens.length = 0;
-    for (let p = s; p < eol; ) {
+    for (let p = s; p < eol;) {
       if (buf[p] === SPACE) {
         p++;
         continue;
@@ -348,9 +449,12 @@ export class IndexTextParser {
     const rec = this.rec;
     if (!rec) return;
     if (!rec.name || !rec.version) {
-      throw new ApkError("INVALID_FIELD", `${this.subject}:${this.recLine}: record lacks ${rec.name ? "V" : "P"}:`, { subject: this.subject });
+      throw new ApkError("INVALID_FIELD", `${this.subject}:${this.recLine}: record lacks ${rec.name ? "V" : "P"}:`, {
+        subject: this.subject,
+      });
     }
-    if (rec.name.length + rec.version.length > 250) checkFileName(rec.name, rec.version, `${this.subject}:${this.recLine}`);
+    if (rec.name.length + rec.version.length > 250)
+      checkFileName(rec.name, rec.version, `${this.subject}:${this.recLine}`);
     // The order is remembered only when it differs from what formatIndexFields writes.
     canonicalLetters(rec, this.canonical);
     if (!sameCodes(this.order, this.canonical)) rec.fieldOrder = this.orderOf(this.order);
@@ -387,7 +491,8 @@ export function parseIndexText(text: string, subject = "APKINDEX", opts: ParseIn
 function field(out: string[], key: string, value: string | number | undefined) {
   if (value === undefined) return;
   const s = String(value);
-  if (s.includes("\n")) throw new ApkError("INVALID_FIELD", `index field ${key} must not contain a newline`, { subject: key });
+  if (s.includes("\n"))
+    throw new ApkError("INVALID_FIELD", `index field ${key} must not contain a newline`, { subject: key });
   out.push(`${key}:${s}`);
 }
 
@@ -431,7 +536,11 @@ function canonicalFields(rec: IndexRecord): string[] {
   if (rec.installIf.length) field(out, "i", rec.installIf.join(" "));
   for (const [k, v] of rec.unknownFields) {
     if (KNOWN.has(k) || k.length !== 1 || (k >= "A" && k <= "Z")) {
-      throw new ApkError("INVALID_FIELD", `cannot write field ${JSON.stringify(k)}: only unknown lowercase single-letter fields are carried (an unknown uppercase field makes apk refuse the package)`, { subject: k });
+      throw new ApkError(
+        "INVALID_FIELD",
+        `cannot write field ${JSON.stringify(k)}: only unknown lowercase single-letter fields are carried (an unknown uppercase field makes apk refuse the package)`,
+        { subject: k },
+      );
     }
     field(out, k, v);
   }

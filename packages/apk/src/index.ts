@@ -3,7 +3,15 @@
 
 export { ApkError, isApkError, type ApkErrorCode } from "./errors.js";
 export { parsePkgInfo, formatPkgInfo, emptyPackageInfo, type PackageInfo } from "./pkginfo.js";
-export { parseIndexText, formatIndexText, formatIndexFields, newIndexRecord, INDEX_FIELD_ORDER, type IndexRecord, type ParseIndexOptions } from "./index-text.js";
+export {
+  parseIndexText,
+  formatIndexText,
+  formatIndexFields,
+  newIndexRecord,
+  INDEX_FIELD_ORDER,
+  type IndexRecord,
+  type ParseIndexOptions,
+} from "./index-text.js";
 export { checkPackageName, checkArch, checkVersion } from "./names.js";
 export {
   Keyring,
@@ -45,7 +53,13 @@ export {
   type WrittenPackage,
   type ScriptName,
 } from "./package-write.js";
-export { buildSignatureMember, checkSignature, chooseSignature, type Verdict, type SignatureCheck } from "./signature.js";
+export {
+  buildSignatureMember,
+  checkSignature,
+  chooseSignature,
+  type Verdict,
+  type SignatureCheck,
+} from "./signature.js";
 export {
   readIndex,
   openIndex,
@@ -63,9 +77,25 @@ export {
   DEFAULT_MAX_INDEX_SIZE,
   DEFAULT_MAX_INDEX_RECORDS,
 } from "./apkindex.js";
-export { verifyFile, sniffKind, indexRecordForPackage, resignPackage, type VerifyReport, type FileKind } from "./verify.js";
+export {
+  verifyFile,
+  sniffKind,
+  indexRecordForPackage,
+  resignPackage,
+  type VerifyReport,
+  type FileKind,
+} from "./verify.js";
 export { isValidVersion, compareVersions, sortVersions, versionSatisfies } from "./version.js";
-export { parseDependency, formatDependency, parseProvide, packageSatisfies, validateDependencyList, validateProvideList, type Dependency, type VersionOp } from "./dependency.js";
+export {
+  parseDependency,
+  formatDependency,
+  parseProvide,
+  packageSatisfies,
+  validateDependencyList,
+  validateProvideList,
+  type Dependency,
+  type VersionOp,
+} from "./dependency.js";
 export {
   parseInstalledDb,
   formatInstalledDb,

@@ -76,9 +76,25 @@ describe.skipIf(noShared())("installed database from a real wolfi-base image", (
   });
 
   it("remembers apko's header order, which is not apk's", () => {
-    expect(byName(pkgs, "wolfi-baselayout").headerOrder).toEqual(
-      ["P", "V", "A", "L", "T", "o", "m", "U", "D", "p", "c", "i", "t", "S", "I", "k", "C"],
-    );
+    expect(byName(pkgs, "wolfi-baselayout").headerOrder).toEqual([
+      "P",
+      "V",
+      "A",
+      "L",
+      "T",
+      "o",
+      "m",
+      "U",
+      "D",
+      "p",
+      "c",
+      "i",
+      "t",
+      "S",
+      "I",
+      "k",
+      "C",
+    ]);
   });
 
   it("reads directories, files and their permissions", () => {
@@ -161,7 +177,15 @@ describe("a constructed package", () => {
         extra: [],
         files: [
           { name: "hello", uid: 0, gid: 0, mode: 0o755, checksum: "Q1BBBBBBBBBBBBBBBBBBBBBBBBBBBB=", extra: [] },
-          { name: "ping", uid: 0, gid: 0, mode: 0o4755, xattrChecksum: "Q1CCCCCCCCCCCCCCCCCCCCCCCCCCCC=", checksum: "Q1DDDDDDDDDDDDDDDDDDDDDDDDDDDD=", extra: [] },
+          {
+            name: "ping",
+            uid: 0,
+            gid: 0,
+            mode: 0o4755,
+            xattrChecksum: "Q1CCCCCCCCCCCCCCCCCCCCCCCCCCCC=",
+            checksum: "Q1DDDDDDDDDDDDDDDDDDDDDDDDDDDD=",
+            extra: [],
+          },
         ],
       },
       {
@@ -221,7 +245,9 @@ describe("a constructed package", () => {
     const p: InstalledPackage = {
       record: Object.assign(newIndexRecord(), { name: "x", version: "1-r0", arch: "noarch" }),
       extra: [],
-      dirs: [{ path: "etc", uid: 0, gid: 0, mode: 0o755, extra: [], files: [{ name: "x.conf", mode: 0o644, extra: [] }] }],
+      dirs: [
+        { path: "etc", uid: 0, gid: 0, mode: 0o755, extra: [], files: [{ name: "x.conf", mode: 0o644, extra: [] }] },
+      ],
     };
     expect(formatInstalledDb([p])).toBe("P:x\nV:1-r0\nA:noarch\nF:etc\nR:x.conf\n\n");
   });
@@ -315,7 +341,10 @@ describe("malformed installed databases", () => {
     const text = "P:x\nV:1-r0\ng:future\nf:f\nX:upper\nF:etc\ny:dir-level\nR:f\nw:file-level\n\n";
     const [p] = parseInstalledDb(text);
     expect(p!.record.unknownFields).toEqual([["g", "future"]]);
-    expect(p!.extra).toEqual([["f", "f"], ["X", "upper"]]);
+    expect(p!.extra).toEqual([
+      ["f", "f"],
+      ["X", "upper"],
+    ]);
     expect(p!.dirs[0]!.extra).toEqual([["y", "dir-level"]]);
     expect(p!.dirs[0]!.files[0]!.extra).toEqual([["w", "file-level"]]);
     expect(formatInstalledDb([p!])).toBe(text);

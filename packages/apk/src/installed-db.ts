@@ -8,7 +8,13 @@
 // rewriting an image's database should not churn entries nobody touched.
 
 import { ApkError } from "./errors.js";
-import { applyIndexField, formatIndexFields, INDEX_FIELD_ORDER, newIndexRecord, type IndexRecord } from "./index-text.js";
+import {
+  applyIndexField,
+  formatIndexFields,
+  INDEX_FIELD_ORDER,
+  newIndexRecord,
+  type IndexRecord,
+} from "./index-text.js";
 
 export interface InstalledFile {
   name: string;
@@ -98,7 +104,10 @@ function parseAcl(value: string, where: string, key: string, subject: string): A
     fail(`${where}: ${key}: must be uid:gid:mode[:xattr-checksum], got ${JSON.stringify(value)}`, subject);
   }
   const [uid, gid, mode, xattr] = parts as [string, string, string, string | undefined];
-  for (const [what, v] of [["uid", uid], ["gid", gid]] as const) {
+  for (const [what, v] of [
+    ["uid", uid],
+    ["gid", gid],
+  ] as const) {
     if (!/^\d{1,10}$/.test(v) || Number(v) > 0xffffffff) {
       fail(`${where}: ${key}: ${what} must be a whole number, got ${JSON.stringify(v)}`, subject);
     }
@@ -295,7 +304,8 @@ function headerEntries(pkg: InstalledPackage): Array<[string, string]> {
 
 function aclLine(out: string[], key: "M" | "a", x: InstalledFile | InstalledDir, defaultMode: number) {
   const acl = aclOf(x, defaultMode);
-  if (!Number.isInteger(acl.mode) || acl.mode < 0 || acl.mode > 0o7777) fail(`installed db: ${key}: bad mode ${acl.mode}`, key);
+  if (!Number.isInteger(acl.mode) || acl.mode < 0 || acl.mode > 0o7777)
+    fail(`installed db: ${key}: bad mode ${acl.mode}`, key);
   for (const n of [acl.uid, acl.gid]) {
     if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) fail(`installed db: ${key}: bad uid/gid ${n}`, key);
   }
@@ -327,7 +337,8 @@ function packageLines(pkg: InstalledPackage): string[] {
     checkExtra(dir.extra, "dir");
     for (const [k, v] of dir.extra) out.push(`${k}:${v}`);
     for (const f of dir.files) {
-      if (f.name === "" || f.name.includes("/")) fail(`installed db: bad file name ${JSON.stringify(f.name)} in ${JSON.stringify(dir.path)}`, f.name);
+      if (f.name === "" || f.name.includes("/"))
+        fail(`installed db: bad file name ${JSON.stringify(f.name)} in ${JSON.stringify(dir.path)}`, f.name);
       checkValue("R:", f.name);
       out.push(`R:${f.name}`);
       aclLine(out, "a", f, DEFAULT_FILE_MODE);
@@ -408,7 +419,8 @@ export function formatRepositories(repos: readonly Repository[]): string {
       fail(`repositories: bad URL ${JSON.stringify(r.url)}`, "etc/apk/repositories");
     }
     if (r.tag !== undefined) {
-      if (r.tag === "" || /[\s@]/.test(r.tag)) fail(`repositories: bad tag ${JSON.stringify(r.tag)}`, "etc/apk/repositories");
+      if (r.tag === "" || /[\s@]/.test(r.tag))
+        fail(`repositories: bad tag ${JSON.stringify(r.tag)}`, "etc/apk/repositories");
       s += `@${r.tag} `;
     }
     s += r.url + "\n";

@@ -1,7 +1,14 @@
 // RSA keys and APK signatures. Private keys are PKCS#1 PEM, public keys PKIX
 // PEM; the public key's file name is the name signatures carry.
 
-import { createPrivateKey, createPublicKey, generateKeyPair, sign as rsaSign, verify as rsaVerify, type KeyObject } from "node:crypto";
+import {
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPair,
+  sign as rsaSign,
+  verify as rsaVerify,
+  type KeyObject,
+} from "node:crypto";
 import { promisify } from "node:util";
 import { ApkError } from "./errors.js";
 
@@ -29,11 +36,17 @@ function keyBits(k: KeyObject): number {
 
 function checkRsa(k: KeyObject, subject: string) {
   if (k.asymmetricKeyType !== "rsa") {
-    throw new ApkError("INVALID_KEY", `${subject}: expected an RSA key, got ${k.asymmetricKeyType ?? "unknown"}`, { subject });
+    throw new ApkError("INVALID_KEY", `${subject}: expected an RSA key, got ${k.asymmetricKeyType ?? "unknown"}`, {
+      subject,
+    });
   }
   const bits = keyBits(k);
   if (bits < MIN_KEY_BITS) {
-    throw new ApkError("INVALID_KEY", `${subject}: RSA key of ${bits} bits is too weak (at least ${MIN_KEY_BITS} required)`, { subject });
+    throw new ApkError(
+      "INVALID_KEY",
+      `${subject}: RSA key of ${bits} bits is too weak (at least ${MIN_KEY_BITS} required)`,
+      { subject },
+    );
   }
 }
 
@@ -43,7 +56,8 @@ export interface GeneratedKey {
 }
 
 export async function generateKey(bits = DEFAULT_KEY_BITS): Promise<GeneratedKey> {
-  if (bits < MIN_KEY_BITS) throw new ApkError("INVALID_KEY", `refusing to generate a ${bits}-bit key (at least ${MIN_KEY_BITS} required)`);
+  if (bits < MIN_KEY_BITS)
+    throw new ApkError("INVALID_KEY", `refusing to generate a ${bits}-bit key (at least ${MIN_KEY_BITS} required)`);
   const { privateKey, publicKey } = await promisify(generateKeyPair)("rsa", {
     modulusLength: bits,
     publicExponent: 65537,
@@ -60,7 +74,10 @@ export function parseSigningKey(pem: string | Buffer, name: string, subject = na
   try {
     privateKey = createPrivateKey({ key: pem, format: "pem" });
   } catch (e) {
-    throw new ApkError("INVALID_KEY", `${subject}: not a PEM private key (${(e as Error).message})`, { subject, cause: e });
+    throw new ApkError("INVALID_KEY", `${subject}: not a PEM private key (${(e as Error).message})`, {
+      subject,
+      cause: e,
+    });
   }
   checkRsa(privateKey, subject);
   return { name, privateKey, publicKey: createPublicKey(privateKey) };
@@ -71,9 +88,13 @@ export function parsePublicKey(pem: string | Buffer, subject: string): KeyObject
   try {
     k = createPublicKey({ key: pem, format: "pem" });
   } catch (e) {
-    throw new ApkError("INVALID_KEY", `${subject}: not a PEM public key (${(e as Error).message})`, { subject, cause: e });
+    throw new ApkError("INVALID_KEY", `${subject}: not a PEM public key (${(e as Error).message})`, {
+      subject,
+      cause: e,
+    });
   }
-  if (k.asymmetricKeyType !== "rsa") throw new ApkError("INVALID_KEY", `${subject}: expected an RSA public key`, { subject });
+  if (k.asymmetricKeyType !== "rsa")
+    throw new ApkError("INVALID_KEY", `${subject}: expected an RSA public key`, { subject });
   return k;
 }
 
@@ -120,7 +141,12 @@ export function signDigestInput(data: Uint8Array | Uint8Array[], key: SigningKey
   return rsaSign(DIGEST_OF[type], Buffer.concat(parts), key.privateKey);
 }
 
-export function verifySignature(data: Uint8Array | Uint8Array[], signature: Uint8Array, key: KeyObject, type: SignatureType): boolean {
+export function verifySignature(
+  data: Uint8Array | Uint8Array[],
+  signature: Uint8Array,
+  key: KeyObject,
+  type: SignatureType,
+): boolean {
   // Refused here too, so no caller can be talked into trusting a weak key.
   if (key.asymmetricKeyType !== "rsa" || keyBits(key) < MIN_KEY_BITS) return false;
   const input = Array.isArray(data) ? (data.length === 1 ? data[0]! : Buffer.concat(data)) : data;

@@ -45,7 +45,11 @@ export class MemberStream {
       await this.fill();
       if (this.buf.length === 0) {
         if (have === 0) return null;
-        throw new ApkError(this.eof ? "TRUNCATED" : "BAD_ARCHIVE", `${this.subject}: ${what} is cut off at the end of gzip member ${this.member + 1}`, { subject: this.subject });
+        throw new ApkError(
+          this.eof ? "TRUNCATED" : "BAD_ARCHIVE",
+          `${this.subject}: ${what} is cut off at the end of gzip member ${this.member + 1}`,
+          { subject: this.subject },
+        );
       }
       const t = this.take(Math.min(n - have, this.buf.length));
       parts.push(t);
@@ -58,7 +62,11 @@ export class MemberStream {
   async readSome(n: number, what: string): Promise<Uint8Array> {
     await this.fill();
     if (this.buf.length === 0) {
-      throw new ApkError(this.eof ? "TRUNCATED" : "BAD_ARCHIVE", `${this.subject}: ${what} is cut off at the end of gzip member ${this.member + 1}`, { subject: this.subject });
+      throw new ApkError(
+        this.eof ? "TRUNCATED" : "BAD_ARCHIVE",
+        `${this.subject}: ${what} is cut off at the end of gzip member ${this.member + 1}`,
+        { subject: this.subject },
+      );
     }
     return this.take(Math.min(n, this.buf.length));
   }

@@ -12,7 +12,15 @@ import { readBody, readHeader, streamBody, type ParsedEntry } from "./tar-read.j
 import { decodeUtf8 } from "./utf8.js";
 import type { EntryType } from "./tar.js";
 
-export const SCRIPT_NAMES = [".pre-install", ".post-install", ".pre-deinstall", ".post-deinstall", ".pre-upgrade", ".post-upgrade", ".trigger"] as const;
+export const SCRIPT_NAMES = [
+  ".pre-install",
+  ".post-install",
+  ".pre-deinstall",
+  ".post-deinstall",
+  ".pre-upgrade",
+  ".post-upgrade",
+  ".trigger",
+] as const;
 
 export interface ReadLimits {
   /** Inflated size caps per member kind (gzip-bomb guard). */
@@ -90,7 +98,10 @@ export interface DataSummary {
 }
 
 /** Open a package stream; reads the signature and control members eagerly. */
-export async function openPackage(source: AsyncIterable<Uint8Array>, opts: { subject?: string; limits?: Partial<ReadLimits> } = {}): Promise<PackageReader> {
+export async function openPackage(
+  source: AsyncIterable<Uint8Array>,
+  opts: { subject?: string; limits?: Partial<ReadLimits> } = {},
+): Promise<PackageReader> {
   const subject = opts.subject ?? "package";
   const limits = { ...DEFAULT_LIMITS, ...opts.limits };
   const raw: Uint8Array[][] = [[], []];
@@ -108,7 +119,12 @@ export async function openPackage(source: AsyncIterable<Uint8Array>, opts: { sub
         throw new ApkError("BAD_ARCHIVE", `${subject}: unexpected gzip member after the data member`, { subject });
       }
     },
-    maxMemberSize: (m) => (m === dataMember ? limits.maxDataMember : m === 0 ? Math.max(limits.maxSignatureMember, limits.maxControlMember) : limits.maxControlMember),
+    maxMemberSize: (m) =>
+      m === dataMember
+        ? limits.maxDataMember
+        : m === 0
+          ? Math.max(limits.maxSignatureMember, limits.maxControlMember)
+          : limits.maxControlMember,
   });
 
   try {
@@ -120,34 +136,62 @@ export async function openPackage(source: AsyncIterable<Uint8Array>, opts: { sub
     let r = await readHeader(ms);
     if (r.kind === "entry" && parseSignatureName(r.entry.rawPath)) {
       for (; r.kind !== "member-end"; r = await readHeader(ms)) {
-        if (r.kind === "zero") throw new ApkError("BAD_ARCHIVE", `${subject}: end-of-archive blocks inside the signature member`, { subject });
+        if (r.kind === "zero")
+          throw new ApkError("BAD_ARCHIVE", `${subject}: end-of-archive blocks inside the signature member`, {
+            subject,
+          });
         const sig = parseSignatureName(r.entry.rawPath);
-        if (!sig) throw new ApkError("BAD_ARCHIVE", `${subject}: ${JSON.stringify(r.entry.rawPath)} shares the signature member (it must hold only .SIGN.* entries)`, { subject });
-        if (r.entry.type !== "file") throw new ApkError("BAD_ARCHIVE", `${subject}: signature entry ${r.entry.rawPath} is not a regular file`, { subject });
+        if (!sig)
+          throw new ApkError(
+            "BAD_ARCHIVE",
+            `${subject}: ${JSON.stringify(r.entry.rawPath)} shares the signature member (it must hold only .SIGN.* entries)`,
+            { subject },
+          );
+        if (r.entry.type !== "file")
+          throw new ApkError("BAD_ARCHIVE", `${subject}: signature entry ${r.entry.rawPath} is not a regular file`, {
+            subject,
+          });
         signatures.push({ ...sig, signature: await readBody(ms, r.entry, 64 * 1024) });
       }
-      if (!(await ms.nextMember())) throw new ApkError("TRUNCATED", `${subject}: ends after the signature member`, { subject });
+      if (!(await ms.nextMember()))
+        throw new ApkError("TRUNCATED", `${subject}: ends after the signature member`, { subject });
       controlIndex = 1;
       r = await readHeader(ms);
     }
     for (; r.kind !== "member-end"; r = await readHeader(ms)) {
-      if (r.kind === "zero") throw new ApkError("BAD_ARCHIVE", `${subject}: end-of-archive blocks inside the control member`, { subject });
+      if (r.kind === "zero")
+        throw new ApkError("BAD_ARCHIVE", `${subject}: end-of-archive blocks inside the control member`, { subject });
       const e = r.entry;
-      if (parseSignatureName(e.rawPath)) throw new ApkError("BAD_ARCHIVE", `${subject}: signature entry ${e.rawPath} inside the control member`, { subject });
+      if (parseSignatureName(e.rawPath))
+        throw new ApkError("BAD_ARCHIVE", `${subject}: signature entry ${e.rawPath} inside the control member`, {
+          subject,
+        });
       if (!e.rawPath.startsWith(".") || e.rawPath.includes("/")) {
-        throw new ApkError("BAD_ARCHIVE", `${subject}: control member holds a non-control entry ${JSON.stringify(e.rawPath)} (data must start a gzip member of its own)`, { subject });
+        throw new ApkError(
+          "BAD_ARCHIVE",
+          `${subject}: control member holds a non-control entry ${JSON.stringify(e.rawPath)} (data must start a gzip member of its own)`,
+          { subject },
+        );
       }
-      if (e.type !== "file") throw new ApkError("BAD_ARCHIVE", `${subject}: control entry ${e.rawPath} is not a regular file`, { subject });
+      if (e.type !== "file")
+        throw new ApkError("BAD_ARCHIVE", `${subject}: control entry ${e.rawPath} is not a regular file`, { subject });
       const body = await readBody(ms, e, limits.maxControlMember);
       if (e.rawPath === ".PKGINFO") {
-        if (pkginfoText !== undefined) throw new ApkError("BAD_ARCHIVE", `${subject}: two .PKGINFO entries`, { subject });
+        if (pkginfoText !== undefined)
+          throw new ApkError("BAD_ARCHIVE", `${subject}: two .PKGINFO entries`, { subject });
         pkginfoText = decodeUtf8(body, ".PKGINFO", subject, { code: "INVALID_FIELD", firstLine: 1 });
       } else {
-        if (pkginfoText === undefined) throw new ApkError("BAD_ARCHIVE", `${subject}: .PKGINFO must be the first control entry, found ${e.rawPath}`, { subject });
+        if (pkginfoText === undefined)
+          throw new ApkError(
+            "BAD_ARCHIVE",
+            `${subject}: .PKGINFO must be the first control entry, found ${e.rawPath}`,
+            { subject },
+          );
         controlFiles.set(e.rawPath, body);
       }
     }
-    if (pkginfoText === undefined) throw new ApkError("BAD_ARCHIVE", `${subject}: no .PKGINFO in the control member`, { subject });
+    if (pkginfoText === undefined)
+      throw new ApkError("BAD_ARCHIVE", `${subject}: no .PKGINFO in the control member`, { subject });
     const info = parsePkgInfo(pkginfoText, `${subject}: .PKGINFO`);
     const controlMember = Buffer.concat(raw[controlIndex]!);
     const head: PackageHead = {
@@ -181,7 +225,10 @@ export async function openPackage(source: AsyncIterable<Uint8Array>, opts: { sub
       for (;;) {
         const r = await readHeader(ms);
         if (r.kind === "member-end") {
-          if (zeros === 0) throw new ApkError("BAD_ARCHIVE", `${subject}: data member ends without end-of-archive blocks`, { subject });
+          if (zeros === 0)
+            throw new ApkError("BAD_ARCHIVE", `${subject}: data member ends without end-of-archive blocks`, {
+              subject,
+            });
           break;
         }
         if (r.kind === "zero") {
@@ -189,7 +236,8 @@ export async function openPackage(source: AsyncIterable<Uint8Array>, opts: { sub
           // Everything after the two end blocks must be zero padding.
           while (!(await ms.atMemberEnd())) {
             const z = await ms.readSome(64 * 1024, "padding");
-            if (z.some((b) => b !== 0)) throw new ApkError("BAD_ARCHIVE", `${subject}: data after the end of the archive`, { subject });
+            if (z.some((b) => b !== 0))
+              throw new ApkError("BAD_ARCHIVE", `${subject}: data after the end of the archive`, { subject });
           }
           break;
         }
@@ -207,7 +255,12 @@ export async function openPackage(source: AsyncIterable<Uint8Array>, opts: { sub
           }
           if (h && de.type === "file") {
             const got = h.digest("hex");
-            if (got !== de.sha1) throw new ApkError("BAD_ARCHIVE", `${subject}: ${path}: content does not match its APK-TOOLS.checksum.SHA1`, { subject });
+            if (got !== de.sha1)
+              throw new ApkError(
+                "BAD_ARCHIVE",
+                `${subject}: ${path}: content does not match its APK-TOOLS.checksum.SHA1`,
+                { subject },
+              );
           }
         };
         de.content = body;
@@ -216,17 +269,27 @@ export async function openPackage(source: AsyncIterable<Uint8Array>, opts: { sub
           for await (const _ of body());
           continue;
         }
-        if (seenPaths.has(path)) throw new ApkError("BAD_ARCHIVE", `${subject}: ${path} appears twice in the archive`, { subject });
+        if (seenPaths.has(path))
+          throw new ApkError("BAD_ARCHIVE", `${subject}: ${path} appears twice in the archive`, { subject });
         seenPaths.add(path);
         const parent = parentDir(path);
         if (parent !== "" && !seenDirs.has(parent)) {
-          throw new ApkError("BAD_ARCHIVE", `${subject}: ${path} comes before an entry for its directory ${parent}/ (apk: "no dirent in archive")`, { subject });
+          throw new ApkError(
+            "BAD_ARCHIVE",
+            `${subject}: ${path} comes before an entry for its directory ${parent}/ (apk: "no dirent in archive")`,
+            { subject },
+          );
         }
         if (de.type === "dir") seenDirs.add(path);
         if (de.type === "symlink") checkSymlinkTarget(path, de.linkTarget ?? "", subject);
         if (de.type === "hardlink") {
           const target = normalizeEntryPath(de.linkTarget ?? "", subject);
-          if (!files.has(target)) throw new ApkError("BAD_ARCHIVE", `${subject}: hard link ${path} -> ${de.linkTarget} does not name an earlier regular file of this package`, { subject });
+          if (!files.has(target))
+            throw new ApkError(
+              "BAD_ARCHIVE",
+              `${subject}: hard link ${path} -> ${de.linkTarget} does not name an earlier regular file of this package`,
+              { subject },
+            );
           de.linkTarget = target;
         }
         if (de.type === "file") files.add(path);
@@ -237,7 +300,8 @@ export async function openPackage(source: AsyncIterable<Uint8Array>, opts: { sub
         if (!skipped) yield de;
         if (!bodyRead) for await (const _ of body());
       }
-      if (await ms.nextMember()) throw new ApkError("BAD_ARCHIVE", `${subject}: unexpected gzip member after the data member`, { subject });
+      if (await ms.nextMember())
+        throw new ApkError("BAD_ARCHIVE", `${subject}: unexpected gzip member after the data member`, { subject });
       const digest = dataHash!.digest("hex");
       summary = { dataHash: digest, dataMemberSize, entries: entryCount };
       if (info.dataHash !== undefined && info.dataHash.toLowerCase() !== digest) {
@@ -269,7 +333,8 @@ function toDataEntry(e: ParsedEntry, path: string, subject: string): DataEntry {
     if (k.startsWith("SCHILY.xattr.")) xattrs[k.slice("SCHILY.xattr.".length)] = v;
     else if (k === "APK-TOOLS.checksum.SHA1") {
       sha1 = v.toString("ascii").toLowerCase();
-      if (!/^[0-9a-f]{40}$/.test(sha1)) throw new ApkError("BAD_ARCHIVE", `${subject}: ${path}: malformed APK-TOOLS.checksum.SHA1`, { subject });
+      if (!/^[0-9a-f]{40}$/.test(sha1))
+        throw new ApkError("BAD_ARCHIVE", `${subject}: ${path}: malformed APK-TOOLS.checksum.SHA1`, { subject });
     } else pax[k] = v;
   }
   const de: DataEntry = {

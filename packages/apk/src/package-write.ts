@@ -64,9 +64,18 @@ export interface WrittenPackage {
 const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9+_.-]*$/;
 
 export function validatePackageInfo(info: PackageInfo, where = "package"): void {
-  if (!NAME_RE.test(info.name)) throw new ApkError("INVALID_FIELD", `${where}: invalid package name ${JSON.stringify(info.name)} (expected letters, digits, + _ . -)`, { subject: "name" });
-  if (!isValidVersion(info.version)) throw new ApkError("INVALID_VERSION", `${where}: invalid version ${JSON.stringify(info.version)}`, { subject: "version" });
-  if (!/^[a-z0-9_]+$/.test(info.arch)) throw new ApkError("INVALID_FIELD", `${where}: invalid arch ${JSON.stringify(info.arch)}`, { subject: "arch" });
+  if (!NAME_RE.test(info.name))
+    throw new ApkError(
+      "INVALID_FIELD",
+      `${where}: invalid package name ${JSON.stringify(info.name)} (expected letters, digits, + _ . -)`,
+      { subject: "name" },
+    );
+  if (!isValidVersion(info.version))
+    throw new ApkError("INVALID_VERSION", `${where}: invalid version ${JSON.stringify(info.version)}`, {
+      subject: "version",
+    });
+  if (!/^[a-z0-9_]+$/.test(info.arch))
+    throw new ApkError("INVALID_FIELD", `${where}: invalid arch ${JSON.stringify(info.arch)}`, { subject: "arch" });
   validateDependencyList(info.depends, `${where} depends`);
   validateProvideList(info.provides, `${where} provides`);
   validateDependencyList(info.installIf, `${where} install_if`);
@@ -93,7 +102,10 @@ export function planEntries(entries: readonly EntrySpec[], subject = "package"):
     for (let p = parentDir(path); p !== ""; p = parentDir(p)) {
       const existing = byPath.get(p);
       if (existing) {
-        if (existing.type !== "dir") throw new ApkError("INVALID_FIELD", `${subject}: ${p} is a ${existing.type} but ${path} is inside it`, { subject: p });
+        if (existing.type !== "dir")
+          throw new ApkError("INVALID_FIELD", `${subject}: ${p} is a ${existing.type} but ${path} is inside it`, {
+            subject: p,
+          });
         break;
       }
       byPath.set(p, { path: p, type: "dir", mode: 0o755, uid: 0, gid: 0 });
@@ -106,9 +118,16 @@ export function planEntries(entries: readonly EntrySpec[], subject = "package"):
     const t = normalizeEntryPath(e.linkTarget ?? "", subject);
     const target = byPath.get(t);
     if (!target || (target.type !== "file" && target.type !== "hardlink")) {
-      throw new ApkError("INVALID_FIELD", `${subject}: hard link ${e.path} -> ${e.linkTarget} does not name a regular file of this package`, { subject: e.path });
+      throw new ApkError(
+        "INVALID_FIELD",
+        `${subject}: hard link ${e.path} -> ${e.linkTarget} does not name a regular file of this package`,
+        { subject: e.path },
+      );
     }
-    if (target.type === "hardlink") throw new ApkError("INVALID_FIELD", `${subject}: hard link ${e.path} points at another hard link`, { subject: e.path });
+    if (target.type === "hardlink")
+      throw new ApkError("INVALID_FIELD", `${subject}: hard link ${e.path} points at another hard link`, {
+        subject: e.path,
+      });
     (groups.get(t) ?? groups.set(t, [t]).get(t)!).push(e.path);
   }
   for (const [t, members] of groups) {
@@ -117,7 +136,8 @@ export function planEntries(entries: readonly EntrySpec[], subject = "package"):
     if (first !== t) {
       const src = byPath.get(t)!;
       byPath.set(first, { ...src, path: first });
-      for (const m of members.slice(1)) byPath.set(m, { ...byPath.get(m)!, type: "hardlink", linkTarget: first, content: undefined });
+      for (const m of members.slice(1))
+        byPath.set(m, { ...byPath.get(m)!, type: "hardlink", linkTarget: first, content: undefined });
     } else {
       for (const m of members.slice(1)) byPath.get(m)!.linkTarget = first;
     }
@@ -128,7 +148,8 @@ export function planEntries(entries: readonly EntrySpec[], subject = "package"):
 
 /** Byte order of UTF-8 paths; a directory always sorts before what it holds. */
 export function comparePaths(a: string, b: string): number {
-  const x = Buffer.from(a), y = Buffer.from(b);
+  const x = Buffer.from(a),
+    y = Buffer.from(b);
   return Buffer.compare(x, y);
 }
 
@@ -148,14 +169,19 @@ async function contentInfo(e: PlannedEntry): Promise<{ size: number; sha1: strin
   return { size, sha1: h.digest("hex") };
 }
 
-async function* dataTar(entries: PlannedEntry[], mtime: number, totals: { installed: number }): AsyncGenerator<Uint8Array> {
+async function* dataTar(
+  entries: PlannedEntry[],
+  mtime: number,
+  totals: { installed: number },
+): AsyncGenerator<Uint8Array> {
   for (const e of entries) {
     const pax: Record<string, string | Uint8Array> = {};
     for (const [k, v] of Object.entries(e.xattrs ?? {})) pax[`SCHILY.xattr.${k}`] = v;
     if (e.type === "file") {
       const ci = await contentInfo(e);
       pax["APK-TOOLS.checksum.SHA1"] = ci.sha1;
-      if (ci.size > 4 * 1024 ** 3) process.emitWarning(`${e.path}: ${ci.size} bytes; apk 2.14 reads sizes above 4 GiB incorrectly`);
+      if (ci.size > 4 * 1024 ** 3)
+        process.emitWarning(`${e.path}: ${ci.size} bytes; apk 2.14 reads sizes above 4 GiB incorrectly`);
       totals.installed += ci.size;
       yield encodeHeader({ ...hdr(e, mtime), size: ci.size, pax });
       if (ci.small) yield ci.small;
@@ -165,12 +191,18 @@ async function* dataTar(entries: PlannedEntry[], mtime: number, totals: { instal
           seen += (chunk as Buffer).length;
           yield chunk as Buffer;
         }
-        if (seen !== ci.size) throw new ApkError("INVALID_FIELD", `${e.path}: file changed while it was being packaged`, { subject: e.path });
+        if (seen !== ci.size)
+          throw new ApkError("INVALID_FIELD", `${e.path}: file changed while it was being packaged`, {
+            subject: e.path,
+          });
       }
       const pad = padding(ci.size);
       if (pad) yield new Uint8Array(pad);
     } else {
-      if (e.type === "symlink") pax["APK-TOOLS.checksum.SHA1"] = createHash("sha1").update(e.linkTarget ?? "").digest("hex");
+      if (e.type === "symlink")
+        pax["APK-TOOLS.checksum.SHA1"] = createHash("sha1")
+          .update(e.linkTarget ?? "")
+          .digest("hex");
       yield encodeHeader({ ...hdr(e, mtime), size: 0, pax });
     }
   }
@@ -197,11 +229,20 @@ function hdr(e: PlannedEntry, mtime: number) {
 }
 
 /** Tar of the control files, without end blocks (apk counts zero blocks across members). */
-export function buildControlTar(pkginfo: string, scripts: WritePackageOptions["scripts"], controlFiles: WritePackageOptions["controlFiles"], mtime: number): Buffer {
+export function buildControlTar(
+  pkginfo: string,
+  scripts: WritePackageOptions["scripts"],
+  controlFiles: WritePackageOptions["controlFiles"],
+  mtime: number,
+): Buffer {
   const parts: Uint8Array[] = [];
   const add = (name: string, body: string | Uint8Array, mode: number) => {
     const b = Buffer.from(body as Uint8Array);
-    parts.push(encodeHeader({ path: name, type: "file", mode, uid: 0, gid: 0, size: b.length, mtime }), b, new Uint8Array(padding(b.length)));
+    parts.push(
+      encodeHeader({ path: name, type: "file", mode, uid: 0, gid: 0, size: b.length, mtime }),
+      b,
+      new Uint8Array(padding(b.length)),
+    );
   };
   add(".PKGINFO", Buffer.from(pkginfo, "utf8"), 0o644);
   for (const name of SCRIPT_NAMES) {
@@ -209,8 +250,18 @@ export function buildControlTar(pkginfo: string, scripts: WritePackageOptions["s
     if (s !== undefined) add(name, typeof s === "string" ? Buffer.from(s, "utf8") : s, 0o755);
   }
   for (const name of Object.keys(controlFiles ?? {}).sort()) {
-    if (!name.startsWith(".") || name.includes("/") || name === ".PKGINFO" || (SCRIPT_NAMES as readonly string[]).includes(name) || name.startsWith(".SIGN.")) {
-      throw new ApkError("INVALID_FIELD", `control file name ${JSON.stringify(name)} must be a dot-file other than .PKGINFO, scripts and signatures`, { subject: name });
+    if (
+      !name.startsWith(".") ||
+      name.includes("/") ||
+      name === ".PKGINFO" ||
+      (SCRIPT_NAMES as readonly string[]).includes(name) ||
+      name.startsWith(".SIGN.")
+    ) {
+      throw new ApkError(
+        "INVALID_FIELD",
+        `control file name ${JSON.stringify(name)} must be a dot-file other than .PKGINFO, scripts and signatures`,
+        { subject: name },
+      );
     }
     const v = controlFiles![name]!;
     add(name, typeof v === "string" ? Buffer.from(v, "utf8") : v, 0o644);
@@ -243,7 +294,12 @@ export async function writePackage(opts: WritePackageOptions, outPath: string): 
     if (info.installedSize === undefined) info.installedSize = totals.installed;
     if (info.buildDate === undefined && opts.sourceDateEpoch !== undefined) info.buildDate = opts.sourceDateEpoch;
     const control = gzipMember(buildControlTar(formatPkgInfo(info), opts.scripts, opts.controlFiles, mtime));
-    const sig = opts.signingKeys?.length ? buildSignatureMember(control, opts.signingKeys, { type: opts.signatureType ?? "RSA256", sourceDateEpoch: mtime }) : Buffer.alloc(0);
+    const sig = opts.signingKeys?.length
+      ? buildSignatureMember(control, opts.signingKeys, {
+          type: opts.signatureType ?? "RSA256",
+          sourceDateEpoch: mtime,
+        })
+      : Buffer.alloc(0);
     await joinFiles(tmpOut, [sig, control], tmpData);
     await rename(tmpOut, outPath);
     const size = (await stat(outPath)).size;

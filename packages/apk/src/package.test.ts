@@ -65,13 +65,28 @@ const ENTRIES: EntrySpec[] = [
   { path: "usr/bin/aa-link-first", type: "hardlink", linkTarget: "usr/lib/blob" },
   { path: "usr/lib/blob", type: "file", content: big },
   { path: "usr/lib/libdemo.so", type: "symlink", linkTarget: "libdemo.so.1" },
-  { path: "usr/sbin/ping", type: "file", mode: 0o755, content: "ping", xattrs: { "security.capability": Buffer.from([1, 0, 0, 2, 0, 32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]) } },
+  {
+    path: "usr/sbin/ping",
+    type: "file",
+    mode: 0o755,
+    content: "ping",
+    xattrs: { "security.capability": Buffer.from([1, 0, 0, 2, 0, 32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]) },
+  },
   { path: "var/lib/demo", type: "dir", mode: 0o2770, uid: 1000, gid: 1000, uname: "demo", gname: "demo" },
   { path: "var/lib/demo/state", type: "file", mode: 0o600, uid: 1000, gid: 1000, content: "" },
   { path: "dev/null", type: "char", mode: 0o666, devMajor: 1, devMinor: 3 },
   { path: "run/demo.fifo", type: "fifo", mode: 0o644 },
-  { path: "usr/share/a-very-long-directory-name-that-goes-on-and-on/and-on-and-on-past-the-ustar-limit-of-one-hundred-bytes/file.txt", type: "file", content: "long" },
-  { path: "usr/share/long-link", type: "symlink", linkTarget: "/usr/share/a-very-long-directory-name-that-goes-on-and-on/and-on-and-on-past-the-ustar-limit-of-one-hundred-bytes/file.txt" },
+  {
+    path: "usr/share/a-very-long-directory-name-that-goes-on-and-on/and-on-and-on-past-the-ustar-limit-of-one-hundred-bytes/file.txt",
+    type: "file",
+    content: "long",
+  },
+  {
+    path: "usr/share/long-link",
+    type: "symlink",
+    linkTarget:
+      "/usr/share/a-very-long-directory-name-that-goes-on-and-on/and-on-and-on-past-the-ustar-limit-of-one-hundred-bytes/file.txt",
+  },
 ];
 
 async function readAll(file: string) {
@@ -105,7 +120,12 @@ describe("write → read round trip", () => {
       out,
     );
     const { head, entries } = await readAll(out);
-    const expected = { ...info(), dataHash: w.info.dataHash, installedSize: w.info.installedSize, buildDate: 1700000000 };
+    const expected = {
+      ...info(),
+      dataHash: w.info.dataHash,
+      installedSize: w.info.installedSize,
+      buildDate: 1700000000,
+    };
     expect(head.info).toEqual(expected);
     expect(head.signatures.map((s) => [s.type, s.keyName])).toEqual([["RSA256", "test.rsa.pub"]]);
     expect(head.controlFiles.get(".post-install")!.toString()).toBe("#!/bin/sh\necho installed\n");
@@ -117,15 +137,30 @@ describe("write → read round trip", () => {
       const parent = p.includes("/") ? p.slice(0, p.lastIndexOf("/")) : "";
       if (parent) expect(paths.indexOf(parent)).toBeLessThan(paths.indexOf(p));
     }
-    expect(byPath.get("usr/bin/demo")).toMatchObject({ type: "file", mode: 0o4755, uid: 0, gid: 0, body: Buffer.from("#!/bin/sh\necho demo\n") });
+    expect(byPath.get("usr/bin/demo")).toMatchObject({
+      type: "file",
+      mode: 0o4755,
+      uid: 0,
+      gid: 0,
+      body: Buffer.from("#!/bin/sh\necho demo\n"),
+    });
     expect(byPath.get("usr/bin/demo-hard")).toMatchObject({ type: "hardlink", linkTarget: "usr/bin/demo" });
     // The hard link that sorts first carries the content; the named target links to it.
     expect(byPath.get("usr/bin/aa-link-first")).toMatchObject({ type: "file" });
     expect(byPath.get("usr/bin/aa-link-first")!.body!.equals(big)).toBe(true);
     expect(byPath.get("usr/lib/blob")).toMatchObject({ type: "hardlink", linkTarget: "usr/bin/aa-link-first" });
     expect(byPath.get("usr/lib/libdemo.so")).toMatchObject({ type: "symlink", linkTarget: "libdemo.so.1" });
-    expect(byPath.get("usr/sbin/ping")!.xattrs["security.capability"]).toEqual(ENTRIES[5]!.xattrs!["security.capability"]);
-    expect(byPath.get("var/lib/demo")).toMatchObject({ type: "dir", mode: 0o2770, uid: 1000, gid: 1000, uname: "demo", gname: "demo" });
+    expect(byPath.get("usr/sbin/ping")!.xattrs["security.capability"]).toEqual(
+      ENTRIES[5]!.xattrs!["security.capability"],
+    );
+    expect(byPath.get("var/lib/demo")).toMatchObject({
+      type: "dir",
+      mode: 0o2770,
+      uid: 1000,
+      gid: 1000,
+      uname: "demo",
+      gname: "demo",
+    });
     expect(byPath.get("var/lib/demo/state")).toMatchObject({ mode: 0o600, uid: 1000, gid: 1000, size: 0 });
     expect(byPath.get("dev/null")).toMatchObject({ type: "char", devMajor: 1, devMinor: 3, mode: 0o666 });
     expect(byPath.get("run/demo.fifo")).toMatchObject({ type: "fifo" });
@@ -148,7 +183,10 @@ describe("write → read round trip", () => {
   });
 
   it("signs with SHA-1 (.SIGN.RSA.) on request, and unsigned packages read as UNTRUSTED", async () => {
-    await writePackage({ info: info(), entries: ENTRIES, signingKeys: [key], signatureType: "RSA" }, join(dir, "sha1.apk"));
+    await writePackage(
+      { info: info(), entries: ENTRIES, signingKeys: [key], signatureType: "RSA" },
+      join(dir, "sha1.apk"),
+    );
     const { head } = await readAll(join(dir, "sha1.apk"));
     expect(head.signatures[0]!.type).toBe("RSA");
     expect((await verifyFile(join(dir, "sha1.apk"), ring)).verdict).toBe("OK");
@@ -184,12 +222,20 @@ describe("index fields equal independent computations", () => {
     const idx = buildIndex([rec], { signingKeys: [key], description: "test repo" });
     const read = await readIndex(idx);
     expect(verifyIndex(read, ring).verdict).toBe("OK");
-    expect(read.records[0]).toMatchObject({ name: "demo", version: "1.2.3-r4", checksum: ind.members[1]!.sha1_q1, fileSize: ind.file_size });
+    expect(read.records[0]).toMatchObject({
+      name: "demo",
+      version: "1.2.3-r4",
+      checksum: ind.members[1]!.sha1_q1,
+      fileSize: ind.file_size,
+    });
     expect(read.description).toBe("test repo");
   });
 
   it("merge replaces the same name+version and keeps the rest, preserving unknown lowercase fields", async () => {
-    const a = { ...(await indexRecordForPackage(join(dir, "a.apk"))), unknownFields: [["z", "kept"]] as Array<[string, string]> };
+    const a = {
+      ...(await indexRecordForPackage(join(dir, "a.apk"))),
+      unknownFields: [["z", "kept"]] as Array<[string, string]>,
+    };
     const b = { ...a, version: "1.2.4-r0", unknownFields: [] };
     const a2 = { ...a, description: "replaced", unknownFields: [] };
     const merged = mergeIndexRecords([a, b], [a2]);

@@ -42,7 +42,8 @@ const intKeys = new Set(["builddate", "size", "provider_priority", "replaces_pri
 
 /** Parse `.PKGINFO` text. Unknown keys are kept in `extra`. */
 export function parsePkgInfo(text: string, subject = ".PKGINFO"): PackageInfo {
-  const info: Partial<PackageInfo> & Pick<PackageInfo, "depends" | "provides" | "installIf" | "replaces" | "triggers" | "extra"> = {
+  const info: Partial<PackageInfo> &
+    Pick<PackageInfo, "depends" | "provides" | "installIf" | "replaces" | "triggers" | "extra"> = {
     depends: [],
     provides: [],
     installIf: [],
@@ -58,36 +59,85 @@ export function parsePkgInfo(text: string, subject = ".PKGINFO"): PackageInfo {
     if (line === "" || line.startsWith("#")) continue;
     const sep = line.indexOf(" = ");
     if (sep < 0) {
-      throw new ApkError("INVALID_FIELD", `${subject}:${i + 1}: expected "key = value", got ${JSON.stringify(line.slice(0, 80))}`, { subject });
+      throw new ApkError(
+        "INVALID_FIELD",
+        `${subject}:${i + 1}: expected "key = value", got ${JSON.stringify(line.slice(0, 80))}`,
+        { subject },
+      );
     }
     const key = line.slice(0, sep);
     const value = line.slice(sep + 3);
     if (intKeys.has(key) && value !== "" && !/^\d+$/.test(value)) {
-      throw new ApkError("INVALID_FIELD", `${subject}:${i + 1}: ${key} must be a whole number, got ${JSON.stringify(value)}`, { subject });
+      throw new ApkError(
+        "INVALID_FIELD",
+        `${subject}:${i + 1}: ${key} must be a whole number, got ${JSON.stringify(value)}`,
+        { subject },
+      );
     }
     if (key === "pkgname" || key === "pkgver" || key === "arch") at[key] = i + 1;
     switch (key) {
-      case "pkgname": info.name = value; break;
-      case "pkgver": info.version = value; break;
-      case "arch": info.arch = value; break;
-      case "pkgdesc": info.description = value; break;
-      case "url": info.url = value; break;
-      case "license": info.license = value; break; // repeated lines: last wins, as apk does
-      case "origin": info.origin = value; break;
-      case "maintainer": info.maintainer = value; break;
-      case "builddate": info.buildDate = Number(value); break;
-      case "commit": info.commit = value; break;
-      case "packager": info.packager = value; break;
-      case "size": info.installedSize = Number(value); break;
-      case "provider_priority": info.providerPriority = Number(value); break;
-      case "replaces_priority": info.replacesPriority = Number(value); break;
-      case "depend": info.depends.push(...splitList(value)); break;
-      case "provides": info.provides.push(...splitList(value)); break;
-      case "install_if": info.installIf.push(...splitList(value)); break;
-      case "replaces": info.replaces.push(...splitList(value)); break;
-      case "triggers": info.triggers.push(...splitList(value)); break;
-      case "datahash": info.dataHash = value; break;
-      default: info.extra.push([key, value]);
+      case "pkgname":
+        info.name = value;
+        break;
+      case "pkgver":
+        info.version = value;
+        break;
+      case "arch":
+        info.arch = value;
+        break;
+      case "pkgdesc":
+        info.description = value;
+        break;
+      case "url":
+        info.url = value;
+        break;
+      case "license":
+        info.license = value;
+        break; // repeated lines: last wins, as apk does
+      case "origin":
+        info.origin = value;
+        break;
+      case "maintainer":
+        info.maintainer = value;
+        break;
+      case "builddate":
+        info.buildDate = Number(value);
+        break;
+      case "commit":
+        info.commit = value;
+        break;
+      case "packager":
+        info.packager = value;
+        break;
+      case "size":
+        info.installedSize = Number(value);
+        break;
+      case "provider_priority":
+        info.providerPriority = Number(value);
+        break;
+      case "replaces_priority":
+        info.replacesPriority = Number(value);
+        break;
+      case "depend":
+        info.depends.push(...splitList(value));
+        break;
+      case "provides":
+        info.provides.push(...splitList(value));
+        break;
+      case "install_if":
+        info.installIf.push(...splitList(value));
+        break;
+      case "replaces":
+        info.replaces.push(...splitList(value));
+        break;
+      case "triggers":
+        info.triggers.push(...splitList(value));
+        break;
+      case "datahash":
+        info.dataHash = value;
+        break;
+      default:
+        info.extra.push([key, value]);
     }
   }
   if (!info.name) throw new ApkError("INVALID_FIELD", `${subject}: pkgname is missing`, { subject });
@@ -111,7 +161,8 @@ export function formatPkgInfo(info: PackageInfo): string {
   const put = (k: string, v: string | number | undefined) => {
     if (v === undefined) return;
     const s = String(v);
-    if (s.includes("\n")) throw new ApkError("INVALID_FIELD", `.PKGINFO ${k} must not contain a newline`, { subject: k });
+    if (s.includes("\n"))
+      throw new ApkError("INVALID_FIELD", `.PKGINFO ${k} must not contain a newline`, { subject: k });
     out.push(`${k} = ${s}`);
   };
   put("pkgname", info.name);

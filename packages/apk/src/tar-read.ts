@@ -37,26 +37,40 @@ export async function readHeader(ms: MemberStream): Promise<HeaderResult> {
   for (;;) {
     const block = await ms.read(BLOCK, "tar header");
     if (block === null) {
-      if (havePax) throw new ApkError("BAD_ARCHIVE", `${ms.subject}: PAX header not followed by an entry in the same gzip member`, { subject: ms.subject });
+      if (havePax)
+        throw new ApkError(
+          "BAD_ARCHIVE",
+          `${ms.subject}: PAX header not followed by an entry in the same gzip member`,
+          { subject: ms.subject },
+        );
       return { kind: "member-end" };
     }
     if (isZeroBlock(block)) {
-      if (havePax) throw new ApkError("BAD_ARCHIVE", `${ms.subject}: PAX header followed by end-of-archive`, { subject: ms.subject });
+      if (havePax)
+        throw new ApkError("BAD_ARCHIVE", `${ms.subject}: PAX header followed by end-of-archive`, {
+          subject: ms.subject,
+        });
       return { kind: "zero" };
     }
     let h;
     try {
       h = decodeHeader(block);
     } catch (e) {
-      if (e instanceof ApkError) throw new ApkError(e.code, `${ms.subject}: ${e.message}`, { subject: ms.subject, cause: e });
+      if (e instanceof ApkError)
+        throw new ApkError(e.code, `${ms.subject}: ${e.message}`, { subject: ms.subject, cause: e });
       throw e;
     }
     if (h.typeflag === "x" || h.typeflag === "g" || h.typeflag === "L" || h.typeflag === "K") {
       if (h.size > MAX_PAX_SIZE) {
-        throw new ApkError("LIMIT", `${ms.subject}: extended header of ${h.size} bytes exceeds the ${MAX_PAX_SIZE}-byte limit`, { subject: ms.subject });
+        throw new ApkError(
+          "LIMIT",
+          `${ms.subject}: extended header of ${h.size} bytes exceeds the ${MAX_PAX_SIZE}-byte limit`,
+          { subject: ms.subject },
+        );
       }
       const body = (await ms.read(h.size + padding(h.size), "extended header")) ?? new Uint8Array(0);
-      if (body.length < h.size) throw new ApkError("TRUNCATED", `${ms.subject}: extended header cut off`, { subject: ms.subject });
+      if (body.length < h.size)
+        throw new ApkError("TRUNCATED", `${ms.subject}: extended header cut off`, { subject: ms.subject });
       if (h.typeflag === "x") {
         for (const [k, v] of parsePax(body.subarray(0, h.size), ms.subject)) pax.set(k, v);
         havePax = true;
@@ -65,7 +79,12 @@ export async function readHeader(ms: MemberStream): Promise<HeaderResult> {
       continue;
     }
     const type = entryTypeOf(h.typeflag);
-    if (!type) throw new ApkError("BAD_ARCHIVE", `${ms.subject}: unsupported tar entry type ${JSON.stringify(h.typeflag)} for ${JSON.stringify(h.name)}`, { subject: ms.subject });
+    if (!type)
+      throw new ApkError(
+        "BAD_ARCHIVE",
+        `${ms.subject}: unsupported tar entry type ${JSON.stringify(h.typeflag)} for ${JSON.stringify(h.name)}`,
+        { subject: ms.subject },
+      );
     let rawPath = h.prefix ? `${h.prefix}/${h.name}` : h.name;
     let linkTarget = h.linkname;
     let size = h.size;
@@ -76,7 +95,8 @@ export async function readHeader(ms: MemberStream): Promise<HeaderResult> {
     const pSize = pax.get("size");
     if (pSize) {
       const s = pSize.toString("ascii");
-      if (!/^\d+$/.test(s)) throw new ApkError("BAD_ARCHIVE", `${ms.subject}: bad PAX size ${JSON.stringify(s)}`, { subject: ms.subject });
+      if (!/^\d+$/.test(s))
+        throw new ApkError("BAD_ARCHIVE", `${ms.subject}: bad PAX size ${JSON.stringify(s)}`, { subject: ms.subject });
       size = Number(s);
     }
     if (type !== "file") size = type === "hardlink" || type === "symlink" || type === "dir" ? 0 : size;
@@ -104,9 +124,13 @@ export async function readHeader(ms: MemberStream): Promise<HeaderResult> {
 
 /** Read a whole (small) entry body, with its padding, capped. */
 export async function readBody(ms: MemberStream, e: ParsedEntry, max: number): Promise<Buffer> {
-  if (e.size > max) throw new ApkError("LIMIT", `${ms.subject}: ${e.rawPath} is ${e.size} bytes, over the ${max}-byte limit`, { subject: ms.subject });
+  if (e.size > max)
+    throw new ApkError("LIMIT", `${ms.subject}: ${e.rawPath} is ${e.size} bytes, over the ${max}-byte limit`, {
+      subject: ms.subject,
+    });
   const b = (await ms.read(e.size + padding(e.size), e.rawPath)) ?? new Uint8Array(0);
-  if (b.length < e.size) throw new ApkError("TRUNCATED", `${ms.subject}: ${e.rawPath} cut off`, { subject: ms.subject });
+  if (b.length < e.size)
+    throw new ApkError("TRUNCATED", `${ms.subject}: ${e.rawPath} cut off`, { subject: ms.subject });
   return Buffer.from(b.subarray(0, e.size));
 }
 
@@ -119,5 +143,6 @@ export async function* streamBody(ms: MemberStream, e: ParsedEntry): AsyncGenera
     yield c;
   }
   const pad = padding(e.size);
-  if (pad && (await ms.read(pad, e.rawPath)) === null) throw new ApkError("TRUNCATED", `${ms.subject}: ${e.rawPath} padding cut off`, { subject: ms.subject });
+  if (pad && (await ms.read(pad, e.rawPath)) === null)
+    throw new ApkError("TRUNCATED", `${ms.subject}: ${e.rawPath} padding cut off`, { subject: ms.subject });
 }

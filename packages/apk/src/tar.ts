@@ -59,7 +59,8 @@ function writeString(buf: Uint8Array, off: number, len: number, s: string) {
 }
 
 function writeOctal(buf: Uint8Array, off: number, len: number, n: number) {
-  if (!Number.isInteger(n) || n < 0) throw new ApkError("INVALID_FIELD", `tar number must be a non-negative integer, got ${n}`);
+  if (!Number.isInteger(n) || n < 0)
+    throw new ApkError("INVALID_FIELD", `tar number must be a non-negative integer, got ${n}`);
   const s = n.toString(8).padStart(len - 1, "0");
   if (s.length > len - 1) throw new ApkError("LIMIT", `tar number ${n} does not fit in ${len - 1} octal digits`);
   writeString(buf, off, len, s + "\0");
@@ -74,7 +75,20 @@ export function paxRecord(key: string, value: string | Uint8Array): Buffer {
   return Buffer.concat([Buffer.from(String(len), "ascii"), body]);
 }
 
-function rawHeader(h: { name: string; mode: number; uid: number; gid: number; size: number; mtime: number; typeflag: string; linkname: string; uname: string; gname: string; devMajor: number; devMinor: number }): Uint8Array {
+function rawHeader(h: {
+  name: string;
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  mtime: number;
+  typeflag: string;
+  linkname: string;
+  uname: string;
+  gname: string;
+  devMajor: number;
+  devMinor: number;
+}): Uint8Array {
   const buf = new Uint8Array(BLOCK);
   writeString(buf, 0, 100, h.name);
   writeOctal(buf, 100, 8, h.mode & 0o7777);
@@ -117,14 +131,28 @@ export function encodeHeader(h: TarHeader): Buffer {
     records.push(paxRecord("linkpath", linkname));
     linkname = truncateUtf8(linkname, 100);
   }
-  if (h.size > MAX_OCTAL_11) throw new ApkError("LIMIT", `${h.path}: ${h.size} bytes exceeds the ustar limit of 8 GiB`, { subject: h.path });
+  if (h.size > MAX_OCTAL_11)
+    throw new ApkError("LIMIT", `${h.path}: ${h.size} bytes exceeds the ustar limit of 8 GiB`, { subject: h.path });
   // PAX records sorted by key so output does not depend on insertion order.
   for (const key of Object.keys(h.pax ?? {}).sort()) records.push(paxRecord(key, h.pax![key]!));
   const parts: Uint8Array[] = [];
   if (records.length) {
     const body = Buffer.concat(records);
     parts.push(
-      rawHeader({ name: "././@PaxHeader", mode: 0o644, uid: 0, gid: 0, size: body.length, mtime: h.mtime, typeflag: "x", linkname: "", uname: "", gname: "", devMajor: 0, devMinor: 0 }),
+      rawHeader({
+        name: "././@PaxHeader",
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        size: body.length,
+        mtime: h.mtime,
+        typeflag: "x",
+        linkname: "",
+        uname: "",
+        gname: "",
+        devMajor: 0,
+        devMinor: 0,
+      }),
       body,
       new Uint8Array(padding(body.length)),
     );
@@ -150,7 +178,10 @@ export function encodeHeader(h: TarHeader): Buffer {
 
 function truncateUtf8(s: string, max: number): string {
   const b = Buffer.from(s, "utf8");
-  return b.subarray(0, max).toString("utf8").replace(/\uFFFD+$/, "");
+  return b
+    .subarray(0, max)
+    .toString("utf8")
+    .replace(/\uFFFD+$/, "");
 }
 
 export function padding(size: number): number {
@@ -184,7 +215,11 @@ function readString(b: Uint8Array, off: number, len: number, field: string): str
   while (end < off + len && b[end] !== 0) end++;
   const raw = Buffer.from(b.buffer, b.byteOffset + off, end - off);
   // Never decode with replacement: distinct invalid names would become one.
-  if (!isUtf8(raw)) throw new ApkError("BAD_ARCHIVE", `tar header ${field} ${JSON.stringify(raw.toString("latin1"))} is not valid UTF-8`);
+  if (!isUtf8(raw))
+    throw new ApkError(
+      "BAD_ARCHIVE",
+      `tar header ${field} ${JSON.stringify(raw.toString("latin1"))} is not valid UTF-8`,
+    );
   return raw.toString("utf8");
 }
 
@@ -198,7 +233,8 @@ function readOctal(b: Uint8Array, off: number, len: number, field: string): numb
   }
   const s = readString(b, off, len, field).trim();
   if (s === "") return 0;
-  if (!/^[0-7]+$/.test(s)) throw new ApkError("BAD_ARCHIVE", `tar header field ${field} is not octal: ${JSON.stringify(s)}`);
+  if (!/^[0-7]+$/.test(s))
+    throw new ApkError("BAD_ARCHIVE", `tar header field ${field} is not octal: ${JSON.stringify(s)}`);
   return parseInt(s, 8);
 }
 
@@ -206,7 +242,8 @@ export function decodeHeader(b: Uint8Array): RawHeader {
   let sum = 0;
   for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 0x20 : b[i]!;
   const stored = readOctal(b, 148, 8, "chksum");
-  if (stored !== sum) throw new ApkError("BAD_ARCHIVE", `tar header checksum mismatch (stored ${stored}, computed ${sum})`);
+  if (stored !== sum)
+    throw new ApkError("BAD_ARCHIVE", `tar header checksum mismatch (stored ${stored}, computed ${sum})`);
   const magic = readString(b, 257, 6, "magic");
   return {
     name: readString(b, 0, 100, "name"),
@@ -237,9 +274,13 @@ export function parsePax(body: Uint8Array, subject: string): Map<string, Buffer>
   while (pos < buf.length) {
     if (buf[pos] === 0) break; // trailing NUL padding
     const sp = buf.indexOf(0x20, pos);
-    if (sp < 0 || sp - pos > 20) throw new ApkError("BAD_ARCHIVE", `${subject}: malformed PAX record length`, { subject });
+    if (sp < 0 || sp - pos > 20)
+      throw new ApkError("BAD_ARCHIVE", `${subject}: malformed PAX record length`, { subject });
     const lenStr = buf.subarray(pos, sp).toString("ascii");
-    if (!/^\d+$/.test(lenStr)) throw new ApkError("BAD_ARCHIVE", `${subject}: malformed PAX record length ${JSON.stringify(lenStr)}`, { subject });
+    if (!/^\d+$/.test(lenStr))
+      throw new ApkError("BAD_ARCHIVE", `${subject}: malformed PAX record length ${JSON.stringify(lenStr)}`, {
+        subject,
+      });
     const len = Number(lenStr);
     if (len <= sp - pos + 1 || pos + len > buf.length || buf[pos + len - 1] !== 0x0a) {
       throw new ApkError("BAD_ARCHIVE", `${subject}: PAX record length ${len} does not match its content`, { subject });

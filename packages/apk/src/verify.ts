@@ -39,20 +39,26 @@ export async function sniffKind(path: string): Promise<FileKind> {
         await ms.read(Math.ceil(r.entry.size / 512) * 512, r.entry.rawPath);
         r = await readHeader(ms);
       }
-      if (r.kind !== "member-end" || !(await ms.nextMember())) throw new ApkError("TRUNCATED", `${path}: nothing after the signature member`, { subject: path });
+      if (r.kind !== "member-end" || !(await ms.nextMember()))
+        throw new ApkError("TRUNCATED", `${path}: nothing after the signature member`, { subject: path });
       r = await readHeader(ms);
     }
     if (r.kind !== "entry") throw new ApkError("BAD_ARCHIVE", `${path}: no entries`, { subject: path });
     if (r.entry.rawPath === ".PKGINFO") return "package";
     if (r.entry.rawPath === "APKINDEX" || r.entry.rawPath === "DESCRIPTION") return "index";
-    throw new ApkError("BAD_ARCHIVE", `${path}: neither a package (.PKGINFO) nor an index (APKINDEX): first entry is ${JSON.stringify(r.entry.rawPath)}`, { subject: path });
+    throw new ApkError(
+      "BAD_ARCHIVE",
+      `${path}: neither a package (.PKGINFO) nor an index (APKINDEX): first entry is ${JSON.stringify(r.entry.rawPath)}`,
+      { subject: path },
+    );
   } finally {
     await ms.close().catch(() => undefined);
   }
 }
 
 function verdictOf(e: unknown): Verdict {
-  if (e instanceof ApkError) return e.code === "BAD_SIGNATURE" ? "BAD signature" : e.code === "UNTRUSTED" ? "UNTRUSTED" : "BAD archive";
+  if (e instanceof ApkError)
+    return e.code === "BAD_SIGNATURE" ? "BAD signature" : e.code === "UNTRUSTED" ? "UNTRUSTED" : "BAD archive";
   return "BAD archive";
 }
 
@@ -75,7 +81,12 @@ export async function verifyFile(path: string, keyring: Keyring): Promise<Verify
       const c = checkSignature(reader.head.signatures, reader.head.controlMember, keyring);
       if (c.verdict !== "OK") return { file: path, kind, ...c };
       if (reader.head.info.dataHash === undefined) {
-        return { file: path, kind, verdict: "BAD archive", reason: "no datahash in .PKGINFO (pre-2.x packages are not supported)" };
+        return {
+          file: path,
+          kind,
+          verdict: "BAD archive",
+          reason: "no datahash in .PKGINFO (pre-2.x packages are not supported)",
+        };
       }
       await reader.drain();
       return { file: path, kind, ...c };
@@ -117,13 +128,20 @@ export async function indexRecordForPackage(path: string): Promise<IndexRecord> 
  * data is checked against its datahash first: re-signing must not bless a
  * corrupt package.
  */
-export async function resignPackage(path: string, keys: SigningKey[], type: SignatureType = "RSA256"): Promise<{ size: number; checksum: string }> {
+export async function resignPackage(
+  path: string,
+  keys: SigningKey[],
+  type: SignatureType = "RSA256",
+): Promise<{ size: number; checksum: string }> {
   const { reader } = await inspectPackageFile(path);
   let offset: number;
   let control: Buffer;
   let checksum: string;
   try {
-    if (reader.head.info.dataHash === undefined) throw new ApkError("BAD_ARCHIVE", `${path}: no datahash; cannot re-sign the control member alone`, { subject: path });
+    if (reader.head.info.dataHash === undefined)
+      throw new ApkError("BAD_ARCHIVE", `${path}: no datahash; cannot re-sign the control member alone`, {
+        subject: path,
+      });
     await reader.drain();
     control = reader.head.controlMember;
     checksum = reader.head.checksum;

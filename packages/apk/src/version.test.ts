@@ -7,16 +7,21 @@ import { compareVersions, isValidVersion, sortVersions, versionSatisfies } from 
 import type { VersionOp } from "./dependency.js";
 import { APK_REAL, noShared } from "../../../test/helpers/paths.js";
 
-
 /** The APKINDEX text of an APKINDEX.tar.gz: gunzip every member, walk the tar headers. */
 function readIndexText(rel: string): string {
   const tar = gunzipSync(readFileSync(`${APK_REAL}/${rel}`));
-  for (let off = 0; off + 512 <= tar.length; ) {
+  for (let off = 0; off + 512 <= tar.length;) {
     const header = tar.subarray(off, off + 512);
     if (header.every((b) => b === 0)) break;
     const nul = header.subarray(0, 100).indexOf(0);
     const name = header.subarray(0, nul < 0 ? 100 : nul).toString("latin1");
-    const size = parseInt(header.subarray(124, 136).toString("latin1").replace(/[\0 ]+$/, ""), 8);
+    const size = parseInt(
+      header
+        .subarray(124, 136)
+        .toString("latin1")
+        .replace(/[\0 ]+$/, ""),
+      8,
+    );
     const body = off + 512;
     if (name === "APKINDEX") return tar.subarray(body, body + size).toString("utf8");
     off = body + Math.ceil(size / 512) * 512;
@@ -47,8 +52,30 @@ function expectChain(chain: string[]) {
 
 describe("apk-format.md §5 examples", () => {
   it("pre-release suffixes < release < post-release suffixes", () => {
-    expectChain(["1.0_alpha", "1.0_beta", "1.0_pre", "1.0_rc", "1.0", "1.0_cvs", "1.0_svn", "1.0_git", "1.0_hg", "1.0_p"]);
-    expectChain(["2.3_alpha1", "2.3_beta1", "2.3_pre1", "2.3_rc1", "2.3", "2.3_cvs1", "2.3_svn1", "2.3_git1", "2.3_hg1", "2.3_p1"]);
+    expectChain([
+      "1.0_alpha",
+      "1.0_beta",
+      "1.0_pre",
+      "1.0_rc",
+      "1.0",
+      "1.0_cvs",
+      "1.0_svn",
+      "1.0_git",
+      "1.0_hg",
+      "1.0_p",
+    ]);
+    expectChain([
+      "2.3_alpha1",
+      "2.3_beta1",
+      "2.3_pre1",
+      "2.3_rc1",
+      "2.3",
+      "2.3_cvs1",
+      "2.3_svn1",
+      "2.3_git1",
+      "2.3_hg1",
+      "2.3_p1",
+    ]);
   });
 
   it("-rN comes last", () => {
@@ -389,7 +416,7 @@ describe("versionSatisfies", () => {
 });
 
 describe.skipIf(noShared())("real Alpine 3.16 index", () => {
-  const records = (noShared() ? [] : parseIndexText(readIndexText("alpine-3.16/APKINDEX.tar.gz")));
+  const records = noShared() ? [] : parseIndexText(readIndexText("alpine-3.16/APKINDEX.tar.gz"));
   const versions = records.map((r) => r.version);
 
   it("has thousands of records", () => {
@@ -411,7 +438,9 @@ describe.skipIf(noShared())("real Alpine 3.16 index", () => {
 });
 
 describe("total order", () => {
-  const alpine = [...new Set((noShared() ? [] : parseIndexText(readIndexText("alpine-3.16/APKINDEX.tar.gz"))).map((r) => r.version))];
+  const alpine = [
+    ...new Set((noShared() ? [] : parseIndexText(readIndexText("alpine-3.16/APKINDEX.tar.gz"))).map((r) => r.version)),
+  ];
 
   // Versions built from a small alphabet so that shared prefixes, and thus
   // the tail rules, come up constantly.
@@ -423,7 +452,9 @@ describe("total order", () => {
     v += pick(["", "", "", "a", "b", "z", "a1", "p2", "a01"]);
     const suffixes = Math.floor(rand() * 3);
     for (let i = 0; i < suffixes; i++) {
-      v += pick(["_alpha", "_beta", "_pre", "_rc", "_cvs", "_svn", "_git", "_hg", "_p"]) + pick(["", "0", "1", "01", "10"]);
+      v +=
+        pick(["_alpha", "_beta", "_pre", "_rc", "_cvs", "_svn", "_git", "_hg", "_p"]) +
+        pick(["", "0", "1", "01", "10"]);
     }
     v += pick(["", "", "-r0", "-r1", "-r01", "-r10"]);
     return v;
@@ -472,8 +503,8 @@ describe("total order", () => {
       }
     }
     // the order does not depend on the input order
-    expect(sortVersions([...sample].reverse()).map((v) => sorted.findIndex((s) => compareVersions(s, v) === 0))).toEqual(
-      sorted.map((v) => sorted.findIndex((s) => compareVersions(s, v) === 0)),
-    );
+    expect(
+      sortVersions([...sample].reverse()).map((v) => sorted.findIndex((s) => compareVersions(s, v) === 0)),
+    ).toEqual(sorted.map((v) => sorted.findIndex((s) => compareVersions(s, v) === 0)));
   });
 });

@@ -99,7 +99,8 @@ function tokenize(v: string): Tokenized {
         while (comp[zeros] === "0") zeros++;
         const extra = zeros - 1;
         const rest = comp.slice(extra);
-        if (rest.length > MAX_DIGITS) return fail(`number ${comp} has more than ${MAX_DIGITS} digits after its leading zeros`);
+        if (rest.length > MAX_DIGITS)
+          return fail(`number ${comp} has more than ${MAX_DIGITS} digits after its leading zeros`);
         tokens.push({ kind: DOT_DIGITS, value: BigInt(-extra) }, { kind: DIGITS, value: BigInt(rest) });
       } else {
         if (comp.length > MAX_DIGITS) return fail(`number ${comp} has more than ${MAX_DIGITS} digits`);
@@ -107,7 +108,8 @@ function tokenize(v: string): Tokenized {
       }
       after = "digits";
     } else if (isLower(c)) {
-      if (after !== "digits") return fail(`letter ${JSON.stringify(c)} at offset ${at} is not allowed after a ${after}`);
+      if (after !== "digits")
+        return fail(`letter ${JSON.stringify(c)} at offset ${at} is not allowed after a ${after}`);
       i++;
       tokens.push({ kind: LETTER, value: BigInt(c.charCodeAt(0)) });
       after = "letter";
@@ -125,7 +127,9 @@ function tokenize(v: string): Tokenized {
       const word = v.slice(start, i);
       const sv = suffixValue(word);
       if (sv === undefined) {
-        return fail(`unknown suffix ${JSON.stringify("_" + word)} at offset ${at} (expected one of ${[...PRE_SUFFIXES, ...POST_SUFFIXES].map((s) => "_" + s).join(" ")})`);
+        return fail(
+          `unknown suffix ${JSON.stringify("_" + word)} at offset ${at} (expected one of ${[...PRE_SUFFIXES, ...POST_SUFFIXES].map((s) => "_" + s).join(" ")})`,
+        );
       }
       tokens.push({ kind: SUFFIX, value: BigInt(sv) });
       after = "suffix";
@@ -215,14 +219,22 @@ export function versionSatisfies(version: string, op: VersionOp, required: strin
   const a = tokensOf(version);
   const b = tokensOf(required);
   switch (op) {
-    case "=": return compareTokens(a, b, false) === 0;
-    case "<": return compareTokens(a, b, false) < 0;
-    case "<=": return compareTokens(a, b, false) <= 0;
-    case ">": return compareTokens(a, b, false) > 0;
-    case ">=": return compareTokens(a, b, false) >= 0;
-    case "~": return compareTokens(a, b, true) === 0;
-    case ">~": return compareTokens(a, b, true) >= 0;
-    case "<~": return compareTokens(a, b, true) <= 0;
+    case "=":
+      return compareTokens(a, b, false) === 0;
+    case "<":
+      return compareTokens(a, b, false) < 0;
+    case "<=":
+      return compareTokens(a, b, false) <= 0;
+    case ">":
+      return compareTokens(a, b, false) > 0;
+    case ">=":
+      return compareTokens(a, b, false) >= 0;
+    case "~":
+      return compareTokens(a, b, true) === 0;
+    case ">~":
+      return compareTokens(a, b, true) >= 0;
+    case "<~":
+      return compareTokens(a, b, true) <= 0;
     default: {
       const never: never = op;
       throw new ApkError("INVALID_DEPENDENCY", `unknown version operator ${JSON.stringify(never)}`);

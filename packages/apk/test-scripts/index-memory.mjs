@@ -11,10 +11,48 @@ import { createHash } from "node:crypto";
 const [, , dist, mb = "20"] = process.argv;
 const apk = await import(dist);
 
-const LICENSES = ["MIT", "GPL-2.0-only", "GPL-2.0-or-later", "LGPL-2.1-or-later", "Apache-2.0", "BSD-3-Clause", "BSD-2-Clause", "ISC", "Zlib", "MPL-2.0", "GPL-3.0-or-later", "Artistic-1.0-Perl OR GPL-1.0-or-later", "custom", "OpenSSL", "PSF-2.0"];
+const LICENSES = [
+  "MIT",
+  "GPL-2.0-only",
+  "GPL-2.0-or-later",
+  "LGPL-2.1-or-later",
+  "Apache-2.0",
+  "BSD-3-Clause",
+  "BSD-2-Clause",
+  "ISC",
+  "Zlib",
+  "MPL-2.0",
+  "GPL-3.0-or-later",
+  "Artistic-1.0-Perl OR GPL-1.0-or-later",
+  "custom",
+  "OpenSSL",
+  "PSF-2.0",
+];
 const MAINTAINERS = Array.from({ length: 60 }, (_, i) => `Maintainer Number${i} <maintainer${i}@example.org>`);
-const COMMON = ["so:libc.musl-x86_64.so.1", "so:libz.so.1", "so:libcrypto.so.3", "so:libssl.so.3", "so:libncursesw.so.6", "/bin/sh", "so:libgcc_s.so.1", "so:libstdc++.so.6", "python3", "perl", "so:libintl.so.8", "so:libffi.so.8", "so:libexpat.so.1", "so:libxml2.so.2", "so:libglib-2.0.so.0"];
-const SUBS = [["", ""], ["-dev", " (development files)"], ["-doc", " (documentation)"], ["-libs", " (libraries)"], ["-openrc", " (OpenRC init scripts)"]];
+const COMMON = [
+  "so:libc.musl-x86_64.so.1",
+  "so:libz.so.1",
+  "so:libcrypto.so.3",
+  "so:libssl.so.3",
+  "so:libncursesw.so.6",
+  "/bin/sh",
+  "so:libgcc_s.so.1",
+  "so:libstdc++.so.6",
+  "python3",
+  "perl",
+  "so:libintl.so.8",
+  "so:libffi.so.8",
+  "so:libexpat.so.1",
+  "so:libxml2.so.2",
+  "so:libglib-2.0.so.0",
+];
+const SUBS = [
+  ["", ""],
+  ["-dev", " (development files)"],
+  ["-doc", " (documentation)"],
+  ["-libs", " (libraries)"],
+  ["-openrc", " (OpenRC init scripts)"],
+];
 
 const sha1 = (s, enc) => createHash("sha1").update(s).digest(enc);
 
@@ -51,7 +89,8 @@ function origin(g) {
     for (let d = 0; d < 1 + ((g + i) % 4); d++) deps.push(COMMON[(g * 3 + d * 5 + i) % COMMON.length]);
     if (suffix === "-dev") deps.push(`${name}=${version}`, `pc:dep${g % 300}`);
     lines.push(`D:${[...new Set(deps)].join(" ")}`);
-    if (suffix === "" || suffix === "-libs") lines.push(`p:so:lib${name}.so.${g % 3}=${g % 3}.${g % 10}.0 cmd:${name}=${version}`);
+    if (suffix === "" || suffix === "-libs")
+      lines.push(`p:so:lib${name}.so.${g % 3}=${g % 3}.${g % 10}.0 cmd:${name}=${version}`);
     if (suffix === "-dev") lines.push(`p:pc:${name}=${version}`);
     if (suffix === "-doc") lines.push(`i:docs ${name}=${version}`);
     out.push(lines.join("\n") + "\n\n");
@@ -62,10 +101,11 @@ function origin(g) {
 const target = Number(mb) * 1e6;
 const parts = [];
 let size = 0;
-for (let g = 0; size < target; g++) for (const r of origin(g)) {
-  parts.push(r);
-  size += r.length;
-}
+for (let g = 0; size < target; g++)
+  for (const r of origin(g)) {
+    parts.push(r);
+    size += r.length;
+  }
 const text = parts.join("");
 parts.length = 0;
 const textBytes = Buffer.byteLength(text);
@@ -73,12 +113,13 @@ const tar = [
   apk.encodeHeader({ path: "DESCRIPTION", type: "file", mode: 0o644, uid: 0, gid: 0, size: 0, mtime: 0 }),
   apk.encodeHeader({ path: "APKINDEX", type: "file", mode: 0o644, uid: 0, gid: 0, size: textBytes, mtime: 0 }),
   Buffer.from(text),
-  Buffer.alloc((512 - (textBytes % 512)) % 512 + 1024),
+  Buffer.alloc(((512 - (textBytes % 512)) % 512) + 1024),
 ];
 const bytes = apk.gzipMember(Buffer.concat(tar), 6);
 tar.length = 0;
 
 /** Full collection, including the backing stores of dead buffers (freed after a sweep). */
+/* global gc */
 async function settle() {
   for (let i = 0; i < 3; i++) {
     gc();

@@ -9,13 +9,37 @@ import { mkdir, mkdtemp, readFile, readdir, rename, rm, stat, writeFile } from "
 import { tmpdir } from "node:os";
 import { basename, dirname, join, resolve } from "node:path";
 import { stringify as yamlStringify } from "yaml";
-import { buildIndex, indexRecordForPackage, mergeIndexRecords, readIndex, type IndexRecord, type ScriptName, type SigningKey } from "@kiln/apk";
+import {
+  buildIndex,
+  indexRecordForPackage,
+  mergeIndexRecords,
+  readIndex,
+  type IndexRecord,
+  type ScriptName,
+  type SigningKey,
+} from "@kiln/apk";
 import type { ImageConfigInput } from "@kiln/image";
-import { compileRecipe, environmentImageConfig, loadRecipe, type CompiledRecipe, type CompiledStep, type CompiledScriptlets, type CompiledTest } from "./compile.js";
+import {
+  compileRecipe,
+  environmentImageConfig,
+  loadRecipe,
+  type CompiledRecipe,
+  type CompiledStep,
+  type CompiledScriptlets,
+  type CompiledTest,
+} from "./compile.js";
 import type { MirrorOptions } from "./fetch-source.js";
 import { emitPackage, type EmittedPackage } from "./emit.js";
 import { ensureDirUnder, type FileRoot } from "./host-files.js";
-import { copySourceDir, keyringKeys, publicHalf, runNativeStep, workspaceRelative, type FetchedSource, type KeyringSources } from "./native-steps.js";
+import {
+  copySourceDir,
+  keyringKeys,
+  publicHalf,
+  runNativeStep,
+  workspaceRelative,
+  type FetchedSource,
+  type KeyringSources,
+} from "./native-steps.js";
 import { assembleGuest, resolveGuest, type Guest } from "./guest.js";
 import type { BuildLog, LogLimits } from "./log-capture.js";
 import type { Recipe } from "./recipe-schema.js";
@@ -78,7 +102,14 @@ export interface BuildResult {
   name: string;
   fullVersion: string;
   skipped?: string;
-  packages: Array<{ name: string; file: string; size: number; checksum: string; depends: string[]; provides: string[] }>;
+  packages: Array<{
+    name: string;
+    file: string;
+    size: number;
+    checksum: string;
+    depends: string[];
+    provides: string[];
+  }>;
   log: string;
   ms: number;
   steps: Array<{ name: string; ms: number }>;
@@ -106,7 +137,10 @@ async function withRepoLock<T>(dir: string, fn: () => Promise<T>): Promise<T> {
   const prev = locks.get(dir) ?? Promise.resolve();
   let release!: () => void;
   const mine = new Promise<void>((r) => (release = r));
-  locks.set(dir, prev.then(() => mine));
+  locks.set(
+    dir,
+    prev.then(() => mine),
+  );
   await prev;
   // And across processes: an atomic mkdir lock.
   const lockDir = join(dir, ".kiln-lock");
@@ -129,7 +163,14 @@ async function withRepoLock<T>(dir: string, fn: () => Promise<T>): Promise<T> {
 
 function scripts(s: CompiledScriptlets): { scripts: Partial<Record<ScriptName, string>>; triggers: string[] } {
   const out: Partial<Record<ScriptName, string>> = {};
-  for (const k of ["pre-install", "post-install", "pre-deinstall", "post-deinstall", "pre-upgrade", "post-upgrade"] as const) {
+  for (const k of [
+    "pre-install",
+    "post-install",
+    "pre-deinstall",
+    "post-deinstall",
+    "pre-upgrade",
+    "post-upgrade",
+  ] as const) {
     if (s[k]) out[`.${k}` as ScriptName] = s[k];
   }
   if (s.trigger) out[".trigger"] = s.trigger.script;
@@ -142,12 +183,19 @@ async function localRepoUsable(outDir: string, arch: string): Promise<boolean> {
 
 /** The directories a recipe may read local files from: its own, and an explicit --source-dir. */
 function recipeRoots(file: string, sourceDir: string | undefined): FileRoot[] {
-  return [{ dir: resolve(dirname(file)), what: "the recipe's directory" }, ...(sourceDir ? [{ dir: resolve(sourceDir), what: "--source-dir" }] : [])];
+  return [
+    { dir: resolve(dirname(file)), what: "the recipe's directory" },
+    ...(sourceDir ? [{ dir: resolve(sourceDir), what: "--source-dir" }] : []),
+  ];
 }
 
 /** Keyring entries a recipe names itself (build and test environments), as written. */
 function ownKeyring(recipe: Recipe): Set<string> {
-  const envs = [recipe.environment, recipe.test?.environment, ...(recipe.subpackages ?? []).map((s) => s.test?.environment)];
+  const envs = [
+    recipe.environment,
+    recipe.test?.environment,
+    ...(recipe.subpackages ?? []).map((s) => s.test?.environment),
+  ];
   return new Set(envs.flatMap((e) => e?.contents?.keyring ?? []));
 }
 
@@ -202,7 +250,16 @@ export async function buildRecipe(file: string, opts: BuildOptions): Promise<Bui
   await mkdir(logDir, { recursive: true });
   const logPath = joinUnder(logDir, { value: `${pkg.name}.log`, what: "log file" });
   await writeFile(logPath, `# kiln build ${file} (${label}, ${opts.arch})\n`);
-  const result: BuildResult = { recipe: file, name: pkg.name, fullVersion: pkg.fullVersion, packages: [], log: logPath, ms: 0, steps: [], guest: [] };
+  const result: BuildResult = {
+    recipe: file,
+    name: pkg.name,
+    fullVersion: pkg.fullVersion,
+    packages: [],
+    log: logPath,
+    ms: 0,
+    steps: [],
+    guest: [],
+  };
   if (!compiled.supportsArch) {
     result.skipped = `target-architecture excludes ${opts.arch}`;
     result.ms = Date.now() - t0;
@@ -214,7 +271,8 @@ export async function buildRecipe(file: string, opts: BuildOptions): Promise<Bui
   try {
     const workspace = join(work, "ws");
     const outDirOf = (name: string) => joinUnder(workspace, "melange-out", { value: name, what: "package name" });
-    for (const name of [pkg.name, ...compiled.subpackages.map((sp) => sp.name)]) await mkdir(outDirOf(name), { recursive: true });
+    for (const name of [pkg.name, ...compiled.subpackages.map((sp) => sp.name)])
+      await mkdir(outDirOf(name), { recursive: true });
     const sourceDir = opts.sourceDir ?? joinUnder(recipeDir, { value: pkg.name, what: "package name" });
     await copySourceDir(sourceDir, workspace, keyring.roots, file);
 
@@ -223,33 +281,77 @@ export async function buildRecipe(file: string, opts: BuildOptions): Promise<Bui
     let guest: Guest | undefined;
     const localKeys = [{ name: opts.signingKey.name, pem: opts.publicKeyPem }];
     const envKeys = await keyringKeys(compiled.environment.contents?.keyring ?? [], keyring);
-    const repos = async () => [...(compiled.environment.contents?.repositories ?? []), ...(opts.repositoryAppend ?? []), ...((await localRepoUsable(opts.outDir, opts.arch)) ? [opts.outDir] : [])];
+    const repos = async () => [
+      ...(compiled.environment.contents?.repositories ?? []),
+      ...(opts.repositoryAppend ?? []),
+      ...((await localRepoUsable(opts.outDir, opts.arch)) ? [opts.outDir] : []),
+    ];
     if (needsGuest(allSteps)) {
       const packages = compiled.environment.contents?.packages ?? [];
-      if (packages.length === 0) throw new BuildError(`${file}: the pipeline runs shell steps, so environment.contents.packages must name a guest (at least a shell)`, file);
-      const spec = { arch: opts.arch, packages, repositories: await repos(), keys: publicKeys([...envKeys, ...localKeys, ...(opts.keyringAppend ?? [])]), buildUid: 1000, cacheDir: opts.cacheDir, image: environmentImageConfig(compiled.environment, file) };
+      if (packages.length === 0)
+        throw new BuildError(
+          `${file}: the pipeline runs shell steps, so environment.contents.packages must name a guest (at least a shell)`,
+          file,
+        );
+      const spec = {
+        arch: opts.arch,
+        packages,
+        repositories: await repos(),
+        keys: publicKeys([...envKeys, ...localKeys, ...(opts.keyringAppend ?? [])]),
+        buildUid: 1000,
+        cacheDir: opts.cacheDir,
+        image: environmentImageConfig(compiled.environment, file),
+      };
       const resolved = await resolveGuest(spec);
       guest = await assembleGuest(spec, resolved);
-      result.guest = resolved.map((p) => ({ name: p.record.name, version: p.record.version, checksum: p.record.checksum ?? "" }));
+      result.guest = resolved.map((p) => ({
+        name: p.record.name,
+        version: p.record.version,
+        checksum: p.record.checksum ?? "",
+      }));
       emit({ kind: "guest", package: label, packages: resolved.length, reused: guest.reused, purpose: "build" });
       log.write(`# guest: ${resolved.map((p) => `${p.record.name}-${p.record.version}`).join(" ")}\n`);
     }
     const baseEnv = guestEnvironment(compiled, opts.sourceDateEpoch);
-    const timeoutMs = pkg.timeoutSeconds ? pkg.timeoutSeconds * 1000 : opts.stepTimeoutMs ?? 3 * 3600 * 1000;
+    const timeoutMs = pkg.timeoutSeconds ? pkg.timeoutSeconds * 1000 : (opts.stepTimeoutMs ?? 3 * 3600 * 1000);
     const runSteps = async (steps: CompiledStep[], what: string) => {
       for (const [i, step] of steps.entries()) {
         const s0 = Date.now();
-        emit({ kind: "step", package: label, step: step.name, index: i + 1, total: steps.length, native: !!step.native });
+        emit({
+          kind: "step",
+          package: label,
+          step: step.name,
+          index: i + 1,
+          total: steps.length,
+          native: !!step.native,
+        });
         log.write(`\n# step ${i + 1}/${steps.length} ${step.name} (${step.origin})\n`);
         if (step.native) {
-          const fetched = await runNativeStep(step, { file, workspace, fileRoots: keyring.roots, cacheDir: opts.cacheDir, ...(opts.mirrors ? { mirrors: opts.mirrors } : {}), log });
-          if (fetched) sources.push(fetched);        } else {
+          const fetched = await runNativeStep(step, {
+            file,
+            workspace,
+            fileRoots: keyring.roots,
+            cacheDir: opts.cacheDir,
+            ...(opts.mirrors ? { mirrors: opts.mirrors } : {}),
+            log,
+          });
+          if (fetched) sources.push(fetched);
+        } else {
           const env = { ...baseEnv, ...step.environment };
           await prepareWorkdir(workspace, step.workingDirectory, `${file}: ${step.origin}: working-directory`);
-          const r = await runInSandbox({ guestRoot: guest!.dir, workspace, env, timeoutMs }, step.runs, { workdir: step.workingDirectory, log });
+          const r = await runInSandbox({ guestRoot: guest!.dir, workspace, env, timeoutMs }, step.runs, {
+            workdir: step.workingDirectory,
+            log,
+          });
           if (r.exitCode !== 0) {
             const why = r.timedOut ? `timed out after ${timeoutMs / 1000} s` : `exited with status ${r.exitCode}`;
-            throw new BuildError(`${file}: ${what} step ${i + 1} "${step.name}" ${why}\n  last output:\n${formatTail(r.tail)}\n  full log: ${logPath}`, file, step.name, r, logPath);
+            throw new BuildError(
+              `${file}: ${what} step ${i + 1} "${step.name}" ${why}\n  last output:\n${formatTail(r.tail)}\n  full log: ${logPath}`,
+              file,
+              step.name,
+              r,
+              logPath,
+            );
           }
         }
         result.steps.push({ name: step.name, ms: Date.now() - s0 });
@@ -266,8 +368,24 @@ export async function buildRecipe(file: string, opts: BuildOptions): Promise<Bui
     const melangeYaml = yamlStringify(loaded.recipe);
     const emitted: EmittedPackage[] = [];
     const targets = [
-      { name: pkg.name, description: pkg.description, url: pkg.url, commit: pkg.commit, deps: pkg.dependencies, options: pkg.options, scriptlets: pkg.scriptlets },
-      ...compiled.subpackages.map((s) => ({ name: s.name, description: s.description, url: s.url ?? pkg.url, commit: s.commit ?? pkg.commit, deps: s.dependencies, options: s.options, scriptlets: s.scriptlets })),
+      {
+        name: pkg.name,
+        description: pkg.description,
+        url: pkg.url,
+        commit: pkg.commit,
+        deps: pkg.dependencies,
+        options: pkg.options,
+        scriptlets: pkg.scriptlets,
+      },
+      ...compiled.subpackages.map((s) => ({
+        name: s.name,
+        description: s.description,
+        url: s.url ?? pkg.url,
+        commit: s.commit ?? pkg.commit,
+        deps: s.dependencies,
+        options: s.options,
+        scriptlets: s.scriptlets,
+      })),
     ];
     for (const t of targets) {
       const { scripts: sc, triggers } = scripts(t.scriptlets);
@@ -304,11 +422,27 @@ export async function buildRecipe(file: string, opts: BuildOptions): Promise<Bui
     }
     const records: IndexRecord[] = [];
     for (const e of emitted) records.push(await indexRecordForPackage(e.path));
-    await writeFile(join(stagingArch, "APKINDEX.tar.gz"), buildIndex(records, { signingKeys: [opts.signingKey], sourceDateEpoch: opts.sourceDateEpoch }));
+    await writeFile(
+      join(stagingArch, "APKINDEX.tar.gz"),
+      buildIndex(records, { signingKeys: [opts.signingKey], sourceDateEpoch: opts.sourceDateEpoch }),
+    );
 
     // Tests: a fresh guest with the new packages (from staging, ahead of the output repository).
     if (opts.runTests !== false) {
-      await runRecipeTests(compiled, { file, label, work, sourceDir, keyring, repositories: [staging, ...(await repos())], keys: [...envKeys, ...localKeys, ...(opts.keyringAppend ?? [])], baseEnv, timeoutMs, log, logPath, opts });
+      await runRecipeTests(compiled, {
+        file,
+        label,
+        work,
+        sourceDir,
+        keyring,
+        repositories: [staging, ...(await repos())],
+        keys: [...envKeys, ...localKeys, ...(opts.keyringAppend ?? [])],
+        baseEnv,
+        timeoutMs,
+        log,
+        logPath,
+        opts,
+      });
     }
 
     // Publish into the output repository: packages first, then the merged index.
@@ -322,12 +456,22 @@ export async function buildRecipe(file: string, opts: BuildOptions): Promise<Bui
       if (old) existing = (await readIndex(old, { subject: indexFile })).records;
       const merged = mergeIndexRecords(existing, records);
       const tmp = `${indexFile}.kiln-tmp-${process.pid}`;
-      await writeFile(tmp, buildIndex(merged, { signingKeys: [opts.signingKey], sourceDateEpoch: opts.sourceDateEpoch }));
+      await writeFile(
+        tmp,
+        buildIndex(merged, { signingKeys: [opts.signingKey], sourceDateEpoch: opts.sourceDateEpoch }),
+      );
       await rename(tmp, indexFile);
       // Consumers fetch the key beside the architectures (REPO/KEYNAME.rsa.pub).
       await writeFile(join(opts.outDir, opts.signingKey.name), opts.publicKeyPem);
     });
-    result.packages = emitted.map((e, i) => ({ name: records[i]!.name, file: join(opts.outDir, opts.arch, basename(e.path)), size: e.size, checksum: e.checksum, depends: e.info.depends, provides: e.info.provides }));
+    result.packages = emitted.map((e, i) => ({
+      name: records[i]!.name,
+      file: join(opts.outDir, opts.arch, basename(e.path)),
+      size: e.size,
+      checksum: e.checksum,
+      depends: e.info.depends,
+      provides: e.info.provides,
+    }));
     result.ms = Date.now() - t0;
     emit({ kind: "done", package: label, ms: result.ms, files: result.packages.map((p) => basename(p.file)) });
     return result;
@@ -377,13 +521,27 @@ async function runRecipeTests(compiled: CompiledRecipe, t: TestContext): Promise
     const tguest = await assembleGuest(spec, resolved);
     emit({ kind: "guest", package: t.label, packages: resolved.length, reused: tguest.reused, purpose: "test" });
     for (const [i, step] of test.pipeline.entries()) {
-      if (step.native) throw new BuildError(`${t.file}: test step "${step.name}" uses ${step.native}, which tests cannot`, t.file, step.name);
+      if (step.native)
+        throw new BuildError(
+          `${t.file}: test step "${step.name}" uses ${step.native}, which tests cannot`,
+          t.file,
+          step.name,
+        );
       const env = { ...t.baseEnv, ...(test.environment.environment ?? {}), ...step.environment };
       t.log.write(`# test step ${i + 1} ${step.name}\n`);
       await prepareWorkdir(tws, step.workingDirectory, `${t.file}: ${step.origin}: working-directory`);
-      const r = await runInSandbox({ guestRoot: tguest.dir, workspace: tws, env, timeoutMs: t.timeoutMs }, step.runs, { workdir: step.workingDirectory, log: t.log });
+      const r = await runInSandbox({ guestRoot: tguest.dir, workspace: tws, env, timeoutMs: t.timeoutMs }, step.runs, {
+        workdir: step.workingDirectory,
+        log: t.log,
+      });
       if (r.exitCode !== 0) {
-        throw new BuildError(`${t.file}: test of ${target}, step ${i + 1} "${step.name}" failed (status ${r.exitCode}${r.timedOut ? ", timed out" : ""})\n  last output:\n${formatTail(r.tail)}\n  full log: ${t.logPath}`, t.file, step.name, r, t.logPath);
+        throw new BuildError(
+          `${t.file}: test of ${target}, step ${i + 1} "${step.name}" failed (status ${r.exitCode}${r.timedOut ? ", timed out" : ""})\n  last output:\n${formatTail(r.tail)}\n  full log: ${t.logPath}`,
+          t.file,
+          step.name,
+          r,
+          t.logPath,
+        );
       }
     }
   }
@@ -394,9 +552,16 @@ async function runRecipeTests(compiled: CompiledRecipe, t: TestContext): Promise
  * `kiln test`: run a recipe's tests against its packages as they are in the
  * output repository (and the other repositories), without building.
  */
-export async function testRecipe(file: string, opts: BuildOptions): Promise<{ tests: number; ms: number; log: string }> {
+export async function testRecipe(
+  file: string,
+  opts: BuildOptions,
+): Promise<{ tests: number; ms: number; log: string }> {
   const t0 = Date.now();
-  const copts = { arch: opts.arch, ...(opts.pipelineDirs ? { pipelineDirs: opts.pipelineDirs } : {}), variables: { ...opts.variables } };
+  const copts = {
+    arch: opts.arch,
+    ...(opts.pipelineDirs ? { pipelineDirs: opts.pipelineDirs } : {}),
+    variables: { ...opts.variables },
+  };
   const loaded = await loadRecipe(file, copts);
   const compiled = compileRecipe(loaded, copts);
   const label = `${compiled.package.name}-${compiled.package.fullVersion}`;
@@ -405,11 +570,22 @@ export async function testRecipe(file: string, opts: BuildOptions): Promise<{ te
   const logPath = joinUnder(logDir, { value: `${compiled.package.name}.test.log`, what: "log file" });
   await writeFile(logPath, `# kiln test ${file} (${label})\n`);
   const log = openLog(logPath, opts.logLimits);
-  const work = await mkdtemp(joinUnder(tmpdir(), { value: `kiln-test-${compiled.package.name}-`, what: "work directory" }));
-  const keyring: KeyringSources = { trusted: new Set(), roots: recipeRoots(file, opts.sourceDir), baseDir: dirname(file), subject: file };
+  const work = await mkdtemp(
+    joinUnder(tmpdir(), { value: `kiln-test-${compiled.package.name}-`, what: "work directory" }),
+  );
+  const keyring: KeyringSources = {
+    trusted: new Set(),
+    roots: recipeRoots(file, opts.sourceDir),
+    baseDir: dirname(file),
+    subject: file,
+  };
   try {
     const envKeys = await keyringKeys(compiled.environment.contents?.keyring ?? [], keyring);
-    const repositories = [...((await localRepoUsable(opts.outDir, opts.arch)) ? [opts.outDir] : []), ...(compiled.environment.contents?.repositories ?? []), ...(opts.repositoryAppend ?? [])];
+    const repositories = [
+      ...((await localRepoUsable(opts.outDir, opts.arch)) ? [opts.outDir] : []),
+      ...(compiled.environment.contents?.repositories ?? []),
+      ...(opts.repositoryAppend ?? []),
+    ];
     const baseEnv = guestEnvironment(compiled, opts.sourceDateEpoch);
     const n = await runRecipeTests(compiled, {
       file,

@@ -10,7 +10,15 @@ import { isMap, isSeq, parseDocument, type Document } from "yaml";
 import { isValidVersion } from "@kiln/apk";
 import { ConfigError } from "@kiln/image";
 import { compileRecipe, parseRecipe } from "./compile.js";
-import { fetchSource, httpGet, localFilePath, mirrorFileRoots, SourceError, substituteMirrors, type MirrorOptions } from "./fetch-source.js";
+import {
+  fetchSource,
+  httpGet,
+  localFilePath,
+  mirrorFileRoots,
+  SourceError,
+  substituteMirrors,
+  type MirrorOptions,
+} from "./fetch-source.js";
 import { openConfined, type FileRoot } from "./host-files.js";
 
 export interface BumpResult {
@@ -56,17 +64,28 @@ function fetchSteps(doc: Document): Array<{ path: Array<string | number> }> {
   };
   walk(doc.getIn(["pipeline"], true), ["pipeline"]);
   const subs = doc.getIn(["subpackages"], true);
-  if (isSeq(subs)) subs.items.forEach((_, i) => walk(doc.getIn(["subpackages", i, "pipeline"], true), ["subpackages", i, "pipeline"]));
+  if (isSeq(subs))
+    subs.items.forEach((_, i) => walk(doc.getIn(["subpackages", i, "pipeline"], true), ["subpackages", i, "pipeline"]));
   return out;
 }
 
-export async function bumpRecipe(file: string, version: string, opts: MirrorOptions & { cacheDir?: string; arch?: string; sourceDir?: string } = {}): Promise<BumpResult> {
-  if (!isValidVersion(`${version}-r0`)) throw new ConfigError([{ file, path: "package.version", message: `${JSON.stringify(version)} is not a valid apk version` }]);
+export async function bumpRecipe(
+  file: string,
+  version: string,
+  opts: MirrorOptions & { cacheDir?: string; arch?: string; sourceDir?: string } = {},
+): Promise<BumpResult> {
+  if (!isValidVersion(`${version}-r0`))
+    throw new ConfigError([
+      { file, path: "package.version", message: `${JSON.stringify(version)} is not a valid apk version` },
+    ]);
   const text = await readFile(file, "utf8");
   parseRecipe(file, text); // the recipe as it is must be valid (and within the YAML limits) before it is edited
   const doc = parseDocument(text);
   // Local sources are read as for builds: in the recipe's directory or an explicit source directory only.
-  const fileRoots: FileRoot[] = [{ dir: resolve(dirname(file)), what: "the recipe's directory" }, ...(opts.sourceDir ? [{ dir: resolve(opts.sourceDir), what: "--source-dir" }] : [])];
+  const fileRoots: FileRoot[] = [
+    { dir: resolve(dirname(file)), what: "the recipe's directory" },
+    ...(opts.sourceDir ? [{ dir: resolve(opts.sourceDir), what: "--source-dir" }] : []),
+  ];
   const from = String(doc.getIn(["package", "version"]));
   doc.setIn(["package", "version"], version);
   doc.setIn(["package", "epoch"], 0);
@@ -79,8 +98,17 @@ export async function bumpRecipe(file: string, version: string, opts: MirrorOpti
     uris.push(uri);
   }
   const compiled = compileRecipe(bumped, { ...(opts.arch ? { arch: opts.arch } : {}) });
-  const fetched = [...compiled.pipeline, ...compiled.subpackages.flatMap((x) => x.pipeline)].filter((s) => s.native === "fetch");
-  if (fetched.length !== steps.length) throw new ConfigError([{ file, path: "pipeline", message: `found ${steps.length} fetch steps in the file but ${fetched.length} after compiling (fetch inside an if: or a named pipeline?)` }]);
+  const fetched = [...compiled.pipeline, ...compiled.subpackages.flatMap((x) => x.pipeline)].filter(
+    (s) => s.native === "fetch",
+  );
+  if (fetched.length !== steps.length)
+    throw new ConfigError([
+      {
+        file,
+        path: "pipeline",
+        message: `found ${steps.length} fetch steps in the file but ${fetched.length} after compiling (fetch inside an if: or a named pipeline?)`,
+      },
+    ]);
   const sources: BumpResult["sources"] = [];
   for (const [i, s] of steps.entries()) {
     const uri = fetched[i]!.with!.uri!;

@@ -1,9 +1,30 @@
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { ConfigError, formatProblem, type Problem } from "@kiln/image";
-import { canonicalJson, checkRecipe, compileRecipe, environmentImageConfig, loadRecipe, parseRecipe, readRecipe, recipeHash, recipePackageVersion, type CompileOptions, type CompiledStep } from "./compile.js";
+import {
+  canonicalJson,
+  checkRecipe,
+  compileRecipe,
+  environmentImageConfig,
+  loadRecipe,
+  parseRecipe,
+  readRecipe,
+  recipeHash,
+  recipePackageVersion,
+  type CompileOptions,
+  type CompiledStep,
+} from "./compile.js";
 import { loadPipelines } from "./pipelines.js";
 
 const FIXTURES = join(import.meta.dirname, "../../../test/fixtures/recipes");
@@ -45,10 +66,25 @@ describe("valid recipes", () => {
     const c = await compileFixture("zlib");
     expect(c.arch).toBe("x86_64");
     expect(c.supportsArch).toBe(true);
-    expect(c.package).toMatchObject({ name: "zlib", version: "1.3.1", epoch: 2, fullVersion: "1.3.1-r2", license: "Zlib", url: "https://zlib.net/" });
+    expect(c.package).toMatchObject({
+      name: "zlib",
+      version: "1.3.1",
+      epoch: 2,
+      fullVersion: "1.3.1-r2",
+      license: "Zlib",
+      url: "https://zlib.net/",
+    });
     expect(c.package.dependencies.provides).toEqual(["libz=1.3.1-r2"]);
 
-    expect(byName(c.pipeline)).toEqual(["fetch", "configure", "autoconf/make", "autoconf/make-install", "autoconf/make-install", "pipeline[4]", "strip"]);
+    expect(byName(c.pipeline)).toEqual([
+      "fetch",
+      "configure",
+      "autoconf/make",
+      "autoconf/make-install",
+      "autoconf/make-install",
+      "pipeline[4]",
+      "strip",
+    ]);
     const [fetch, configure, make, install, la, mv, strip] = c.pipeline;
     expect(fetch).toEqual({
       name: "fetch",
@@ -74,11 +110,19 @@ describe("valid recipes", () => {
         "retry-limit": "5",
       },
     });
-    expect(configure!.runs).toBe("CHOST=x86_64-pc-linux-gnu ./configure \\\n  --prefix=/usr \\\n  --libdir=/lib \\\n  --shared\n");
-    expect(make).toMatchObject({ uses: "autoconf/make", origin: "pipeline[2] › autoconf/make pipeline[0]", runs: 'make -C "." -j"$(nproc)" V=1  \n' });
+    expect(configure!.runs).toBe(
+      "CHOST=x86_64-pc-linux-gnu ./configure \\\n  --prefix=/usr \\\n  --libdir=/lib \\\n  --shared\n",
+    );
+    expect(make).toMatchObject({
+      uses: "autoconf/make",
+      origin: "pipeline[2] › autoconf/make pipeline[0]",
+      runs: 'make -C "." -j"$(nproc)" V=1  \n',
+    });
     expect(install!.runs).toBe('make -C "." install DESTDIR="/home/build/melange-out/zlib" V=1 \n');
     expect(la!.runs).toContain(`find "/home/build/melange-out/zlib" -name '*.la'`);
-    expect(mv!.runs).toBe("mkdir -p /home/build/melange-out/zlib/usr/lib\nmv /home/build/melange-out/zlib/lib/pkgconfig /home/build/melange-out/zlib/usr/lib/\n");
+    expect(mv!.runs).toBe(
+      "mkdir -p /home/build/melange-out/zlib/usr/lib\nmv /home/build/melange-out/zlib/lib/pkgconfig /home/build/melange-out/zlib/usr/lib/\n",
+    );
     expect(strip!.runs).toContain('cd "/home/build/melange-out/zlib"');
 
     // needs of the steps join the recipe's packages; the build user is added.
@@ -87,9 +131,14 @@ describe("valid recipes", () => {
       keyring: ["https://packages.example.org/os/key.rsa.pub"],
       packages: ["binutils", "busybox", "gcc", "glibc-dev", "make"],
     });
-    expect(c.environment.accounts).toEqual({ groups: [{ groupname: "build", gid: 1000, members: ["build"] }], users: [{ username: "build", uid: 1000, gid: 1000 }] });
+    expect(c.environment.accounts).toEqual({
+      groups: [{ groupname: "build", gid: 1000, members: ["build"] }],
+      users: [{ username: "build", uid: 1000, gid: 1000 }],
+    });
     expect(c.environment.environment).toEqual({ HOME: "/home/build", GOPATH: "/home/build/.cache/go" });
-    expect(environmentImageConfig(c.environment).users).toEqual([{ username: "build", uid: 1000, gid: 1000, shell: "/bin/sh", homedir: "/home/build" }]);
+    expect(environmentImageConfig(c.environment).users).toEqual([
+      { username: "build", uid: 1000, gid: 1000, shell: "/bin/sh", homedir: "/home/build" },
+    ]);
 
     expect(c.subpackages.map((s) => s.name)).toEqual(["zlib-static", "zlib-dev", "zlib-doc"]);
     const dev = c.subpackages[1]!;
@@ -99,7 +148,9 @@ describe("valid recipes", () => {
     expect(dev.pipeline[0]!.runs).toContain('d="/home/build/melange-out/zlib-dev/${i%/*}"');
     expect(dev.test!.environment.contents!.packages).toEqual(["zlib-dev"]);
     expect(dev.test!.pipeline.map((s) => s.runs)).toEqual(["test -f /usr/include/zlib.h"]);
-    expect(c.subpackages[2]!.pipeline[0]!.runs).toContain('mv "/home/build/melange-out/zlib/usr/share/man" "/home/build/melange-out/zlib-doc/usr/share"');
+    expect(c.subpackages[2]!.pipeline[0]!.runs).toContain(
+      'mv "/home/build/melange-out/zlib/usr/share/man" "/home/build/melange-out/zlib-doc/usr/share"',
+    );
     expect(c.test!.environment.contents!.packages).toEqual(["busybox", "zlib"]);
     expect(c.test!.pipeline[0]!.runs).toBe("test -e /lib/libz.so.1");
   });
@@ -107,10 +158,20 @@ describe("valid recipes", () => {
   it("ranged subpackages: sorted items, keys as written, range/subpkg/context variables, if:", async () => {
     const c = await compileFixture("ranged");
     expect(c.package.version).toBe("2.0");
-    expect(c.subpackages.map((s) => s.name)).toEqual(["py3.10-tools", "py3.11-tools", "py3.12-tools", "py3-supported-tools-x86-only"]);
+    expect(c.subpackages.map((s) => s.name)).toEqual([
+      "py3.10-tools",
+      "py3.11-tools",
+      "py3.12-tools",
+      "py3-supported-tools-x86-only",
+    ]);
     const py310 = c.subpackages[0]!;
     expect(py310.description).toBe("tools for python 3.10");
-    expect(py310.dependencies).toEqual({ runtime: ["python-3.10"], provides: ["py3-tools"], replaces: [], providerPriority: 310 });
+    expect(py310.dependencies).toEqual({
+      runtime: ["python-3.10"],
+      provides: ["py3-tools"],
+      replaces: [],
+      providerPriority: 310,
+    });
     expect(py310.pipeline).toEqual([
       {
         name: "install for 3.10",
@@ -138,7 +199,9 @@ describe("valid recipes", () => {
       tag: "release-74-2",
       "underscore-version": "74_2_1",
     });
-    expect(c.pipeline[0]!.with!.uri).toBe("https://github.com/unicode-org/icu/releases/download/release-74-2/icu4c-74_2_1-src.tgz");
+    expect(c.pipeline[0]!.with!.uri).toBe(
+      "https://github.com/unicode-org/icu/releases/download/release-74-2/icu4c-74_2_1-src.tgz",
+    );
     expect(c.pipeline[0]!.with!["strip-components"]).toBe("2");
     expect(c.pipeline[1]!.runs).toBe("echo 74-2 v-v");
   });
@@ -149,7 +212,12 @@ describe("valid recipes", () => {
       ["x86 only", "/home/build", {}, "nasm --version"],
       ["grouped", "/home/build/src", { CFLAGS: "-O2", FLAVOUR: "full" }, "echo in src"],
       ["grouped", "/opt/other", { CFLAGS: "-O3", FLAVOUR: "full" }, "echo elsewhere"],
-      ["grouped", "/home/build/src", { CFLAGS: "-O2", FLAVOUR: "full" }, 'make -C "." -j"$(nproc)" V=1 FLAVOUR=full \n'],
+      [
+        "grouped",
+        "/home/build/src",
+        { CFLAGS: "-O2", FLAVOUR: "full" },
+        'make -C "." -j"$(nproc)" V=1 FLAVOUR=full \n',
+      ],
     ]);
     // split/manpages in the main package: destdir = contextdir, so its if: drops the step.
     expect(x86.environment.contents!.packages).toEqual(["make", "nasm"]);
@@ -164,7 +232,10 @@ describe("valid recipes", () => {
   });
 
   it("split pipelines skip themselves where destdir is the context (melange's if:)", () => {
-    const c = compileRecipe(parse("package: {name: p, version: 1.0.0}\npipeline:\n  - uses: split/static\n  - uses: split/locales\n"), { arch: "x86_64" });
+    const c = compileRecipe(
+      parse("package: {name: p, version: 1.0.0}\npipeline:\n  - uses: split/static\n  - uses: split/locales\n"),
+      { arch: "x86_64" },
+    );
     expect(c.pipeline).toEqual([]);
   });
 
@@ -185,7 +256,9 @@ describe("valid recipes", () => {
     expect(c.pipeline[1]!.with).toEqual({ deb: "make_4.3-4.1_amd64.deb", directory: "/home/build/melange-out/make" });
     expect(c.environment.contents!.packages).toEqual([]);
     const l = parse(readFileSync(file, "utf8").replace("${{mirror.debian}}", "${{mirorr.debian}}"), file);
-    expect(checkRecipe(l, { arch: "x86_64" }).problems).toEqual([{ file, line: 19, col: 12, path: "pipeline[0].with.uri", message: "undefined variable ${{mirorr.debian}}" }]);
+    expect(checkRecipe(l, { arch: "x86_64" }).problems).toEqual([
+      { file, line: 19, col: 12, path: "pipeline[0].with.uri", message: "undefined variable ${{mirorr.debian}}" },
+    ]);
   });
 
   it("user pipeline directories extend and override the built-ins", async () => {
@@ -250,7 +323,9 @@ describe("invalid recipes: every problem, with file:line:col", () => {
 
 describe("checks and semantics", () => {
   it("reads YAML scalars as melange does: 1.10 stays 1.10", () => {
-    const l = parse("package: {name: p, version: 1.10}\nvars: {v: 2.50, 3.10: x}\npipeline:\n  - uses: autoconf/make\n    with: {opts: 0.20, dir: true}\n    environment: {N: 1.0}\n");
+    const l = parse(
+      "package: {name: p, version: 1.10}\nvars: {v: 2.50, 3.10: x}\npipeline:\n  - uses: autoconf/make\n    with: {opts: 0.20, dir: true}\n    environment: {N: 1.0}\n",
+    );
     expect(l.recipe.package.version).toBe("1.10");
     expect(l.recipe.vars).toEqual({ v: "2.50", "3.10": "x" });
     const c = compileRecipe(l, { arch: "x86_64" });
@@ -260,9 +335,14 @@ describe("checks and semantics", () => {
   });
 
   it("vars may use package.* and each other; cycles are reported", () => {
-    const c = compileRecipe(parse("package: {name: p, version: 1.2.3}\nvars:\n  b: ${{vars.a}}-b\n  a: ${{package.name}}-a\n"), { arch: "x86_64" });
+    const c = compileRecipe(
+      parse("package: {name: p, version: 1.2.3}\nvars:\n  b: ${{vars.a}}-b\n  a: ${{package.name}}-a\n"),
+      { arch: "x86_64" },
+    );
     expect(c.vars).toEqual({ a: "p-a", b: "p-a-b" });
-    expect(problemsOf("package: {name: p, version: 1.2.3}\nvars:\n  a: ${{vars.b}}\n  b: ${{vars.a}}\n")).toEqual(["inline.yaml:3:6: vars.a: variable vars.a refers to itself (vars.a → vars.b → vars.a)"]);
+    expect(problemsOf("package: {name: p, version: 1.2.3}\nvars:\n  a: ${{vars.b}}\n  b: ${{vars.a}}\n")).toEqual([
+      "inline.yaml:3:6: vars.a: variable vars.a refers to itself (vars.a → vars.b → vars.a)",
+    ]);
   });
 
   it("melange build options: options.NAME.enabled, vars and packages", () => {
@@ -283,19 +363,32 @@ describe("checks and semantics", () => {
     const on = compileRecipe(parse(text), { arch: "x86_64", buildOptions: ["bootstrap"] });
     expect(on.pipeline[0]!.runs).toBe("echo bootstrap true");
     expect(on.environment.contents!.packages).toEqual(["a", "c"]);
-    expect(() => compileRecipe(parse(text), { arch: "x86_64", buildOptions: ["nope"] })).toThrow('inline.yaml: options: unknown build option "nope" (the recipe defines bootstrap)');
+    expect(() => compileRecipe(parse(text), { arch: "x86_64", buildOptions: ["nope"] })).toThrow(
+      'inline.yaml: options: unknown build option "nope" (the recipe defines bootstrap)',
+    );
   });
 
   it("named pipelines that use each other, cycles and assertions", () => {
     const dir = join(tmp, "pipes");
     mkdirSync(join(dir, "c"), { recursive: true });
-    writeFileSync(join(dir, "c/outer.yaml"), "inputs:\n  msg: {default: hi}\npipeline:\n  - uses: c/inner\n    with:\n      text: ${{inputs.msg}} ${{package.name}}\n");
-    writeFileSync(join(dir, "c/inner.yaml"), "needs: {packages: [inner-tool]}\ninputs:\n  text: {required: true}\npipeline:\n  - runs: echo ${{inputs.text}}\n");
+    writeFileSync(
+      join(dir, "c/outer.yaml"),
+      "inputs:\n  msg: {default: hi}\npipeline:\n  - uses: c/inner\n    with:\n      text: ${{inputs.msg}} ${{package.name}}\n",
+    );
+    writeFileSync(
+      join(dir, "c/inner.yaml"),
+      "needs: {packages: [inner-tool]}\ninputs:\n  text: {required: true}\npipeline:\n  - runs: echo ${{inputs.text}}\n",
+    );
     writeFileSync(join(dir, "c/loop-a.yaml"), "pipeline:\n  - uses: c/loop-b\n");
     writeFileSync(join(dir, "c/loop-b.yaml"), "pipeline:\n  - uses: c/loop-a\n");
     const opts = { arch: "x86_64", pipelines: loadPipelines([dir]) };
-    const c = compileRecipe(parse("package: {name: p, version: 1.0.0}\npipeline:\n  - uses: c/outer\n    with: {msg: hello}\n"), opts);
-    expect(c.pipeline.map((s) => [s.name, s.uses, s.runs, s.origin])).toEqual([["c/outer", "c/inner", "echo hello p", "pipeline[0] › c/outer pipeline[0] › c/inner pipeline[0]"]]);
+    const c = compileRecipe(
+      parse("package: {name: p, version: 1.0.0}\npipeline:\n  - uses: c/outer\n    with: {msg: hello}\n"),
+      opts,
+    );
+    expect(c.pipeline.map((s) => [s.name, s.uses, s.runs, s.origin])).toEqual([
+      ["c/outer", "c/inner", "echo hello p", "pipeline[0] › c/outer pipeline[0] › c/inner pipeline[0]"],
+    ]);
     expect(c.environment.contents!.packages).toEqual(["inner-tool"]);
     expect(problemsOf("package: {name: p, version: 1.0.0}\npipeline:\n  - uses: c/loop-a\n", opts)).toEqual([
       `inline.yaml:3:5: pipeline[0]: pipeline "c/loop-a" uses itself (c/loop-a → c/loop-b → c/loop-a) (in pipeline "c/loop-b" at pipeline[0].uses, ${join(dir, "c/loop-b.yaml")}:2:11)`,
@@ -304,14 +397,20 @@ describe("checks and semantics", () => {
       problemsOf(
         "package: {name: p, version: 1.0.0}\npipeline:\n  - assertions: {required-steps: 2}\n    pipeline:\n      - runs: a\n      - if: \"'a' == 'b'\"\n        runs: b\n",
       ),
-    ).toEqual(["inline.yaml:3:34: pipeline[0].assertions.required-steps: assertion fails: 2 steps required, 1 of 2 have a true if:"]);
+    ).toEqual([
+      "inline.yaml:3:34: pipeline[0].assertions.required-steps: assertion fails: 2 steps required, 1 of 2 have a true if:",
+    ]);
   });
 
   it("a step that spells out its pipeline ignores uses (compiled recipes), with a warning", () => {
-    const l = parse("package: {name: p, version: 1.0.0, description: d, copyright: [{license: MIT}]}\npipeline:\n  - uses: fetch\n    pipeline:\n      - runs: echo inline\n");
+    const l = parse(
+      "package: {name: p, version: 1.0.0, description: d, copyright: [{license: MIT}]}\npipeline:\n  - uses: fetch\n    pipeline:\n      - runs: echo inline\n",
+    );
     const { problems, warnings } = checkRecipe(l, { arch: "x86_64" });
     expect(problems).toEqual([]);
-    expect(lines(".", warnings)).toEqual(['inline.yaml:3:11: pipeline[0].uses: uses "fetch" is ignored: the step spells out its own pipeline']);
+    expect(lines(".", warnings)).toEqual([
+      'inline.yaml:3:11: pipeline[0].uses: uses "fetch" is ignored: the step spells out its own pipeline',
+    ]);
     expect(compileRecipe(l, { arch: "x86_64" }).pipeline.map((s) => s.runs)).toEqual(["echo inline"]);
   });
 
@@ -319,7 +418,9 @@ describe("checks and semantics", () => {
     const src = join(tmp, "src");
     mkdirSync(src, { recursive: true });
     writeFileSync(join(src, "present.patch"), "");
-    const l = parse("package: {name: p, version: 1.0.0}\npipeline:\n  - uses: patch\n    with: {patches: present.patch missing.patch}\n");
+    const l = parse(
+      "package: {name: p, version: 1.0.0}\npipeline:\n  - uses: patch\n    with: {patches: present.patch missing.patch}\n",
+    );
     expect(lines(".", checkRecipe(l, { arch: "x86_64", sourceDir: src }).warnings)).toEqual([
       "inline.yaml:1:10: package: no license: set package.copyright[].license",
       "inline.yaml:1:10: package: no description: set package.description",
@@ -330,7 +431,11 @@ describe("checks and semantics", () => {
   });
 
   it("checks copyright entries and dependency syntax", () => {
-    expect(problemsOf("package:\n  name: p\n  version: 1.0.0\n  copyright:\n    - paths: ['*']\n    - license: MIT\n      operator: AND\n      licenses: [{license: BSD-3-Clause}]\n  dependencies:\n    provides: ['p=']\n    provider-priority: high\n")).toEqual([
+    expect(
+      problemsOf(
+        "package:\n  name: p\n  version: 1.0.0\n  copyright:\n    - paths: ['*']\n    - license: MIT\n      operator: AND\n      licenses: [{license: BSD-3-Clause}]\n  dependencies:\n    provides: ['p=']\n    provider-priority: high\n",
+      ),
+    ).toEqual([
       "inline.yaml:5:7: package.copyright[0]: expected license (or operator with licenses)",
       "inline.yaml:6:7: package.copyright[1]: either license or operator/licenses, not both",
       `inline.yaml:10:16: package.dependencies.provides[0]: invalid dependency "p=": "" is not a valid apk version; expected [!]name[@tag][op version]`,
@@ -339,16 +444,25 @@ describe("checks and semantics", () => {
   });
 
   it("builds a license expression like melange", () => {
-    const c = compileRecipe(parse("package:\n  name: p\n  version: 1.0.0\n  copyright:\n    - license: MIT\n    - operator: OR\n      licenses: [{license: Apache-2.0}, {license: GPL-2.0-only}]\n"), { arch: "x86_64" });
+    const c = compileRecipe(
+      parse(
+        "package:\n  name: p\n  version: 1.0.0\n  copyright:\n    - license: MIT\n    - operator: OR\n      licenses: [{license: Apache-2.0}, {license: GPL-2.0-only}]\n",
+      ),
+      { arch: "x86_64" },
+    );
     expect(c.package.license).toBe("MIT AND (Apache-2.0 OR GPL-2.0-only)");
   });
 
   it("rejects an unknown architecture", () => {
-    expect(() => compileRecipe(parse("package: {name: p, version: 1.0.0}\n"), { arch: "mips" })).toThrow('inline.yaml: unknown architecture "mips"');
+    expect(() => compileRecipe(parse("package: {name: p, version: 1.0.0}\n"), { arch: "mips" })).toThrow(
+      'inline.yaml: unknown architecture "mips"',
+    );
   });
 
   it("compiles a plain Recipe object, reporting without positions", () => {
-    expect(() => compileRecipe({ package: { name: "p", version: "1.0.0" }, pipeline: [{ runs: "${{x}}" }] }, { arch: "x86_64" })).toThrow("<recipe>: pipeline[0].runs: undefined variable ${{x}}");
+    expect(() =>
+      compileRecipe({ package: { name: "p", version: "1.0.0" }, pipeline: [{ runs: "${{x}}" }] }, { arch: "x86_64" }),
+    ).toThrow("<recipe>: pipeline[0].runs: undefined variable ${{x}}");
   });
 });
 
@@ -364,7 +478,9 @@ describe("recipeHash and package-version", () => {
     bumped.package.epoch = 3;
     expect(recipeHash(bumped)).not.toBe(recipeHash(a));
     // Key order does not matter.
-    expect(canonicalJson({ b: 1, a: { d: [1, { z: 1, y: 2 }], c: undefined } })).toBe('{"a":{"d":[1,{"y":2,"z":1}]},"b":1}');
+    expect(canonicalJson({ b: 1, a: { d: [1, { z: 1, y: 2 }], c: undefined } })).toBe(
+      '{"a":{"d":[1,{"y":2,"z":1}]},"b":1}',
+    );
   });
 
   it("prints NAME-VERSION-rEPOCH", async () => {
@@ -376,46 +492,92 @@ describe("recipeHash and package-version", () => {
     const pipelines = loadPipelines();
     const text = readFileSync(join(FIXTURES, "zlib/recipe.yaml"), "utf8");
     const t0 = performance.now();
-    for (let i = 0; i < 100; i++) compileRecipe(parse(text.replace("version: 1.3.1", `version: 1.3.${i}`)), { arch: "x86_64", pipelines });
+    for (let i = 0; i < 100; i++)
+      compileRecipe(parse(text.replace("version: 1.3.1", `version: 1.3.${i}`)), { arch: "x86_64", pipelines });
     expect(performance.now() - t0).toBeLessThan(5000);
   });
 });
 
 describe("recipes built to exhaust the compiler, or to reach outside the workspace", () => {
   it("bounds each substituted value and all of them together", () => {
-    const doubling = ["vars:", "  v0: xxxxxxxxxx", ...Array.from({ length: 39 }, (_, i) => `  v${i + 1}: \${{vars.v${i}}}\${{vars.v${i}}}`)].join("\n");
-    expect(problemsOf(`package: {name: p, version: 1.0.0}\n${doubling}\npipeline:\n  - runs: echo \${{vars.v39}}\n`)).toEqual([
+    const doubling = [
+      "vars:",
+      "  v0: xxxxxxxxxx",
+      ...Array.from({ length: 39 }, (_, i) => `  v${i + 1}: \${{vars.v${i}}}\${{vars.v${i}}}`),
+    ].join("\n");
+    expect(
+      problemsOf(`package: {name: p, version: 1.0.0}\n${doubling}\npipeline:\n  - runs: echo \${{vars.v39}}\n`),
+    ).toEqual([
       "inline.yaml:20:8: vars.v17: longer than 1048576 characters once its ${{ }} variables are substituted (variables that refer to each other multiply in size)",
     ]);
     // Each value within bounds, but 100 of them: the total is bounded too.
     const big = `vars:\n  big: ${"y".repeat(1000)}\n  bigger: ${"${{vars.big}}".repeat(1000)}\n`;
     const steps = Array.from({ length: 100 }, () => "  - runs: echo ${{vars.bigger}}").join("\n");
-    expect(problemsOf(`package: {name: p, version: 1.0.0}\n${big}pipeline:\n${steps}\n`)).toEqual([expect.stringMatching(/^inline\.yaml:\d+:\d+: pipeline\[\d+\]\.runs: substituted values exceed 64 MiB in total/)]);
+    expect(problemsOf(`package: {name: p, version: 1.0.0}\n${big}pipeline:\n${steps}\n`)).toEqual([
+      expect.stringMatching(/^inline\.yaml:\d+:\d+: pipeline\[\d+\]\.runs: substituted values exceed 64 MiB in total/),
+    ]);
     // var-transforms that multiply their input
-    const transforms = Array.from({ length: 20 }, (_, i) => `  - {from: "\${{vars.${i ? `t${i - 1}` : "a"}}}", match: "(.*)", replace: "$1$1$1", to: t${i}}`).join("\n");
-    expect(problemsOf(`package: {name: p, version: 1.0.0}\nvars:\n  a: ${"z".repeat(100)}\nvar-transforms:\n${transforms}\npipeline:\n  - runs: echo \${{vars.t19}}\n`)).toEqual([
-      expect.stringMatching(/^inline\.yaml:\d+:\d+: var-transforms\[8\]\.replace: the replacement result is longer than 1048576 characters$/),
+    const transforms = Array.from(
+      { length: 20 },
+      (_, i) => `  - {from: "\${{vars.${i ? `t${i - 1}` : "a"}}}", match: "(.*)", replace: "$1$1$1", to: t${i}}`,
+    ).join("\n");
+    expect(
+      problemsOf(
+        `package: {name: p, version: 1.0.0}\nvars:\n  a: ${"z".repeat(100)}\nvar-transforms:\n${transforms}\npipeline:\n  - runs: echo \${{vars.t19}}\n`,
+      ),
+    ).toEqual([
+      expect.stringMatching(
+        /^inline\.yaml:\d+:\d+: var-transforms\[8\]\.replace: the replacement result is longer than 1048576 characters$/,
+      ),
     ]);
   });
 
   it("kiln's own steps must stay in the workspace: working-directory, fetch directory, deb-unpack paths", () => {
     const sha = "a".repeat(64);
-    expect(problemsOf(`package: {name: p, version: 1.0.0}\npipeline:\n  - working-directory: /opt\n    uses: fetch\n    with: {uri: "https://example.invalid/x.tar.gz", expected-sha256: ${sha}}\n`)).toEqual([
+    expect(
+      problemsOf(
+        `package: {name: p, version: 1.0.0}\npipeline:\n  - working-directory: /opt\n    uses: fetch\n    with: {uri: "https://example.invalid/x.tar.gz", expected-sha256: ${sha}}\n`,
+      ),
+    ).toEqual([
       "inline.yaml:3:24: pipeline[0].working-directory: working-directory /opt is outside the workspace /home/build: fetch runs on the host, inside the workspace only (give a relative path or one under /home/build)",
     ]);
     // Inherited from the enclosing step, and through ../
-    expect(problemsOf(`package: {name: p, version: 1.0.0}\npipeline:\n  - working-directory: ../..\n    pipeline:\n      - uses: fetch\n        with: {uri: "https://example.invalid/x.tar.gz", expected-sha256: ${sha}}\n`)).toEqual([
-      expect.stringMatching(/^inline\.yaml:5:9: pipeline\[0\]\.pipeline\[0\]\.working-directory: working-directory \/ is outside the workspace/),
+    expect(
+      problemsOf(
+        `package: {name: p, version: 1.0.0}\npipeline:\n  - working-directory: ../..\n    pipeline:\n      - uses: fetch\n        with: {uri: "https://example.invalid/x.tar.gz", expected-sha256: ${sha}}\n`,
+      ),
+    ).toEqual([
+      expect.stringMatching(
+        /^inline\.yaml:5:9: pipeline\[0\]\.pipeline\[0\]\.working-directory: working-directory \/ is outside the workspace/,
+      ),
     ]);
-    expect(problemsOf(`package: {name: p, version: 1.0.0}\npipeline:\n  - uses: fetch\n    with: {uri: "https://example.invalid/x.tar.gz", expected-sha256: ${sha}, directory: /etc}\n`)).toEqual([
-      expect.stringMatching(/^inline\.yaml:4:\d+: pipeline\[0\]\.with\.directory: directory "\/etc" is outside the workspace/),
+    expect(
+      problemsOf(
+        `package: {name: p, version: 1.0.0}\npipeline:\n  - uses: fetch\n    with: {uri: "https://example.invalid/x.tar.gz", expected-sha256: ${sha}, directory: /etc}\n`,
+      ),
+    ).toEqual([
+      expect.stringMatching(
+        /^inline\.yaml:4:\d+: pipeline\[0\]\.with\.directory: directory "\/etc" is outside the workspace/,
+      ),
     ]);
-    expect(problemsOf("package: {name: p, version: 1.0.0}\npipeline:\n  - uses: deb/unpack\n    with: {deb: ../../../etc/x.deb, directory: /usr}\n")).toEqual([
-      expect.stringMatching(/^inline\.yaml:4:\d+: pipeline\[0\]\.with\.deb: deb "\.\.\/\.\.\/\.\.\/etc\/x\.deb" is outside the workspace/),
-      expect.stringMatching(/^inline\.yaml:4:\d+: pipeline\[0\]\.with\.directory: directory "\/usr" is outside the workspace/),
+    expect(
+      problemsOf(
+        "package: {name: p, version: 1.0.0}\npipeline:\n  - uses: deb/unpack\n    with: {deb: ../../../etc/x.deb, directory: /usr}\n",
+      ),
+    ).toEqual([
+      expect.stringMatching(
+        /^inline\.yaml:4:\d+: pipeline\[0\]\.with\.deb: deb "\.\.\/\.\.\/\.\.\/etc\/x\.deb" is outside the workspace/,
+      ),
+      expect.stringMatching(
+        /^inline\.yaml:4:\d+: pipeline\[0\]\.with\.directory: directory "\/usr" is outside the workspace/,
+      ),
     ]);
     // Shell steps may use guest paths, as in melange; relative and workspace paths are fine for kiln's steps.
-    expect(problemsOf(`package: {name: p, version: 1.0.0}\npipeline:\n  - working-directory: /opt\n    runs: ls\n  - working-directory: src\n    uses: fetch\n    with: {uri: "https://example.invalid/x.tar.gz", expected-sha256: ${sha}, directory: /home/build/x}\n`)).toEqual([]);
+    expect(
+      problemsOf(
+        `package: {name: p, version: 1.0.0}\npipeline:\n  - working-directory: /opt\n    runs: ls\n  - working-directory: src\n    uses: fetch\n    with: {uri: "https://example.invalid/x.tar.gz", expected-sha256: ${sha}, directory: /home/build/x}\n`,
+      ),
+    ).toEqual([]);
   });
 
   it("the patch check never looks outside the source directory", () => {
@@ -423,7 +585,9 @@ describe("recipes built to exhaust the compiler, or to reach outside the workspa
     mkdirSync(src, { recursive: true });
     writeFileSync(join(tmp, "outside.patch"), "");
     symlinkSync(tmp, join(src, "up"));
-    const l = parse("package: {name: p, version: 1.0.0, description: d, copyright: [{license: MIT}]}\npipeline:\n  - uses: patch\n    with: {patches: ../outside.patch up/outside.patch up/nothing.patch /etc/passwd gone/x.patch}\n");
+    const l = parse(
+      "package: {name: p, version: 1.0.0, description: d, copyright: [{license: MIT}]}\npipeline:\n  - uses: patch\n    with: {patches: ../outside.patch up/outside.patch up/nothing.patch /etc/passwd gone/x.patch}\n",
+    );
     // Only names inside it are looked at: an existing and a missing file outside get the same answer (none).
     // (/etc/passwd is read as the source directory's etc/passwd, which is missing.)
     expect(lines(".", checkRecipe(l, { arch: "x86_64", sourceDir: src }).warnings)).toEqual([
@@ -433,13 +597,19 @@ describe("recipes built to exhaust the compiler, or to reach outside the workspa
   });
 
   it("uses: names a pipeline, never a path", () => {
-    expect(problemsOf("package: {name: p, version: 1.0.0}\npipeline:\n  - uses: ../../../../etc/passwd\n  - uses: /etc/passwd\n")).toEqual([
+    expect(
+      problemsOf(
+        "package: {name: p, version: 1.0.0}\npipeline:\n  - uses: ../../../../etc/passwd\n  - uses: /etc/passwd\n",
+      ),
+    ).toEqual([
       'inline.yaml:3:11: pipeline[0].uses: unknown pipeline "../../../../etc/passwd": not built in nor in a --pipeline-dir',
       'inline.yaml:4:11: pipeline[1].uses: unknown pipeline "/etc/passwd": not built in nor in a --pipeline-dir',
     ]);
   });
 
   it("names that would not fit in a file name", () => {
-    expect(problemsOf(`package: {name: ${"n".repeat(250)}, version: 1.0.0}\n`)).toEqual([expect.stringMatching(/^inline\.yaml:1:17: package\.name: "n{40}…" with its version is too long for a file name/)]);
+    expect(problemsOf(`package: {name: ${"n".repeat(250)}, version: 1.0.0}\n`)).toEqual([
+      expect.stringMatching(/^inline\.yaml:1:17: package\.name: "n{40}…" with its version is too long for a file name/),
+    ]);
   });
 });

@@ -12,10 +12,33 @@ import { readFile } from "node:fs/promises";
 import { basename, dirname, join, posix } from "node:path";
 import { isMap, isScalar, type Document } from "yaml";
 import { ApkError, isValidVersion, parseDependency, parseProvide } from "@kiln/apk";
-import { ARCH_ALIASES, ConfigError, dotted, hostApkArch, loadYaml, parseImageConfig, type ImageConfig, type ImageConfigInput, type Problem } from "@kiln/image";
+import {
+  ARCH_ALIASES,
+  ConfigError,
+  dotted,
+  hostApkArch,
+  loadYaml,
+  parseImageConfig,
+  type ImageConfig,
+  type ImageConfigInput,
+  type Problem,
+} from "@kiln/image";
 import { ConditionError, evaluateCondition } from "./conditions.js";
-import { loadPipelines, stepScalarPaths, type NativeKind, type PipelineDefinition, type PipelineRegistry } from "./pipelines.js";
-import { PACKAGE_NAME_RE, recipeSchema, type Copyright, type Recipe, type Step, type Subpackage } from "./recipe-schema.js";
+import {
+  loadPipelines,
+  stepScalarPaths,
+  type NativeKind,
+  type PipelineDefinition,
+  type PipelineRegistry,
+} from "./pipelines.js";
+import {
+  PACKAGE_NAME_RE,
+  recipeSchema,
+  type Copyright,
+  type Recipe,
+  type Step,
+  type Subpackage,
+} from "./recipe-schema.js";
 import { normalizeScalars } from "./scalars.js";
 import {
   archVariables,
@@ -219,13 +242,22 @@ export async function readRecipe(file: string): Promise<LoadedRecipe> {
   try {
     text = await readFile(file, "utf8");
   } catch (e) {
-    throw new ConfigError([{ file, path: "", message: `cannot read: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (e as Error).message}` }]);
+    throw new ConfigError([
+      {
+        file,
+        path: "",
+        message: `cannot read: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (e as Error).message}`,
+      },
+    ]);
   }
   return parseRecipe(file, text);
 }
 
 /** Every problem and warning of a parsed recipe (compiling it for `opts.arch`). */
-export function checkRecipe(loaded: LoadedRecipe, opts: CompileOptions = {}): { problems: Problem[]; warnings: Problem[] } {
+export function checkRecipe(
+  loaded: LoadedRecipe,
+  opts: CompileOptions = {},
+): { problems: Problem[]; warnings: Problem[] } {
   const c = new Compiler(loaded, opts);
   c.compile();
   return { problems: c.problems, warnings: c.warnings };
@@ -242,7 +274,10 @@ export async function loadRecipe(file: string, opts: CompileOptions = {}): Promi
 
 /** Resolve a recipe for one architecture; throws ConfigError listing every problem. */
 export function compileRecipe(input: LoadedRecipe | Recipe, opts: CompileOptions = {}): CompiledRecipe {
-  const loaded: LoadedRecipe = "recipe" in input && "file" in input ? input : { file: "<recipe>", recipe: input as Recipe, locate: () => undefined, source: () => undefined, warnings: [] };
+  const loaded: LoadedRecipe =
+    "recipe" in input && "file" in input
+      ? input
+      : { file: "<recipe>", recipe: input as Recipe, locate: () => undefined, source: () => undefined, warnings: [] };
   const c = new Compiler(loaded, opts);
   const out = c.compile();
   if (c.problems.length || !out) throw new ConfigError(c.problems);
@@ -318,7 +353,8 @@ function editDistance(a: string, b: string): number {
   const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array<number>(b.length).fill(0)]);
   for (let j = 1; j <= b.length; j++) d[0]![j] = j;
   for (let i = 1; i <= a.length; i++)
-    for (let j = 1; j <= b.length; j++) d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    for (let j = 1; j <= b.length; j++)
+      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
   return d[a.length]![b.length]!;
 }
 
@@ -413,7 +449,9 @@ class Compiler {
         if (idx !== -1) {
           const before = raw.slice(0, idx);
           const nl = before.lastIndexOf("\n");
-          return nl === -1 ? { line: at.line, col: at.col + idx } : { line: at.line + before.split("\n").length - 1, col: idx - nl };
+          return nl === -1
+            ? { line: at.line, col: at.col + idx }
+            : { line: at.line + before.split("\n").length - 1, col: idx - nl };
         }
       }
     }
@@ -444,7 +482,10 @@ class Compiler {
     const at = site.def.locate(inner);
     const file = site.def.file === "<kiln>" ? "" : site.def.builtin ? `built-in ${site.def.name}.yaml` : site.def.file;
     const where = file ? `, ${file}${at ? `:${at.line}:${at.col}` : ""}` : "";
-    this.problem(site.recipePath, `${message} (in pipeline "${site.def.name}" at ${dotted(inner) || "top level"}${where})`);
+    this.problem(
+      site.recipePath,
+      `${message} (in pipeline "${site.def.name}" at ${dotted(inner) || "top level"}${where})`,
+    );
   }
 
   /**
@@ -453,27 +494,39 @@ class Compiler {
    * referring to each other can grow exponentially; an oversized result is
    * reported and replaced by "" so nothing downstream grows it further.
    */
-  sub(text: string, vars: ReadonlyMap<string, string>, report: (message: string, ref?: Reference) => void, quote = false): string {
+  sub(
+    text: string,
+    vars: ReadonlyMap<string, string>,
+    report: (message: string, ref?: Reference) => void,
+    quote = false,
+  ): string {
     const r = substituteCollect(text, vars, quote);
     if (r.overflow) {
-      report(`longer than ${MAX_SUBSTITUTED_LENGTH} characters once its \${{ }} variables are substituted (variables that refer to each other multiply in size)`);
+      report(
+        `longer than ${MAX_SUBSTITUTED_LENGTH} characters once its \${{ }} variables are substituted (variables that refer to each other multiply in size)`,
+      );
       return "";
     }
     if (r.value !== text) {
       this.substituted += r.value.length;
       if (this.substituted > MAX_SUBSTITUTED_TOTAL) {
-        if (!this.overBudget) report(`substituted values exceed ${MAX_SUBSTITUTED_TOTAL >> 20} MiB in total (variables that refer to each other multiply in size)`);
+        if (!this.overBudget)
+          report(
+            `substituted values exceed ${MAX_SUBSTITUTED_TOTAL >> 20} MiB in total (variables that refer to each other multiply in size)`,
+          );
         this.overBudget = true;
         return "";
       }
     }
     for (const u of r.undefined) report(`undefined variable ${u.text}${this.suggestVariable(u.name, vars)}`, u);
-    for (const m of r.malformed) report(`malformed variable reference ${JSON.stringify(text.slice(m, m + 20))} (expected \${{ name }})`);
+    for (const m of r.malformed)
+      report(`malformed variable reference ${JSON.stringify(text.slice(m, m + 20))} (expected \${{ name }})`);
     return r.value;
   }
 
   private suggestVariable(name: string, vars: ReadonlyMap<string, string>): string {
-    if (name.startsWith("inputs.") && ![...vars.keys()].some((k) => k.startsWith("inputs."))) return " (inputs are only defined inside named pipelines)";
+    if (name.startsWith("inputs.") && ![...vars.keys()].some((k) => k.startsWith("inputs.")))
+      return " (inputs are only defined inside named pipelines)";
     if (name === "targets.subpkgdir" || name === "subpkg.name") return " (only defined in subpackages)";
     if (name === "range.key" || name === "range.value") return " (only defined in subpackages with range)";
     const c = closest(name, vars.keys());
@@ -513,7 +566,11 @@ class Compiler {
     const archIn = o.arch ?? hostApkArch();
     const arch = ARCH_ALIASES[archIn] ?? archIn;
     if (!KNOWN_ARCHS.includes(arch)) {
-      this.push(this.problems, { file: this.src.file, path: "", message: `unknown architecture ${JSON.stringify(archIn)} (expected one of ${KNOWN_ARCHS.join(", ")})` });
+      this.push(this.problems, {
+        file: this.src.file,
+        path: "",
+        message: `unknown architecture ${JSON.stringify(archIn)} (expected one of ${KNOWN_ARCHS.join(", ")})`,
+      });
       return undefined;
     }
 
@@ -523,13 +580,24 @@ class Compiler {
     const pkg = r.package;
     const version = String(pkg.version);
     if (version === "") this.problem(["package", "version"], "version must not be empty");
-    else if (!isValidVersion(`${version}-r0`)) this.problem(["package", "version"], `${JSON.stringify(version)} is not a valid apk version (expected e.g. 1.2.3, 1.2.3_rc1, 2024.01.05)`);
-    if (/-r\d+$/.test(version)) this.problem(["package", "version"], `the version must not carry a release suffix (${JSON.stringify(version)}): set package.epoch instead`);
+    else if (!isValidVersion(`${version}-r0`))
+      this.problem(
+        ["package", "version"],
+        `${JSON.stringify(version)} is not a valid apk version (expected e.g. 1.2.3, 1.2.3_rc1, 2024.01.05)`,
+      );
+    if (/-r\d+$/.test(version))
+      this.problem(
+        ["package", "version"],
+        `the version must not carry a release suffix (${JSON.stringify(version)}): set package.epoch instead`,
+      );
     const epoch = pkg.epoch ?? 0;
     // Names and versions become file names (NAME-VER-rN.apk, NAME.test.log): one path segment each.
     const fileNameFits = (name: string, path: Path) => {
       if (Buffer.byteLength(`${name}-${version}-r${epoch}.apk`) > 255 || Buffer.byteLength(`${name}.test.log`) > 255) {
-        this.problem(path, `${JSON.stringify(name.length > 40 ? `${name.slice(0, 40)}…` : name)} with its version is too long for a file name (NAME-VERSION-rEPOCH.apk must fit in 255 bytes, this is ${Buffer.byteLength(`${name}-${version}-r${epoch}.apk`)})`);
+        this.problem(
+          path,
+          `${JSON.stringify(name.length > 40 ? `${name.slice(0, 40)}…` : name)} with its version is too long for a file name (NAME-VERSION-rEPOCH.apk must fit in 255 bytes, this is ${Buffer.byteLength(`${name}-${version}-r${epoch}.apk`)})`,
+        );
         return false;
       }
       return true;
@@ -542,21 +610,32 @@ class Compiler {
     // build options
     const enabled = new Set<string>();
     for (const name of o.buildOptions ?? []) {
-      if (!r.options?.[name]) this.push(this.problems, { file: this.src.file, path: "options", message: `unknown build option ${JSON.stringify(name)} (the recipe defines ${Object.keys(r.options ?? {}).join(", ") || "none"})` });
+      if (!r.options?.[name])
+        this.push(this.problems, {
+          file: this.src.file,
+          path: "options",
+          message: `unknown build option ${JSON.stringify(name)} (the recipe defines ${Object.keys(r.options ?? {}).join(", ") || "none"})`,
+        });
       else enabled.add(name);
     }
 
     // variables
-    const vars = new Map<string, string>([...packageVariables({ name: pkg.name, version, epoch, description: pkg.description ?? "" }), ...archVariables(arch)]);
+    const vars = new Map<string, string>([
+      ...packageVariables({ name: pkg.name, version, epoch, description: pkg.description ?? "" }),
+      ...archVariables(arch),
+    ]);
     for (const k of Object.keys(r.options ?? {})) vars.set(`options.${k}.enabled`, String(enabled.has(k)));
     // `${{mirror.NAME}}` stays symbolic (mirror://NAME, resolved by the fetcher on
     // the host) unless the caller resolved it: compiled recipes and their hashes
     // must not depend on the machine's mirror.
-    for (const m of JSON.stringify(r).matchAll(/\$\{\{ *mirror\.([a-zA-Z0-9_-]+) *\}\}/g)) vars.set(`mirror.${m[1]}`, `mirror://${m[1]}`);
+    for (const m of JSON.stringify(r).matchAll(/\$\{\{ *mirror\.([a-zA-Z0-9_-]+) *\}\}/g))
+      vars.set(`mirror.${m[1]}`, `mirror://${m[1]}`);
     for (const [k, v] of Object.entries(o.variables ?? {})) vars.set(k, v);
     const rawVars: Record<string, { value: string; path: Path }> = {};
     for (const [k, v] of Object.entries(r.vars ?? {})) rawVars[k] = { value: String(v), path: ["vars", k] };
-    for (const name of enabled) for (const [k, v] of Object.entries(r.options?.[name]?.vars ?? {})) rawVars[k] = { value: String(v), path: ["options", name, "vars", k] };
+    for (const name of enabled)
+      for (const [k, v] of Object.entries(r.options?.[name]?.vars ?? {}))
+        rawVars[k] = { value: String(v), path: ["options", name, "vars", k] };
     this.resolveVars(rawVars, vars);
     (r["var-transforms"] ?? []).forEach((t, i) => {
       const from = this.subAt(["var-transforms", i, "from"], t.from, vars);
@@ -587,7 +666,10 @@ class Compiler {
         const d = data.get(sp.range);
         if (!d) {
           const defined = [...data.keys()];
-          this.problem([...base, "range"], `range names data ${JSON.stringify(sp.range)}, which is not defined (${defined.length ? `data: ${defined.join(", ")}` : "the recipe has no data entries"})`);
+          this.problem(
+            [...base, "range"],
+            `range names data ${JSON.stringify(sp.range)}, which is not defined (${defined.length ? `data: ${defined.join(", ")}` : "the recipe has no data entries"})`,
+          );
           return;
         }
         items = Object.keys(d)
@@ -603,7 +685,10 @@ class Compiler {
         const name = this.subAt([...base, "name"], sp.name, iv);
         if (!name) continue;
         if (!PACKAGE_NAME_RE.test(name) && !name.includes("${{")) {
-          this.problem([...base, "name"], `subpackage name ${JSON.stringify(name)} must match ${PACKAGE_NAME_RE.source}`);
+          this.problem(
+            [...base, "name"],
+            `subpackage name ${JSON.stringify(name)} must match ${PACKAGE_NAME_RE.source}`,
+          );
           continue;
         }
         if (!fileNameFits(name, [...base, "name"])) continue;
@@ -619,7 +704,8 @@ class Compiler {
       }
     });
     for (const n of names.keys()) vars.set(`targets.package.${n}`, `/home/build/melange-out/${n}`);
-    for (const inst of instances) for (const n of names.keys()) inst.vars.set(`targets.package.${n}`, `/home/build/melange-out/${n}`);
+    for (const inst of instances)
+      for (const n of names.keys()) inst.vars.set(`targets.package.${n}`, `/home/build/melange-out/${n}`);
 
     // main pipeline
     const needs: string[] = [];
@@ -635,7 +721,8 @@ class Compiler {
       const steps = this.compileSteps(inst.sp.pipeline ?? [], [...base, "pipeline"], spVars, needs);
       const sub: CompiledSubpackage = {
         name: inst.name,
-        description: inst.sp.description !== undefined ? this.subAt([...base, "description"], inst.sp.description, spVars) : "",
+        description:
+          inst.sp.description !== undefined ? this.subAt([...base, "description"], inst.sp.description, spVars) : "",
         dependencies: this.dependencies(inst.sp.dependencies, [...base, "dependencies"], spVars),
         options: packageOptions(inst.sp.options),
         scriptlets: this.scriptlets(inst.sp.scriptlets, [...base, "scriptlets"], spVars),
@@ -657,9 +744,12 @@ class Compiler {
     const test = r.test ? this.test(r.test, ["test"], vars, pkg.name) : undefined;
 
     // package metadata
-    const targetArchitecture = (pkg["target-architecture"] ?? ["all"]).map((a) => (a === "all" ? a : (ARCH_ALIASES[a] ?? a)));
+    const targetArchitecture = (pkg["target-architecture"] ?? ["all"]).map((a) =>
+      a === "all" ? a : (ARCH_ALIASES[a] ?? a),
+    );
     (pkg["target-architecture"] ?? []).forEach((a, i) => {
-      if (a !== "all" && !ARCH_ALIASES[a]) this.problem(["package", "target-architecture", i], `unknown architecture ${JSON.stringify(a)}`);
+      if (a !== "all" && !ARCH_ALIASES[a])
+        this.problem(["package", "target-architecture", i], `unknown architecture ${JSON.stringify(a)}`);
     });
     const compiledPkg: CompiledPackage = {
       name: pkg.name,
@@ -677,7 +767,8 @@ class Compiler {
     if (pkg.url !== undefined) compiledPkg.url = this.subAt(["package", "url"], pkg.url, vars);
     if (pkg.commit !== undefined) compiledPkg.commit = pkg.commit;
     if (pkg.timeout !== undefined) compiledPkg.timeoutSeconds = durationSeconds(pkg.timeout);
-    if (pkg.resources) compiledPkg.resources = Object.fromEntries(Object.entries(pkg.resources).map(([k, v]) => [k, String(v)]));
+    if (pkg.resources)
+      compiledPkg.resources = Object.fromEntries(Object.entries(pkg.resources).map(([k, v]) => [k, String(v)]));
     if (pkg.checks) compiledPkg.checks = pkg.checks;
     if (pkg.annotations) compiledPkg.annotations = pkg.annotations;
     if (pkg.setcap) compiledPkg.setcap = pkg.setcap;
@@ -689,7 +780,12 @@ class Compiler {
       environment,
       pipeline,
       subpackages,
-      vars: Object.fromEntries([...vars].filter(([k]) => k.startsWith("vars.")).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([k, v]) => [k.slice(5), v])),
+      vars: Object.fromEntries(
+        [...vars]
+          .filter(([k]) => k.startsWith("vars."))
+          .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+          .map(([k, v]) => [k.slice(5), v]),
+      ),
     };
     if (test) out.test = test;
     if (r.update) out.update = r.update;
@@ -705,13 +801,17 @@ class Compiler {
       if (st === "done") return;
       const entry = raw[k]!;
       if (st === "busy") {
-        this.problem(entry.path, `variable vars.${k} refers to itself (${[...chain, k].map((c) => `vars.${c}`).join(" → ")})`);
+        this.problem(
+          entry.path,
+          `variable vars.${k} refers to itself (${[...chain, k].map((c) => `vars.${c}`).join(" → ")})`,
+        );
         vars.set(`vars.${k}`, "");
         return;
       }
       state.set(k, "busy");
       for (const ref of scanReferences(entry.value).refs) {
-        if (ref.name.startsWith("vars.") && raw[ref.name.slice(5)] !== undefined) resolve(ref.name.slice(5), [...chain, k]);
+        if (ref.name.startsWith("vars.") && raw[ref.name.slice(5)] !== undefined)
+          resolve(ref.name.slice(5), [...chain, k]);
       }
       if (state.get(k) === "busy") vars.set(`vars.${k}`, this.subAt(entry.path, entry.value, vars));
       state.set(k, "done");
@@ -732,9 +832,18 @@ class Compiler {
       return evaluateCondition(text);
     } catch (e) {
       if (!(e instanceof ConditionError)) throw e;
-      const msg = text === expr ? e.message : `bad if expression ${JSON.stringify(expr)}: ${e.reason} at position ${e.position} of ${JSON.stringify(text)}`;
+      const msg =
+        text === expr
+          ? e.message
+          : `bad if expression ${JSON.stringify(expr)}: ${e.reason} at position ${e.position} of ${JSON.stringify(text)}`;
       if (site) this.stepProblem(site, rel ?? [], msg);
-      else this.push(this.problems, { file: this.src.file, ...this.offsetPosition(path, text === expr ? e.position : 0), path: dotted(path), message: msg });
+      else
+        this.push(this.problems, {
+          file: this.src.file,
+          ...this.offsetPosition(path, text === expr ? e.position : 0),
+          path: dotted(path),
+          message: msg,
+        });
       return true;
     }
   }
@@ -747,7 +856,11 @@ class Compiler {
     cp.licenses?.forEach((l, i) => this.checkCopyright(l, [...path, "licenses", i]));
   }
 
-  private dependencies(d: Recipe["package"]["dependencies"], path: Path, vars: ReadonlyMap<string, string>): CompiledDependencies {
+  private dependencies(
+    d: Recipe["package"]["dependencies"],
+    path: Path,
+    vars: ReadonlyMap<string, string>,
+  ): CompiledDependencies {
     const list = (key: "runtime" | "provides" | "replaces", check: (s: string) => void) =>
       (d?.[key] ?? []).map((s, i) => {
         const v = this.subAt([...path, key, i], s, vars);
@@ -781,7 +894,11 @@ class Compiler {
     return out;
   }
 
-  private scriptlets(s: Recipe["package"]["scriptlets"], path: Path, vars: ReadonlyMap<string, string>): CompiledScriptlets {
+  private scriptlets(
+    s: Recipe["package"]["scriptlets"],
+    path: Path,
+    vars: ReadonlyMap<string, string>,
+  ): CompiledScriptlets {
     const out: CompiledScriptlets = {};
     if (!s) return out;
     if (s.trigger && (s.trigger.script || s.trigger.paths?.length)) {
@@ -790,22 +907,43 @@ class Compiler {
         paths: (s.trigger.paths ?? []).map((p, i) => this.subAt([...path, "trigger", "paths", i], p, vars)),
       };
     }
-    for (const k of ["pre-install", "post-install", "pre-deinstall", "post-deinstall", "pre-upgrade", "post-upgrade"] as const) {
+    for (const k of [
+      "pre-install",
+      "post-install",
+      "pre-deinstall",
+      "post-deinstall",
+      "pre-upgrade",
+      "post-upgrade",
+    ] as const) {
       const v = s[k];
       if (v !== undefined) out[k] = this.subAt([...path, k], v, vars);
     }
     return out;
   }
 
-  private environment(env: ImageConfigInput | undefined, path: Path, vars: ReadonlyMap<string, string>, enabled?: ReadonlySet<string>): ImageConfigInput {
+  private environment(
+    env: ImageConfigInput | undefined,
+    path: Path,
+    vars: ReadonlyMap<string, string>,
+    enabled?: ReadonlySet<string>,
+  ): ImageConfigInput {
     const out: ImageConfigInput = structuredClone(env ?? {});
     const c = out.contents;
     if (c) {
-      for (const key of ["repositories", "build_repositories", "runtime_repositories", "keyring", "packages"] as const) {
+      for (const key of [
+        "repositories",
+        "build_repositories",
+        "runtime_repositories",
+        "keyring",
+        "packages",
+      ] as const) {
         if (c[key]) c[key] = c[key]!.map((s, i) => this.subAt([...path, "contents", key, i], s, vars));
       }
     }
-    if (out.environment) out.environment = Object.fromEntries(Object.entries(out.environment).map(([k, v]) => [k, this.subAt([...path, "environment", k], String(v), vars)]));
+    if (out.environment)
+      out.environment = Object.fromEntries(
+        Object.entries(out.environment).map(([k, v]) => [k, this.subAt([...path, "environment", k], String(v), vars)]),
+      );
     // The environment is an image config: check it as one, pointing into the recipe.
     if (env) {
       try {
@@ -823,15 +961,22 @@ class Compiler {
     }
     // melange's build user and defaults.
     const accounts = (out.accounts ??= {});
-    if (!(accounts.groups ?? []).some((g) => g.groupname === "build")) accounts.groups = [...(accounts.groups ?? []), { groupname: "build", gid: 1000, members: ["build"] }];
-    if (!(accounts.users ?? []).some((u) => u.username === "build")) accounts.users = [...(accounts.users ?? []), { username: "build", uid: 1000, gid: 1000 }];
+    if (!(accounts.groups ?? []).some((g) => g.groupname === "build"))
+      accounts.groups = [...(accounts.groups ?? []), { groupname: "build", gid: 1000, members: ["build"] }];
+    if (!(accounts.users ?? []).some((u) => u.username === "build"))
+      accounts.users = [...(accounts.users ?? []), { username: "build", uid: 1000, gid: 1000 }];
     const e = (out.environment ??= {});
     e.HOME ||= WORKSPACE_DIR;
     e.GOPATH ||= `${WORKSPACE_DIR}/.cache/go`;
     return out;
   }
 
-  private test(t: NonNullable<Recipe["test"]>, path: Path, vars: ReadonlyMap<string, string>, pkgName: string): CompiledTest {
+  private test(
+    t: NonNullable<Recipe["test"]>,
+    path: Path,
+    vars: ReadonlyMap<string, string>,
+    pkgName: string,
+  ): CompiledTest {
     const needs: string[] = [];
     const pipeline = this.compileSteps(t.pipeline, [...path, "pipeline"], vars, needs);
     const environment = this.environment(t.environment, [...path, "environment"], vars);
@@ -842,33 +987,67 @@ class Compiler {
 
   compileSteps(steps: readonly Step[], path: Path, vars: ReadonlyMap<string, string>, needs: string[]): CompiledStep[] {
     const out: CompiledStep[] = [];
-    steps.forEach((s, i) => this.step(s, vars, { recipePath: [...path, i], trail: dotted([...path, i]), stack: [] }, { env: {} }, out, needs, true));
+    steps.forEach((s, i) =>
+      this.step(
+        s,
+        vars,
+        { recipePath: [...path, i], trail: dotted([...path, i]), stack: [] },
+        { env: {} },
+        out,
+        needs,
+        true,
+      ),
+    );
     return out;
   }
 
   /** Compile one step (and its children) into `out`; returns whether it is active (its `if:` holds). */
-  private step(s: Step, vars: ReadonlyMap<string, string>, site: Site, inh: Inherited, out: CompiledStep[], needs: string[], parentActive: boolean): boolean {
-    const report = (rel: Path, value?: string) => (m: string, ref?: Reference) => this.stepProblem(site, rel, m, ref, value);
-    const subRel = (rel: Path, text: string, v: ReadonlyMap<string, string> = vars) => this.sub(text, v, report(rel, text));
+  private step(
+    s: Step,
+    vars: ReadonlyMap<string, string>,
+    site: Site,
+    inh: Inherited,
+    out: CompiledStep[],
+    needs: string[],
+    parentActive: boolean,
+  ): boolean {
+    const report = (rel: Path, value?: string) => (m: string, ref?: Reference) =>
+      this.stepProblem(site, rel, m, ref, value);
+    const subRel = (rel: Path, text: string, v: ReadonlyMap<string, string> = vars) =>
+      this.sub(text, v, report(rel, text));
 
     if (s.with && !s.uses) this.stepProblem(site, ["with"], "with needs uses (inputs go to a named pipeline)");
-    if (s.uses && s.runs !== undefined) this.stepProblem(site, ["runs"], `a step has uses or runs, not both (uses ${JSON.stringify(s.uses)})`);
+    if (s.uses && s.runs !== undefined)
+      this.stepProblem(site, ["runs"], `a step has uses or runs, not both (uses ${JSON.stringify(s.uses)})`);
 
     let active = parentActive;
     if (s.if !== undefined) {
-      const ok = this.condition(site.def ? site.recipePath : [...site.recipePath, "if"], s.if, vars, site.def ? site : undefined, ["if"]);
+      const ok = this.condition(
+        site.def ? site.recipePath : [...site.recipePath, "if"],
+        s.if,
+        vars,
+        site.def ? site : undefined,
+        ["if"],
+      );
       active &&= ok;
     }
     const ownName = s.name !== undefined ? subRel(["name"], s.name) : undefined;
     const name = ownName ?? inh.name ?? s.uses ?? site.trail;
-    const workdir = s["working-directory"] !== undefined ? subRel(["working-directory"], s["working-directory"]) : inh.workdir;
+    const workdir =
+      s["working-directory"] !== undefined ? subRel(["working-directory"], s["working-directory"]) : inh.workdir;
     const env = { ...inh.env };
     for (const [k, v] of Object.entries(s.environment ?? {})) env[k] = subRel(["environment", k], String(v));
     const ownNeeds = (s.needs?.packages ?? []).map((p, i) => subRel(["needs", "packages", i], p));
     if (active) needs.push(...ownNeeds);
 
     const base = (): CompiledStep => {
-      const st: CompiledStep = { name, origin: site.trail, runs: "", workingDirectory: resolveWorkdir(workdir), environment: env };
+      const st: CompiledStep = {
+        name,
+        origin: site.trail,
+        runs: "",
+        workingDirectory: resolveWorkdir(workdir),
+        environment: env,
+      };
       if (inh.uses) st.uses = inh.uses;
       if (s.label !== undefined) st.label = s.label;
       return st;
@@ -878,7 +1057,12 @@ class Compiler {
       this.uses(s, s.uses, vars, site, { workdir, env, name, uses: s.uses }, out, needs, active, base);
       return active;
     }
-    if (s.uses) this.warnAtStep(site, ["uses"], `uses ${JSON.stringify(s.uses)} is ignored: the step spells out its own pipeline`);
+    if (s.uses)
+      this.warnAtStep(
+        site,
+        ["uses"],
+        `uses ${JSON.stringify(s.uses)} is ignored: the step spells out its own pipeline`,
+      );
 
     if (s.runs !== undefined) {
       const runs = subRel(["runs"], String(s.runs));
@@ -896,7 +1080,12 @@ class Compiler {
       if (this.step(child, vars, childSite, childInh, out, needs, active)) ran++;
     });
     const required = s.assertions?.["required-steps"];
-    if (required !== undefined && active && required !== ran) this.stepProblem(site, ["assertions", "required-steps"], `assertion fails: ${required} steps required, ${ran} of ${s.pipeline?.length ?? 0} have a true if:`);
+    if (required !== undefined && active && required !== ran)
+      this.stepProblem(
+        site,
+        ["assertions", "required-steps"],
+        `assertion fails: ${required} steps required, ${ran} of ${s.pipeline?.length ?? 0} have a true if:`,
+      );
     return active;
   }
 
@@ -905,23 +1094,45 @@ class Compiler {
   }
 
   /** Expand `uses: NAME` into `out`. */
-  private uses(s: Step, usesName: string, vars: ReadonlyMap<string, string>, site: Site, inh: Inherited & { workdir: string | undefined }, out: CompiledStep[], needs: string[], active: boolean, base: () => CompiledStep): void {
+  private uses(
+    s: Step,
+    usesName: string,
+    vars: ReadonlyMap<string, string>,
+    site: Site,
+    inh: Inherited & { workdir: string | undefined },
+    out: CompiledStep[],
+    needs: string[],
+    active: boolean,
+    base: () => CompiledStep,
+  ): void {
     let def: PipelineDefinition | undefined;
     try {
       def = this.registry.get(usesName);
     } catch (e) {
       if (!(e instanceof ConfigError)) throw e;
-      this.stepProblem(site, ["uses"], `pipeline ${JSON.stringify(usesName)} (${this.registry.source(usesName)}) is invalid`);
+      this.stepProblem(
+        site,
+        ["uses"],
+        `pipeline ${JSON.stringify(usesName)} (${this.registry.source(usesName)}) is invalid`,
+      );
       for (const p of e.problems) this.push(this.problems, p);
       return;
     }
     if (!def) {
       const hint = closest(usesName, this.registry.names());
-      this.stepProblem(site, ["uses"], `unknown pipeline ${JSON.stringify(usesName)}${hint ? ` (did you mean ${JSON.stringify(hint)}?)` : ""}: not built in nor in a --pipeline-dir`);
+      this.stepProblem(
+        site,
+        ["uses"],
+        `unknown pipeline ${JSON.stringify(usesName)}${hint ? ` (did you mean ${JSON.stringify(hint)}?)` : ""}: not built in nor in a --pipeline-dir`,
+      );
       return;
     }
     if (site.stack.includes(def.name)) {
-      this.stepProblem(site, ["uses"], `pipeline ${JSON.stringify(def.name)} uses itself (${[...site.stack, def.name].join(" → ")})`);
+      this.stepProblem(
+        site,
+        ["uses"],
+        `pipeline ${JSON.stringify(def.name)} uses itself (${[...site.stack, def.name].join(" → ")})`,
+      );
       return;
     }
 
@@ -931,7 +1142,11 @@ class Compiler {
     for (const k of Object.keys(given)) {
       if (!(k in def.inputs)) {
         const hint = closest(k, known);
-        this.stepProblem(site, ["with", k], `unknown input ${JSON.stringify(k)} for pipeline ${JSON.stringify(def.name)} (${hint ? `did you mean ${JSON.stringify(hint)}? ` : ""}inputs: ${known.join(", ") || "none"})`);
+        this.stepProblem(
+          site,
+          ["with", k],
+          `unknown input ${JSON.stringify(k)} for pipeline ${JSON.stringify(def.name)} (${hint ? `did you mean ${JSON.stringify(hint)}? ` : ""}inputs: ${known.join(", ") || "none"})`,
+        );
       }
     }
     const scope = new Map([...vars].filter(([k]) => !k.startsWith("inputs.")));
@@ -940,28 +1155,66 @@ class Compiler {
       const raw = given[k] !== undefined ? String(given[k]) : "";
       let v = raw === "" ? "" : this.sub(raw, vars, (m, ref) => this.stepProblem(site, ["with", k], m, ref, raw));
       if (v === "" && input.default !== undefined) {
-        v = this.sub(input.default, vars, (m) => this.stepProblem(site, given[k] !== undefined ? ["with", k] : [], `default of input ${JSON.stringify(k)} of pipeline ${JSON.stringify(def!.name)}: ${m}`));
+        v = this.sub(input.default, vars, (m) =>
+          this.stepProblem(
+            site,
+            given[k] !== undefined ? ["with", k] : [],
+            `default of input ${JSON.stringify(k)} of pipeline ${JSON.stringify(def!.name)}: ${m}`,
+          ),
+        );
       }
       // Inside built-in pipelines a missing input is the recipe step's, already reported.
-      if (input.required && v === "" && !site.def?.builtin) this.stepProblem(site, s.with ? ["with"] : ["uses"], `missing required input ${JSON.stringify(k)} for pipeline ${JSON.stringify(def.name)}`);
+      if (input.required && v === "" && !site.def?.builtin)
+        this.stepProblem(
+          site,
+          s.with ? ["with"] : ["uses"],
+          `missing required input ${JSON.stringify(k)} for pipeline ${JSON.stringify(def.name)}`,
+        );
       // Checked where the value is written; steps inside pipeline files pass it on.
       const len = SHA_LENGTH[k];
-      if (len && !site.def && v !== "" && !v.includes("${{") && !(v.length === len && /^[0-9a-fA-F]+$/.test(v))) this.problem([...site.recipePath, "with", k], `${k} must be ${len} hexadecimal digits, got ${JSON.stringify(v)}`);
+      if (len && !site.def && v !== "" && !v.includes("${{") && !(v.length === len && /^[0-9a-fA-F]+$/.test(v)))
+        this.problem(
+          [...site.recipePath, "with", k],
+          `${k} must be ${len} hexadecimal digits, got ${JSON.stringify(v)}`,
+        );
       inputs[k] = v;
       scope.set(`inputs.${k}`, v);
     }
-    const defNeeds = def.needs.map((p, i) => this.sub(p, scope, (m) => this.stepProblem({ ...site, def, defPath: [] }, ["needs", "packages", i], m)));
+    const defNeeds = def.needs.map((p, i) =>
+      this.sub(p, scope, (m) => this.stepProblem({ ...site, def, defPath: [] }, ["needs", "packages", i], m)),
+    );
     if (active) needs.push(...defNeeds);
 
     if (def.native) {
       this.checkNative(def.native, inputs, site, resolveWorkdir(inh.workdir));
-      if (active) out.push({ ...base(), uses: def.name, native: def.native, with: Object.fromEntries(Object.entries(inputs).sort(([a], [b]) => (a < b ? -1 : 1))) });
+      if (active)
+        out.push({
+          ...base(),
+          uses: def.name,
+          native: def.native,
+          with: Object.fromEntries(Object.entries(inputs).sort(([a], [b]) => (a < b ? -1 : 1))),
+        });
       return;
     }
     const stack = [...site.stack, def.name];
     def.pipeline.forEach((child, i) => {
-      const childSite: Site = { recipePath: site.recipePath, def, defPath: ["pipeline", i], trail: `${site.trail} › ${def!.name} pipeline[${i}]`, stack, recipeWith: site.def ? site.recipeWith : given };
-      this.step(child, scope, childSite, { workdir: inh.workdir, env: inh.env, name: inh.name, uses: def!.name }, out, needs, active);
+      const childSite: Site = {
+        recipePath: site.recipePath,
+        def,
+        defPath: ["pipeline", i],
+        trail: `${site.trail} › ${def!.name} pipeline[${i}]`,
+        stack,
+        recipeWith: site.def ? site.recipeWith : given,
+      };
+      this.step(
+        child,
+        scope,
+        childSite,
+        { workdir: inh.workdir, env: inh.env, name: inh.name, uses: def!.name },
+        out,
+        needs,
+        active,
+      );
     });
   }
 
@@ -975,24 +1228,41 @@ class Compiler {
     const report = (key: string | undefined, message: string) => {
       // A value still holding ${{ }} has an undefined variable, reported already.
       if (key && inputs[key]?.includes("${{")) return;
-      if (site.def?.builtin && site.recipeWith) this.problem([...site.recipePath, ...(key && key in site.recipeWith ? ["with", key] : [])], message);
+      if (site.def?.builtin && site.recipeWith)
+        this.problem([...site.recipePath, ...(key && key in site.recipeWith ? ["with", key] : [])], message);
       else this.stepProblem(site, key ? ["with", key] : [], message);
     };
     // kiln performs these steps on the host, in the workspace: every path they use must stay inside it.
     const inWorkspace = (p: string) => p === WORKSPACE_DIR || p.startsWith(`${WORKSPACE_DIR}/`);
     const workdirOk = workdir.includes("${{") || inWorkspace(workdir);
-    if (!workdirOk) at(["working-directory"], `working-directory ${workdir} is outside the workspace ${WORKSPACE_DIR}: ${kind} runs on the host, inside the workspace only (give a relative path or one under ${WORKSPACE_DIR})`);
+    if (!workdirOk)
+      at(
+        ["working-directory"],
+        `working-directory ${workdir} is outside the workspace ${WORKSPACE_DIR}: ${kind} runs on the host, inside the workspace only (give a relative path or one under ${WORKSPACE_DIR})`,
+      );
     const checkPath = (key: string, p: string | undefined) => {
       if (!p || !workdirOk) return;
       const abs = p.startsWith("/") ? posix.normalize(p) : posix.join(workdir, p);
-      if (!inWorkspace(abs)) report(key, `${key} ${JSON.stringify(p)} is outside the workspace ${WORKSPACE_DIR} (it resolves to ${abs}): ${kind} runs on the host, inside the workspace only`);
+      if (!inWorkspace(abs))
+        report(
+          key,
+          `${key} ${JSON.stringify(p)} is outside the workspace ${WORKSPACE_DIR} (it resolves to ${abs}): ${kind} runs on the host, inside the workspace only`,
+        );
     };
     if (kind === "fetch") {
-      if (!inputs["expected-sha256"] && !inputs["expected-sha512"] && !inputs["expected-none"]) report(undefined, "fetch needs expected-sha256 or expected-sha512");
-      for (const k of ["extract", "delete"]) if (!["true", "false"].includes(inputs[k] ?? "")) report(k, `${k} must be true or false, got ${JSON.stringify(inputs[k])}`);
-      if (!/^\d+$/.test(inputs["strip-components"] ?? "")) report("strip-components", `strip-components must be a whole number, got ${JSON.stringify(inputs["strip-components"])}`);
+      if (!inputs["expected-sha256"] && !inputs["expected-sha512"] && !inputs["expected-none"])
+        report(undefined, "fetch needs expected-sha256 or expected-sha512");
+      for (const k of ["extract", "delete"])
+        if (!["true", "false"].includes(inputs[k] ?? ""))
+          report(k, `${k} must be true or false, got ${JSON.stringify(inputs[k])}`);
+      if (!/^\d+$/.test(inputs["strip-components"] ?? ""))
+        report(
+          "strip-components",
+          `strip-components must be a whole number, got ${JSON.stringify(inputs["strip-components"])}`,
+        );
       const uri = inputs.uri ?? "";
-      if (uri && !/^(https?|file|mirror):\/\//.test(uri)) report("uri", `uri must be an http://, https://, file:// or mirror:// URL, got ${JSON.stringify(uri)}`);
+      if (uri && !/^(https?|file|mirror):\/\//.test(uri))
+        report("uri", `uri must be an http://, https://, file:// or mirror:// URL, got ${JSON.stringify(uri)}`);
       checkPath("directory", inputs.directory);
     }
     if (kind === "deb-unpack") {
@@ -1008,8 +1278,14 @@ class Compiler {
     const walk = (steps: readonly Step[] | undefined, path: Path) =>
       (steps ?? []).forEach((s, i) => {
         if (s.uses === "patch") {
-          for (const p of String(s.with?.patches ?? "").split(/\s+/).filter(Boolean)) {
-            if (!p.includes("${{") && patchMissing(dir, p)) this.warn([...path, i, "with", "patches"], `patch ${JSON.stringify(p)} is not in the source directory ${dir}`);
+          for (const p of String(s.with?.patches ?? "")
+            .split(/\s+/)
+            .filter(Boolean)) {
+            if (!p.includes("${{") && patchMissing(dir, p))
+              this.warn(
+                [...path, i, "with", "patches"],
+                `patch ${JSON.stringify(p)} is not in the source directory ${dir}`,
+              );
           }
         }
         walk(s.pipeline, [...path, i, "pipeline"]);
@@ -1051,7 +1327,9 @@ function lstatExists(p: string): boolean {
 
 /** In file order (stable for problems at the same place); problems without a position first. */
 export function sortProblems(ps: Problem[]): Problem[] {
-  return ps.sort((a, b) => (a.file < b.file ? -1 : a.file > b.file ? 1 : (a.line ?? 0) - (b.line ?? 0) || (a.col ?? 0) - (b.col ?? 0)));
+  return ps.sort((a, b) =>
+    a.file < b.file ? -1 : a.file > b.file ? 1 : (a.line ?? 0) - (b.line ?? 0) || (a.col ?? 0) - (b.col ?? 0),
+  );
 }
 
 function packageOptions(o: Recipe["package"]["options"]): CompiledPackageOptions {

@@ -54,7 +54,9 @@ describe("if: conditions", () => {
   });
 
   it("reports an undefined variable with its position", () => {
-    expect(() => evaluateCondition("'a' == ${{vars.nope}}", vars)).toThrow('bad if expression "\'a\' == ${{vars.nope}}": undefined variable ${{vars.nope}} at position 7');
+    expect(() => evaluateCondition("'a' == ${{vars.nope}}", vars)).toThrow(
+      "bad if expression \"'a' == ${{vars.nope}}\": undefined variable ${{vars.nope}} at position 7",
+    );
   });
 
   it("parses to a tree and lists the variables read", () => {

@@ -81,7 +81,9 @@ class Parser {
       this.pos += 2;
       return { kind: "variable", name, pos: start };
     }
-    return this.fail(`expected a string or \${{variable}}, got ${JSON.stringify(this.input.slice(this.pos, this.pos + 10))}`);
+    return this.fail(
+      `expected a string or \${{variable}}, got ${JSON.stringify(this.input.slice(this.pos, this.pos + 10))}`,
+    );
   }
 
   comparison(): Condition {
@@ -101,7 +103,8 @@ class Parser {
       this.pos++;
       const inner = this.expr();
       this.skip();
-      if (this.input[this.pos] !== ")") this.fail(`expected ")" to close the "(" at position ${open}, got ${this.describeHere()}`);
+      if (this.input[this.pos] !== ")")
+        this.fail(`expected ")" to close the "(" at position ${open}, got ${this.describeHere()}`);
       this.pos++;
       return inner;
     }
@@ -160,7 +163,10 @@ export function evaluateParsed(c: Condition, lookup: Lookup = () => undefined, e
 }
 
 /** Parse and evaluate an `if:` expression. */
-export function evaluateCondition(expression: string, lookup: Lookup | ReadonlyMap<string, string> = () => undefined): boolean {
+export function evaluateCondition(
+  expression: string,
+  lookup: Lookup | ReadonlyMap<string, string> = () => undefined,
+): boolean {
   const fn: Lookup = typeof lookup === "function" ? lookup : (n) => lookup.get(n);
   return evaluateParsed(parseCondition(expression), fn, expression);
 }

@@ -4,7 +4,21 @@
 // hostile packages; plus Debian → apk version mapping checked against dpkg.
 
 import { execFileSync } from "node:child_process";
-import { createReadStream, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, realpathSync, rmSync, statSync, writeFileSync, symlinkSync, readdirSync } from "node:fs";
+import {
+  createReadStream,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readlinkSync,
+  realpathSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  symlinkSync,
+  readdirSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -44,7 +58,9 @@ async function debianPoolEntry(name: string): Promise<{ mirror: string; entry: P
   try {
     mirror = debianMirror();
   } catch (e) {
-    throw new Error(`the .deb tests need a Debian mirror from apt's configuration or KILN_DEBIAN_MIRROR: ${(e as Error).message}`);
+    throw new Error(
+      `the .deb tests need a Debian mirror from apt's configuration or KILN_DEBIAN_MIRROR: ${(e as Error).message}`,
+    );
   }
   mkdirSync(CACHE, { recursive: true });
   const metaFile = join(CACHE, `${SUITE}-${ARCH}-${name}.json`);
@@ -58,13 +74,20 @@ async function debianPoolEntry(name: string): Promise<{ mirror: string; entry: P
     if (!res.ok) throw new Error(`HTTP ${res.status}`);
     release = await res.text();
   } catch (e) {
-    throw new Error(`cannot reach the Debian mirror ${mirror} (${process.env.KILN_DEBIAN_MIRROR ? "from KILN_DEBIAN_MIRROR" : "from apt's configuration"}) for ${releaseUrl}: ${(e as Error).message}${(e as { cause?: Error }).cause ? ` (${(e as { cause?: Error }).cause!.message})` : ""}`);
+    throw new Error(
+      `cannot reach the Debian mirror ${mirror} (${process.env.KILN_DEBIAN_MIRROR ? "from KILN_DEBIAN_MIRROR" : "from apt's configuration"}) for ${releaseUrl}: ${(e as Error).message}${(e as { cause?: Error }).cause ? ` (${(e as { cause?: Error }).cause!.message})` : ""}`,
+    );
   }
   const idx = `main/binary-${ARCH}/Packages.xz`;
-  const sha = new RegExp(`^SHA256:\\n(?:^ .*\\n)*?^ ([0-9a-f]{64}) +\\d+ ${idx.replace(/[.]/g, "\\.")}$`, "m").exec(release);
+  const sha = new RegExp(`^SHA256:\\n(?:^ .*\\n)*?^ ([0-9a-f]{64}) +\\d+ ${idx.replace(/[.]/g, "\\.")}$`, "m").exec(
+    release,
+  );
   if (!sha) throw new Error(`${releaseUrl} lists no SHA256 for ${idx}`);
   // The index itself goes through fetchSource: pinned by the hash InRelease gives.
-  const packagesXz = await fetchSource({ uri: `\${{mirror.debian}}/dists/${SUITE}/${idx}`, expectedSha256: sha[1]! }, { cacheDir: CACHE });
+  const packagesXz = await fetchSource(
+    { uri: `\${{mirror.debian}}/dists/${SUITE}/${idx}`, expectedSha256: sha[1]! },
+    { cacheDir: CACHE },
+  );
   const d = decompress(createReadStream(packagesXz), "xz", packagesXz);
   const parts: Buffer[] = [];
   for await (const c of d.stream) parts.push(c);
@@ -78,7 +101,13 @@ async function debianPoolEntry(name: string): Promise<{ mirror: string; entry: P
     if (!m) throw new Error(`${name}: no ${f} in the Packages entry`);
     return m[1]!;
   };
-  const entry: PoolEntry = { package: name, version: field("Version"), filename: field("Filename"), sha256: field("SHA256"), size: Number(field("Size")) };
+  const entry: PoolEntry = {
+    package: name,
+    version: field("Version"),
+    filename: field("Filename"),
+    sha256: field("SHA256"),
+    size: Number(field("Size")),
+  };
   writeFileSync(metaFile, JSON.stringify(entry));
   return { mirror, entry };
 }
@@ -93,10 +122,15 @@ describe("a real Debian package (zlib1g from the archive)", () => {
       p = (async () => {
         const got = await debianPoolEntry(name);
         try {
-          const deb = await fetchSource({ uri: `mirror://debian/${got.entry.filename}`, expectedSha256: got.entry.sha256 }, { cacheDir: CACHE, retries: 2, retryDelayMs: 200 });
+          const deb = await fetchSource(
+            { uri: `mirror://debian/${got.entry.filename}`, expectedSha256: got.entry.sha256 },
+            { cacheDir: CACHE, retries: 2, retryDelayMs: 200 },
+          );
           return { deb, entry: got.entry };
         } catch (e) {
-          throw new Error(`cannot download ${got.entry.filename} from the Debian mirror ${got.mirror}: ${(e as Error).message}`);
+          throw new Error(
+            `cannot download ${got.entry.filename} from the Debian mirror ${got.mirror}: ${(e as Error).message}`,
+          );
         }
       })();
       fetched.set(name, p);
@@ -141,7 +175,9 @@ describe("a real Debian package (zlib1g from the archive)", () => {
     // dpkg-deb's own extraction (into a scratch dir) as the reference for content.
     const ref = join(work, "zlib-dpkg");
     execFileSync("dpkg-deb", ["-x", deb, ref]);
-    const refLib = readdirSync(ref).includes("lib") ? join(ref, "lib/x86_64-linux-gnu") : join(ref, "usr/lib/x86_64-linux-gnu");
+    const refLib = readdirSync(ref).includes("lib")
+      ? join(ref, "lib/x86_64-linux-gnu")
+      : join(ref, "usr/lib/x86_64-linux-gnu");
     expect(readFileSync(join(libdir, libfile!)).equals(readFileSync(join(refLib, libfile!)))).toBe(true);
     expect(r.paths).toContain(`usr/lib/x86_64-linux-gnu/${libfile}`);
 
@@ -157,7 +193,8 @@ describe("a real Debian package (zlib1g from the archive)", () => {
     await unpackDeb(deb, dest, { mergedUsr: false });
     const ref = join(work, "zlib-dpkg2");
     execFileSync("dpkg-deb", ["-x", deb, ref]);
-    const list = (root: string): string[] => execFileSync("find", [".", "-printf", "%y %m %p %l\\n"], { cwd: root, encoding: "utf8" }).split("\n").sort();
+    const list = (root: string): string[] =>
+      execFileSync("find", [".", "-printf", "%y %m %p %l\\n"], { cwd: root, encoding: "utf8" }).split("\n").sort();
     expect(list(dest)).toEqual(list(ref));
   });
 
@@ -166,11 +203,15 @@ describe("a real Debian package (zlib1g from the archive)", () => {
     const dest = join(work, "libc6");
     const r = await unpackDeb(deb, dest, { mergedUsr: true });
     expect(r.control.Package).toBe("libc6");
-    expect(readlinkSync(join(dest, "usr/lib64/ld-linux-x86-64.so.2"))).toBe("/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2");
+    expect(readlinkSync(join(dest, "usr/lib64/ld-linux-x86-64.so.2"))).toBe(
+      "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+    );
     expect(lstatSync(join(dest, "usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2")).isFile()).toBe(true);
     for (const top of ["lib", "lib64"]) expect(existsSync(join(dest, top))).toBe(false);
     const deps = await detectDependencies(dest, { version: `${debVersionToApk(entry.version)}-r0` });
-    expect(deps.provides).toEqual(expect.arrayContaining(["so:libc.so.6=6", "so:ld-linux-x86-64.so.2=2", "so:libm.so.6=6"]));
+    expect(deps.provides).toEqual(
+      expect.arrayContaining(["so:libc.so.6=6", "so:ld-linux-x86-64.so.2=2", "so:libm.so.6=6"]),
+    );
     expect(deps.depends).toContain("so:ld-linux-x86-64.so.2");
     expect(deps.details.warnings).toEqual([]);
     const merged = mergeDependencies({ declared: {}, detected: deps });
@@ -181,7 +222,12 @@ describe("a real Debian package (zlib1g from the archive)", () => {
 // ---------------------------------------------------------------------------
 // Packages built with dpkg-deb
 
-function buildDeb(name: string, compression: "gzip" | "xz" | "zstd" | "none", files: (root: string) => void, extraControl = ""): string {
+function buildDeb(
+  name: string,
+  compression: "gzip" | "xz" | "zstd" | "none",
+  files: (root: string) => void,
+  extraControl = "",
+): string {
   const root = join(work, `src-${name}-${compression}`);
   mkdirSync(join(root, "DEBIAN"), { recursive: true });
   writeFileSync(
@@ -241,10 +287,17 @@ describe("packages built by dpkg-deb", () => {
       expect(link("usr/bin/tool-alias")).toBe("tool");
       expect(link("usr/bin/other-alias")).toBe("other");
       expect(link("usr/lib/x86_64-linux-gnu/data-link")).toBe("../../share/foo/data");
-      for (const p of ["usr/bin/tool-alias", "usr/bin/other-alias", "usr/lib/x86_64-linux-gnu/data-link", "usr/lib/x86_64-linux-gnu/libfoo.so.1"]) {
+      for (const p of [
+        "usr/bin/tool-alias",
+        "usr/bin/other-alias",
+        "usr/lib/x86_64-linux-gnu/data-link",
+        "usr/lib/x86_64-linux-gnu/libfoo.so.1",
+      ]) {
         expect(realpathSync(join(dest, p)).startsWith(realpathSync(dest) + "/")).toBe(true);
       }
-      expect(statSync(join(dest, "usr/share/foo/data-hardlink")).ino).toBe(statSync(join(dest, "usr/share/foo/data")).ino);
+      expect(statSync(join(dest, "usr/share/foo/data-hardlink")).ino).toBe(
+        statSync(join(dest, "usr/share/foo/data")).ino,
+      );
     });
   }
 
@@ -255,13 +308,19 @@ describe("packages built by dpkg-deb", () => {
       writeFileSync(join(root, "lib/libc.so"), "a");
       writeFileSync(join(root, "usr/lib/libc.so"), "b");
     });
-    await expect(unpackDeb(deb, join(work, "clash"), { mergedUsr: true })).rejects.toThrow(/two entries write usr\/lib\/libc\.so/);
+    await expect(unpackDeb(deb, join(work, "clash"), { mergedUsr: true })).rejects.toThrow(
+      /two entries write usr\/lib\/libc\.so/,
+    );
     await unpackDeb(deb, join(work, "clash-plain"), { mergedUsr: false });
   });
 
   it("maps symlinks the way merged-usr needs", () => {
-    expect(mergedUsrSymlink("/lib/x86_64-linux-gnu/libc.so.6", "usr/lib/foo", "lib/foo")).toBe("/usr/lib/x86_64-linux-gnu/libc.so.6");
-    expect(mergedUsrSymlink("/usr/share/zoneinfo/UTC", "etc/localtime", "etc/localtime")).toBe("/usr/share/zoneinfo/UTC");
+    expect(mergedUsrSymlink("/lib/x86_64-linux-gnu/libc.so.6", "usr/lib/foo", "lib/foo")).toBe(
+      "/usr/lib/x86_64-linux-gnu/libc.so.6",
+    );
+    expect(mergedUsrSymlink("/usr/share/zoneinfo/UTC", "etc/localtime", "etc/localtime")).toBe(
+      "/usr/share/zoneinfo/UTC",
+    );
     expect(mergedUsrSymlink("/bin/bash", "usr/bin/rbash", "bin/rbash")).toBe("/usr/bin/bash");
     expect(mergedUsrSymlink("bash", "usr/bin/rbash", "bin/rbash")).toBe("bash");
     expect(mergedUsrSymlink("../lib/x/y", "usr/sbin/z", "sbin/z")).toBe("../lib/x/y");
@@ -311,15 +370,33 @@ function ar(members: Array<[string, Buffer]>): Buffer {
 }
 
 function hostileDeb(name: string, data: Buffer): string {
-  const control = tar([{ name: "./control", data: "Package: evil\nVersion: 1.0\nArchitecture: amd64\nMaintainer: Kiln Tests <tests@localhost>\nDescription: hostile\n" }]);
+  const control = tar([
+    {
+      name: "./control",
+      data: "Package: evil\nVersion: 1.0\nArchitecture: amd64\nMaintainer: Kiln Tests <tests@localhost>\nDescription: hostile\n",
+    },
+  ]);
   const f = join(work, `${name}.deb`);
-  writeFileSync(f, ar([["debian-binary", Buffer.from("2.0\n")], ["control.tar", control], ["data.tar", data]]));
+  writeFileSync(
+    f,
+    ar([
+      ["debian-binary", Buffer.from("2.0\n")],
+      ["control.tar", control],
+      ["data.tar", data],
+    ]),
+  );
   return f;
 }
 
 describe("hostile packages", () => {
   it("the hand-made package format is a valid .deb (dpkg-deb reads it)", async () => {
-    const f = hostileDeb("benign", tar([{ name: "./usr/", type: "5", mode: 0o755 }, { name: "./usr/hello", data: "hi\n" }]));
+    const f = hostileDeb(
+      "benign",
+      tar([
+        { name: "./usr/", type: "5", mode: 0o755 },
+        { name: "./usr/hello", data: "hi\n" },
+      ]),
+    );
     expect(execFileSync("dpkg-deb", ["-f", f, "Package"], { encoding: "utf8" }).trim()).toBe("evil");
     expect((await readArMembers(f)).map((m) => m.name)).toEqual(["debian-binary", "control.tar", "data.tar"]);
     await unpackDeb(f, join(work, "benign"), { mergedUsr: true });
@@ -331,11 +408,32 @@ describe("hostile packages", () => {
     const outside = join(box, "outside");
     mkdirSync(outside);
     const cases: Array<[string, Buffer, RegExp]> = [
-      ["dotdot", tar([{ name: "./ok", data: "ok" }, { name: "../evil", data: "x" }]), /"\.\."/],
+      [
+        "dotdot",
+        tar([
+          { name: "./ok", data: "ok" },
+          { name: "../evil", data: "x" },
+        ]),
+        /"\.\."/,
+      ],
       ["absolute", tar([{ name: join(outside, "abs-evil"), data: "x" }]), /absolute/],
-      ["symlink", tar([{ name: "./a", type: "2", linkname: outside }, { name: "./a/passwd", data: "root::0:0::/:/bin/sh\n" }]), /through the symlink a\b/],
+      [
+        "symlink",
+        tar([
+          { name: "./a", type: "2", linkname: outside },
+          { name: "./a/passwd", data: "root::0:0::/:/bin/sh\n" },
+        ]),
+        /through the symlink a\b/,
+      ],
       // Relocation must not open a way round the check: lib -> outside becomes usr/lib -> outside.
-      ["lib-symlink", tar([{ name: "./lib", type: "2", linkname: outside }, { name: "./lib/passwd", data: "x" }]), /through the symlink (usr\/)?lib\b/],
+      [
+        "lib-symlink",
+        tar([
+          { name: "./lib", type: "2", linkname: outside },
+          { name: "./lib/passwd", data: "x" },
+        ]),
+        /through the symlink (usr\/)?lib\b/,
+      ],
       ["hardlink-out", tar([{ name: "./h", type: "1", linkname: "../outside/x" }]), /"\.\."/],
     ];
     for (const [name, data, re] of cases) {

@@ -33,7 +33,8 @@ export async function readArMembers(file: string): Promise<ArMember[]> {
     const { size: fileSize } = await fh.stat();
     const magic = Buffer.alloc(8);
     await fh.read(magic, 0, 8, 0);
-    if (magic.toString("latin1") !== AR_MAGIC) throw new SourceError("BAD_ARCHIVE", `${file}: not a Debian package (no ar archive signature)`);
+    if (magic.toString("latin1") !== AR_MAGIC)
+      throw new SourceError("BAD_ARCHIVE", `${file}: not a Debian package (no ar archive signature)`);
     const out: ArMember[] = [];
     let pos = 8;
     const hdr = Buffer.alloc(60);
@@ -44,13 +45,16 @@ export async function readArMembers(file: string): Promise<ArMember[]> {
         throw new SourceError("BAD_ARCHIVE", `${file}: truncated ar member header at offset ${pos}`);
       }
       await fh.read(hdr, 0, 60, pos);
-      if (hdr.subarray(58, 60).toString("latin1") !== "`\n") throw new SourceError("BAD_ARCHIVE", `${file}: bad ar member header at offset ${pos}`);
+      if (hdr.subarray(58, 60).toString("latin1") !== "`\n")
+        throw new SourceError("BAD_ARCHIVE", `${file}: bad ar member header at offset ${pos}`);
       let name = hdr.subarray(0, 16).toString("latin1").trimEnd();
       const sizeStr = hdr.subarray(48, 58).toString("latin1").trim();
-      if (!/^\d+$/.test(sizeStr)) throw new SourceError("BAD_ARCHIVE", `${file}: bad ar member size ${JSON.stringify(sizeStr)}`);
+      if (!/^\d+$/.test(sizeStr))
+        throw new SourceError("BAD_ARCHIVE", `${file}: bad ar member size ${JSON.stringify(sizeStr)}`);
       let size = Number(sizeStr);
       let offset = pos + 60;
-      if (offset + size > fileSize) throw new SourceError("BAD_ARCHIVE", `${file}: ar member ${JSON.stringify(name)} is truncated`);
+      if (offset + size > fileSize)
+        throw new SourceError("BAD_ARCHIVE", `${file}: ar member ${JSON.stringify(name)} is truncated`);
       const bsd = /^#1\/(\d+)$/.exec(name);
       if (bsd) {
         const n = Number(bsd[1]);
@@ -87,7 +91,8 @@ interface DebLayout {
 async function layout(file: string): Promise<DebLayout> {
   const members = await readArMembers(file);
   const first = members[0];
-  if (!first || first.name !== "debian-binary") throw new SourceError("BAD_ARCHIVE", `${file}: the first member is not debian-binary`);
+  if (!first || first.name !== "debian-binary")
+    throw new SourceError("BAD_ARCHIVE", `${file}: the first member is not debian-binary`);
   const fh = await fsp.open(file, "r");
   let version: string;
   try {
@@ -97,7 +102,11 @@ async function layout(file: string): Promise<DebLayout> {
   } finally {
     await fh.close();
   }
-  if (!/^2\.\d+$/.test(version)) throw new SourceError("BAD_ARCHIVE", `${file}: unsupported .deb format version ${JSON.stringify(version)} (expected 2.x)`);
+  if (!/^2\.\d+$/.test(version))
+    throw new SourceError(
+      "BAD_ARCHIVE",
+      `${file}: unsupported .deb format version ${JSON.stringify(version)} (expected 2.x)`,
+    );
   const find = (base: "control.tar" | "data.tar"): DebLayout["control"] => {
     const m = members.find((x) => x.name === base || x.name.startsWith(base + "."));
     if (!m) throw new SourceError("BAD_ARCHIVE", `${file}: no ${base} member`);
@@ -110,7 +119,9 @@ async function layout(file: string): Promise<DebLayout> {
 
 function memberStream(file: string, m: ArMember): ReturnType<typeof createReadStream> {
   // createReadStream's `end` is inclusive; an empty member reads nothing.
-  return m.size === 0 ? createReadStream(file, { start: 0, end: -1 }) : createReadStream(file, { start: m.offset, end: m.offset + m.size - 1 });
+  return m.size === 0
+    ? createReadStream(file, { start: 0, end: -1 })
+    : createReadStream(file, { start: m.offset, end: m.offset + m.size - 1 });
 }
 
 export interface DebInfo {
@@ -133,7 +144,12 @@ export function parseDebControl(text: string): Record<string, string> {
 /** Read a .deb's metadata without unpacking its data. */
 export async function readDeb(file: string): Promise<DebInfo> {
   const l = await layout(file);
-  const files = await readTarFiles(memberStream(file, l.control), l.control.compression, `${file}: ${l.control.name}`, 64 << 20);
+  const files = await readTarFiles(
+    memberStream(file, l.control),
+    l.control.compression,
+    `${file}: ${l.control.name}`,
+    64 << 20,
+  );
   const control = files.get("control");
   if (!control) throw new SourceError("BAD_ARCHIVE", `${file}: ${l.control.name} has no control file`);
   const fields = parseDebControl(control.toString("utf8"));
@@ -201,9 +217,15 @@ export interface UnpackDebResult extends ExtractSummary {
 export async function unpackDeb(file: string, destDir: string, opts: UnpackDebOptions): Promise<UnpackDebResult> {
   const info = await readDeb(file);
   const l = await layout(file);
-  const summary = await extractCompressedTar(memberStream(file, l.data), l.data.compression, destDir, `${file}: ${l.data.name}`, {
-    ...(opts.mergedUsr ? { mapPath: mergedUsrPath, mapSymlink: mergedUsrSymlink, onConflict: "error" as const } : {}),
-  });
+  const summary = await extractCompressedTar(
+    memberStream(file, l.data),
+    l.data.compression,
+    destDir,
+    `${file}: ${l.data.name}`,
+    {
+      ...(opts.mergedUsr ? { mapPath: mergedUsrPath, mapSymlink: mergedUsrSymlink, onConflict: "error" as const } : {}),
+    },
+  );
   return { ...summary, control: info.control, dataFormat: info.dataFormat };
 }
 
@@ -263,7 +285,10 @@ export function debVersionToApk(v: string): string {
   if (really >= 0) upstream = upstream.slice(really + "+really".length);
   upstream = upstream.toLowerCase();
   const core = /^(\d+(?:\.\d+)*)(?:([a-z])(\d*)(?![a-z]))?/.exec(upstream);
-  if (!core) throw new Error(`cannot map Debian version ${JSON.stringify(v)} to an apk version: the upstream version ${JSON.stringify(upstream)} does not start with a digit`);
+  if (!core)
+    throw new Error(
+      `cannot map Debian version ${JSON.stringify(v)} to an apk version: the upstream version ${JSON.stringify(upstream)} does not start with a digit`,
+    );
   let out = core[1]! + (core[2] ? core[2] + (core[3] ?? "") : "");
   // Commit hashes (git describe's g<hash> too) carry no order; numeric-only runs are dates, kept.
   const rest = upstream
@@ -297,6 +322,7 @@ export function debVersionToApk(v: string): string {
     }
     if (tilde) out += "_pre";
   }
-  if (!isValidVersion(out)) throw new Error(`cannot map Debian version ${JSON.stringify(v)} to an apk version (got ${JSON.stringify(out)})`);
+  if (!isValidVersion(out))
+    throw new Error(`cannot map Debian version ${JSON.stringify(v)} to an apk version (got ${JSON.stringify(out)})`);
   return out;
 }

@@ -8,7 +8,15 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync }
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { detectDependencies, mergeDependencies, parsePkgConfig, readElf, shebangCommand, sonameVersion, splitModuleList } from "./detect-deps.js";
+import {
+  detectDependencies,
+  mergeDependencies,
+  parsePkgConfig,
+  readElf,
+  shebangCommand,
+  sonameVersion,
+  splitModuleList,
+} from "./detect-deps.js";
 
 let work: string;
 beforeAll(() => {
@@ -30,7 +38,10 @@ function put(root: string, rel: string, body: string | Buffer, mode = 0o644): vo
 
 /** readelf's view: interpreter, NEEDED, SONAME. */
 function readelf(file: string): { interp?: string; needed: string[]; soname?: string } {
-  const out = execFileSync("readelf", ["-W", "-l", "-d", file], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] });
+  const out = execFileSync("readelf", ["-W", "-l", "-d", file], {
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "ignore"],
+  });
   const interp = /\[Requesting program interpreter: (.*)\]/.exec(out)?.[1];
   const needed = [...out.matchAll(/\(NEEDED\)\s+Shared library: \[(.*)\]/g)].map((m) => m[1]!);
   const soname = /\(SONAME\)\s+Library soname: \[(.*)\]/.exec(out)?.[1];
@@ -43,10 +54,13 @@ describe("detectDependencies on a package built with gcc", () => {
   beforeAll(() => {
     src = mkdtempSync(join(work, "src-"));
     pkg = mkdtempSync(join(work, "pkg-"));
-    writeFileSync(join(src, "demo.c"), '#include <math.h>\ndouble demo(double x) { return sqrt(x) + 1; }\n');
+    writeFileSync(join(src, "demo.c"), "#include <math.h>\ndouble demo(double x) { return sqrt(x) + 1; }\n");
     writeFileSync(join(src, "multi.c"), "int multi(void) { return 2; }\n");
     writeFileSync(join(src, "priv.c"), "int priv(void) { return 3; }\n");
-    writeFileSync(join(src, "main.c"), '#include <stdio.h>\ndouble demo(double);\nint priv(void);\nint main(void) { printf("%g %d\\n", demo(4), priv()); return 0; }\n');
+    writeFileSync(
+      join(src, "main.c"),
+      '#include <stdio.h>\ndouble demo(double);\nint priv(void);\nint main(void) { printf("%g %d\\n", demo(4), priv()); return 0; }\n',
+    );
     writeFileSync(join(src, "static.c"), '#include <stdio.h>\nint main(void) { puts("static"); return 0; }\n');
     gcc(["-shared", "-fPIC", "-Wl,-soname,libdemo.so.1", "-o", "libdemo.so.1.2.3", "demo.c", "-lm"], src);
     gcc(["-shared", "-fPIC", "-Wl,-soname,libmulti.so.2", "-o", "libmulti.so.2.0.0", "multi.c"], src);
@@ -89,22 +103,24 @@ describe("detectDependencies on a package built with gcc", () => {
 
   it("finds so:, cmd: and pc: dependencies and provides", async () => {
     const r = await detectDependencies(pkg, { version: "1.2.3-r0" });
-    expect(r.provides).toEqual([
-      "cmd:demo-alias=1.2.3-r0",
-      "cmd:demo-static=1.2.3-r0",
-      "cmd:demo=1.2.3-r0",
-      "cmd:demo-admin=1.2.3-r0",
-      "cmd:envs=1.2.3-r0",
-      "cmd:plain=1.2.3-r0",
-      "cmd:run=1.2.3-r0",
-      "cmd:selfish=1.2.3-r0",
-      "cmd:tool.py=1.2.3-r0",
-      "pc:demo-data=2.0_rc1",
-      "pc:demo=1.2.3",
-      "pc:multi=2.0.0",
-      "so:libdemo.so.1=1",
-      "so:libmulti.so.2=2",
-    ].sort());
+    expect(r.provides).toEqual(
+      [
+        "cmd:demo-alias=1.2.3-r0",
+        "cmd:demo-static=1.2.3-r0",
+        "cmd:demo=1.2.3-r0",
+        "cmd:demo-admin=1.2.3-r0",
+        "cmd:envs=1.2.3-r0",
+        "cmd:plain=1.2.3-r0",
+        "cmd:run=1.2.3-r0",
+        "cmd:selfish=1.2.3-r0",
+        "cmd:tool.py=1.2.3-r0",
+        "pc:demo-data=2.0_rc1",
+        "pc:demo=1.2.3",
+        "pc:multi=2.0.0",
+        "so:libdemo.so.1=1",
+        "so:libmulti.so.2=2",
+      ].sort(),
+    );
     expect(r.depends).toEqual([
       "cmd:bash",
       "cmd:demo",
@@ -131,14 +147,41 @@ describe("detectDependencies on a package built with gcc", () => {
       { path: "usr/lib/x86_64-linux-gnu/libmulti.so.2.0.0", soname: "libmulti.so.2", provides: "so:libmulti.so.2=2" },
       { path: "usr/libexec/demo/libprivate.so", soname: "libprivate.so" },
     ]);
-    expect(r.details.commands.find((c) => c.name === "demo-alias")).toEqual({ path: "usr/bin/demo-alias", name: "demo-alias", viaSymlink: "usr/bin/demo" });
-    expect(r.details.scripts.find((s) => s.path === "usr/bin/plain")).toEqual({ path: "usr/bin/plain", interpreter: "/bin/sh" });
-    expect(r.details.selfProvides).toEqual(expect.arrayContaining(["so:libprivate.so", "so:libdemo.so.1", "cmd:demo", "pc:demo"]));
+    expect(r.details.commands.find((c) => c.name === "demo-alias")).toEqual({
+      path: "usr/bin/demo-alias",
+      name: "demo-alias",
+      viaSymlink: "usr/bin/demo",
+    });
+    expect(r.details.scripts.find((s) => s.path === "usr/bin/plain")).toEqual({
+      path: "usr/bin/plain",
+      interpreter: "/bin/sh",
+    });
+    expect(r.details.selfProvides).toEqual(
+      expect.arrayContaining(["so:libprivate.so", "so:libdemo.so.1", "cmd:demo", "pc:demo"]),
+    );
     expect(r.details.warnings.filter((w) => !/gobject-2\.0 != 2\.1/.test(w))).toEqual([]);
 
     // Merged with nothing declared: what the package satisfies itself is gone.
-    const m = mergeDependencies({ declared: { runtime: [], provides: [] }, detected: r, options: {}, selfProvides: r.details.selfProvides });
-    expect(m.depends).toEqual(["cmd:bash", "cmd:perl", "cmd:python3", "cmd:ruby", "pc:bar=2.0", "pc:baz<3", "pc:gobject-2.0", "pc:libfoo", "pc:zlib>=1.2", "so:ld-linux-x86-64.so.2", "so:libc.so.6", "so:libm.so.6"]);
+    const m = mergeDependencies({
+      declared: { runtime: [], provides: [] },
+      detected: r,
+      options: {},
+      selfProvides: r.details.selfProvides,
+    });
+    expect(m.depends).toEqual([
+      "cmd:bash",
+      "cmd:perl",
+      "cmd:python3",
+      "cmd:ruby",
+      "pc:bar=2.0",
+      "pc:baz<3",
+      "pc:gobject-2.0",
+      "pc:libfoo",
+      "pc:zlib>=1.2",
+      "so:ld-linux-x86-64.so.2",
+      "so:libc.so.6",
+      "so:libm.so.6",
+    ]);
     expect(m.provides).toEqual(r.provides);
   });
 
@@ -157,7 +200,11 @@ describe("detectDependencies on a package built with gcc", () => {
       const mine = await readElf(f);
       expect(mine, f).not.toBeNull();
       const ref = readelf(f);
-      expect({ interp: mine!.interp, needed: mine!.needed, soname: mine!.soname }, f).toEqual({ interp: ref.interp, needed: ref.needed, soname: ref.soname });
+      expect({ interp: mine!.interp, needed: mine!.needed, soname: mine!.soname }, f).toEqual({
+        interp: ref.interp,
+        needed: ref.needed,
+        soname: ref.soname,
+      });
     }
     expect((await readElf(join(pkg, "usr/bin/demo")))!.runpath).toEqual(["/usr/libexec/demo"]);
     expect(await readElf(join(pkg, "usr/bin/run"))).toBeNull();
@@ -165,7 +212,10 @@ describe("detectDependencies on a package built with gcc", () => {
 
   it("honours no-provides, no-commands and no-depends when merging", async () => {
     const r = await detectDependencies(pkg, { version: "1.2.3-r0" });
-    const declared = { runtime: ["busybox", "so:libc.so.6", "pc:zlib>=1.3"], provides: ["cmd:demo=9.9-r0", "virtual-demo"] };
+    const declared = {
+      runtime: ["busybox", "so:libc.so.6", "pc:zlib>=1.3"],
+      provides: ["cmd:demo=9.9-r0", "virtual-demo"],
+    };
     const all = mergeDependencies({ declared, detected: r, options: {} });
     // The declared provide wins over the detected one of the same name; a bare
     // pc:zlib would be dropped next to a constrained one; declared runtime kept.
@@ -182,7 +232,11 @@ describe("detectDependencies on a package built with gcc", () => {
     // A script run by the package's own command stays satisfied without the cmd: provide.
     expect(noCmd.depends).not.toContain("cmd:demo");
 
-    const noProv = mergeDependencies({ declared: { provides: ["virtual-demo"] }, detected: r, options: { noProvides: true } });
+    const noProv = mergeDependencies({
+      declared: { provides: ["virtual-demo"] },
+      detected: r,
+      options: { noProvides: true },
+    });
     expect(noProv.provides).toEqual(["virtual-demo"]);
     expect(noProv.depends).not.toContain("so:libdemo.so.1");
 
@@ -194,7 +248,10 @@ describe("detectDependencies on a package built with gcc", () => {
 describe("mergeDependencies", () => {
   it("removes what the package provides itself, by version too, and keeps conflicts", () => {
     const m = mergeDependencies({
-      declared: { runtime: ["so:libfoo.so.1", "pc:foo>=2", "pc:foo>=4", "!oldfoo", "foo", "bar>1"], provides: ["pc:foo=3.0"] },
+      declared: {
+        runtime: ["so:libfoo.so.1", "pc:foo>=2", "pc:foo>=4", "!oldfoo", "foo", "bar>1"],
+        provides: ["pc:foo=3.0"],
+      },
       detected: { depends: ["so:libbar.so.2", "so:libfoo.so.1", "cmd:sh"], provides: ["so:libfoo.so.1=1"] },
       selfProvides: ["cmd:sh"],
       packageName: "foo",
@@ -208,7 +265,15 @@ describe("mergeDependencies", () => {
 // ---------------------------------------------------------------------------
 // ELF files of other classes and byte orders, checked against readelf
 
-function makeElf(o: { is64: boolean; le: boolean; machine: number; type: number; interp?: string; needed: string[]; soname?: string }): Buffer {
+function makeElf(o: {
+  is64: boolean;
+  le: boolean;
+  machine: number;
+  type: number;
+  interp?: string;
+  needed: string[];
+  soname?: string;
+}): Buffer {
   const { is64, le } = o;
   const ehsize = is64 ? 64 : 52;
   const phentsize = is64 ? 56 : 32;
@@ -236,7 +301,8 @@ function makeElf(o: { is64: boolean; le: boolean; machine: number; type: number;
   const b = Buffer.alloc(total);
   const u16 = (v: number, at: number): void => void (le ? b.writeUInt16LE(v, at) : b.writeUInt16BE(v, at));
   const u32 = (v: number, at: number): void => void (le ? b.writeUInt32LE(v, at) : b.writeUInt32BE(v, at));
-  const u64 = (v: number, at: number): void => void (le ? b.writeBigUInt64LE(BigInt(v), at) : b.writeBigUInt64BE(BigInt(v), at));
+  const u64 = (v: number, at: number): void =>
+    void (le ? b.writeBigUInt64LE(BigInt(v), at) : b.writeBigUInt64BE(BigInt(v), at));
   const addr = (v: number, at: number): void => (is64 ? u64(v, at) : u32(v, at));
   b.set([0x7f, 0x45, 0x4c, 0x46, is64 ? 2 : 1, le ? 1 : 2, 1], 0);
   u16(o.type, 16);
@@ -294,7 +360,13 @@ describe("ELF classes and byte orders", () => {
     { name: "32-bit little-endian (i386)", is64: false, le: true, machine: 3, interp: "/lib/ld-linux.so.2" },
     { name: "32-bit big-endian (MIPS)", is64: false, le: false, machine: 8, interp: "/lib/ld.so.1" },
     { name: "64-bit big-endian (s390x)", is64: true, le: false, machine: 22, interp: "/lib/ld64.so.1" },
-    { name: "64-bit little-endian (aarch64)", is64: true, le: true, machine: 183, interp: "/lib/ld-linux-aarch64.so.1" },
+    {
+      name: "64-bit little-endian (aarch64)",
+      is64: true,
+      le: true,
+      machine: 183,
+      interp: "/lib/ld-linux-aarch64.so.1",
+    },
   ];
   for (const v of variants) {
     it(`reads ${v.name} executables and libraries like readelf`, async () => {
@@ -307,7 +379,11 @@ describe("ELF classes and byte orders", () => {
         const mine = await readElf(join(dir, f));
         const ref = readelf(join(dir, f));
         expect(ref.needed.length, `readelf reads ${f}`).toBeGreaterThan(0);
-        expect({ interp: mine!.interp, needed: mine!.needed, soname: mine!.soname }).toEqual({ interp: ref.interp, needed: ref.needed, soname: ref.soname });
+        expect({ interp: mine!.interp, needed: mine!.needed, soname: mine!.soname }).toEqual({
+          interp: ref.interp,
+          needed: ref.needed,
+          soname: ref.soname,
+        });
         expect(mine!.class).toBe(v.is64 ? 64 : 32);
         expect(mine!.endian).toBe(v.le ? "le" : "be");
       }
@@ -333,7 +409,11 @@ describe("ELF classes and byte orders", () => {
 
 describe("parsers", () => {
   it("parses pkg-config files with nested variables and module lists", () => {
-    const pc = parsePkgConfig("a=1\nb=${a}.2\nv=${b}.${c}\nc=3\nlit=$${a}\nVersion: ${v}\nRequires: x, y >= ${b} z<=2\nRequires.private: w\n", "t", "/usr/lib/pkgconfig");
+    const pc = parsePkgConfig(
+      "a=1\nb=${a}.2\nv=${b}.${c}\nc=3\nlit=$${a}\nVersion: ${v}\nRequires: x, y >= ${b} z<=2\nRequires.private: w\n",
+      "t",
+      "/usr/lib/pkgconfig",
+    );
     expect(pc.version).toBe("1.2.3");
     expect(pc.variables.lit).toBe("${a}");
     expect(pc.variables.pcfiledir).toBe("/usr/lib/pkgconfig");
@@ -346,7 +426,10 @@ describe("parsers", () => {
   it("reads #! lines", () => {
     expect(shebangCommand("#!/usr/bin/env python3")).toEqual({ interpreter: "/usr/bin/env", command: "python3" });
     expect(shebangCommand("#! /usr/bin/perl -w")).toEqual({ interpreter: "/usr/bin/perl", command: "perl" });
-    expect(shebangCommand("#!/usr/bin/env -S LANG=C /usr/bin/python3.11 -u")).toEqual({ interpreter: "/usr/bin/env", command: "python3.11" });
+    expect(shebangCommand("#!/usr/bin/env -S LANG=C /usr/bin/python3.11 -u")).toEqual({
+      interpreter: "/usr/bin/env",
+      command: "python3.11",
+    });
     expect(shebangCommand("#!/usr/bin/env")).toBeUndefined();
   });
 

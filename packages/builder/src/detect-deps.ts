@@ -6,7 +6,7 @@
 import { KilnError } from "@kiln/core";
 import * as fsp from "node:fs/promises";
 import { posix, join } from "node:path";
-import { type Dependency, formatDependency, isValidVersion, packageSatisfies, parseDependency, parseProvide } from "@kiln/apk";
+import { type Dependency, isValidVersion, packageSatisfies, parseDependency, parseProvide } from "@kiln/apk";
 
 // ---------------------------------------------------------------------------
 // ELF
@@ -66,7 +66,8 @@ export async function readElf(path: string): Promise<ElfInfo | null> {
     if (id[0] !== 0x7f || id[1] !== 0x45 || id[2] !== 0x4c || id[3] !== 0x46) return null;
     const cls = id[4];
     const data = id[5];
-    if ((cls !== 1 && cls !== 2) || (data !== 1 && data !== 2)) throw new ElfError(`${path}: unknown ELF class ${cls} or data encoding ${data}`);
+    if ((cls !== 1 && cls !== 2) || (data !== 1 && data !== 2))
+      throw new ElfError(`${path}: unknown ELF class ${cls} or data encoding ${data}`);
     const is64 = cls === 2;
     const le = data === 1;
     const eh = await at(0, is64 ? 64 : 52, "ELF header");
@@ -88,7 +89,15 @@ export async function readElf(path: string): Promise<ElfInfo | null> {
     const shoff = word(eh, is64 ? 40 : 32);
     const phentsize = u16(eh, is64 ? 54 : 42);
     let phnum = u16(eh, is64 ? 56 : 44);
-    const info: ElfInfo = { class: is64 ? 64 : 32, endian: le ? "le" : "be", type, machine, needed: [], runpath: [], dynamic: false };
+    const info: ElfInfo = {
+      class: is64 ? 64 : 32,
+      endian: le ? "le" : "be",
+      type,
+      machine,
+      needed: [],
+      runpath: [],
+      dynamic: false,
+    };
     if (phnum === 0xffff && shoff) {
       // PN_XNUM: the real count is in section header 0's sh_info.
       const sh0 = await at(shoff, is64 ? 64 : 40, "section header 0");
@@ -96,7 +105,8 @@ export async function readElf(path: string): Promise<ElfInfo | null> {
     }
     if (phoff === 0 || phnum === 0) return info;
     const wantEnt = is64 ? 56 : 32;
-    if (phentsize < wantEnt) throw new ElfError(`${path}: program header entries of ${phentsize} bytes (expected ${wantEnt})`);
+    if (phentsize < wantEnt)
+      throw new ElfError(`${path}: program header entries of ${phentsize} bytes (expected ${wantEnt})`);
     if (phnum * phentsize > MAX_TABLE) throw new ElfError(`${path}: ${phnum} program headers is too many`);
     const ph = await at(phoff, phnum * phentsize, "program headers");
     const loads: Array<{ vaddr: number; offset: number; filesz: number }> = [];
@@ -133,14 +143,19 @@ export async function readElf(path: string): Promise<ElfInfo | null> {
     const strtabAddr = entries.find(([t]) => t === DT_STRTAB)?.[1];
     const strsz = entries.find(([t]) => t === DT_STRSZ)?.[1];
     if (strtabAddr === undefined) {
-      if (entries.some(([t]) => t === DT_NEEDED || t === DT_SONAME)) throw new ElfError(`${path}: dynamic section without DT_STRTAB`);
+      if (entries.some(([t]) => t === DT_NEEDED || t === DT_SONAME))
+        throw new ElfError(`${path}: dynamic section without DT_STRTAB`);
       return info;
     }
     // DT_STRTAB is a virtual address: map it to a file offset through the PT_LOAD segments.
     const seg = loads.find((l) => strtabAddr >= l.vaddr && strtabAddr < l.vaddr + l.filesz);
     if (!seg) throw new ElfError(`${path}: DT_STRTAB address 0x${strtabAddr.toString(16)} is not in a loaded segment`);
     const strOff = strtabAddr - seg.vaddr + seg.offset;
-    const strLen = Math.min(strsz ?? seg.vaddr + seg.filesz - strtabAddr, seg.vaddr + seg.filesz - strtabAddr, MAX_TABLE);
+    const strLen = Math.min(
+      strsz ?? seg.vaddr + seg.filesz - strtabAddr,
+      seg.vaddr + seg.filesz - strtabAddr,
+      MAX_TABLE,
+    );
     const strtab = await at(strOff, strLen, "dynamic string table");
     const str = (idx: number): string => {
       if (idx >= strtab.length) throw new ElfError(`${path}: dynamic string index ${idx} beyond the string table`);
@@ -150,7 +165,12 @@ export async function readElf(path: string): Promise<ElfInfo | null> {
     for (const [tag, val] of entries) {
       if (tag === DT_NEEDED) info.needed.push(str(val));
       else if (tag === DT_SONAME) info.soname = str(val);
-      else if (tag === DT_RUNPATH || tag === DT_RPATH) info.runpath.push(...str(val).split(":").filter((x) => x !== ""));
+      else if (tag === DT_RUNPATH || tag === DT_RPATH)
+        info.runpath.push(
+          ...str(val)
+            .split(":")
+            .filter((x) => x !== ""),
+        );
     }
     return info;
   } finally {
@@ -177,7 +197,10 @@ export function parsePkgConfig(text: string, name: string, pcfiledir = ""): PkgC
   const lines = text.replace(/\\\r?\n/g, " ").split(/\r?\n/);
   for (let line of lines) {
     // Comments run from an unescaped "#" to the end of the line.
-    line = line.replace(/(^|[^\\])#.*$/, "$1").replace(/\\#/g, "#").trim();
+    line = line
+      .replace(/(^|[^\\])#.*$/, "$1")
+      .replace(/\\#/g, "#")
+      .trim();
     if (line === "") continue;
     const m = /^([A-Za-z0-9_.]+)\s*([:=])\s*(.*)$/.exec(line);
     if (!m) continue;
@@ -235,7 +258,10 @@ export function splitModuleList(s: string): string[] {
 /** A version apk accepts, from an upstream one (1.2.3-rc1 → 1.2.3_rc1), or undefined. */
 export function toApkVersion(v: string): string | undefined {
   if (isValidVersion(v)) return v;
-  const a = v.trim().toLowerCase().replace(/[-.~]?(alpha|beta|pre|rc)(\d*)/g, "_$1$2");
+  const a = v
+    .trim()
+    .toLowerCase()
+    .replace(/[-.~]?(alpha|beta|pre|rc)(\d*)/g, "_$1$2");
   if (isValidVersion(a)) return a;
   return undefined;
 }
@@ -251,7 +277,17 @@ export interface DetectOptions {
 }
 
 export interface DetectionDetails {
-  elf: Array<{ path: string; class: 32 | 64; endian: "le" | "be"; type: number; machine: number; interp?: string; needed: string[]; soname?: string; static: boolean }>;
+  elf: Array<{
+    path: string;
+    class: 32 | 64;
+    endian: "le" | "be";
+    type: number;
+    machine: number;
+    interp?: string;
+    needed: string[];
+    soname?: string;
+    static: boolean;
+  }>;
   sharedLibraries: Array<{ path: string; soname: string; provides?: string }>;
   commands: Array<{ path: string; name: string; viaSymlink?: string }>;
   scripts: Array<{ path: string; interpreter: string; command?: string }>;
@@ -319,7 +355,13 @@ async function walk(root: string): Promise<WalkEntry[]> {
       const r = rel ? `${rel}/${n}` : n;
       const st = await fsp.lstat(join(root, r));
       if (st.isDirectory()) await visit(r);
-      else out.push({ rel: r, kind: st.isFile() ? "file" : st.isSymbolicLink() ? "symlink" : "other", mode: st.mode, size: st.size });
+      else
+        out.push({
+          rel: r,
+          kind: st.isFile() ? "file" : st.isSymbolicLink() ? "symlink" : "other",
+          mode: st.mode,
+          size: st.size,
+        });
     }
   };
   await visit("");
@@ -344,7 +386,10 @@ export function shebangCommand(line: string): { interpreter: string; command: st
   const interpreter = m[1]!;
   let command = posix.basename(interpreter);
   if (command === "env") {
-    const args = m[2]!.trim().split(/\s+/).filter((a) => a !== "");
+    const args = m[2]!
+      .trim()
+      .split(/\s+/)
+      .filter((a) => a !== "");
     const first = args.find((a) => !a.startsWith("-") && !a.includes("="));
     if (!first) return undefined;
     command = posix.basename(first);
@@ -368,9 +413,19 @@ export function shebangCommand(line: string): { interpreter: string; command: st
  * Malformed ELF files and unparsable tokens are reported in details.warnings.
  */
 export async function detectDependencies(dir: string, opts: DetectOptions): Promise<DetectedDependencies> {
-  if (!isValidVersion(opts.version)) throw new Error(`detectDependencies: ${JSON.stringify(opts.version)} is not a valid apk version`);
+  if (!isValidVersion(opts.version))
+    throw new Error(`detectDependencies: ${JSON.stringify(opts.version)} is not a valid apk version`);
   const libDirs = opts.libDirs ?? DEFAULT_LIB_DIRS;
-  const details: DetectionDetails = { elf: [], sharedLibraries: [], commands: [], scripts: [], pkgconfig: [], selfProvides: [], reasons: {}, warnings: [] };
+  const details: DetectionDetails = {
+    elf: [],
+    sharedLibraries: [],
+    commands: [],
+    scripts: [],
+    pkgconfig: [],
+    selfProvides: [],
+    reasons: {},
+    warnings: [],
+  };
   const depends = new Set<string>();
   const provides = new Set<string>();
   const self = new Set<string>();
@@ -427,10 +482,19 @@ export async function detectDependencies(dir: string, opts: DetectOptions): Prom
     if (base.endsWith(".pc") && isPkgConfigDir(parent, libDirs)) {
       const name = base.slice(0, -3);
       const pc = parsePkgConfig(await fsp.readFile(abs, "utf8"), name, "/" + parent);
-      details.pkgconfig.push({ path: e.rel, name, ...(pc.version ? { version: pc.version } : {}), requires: pc.requires, requiresPrivate: pc.requiresPrivate });
+      details.pkgconfig.push({
+        path: e.rel,
+        name,
+        ...(pc.version ? { version: pc.version } : {}),
+        requires: pc.requires,
+        requiresPrivate: pc.requiresPrivate,
+      });
       self.add(`pc:${name}`);
       const v = pc.version ? toApkVersion(pc.version) : undefined;
-      if (pc.version && !v) details.warnings.push(`${e.rel}: Version ${JSON.stringify(pc.version)} is not an apk version; providing pc:${name} without a version`);
+      if (pc.version && !v)
+        details.warnings.push(
+          `${e.rel}: Version ${JSON.stringify(pc.version)} is not an apk version; providing pc:${name} without a version`,
+        );
       addProvide(v ? `pc:${name}=${v}` : `pc:${name}`, e.rel);
       for (const req of [...pc.requires, ...pc.requiresPrivate]) {
         const [rname, op, rver] = req.split(" ");
@@ -438,7 +502,10 @@ export async function detectDependencies(dir: string, opts: DetectOptions): Prom
         if (op && rver) {
           const av = toApkVersion(rver);
           if (av && ["=", "<", ">", "<=", ">="].includes(op)) tok += `${op}${av}`;
-          else details.warnings.push(`${e.rel}: dropping the constraint of ${JSON.stringify(req)} (not expressible in apk)`);
+          else
+            details.warnings.push(
+              `${e.rel}: dropping the constraint of ${JSON.stringify(req)} (not expressible in apk)`,
+            );
         }
         addDep(tok, e.rel);
       }
@@ -502,7 +569,9 @@ export async function detectDependencies(dir: string, opts: DetectOptions): Prom
 
 /** Resolve a symlink one step, lexically, inside the package (absolute targets from the package root); undefined if the target is not in the package. */
 function resolveInPackage(linkRel: string, target: string, byPath: Map<string, WalkEntry>): WalkEntry | undefined {
-  const abs = target.startsWith("/") ? posix.normalize(target) : posix.normalize(posix.join("/", posix.dirname(linkRel), target));
+  const abs = target.startsWith("/")
+    ? posix.normalize(target)
+    : posix.normalize(posix.join("/", posix.dirname(linkRel), target));
   return byPath.get(abs.replace(/^\/+/, ""));
 }
 
@@ -539,10 +608,15 @@ export function mergeDependencies(input: MergeInput): { depends: string[]; provi
   detProvides = detProvides.filter((p) => !declaredNames.has(parseProvide(p).name));
   const provides = [...new Set([...declaredProvides, ...detProvides])].sort();
 
-  const self = [...new Set([...(input.selfProvides ?? input.detected.details?.selfProvides ?? []), ...input.detected.provides, ...provides])].filter((t) =>
-    validToken("provide", t),
-  );
-  const version = input.packageVersion !== undefined && isValidVersion(input.packageVersion) ? input.packageVersion : "0";
+  const self = [
+    ...new Set([
+      ...(input.selfProvides ?? input.detected.details?.selfProvides ?? []),
+      ...input.detected.provides,
+      ...provides,
+    ]),
+  ].filter((t) => validToken("provide", t));
+  const version =
+    input.packageVersion !== undefined && isValidVersion(input.packageVersion) ? input.packageVersion : "0";
   const me = { name: input.packageName ?? "", version, provides: self };
 
   const all = [...(input.declared.runtime ?? []), ...(opts.noDepends ? [] : input.detected.depends)];

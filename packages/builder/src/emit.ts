@@ -5,7 +5,15 @@
 import { constants as FS } from "node:fs";
 import { lstat, open, unlink } from "node:fs/promises";
 import { join } from "node:path";
-import { emptyPackageInfo, entriesFromDirectory, writePackage, type PackageInfo, type ScriptName, type SigningKey, type WrittenPackage } from "@kiln/apk";
+import {
+  emptyPackageInfo,
+  entriesFromDirectory,
+  writePackage,
+  type PackageInfo,
+  type ScriptName,
+  type SigningKey,
+  type WrittenPackage,
+} from "@kiln/apk";
 import { detectDependencies, mergeDependencies } from "./detect-deps.js";
 import { ensureDirUnder, HostFileError } from "./host-files.js";
 
@@ -59,7 +67,13 @@ function sbom(spec: EmitSpec, epoch: number): string {
         licenseConcluded: "NOASSERTION",
         copyrightText: "NOASSERTION",
         supplier: "NOASSERTION",
-        externalRefs: [{ referenceCategory: "PACKAGE-MANAGER", referenceType: "purl", referenceLocator: `pkg:apk/${encodeURIComponent(spec.name)}@${encodeURIComponent(spec.version)}?arch=${spec.arch}` }],
+        externalRefs: [
+          {
+            referenceCategory: "PACKAGE-MANAGER",
+            referenceType: "purl",
+            referenceLocator: `pkg:apk/${encodeURIComponent(spec.name)}@${encodeURIComponent(spec.version)}?arch=${spec.arch}`,
+          },
+        ],
       },
       ...spec.sources.map((s, i) => ({
         SPDXID: id(`Source-${i}`),
@@ -69,10 +83,17 @@ function sbom(spec: EmitSpec, epoch: number): string {
         licenseDeclared: "NOASSERTION",
         licenseConcluded: "NOASSERTION",
         copyrightText: "NOASSERTION",
-        checksums: [...(s.sha256 ? [{ algorithm: "SHA256", checksumValue: s.sha256 }] : []), ...(s.sha512 ? [{ algorithm: "SHA512", checksumValue: s.sha512 }] : [])],
+        checksums: [
+          ...(s.sha256 ? [{ algorithm: "SHA256", checksumValue: s.sha256 }] : []),
+          ...(s.sha512 ? [{ algorithm: "SHA512", checksumValue: s.sha512 }] : []),
+        ],
       })),
     ],
-    relationships: spec.sources.map((_, i) => ({ spdxElementId: pkgId, relationshipType: "GENERATED_FROM", relatedSpdxElement: id(`Source-${i}`) })),
+    relationships: spec.sources.map((_, i) => ({
+      spdxElementId: pkgId,
+      relationshipType: "GENERATED_FROM",
+      relatedSpdxElement: id(`Source-${i}`),
+    })),
   };
   return JSON.stringify(doc, null, 2) + "\n";
 }
@@ -91,7 +112,12 @@ async function writeFresh(path: string, text: string): Promise<void> {
 }
 
 /** Write `destdir` as `outFile`. The SBOM is added to destdir first. */
-export async function emitPackage(spec: EmitSpec, destdir: string, outFile: string, opts: { signingKeys: SigningKey[]; sourceDateEpoch: number }): Promise<EmittedPackage> {
+export async function emitPackage(
+  spec: EmitSpec,
+  destdir: string,
+  outFile: string,
+  opts: { signingKeys: SigningKey[]; sourceDateEpoch: number },
+): Promise<EmittedPackage> {
   const sbomDir = await ensureDirUnder(destdir, "var/lib/db/sbom", `${spec.name}: SBOM directory`);
   await writeFresh(join(sbomDir, `${spec.name}-${spec.version}.spdx.json`), sbom(spec, opts.sourceDateEpoch));
   const detected = await detectDependencies(destdir, { version: spec.version });
@@ -117,7 +143,14 @@ export async function emitPackage(spec: EmitSpec, destdir: string, outFile: stri
   if (spec.replacesPriority !== undefined) info.replacesPriority = spec.replacesPriority;
   const entries = await entriesFromDirectory(destdir);
   const w = await writePackage(
-    { info, entries, scripts: spec.scripts, controlFiles: spec.controlFiles, signingKeys: opts.signingKeys, sourceDateEpoch: opts.sourceDateEpoch },
+    {
+      info,
+      entries,
+      scripts: spec.scripts,
+      controlFiles: spec.controlFiles,
+      signingKeys: opts.signingKeys,
+      sourceDateEpoch: opts.sourceDateEpoch,
+    },
     outFile,
   );
   return { ...w, detected: { depends: detected.depends, provides: detected.provides } };

@@ -4,7 +4,20 @@
 
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { createReadStream, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  createReadStream,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { type Server, createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -97,7 +110,10 @@ describe("fetchSource", () => {
     const uri = `${base}/src/hello-1.0.tar.gz`;
     const events: FetchProgress[] = [];
     hits.clear();
-    const p = await fetchSource({ uri, expectedSha256: sha256(body).toUpperCase() }, { cacheDir, onProgress: (e) => events.push(e), ...fast });
+    const p = await fetchSource(
+      { uri, expectedSha256: sha256(body).toUpperCase() },
+      { cacheDir, onProgress: (e) => events.push(e), ...fast },
+    );
     expect(p).toBe(join(cacheDir, "sources", sha256(body)));
     expect(readFileSync(p).equals(body)).toBe(true);
     expect(events[0]).toMatchObject({ kind: "start", total: body.length });
@@ -105,7 +121,10 @@ describe("fetchSource", () => {
     expect(events.some((e) => e.kind === "data" && e.received === body.length)).toBe(true);
 
     const again: FetchProgress[] = [];
-    const p2 = await fetchSource({ uri, expectedSha256: sha256(body) }, { cacheDir, onProgress: (e) => again.push(e), ...fast });
+    const p2 = await fetchSource(
+      { uri, expectedSha256: sha256(body) },
+      { cacheDir, onProgress: (e) => again.push(e), ...fast },
+    );
     expect(p2).toBe(p);
     expect(hits.get("/src/hello-1.0.tar.gz")).toBe(1);
     expect(again).toEqual([{ kind: "cached", uri, path: p, sha256: sha256(body) }]);
@@ -127,7 +146,9 @@ describe("fetchSource", () => {
     expect(hits.get("/src/hello-1.0.tar.gz")).toBe(1); // not retried
     expect(readdirSync(join(cacheDir, "sources"))).toEqual([]);
 
-    const e512 = await fetchSource({ uri, expectedSha512: "a".repeat(128) }, { cacheDir, ...fast }).catch((e: unknown) => e);
+    const e512 = await fetchSource({ uri, expectedSha512: "a".repeat(128) }, { cacheDir, ...fast }).catch(
+      (e: unknown) => e,
+    );
     expect((e512 as Error).message).toMatch(new RegExp(`expected sha512 a{128}, got sha512 ${sha512(body)}`));
     expect(readdirSync(join(cacheDir, "sources"))).toEqual([]);
   });
@@ -135,8 +156,13 @@ describe("fetchSource", () => {
   it("requires a pinned checksum, before any request", async () => {
     hits.clear();
     const uri = `${base}/src/hello-1.0.tar.gz`;
-    await expect(fetchSource({ uri }, { cacheDir: cache() })).rejects.toMatchObject({ code: "NO_CHECKSUM", message: expect.stringContaining("pinned") });
-    await expect(fetchSource({ uri, expectedSha256: "abc" }, { cacheDir: cache() })).rejects.toMatchObject({ code: "NO_CHECKSUM" });
+    await expect(fetchSource({ uri }, { cacheDir: cache() })).rejects.toMatchObject({
+      code: "NO_CHECKSUM",
+      message: expect.stringContaining("pinned"),
+    });
+    await expect(fetchSource({ uri, expectedSha256: "abc" }, { cacheDir: cache() })).rejects.toMatchObject({
+      code: "NO_CHECKSUM",
+    });
     expect(hits.size).toBe(0);
   });
 
@@ -156,14 +182,20 @@ describe("fetchSource", () => {
     flaky = 0;
     hits.clear();
     const events: FetchProgress[] = [];
-    const p = await fetchSource({ uri: `${base}/flaky`, expectedSha256: sha256("flaky") }, { cacheDir: cache(), onProgress: (e) => events.push(e), retries: 3, retryDelayMs: 20 });
+    const p = await fetchSource(
+      { uri: `${base}/flaky`, expectedSha256: sha256("flaky") },
+      { cacheDir: cache(), onProgress: (e) => events.push(e), retries: 3, retryDelayMs: 20 },
+    );
     expect(readFileSync(p, "utf8")).toBe("flaky");
     expect(hits.get("/flaky")).toBe(3);
     const retries = events.filter((e) => e.kind === "retry");
     expect(retries.map((e) => (e as { delayMs: number }).delayMs)).toEqual([20, 40]);
     expect(retries[0]).toMatchObject({ reason: expect.stringContaining("HTTP 503") });
 
-    const cut = await fetchSource({ uri: `${base}/cut`, expectedSha256: sha256(Buffer.alloc(200_000, 7)) }, { cacheDir: cache(), ...fast });
+    const cut = await fetchSource(
+      { uri: `${base}/cut`, expectedSha256: sha256(Buffer.alloc(200_000, 7)) },
+      { cacheDir: cache(), ...fast },
+    );
     expect(statSync(cut).size).toBe(200_000);
     expect(hits.get("/cut")).toBe(2);
   });
@@ -171,10 +203,16 @@ describe("fetchSource", () => {
   it("gives up after the retries on 5xx, and at once on 404", async () => {
     hits.clear();
     const cacheDir = cache();
-    const e = await fetchSource({ uri: `${base}/always-503`, expectedSha256: "1".repeat(64) }, { cacheDir, retries: 2, retryDelayMs: 5 }).catch((x: unknown) => x);
+    const e = await fetchSource(
+      { uri: `${base}/always-503`, expectedSha256: "1".repeat(64) },
+      { cacheDir, retries: 2, retryDelayMs: 5 },
+    ).catch((x: unknown) => x);
     expect(e).toMatchObject({ code: "HTTP", message: expect.stringMatching(/after 3 attempts: HTTP 503/) });
     expect(hits.get("/always-503")).toBe(3);
-    const n = await fetchSource({ uri: `${base}/missing.tar.gz`, expectedSha256: "1".repeat(64) }, { cacheDir, retries: 2, retryDelayMs: 5 }).catch((x: unknown) => x);
+    const n = await fetchSource(
+      { uri: `${base}/missing.tar.gz`, expectedSha256: "1".repeat(64) },
+      { cacheDir, retries: 2, retryDelayMs: 5 },
+    ).catch((x: unknown) => x);
     expect(n).toMatchObject({ code: "HTTP", message: expect.stringContaining("HTTP 404") });
     expect(hits.get("/missing.tar.gz")).toBe(1);
     expect(readdirSync(join(cacheDir, "sources"))).toEqual([]);
@@ -187,7 +225,10 @@ describe("fetchSource", () => {
     const port = (tmp.address() as AddressInfo).port;
     await new Promise((r) => tmp.close(r));
     const events: FetchProgress[] = [];
-    const e = await fetchSource({ uri: `http://127.0.0.1:${port}/x`, expectedSha256: "1".repeat(64) }, { cacheDir: cache(), retries: 1, retryDelayMs: 5, onProgress: (x) => events.push(x) }).catch((x: unknown) => x);
+    const e = await fetchSource(
+      { uri: `http://127.0.0.1:${port}/x`, expectedSha256: "1".repeat(64) },
+      { cacheDir: cache(), retries: 1, retryDelayMs: 5, onProgress: (x) => events.push(x) },
+    ).catch((x: unknown) => x);
     expect(e).toMatchObject({ code: "NETWORK", message: expect.stringContaining("network error") });
     expect(events.filter((x) => x.kind === "retry")).toHaveLength(1);
   });
@@ -196,20 +237,44 @@ describe("fetchSource", () => {
     const f = join(work, "local.txt");
     writeFileSync(f, "local source\n");
     const fileRoots = [{ dir: work, what: "the recipe's directory" }];
-    const p = await fetchSource({ uri: pathToFileURL(f).href, expectedSha256: sha256("local source\n") }, { cacheDir: cache(), fileRoots });
+    const p = await fetchSource(
+      { uri: pathToFileURL(f).href, expectedSha256: sha256("local source\n") },
+      { cacheDir: cache(), fileRoots },
+    );
     expect(readFileSync(p, "utf8")).toBe("local source\n");
     // The same through localhost, and with a redundant "./" — still inside.
-    await expect(fetchSource({ uri: `file://localhost${f}`, expectedSha256: sha256("local source\n") }, { cacheDir: cache(), fileRoots })).resolves.toMatch(/sources\//);
-    await expect(fetchSource({ uri: pathToFileURL(f).href, expectedSha256: sha256("local source\n") }, { cacheDir: cache() })).rejects.toThrow(/no directory was given/);
+    await expect(
+      fetchSource(
+        { uri: `file://localhost${f}`, expectedSha256: sha256("local source\n") },
+        { cacheDir: cache(), fileRoots },
+      ),
+    ).resolves.toMatch(/sources\//);
+    await expect(
+      fetchSource({ uri: pathToFileURL(f).href, expectedSha256: sha256("local source\n") }, { cacheDir: cache() }),
+    ).rejects.toThrow(/no directory was given/);
   });
 
   it("follows http redirects, but never to another scheme", async () => {
     const body = files.get("/src/hello-1.0.tar.gz")!;
-    await expect(fetchSource({ uri: `${base}/redirect?to=${encodeURIComponent("/src/hello-1.0.tar.gz")}`, expectedSha256: sha256(body) }, { cacheDir: cache(), ...fast })).resolves.toMatch(/sources\//);
+    await expect(
+      fetchSource(
+        { uri: `${base}/redirect?to=${encodeURIComponent("/src/hello-1.0.tar.gz")}`, expectedSha256: sha256(body) },
+        { cacheDir: cache(), ...fast },
+      ),
+    ).resolves.toMatch(/sources\//);
     const f = join(work, "redirected.txt");
     writeFileSync(f, "a local file\n");
-    const e = await fetchSource({ uri: `${base}/redirect?to=${encodeURIComponent(pathToFileURL(f).href)}`, expectedSha256: sha256("a local file\n") }, { cacheDir: cache(), ...fast, fileRoots: [{ dir: work, what: "the recipe's directory" }] }).catch((x: unknown) => x);
-    expect(e).toMatchObject({ code: "BAD_URI", message: expect.stringMatching(/refusing the redirect .* to a file: URL/) });
+    const e = await fetchSource(
+      {
+        uri: `${base}/redirect?to=${encodeURIComponent(pathToFileURL(f).href)}`,
+        expectedSha256: sha256("a local file\n"),
+      },
+      { cacheDir: cache(), ...fast, fileRoots: [{ dir: work, what: "the recipe's directory" }] },
+    ).catch((x: unknown) => x);
+    expect(e).toMatchObject({
+      code: "BAD_URI",
+      message: expect.stringMatching(/refusing the redirect .* to a file: URL/),
+    });
   });
 });
 
@@ -228,7 +293,10 @@ describe("file:// sources cannot reach files outside the recipe's directory", ()
     for (const d of [recipes, outside, mirror, join(recipes, "greet")]) mkdirSync(d, { recursive: true });
     const { privateKey } = generateKeyPairSync("rsa", { modulusLength: 1024 });
     const key = Buffer.from(privateKey.export({ type: "pkcs1", format: "pem" }).toString());
-    secrets.push({ path: join(outside, "kiln-test.rsa"), body: key }, { path: join(outside, "secret.txt"), body: Buffer.from("the host's secret, no key markers\n") });
+    secrets.push(
+      { path: join(outside, "kiln-test.rsa"), body: key },
+      { path: join(outside, "secret.txt"), body: Buffer.from("the host's secret, no key markers\n") },
+    );
     for (const x of secrets) writeFileSync(x.path, x.body, { mode: 0o600 });
     symlinkSync(join(outside, "secret.txt"), join(recipes, "greet", "link-out"));
     symlinkSync("../../outside/kiln-test.rsa", join(recipes, "greet", "relative-link-out"));
@@ -254,17 +322,36 @@ describe("file:// sources cannot reach files outside the recipe's directory", ()
     ["an encoded slash", () => `file://${recipes}/..%2Foutside%2Fsecret.txt`, 1],
     ["an encoded NUL", () => `file://${recipes}/greet%00/../../outside/secret.txt`, 1],
     ["a file:// mirror, then dot-dot out of it", () => "mirror://local/../outside/secret.txt", 1],
-    ["an http redirect to file://", () => `${base}/redirect?to=${encodeURIComponent(pathToFileURL(secrets[1]!.path).href)}`, 1],
+    [
+      "an http redirect to file://",
+      () => `${base}/redirect?to=${encodeURIComponent(pathToFileURL(secrets[1]!.path).href)}`,
+      1,
+    ],
   ])("%s is refused, with the right hash too, and nothing about the file appears", async (_what, uri, which) => {
     const secret = secrets[which]!;
     const cacheDir = cache();
-    const opts = { cacheDir, ...fast, fileRoots: [{ dir: recipes, what: "the recipe's directory" }], mirrors: { local: pathToFileURL(mirror).href } };
-    for (const spec of [{ expectedSha256: sha256(secret.body) }, { expectedSha256: "0".repeat(64) }, { expectedSha512: sha512(secret.body) }]) {
+    const opts = {
+      cacheDir,
+      ...fast,
+      fileRoots: [{ dir: recipes, what: "the recipe's directory" }],
+      mirrors: { local: pathToFileURL(mirror).href },
+    };
+    for (const spec of [
+      { expectedSha256: sha256(secret.body) },
+      { expectedSha256: "0".repeat(64) },
+      { expectedSha512: sha512(secret.body) },
+    ]) {
       const e = await fetchSource({ uri: uri(), ...spec }, opts).catch((x: unknown) => x);
       expect(e).toBeInstanceOf(KilnError);
       if (process.env.KILN_SHOW_REFUSALS) console.log(_what, "→", (e as Error).message);
       const text = `${(e as Error).message} ${String((e as Error).stack)}`;
-      for (const leak of [secret.body.toString(), secret.body.toString().split("\n")[1]!, sha256(secret.body), sha512(secret.body), String(secret.body.length)]) {
+      for (const leak of [
+        secret.body.toString(),
+        secret.body.toString().split("\n")[1]!,
+        sha256(secret.body),
+        sha512(secret.body),
+        String(secret.body.length),
+      ]) {
         if (leak.length > 4) expect(text).not.toContain(leak);
       }
     }
@@ -274,7 +361,10 @@ describe("file:// sources cannot reach files outside the recipe's directory", ()
   });
 
   it("a file:// mirror's own files can be read through mirror://", async () => {
-    const p = await fetchSource({ uri: "mirror://local/pool.txt", expectedSha256: sha256("from the mirror\n") }, { cacheDir: cache(), mirrors: { local: pathToFileURL(mirror).href } });
+    const p = await fetchSource(
+      { uri: "mirror://local/pool.txt", expectedSha256: sha256("from the mirror\n") },
+      { cacheDir: cache(), mirrors: { local: pathToFileURL(mirror).href } },
+    );
     expect(readFileSync(p, "utf8")).toBe("from the mirror\n");
   });
 });
@@ -305,7 +395,11 @@ describe("mirrors", () => {
     });
     expect(aptMirrors(root)).toEqual({ debian: mirror, "debian-security": `${base}/debian-security` });
     expect(resolveMirror("debian", { aptRoot: root, env: {} })).toBe(mirror);
-    expect(readAptSources(root).map((s) => s.uris[0])).toEqual([`${base}/nodesource`, `${base}/debian-security`, `${mirror}/`]);
+    expect(readAptSources(root).map((s) => s.uris[0])).toEqual([
+      `${base}/nodesource`,
+      `${base}/debian-security`,
+      `${mirror}/`,
+    ]);
   });
 
   it("reads the one-line sources.list format, options in brackets included", () => {
@@ -318,7 +412,8 @@ describe("mirrors", () => {
   it("follows apt's mirror+file: lists (as Debian's cloud images use)", () => {
     const root = aptRoot({
       "etc/apt/mirrors/debian.list": `# list\n${base}/listed/debian\tpriority:1\n${base}/second/debian\n`,
-      "etc/apt/sources.list.d/debian.sources": "Types: deb\nURIs: mirror+file:///etc/apt/mirrors/debian.list\nSuites: bookworm bookworm-updates\nComponents: main\n",
+      "etc/apt/sources.list.d/debian.sources":
+        "Types: deb\nURIs: mirror+file:///etc/apt/mirrors/debian.list\nSuites: bookworm bookworm-updates\nComponents: main\n",
     });
     expect(aptMirrors(root).debian).toBe(`${base}/listed/debian`);
   });
@@ -327,26 +422,44 @@ describe("mirrors", () => {
     const root = aptRoot({ "etc/apt/sources.list": `deb ${base}/apt bookworm main\n` });
     expect(resolveMirror("debian", { aptRoot: root, env: {} })).toBe(`${base}/apt`);
     expect(resolveMirror("debian", { aptRoot: root, env: { KILN_DEBIAN_MIRROR: `${base}/env/` } })).toBe(`${base}/env`);
-    expect(resolveMirror("debian", { aptRoot: root, env: { KILN_DEBIAN_MIRROR: `${base}/env` }, mirrors: { debian: `${base}/explicit` } })).toBe(`${base}/explicit`);
+    expect(
+      resolveMirror("debian", {
+        aptRoot: root,
+        env: { KILN_DEBIAN_MIRROR: `${base}/env` },
+        mirrors: { debian: `${base}/explicit` },
+      }),
+    ).toBe(`${base}/explicit`);
     const empty = aptRoot({});
     expect(() => resolveMirror("debian", { aptRoot: empty, env: {} })).toThrow(/KILN_DEBIAN_MIRROR.*sources\.list/);
-    expect(() => resolveMirror("debian", { aptRoot: empty, env: { KILN_DEBIAN_MIRROR: "ftp://x" } })).toThrow(/not an http/);
+    expect(() => resolveMirror("debian", { aptRoot: empty, env: { KILN_DEBIAN_MIRROR: "ftp://x" } })).toThrow(
+      /not an http/,
+    );
     expect(resolveMirror("gnu", { env: { KILN_GNU_MIRROR: `${base}/gnu` } })).toBe(`${base}/gnu`);
   });
 
   it("substitutes ${{mirror.debian}} and mirror://debian/ and fetches through the resolved mirror", async () => {
-    const root = aptRoot({ "etc/apt/sources.list.d/debian.sources": `Types: deb\nURIs: ${base}/debian\nSuites: bookworm\nComponents: main\n` });
+    const root = aptRoot({
+      "etc/apt/sources.list.d/debian.sources": `Types: deb\nURIs: ${base}/debian\nSuites: bookworm\nComponents: main\n`,
+    });
     const opts = { aptRoot: root, env: {} };
     expect(substituteMirrors("${{ mirror.debian }}/pool/x.deb", opts)).toBe(`${base}/debian/pool/x.deb`);
     expect(substituteMirrors("mirror://debian/pool/x.deb", opts)).toBe(`${base}/debian/pool/x.deb`);
     const body = files.get("/debian/pool/main/h/hello/hello.deb")!;
-    for (const uri of ["${{mirror.debian}}/pool/main/h/hello/hello.deb", "mirror://debian/pool/main/h/hello/hello.deb"]) {
+    for (const uri of [
+      "${{mirror.debian}}/pool/main/h/hello/hello.deb",
+      "mirror://debian/pool/main/h/hello/hello.deb",
+    ]) {
       const p = await fetchSource({ uri, expectedSha256: sha256(body) }, { cacheDir: cache(), ...opts });
       expect(readFileSync(p).equals(body)).toBe(true);
     }
     // A mismatch names the recipe's URI and the URL it resolved to.
-    const e = await fetchSource({ uri: "mirror://debian/pool/main/h/hello/hello.deb", expectedSha256: "2".repeat(64) }, { cacheDir: cache(), ...opts }).catch((x: unknown) => x);
-    expect((e as Error).message).toContain(`mirror://debian/pool/main/h/hello/hello.deb (${base}/debian/pool/main/h/hello/hello.deb)`);
+    const e = await fetchSource(
+      { uri: "mirror://debian/pool/main/h/hello/hello.deb", expectedSha256: "2".repeat(64) },
+      { cacheDir: cache(), ...opts },
+    ).catch((x: unknown) => x);
+    expect((e as Error).message).toContain(
+      `mirror://debian/pool/main/h/hello/hello.deb (${base}/debian/pool/main/h/hello/hello.deb)`,
+    );
   });
 
   it("finds this machine's Debian mirror the way the tests and builds do", () => {
@@ -376,7 +489,10 @@ function makeTree(root: string): void {
 }
 
 function listTree(root: string): string {
-  return execFileSync("find", [".", "-mindepth", "1", "-printf", "%y %m %s %p -> %l\\n"], { cwd: root, encoding: "utf8" })
+  return execFileSync("find", [".", "-mindepth", "1", "-printf", "%y %m %s %p -> %l\\n"], {
+    cwd: root,
+    encoding: "utf8",
+  })
     .split("\n")
     .map((l) => l.replace(/^d (\d+) \d+ /, "d $1 - "))
     .sort()
@@ -439,7 +555,9 @@ describe("extractArchive", () => {
     writeFileSync(gz, g);
     await expect(extractArchive(gz, mkdtempSync(join(work, "x-")))).rejects.toMatchObject({ code: "BAD_ARCHIVE" });
     writeFileSync(join(work, "plain.txt"), "not an archive at all\n");
-    await expect(extractArchive(join(work, "plain.txt"), mkdtempSync(join(work, "x-")))).rejects.toMatchObject({ code: "BAD_ARCHIVE" });
+    await expect(extractArchive(join(work, "plain.txt"), mkdtempSync(join(work, "x-")))).rejects.toMatchObject({
+      code: "BAD_ARCHIVE",
+    });
   });
 
   it("an error raised before the output is read is reported, never uncaught (gzip, xz, a missing input)", async () => {
@@ -476,7 +594,9 @@ describe("extractArchive", () => {
       }
       // And through extraction, many times over: the destination is created while zlib already failed.
       for (let i = 0; i < 20; i++) {
-        await expect(extractArchive(gz, join(work, `early-${i}`, "a", "b"))).rejects.toMatchObject({ code: "BAD_ARCHIVE" });
+        await expect(extractArchive(gz, join(work, `early-${i}`, "a", "b"))).rejects.toMatchObject({
+          code: "BAD_ARCHIVE",
+        });
       }
       await new Promise((r) => setTimeout(r, 100));
       expect(uncaught).toEqual([]);
@@ -524,7 +644,12 @@ describe("hostile archives", () => {
     writeFileSync(join(outside, "victim"), "original\n");
   });
 
-  const refuse = async (name: string, entries: Parameters<typeof tar>[0], re: RegExp, compress?: string[]): Promise<string> => {
+  const refuse = async (
+    name: string,
+    entries: Parameters<typeof tar>[0],
+    re: RegExp,
+    compress?: string[],
+  ): Promise<string> => {
     let data = tar(entries);
     if (compress) data = execFileSync(compress[0]!, compress.slice(1), { input: data });
     const file = join(box, `${name}.tar${compress ? ".x" : ""}`);
@@ -541,11 +666,20 @@ describe("hostile archives", () => {
     // Whatever was tried, nothing outside the destinations changed.
     expect(readdirSync(outside)).toEqual(["victim"]);
     expect(readFileSync(join(outside, "victim"), "utf8")).toBe("original\n");
-    expect(readdirSync(box).filter((n) => n.startsWith("dest-") || n === "outside" || /\.tar/.test(n)).length).toBe(readdirSync(box).length);
+    expect(readdirSync(box).filter((n) => n.startsWith("dest-") || n === "outside" || /\.tar/.test(n)).length).toBe(
+      readdirSync(box).length,
+    );
   });
 
   it("refuses ../ entries, also inside a compressed stream", async () => {
-    await refuse("dotdot", [{ name: "ok", data: "fine" }, { name: "../evil", data: "x" }], /"\.\."/);
+    await refuse(
+      "dotdot",
+      [
+        { name: "ok", data: "fine" },
+        { name: "../evil", data: "x" },
+      ],
+      /"\.\."/,
+    );
     await refuse("dotdot-deep", [{ name: "a/b/../../../evil", data: "x" }], /"\.\."/, ["gzip", "-c"]);
     await refuse("dotdot-xz", [{ name: "x/../../outside/victim", data: "pwned" }], /"\.\."/, ["xz", "-c"]);
     expect(existsSync(join(box, "evil"))).toBe(false);
@@ -556,15 +690,45 @@ describe("hostile archives", () => {
   });
 
   it("refuses to write through a symlink (a -> dir outside, then a/passwd)", async () => {
-    await refuse("through-link", [{ name: "a", type: "2", linkname: outside }, { name: "a/passwd", data: "root::0:0::/:/bin/sh\n" }], /through the symlink a\b/);
-    await refuse("through-link-rel", [{ name: "d/", type: "5", mode: 0o755 }, { name: "d/l", type: "2", linkname: "../../outside" }, { name: "d/l/victim", data: "pwned" }], /through the symlink d\/l/);
-    await refuse("link-then-dir", [{ name: "a", type: "2", linkname: outside }, { name: "a/", type: "5", mode: 0o755 }, { name: "a/x/y", data: "z" }], /a is a symlink|through the symlink a/);
+    await refuse(
+      "through-link",
+      [
+        { name: "a", type: "2", linkname: outside },
+        { name: "a/passwd", data: "root::0:0::/:/bin/sh\n" },
+      ],
+      /through the symlink a\b/,
+    );
+    await refuse(
+      "through-link-rel",
+      [
+        { name: "d/", type: "5", mode: 0o755 },
+        { name: "d/l", type: "2", linkname: "../../outside" },
+        { name: "d/l/victim", data: "pwned" },
+      ],
+      /through the symlink d\/l/,
+    );
+    await refuse(
+      "link-then-dir",
+      [
+        { name: "a", type: "2", linkname: outside },
+        { name: "a/", type: "5", mode: 0o755 },
+        { name: "a/x/y", data: "z" },
+      ],
+      /a is a symlink|through the symlink a/,
+    );
   });
 
   it("refuses hardlinks that leave the tree or go through a symlink", async () => {
     await refuse("hard-out", [{ name: "h", type: "1", linkname: "../outside/victim" }], /"\.\."/);
     await refuse("hard-abs", [{ name: "h", type: "1", linkname: join(outside, "victim") }], /absolute/);
-    await refuse("hard-via-link", [{ name: "l", type: "2", linkname: outside }, { name: "h", type: "1", linkname: "l/victim" }], /through the symlink l/);
+    await refuse(
+      "hard-via-link",
+      [
+        { name: "l", type: "2", linkname: outside },
+        { name: "h", type: "1", linkname: "l/victim" },
+      ],
+      /through the symlink l/,
+    );
   });
 
   it("replaces a symlink already in the destination instead of writing through it (O_NOFOLLOW)", async () => {
@@ -584,7 +748,14 @@ describe("hostile archives", () => {
 
   it("skips device nodes and fifos instead of creating them", async () => {
     const file = join(box, "dev.tar");
-    writeFileSync(file, tar([{ name: "null", type: "3" }, { name: "fifo", type: "6" }, { name: "ok", data: "ok" }]));
+    writeFileSync(
+      file,
+      tar([
+        { name: "null", type: "3" },
+        { name: "fifo", type: "6" },
+        { name: "ok", data: "ok" },
+      ]),
+    );
     const dest = join(box, "dest-dev");
     const s = await extractArchive(file, dest);
     expect(readdirSync(dest)).toEqual(["ok"]);

@@ -73,9 +73,33 @@ export interface AptSource {
 // Debian release names and aliases; a suite is "Debian's main archive" when it
 // is one of these, optionally with -updates / -backports / -proposed-updates.
 const DEBIAN_SUITES = new Set([
-  "buzz", "rex", "bo", "hamm", "slink", "potato", "woody", "sarge", "etch", "lenny", "squeeze", "wheezy",
-  "jessie", "stretch", "buster", "bullseye", "bookworm", "trixie", "forky", "duke", "sid",
-  "stable", "testing", "unstable", "oldstable", "oldoldstable", "experimental",
+  "buzz",
+  "rex",
+  "bo",
+  "hamm",
+  "slink",
+  "potato",
+  "woody",
+  "sarge",
+  "etch",
+  "lenny",
+  "squeeze",
+  "wheezy",
+  "jessie",
+  "stretch",
+  "buster",
+  "bullseye",
+  "bookworm",
+  "trixie",
+  "forky",
+  "duke",
+  "sid",
+  "stable",
+  "testing",
+  "unstable",
+  "oldstable",
+  "oldoldstable",
+  "experimental",
 ]);
 
 function suiteKind(suite: string): "debian" | "debian-security" | undefined {
@@ -254,11 +278,14 @@ export function resolveMirror(name: string, opts: MirrorOptions = {}): string {
     const apt = aptMirrors(aptRoot)[name];
     if (apt) return cleanMirrorUrl(apt, `mirror ${name} (apt configuration)`);
   }
-  const aptPlaces = join(aptRoot, "etc/apt/sources.list") + " and " + join(aptRoot, "etc/apt/sources.list.d/*.{list,sources}");
+  const aptPlaces =
+    join(aptRoot, "etc/apt/sources.list") + " and " + join(aptRoot, "etc/apt/sources.list.d/*.{list,sources}");
   throw new SourceError(
     "MIRROR",
     `no mirror configured for ${JSON.stringify(name)}: set mirrors.${name}, or the environment variable ${envName(name)}` +
-      (name === "debian" || name === "debian-security" ? `, or add a Debian source to apt (looked in ${aptPlaces})` : ""),
+      (name === "debian" || name === "debian-security"
+        ? `, or add a Debian source to apt (looked in ${aptPlaces})`
+        : ""),
   );
 }
 
@@ -286,14 +313,23 @@ export function mirrorFileRoots(uri: string, opts: MirrorOptions = {}): FileRoot
   const out: FileRoot[] = [];
   for (const name of new Set(names)) {
     const base = resolveMirror(name, opts);
-    if (/^file:/i.test(base)) out.push({ dir: localFilePath(new URL(base), `mirror ${name}`), what: `the ${name} mirror`, allowHardLinks: true });
+    if (/^file:/i.test(base))
+      out.push({
+        dir: localFilePath(new URL(base), `mirror ${name}`),
+        what: `the ${name} mirror`,
+        allowHardLinks: true,
+      });
   }
   return out;
 }
 
 /** The local path a file: URL names; refuses other hosts and encodings that do not name a plain path. */
 export function localFilePath(u: URL, subject: string): string {
-  if (u.hostname !== "" && u.hostname !== "localhost") throw new SourceError("BAD_URI", `${subject}: a file URL must name a local file, not one on ${JSON.stringify(u.hostname)}`);
+  if (u.hostname !== "" && u.hostname !== "localhost")
+    throw new SourceError(
+      "BAD_URI",
+      `${subject}: a file URL must name a local file, not one on ${JSON.stringify(u.hostname)}`,
+    );
   try {
     return fileURLToPath(u);
   } catch (e) {
@@ -372,7 +408,10 @@ export async function fetchSource(spec: SourceSpec, opts: FetchOptions): Promise
   const want256 = normalizeHex(spec.expectedSha256, 64, "expected-sha256", uri);
   const want512 = normalizeHex(spec.expectedSha512, 128, "expected-sha512", uri);
   if (!want256 && !want512) {
-    throw new SourceError("NO_CHECKSUM", `${uri}: no expected-sha256 or expected-sha512; sources must be pinned by checksum`);
+    throw new SourceError(
+      "NO_CHECKSUM",
+      `${uri}: no expected-sha256 or expected-sha512; sources must be pinned by checksum`,
+    );
   }
   // A local file is checked before anything else, the cache included: a refused path is refused every time.
   if (/^\s*file:/i.test(uri)) await (await openLocal(uri, uri, opts.fileRoots ?? [])).handle.close();
@@ -413,12 +452,27 @@ export async function fetchSource(spec: SourceSpec, opts: FetchOptions): Promise
   for (let attempt = 1; attempt <= retries + 1; attempt++) {
     const tmp = join(dir, `.partial-${process.pid}-${randomBytes(6).toString("hex")}`);
     try {
-      const got = await downloadOnce(parsed, uri, url, tmp, attempt, opts, !!want512, parsed.protocol === "file:" ? [...(opts.fileRoots ?? []), ...mirrorFileRoots(uri, opts)] : []);
+      const got = await downloadOnce(
+        parsed,
+        uri,
+        url,
+        tmp,
+        attempt,
+        opts,
+        !!want512,
+        parsed.protocol === "file:" ? [...(opts.fileRoots ?? []), ...mirrorFileRoots(uri, opts)] : [],
+      );
       if (want256 && got.sha256 !== want256) {
-        throw new SourceError("CHECKSUM_MISMATCH", `checksum mismatch for ${uri}${url !== uri ? ` (${url})` : ""}: expected sha256 ${want256}, got sha256 ${got.sha256}`);
+        throw new SourceError(
+          "CHECKSUM_MISMATCH",
+          `checksum mismatch for ${uri}${url !== uri ? ` (${url})` : ""}: expected sha256 ${want256}, got sha256 ${got.sha256}`,
+        );
       }
       if (want512 && got.sha512 !== want512) {
-        throw new SourceError("CHECKSUM_MISMATCH", `checksum mismatch for ${uri}${url !== uri ? ` (${url})` : ""}: expected sha512 ${want512}, got sha512 ${got.sha512}`);
+        throw new SourceError(
+          "CHECKSUM_MISMATCH",
+          `checksum mismatch for ${uri}${url !== uri ? ` (${url})` : ""}: expected sha512 ${want512}, got sha512 ${got.sha512}`,
+        );
       }
       const final = join(dir, got.sha256);
       await fsp.rename(tmp, final);
@@ -441,7 +495,10 @@ export async function fetchSource(spec: SourceSpec, opts: FetchOptions): Promise
     }
   }
   const code: SourceErrorCode = /^HTTP /.test(lastReason) ? "HTTP" : "NETWORK";
-  throw new SourceError(code, `fetching ${uri}${url !== uri ? ` (${url})` : ""} failed after ${retries + 1} attempts: ${lastReason}`);
+  throw new SourceError(
+    code,
+    `fetching ${uri}${url !== uri ? ` (${url})` : ""} failed after ${retries + 1} attempts: ${lastReason}`,
+  );
 }
 
 async function downloadOnce(
@@ -475,7 +532,8 @@ async function downloadOnce(
       const f = await openLocal(url, uri, fileRoots);
       try {
         opts.onProgress?.({ kind: "start", uri, url, attempt, total: f.size });
-        for await (const chunk of f.handle.createReadStream({ autoClose: false, start: 0 })) await consume(chunk as Buffer, f.size);
+        for await (const chunk of f.handle.createReadStream({ autoClose: false, start: 0 }))
+          await consume(chunk as Buffer, f.size);
       } finally {
         await f.handle.close();
       }
@@ -493,7 +551,9 @@ async function downloadOnce(
           res = await httpGet(url, uri, ac.signal);
         } catch (e) {
           if (e instanceof SourceError) throw e;
-          throw new RetryableError(ac.signal.aborted ? `no response within ${idleMs} ms` : `network error: ${describe(e)}`);
+          throw new RetryableError(
+            ac.signal.aborted ? `no response within ${idleMs} ms` : `network error: ${describe(e)}`,
+          );
         }
         if (res.status !== 200) {
           await res.body?.cancel().catch(() => undefined);
@@ -512,7 +572,11 @@ async function downloadOnce(
           }
         } catch (e) {
           if (e instanceof SourceError) throw e;
-          throw new RetryableError(ac.signal.aborted ? `download stalled for ${idleMs} ms after ${bytes} bytes` : `connection lost after ${bytes} bytes: ${describe(e)}`);
+          throw new RetryableError(
+            ac.signal.aborted
+              ? `download stalled for ${idleMs} ms after ${bytes} bytes`
+              : `connection lost after ${bytes} bytes: ${describe(e)}`,
+          );
         }
         if (total !== undefined && bytes !== total) throw new RetryableError(`short body: ${bytes} of ${total} bytes`);
       } finally {
@@ -545,7 +609,11 @@ const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 export async function httpGet(url: string, subject: string, signal?: AbortSignal): Promise<Response> {
   let current = url;
   for (let hop = 0; hop <= 10; hop++) {
-    const res = await fetch(current, { ...(signal ? { signal } : {}), redirect: "manual", headers: { "user-agent": "kiln" } });
+    const res = await fetch(current, {
+      ...(signal ? { signal } : {}),
+      redirect: "manual",
+      headers: { "user-agent": "kiln" },
+    });
     if (!REDIRECTS.has(res.status)) return res;
     await res.body?.cancel().catch(() => undefined);
     const location = res.headers.get("location");
@@ -557,7 +625,10 @@ export async function httpGet(url: string, subject: string, signal?: AbortSignal
       throw new SourceError("HTTP", `fetching ${subject}: HTTP ${res.status} redirect to an invalid URL`);
     }
     if (next.protocol !== "http:" && next.protocol !== "https:") {
-      throw new SourceError("BAD_URI", `fetching ${subject}: refusing the redirect from ${current} to a ${next.protocol} URL (only http and https redirects are followed)`);
+      throw new SourceError(
+        "BAD_URI",
+        `fetching ${subject}: refusing the redirect from ${current} to a ${next.protocol} URL (only http and https redirects are followed)`,
+      );
     }
     current = next.href;
   }
@@ -637,7 +708,10 @@ export async function detectArchiveFormat(file: string): Promise<ArchiveFormat> 
   if (b.subarray(0, 4).toString("latin1") === "PK\u0003\u0004") {
     throw new SourceError("BAD_ARCHIVE", `${file}: zip archives are not supported; use a tarball`);
   }
-  throw new SourceError("BAD_ARCHIVE", `${file}: not a recognised archive (tar, tar.gz, tar.xz, tar.bz2, tar.zst, tar.lzma)`);
+  throw new SourceError(
+    "BAD_ARCHIVE",
+    `${file}: not a recognised archive (tar, tar.gz, tar.xz, tar.bz2, tar.zst, tar.lzma)`,
+  );
 }
 
 interface Decompressed {
@@ -663,7 +737,12 @@ export function decompress(input: Readable, compression: Compression, subject: s
   if (compression === "none") {
     const done = finished(input);
     done.catch(ignore); // an early abort is a premature close; the reader reports real errors
-    return { stream: input as AsyncIterable<Buffer>, done, abort: () => input.destroy(), failure: () => Promise.resolve(undefined) };
+    return {
+      stream: input as AsyncIterable<Buffer>,
+      done,
+      abort: () => input.destroy(),
+      failure: () => Promise.resolve(undefined),
+    };
   }
   if (compression === "gzip") return gunzip(input, subject);
   return toolDecompress(input, compression, subject);
@@ -673,7 +752,8 @@ function gunzip(input: Readable, subject: string): Decompressed {
   const wrap = (e: unknown): unknown => {
     if (e instanceof SourceError) return e;
     const code = (e as NodeJS.ErrnoException).code;
-    if (typeof code === "string" && code.startsWith("Z_")) return new SourceError("BAD_ARCHIVE", `${subject}: gzip data is corrupt: ${(e as Error).message}`, { cause: e });
+    if (typeof code === "string" && code.startsWith("Z_"))
+      return new SourceError("BAD_ARCHIVE", `${subject}: gzip data is corrupt: ${(e as Error).message}`, { cause: e });
     return e; // the input's own read error (a system error), as it is
   };
   const gz = createGunzip();
@@ -702,12 +782,19 @@ function gunzip(input: Readable, subject: string): Decompressed {
   };
 }
 
-function toolDecompress(input: Readable, compression: Exclude<Compression, "none" | "gzip">, subject: string): Decompressed {
+function toolDecompress(
+  input: Readable,
+  compression: Exclude<Compression, "none" | "gzip">,
+  subject: string,
+): Decompressed {
   const tool = TOOLS[compression];
   const bin = findTool(tool.bin);
   if (!bin) {
     input.destroy();
-    throw new SourceError("MISSING_TOOL", `${subject}: ${compression} data needs the host's \`${tool.bin}\` program (Debian package ${tool.pkg}): apt-get install ${tool.pkg}`);
+    throw new SourceError(
+      "MISSING_TOOL",
+      `${subject}: ${compression} data needs the host's \`${tool.bin}\` program (Debian package ${tool.pkg}): apt-get install ${tool.pkg}`,
+    );
   }
   const child = spawn(bin, tool.args, { stdio: ["pipe", "pipe", "pipe"] });
   let stderr = "";
@@ -729,12 +816,20 @@ function toolDecompress(input: Readable, compression: Exclude<Compression, "none
     }
   });
   const done = new Promise<void>((res, rej) => {
-    child.on("error", (e) => rej(new SourceError("MISSING_TOOL", `${subject}: cannot run ${bin}: ${e.message}`, { cause: e })));
+    child.on("error", (e) =>
+      rej(new SourceError("MISSING_TOOL", `${subject}: cannot run ${bin}: ${e.message}`, { cause: e })),
+    );
     child.on("close", (code, signal) => {
       if (aborted) res();
       else if (readFailure !== undefined) rej(readFailure);
       else if (code === 0) res();
-      else rej(new SourceError("BAD_ARCHIVE", `${subject}: ${tool.bin} could not decompress the data (${signal ?? `exit ${code}`}): ${stderr.trim() || "no message"}`));
+      else
+        rej(
+          new SourceError(
+            "BAD_ARCHIVE",
+            `${subject}: ${tool.bin} could not decompress the data (${signal ?? `exit ${code}`}): ${stderr.trim() || "no message"}`,
+          ),
+        );
     });
   });
   done.catch(ignore); // observed by the caller; avoid an unhandled rejection meanwhile
@@ -746,7 +841,14 @@ function toolDecompress(input: Readable, compression: Exclude<Compression, "none
       input.destroy();
       child.kill("SIGKILL");
     },
-    failure: () => Promise.race([done.then(() => undefined, (x: unknown) => x), sleep(2000).then(() => undefined)]),
+    failure: () =>
+      Promise.race([
+        done.then(
+          () => undefined,
+          (x: unknown) => x,
+        ),
+        sleep(2000).then(() => undefined),
+      ]),
   };
 }
 
@@ -814,7 +916,8 @@ class ByteReader {
     while (left > 0) {
       if (this.avail === 0) {
         await this.fill(1);
-        if (this.avail === 0) throw new SourceError("BAD_ARCHIVE", `${this.subject}: archive is truncated (in ${what})`);
+        if (this.avail === 0)
+          throw new SourceError("BAD_ARCHIVE", `${this.subject}: archive is truncated (in ${what})`);
       }
       const c = this.chunks[0]!;
       if (c.length <= left) {
@@ -860,12 +963,14 @@ function tarNumber(b: Buffer, start: number, len: number, field: string, subject
     const negative = (f[0]! & 0x40) !== 0;
     for (let i = 1; i < f.length; i++) v = (v << 8n) | BigInt(f[i]!);
     if (negative) v -= 1n << BigInt(f.length * 8 - 1);
-    if (v > BigInt(Number.MAX_SAFE_INTEGER) || v < BigInt(Number.MIN_SAFE_INTEGER)) throw new SourceError("BAD_ARCHIVE", `${subject}: tar ${field} out of range`);
+    if (v > BigInt(Number.MAX_SAFE_INTEGER) || v < BigInt(Number.MIN_SAFE_INTEGER))
+      throw new SourceError("BAD_ARCHIVE", `${subject}: tar ${field} out of range`);
     return Number(v);
   }
   const s = f.toString("latin1").replace(/\0.*$/s, "").trim();
   if (s === "") return 0;
-  if (!/^[0-7]+$/.test(s)) throw new SourceError("BAD_ARCHIVE", `${subject}: bad octal tar ${field} ${JSON.stringify(s)}`);
+  if (!/^[0-7]+$/.test(s))
+    throw new SourceError("BAD_ARCHIVE", `${subject}: bad octal tar ${field} ${JSON.stringify(s)}`);
   return parseInt(s, 8);
 }
 
@@ -877,7 +982,8 @@ function parsePaxRecords(body: Buffer, subject: string): Map<string, string> {
     const sp = body.indexOf(0x20, i);
     if (sp < 0) throw new SourceError("BAD_ARCHIVE", `${subject}: malformed PAX record`);
     const len = Number(body.subarray(i, sp).toString("latin1"));
-    if (!Number.isInteger(len) || len <= sp - i + 1 || i + len > body.length) throw new SourceError("BAD_ARCHIVE", `${subject}: malformed PAX record length`);
+    if (!Number.isInteger(len) || len <= sp - i + 1 || i + len > body.length)
+      throw new SourceError("BAD_ARCHIVE", `${subject}: malformed PAX record length`);
     const rec = body.subarray(sp + 1, i + len - 1).toString("utf8"); // minus the trailing newline
     const eq = rec.indexOf("=");
     if (eq <= 0) throw new SourceError("BAD_ARCHIVE", `${subject}: malformed PAX record`);
@@ -898,12 +1004,15 @@ function isZero(b: Buffer): boolean {
  * Iterate over tar entries (ustar, GNU and PAX). Each entry's data must be
  * consumed (or skipped) through `data` before asking for the next entry.
  */
-export async function* readTar(src: AsyncIterable<Buffer>, subject: string): AsyncGenerator<{ entry: TarEntry; data: () => AsyncGenerator<Buffer> }> {
+export async function* readTar(
+  src: AsyncIterable<Buffer>,
+  subject: string,
+): AsyncGenerator<{ entry: TarEntry; data: () => AsyncGenerator<Buffer> }> {
   const r = new ByteReader(src, subject);
   let globalPax = new Map<string, string>();
   try {
     for (;;) {
-      let pax = new Map<string, string>();
+      const pax = new Map<string, string>();
       let longName: string | undefined;
       let longLink: string | undefined;
       let header: Buffer | null;
@@ -921,12 +1030,19 @@ export async function* readTar(src: AsyncIterable<Buffer>, subject: string): Asy
           u += c;
           s += c > 127 ? c - 256 : c;
         }
-        if (stored !== u && stored !== s) throw new SourceError("BAD_ARCHIVE", `${subject}: tar header checksum mismatch (not a tar archive, or corrupt)`);
+        if (stored !== u && stored !== s)
+          throw new SourceError(
+            "BAD_ARCHIVE",
+            `${subject}: tar header checksum mismatch (not a tar archive, or corrupt)`,
+          );
         typeflag = String.fromCharCode(header[156]!);
         const size = tarNumber(header, 124, 12, "size", subject);
         if (typeflag === "x" || typeflag === "g" || typeflag === "L" || typeflag === "K") {
-          if (size > MAX_META) throw new SourceError("BAD_ARCHIVE", `${subject}: extended header of ${size} bytes is too large`);
-          const body = (await r.read(size + ((512 - (size % 512)) % 512), "an extended header"))?.subarray(0, size) ?? Buffer.alloc(0);
+          if (size > MAX_META)
+            throw new SourceError("BAD_ARCHIVE", `${subject}: extended header of ${size} bytes is too large`);
+          const body =
+            (await r.read(size + ((512 - (size % 512)) % 512), "an extended header"))?.subarray(0, size) ??
+            Buffer.alloc(0);
           if (typeflag === "x") for (const [k, v] of parsePaxRecords(body, subject)) pax.set(k, v);
           else if (typeflag === "g") {
             globalPax = new Map(globalPax);
@@ -996,7 +1112,10 @@ export async function* readTar(src: AsyncIterable<Buffer>, subject: string): Asy
           await r.skip(size + ((512 - (size % 512)) % 512), "a volume label");
           continue;
         default:
-          throw new SourceError("BAD_ARCHIVE", `${subject}: unsupported tar entry type ${JSON.stringify(typeflag)} for ${JSON.stringify(name)}`);
+          throw new SourceError(
+            "BAD_ARCHIVE",
+            `${subject}: unsupported tar entry type ${JSON.stringify(typeflag)} for ${JSON.stringify(name)}`,
+          );
       }
       const dataSize = type === "file" || typeflag === "D" ? size : 0;
       const pad = (512 - (dataSize % 512)) % 512;
@@ -1050,10 +1169,13 @@ export interface ExtractOptions extends ExtractHooks {
 
 /** Normalise an entry name to `a/b/c`; "" for the root; throws UNSAFE_PATH for absolute names and `..`. */
 export function normalizeArchivePath(raw: string, subject: string): string {
-  if (raw.includes("\0")) throw new SourceError("UNSAFE_PATH", `${subject}: entry name ${JSON.stringify(raw)} contains a NUL byte`);
-  if (raw.startsWith("/")) throw new SourceError("UNSAFE_PATH", `${subject}: refusing absolute entry name ${JSON.stringify(raw)}`);
+  if (raw.includes("\0"))
+    throw new SourceError("UNSAFE_PATH", `${subject}: entry name ${JSON.stringify(raw)} contains a NUL byte`);
+  if (raw.startsWith("/"))
+    throw new SourceError("UNSAFE_PATH", `${subject}: refusing absolute entry name ${JSON.stringify(raw)}`);
   const segs = raw.split("/").filter((s) => s !== "" && s !== ".");
-  if (segs.includes("..")) throw new SourceError("UNSAFE_PATH", `${subject}: refusing entry name ${JSON.stringify(raw)} containing ".."`);
+  if (segs.includes(".."))
+    throw new SourceError("UNSAFE_PATH", `${subject}: refusing entry name ${JSON.stringify(raw)} containing ".."`);
   return segs.join("/");
 }
 
@@ -1094,7 +1216,8 @@ class Extractor {
       this.dirs.add(rel);
       return;
     }
-    if (st.isSymbolicLink()) throw this.unsafe(`refusing ${JSON.stringify(forEntry)}: it would be written through the symlink ${rel}`);
+    if (st.isSymbolicLink())
+      throw this.unsafe(`refusing ${JSON.stringify(forEntry)}: it would be written through the symlink ${rel}`);
     if (!st.isDirectory()) throw this.unsafe(`refusing ${JSON.stringify(forEntry)}: ${rel} is not a directory`);
     this.dirs.add(rel);
   }
@@ -1108,7 +1231,8 @@ class Extractor {
       if (this.dirs.has(cur)) continue;
       const st = await fsp.lstat(join(this.root, cur)).catch(() => undefined);
       if (!st) throw this.unsafe(`hardlink ${JSON.stringify(forEntry)}: target directory ${cur} does not exist`);
-      if (st.isSymbolicLink()) throw this.unsafe(`refusing hardlink ${JSON.stringify(forEntry)}: its target goes through the symlink ${cur}`);
+      if (st.isSymbolicLink())
+        throw this.unsafe(`refusing hardlink ${JSON.stringify(forEntry)}: its target goes through the symlink ${cur}`);
       if (!st.isDirectory()) throw this.unsafe(`hardlink ${JSON.stringify(forEntry)}: ${cur} is not a directory`);
       this.dirs.add(cur);
     }
@@ -1120,11 +1244,18 @@ class Extractor {
     await this.ensureDir(parent === "." ? "" : parent, forEntry);
     const abs = join(this.root, rel);
     if (this.written.has(rel) && this.opts.onConflict === "error") {
-      throw new SourceError("BAD_ARCHIVE", `${this.subject}: two entries write ${rel}${forEntry !== rel ? ` (the second is ${JSON.stringify(forEntry)})` : ""}`);
+      throw new SourceError(
+        "BAD_ARCHIVE",
+        `${this.subject}: two entries write ${rel}${forEntry !== rel ? ` (the second is ${JSON.stringify(forEntry)})` : ""}`,
+      );
     }
     const st = await fsp.lstat(abs).catch(() => undefined);
     if (st) {
-      if (st.isDirectory()) throw new SourceError("BAD_ARCHIVE", `${this.subject}: ${JSON.stringify(forEntry)} would replace the directory ${rel}`);
+      if (st.isDirectory())
+        throw new SourceError(
+          "BAD_ARCHIVE",
+          `${this.subject}: ${JSON.stringify(forEntry)} would replace the directory ${rel}`,
+        );
       await fsp.unlink(abs);
     }
     return abs;
@@ -1142,7 +1273,8 @@ class Extractor {
     if (orig === "") return { rel: "", orig };
     const rel = this.opts.mapPath ? this.opts.mapPath(orig) : orig;
     if (rel === null) return null;
-    if (rel !== orig && normalizeArchivePath(rel, this.subject) !== rel) throw this.unsafe(`${what} mapped to a non-normal path ${JSON.stringify(rel)}`);
+    if (rel !== orig && normalizeArchivePath(rel, this.subject) !== rel)
+      throw this.unsafe(`${what} mapped to a non-normal path ${JSON.stringify(rel)}`);
     return { rel, orig };
   }
 
@@ -1161,7 +1293,8 @@ class Extractor {
       case "dir": {
         const abs = join(this.root, rel);
         const st = await fsp.lstat(abs).catch(() => undefined);
-        if (st && st.isSymbolicLink()) throw this.unsafe(`refusing directory ${JSON.stringify(e.path)}: ${rel} is a symlink`);
+        if (st && st.isSymbolicLink())
+          throw this.unsafe(`refusing directory ${JSON.stringify(e.path)}: ${rel} is a symlink`);
         if (st && !st.isDirectory()) await this.prepareLeaf(rel, e.path); // a file there: replace it
         await this.ensureDir(rel, e.path);
         if (!this.dirMeta.has(rel)) {
@@ -1185,8 +1318,13 @@ class Extractor {
         break;
       }
       case "symlink": {
-        if (e.linkname === "") throw new SourceError("BAD_ARCHIVE", `${this.subject}: symlink ${JSON.stringify(e.path)} has an empty target`);
-        if (e.linkname.includes("\0")) throw this.unsafe(`symlink ${JSON.stringify(e.path)} target contains a NUL byte`);
+        if (e.linkname === "")
+          throw new SourceError(
+            "BAD_ARCHIVE",
+            `${this.subject}: symlink ${JSON.stringify(e.path)} has an empty target`,
+          );
+        if (e.linkname.includes("\0"))
+          throw this.unsafe(`symlink ${JSON.stringify(e.path)} target contains a NUL byte`);
         const target = this.opts.mapSymlink ? this.opts.mapSymlink(e.linkname, rel, orig) : e.linkname;
         const abs = await this.prepareLeaf(rel, e.path);
         await fsp.symlink(target, abs);
@@ -1196,11 +1334,17 @@ class Extractor {
       }
       case "hardlink": {
         const t = this.mapped(e.linkname, `hardlink target ${JSON.stringify(e.linkname)}`);
-        if (t === null || t.rel === "") throw this.unsafe(`hardlink ${JSON.stringify(e.path)} -> ${JSON.stringify(e.linkname)}: target is outside the extracted tree`);
+        if (t === null || t.rel === "")
+          throw this.unsafe(
+            `hardlink ${JSON.stringify(e.path)} -> ${JSON.stringify(e.linkname)}: target is outside the extracted tree`,
+          );
         await this.checkParents(t.rel, e.path);
         const tabs = join(this.root, t.rel);
         const tst = await fsp.lstat(tabs).catch(() => undefined);
-        if (!tst || !tst.isFile()) throw this.unsafe(`hardlink ${JSON.stringify(e.path)} -> ${JSON.stringify(e.linkname)}: target is not a regular file extracted before it`);
+        if (!tst || !tst.isFile())
+          throw this.unsafe(
+            `hardlink ${JSON.stringify(e.path)} -> ${JSON.stringify(e.linkname)}: target is not a regular file extracted before it`,
+          );
         const abs = await this.prepareLeaf(rel, e.path);
         await fsp.link(tabs, abs);
         this.summary.hardlinks++;
@@ -1226,7 +1370,12 @@ class Extractor {
 }
 
 /** Extract a tar stream into destDir (created if needed) with the safety rules of extractArchive. */
-export async function extractTarStream(src: AsyncIterable<Buffer>, destDir: string, subject: string, opts: ExtractOptions = {}): Promise<ExtractSummary> {
+export async function extractTarStream(
+  src: AsyncIterable<Buffer>,
+  destDir: string,
+  subject: string,
+  opts: ExtractOptions = {},
+): Promise<ExtractSummary> {
   await fsp.mkdir(destDir, { recursive: true });
   const root = await fsp.realpath(destDir);
   const x = new Extractor(root, subject, opts);
@@ -1244,13 +1393,23 @@ export async function extractTarStream(src: AsyncIterable<Buffer>, destDir: stri
  * and hardlinks are preserved; ownership is not (packages normalise it).
  * Device nodes and fifos are skipped and listed in `skipped`.
  */
-export async function extractArchive(file: string, destDir: string, opts: ExtractOptions = {}): Promise<ExtractSummary> {
+export async function extractArchive(
+  file: string,
+  destDir: string,
+  opts: ExtractOptions = {},
+): Promise<ExtractSummary> {
   const format = opts.format ?? (await detectArchiveFormat(file));
   return extractCompressedTar(createReadStream(file), FORMAT_COMPRESSION[format], destDir, file, opts);
 }
 
 /** Extract a (possibly compressed) tar from a byte stream; shared by extractArchive and the .deb reader. */
-export async function extractCompressedTar(input: Readable, compression: Compression, destDir: string, subject: string, opts: ExtractOptions = {}): Promise<ExtractSummary> {
+export async function extractCompressedTar(
+  input: Readable,
+  compression: Compression,
+  destDir: string,
+  subject: string,
+  opts: ExtractOptions = {},
+): Promise<ExtractSummary> {
   const d = decompress(input, compression, subject);
   let summary: ExtractSummary;
   try {
@@ -1260,7 +1419,8 @@ export async function extractCompressedTar(input: Readable, compression: Compres
     if (e instanceof SourceError && e.code === "BAD_ARCHIVE") {
       const toolErr = await d.failure();
       d.abort();
-      if (toolErr instanceof SourceError) throw new SourceError(toolErr.code, `${toolErr.message} (${e.message})`, { cause: e });
+      if (toolErr instanceof SourceError)
+        throw new SourceError(toolErr.code, `${toolErr.message} (${e.message})`, { cause: e });
       throw e;
     }
     d.abort();
@@ -1275,7 +1435,12 @@ export async function extractCompressedTar(input: Readable, compression: Compres
 }
 
 /** Read the regular files of a (possibly compressed) tar into memory (for small archives such as a .deb's control member). */
-export async function readTarFiles(input: Readable, compression: Compression, subject: string, limit = 64 << 20): Promise<Map<string, Buffer>> {
+export async function readTarFiles(
+  input: Readable,
+  compression: Compression,
+  subject: string,
+  limit = 64 << 20,
+): Promise<Map<string, Buffer>> {
   const d = decompress(input, compression, subject);
   const out = new Map<string, Buffer>();
   let total = 0;
@@ -1298,4 +1463,3 @@ export async function readTarFiles(input: Readable, compression: Compression, su
   await d.done;
   return out;
 }
-

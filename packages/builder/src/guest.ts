@@ -8,7 +8,14 @@ import { mkdir, rename, rm, stat, mkdtemp } from "node:fs/promises";
 import { join } from "node:path";
 import { Keyring, parsePublicKey } from "@kiln/apk";
 import { applyAccounts, applyPaths, ImageRoot, materializeRoot, type ImageConfig } from "@kiln/image";
-import { fetchPackages, loadRepositories, parseRepositoryRef, resolve, type Fetcher, type RepoPackage } from "@kiln/repo";
+import {
+  fetchPackages,
+  loadRepositories,
+  parseRepositoryRef,
+  resolve,
+  type Fetcher,
+  type RepoPackage,
+} from "@kiln/repo";
 
 export interface GuestSpec {
   arch: string;
@@ -56,9 +63,14 @@ export function guestKey(pkgs: RepoPackage[], buildUid: number, image?: ImageCon
 export async function assembleGuest(spec: GuestSpec, pkgs: RepoPackage[]): Promise<Guest> {
   const key = guestKey(pkgs, spec.buildUid, spec.image);
   const dir = join(spec.cacheDir, "guests", key);
-  if (await stat(join(dir, ".kiln-guest-complete")).catch(() => undefined)) return { dir, packages: pkgs, key, reused: true };
+  if (await stat(join(dir, ".kiln-guest-complete")).catch(() => undefined))
+    return { dir, packages: pkgs, key, reused: true };
   await mkdir(join(spec.cacheDir, "guests"), { recursive: true });
-  const files = await fetchPackages(pkgs, { keyring: new Keyring(), cacheDir: spec.cacheDir, ...(spec.fetcher ? { fetcher: spec.fetcher } : {}) });
+  const files = await fetchPackages(pkgs, {
+    keyring: new Keyring(),
+    cacheDir: spec.cacheDir,
+    ...(spec.fetcher ? { fetcher: spec.fetcher } : {}),
+  });
   const work = await mkdtemp(join(spec.cacheDir, "guests", "tmp-"));
   try {
     const root = new ImageRoot(join(work, "spool"));
@@ -67,8 +79,15 @@ export async function assembleGuest(spec: GuestSpec, pkgs: RepoPackage[]): Promi
     // The build user, as melange adds it: uid/gid 1000, HOME=/home/build.
     const passwd = (await root.readText("etc/passwd")) ?? "root:x:0:0:root:/root:/bin/sh\n";
     const group = (await root.readText("etc/group")) ?? "root:x:0:\n";
-    if (!/^build:/m.test(passwd)) await root.writeFile("etc/passwd", passwd + (passwd.endsWith("\n") ? "" : "\n") + `build:x:${spec.buildUid}:${spec.buildUid}:build:/home/build:/bin/sh\n`);
-    if (!/^build:/m.test(group)) await root.writeFile("etc/group", group + (group.endsWith("\n") ? "" : "\n") + `build:x:${spec.buildUid}:\n`);
+    if (!/^build:/m.test(passwd))
+      await root.writeFile(
+        "etc/passwd",
+        passwd +
+          (passwd.endsWith("\n") ? "" : "\n") +
+          `build:x:${spec.buildUid}:${spec.buildUid}:build:/home/build:/bin/sh\n`,
+      );
+    if (!/^build:/m.test(group))
+      await root.writeFile("etc/group", group + (group.endsWith("\n") ? "" : "\n") + `build:x:${spec.buildUid}:\n`);
     root.mkdirp("home/build", { uid: spec.buildUid, gid: spec.buildUid });
     if (spec.image) {
       await applyAccounts(root, spec.image);
@@ -84,7 +103,8 @@ export async function assembleGuest(spec: GuestSpec, pkgs: RepoPackage[]): Promi
     await import("node:fs/promises").then((fs) => fs.writeFile(join(work, "root", ".kiln-guest-complete"), key + "\n"));
     // Another build may have assembled the same guest meanwhile (and may be
     // running in it): a complete guest is kept, never replaced.
-    if (await stat(join(dir, ".kiln-guest-complete")).catch(() => undefined)) return { dir, packages: pkgs, key, reused: true };
+    if (await stat(join(dir, ".kiln-guest-complete")).catch(() => undefined))
+      return { dir, packages: pkgs, key, reused: true };
     await rm(dir, { recursive: true, force: true });
     await rename(join(work, "root"), dir);
   } finally {

@@ -94,7 +94,8 @@ export async function openConfined(path: string, roots: readonly FileRoot[], sub
   try {
     const st = await handle.stat();
     if (!st.isFile()) refuse(`${path} is not a regular file`);
-    if (st.nlink > 1 && !root.allowHardLinks) refuse(`refusing to read ${path}: it has ${st.nlink} hard links, so it may be another file's content`);
+    if (st.nlink > 1 && !root.allowHardLinks)
+      refuse(`refusing to read ${path}: it has ${st.nlink} hard links, so it may be another file's content`);
     const head = Buffer.alloc(Math.min(st.size, 64 << 10));
     await handle.read(head, 0, head.length, 0);
     if (looksLikePrivateKey(head)) refuse(`refusing to read ${path}: it holds a private key`);
@@ -149,9 +150,14 @@ export async function ensureDirUnder(base: string, rel: string, what: string): P
         if (e.code !== "EEXIST") throw e;
       });
       const again = await fsp.lstat(cur);
-      if (!again.isDirectory()) throw new HostFileError(`${what}: ${relative(base, cur)} in the workspace is not a directory`);
-    } else if (st.isSymbolicLink()) throw new HostFileError(`${what}: refusing ${relative(base, cur)} in the workspace: it is a symlink (kiln does not follow links out of the workspace)`);
-    else if (!st.isDirectory()) throw new HostFileError(`${what}: ${relative(base, cur)} in the workspace is not a directory`);
+      if (!again.isDirectory())
+        throw new HostFileError(`${what}: ${relative(base, cur)} in the workspace is not a directory`);
+    } else if (st.isSymbolicLink())
+      throw new HostFileError(
+        `${what}: refusing ${relative(base, cur)} in the workspace: it is a symlink (kiln does not follow links out of the workspace)`,
+      );
+    else if (!st.isDirectory())
+      throw new HostFileError(`${what}: ${relative(base, cur)} in the workspace is not a directory`);
   }
   return p;
 }
@@ -165,9 +171,12 @@ export async function fileUnder(base: string, rel: string, what: string): Promis
   try {
     real = await fsp.realpath(p);
   } catch (e) {
-    throw new HostFileError(`${what}: ${rel}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "no such file in the workspace" : (e as Error).message}`);
+    throw new HostFileError(
+      `${what}: ${rel}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "no such file in the workspace" : (e as Error).message}`,
+    );
   }
-  if (!isInside(realBase, real)) throw new HostFileError(`${what}: refusing ${rel}: a symlink leads it out of the workspace`);
+  if (!isInside(realBase, real))
+    throw new HostFileError(`${what}: refusing ${rel}: a symlink leads it out of the workspace`);
   const st = await fsp.stat(real);
   if (!st.isFile()) throw new HostFileError(`${what}: ${rel} is not a regular file`);
   return real;

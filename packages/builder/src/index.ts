@@ -39,7 +39,16 @@ export {
   type Reference,
   type SubstituteResult,
 } from "./substitute.js";
-export { parseCondition, evaluateCondition, evaluateParsed, conditionVariables, ConditionError, type Condition, type Operand, type Lookup } from "./conditions.js";
+export {
+  parseCondition,
+  evaluateCondition,
+  evaluateParsed,
+  conditionVariables,
+  ConditionError,
+  type Condition,
+  type Operand,
+  type Lookup,
+} from "./conditions.js";
 export {
   loadPipelines,
   parsePipelineFile,
@@ -72,11 +81,31 @@ export {
   type CompiledScriptlets,
 } from "./compile.js";
 export { buildRecipe, BuildError, listApks, type BuildOptions, type BuildResult, type BuildEvent } from "./build.js";
-export { runInSandbox, bwrapArgs, openLog, formatTail, SandboxError, GUEST_WORKSPACE, type SandboxConfig, type StepResult } from "./sandbox.js";
+export {
+  runInSandbox,
+  bwrapArgs,
+  openLog,
+  formatTail,
+  SandboxError,
+  GUEST_WORKSPACE,
+  type SandboxConfig,
+  type StepResult,
+} from "./sandbox.js";
 export { BuildLog, DEFAULT_LOG_LIMITS, type LogLimits } from "./log-capture.js";
 export { assembleGuest, resolveGuest, guestKey, type Guest, type GuestSpec } from "./guest.js";
 export { emitPackage, type EmitSpec, type EmittedPackage } from "./emit.js";
-export { fetchSource, extractArchive, debianMirror, resolveMirror, substituteMirrors, aptMirrors, SourceError, type SourceSpec, type FetchOptions, type MirrorOptions } from "./fetch-source.js";
+export {
+  fetchSource,
+  extractArchive,
+  debianMirror,
+  resolveMirror,
+  substituteMirrors,
+  aptMirrors,
+  SourceError,
+  type SourceSpec,
+  type FetchOptions,
+  type MirrorOptions,
+} from "./fetch-source.js";
 export { readDeb, unpackDeb, debVersionToApk } from "./deb.js";
 export { HostFileError, type FileRoot } from "./host-files.js";
 export { NativeStepError } from "./native-steps.js";

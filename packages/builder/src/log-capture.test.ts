@@ -4,7 +4,17 @@
 // with bounded memory (the quadratic capture took minutes and gigabytes).
 
 import { execFileSync } from "node:child_process";
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, statSync, symlinkSync } from "node:fs";
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -17,7 +27,11 @@ beforeAll(() => {
 });
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-async function capture(chunks: Array<string | Buffer>, limits: { maxLineBytes?: number; maxBytes?: number }, keep = 40) {
+async function capture(
+  chunks: Array<string | Buffer>,
+  limits: { maxLineBytes?: number; maxBytes?: number },
+  keep = 40,
+) {
   const path = join(work, `log-${Math.random().toString(36).slice(2)}`);
   const log = new BuildLog(path, limits);
   const tail = new Tail(keep, 50);
@@ -47,8 +61,15 @@ describe("output capture", () => {
       const chunks: string[] = [];
       for (let i = 0; i < all.length; i += size) chunks.push(all.slice(i, i + size));
       const r = await capture(chunks, { maxLineBytes: 16 });
-      expect(r.text, `chunks of ${size}`).toBe(`before\n${"x".repeat(16)}${lineCutMarker(984)}\nafter\n${"y".repeat(16)}${lineCutMarker(14)}`);
-      expect(r.tail, `chunks of ${size}`).toEqual(["before", `${"x".repeat(16)}${lineCutMarker(984)}`, "after", `${"y".repeat(16)}${lineCutMarker(14)}`]);
+      expect(r.text, `chunks of ${size}`).toBe(
+        `before\n${"x".repeat(16)}${lineCutMarker(984)}\nafter\n${"y".repeat(16)}${lineCutMarker(14)}`,
+      );
+      expect(r.tail, `chunks of ${size}`).toEqual([
+        "before",
+        `${"x".repeat(16)}${lineCutMarker(984)}`,
+        "after",
+        `${"y".repeat(16)}${lineCutMarker(14)}`,
+      ]);
     }
   });
 
@@ -56,17 +77,26 @@ describe("output capture", () => {
     const lines = Array.from({ length: 1000 }, (_, i) => `line ${i}`);
     const r = await capture([lines.join("\n") + "\n"], {}, 5);
     expect(r.tail).toEqual(lines.slice(-5));
-    const r2 = await capture(lines.map((l) => l + "\n"), {}, 5);
+    const r2 = await capture(
+      lines.map((l) => l + "\n"),
+      {},
+      5,
+    );
     expect(r2.tail).toEqual(lines.slice(-5));
   });
 
   it("caps the log file and notes how much was left out", async () => {
     const line = "0123456789".repeat(10) + "\n";
-    const r = await capture(Array.from({ length: 30_000 }, () => line), { maxBytes: 1 << 20 });
+    const r = await capture(
+      Array.from({ length: 30_000 }, () => line),
+      { maxBytes: 1 << 20 },
+    );
     expect(r.size).toBeLessThanOrEqual(1 << 20);
     expect(r.size).toBeGreaterThan((1 << 20) - 1024);
     const dropped = 30_000 * line.length - (r.text.length - r.text.slice(r.text.lastIndexOf("\n#")).length);
-    expect(r.text).toMatch(new RegExp(`\\n# \\[output truncated: ${dropped} bytes not logged; the log is capped at ${1 << 20} bytes\\]\\n$`));
+    expect(r.text).toMatch(
+      new RegExp(`\\n# \\[output truncated: ${dropped} bytes not logged; the log is capped at ${1 << 20} bytes\\]\\n$`),
+    );
     // The tail keeps 50 bytes of a line here, and says how much more there was.
     expect(r.tail.at(-1)).toBe(`${line.slice(0, 50)}${lineCutMarker(50)}`);
   });
@@ -119,7 +149,11 @@ describe.skipIf(!haveBwrap())("a sandboxed step printing 200 MB without a newlin
     let peak = before;
     const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 20);
     const t0 = Date.now();
-    const r = await runInSandbox({ guestRoot: guest, workspace: ws, env: { PATH: "/usr/bin" } }, "head -c 200000000 /dev/zero | tr '\\0' x\necho\necho the last line", { log });
+    const r = await runInSandbox(
+      { guestRoot: guest, workspace: ws, env: { PATH: "/usr/bin" } },
+      "head -c 200000000 /dev/zero | tr '\\0' x\necho\necho the last line",
+      { log },
+    );
     const ms = Date.now() - t0;
     clearInterval(sampler);
     await log.close();
@@ -141,11 +175,17 @@ describe.skipIf(!haveBwrap())("a sandboxed step printing 200 MB without a newlin
     if (!guest) ctx.skip();
     const logPath = join(work, "lines.log");
     const log = new BuildLog(logPath, { maxBytes: 1 << 20 });
-    const r = await runInSandbox({ guestRoot: guest, workspace: ws, env: { PATH: "/usr/bin" } }, "yes 'a line of output' | head -n 200000\necho done", { log });
+    const r = await runInSandbox(
+      { guestRoot: guest, workspace: ws, env: { PATH: "/usr/bin" } },
+      "yes 'a line of output' | head -n 200000\necho done",
+      { log },
+    );
     await log.close();
     expect(r.exitCode).toBe(0);
     expect(statSync(logPath).size).toBeLessThanOrEqual(1 << 20);
-    expect(readFileSync(logPath, "utf8")).toMatch(/\n# \[output truncated: \d+ bytes not logged; the log is capped at 1048576 bytes\]\n$/);
+    expect(readFileSync(logPath, "utf8")).toMatch(
+      /\n# \[output truncated: \d+ bytes not logged; the log is capped at 1048576 bytes\]\n$/,
+    );
     expect(r.tail.slice(-2)).toEqual(["a line of output", "done"]);
   }, 60_000);
 });

@@ -75,7 +75,9 @@ export class BuildLog {
   /** Note the truncation, if any, and close the file. */
   close(): Promise<void> {
     if (this.dropped > 0) {
-      this.stream.write(`\n# [output truncated: ${this.dropped} bytes not logged; the log is capped at ${this.maxBytes} bytes]\n`);
+      this.stream.write(
+        `\n# [output truncated: ${this.dropped} bytes not logged; the log is capped at ${this.maxBytes} bytes]\n`,
+      );
     }
     return new Promise((resolve, reject) => {
       this.stream.once("error", reject);

@@ -6,7 +6,18 @@
 
 import { execFileSync } from "node:child_process";
 import { createHash, generateKeyPairSync } from "node:crypto";
-import { existsSync, linkSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  linkSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -42,7 +53,15 @@ function workspace(): string {
   return ws;
 }
 
-const step = (native: "fetch" | "deb-unpack", w: Record<string, string>, wd = "/home/build"): CompiledStep => ({ name: native, origin: "pipeline[0]", runs: "", workingDirectory: wd, environment: {}, native, with: w });
+const step = (native: "fetch" | "deb-unpack", w: Record<string, string>, wd = "/home/build"): CompiledStep => ({
+  name: native,
+  origin: "pipeline[0]",
+  runs: "",
+  workingDirectory: wd,
+  environment: {},
+  native,
+  with: w,
+});
 
 describe("the workspace after a guest step planted symlinks", () => {
   it("ensureDirUnder and fileUnder never follow a link out", async () => {
@@ -61,27 +80,60 @@ describe("the workspace after a guest step planted symlinks", () => {
     const src = join(work, "recipes");
     mkdirSync(src, { recursive: true });
     writeFileSync(join(src, "data.txt"), "fetched\n");
-    const ctx = (ws: string) => ({ file: "r.yaml", workspace: ws, fileRoots: [{ dir: src, what: "the recipe's directory" }], cacheDir: join(work, "cache"), log });
+    const ctx = (ws: string) => ({
+      file: "r.yaml",
+      workspace: ws,
+      fileRoots: [{ dir: src, what: "the recipe's directory" }],
+      cacheDir: join(work, "cache"),
+      log,
+    });
     const uri = `file://${join(src, "data.txt")}`;
     // directory: a symlink out of the workspace
     const ws1 = workspace();
     symlinkSync(outside, join(ws1, "dest"));
-    await expect(runNativeStep(step("fetch", { uri, "expected-sha256": sha256("fetched\n"), extract: "false", directory: "dest" }), ctx(ws1))).rejects.toThrow(/r\.yaml: pipeline\[0\]: .*dest in the workspace: it is a symlink/);
+    await expect(
+      runNativeStep(
+        step("fetch", { uri, "expected-sha256": sha256("fetched\n"), extract: "false", directory: "dest" }),
+        ctx(ws1),
+      ),
+    ).rejects.toThrow(/r\.yaml: pipeline\[0\]: .*dest in the workspace: it is a symlink/);
     expect(readdirSync(outside)).toEqual(["secret.txt"]);
     // the target file name: a symlink to a host file is replaced, not written through
     const ws2 = workspace();
     symlinkSync(secret, join(ws2, "data.txt"));
-    await runNativeStep(step("fetch", { uri, "expected-sha256": sha256("fetched\n"), extract: "false", directory: "." }), ctx(ws2));
+    await runNativeStep(
+      step("fetch", { uri, "expected-sha256": sha256("fetched\n"), extract: "false", directory: "." }),
+      ctx(ws2),
+    );
     expect(readFileSync(secret, "utf8")).toBe("host secret\n");
     expect(lstatSync(join(ws2, "data.txt")).isFile()).toBe(true);
     expect(readFileSync(join(ws2, "data.txt"), "utf8")).toBe("fetched\n");
     // a working directory that is a link out
     const ws3 = workspace();
     symlinkSync(outside, join(ws3, "wd"));
-    await expect(runNativeStep(step("fetch", { uri, "expected-sha256": sha256("fetched\n"), extract: "false", directory: "." }, "/home/build/wd"), ctx(ws3))).rejects.toThrow(/is a symlink/);
+    await expect(
+      runNativeStep(
+        step(
+          "fetch",
+          { uri, "expected-sha256": sha256("fetched\n"), extract: "false", directory: "." },
+          "/home/build/wd",
+        ),
+        ctx(ws3),
+      ),
+    ).rejects.toThrow(/is a symlink/);
     // paths outside the workspace are refused outright
-    await expect(runNativeStep(step("fetch", { uri, "expected-sha256": sha256("fetched\n"), extract: "false" }, "/opt"), ctx(workspace()))).rejects.toThrow(/r\.yaml: pipeline\[0\]: working-directory: \/opt is outside the workspace/);
-    await expect(runNativeStep(step("fetch", { uri, "expected-sha256": sha256("fetched\n"), directory: "../../.." }), ctx(workspace()))).rejects.toThrow(/directory: \.\.\/\.\.\/\.\. is outside the workspace/);
+    await expect(
+      runNativeStep(
+        step("fetch", { uri, "expected-sha256": sha256("fetched\n"), extract: "false" }, "/opt"),
+        ctx(workspace()),
+      ),
+    ).rejects.toThrow(/r\.yaml: pipeline\[0\]: working-directory: \/opt is outside the workspace/);
+    await expect(
+      runNativeStep(
+        step("fetch", { uri, "expected-sha256": sha256("fetched\n"), directory: "../../.." }),
+        ctx(workspace()),
+      ),
+    ).rejects.toThrow(/directory: \.\.\/\.\.\/\.\. is outside the workspace/);
   });
 
   it("deb-unpack does not read a .deb through a link out of the workspace", async () => {
@@ -90,9 +142,15 @@ describe("the workspace after a guest step planted symlinks", () => {
     execFileSync("sh", ["-c", `cd ${outside} && printf '2.0\\n' > debian-binary && ar rc host.deb debian-binary`]);
     symlinkSync(deb, join(ws, "pkg.deb"));
     const ctx = { file: "r.yaml", workspace: ws, fileRoots: [], cacheDir: join(work, "cache"), log };
-    await expect(runNativeStep(step("deb-unpack", { deb: "pkg.deb", directory: "/home/build/melange-out/p" }), ctx)).rejects.toThrow(/pkg\.deb: a symlink leads it out of the workspace/);
-    await expect(runNativeStep(step("deb-unpack", { deb: deb, directory: "/home/build/melange-out/p" }), ctx)).rejects.toThrow(/is outside the workspace/);
-    await expect(runNativeStep(step("deb-unpack", { deb: "../../../../../../../.." + deb, directory: "." }), ctx)).rejects.toThrow(/is outside the workspace/);
+    await expect(
+      runNativeStep(step("deb-unpack", { deb: "pkg.deb", directory: "/home/build/melange-out/p" }), ctx),
+    ).rejects.toThrow(/pkg\.deb: a symlink leads it out of the workspace/);
+    await expect(
+      runNativeStep(step("deb-unpack", { deb: deb, directory: "/home/build/melange-out/p" }), ctx),
+    ).rejects.toThrow(/is outside the workspace/);
+    await expect(
+      runNativeStep(step("deb-unpack", { deb: "../../../../../../../.." + deb, directory: "." }), ctx),
+    ).rejects.toThrow(/is outside the workspace/);
   });
 
   it("the SBOM is not written through a link the guest left in the package's directory", async () => {
@@ -101,8 +159,26 @@ describe("the workspace after a guest step planted symlinks", () => {
     symlinkSync(outside, join(destdir, "var"));
     const { privateKey, publicKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
     const before = readdirSync(outside).sort();
-    const spec = { name: "p", version: "1.0-r0", arch: "x86_64", origin: "p", runtime: [], provides: [], replaces: [], options: {}, scripts: {}, triggers: [], controlFiles: {}, sources: [] };
-    await expect(emitPackage(spec, destdir, join(work, "p.apk"), { signingKeys: [{ name: "k.rsa.pub", privateKey, publicKey }], sourceDateEpoch: 0 })).rejects.toThrow(/var in the workspace: it is a symlink/);
+    const spec = {
+      name: "p",
+      version: "1.0-r0",
+      arch: "x86_64",
+      origin: "p",
+      runtime: [],
+      provides: [],
+      replaces: [],
+      options: {},
+      scripts: {},
+      triggers: [],
+      controlFiles: {},
+      sources: [],
+    };
+    await expect(
+      emitPackage(spec, destdir, join(work, "p.apk"), {
+        signingKeys: [{ name: "k.rsa.pub", privateKey, publicKey }],
+        sourceDateEpoch: 0,
+      }),
+    ).rejects.toThrow(/var in the workspace: it is a symlink/);
     expect(readdirSync(outside).sort()).toEqual(before);
   });
 });
@@ -121,7 +197,9 @@ describe("the source directory and keyring entries", () => {
     expect(lstatSync(join(ws, "sub", "link")).isSymbolicLink()).toBe(true);
     // a source directory that is a link out of the recipe's directory
     symlinkSync(outside, join(recipes, "evil"));
-    await expect(copySourceDir(join(recipes, "evil"), workspace(), roots, "r.yaml")).rejects.toThrow(/r\.yaml: the source directory .* outside the recipe's directory/);
+    await expect(copySourceDir(join(recipes, "evil"), workspace(), roots, "r.yaml")).rejects.toThrow(
+      /r\.yaml: the source directory .* outside the recipe's directory/,
+    );
     // a hard link to a host file
     const hard = join(recipes, "hard");
     mkdirSync(hard);
@@ -130,7 +208,12 @@ describe("the source directory and keyring entries", () => {
     // a private key
     const keyed = join(recipes, "keyed");
     mkdirSync(keyed);
-    writeFileSync(join(keyed, "k.rsa"), generateKeyPairSync("rsa", { modulusLength: 1024 }).privateKey.export({ type: "pkcs8", format: "pem" }).toString());
+    writeFileSync(
+      join(keyed, "k.rsa"),
+      generateKeyPairSync("rsa", { modulusLength: 1024 })
+        .privateKey.export({ type: "pkcs8", format: "pem" })
+        .toString(),
+    );
     await expect(copySourceDir(keyed, workspace(), roots, "r.yaml")).rejects.toThrow(/holds a private key/);
     // no source directory at all is fine
     expect(await copySourceDir(join(recipes, "missing"), workspace(), roots, "r.yaml")).toBe(false);
@@ -144,7 +227,12 @@ describe("the source directory and keyring entries", () => {
     writeFileSync(join(recipes, "ok.rsa.pub"), pub);
     const trustedPriv = join(outside, "trusted-but-private.rsa");
     writeFileSync(trustedPriv, priv);
-    const src = { trusted: new Set([trustedPriv]), roots: [{ dir: recipes, what: "the recipe's directory" }], baseDir: recipes, subject: "r.yaml" };
+    const src = {
+      trusted: new Set([trustedPriv]),
+      roots: [{ dir: recipes, what: "the recipe's directory" }],
+      baseDir: recipes,
+      subject: "r.yaml",
+    };
     const keys = await keyringKeys(["ok.rsa.pub", trustedPriv], src);
     expect(keys.map((k) => k.pem.toString())).toEqual([pub, pub]);
     for (const k of keys) expect(k.pem.toString()).not.toContain("PRIVATE");

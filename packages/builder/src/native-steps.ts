@@ -15,7 +15,15 @@ import { basename, isAbsolute, join, posix, resolve } from "node:path";
 import type { CompiledStep } from "./compile.js";
 import { unpackDeb } from "./deb.js";
 import { extractArchive, fetchSource, type MirrorOptions } from "./fetch-source.js";
-import { ensureDirUnder, fileUnder, HostFileError, looksLikePrivateKey, readConfined, underGuestDir, type FileRoot } from "./host-files.js";
+import {
+  ensureDirUnder,
+  fileUnder,
+  HostFileError,
+  looksLikePrivateKey,
+  readConfined,
+  underGuestDir,
+  type FileRoot,
+} from "./host-files.js";
 import type { BuildLog } from "./log-capture.js";
 import { WORKSPACE_DIR } from "./substitute.js";
 
@@ -49,7 +57,10 @@ export interface FetchedSource {
 export function workspaceRelative(baseRel: string, p: string, what: string): string {
   const abs = posix.isAbsolute(p) ? posix.normalize(p) : posix.join(WORKSPACE_DIR, baseRel, p);
   const rel = underGuestDir(WORKSPACE_DIR, abs);
-  if (rel === undefined) throw new NativeStepError(`${what}: ${p} is outside the workspace ${WORKSPACE_DIR} (kiln performs this step on the host, inside the workspace only)`);
+  if (rel === undefined)
+    throw new NativeStepError(
+      `${what}: ${p} is outside the workspace ${WORKSPACE_DIR} (kiln performs this step on the host, inside the workspace only)`,
+    );
   return rel;
 }
 
@@ -78,10 +89,22 @@ async function nativeStep(step: CompiledStep, ctx: NativeContext, where: string)
   throw new NativeStepError(`${where}: unknown native step ${JSON.stringify(step.native)}`);
 }
 
-async function fetchStep(w: Record<string, string>, wdRel: string, where: string, ctx: NativeContext): Promise<FetchedSource> {
-  if (w["expected-none"]) throw new NativeStepError(`${where}: expected-none is refused: pin the source with expected-sha256 or expected-sha512`);
+async function fetchStep(
+  w: Record<string, string>,
+  wdRel: string,
+  where: string,
+  ctx: NativeContext,
+): Promise<FetchedSource> {
+  if (w["expected-none"])
+    throw new NativeStepError(
+      `${where}: expected-none is refused: pin the source with expected-sha256 or expected-sha512`,
+    );
   const uri = w.uri ?? "";
-  const spec = { uri, ...(w["expected-sha256"] ? { expectedSha256: w["expected-sha256"] } : {}), ...(w["expected-sha512"] ? { expectedSha512: w["expected-sha512"] } : {}) };
+  const spec = {
+    uri,
+    ...(w["expected-sha256"] ? { expectedSha256: w["expected-sha256"] } : {}),
+    ...(w["expected-sha512"] ? { expectedSha512: w["expected-sha512"] } : {}),
+  };
   const destRel = workspaceRelative(wdRel, w.directory || ".", `${where}: directory`);
   const cached = await fetchSource(spec, {
     cacheDir: ctx.cacheDir,
@@ -95,7 +118,9 @@ async function fetchStep(w: Record<string, string>, wdRel: string, where: string
     try {
       name = assertPathComponent(basename(new URL(uri).pathname), "the fetched file's name");
     } catch (e) {
-      throw new NativeStepError(`${where}: cannot name the fetched file after ${uri}: ${(e as Error).message}`, { cause: e });
+      throw new NativeStepError(`${where}: cannot name the fetched file after ${uri}: ${(e as Error).message}`, {
+        cause: e,
+      });
     }
     const target = join(dest, name);
     // Whatever is there (a symlink planted by a guest step included) is replaced, never written through.
@@ -106,7 +131,11 @@ async function fetchStep(w: Record<string, string>, wdRel: string, where: string
   } else {
     await extractArchive(cached, dest, { stripComponents: Number(w["strip-components"] ?? 1) });
   }
-  return { uri, ...(spec.expectedSha256 ? { sha256: spec.expectedSha256 } : {}), ...(spec.expectedSha512 ? { sha512: spec.expectedSha512 } : {}) };
+  return {
+    uri,
+    ...(spec.expectedSha256 ? { sha256: spec.expectedSha256 } : {}),
+    ...(spec.expectedSha512 ? { sha512: spec.expectedSha512 } : {}),
+  };
 }
 
 // --- the source directory ----------------------------------------------------
@@ -117,11 +146,19 @@ async function fetchStep(w: Record<string, string>, wdRel: string, where: string
  * into the guest); regular files with other hard links and private keys are
  * refused; anything else (fifos, sockets, devices) is left out.
  */
-export async function copySourceDir(src: string, dest: string, roots: readonly FileRoot[], subject: string): Promise<boolean> {
+export async function copySourceDir(
+  src: string,
+  dest: string,
+  roots: readonly FileRoot[],
+  subject: string,
+): Promise<boolean> {
   const real = await fsp.realpath(src).catch(() => undefined);
   if (!real || !(await fsp.stat(real)).isDirectory()) return false;
   const realRoots = await Promise.all(roots.map((r) => fsp.realpath(r.dir).catch(() => resolve(r.dir))));
-  if (!realRoots.some((r) => isInside(r, real))) throw new HostFileError(`${subject}: the source directory ${src} leads to ${real}, outside the recipe's directory and --source-dir`);
+  if (!realRoots.some((r) => isInside(r, real)))
+    throw new HostFileError(
+      `${subject}: the source directory ${src} leads to ${real}, outside the recipe's directory and --source-dir`,
+    );
   const walk = async (from: string, to: string): Promise<void> => {
     for (const name of (await fsp.readdir(from)).sort()) {
       const s = join(from, name);
@@ -143,12 +180,16 @@ export async function copySourceDir(src: string, dest: string, roots: readonly F
 }
 
 async function copyOneFile(src: string, dest: string, nlink: number, subject: string): Promise<void> {
-  if (nlink > 1) throw new HostFileError(`${subject}: refusing ${src} in the source directory: it has ${nlink} hard links, so it may be another file's content`);
+  if (nlink > 1)
+    throw new HostFileError(
+      `${subject}: refusing ${src} in the source directory: it has ${nlink} hard links, so it may be another file's content`,
+    );
   const fh = await fsp.open(src, FS.O_RDONLY | FS.O_NOFOLLOW);
   try {
     const head = Buffer.alloc(64 << 10);
     const { bytesRead } = await fh.read(head, 0, head.length, 0);
-    if (looksLikePrivateKey(head.subarray(0, bytesRead))) throw new HostFileError(`${subject}: refusing ${src} in the source directory: it holds a private key`);
+    if (looksLikePrivateKey(head.subarray(0, bytesRead)))
+      throw new HostFileError(`${subject}: refusing ${src} in the source directory: it holds a private key`);
     const st = await fh.stat();
     await fsp.rm(dest, { force: true });
     const out = await fsp.open(dest, FS.O_WRONLY | FS.O_CREAT | FS.O_EXCL | FS.O_NOFOLLOW, st.mode & 0o7777);
@@ -179,11 +220,16 @@ export interface KeyringSources {
  * trusted ones included, is reduced to its public half before it can reach
  * a guest's /etc/apk/keys.
  */
-export async function keyringKeys(entries: readonly string[], src: KeyringSources): Promise<Array<{ name: string; pem: Buffer }>> {
+export async function keyringKeys(
+  entries: readonly string[],
+  src: KeyringSources,
+): Promise<Array<{ name: string; pem: Buffer }>> {
   const out = [];
   for (const entry of entries) {
     const what = `${src.subject}: keyring entry ${entry}`;
-    const pem = src.trusted.has(entry) ? await fsp.readFile(entry) : await readConfined(isAbsolute(entry) ? entry : join(src.baseDir, entry), src.roots, what);
+    const pem = src.trusted.has(entry)
+      ? await fsp.readFile(entry)
+      : await readConfined(isAbsolute(entry) ? entry : join(src.baseDir, entry), src.roots, what);
     out.push({ name: basename(entry), pem: publicHalf(pem, what) });
   }
   return out;

@@ -1,5 +1,17 @@
 import { execFileSync } from "node:child_process";
-import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -73,7 +85,8 @@ describe("built-in pipelines", () => {
     for (const name of REQUIRED) {
       const def = reg.get(name)!;
       const text = JSON.stringify(def.pipeline);
-      for (const m of text.matchAll(/\$\{\{ *inputs\.([a-z0-9._-]+) *\}\}/g)) expect(Object.keys(def.inputs), `${name} uses inputs.${m[1]}`).toContain(m[1]);
+      for (const m of text.matchAll(/\$\{\{ *inputs\.([a-z0-9._-]+) *\}\}/g))
+        expect(Object.keys(def.inputs), `${name} uses inputs.${m[1]}`).toContain(m[1]);
     }
   });
 });
@@ -128,7 +141,14 @@ describe("user pipeline directories", () => {
 
 // Run a built-in's scripts with /bin/sh against a scratch tree: the guest
 // paths are replaced by directories under tmp.
-function run(def: PipelineDefinition, root: string, pkg: string, context: string, inputs: Record<string, string> = {}, extra: Record<string, string> = {}): void {
+function run(
+  def: PipelineDefinition,
+  root: string,
+  pkg: string,
+  context: string,
+  inputs: Record<string, string> = {},
+  extra: Record<string, string> = {},
+): void {
   const out = join(root, "out");
   const vars = new Map<string, string>([
     ["targets.outdir", out],
@@ -138,10 +158,14 @@ function run(def: PipelineDefinition, root: string, pkg: string, context: string
     ["package.name", pkg],
     ...Object.entries(extra),
   ]);
-  for (const [k, i] of Object.entries(def.inputs)) vars.set(`inputs.${k}`, inputs[k] ?? substitute(i.default ?? "", vars));
+  for (const [k, i] of Object.entries(def.inputs))
+    vars.set(`inputs.${k}`, inputs[k] ?? substitute(i.default ?? "", vars));
   for (const step of def.pipeline) {
     if (step.if && !evaluateCondition(substitute(step.if, vars, true))) continue;
-    execFileSync("/bin/sh", ["-c", `set -e\n${substitute(String(step.runs ?? ""), vars)}`], { cwd: root, stdio: "pipe" });
+    execFileSync("/bin/sh", ["-c", `set -e\n${substitute(String(step.runs ?? ""), vars)}`], {
+      cwd: root,
+      stdio: "pipe",
+    });
   }
 }
 
@@ -182,11 +206,26 @@ describe("built-in pipeline scripts (run with /bin/sh)", () => {
     const root = scratch();
     populate(
       join(root, "out/zlib"),
-      ["usr/include/zlib.h", "usr/lib/pkgconfig/zlib.pc", "usr/lib/libz.a", "usr/lib/libz.so.1.3.1", "usr/bin/zlib-config", "usr/bin/minigzip", "usr/share/aclocal/z.m4", "usr/lib/cmake/z/zConfig.cmake", "usr/share/man/man3/zlib.3"],
+      [
+        "usr/include/zlib.h",
+        "usr/lib/pkgconfig/zlib.pc",
+        "usr/lib/libz.a",
+        "usr/lib/libz.so.1.3.1",
+        "usr/bin/zlib-config",
+        "usr/bin/minigzip",
+        "usr/share/aclocal/z.m4",
+        "usr/lib/cmake/z/zConfig.cmake",
+        "usr/share/man/man3/zlib.3",
+      ],
       { "usr/lib/libz.so": "libz.so.1.3.1", "usr/lib/libz.so.1": "libz.so.1.3.1" },
     );
     run(reg.get("split/dev")!, root, "zlib", "zlib-dev");
-    expect(tree(join(root, "out/zlib"))).toEqual(["usr/bin/minigzip", "usr/lib/libz.so.1 -> libz.so.1.3.1", "usr/lib/libz.so.1.3.1", "usr/share/man/man3/zlib.3"]);
+    expect(tree(join(root, "out/zlib"))).toEqual([
+      "usr/bin/minigzip",
+      "usr/lib/libz.so.1 -> libz.so.1.3.1",
+      "usr/lib/libz.so.1.3.1",
+      "usr/share/man/man3/zlib.3",
+    ]);
     expect(tree(join(root, "out/zlib-dev"))).toEqual([
       "usr/bin/zlib-config",
       "usr/include/zlib.h",
@@ -203,12 +242,23 @@ describe("built-in pipeline scripts (run with /bin/sh)", () => {
     populate(join(root, "out/libfoo"), ["usr/include/foo.h"]);
     run(reg.get("split/dev")!, root, "foo", "foo-dev", { package: "libfoo" });
     expect(tree(join(root, "out/foo-dev"))).toEqual(["usr/include/foo.h"]);
-    expect(() => run(reg.get("split/dev")!, root, "foo", "foo-dev", { package: "foo-dev" })).toThrow(/cannot split files from itself/);
+    expect(() => run(reg.get("split/dev")!, root, "foo", "foo-dev", { package: "foo-dev" })).toThrow(
+      /cannot split files from itself/,
+    );
   });
 
   it("split/manpages, split/locales, split/static, split/infodir, split/alldocs", () => {
     const root = scratch();
-    populate(join(root, "out/p"), ["usr/share/man/man1/p.1", "usr/share/locale/de/LC_MESSAGES/p.mo", "usr/lib/libp.a", "lib/libq.a", "usr/share/info/p.info", "usr/share/info/dir", "usr/share/doc/p/README", "usr/bin/p"]);
+    populate(join(root, "out/p"), [
+      "usr/share/man/man1/p.1",
+      "usr/share/locale/de/LC_MESSAGES/p.mo",
+      "usr/lib/libp.a",
+      "lib/libq.a",
+      "usr/share/info/p.info",
+      "usr/share/info/dir",
+      "usr/share/doc/p/README",
+      "usr/bin/p",
+    ]);
     run(reg.get("split/manpages")!, root, "p", "p-man");
     run(reg.get("split/locales")!, root, "p", "p-lang");
     run(reg.get("split/static")!, root, "p", "p-static");
@@ -229,7 +279,11 @@ describe("built-in pipeline scripts (run with /bin/sh)", () => {
 
   it("split/lib moves versioned libraries (and their symlinks), split/bin moves usr/bin", () => {
     const root = scratch();
-    populate(join(root, "out/p"), ["usr/lib/libssl.so.3", "usr/lib/libcrypto.so.3", "usr/lib/engines/x.so", "usr/bin/openssl"], { "usr/lib/libssl.so": "libssl.so.3" });
+    populate(
+      join(root, "out/p"),
+      ["usr/lib/libssl.so.3", "usr/lib/libcrypto.so.3", "usr/lib/engines/x.so", "usr/bin/openssl"],
+      { "usr/lib/libssl.so": "libssl.so.3" },
+    );
     run(reg.get("split/lib")!, root, "p", "libssl3", { patterns: "ssl" });
     expect(tree(join(root, "out/libssl3"))).toEqual(["usr/lib/libssl.so.3"]);
     run(reg.get("split/lib")!, root, "p", "libs");
@@ -242,7 +296,10 @@ describe("built-in pipeline scripts (run with /bin/sh)", () => {
   it("autoconf/make-install drops libtool archives; patch applies a series", () => {
     const root = scratch();
     mkdirSync(join(root, "src"), { recursive: true });
-    writeFileSync(join(root, "src/Makefile"), "install:\n\tmkdir -p $(DESTDIR)/usr/lib\n\ttouch $(DESTDIR)/usr/lib/libx.la $(DESTDIR)/usr/lib/libx.so.1\n");
+    writeFileSync(
+      join(root, "src/Makefile"),
+      "install:\n\tmkdir -p $(DESTDIR)/usr/lib\n\ttouch $(DESTDIR)/usr/lib/libx.la $(DESTDIR)/usr/lib/libx.so.1\n",
+    );
     run(reg.get("autoconf/make-install")!, root, "x", "x", { dir: "src" });
     expect(tree(join(root, "out/x"))).toEqual(["usr/lib/libx.so.1"]);
 
@@ -253,22 +310,25 @@ describe("built-in pipeline scripts (run with /bin/sh)", () => {
     expect(() => run(reg.get("patch")!, root, "x", "x")).toThrow(/neither patches nor series/);
   });
 
-  it.skipIf(!existsSync("/usr/bin/gcc") || !existsSync("/usr/bin/objcopy"))("strip and split/debug handle ELF files only", () => {
-    const root = scratch();
-    const bin = join(root, "out/p/usr/bin");
-    mkdirSync(bin, { recursive: true });
-    writeFileSync(join(root, "m.c"), "int main(void){return 0;}\n");
-    execFileSync("gcc", ["-g", "-o", join(bin, "m"), join(root, "m.c")]);
-    writeFileSync(join(bin, "script"), "#!/bin/sh\necho hi\n");
-    chmodSync(join(bin, "script"), 0o755);
-    const sections = () => execFileSync("objdump", ["-h", join(bin, "m")], { encoding: "utf8" });
-    expect(sections()).toContain(".debug_info");
-    run(reg.get("split/debug")!, root, "p", "p-dbg");
-    expect(tree(join(root, "out/p-dbg"))).toEqual(["usr/lib/debug/usr/bin/m.debug"]);
-    expect(sections()).not.toContain(".debug_info");
-    expect(sections()).toContain(".gnu_debuglink");
-    run(reg.get("strip")!, root, "p", "p");
-    expect(readFileSync(join(bin, "script"), "utf8")).toBe("#!/bin/sh\necho hi\n");
-    execFileSync(join(bin, "m"));
-  });
+  it.skipIf(!existsSync("/usr/bin/gcc") || !existsSync("/usr/bin/objcopy"))(
+    "strip and split/debug handle ELF files only",
+    () => {
+      const root = scratch();
+      const bin = join(root, "out/p/usr/bin");
+      mkdirSync(bin, { recursive: true });
+      writeFileSync(join(root, "m.c"), "int main(void){return 0;}\n");
+      execFileSync("gcc", ["-g", "-o", join(bin, "m"), join(root, "m.c")]);
+      writeFileSync(join(bin, "script"), "#!/bin/sh\necho hi\n");
+      chmodSync(join(bin, "script"), 0o755);
+      const sections = () => execFileSync("objdump", ["-h", join(bin, "m")], { encoding: "utf8" });
+      expect(sections()).toContain(".debug_info");
+      run(reg.get("split/debug")!, root, "p", "p-dbg");
+      expect(tree(join(root, "out/p-dbg"))).toEqual(["usr/lib/debug/usr/bin/m.debug"]);
+      expect(sections()).not.toContain(".debug_info");
+      expect(sections()).toContain(".gnu_debuglink");
+      run(reg.get("strip")!, root, "p", "p");
+      expect(readFileSync(join(bin, "script"), "utf8")).toBe("#!/bin/sh\necho hi\n");
+      execFileSync(join(bin, "m"));
+    },
+  );
 });

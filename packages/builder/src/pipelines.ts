@@ -54,16 +54,35 @@ export const NATIVE_PIPELINES: Record<string, PipelineDefinition> = {
     native: "fetch",
     needs: [],
     inputs: {
-      uri: { description: "The URI to fetch (http, https, file, or mirror://NAME/… resolved on the host).", required: true },
+      uri: {
+        description: "The URI to fetch (http, https, file, or mirror://NAME/… resolved on the host).",
+        required: true,
+      },
       "expected-sha256": { description: "The expected SHA-256 of the file (hex).", required: false },
       "expected-sha512": { description: "The expected SHA-512 of the file (hex).", required: false },
       "expected-none": { description: "Set to skip checksum verification.", required: false },
       extract: { description: "Whether to extract the file as a tarball.", default: "true", required: false },
-      "strip-components": { description: "Leading path components to strip while extracting.", default: "1", required: false },
-      directory: { description: "Directory to extract into, relative to the working directory.", default: ".", required: false },
-      delete: { description: "Whether to delete the fetched file after extracting.", default: "false", required: false },
+      "strip-components": {
+        description: "Leading path components to strip while extracting.",
+        default: "1",
+        required: false,
+      },
+      directory: {
+        description: "Directory to extract into, relative to the working directory.",
+        default: ".",
+        required: false,
+      },
+      delete: {
+        description: "Whether to delete the fetched file after extracting.",
+        default: "false",
+        required: false,
+      },
       "purl-name": { description: "Package URL name for the SBOM.", default: "${{package.name}}", required: false },
-      "purl-version": { description: "Package URL version for the SBOM.", default: "${{package.version}}", required: false },
+      "purl-version": {
+        description: "Package URL version for the SBOM.",
+        default: "${{package.version}}",
+        required: false,
+      },
       timeout: { description: "Connect/read timeout in seconds.", default: "5", required: false },
       "dns-timeout": { description: "DNS timeout in seconds.", default: "20", required: false },
       "retry-limit": { description: "Attempts before giving up.", default: "5", required: false },
@@ -80,7 +99,11 @@ export const NATIVE_PIPELINES: Record<string, PipelineDefinition> = {
     needs: [],
     inputs: {
       deb: { description: "Path of the .deb, relative to the working directory.", required: true },
-      directory: { description: "Directory to unpack the data member into.", default: "${{targets.contextdir}}", required: false },
+      directory: {
+        description: "Directory to unpack the data member into.",
+        default: "${{targets.contextdir}}",
+        required: false,
+      },
     },
     pipeline: [],
     locate: noLocation,
@@ -94,7 +117,13 @@ function listYaml(dir: string): Map<string, string> {
     try {
       names = readdirSync(d).sort();
     } catch (e) {
-      throw new ConfigError([{ file: dir, path: "", message: `pipeline directory: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "no such directory" : (e as Error).message}` }]);
+      throw new ConfigError([
+        {
+          file: dir,
+          path: "",
+          message: `pipeline directory: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "no such directory" : (e as Error).message}`,
+        },
+      ]);
     }
     for (const n of names) {
       const p = join(d, n);
@@ -111,10 +140,7 @@ function listYaml(dir: string): Map<string, string> {
 export function parsePipelineFile(name: string, file: string, text: string, builtin = false): PipelineDefinition {
   const loaded = loadYaml<PipelineFile>(file, text, pipelineFileSchema);
   const v = loaded.value;
-  normalizeScalars(v, loaded, [
-    ["inputs", "*", "default"],
-    ...stepScalarPaths(["pipeline"]),
-  ]);
+  normalizeScalars(v, loaded, [["inputs", "*", "default"], ...stepScalarPaths(["pipeline"])]);
   const inputs: Record<string, PipelineInput> = {};
   for (const [k, i] of Object.entries(v.inputs ?? {})) {
     const input: PipelineInput = { required: i.required ?? false };

@@ -74,7 +74,8 @@ export const scriptletsSchema = z
 
 const checksSchema = () => z.object({ enabled: strings().optional(), disabled: strings().optional() }).strict();
 
-const setcapSchema = () => z.array(z.object({ path: z.string(), add: z.record(z.string(), z.string()), reason: z.string() }).strict());
+const setcapSchema = () =>
+  z.array(z.object({ path: z.string(), add: z.record(z.string(), z.string()), reason: z.string() }).strict());
 
 const cpeSchema = z
   .object({
@@ -105,9 +106,18 @@ export const packageSchema = z
     scriptlets: scriptletsSchema.optional(),
     "target-architecture": strings().optional(),
     timeout: z
-      .union([z.number().int().min(0), z.string().regex(DURATION_RE, "expected a number of seconds or a duration such as 1h30m")], {
-        errorMap: (issue, ctx) => (issue.code === "invalid_union" ? { message: "expected a number of seconds or a duration such as 1h30m" } : { message: ctx.defaultError }),
-      })
+      .union(
+        [
+          z.number().int().min(0),
+          z.string().regex(DURATION_RE, "expected a number of seconds or a duration such as 1h30m"),
+        ],
+        {
+          errorMap: (issue, ctx) =>
+            issue.code === "invalid_union"
+              ? { message: "expected a number of seconds or a duration such as 1h30m" }
+              : { message: ctx.defaultError },
+        },
+      )
       .optional(),
     resources: z
       .object({
@@ -135,13 +145,18 @@ const stepBase = z
     environment: scalarMap().optional(),
     needs: z.object({ packages: strings().optional() }).strict().optional(),
     label: z.string().optional(),
-    assertions: z.object({ "required-steps": z.number().int().min(0).optional() }).strict().optional(),
+    assertions: z
+      .object({ "required-steps": z.number().int().min(0).optional() })
+      .strict()
+      .optional(),
   })
   .strict();
 
 /** One pipeline step: `uses` + `with`, or `runs`, optionally with nested steps. */
 export type Step = z.infer<typeof stepBase> & { pipeline?: Step[] };
-export const stepSchema: z.ZodType<Step, z.ZodTypeDef, unknown> = stepBase.extend({ pipeline: z.lazy(() => z.array(stepSchema)).optional() }).strict();
+export const stepSchema: z.ZodType<Step, z.ZodTypeDef, unknown> = stepBase
+  .extend({ pipeline: z.lazy(() => z.array(stepSchema)).optional() })
+  .strict();
 
 export const testSchema = z
   .object({
@@ -189,7 +204,14 @@ const updateSchema = z
       })
       .passthrough()
       .optional(),
-    git: z.object({ "strip-prefix": z.string().optional(), "strip-suffix": z.string().optional(), "tag-filter-prefix": z.string().optional() }).passthrough().optional(),
+    git: z
+      .object({
+        "strip-prefix": z.string().optional(),
+        "strip-suffix": z.string().optional(),
+        "tag-filter-prefix": z.string().optional(),
+      })
+      .passthrough()
+      .optional(),
     "version-transform": z.array(z.object({ match: z.string(), replace: z.string() }).passthrough()).optional(),
     "exclude-reason": z.string().optional(),
     schedule: z.object({ reason: z.string().optional(), period: z.string().optional() }).passthrough().optional(),
@@ -203,7 +225,9 @@ const buildOptionSchema = z
     environment: z
       .object({
         contents: z
-          .object({ packages: z.object({ add: strings().optional(), remove: strings().optional() }).strict().optional() })
+          .object({
+            packages: z.object({ add: strings().optional(), remove: strings().optional() }).strict().optional(),
+          })
           .strict()
           .optional(),
       })

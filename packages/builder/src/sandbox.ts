@@ -52,16 +52,28 @@ export function bwrapArgs(cfg: SandboxConfig, workdir: string): string[] {
     ...(cfg.network ? ["--share-net"] : []),
     "--die-with-parent",
     "--new-session",
-    "--ro-bind", cfg.guestRoot, "/",
-    "--bind", cfg.workspace, GUEST_WORKSPACE,
-    "--proc", "/proc",
-    "--dev", "/dev",
-    "--tmpfs", "/tmp",
-    "--tmpfs", "/run",
-    "--hostname", "kiln",
-    "--uid", String(cfg.uid ?? 1000),
-    "--gid", String(cfg.gid ?? 1000),
-    "--chdir", workdir,
+    "--ro-bind",
+    cfg.guestRoot,
+    "/",
+    "--bind",
+    cfg.workspace,
+    GUEST_WORKSPACE,
+    "--proc",
+    "/proc",
+    "--dev",
+    "/dev",
+    "--tmpfs",
+    "/tmp",
+    "--tmpfs",
+    "/run",
+    "--hostname",
+    "kiln",
+    "--uid",
+    String(cfg.uid ?? 1000),
+    "--gid",
+    String(cfg.gid ?? 1000),
+    "--chdir",
+    workdir,
     "--clearenv",
   ];
   for (const [k, v] of Object.entries(cfg.env).sort(([a], [b]) => (a < b ? -1 : 1))) args.push("--setenv", k, v);
@@ -73,7 +85,11 @@ export function bwrapArgs(cfg: SandboxConfig, workdir: string): string[] {
  * appended to `log`; resolves with the result (never rejects for a failing
  * script — the caller decides).
  */
-export function runInSandbox(cfg: SandboxConfig, script: string, opts: { workdir?: string; log?: BuildLog; tailLines?: number } = {}): Promise<StepResult> {
+export function runInSandbox(
+  cfg: SandboxConfig,
+  script: string,
+  opts: { workdir?: string; log?: BuildLog; tailLines?: number } = {},
+): Promise<StepResult> {
   const workdir = opts.workdir ?? GUEST_WORKSPACE;
   const args = [...bwrapArgs(cfg, workdir), "/bin/sh", "-c", `set -e\n${script}`];
   const t0 = Date.now();
@@ -109,7 +125,14 @@ export function runInSandbox(cfg: SandboxConfig, script: string, opts: { workdir
       : undefined;
     p.on("error", (e: NodeJS.ErrnoException) => {
       if (timer) clearTimeout(timer);
-      reject(new SandboxError(e.code === "ENOENT" ? "bubblewrap (bwrap) is not installed: apt-get install bubblewrap" : `cannot start bwrap: ${e.message}`, "SANDBOX_UNAVAILABLE"));
+      reject(
+        new SandboxError(
+          e.code === "ENOENT"
+            ? "bubblewrap (bwrap) is not installed: apt-get install bubblewrap"
+            : `cannot start bwrap: ${e.message}`,
+          "SANDBOX_UNAVAILABLE",
+        ),
+      );
     });
     p.on("close", (code, signal) => {
       if (timer) clearTimeout(timer);

@@ -18,7 +18,11 @@ function matches(pattern: PathPattern, path: ReadonlyArray<string | number>, pi 
 }
 
 /** Replace numbers and booleans found at `patterns` (`*` one segment, `**` any number) by their YAML source text, in place. */
-export function normalizeScalars(value: unknown, loaded: Pick<LoadedYaml<unknown>, "source">, patterns: PathPattern[]): void {
+export function normalizeScalars(
+  value: unknown,
+  loaded: Pick<LoadedYaml<unknown>, "source">,
+  patterns: PathPattern[],
+): void {
   const walk = (node: unknown, path: Array<string | number>) => {
     if (Array.isArray(node)) {
       node.forEach((child, i) => {

@@ -27,14 +27,19 @@ describe("${{ }} substitution", () => {
   });
 
   it("names every undefined variable", () => {
-    expect(() => substitute("${{a.b}} ${{package.name}} ${{c}}", vars)).toThrow(new SubstitutionError("undefined variables ${{a.b}}, ${{c}}", ["a.b", "c"]));
+    expect(() => substitute("${{a.b}} ${{package.name}} ${{c}}", vars)).toThrow(
+      new SubstitutionError("undefined variables ${{a.b}}, ${{c}}", ["a.b", "c"]),
+    );
     const r = substituteCollect("x ${{nope}}", vars);
     expect(r.undefined).toEqual([{ name: "nope", index: 2, text: "${{nope}}" }]);
     expect(r.value).toBe("x ${{nope}}");
   });
 
   it("flags malformed references", () => {
-    expect(scanReferences("${{ a b }} ${{ok}}")).toEqual({ refs: [{ name: "ok", index: 11, text: "${{ok}}" }], malformed: [0] });
+    expect(scanReferences("${{ a b }} ${{ok}}")).toEqual({
+      refs: [{ name: "ok", index: 11, text: "${{ok}}" }],
+      malformed: [0],
+    });
     expect(() => substitute("${{ bad name }}", vars)).toThrow("malformed variable reference at offset 0");
   });
 
@@ -46,7 +51,13 @@ describe("${{ }} substitution", () => {
 
 describe("the variable table", () => {
   it("has melange's package and target variables", () => {
-    const v = packageVariables({ name: "zlib", version: "1.3.1", epoch: 2, description: "d", packageNames: ["zlib", "zlib-dev"] });
+    const v = packageVariables({
+      name: "zlib",
+      version: "1.3.1",
+      epoch: 2,
+      description: "d",
+      packageNames: ["zlib", "zlib-dev"],
+    });
     expect(Object.fromEntries(v)).toEqual({
       "package.name": "zlib",
       "package.version": "1.3.1",

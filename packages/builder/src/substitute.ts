@@ -77,7 +77,12 @@ export interface SubstituteResult {
  * `quote` wraps each value in double quotes (Go strconv.Quote style), which is
  * how melange prepares `if:` expressions.
  */
-export function substituteCollect(text: string, vars: Variables, quote = false, maxLength = MAX_SUBSTITUTED_LENGTH): SubstituteResult {
+export function substituteCollect(
+  text: string,
+  vars: Variables,
+  quote = false,
+  maxLength = MAX_SUBSTITUTED_LENGTH,
+): SubstituteResult {
   const { refs, malformed } = scanReferences(text);
   if (refs.length === 0) return { value: text, undefined: [], malformed };
   const missing: Reference[] = [];
@@ -93,7 +98,8 @@ export function substituteCollect(text: string, vars: Variables, quote = false, 
     } else out += quote ? quoteString(v) : v;
     last = r.index + r.text.length;
     // Variables that refer to each other can grow exponentially: stop before memory does.
-    if (out.length > maxLength) return { value: out.slice(0, maxLength), overflow: true, undefined: missing, malformed };
+    if (out.length > maxLength)
+      return { value: out.slice(0, maxLength), overflow: true, undefined: missing, malformed };
   }
   out += text.slice(last);
   if (out.length > maxLength) return { value: out.slice(0, maxLength), overflow: true, undefined: missing, malformed };
@@ -103,18 +109,26 @@ export function substituteCollect(text: string, vars: Variables, quote = false, 
 /** Like substituteCollect, but throws SubstitutionError on an undefined or malformed reference. */
 export function substitute(text: string, vars: Variables, quote = false): string {
   const r = substituteCollect(text, vars, quote);
-  if (r.overflow) throw new SubstitutionError(`the substituted value is longer than ${MAX_SUBSTITUTED_LENGTH} characters`, []);
+  if (r.overflow)
+    throw new SubstitutionError(`the substituted value is longer than ${MAX_SUBSTITUTED_LENGTH} characters`, []);
   if (r.undefined.length) {
     const names = [...new Set(r.undefined.map((u) => u.name))];
-    throw new SubstitutionError(`undefined variable${names.length > 1 ? "s" : ""} ${names.map((n) => "${{" + n + "}}").join(", ")}`, names);
+    throw new SubstitutionError(
+      `undefined variable${names.length > 1 ? "s" : ""} ${names.map((n) => "${{" + n + "}}").join(", ")}`,
+      names,
+    );
   }
-  if (r.malformed.length) throw new SubstitutionError(`malformed variable reference at offset ${r.malformed[0]} (expected \${{ name }})`, []);
+  if (r.malformed.length)
+    throw new SubstitutionError(`malformed variable reference at offset ${r.malformed[0]} (expected \${{ name }})`, []);
   return r.value;
 }
 
 /** A double-quoted string literal for an `if:` expression (Go strconv.Quote for printable text). */
 export function quoteString(s: string): string {
-  return `"${s.replace(/[\\"]/g, (c) => `\\${c}`).replace(/\n/g, "\\n").replace(/\t/g, "\\t")}"`;
+  return `"${s
+    .replace(/[\\"]/g, (c) => `\\${c}`)
+    .replace(/\n/g, "\\n")
+    .replace(/\t/g, "\\t")}"`;
 }
 
 // --- architectures ---------------------------------------------------------
@@ -245,7 +259,8 @@ export function goRegexp(pattern: string): RegExp {
     .replace(/\[:(\^?)([a-z]+):\]/g, (_all, neg: string, name: string) => {
       const cls = POSIX_CLASSES[name];
       if (!cls) throw new RegexpError(`unknown character class [:${name}:] in ${JSON.stringify(pattern)}`);
-      if (neg) throw new RegexpError(`negated character class [:^${name}:] is not supported in ${JSON.stringify(pattern)}`);
+      if (neg)
+        throw new RegexpError(`negated character class [:^${name}:] is not supported in ${JSON.stringify(pattern)}`);
       return cls;
     })
     .replace(/\\A/g, "^")
@@ -253,7 +268,9 @@ export function goRegexp(pattern: string): RegExp {
   try {
     return new RegExp(src, flags);
   } catch (e) {
-    throw new RegexpError(`invalid regular expression ${JSON.stringify(pattern)}: ${(e as Error).message.replace(/^Invalid regular expression: /, "")}`);
+    throw new RegexpError(
+      `invalid regular expression ${JSON.stringify(pattern)}: ${(e as Error).message.replace(/^Invalid regular expression: /, "")}`,
+    );
   }
 }
 

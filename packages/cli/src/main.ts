@@ -13,9 +13,32 @@ import { publishCmd, repoCmd, withdrawCmd } from "./commands/publish.js";
 import { sign } from "./commands/sign.js";
 import { verify } from "./commands/verify.js";
 import { version } from "./commands/version.js";
-import { UserError, type Command, type Io } from "./util.js";
+import { type Command, type Io } from "./util.js";
 
-export const COMMANDS: Command[] = [keygen, mkpkg, index, sign, signIndex, verify, inspect, version, build, testCmd, bump, compile, lint, packageVersion, image, publishCmd, withdrawCmd, repoCmd, planCmd, graphCmd, imagesCmd, distroBuildCmd];
+export const COMMANDS: Command[] = [
+  keygen,
+  mkpkg,
+  index,
+  sign,
+  signIndex,
+  verify,
+  inspect,
+  version,
+  build,
+  testCmd,
+  bump,
+  compile,
+  lint,
+  packageVersion,
+  image,
+  publishCmd,
+  withdrawCmd,
+  repoCmd,
+  planCmd,
+  graphCmd,
+  imagesCmd,
+  distroBuildCmd,
+];
 
 function usage(): string {
   const w = Math.max(...COMMANDS.map((c) => c.name.length));

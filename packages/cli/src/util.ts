@@ -31,7 +31,12 @@ export type Options = NonNullable<ParseArgsConfig["options"]>;
 
 export function parse<T extends Options>(cmd: Command, argv: string[], options: T) {
   try {
-    return parseArgs({ args: argv, options: { ...options, help: { type: "boolean", short: "h" } }, allowPositionals: true, strict: true });
+    return parseArgs({
+      args: argv,
+      options: { ...options, help: { type: "boolean", short: "h" } },
+      allowPositionals: true,
+      strict: true,
+    });
   } catch (e) {
     throw new UserError(`kiln ${cmd.name}: ${(e as Error).message}\nusage: ${cmd.usage}`, 2);
   }
@@ -40,7 +45,8 @@ export function parse<T extends Options>(cmd: Command, argv: string[], options: 
 export function sourceDateEpoch(env: NodeJS.ProcessEnv): number {
   const v = env.SOURCE_DATE_EPOCH;
   if (v === undefined || v === "") return 0; // reproducible by default
-  if (!/^\d+$/.test(v)) throw new UserError(`SOURCE_DATE_EPOCH must be a whole number of seconds, got ${JSON.stringify(v)}`);
+  if (!/^\d+$/.test(v))
+    throw new UserError(`SOURCE_DATE_EPOCH must be a whole number of seconds, got ${JSON.stringify(v)}`);
   return Number(v);
 }
 

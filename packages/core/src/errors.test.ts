@@ -12,7 +12,11 @@ describe("the exit-code contract", () => {
     expect(exitCodeFor(new SampleError("unknown option", { kind: "usage" }))).toBe(2);
   });
   it("maps system errors to 1 and everything else to 70", () => {
-    const enoent = Object.assign(new Error("ENOENT: no such file or directory, open 'x'"), { code: "ENOENT", syscall: "open", errno: -2 });
+    const enoent = Object.assign(new Error("ENOENT: no such file or directory, open 'x'"), {
+      code: "ENOENT",
+      syscall: "open",
+      errno: -2,
+    });
     expect(exitCodeFor(enoent)).toBe(1);
     expect(exitCodeFor(new TypeError("x is not a function"))).toBe(70);
     expect(exitCodeFor(new RangeError("Maximum call stack size exceeded"))).toBe(70);

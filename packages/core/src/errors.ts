@@ -48,9 +48,32 @@ export const EXIT_BUG = 70;
 
 /** System errors (ENOENT, EACCES, ENOSPC…) from Node's fs and net are the environment's, not bugs. */
 const SYSTEM_CODES = new Set([
-  "ENOENT", "EACCES", "EPERM", "EEXIST", "ENOTDIR", "EISDIR", "ENOTEMPTY", "ENOSPC", "EDQUOT", "EROFS", "EMFILE", "ENFILE",
-  "ELOOP", "ENAMETOOLONG", "EXDEV", "EBUSY", "EIO", "ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH",
-  "ENOTFOUND", "EAI_AGAIN", "EPIPE", "ERR_INVALID_URL",
+  "ENOENT",
+  "EACCES",
+  "EPERM",
+  "EEXIST",
+  "ENOTDIR",
+  "EISDIR",
+  "ENOTEMPTY",
+  "ENOSPC",
+  "EDQUOT",
+  "EROFS",
+  "EMFILE",
+  "ENFILE",
+  "ELOOP",
+  "ENAMETOOLONG",
+  "EXDEV",
+  "EBUSY",
+  "EIO",
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "EPIPE",
+  "ERR_INVALID_URL",
 ]);
 
 export function isSystemError(e: unknown): e is NodeJS.ErrnoException {

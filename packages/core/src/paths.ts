@@ -15,8 +15,10 @@ const CONTROL = /[\u0000-\u001f\u007f]/;
 
 /** Throw unless `value` is a single, plain path segment: not empty, `.` or `..`, no `/` or `\`, no control characters, at most 255 bytes. */
 export function assertPathComponent(value: string, what: string): string {
-  if (typeof value !== "string" || value === "" || value === "." || value === "..") throw new UnsafePathError(`${what} ${JSON.stringify(value)} is not a valid name (empty, "." or "..")`);
-  if (value.includes("/") || value.includes("\\")) throw new UnsafePathError(`${what} ${JSON.stringify(value)} must not contain "/" or "\\"`);
+  if (typeof value !== "string" || value === "" || value === "." || value === "..")
+    throw new UnsafePathError(`${what} ${JSON.stringify(value)} is not a valid name (empty, "." or "..")`);
+  if (value.includes("/") || value.includes("\\"))
+    throw new UnsafePathError(`${what} ${JSON.stringify(value)} must not contain "/" or "\\"`);
   if (CONTROL.test(value)) throw new UnsafePathError(`${what} ${JSON.stringify(value)} contains control characters`);
   if (Buffer.byteLength(value) > 255) throw new UnsafePathError(`${what} is longer than 255 bytes`);
   return value;
@@ -30,7 +32,9 @@ export function isInside(base: string, child: string): boolean {
 
 /** Join validated single components under `base`; throws UnsafePathError for any component that is not one plain segment. */
 export function joinUnder(base: string, ...components: Array<{ value: string; what: string } | string>): string {
-  const parts = components.map((c) => (typeof c === "string" ? assertPathComponent(c, "path component") : assertPathComponent(c.value, c.what)));
+  const parts = components.map((c) =>
+    typeof c === "string" ? assertPathComponent(c, "path component") : assertPathComponent(c.value, c.what),
+  );
   const out = join(base, ...parts);
   if (!isInside(base, out)) throw new UnsafePathError(`${out} is outside ${base}`);
   return out;

@@ -20,14 +20,19 @@ export async function readPrivateKeyFile(path: string): Promise<Buffer> {
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === "ELOOP") throw new KeyFileError(`signing key ${path}: is a symbolic link; give the key file itself`);
-    throw new KeyFileError(`signing key ${path}: ${code === "ENOENT" ? "no such file" : (e as Error).message}`, { cause: e, kind: "environment" });
+    throw new KeyFileError(`signing key ${path}: ${code === "ENOENT" ? "no such file" : (e as Error).message}`, {
+      cause: e,
+      kind: "environment",
+    });
   }
   try {
     const st = await fh.stat();
     if (!st.isFile()) throw new KeyFileError(`signing key ${path}: not a regular file`);
     if ((st.mode & 0o077) !== 0) {
       const mode = (st.mode & 0o777).toString(8).padStart(4, "0");
-      throw new KeyFileError(`signing key ${path}: permissions ${mode} are too open (group or others can access it); run: chmod 600 ${path}`);
+      throw new KeyFileError(
+        `signing key ${path}: permissions ${mode} are too open (group or others can access it); run: chmod 600 ${path}`,
+      );
     }
     return await fh.readFile();
   } finally {

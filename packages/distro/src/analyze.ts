@@ -35,7 +35,10 @@ export interface AnalyzeOptions {
 
 export async function analyzeDistro(distro: Distro, arch: string, opts: AnalyzeOptions = {}): Promise<DistroView> {
   const [recipes, images] = await Promise.all([
-    loadRecipes(distro, arch, { ...(opts.registry ? { registry: opts.registry } : {}), ...(opts.hashes ? { hashes: opts.hashes } : {}) }),
+    loadRecipes(distro, arch, {
+      ...(opts.registry ? { registry: opts.registry } : {}),
+      ...(opts.hashes ? { hashes: opts.hashes } : {}),
+    }),
     opts.images ?? loadImages(distro),
   ]);
   const state = await loadRepoState(distro, arch, recipes.recipes, {

@@ -8,7 +8,15 @@ import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { z } from "zod";
-import { ARCH_ALIASES, ConfigError, hostApkArch, imageConfigSchema, loadYaml, type ImageConfigInput, type Problem } from "@kiln/image";
+import {
+  ARCH_ALIASES,
+  ConfigError,
+  hostApkArch,
+  imageConfigSchema,
+  loadYaml,
+  type ImageConfigInput,
+  type Problem,
+} from "@kiln/image";
 import { parseRepositoryRef } from "@kiln/repo";
 
 const relPath = z.string().min(1, "expected a path");
@@ -57,7 +65,12 @@ export const distroSchema = z
       .strict()
       .optional(),
     /** Mirror base URLs by name (`${{mirror.NAME}}` in recipes). Leave unset to use apt's configuration or KILN_NAME_MIRROR: never commit a host name you do not mean everyone to use. */
-    mirrors: z.record(z.string().regex(/^[A-Za-z0-9_-]+$/), z.string().regex(/^(https?|file):\/\//, "expected an http://, https:// or file:// URL")).optional(),
+    mirrors: z
+      .record(
+        z.string().regex(/^[A-Za-z0-9_-]+$/),
+        z.string().regex(/^(https?|file):\/\//, "expected an http://, https:// or file:// URL"),
+      )
+      .optional(),
     /**
      * The default build environment (an image config fragment), merged into
      * the environment of every recipe whose steps need a guest: its packages
@@ -114,12 +127,21 @@ export function parseDistro(file: string, text: string): Distro {
   const root = dirname(resolve(file));
   const problems: Problem[] = [];
   const at = (path: Array<string | number>, message: string) =>
-    problems.push({ file, ...loaded.locate(path), path: path.map((p, i) => (typeof p === "number" ? `[${p}]` : i ? `.${p}` : p)).join(""), message });
+    problems.push({
+      file,
+      ...loaded.locate(path),
+      path: path.map((p, i) => (typeof p === "number" ? `[${p}]` : i ? `.${p}` : p)).join(""),
+      message,
+    });
 
   const architectures: string[] = [];
   (v.architectures ?? [hostApkArch()]).forEach((a, i) => {
     const m = a === "host" ? hostApkArch() : ARCH_ALIASES[a];
-    if (!m) at(["architectures", i], `unknown architecture ${JSON.stringify(a)} (expected one of ${Object.keys(ARCH_ALIASES).join(", ")}, host)`);
+    if (!m)
+      at(
+        ["architectures", i],
+        `unknown architecture ${JSON.stringify(a)} (expected one of ${Object.keys(ARCH_ALIASES).join(", ")}, host)`,
+      );
     else if (!architectures.includes(m)) architectures.push(m);
   });
   const repositories = (v.upstream?.repositories ?? []).map((r, i) => {
@@ -142,12 +164,14 @@ export function parseDistro(file: string, text: string): Distro {
   if (sk !== undefined) {
     if (sk.startsWith("env:")) {
       const variable = sk.slice(4);
-      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(variable)) at(["signing-key"], `env:VAR needs a variable name, got ${JSON.stringify(variable)}`);
+      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(variable))
+        at(["signing-key"], `env:VAR needs a variable name, got ${JSON.stringify(variable)}`);
       signingKey = { kind: "env", variable };
     } else signingKey = { kind: "path", path: absolutize(root, sk) };
   }
   const target = v.publish?.target;
-  if (target !== undefined && URL_RE.test(target) && !target.startsWith("s3://")) at(["publish", "target"], `publish to s3://BUCKET/PREFIX or a directory, got ${JSON.stringify(target)}`);
+  if (target !== undefined && URL_RE.test(target) && !target.startsWith("s3://"))
+    at(["publish", "target"], `publish to s3://BUCKET/PREFIX or a directory, got ${JSON.stringify(target)}`);
   if (problems.length) throw new ConfigError(problems);
 
   const publish: PublishSettings = {};
@@ -183,7 +207,13 @@ export async function loadDistro(file: string): Promise<Distro> {
   try {
     text = await readFile(file, "utf8");
   } catch (e) {
-    throw new ConfigError([{ file, path: "", message: `cannot read: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (e as Error).message}` }]);
+    throw new ConfigError([
+      {
+        file,
+        path: "",
+        message: `cannot read: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (e as Error).message}`,
+      },
+    ]);
   }
   return parseDistro(file, text);
 }
@@ -234,7 +264,11 @@ export function mergeEnvironment(def: ImageConfigInput, own: ImageConfigInput | 
     const users = mergeByKey(def.accounts?.users, o.accounts?.users, (u) => u.username);
     const groups = mergeByKey(def.accounts?.groups, o.accounts?.groups, (g) => g.groupname);
     const runAs = o.accounts?.["run-as"] ?? def.accounts?.["run-as"];
-    out.accounts = { ...(users ? { users } : {}), ...(groups ? { groups } : {}), ...(runAs !== undefined ? { "run-as": runAs } : {}) };
+    out.accounts = {
+      ...(users ? { users } : {}),
+      ...(groups ? { groups } : {}),
+      ...(runAs !== undefined ? { "run-as": runAs } : {}),
+    };
   }
   if (def.environment || o.environment) out.environment = { ...(def.environment ?? {}), ...(o.environment ?? {}) };
   return out;

@@ -25,27 +25,55 @@ function problems(text: string): string[] {
 
 describe("distro.yaml", () => {
   it("resolves paths against its directory and reads signing-key forms", () => {
-    const d = parseDistro("/d/distro.yaml", "name: T\nid: t\narchitectures: [amd64, arm64]\npipelines: [p1, /abs/p2]\nsigning-key: env:SIGN\nupstream:\n  repositories: [https://x.invalid/repo, ../up, '@tag ../tagged']\n");
+    const d = parseDistro(
+      "/d/distro.yaml",
+      "name: T\nid: t\narchitectures: [amd64, arm64]\npipelines: [p1, /abs/p2]\nsigning-key: env:SIGN\nupstream:\n  repositories: [https://x.invalid/repo, ../up, '@tag ../tagged']\n",
+    );
     expect(d.architectures).toEqual(["x86_64", "aarch64"]);
     expect(d.recipesDir).toBe("/d/recipes");
     expect(d.outDir).toBe("/d/out");
     expect(d.pipelineDirs).toEqual(["/d/p1", "/abs/p2"]);
     expect(d.signingKey).toEqual({ kind: "env", variable: "SIGN" });
     expect(d.upstream.repositories).toEqual(["https://x.invalid/repo", "/up", "@tag /tagged"]);
-    expect(parseDistro("/d/distro.yaml", "name: T\nid: t\nsigning-key: keys/k.rsa\n").signingKey).toEqual({ kind: "path", path: "/d/keys/k.rsa" });
+    expect(parseDistro("/d/distro.yaml", "name: T\nid: t\nsigning-key: keys/k.rsa\n").signingKey).toEqual({
+      kind: "path",
+      path: "/d/keys/k.rsa",
+    });
   });
 
   it("reports every problem at its line with the dotted path", () => {
-    const ps = problems("name: T\nid: Not An Id\narchitectures: [x86_64, vax]\nrecipe: recipes\nmirrors:\n  debian: ftp://example.invalid\npublish:\n  target: https://bucket\n");
-    expect(ps).toEqual(expect.arrayContaining([expect.stringMatching(/^2:id: expected an os-release ID/), expect.stringMatching(/^4:recipe: unknown key "recipe"/), expect.stringMatching(/^6:mirrors.debian: expected an http/)]));
-    expect(problems("name: T\nid: t\narchitectures: [x86_64, vax]\n")).toEqual([expect.stringMatching(/^3:architectures\[1\]: unknown architecture "vax"/)]);
-    expect(problems("name: T\nid: t\npublish:\n  target: https://bucket\n")).toEqual([expect.stringMatching(/^4:publish.target: publish to s3/)]);
-    expect(problems("name: T\nid: t\nenvironment:\n  contents:\n    packagez: [a]\n")).toEqual([expect.stringMatching(/^5:environment.contents.packagez: unknown key/)]);
+    const ps = problems(
+      "name: T\nid: Not An Id\narchitectures: [x86_64, vax]\nrecipe: recipes\nmirrors:\n  debian: ftp://example.invalid\npublish:\n  target: https://bucket\n",
+    );
+    expect(ps).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^2:id: expected an os-release ID/),
+        expect.stringMatching(/^4:recipe: unknown key "recipe"/),
+        expect.stringMatching(/^6:mirrors.debian: expected an http/),
+      ]),
+    );
+    expect(problems("name: T\nid: t\narchitectures: [x86_64, vax]\n")).toEqual([
+      expect.stringMatching(/^3:architectures\[1\]: unknown architecture "vax"/),
+    ]);
+    expect(problems("name: T\nid: t\npublish:\n  target: https://bucket\n")).toEqual([
+      expect.stringMatching(/^4:publish.target: publish to s3/),
+    ]);
+    expect(problems("name: T\nid: t\nenvironment:\n  contents:\n    packagez: [a]\n")).toEqual([
+      expect.stringMatching(/^5:environment.contents.packagez: unknown key/),
+    ]);
   });
 
   it("merges the default build environment under a recipe's own", () => {
-    const def = { contents: { packages: ["busybox", "make"], repositories: ["r1"] }, paths: [{ path: "/bin/sh", type: "symlink" as const, source: "/usr/bin/busybox" }], environment: { A: "1", B: "1" } };
-    const m = mergeEnvironment(def, { contents: { packages: ["make", "zlib-dev"] }, paths: [{ path: "/bin/sh", type: "symlink", source: "/usr/bin/bash" }], environment: { B: "2" } });
+    const def = {
+      contents: { packages: ["busybox", "make"], repositories: ["r1"] },
+      paths: [{ path: "/bin/sh", type: "symlink" as const, source: "/usr/bin/busybox" }],
+      environment: { A: "1", B: "1" },
+    };
+    const m = mergeEnvironment(def, {
+      contents: { packages: ["make", "zlib-dev"] },
+      paths: [{ path: "/bin/sh", type: "symlink", source: "/usr/bin/bash" }],
+      environment: { B: "2" },
+    });
     expect(m.contents?.packages).toEqual(["busybox", "make", "zlib-dev"]);
     expect(m.contents?.repositories).toEqual(["r1"]);
     expect(m.paths).toEqual([{ path: "/bin/sh", type: "symlink", source: "/usr/bin/bash" }]);
@@ -64,16 +92,34 @@ describe("release numbers and identities", () => {
   });
 
   it("describes environment changes by package", () => {
-    const a = [identity({ name: "glibc", version: "2.36-r0", checksum: "Q1a" }), identity({ name: "zlib-dev", version: "1.3-r0", checksum: "Q1b" }), identity({ name: "old", version: "1-r0", checksum: "Q1c" })];
-    const b = [identity({ name: "glibc", version: "2.36-r1", checksum: "Q1d" }), identity({ name: "zlib-dev", version: "1.3-r0", checksum: "Q1e" }), identity({ name: "new-thing", version: "2-r0", checksum: "Q1f" })];
-    expect(diffIdentities(a, b)).toEqual(["glibc 2.36-r0 → 2.36-r1", "+ new-thing-2-r0", "- old-1-r0", "zlib-dev-1.3-r0 rebuilt with different bytes"]);
+    const a = [
+      identity({ name: "glibc", version: "2.36-r0", checksum: "Q1a" }),
+      identity({ name: "zlib-dev", version: "1.3-r0", checksum: "Q1b" }),
+      identity({ name: "old", version: "1-r0", checksum: "Q1c" }),
+    ];
+    const b = [
+      identity({ name: "glibc", version: "2.36-r1", checksum: "Q1d" }),
+      identity({ name: "zlib-dev", version: "1.3-r0", checksum: "Q1e" }),
+      identity({ name: "new-thing", version: "2-r0", checksum: "Q1f" }),
+    ];
+    expect(diffIdentities(a, b)).toEqual([
+      "glibc 2.36-r0 → 2.36-r1",
+      "+ new-thing-2-r0",
+      "- old-1-r0",
+      "zlib-dev-1.3-r0 rebuilt with different bytes",
+    ]);
     expect(buildKey("own", ["b", "a"])).toBe(buildKey("own", ["a", "b"]));
     expect(buildKey("own", ["a"])).not.toBe(buildKey("own2", ["a"]));
   });
 
   it("key records: the last line per recipe wins, a torn line is skipped, compaction is sorted", () => {
     const r = (recipe: string, key: string) => ({ recipe, key, packages: [] }) as unknown as KeyRecord;
-    const text = [JSON.stringify(r("b", "1")), JSON.stringify(r("a", "1")), JSON.stringify(r("b", "2")), '{"recipe":"c","ke'].join("\n");
+    const text = [
+      JSON.stringify(r("b", "1")),
+      JSON.stringify(r("a", "1")),
+      JSON.stringify(r("b", "2")),
+      '{"recipe":"c","ke',
+    ].join("\n");
     const m = parseKeyRecords(text);
     expect([...m.keys()].sort()).toEqual(["a", "b"]);
     expect(m.get("b")!.key).toBe("2");
@@ -83,7 +129,19 @@ describe("release numbers and identities", () => {
 
 // --- graph and plan over in-memory states --------------------------------
 
-function node(name: string, opts: { requests?: string[]; tests?: string[]; provides?: string[]; runtime?: string[]; subpackages?: string[]; own?: string; epoch?: number; needsGuest?: boolean } = {}): RecipeNode {
+function node(
+  name: string,
+  opts: {
+    requests?: string[];
+    tests?: string[];
+    provides?: string[];
+    runtime?: string[];
+    subpackages?: string[];
+    own?: string;
+    epoch?: number;
+    needsGuest?: boolean;
+  } = {},
+): RecipeNode {
   return {
     name,
     file: `/d/recipes/${name}.yaml`,
@@ -91,7 +149,10 @@ function node(name: string, opts: { requests?: string[]; tests?: string[]; provi
     version: "1.0",
     epoch: opts.epoch ?? 0,
     fullVersion: `1.0-r${opts.epoch ?? 0}`,
-    outputs: [{ name, provides: opts.provides ?? [], depends: opts.runtime ?? [], replaces: [] }, ...(opts.subpackages ?? []).map((s) => ({ name: s, provides: [], depends: [], replaces: [] }))],
+    outputs: [
+      { name, provides: opts.provides ?? [], depends: opts.runtime ?? [], replaces: [] },
+      ...(opts.subpackages ?? []).map((s) => ({ name: s, provides: [], depends: [], replaces: [] })),
+    ],
     buildRequests: opts.requests ?? [],
     testRequests: opts.tests ?? [],
     repositories: [],
@@ -108,13 +169,23 @@ function rec(name: string, version: string, extra: Partial<IndexRecord> = {}): I
 }
 
 function emptyState(): RepoState {
-  return { arch: "x86_64", outDir: "/d/out", local: [], upstream: [], keys: new Map(), upstreamKeys: new Map(), images: new Map() };
+  return {
+    arch: "x86_64",
+    outDir: "/d/out",
+    local: [],
+    upstream: [],
+    keys: new Map(),
+    upstreamKeys: new Map(),
+    images: new Map(),
+  };
 }
 
 /** A state in which every recipe is built with its current definition (as a run would have recorded it). */
 function builtState(recipes: RecipeNode[], extraLocal: IndexRecord[] = []): RepoState {
   const state = emptyState();
-  for (const r of recipes) for (const o of r.outputs) state.local.push(rec(o.name, r.fullVersion, { provides: o.provides, depends: o.depends }));
+  for (const r of recipes)
+    for (const o of r.outputs)
+      state.local.push(rec(o.name, r.fullVersion, { provides: o.provides, depends: o.depends }));
   state.local.push(...extraLocal);
   const record = (r: RecipeNode, environment: string[]) =>
     state.keys.set(r.name, {
@@ -129,7 +200,11 @@ function builtState(recipes: RecipeNode[], extraLocal: IndexRecord[] = []): Repo
       files: r.files,
       environment,
       standIns: [],
-      packages: r.outputs.map((o) => ({ name: o.name, version: r.fullVersion, checksum: `Q1${o.name}${r.fullVersion}` })),
+      packages: r.outputs.map((o) => ({
+        name: o.name,
+        version: r.fullVersion,
+        checksum: `Q1${o.name}${r.fullVersion}`,
+      })),
     });
   // First the packages, then the environments as they resolve among the built packages.
   for (const r of recipes) record(r, []);
@@ -152,12 +227,22 @@ describe("graph", () => {
       node("app", { requests: ["curl"] }),
     ];
     const { g } = plan(recipes, emptyState());
-    expect(g.edges.map((e) => `${e.from}->${e.to}:${e.packages.join(",")}`)).toEqual(["app->curl:curl", "app->zlib:zlib", "curl->pkgconf:pkgconf", "curl->zlib:zlib-dev"]);
+    expect(g.edges.map((e) => `${e.from}->${e.to}:${e.packages.join(",")}`)).toEqual([
+      "app->curl:curl",
+      "app->zlib:zlib",
+      "curl->pkgconf:pkgconf",
+      "curl->zlib:zlib-dev",
+    ]);
     expect(g.order).toEqual(["pkgconf", "zlib", "curl", "app"]);
   });
 
   it("names every recipe of an unbreakable cycle, with its path", () => {
-    const recipes = [node("a", { requests: ["b"] }), node("b", { requests: ["c"] }), node("c", { requests: ["a"] }), node("d", { requests: ["a"] })];
+    const recipes = [
+      node("a", { requests: ["b"] }),
+      node("b", { requests: ["c"] }),
+      node("c", { requests: ["a"] }),
+      node("d", { requests: ["a"] }),
+    ];
     const { g, p } = plan(recipes, emptyState());
     expect(g.cycles).toHaveLength(1);
     expect(g.cycles[0]!.broken).toBe(false);
@@ -169,10 +254,18 @@ describe("graph", () => {
   it("breaks a cycle with a package that already exists (Wolfi's stand-in), and says so", () => {
     const recipes = [node("a", { requests: ["b"] }), node("b", { requests: ["a"] })];
     const state = emptyState();
-    state.upstream = [{ record: rec("b", "0.9-r0"), repo: { url: "https://up.invalid" }, url: "https://up.invalid/x86_64/b-0.9-r0.apk" }];
+    state.upstream = [
+      {
+        record: rec("b", "0.9-r0"),
+        repo: { url: "https://up.invalid" },
+        url: "https://up.invalid/x86_64/b-0.9-r0.apk",
+      },
+    ];
     const { g, p } = plan(recipes, state);
     expect(g.cycles[0]!.broken).toBe(true);
-    expect(g.cycles[0]!.message).toContain("a builds against the existing b-0.9-r0 (https://up.invalid) instead of waiting for b");
+    expect(g.cycles[0]!.message).toContain(
+      "a builds against the existing b-0.9-r0 (https://up.invalid) instead of waiting for b",
+    );
     expect(p.errors).toEqual([]);
     expect(p.builds.map((b) => b.recipe)).toEqual(["a", "b"]);
     expect(p.builds[0]!.standIns).toEqual(["b"]);
@@ -180,9 +273,18 @@ describe("graph", () => {
   });
 
   it("a recipe's tests wait for the runtime dependencies of the packages under test (test edges order, they do not rebuild)", () => {
-    const recipes = [node("meta", { runtime: ["gcc", "make"], tests: ["meta"] }), node("gcc"), node("make"), node("user", { requests: ["make"] })];
+    const recipes = [
+      node("meta", { runtime: ["gcc", "make"], tests: ["meta"] }),
+      node("gcc"),
+      node("make"),
+      node("user", { requests: ["make"] }),
+    ];
     const { g } = plan(recipes, emptyState());
-    expect(g.edges.map((e) => `${e.from}->${e.to}:${e.kind}`)).toEqual(["meta->gcc:test", "meta->make:test", "user->make:build"]);
+    expect(g.edges.map((e) => `${e.from}->${e.to}:${e.kind}`)).toEqual([
+      "meta->gcc:test",
+      "meta->make:test",
+      "user->make:build",
+    ]);
     expect(g.order).toEqual(["gcc", "make", "meta", "user"]);
     const state = builtState(recipes);
     recipes[1] = { ...recipes[1]!, own: "own-gcc-2" };
@@ -190,14 +292,33 @@ describe("graph", () => {
   });
 
   it("images depend on the recipes of their runtime closure", () => {
-    const recipes = [node("libc", { provides: ["so:libc.so.6=6"] }), node("tool", { runtime: ["so:libc.so.6"] }), node("other")];
-    const { g } = plan(recipes, emptyState(), [{ name: "img", file: "/d/images/img.yaml", path: "images/img.yaml", requests: ["tool"], config: "x", hasTest: false }]);
+    const recipes = [
+      node("libc", { provides: ["so:libc.so.6=6"] }),
+      node("tool", { runtime: ["so:libc.so.6"] }),
+      node("other"),
+    ];
+    const { g } = plan(recipes, emptyState(), [
+      {
+        name: "img",
+        file: "/d/images/img.yaml",
+        path: "images/img.yaml",
+        requests: ["tool"],
+        config: "x",
+        hasTest: false,
+      },
+    ]);
     expect(g.imageRecipes.img).toEqual(["libc", "tool"]);
   });
 });
 
 describe("plan by build key", () => {
-  const shape = () => [node("base", { subpackages: ["base-dev"], provides: ["so:libbase.so.1=1"] }), node("mid", { requests: ["base-dev"], runtime: ["so:libbase.so.1"] }), node("top", { requests: ["mid"] }), node("leaf", { requests: ["base-dev"] }), node("solo")];
+  const shape = () => [
+    node("base", { subpackages: ["base-dev"], provides: ["so:libbase.so.1=1"] }),
+    node("mid", { requests: ["base-dev"], runtime: ["so:libbase.so.1"] }),
+    node("top", { requests: ["mid"] }),
+    node("leaf", { requests: ["base-dev"] }),
+    node("solo"),
+  ];
 
   it("nothing to do when every key matches", () => {
     const recipes = shape();
@@ -211,7 +332,12 @@ describe("plan by build key", () => {
     const state = builtState(recipes);
     recipes[0] = { ...recipes[0]!, own: "own-base-2", files: { "recipes/base.yaml": "changed" } };
     const { p } = plan(recipes, state);
-    expect(p.builds.map((b) => `${b.recipe} ${b.current} → ${b.fullVersion}`)).toEqual(["base 1.0-r0 → 1.0-r1", "leaf 1.0-r0 → 1.0-r1", "mid 1.0-r0 → 1.0-r1", "top 1.0-r0 → 1.0-r1"]);
+    expect(p.builds.map((b) => `${b.recipe} ${b.current} → ${b.fullVersion}`)).toEqual([
+      "base 1.0-r0 → 1.0-r1",
+      "leaf 1.0-r0 → 1.0-r1",
+      "mid 1.0-r0 → 1.0-r1",
+      "top 1.0-r0 → 1.0-r1",
+    ]);
     expect(p.builds[0]!.reasons).toEqual([{ kind: "changed-file", files: ["recipes/base.yaml"] }]);
     expect(p.builds[3]!.reasons).toEqual([{ kind: "changed-dependency", recipes: ["base", "mid"] }]);
     expect(p.builds.find((b) => b.recipe === "top")!.after).toEqual(["base", "mid"]);
@@ -247,7 +373,10 @@ describe("plan by build key", () => {
     const by = Object.fromEntries(p.builds.map((b) => [b.recipe, b]));
     expect(by.solo!.fullVersion).toBe("1.0-r5");
     expect(by.leaf!.fullVersion).toBe("1.0-r1");
-    expect(by.leaf!.reasons[0]).toEqual({ kind: "missing", detail: "built outside the distribution (no build key recorded)" });
+    expect(by.leaf!.reasons[0]).toEqual({
+      kind: "missing",
+      detail: "built outside the distribution (no build key recorded)",
+    });
   });
 });
 
@@ -270,7 +399,11 @@ describe("imports (kiln-native recipes) come before every guest recipe", () => {
     expect(g.order.slice(0, 3)).toEqual(imports);
     expect(p.builds.slice(0, 3).map((b) => b.recipe)).toEqual(imports);
     // Dependencies still win over the rank: a guest recipe an import needs comes before it.
-    const withDep = [...recipes(), node("aaa-base", {}), node("imp-needs-base", { needsGuest: false, requests: ["aaa-base"] })];
+    const withDep = [
+      ...recipes(),
+      node("aaa-base", {}),
+      node("imp-needs-base", { needsGuest: false, requests: ["aaa-base"] }),
+    ];
     const order = plan(withDep, emptyState()).g.order;
     expect(order.indexOf("aaa-base")).toBeLessThan(order.indexOf("imp-needs-base"));
     for (const i of imports) expect(order.indexOf(i)).toBeLessThan(order.indexOf("busybox"));
@@ -281,14 +414,29 @@ describe("imports (kiln-native recipes) come before every guest recipe", () => {
     const events: string[] = [];
     const builder: Builder = async (job, progress) => {
       events.push(`start ${job.recipe.name}`);
-      progress({ kind: "step", package: job.recipe.name, step: "s", index: 1, total: 1, native: !job.recipe.needsGuest });
+      progress({
+        kind: "step",
+        package: job.recipe.name,
+        step: "s",
+        index: 1,
+        total: 1,
+        native: !job.recipe.needsGuest,
+      });
       // Imports are slow: a scheduler that ignored them would start guest recipes meanwhile.
       await new Promise((r) => setTimeout(r, job.recipe.needsGuest ? 1 : 30));
       events.push(`end ${job.recipe.name}`);
       return { records: job.recipe.outputs.map((o) => rec(o.name, job.fullVersion)), guest: [] };
     };
-    const keys = { records: new Map(), load: async () => new Map(), append: async () => undefined, compact: async () => undefined } as unknown as KeyStore;
-    const report = await runPlan({ distro: { name: "T", outDir: "/d/out" }, graph: g, plan: p, state: emptyState(), keys }, { jobs: 3, keepGoing: false, builder });
+    const keys = {
+      records: new Map(),
+      load: async () => new Map(),
+      append: async () => undefined,
+      compact: async () => undefined,
+    } as unknown as KeyStore;
+    const report = await runPlan(
+      { distro: { name: "T", outDir: "/d/out" }, graph: g, plan: p, state: emptyState(), keys },
+      { jobs: 3, keepGoing: false, builder },
+    );
     expect(report.entries.every((e) => e.status === "built")).toBe(true);
     const lastImportEnd = Math.max(...["binutils", "gcc", "perl-bootstrap"].map((n) => events.indexOf(`end ${n}`)));
     const firstGuestStart = Math.min(...["aaa-tool", "busybox", "zz-late"].map((n) => events.indexOf(`start ${n}`)));

@@ -98,7 +98,10 @@ export function syntheticPackages(r: RecipeNode, arch: string, newest: Map<strin
       arch,
       origin: r.name,
       depends: uniq([...o.depends, ...(prev?.depends ?? [])]),
-      provides: uniq([...o.provides, ...(prev?.provides ?? []).filter((p) => !o.provides.some((q) => q.split("=")[0] === p.split("=")[0]))]),
+      provides: uniq([
+        ...o.provides,
+        ...(prev?.provides ?? []).filter((p) => !o.provides.some((q) => q.split("=")[0] === p.split("=")[0])),
+      ]),
       replaces: o.replaces,
     };
     if (o.providerPriority !== undefined) rec.providerPriority = o.providerPriority;
@@ -107,7 +110,10 @@ export function syntheticPackages(r: RecipeNode, arch: string, newest: Map<strin
 }
 
 /** Resolve requests; on failure, each request on its own, collecting what nothing satisfies. */
-export function closure(resolver: Resolver, requests: readonly string[]): { packages: RepoPackage[]; unresolved: string[] } {
+export function closure(
+  resolver: Resolver,
+  requests: readonly string[],
+): { packages: RepoPackage[]; unresolved: string[] } {
   if (!requests.length) return { packages: [], unresolved: [] };
   try {
     return { packages: resolver.resolve(requests).packages, unresolved: [] };
@@ -317,7 +323,9 @@ export function buildGraph(input: GraphInput): DistroGraph {
       addEdges(r, t.packages, "test");
     }
   }
-  const edges = [...edgeMap.values()].sort((a, b) => (a.from < b.from ? -1 : a.from > b.from ? 1 : a.to < b.to ? -1 : a.to > b.to ? 1 : 0));
+  const edges = [...edgeMap.values()].sort((a, b) =>
+    a.from < b.from ? -1 : a.from > b.from ? 1 : a.to < b.to ? -1 : a.to > b.to ? 1 : 0,
+  );
   for (const e of edges) e.packages.sort();
 
   // Cycles.
@@ -331,7 +339,12 @@ export function buildGraph(input: GraphInput): DistroGraph {
   for (const e of edges) outEdges.get(e.from)!.push(e);
   const cycles: CycleReport[] = [];
   const names = recipes.map((r) => r.name);
-  for (const comp of cyclicComponents(names, (n) => outEdges.get(n)!.filter((e) => !e.cut).map((e) => e.to))) {
+  for (const comp of cyclicComponents(names, (n) =>
+    outEdges
+      .get(n)!
+      .filter((e) => !e.cut)
+      .map((e) => e.to),
+  )) {
     const inComp = new Set(comp);
     const compEdges = edges.filter((e) => inComp.has(e.from) && inComp.has(e.to));
     const before = findCycle(comp, compEdges);
@@ -369,8 +382,15 @@ export function buildGraph(input: GraphInput): DistroGraph {
     const all = comp.length + 1 > path.length ? ` (the cycle involves ${comp.join(", ")})` : "";
     let message: string;
     if (broken) {
-      const cuts = compEdges.filter((e) => e.cut === "stand-in").map((e) => `${e.from} builds against the existing ${e.standIns!.map((s) => `${s.name}-${s.version} (${s.repository})`).join(", ")} instead of waiting for ${e.to}`);
-      const tests = compEdges.filter((e) => e.cut === "test").map((e) => `${e.from}'s tests use whatever ${e.to} exists`);
+      const cuts = compEdges
+        .filter((e) => e.cut === "stand-in")
+        .map(
+          (e) =>
+            `${e.from} builds against the existing ${e.standIns!.map((s) => `${s.name}-${s.version} (${s.repository})`).join(", ")} instead of waiting for ${e.to}`,
+        );
+      const tests = compEdges
+        .filter((e) => e.cut === "test")
+        .map((e) => `${e.from}'s tests use whatever ${e.to} exists`);
       message = `dependency cycle ${ring}${all} broken: ${[...cuts, ...tests].join("; ")}`;
     } else {
       message = `dependency cycle: ${ring}${all}: ${via.join("; ")}; no package already in a repository can stand in for any of these edges — build one of them once from a bootstrap recipe or add an upstream repository that has it`;
@@ -393,7 +413,9 @@ export function buildGraph(input: GraphInput): DistroGraph {
     pending.set(e.from, pending.get(e.from)! + 1);
     dependents.get(e.to)!.push(e.from);
   }
-  const ready = names.filter((n) => pending.get(n) === 0).sort((a, b) => (key(a) < key(b) ? 1 : key(a) > key(b) ? -1 : 0));
+  const ready = names
+    .filter((n) => pending.get(n) === 0)
+    .sort((a, b) => (key(a) < key(b) ? 1 : key(a) > key(b) ? -1 : 0));
   const order: string[] = [];
   while (ready.length) {
     const n = ready.pop()!;
@@ -431,7 +453,19 @@ export function buildGraph(input: GraphInput): DistroGraph {
     imageUnresolved[img.name] = c.unresolved;
     for (const u of c.unresolved) warnings.push(`${img.path}: nothing satisfies ${u}`);
   }
-  return { arch: state.arch, recipes, images: input.images, edges, order, cycles, warnings, environments, imagePackages, imageRecipes, imageUnresolved };
+  return {
+    arch: state.arch,
+    recipes,
+    images: input.images,
+    edges,
+    order,
+    cycles,
+    warnings,
+    environments,
+    imagePackages,
+    imageRecipes,
+    imageUnresolved,
+  };
 }
 
 /** Recipes that (transitively, over uncut build edges) depend on any of `seeds`, seeds included. */

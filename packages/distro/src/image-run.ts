@@ -99,10 +99,20 @@ function userOf(rootfsPasswd: string, group: string, runAs: string | undefined):
 export async function extractStaticBusybox(outDir: string, arch: string, dir: string): Promise<string | undefined> {
   const idxBytes = await readFile(join(outDir, arch, "APKINDEX.tar.gz")).catch(() => undefined);
   if (!idxBytes) return undefined;
-  const recs = (await readIndex(idxBytes)).records.filter((r) => r.name === "busybox-static").sort((a, b) => compareVersions(b.version, a.version));
+  const recs = (await readIndex(idxBytes)).records
+    .filter((r) => r.name === "busybox-static")
+    .sort((a, b) => compareVersions(b.version, a.version));
   const rec = recs[0];
   if (!rec) return undefined;
-  const reader = await openPackage(createReadStream(joinUnder(outDir, { value: arch, what: "architecture" }, { value: `${rec.name}-${rec.version}.apk`, what: "package file" })));
+  const reader = await openPackage(
+    createReadStream(
+      joinUnder(
+        outDir,
+        { value: arch, what: "architecture" },
+        { value: `${rec.name}-${rec.version}.apk`, what: "package file" },
+      ),
+    ),
+  );
   try {
     for await (const e of reader.entries()) {
       if (e.path !== "usr/bin/busybox" || e.type !== "file") continue;
@@ -119,25 +129,57 @@ export async function extractStaticBusybox(outDir: string, arch: string, dir: st
   return undefined;
 }
 
-export async function testImage(layout: string, cfg: ImageConfig, opts: { tag?: string; timeoutMs?: number; busybox?: string } = {}): Promise<ImageTestResult> {
+export async function testImage(
+  layout: string,
+  cfg: ImageConfig,
+  opts: { tag?: string; timeoutMs?: number; busybox?: string } = {},
+): Promise<ImageTestResult> {
   if (!cfg.test) return { ok: true, exitCode: 0, stdout: "", stderr: "", detail: "no test" };
   const work = await mkdtemp(join(tmpdir(), "kiln-image-test-"));
   try {
     const bundle = join(work, "bundle");
     try {
-      await run("umoci", ["unpack", "--rootless", "--image", `${layout}:${opts.tag ?? "latest"}`, bundle], { maxBuffer: 64 * 1024 * 1024 });
+      await run("umoci", ["unpack", "--rootless", "--image", `${layout}:${opts.tag ?? "latest"}`, bundle], {
+        maxBuffer: 64 * 1024 * 1024,
+      });
     } catch (e) {
       const err = e as { code?: string; stderr?: string; message: string };
-      throw new Error(err.code === "ENOENT" ? "umoci is not installed (apt-get install umoci)" : `umoci unpack: ${(err.stderr || err.message).trim()}`);
+      throw new Error(
+        err.code === "ENOENT"
+          ? "umoci is not installed (apt-get install umoci)"
+          : `umoci unpack: ${(err.stderr || err.message).trim()}`,
+      );
     }
     const rootfs = join(bundle, "rootfs");
     const passwd = await readFile(join(rootfs, "etc/passwd"), "utf8").catch(() => "");
     const group = await readFile(join(rootfs, "etc/group"), "utf8").catch(() => "");
     const { uid, gid } = userOf(passwd, group, cfg.runAs);
-    const args = ["--bind", rootfs, "/", "--proc", "/proc", "--dev", "/dev", "--unshare-all", "--unshare-user", "--die-with-parent", "--uid", String(uid), "--gid", String(gid), "--chdir", cfg.workDir ?? "/", "--clearenv"];
-    for (const [k, v] of Object.entries(cfg.environment).sort(([a], [b]) => (a < b ? -1 : 1))) args.push("--setenv", k, v);
+    const args = [
+      "--bind",
+      rootfs,
+      "/",
+      "--proc",
+      "/proc",
+      "--dev",
+      "/dev",
+      "--unshare-all",
+      "--unshare-user",
+      "--die-with-parent",
+      "--uid",
+      String(uid),
+      "--gid",
+      String(gid),
+      "--chdir",
+      cfg.workDir ?? "/",
+      "--clearenv",
+    ];
+    for (const [k, v] of Object.entries(cfg.environment).sort(([a], [b]) => (a < b ? -1 : 1)))
+      args.push("--setenv", k, v);
     if (cfg.test.withBusybox) {
-      if (!opts.busybox) throw new Error(`${cfg.file}: test.with-busybox needs the distribution's busybox-static package, which is not built`);
+      if (!opts.busybox)
+        throw new Error(
+          `${cfg.file}: test.with-busybox needs the distribution's busybox-static package, which is not built`,
+        );
       args.push("--ro-bind", opts.busybox, "/.kiln-test/busybox");
     }
     args.push("--", ...cfg.test.command);
@@ -150,7 +192,11 @@ export async function testImage(layout: string, cfg: ImageConfig, opts: { tag?: 
       const timer = setTimeout(() => p.kill("SIGKILL"), opts.timeoutMs ?? 120_000);
       p.on("error", (e) => {
         clearTimeout(timer);
-        reject((e as NodeJS.ErrnoException).code === "ENOENT" ? new Error("bubblewrap is not installed (apt-get install bubblewrap)") : e);
+        reject(
+          (e as NodeJS.ErrnoException).code === "ENOENT"
+            ? new Error("bubblewrap is not installed (apt-get install bubblewrap)")
+            : e,
+        );
       });
       p.on("close", (code, signal) => {
         clearTimeout(timer);
@@ -181,7 +227,14 @@ export async function runImages(opts: ImageRunOptions): Promise<ImageResult[]> {
   for (const img of opts.images) {
     const reasons = opts.select === "all" ? [] : opts.select.get(img.name);
     if (!reasons) {
-      results.push({ name: img.name, path: img.path, status: "not-selected", reasons: [], changed: false, ...(records.get(img.name)?.digest ? { digest: records.get(img.name)!.digest } : {}) });
+      results.push({
+        name: img.name,
+        path: img.path,
+        status: "not-selected",
+        reasons: [],
+        changed: false,
+        ...(records.get(img.name)?.digest ? { digest: records.get(img.name)!.digest } : {}),
+      });
       continue;
     }
     const t0 = Date.now();
@@ -210,14 +263,30 @@ export async function runImages(opts: ImageRunOptions): Promise<ImageResult[]> {
       const rec: ImageRecord = {
         name: img.name,
         config: createHash("sha256").update(text).digest("hex"),
-        packages: Object.fromEntries(built.resolved.map((r) => [r.arch, r.resolution.packages.map((p) => identity({ name: p.record.name, version: p.record.version, checksum: p.record.checksum })).sort()])),
+        packages: Object.fromEntries(
+          built.resolved.map((r) => [
+            r.arch,
+            r.resolution.packages
+              .map((p) => identity({ name: p.record.name, version: p.record.version, checksum: p.record.checksum }))
+              .sort(),
+          ]),
+        ),
         digest: built.result.digest,
         pushed: { ...(prev?.pushed ?? {}) },
       };
-      log(`  ${img.name}: ${built.result.digest}${res.changed ? (prev ? ` (was ${prev.digest})` : " (new)") : " (unchanged)"}`);
+      log(
+        `  ${img.name}: ${built.result.digest}${res.changed ? (prev ? ` (was ${prev.digest})` : " (new)") : " (unchanged)"}`,
+      );
       if (opts.test) {
         if (!cfg.test) res.test = { ok: true, exitCode: 0, stdout: "", stderr: "", detail: "no test" };
-        else if (!cfg.archs.includes(hostApkArch())) res.test = { ok: true, exitCode: 0, stdout: "", stderr: "", detail: `not run: the image has no ${hostApkArch()} build` };
+        else if (!cfg.archs.includes(hostApkArch()))
+          res.test = {
+            ok: true,
+            exitCode: 0,
+            stdout: "",
+            stderr: "",
+            detail: `not run: the image has no ${hostApkArch()} build`,
+          };
         else {
           let busybox: string | undefined;
           const bbDir = cfg.test.withBusybox ? await mkdtemp(join(tmpdir(), "kiln-bb-")) : undefined;

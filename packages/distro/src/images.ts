@@ -27,7 +27,10 @@ export async function listImageFiles(distro: Distro): Promise<string[]> {
     if (e.code === "ENOENT") return [] as string[];
     throw e;
   });
-  return names.filter((n) => /\.ya?ml$/.test(n) && !n.endsWith(".lock.json")).sort().map((n) => join(distro.imagesDir, n));
+  return names
+    .filter((n) => /\.ya?ml$/.test(n) && !n.endsWith(".lock.json"))
+    .sort()
+    .map((n) => join(distro.imagesDir, n));
 }
 
 export function imageName(file: string): string {
@@ -50,7 +53,14 @@ export async function loadImages(distro: Distro): Promise<{ images: ImageNode[];
     try {
       const cfg = imageConfigFor(distro, file, text);
       const raw = parseYaml(text) as { archs?: unknown } | null;
-      const node: ImageNode = { name: imageName(file), file, path: displayPath(distro, file), requests: cfg.packages, config: createHash("sha256").update(text).digest("hex"), hasTest: !!cfg.test };
+      const node: ImageNode = {
+        name: imageName(file),
+        file,
+        path: displayPath(distro, file),
+        requests: cfg.packages,
+        config: createHash("sha256").update(text).digest("hex"),
+        hasTest: !!cfg.test,
+      };
       if (raw?.archs !== undefined) node.archs = cfg.archs;
       images.push(node);
     } catch (e) {

@@ -2,12 +2,69 @@
 // images, build keys and change detection, the build plan, the parallel
 // runner, and the nightly image rebuild.
 
-export { distroSchema, parseDistro, loadDistro, findDistroFile, mergeEnvironment, type Distro, type DistroInput, type SigningKeyRef, type PublishSettings } from "./config.js";
-export { loadRecipes, listRecipeFiles, hashTree, displayPath, FileHashes, BUILD_KEY_VERSION, type RecipeNode, type RecipeOutput, type LoadedRecipes, type LoadRecipesOptions } from "./recipes.js";
+export {
+  distroSchema,
+  parseDistro,
+  loadDistro,
+  findDistroFile,
+  mergeEnvironment,
+  type Distro,
+  type DistroInput,
+  type SigningKeyRef,
+  type PublishSettings,
+} from "./config.js";
+export {
+  loadRecipes,
+  listRecipeFiles,
+  hashTree,
+  displayPath,
+  FileHashes,
+  BUILD_KEY_VERSION,
+  type RecipeNode,
+  type RecipeOutput,
+  type LoadedRecipes,
+  type LoadRecipesOptions,
+} from "./recipes.js";
 export { loadImages, listImageFiles, imageName, imageConfigFor, type ImageNode } from "./images.js";
-export { KeyStore, KEYS_FILE, identity, buildKey, parseKeyRecords, formatKeyRecords, type KeyRecord, type BuiltPackage } from "./keys.js";
-export { loadRepoState, currentBuilds, localPackages, localRepoRef, readLocalIndex, readImageRecords, readKeys, IMAGES_FILE, type RepoState, type CurrentBuild, type ImageRecord, type LoadStateOptions } from "./state.js";
-export { buildGraph, closure, cyclicComponents, dependentsOf, graphPool, realPackages, syntheticPackages, type DistroGraph, type GraphEdge, type CycleReport, type EnvPackage, type StandIn, type GraphInput } from "./graph.js";
+export {
+  KeyStore,
+  KEYS_FILE,
+  identity,
+  buildKey,
+  parseKeyRecords,
+  formatKeyRecords,
+  type KeyRecord,
+  type BuiltPackage,
+} from "./keys.js";
+export {
+  loadRepoState,
+  currentBuilds,
+  localPackages,
+  localRepoRef,
+  readLocalIndex,
+  readImageRecords,
+  readKeys,
+  IMAGES_FILE,
+  type RepoState,
+  type CurrentBuild,
+  type ImageRecord,
+  type LoadStateOptions,
+} from "./state.js";
+export {
+  buildGraph,
+  closure,
+  cyclicComponents,
+  dependentsOf,
+  graphPool,
+  realPackages,
+  syntheticPackages,
+  type DistroGraph,
+  type GraphEdge,
+  type CycleReport,
+  type EnvPackage,
+  type StandIn,
+  type GraphInput,
+} from "./graph.js";
 export {
   planBuild,
   reasonText,
@@ -24,7 +81,20 @@ export {
   type SinceChanges,
   type PlanOptions,
 } from "./plan.js";
-export { runPlan, localBuilder, type Builder, type BuildJob, type BuildOutcome, type RunEntry, type RunEvent, type RunOptions, type RunReport, type RunContext, type RunStatus, type LocalBuilderOptions } from "./run.js";
+export {
+  runPlan,
+  localBuilder,
+  type Builder,
+  type BuildJob,
+  type BuildOutcome,
+  type RunEntry,
+  type RunEvent,
+  type RunOptions,
+  type RunReport,
+  type RunContext,
+  type RunStatus,
+  type LocalBuilderOptions,
+} from "./run.js";
 export { changedSince, GitError } from "./git.js";
 export { graphToDot, graphToJson, renderRunReport } from "./render.js";
 export { runImages, testImage, type ImageResult, type ImageRunOptions, type ImageTestResult } from "./image-run.js";

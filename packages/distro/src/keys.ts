@@ -52,7 +52,9 @@ export function identity(p: { name: string; version: string; checksum?: string |
 }
 
 export function buildKey(own: string, environment: readonly string[]): string {
-  return createHash("sha256").update(`${own}\n${[...environment].sort().join("\n")}\n`).digest("hex");
+  return createHash("sha256")
+    .update(`${own}\n${[...environment].sort().join("\n")}\n`)
+    .digest("hex");
 }
 
 /** Parse a keys file: the last record per recipe wins; malformed lines are skipped. */

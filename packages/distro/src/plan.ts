@@ -108,7 +108,9 @@ function splitIdentity(id: string): { name: string; version: string; checksum: s
   const at = id.lastIndexOf("@");
   const nv = id.slice(0, at);
   const m = /^(.*)-([^-]+-r\d+)$/.exec(nv);
-  return m ? { name: m[1]!, version: m[2]!, checksum: id.slice(at + 1) } : { name: nv, version: "", checksum: id.slice(at + 1) };
+  return m
+    ? { name: m[1]!, version: m[2]!, checksum: id.slice(at + 1) }
+    : { name: nv, version: "", checksum: id.slice(at + 1) };
 }
 
 export function diffIdentities(before: readonly string[], after: readonly string[]): string[] {
@@ -186,12 +188,18 @@ function envFromPackages(pkgs: RepoPackage[], producer: Map<string, string>): En
 
 function missingDetail(r: RecipeNode, state: RepoState): string {
   const rec = state.keys.get(r.name);
-  if (rec) return `its recorded build ${r.name}-${rec.fullVersion} is no longer in the repository (or its bytes changed)`;
+  if (rec)
+    return `its recorded build ${r.name}-${rec.fullVersion} is no longer in the repository (or its bytes changed)`;
   if (state.local.some((p) => p.name === r.name)) return `built outside the distribution (no build key recorded)`;
   return "not in the repository";
 }
 
-export function planBuild(distro: Pick<Distro, "name" | "recipesDir" | "root">, graph: DistroGraph, state: RepoState, opts: PlanOptions = {}): BuildPlan {
+export function planBuild(
+  distro: Pick<Distro, "name" | "recipesDir" | "root">,
+  graph: DistroGraph,
+  state: RepoState,
+  opts: PlanOptions = {},
+): BuildPlan {
   const byName = new Map(graph.recipes.map((r) => [r.name, r]));
   const current = currentBuilds(state, graph.recipes);
   const real = realPackages(state);
@@ -199,7 +207,8 @@ export function planBuild(distro: Pick<Distro, "name" | "recipesDir" | "root">, 
   const producer = new Map<string, string>();
   for (const r of graph.recipes) for (const o of r.outputs) if (!producer.has(o.name)) producer.set(o.name, r.name);
   const standIns = new Map<string, string[]>();
-  for (const e of graph.edges) if (e.cut === "stand-in") (standIns.get(e.from) ?? standIns.set(e.from, []).get(e.from)!).push(e.to);
+  for (const e of graph.edges)
+    if (e.cut === "stand-in") (standIns.get(e.from) ?? standIns.set(e.from, []).get(e.from)!).push(e.to);
   const standInsFor = (name: string) => standIns.get(name) ?? [];
   let actual: Resolver | undefined;
   const actualResolver = () => (actual ??= new Resolver(real, { arch: state.arch }));
@@ -247,13 +256,22 @@ export function planBuild(distro: Pick<Distro, "name" | "recipesDir" | "root">, 
       if (!cur) reasons.push({ kind: "missing", detail: missingDetail(r, state) });
       else if (cur.record.own !== r.own) {
         const files = diffFiles(cur.record.files ?? {}, r.files);
-        reasons.push(files.length ? { kind: "changed-file", files } : { kind: "changed-definition", detail: "its compiled form changed (distro.yaml's default environment, a built-in pipeline, or kiln itself)" });
+        reasons.push(
+          files.length
+            ? { kind: "changed-file", files }
+            : {
+                kind: "changed-definition",
+                detail:
+                  "its compiled form changed (distro.yaml's default environment, a built-in pipeline, or kiln itself)",
+              },
+        );
       }
       const deps = (depsOf.get(name) ?? []).filter((d) => dirty.has(d) && d !== name);
       if (deps.length) reasons.push({ kind: "changed-dependency", recipes: [...new Set(deps)].sort() });
       if (!reasons.length && cur) {
         const c = closure(actualResolver(), r.buildRequests);
-        if (c.unresolved.length) reasons.push({ kind: "environment", changes: c.unresolved.map((u) => `nothing satisfies ${u}`) });
+        if (c.unresolved.length)
+          reasons.push({ kind: "environment", changes: c.unresolved.map((u) => `nothing satisfies ${u}`) });
         else {
           const now = keyEnvironment(envFromPackages(c.packages, producer), standInsFor(name));
           const changes = diffIdentities(cur.record.environment, now);
@@ -276,7 +294,10 @@ export function planBuild(distro: Pick<Distro, "name" | "recipesDir" | "root">, 
     const cur: CurrentBuild | undefined = current.get(name);
     const taken = takenEpochs(r, versions);
     if (cur && cur.record.version === r.version) taken.push(Number(cur.record.fullVersion.slice(r.version.length + 2)));
-    const epoch = chooseEpoch(r.epoch, taken.filter((n) => Number.isFinite(n)));
+    const epoch = chooseEpoch(
+      r.epoch,
+      taken.filter((n) => Number.isFinite(n)),
+    );
     const b: PlannedBuild = {
       recipe: name,
       path: r.path,
@@ -309,7 +330,9 @@ export function planBuild(distro: Pick<Distro, "name" | "recipesDir" | "root">, 
       else if (rec.config !== img.config) reasons.push(`changed: ${img.path}`);
       else if (!recipes.length) {
         const c = closure(actualResolver(), img.requests);
-        const now = c.packages.map((p) => identity({ name: p.record.name, version: p.record.version, checksum: p.record.checksum })).sort();
+        const now = c.packages
+          .map((p) => identity({ name: p.record.name, version: p.record.version, checksum: p.record.checksum }))
+          .sort();
         const changes = diffIdentities(rec.packages[state.arch] ?? [], now);
         if (changes.length) reasons.push(`package set changed: ${changes.join(", ")}`);
       }

@@ -8,7 +8,18 @@
 import { createHash } from "node:crypto";
 import { readdir, readFile, readlink, lstat } from "node:fs/promises";
 import { join, relative, sep } from "node:path";
-import { BUILTIN_PIPELINE_DIR, canonicalJson, compileRecipe, loadPipelines, parseRecipe, recipeHash, type CompiledStep, type PipelineRegistry, type Recipe, type Step } from "@kiln/builder";
+import {
+  BUILTIN_PIPELINE_DIR,
+  canonicalJson,
+  compileRecipe,
+  loadPipelines,
+  parseRecipe,
+  recipeHash,
+  type CompiledStep,
+  type PipelineRegistry,
+  type Recipe,
+  type Step,
+} from "@kiln/builder";
 import { joinUnder } from "@kiln/core";
 import { ConfigError, type ImageConfigInput, type Problem } from "@kiln/image";
 import { mergeEnvironment, type Distro } from "./config.js";
@@ -71,7 +82,8 @@ function sha256(data: string | Buffer): string {
 /** `${{mirror.NAME}}` bound to a fixed placeholder, so the key does not depend on the machine's mirror. */
 function mirrorPlaceholders(text: string): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const m of text.matchAll(/\$\{\{\s*mirror\.([A-Za-z0-9_-]+)\s*\}\}/g)) out[`mirror.${m[1]}`] = `https://${m[1]!.toLowerCase()}.mirror.invalid`;
+  for (const m of text.matchAll(/\$\{\{\s*mirror\.([A-Za-z0-9_-]+)\s*\}\}/g))
+    out[`mirror.${m[1]}`] = `https://${m[1]!.toLowerCase()}.mirror.invalid`;
   return out;
 }
 
@@ -95,7 +107,8 @@ export async function hashTree(dir: string): Promise<Record<string, string>> {
       const rel = relative(dir, p).split(sep).join("/");
       if (st.isDirectory()) await walk(p);
       else if (st.isSymbolicLink()) out[rel] = sha256(`link:${await readlink(p)}`);
-      else if (st.isFile()) out[rel] = sha256(Buffer.concat([Buffer.from(st.mode & 0o111 ? "x:" : "f:"), await readFile(p)]));
+      else if (st.isFile())
+        out[rel] = sha256(Buffer.concat([Buffer.from(st.mode & 0o111 ? "x:" : "f:"), await readFile(p)]));
     }
   };
   await walk(dir);
@@ -152,7 +165,11 @@ async function listRecipesDir(distro: Distro): Promise<{ files: string[]; dirs: 
     if (e.code === "ENOENT") return [];
     throw e;
   });
-  const files = entries.filter((d) => !d.isDirectory() && (d.name.endsWith(".yaml") || d.name.endsWith(".yml"))).map((d) => d.name).sort().map((n) => join(distro.recipesDir, n));
+  const files = entries
+    .filter((d) => !d.isDirectory() && (d.name.endsWith(".yaml") || d.name.endsWith(".yml")))
+    .map((d) => d.name)
+    .sort()
+    .map((n) => join(distro.recipesDir, n));
   return { files, dirs: new Set(entries.filter((d) => d.isDirectory() || d.isSymbolicLink()).map((d) => d.name)) };
 }
 
@@ -201,7 +218,12 @@ export async function loadRecipes(distro: Distro, arch: string, opts: LoadRecipe
   for (const r of recipes) {
     for (const o of r.outputs) {
       const prior = producer.get(o.name);
-      if (prior) problems.push({ file: r.file, path: "", message: `package ${o.name} is also produced by ${prior.path}: a package comes from one recipe` });
+      if (prior)
+        problems.push({
+          file: r.file,
+          path: "",
+          message: `package ${o.name} is also produced by ${prior.path}: a package comes from one recipe`,
+        });
       else producer.set(o.name, r);
     }
   }
@@ -209,7 +231,15 @@ export async function loadRecipes(distro: Distro, arch: string, opts: LoadRecipe
   return { arch, recipes, excluded, problems };
 }
 
-async function loadOne(distro: Distro, file: string, arch: string, registry: PipelineRegistry, hashes: FileHashes, problems: Problem[], sourceDirs: Set<string>): Promise<RecipeNode | "excluded" | undefined> {
+async function loadOne(
+  distro: Distro,
+  file: string,
+  arch: string,
+  registry: PipelineRegistry,
+  hashes: FileHashes,
+  problems: Problem[],
+  sourceDirs: Set<string>,
+): Promise<RecipeNode | "excluded" | undefined> {
   let text: string;
   try {
     text = await readFile(file, "utf8");
@@ -237,13 +267,34 @@ async function loadOne(distro: Distro, file: string, arch: string, registry: Pip
   const environment = useDefault ? mergeEnvironment(distro.environment!, recipe.environment) : undefined;
   const defaultPackages = useDefault ? (distro.environment!.contents?.packages ?? []) : [];
   // A recipe of kiln-native steps only gets no guest: its environment is not used.
-  const buildRequests = guest ? [...new Set([...defaultPackages, ...(compiled.environment.contents?.packages ?? [])])] : [];
+  const buildRequests = guest
+    ? [...new Set([...defaultPackages, ...(compiled.environment.contents?.packages ?? [])])]
+    : [];
   const outputs: RecipeOutput[] = [
-    { name: pkg.name, provides: pkg.dependencies.provides, depends: pkg.dependencies.runtime, replaces: pkg.dependencies.replaces, ...(pkg.dependencies.providerPriority !== undefined ? { providerPriority: pkg.dependencies.providerPriority } : {}) },
-    ...compiled.subpackages.map((s) => ({ name: s.name, provides: s.dependencies.provides, depends: s.dependencies.runtime, replaces: s.dependencies.replaces, ...(s.dependencies.providerPriority !== undefined ? { providerPriority: s.dependencies.providerPriority } : {}) })),
+    {
+      name: pkg.name,
+      provides: pkg.dependencies.provides,
+      depends: pkg.dependencies.runtime,
+      replaces: pkg.dependencies.replaces,
+      ...(pkg.dependencies.providerPriority !== undefined
+        ? { providerPriority: pkg.dependencies.providerPriority }
+        : {}),
+    },
+    ...compiled.subpackages.map((s) => ({
+      name: s.name,
+      provides: s.dependencies.provides,
+      depends: s.dependencies.runtime,
+      replaces: s.dependencies.replaces,
+      ...(s.dependencies.providerPriority !== undefined ? { providerPriority: s.dependencies.providerPriority } : {}),
+    })),
   ];
   // The packages under test are requested too: their runtime dependencies must exist before the tests run.
-  const testRequests = [...new Set([...(compiled.test?.environment.contents?.packages ?? []), ...compiled.subpackages.flatMap((s) => s.test?.environment.contents?.packages ?? [])])].sort();
+  const testRequests = [
+    ...new Set([
+      ...(compiled.test?.environment.contents?.packages ?? []),
+      ...compiled.subpackages.flatMap((s) => s.test?.environment.contents?.packages ?? []),
+    ]),
+  ].sort();
 
   // Files: the recipe, the pipeline files it uses, its source directory.
   const pipelines = pipelineFiles(recipe, registry);

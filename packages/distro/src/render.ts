@@ -12,21 +12,38 @@ function q(s: string): string {
 export function graphToDot(graph: DistroGraph, plan?: BuildPlan): string {
   const planned = new Set(plan?.builds.map((b) => b.recipe) ?? []);
   const changedImages = new Set(plan?.images.map((i) => i.name) ?? []);
-  const lines = [`digraph distro {`, `  rankdir=LR;`, `  node [fontname="monospace", fontsize=10];`, `  edge [fontname="monospace", fontsize=8];`];
+  const lines = [
+    `digraph distro {`,
+    `  rankdir=LR;`,
+    `  node [fontname="monospace", fontsize=10];`,
+    `  edge [fontname="monospace", fontsize=8];`,
+  ];
   for (const r of graph.recipes) {
     const subs = r.outputs.slice(1).map((o) => o.name);
     const label = `${r.name}\\n${r.fullVersion}${subs.length ? `\\n(${subs.join(", ")})` : ""}`;
-    lines.push(`  ${q(`recipe:${r.name}`)} [shape=box, label="${label}"${planned.has(r.name) ? ', style=filled, fillcolor="#ffe08a"' : ""}];`);
+    lines.push(
+      `  ${q(`recipe:${r.name}`)} [shape=box, label="${label}"${planned.has(r.name) ? ', style=filled, fillcolor="#ffe08a"' : ""}];`,
+    );
   }
-  for (const i of graph.images) lines.push(`  ${q(`image:${i.name}`)} [shape=folder, label="${i.name}"${changedImages.has(i.name) ? ', style=filled, fillcolor="#9fd3ff"' : ""}];`);
+  for (const i of graph.images)
+    lines.push(
+      `  ${q(`image:${i.name}`)} [shape=folder, label="${i.name}"${changedImages.has(i.name) ? ', style=filled, fillcolor="#9fd3ff"' : ""}];`,
+    );
   for (const e of graph.edges) {
     if (e.from === e.to && e.cut !== "stand-in") continue;
     const attrs = [`label=${q(e.packages.join(" "))}`];
-    if (e.cut === "stand-in") attrs.push("style=dashed", 'color="#c0392b"', `tooltip=${q(`uses existing ${e.standIns?.map((s) => `${s.name}-${s.version}`).join(", ")}`)}`);
+    if (e.cut === "stand-in")
+      attrs.push(
+        "style=dashed",
+        'color="#c0392b"',
+        `tooltip=${q(`uses existing ${e.standIns?.map((s) => `${s.name}-${s.version}`).join(", ")}`)}`,
+      );
     else if (e.kind === "test") attrs.push("style=dotted");
     lines.push(`  ${q(`recipe:${e.from}`)} -> ${q(`recipe:${e.to}`)} [${attrs.join(", ")}];`);
   }
-  for (const i of graph.images) for (const r of graph.imageRecipes[i.name] ?? []) lines.push(`  ${q(`image:${i.name}`)} -> ${q(`recipe:${r}`)} [color="#2980b9"];`);
+  for (const i of graph.images)
+    for (const r of graph.imageRecipes[i.name] ?? [])
+      lines.push(`  ${q(`image:${i.name}`)} -> ${q(`recipe:${r}`)} [color="#2980b9"];`);
   lines.push("}");
   return lines.join("\n") + "\n";
 }
@@ -44,8 +61,21 @@ export function graphToJson(graph: DistroGraph, plan?: BuildPlan): unknown {
       requests: r.buildRequests,
       ...(planned.has(r.name) ? { planned: planned.get(r.name)!.fullVersion } : {}),
     })),
-    images: graph.images.map((i) => ({ name: i.name, path: i.path, requests: i.requests, recipes: graph.imageRecipes[i.name] ?? [], packages: (graph.imagePackages[i.name] ?? []).map((p) => `${p.name}-${p.version}`) })),
-    edges: graph.edges.map((e) => ({ from: e.from, to: e.to, kind: e.kind, packages: e.packages, ...(e.cut ? { cut: e.cut } : {}), ...(e.standIns ? { standIns: e.standIns } : {}) })),
+    images: graph.images.map((i) => ({
+      name: i.name,
+      path: i.path,
+      requests: i.requests,
+      recipes: graph.imageRecipes[i.name] ?? [],
+      packages: (graph.imagePackages[i.name] ?? []).map((p) => `${p.name}-${p.version}`),
+    })),
+    edges: graph.edges.map((e) => ({
+      from: e.from,
+      to: e.to,
+      kind: e.kind,
+      packages: e.packages,
+      ...(e.cut ? { cut: e.cut } : {}),
+      ...(e.standIns ? { standIns: e.standIns } : {}),
+    })),
     cycles: graph.cycles,
     warnings: graph.warnings,
   };
@@ -65,7 +95,9 @@ export function renderRunReport(reports: RunReport[], logHref: (log: string) => 
 td.tl{width:40%;position:relative}div.bar{position:absolute;top:5px;height:12px;border-radius:2px;min-width:2px}
 tr.built div.bar{background:#2ecc71}tr.failed div.bar{background:#e74c3c}.built .st{color:#1e8449}.failed .st{color:#c0392b;font-weight:bold}.skipped .st,.not-started .st{color:#888}
 pre{margin:0;white-space:pre-wrap;font-size:12px;color:#c0392b}small{color:#666}`;
-  const parts = [`<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>kiln build report</title><style>${css}</style></head><body>`];
+  const parts = [
+    `<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>kiln build report</title><style>${css}</style></head><body>`,
+  ];
   for (const r of reports) {
     const total = Math.max(1, r.ms);
     const count = (s: string) => r.entries.filter((e) => e.status === s).length;
@@ -74,7 +106,9 @@ pre{margin:0;white-space:pre-wrap;font-size:12px;color:#c0392b}small{color:#666}
       `<p>started ${esc(r.startedAt)}, ${secs(r.ms)} with ${r.jobs} job${r.jobs === 1 ? "" : "s"}${r.keepGoing ? " (keep going)" : ""}: ` +
         `<b>${count("built")}</b> built, <b>${count("failed")}</b> failed, ${count("skipped")} skipped, ${count("not-started")} not started, ${r.upToDate} up to date.</p>`,
     );
-    parts.push(`<table><tr><th>package</th><th>version</th><th>status</th><th>duration</th><th>why</th><th>timeline (0 – ${secs(r.ms)})</th><th>log</th></tr>`);
+    parts.push(
+      `<table><tr><th>package</th><th>version</th><th>status</th><th>duration</th><th>why</th><th>timeline (0 – ${secs(r.ms)})</th><th>log</th></tr>`,
+    );
     for (const e of r.entries) {
       const bar =
         e.start !== undefined && e.end !== undefined

@@ -112,10 +112,18 @@ export async function runPlan(ctx: RunContext, opts: RunOptions): Promise<RunRep
   for (const r of graph.recipes) for (const o of r.outputs) if (!producer.has(o.name)) producer.set(o.name, r.name);
 
   const entries = new Map<string, RunEntry>();
-  for (const b of plan.builds) entries.set(b.recipe, { recipe: b.recipe, path: b.path, fullVersion: b.fullVersion, status: "not-started", reasons: b.reasons.map(reasonText) });
+  for (const b of plan.builds)
+    entries.set(b.recipe, {
+      recipe: b.recipe,
+      path: b.path,
+      fullVersion: b.fullVersion,
+      status: "not-started",
+      reasons: b.reasons.map(reasonText),
+    });
   const waiting = new Map(plan.builds.map((b) => [b.recipe, new Set(b.after)]));
   const dependents = new Map<string, string[]>();
-  for (const b of plan.builds) for (const a of b.after) (dependents.get(a) ?? dependents.set(a, []).get(a)!).push(b.recipe);
+  for (const b of plan.builds)
+    for (const a of b.after) (dependents.get(a) ?? dependents.set(a, []).get(a)!).push(b.recipe);
 
   const ready: string[] = plan.builds.filter((b) => b.after.length === 0).map((b) => b.recipe);
   const done = new Set<string>();
@@ -172,10 +180,24 @@ export async function runPlan(ctx: RunContext, opts: RunOptions): Promise<RunRep
     const entry = entries.get(name)!;
     entry.start = Date.now() - t0;
     started++;
-    emit({ kind: "start", recipe: name, fullVersion: b.fullVersion, index: started, total: plan.builds.length, reasons: entry.reasons });
+    emit({
+      kind: "start",
+      recipe: name,
+      fullVersion: b.fullVersion,
+      index: started,
+      total: plan.builds.length,
+      reasons: entry.reasons,
+    });
     let openGate!: () => void;
     const gate = new Promise<void>((res) => (openGate = res));
-    const job: BuildJob = { recipe: r, planned: b, arch: state.arch, epoch: b.epoch, fullVersion: b.fullVersion, resolveEnvironment: () => resolveEnvironment(r) };
+    const job: BuildJob = {
+      recipe: r,
+      planned: b,
+      arch: state.arch,
+      epoch: b.epoch,
+      fullVersion: b.fullVersion,
+      resolveEnvironment: () => resolveEnvironment(r),
+    };
     const progress = (e: BuildEvent) => {
       // The next build starts once this one has its guest: two builds never assemble the same guest at once.
       if (e.kind === "guest" || e.kind === "step" || e.kind === "done") openGate();

@@ -7,7 +7,16 @@
 import { readFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { Keyring, parsePublicKey, readIndex, type IndexRecord } from "@kiln/apk";
-import { DefaultFetcher, joinUrl, loadRepositories, parseRepositoryRef, readAll, type Fetcher, type RepoPackage, type RepositoryRef } from "@kiln/repo";
+import {
+  DefaultFetcher,
+  joinUrl,
+  loadRepositories,
+  parseRepositoryRef,
+  readAll,
+  type Fetcher,
+  type RepoPackage,
+  type RepositoryRef,
+} from "@kiln/repo";
 import type { Distro } from "./config.js";
 import { KEYS_FILE, KeyStore, parseKeyRecords, type KeyRecord } from "./keys.js";
 import type { RecipeNode } from "./recipes.js";
@@ -47,11 +56,18 @@ export function localRepoRef(outDir: string): RepositoryRef {
 
 export function localPackages(state: Pick<RepoState, "local" | "outDir" | "arch">): RepoPackage[] {
   const repo = localRepoRef(state.outDir);
-  return state.local.map((record) => ({ record, repo, url: joinUrl(state.outDir, `${record.arch || state.arch}/${record.name}-${record.version}.apk`) }));
+  return state.local.map((record) => ({
+    record,
+    repo,
+    url: joinUrl(state.outDir, `${record.arch || state.arch}/${record.name}-${record.version}.apk`),
+  }));
 }
 
 /** Read keys (files or URLs) into name/PEM pairs. */
-export async function readKeys(paths: string[], fetcher: Fetcher = new DefaultFetcher()): Promise<Array<{ name: string; pem: Buffer }>> {
+export async function readKeys(
+  paths: string[],
+  fetcher: Fetcher = new DefaultFetcher(),
+): Promise<Array<{ name: string; pem: Buffer }>> {
   const out = [];
   for (const k of paths) {
     const r = await fetcher.get(k);
@@ -89,24 +105,45 @@ export interface LoadStateOptions {
   offline?: boolean;
 }
 
-export async function loadRepoState(distro: Distro, arch: string, recipes: RecipeNode[], opts: LoadStateOptions = {}): Promise<RepoState> {
+export async function loadRepoState(
+  distro: Distro,
+  arch: string,
+  recipes: RecipeNode[],
+  opts: LoadStateOptions = {},
+): Promise<RepoState> {
   const fetcher = opts.fetcher ?? new DefaultFetcher();
   const keysStore = new KeyStore(join(distro.outDir, arch));
-  const [local, keys, images] = await Promise.all([readLocalIndex(distro.outDir, arch), keysStore.load(), readImageRecords(distro.outDir)]);
+  const [local, keys, images] = await Promise.all([
+    readLocalIndex(distro.outDir, arch),
+    keysStore.load(),
+    readImageRecords(distro.outDir),
+  ]);
   let upstream: RepoPackage[] = [];
   const upstreamKeys = new Map<string, KeyRecord>();
   const repoSet = [...new Set([...recipes.flatMap((r) => r.repositories), ...distro.upstream.repositories])];
   if (!opts.offline && repoSet.length) {
     const keyring = new Keyring();
-    for (const k of await readKeys([...new Set([...distro.upstream.keyring, ...recipes.flatMap((r) => r.keyring)])], fetcher)) keyring.add(k.name, parsePublicKey(k.pem, k.name));
+    for (const k of await readKeys(
+      [...new Set([...distro.upstream.keyring, ...recipes.flatMap((r) => r.keyring)])],
+      fetcher,
+    ))
+      keyring.add(k.name, parsePublicKey(k.pem, k.name));
     const refs = repoSet.map(parseRepositoryRef);
-    upstream = (await loadRepositories(refs, arch, { keyring, fetcher, ...(opts.cacheDir ? { cacheDir: opts.cacheDir } : {}), ...(opts.allowUntrusted ? { allowUntrusted: true } : {}) })).packages;
+    upstream = (
+      await loadRepositories(refs, arch, {
+        keyring,
+        fetcher,
+        ...(opts.cacheDir ? { cacheDir: opts.cacheDir } : {}),
+        ...(opts.allowUntrusted ? { allowUntrusted: true } : {}),
+      })
+    ).packages;
     // A published copy of this distribution carries its build keys beside the index.
     for (const ref of refs) {
       try {
         const r = await fetcher.get(joinUrl(ref.url, `${arch}/${KEYS_FILE}`));
         if (r.status !== "ok") continue;
-        for (const [k, v] of parseKeyRecords((await readAll(r.body)).toString("utf8"))) if (!upstreamKeys.has(k)) upstreamKeys.set(k, v);
+        for (const [k, v] of parseKeyRecords((await readAll(r.body)).toString("utf8")))
+          if (!upstreamKeys.has(k)) upstreamKeys.set(k, v);
       } catch {
         // No keys there: an ordinary upstream repository.
       }
@@ -137,7 +174,9 @@ export function currentBuilds(state: RepoState, recipes: RecipeNode[]): Map<stri
   const local = new Map<string, RepoPackage>();
   for (const p of localPackages(state)) local.set(`${p.record.name}\0${p.record.version}`, p);
   const upstream = new Map<string, RepoPackage>();
-  for (const p of state.upstream) if (!upstream.has(`${p.record.name}\0${p.record.version}`)) upstream.set(`${p.record.name}\0${p.record.version}`, p);
+  for (const p of state.upstream)
+    if (!upstream.has(`${p.record.name}\0${p.record.version}`))
+      upstream.set(`${p.record.name}\0${p.record.version}`, p);
   const out = new Map<string, CurrentBuild>();
   for (const r of recipes) {
     const lk = state.keys.get(r.name);

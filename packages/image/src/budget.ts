@@ -40,15 +40,25 @@ const UNITS: Record<string, number> = { "": 1, K: 1024, M: MIB, G: GIB, T: 1024 
 /** Parse `16G`, `500M`, `2.5GiB`, `1048576` (binary units; B/iB suffixes optional). */
 export function parseSize(text: string, what: string, kind: "input" | "usage" = "input"): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*$/i.exec(text);
-  if (!m) throw new BudgetError(`${what}: expected a size such as 16G, 500M or a number of bytes, got ${JSON.stringify(text)}`, { kind });
+  if (!m)
+    throw new BudgetError(
+      `${what}: expected a size such as 16G, 500M or a number of bytes, got ${JSON.stringify(text)}`,
+      { kind },
+    );
   const n = Math.floor(Number(m[1]) * UNITS[m[2]!.toUpperCase()]!);
-  if (!Number.isSafeInteger(n) || n <= 0) throw new BudgetError(`${what}: ${JSON.stringify(text)} is not a positive size`, { kind });
+  if (!Number.isSafeInteger(n) || n <= 0)
+    throw new BudgetError(`${what}: ${JSON.stringify(text)} is not a positive size`, { kind });
   return n;
 }
 
 /** 17179869184 → "16 GiB", 1572864 → "1.5 MiB". */
 export function formatSize(n: number): string {
-  for (const [u, f] of [["TiB", 1024 * GIB], ["GiB", GIB], ["MiB", MIB], ["KiB", 1024]] as const) {
+  for (const [u, f] of [
+    ["TiB", 1024 * GIB],
+    ["GiB", GIB],
+    ["MiB", MIB],
+    ["KiB", 1024],
+  ] as const) {
     if (n >= f) return `${Number((n / f).toFixed(1))} ${u}`;
   }
   return `${n} bytes`;

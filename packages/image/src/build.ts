@@ -5,7 +5,7 @@
 
 import { assertPathComponent, joinUnder, KilnError } from "@kiln/core";
 import { readFile, writeFile } from "node:fs/promises";
-import { basename, join } from "node:path";
+import { basename } from "node:path";
 import { Keyring, parsePublicKey } from "@kiln/apk";
 import {
   cleanStaleTempDirs,
@@ -69,7 +69,11 @@ export class ImageBuildError extends KilnError {
   }
 }
 
-async function loadKeys(cfg: ImageConfig, ctx: ImageContext, fetcher: Fetcher): Promise<{ ring: Keyring; keys: Array<{ name: string; pem: Buffer }> }> {
+async function loadKeys(
+  cfg: ImageConfig,
+  ctx: ImageContext,
+  fetcher: Fetcher,
+): Promise<{ ring: Keyring; keys: Array<{ name: string; pem: Buffer }> }> {
   const ring = new Keyring();
   const keys: Array<{ name: string; pem: Buffer }> = [];
   for (const k of cfg.keyring) {
@@ -104,21 +108,36 @@ export interface ResolvedImage {
 }
 
 /** Resolve the config's packages for each arch (indexes are fetched and verified). */
-export async function resolveImage(cfg: ImageConfig, ctx: ImageContext, lock?: LockFile): Promise<{ resolved: ResolvedImage[]; keys: Array<{ name: string; pem: Buffer }> }> {
+export async function resolveImage(
+  cfg: ImageConfig,
+  ctx: ImageContext,
+  lock?: LockFile,
+): Promise<{ resolved: ResolvedImage[]; keys: Array<{ name: string; pem: Buffer }> }> {
   const fetcher = ctx.fetcher ?? new DefaultFetcher();
   const { ring, keys } = await loadKeys(cfg, ctx, fetcher);
   const repos = repoRefs(cfg, ctx);
   if (lock) checkLockMatches(cfg, lock);
   const resolved: ResolvedImage[] = [];
   for (const arch of cfg.archs) {
-    const repoCtx = { keyring: ring, fetcher, ...(ctx.allowUntrusted ? { allowUntrusted: true } : {}), ...(ctx.cacheDir ? { cacheDir: ctx.cacheDir } : {}) };
+    const repoCtx = {
+      keyring: ring,
+      fetcher,
+      ...(ctx.allowUntrusted ? { allowUntrusted: true } : {}),
+      ...(ctx.cacheDir ? { cacheDir: ctx.cacheDir } : {}),
+    };
     const { packages } = await loadRepositories(repos, arch, repoCtx);
     if (lock) {
       const entries = lock.contents[arch];
       if (!entries) throw new ImageBuildError(`lock file has no packages for ${arch}`, "LOCK_MISMATCH");
       const chosen: RepoPackage[] = entries.map((e) => {
-        const p = packages.find((x) => x.record.name === e.name && x.record.version === e.version && x.record.checksum === e.checksum);
-        if (!p) throw new ImageBuildError(`locked ${e.name}-${e.version} (C:${e.checksum}) is not in the repositories any more, or its bytes changed; run kiln image lock again`, "LOCK_MISMATCH");
+        const p = packages.find(
+          (x) => x.record.name === e.name && x.record.version === e.version && x.record.checksum === e.checksum,
+        );
+        if (!p)
+          throw new ImageBuildError(
+            `locked ${e.name}-${e.version} (C:${e.checksum}) is not in the repositories any more, or its bytes changed; run kiln image lock again`,
+            "LOCK_MISMATCH",
+          );
         return p;
       });
       resolved.push({ arch, resolution: { packages: chosen, world: cfg.packages } });
@@ -130,7 +149,8 @@ export async function resolveImage(cfg: ImageConfig, ctx: ImageContext, lock?: L
 }
 
 export function checkLockMatches(cfg: ImageConfig, lock: LockFile): void {
-  if (lock.version !== "kiln-lock/v1") throw new ImageBuildError(`unsupported lock file version ${JSON.stringify(lock.version)}`, "LOCK_MISMATCH");
+  if (lock.version !== "kiln-lock/v1")
+    throw new ImageBuildError(`unsupported lock file version ${JSON.stringify(lock.version)}`, "LOCK_MISMATCH");
   const want = [...cfg.packages].sort();
   const have = [...lock.config.packages].sort();
   const added = want.filter((p) => !have.includes(p));
@@ -142,19 +162,30 @@ export function checkLockMatches(cfg: ImageConfig, lock: LockFile): void {
     );
   }
   const archs = Object.keys(lock.contents).sort().join(",");
-  if (archs !== [...cfg.archs].sort().join(",")) throw new ImageBuildError(`lock file covers ${archs}, the config asks for ${cfg.archs.join(",")}`, "LOCK_MISMATCH");
+  if (archs !== [...cfg.archs].sort().join(","))
+    throw new ImageBuildError(`lock file covers ${archs}, the config asks for ${cfg.archs.join(",")}`, "LOCK_MISMATCH");
 }
 
 export function makeLock(cfg: ImageConfig, resolved: ResolvedImage[]): LockFile {
   const contents: Record<string, LockEntry[]> = {};
   for (const r of resolved) {
     contents[r.arch] = r.resolution.packages.map((p) => {
-      const e: LockEntry = { name: p.record.name, version: p.record.version, url: p.url, repository: p.repo.url, checksum: p.record.checksum ?? "" };
+      const e: LockEntry = {
+        name: p.record.name,
+        version: p.record.version,
+        url: p.url,
+        repository: p.repo.url,
+        checksum: p.record.checksum ?? "",
+      };
       if (p.record.fileSize !== undefined) e.size = p.record.fileSize;
       return e;
     });
   }
-  return { version: "kiln-lock/v1", config: { packages: [...cfg.packages], repositories: [...cfg.repositories, ...cfg.buildRepositories] }, contents };
+  return {
+    version: "kiln-lock/v1",
+    config: { packages: [...cfg.packages], repositories: [...cfg.repositories, ...cfg.buildRepositories] },
+    contents,
+  };
 }
 
 export interface BuildImageOptions {
@@ -196,7 +227,12 @@ export async function buildImage(cfg: ImageConfig, ctx: ImageContext, opts: Buil
         ...(ctx.raiseHint ? { raiseHint: ctx.raiseHint } : {}),
       });
       root.checkDeclared(resolution.packages); // before downloading anything
-      const files = await fetchPackages(resolution.packages, { keyring: new Keyring(), fetcher, ...(ctx.cacheDir ? { cacheDir: ctx.cacheDir } : {}), concurrency: 4 });
+      const files = await fetchPackages(resolution.packages, {
+        keyring: new Keyring(),
+        fetcher,
+        ...(ctx.cacheDir ? { cacheDir: ctx.cacheDir } : {}),
+        concurrency: 4,
+      });
       for (const [i, p] of resolution.packages.entries()) {
         log(`${arch}: install ${p.record.name}-${p.record.version}`);
         await root.installPackage(files[i]!, p);
@@ -206,7 +242,9 @@ export async function buildImage(cfg: ImageConfig, ctx: ImageContext, opts: Buil
       await applyAccounts(root, cfg);
       await applyPaths(root, cfg);
       await applyOsRelease(root, cfg);
-      const runtimeRepos = (cfg.runtimeRepositories.length ? cfg.runtimeRepositories : cfg.repositories).map(parseRepositoryRef);
+      const runtimeRepos = (cfg.runtimeRepositories.length ? cfg.runtimeRepositories : cfg.repositories).map(
+        parseRepositoryRef,
+      );
       await root.writeApkState({ world: cfg.packages, repositories: runtimeRepos, arch, keys });
       contentBytes += root.contentSize;
       roots.push({ arch, root, pkgs: resolution.packages });
@@ -221,7 +259,9 @@ export async function buildImage(cfg: ImageConfig, ctx: ImageContext, opts: Buil
         created,
         layers: layers.map((l) => l.source),
         history: layers.map((l) => ({ createdBy: "kiln", comment: l.comment })),
-        env: Object.entries(cfg.environment).map(([k, v]) => `${k}=${v}`).sort(),
+        env: Object.entries(cfg.environment)
+          .map(([k, v]) => `${k}=${v}`)
+          .sort(),
       };
       if (platform.variant) img.variant = platform.variant;
       if (cfg.entrypoint) img.entrypoint = cfg.entrypoint;
@@ -234,13 +274,25 @@ export async function buildImage(cfg: ImageConfig, ctx: ImageContext, opts: Buil
       images.push(img);
     }
     log(`writing ${opts.format} ${opts.out}`);
-    const spec = { images, tag: opts.tag ?? "latest", ...(Object.keys(cfg.annotations).length ? { annotations: cfg.annotations } : {}) };
+    const spec = {
+      images,
+      tag: opts.tag ?? "latest",
+      ...(Object.keys(cfg.annotations).length ? { annotations: cfg.annotations } : {}),
+    };
     const result = await writeOciImage(spec, opts.out, opts.format);
     const sboms: string[] = [];
     const sbomDir = opts.sbomDir;
     for (const { arch, pkgs } of roots) {
-      const doc = imageSbom(pkgs, { name: basename(cfg.file).replace(/\.ya?ml$/, ""), arch, created, namespace: ctx.distro ?? "kiln", imageDigest: result.digest });
-      const file = sbomDir ? joinUnder(sbomDir, `sbom-${arch}.spdx.json`) : `${opts.out.replace(/\/+$/, "")}.sbom-${assertPathComponent(arch, "architecture")}.spdx.json`;
+      const doc = imageSbom(pkgs, {
+        name: basename(cfg.file).replace(/\.ya?ml$/, ""),
+        arch,
+        created,
+        namespace: ctx.distro ?? "kiln",
+        imageDigest: result.digest,
+      });
+      const file = sbomDir
+        ? joinUnder(sbomDir, `sbom-${arch}.spdx.json`)
+        : `${opts.out.replace(/\/+$/, "")}.sbom-${assertPathComponent(arch, "architecture")}.spdx.json`;
       await writeFile(file, JSON.stringify(doc, null, 2) + "\n");
       sboms.push(file);
     }
@@ -269,7 +321,11 @@ export function planLayers(root: ImageRoot, pkgs: RepoPackage[], budget: number,
     const o = n.owner ? originOf.get(n.owner) : undefined;
     if (o && n.type !== "dir") size.set(o, (size.get(o) ?? 0) + (n.blob?.size ?? 0) + 512);
   }
-  const ranked = [...size.entries()].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).slice(0, budget - 1).map(([o]) => o).sort();
+  const ranked = [...size.entries()]
+    .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))
+    .slice(0, budget - 1)
+    .map(([o]) => o)
+    .sort();
   const own = new Set(ranked);
   const layers: PlannedLayer[] = ranked.map((o) => {
     const nodes = all.filter((n) => n.type !== "dir" && n.owner && originOf.get(n.owner) === o);

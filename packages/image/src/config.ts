@@ -60,7 +60,12 @@ const pathMutation = z
     type: z.enum(["directory", "empty-file", "hardlink", "symlink", "permissions"]),
     uid: z.number().int().min(0).optional(),
     gid: z.number().int().min(0).optional(),
-    permissions: z.union([z.number().int().min(0).max(0o7777), z.string().regex(/^0?o?[0-7]{3,4}$/, "expected an octal mode such as 0o755")]).optional(),
+    permissions: z
+      .union([
+        z.number().int().min(0).max(0o7777),
+        z.string().regex(/^0?o?[0-7]{3,4}$/, "expected an octal mode such as 0o755"),
+      ])
+      .optional(),
     source: z.string().optional(),
     recursive: z.boolean().optional(),
   })
@@ -214,7 +219,13 @@ export function parseImageConfig(file: string, text: string): ImageConfig {
   const loaded = loadYaml(file, text, imageConfigSchema);
   const v = loaded.value;
   const problems: Problem[] = [];
-  const at = (path: Array<string | number>, message: string) => problems.push({ file, ...loaded.locate(path), path: path.map((p, i) => (typeof p === "number" ? `[${p}]` : i ? `.${p}` : p)).join(""), message });
+  const at = (path: Array<string | number>, message: string) =>
+    problems.push({
+      file,
+      ...loaded.locate(path),
+      path: path.map((p, i) => (typeof p === "number" ? `[${p}]` : i ? `.${p}` : p)).join(""),
+      message,
+    });
 
   const packages = v.contents?.packages ?? [];
   packages.forEach((p, i) => {
@@ -230,21 +241,42 @@ export function parseImageConfig(file: string, text: string): ImageConfig {
     if (a === "host") archs.push(hostArch());
     else if (a === "all") archs.push("x86_64", "aarch64");
     else if (ARCH_ALIASES[a]) archs.push(ARCH_ALIASES[a]!);
-    else at(["archs", i], `unknown architecture ${JSON.stringify(a)} (expected one of ${Object.keys(ARCH_ALIASES).join(", ")}, host, all)`);
+    else
+      at(
+        ["archs", i],
+        `unknown architecture ${JSON.stringify(a)} (expected one of ${Object.keys(ARCH_ALIASES).join(", ")}, host, all)`,
+      );
   }
   const users = (v.accounts?.users ?? []).map((u, i) => {
-    if (u.uid === 0) at(["accounts", "users", i, "uid"], `uid 0 is refused: the image's root account comes from the base layout; run as a non-root user`);
-    return { username: u.username, uid: u.uid, gid: u.gid ?? u.uid, shell: u.shell ?? "/bin/sh", homedir: u.homedir ?? `/home/${u.username}` };
+    if (u.uid === 0)
+      at(
+        ["accounts", "users", i, "uid"],
+        `uid 0 is refused: the image's root account comes from the base layout; run as a non-root user`,
+      );
+    return {
+      username: u.username,
+      uid: u.uid,
+      gid: u.gid ?? u.uid,
+      shell: u.shell ?? "/bin/sh",
+      homedir: u.homedir ?? `/home/${u.username}`,
+    };
   });
   const seenUsers = new Map<string, number>();
   users.forEach((u, i) => {
     if (seenUsers.has(u.username)) at(["accounts", "users", i, "username"], `user ${u.username} is defined twice`);
     seenUsers.set(u.username, i);
   });
-  const groups = (v.accounts?.groups ?? []).map((g) => ({ groupname: g.groupname, gid: g.gid, members: g.members ?? [] }));
+  const groups = (v.accounts?.groups ?? []).map((g) => ({
+    groupname: g.groupname,
+    gid: g.gid,
+    members: g.members ?? [],
+  }));
   const runAs = v.accounts?.["run-as"];
   if (typeof runAs === "string" && runAs !== "" && !/^\d+(:\d+)?$/.test(runAs) && !seenUsers.has(runAs)) {
-    at(["accounts", "run-as"], `run-as ${JSON.stringify(runAs)} is not one of the configured users (${[...seenUsers.keys()].join(", ") || "none"}) nor a numeric uid`);
+    at(
+      ["accounts", "run-as"],
+      `run-as ${JSON.stringify(runAs)} is not one of the configured users (${[...seenUsers.keys()].join(", ") || "none"}) nor a numeric uid`,
+    );
   }
   const paths: PathMutation[] = (v.paths ?? []).map((p, i) => {
     let permissions: number | undefined;
@@ -254,10 +286,18 @@ export function parseImageConfig(file: string, text: string): ImageConfig {
       const src = loaded.source(["paths", i, "permissions"]);
       permissions = src && /^0[0-7]+$/.test(src) ? parseInt(src, 8) : p.permissions;
     }
-    if ((p.type === "symlink" || p.type === "hardlink") && !p.source) at(["paths", i, "source"], `a ${p.type} needs source`);
+    if ((p.type === "symlink" || p.type === "hardlink") && !p.source)
+      at(["paths", i, "source"], `a ${p.type} needs source`);
     if (!p.path.startsWith("/") && !/^[^/]/.test(p.path)) at(["paths", i, "path"], "expected a path");
-    else if (p.path.split("/").some((seg) => seg === "..")) at(["paths", i, "path"], `${JSON.stringify(p.path)} must not contain ".." segments`);
-    const m: PathMutation = { path: p.path, type: p.type, uid: p.uid ?? 0, gid: p.gid ?? 0, recursive: p.recursive ?? false };
+    else if (p.path.split("/").some((seg) => seg === ".."))
+      at(["paths", i, "path"], `${JSON.stringify(p.path)} must not contain ".." segments`);
+    const m: PathMutation = {
+      path: p.path,
+      type: p.type,
+      uid: p.uid ?? 0,
+      gid: p.gid ?? 0,
+      recursive: p.recursive ?? false,
+    };
     if (permissions !== undefined) m.permissions = permissions;
     if (p.source !== undefined) m.source = p.source;
     return m;
@@ -291,7 +331,10 @@ export function parseImageConfig(file: string, text: string): ImageConfig {
     packages,
     environment,
     volumes: v.volumes ?? [],
-    annotations: { ...(v.annotations ?? {}), ...(v["vcs-url"] ? { "org.opencontainers.image.source": v["vcs-url"] } : {}) },
+    annotations: {
+      ...(v.annotations ?? {}),
+      ...(v["vcs-url"] ? { "org.opencontainers.image.source": v["vcs-url"] } : {}),
+    },
     users,
     groups,
     paths,
@@ -303,9 +346,17 @@ export function parseImageConfig(file: string, text: string): ImageConfig {
   if (v["work-dir"]) cfg.workDir = v["work-dir"];
   if (runAs !== undefined && runAs !== "") cfg.runAs = String(runAs);
   if (v.layering) cfg.layering = { strategy: "origin", budget: v.layering.budget ?? 10 };
-  if (v["os-release"]) cfg.osRelease = Object.fromEntries(Object.entries(v["os-release"]).filter(([, x]) => x !== undefined)) as Record<string, string>;
+  if (v["os-release"])
+    cfg.osRelease = Object.fromEntries(Object.entries(v["os-release"]).filter(([, x]) => x !== undefined)) as Record<
+      string,
+      string
+    >;
   if (v.test) {
-    cfg.test = { command: v.test.command, expectExit: v.test["expect-exit"] ?? 0, withBusybox: v.test["with-busybox"] ?? false };
+    cfg.test = {
+      command: v.test.command,
+      expectExit: v.test["expect-exit"] ?? 0,
+      withBusybox: v.test["with-busybox"] ?? false,
+    };
     if (v.test.expect !== undefined) cfg.test.expect = v.test.expect;
   }
   return cfg;

@@ -1,10 +1,37 @@
 // @kiln/image: image configs (apko format), installing resolved packages into
 // a root, OCI layouts/archives and registry push, image SBOMs.
 
-export { parseImageConfig, loadImageConfig, imageConfigSchema, shellWords, hostArch as hostApkArch, ARCH_ALIASES, OCI_PLATFORM, type ImageConfig, type ImageConfigInput, type PathMutation } from "./config.js";
+export {
+  parseImageConfig,
+  loadImageConfig,
+  imageConfigSchema,
+  shellWords,
+  hostArch as hostApkArch,
+  ARCH_ALIASES,
+  OCI_PLATFORM,
+  type ImageConfig,
+  type ImageConfigInput,
+  type PathMutation,
+} from "./config.js";
 export { loadYaml, ConfigError, formatProblem, dotted, type Problem, type LoadedYaml } from "./yaml-load.js";
-export { ImageRoot, InstallError, writeDirAtomic, assertTreePath, type TreeNode, type NodeType, type ImageRootOptions } from "./root.js";
-export { DEFAULT_ROOT_CAP, ROOT_CAP_ENV, BudgetError, packageAllowance, parseSize, formatSize, rootCapFromEnv } from "./budget.js";
+export {
+  ImageRoot,
+  InstallError,
+  writeDirAtomic,
+  assertTreePath,
+  type TreeNode,
+  type NodeType,
+  type ImageRootOptions,
+} from "./root.js";
+export {
+  DEFAULT_ROOT_CAP,
+  ROOT_CAP_ENV,
+  BudgetError,
+  packageAllowance,
+  parseSize,
+  formatSize,
+  rootCapFromEnv,
+} from "./budget.js";
 export { applyAccounts, applyPaths, applyOsRelease } from "./mutate.js";
 export { materializeRoot, removeTree } from "./materialize.js";
 export { imageSbom, type SbomOptions } from "./sbom.js";

@@ -12,7 +12,11 @@ function hostPath(dir: string, treePath: string): string {
   try {
     return joinUnder(dir, ...treePath.split("/").map((value) => ({ value, what: "path segment" })));
   } catch (e) {
-    if (e instanceof UnsafePathError) throw new InstallError(`refusing to write ${JSON.stringify(treePath)} under ${dir}: ${e.message}`, "INVALID_PATH");
+    if (e instanceof UnsafePathError)
+      throw new InstallError(
+        `refusing to write ${JSON.stringify(treePath)} under ${dir}: ${e.message}`,
+        "INVALID_PATH",
+      );
     throw e;
   }
 }

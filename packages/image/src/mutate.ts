@@ -19,7 +19,10 @@ function newLeaf(root: ImageRoot, rel: string, where: string): string {
 }
 
 function parseColonFile(text: string | undefined): string[][] {
-  return (text ?? "").split("\n").filter((l) => l.trim() !== "").map((l) => l.split(":"));
+  return (text ?? "")
+    .split("\n")
+    .filter((l) => l.trim() !== "")
+    .map((l) => l.split(":"));
 }
 
 export async function applyAccounts(root: ImageRoot, cfg: ImageConfig): Promise<void> {
@@ -41,7 +44,8 @@ export async function applyAccounts(root: ImageRoot, cfg: ImageConfig): Promise<
     if (i >= 0) passwd[i] = row;
     else passwd.push(row);
     if (!group.some((g) => g[2] === String(u.gid))) group.push([u.username, "x", String(u.gid), ""]);
-    if (!root.get(u.homedir.replace(/^\/+/, ""))) root.mkdirp(u.homedir.replace(/^\/+/, ""), { mode: 0o755, uid: u.uid, gid: u.gid });
+    if (!root.get(u.homedir.replace(/^\/+/, "")))
+      root.mkdirp(u.homedir.replace(/^\/+/, ""), { mode: 0o755, uid: u.uid, gid: u.gid });
   }
   await root.writeFile("etc/passwd", passwd.map((r) => r.join(":")).join("\n") + "\n", { mode: 0o644 });
   await root.writeFile("etc/group", group.map((r) => r.join(":")).join("\n") + "\n", { mode: 0o644 });
@@ -62,13 +66,25 @@ export async function applyPaths(root: ImageRoot, cfg: ImageConfig): Promise<voi
       case "symlink": {
         const canon = newLeaf(root, rel, where);
         const existing = root.nodes.get(canon);
-        if (existing && existing.type === "dir") throw new InstallError(`${where}: a directory exists there`, "CONFLICT");
-        root.nodes.set(canon, { path: canon, type: "symlink", mode: 0o777, uid: p.uid, gid: p.gid, linkTarget: p.source! });
+        if (existing && existing.type === "dir")
+          throw new InstallError(`${where}: a directory exists there`, "CONFLICT");
+        root.nodes.set(canon, {
+          path: canon,
+          type: "symlink",
+          mode: 0o777,
+          uid: p.uid,
+          gid: p.gid,
+          linkTarget: p.source!,
+        });
         break;
       }
       case "hardlink": {
         const src = root.get(p.source!.replace(/^\/+/, ""));
-        if (!src || src.type !== "file") throw new InstallError(`${where}: hardlink source ${p.source} is not a regular file in the image`, "INVALID_PATH");
+        if (!src || src.type !== "file")
+          throw new InstallError(
+            `${where}: hardlink source ${p.source} is not a regular file in the image`,
+            "INVALID_PATH",
+          );
         const canon = newLeaf(root, rel, where);
         src.linkGroup ??= 1_000_000 + i;
         root.nodes.set(canon, { ...src, path: canon });
@@ -81,11 +97,21 @@ export async function applyPaths(root: ImageRoot, cfg: ImageConfig): Promise<voi
   }
 }
 
-function setMeta(root: ImageRoot, rel: string, mode: number | undefined, uid: number, gid: number, recursive: boolean, where = rel): void {
+function setMeta(
+  root: ImageRoot,
+  rel: string,
+  mode: number | undefined,
+  uid: number,
+  gid: number,
+  recursive: boolean,
+  where = rel,
+): void {
   const canon = root.resolve(rel, true);
   const n = root.nodes.get(canon);
   if (!n) throw new InstallError(`${where}: no such path in the image`, "INVALID_PATH");
-  const targets = recursive ? [...root.nodes.values()].filter((x) => x.path === canon || x.path.startsWith(canon + "/")) : [n];
+  const targets = recursive
+    ? [...root.nodes.values()].filter((x) => x.path === canon || x.path.startsWith(canon + "/"))
+    : [n];
   for (const t of targets) {
     if (mode !== undefined && t.type !== "symlink") t.mode = mode;
     t.uid = uid;
@@ -95,7 +121,15 @@ function setMeta(root: ImageRoot, rel: string, mode: number | undefined, uid: nu
 
 export async function applyOsRelease(root: ImageRoot, cfg: ImageConfig): Promise<void> {
   if (!cfg.osRelease) return;
-  const keys: Record<string, string> = { id: "ID", name: "NAME", "pretty-name": "PRETTY_NAME", "version-id": "VERSION_ID", "home-url": "HOME_URL" };
-  const lines = Object.entries(cfg.osRelease).map(([k, v]) => `${keys[k] ?? k.toUpperCase()}="${v.replace(/["\\$`]/g, "\\$&")}"`);
+  const keys: Record<string, string> = {
+    id: "ID",
+    name: "NAME",
+    "pretty-name": "PRETTY_NAME",
+    "version-id": "VERSION_ID",
+    "home-url": "HOME_URL",
+  };
+  const lines = Object.entries(cfg.osRelease).map(
+    ([k, v]) => `${keys[k] ?? k.toUpperCase()}="${v.replace(/["\\$`]/g, "\\$&")}"`,
+  );
   await root.writeFile("etc/os-release", lines.join("\n") + "\n");
 }

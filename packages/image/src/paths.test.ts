@@ -22,7 +22,13 @@ let good: { file: string; rp: RepoPackage };
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "kiln-image-paths-"));
   const file = join(dir, "hello-1.0-r0.apk");
-  await writePackage({ info: emptyPackageInfo("hello", "1.0-r0", "x86_64"), entries: [{ path: "usr/bin/hello", type: "file", mode: 0o755, content: "hi\n" }] }, file);
+  await writePackage(
+    {
+      info: emptyPackageInfo("hello", "1.0-r0", "x86_64"),
+      entries: [{ path: "usr/bin/hello", type: "file", mode: 0o755, content: "hi\n" }],
+    },
+    file,
+  );
   good = { file, rp: { record: await indexRecordForPackage(file), repo: { url: dir }, url: file } };
 });
 afterAll(async () => {
@@ -36,19 +42,31 @@ async function drain(it: AsyncIterable<Uint8Array>): Promise<number> {
 }
 
 describe("package names and versions", () => {
-  it.each([{ name: "x/../../etc" }, { name: ".." }, { version: "1.0/../../x" }, { name: "a\u0000b" }])("installPackage refuses record %j before reading the package", async (over) => {
-    const root = new ImageRoot(join(dir, "spool-name"));
-    const err = await root.installPackage(good.file, { ...good.rp, record: { ...good.rp.record, ...over } }).catch((e: unknown) => e);
-    expect(isKilnError(err, "UNSAFE_NAME"), String(err)).toBe(true);
-    expect((err as Error).message).toMatch(/^refusing to install /);
-    expect(root.installed).toEqual([]);
-    expect(existsSync(root.spoolDir)).toBe(false);
-  });
+  it.each([{ name: "x/../../etc" }, { name: ".." }, { version: "1.0/../../x" }, { name: "a\u0000b" }])(
+    "installPackage refuses record %j before reading the package",
+    async (over) => {
+      const root = new ImageRoot(join(dir, "spool-name"));
+      const err = await root
+        .installPackage(good.file, { ...good.rp, record: { ...good.rp.record, ...over } })
+        .catch((e: unknown) => e);
+      expect(isKilnError(err, "UNSAFE_NAME"), String(err)).toBe(true);
+      expect((err as Error).message).toMatch(/^refusing to install /);
+      expect(root.installed).toEqual([]);
+      expect(existsSync(root.spoolDir)).toBe(false);
+    },
+  );
 
   it("writeApkState refuses a key name that is not one plain segment", async () => {
     const root = new ImageRoot(join(dir, "spool-key"));
     await root.installPackage(good.file, good.rp);
-    const err = await root.writeApkState({ world: ["hello"], repositories: [], arch: "x86_64", keys: [{ name: "..", pem: Buffer.from("k") }] }).catch((e: unknown) => e);
+    const err = await root
+      .writeApkState({
+        world: ["hello"],
+        repositories: [],
+        arch: "x86_64",
+        keys: [{ name: "..", pem: Buffer.from("k") }],
+      })
+      .catch((e: unknown) => e);
     expect((err as Error).message).toMatch(/^etc\/apk\/keys: key name "\.\." is not a valid name/);
   });
 });
@@ -80,16 +98,27 @@ describe("outputs: a directory and a layer", () => {
 
 describe("config path mutations", () => {
   it("the config refuses .. segments in paths[].path", () => {
-    expect(() => parseImageConfig("img.yaml", "contents:\n  packages: [hello]\npaths:\n  - {path: /var/../../etc/x, type: empty-file}\n")).toThrow(/paths\[0\]\.path: "\/var\/\.\.\/\.\.\/etc\/x" must not contain "\.\." segments/);
+    expect(() =>
+      parseImageConfig(
+        "img.yaml",
+        "contents:\n  packages: [hello]\npaths:\n  - {path: /var/../../etc/x, type: empty-file}\n",
+      ),
+    ).toThrow(/paths\[0\]\.path: "\/var\/\.\.\/\.\.\/etc\/x" must not contain "\.\." segments/);
   });
 
-  it.each(["/..", "/var/..", "/var/.", "/var/"])("applyPaths refuses a symlink or hardlink whose last segment is %j", async (path) => {
-    const root = new ImageRoot(join(dir, "spool-mut"));
-    await root.installPackage(good.file, good.rp);
-    const cfg = { file: "img.yaml", paths: [{ path, type: "symlink" as const, uid: 0, gid: 0, source: "/etc/passwd", recursive: false }] };
-    await expect(applyPaths(root, cfg as never)).rejects.toThrow(/img\.yaml: paths\[0\] .*last path segment/);
-    const hl = { ...cfg, paths: [{ ...cfg.paths[0]!, type: "hardlink" as const, source: "/usr/bin/hello" }] };
-    await expect(applyPaths(root, hl as never)).rejects.toThrow(/last path segment/);
-    for (const n of root.nodes.keys()) expect(n.split("/")).not.toContain("..");
-  });
+  it.each(["/..", "/var/..", "/var/.", "/var/"])(
+    "applyPaths refuses a symlink or hardlink whose last segment is %j",
+    async (path) => {
+      const root = new ImageRoot(join(dir, "spool-mut"));
+      await root.installPackage(good.file, good.rp);
+      const cfg = {
+        file: "img.yaml",
+        paths: [{ path, type: "symlink" as const, uid: 0, gid: 0, source: "/etc/passwd", recursive: false }],
+      };
+      await expect(applyPaths(root, cfg as never)).rejects.toThrow(/img\.yaml: paths\[0\] .*last path segment/);
+      const hl = { ...cfg, paths: [{ ...cfg.paths[0]!, type: "hardlink" as const, source: "/usr/bin/hello" }] };
+      await expect(applyPaths(root, hl as never)).rejects.toThrow(/last path segment/);
+      for (const n of root.nodes.keys()) expect(n.split("/")).not.toContain("..");
+    },
+  );
 });

@@ -15,7 +15,11 @@ afterAll(async () => {
 });
 
 let n = 0;
-async function pkg(name: string, entries: EntrySpec[], extra: { replaces?: string[]; origin?: string; scripts?: Record<string, string>; triggers?: string[] } = {}): Promise<{ file: string; rp: RepoPackage }> {
+async function pkg(
+  name: string,
+  entries: EntrySpec[],
+  extra: { replaces?: string[]; origin?: string; scripts?: Record<string, string>; triggers?: string[] } = {},
+): Promise<{ file: string; rp: RepoPackage }> {
   const info = emptyPackageInfo(name, "1.0-r0", "x86_64");
   info.replaces = extra.replaces ?? [];
   info.origin = extra.origin ?? name;
@@ -41,15 +45,24 @@ describe("installing into an image root", () => {
       { path: "etc/passwd", type: "file", content: "root:x:0:0:root:/root:/bin/sh\n" },
     ]);
     // A package that still ships /bin/tool: it lands in usr/bin through the merged-usr link.
-    const tool = await pkg("tool", [
-      { path: "bin/tool", type: "file", mode: 0o755, content: "#!/bin/sh\n" },
-      { path: "bin/tool2", type: "hardlink", linkTarget: "bin/tool" },
-    ], { scripts: { ".post-install": "#!/bin/sh\necho hi\n" }, triggers: ["/usr/share/x/*"] });
+    const tool = await pkg(
+      "tool",
+      [
+        { path: "bin/tool", type: "file", mode: 0o755, content: "#!/bin/sh\n" },
+        { path: "bin/tool2", type: "hardlink", linkTarget: "bin/tool" },
+      ],
+      { scripts: { ".post-install": "#!/bin/sh\necho hi\n" }, triggers: ["/usr/share/x/*"] },
+    );
     await install(root, base, tool);
     expect(root.nodes.get("usr/bin/tool")).toMatchObject({ type: "file", mode: 0o755, owner: "tool" });
     expect(root.nodes.get("bin")).toMatchObject({ type: "symlink", linkTarget: "usr/bin" });
     expect(root.nodes.get("usr/bin/tool2")!.linkGroup).toBe(root.nodes.get("usr/bin/tool")!.linkGroup);
-    await root.writeApkState({ world: ["tool"], repositories: [{ url: "https://repo.invalid/os" }], arch: "x86_64", keys: [{ name: "k.rsa.pub", pem: Buffer.from("PEM") }] });
+    await root.writeApkState({
+      world: ["tool"],
+      repositories: [{ url: "https://repo.invalid/os" }],
+      arch: "x86_64",
+      keys: [{ name: "k.rsa.pub", pem: Buffer.from("PEM") }],
+    });
     // lib → usr/lib: the database lands in usr/lib/apk/db/installed.
     const db = parseInstalledDb((await root.readText("lib/apk/db/installed"))!);
     expect(root.nodes.has("usr/lib/apk/db/installed")).toBe(true);
@@ -66,7 +79,10 @@ describe("installing into an image root", () => {
 
   it("allows identical duplicates, honours replaces, and names both packages on a conflict", async () => {
     const root = new ImageRoot(join(dir, "spool2"));
-    const a = await pkg("a", [{ path: "etc/conf", type: "file", content: "same" }, { path: "etc/a", type: "file", content: "a" }]);
+    const a = await pkg("a", [
+      { path: "etc/conf", type: "file", content: "same" },
+      { path: "etc/a", type: "file", content: "a" },
+    ]);
     const b = await pkg("b", [{ path: "etc/conf", type: "file", content: "same" }]);
     await install(root, a, b);
     const c = await pkg("c", [{ path: "etc/a", type: "file", content: "c's version" }]);
@@ -111,10 +127,19 @@ describe("installing into an image root", () => {
     for await (const c of root.tar({ mtime: 7 })) chunks.push(Buffer.from(c));
     const tar = Buffer.concat(chunks);
     const names: string[] = [];
-    for (let off = 0; off + 512 <= tar.length; ) {
-      const name = tar.subarray(off, off + 100).toString().replace(/\0.*$/s, "");
+    for (let off = 0; off + 512 <= tar.length;) {
+      const name = tar
+        .subarray(off, off + 100)
+        .toString()
+        .replace(/\0.*$/s, "");
       if (!name) break;
-      const size = parseInt(tar.subarray(off + 124, off + 136).toString().replace(/\0.*$/s, ""), 8);
+      const size = parseInt(
+        tar
+          .subarray(off + 124, off + 136)
+          .toString()
+          .replace(/\0.*$/s, ""),
+        8,
+      );
       names.push(`${String.fromCharCode(tar[off + 156]!)}:${name}`);
       off += 512 + Math.ceil(size / 512) * 512;
     }

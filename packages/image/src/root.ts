@@ -115,8 +115,12 @@ export class ImageRoot {
   }
 
   private tooLarge(what: string, adding?: number): InstallError {
-    const detail = adding !== undefined ? ` (${formatSize(this.written)} written, ${formatSize(adding)} more declared)` : "";
-    return new InstallError(`${what}: the image root would exceed its cap of ${formatSize(this.maxBytes)} of file content${detail}; ${this.raiseHint}`, "TOO_LARGE");
+    const detail =
+      adding !== undefined ? ` (${formatSize(this.written)} written, ${formatSize(adding)} more declared)` : "";
+    return new InstallError(
+      `${what}: the image root would exceed its cap of ${formatSize(this.maxBytes)} of file content${detail}; ${this.raiseHint}`,
+      "TOO_LARGE",
+    );
   }
 
   private total(what: string): Allowance {
@@ -149,7 +153,8 @@ export class ImageRoot {
       const candidate = [...out, part].join("/");
       const node = this.nodes.get(candidate);
       if (node?.type === "symlink" && (pending.length > 0 || followLast)) {
-        if (++depth > MAX_LINK_DEPTH) throw new InstallError(`${path}: too many levels of symbolic links`, "INVALID_PATH");
+        if (++depth > MAX_LINK_DEPTH)
+          throw new InstallError(`${path}: too many levels of symbolic links`, "INVALID_PATH");
         const target = node.linkTarget ?? "";
         const tparts = target.split("/").filter((s) => s !== "" && s !== ".");
         if (target.startsWith("/")) out.length = 0;
@@ -174,7 +179,13 @@ export class ImageRoot {
       cur = cur ? `${cur}/${p}` : p;
       const n = this.nodes.get(cur);
       if (!n) {
-        const node: TreeNode = { path: cur, type: "dir", mode: meta.mode ?? 0o755, uid: meta.uid ?? 0, gid: meta.gid ?? 0 };
+        const node: TreeNode = {
+          path: cur,
+          type: "dir",
+          mode: meta.mode ?? 0o755,
+          uid: meta.uid ?? 0,
+          gid: meta.gid ?? 0,
+        };
         if (meta.owner) node.owner = meta.owner;
         this.nodes.set(cur, node);
       } else if (n.type !== "dir") {
@@ -189,7 +200,12 @@ export class ImageRoot {
    * partial file is removed, as soon as the content exceeds the root's cap or
    * any of `allowances`, whose `left` is reduced by the size stored.
    */
-  async spool(content: AsyncIterable<Uint8Array> | Uint8Array, expectSha1?: string, what = "kiln's own files", allowances: Allowance[] = []): Promise<{ sha1: string; size: number }> {
+  async spool(
+    content: AsyncIterable<Uint8Array> | Uint8Array,
+    expectSha1?: string,
+    what = "kiln's own files",
+    allowances: Allowance[] = [],
+  ): Promise<{ sha1: string; size: number }> {
     await mkdir(this.spoolDir, { recursive: true });
     const h = createHash("sha1");
     let size = 0;
@@ -226,7 +242,8 @@ export class ImageRoot {
   }
 
   blobPath(sha1: string): string {
-    if (!/^[0-9a-f]{40}$/.test(sha1)) throw new InstallError(`spool: ${JSON.stringify(sha1)} is not a SHA-1`, "INVALID_PATH");
+    if (!/^[0-9a-f]{40}$/.test(sha1))
+      throw new InstallError(`spool: ${JSON.stringify(sha1)} is not a SHA-1`, "INVALID_PATH");
     return join(this.spoolDir, sha1);
   }
 
@@ -236,13 +253,24 @@ export class ImageRoot {
     return readFile(this.blobPath(n.blob.sha1), "utf8");
   }
 
-  async writeFile(path: string, content: string | Uint8Array, meta: { mode?: number; uid?: number; gid?: number } = {}): Promise<void> {
+  async writeFile(
+    path: string,
+    content: string | Uint8Array,
+    meta: { mode?: number; uid?: number; gid?: number } = {},
+  ): Promise<void> {
     const parent = this.mkdirp(posix.dirname(path) === "." ? "" : posix.dirname(path));
     const canon = (parent ? `${parent}/` : "") + posix.basename(path);
     const existing = this.nodes.get(canon);
     if (existing && existing.type === "dir") throw new InstallError(`${path} is a directory`, "CONFLICT");
     const blob = await this.spool(typeof content === "string" ? Buffer.from(content) : content, undefined, `/${canon}`);
-    this.nodes.set(canon, { path: canon, type: "file", mode: meta.mode ?? existing?.mode ?? 0o644, uid: meta.uid ?? existing?.uid ?? 0, gid: meta.gid ?? existing?.gid ?? 0, blob });
+    this.nodes.set(canon, {
+      path: canon,
+      type: "file",
+      mode: meta.mode ?? existing?.mode ?? 0o644,
+      uid: meta.uid ?? existing?.uid ?? 0,
+      gid: meta.gid ?? existing?.gid ?? 0,
+      blob,
+    });
   }
 
   private conflictAllowed(newOwner: Owner, existing: TreeNode): "overwrite" | "keep" | false {
@@ -264,17 +292,25 @@ export class ImageRoot {
       assertPathComponent(rec.name, "package name");
       assertPathComponent(rec.version, `version of ${rec.name}`);
     } catch (e) {
-      if (e instanceof UnsafePathError) throw new InstallError(`refusing to install ${JSON.stringify(label)}: ${e.message}`, "UNSAFE_NAME");
+      if (e instanceof UnsafePathError)
+        throw new InstallError(`refusing to install ${JSON.stringify(label)}: ${e.message}`, "UNSAFE_NAME");
       throw e;
     }
     const reader = await openPackage(createReadStream(file), { subject: file });
     try {
       if (rec.checksum && reader.head.checksum !== rec.checksum) {
-        throw new InstallError(`${label}: package bytes differ from the index (C:${reader.head.checksum} vs C:${rec.checksum})`, "BAD_PACKAGE");
+        throw new InstallError(
+          `${label}: package bytes differ from the index (C:${reader.head.checksum} vs C:${rec.checksum})`,
+          "BAD_PACKAGE",
+        );
       }
       const info = reader.head.info;
       const budget = this.packageBudget(label, rec.installedSize, info.installedSize);
-      const owner: Owner = { name: rec.name, origin: info.origin ?? rec.origin ?? rec.name, replaces: new Set(info.replaces.map((r) => r.replace(/[<>=~].*$/, ""))) };
+      const owner: Owner = {
+        name: rec.name,
+        origin: info.origin ?? rec.origin ?? rec.name,
+        replaces: new Set(info.replaces.map((r) => r.replace(/[<>=~].*$/, ""))),
+      };
       this.owners.set(rec.name, owner);
       const dirs: InstalledDir[] = [];
       const dirIndex = new Map<string, InstalledDir>();
@@ -303,7 +339,11 @@ export class ImageRoot {
       }
       if (info.triggers.length) this.triggers.push(`${reader.head.checksum} ${info.triggers.join(" ")}`);
     } catch (e) {
-      if (e instanceof ApkError) throw new InstallError(`${label}: ${e.message}`, e.code === "MALICIOUS_PATH" ? "MALICIOUS_PATH" : "BAD_PACKAGE");
+      if (e instanceof ApkError)
+        throw new InstallError(
+          `${label}: ${e.message}`,
+          e.code === "MALICIOUS_PATH" ? "MALICIOUS_PATH" : "BAD_PACKAGE",
+        );
       throw e;
     } finally {
       await reader.close();
@@ -333,7 +373,14 @@ export class ImageRoot {
     ];
   }
 
-  private async installEntry(e: DataEntry, owner: Owner, label: string, pkgPathToCanon: Map<string, string>, dbDir: (p: string) => InstalledDir, budget: Allowance[]): Promise<void> {
+  private async installEntry(
+    e: DataEntry,
+    owner: Owner,
+    label: string,
+    pkgPathToCanon: Map<string, string>,
+    dbDir: (p: string) => InstalledDir,
+    budget: Allowance[],
+  ): Promise<void> {
     const slash = e.path.lastIndexOf("/");
     const pkgParent = slash < 0 ? "" : e.path.slice(0, slash);
     const base = slash < 0 ? e.path : e.path.slice(slash + 1);
@@ -341,7 +388,10 @@ export class ImageRoot {
       const canon = this.resolve(e.path, true);
       const existing = this.nodes.get(canon);
       if (existing && existing.type !== "dir") {
-        throw new InstallError(`${label}: directory ${e.path} conflicts with a ${existing.type} from ${existing.owner ?? "the image"}`, "CONFLICT");
+        throw new InstallError(
+          `${label}: directory ${e.path} conflicts with a ${existing.type} from ${existing.owner ?? "the image"}`,
+          "CONFLICT",
+        );
       }
       if (!existing) {
         this.mkdirp(posix.dirname(canon) === "." ? "" : posix.dirname(canon));
@@ -359,10 +409,20 @@ export class ImageRoot {
     const parent = this.resolve(pkgParent, true);
     const pnode = this.nodes.get(parent);
     if (!pnode || pnode.type !== "dir") {
-      throw new InstallError(`${label}: ${e.path}: parent ${pkgParent || "/"} resolves to ${parent ? `/${parent}` : "/"}, which is ${pnode ? `a ${pnode.type}` : "missing"}`, "INVALID_PATH");
+      throw new InstallError(
+        `${label}: ${e.path}: parent ${pkgParent || "/"} resolves to ${parent ? `/${parent}` : "/"}, which is ${pnode ? `a ${pnode.type}` : "missing"}`,
+        "INVALID_PATH",
+      );
     }
     const canon = parent ? `${parent}/${base}` : base;
-    const node: TreeNode = { path: canon, type: e.type === "hardlink" ? "file" : e.type, mode: e.mode, uid: e.uid, gid: e.gid, owner: owner.name };
+    const node: TreeNode = {
+      path: canon,
+      type: e.type === "hardlink" ? "file" : e.type,
+      mode: e.mode,
+      uid: e.uid,
+      gid: e.gid,
+      owner: owner.name,
+    };
     if (Object.keys(e.xattrs).length) node.xattrs = e.xattrs;
     let zsum: string | undefined;
     if (e.type === "file") {
@@ -374,7 +434,11 @@ export class ImageRoot {
     } else if (e.type === "hardlink") {
       const targetCanon = pkgPathToCanon.get(e.linkTarget!);
       const target = targetCanon !== undefined ? this.nodes.get(targetCanon) : undefined;
-      if (!target || target.type !== "file") throw new InstallError(`${label}: hard link ${e.path} -> ${e.linkTarget}: target not installed by this package`, "BAD_PACKAGE");
+      if (!target || target.type !== "file")
+        throw new InstallError(
+          `${label}: hard link ${e.path} -> ${e.linkTarget}: target not installed by this package`,
+          "BAD_PACKAGE",
+        );
       target.linkGroup ??= this.nextLinkGroup++;
       node.blob = target.blob!;
       node.linkGroup = target.linkGroup;
@@ -399,7 +463,10 @@ export class ImageRoot {
       if (!same) {
         const verdict = this.conflictAllowed(owner, existing);
         if (verdict === false) {
-          throw new InstallError(`file conflict: /${canon} is in both ${existing.owner} and ${owner.name} (${label}); declare replaces to allow it`, "CONFLICT");
+          throw new InstallError(
+            `file conflict: /${canon} is in both ${existing.owner} and ${owner.name} (${label}); declare replaces to allow it`,
+            "CONFLICT",
+          );
         }
         if (verdict === "keep") {
           pkgPathToCanon.set(e.path, canon);
@@ -424,7 +491,9 @@ export class ImageRoot {
    * package owns the links, so tools like binutils' ar never conflict.
    */
   async createBusyboxLinks(): Promise<number> {
-    const bin = ["usr/bin/busybox", "bin/busybox"].map((p) => this.resolve(p, true)).find((p) => this.nodes.get(p)?.type === "file");
+    const bin = ["usr/bin/busybox", "bin/busybox"]
+      .map((p) => this.resolve(p, true))
+      .find((p) => this.nodes.get(p)?.type === "file");
     if (!bin) return 0;
     const dir = this.resolve("etc/busybox-paths.d", true);
     let made = 0;
@@ -447,7 +516,12 @@ export class ImageRoot {
   }
 
   /** Write apk's state so `apk` works in the image later. */
-  async writeApkState(opts: { world: string[]; repositories: Array<{ tag?: string; url: string }>; arch: string; keys: Array<{ name: string; pem: Uint8Array }> }): Promise<void> {
+  async writeApkState(opts: {
+    world: string[];
+    repositories: Array<{ tag?: string; url: string }>;
+    arch: string;
+    keys: Array<{ name: string; pem: Uint8Array }>;
+  }): Promise<void> {
     // On a merged-usr root lib → usr/lib; resolve() follows it.
     await this.writeFile("lib/apk/db/installed", formatInstalledDb(sortInstalled(this.installed)));
     await this.writeFile("lib/apk/db/triggers", this.triggers.length ? this.triggers.join("\n") + "\n" : "");
@@ -470,7 +544,9 @@ export class ImageRoot {
 
   /** Nodes sorted by path; hard-link groups lead with their first path. */
   sorted(filter?: (n: TreeNode) => boolean): TreeNode[] {
-    return [...this.nodes.values()].filter((n) => n.path !== "" && (!filter || filter(n))).sort((a, b) => Buffer.compare(Buffer.from(a.path), Buffer.from(b.path)));
+    return [...this.nodes.values()]
+      .filter((n) => n.path !== "" && (!filter || filter(n)))
+      .sort((a, b) => Buffer.compare(Buffer.from(a.path), Buffer.from(b.path)));
   }
 
   /** A tar stream of the given nodes (all by default) with every parent directory included. */
@@ -488,7 +564,15 @@ export class ImageRoot {
     const firstOfGroup = new Map<number, string>();
     for (const n of all) {
       assertTreePath(n.path);
-      const h: TarHeader = { path: n.path + (n.type === "dir" ? "/" : ""), type: n.type, mode: n.mode, uid: n.uid, gid: n.gid, size: 0, mtime: opts.mtime };
+      const h: TarHeader = {
+        path: n.path + (n.type === "dir" ? "/" : ""),
+        type: n.type,
+        mode: n.mode,
+        uid: n.uid,
+        gid: n.gid,
+        size: 0,
+        mtime: opts.mtime,
+      };
       if (n.xattrs) h.pax = Object.fromEntries(Object.entries(n.xattrs).map(([k, v]) => [`SCHILY.xattr.${k}`, v]));
       if (n.type === "symlink") h.linkTarget = n.linkTarget!;
       if (n.type === "char" || n.type === "block") {
@@ -535,7 +619,11 @@ export class ImageRoot {
 function scriptsTar(scripts: Array<{ name: string; body: Buffer }>): Buffer {
   const parts: Uint8Array[] = [];
   for (const s of [...scripts].sort((a, b) => (a.name < b.name ? -1 : 1))) {
-    parts.push(encodeHeader({ path: s.name, type: "file", mode: 0o755, uid: 0, gid: 0, size: s.body.length, mtime: 0 }), s.body, new Uint8Array((512 - (s.body.length % 512)) % 512));
+    parts.push(
+      encodeHeader({ path: s.name, type: "file", mode: 0o755, uid: 0, gid: 0, size: s.body.length, mtime: 0 }),
+      s.body,
+      new Uint8Array((512 - (s.body.length % 512)) % 512),
+    );
   }
   parts.push(new Uint8Array(1024));
   return Buffer.concat(parts);

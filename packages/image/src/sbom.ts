@@ -21,7 +21,8 @@ export function imageSbom(pkgs: RepoPackage[], opts: SbomOptions): object {
   const packages = pkgs.map((p) => {
     const r = p.record;
     const checksums = [];
-    if (r.checksum?.startsWith("Q1")) checksums.push({ algorithm: "SHA1", checksumValue: Buffer.from(r.checksum.slice(2), "base64").toString("hex") });
+    if (r.checksum?.startsWith("Q1"))
+      checksums.push({ algorithm: "SHA1", checksumValue: Buffer.from(r.checksum.slice(2), "base64").toString("hex") });
     return {
       SPDXID: spdxId(`${r.name}-${r.version}`),
       name: r.name,
@@ -34,7 +35,9 @@ export function imageSbom(pkgs: RepoPackage[], opts: SbomOptions): object {
       licenseDeclared: r.license && /^[A-Za-z0-9.+\-() ]+$/.test(r.license) ? r.license : "NOASSERTION",
       copyrightText: "NOASSERTION",
       description: r.description ?? "",
-      ...(r.origin ? { sourceInfo: `built from origin package ${r.origin}${r.commit ? ` at commit ${r.commit}` : ""}` } : {}),
+      ...(r.origin
+        ? { sourceInfo: `built from origin package ${r.origin}${r.commit ? ` at commit ${r.commit}` : ""}` }
+        : {}),
       checksums,
       externalRefs: [
         {
@@ -69,6 +72,10 @@ export function imageSbom(pkgs: RepoPackage[], opts: SbomOptions): object {
       },
       ...packages,
     ],
-    relationships: packages.map((p) => ({ spdxElementId: imageId, relationshipType: "CONTAINS", relatedSpdxElement: p.SPDXID })),
+    relationships: packages.map((p) => ({
+      spdxElementId: imageId,
+      relationshipType: "CONTAINS",
+      relatedSpdxElement: p.SPDXID,
+    })),
   };
 }

@@ -6,7 +6,19 @@
 // expansion (billion laughs).
 
 import { KilnError } from "@kiln/core";
-import { CST, isMap, isScalar, Lexer, LineCounter, Parser, parseDocument, visit, type Alias, type Document, type Node as YNode } from "yaml";
+import {
+  CST,
+  isMap,
+  isScalar,
+  Lexer,
+  LineCounter,
+  Parser,
+  parseDocument,
+  visit,
+  type Alias,
+  type Document,
+  type Node as YNode,
+} from "yaml";
 import type { ZodIssue, ZodType, ZodTypeDef } from "zod";
 
 export interface Problem {
@@ -49,7 +61,9 @@ export interface LoadedYaml<T> {
 function describeIssue(i: ZodIssue): string {
   switch (i.code) {
     case "invalid_type":
-      return i.received === "undefined" ? `required: expected ${i.expected}` : `expected ${i.expected}, got ${i.received}`;
+      return i.received === "undefined"
+        ? `required: expected ${i.expected}`
+        : `expected ${i.expected}, got ${i.received}`;
     case "unrecognized_keys":
       return `unknown key${i.keys.length > 1 ? "s" : ""} ${i.keys.map((k) => JSON.stringify(k)).join(", ")}`;
     case "invalid_enum_value":
@@ -234,7 +248,9 @@ function checkedDocument(file: string, text: string, lc: LineCounter): Document 
     const before = text.slice(0, deep);
     const line = before.split("\n").length;
     const col = deep - before.lastIndexOf("\n");
-    throw new ConfigError([{ file, line, col, path: "", message: `YAML nested more than ${YAML_LIMITS.maxDepth} levels deep` }]);
+    throw new ConfigError([
+      { file, line, col, path: "", message: `YAML nested more than ${YAML_LIMITS.maxDepth} levels deep` },
+    ]);
   }
   return parseDocument(text, { lineCounter: lc, uniqueKeys: true, prettyErrors: false });
 }
@@ -243,9 +259,19 @@ function checkedDocument(file: string, text: string, lc: LineCounter): Document 
 function checkedToJS(file: string, doc: Document, pos: (offset: number) => { line: number; col: number }): unknown {
   const found = aliases(doc);
   const at = (n: YNode | undefined) => (n?.range ? pos(n.range[0]) : {});
-  if (found.unresolved) throw new ConfigError([{ file, ...at(found.unresolved), path: "", message: `YAML alias *${found.unresolved.source} has no anchor &${found.unresolved.source} before it` }]);
+  if (found.unresolved)
+    throw new ConfigError([
+      {
+        file,
+        ...at(found.unresolved),
+        path: "",
+        message: `YAML alias *${found.unresolved.source} has no anchor &${found.unresolved.source} before it`,
+      },
+    ]);
   const refuse = (why: string): never => {
-    throw new ConfigError([{ file, ...at(found.first), path: "", message: `YAML aliases expand too much (${why}): refusing the document` }]);
+    throw new ConfigError([
+      { file, ...at(found.first), path: "", message: `YAML aliases expand too much (${why}): refusing the document` },
+    ]);
   };
   let raw: unknown;
   try {
@@ -255,7 +281,8 @@ function checkedToJS(file: string, doc: Document, pos: (offset: number) => { lin
     if (e instanceof ReferenceError && found.first) refuse(`more than ${YAML_LIMITS.maxAliasCount} alias resolutions`);
     throw e;
   }
-  if (found.first && expandsBeyond(raw, YAML_LIMITS.maxExpanded)) refuse(`more than ${YAML_LIMITS.maxExpanded >> 20} MiB once expanded`);
+  if (found.first && expandsBeyond(raw, YAML_LIMITS.maxExpanded))
+    refuse(`more than ${YAML_LIMITS.maxExpanded >> 20} MiB once expanded`);
   return raw;
 }
 

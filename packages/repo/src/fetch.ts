@@ -30,8 +30,7 @@ export interface Validator {
 }
 
 export type FetchResult =
-  | { status: "ok"; body: AsyncIterable<Uint8Array>; size?: number; validator: Validator }
-  | { status: "not-modified" };
+  { status: "ok"; body: AsyncIterable<Uint8Array>; size?: number; validator: Validator } | { status: "not-modified" };
 
 export interface Fetcher {
   /** Fetch `url`; with `validator`, may answer not-modified. */
@@ -71,7 +70,8 @@ export class DefaultFetcher implements Fetcher {
 
   async get(url: string, validator?: Validator): Promise<FetchResult> {
     if (url.startsWith("s3://")) {
-      if (!this.s3) throw new FetchError(`${url}: s3:// repositories need an S3 client (give --endpoint-url / credentials)`, url);
+      if (!this.s3)
+        throw new FetchError(`${url}: s3:// repositories need an S3 client (give --endpoint-url / credentials)`, url);
       return this.s3.get(url, validator);
     }
     if (isLocal(url)) return this.getLocal(url, validator);
@@ -81,7 +81,12 @@ export class DefaultFetcher implements Fetcher {
   private async getLocal(url: string, validator?: Validator): Promise<FetchResult> {
     const p = localPath(url);
     const st = await stat(p).catch((e: NodeJS.ErrnoException) => {
-      throw new FetchError(`${p}: ${e.code === "ENOENT" ? "not found" : e.message}`, url, e.code === "ENOENT" ? 404 : undefined, { cause: e });
+      throw new FetchError(
+        `${p}: ${e.code === "ENOENT" ? "not found" : e.message}`,
+        url,
+        e.code === "ENOENT" ? 404 : undefined,
+        { cause: e },
+      );
     });
     if (!st.isFile()) throw new FetchError(`${p}: not a regular file`, url);
     const lastModified = `${st.mtimeMs}:${st.size}`;
@@ -112,7 +117,11 @@ export class DefaultFetcher implements Fetcher {
         if (etag) v.etag = etag;
         if (lm) v.lastModified = lm;
         const len = res.headers.get("content-length");
-        const r: FetchResult = { status: "ok", body: Readable.fromWeb(res.body as import("node:stream/web").ReadableStream<Uint8Array>), validator: v };
+        const r: FetchResult = {
+          status: "ok",
+          body: Readable.fromWeb(res.body as import("node:stream/web").ReadableStream<Uint8Array>),
+          validator: v,
+        };
         if (len) r.size = Number(len);
         return r;
       }

@@ -7,7 +7,16 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, utimesSync, wr
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { emptyPackageInfo, generateKey, indexRecordForPackage, newIndexRecord, parseSigningKey, writePackage, type IndexRecord, type SigningKey } from "@kiln/apk";
+import {
+  emptyPackageInfo,
+  generateKey,
+  indexRecordForPackage,
+  newIndexRecord,
+  parseSigningKey,
+  writePackage,
+  type IndexRecord,
+  type SigningKey,
+} from "@kiln/apk";
 import { isKilnError } from "@kiln/core";
 import { joinUrl, type Fetcher } from "./fetch.js";
 import { fetchPackage, loadIndex, packageFileName, parseRepositoryRef } from "./repository.js";
@@ -29,7 +38,14 @@ beforeAll(async () => {
   const k = await generateKey(2048);
   key = parseSigningKey(k.privatePem, "test.rsa.pub");
   goodFile = join(work, "hello-1.0-r0.apk");
-  await writePackage({ info: emptyPackageInfo("hello", "1.0-r0", "x86_64"), entries: [{ path: "usr/share/hello", type: "file", content: "hi\n" }], signingKeys: [key] }, goodFile);
+  await writePackage(
+    {
+      info: emptyPackageInfo("hello", "1.0-r0", "x86_64"),
+      entries: [{ path: "usr/share/hello", type: "file", content: "hi\n" }],
+      signingKeys: [key],
+    },
+    goodFile,
+  );
   goodRecord = await indexRecordForPackage(goodFile);
 });
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -82,14 +98,23 @@ describe("the package cache", () => {
 
   it("packageFileName, which loadIndex applies to every record, accepts plain names and refuses the rest", () => {
     expect(packageFileName({ name: "libstdc++", version: "13.2-r0", arch: "x86_64" })).toBe("libstdc++-13.2-r0.apk");
-    for (const r of [{ name: "x/../../y", version: "1-r0" }, { name: "x", version: "1/../../2" }, { name: "x", version: "1-r0", arch: "../aarch64" }, { name: "x\n", version: "1-r0" }]) {
+    for (const r of [
+      { name: "x/../../y", version: "1-r0" },
+      { name: "x", version: "1/../../2" },
+      { name: "x", version: "1-r0", arch: "../aarch64" },
+      { name: "x\n", version: "1-r0" },
+    ]) {
       expect(() => packageFileName(r), JSON.stringify(r)).toThrow(/package name|version of|arch of/);
     }
   });
 
   it("loadIndex refuses an architecture that is not one plain segment before fetching", async () => {
     const fetcher = countingFetcher();
-    const err = await loadIndex({ url: work }, "../../etc", { keyring: undefined as never, cacheDir: mkdtempSync(join(work, "cache-")), fetcher }).catch((e: unknown) => e);
+    const err = await loadIndex({ url: work }, "../../etc", {
+      keyring: undefined as never,
+      cacheDir: mkdtempSync(join(work, "cache-")),
+      fetcher,
+    }).catch((e: unknown) => e);
     expect(isKilnError(err, "BAD_INDEX"), String(err)).toBe(true);
     expect((err as Error).message).toBe(`repository ${work}: architecture "../../etc" must not contain "/" or "\\"`);
     expect(fetcher.calls).toEqual([]);
@@ -114,14 +139,22 @@ describe("publish staging", () => {
     ];
     for (const p of plans) {
       expect(() => stagingPath(tmp, p.arch, p.id)).toThrow(/refusing to stage/);
-      const err = await preparePackage({ ...p, file: goodFile, action: "upload", checksum: goodRecord.checksum!, size: 0 }, key, tmp).catch((e: unknown) => e);
+      const err = await preparePackage(
+        { ...p, file: goodFile, action: "upload", checksum: goodRecord.checksum!, size: 0 },
+        key,
+        tmp,
+      ).catch((e: unknown) => e);
       expect(isKilnError(err, "LOCAL_REPO"), String(err)).toBe(true);
       expect((err as Error).message).toMatch(/refusing to stage/);
     }
     expect(listing(tmp)).toEqual([]);
     expect(listing(outside)).toEqual([]);
     // The plain case still stages the re-signed copy inside tmp.
-    const ok = await preparePackage({ arch: "x86_64", id: "hello-1.0-r0", file: goodFile, action: "upload", checksum: goodRecord.checksum!, size: 0 }, key, tmp);
+    const ok = await preparePackage(
+      { arch: "x86_64", id: "hello-1.0-r0", file: goodFile, action: "upload", checksum: goodRecord.checksum!, size: 0 },
+      key,
+      tmp,
+    );
     expect(ok.resigned).toBe(false); // already signed by this key alone
     expect(ok.path).toBe(goodFile);
   });
@@ -134,14 +167,28 @@ describe("publish staging", () => {
 });
 
 describe("the local directory store", () => {
-  it.each(["x86_64/../aarch64/x.apk", "../outside.apk", "x86_64//x.apk", "./x86_64/x.apk", "x86_64/./x.apk", "/etc/x", "x86_64/"])("refuses key %j for every operation, writing nothing", async (k) => {
+  it.each([
+    "x86_64/../aarch64/x.apk",
+    "../outside.apk",
+    "x86_64//x.apk",
+    "./x86_64/x.apk",
+    "x86_64/./x.apk",
+    "/etc/x",
+    "x86_64/",
+  ])("refuses key %j for every operation, writing nothing", async (k) => {
     const root = mkdtempSync(join(work, "store-"));
     mkdirSync(join(root, "x86_64"));
     mkdirSync(join(root, "aarch64"));
     const store = new LocalDirStore(root);
     const before = listing(join(work));
     const opts = { contentType: "x", cacheControl: "x", sha256: "0".repeat(64) };
-    for (const op of [() => store.write(k, Buffer.from("evil"), opts), () => store.write(k, Buffer.from("evil"), { ...opts, condition: { ifAbsent: true } }), () => store.head(k), () => store.get(k), () => store.delete(k)]) {
+    for (const op of [
+      () => store.write(k, Buffer.from("evil"), opts),
+      () => store.write(k, Buffer.from("evil"), { ...opts, condition: { ifAbsent: true } }),
+      () => store.head(k),
+      () => store.get(k),
+      () => store.delete(k),
+    ]) {
       const err = await op().catch((e: unknown) => e);
       expect(isStoreError(err, "UNSAFE_KEY"), `${k}: ${String(err)}`).toBe(true);
     }
@@ -151,7 +198,11 @@ describe("the local directory store", () => {
 
   it("still writes, lists and reads plain keys", async () => {
     const store = new LocalDirStore(mkdtempSync(join(work, "store-")));
-    await store.write("x86_64/.kiln/withdrawn/x-1.0-r0", Buffer.from("w"), { contentType: "x", cacheControl: "x", sha256: "0".repeat(64) });
+    await store.write("x86_64/.kiln/withdrawn/x-1.0-r0", Buffer.from("w"), {
+      contentType: "x",
+      cacheControl: "x",
+      sha256: "0".repeat(64),
+    });
     const keys: string[] = [];
     for await (const o of store.list("x86_64/")) keys.push(o.key);
     for await (const o of store.list("")) keys.push(o.key);
@@ -161,28 +212,38 @@ describe("the local directory store", () => {
 });
 
 describe("S3 keys", () => {
-  it.each(["x86_64/../aarch64/x.apk", "../../other-prefix/x.apk", "x86_64//x.apk", "x86_64/./x.apk"])("refuses key %j before sending any request", async (k) => {
-    const sent: unknown[] = [];
-    const client = { send: async (cmd: unknown) => void sent.push(cmd), destroy() {} };
-    const store = new S3Store({ bucket: "bucket", prefix: "repo/" }, { maxAttempts: 1 }, client as never);
-    const opts = { contentType: "x", cacheControl: "x", sha256: "0".repeat(64) };
-    for (const op of [() => store.write(k, Buffer.from("evil"), opts), () => store.head(k), () => store.get(k), () => store.delete(k)]) {
-      const err = await op().catch((e: unknown) => e);
-      expect(isStoreError(err, "UNSAFE_KEY"), `${k}: ${String(err)}`).toBe(true);
-      expect((err as Error).message).toContain(`refusing key ${JSON.stringify(k)}`);
-    }
-    const listed = (async () => {
-      for await (const _ of store.list("x86_64/../")) void _;
-    })();
-    expect(isStoreError(await listed.catch((e: unknown) => e), "UNSAFE_KEY")).toBe(true);
-    expect(sent).toEqual([]);
-  });
+  it.each(["x86_64/../aarch64/x.apk", "../../other-prefix/x.apk", "x86_64//x.apk", "x86_64/./x.apk"])(
+    "refuses key %j before sending any request",
+    async (k) => {
+      const sent: unknown[] = [];
+      const client = { send: async (cmd: unknown) => void sent.push(cmd), destroy() {} };
+      const store = new S3Store({ bucket: "bucket", prefix: "repo/" }, { maxAttempts: 1 }, client as never);
+      const opts = { contentType: "x", cacheControl: "x", sha256: "0".repeat(64) };
+      for (const op of [
+        () => store.write(k, Buffer.from("evil"), opts),
+        () => store.head(k),
+        () => store.get(k),
+        () => store.delete(k),
+      ]) {
+        const err = await op().catch((e: unknown) => e);
+        expect(isStoreError(err, "UNSAFE_KEY"), `${k}: ${String(err)}`).toBe(true);
+        expect((err as Error).message).toContain(`refusing key ${JSON.stringify(k)}`);
+      }
+      const listed = (async () => {
+        for await (const _ of store.list("x86_64/../")) void _;
+      })();
+      expect(isStoreError(await listed.catch((e: unknown) => e), "UNSAFE_KEY")).toBe(true);
+      expect(sent).toEqual([]);
+    },
+  );
 });
 
 describe("withdraw", () => {
   it("refuses a NAME-VERSION that is not one plain segment before touching the store", async () => {
     const root = mkdtempSync(join(work, "withdraw-"));
-    const err = await withdraw(new LocalDirStore(root), ["../x86_64/x-1.0-r0"], { signingKey: key }).catch((e: unknown) => e);
+    const err = await withdraw(new LocalDirStore(root), ["../x86_64/x-1.0-r0"], { signingKey: key }).catch(
+      (e: unknown) => e,
+    );
     expect(isKilnError(err, "USAGE"), String(err)).toBe(true);
     expect((err as Error).message).toMatch(/cannot withdraw "\.\.\/x86_64\/x-1\.0-r0"/);
     expect(listing(root)).toEqual([]);
@@ -210,7 +271,9 @@ describe("temporary directories of killed runs", () => {
     expect(isStaleTempDir(base, "kiln-publish-99999999-AbC123", "kiln-publish-")).toBe(true);
     const removed = await cleanStaleTempDirs("kiln-publish-", base);
     expect(removed.sort()).toEqual([dead, legacyOld, oldButMine].sort());
-    expect(readdirSync(base).sort()).toEqual(["kiln-publish-NewOne", `kiln-publish-${process.pid}-XyZ789`, "kiln-publish-e2e-AbC123"].sort());
+    expect(readdirSync(base).sort()).toEqual(
+      ["kiln-publish-NewOne", `kiln-publish-${process.pid}-XyZ789`, "kiln-publish-e2e-AbC123"].sort(),
+    );
   });
 
   it("makeTempDir names the directory with the pid; removeTempDir removes it and the signal handlers", async () => {
@@ -228,7 +291,10 @@ describe("temporary directories of killed runs", () => {
 
 describe("repository URLs", () => {
   it("joinUrl refuses a relative part with .., . or empty segments", () => {
-    expect(joinUrl("http://127.0.0.1:8080/os/", "x86_64/hello-1.0-r0.apk")).toBe("http://127.0.0.1:8080/os/x86_64/hello-1.0-r0.apk");
-    for (const rel of ["x86_64/../../etc/passwd", "../x", "x86_64//a.apk", "./x"]) expect(() => joinUrl("/srv/repo", rel), rel).toThrow(/URL path segment/);
+    expect(joinUrl("http://127.0.0.1:8080/os/", "x86_64/hello-1.0-r0.apk")).toBe(
+      "http://127.0.0.1:8080/os/x86_64/hello-1.0-r0.apk",
+    );
+    for (const rel of ["x86_64/../../etc/passwd", "../x", "x86_64//a.apk", "./x"])
+      expect(() => joinUrl("/srv/repo", rel), rel).toThrow(/URL path segment/);
   });
 });

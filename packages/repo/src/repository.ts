@@ -48,12 +48,15 @@ export function parseRepositoryRef(s: string): RepositoryRef {
     try {
       assertPathComponent(m[1]!, "repository tag");
     } catch (e) {
-      throw new RepositoryError(`invalid repository ${JSON.stringify(s)}: ${(e as Error).message}`, "BAD_INDEX", { cause: e });
+      throw new RepositoryError(`invalid repository ${JSON.stringify(s)}: ${(e as Error).message}`, "BAD_INDEX", {
+        cause: e,
+      });
     }
     return { tag: m[1]!, url: m[2]! };
   }
   const url = s.trim();
-  if (!url || /\s/.test(url)) throw new RepositoryError(`invalid repository ${JSON.stringify(s)}: expected URL or "@tag URL"`, "BAD_INDEX");
+  if (!url || /\s/.test(url))
+    throw new RepositoryError(`invalid repository ${JSON.stringify(s)}: expected URL or "@tag URL"`, "BAD_INDEX");
   return { url };
 }
 
@@ -115,7 +118,8 @@ export async function loadIndex(repo: RepositoryRef, arch: string, ctx: RepoCont
       await writeAtomic(metaFile, Buffer.from(JSON.stringify(r.validator)));
     }
   } catch (e) {
-    if (e instanceof FetchError) throw new RepositoryError(`repository ${repo.url}: cannot fetch ${url}: ${e.message}`, "FETCH", { cause: e });
+    if (e instanceof FetchError)
+      throw new RepositoryError(`repository ${repo.url}: cannot fetch ${url}: ${e.message}`, "FETCH", { cause: e });
     throw e;
   }
   ctx.onProgress?.({ kind: "index", url, cached });
@@ -124,7 +128,8 @@ export async function loadIndex(repo: RepositoryRef, arch: string, ctx: RepoCont
   try {
     head = await openIndex(bytes, { subject: url });
   } catch (e) {
-    if (e instanceof ApkError) throw new RepositoryError(`repository ${repo.url}: ${e.message}`, "BAD_INDEX", { cause: e });
+    if (e instanceof ApkError)
+      throw new RepositoryError(`repository ${repo.url}: ${e.message}`, "BAD_INDEX", { cause: e });
     throw e;
   }
   const check = head.check(ctx.keyring);
@@ -138,7 +143,8 @@ export async function loadIndex(repo: RepositoryRef, arch: string, ctx: RepoCont
   try {
     index = await head.read();
   } catch (e) {
-    if (e instanceof ApkError) throw new RepositoryError(`repository ${repo.url}: ${e.message}`, "BAD_INDEX", { cause: e });
+    if (e instanceof ApkError)
+      throw new RepositoryError(`repository ${repo.url}: ${e.message}`, "BAD_INDEX", { cause: e });
     throw e;
   }
   // A trusted signature says who wrote the index, not that its names are safe to use as paths.
@@ -147,7 +153,11 @@ export async function loadIndex(repo: RepositoryRef, arch: string, ctx: RepoCont
     try {
       file = packageFileName(record);
     } catch (e) {
-      throw new RepositoryError(`repository ${repo.url}: ${url}: record ${i + 1}: ${(e as Error).message}`, "BAD_INDEX", { cause: e });
+      throw new RepositoryError(
+        `repository ${repo.url}: ${url}: record ${i + 1}: ${(e as Error).message}`,
+        "BAD_INDEX",
+        { cause: e },
+      );
     }
     return { record, repo, url: joinUrl(repo.url, `${record.arch || arch}/${file}`) };
   });
@@ -155,7 +165,11 @@ export async function loadIndex(repo: RepositoryRef, arch: string, ctx: RepoCont
 }
 
 /** All packages of several repositories, in repository order. */
-export async function loadRepositories(repos: RepositoryRef[], arch: string, ctx: RepoContext): Promise<{ packages: RepoPackage[]; indexes: LoadedIndex[] }> {
+export async function loadRepositories(
+  repos: RepositoryRef[],
+  arch: string,
+  ctx: RepoContext,
+): Promise<{ packages: RepoPackage[]; indexes: LoadedIndex[] }> {
   const indexes = await Promise.all(repos.map((r) => loadIndex(r, arch, ctx)));
   return { packages: indexes.flatMap((i) => i.packages), indexes };
 }
@@ -177,7 +191,8 @@ function cachePath(dir: string, pkg: RepoPackage): string {
   try {
     return joinUnder(dir, { value: `${id}-${packageFileName(pkg.record)}`, what: "cache file name" });
   } catch (e) {
-    if (e instanceof UnsafePathError) throw new RepositoryError(`${pkg.url}: refusing to cache it: ${e.message}`, "BAD_INDEX", { cause: e });
+    if (e instanceof UnsafePathError)
+      throw new RepositoryError(`${pkg.url}: refusing to cache it: ${e.message}`, "BAD_INDEX", { cause: e });
     throw e;
   }
 }
@@ -198,10 +213,16 @@ export async function checkPackageAgainstIndex(path: string, pkg: RepoPackage): 
   }
   try {
     if (record.checksum && reader.head.checksum !== record.checksum) {
-      throw new RepositoryError(`${pkg.url}: control identity ${reader.head.checksum} differs from the index's C:${record.checksum}`, "MISMATCH");
+      throw new RepositoryError(
+        `${pkg.url}: control identity ${reader.head.checksum} differs from the index's C:${record.checksum}`,
+        "MISMATCH",
+      );
     }
     if (reader.head.info.name !== record.name || reader.head.info.version !== record.version) {
-      throw new RepositoryError(`${pkg.url}: contains ${reader.head.info.name}-${reader.head.info.version}, the index says ${record.name}-${record.version}`, "MISMATCH");
+      throw new RepositoryError(
+        `${pkg.url}: contains ${reader.head.info.name}-${reader.head.info.version}, the index says ${record.name}-${record.version}`,
+        "MISMATCH",
+      );
     }
     await reader.drain();
   } catch (e) {
@@ -217,7 +238,11 @@ async function* capped(body: AsyncIterable<Uint8Array>, max: number, url: string
   let n = 0;
   for await (const c of body) {
     n += c.length;
-    if (n > max) throw new RepositoryError(`${url}: over ${max} bytes, but the index says ${max} (S:); download stopped`, "MISMATCH");
+    if (n > max)
+      throw new RepositoryError(
+        `${url}: over ${max} bytes, but the index says ${max} (S:); download stopped`,
+        "MISMATCH",
+      );
     yield c;
   }
 }
@@ -240,13 +265,19 @@ export async function fetchPackage(pkg: RepoPackage, ctx: RepoContext): Promise<
   try {
     const r = await fetcher.get(pkg.url);
     if (r.status !== "ok") throw new RepositoryError(`${pkg.url}: unexpected not-modified`, "FETCH");
-    await pipeline(pkg.record.fileSize === undefined ? r.body : capped(r.body, pkg.record.fileSize, pkg.url), createWriteStream(tmp));
+    await pipeline(
+      pkg.record.fileSize === undefined ? r.body : capped(r.body, pkg.record.fileSize, pkg.url),
+      createWriteStream(tmp),
+    );
     await checkPackageAgainstIndex(tmp, pkg);
     if (!pkg.record.checksum) return tmp; // unverifiable: not cached under a content address
     await rename(tmp, final);
   } catch (e) {
     await rm(tmp, { force: true });
-    if (e instanceof FetchError) throw new RepositoryError(`cannot fetch ${pkg.record.name}-${pkg.record.version}: ${e.message}`, "FETCH", { cause: e });
+    if (e instanceof FetchError)
+      throw new RepositoryError(`cannot fetch ${pkg.record.name}-${pkg.record.version}: ${e.message}`, "FETCH", {
+        cause: e,
+      });
     throw e;
   }
   ctx.onProgress?.({ kind: "package", url: pkg.url, cached: false });

@@ -37,7 +37,7 @@ function fails(fn: () => unknown): ResolveError {
 
 function rng(seed: number): () => number {
   let x = seed >>> 0;
-  return () => ((x = (Math.imul(x, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+  return () => (x = (Math.imul(x, 1664525) + 1013904223) >>> 0) / 2 ** 32;
 }
 
 /** `m` clauses of three distinct variables out of 1..n, each negated or not: literal v is x_v, -v is ¬x_v. */
@@ -68,7 +68,8 @@ function asPackages(n: number, clauses: number[][]): { repo: RepoPackage[]; requ
     }
   });
   const repo: RepoPackage[] = [];
-  for (let v = 1; v <= n; v++) for (const ver of [1, 2]) repo.push(pkg(`v${v}`, `${ver}-r0`, { p: provides.get(`v${v}-${ver}`) ?? [], k: 1 }));
+  for (let v = 1; v <= n; v++)
+    for (const ver of [1, 2]) repo.push(pkg(`v${v}`, `${ver}-r0`, { p: provides.get(`v${v}-${ver}`) ?? [], k: 1 }));
   clauses.forEach((_, k) => repo.push(pkg(`c${k}`, "1-r0", { D: [`sat-c${k}`] })));
   return { repo, requests: clauses.map((_, k) => `c${k}`) };
 }
@@ -164,9 +165,13 @@ function decide(n: number, m: number, seed: number): { sat: boolean; ms: number 
     got = e;
   }
   const ms = performance.now() - t0;
-  console.log(`3-SAT ${n} variables, ${m} clauses, seed ${seed}: ${expected ? "satisfiable" : "unsatisfiable"}, decided in ${ms.toFixed(0)} ms`);
+  console.log(
+    `3-SAT ${n} variables, ${m} clauses, seed ${seed}: ${expected ? "satisfiable" : "unsatisfiable"}, decided in ${ms.toFixed(0)} ms`,
+  );
   if (expected) {
-    expect(got, `seed ${seed}: ${got instanceof ResolveError ? got.message.slice(0, 300) : ""}`).not.toBeInstanceOf(ResolveError);
+    expect(got, `seed ${seed}: ${got instanceof ResolveError ? got.message.slice(0, 300) : ""}`).not.toBeInstanceOf(
+      ResolveError,
+    );
     checkModel(clauses, got as RepoPackage[]);
   } else {
     expect(got).toBeInstanceOf(ResolveError);
@@ -222,7 +227,9 @@ describe("resolve: bounded search", () => {
     expect(e.code).toBe("TOO_HARD");
     expect(e.kind).toBe("input");
     expect(e.exitCode).toBe(1);
-    expect(e.message).toMatch(/^cannot resolve c0 c1 .* \(430 requests\): the dependency problem is too hard to decide within 10 conflicts; raise the limit with KILN_MAX_RESOLVE_CONFLICTS=N \(or ResolveOptions.maxConflicts\)$/);
+    expect(e.message).toMatch(
+      /^cannot resolve c0 c1 .* \(430 requests\): the dependency problem is too hard to decide within 10 conflicts; raise the limit with KILN_MAX_RESOLVE_CONFLICTS=N \(or ResolveOptions.maxConflicts\)$/,
+    );
     expect(e.message).not.toContain("\n");
     expect(performance.now() - t0).toBeLessThan(2000);
     // the same problem is decided with the default budget
@@ -236,7 +243,9 @@ describe("resolve: bounded search", () => {
     const resolver = new Resolver(repo);
     expect(fails(() => resolver.resolve(requests)).message).toContain("within 5 conflicts");
     // an explicit option wins over the environment
-    expect(fails(() => new Resolver(repo, { maxConflicts: 7 }).resolve(requests)).message).toContain("within 7 conflicts");
+    expect(fails(() => new Resolver(repo, { maxConflicts: 7 }).resolve(requests)).message).toContain(
+      "within 7 conflicts",
+    );
     for (const bad of ["many", "0", "-3", "1.5"]) {
       process.env[MAX_CONFLICTS_ENV] = bad;
       const e = fails(() => resolve(["c0"], repo));
@@ -271,8 +280,16 @@ describe("resolve: providers without priority and the order requests are taken i
       pkg("dash", "0.5-r0", { p: ["sh"] }),
       pkg("tool", "1-r0", { D: ["mksh"] }),
     ];
-    expect(resolve(["app", "!bash"], repo).packages.map((p) => p.record.name).sort()).toEqual(["app", "mksh", "tool"]);
-    expect(resolve(["app"], repo).packages.map((p) => p.record.name).sort()).toEqual(["app", "bash", "mksh", "tool"]);
+    expect(
+      resolve(["app", "!bash"], repo)
+        .packages.map((p) => p.record.name)
+        .sort(),
+    ).toEqual(["app", "mksh", "tool"]);
+    expect(
+      resolve(["app"], repo)
+        .packages.map((p) => p.record.name)
+        .sort(),
+    ).toEqual(["app", "bash", "mksh", "tool"]);
     // nothing selects one of them: the resolver does not guess
     const noTool = repo.map((p) => (p.record.name === "app" ? pkg("app", "1-r0", { D: ["sh"] }) : p));
     expect(fails(() => resolve(["app", "!bash"], noTool)).explanation).toEqual([
@@ -290,6 +307,10 @@ describe("resolve: providers without priority and the order requests are taken i
       pkg("b", "3-r0", { p: ["vb"] }),
       pkg("x", "1-r0", { p: ["vb"] }),
     ];
-    for (const requests of [["vb", "b"], ["b", "vb"]]) expect(resolve(requests, repo).packages.map((p) => `${p.record.name}-${p.record.version}`)).toEqual(["b-3-r0"]);
+    for (const requests of [
+      ["vb", "b"],
+      ["b", "vb"],
+    ])
+      expect(resolve(requests, repo).packages.map((p) => `${p.record.name}-${p.record.version}`)).toEqual(["b-3-r0"]);
   });
 });

@@ -1,6 +1,14 @@
 import { readFileSync } from "node:fs";
 import { beforeAll, describe, expect, it } from "vitest";
-import { newIndexRecord, packageSatisfies, parseDependency, parseProvide, readIndex, type Dependency, type IndexRecord } from "@kiln/apk";
+import {
+  newIndexRecord,
+  packageSatisfies,
+  parseDependency,
+  parseProvide,
+  readIndex,
+  type Dependency,
+  type IndexRecord,
+} from "@kiln/apk";
 import { resolve, ResolveError, Resolver } from "./resolver.js";
 import type { RepoPackage, RepositoryRef, Resolution } from "./types.js";
 import { APK_REAL, noShared } from "../../../test/helpers/paths.js";
@@ -107,7 +115,10 @@ function checkConsistent(requests: string[], r: Resolution): void {
       const d = dep(tok);
       const hit = recs.filter((y) => y !== x && satisfies(y, d));
       if (d.conflict) {
-        expect(hit.map((y) => y.name), `${x.name} depends on ${tok}`).toEqual([]);
+        expect(
+          hit.map((y) => y.name),
+          `${x.name} depends on ${tok}`,
+        ).toEqual([]);
       } else {
         expect(hit.length + (satisfies(x, d) ? 1 : 0), `${x.name}-${x.version} depends on ${tok}`).toBeGreaterThan(0);
         edges.push(...hit);
@@ -129,7 +140,8 @@ function checkConsistent(requests: string[], r: Resolution): void {
   };
   for (const [x, edges] of depEdges) {
     for (const y of edges) {
-      if (pos.get(y)! > pos.get(x)!) expect(reaches(y, x), `${y.name} installed after its dependent ${x.name} outside a cycle`).toBe(true);
+      if (pos.get(y)! > pos.get(x)!)
+        expect(reaches(y, x), `${y.name} installed after its dependent ${x.name} outside a cycle`).toBe(true);
     }
   }
 }
@@ -192,7 +204,10 @@ describe("resolve: closure and versions", () => {
   });
 
   it("applies version constraints inside dependencies, and several constraints on one name together", () => {
-    const r = resolve(["a", "b"], [...versions, pkg("a-1.0-r0", { D: "foo>=1.5 foo<1.6" }), pkg("b-1.0-r0", { D: "foo~1.5" })]);
+    const r = resolve(
+      ["a", "b"],
+      [...versions, pkg("a-1.0-r0", { D: "foo>=1.5 foo<1.6" }), pkg("b-1.0-r0", { D: "foo~1.5" })],
+    );
     expect(sorted(r)).toEqual(["a-1.0-r0", "b-1.0-r0", "foo-1.5-r1"]);
   });
 
@@ -205,7 +220,12 @@ describe("resolve: closure and versions", () => {
   });
 
   it("ignores packages of another arch when an arch is given", () => {
-    const mixed = [pkg("foo-2.0-r0", { A: "aarch64" }), pkg("foo-1.0-r0"), pkg("bar-1.0-r0", { A: "noarch" }), pkg("baz-1.0-r0", { A: "aarch64" })];
+    const mixed = [
+      pkg("foo-2.0-r0", { A: "aarch64" }),
+      pkg("foo-1.0-r0"),
+      pkg("bar-1.0-r0", { A: "noarch" }),
+      pkg("baz-1.0-r0", { A: "aarch64" }),
+    ];
     expect(ids(resolve(["foo", "bar"], mixed, { arch: "x86_64" })).sort()).toEqual(["bar-1.0-r0", "foo-1.0-r0"]);
     expect(ids(resolve(["foo"], mixed))).toEqual(["foo-2.0-r0"]);
     const e = fails(() => resolve(["baz"], mixed, { arch: "x86_64", preferNewest: true }));
@@ -234,7 +254,13 @@ describe("resolve: provides", () => {
 
   it("satisfies so:, cmd:, pc: and plain names through provides", () => {
     expect(sorted(resolve(["app"], repo))).toEqual(["app-1.0-r0", "busybox-1.36.1-r3", "glibc-2.39-r0", "zlib-1.3-r0"]);
-    expect(sorted(resolve(["tool"], repo))).toEqual(["glibc-2.39-r0", "pkgconf-2.1-r0", "tool-1.0-r0", "zlib-1.3-r0", "zlib-dev-1.3-r0"]);
+    expect(sorted(resolve(["tool"], repo))).toEqual([
+      "glibc-2.39-r0",
+      "pkgconf-2.1-r0",
+      "tool-1.0-r0",
+      "zlib-1.3-r0",
+      "zlib-dev-1.3-r0",
+    ]);
     expect(ids(resolve(["cmd:pkg-config"], repo))).toContain("pkgconf-2.1-r0");
     expect(ids(resolve(["so:libc.so.6=6"], repo))).toEqual(["glibc-2.39-r0"]);
     checkConsistent(["app", "tool"], resolve(["app", "tool"], repo));
@@ -249,7 +275,10 @@ describe("resolve: provides", () => {
   it("chooses among versioned providers by provider_priority, then provided version", () => {
     const libs = [pkg("libssl3-3.1-r0", { p: "so:libssl.so=3.1" }), pkg("libressl-3.8-r0", { p: "so:libssl.so=3.8" })];
     expect(ids(resolve(["so:libssl.so"], libs))).toEqual(["libressl-3.8-r0"]);
-    const ranked = [pkg("libssl3-3.1-r0", { p: "so:libssl.so=3.1", k: 10 }), pkg("libressl-3.8-r0", { p: "so:libssl.so=3.8" })];
+    const ranked = [
+      pkg("libssl3-3.1-r0", { p: "so:libssl.so=3.1", k: 10 }),
+      pkg("libressl-3.8-r0", { p: "so:libssl.so=3.8" }),
+    ];
     expect(ids(resolve(["so:libssl.so"], ranked))).toEqual(["libssl3-3.1-r0"]);
   });
 
@@ -262,7 +291,9 @@ describe("resolve: provides", () => {
   it("lets one package hold a versioned name: two providers of so:libssl.so=... cannot both be installed", () => {
     const libs = [pkg("libssl3-3.1-r0", { p: "so:libssl.so=3.1" }), pkg("libressl-3.8-r0", { p: "so:libssl.so=3.8" })];
     const e = fails(() => resolve(["libssl3", "libressl"], libs));
-    expect(e.explanation).toEqual([`request libressl : libressl-3.8-r0 and libssl3-3.1-r0 both provide "so:libssl.so" (selected by request libssl3)`]);
+    expect(e.explanation).toEqual([
+      `request libressl : libressl-3.8-r0 and libssl3-3.1-r0 both provide "so:libssl.so" (selected by request libssl3)`,
+    ]);
   });
 });
 
@@ -285,10 +316,16 @@ describe("resolve: virtual provides", () => {
   });
 
   it("refuses to guess between several providers without provider_priority", () => {
-    const plain = [pkg("mawk-1.3-r0", { p: "awk" }), pkg("gawk-5.2-r0", { p: "awk" }), pkg("script-1.0-r0", { D: "awk" })];
+    const plain = [
+      pkg("mawk-1.3-r0", { p: "awk" }),
+      pkg("gawk-5.2-r0", { p: "awk" }),
+      pkg("script-1.0-r0", { D: "awk" }),
+    ];
     const e = fails(() => resolve(["script"], plain));
     expect(e.code).toBe("UNSATISFIABLE");
-    expect(e.explanation).toEqual([`script-1.0-r0 → awk : "awk" is virtual, provided by gawk, mawk with no provider_priority and none of them selected; request one of them`]);
+    expect(e.explanation).toEqual([
+      `script-1.0-r0 → awk : "awk" is virtual, provided by gawk, mawk with no provider_priority and none of them selected; request one of them`,
+    ]);
     expect(sorted(resolve(["script", "mawk"], plain))).toEqual(["mawk-1.3-r0", "script-1.0-r0"]);
   });
 
@@ -299,7 +336,9 @@ describe("resolve: virtual provides", () => {
 
   it("never satisfies a versioned dependency with a virtual provide", () => {
     const e = fails(() => resolve(["lua>=5"], luas));
-    expect(e.explanation[0]).toMatch(/^request lua>=5 : only lua5\.4-5\.4\.4-r6 \(provides lua without a version\), .* in main$/);
+    expect(e.explanation[0]).toMatch(
+      /^request lua>=5 : only lua5\.4-5\.4\.4-r6 \(provides lua without a version\), .* in main$/,
+    );
   });
 
   it("prefers a real package over prioritized virtual providers, several virtual providers may coexist", () => {
@@ -308,7 +347,9 @@ describe("resolve: virtual provides", () => {
     expect(sorted(resolve(["nvi", "elvis"], r))).toEqual(["elvis-1.0-r0", "nvi-2.0-r0"]);
     // ...but a virtual provide of a name and a package of that name exclude each other
     expect(sorted(resolve(["vi", "nvi"], r))).toEqual(["nvi-2.0-r0"]); // nvi satisfies the request vi
-    expect(fails(() => resolve(["vi>=1", "nvi"], r)).explanation[0]).toContain(`nvi-2.0-r0 and vi-1.0-r0 both provide "vi"`);
+    expect(fails(() => resolve(["vi>=1", "nvi"], r)).explanation[0]).toContain(
+      `nvi-2.0-r0 and vi-1.0-r0 both provide "vi"`,
+    );
   });
 });
 
@@ -336,13 +377,20 @@ describe("resolve: repository tags", () => {
   });
 
   it("a world pin name@tag applies to every dependency on that name", () => {
-    expect(sorted(resolve(["bar", "foo@edge"], repo))).toEqual(["bar-1.0-r0", "foo-2.0-r0", "libnew-1.0-r0", "musl-1.3-r0"]);
+    expect(sorted(resolve(["bar", "foo@edge"], repo))).toEqual([
+      "bar-1.0-r0",
+      "foo-2.0-r0",
+      "libnew-1.0-r0",
+      "musl-1.3-r0",
+    ]);
   });
 
   it("explains a package that exists only in a tagged repository, and refuses unknown tags", () => {
     const e = fails(() => resolve(["onlyedge"], repo));
     expect(e.code).toBe("UNSATISFIABLE");
-    expect(e.explanation).toEqual(["request onlyedge : onlyedge-1.0-r0 is only in repository @edge https://example.org/edge, which serves only onlyedge@edge requests"]);
+    expect(e.explanation).toEqual([
+      "request onlyedge : onlyedge-1.0-r0 is only in repository @edge https://example.org/edge, which serves only onlyedge@edge requests",
+    ]);
     expect(ids(resolve(["onlyedge@edge"], repo))).toEqual(["onlyedge-1.0-r0"]);
     const u = fails(() => resolve(["foo@testing"], repo));
     expect(u.code).toBe("INVALID_REQUEST");
@@ -352,7 +400,11 @@ describe("resolve: repository tags", () => {
 
 describe("resolve: conflicts", () => {
   it("honours !name in requests", () => {
-    const repo = [pkg("a-1.0-r0", { D: "sh" }), pkg("bash-5.0-r0", { p: "sh", k: 10 }), pkg("busybox-1.0-r0", { p: "sh", k: 1 })];
+    const repo = [
+      pkg("a-1.0-r0", { D: "sh" }),
+      pkg("bash-5.0-r0", { p: "sh", k: 10 }),
+      pkg("busybox-1.0-r0", { p: "sh", k: 1 }),
+    ];
     expect(sorted(resolve(["a"], repo))).toEqual(["a-1.0-r0", "bash-5.0-r0"]);
     expect(sorted(resolve(["a", "!bash"], repo))).toEqual(["a-1.0-r0", "busybox-1.0-r0"]);
     const e = fails(() => resolve(["bash", "!bash"], repo));
@@ -371,20 +423,33 @@ describe("resolve: conflicts", () => {
   });
 
   it("names both packages when a conflict cannot be avoided", () => {
-    const repo = [pkg("app-1.0-r0", { D: "openssh-client dropbear-scp" }), pkg("openssh-client-9.0-r0"), pkg("dropbear-scp-2022.82-r1", { D: "!openssh-client" })];
+    const repo = [
+      pkg("app-1.0-r0", { D: "openssh-client dropbear-scp" }),
+      pkg("openssh-client-9.0-r0"),
+      pkg("dropbear-scp-2022.82-r1", { D: "!openssh-client" }),
+    ];
     const e = fails(() => resolve(["app"], repo));
     expect(e.code).toBe("UNSATISFIABLE");
     expect(e.explanation).toEqual([
       "app-1.0-r0 → dropbear-scp : dropbear-scp-2022.82-r1 depends on !openssh-client but openssh-client-9.0-r0 is selected (selected by app-1.0-r0 → openssh-client)",
     ]);
     const e2 = fails(() => resolve(["dropbear-scp", "openssh-client"], repo));
-    expect(e2.explanation).toEqual(["request openssh-client : openssh-client-9.0-r0 conflicts with dropbear-scp-2022.82-r1, which depends on !openssh-client (selected by request dropbear-scp)"]);
+    expect(e2.explanation).toEqual([
+      "request openssh-client : openssh-client-9.0-r0 conflicts with dropbear-scp-2022.82-r1, which depends on !openssh-client (selected by request dropbear-scp)",
+    ]);
   });
 
   it("installs only one version per name", () => {
-    const repo = [pkg("a-1.0-r0", { D: "lib=1.0-r0" }), pkg("b-1.0-r0", { D: "lib=2.0-r0" }), pkg("lib-1.0-r0"), pkg("lib-2.0-r0")];
+    const repo = [
+      pkg("a-1.0-r0", { D: "lib=1.0-r0" }),
+      pkg("b-1.0-r0", { D: "lib=2.0-r0" }),
+      pkg("lib-1.0-r0"),
+      pkg("lib-2.0-r0"),
+    ];
     const e = fails(() => resolve(["a", "b"], repo));
-    expect(e.explanation).toEqual(["b-1.0-r0 → lib=2.0-r0 : lib-2.0-r0 cannot be installed: lib-1.0-r0 is already selected (selected by a-1.0-r0 → lib=1.0-r0)"]);
+    expect(e.explanation).toEqual([
+      "b-1.0-r0 → lib=2.0-r0 : lib-2.0-r0 cannot be installed: lib-1.0-r0 is already selected (selected by a-1.0-r0 → lib=1.0-r0)",
+    ]);
   });
 });
 
@@ -405,7 +470,14 @@ describe("resolve: install_if", () => {
   it("adds packages whose install_if holds, with their dependencies, to a fixpoint", () => {
     const r = resolve(["foo", "docs", "bar"], repo);
     // foo-doc pulls man-pages, which then triggers man-pages-doc; bar-doc wants bar=1.0-r0; x-doc cannot be installed
-    expect(sorted(r)).toEqual(["bar-2.0-r0", "docs-0.2-r0", "foo-1.0-r0", "foo-doc-1.0-r0", "man-pages-6.0-r0", "man-pages-doc-6.0-r0"]);
+    expect(sorted(r)).toEqual([
+      "bar-2.0-r0",
+      "docs-0.2-r0",
+      "foo-1.0-r0",
+      "foo-doc-1.0-r0",
+      "man-pages-6.0-r0",
+      "man-pages-doc-6.0-r0",
+    ]);
     checkConsistent(["foo", "docs", "bar"], r);
   });
 
@@ -423,17 +495,40 @@ describe("resolve: install_if", () => {
       pkg("bar-doc-1.0-r0", { i: "docs bar !foo" }),
       pkg("bar-man-1.0-r0", { i: "docs bar !foo>=2" }),
     ];
-    expect(sorted(resolve(["bar", "docs"], r))).toEqual(["bar-1.0-r0", "bar-doc-1.0-r0", "bar-man-1.0-r0", "docs-0.2-r0"]);
+    expect(sorted(resolve(["bar", "docs"], r))).toEqual([
+      "bar-1.0-r0",
+      "bar-doc-1.0-r0",
+      "bar-man-1.0-r0",
+      "docs-0.2-r0",
+    ]);
     expect(sorted(resolve(["bar", "docs", "foo"], r))).toEqual(["bar-1.0-r0", "docs-0.2-r0", "foo-2.0-r0"]);
-    expect(sorted(resolve(["bar", "docs", "foo<2"], r))).toEqual(["bar-1.0-r0", "bar-man-1.0-r0", "docs-0.2-r0", "foo-1.0-r0"]);
+    expect(sorted(resolve(["bar", "docs", "foo<2"], r))).toEqual([
+      "bar-1.0-r0",
+      "bar-man-1.0-r0",
+      "docs-0.2-r0",
+      "foo-1.0-r0",
+    ]);
     expect(sorted(resolve(["docs", "foo"], r))).toEqual(["docs-0.2-r0", "foo-2.0-r0"]);
   });
 
   it("does not add a package whose negated entry its own dependencies would break", () => {
-    const r = [pkg("docs-0.2-r0"), pkg("bar-1.0-r0"), pkg("foo-1.0-r0"), pkg("bar-doc-1.0-r0", { i: "docs bar !foo", D: "foo" }), pkg("baz-doc-1.0-r0", { i: "docs bar", D: "foo" })];
+    const r = [
+      pkg("docs-0.2-r0"),
+      pkg("bar-1.0-r0"),
+      pkg("foo-1.0-r0"),
+      pkg("bar-doc-1.0-r0", { i: "docs bar !foo", D: "foo" }),
+      pkg("baz-doc-1.0-r0", { i: "docs bar", D: "foo" }),
+    ];
     // bar-doc would bring foo, which its install_if excludes; baz-doc may bring it
     expect(sorted(resolve(["bar", "docs"], r))).toEqual(["bar-1.0-r0", "baz-doc-1.0-r0", "docs-0.2-r0", "foo-1.0-r0"]);
-    expect(sorted(resolve(["bar", "docs"], r.filter((p) => p.record.name !== "baz-doc")))).toEqual(["bar-1.0-r0", "docs-0.2-r0"]);
+    expect(
+      sorted(
+        resolve(
+          ["bar", "docs"],
+          r.filter((p) => p.record.name !== "baz-doc"),
+        ),
+      ),
+    ).toEqual(["bar-1.0-r0", "docs-0.2-r0"]);
   });
 });
 
@@ -507,7 +602,10 @@ describe("resolve: backtracking", () => {
     repo.push(pkg("q-2.0-r0", { D: "r>=2" }), pkg("q-1.0-r0", { D: "r>=3" }), pkg("r-1.0-r0"));
     repo.push(pkg("app-1.0-r0", { D: [...deps, "q"].join(" ") }));
     const e = fails(() => resolve(["app"], repo));
-    expect(e.explanation).toEqual(["app-1.0-r0 → q-2.0-r0 → r>=2 : only r-1.0-r0 in main", "app-1.0-r0 → q-1.0-r0 → r>=3 : only r-1.0-r0 in main"]);
+    expect(e.explanation).toEqual([
+      "app-1.0-r0 → q-2.0-r0 → r>=2 : only r-1.0-r0 in main",
+      "app-1.0-r0 → q-1.0-r0 → r>=3 : only r-1.0-r0 in main",
+    ]);
     // and with a working q it takes the newest of everything
     const ok = resolve(["app"], [...repo, pkg("r-3.0-r0")]);
     expect(ok.packages).toHaveLength(27);
@@ -527,15 +625,23 @@ describe("resolve: explanations", () => {
   });
 
   it("shows the chain down to an unsatisfiable version and the versions that exist", () => {
-    expect(fails(() => resolve(["app"], repo)).explanation).toEqual(["app-1.0-r0 → libfoo>=2 : only libfoo-1.0-r0 in main"]);
-    expect(fails(() => resolve(["top"], repo)).explanation).toEqual(["top-1.0-r0 → app-1.0-r0 → libfoo>=2 : only libfoo-1.0-r0 in main"]);
+    expect(fails(() => resolve(["app"], repo)).explanation).toEqual([
+      "app-1.0-r0 → libfoo>=2 : only libfoo-1.0-r0 in main",
+    ]);
+    expect(fails(() => resolve(["top"], repo)).explanation).toEqual([
+      "top-1.0-r0 → app-1.0-r0 → libfoo>=2 : only libfoo-1.0-r0 in main",
+    ]);
     const two = [...repo, pkg("libfoo-1.5-r0", { repo: EXTRA })];
-    expect(fails(() => resolve(["app"], two)).explanation).toEqual(["app-1.0-r0 → libfoo>=2 : only libfoo-1.0-r0 in main; libfoo-1.5-r0 in extra"]);
+    expect(fails(() => resolve(["app"], two)).explanation).toEqual([
+      "app-1.0-r0 → libfoo>=2 : only libfoo-1.0-r0 in main; libfoo-1.5-r0 in extra",
+    ]);
   });
 
   it("shows the request when it named a provided name", () => {
     const r = [pkg("busybox-1.0-r0", { D: "libfoo>=2", p: "cmd:sh=1.0-r0" }), pkg("libfoo-1.0-r0")];
-    expect(fails(() => resolve(["cmd:sh"], r)).explanation).toEqual(["request cmd:sh → busybox-1.0-r0 → libfoo>=2 : only libfoo-1.0-r0 in main"]);
+    expect(fails(() => resolve(["cmd:sh"], r)).explanation).toEqual([
+      "request cmd:sh → busybox-1.0-r0 → libfoo>=2 : only libfoo-1.0-r0 in main",
+    ]);
   });
 });
 
@@ -560,7 +666,16 @@ describe("resolve: determinism and install order", () => {
 
   it("installs dependencies before dependents and breaks cycles by name", () => {
     const r = resolve(["app", "cyc-b"], repo);
-    expect(ids(r)).toEqual(["libc-1.0-r0", "bash-5.0-r0", "libb-1.0-r0", "liba-1.0-r0", "zlib-1.3-r0", "app-1.0-r0", "cyc-b-1.0-r0", "cyc-a-1.0-r0"]);
+    expect(ids(r)).toEqual([
+      "libc-1.0-r0",
+      "bash-5.0-r0",
+      "libb-1.0-r0",
+      "liba-1.0-r0",
+      "zlib-1.3-r0",
+      "app-1.0-r0",
+      "cyc-b-1.0-r0",
+      "cyc-a-1.0-r0",
+    ]);
     checkConsistent(["app", "cyc-b"], r);
   });
 });
@@ -571,7 +686,7 @@ describe("resolve: completeness against brute force", () => {
   // every subset: resolve must succeed exactly when some valid set exists.
   function rng(seed: number): () => number {
     let x = seed >>> 0;
-    return () => ((x = (Math.imul(x, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+    return () => (x = (Math.imul(x, 1664525) + 1013904223) >>> 0) / 2 ** 32;
   }
 
   function universe(seed: number): { repo: RepoPackage[]; requests: string[] } {
@@ -616,7 +731,9 @@ describe("resolve: completeness against brute force", () => {
       }
     }
     const holds = (d: Dependency, self?: IndexRecord): boolean =>
-      d.conflict ? !set.some((y) => y !== self && satisfies(y, { ...d, conflict: false })) : set.some((y) => satisfies(y, d));
+      d.conflict
+        ? !set.some((y) => y !== self && satisfies(y, { ...d, conflict: false }))
+        : set.some((y) => satisfies(y, d));
     return requests.every((t) => holds(dep(t))) && set.every((x) => x.depends.every((t) => holds(dep(t), x)));
   }
 
@@ -626,7 +743,11 @@ describe("resolve: completeness against brute force", () => {
       const { repo, requests } = universe(seed);
       const recs = repo.map((p) => p.record);
       let exists = false;
-      for (let mask = 0; mask < 1 << recs.length && !exists; mask++) exists = valid(recs.filter((_, i) => mask & (1 << i)), requests);
+      for (let mask = 0; mask < 1 << recs.length && !exists; mask++)
+        exists = valid(
+          recs.filter((_, i) => mask & (1 << i)),
+          requests,
+        );
       let got: Resolution | undefined;
       try {
         got = resolve(requests, repo);
@@ -635,9 +756,18 @@ describe("resolve: completeness against brute force", () => {
         expect(e.code).toBe("UNSATISFIABLE");
         expect(e.explanation.length).toBeGreaterThan(0);
       }
-      expect(got !== undefined, `seed ${seed}: ${requests.join(" ")} over ${recs.map((x) => `${x.name}-${x.version}[${x.depends.join(",")}|${x.provides.join(",")}]`).join(" ")}`).toBe(exists);
+      expect(
+        got !== undefined,
+        `seed ${seed}: ${requests.join(" ")} over ${recs.map((x) => `${x.name}-${x.version}[${x.depends.join(",")}|${x.provides.join(",")}]`).join(" ")}`,
+      ).toBe(exists);
       if (got) {
-        expect(valid(got.packages.map((p) => p.record), requests), `seed ${seed}`).toBe(true);
+        expect(
+          valid(
+            got.packages.map((p) => p.record),
+            requests,
+          ),
+          `seed ${seed}`,
+        ).toBe(true);
         checkConsistent(requests, got);
         solvable++;
       }
@@ -653,7 +783,7 @@ describe("resolve: random universes with virtual providers, priorities, tags and
   // same for shuffled input, and every failure an explained UNSATISFIABLE.
   function rng(seed: number): () => number {
     let x = seed >>> 0;
-    return () => ((x = (Math.imul(x, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+    return () => (x = (Math.imul(x, 1664525) + 1013904223) >>> 0) / 2 ** 32;
   }
 
   function universe(seed: number): { repo: RepoPackage[]; requests: string[] } {
@@ -680,7 +810,15 @@ describe("resolve: random universes with virtual providers, priorities, tags and
         if (r() < 0.1) p.push(`so:lib${pick(names)}.so=${v}`);
         const i = r() < 0.12 ? [pick(names), ...(r() < 0.4 ? ["!" + pick(names)] : [])] : [];
         const k = r() < 0.5 ? Math.floor(r() * 3) : undefined;
-        repo.push(pkg(`${n}-${v}.0-r0`, { D: D.join(" ") || undefined, p: p.join(" ") || undefined, i: i.join(" ") || undefined, k, repo: r() < 0.12 ? EDGE : MAIN }));
+        repo.push(
+          pkg(`${n}-${v}.0-r0`, {
+            D: D.join(" ") || undefined,
+            p: p.join(" ") || undefined,
+            i: i.join(" ") || undefined,
+            k,
+            repo: r() < 0.12 ? EDGE : MAIN,
+          }),
+        );
       }
     }
     const requests = [constraint(pick(names.slice(0, 3)))];
@@ -723,18 +861,31 @@ describe.skipIf(noShared())("resolve: Alpine 3.16 main index", () => {
 
   beforeAll(async () => {
     const idx = await readIndex(readFileSync(indexPath));
-    available = idx.records.map((record) => ({ record, repo: alpine, url: `alpine/${record.arch}/${record.name}-${record.version}.apk` }));
+    available = idx.records.map((record) => ({
+      record,
+      repo: alpine,
+      url: `alpine/${record.arch}/${record.name}-${record.version}.apk`,
+    }));
     expect(available.length).toBeGreaterThan(4000);
   });
 
   const cases: Array<[string[], string[]]> = [
-    [["alpine-base"], ["alpine-base", "busybox", "musl", "apk-tools", "openrc", "alpine-baselayout", "ifupdown-ng", "ssl_client"]],
+    [
+      ["alpine-base"],
+      ["alpine-base", "busybox", "musl", "apk-tools", "openrc", "alpine-baselayout", "ifupdown-ng", "ssl_client"],
+    ],
     [["build-base"], ["gcc", "g++", "make", "musl-dev", "binutils", "libc-dev", "fortify-headers", "patch"]],
     [["python3"], ["python3", "musl", "libffi", "sqlite-libs"]],
     [["git"], ["git", "libcurl", "pcre2", "zlib"]],
     [["nginx"], ["nginx", "pcre", "libssl1.1"]],
-    [["curl", "bash", "jq"], ["curl", "bash", "jq", "oniguruma", "readline"]],
-    [["alpine-base", "docs", "postgresql", "lua", "cmd:psql"], ["postgresql14", "postgresql14-client", "lua5.1", "busybox-doc", "postgresql14-openrc"]],
+    [
+      ["curl", "bash", "jq"],
+      ["curl", "bash", "jq", "oniguruma", "readline"],
+    ],
+    [
+      ["alpine-base", "docs", "postgresql", "lua", "cmd:psql"],
+      ["postgresql14", "postgresql14-client", "lua5.1", "busybox-doc", "postgresql14-openrc"],
+    ],
   ];
 
   for (const [requests, expected] of cases) {
@@ -766,20 +917,31 @@ describe.skipIf(noShared())("resolve: Alpine 3.16 main index", () => {
   it("picks real virtual providers by priority and explains real failures", () => {
     expect(resolve(["dhcp-server"], available).packages.map((p) => p.record.name)).toContain("dhcp-server-vanilla");
     expect(resolve(["lua"], available).packages.map((p) => p.record.name)).toContain("lua5.1");
-    expect(fails(() => resolve(["vim", "gvim"], available)).explanation).toEqual([`request gvim : gvim-8.2.5000-r0 and vim-8.2.5000-r0 both provide "cmd:ex" (selected by request vim)`]);
-    expect(fails(() => resolve(["python3>=3.11"], available)).explanation).toEqual([expect.stringMatching(/^request python3>=3\.11 : only python3-3\.10\.\d+-r\d+ in alpine$/)]);
-    expect(fails(() => resolve(["dropbear-scp", "openssh-client-default"], available)).explanation).toEqual([
-      expect.stringMatching(/^request openssh-client-default : openssh-client-default-\S+ conflicts with dropbear-scp-\S+, which depends on !openssh-client \(selected by request dropbear-scp\)$/),
+    expect(fails(() => resolve(["vim", "gvim"], available)).explanation).toEqual([
+      `request gvim : gvim-8.2.5000-r0 and vim-8.2.5000-r0 both provide "cmd:ex" (selected by request vim)`,
     ]);
-    expect(fails(() => resolve(["nvme-cli"], available)).explanation).toEqual([`request nvme-cli : no package provides "nvme-cli" in alpine`]);
+    expect(fails(() => resolve(["python3>=3.11"], available)).explanation).toEqual([
+      expect.stringMatching(/^request python3>=3\.11 : only python3-3\.10\.\d+-r\d+ in alpine$/),
+    ]);
+    expect(fails(() => resolve(["dropbear-scp", "openssh-client-default"], available)).explanation).toEqual([
+      expect.stringMatching(
+        /^request openssh-client-default : openssh-client-default-\S+ conflicts with dropbear-scp-\S+, which depends on !openssh-client \(selected by request dropbear-scp\)$/,
+      ),
+    ]);
+    expect(fails(() => resolve(["nvme-cli"], available)).explanation).toEqual([
+      `request nvme-cli : no package provides "nvme-cli" in alpine`,
+    ]);
   });
 
   it("answers many requests from one Resolver", () => {
     const resolver = new Resolver(available, { arch: "x86_64" });
     const t0 = performance.now();
     let n = 0;
-    for (const req of [["alpine-base"], ["build-base"], ["python3"], ["git"], ["nginx"], ["curl", "bash", "jq"]]) n += resolver.resolve(req).packages.length;
-    console.log(`alpine-3.16: six requests on one Resolver: ${n} packages in ${(performance.now() - t0).toFixed(1)} ms`);
+    for (const req of [["alpine-base"], ["build-base"], ["python3"], ["git"], ["nginx"], ["curl", "bash", "jq"]])
+      n += resolver.resolve(req).packages.length;
+    console.log(
+      `alpine-3.16: six requests on one Resolver: ${n} packages in ${(performance.now() - t0).toFixed(1)} ms`,
+    );
     expect(n).toBeGreaterThan(80);
   });
 });

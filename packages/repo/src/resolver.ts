@@ -96,7 +96,17 @@ import { KilnError } from "@kiln/core";
 import { compareVersions, isValidVersion, parseDependency, versionSatisfies } from "@kiln/apk";
 import type { RepoPackage, RepositoryRef, Resolution } from "./types.js";
 import { explainFailure } from "./solver/explain.js";
-import { cmpStr, depKey, nameDep, type Dep, type Entry, type PackageIndex, type ParsedDeps, type Pkg, type StaticInfo } from "./solver/model.js";
+import {
+  cmpStr,
+  depKey,
+  nameDep,
+  type Dep,
+  type Entry,
+  type PackageIndex,
+  type ParsedDeps,
+  type Pkg,
+  type StaticInfo,
+} from "./solver/model.js";
 import { Problem } from "./solver/problem.js";
 
 export type ResolveErrorCode = "UNSATISFIABLE" | "INVALID_REQUEST" | "TOO_HARD" | "INVALID_LIMIT";
@@ -350,19 +360,36 @@ export class Resolver implements PackageIndex {
     const tie = (a: Entry, b: Entry): number => {
       const pa = P[a.pkg]!;
       const pb = P[b.pkg]!;
-      return pa.repoOrder - pb.repoOrder || cmpStr(pa.name, pb.name) || -compareVersions(pa.version, pb.version) || cmpStr(pa.rec.checksum ?? "", pb.rec.checksum ?? "") || cmpStr(pa.rp.url, pb.rp.url);
+      return (
+        pa.repoOrder - pb.repoOrder ||
+        cmpStr(pa.name, pb.name) ||
+        -compareVersions(pa.version, pb.version) ||
+        cmpStr(pa.rec.checksum ?? "", pb.rec.checksum ?? "") ||
+        cmpStr(pa.rp.url, pb.rp.url)
+      );
     };
     real.sort((a, b) => -compareVersions(a.version!, b.version!) || tie(a, b));
-    versioned.sort((a, b) => (P[b.pkg]!.priority ?? 0) - (P[a.pkg]!.priority ?? 0) || -this.compareLoose(a.version!, b.version!) || tie(a, b));
+    versioned.sort(
+      (a, b) =>
+        (P[b.pkg]!.priority ?? 0) - (P[a.pkg]!.priority ?? 0) ||
+        -this.compareLoose(a.version!, b.version!) ||
+        tie(a, b),
+    );
     const byPriorityThenName = (a: Entry, b: Entry): number =>
-      (P[b.pkg]!.priority ?? 0) - (P[a.pkg]!.priority ?? 0) || cmpStr(P[a.pkg]!.name, P[b.pkg]!.name) || -compareVersions(P[a.pkg]!.version, P[b.pkg]!.version) || tie(a, b);
+      (P[b.pkg]!.priority ?? 0) - (P[a.pkg]!.priority ?? 0) ||
+      cmpStr(P[a.pkg]!.name, P[b.pkg]!.name) ||
+      -compareVersions(P[a.pkg]!.version, P[b.pkg]!.version) ||
+      tie(a, b);
     const prioritized = virtual.filter((e) => P[e.pkg]!.priority !== undefined).sort(byPriorityThenName);
     let order = [...real, ...versioned, ...prioritized];
     if (order.length === 0 && virtual.length > 0 && new Set(virtual.map((e) => P[e.pkg]!.name)).size === 1) {
       order = virtual.slice().sort(byPriorityThenName);
     }
     const inOrder = new Set(order.map((e) => e.pkg));
-    const virtualOnly = virtual.filter((e) => !inOrder.has(e.pkg)).sort(byPriorityThenName).map((e) => e.pkg);
+    const virtualOnly = virtual
+      .filter((e) => !inOrder.has(e.pkg))
+      .sort(byPriorityThenName)
+      .map((e) => e.pkg);
     s = { match, order: order.map((e) => e.pkg), policyHidden: virtualOnly.length > 0, virtualOnly };
     this.statics.set(dep.key, s);
     return s;
@@ -371,13 +398,18 @@ export class Resolver implements PackageIndex {
 /** The conflict budget: the option, else the environment, else the default. Throws ResolveError. */
 function conflictBudget(option: number | undefined): number {
   if (option !== undefined) {
-    if (!Number.isSafeInteger(option) || option <= 0) throw new ResolveError("INVALID_LIMIT", `maxConflicts must be a positive whole number, got ${option}`, []);
+    if (!Number.isSafeInteger(option) || option <= 0)
+      throw new ResolveError("INVALID_LIMIT", `maxConflicts must be a positive whole number, got ${option}`, []);
     return option;
   }
   const v = process.env[MAX_CONFLICTS_ENV];
   if (v === undefined || v === "") return DEFAULT_MAX_CONFLICTS;
   if (!/^\d+$/.test(v) || !Number.isSafeInteger(Number(v)) || Number(v) <= 0) {
-    throw new ResolveError("INVALID_LIMIT", `${MAX_CONFLICTS_ENV} must be a positive whole number, got ${JSON.stringify(v)}`, []);
+    throw new ResolveError(
+      "INVALID_LIMIT",
+      `${MAX_CONFLICTS_ENV} must be a positive whole number, got ${JSON.stringify(v)}`,
+      [],
+    );
   }
   return Number(v);
 }
@@ -469,10 +501,13 @@ class Resolving {
       const tag = dep.d.tag;
       if (tag !== undefined && !r.repositoryTags.has(tag)) {
         const tagged = [...r.repositoryTags].map((t) => "@" + t);
-        invalid.push(`request ${tok} : no repository is tagged @${tag}${tagged.length ? ` (tagged: ${tagged.join(", ")})` : " (no repository has a tag)"}`);
+        invalid.push(
+          `request ${tok} : no repository is tagged @${tag}${tagged.length ? ` (tagged: ${tagged.join(", ")})` : " (no repository has a tag)"}`,
+        );
       }
     }
-    if (invalid.length) throw new ResolveError("INVALID_REQUEST", `invalid request${invalid.length > 1 ? "s" : ""}`, invalid);
+    if (invalid.length)
+      throw new ResolveError("INVALID_REQUEST", `invalid request${invalid.length > 1 ? "s" : ""}`, invalid);
     return out;
   }
 
@@ -486,7 +521,10 @@ class Resolving {
 
   private unsatisfiable(wants: readonly Dep[], conflicts: readonly Dep[]): ResolveError {
     const walk = explainFailure(this.r, wants, conflicts, this.pinned, EXPLAIN_BUDGET);
-    if (walk.solved) throw new Error(`internal: the resolver found no answer for ${worldText(this.world)} but its explanation walk found one`);
+    if (walk.solved)
+      throw new Error(
+        `internal: the resolver found no answer for ${worldText(this.world)} but its explanation walk found one`,
+      );
     const shown = walk.lines.slice(0, MAX_EXPLANATION);
     const more = walk.lines.length - shown.length;
     if (more > 0) shown.push(`… and ${more} more failed attempts`);
@@ -540,7 +578,8 @@ class Resolving {
     const allowed = [...triggerTags, ...(this.pinned.get(p.name) ?? [])];
     if (p.tag !== undefined && !allowed.includes(p.tag)) return false;
     if (problem.excluded(c)) return false;
-    const stillHolds = (ids: readonly number[]): boolean => negated.every((e) => !ids.some((id) => id !== c && r.info(e).match.has(id)));
+    const stillHolds = (ids: readonly number[]): boolean =>
+      negated.every((e) => !ids.some((id) => id !== c && r.info(e).match.has(id)));
     const outcome = problem.tryAdd(c, stillHolds);
     if (outcome === "budget") throw this.tooHard();
     if (outcome !== "sat") return false;

@@ -21,7 +21,11 @@ export interface LocalKey {
  * at OUT/../.kiln-keys/kiln-local.rsa (generated on first use, never published as a
  * production key).
  */
-export async function obtainSigningKey(explicit: string | undefined, outDir: string, env: NodeJS.ProcessEnv): Promise<LocalKey> {
+export async function obtainSigningKey(
+  explicit: string | undefined,
+  outDir: string,
+  env: NodeJS.ProcessEnv,
+): Promise<LocalKey> {
   const path = explicit ?? env.KILN_SIGNING_KEY ?? join(dirname(resolvePath(outDir)), ".kiln-keys", "kiln-local.rsa");
   const exists = await stat(path).then(
     () => true,
@@ -46,9 +50,11 @@ export async function obtainSigningKey(explicit: string | undefined, outDir: str
 /** A byte count with an optional K, M or G suffix (powers of 1024). */
 export function byteSize(v: string, option: string): number {
   const m = /^(\d+)([KMG]?)i?B?$/i.exec(v.trim());
-  if (!m) throw new UserError(`${option}: expected a size such as 268435456, 512K, 256M or 1G, got ${JSON.stringify(v)}`, 2);
+  if (!m)
+    throw new UserError(`${option}: expected a size such as 268435456, 512K, 256M or 1G, got ${JSON.stringify(v)}`, 2);
   const n = Number(m[1]) * 1024 ** " KMG".indexOf((m[2] || " ").toUpperCase());
-  if (!Number.isSafeInteger(n) || n < 4096) throw new UserError(`${option}: ${JSON.stringify(v)} is too small or too large (at least 4K)`, 2);
+  if (!Number.isSafeInteger(n) || n < 4096)
+    throw new UserError(`${option}: ${JSON.stringify(v)} is too small or too large (at least 4K)`, 2);
   return n;
 }
 
@@ -90,14 +96,22 @@ const RECIPE_OPTIONS = {
 } as const;
 
 /** What `kiln build` and `kiln test` share: arch, output repository, signing key, extra trusted keys. */
-async function recipeContext(values: { arch?: string; out?: string; "signing-key"?: string; "keyring-append"?: string[] }, io: Io) {
+async function recipeContext(
+  values: { arch?: string; out?: string; "signing-key"?: string; "keyring-append"?: string[] },
+  io: Io,
+) {
   const arch = values.arch ? ARCH_ALIASES[values.arch] : hostApkArch();
   if (!arch) throw new UserError(`--arch: unknown architecture ${JSON.stringify(values.arch)}`, 2);
   const outDir = values.out ?? "packages";
   const key = await obtainSigningKey(values["signing-key"], outDir, io.env);
   const keyringAppend = [];
   for (const k of asArray(values["keyring-append"])) {
-    keyringAppend.push({ name: basename(k), pem: await readFile(k).catch((e: Error) => { throw new UserError(`--keyring-append ${k}: ${e.message}`); }) });
+    keyringAppend.push({
+      name: basename(k),
+      pem: await readFile(k).catch((e: Error) => {
+        throw new UserError(`--keyring-append ${k}: ${e.message}`);
+      }),
+    });
   }
   return { arch, outDir, key, keyringAppend };
 }
@@ -105,7 +119,8 @@ async function recipeContext(values: { arch?: string; out?: string; "signing-key
 export const build: Command = {
   name: "build",
   summary: "build recipes into signed packages in a local repository",
-  usage: "kiln build RECIPE... | --all | --changed [--since REV] [--jobs N] [--keep-going] [--distro FILE] [--dry-run] [--arch A] [--out DIR] [--signing-key K] [--repository-append R]... [--keyring-append K]... [--pipeline-dir D]... [--source-dir D] [--cache-dir D] [--max-log-size N] [--no-test] [--json]",
+  usage:
+    "kiln build RECIPE... | --all | --changed [--since REV] [--jobs N] [--keep-going] [--distro FILE] [--dry-run] [--arch A] [--out DIR] [--signing-key K] [--repository-append R]... [--keyring-append K]... [--pipeline-dir D]... [--source-dir D] [--cache-dir D] [--max-log-size N] [--no-test] [--json]",
   async run(argv, io) {
     const { values, positionals } = parse(this, argv, {
       ...RECIPE_OPTIONS,
@@ -122,7 +137,11 @@ export const build: Command = {
       distro: { type: "string" },
       "dry-run": { type: "boolean" },
     });
-    if (values.help) return help(this, io, `Each recipe (melange format) is compiled, its guest assembled from environment.contents.packages
+    if (values.help)
+      return help(
+        this,
+        io,
+        `Each recipe (melange format) is compiled, its guest assembled from environment.contents.packages
 (resolved from its repositories, --repository-append and the output repository itself), and its
 steps run under bubblewrap (no network, workspace at /home/build, build user 1000); fetch and
 .deb unpacking run in kiln itself. The main package and subpackages are written to OUT/ARCH
@@ -146,7 +165,8 @@ The distribution (distro.yaml here or in a parent directory, or --distro FILE):
                     (default: start nothing new; dependents of a failure are always skipped)
 --dry-run           print the plan only
 Packages go to distro.yaml's out (OUT/ARCH), logs to OUT/logs/ARCH/NAME.log, the run's
-report to OUT/report.html (status, duration and a timeline per package) and OUT/build-report.json.`);
+report to OUT/report.html (status, duration and a timeline per package) and OUT/build-report.json.`,
+      );
     if (values.all || values.changed) {
       if (positionals.length) throw new UserError(`give recipes or --all/--changed, not both\nusage: ${this.usage}`, 2);
       if (values.all && values.changed) throw new UserError(`--all or --changed, not both`, 2);
@@ -168,7 +188,9 @@ report to OUT/report.html (status, duration and a timeline per package) and OUT/
           keyringAppend,
           pipelineDirs: asArray(values["pipeline-dir"]),
           ...(values["source-dir"] ? { sourceDir: values["source-dir"] } : {}),
-          ...(values["max-log-size"] ? { logLimits: { maxBytes: byteSize(values["max-log-size"], "--max-log-size") } } : {}),
+          ...(values["max-log-size"]
+            ? { logLimits: { maxBytes: byteSize(values["max-log-size"], "--max-log-size") } }
+            : {}),
           cacheDir: values["cache-dir"] ?? defaultCacheDir(io.env),
           sourceDateEpoch: sourceDateEpoch(io.env),
           runTests: !values["no-test"],
@@ -177,7 +199,13 @@ report to OUT/report.html (status, duration and a timeline per package) and OUT/
       );
     }
     if (values.json) io.out(JSON.stringify(results, null, 2));
-    else for (const r of results) io.out(r.skipped ? `${r.name}: skipped (${r.skipped})` : `${r.name}-${r.fullVersion}: ${r.packages.map((p) => basename(p.file)).join(", ")}`);
+    else
+      for (const r of results)
+        io.out(
+          r.skipped
+            ? `${r.name}: skipped (${r.skipped})`
+            : `${r.name}-${r.fullVersion}: ${r.packages.map((p) => basename(p.file)).join(", ")}`,
+        );
     return 0;
   },
 };
@@ -185,14 +213,20 @@ report to OUT/report.html (status, duration and a timeline per package) and OUT/
 export const testCmd: Command = {
   name: "test",
   summary: "run a recipe's tests against its built packages",
-  usage: "kiln test RECIPE... [--arch A] [--out DIR] [--repository-append R]... [--keyring-append K]... [--pipeline-dir D]... [--source-dir D] [--cache-dir D]",
+  usage:
+    "kiln test RECIPE... [--arch A] [--out DIR] [--repository-append R]... [--keyring-append K]... [--pipeline-dir D]... [--source-dir D] [--cache-dir D]",
   async run(argv, io) {
     const { values, positionals } = parse(this, argv, {
       ...RECIPE_OPTIONS,
       "cache-dir": { type: "string" },
     });
-    if (values.help) return help(this, io, `Runs each recipe's test: pipelines (main package and subpackages) in fresh guests holding the
-packages as built in OUT (default ./packages) and the other repositories. Exit 1 if any fails.`);
+    if (values.help)
+      return help(
+        this,
+        io,
+        `Runs each recipe's test: pipelines (main package and subpackages) in fresh guests holding the
+packages as built in OUT (default ./packages) and the other repositories. Exit 1 if any fails.`,
+      );
     if (positionals.length === 0) throw new UserError(`usage: ${this.usage}`, 2);
     const { arch, outDir, key, keyringAppend } = await recipeContext(values, io);
     const { testRecipe } = await import("@kiln/builder");
@@ -221,13 +255,24 @@ export const bump: Command = {
   summary: "set a recipe's version, reset its epoch, refresh source checksums",
   usage: "kiln bump RECIPE VERSION [--cache-dir D] [--source-dir D]",
   async run(argv, io) {
-    const { values, positionals } = parse(this, argv, { "cache-dir": { type: "string" }, "source-dir": { type: "string" } });
-    if (values.help) return help(this, io, `Edits RECIPE in place (comments and layout kept): package.version = VERSION, epoch = 0, and each
+    const { values, positionals } = parse(this, argv, {
+      "cache-dir": { type: "string" },
+      "source-dir": { type: "string" },
+    });
+    if (values.help)
+      return help(
+        this,
+        io,
+        `Edits RECIPE in place (comments and layout kept): package.version = VERSION, epoch = 0, and each
 fetch step's expected-sha256 recomputed by downloading the new source (mirrors resolved as for builds).
-Nothing is written unless every source was downloaded.`);
+Nothing is written unless every source was downloaded.`,
+      );
     if (positionals.length !== 2) throw new UserError(`usage: ${this.usage}`, 2);
     const { bumpRecipe } = await import("@kiln/builder");
-    const r = await bumpRecipe(positionals[0]!, positionals[1]!, { cacheDir: values["cache-dir"] ?? defaultCacheDir(io.env), ...(values["source-dir"] ? { sourceDir: values["source-dir"] } : {}) });
+    const r = await bumpRecipe(positionals[0]!, positionals[1]!, {
+      cacheDir: values["cache-dir"] ?? defaultCacheDir(io.env),
+      ...(values["source-dir"] ? { sourceDir: values["source-dir"] } : {}),
+    });
     io.out(`${r.file}: ${r.from} → ${r.to}`);
     for (const s of r.sources) io.out(`  ${s.uri}: sha256 ${s.sha256}`);
     return 0;

@@ -90,14 +90,18 @@ async function views(distro: Distro, archs: string[], cacheDir: string): Promise
 
 async function plansFor(distro: Distro, vs: DistroView[], since: string | undefined): Promise<BuildPlan[]> {
   const changes = since !== undefined ? await changedSince(distro, since) : undefined;
-  return vs.map((v) => planBuild(distro, v.graph, v.state, { errors: v.errors, ...(changes ? { since: changes } : {}) }));
+  return vs.map((v) =>
+    planBuild(distro, v.graph, v.state, { errors: v.errors, ...(changes ? { since: changes } : {}) }),
+  );
 }
 
 /** Builds of `since` that the build keys also say are out of date (what `build --changed` runs). */
 function narrow(sincePlan: BuildPlan, keyPlan: BuildPlan): BuildPlan {
   const why = new Map(sincePlan.builds.map((b) => [b.recipe, b.reasons]));
   // The git reasons say more than "not in the repository" (a CI checkout without keys).
-  const builds = keyPlan.builds.filter((b) => why.has(b.recipe)).map((b) => ({ ...b, reasons: b.reasons.every((r) => r.kind === "missing") ? why.get(b.recipe)! : b.reasons }));
+  const builds = keyPlan.builds
+    .filter((b) => why.has(b.recipe))
+    .map((b) => ({ ...b, reasons: b.reasons.every((r) => r.kind === "missing") ? why.get(b.recipe)! : b.reasons }));
   const kept = new Set(builds.map((b) => b.recipe));
   return {
     ...keyPlan,
@@ -105,7 +109,9 @@ function narrow(sincePlan: BuildPlan, keyPlan: BuildPlan): BuildPlan {
     ...(sincePlan.since !== undefined ? { since: sincePlan.since } : {}),
     builds: builds.map((b) => ({ ...b, after: b.after.filter((a) => kept.has(a)) })),
     upToDate: keyPlan.upToDate.concat(keyPlan.builds.filter((b) => !kept.has(b.recipe)).map((b) => b.recipe)),
-    images: keyPlan.images.filter((i) => i.recipes.some((r) => kept.has(r)) || sincePlan.images.some((s) => s.name === i.name)),
+    images: keyPlan.images.filter(
+      (i) => i.recipes.some((r) => kept.has(r)) || sincePlan.images.some((s) => s.name === i.name),
+    ),
   };
 }
 
@@ -116,7 +122,8 @@ function printPlan(io: Io, plan: BuildPlan): void {
   plan.builds.forEach((b, i) => {
     const ver = b.current && b.current !== b.fullVersion ? `${b.current} → ${b.fullVersion}` : b.fullVersion;
     io.out(`  ${String(i + 1).padStart(3)}. ${b.recipe.padEnd(w)}  ${ver}  ${b.reasons.map(reasonText).join("; ")}`);
-    if (b.standIns.length) io.out(`       ${"".padEnd(w)}  uses the existing packages of ${b.standIns.join(", ")} (cycle)`);
+    if (b.standIns.length)
+      io.out(`       ${"".padEnd(w)}  uses the existing packages of ${b.standIns.join(", ")} (cycle)`);
   });
   if (plan.images.length) {
     io.out(`images that would change:`);
@@ -162,7 +169,11 @@ export const graphCmd: Command = {
   summary: "draw the distribution's dependency graph (dot, svg or json)",
   usage: "kiln graph [--format dot|svg|json] [-o FILE] [--distro FILE] [--arch A] [--cache-dir D]",
   async run(argv, io) {
-    const { values } = parse(this, argv, { ...COMMON, format: { type: "string" }, output: { type: "string", short: "o" } });
+    const { values } = parse(this, argv, {
+      ...COMMON,
+      format: { type: "string" },
+      output: { type: "string", short: "o" },
+    });
     if (values.help)
       return help(
         this,
@@ -185,10 +196,20 @@ ${COMMON_HELP}`,
     else {
       const dot = graphToDot(v!.graph, plan);
       text = await new Promise<string>((resolve, reject) => {
-        const p = execFile("dot", ["-Tsvg"], { maxBuffer: 256 * 1024 * 1024, encoding: "utf8" }, (err, stdout, stderr) => {
-          if (err) reject((err as NodeJS.ErrnoException).code === "ENOENT" ? new UserError("svg needs Graphviz's dot (apt-get install graphviz), or use --format dot") : new UserError(`dot: ${stderr || err.message}`));
-          else resolve(stdout);
-        });
+        const p = execFile(
+          "dot",
+          ["-Tsvg"],
+          { maxBuffer: 256 * 1024 * 1024, encoding: "utf8" },
+          (err, stdout, stderr) => {
+            if (err)
+              reject(
+                (err as NodeJS.ErrnoException).code === "ENOENT"
+                  ? new UserError("svg needs Graphviz's dot (apt-get install graphviz), or use --format dot")
+                  : new UserError(`dot: ${stderr || err.message}`),
+              );
+            else resolve(stdout);
+          },
+        );
         p.stdin!.end(dot);
       });
     }
@@ -206,7 +227,8 @@ function buildProgress(io: Io, json: boolean): (e: RunEvent) => void {
     else if (e.kind === "build") {
       const b: BuildEvent = e.event;
       if (b.kind === "step") io.err(`  ${e.recipe}: [${b.index}/${b.total}] ${b.step}${b.native ? " (kiln)" : ""}`);
-      else if (b.kind === "guest") io.err(`  ${e.recipe}: ${b.purpose} guest, ${b.packages} packages${b.reused ? " (cached)" : ""}`);
+      else if (b.kind === "guest")
+        io.err(`  ${e.recipe}: ${b.purpose} guest, ${b.packages} packages${b.reused ? " (cached)" : ""}`);
       else if (b.kind === "test") io.err(`  ${e.recipe}: test ${b.target}`);
       else if (b.kind === "emit") io.err(`  ${e.recipe}: wrote ${b.file}`);
     } else {
@@ -214,9 +236,13 @@ function buildProgress(io: Io, json: boolean): (e: RunEvent) => void {
       if (x.status === "built") io.err(`✓ ${x.recipe} ${x.fullVersion} (${((x.ms ?? 0) / 1000).toFixed(1)} s)`);
       else if (x.status === "failed") {
         const lines = (x.error ?? "").split("\n").filter((l) => l.trim() && !/full log:/.test(l));
-        io.err(`✗ ${x.recipe} ${x.fullVersion} failed (${((x.ms ?? 0) / 1000).toFixed(1)} s): ${lines[0] ?? ""}${lines.slice(1, 8).map((l) => `\n    ${l.trim()}`).join("")}${x.log ? `\n  log: ${x.log}` : ""}`);
-      }
-      else if (x.status === "skipped") io.err(`- ${x.recipe} skipped: ${x.blockedBy} failed`);
+        io.err(
+          `✗ ${x.recipe} ${x.fullVersion} failed (${((x.ms ?? 0) / 1000).toFixed(1)} s): ${lines[0] ?? ""}${lines
+            .slice(1, 8)
+            .map((l) => `\n    ${l.trim()}`)
+            .join("")}${x.log ? `\n  log: ${x.log}` : ""}`,
+        );
+      } else if (x.status === "skipped") io.err(`- ${x.recipe} skipped: ${x.blockedBy} failed`);
     }
   };
 }
@@ -237,9 +263,13 @@ export interface DistroBuildValues {
 }
 
 /** `kiln build --all | --changed`: plan, then run the plan. Returns the exit status and the reports. */
-export async function distroBuild(values: DistroBuildValues, io: Io): Promise<{ status: number; reports: RunReport[]; distro: Distro }> {
+export async function distroBuild(
+  values: DistroBuildValues,
+  io: Io,
+): Promise<{ status: number; reports: RunReport[]; distro: Distro }> {
   const jobs = values.jobs === undefined ? 1 : Number(values.jobs);
-  if (!Number.isInteger(jobs) || jobs < 1) throw new UserError(`--jobs must be a whole number ≥ 1, got ${JSON.stringify(values.jobs)}`, 2);
+  if (!Number.isInteger(jobs) || jobs < 1)
+    throw new UserError(`--jobs must be a whole number ≥ 1, got ${JSON.stringify(values.jobs)}`, 2);
   const distro = await openDistro(values.distro);
   const cacheDir = values["cache-dir"] ?? defaultCacheDir(io.env);
   const archs = archsOf(distro, values.arch);
@@ -252,7 +282,9 @@ export async function distroBuild(values: DistroBuildValues, io: Io): Promise<{ 
   const errors = plans.flatMap((p) => p.errors);
   if (errors.length) {
     for (const e of errors) io.err(`error: ${e}`);
-    throw new UserError(`${errors.length} problem${errors.length === 1 ? "" : "s"} in the distribution; nothing was built`);
+    throw new UserError(
+      `${errors.length} problem${errors.length === 1 ? "" : "s"} in the distribution; nothing was built`,
+    );
   }
   for (const p of plans) for (const w of p.warnings) io.err(`warning: ${w}`);
   if (values["dry-run"]) {
@@ -269,7 +301,10 @@ export async function distroBuild(values: DistroBuildValues, io: Io): Promise<{ 
     for (const [i, plan] of plans.entries()) {
       const v = vs[i]!;
       if (!plan.builds.length) continue;
-      if (!values.json) io.err(`${distro.name} (${plan.arch}): building ${plan.builds.length}, ${plan.upToDate.length} up to date, ${jobs} at a time`);
+      if (!values.json)
+        io.err(
+          `${distro.name} (${plan.arch}): building ${plan.builds.length}, ${plan.upToDate.length} up to date, ${jobs} at a time`,
+        );
       const builder = localBuilder({
         distro,
         arch: plan.arch,
@@ -289,7 +324,10 @@ export async function distroBuild(values: DistroBuildValues, io: Io): Promise<{ 
     }
     await mkdir(distro.outDir, { recursive: true });
     await writeFile(resolvePath(distro.outDir, "build-report.json"), JSON.stringify(reports, null, 2) + "\n");
-    await writeFile(resolvePath(distro.outDir, "report.html"), renderRunReport(reports, (l) => relative(distro.outDir, l)));
+    await writeFile(
+      resolvePath(distro.outDir, "report.html"),
+      renderRunReport(reports, (l) => relative(distro.outDir, l)),
+    );
   }
   const all = reports.flatMap((r) => r.entries);
   const n = (s: string) => all.filter((e) => e.status === s).length;
@@ -297,9 +335,13 @@ export async function distroBuild(values: DistroBuildValues, io: Io): Promise<{ 
   if (values.json) io.out(JSON.stringify({ distro: distro.name, plans, reports }, null, 2));
   else {
     const secs = reports.reduce((s, r) => s + r.ms, 0) / 1000;
-    io.out(`${distro.name}: ${n("built")} built, ${n("failed")} failed, ${n("skipped")} skipped, ${n("not-started")} not started, ${upToDate} up to date${total ? ` in ${secs.toFixed(1)} s` : ""}`);
-    for (const e of all) if (e.status === "built") io.out(`  built ${e.recipe} ${e.fullVersion}: ${(e.packages ?? []).join(", ")}`);
-    for (const e of all) if (e.status === "failed") io.out(`  FAILED ${e.recipe} ${e.fullVersion}${e.log ? ` (log: ${e.log})` : ""}`);
+    io.out(
+      `${distro.name}: ${n("built")} built, ${n("failed")} failed, ${n("skipped")} skipped, ${n("not-started")} not started, ${upToDate} up to date${total ? ` in ${secs.toFixed(1)} s` : ""}`,
+    );
+    for (const e of all)
+      if (e.status === "built") io.out(`  built ${e.recipe} ${e.fullVersion}: ${(e.packages ?? []).join(", ")}`);
+    for (const e of all)
+      if (e.status === "failed") io.out(`  FAILED ${e.recipe} ${e.fullVersion}${e.log ? ` (log: ${e.log})` : ""}`);
     for (const e of all) if (e.status === "skipped") io.out(`  skipped ${e.recipe} (${e.blockedBy} failed)`);
     if (total) io.out(`  report: ${resolvePath(distro.outDir, "report.html")}`);
   }
@@ -325,12 +367,18 @@ export async function distroImages(values: ImagesValues, io: Io): Promise<{ stat
   const distro = await openDistro(values.distro);
   const cacheDir = values["cache-dir"] ?? defaultCacheDir(io.env);
   const images = await loadImages(distro);
-  if (images.problems.length) throw new UserError(images.problems.map((p) => `${p.file}${p.line ? `:${p.line}:${p.col ?? 1}` : ""}: ${p.path ? `${p.path}: ` : ""}${p.message}`).join("\n"));
+  if (images.problems.length)
+    throw new UserError(
+      images.problems
+        .map((p) => `${p.file}${p.line ? `:${p.line}:${p.col ?? 1}` : ""}: ${p.path ? `${p.path}: ` : ""}${p.message}`)
+        .join("\n"),
+    );
   let select: "all" | Map<string, string[]> = "all";
   if (!values.all) {
     const plans = await plansFor(distro, await views(distro, archsOf(distro, values.arch), cacheDir), undefined);
     const m = new Map<string, string[]>();
-    for (const p of plans) for (const i of p.images) m.set(i.name, [...new Set([...(m.get(i.name) ?? []), ...i.reasons])]);
+    for (const p of plans)
+      for (const i of p.images) m.set(i.name, [...new Set([...(m.get(i.name) ?? []), ...i.reasons])]);
     select = m;
   }
   let push: { registry: string; insecure?: boolean; username?: string; password?: string } | undefined;
@@ -355,18 +403,38 @@ export async function distroImages(values: ImagesValues, io: Io): Promise<{ stat
     test: !!values.test,
     onEvent: values.json ? undefined : (m) => io.err(m),
   } as Parameters<typeof runImages>[0]);
-  if (values.json) io.out(JSON.stringify({ distro: distro.name, images: results.map((r) => ({ ...r, test: r.test ? { ok: r.test.ok, detail: r.test.detail, exitCode: r.test.exitCode } : undefined })) }, null, 2));
+  if (values.json)
+    io.out(
+      JSON.stringify(
+        {
+          distro: distro.name,
+          images: results.map((r) => ({
+            ...r,
+            test: r.test ? { ok: r.test.ok, detail: r.test.detail, exitCode: r.test.exitCode } : undefined,
+          })),
+        },
+        null,
+        2,
+      ),
+    );
   else {
     for (const r of results) {
       if (r.status === "not-selected") {
         io.out(`${r.name}: unchanged inputs, not rebuilt${r.digest ? ` (${r.digest})` : ""}`);
         continue;
       }
-      const what = r.status === "failed" && !r.digest ? `FAILED: ${r.error}` : `${r.digest} ${r.changed ? (r.previous ? "changed" : "new") : "unchanged"}`;
-      io.out(`${r.name}: ${what}${r.pushed ? `; pushed ${r.pushed}` : ""}${r.test ? (r.test.detail === "no test" ? "; no test" : `; test ${r.test.ok ? "passed" : `FAILED (${r.test.detail})`}`) : ""}`);
+      const what =
+        r.status === "failed" && !r.digest
+          ? `FAILED: ${r.error}`
+          : `${r.digest} ${r.changed ? (r.previous ? "changed" : "new") : "unchanged"}`;
+      io.out(
+        `${r.name}: ${what}${r.pushed ? `; pushed ${r.pushed}` : ""}${r.test ? (r.test.detail === "no test" ? "; no test" : `; test ${r.test.ok ? "passed" : `FAILED (${r.test.detail})`}`) : ""}`,
+      );
     }
     const built = results.filter((r) => r.status !== "not-selected");
-    io.out(`${built.length} image${built.length === 1 ? "" : "s"} built, ${built.filter((r) => r.changed).length} with a new digest, ${results.filter((r) => r.pushed).length} pushed, ${results.filter((r) => r.status === "failed").length} failed`);
+    io.out(
+      `${built.length} image${built.length === 1 ? "" : "s"} built, ${built.filter((r) => r.changed).length} with a new digest, ${results.filter((r) => r.pushed).length} pushed, ${results.filter((r) => r.status === "failed").length} failed`,
+    );
   }
   return { status: results.some((r) => r.status === "failed") ? 1 : 0, results };
 }
@@ -374,7 +442,8 @@ export async function distroImages(values: ImagesValues, io: Io): Promise<{ stat
 export const imagesCmd: Command = {
   name: "images",
   summary: "rebuild the distribution's images from the current repository; push the ones whose digest changed",
-  usage: "kiln images [--all | --changed] [--test] [--push REGISTRY | --publish] [--insecure] [--distro FILE] [--signing-key K] [--cache-dir D] [--json]",
+  usage:
+    "kiln images [--all | --changed] [--test] [--push REGISTRY | --publish] [--insecure] [--distro FILE] [--signing-key K] [--cache-dir D] [--json]",
   async run(argv, io) {
     const { values } = parse(this, argv, {
       ...COMMON,
@@ -411,22 +480,40 @@ export const distroBuildCmd: Command = {
   summary: "the main job: build every out-of-date recipe, then rebuild and smoke-test the images that changed",
   usage: "kiln distro-build [--jobs N] [--no-test] [--distro FILE] [--arch A]... [--signing-key K] [--cache-dir D]",
   async run(argv, io) {
-    const { values } = parse(this, argv, { ...COMMON, jobs: { type: "string" }, "no-test": { type: "boolean" }, "signing-key": { type: "string" } });
-    if (values.help) return help(this, io, `kiln build --all --keep-going, then kiln images --changed --test. A second run builds nothing.\n${COMMON_HELP}`);
+    const { values } = parse(this, argv, {
+      ...COMMON,
+      jobs: { type: "string" },
+      "no-test": { type: "boolean" },
+      "signing-key": { type: "string" },
+    });
+    if (values.help)
+      return help(
+        this,
+        io,
+        `kiln build --all --keep-going, then kiln images --changed --test. A second run builds nothing.\n${COMMON_HELP}`,
+      );
     const t0 = Date.now();
     // A bootstrap changes its own build environments: once stage-1 libraries
     // exist, guests that used the imported ones resolve to them, so those
     // recipes are out of date again. Re-plan and build until a round builds
     // nothing (bounded), so the next run has nothing to do.
-    let b = await distroBuild({ ...(values as DistroBuildValues), all: true, "keep-going": true, jobs: values.jobs ?? "1" }, io);
+    let b = await distroBuild(
+      { ...(values as DistroBuildValues), all: true, "keep-going": true, jobs: values.jobs ?? "1" },
+      io,
+    );
     for (let round = 2; round <= 4 && b.status === 0; round++) {
       const built = b.reports.flatMap((r) => r.entries).filter((e) => e.status === "built").length;
       if (built === 0) break;
       io.err(`round ${round}: re-planning, since this run's builds changed other recipes' build environments`);
-      b = await distroBuild({ ...(values as DistroBuildValues), all: true, "keep-going": true, jobs: values.jobs ?? "1" }, io);
+      b = await distroBuild(
+        { ...(values as DistroBuildValues), all: true, "keep-going": true, jobs: values.jobs ?? "1" },
+        io,
+      );
     }
     const i = await distroImages({ ...(values as ImagesValues), changed: true, test: !values["no-test"] }, io);
-    io.out(`done in ${((Date.now() - t0) / 1000).toFixed(1)} s: repository ${b.distro.outDir}, images ${resolvePath(b.distro.outDir, "images")}`);
+    io.out(
+      `done in ${((Date.now() - t0) / 1000).toFixed(1)} s: repository ${b.distro.outDir}, images ${resolvePath(b.distro.outDir, "images")}`,
+    );
     return b.status || i.status;
   },
 };

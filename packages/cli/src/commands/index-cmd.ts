@@ -25,10 +25,15 @@ export const index: Command = {
       sha1: { type: "boolean" },
       output: { type: "string", short: "o" },
     });
-    if (values.help) return help(this, io, `Reads each package completely (structure and datahash are checked), then writes an index
+    if (values.help)
+      return help(
+        this,
+        io,
+        `Reads each package completely (structure and datahash are checked), then writes an index
 whose C: (control-member SHA-1), S: (file size) and fields come from the packages.
 --merge keeps the records of an existing OUT; a package with the same name and version replaces its record.
-Signed with RSA/SHA-256 unless --sha1. The file is replaced atomically.`);
+Signed with RSA/SHA-256 unless --sha1. The file is replaced atomically.`,
+      );
     if (!values.output) throw new UserError(`index: -o OUT is required\nusage: ${this.usage}`, 2);
     const key = values["signing-key"] ? await loadSigningKey(values["signing-key"]) : undefined;
     const incoming: IndexRecord[] = [];
@@ -47,7 +52,12 @@ Signed with RSA/SHA-256 unless --sha1. The file is replaced atomically.`);
       }
     }
     const records = mergeIndexRecords(existing, incoming);
-    const out = buildIndex(records, { description: description ?? "", signingKeys: key ? [key] : [], type: values.sha1 ? "RSA" : "RSA256", sourceDateEpoch: sourceDateEpoch(io.env) });
+    const out = buildIndex(records, {
+      description: description ?? "",
+      signingKeys: key ? [key] : [],
+      type: values.sha1 ? "RSA" : "RSA256",
+      sourceDateEpoch: sourceDateEpoch(io.env),
+    });
     await writeAtomic(values.output, out);
     io.out(`${values.output}: ${records.length} packages${key ? `, signed by ${key.name}` : ", unsigned"}`);
     return 0;
@@ -60,13 +70,20 @@ export const signIndex: Command = {
   usage: "kiln sign-index --signing-key KEY [--sha1] APKINDEX.tar.gz",
   async run(argv, io) {
     const { values, positionals } = parse(this, argv, { "signing-key": { type: "string" }, sha1: { type: "boolean" } });
-    if (values.help) return help(this, io, `Re-signs the index body as it is (records untouched); the file is replaced atomically.`);
+    if (values.help)
+      return help(this, io, `Re-signs the index body as it is (records untouched); the file is replaced atomically.`);
     if (!values["signing-key"] || positionals.length !== 1) throw new UserError(`usage: ${this.usage}`, 2);
     const key = await loadSigningKey(values["signing-key"]);
     const path = positionals[0]!;
     const idx = await readIndex(await readFile(path), { subject: path });
     const { signIndexBody } = await import("@kiln/apk");
-    await writeAtomic(path, signIndexBody(idx.body, [key], { type: values.sha1 ? "RSA" : "RSA256", sourceDateEpoch: sourceDateEpoch(io.env) }));
+    await writeAtomic(
+      path,
+      signIndexBody(idx.body, [key], {
+        type: values.sha1 ? "RSA" : "RSA256",
+        sourceDateEpoch: sourceDateEpoch(io.env),
+      }),
+    );
     io.out(`${path}: signed by ${key.name}`);
     return 0;
   },

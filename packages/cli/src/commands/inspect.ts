@@ -9,8 +9,13 @@ export const inspect: Command = {
   usage: "kiln inspect FILE [--json]",
   async run(argv, io) {
     const { values, positionals } = parse(this, argv, { json: { type: "boolean" } });
-    if (values.help) return help(this, io, `For a package: signatures, .PKGINFO fields, C: identity, scripts and every data entry.
-For an index: signatures, description and records. --json prints one JSON document.`);
+    if (values.help)
+      return help(
+        this,
+        io,
+        `For a package: signatures, .PKGINFO fields, C: identity, scripts and every data entry.
+For an index: signatures, description and records. --json prints one JSON document.`,
+      );
     if (positionals.length !== 1) throw new UserError(`usage: ${this.usage}`, 2);
     const file = positionals[0]!;
     const kind = await sniffKind(file);
@@ -24,8 +29,11 @@ For an index: signatures, description and records. --json prints one JSON docume
       };
       if (values.json) io.out(JSON.stringify(doc, null, 2));
       else {
-        io.out(`index ${file}: ${idx.records.length} records; signatures: ${doc.signatures.map((s) => `${s.type}:${s.keyName}`).join(", ") || "none"}`);
-        for (const r of idx.records) io.out(`  ${r.name}-${r.version} ${r.arch} ${r.fileSize ?? "?"} bytes ${r.checksum ?? ""}`);
+        io.out(
+          `index ${file}: ${idx.records.length} records; signatures: ${doc.signatures.map((s) => `${s.type}:${s.keyName}`).join(", ") || "none"}`,
+        );
+        for (const r of idx.records)
+          io.out(`  ${r.name}-${r.version} ${r.arch} ${r.fileSize ?? "?"} bytes ${r.checksum ?? ""}`);
       }
       return 0;
     }
@@ -34,7 +42,16 @@ For an index: signatures, description and records. --json prints one JSON docume
     try {
       const files = [];
       for await (const e of reader.entries()) {
-        files.push({ path: e.path, type: e.type, mode: "0" + e.mode.toString(8), uid: e.uid, gid: e.gid, size: e.size, ...(e.linkTarget !== undefined ? { target: e.linkTarget } : {}), ...(Object.keys(e.xattrs).length ? { xattrs: Object.keys(e.xattrs) } : {}) });
+        files.push({
+          path: e.path,
+          type: e.type,
+          mode: "0" + e.mode.toString(8),
+          uid: e.uid,
+          gid: e.gid,
+          size: e.size,
+          ...(e.linkTarget !== undefined ? { target: e.linkTarget } : {}),
+          ...(Object.keys(e.xattrs).length ? { xattrs: Object.keys(e.xattrs) } : {}),
+        });
       }
       const h = reader.head;
       const doc = {
@@ -52,7 +69,10 @@ For an index: signatures, description and records. --json prints one JSON docume
         io.out(`signatures: ${doc.signatures.map((s) => `${s.type}:${s.keyName}`).join(", ") || "none"}`);
         io.out(h.pkginfoText.trimEnd());
         if (doc.controlFiles.length) io.out(`control files: ${doc.controlFiles.join(" ")}`);
-        for (const f of files) io.out(`${f.type.padEnd(8)} ${f.mode.padStart(5)} ${String(f.uid)}:${String(f.gid)} ${String(f.size).padStart(9)} ${f.path}${f.target ? ` -> ${f.target}` : ""}`);
+        for (const f of files)
+          io.out(
+            `${f.type.padEnd(8)} ${f.mode.padStart(5)} ${String(f.uid)}:${String(f.gid)} ${String(f.size).padStart(9)} ${f.path}${f.target ? ` -> ${f.target}` : ""}`,
+          );
       }
       return 0;
     } finally {

@@ -6,7 +6,8 @@ import { asArray, help, loadSigningKey, parse, sourceDateEpoch, UserError, type 
 export const mkpkg: Command = {
   name: "mkpkg",
   summary: "make a signed .apk from a directory",
-  usage: "kiln mkpkg DIR --name N --version V [--arch A] [--description D] [--license L] [--url U] [--origin O] [--depends DEP]... [--provides P]... [--script .post-install=FILE]... [--signing-key KEY] [--sha1] -o FILE",
+  usage:
+    "kiln mkpkg DIR --name N --version V [--arch A] [--description D] [--license L] [--url U] [--origin O] [--depends DEP]... [--provides P]... [--script .post-install=FILE]... [--signing-key KEY] [--sha1] -o FILE",
   async run(argv, io) {
     const { values, positionals } = parse(this, argv, {
       name: { type: "string" },
@@ -27,14 +28,21 @@ export const mkpkg: Command = {
       output: { type: "string", short: "o" },
       json: { type: "boolean" },
     });
-    if (values.help) return help(this, io, `Packs DIR into an APK v2 package: entries sorted, directories before their contents,
+    if (values.help)
+      return help(
+        this,
+        io,
+        `Packs DIR into an APK v2 package: entries sorted, directories before their contents,
 owners normalised to root (unless --keep-owners), mtimes set to SOURCE_DATE_EPOCH (default 0).
 Signed with RSA/SHA-256 (.SIGN.RSA256.<key>.pub); --sha1 signs .SIGN.RSA. instead.
-Without --signing-key the package is unsigned (consumers then rely on the signed index).`);
+Without --signing-key the package is unsigned (consumers then rely on the signed index).`,
+      );
     if (positionals.length !== 1) throw new UserError(`mkpkg: expected exactly one DIR\nusage: ${this.usage}`, 2);
-    if (!values.name || !values.version || !values.output) throw new UserError(`mkpkg: --name, --version and -o are required\nusage: ${this.usage}`, 2);
+    if (!values.name || !values.version || !values.output)
+      throw new UserError(`mkpkg: --name, --version and -o are required\nusage: ${this.usage}`, 2);
     const dir = positionals[0]!;
-    if (!(await stat(dir).catch(() => undefined))?.isDirectory()) throw new UserError(`mkpkg: ${dir} is not a directory`);
+    if (!(await stat(dir).catch(() => undefined))?.isDirectory())
+      throw new UserError(`mkpkg: ${dir} is not a directory`);
     const epoch = sourceDateEpoch(io.env);
     const info = emptyPackageInfo(values.name, values.version, values.arch ?? "x86_64");
     if (values.description !== undefined) info.description = values.description;
@@ -50,16 +58,43 @@ Without --signing-key the package is unsigned (consumers then rely on the signed
     for (const s of asArray(values.script)) {
       const eq = s.indexOf("=");
       const name = s.slice(0, eq) as ScriptName;
-      if (eq < 0 || !(SCRIPT_NAMES as readonly string[]).includes(name)) throw new UserError(`mkpkg: --script expects NAME=FILE with NAME one of ${SCRIPT_NAMES.join(" ")}, got ${JSON.stringify(s)}`, 2);
+      if (eq < 0 || !(SCRIPT_NAMES as readonly string[]).includes(name))
+        throw new UserError(
+          `mkpkg: --script expects NAME=FILE with NAME one of ${SCRIPT_NAMES.join(" ")}, got ${JSON.stringify(s)}`,
+          2,
+        );
       scripts[name] = await readFile(s.slice(eq + 1)).catch((e) => {
         throw new UserError(`mkpkg: script ${s.slice(eq + 1)}: ${(e as Error).message}`);
       });
     }
     const keys = values["signing-key"] ? [await loadSigningKey(values["signing-key"])] : [];
     const entries = await entriesFromDirectory(dir, { keepOwners: values["keep-owners"] ?? false });
-    const w = await writePackage({ info, entries, scripts, signingKeys: keys, signatureType: values.sha1 ? "RSA" : "RSA256", sourceDateEpoch: epoch }, values.output);
-    if (values.json) io.out(JSON.stringify({ path: w.path, name: w.info.name, version: w.info.version, checksum: w.checksum, size: w.size, datahash: w.info.dataHash }));
-    else io.out(`${w.path}: ${w.info.name}-${w.info.version} ${w.size} bytes, ${w.checksum}${keys.length ? `, signed by ${keys[0]!.name}` : ", unsigned"}`);
+    const w = await writePackage(
+      {
+        info,
+        entries,
+        scripts,
+        signingKeys: keys,
+        signatureType: values.sha1 ? "RSA" : "RSA256",
+        sourceDateEpoch: epoch,
+      },
+      values.output,
+    );
+    if (values.json)
+      io.out(
+        JSON.stringify({
+          path: w.path,
+          name: w.info.name,
+          version: w.info.version,
+          checksum: w.checksum,
+          size: w.size,
+          datahash: w.info.dataHash,
+        }),
+      );
+    else
+      io.out(
+        `${w.path}: ${w.info.name}-${w.info.version} ${w.size} bytes, ${w.checksum}${keys.length ? `, signed by ${keys[0]!.name}` : ", unsigned"}`,
+      );
     return 0;
   },
 };

@@ -23,7 +23,18 @@ import {
   type S3Options,
 } from "@kiln/repo";
 import { Keyring } from "@kiln/apk";
-import { asArray, help, loadKeyring, loadSigningKey, parse, sourceDateEpoch, UserError, type Command, type Io, type Options } from "../util.js";
+import {
+  asArray,
+  help,
+  loadKeyring,
+  loadSigningKey,
+  parse,
+  sourceDateEpoch,
+  UserError,
+  type Command,
+  type Io,
+  type Options,
+} from "../util.js";
 
 const S3_OPTIONS = {
   "endpoint-url": { type: "string" },
@@ -43,11 +54,15 @@ exponential backoff on throttling, 5xx, timeouts and dropped connections),
 
 function num(v: string | undefined, what: string, min = 0): number | undefined {
   if (v === undefined) return undefined;
-  if (!/^\d+(\.\d+)?$/.test(v) || Number(v) < min) throw new UserError(`${what} must be a number${min ? ` of at least ${min}` : ""}, got ${JSON.stringify(v)}`, 2);
+  if (!/^\d+(\.\d+)?$/.test(v) || Number(v) < min)
+    throw new UserError(`${what} must be a number${min ? ` of at least ${min}` : ""}, got ${JSON.stringify(v)}`, 2);
   return Number(v);
 }
 
-function s3Options(values: Record<string, unknown>, onEvent?: (e: { kind: string; key: string; detail: string }) => void): S3Options {
+function s3Options(
+  values: Record<string, unknown>,
+  onEvent?: (e: { kind: string; key: string; detail: string }) => void,
+): S3Options {
   const o: S3Options = {};
   if (values["endpoint-url"]) o.endpointUrl = values["endpoint-url"] as string;
   if (values.region) o.region = values.region as string;
@@ -64,20 +79,32 @@ function s3Options(values: Record<string, unknown>, onEvent?: (e: { kind: string
 
 function openStore(target: string, values: Record<string, unknown>, io: Io): ObjectStore {
   if (target.startsWith("s3://")) {
-    return new S3Store(parseS3Url(target), s3Options(values, (e) => io.err(`${e.key}: ${e.detail}`)));
+    return new S3Store(
+      parseS3Url(target),
+      s3Options(values, (e) => io.err(`${e.key}: ${e.detail}`)),
+    );
   }
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(target)) throw new UserError(`${target}: publish to s3://BUCKET/PREFIX or a local directory`, 2);
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(target))
+    throw new UserError(`${target}: publish to s3://BUCKET/PREFIX or a local directory`, 2);
   return new LocalDirStore(target);
 }
 
 async function signingKey(values: Record<string, unknown>, io: Io, cmd: Command): Promise<SigningKey> {
   const path = (values["signing-key"] as string | undefined) ?? io.env.KILN_SIGNING_KEY;
-  if (!path) throw new UserError(`--signing-key KEY (or KILN_SIGNING_KEY) is required: the index is signed with it\nusage: ${cmd.usage}`, 2);
+  if (!path)
+    throw new UserError(
+      `--signing-key KEY (or KILN_SIGNING_KEY) is required: the index is signed with it\nusage: ${cmd.usage}`,
+      2,
+    );
   return loadSigningKey(path);
 }
 
 /** Records of the upstream repositories, per arch, for dependency checks. */
-function upstreamLoader(values: Record<string, unknown>, io: Io, s3: S3Options): ((arch: string) => Promise<IndexRecord[]>) | undefined {
+function upstreamLoader(
+  values: Record<string, unknown>,
+  io: Io,
+  s3: S3Options,
+): ((arch: string) => Promise<IndexRecord[]>) | undefined {
   const urls = asArray(values.upstream);
   if (!urls.length) return undefined;
   const dirs = asArray(values["keys-dir"]);
@@ -86,7 +113,12 @@ function upstreamLoader(values: Record<string, unknown>, io: Io, s3: S3Options):
     const ring = dirs.length ? await loadKeyring(dirs) : new Keyring();
     const out: IndexRecord[] = [];
     for (const u of urls) {
-      const idx = await loadIndex(parseRepositoryRef(u), arch, { keyring: ring, fetcher, allowUntrusted: dirs.length === 0, cacheDir: defaultCacheDir(io.env) });
+      const idx = await loadIndex(parseRepositoryRef(u), arch, {
+        keyring: ring,
+        fetcher,
+        allowUntrusted: dirs.length === 0,
+        cacheDir: defaultCacheDir(io.env),
+      });
       out.push(...idx.index.records);
     }
     return out;
@@ -118,7 +150,10 @@ export const publishCmd: Command = {
       ...S3_OPTIONS,
     });
     if (values.help)
-      return help(this, io, `OUT is a local repository: OUT/ARCH/APKINDEX.tar.gz and the packages it lists.
+      return help(
+        this,
+        io,
+        `OUT is a local repository: OUT/ARCH/APKINDEX.tar.gz and the packages it lists.
 For each architecture, in this order:
   1. checks, before anything is written: the published key (TARGET/KEYNAME) and index must be
      the signing key's; a package already published under the same NAME-VERSION must be the
@@ -138,9 +173,12 @@ Killed or failing at any point, the published index only names complete packages
 same command again to finish. Progress goes to stderr, the summary to stdout (--json: a JSON
 object). --dry-run checks and prints what would be done, writing nothing.
 
-${S3_HELP}`);
-    if (positionals.length) throw new UserError(`unexpected argument ${JSON.stringify(positionals[0])}\nusage: ${this.usage}`, 2);
-    if (!values.from || !values.to) throw new UserError(`--from OUT and --to TARGET are required\nusage: ${this.usage}`, 2);
+${S3_HELP}`,
+      );
+    if (positionals.length)
+      throw new UserError(`unexpected argument ${JSON.stringify(positionals[0])}\nusage: ${this.usage}`, 2);
+    if (!values.from || !values.to)
+      throw new UserError(`--from OUT and --to TARGET are required\nusage: ${this.usage}`, 2);
     const key = await signingKey(values, io, this);
     const fromSt = await stat(values.from).catch(() => undefined);
     if (!fromSt?.isDirectory()) throw new UserError(`--from ${values.from}: not a directory`);
@@ -180,7 +218,8 @@ ${S3_HELP}`);
 export const withdrawCmd: Command = {
   name: "withdraw",
   summary: "remove packages from a published index (objects kept unless --delete)",
-  usage: "kiln withdraw NAME-VERSION... --to s3://BUCKET/PREFIX|DIR [--signing-key KEY] [--delete] [--arch A]... [--allow-unsatisfied] [--upstream URL]... [--keys-dir DIR]... [--dry-run] [--json] [S3 options]",
+  usage:
+    "kiln withdraw NAME-VERSION... --to s3://BUCKET/PREFIX|DIR [--signing-key KEY] [--delete] [--arch A]... [--allow-unsatisfied] [--upstream URL]... [--keys-dir DIR]... [--dry-run] [--json] [S3 options]",
   async run(argv, io) {
     const { values, positionals } = parse(this, argv, {
       from: { type: "string" },
@@ -196,16 +235,21 @@ export const withdrawCmd: Command = {
       ...S3_OPTIONS,
     });
     if (values.help)
-      return help(this, io, `Names packages as NAME-VERSION (e.g. hello-2.12-r1). The published repository is --to
+      return help(
+        this,
+        io,
+        `Names packages as NAME-VERSION (e.g. hello-2.12-r1). The published repository is --to
 (or --from, the same thing). Each package is marked withdrawn, the index is re-signed and
 republished without it (merging with concurrent publishers), and index.html follows. The
 .apk objects stay, so consumers holding the old index can still download them, unless
 --delete, which removes them once the index no longer lists them. Refused when a remaining
 package depends on a withdrawn one (unless --allow-unsatisfied).
 
-${S3_HELP}`);
+${S3_HELP}`,
+      );
     const target = values.to ?? values.from;
-    if (!target || (values.to && values.from && values.to !== values.from)) throw new UserError(`one published repository is required: --to TARGET\nusage: ${this.usage}`, 2);
+    if (!target || (values.to && values.from && values.to !== values.from))
+      throw new UserError(`one published repository is required: --to TARGET\nusage: ${this.usage}`, 2);
     if (!positionals.length) throw new UserError(`name at least one NAME-VERSION to withdraw\nusage: ${this.usage}`, 2);
     const key = await signingKey(values, io, this);
     const store = openStore(target, values, io);
@@ -224,7 +268,10 @@ ${S3_HELP}`);
       });
       if (values.json) io.out(JSON.stringify(r, null, 2));
       else {
-        for (const w of r.withdrawn) io.out(`${r.dryRun ? "dry run: would withdraw" : "withdrawn"} ${w.arch}/${w.id}${w.deleted ? " (deleted)" : ""}`);
+        for (const w of r.withdrawn)
+          io.out(
+            `${r.dryRun ? "dry run: would withdraw" : "withdrawn"} ${w.arch}/${w.id}${w.deleted ? " (deleted)" : ""}`,
+          );
         for (const a of r.archs) io.out(`${r.target}/${a.arch}: index ${a.indexPackages} packages`);
       }
       return 0;
@@ -241,18 +288,23 @@ function hostArch(): string {
 export const repoCmd: Command = {
   name: "repo",
   summary: "repository audits: kiln repo check URL --keys-dir DIR",
-  usage: "kiln repo check URL --keys-dir DIR... [--arch A]... [--upstream URL]... [--concurrency N] [--json] [S3 options]",
+  usage:
+    "kiln repo check URL --keys-dir DIR... [--arch A]... [--upstream URL]... [--concurrency N] [--json] [S3 options]",
   async run(argv, io) {
     const [sub, ...rest] = argv;
     if (sub === "--help" || sub === "-h" || sub === undefined) {
-      return help(this, io, `kiln repo check URL: audits a published repository as a consumer sees it: URL is
+      return help(
+        this,
+        io,
+        `kiln repo check URL: audits a published repository as a consumer sees it: URL is
 http(s)://…, s3://BUCKET/PREFIX or a directory. Per architecture: the index signature must
 verify with a key in --keys-dir; every listed package must be downloadable with the size (S:),
 control identity (C:) and datahash the index gives; every dependency must be satisfiable from
 the repository (or --upstream repositories). Prints every problem; exit 1 if there is any.
 Architectures: --arch, else those found in a directory or bucket, else (HTTP) ${hostArch()}.
 
-${S3_HELP}`);
+${S3_HELP}`,
+      );
     }
     if (sub !== "check") throw new UserError(`unknown subcommand ${JSON.stringify(sub)}\nusage: ${this.usage}`, 2);
     const { values, positionals } = parse(this, rest, {
@@ -282,7 +334,8 @@ ${S3_HELP}`);
         const names = await readdir(url).catch((e: Error) => {
           throw new UserError(`${url}: ${e.message}`);
         });
-        for (const n of names.sort()) if (await stat(join(url, n, "APKINDEX.tar.gz")).catch(() => undefined)) archs.push(n);
+        for (const n of names.sort())
+          if (await stat(join(url, n, "APKINDEX.tar.gz")).catch(() => undefined)) archs.push(n);
       } else archs = [hostArch()];
       if (!archs.length) throw new UserError(`${url}: no ARCH/APKINDEX.tar.gz found`);
     }
@@ -301,7 +354,9 @@ ${S3_HELP}`);
     else {
       for (const a of report.archs) {
         for (const p of a.problems) io.out(`PROBLEM ${p}`);
-        io.out(`${url}/${a.arch}: ${a.problems.length ? `${a.problems.length} problem${a.problems.length === 1 ? "" : "s"}` : "OK"} (${a.checked} of ${a.packages} packages verified)`);
+        io.out(
+          `${url}/${a.arch}: ${a.problems.length ? `${a.problems.length} problem${a.problems.length === 1 ? "" : "s"}` : "OK"} (${a.checked} of ${a.packages} packages verified)`,
+        );
       }
     }
     return report.ok ? 0 : 1;

@@ -81,7 +81,8 @@ ${PIPELINE_HELP}
       for (const w of warnings) io.out(formatProblem({ ...w, message: `warning: ${w.message}` }));
       if (problems.length) failed++;
     }
-    if (failed) io.err(`kiln lint: ${failed} of ${positionals.length} recipe${positionals.length > 1 ? "s" : ""} with problems`);
+    if (failed)
+      io.err(`kiln lint: ${failed} of ${positionals.length} recipe${positionals.length > 1 ? "s" : ""} with problems`);
     return failed ? 1 : 0;
   },
 };
@@ -92,12 +93,24 @@ export const packageVersion: Command = {
   usage: "kiln package-version RECIPE",
   async run(argv, io) {
     const { values, positionals } = parse(this, argv, {});
-    if (values.help) return help(this, io, `Prints the main package's NAME-VERSION-rEPOCH, the name of the .apk the recipe builds\n(without .apk). Only the recipe's schema is checked.`);
+    if (values.help)
+      return help(
+        this,
+        io,
+        `Prints the main package's NAME-VERSION-rEPOCH, the name of the .apk the recipe builds\n(without .apk). Only the recipe's schema is checked.`,
+      );
     if (positionals.length !== 1) throw new UserError(`usage: ${this.usage}`, 2);
     const loaded = await readRecipe(positionals[0]!);
     const version = String(loaded.recipe.package.version);
     if (!isValidVersion(`${version}-r0`)) {
-      throw new ConfigError([{ file: loaded.file, ...loaded.locate(["package", "version"]), path: "package.version", message: `${JSON.stringify(version)} is not a valid apk version` }]);
+      throw new ConfigError([
+        {
+          file: loaded.file,
+          ...loaded.locate(["package", "version"]),
+          path: "package.version",
+          message: `${JSON.stringify(version)} is not a valid apk version`,
+        },
+      ]);
     }
     io.out(recipePackageVersion(loaded.recipe));
     return 0;

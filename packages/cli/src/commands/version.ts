@@ -6,9 +6,17 @@ export const version: Command = {
   summary: "compare and validate apk versions",
   usage: "kiln version -t V1 V2 | kiln version -c V...",
   async run(argv, io) {
-    const { values, positionals } = parse(this, argv, { test: { type: "boolean", short: "t" }, check: { type: "boolean", short: "c" } });
-    if (values.help) return help(this, io, `-t V1 V2   print <, = or > (as apk version -t)
--c V...    print each invalid version; exit 1 if any is invalid (as apk version -c)`);
+    const { values, positionals } = parse(this, argv, {
+      test: { type: "boolean", short: "t" },
+      check: { type: "boolean", short: "c" },
+    });
+    if (values.help)
+      return help(
+        this,
+        io,
+        `-t V1 V2   print <, = or > (as apk version -t)
+-c V...    print each invalid version; exit 1 if any is invalid (as apk version -c)`,
+      );
     if (values.test) {
       if (positionals.length !== 2) throw new UserError(`usage: ${this.usage}`, 2);
       const [a, b] = positionals as [string, string];
@@ -19,10 +27,11 @@ export const version: Command = {
     }
     if (values.check) {
       let bad = 0;
-      for (const v of positionals) if (!isValidVersion(v)) {
-        io.out(v);
-        bad++;
-      }
+      for (const v of positionals)
+        if (!isValidVersion(v)) {
+          io.out(v);
+          bad++;
+        }
       return bad ? 1 : 0;
     }
     throw new UserError(`usage: ${this.usage}`, 2);

@@ -20,7 +20,11 @@ export class OciError extends KilnError {
   /** Whether repeating the operation may succeed (network errors, 5xx, 429). */
   readonly retryable: boolean;
 
-  constructor(code: OciErrorCode, message: string, options?: { subject?: string; cause?: unknown; status?: number; retryable?: boolean }) {
+  constructor(
+    code: OciErrorCode,
+    message: string,
+    options?: { subject?: string; cause?: unknown; status?: number; retryable?: boolean },
+  ) {
     super(message, options?.cause !== undefined ? { cause: options.cause } : undefined);
     this.name = "OciError";
     this.code = code;

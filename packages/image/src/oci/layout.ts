@@ -9,7 +9,15 @@ import { join } from "node:path";
 import { Readable } from "node:stream";
 import { OciError, describeError } from "./errors.js";
 import { indexTar, type TarMember } from "./tar.js";
-import { REF_NAME_ANNOTATION, isIndexMediaType, isManifestMediaType, isSha256Digest, type Descriptor, type ImageIndex, type ImageManifest } from "./types.js";
+import {
+  REF_NAME_ANNOTATION,
+  isIndexMediaType,
+  isManifestMediaType,
+  isSha256Digest,
+  type Descriptor,
+  type ImageIndex,
+  type ImageManifest,
+} from "./types.js";
 
 export interface OciLayout {
   /** The layout directory or archive file. */
@@ -38,7 +46,8 @@ function parseJson<T>(bytes: Buffer, what: string): T {
 }
 
 function blobRel(digest: string): string {
-  if (!isSha256Digest(digest)) throw new OciError("BAD_LAYOUT", `unsupported or malformed digest ${JSON.stringify(digest)}`, { subject: digest });
+  if (!isSha256Digest(digest))
+    throw new OciError("BAD_LAYOUT", `unsupported or malformed digest ${JSON.stringify(digest)}`, { subject: digest });
   return `blobs/sha256/${digest.slice(7)}`;
 }
 
@@ -48,16 +57,29 @@ export async function openOciLayout(path: string): Promise<OciLayout> {
   try {
     st = await stat(path);
   } catch (e) {
-    throw new OciError("BAD_LAYOUT", `cannot open OCI layout ${path}: ${describeError(e)}`, { subject: path, cause: e });
+    throw new OciError("BAD_LAYOUT", `cannot open OCI layout ${path}: ${describeError(e)}`, {
+      subject: path,
+      cause: e,
+    });
   }
   let members: Map<string, TarMember> | undefined;
   let readSmall: (rel: string) => Promise<Buffer | undefined>;
   let sizeOf: (rel: string) => Promise<number | undefined>;
   let open: (rel: string, start: number, end: number | undefined) => Readable;
   if (st.isDirectory()) {
-    readSmall = async (rel) => readFile(join(path, rel)).catch((e: NodeJS.ErrnoException) => (e.code === "ENOENT" ? undefined : Promise.reject(e)));
-    sizeOf = async (rel) => stat(join(path, rel)).then((s) => (s.isFile() ? s.size : undefined), () => undefined);
-    open = (rel, start, end) => (end === start ? Readable.from([]) : createReadStream(join(path, rel), end === undefined ? { start } : { start, end: end - 1 }));
+    readSmall = async (rel) =>
+      readFile(join(path, rel)).catch((e: NodeJS.ErrnoException) =>
+        e.code === "ENOENT" ? undefined : Promise.reject(e),
+      );
+    sizeOf = async (rel) =>
+      stat(join(path, rel)).then(
+        (s) => (s.isFile() ? s.size : undefined),
+        () => undefined,
+      );
+    open = (rel, start, end) =>
+      end === start
+        ? Readable.from([])
+        : createReadStream(join(path, rel), end === undefined ? { start } : { start, end: end - 1 });
   } else {
     const m = await indexTar(path);
     members = m;
@@ -66,7 +88,8 @@ export async function openOciLayout(path: string): Promise<OciLayout> {
       if (!e) return undefined;
       const chunks: Buffer[] = [];
       if (e.size === 0) return Buffer.alloc(0);
-      for await (const c of createReadStream(path, { start: e.offset, end: e.offset + e.size - 1 })) chunks.push(c as Buffer);
+      for await (const c of createReadStream(path, { start: e.offset, end: e.offset + e.size - 1 }))
+        chunks.push(c as Buffer);
       return Buffer.concat(chunks);
     };
     sizeOf = async (rel) => m.get(rel)?.size;
@@ -79,13 +102,18 @@ export async function openOciLayout(path: string): Promise<OciLayout> {
     };
   }
   const layoutFile = await readSmall("oci-layout");
-  if (!layoutFile) throw new OciError("BAD_LAYOUT", `${path} is not an OCI layout (no oci-layout file)`, { subject: path });
+  if (!layoutFile)
+    throw new OciError("BAD_LAYOUT", `${path} is not an OCI layout (no oci-layout file)`, { subject: path });
   const ver = parseJson<{ imageLayoutVersion?: string }>(layoutFile, `${path}/oci-layout`).imageLayoutVersion;
-  if (ver !== "1.0.0") throw new OciError("BAD_LAYOUT", `${path}: unsupported imageLayoutVersion ${JSON.stringify(ver)}`, { subject: path });
+  if (ver !== "1.0.0")
+    throw new OciError("BAD_LAYOUT", `${path}: unsupported imageLayoutVersion ${JSON.stringify(ver)}`, {
+      subject: path,
+    });
   const indexBytes = await readSmall("index.json");
   if (!indexBytes) throw new OciError("BAD_LAYOUT", `${path} has no index.json`, { subject: path });
   const index = parseJson<ImageIndex>(indexBytes, `${path}/index.json`);
-  if (!Array.isArray(index.manifests)) throw new OciError("BAD_LAYOUT", `${path}/index.json has no manifests array`, { subject: path });
+  if (!Array.isArray(index.manifests))
+    throw new OciError("BAD_LAYOUT", `${path}/index.json has no manifests array`, { subject: path });
   const refs = new Map<string, Descriptor>();
   for (const d of index.manifests) {
     const name = d.annotations?.[REF_NAME_ANNOTATION];
@@ -102,18 +130,31 @@ export async function openOciLayout(path: string): Promise<OciLayout> {
       const b = await readSmall(blobRel(digest));
       if (!b) throw new OciError("BAD_LAYOUT", `${path}: blob ${digest} is missing`, { subject: digest });
       const got = `sha256:${createHash("sha256").update(b).digest("hex")}`;
-      if (got !== digest) throw new OciError("BAD_LAYOUT", `${path}: blob ${digest} is corrupt (its content hashes to ${got})`, { subject: digest });
+      if (got !== digest)
+        throw new OciError("BAD_LAYOUT", `${path}: blob ${digest} is corrupt (its content hashes to ${got})`, {
+          subject: digest,
+        });
       return b;
     },
     resolve(name) {
       if (name !== undefined) {
         const d = refs.get(name);
-        if (!d) throw new OciError("BAD_LAYOUT", `${path}: no image tagged ${JSON.stringify(name)} (have: ${[...refs.keys()].join(", ") || "none"})`, { subject: name });
+        if (!d)
+          throw new OciError(
+            "BAD_LAYOUT",
+            `${path}: no image tagged ${JSON.stringify(name)} (have: ${[...refs.keys()].join(", ") || "none"})`,
+            { subject: name },
+          );
         return d;
       }
       if (index.manifests.length === 1) return index.manifests[0]!;
       const d = refs.get("latest");
-      if (!d) throw new OciError("BAD_LAYOUT", `${path}: index.json has ${index.manifests.length} entries; say which tag to use`, { subject: path });
+      if (!d)
+        throw new OciError(
+          "BAD_LAYOUT",
+          `${path}: index.json has ${index.manifests.length} entries; say which tag to use`,
+          { subject: path },
+        );
       return d;
     },
   };
@@ -144,22 +185,40 @@ export async function walkImage(layout: OciLayout, top: Descriptor): Promise<Ima
     if (seen.has(d.digest)) return;
     seen.add(d.digest);
     const bytes = await layout.readBlob(d.digest);
-    if (bytes.length !== d.size) throw new OciError("BAD_LAYOUT", `${layout.path}: ${d.digest} is ${bytes.length} bytes, its descriptor says ${d.size}`, { subject: d.digest });
+    if (bytes.length !== d.size)
+      throw new OciError(
+        "BAD_LAYOUT",
+        `${layout.path}: ${d.digest} is ${bytes.length} bytes, its descriptor says ${d.size}`,
+        { subject: d.digest },
+      );
     if (isIndexMediaType(d.mediaType)) {
       const ix = parseJson<ImageIndex>(bytes, d.digest);
       for (const c of ix.manifests ?? []) await visit(c, depth + 1);
     } else if (isManifestMediaType(d.mediaType)) {
       const m = parseJson<ImageManifest>(bytes, d.digest);
-      if (!m.config || !Array.isArray(m.layers)) throw new OciError("BAD_LAYOUT", `${layout.path}: manifest ${d.digest} lacks config or layers`, { subject: d.digest });
+      if (!m.config || !Array.isArray(m.layers))
+        throw new OciError("BAD_LAYOUT", `${layout.path}: manifest ${d.digest} lacks config or layers`, {
+          subject: d.digest,
+        });
       for (const b of [m.config, ...m.layers]) {
         if (blobs.has(b.digest)) continue;
         const size = await layout.blobSize(b.digest);
-        if (size === undefined) throw new OciError("BAD_LAYOUT", `${layout.path}: blob ${b.digest} is missing`, { subject: b.digest });
-        if (size !== b.size) throw new OciError("BAD_LAYOUT", `${layout.path}: blob ${b.digest} is ${size} bytes, its descriptor says ${b.size}`, { subject: b.digest });
+        if (size === undefined)
+          throw new OciError("BAD_LAYOUT", `${layout.path}: blob ${b.digest} is missing`, { subject: b.digest });
+        if (size !== b.size)
+          throw new OciError(
+            "BAD_LAYOUT",
+            `${layout.path}: blob ${b.digest} is ${size} bytes, its descriptor says ${b.size}`,
+            { subject: b.digest },
+          );
         blobs.set(b.digest, b);
       }
     } else {
-      throw new OciError("BAD_LAYOUT", `${layout.path}: unsupported media type ${JSON.stringify(d.mediaType)} for ${d.digest}`, { subject: d.digest });
+      throw new OciError(
+        "BAD_LAYOUT",
+        `${layout.path}: unsupported media type ${JSON.stringify(d.mediaType)} for ${d.digest}`,
+        { subject: d.digest },
+      );
     }
     manifests.push({ descriptor: d, bytes });
   }

@@ -63,11 +63,13 @@ export interface PushResult {
 const REPO_COMPONENT = /^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$/;
 const TAG = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
-const HOST = /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
+const HOST =
+  /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
 
 /** Parse host[:port]/repo[:tag][@digest]; a first component without "." or ":" (other than localhost) means Docker Hub. */
 export function parseImageRef(ref: string): ImageRef {
-  const bad = (why: string) => new OciError("INVALID_INPUT", `invalid image reference ${JSON.stringify(ref)}: ${why}`, { subject: ref });
+  const bad = (why: string) =>
+    new OciError("INVALID_INPUT", `invalid image reference ${JSON.stringify(ref)}: ${why}`, { subject: ref });
   if (typeof ref !== "string" || ref.trim() !== ref || ref === "") throw bad("empty or padded with spaces");
   let rest = ref;
   let digest: string | undefined;
@@ -97,7 +99,8 @@ export function parseImageRef(ref: string): ImageRef {
     registry = "docker.io";
     repository = rest.includes("/") ? rest : `library/${rest}`;
   }
-  if (!repository || repository.split("/").some((c) => !REPO_COMPONENT.test(c))) throw bad(`repository ${JSON.stringify(repository)} must be lowercase [a-z0-9] components separated by "/"`);
+  if (!repository || repository.split("/").some((c) => !REPO_COMPONENT.test(c)))
+    throw bad(`repository ${JSON.stringify(repository)} must be lowercase [a-z0-9] components separated by "/"`);
   if (!tag && !digest) tag = "latest";
   return { registry, repository, ...(tag ? { tag } : {}), ...(digest ? { digest } : {}) };
 }
@@ -174,7 +177,13 @@ async function registryErrorText(res: Response): Promise<string> {
   try {
     const j = JSON.parse(text) as { errors?: Array<{ code?: string; message?: string; detail?: unknown }> };
     if (Array.isArray(j.errors) && j.errors.length) {
-      return j.errors.map((e) => [e.code, e.message].filter(Boolean).join(": ") + (e.detail && typeof e.detail !== "object" ? ` (${String(e.detail)})` : "")).join("; ");
+      return j.errors
+        .map(
+          (e) =>
+            [e.code, e.message].filter(Boolean).join(": ") +
+            (e.detail && typeof e.detail !== "object" ? ` (${String(e.detail)})` : ""),
+        )
+        .join("; ");
     }
   } catch {
     /* not JSON */
@@ -199,7 +208,8 @@ class RegistryClient {
     this.backoffMs = Math.max(0, opts.backoffMs ?? 250);
     this.timeoutMs = opts.timeoutMs ?? 120_000;
     if (opts.token) this.authorization = `Bearer ${opts.token}`;
-    if ((opts.username === undefined) !== (opts.password === undefined)) throw new OciError("INVALID_INPUT", "give both username and password, or neither");
+    if ((opts.username === undefined) !== (opts.password === undefined))
+      throw new OciError("INVALID_INPUT", "give both username and password, or neither");
   }
 
   url(path: string): string {
@@ -216,7 +226,11 @@ class RegistryClient {
    * One HTTP exchange with auth handling and (when `retry`) bounded retries on
    * network errors, 5xx and 429. `body` is called anew for every attempt.
    */
-  async send(method: string, url: string, init: { headers?: Record<string, string>; body?: () => Body; retry?: boolean } = {}): Promise<Response> {
+  async send(
+    method: string,
+    url: string,
+    init: { headers?: Record<string, string>; body?: () => Body; retry?: boolean } = {},
+  ): Promise<Response> {
     const retry = init.retry ?? true;
     let authTried = false;
     for (let attempt = 0; ; attempt++) {
@@ -229,7 +243,9 @@ class RegistryClient {
         const ac = new AbortController();
         // A streamed upload may take long; undici's own inactivity timeouts cover it.
         const streamed = body !== undefined && !(body instanceof Uint8Array);
-        const timer = streamed ? undefined : setTimeout(() => ac.abort(new Error(`no response within ${this.timeoutMs} ms`)), this.timeoutMs);
+        const timer = streamed
+          ? undefined
+          : setTimeout(() => ac.abort(new Error(`no response within ${this.timeoutMs} ms`)), this.timeoutMs);
         try {
           res = await fetch(url, {
             method,
@@ -250,11 +266,15 @@ class RegistryClient {
           await sleep(this.backoff(attempt));
           continue;
         }
-        throw new OciError("NETWORK", `cannot reach registry ${this.ref.registry} (${method} ${url}): ${describeError(e)}${retry && this.retries ? ` (after ${attempt + 1} attempts)` : ""}`, {
-          subject: url,
-          cause: e,
-          retryable: true,
-        });
+        throw new OciError(
+          "NETWORK",
+          `cannot reach registry ${this.ref.registry} (${method} ${url}): ${describeError(e)}${retry && this.retries ? ` (after ${attempt + 1} attempts)` : ""}`,
+          {
+            subject: url,
+            cause: e,
+            retryable: true,
+          },
+        );
       }
       if (res.status === 401) {
         const challenge = res.headers.get("www-authenticate") ?? "";
@@ -273,11 +293,15 @@ class RegistryClient {
           continue;
         }
         const text = await registryErrorText(res);
-        throw new OciError("REGISTRY", `${method} ${url}: registry answered ${res.status} ${res.statusText}${text ? `: ${text}` : ""}${retry && this.retries ? ` (after ${attempt + 1} attempts)` : ""}`, {
-          subject: url,
-          status: res.status,
-          retryable: true,
-        });
+        throw new OciError(
+          "REGISTRY",
+          `${method} ${url}: registry answered ${res.status} ${res.statusText}${text ? `: ${text}` : ""}${retry && this.retries ? ` (after ${attempt + 1} attempts)` : ""}`,
+          {
+            subject: url,
+            status: res.status,
+            retryable: true,
+          },
+        );
       }
       return res;
     }
@@ -286,8 +310,17 @@ class RegistryClient {
   private authFailure(challenge: string, afterCredentials: boolean): OciError {
     const have = this.opts.username !== undefined || this.opts.token !== undefined;
     const what = challenge ? ` (${challenge})` : "";
-    if (!have) return new OciError("AUTH", `registry ${this.ref.registry} requires authentication${what}; no credentials were given (username/password or token)`, { subject: this.ref.registry, status: 401 });
-    return new OciError("AUTH", `registry ${this.ref.registry} rejected the ${afterCredentials ? "credentials" : "token"}${what}`, { subject: this.ref.registry, status: 401 });
+    if (!have)
+      return new OciError(
+        "AUTH",
+        `registry ${this.ref.registry} requires authentication${what}; no credentials were given (username/password or token)`,
+        { subject: this.ref.registry, status: 401 },
+      );
+    return new OciError(
+      "AUTH",
+      `registry ${this.ref.registry} rejected the ${afterCredentials ? "credentials" : "token"}${what}`,
+      { subject: this.ref.registry, status: 401 },
+    );
   }
 
   private async authenticate(header: string): Promise<void> {
@@ -297,7 +330,8 @@ class RegistryClient {
     const { username, password } = this.opts;
     if (bearer) {
       const realm = bearer.params.realm;
-      if (!realm) throw new OciError("AUTH", `registry ${this.ref.registry} sent a Bearer challenge without a realm: ${header}`);
+      if (!realm)
+        throw new OciError("AUTH", `registry ${this.ref.registry} sent a Bearer challenge without a realm: ${header}`);
       const scopes = new Set<string>();
       if (bearer.params.scope) for (const s of bearer.params.scope.split(" ")) if (s) scopes.add(s);
       scopes.add(`repository:${this.ref.repository}:pull,push`);
@@ -305,12 +339,16 @@ class RegistryClient {
       try {
         u = new URL(realm);
       } catch {
-        throw new OciError("AUTH", `registry ${this.ref.registry} sent an invalid token realm ${JSON.stringify(realm)}`);
+        throw new OciError(
+          "AUTH",
+          `registry ${this.ref.registry} sent an invalid token realm ${JSON.stringify(realm)}`,
+        );
       }
       if (bearer.params.service) u.searchParams.set("service", bearer.params.service);
       for (const s of scopes) u.searchParams.append("scope", s);
       const headers: Record<string, string> = { "user-agent": "kiln" };
-      if (username !== undefined) headers.authorization = `Basic ${Buffer.from(`${username}:${password}`).toString("base64")}`;
+      if (username !== undefined)
+        headers.authorization = `Basic ${Buffer.from(`${username}:${password}`).toString("base64")}`;
       let res: Response | undefined;
       for (let attempt = 0; ; attempt++) {
         try {
@@ -320,7 +358,11 @@ class RegistryClient {
             await sleep(this.backoff(attempt));
             continue;
           }
-          throw new OciError("NETWORK", `cannot reach token service ${u.origin}${u.pathname}: ${describeError(e)}`, { subject: realm, cause: e, retryable: true });
+          throw new OciError("NETWORK", `cannot reach token service ${u.origin}${u.pathname}: ${describeError(e)}`, {
+            subject: realm,
+            cause: e,
+            retryable: true,
+          });
         }
         if ((res.status >= 500 || res.status === 429) && attempt < this.retries) {
           await drain(res);
@@ -331,10 +373,14 @@ class RegistryClient {
       }
       if (!res.ok) {
         const text = await registryErrorText(res);
-        throw new OciError("AUTH", `token service ${u.origin}${u.pathname} refused ${username !== undefined ? `user ${JSON.stringify(username)}` : "anonymous access"}: ${res.status} ${res.statusText}${text ? `: ${text}` : ""}`, {
-          subject: realm,
-          status: res.status,
-        });
+        throw new OciError(
+          "AUTH",
+          `token service ${u.origin}${u.pathname} refused ${username !== undefined ? `user ${JSON.stringify(username)}` : "anonymous access"}: ${res.status} ${res.statusText}${text ? `: ${text}` : ""}`,
+          {
+            subject: realm,
+            status: res.status,
+          },
+        );
       }
       let token: string | undefined;
       try {
@@ -343,7 +389,10 @@ class RegistryClient {
       } catch {
         /* handled below */
       }
-      if (!token) throw new OciError("AUTH", `token service ${u.origin}${u.pathname} answered without a token`, { subject: realm });
+      if (!token)
+        throw new OciError("AUTH", `token service ${u.origin}${u.pathname} answered without a token`, {
+          subject: realm,
+        });
       this.authorization = `Bearer ${token}`;
       return;
     }
@@ -352,13 +401,20 @@ class RegistryClient {
       this.authorization = `Basic ${Buffer.from(`${username}:${password}`).toString("base64")}`;
       return;
     }
-    throw new OciError("AUTH", `registry ${this.ref.registry} answered 401 with ${header ? `an unsupported challenge: ${header}` : "no WWW-Authenticate challenge"}`, { subject: this.ref.registry, status: 401 });
+    throw new OciError(
+      "AUTH",
+      `registry ${this.ref.registry} answered 401 with ${header ? `an unsupported challenge: ${header}` : "no WWW-Authenticate challenge"}`,
+      { subject: this.ref.registry, status: 401 },
+    );
   }
 
   async fail(res: Response, what: string): Promise<never> {
     const text = await registryErrorText(res);
     const code = res.status === 403 ? "AUTH" : "REGISTRY";
-    throw new OciError(code, `${what}: registry answered ${res.status} ${res.statusText}${text ? `: ${text}` : ""}`, { subject: res.url, status: res.status });
+    throw new OciError(code, `${what}: registry answered ${res.status} ${res.statusText}${text ? `: ${text}` : ""}`, {
+      subject: res.url,
+      status: res.status,
+    });
   }
 }
 
@@ -396,7 +452,11 @@ async function pushBlob(c: RegistryClient, layout: OciLayout, d: Descriptor, opt
       for (let off = 0; off < d.size; off += chunkSize) {
         const end = Math.min(d.size, off + chunkSize);
         const res = await c.send("PATCH", location, {
-          headers: { "content-type": "application/octet-stream", "content-length": String(end - off), "content-range": `${off}-${end - 1}` },
+          headers: {
+            "content-type": "application/octet-stream",
+            "content-length": String(end - off),
+            "content-range": `${off}-${end - 1}`,
+          },
           body: () => layout.openBlob(d.digest, { start: off, end }),
           retry: false,
         });
@@ -406,7 +466,10 @@ async function pushBlob(c: RegistryClient, layout: OciLayout, d: Descriptor, opt
         if (next) location = new URL(next, c.base).toString();
         chunks++;
       }
-      const res = await c.send("PUT", withDigest(location, d.digest), { headers: { "content-length": "0" }, retry: false });
+      const res = await c.send("PUT", withDigest(location, d.digest), {
+        headers: { "content-length": "0" },
+        retry: false,
+      });
       if (res.status !== 201) await c.fail(res, `completing the upload of ${d.digest}`);
       await checkDigestHeader(res, d.digest, "blob");
       await drain(res);
@@ -434,13 +497,21 @@ async function checkDigestHeader(res: Response, digest: string, what: string): P
  * result of writeOciImage (format "oci" or "oci-archive") to `ref`
  * (host[:port]/repository[:tag]). Returns the digest of the top manifest or index.
  */
-export async function pushOciImage(source: string | OciWriteResult, ref: string, opts: PushOptions = {}): Promise<PushResult> {
+export async function pushOciImage(
+  source: string | OciWriteResult,
+  ref: string,
+  opts: PushOptions = {},
+): Promise<PushResult> {
   const target = parseImageRef(ref);
   let path: string;
   let sourceTag = opts.sourceTag;
   if (typeof source === "string") path = source;
   else {
-    if (source.format === "docker-archive") throw new OciError("INVALID_INPUT", `cannot push a docker-archive (${source.out}); write "oci" or "oci-archive" instead`);
+    if (source.format === "docker-archive")
+      throw new OciError(
+        "INVALID_INPUT",
+        `cannot push a docker-archive (${source.out}); write "oci" or "oci-archive" instead`,
+      );
     path = source.out;
     sourceTag ??= source.tag;
   }
@@ -448,7 +519,10 @@ export async function pushOciImage(source: string | OciWriteResult, ref: string,
   const top = layout.resolve(sourceTag);
   const graph = await walkImage(layout, top);
   if (target.digest && target.digest !== top.digest) {
-    throw new OciError("INVALID_INPUT", `reference ${ref} names digest ${target.digest} but the image is ${top.digest}`);
+    throw new OciError(
+      "INVALID_INPUT",
+      `reference ${ref} names digest ${target.digest} but the image is ${top.digest}`,
+    );
   }
   const c = new RegistryClient(target, opts);
   const name = target.repository;
@@ -482,11 +556,17 @@ export async function pushOciImage(source: string | OciWriteResult, ref: string,
       headers: { "content-type": m.descriptor.mediaType, "content-length": String(m.bytes.length) },
       body: () => m.bytes,
     });
-    if (res.status !== 201 && res.status !== 200) await c.fail(res, `putting manifest ${m.descriptor.digest} as ${reference}`);
+    if (res.status !== 201 && res.status !== 200)
+      await c.fail(res, `putting manifest ${m.descriptor.digest} as ${reference}`);
     await checkDigestHeader(res, m.descriptor.digest, "manifest");
     await drain(res);
     manifests.push(m.descriptor.digest);
-    opts.onEvent?.({ kind: "manifest-pushed", digest: m.descriptor.digest, reference, mediaType: m.descriptor.mediaType });
+    opts.onEvent?.({
+      kind: "manifest-pushed",
+      digest: m.descriptor.digest,
+      reference,
+      mediaType: m.descriptor.mediaType,
+    });
   }
   return {
     ref: formatImageRef(target),

@@ -37,11 +37,26 @@ export class TarWriter {
   }
 
   async dir(name: string, mtime: number): Promise<void> {
-    await this.write(encodeHeader({ path: name.endsWith("/") ? name : name + "/", type: "dir", mode: 0o755, uid: 0, gid: 0, size: 0, mtime }));
+    await this.write(
+      encodeHeader({
+        path: name.endsWith("/") ? name : name + "/",
+        type: "dir",
+        mode: 0o755,
+        uid: 0,
+        gid: 0,
+        size: 0,
+        mtime,
+      }),
+    );
   }
 
   /** A regular file of exactly `size` bytes; the content stream must yield exactly that many. */
-  async file(name: string, size: number, mtime: number, content: Uint8Array | AsyncIterable<Uint8Array>): Promise<void> {
+  async file(
+    name: string,
+    size: number,
+    mtime: number,
+    content: Uint8Array | AsyncIterable<Uint8Array>,
+  ): Promise<void> {
     await this.write(encodeHeader({ path: name, type: "file", mode: 0o644, uid: 0, gid: 0, size, mtime }));
     let n = 0;
     if (content instanceof Uint8Array) {
@@ -54,7 +69,10 @@ export class TarWriter {
         await this.write(chunk);
       }
     }
-    if (n !== size) throw new OciError("IO", `tar entry ${name}: expected ${size} bytes, content had ${n > size ? "more" : n}`, { subject: name });
+    if (n !== size)
+      throw new OciError("IO", `tar entry ${name}: expected ${size} bytes, content had ${n > size ? "more" : n}`, {
+        subject: name,
+      });
     const p = pad(size);
     if (p) await this.write(new Uint8Array(p));
   }
@@ -128,13 +146,15 @@ export async function indexTar(path: string): Promise<Map<string, TarMember>> {
       if (hdr.every((x) => x === 0)) break;
       let sum = 0;
       for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 0x20 : hdr[i]!;
-      if (readNum(hdr, 148, 8) !== sum) throw new OciError("BAD_LAYOUT", `${path}: tar header checksum mismatch at offset ${pos}`, { subject: path });
+      if (readNum(hdr, 148, 8) !== sum)
+        throw new OciError("BAD_LAYOUT", `${path}: tar header checksum mismatch at offset ${pos}`, { subject: path });
       const size = readNum(hdr, 124, 12);
       const type = String.fromCharCode(hdr[156]!);
       const magic = readStr(hdr, 257, 6);
       const prefix = magic === "ustar" ? readStr(hdr, 345, 155) : "";
       const body = pos + BLOCK;
-      if (body + size > total) throw new OciError("BAD_LAYOUT", `${path}: truncated tar entry at offset ${pos}`, { subject: path });
+      if (body + size > total)
+        throw new OciError("BAD_LAYOUT", `${path}: truncated tar entry at offset ${pos}`, { subject: path });
       if (type === "x" || type === "L") {
         const b = Buffer.alloc(size);
         await fh.read(b, 0, size, body);

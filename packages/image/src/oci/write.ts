@@ -11,7 +11,16 @@ import { pipeline } from "node:stream/promises";
 import { createGunzip, createGzip } from "node:zlib";
 import { OciError, describeError } from "./errors.js";
 import { TarWriter } from "./tar.js";
-import { MEDIA_TYPE, REF_NAME_ANNOTATION, canonicalJson, type Descriptor, type ImageConfig, type ImageIndex, type ImageManifest, type Platform } from "./types.js";
+import {
+  MEDIA_TYPE,
+  REF_NAME_ANNOTATION,
+  canonicalJson,
+  type Descriptor,
+  type ImageConfig,
+  type ImageIndex,
+  type ImageManifest,
+  type Platform,
+} from "./types.js";
 
 /** A layer: each call returns a fresh stream of the UNCOMPRESSED tar bytes. */
 export type LayerSource = () => AsyncIterable<Uint8Array>;
@@ -108,7 +117,16 @@ const TAG_RE = /^[A-Za-z0-9_][A-Za-z0-9._\-/:@+]{0,254}$/;
 
 /** OCI architecture of this host (process.arch mapped to GOARCH names). */
 export function hostArch(): string {
-  const m: Record<string, string> = { x64: "amd64", arm64: "arm64", arm: "arm", ia32: "386", ppc64: "ppc64le", s390x: "s390x", riscv64: "riscv64", loong64: "loong64" };
+  const m: Record<string, string> = {
+    x64: "amd64",
+    arm64: "arm64",
+    arm: "arm",
+    ia32: "386",
+    ppc64: "ppc64le",
+    s390x: "s390x",
+    riscv64: "riscv64",
+    loong64: "loong64",
+  };
   return m[process.arch] ?? process.arch;
 }
 
@@ -120,13 +138,18 @@ export function normalizeCreated(c: Date | string | number): string {
   else if (c instanceof Date) d = c;
   else if (typeof c === "string") d = new Date(c);
   else d = new Date(NaN);
-  if (Number.isNaN(d.getTime())) throw new OciError("INVALID_INPUT", `invalid created time ${JSON.stringify(c)}: expected a Date, an ISO 8601 string or epoch seconds`);
+  if (Number.isNaN(d.getTime()))
+    throw new OciError(
+      "INVALID_INPUT",
+      `invalid created time ${JSON.stringify(c)}: expected a Date, an ISO 8601 string or epoch seconds`,
+    );
   return d.toISOString().replace(/\.000Z$/, "Z");
 }
 
 function checkStrings(v: unknown, what: string): string[] | undefined {
   if (v === undefined) return undefined;
-  if (!Array.isArray(v) || v.some((x) => typeof x !== "string")) throw new OciError("INVALID_INPUT", `${what} must be an array of strings`);
+  if (!Array.isArray(v) || v.some((x) => typeof x !== "string"))
+    throw new OciError("INVALID_INPUT", `${what} must be an array of strings`);
   return v as string[];
 }
 
@@ -147,18 +170,29 @@ export function buildImageConfig(img: ArchImage, diffIds: string[]): ImageConfig
   const what = platformKey(img);
   const created = normalizeCreated(img.created);
   const env = checkStrings(img.env, `${what}: env`);
-  for (const e of env ?? []) if (!/^[^=]+=/.test(e)) throw new OciError("INVALID_INPUT", `${what}: env entry ${JSON.stringify(e)} is not KEY=VALUE`);
+  for (const e of env ?? [])
+    if (!/^[^=]+=/.test(e))
+      throw new OciError("INVALID_INPUT", `${what}: env entry ${JSON.stringify(e)} is not KEY=VALUE`);
   const volumes = checkStrings(img.volumes, `${what}: volumes`);
-  for (const v of volumes ?? []) if (!v.startsWith("/")) throw new OciError("INVALID_INPUT", `${what}: volume ${JSON.stringify(v)} is not an absolute path`);
+  for (const v of volumes ?? [])
+    if (!v.startsWith("/"))
+      throw new OciError("INVALID_INPUT", `${what}: volume ${JSON.stringify(v)} is not an absolute path`);
   const ports = checkStrings(img.exposedPorts, `${what}: exposedPorts`);
-  for (const p of ports ?? []) if (!/^\d{1,5}(\/(tcp|udp|sctp))?$/.test(p)) throw new OciError("INVALID_INPUT", `${what}: exposed port ${JSON.stringify(p)} is not PORT[/tcp|udp|sctp]`);
+  for (const p of ports ?? [])
+    if (!/^\d{1,5}(\/(tcp|udp|sctp))?$/.test(p))
+      throw new OciError("INVALID_INPUT", `${what}: exposed port ${JSON.stringify(p)} is not PORT[/tcp|udp|sctp]`);
   const history = img.history;
   if (history !== undefined && (!Array.isArray(history) || history.length !== img.layers.length)) {
-    throw new OciError("INVALID_INPUT", `${what}: history has ${Array.isArray(history) ? history.length : "no"} entries for ${img.layers.length} layers`);
+    throw new OciError(
+      "INVALID_INPUT",
+      `${what}: history has ${Array.isArray(history) ? history.length : "no"} entries for ${img.layers.length} layers`,
+    );
   }
   const cfg: NonNullable<ImageConfig["config"]> = {
     User: img.user || undefined,
-    ExposedPorts: ports?.length ? Object.fromEntries(ports.map((p) => [p.includes("/") ? p : `${p}/tcp`, {}])) : undefined,
+    ExposedPorts: ports?.length
+      ? Object.fromEntries(ports.map((p) => [p.includes("/") ? p : `${p}/tcp`, {}]))
+      : undefined,
     Env: env?.length ? env : undefined,
     Entrypoint: checkStrings(img.entrypoint, `${what}: entrypoint`),
     Cmd: checkStrings(img.cmd, `${what}: cmd`),
@@ -188,7 +222,10 @@ function sha256hex(b: Uint8Array): string {
 
 function asBytes(c: unknown): Uint8Array {
   if (c instanceof Uint8Array) return c;
-  throw new OciError("INVALID_LAYER", `layer stream yielded ${typeof c === "string" ? "a string" : typeof c}, expected Uint8Array chunks`);
+  throw new OciError(
+    "INVALID_LAYER",
+    `layer stream yielded ${typeof c === "string" ? "a string" : typeof c}, expected Uint8Array chunks`,
+  );
 }
 
 interface BuiltManifest extends WrittenManifest {
@@ -282,11 +319,15 @@ class LayoutBuilder {
       );
     } catch (e) {
       if (e instanceof OciError) throw new OciError(e.code, `${what}: ${e.message}`, { cause: e });
-      if (sourceError !== undefined) throw new OciError("INVALID_LAYER", `${what}: the layer stream failed: ${describeError(e)}`, { cause: e });
+      if (sourceError !== undefined)
+        throw new OciError("INVALID_LAYER", `${what}: the layer stream failed: ${describeError(e)}`, { cause: e });
       throw new OciError("IO", `${what}: cannot write blob: ${describeError(e)}`, { cause: e });
     }
     if (usize === 0 || usize % 512 !== 0) {
-      throw new OciError("INVALID_LAYER", `${what}: ${usize} bytes is not a tar stream (a tar is a non-empty multiple of 512 bytes)`);
+      throw new OciError(
+        "INVALID_LAYER",
+        `${what}: ${usize} bytes is not a tar stream (a tar is a non-empty multiple of 512 bytes)`,
+      );
     }
     const hex = ch.digest("hex");
     await this.place(tmp, hex);
@@ -303,7 +344,10 @@ class LayoutBuilder {
         const l = await this.writeLayer(img.layers[i]!, `${what} layer ${i}`);
         layers.push({ arch: img.arch, ...(img.variant ? { variant: img.variant } : {}), ...l });
       }
-      const configDoc = buildImageConfig(img, layers.map((l) => l.diffId));
+      const configDoc = buildImageConfig(
+        img,
+        layers.map((l) => l.diffId),
+      );
       const configBytes = Buffer.from(canonicalJson(configDoc), "utf8");
       const config = await this.writeBlob(configBytes);
       const manifestDoc: ImageManifest = {
@@ -317,7 +361,11 @@ class LayoutBuilder {
             : checkMap(img.annotations, `${what}: annotations`),
       };
       const m = await this.writeBlob(Buffer.from(canonicalJson(manifestDoc), "utf8"));
-      const platform: Platform = { architecture: img.arch, os: img.os ?? "linux", ...(img.variant ? { variant: img.variant } : {}) };
+      const platform: Platform = {
+        architecture: img.arch,
+        os: img.os ?? "linux",
+        ...(img.variant ? { variant: img.variant } : {}),
+      };
       manifests.push({
         arch: img.arch,
         ...(img.variant ? { variant: img.variant } : {}),
@@ -339,7 +387,12 @@ class LayoutBuilder {
       const indexDoc: ImageIndex = {
         schemaVersion: 2,
         mediaType: MEDIA_TYPE.index,
-        manifests: manifests.map((m) => ({ mediaType: MEDIA_TYPE.manifest, digest: m.digest, size: m.size, platform: m.platform })),
+        manifests: manifests.map((m) => ({
+          mediaType: MEDIA_TYPE.manifest,
+          digest: m.digest,
+          size: m.size,
+          platform: m.platform,
+        })),
         annotations: checkMap(spec.annotations, "annotations"),
       };
       const ix = await this.writeBlob(Buffer.from(canonicalJson(indexDoc), "utf8"));
@@ -366,21 +419,34 @@ async function exists(p: string): Promise<boolean> {
 }
 
 function validateSpec(spec: OciImageSpec, format: OciOutputFormat): { tag: string; level: number } {
-  if (!spec || !Array.isArray(spec.images) || spec.images.length === 0) throw new OciError("INVALID_INPUT", "an OCI image needs at least one platform image");
-  if (!["oci", "oci-archive", "docker-archive"].includes(format)) throw new OciError("INVALID_INPUT", `unknown output format ${JSON.stringify(format)} (oci, oci-archive, docker-archive)`);
+  if (!spec || !Array.isArray(spec.images) || spec.images.length === 0)
+    throw new OciError("INVALID_INPUT", "an OCI image needs at least one platform image");
+  if (!["oci", "oci-archive", "docker-archive"].includes(format))
+    throw new OciError(
+      "INVALID_INPUT",
+      `unknown output format ${JSON.stringify(format)} (oci, oci-archive, docker-archive)`,
+    );
   const tag = spec.tag ?? "latest";
   if (!TAG_RE.test(tag)) throw new OciError("INVALID_INPUT", `invalid tag ${JSON.stringify(tag)}`);
   const level = spec.compressionLevel ?? 6;
-  if (!Number.isInteger(level) || level < 1 || level > 9) throw new OciError("INVALID_INPUT", `compressionLevel must be an integer 1–9, got ${level}`);
+  if (!Number.isInteger(level) || level < 1 || level > 9)
+    throw new OciError("INVALID_INPUT", `compressionLevel must be an integer 1–9, got ${level}`);
   const seen = new Set<string>();
   for (const img of spec.images) {
-    if (!img || typeof img.arch !== "string" || !/^[a-z0-9_]+$/.test(img.arch)) throw new OciError("INVALID_INPUT", `invalid architecture ${JSON.stringify(img?.arch)}`);
-    if (img.variant !== undefined && !/^[a-z0-9]+$/.test(img.variant)) throw new OciError("INVALID_INPUT", `invalid variant ${JSON.stringify(img.variant)}`);
-    if (img.os !== undefined && !/^[a-z0-9]+$/.test(img.os)) throw new OciError("INVALID_INPUT", `invalid os ${JSON.stringify(img.os)}`);
+    if (!img || typeof img.arch !== "string" || !/^[a-z0-9_]+$/.test(img.arch))
+      throw new OciError("INVALID_INPUT", `invalid architecture ${JSON.stringify(img?.arch)}`);
+    if (img.variant !== undefined && !/^[a-z0-9]+$/.test(img.variant))
+      throw new OciError("INVALID_INPUT", `invalid variant ${JSON.stringify(img.variant)}`);
+    if (img.os !== undefined && !/^[a-z0-9]+$/.test(img.os))
+      throw new OciError("INVALID_INPUT", `invalid os ${JSON.stringify(img.os)}`);
     const k = platformKey(img);
     if (seen.has(k)) throw new OciError("INVALID_INPUT", `platform ${k} given twice`);
     seen.add(k);
-    if (!Array.isArray(img.layers) || img.layers.some((l) => typeof l !== "function")) throw new OciError("INVALID_INPUT", `${k}: layers must be an array of functions returning AsyncIterable<Uint8Array>`);
+    if (!Array.isArray(img.layers) || img.layers.some((l) => typeof l !== "function"))
+      throw new OciError(
+        "INVALID_INPUT",
+        `${k}: layers must be an array of functions returning AsyncIterable<Uint8Array>`,
+      );
     normalizeCreated(img.created);
   }
   checkMap(spec.annotations, "annotations");
@@ -401,7 +467,7 @@ async function layoutEntries(dir: string): Promise<string[]> {
     }
   }
   await walk("");
-  return out.sort((a, b) => (Buffer.compare(Buffer.from(a), Buffer.from(b))));
+  return out.sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
 }
 
 async function writeOciArchive(layoutDir: string, file: string, mtime: number): Promise<void> {
@@ -427,10 +493,19 @@ function dockerRepoTag(spec: OciImageSpec, tag: string): string {
   return tag.indexOf(":", slash + 1) >= 0 ? tag : `kiln:${tag}`;
 }
 
-async function writeDockerArchive(b: LayoutBuilder, m: BuiltManifest, repoTag: string, file: string, mtime: number): Promise<void> {
+async function writeDockerArchive(
+  b: LayoutBuilder,
+  m: BuiltManifest,
+  repoTag: string,
+  file: string,
+  mtime: number,
+): Promise<void> {
   const cfgHex = m.configDigest.slice(7);
   const layerNames = m.layers.map((l) => `${l.diffId.slice(7)}.tar`);
-  const manifestJson = Buffer.from(canonicalJson([{ Config: `${cfgHex}.json`, RepoTags: [repoTag], Layers: layerNames }]), "utf8");
+  const manifestJson = Buffer.from(
+    canonicalJson([{ Config: `${cfgHex}.json`, RepoTags: [repoTag], Layers: layerNames }]),
+    "utf8",
+  );
   const entries = new Map<string, () => Promise<void>>();
   const tw = await TarWriter.create(file);
   entries.set(`${cfgHex}.json`, () => tw.file(`${cfgHex}.json`, m.configBytes.length, mtime, m.configBytes));
@@ -447,7 +522,8 @@ async function writeDockerArchive(b: LayoutBuilder, m: BuiltManifest, repoTag: s
         }
       }
       await tw.file(name, l.uncompressedSize, mtime, hashed());
-      if (`sha256:${h.digest("hex")}` !== l.diffId) throw new OciError("IO", `layer ${l.digest} does not decompress to its diffID ${l.diffId}`);
+      if (`sha256:${h.digest("hex")}` !== l.diffId)
+        throw new OciError("IO", `layer ${l.digest} does not decompress to its diffID ${l.diffId}`);
     });
   }
   try {
@@ -483,16 +559,24 @@ async function replaceDir(tmp: string, out: string): Promise<void> {
  * ("docker-archive", one platform: the host's if present, else the first).
  * Nothing is left at `out` (or beside it) if anything fails.
  */
-export async function writeOciImage(spec: OciImageSpec, out: string, format: OciOutputFormat = "oci"): Promise<OciWriteResult> {
+export async function writeOciImage(
+  spec: OciImageSpec,
+  out: string,
+  format: OciOutputFormat = "oci",
+): Promise<OciWriteResult> {
   const { tag, level } = validateSpec(spec, format);
   if (typeof out !== "string" || out === "") throw new OciError("INVALID_INPUT", "output path is empty");
   const outDir = dirname(out);
   try {
     const st = await stat(outDir);
-    if (!st.isDirectory()) throw new OciError("IO", `cannot write ${out}: ${outDir} is not a directory`, { subject: out });
+    if (!st.isDirectory())
+      throw new OciError("IO", `cannot write ${out}: ${outDir} is not a directory`, { subject: out });
   } catch (e) {
     if (e instanceof OciError) throw e;
-    throw new OciError("IO", `cannot write ${out}: output directory ${outDir} is not accessible: ${describeError(e)}`, { subject: out, cause: e });
+    throw new OciError("IO", `cannot write ${out}: output directory ${outDir} is not accessible: ${describeError(e)}`, {
+      subject: out,
+      cause: e,
+    });
   }
   const tmp = join(outDir, `${basename(out)}.kiln-tmp-${process.pid}`);
   await rm(tmp, { recursive: true, force: true }).catch(() => {});
@@ -519,7 +603,12 @@ export async function writeOciImage(spec: OciImageSpec, out: string, format: Oci
         const m = built.manifests.find((x) => x.arch === host && x.os === "linux") ?? built.manifests[0]!;
         dockerArch = platformKey(m);
         if (built.manifests.length > 1) {
-          warnings.push(`docker-archive holds one platform: wrote ${dockerArch}, left out ${built.manifests.filter((x) => x !== m).map((x) => platformKey(x)).join(", ")}`);
+          warnings.push(
+            `docker-archive holds one platform: wrote ${dockerArch}, left out ${built.manifests
+              .filter((x) => x !== m)
+              .map((x) => platformKey(x))
+              .join(", ")}`,
+          );
         }
         await writeDockerArchive(b, m, dockerRepoTag(spec, tag), archive, mtime);
       }

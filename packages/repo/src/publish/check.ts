@@ -67,9 +67,12 @@ export async function checkRepository(url: string, opts: CheckOptions): Promise<
           }
         }
       };
-      await Promise.all(Array.from({ length: Math.max(1, Math.min(opts.concurrency ?? 6, loaded.packages.length)) }, worker));
+      await Promise.all(
+        Array.from({ length: Math.max(1, Math.min(opts.concurrency ?? 6, loaded.packages.length)) }, worker),
+      );
       const upstream = opts.upstream ? await opts.upstream(arch) : [];
-      for (const u of unsatisfiedDependencies(loaded.index.records, upstream, arch)) ac.problems.push(`unsatisfiable: ${formatUnsatisfied(u)}`);
+      for (const u of unsatisfiedDependencies(loaded.index.records, upstream, arch))
+        ac.problems.push(`unsatisfiable: ${formatUnsatisfied(u)}`);
       ac.problems.sort();
     }
   } finally {

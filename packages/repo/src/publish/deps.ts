@@ -26,7 +26,11 @@ function usableProvides(r: IndexRecord): string[] {
 }
 
 /** Every dependency of `records` that neither `records` nor `upstream` satisfies. */
-export function unsatisfiedDependencies(records: readonly IndexRecord[], upstream: readonly IndexRecord[] = [], arch = ""): Unsatisfied[] {
+export function unsatisfiedDependencies(
+  records: readonly IndexRecord[],
+  upstream: readonly IndexRecord[] = [],
+  arch = "",
+): Unsatisfied[] {
   const all = [...records, ...upstream].map((r) => ({ name: r.name, version: r.version, provides: usableProvides(r) }));
   // Index candidates by every name they answer to.
   const byName = new Map<string, typeof all>();
@@ -41,7 +45,12 @@ export function unsatisfiedDependencies(records: readonly IndexRecord[], upstrea
       try {
         dep = parseDependency(tok);
       } catch (e) {
-        out.push({ package: `${r.name}-${r.version}`, arch: r.arch || arch, dependency: tok, reason: (e as Error).message });
+        out.push({
+          package: `${r.name}-${r.version}`,
+          arch: r.arch || arch,
+          dependency: tok,
+          reason: (e as Error).message,
+        });
         continue;
       }
       if (dep.conflict) continue;
@@ -50,7 +59,11 @@ export function unsatisfiedDependencies(records: readonly IndexRecord[], upstrea
       const reason = cands.length
         ? `only ${cands
             .slice(0, 5)
-            .map((c) => (c.name === dep.name ? `${c.name}-${c.version}` : `${c.name}-${c.version} (provides ${c.provides.filter((p) => parseProvide(p).name === dep.name).join(" ")})`))
+            .map((c) =>
+              c.name === dep.name
+                ? `${c.name}-${c.version}`
+                : `${c.name}-${c.version} (provides ${c.provides.filter((p) => parseProvide(p).name === dep.name).join(" ")})`,
+            )
             .join(", ")}${cands.length > 5 ? ", …" : ""}`
         : `nothing provides ${JSON.stringify(dep.name)}`;
       out.push({ package: `${r.name}-${r.version}`, arch: r.arch || arch, dependency: tok, reason });

@@ -2,7 +2,8 @@
 // refusals the list of reasons (printed one per line by the CLI).
 
 import { KilnError } from "@kiln/core";
-export type PublishErrorCode = "LOCAL_REPO" | "CONFLICT" | "UNSATISFIED" | "WRONG_KEY" | "BAD_REMOTE" | "NOT_PUBLISHED" | "NOT_CONVERGED" | "USAGE";
+export type PublishErrorCode =
+  "LOCAL_REPO" | "CONFLICT" | "UNSATISFIED" | "WRONG_KEY" | "BAD_REMOTE" | "NOT_PUBLISHED" | "NOT_CONVERGED" | "USAGE";
 
 export class PublishError extends KilnError {
   constructor(

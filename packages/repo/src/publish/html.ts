@@ -16,10 +16,19 @@ function size(n: number | undefined): string {
 }
 
 function date(t: number | undefined): string {
-  return t === undefined ? "" : new Date(t * 1000).toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC");
+  return t === undefined
+    ? ""
+    : new Date(t * 1000)
+        .toISOString()
+        .replace("T", " ")
+        .replace(/\.\d+Z$/, " UTC");
 }
 
-export function renderArchIndexHtml(arch: string, records: readonly IndexRecord[], opts: { keyName?: string; description?: string } = {}): string {
+export function renderArchIndexHtml(
+  arch: string,
+  records: readonly IndexRecord[],
+  opts: { keyName?: string; description?: string } = {},
+): string {
   const rows = records.map((r) => {
     const file = `${r.name}-${r.version}.apk`;
     return `<tr id="${esc(r.name)}"><td><a href="${esc(encodeURIComponent(file))}">${esc(r.name)}</a></td><td>${esc(r.version)}</td><td data-bytes="${r.fileSize ?? ""}">${size(r.fileSize)}</td><td>${esc(r.description ?? "")}</td><td>${date(r.buildDate)}</td><td>${r.depends.map((d) => `<code>${esc(d)}</code>`).join(" ")}</td></tr>`;

@@ -41,7 +41,12 @@ export async function readLocalRepository(out: string, archs?: string[]): Promis
   try {
     names = (await readdir(out)).sort();
   } catch (e) {
-    throw new PublishError(`${out}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "no such directory" : (e as Error).message}`, "LOCAL_REPO", [], { cause: e });
+    throw new PublishError(
+      `${out}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "no such directory" : (e as Error).message}`,
+      "LOCAL_REPO",
+      [],
+      { cause: e },
+    );
   }
   const result: LocalArch[] = [];
   for (const arch of names) {
@@ -68,18 +73,27 @@ export async function readLocalRepository(out: string, archs?: string[]): Promis
       try {
         fileName = packageFileName(record);
       } catch (e) {
-        throw new PublishError(`${indexPath}: record ${i + 1}: ${(e as Error).message}`, "LOCAL_REPO", [], { cause: e });
+        throw new PublishError(`${indexPath}: record ${i + 1}: ${(e as Error).message}`, "LOCAL_REPO", [], {
+          cause: e,
+        });
       }
       const id = idOf(record);
       const file = joinUnder(dir, { value: fileName, what: "package file name" });
       if (seen.has(id)) throw new PublishError(`${indexPath}: lists ${id} twice`, "LOCAL_REPO");
       seen.add(id);
-      if (record.arch !== arch) throw new PublishError(`${indexPath}: ${id} has A:${record.arch}, but sits in ${arch}/ (apk downloads from REPO/A/)`, "LOCAL_REPO");
+      if (record.arch !== arch)
+        throw new PublishError(
+          `${indexPath}: ${id} has A:${record.arch}, but sits in ${arch}/ (apk downloads from REPO/A/)`,
+          "LOCAL_REPO",
+        );
       if (!record.checksum) throw new PublishError(`${indexPath}: ${id} has no C: field`, "LOCAL_REPO");
       const fst = await stat(file).catch(() => undefined);
       if (!fst?.isFile()) throw new PublishError(`${file}: listed in ${indexPath} but missing`, "LOCAL_REPO");
       if (record.fileSize !== undefined && fst.size !== record.fileSize) {
-        throw new PublishError(`${file}: ${fst.size} bytes, but ${indexPath} says ${record.fileSize} (S:); re-run kiln index`, "LOCAL_REPO");
+        throw new PublishError(
+          `${file}: ${fst.size} bytes, but ${indexPath} says ${record.fileSize} (S:); re-run kiln index`,
+          "LOCAL_REPO",
+        );
       }
       packages.push({ id, file, record });
     }
@@ -88,8 +102,10 @@ export async function readLocalRepository(out: string, archs?: string[]): Promis
   }
   if (archs) {
     const missing = archs.filter((a) => !result.some((r) => r.arch === a));
-    if (missing.length) throw new PublishError(`${out}: no ${missing.map((a) => `${a}/${INDEX_NAME}`).join(", ")}`, "LOCAL_REPO");
+    if (missing.length)
+      throw new PublishError(`${out}: no ${missing.map((a) => `${a}/${INDEX_NAME}`).join(", ")}`, "LOCAL_REPO");
   }
-  if (result.length === 0) throw new PublishError(`${out}: no ARCH/${INDEX_NAME} found (make one with kiln index)`, "LOCAL_REPO");
+  if (result.length === 0)
+    throw new PublishError(`${out}: no ARCH/${INDEX_NAME} found (make one with kiln index)`, "LOCAL_REPO");
   return result;
 }

@@ -74,12 +74,23 @@ export function targetRecords(state: RemoteArchState): IndexRecord[] {
   return out;
 }
 
-export function planPublish(local: LocalArch[], remote: Map<string, RemoteArchState>, upstream: Map<string, IndexRecord[]> = new Map()): PublishPlan {
+export function planPublish(
+  local: LocalArch[],
+  remote: Map<string, RemoteArchState>,
+  upstream: Map<string, IndexRecord[]> = new Map(),
+): PublishPlan {
   const conflicts: string[] = [];
   const unsatisfied: Unsatisfied[] = [];
   const archs: ArchPlan[] = [];
   for (const la of local) {
-    const rs = remote.get(la.arch) ?? { arch: la.arch, indexed: [], objects: new Map(), unindexed: new Map(), unreadable: new Map(), withdrawn: new Set<string>() };
+    const rs = remote.get(la.arch) ?? {
+      arch: la.arch,
+      indexed: [],
+      objects: new Map(),
+      unindexed: new Map(),
+      unreadable: new Map(),
+      withdrawn: new Set<string>(),
+    };
     const indexedById = new Map(rs.indexed.map((r) => [idOf(r), r] as const));
     const packages: PlannedPackage[] = [];
     const finalRecords = new Map(targetRecords(rs).map((r) => [idOf(r), r] as const));
@@ -87,15 +98,24 @@ export function planPublish(local: LocalArch[], remote: Map<string, RemoteArchSt
       const checksum = p.record.checksum!;
       const base = { arch: la.arch, id: p.id, file: p.file, checksum, size: p.record.fileSize ?? 0 };
       const obj = rs.objects.get(p.id);
-      const published = obj ? (indexedById.get(p.id) && (indexedById.get(p.id)!.fileSize === undefined || indexedById.get(p.id)!.fileSize === obj.size) ? indexedById.get(p.id) : rs.unindexed.get(p.id)) : undefined;
+      const published = obj
+        ? indexedById.get(p.id) &&
+          (indexedById.get(p.id)!.fileSize === undefined || indexedById.get(p.id)!.fileSize === obj.size)
+          ? indexedById.get(p.id)
+          : rs.unindexed.get(p.id)
+        : undefined;
       const withdrawn = rs.withdrawn.has(p.id);
       if (obj && !published) {
-        conflicts.push(`${la.arch}/${p.id}.apk: already published but unreadable (${rs.unreadable.get(p.id) ?? "unknown"}); refusing to overwrite it`);
+        conflicts.push(
+          `${la.arch}/${p.id}.apk: already published but unreadable (${rs.unreadable.get(p.id) ?? "unknown"}); refusing to overwrite it`,
+        );
         continue;
       }
       if (published) {
         if (published.checksum !== checksum) {
-          conflicts.push(`${la.arch}/${p.id}.apk: a different package is already published under this name (published C:${published.checksum}, local C:${checksum}); bump the release (-rN) instead`);
+          conflicts.push(
+            `${la.arch}/${p.id}.apk: a different package is already published under this name (published C:${published.checksum}, local C:${checksum}); bump the release (-rN) instead`,
+          );
           continue;
         }
         const inIndex = indexedById.get(p.id)?.checksum === checksum && !withdrawn;

@@ -30,7 +30,6 @@
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { copyFile, readFile, stat } from "node:fs/promises";
-import { join } from "node:path";
 import { assertPathComponent, joinUnder, UnsafePathError } from "@kiln/core";
 import {
   ApkError,
@@ -158,7 +157,10 @@ async function checkPublishedKey(store: ObjectStore, key: SigningKey): Promise<"
     same = false;
   }
   if (!same) {
-    throw new PublishError(`${store.location}/${key.name}: the published public key ${key.name} is not the public half of the signing key; wrong --signing-key?`, "WRONG_KEY");
+    throw new PublishError(
+      `${store.location}/${key.name}: the published public key ${key.name} is not the public half of the signing key; wrong --signing-key?`,
+      "WRONG_KEY",
+    );
   }
   return "present";
 }
@@ -168,12 +170,18 @@ function checkIndexKey(store: ObjectStore, arch: string, idx: IndexFile | undefi
   const c = checkSignature(idx.signatures, idx.body, keyring(key));
   if (c.verdict !== "OK") {
     const names = idx.signatures.map((s) => s.keyName).join(", ") || "nobody (unsigned)";
-    throw new PublishError(`${store.location}/${arch}/${INDEX_NAME}: signed by ${names}, which the signing key ${key.name} does not match (${c.reason}); wrong --signing-key?`, "WRONG_KEY");
+    throw new PublishError(
+      `${store.location}/${arch}/${INDEX_NAME}: signed by ${names}, which the signing key ${key.name} does not match (${c.reason}); wrong --signing-key?`,
+      "WRONG_KEY",
+    );
   }
 }
 
 /** The published state of one architecture, reading the objects the index does not cover. */
-export async function readRemoteArch(store: ObjectStore, arch: string): Promise<{ state: RemoteArchState; index?: RemoteIndex }> {
+export async function readRemoteArch(
+  store: ObjectStore,
+  arch: string,
+): Promise<{ state: RemoteArchState; index?: RemoteIndex }> {
   const index = await readRemoteIndex(store, arch);
   const listing = await listArch(store, arch);
   const indexed = index?.file.records ?? [];
@@ -188,7 +196,14 @@ export async function readRemoteArch(store: ObjectStore, arch: string): Promise<
     if ("record" in got) unindexed.set(id, got.record);
     else unreadable.set(id, got.error);
   }
-  const state: RemoteArchState = { arch, indexed, objects: listing.objects, unindexed, unreadable, withdrawn: listing.withdrawn };
+  const state: RemoteArchState = {
+    arch,
+    indexed,
+    objects: listing.objects,
+    unindexed,
+    unreadable,
+    withdrawn: listing.withdrawn,
+  };
   return index ? { state, index } : { state };
 }
 
@@ -206,7 +221,10 @@ export function stagingPath(tmp: string, arch: string, id: string): string {
     assertPathComponent(arch, "architecture");
     return joinUnder(tmp, { value: `${arch}-${id}.apk`, what: "staged package file name" });
   } catch (e) {
-    if (e instanceof UnsafePathError) throw new PublishError(`refusing to stage ${JSON.stringify(`${arch}/${id}`)}: ${e.message}`, "LOCAL_REPO", [], { cause: e });
+    if (e instanceof UnsafePathError)
+      throw new PublishError(`refusing to stage ${JSON.stringify(`${arch}/${id}`)}: ${e.message}`, "LOCAL_REPO", [], {
+        cause: e,
+      });
     throw e;
   }
 }
@@ -225,10 +243,17 @@ export async function preparePackage(p: PlannedPackage, key: SigningKey, tmp: st
     throw e;
   });
   try {
-    if (reader.head.checksum !== p.checksum) throw new PublishError(`${p.file}: C:${reader.head.checksum} differs from its local index (C:${p.checksum}); re-run kiln index`, "LOCAL_REPO");
-    if (reader.head.info.dataHash === undefined) throw new PublishError(`${p.file}: no datahash in .PKGINFO`, "LOCAL_REPO");
+    if (reader.head.checksum !== p.checksum)
+      throw new PublishError(
+        `${p.file}: C:${reader.head.checksum} differs from its local index (C:${p.checksum}); re-run kiln index`,
+        "LOCAL_REPO",
+      );
+    if (reader.head.info.dataHash === undefined)
+      throw new PublishError(`${p.file}: no datahash in .PKGINFO`, "LOCAL_REPO");
     await reader.drain();
-    keep = reader.head.signatures.length === 1 && checkSignature(reader.head.signatures, reader.head.controlMember, keyring(key)).verdict === "OK";
+    keep =
+      reader.head.signatures.length === 1 &&
+      checkSignature(reader.head.signatures, reader.head.controlMember, keyring(key)).verdict === "OK";
     record = { ...reader.head.info, extra: [], checksum: reader.head.checksum, unknownFields: [] };
     delete record.dataHash;
   } catch (e) {
@@ -237,8 +262,13 @@ export async function preparePackage(p: PlannedPackage, key: SigningKey, tmp: st
   } finally {
     await reader.close();
   }
-  if (idOf(record) !== p.id) throw new PublishError(`${p.file}: contains ${idOf(record)}, but its local index lists it as ${p.id}; re-run kiln index`, "LOCAL_REPO");
-  if (record.arch !== p.arch) throw new PublishError(`${p.file}: a package for arch ${record.arch}, listed under ${p.arch}/`, "LOCAL_REPO");
+  if (idOf(record) !== p.id)
+    throw new PublishError(
+      `${p.file}: contains ${idOf(record)}, but its local index lists it as ${p.id}; re-run kiln index`,
+      "LOCAL_REPO",
+    );
+  if (record.arch !== p.arch)
+    throw new PublishError(`${p.file}: a package for arch ${record.arch}, listed under ${p.arch}/`, "LOCAL_REPO");
   let path = p.file;
   if (!keep) {
     path = staged;
@@ -250,7 +280,8 @@ export async function preparePackage(p: PlannedPackage, key: SigningKey, tmp: st
   try {
     validateIndexRecord(record, p.file);
   } catch (e) {
-    if (e instanceof ApkError) throw new PublishError(`${e.message}: the published index could not hold it`, "LOCAL_REPO", [], { cause: e });
+    if (e instanceof ApkError)
+      throw new PublishError(`${e.message}: the published index could not hold it`, "LOCAL_REPO", [], { cause: e });
     throw e;
   }
   return { path, size, sha256: await sha256File(path), record, resigned: !keep };
@@ -273,9 +304,18 @@ async function pool<T>(items: T[], n: number, fn: (t: T) => Promise<void>): Prom
   if (failed !== undefined) throw failed;
 }
 
-function refuse(plan: { conflicts: string[]; unsatisfied: Unsatisfied[] }, allowUnsatisfied: boolean | undefined, verb: string, upstream: boolean): void {
+function refuse(
+  plan: { conflicts: string[]; unsatisfied: Unsatisfied[] },
+  allowUnsatisfied: boolean | undefined,
+  verb: string,
+  upstream: boolean,
+): void {
   if (plan.conflicts.length) {
-    throw new PublishError(`refusing to ${verb}: ${plan.conflicts.length === 1 ? plan.conflicts[0] : `${plan.conflicts.length} packages conflict with what is published`}`, "CONFLICT", plan.conflicts.length === 1 ? [] : plan.conflicts);
+    throw new PublishError(
+      `refusing to ${verb}: ${plan.conflicts.length === 1 ? plan.conflicts[0] : `${plan.conflicts.length} packages conflict with what is published`}`,
+      "CONFLICT",
+      plan.conflicts.length === 1 ? [] : plan.conflicts,
+    );
   }
   if (plan.unsatisfied.length && !allowUnsatisfied) {
     throw new PublishError(
@@ -286,11 +326,21 @@ function refuse(plan: { conflicts: string[]; unsatisfied: Unsatisfied[] }, allow
   }
 }
 
-async function ensureKey(store: ObjectStore, key: SigningKey, state: "absent" | "present", emit: (e: PublishEvent) => void): Promise<void> {
+async function ensureKey(
+  store: ObjectStore,
+  key: SigningKey,
+  state: "absent" | "present",
+  emit: (e: PublishEvent) => void,
+): Promise<void> {
   if (state === "present") return;
   const pem = Buffer.from(publicPem(key));
   try {
-    await store.write(key.name, pem, { contentType: TYPE_KEY, cacheControl: CACHE_NO_CACHE, sha256: sha256Hex(pem), condition: { ifAbsent: true } });
+    await store.write(key.name, pem, {
+      contentType: TYPE_KEY,
+      cacheControl: CACHE_NO_CACHE,
+      sha256: sha256Hex(pem),
+      condition: { ifAbsent: true },
+    });
     emit({ kind: "key", message: `${key.name}: published` });
   } catch (e) {
     if (!isStoreError(e, "PRECONDITION_FAILED")) throw e;
@@ -311,7 +361,12 @@ interface ConvergeOptions {
  * the withdrawn); `known` are records already verified (ours), by id.
  * Returns the final records and how many times the index was written.
  */
-export async function convergeIndex(store: ObjectStore, arch: string, known: Map<string, IndexRecord>, opts: ConvergeOptions): Promise<{ records: IndexRecord[]; writes: number; rounds: number }> {
+export async function convergeIndex(
+  store: ObjectStore,
+  arch: string,
+  known: Map<string, IndexRecord>,
+  opts: ConvergeOptions,
+): Promise<{ records: IndexRecord[]; writes: number; rounds: number }> {
   const maxRounds = opts.maxRounds ?? 40;
   const cache = new Map(known);
   let writes = 0;
@@ -344,12 +399,21 @@ export async function convergeIndex(store: ObjectStore, arch: string, known: Map
     }
     const sorted = sortIndexRecords(records);
     const description = opts.description ?? cur?.file.description ?? "";
-    const signedByUs = cur !== undefined && checkSignature(cur.file.signatures, cur.file.body, keyring(opts.key)).verdict === "OK";
+    const signedByUs =
+      cur !== undefined && checkSignature(cur.file.signatures, cur.file.body, keyring(opts.key)).verdict === "OK";
     if (cur && signedByUs && cur.file.text === formatIndexText(sorted) && cur.file.description === description) {
-      opts.emit({ kind: "index", arch, message: `${arch}/${INDEX_NAME}: ${sorted.length} packages${writes ? "" : " (up to date)"}` });
+      opts.emit({
+        kind: "index",
+        arch,
+        message: `${arch}/${INDEX_NAME}: ${sorted.length} packages${writes ? "" : " (up to date)"}`,
+      });
       return { records: sorted, writes, rounds: round };
     }
-    const bytes = buildIndex(sorted, { signingKeys: [opts.key], description, sourceDateEpoch: opts.sourceDateEpoch ?? 0 });
+    const bytes = buildIndex(sorted, {
+      signingKeys: [opts.key],
+      description,
+      sourceDateEpoch: opts.sourceDateEpoch ?? 0,
+    });
     try {
       await store.write(`${arch}/${INDEX_NAME}`, bytes, {
         contentType: TYPE_INDEX,
@@ -365,15 +429,25 @@ export async function convergeIndex(store: ObjectStore, arch: string, known: Map
     // Let concurrent writers land before checking again.
     await sleep(30 + Math.random() * 120 * Math.min(round, 5));
   }
-  throw new PublishError(`${store.location}/${arch}/${INDEX_NAME}: did not settle after ${maxRounds} rounds of merging with concurrent publishers; run the command again`, "NOT_CONVERGED");
+  throw new PublishError(
+    `${store.location}/${arch}/${INDEX_NAME}: did not settle after ${maxRounds} rounds of merging with concurrent publishers; run the command again`,
+    "NOT_CONVERGED",
+  );
 }
 
 /** Bring ARCH/index.html in line with the index, re-rendering if the index moves meanwhile. */
-export async function syncHtml(store: ObjectStore, arch: string, keyName: string, emit: (e: PublishEvent) => void): Promise<void> {
+export async function syncHtml(
+  store: ObjectStore,
+  arch: string,
+  keyName: string,
+  emit: (e: PublishEvent) => void,
+): Promise<void> {
   for (let round = 0; round < 10; round++) {
     const idx = await readRemoteIndex(store, arch);
     if (!idx) return;
-    const html = Buffer.from(renderArchIndexHtml(arch, idx.file.records, { keyName, description: idx.file.description }));
+    const html = Buffer.from(
+      renderArchIndexHtml(arch, idx.file.records, { keyName, description: idx.file.description }),
+    );
     const sha = sha256Hex(html);
     const key = `${arch}/${HTML_NAME}`;
     const head = await store.head(key);
@@ -400,19 +474,35 @@ export const BUILD_KEYS_NAME = ".kiln-build-keys.jsonl";
  * missing one only causes a rebuild — so the published file is the union of
  * the local and published lines, re-read and re-written until it covers ours.
  */
-export async function syncBuildKeys(store: ObjectStore, from: string, arch: string, emit: (e: PublishEvent) => void): Promise<void> {
-  const local = await readFile(joinUnder(from, { value: arch, what: "architecture" }, BUILD_KEYS_NAME), "utf8").catch(() => undefined);
+export async function syncBuildKeys(
+  store: ObjectStore,
+  from: string,
+  arch: string,
+  emit: (e: PublishEvent) => void,
+): Promise<void> {
+  const local = await readFile(joinUnder(from, { value: arch, what: "architecture" }, BUILD_KEYS_NAME), "utf8").catch(
+    () => undefined,
+  );
   if (local === undefined) return;
   const mine = local.split("\n").filter((l) => l.trim() !== "");
   const key = `${arch}/${BUILD_KEYS_NAME}`;
   for (let round = 0; round < 10; round++) {
     const remote = await store.get(key);
-    const theirs = remote ? remote.body.toString("utf8").split("\n").filter((l) => l.trim() !== "") : [];
+    const theirs = remote
+      ? remote.body
+          .toString("utf8")
+          .split("\n")
+          .filter((l) => l.trim() !== "")
+      : [];
     const have = new Set(theirs);
     if (mine.every((l) => have.has(l))) return;
     const merged = [...new Set([...theirs, ...mine])].sort();
     const body = Buffer.from(merged.join("\n") + "\n");
-    await store.write(key, body, { contentType: "application/x-ndjson", cacheControl: CACHE_NO_CACHE, sha256: sha256Hex(body) });
+    await store.write(key, body, {
+      contentType: "application/x-ndjson",
+      cacheControl: CACHE_NO_CACHE,
+      sha256: sha256Hex(body),
+    });
     emit({ kind: "html", arch, message: `${key}: ${merged.length} build-key records` });
   }
 }
@@ -434,7 +524,13 @@ export async function publish(store: ObjectStore, from: string, opts: PublishOpt
   const key = opts.signingKey;
   // 1. Everything that can refuse, before any write.
   const local: LocalArch[] = await readLocalRepository(from, opts.archs);
-  for (const la of local) for (const u of la.unlisted) emit({ kind: "warning", arch: la.arch, message: `${la.arch}/${u}: not in ${from}/${la.arch}/${INDEX_NAME}; not published` });
+  for (const la of local)
+    for (const u of la.unlisted)
+      emit({
+        kind: "warning",
+        arch: la.arch,
+        message: `${la.arch}/${u}: not in ${from}/${la.arch}/${INDEX_NAME}; not published`,
+      });
   const keyState = await checkPublishedKey(store, key);
   const remote = new Map<string, RemoteArchState>();
   for (const la of local) {
@@ -446,14 +542,38 @@ export async function publish(store: ObjectStore, from: string, opts: PublishOpt
   if (opts.upstream) for (const la of local) upstream.set(la.arch, await opts.upstream(la.arch));
   const plan = planPublish(local, remote, upstream);
   refuse(plan, opts.allowUnsatisfied, `publish to ${store.location}`, !!opts.upstream);
-  for (const u of plan.unsatisfied) emit({ kind: "warning", message: `unsatisfied (allowed): ${formatUnsatisfied(u)}` });
+  for (const u of plan.unsatisfied)
+    emit({ kind: "warning", message: `unsatisfied (allowed): ${formatUnsatisfied(u)}` });
 
-  const result: PublishResult = { target: store.location, keyName: key.name, dryRun: !!opts.dryRun, archs: [], uploadedBytes: 0, plan };
+  const result: PublishResult = {
+    target: store.location,
+    keyName: key.name,
+    dryRun: !!opts.dryRun,
+    archs: [],
+    uploadedBytes: 0,
+    plan,
+  };
   if (opts.dryRun) {
     for (const ap of plan.archs) {
       const by = (a: string) => ap.packages.filter((p) => p.action === a).map((p) => p.id);
-      for (const p of ap.packages) if (p.action !== "skip") emit({ kind: "plan", arch: ap.arch, id: p.id, action: p.action, message: `${ap.arch}/${p.id}.apk: would ${p.action === "upload" ? "upload" : "index the object already present"}` });
-      result.archs.push({ arch: ap.arch, uploaded: by("upload"), indexedExisting: by("index"), skipped: by("skip"), resigned: [], indexPackages: ap.after, indexWrites: 0 });
+      for (const p of ap.packages)
+        if (p.action !== "skip")
+          emit({
+            kind: "plan",
+            arch: ap.arch,
+            id: p.id,
+            action: p.action,
+            message: `${ap.arch}/${p.id}.apk: would ${p.action === "upload" ? "upload" : "index the object already present"}`,
+          });
+      result.archs.push({
+        arch: ap.arch,
+        uploaded: by("upload"),
+        indexedExisting: by("index"),
+        skipped: by("skip"),
+        resigned: [],
+        indexPackages: ap.after,
+        indexWrites: 0,
+      });
     }
     return result;
   }
@@ -472,33 +592,69 @@ export async function publish(store: ObjectStore, from: string, opts: PublishOpt
     await ensureKey(store, key, keyState, emit);
 
     for (const ap of plan.archs) {
-      const ar: ArchResult = { arch: ap.arch, uploaded: [], indexedExisting: [], skipped: [], resigned: [], indexPackages: 0, indexWrites: 0 };
+      const ar: ArchResult = {
+        arch: ap.arch,
+        uploaded: [],
+        indexedExisting: [],
+        skipped: [],
+        resigned: [],
+        indexPackages: 0,
+        indexWrites: 0,
+      };
       const mine = new Map<string, IndexRecord>();
       // 3. Packages.
       await pool(ap.packages, opts.concurrency ?? 4, async (p) => {
         if (p.action === "skip") {
           ar.skipped.push(p.id);
-          emit({ kind: "package", arch: p.arch, id: p.id, action: "skipped", message: `${p.arch}/${p.id}.apk: already published` });
+          emit({
+            kind: "package",
+            arch: p.arch,
+            id: p.id,
+            action: "skipped",
+            message: `${p.arch}/${p.id}.apk: already published`,
+          });
           return;
         }
         if (p.action === "index") {
           ar.indexedExisting.push(p.id);
           const rec = remote.get(p.arch)?.unindexed.get(p.id);
           if (rec) mine.set(p.id, rec);
-          emit({ kind: "package", arch: p.arch, id: p.id, action: "indexed", message: `${p.arch}/${p.id}.apk: already uploaded, indexing it` });
+          emit({
+            kind: "package",
+            arch: p.arch,
+            id: p.id,
+            action: "indexed",
+            message: `${p.arch}/${p.id}.apk: already uploaded, indexing it`,
+          });
           return;
         }
         const k = packageKey(p.arch, p.id);
         const prep = prepared.get(k)!;
         const same = await sameObject(store, p.arch, p.id, prep.record.checksum!);
-        if (same === "different") throw new PublishError(`refusing to publish ${store.location}/${k}: a different package appeared under this name while publishing; bump the release (-rN) instead`, "CONFLICT");
+        if (same === "different")
+          throw new PublishError(
+            `refusing to publish ${store.location}/${k}: a different package appeared under this name while publishing; bump the release (-rN) instead`,
+            "CONFLICT",
+          );
         if (same === "absent") {
           try {
-            await store.write(k, { path: prep.path, size: prep.size }, { contentType: TYPE_APK, cacheControl: CACHE_IMMUTABLE, sha256: prep.sha256, condition: { ifAbsent: true } });
+            await store.write(
+              k,
+              { path: prep.path, size: prep.size },
+              {
+                contentType: TYPE_APK,
+                cacheControl: CACHE_IMMUTABLE,
+                sha256: prep.sha256,
+                condition: { ifAbsent: true },
+              },
+            );
           } catch (e) {
             if (!isStoreError(e, "PRECONDITION_FAILED")) throw e;
             if ((await sameObject(store, p.arch, p.id, prep.record.checksum!)) !== "same") {
-              throw new PublishError(`refusing to publish ${store.location}/${k}: a different package appeared under this name while publishing; bump the release (-rN) instead`, "CONFLICT");
+              throw new PublishError(
+                `refusing to publish ${store.location}/${k}: a different package appeared under this name while publishing; bump the release (-rN) instead`,
+                "CONFLICT",
+              );
             }
           }
           result.uploadedBytes += prep.size;
@@ -506,11 +662,23 @@ export async function publish(store: ObjectStore, from: string, opts: PublishOpt
         mine.set(p.id, prep.record);
         ar.uploaded.push(p.id);
         if (prep.resigned) ar.resigned.push(p.id);
-        emit({ kind: "package", arch: p.arch, id: p.id, action: "uploaded", message: `${k}: uploaded, ${prep.size} bytes${prep.resigned ? `, re-signed by ${key.name}` : ""}` });
+        emit({
+          kind: "package",
+          arch: p.arch,
+          id: p.id,
+          action: "uploaded",
+          message: `${k}: uploaded, ${prep.size} bytes${prep.resigned ? `, re-signed by ${key.name}` : ""}`,
+        });
       });
       for (const p of ap.packages) if (p.restore) await store.delete(`${ap.arch}/${WITHDRAWN_DIR}${p.id}`);
       // 4. The index, last.
-      const c = await convergeIndex(store, ap.arch, mine, { key, ...(opts.description !== undefined ? { description: opts.description } : {}), sourceDateEpoch: opts.sourceDateEpoch ?? 0, ...(opts.maxRounds ? { maxRounds: opts.maxRounds } : {}), emit });
+      const c = await convergeIndex(store, ap.arch, mine, {
+        key,
+        ...(opts.description !== undefined ? { description: opts.description } : {}),
+        sourceDateEpoch: opts.sourceDateEpoch ?? 0,
+        ...(opts.maxRounds ? { maxRounds: opts.maxRounds } : {}),
+        emit,
+      });
       ar.indexPackages = c.records.length;
       ar.indexWrites = c.writes;
       // 5. The page people browse, and the build keys for fresh checkouts.
@@ -527,7 +695,12 @@ export async function publish(store: ObjectStore, from: string, opts: PublishOpt
   return result;
 }
 
-async function sameObject(store: ObjectStore, arch: string, id: string, checksum: string): Promise<"absent" | "same" | "different"> {
+async function sameObject(
+  store: ObjectStore,
+  arch: string,
+  id: string,
+  checksum: string,
+): Promise<"absent" | "same" | "different"> {
   const head = await store.head(packageKey(arch, id));
   if (!head) return "absent";
   const got = await readPackageObject(store, arch, id);
@@ -556,7 +729,12 @@ export async function withdraw(store: ObjectStore, ids: string[], opts: Withdraw
     try {
       assertPathComponent(id, "package");
     } catch (e) {
-      throw new PublishError(`cannot withdraw ${JSON.stringify(id)}: name packages as NAME-VERSION (${(e as Error).message})`, "USAGE", [], { cause: e });
+      throw new PublishError(
+        `cannot withdraw ${JSON.stringify(id)}: name packages as NAME-VERSION (${(e as Error).message})`,
+        "USAGE",
+        [],
+        { cause: e },
+      );
     }
   }
   await checkPublishedKey(store, key);
@@ -575,24 +753,45 @@ export async function withdraw(store: ObjectStore, ids: string[], opts: Withdraw
     unsatisfied.push(...unsatisfiedDependencies(remaining, opts.upstream ? await opts.upstream(arch) : [], arch));
   }
   const missing = ids.filter((id) => ![...found.values()].some((l) => l.includes(id)));
-  if (missing.length) throw new PublishError(`not published in ${store.location}${archs.length ? ` (${archs.join(", ")})` : ""}: ${missing.join(", ")}`, "NOT_PUBLISHED");
+  if (missing.length)
+    throw new PublishError(
+      `not published in ${store.location}${archs.length ? ` (${archs.join(", ")})` : ""}: ${missing.join(", ")}`,
+      "NOT_PUBLISHED",
+    );
   refuse({ conflicts: [], unsatisfied }, opts.allowUnsatisfied, `withdraw from ${store.location}`, !!opts.upstream);
   const result: WithdrawResult = { target: store.location, dryRun: !!opts.dryRun, withdrawn: [], archs: [] };
   for (const [arch, here] of found) {
     for (const id of here) result.withdrawn.push({ arch, id, deleted: !opts.dryRun && !!opts.delete });
     if (opts.dryRun) {
-      for (const id of here) emit({ kind: "plan", arch, id, message: `${arch}/${id}: would be withdrawn${opts.delete ? " and deleted" : ""}` });
+      for (const id of here)
+        emit({
+          kind: "plan",
+          arch,
+          id,
+          message: `${arch}/${id}: would be withdrawn${opts.delete ? " and deleted" : ""}`,
+        });
       continue;
     }
     for (const id of here) {
       const marker = Buffer.from(`withdrawn\n`);
       try {
-        await store.write(`${arch}/${WITHDRAWN_DIR}${id}`, marker, { contentType: "text/plain", cacheControl: CACHE_NO_CACHE, sha256: sha256Hex(marker), condition: { ifAbsent: true } });
+        await store.write(`${arch}/${WITHDRAWN_DIR}${id}`, marker, {
+          contentType: "text/plain",
+          cacheControl: CACHE_NO_CACHE,
+          sha256: sha256Hex(marker),
+          condition: { ifAbsent: true },
+        });
       } catch (e) {
         if (!isStoreError(e, "PRECONDITION_FAILED")) throw e;
       }
     }
-    const c = await convergeIndex(store, arch, new Map(), { key, ...(opts.description !== undefined ? { description: opts.description } : {}), sourceDateEpoch: opts.sourceDateEpoch ?? 0, ...(opts.maxRounds ? { maxRounds: opts.maxRounds } : {}), emit });
+    const c = await convergeIndex(store, arch, new Map(), {
+      key,
+      ...(opts.description !== undefined ? { description: opts.description } : {}),
+      sourceDateEpoch: opts.sourceDateEpoch ?? 0,
+      ...(opts.maxRounds ? { maxRounds: opts.maxRounds } : {}),
+      emit,
+    });
     for (const id of here) emit({ kind: "withdrawn", arch, id, message: `${arch}/${id}: withdrawn from the index` });
     await syncHtml(store, arch, key.name, emit);
     if (opts.delete) {

@@ -29,7 +29,8 @@ export const TYPE_HTML = "text/html; charset=utf-8";
 
 export const idOf = (r: { name: string; version: string }): string => `${r.name}-${r.version}`;
 /** ARCH/NAME-VERSION.apk; refuses an arch or id that is not one plain path segment (`../aarch64/x` must not reach another architecture). */
-export const packageKey = (arch: string, id: string): string => `${assertPathComponent(arch, "architecture")}/${assertPathComponent(`${id}.apk`, "package file name")}`;
+export const packageKey = (arch: string, id: string): string =>
+  `${assertPathComponent(arch, "architecture")}/${assertPathComponent(`${id}.apk`, "package file name")}`;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -48,7 +49,11 @@ export interface ArchListing {
  * Read ARCH/APKINDEX.tar.gz. A torn read (a concurrent writer on a server
  * whose writes are not atomic) is retried before it is reported.
  */
-export async function readRemoteIndex(store: ObjectStore, arch: string, attempts = 4): Promise<RemoteIndex | undefined> {
+export async function readRemoteIndex(
+  store: ObjectStore,
+  arch: string,
+  attempts = 4,
+): Promise<RemoteIndex | undefined> {
   const key = `${arch}/${INDEX_NAME}`;
   let last: unknown;
   for (let i = 0; i < attempts; i++) {
@@ -63,7 +68,9 @@ export async function readRemoteIndex(store: ObjectStore, arch: string, attempts
       last = e;
     }
   }
-  throw new PublishError(`${store.location}/${key}: not a valid index: ${(last as Error).message}`, "BAD_REMOTE", [], { cause: last });
+  throw new PublishError(`${store.location}/${key}: not a valid index: ${(last as Error).message}`, "BAD_REMOTE", [], {
+    cause: last,
+  });
 }
 
 export async function listArch(store: ObjectStore, arch: string): Promise<ArchListing> {
@@ -104,7 +111,12 @@ export async function recordFromBytes(body: Buffer, subject: string): Promise<In
  * cannot be read as a package (retried: it may be mid-copy on a server whose
  * writes are not atomic).
  */
-export async function readPackageObject(store: ObjectStore, arch: string, id: string, attempts = 3): Promise<{ record: IndexRecord } | { error: string } | undefined> {
+export async function readPackageObject(
+  store: ObjectStore,
+  arch: string,
+  id: string,
+  attempts = 3,
+): Promise<{ record: IndexRecord } | { error: string } | undefined> {
   const key = packageKey(arch, id);
   let error = "";
   for (let i = 0; i < attempts; i++) {

@@ -287,7 +287,8 @@ export class Cdcl {
 
   /** Replace the deepest unflipped decision (above the assumption) by its negation; false when there is none. */
   private flip(assumption: number | undefined): boolean {
-    const floor = assumption !== undefined && this.trailLim.length > 0 && this.trail[this.trailLim[0]!] === assumption ? 1 : 0;
+    const floor =
+      assumption !== undefined && this.trailLim.length > 0 && this.trail[this.trailLim[0]!] === assumption ? 1 : 0;
     let j = this.trailLim.length;
     while (j > floor && this.flipped[j - 1]) j--;
     if (j <= floor) return false;

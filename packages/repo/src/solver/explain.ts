@@ -27,7 +27,13 @@ export interface Explanation {
 }
 
 /** Walk the attempts to satisfy the requests and record every dead end, within `budget` candidate evaluations. */
-export function explainFailure(index: PackageIndex, requests: readonly Dep[], requestConflicts: readonly Dep[], pinned: Pins, budget: number): Explanation {
+export function explainFailure(
+  index: PackageIndex,
+  requests: readonly Dep[],
+  requestConflicts: readonly Dep[],
+  pinned: Pins,
+  budget: number,
+): Explanation {
   return new Walk(index, pinned, budget).run(requests, requestConflicts);
 }
 
@@ -93,7 +99,8 @@ class Walk {
 
   run(requests: readonly Dep[], requestConflicts: readonly Dep[]): Explanation {
     for (const dep of requestConflicts) this.addConflict(dep, -1);
-    for (const dep of requests) this.pending.push({ dep, parent: -1, level: -1, allowed: allowedTags(dep, undefined, this.pinned) });
+    for (const dep of requests)
+      this.pending.push({ dep, parent: -1, level: -1, allowed: allowedTags(dep, undefined, this.pinned) });
     let solved = false;
     try {
       solved = this.search() === null;
@@ -138,7 +145,8 @@ class Walk {
       l.push(c);
     }
     for (const cf of parsed.conflicts) this.addConflict(cf, c);
-    for (const d of parsed.deps) this.pending.push({ dep: d, parent: c, level, allowed: allowedTags(d, p.tag, this.pinned) });
+    for (const d of parsed.deps)
+      this.pending.push({ dep: d, parent: c, level, allowed: allowedTags(d, p.tag, this.pinned) });
   }
 
   private undo(pendingLen: number): void {
@@ -172,7 +180,9 @@ class Walk {
     for (const n of p.names) {
       const list = this.conflicts.get(n);
       if (!list) continue;
-      for (const cf of list) if (cf.owner !== c && this.r.info(cf.dep).match.has(c)) return { kind: "conflictBy", by: cf.owner, dep: cf.dep };
+      for (const cf of list)
+        if (cf.owner !== c && this.r.info(cf.dep).match.has(c))
+          return { kind: "conflictBy", by: cf.owner, dep: cf.dep };
     }
     for (const cf of parsed.conflicts) {
       const holders = this.providers.get(cf.d.name);
@@ -310,7 +320,10 @@ class Walk {
       if (g.length < 8) g.push(show(p));
       else if (g.length === 8) g.push("…");
     }
-    return [...groups].sort((a, b) => a[0] - b[0]).map(([o, g]) => `${g.join(", ")} in ${repoText(this.r.repositories[o]!)}`).join("; ");
+    return [...groups]
+      .sort((a, b) => a[0] - b[0])
+      .map(([o, g]) => `${g.join(", ")} in ${repoText(this.r.repositories[o]!)}`)
+      .join("; ");
   }
 
   private reason(pd: PendingDep): string {
@@ -324,12 +337,16 @@ class Walk {
     }
     const info = r.info(pd.dep);
     if (info.match.size === 0) {
-      const ids = [...new Set(entries.map((e) => e.pkg))].sort((a, b) => -r.compareLoose(this.P[a]!.version, this.P[b]!.version) || a - b);
+      const ids = [...new Set(entries.map((e) => e.pkg))].sort(
+        (a, b) => -r.compareLoose(this.P[a]!.version, this.P[b]!.version) || a - b,
+      );
       const provided = new Map(entries.map((e) => [e.pkg, e] as const));
       return `only ${this.listWithRepos(ids, (p) => {
         const e = provided.get(p.id)!;
         if (e.kind === 0) return label(p);
-        return e.kind === 1 ? `${label(p)} (provides ${name}=${e.version})` : `${label(p)} (provides ${name} without a version)`;
+        return e.kind === 1
+          ? `${label(p)} (provides ${name}=${e.version})`
+          : `${label(p)} (provides ${name} without a version)`;
       })}`;
     }
     const parts: string[] = [];
@@ -340,9 +357,13 @@ class Walk {
     }
     if (info.order.length === 0 && info.virtualOnly.length) {
       const names = [...new Set(info.virtualOnly.map((id) => this.P[id]!.name))];
-      parts.push(`${JSON.stringify(name)} is virtual, provided by ${names.slice(0, 12).join(", ")}${names.length > 12 ? ", …" : ""} with no provider_priority and none of them selected; request one of them`);
+      parts.push(
+        `${JSON.stringify(name)} is virtual, provided by ${names.slice(0, 12).join(", ")}${names.length > 12 ? ", …" : ""} with no provider_priority and none of them selected; request one of them`,
+      );
     } else if (info.virtualOnly.length && parts.length === 0) {
-      parts.push(`only providers without provider_priority remain (${info.virtualOnly.map((id) => label(this.P[id]!)).join(", ")}), and none is selected`);
+      parts.push(
+        `only providers without provider_priority remain (${info.virtualOnly.map((id) => label(this.P[id]!)).join(", ")}), and none is selected`,
+      );
     }
     return parts.join("; ") || "no selectable candidate";
   }
@@ -356,7 +377,8 @@ class Walk {
         return `${label(p)} is only in repository ${repoText(p.rp.repo)}, which serves only ${p.name}@${p.tag} requests`;
       case "slot": {
         const q = this.P[b.by]!;
-        if (q.name === p.name) return `${label(p)} cannot be installed: ${label(q)} is already selected${this.selectedBy(b.by)}`;
+        if (q.name === p.name)
+          return `${label(p)} cannot be installed: ${label(q)} is already selected${this.selectedBy(b.by)}`;
         return `${label(p)} and ${label(q)} both provide ${JSON.stringify(b.slot)}${this.selectedBy(b.by)}`;
       }
       case "conflictBy":
@@ -367,4 +389,3 @@ class Walk {
     }
   }
 }
-

@@ -391,7 +391,8 @@ export class Problem {
     };
     for (const rec of this.requests) for (const s of rec.selectable) add(s);
     if (this.extraRoot >= 0) add(this.extraRoot);
-    for (let i = 0; i < todo.length; i++) for (const rec of this.deps[todo[i]!]!) for (const s of rec.selectable) add(s);
+    for (let i = 0; i < todo.length; i++)
+      for (const rec of this.deps[todo[i]!]!) for (const s of rec.selectable) add(s);
     for (const l of sat.trail) if ((l & 1) === 0 && !seen.has(l >> 1)) return false;
     return true;
   }

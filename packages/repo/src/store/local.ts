@@ -10,7 +10,14 @@ import { createReadStream } from "node:fs";
 import { copyFile, link, mkdir, open, readdir, rename, rm, stat, unlink } from "node:fs/promises";
 import { dirname, join, relative, resolve, sep } from "node:path";
 import { joinUnder } from "@kiln/core";
-import { StoreError, storeKeySegments, type ObjectStore, type StoredObject, type WriteOptions, type WriteSource } from "./types.js";
+import {
+  StoreError,
+  storeKeySegments,
+  type ObjectStore,
+  type StoredObject,
+  type WriteOptions,
+  type WriteSource,
+} from "./types.js";
 
 function errno(e: unknown): string | undefined {
   return (e as NodeJS.ErrnoException).code;
@@ -82,7 +89,8 @@ export class LocalDirStore implements ObjectStore {
         const st = await stat(p).catch(() => undefined);
         if (!st) continue;
         if (st.isDirectory()) {
-          if (prefix.startsWith(key + "/") || key.startsWith(prefix) || (key + "/").startsWith(prefix)) yield* walk(self, p);
+          if (prefix.startsWith(key + "/") || key.startsWith(prefix) || (key + "/").startsWith(prefix))
+            yield* walk(self, p);
         } else if (st.isFile() && key.startsWith(prefix)) {
           yield { key, size: st.size, etag: LocalDirStore.etagOf(st), lastModified: st.mtime };
         }
@@ -94,7 +102,10 @@ export class LocalDirStore implements ObjectStore {
   async write(key: string, source: WriteSource, opts: WriteOptions): Promise<{ etag?: string }> {
     const final = this.path(key);
     await mkdir(dirname(final), { recursive: true });
-    const tmp = join(dirname(final), `.${key.split("/").pop()}.kiln-tmp-${process.pid}-${randomBytes(4).toString("hex")}`);
+    const tmp = join(
+      dirname(final),
+      `.${key.split("/").pop()}.kiln-tmp-${process.pid}-${randomBytes(4).toString("hex")}`,
+    );
     try {
       if (Buffer.isBuffer(source)) {
         const fh = await open(tmp, "wx", 0o644);
@@ -118,7 +129,8 @@ export class LocalDirStore implements ObjectStore {
         try {
           await link(tmp, final);
         } catch (e) {
-          if (errno(e) === "EEXIST") throw new StoreError(`${this.location}/${key}: already exists`, "PRECONDITION_FAILED", key);
+          if (errno(e) === "EEXIST")
+            throw new StoreError(`${this.location}/${key}: already exists`, "PRECONDITION_FAILED", key);
           throw e;
         }
         await unlink(tmp);
@@ -126,7 +138,8 @@ export class LocalDirStore implements ObjectStore {
         if (cond && "ifMatch" in cond) {
           // Not atomic on a plain file system: the publisher's re-read-and-merge loop is what converges.
           const cur = await this.head(key);
-          if (!cur || cur.etag !== cond.ifMatch) throw new StoreError(`${this.location}/${key}: changed since it was read`, "PRECONDITION_FAILED", key);
+          if (!cur || cur.etag !== cond.ifMatch)
+            throw new StoreError(`${this.location}/${key}: changed since it was read`, "PRECONDITION_FAILED", key);
         }
         await rename(tmp, final);
       }
@@ -158,9 +171,9 @@ export class LocalDirStore implements ObjectStore {
   private wrap(e: unknown, key: string): unknown {
     if (e instanceof StoreError) return e;
     const code = errno(e);
-    if (code === "EACCES" || code === "EPERM" || code === "EROFS") return new StoreError(`${join(this.root, key)}: ${(e as Error).message}`, "ACCESS", key, { cause: e });
+    if (code === "EACCES" || code === "EPERM" || code === "EROFS")
+      return new StoreError(`${join(this.root, key)}: ${(e as Error).message}`, "ACCESS", key, { cause: e });
     if (code) return new StoreError(`${join(this.root, key)}: ${(e as Error).message}`, "STORE", key, { cause: e });
     return e;
   }
 }
-

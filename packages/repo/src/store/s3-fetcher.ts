@@ -31,7 +31,13 @@ export class S3Fetcher implements Fetcher {
     for (let attempt = 1; attempt <= attempts; attempt++) {
       if (attempt > 1) await sleep((this.opts.backoffMs ?? 200) * 2 ** (attempt - 2));
       try {
-        const r = await this.client.send(new GetObjectCommand({ Bucket: loc.bucket, Key, ...(validator?.etag ? { IfNoneMatch: validator.etag } : {}) }));
+        const r = await this.client.send(
+          new GetObjectCommand({
+            Bucket: loc.bucket,
+            Key,
+            ...(validator?.etag ? { IfNoneMatch: validator.etag } : {}),
+          }),
+        );
         const v: Validator = {};
         if (r.ETag) v.etag = r.ETag;
         if (r.LastModified) v.lastModified = r.LastModified.toUTCString();
@@ -42,12 +48,17 @@ export class S3Fetcher implements Fetcher {
         const status = (e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
         if (status === 304) return { status: "not-modified" };
         const name = (e as { name?: string }).name;
-        if (status === 404 || name === "NoSuchKey" || name === "NoSuchBucket") throw new FetchError(`${url}: not found${name === "NoSuchBucket" ? " (no such bucket)" : ""}`, url, 404, { cause: e });
+        if (status === 404 || name === "NoSuchKey" || name === "NoSuchBucket")
+          throw new FetchError(`${url}: not found${name === "NoSuchBucket" ? " (no such bucket)" : ""}`, url, 404, {
+            cause: e,
+          });
         last = e;
         if (!isTransient(e)) break;
       }
     }
     const status = (last as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
-    throw new FetchError(`${url}: ${(last as Error).name ?? "error"}: ${(last as Error).message}`, url, status, { cause: last });
+    throw new FetchError(`${url}: ${(last as Error).name ?? "error"}: ${(last as Error).message}`, url, status, {
+      cause: last,
+    });
   }
 }

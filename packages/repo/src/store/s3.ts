@@ -28,7 +28,15 @@ import {
   S3Client,
   UploadPartCommand,
 } from "@aws-sdk/client-s3";
-import { StoreError, storeKeySegments, type ObjectStore, type StoreEvent, type StoredObject, type WriteOptions, type WriteSource } from "./types.js";
+import {
+  StoreError,
+  storeKeySegments,
+  type ObjectStore,
+  type StoreEvent,
+  type StoredObject,
+  type WriteOptions,
+  type WriteSource,
+} from "./types.js";
 
 // The SDK warns on every start under Node 20; kiln supports Node 20.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
@@ -44,9 +52,11 @@ export function parseS3Url(url: string): S3Location {
   const m = /^s3:\/\/([^/]+)(?:\/(.*))?$/.exec(url);
   if (!m) throw new StoreError(`${url}: not an s3://BUCKET/PREFIX URL`, "STORE");
   const bucket = m[1]!;
-  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) throw new StoreError(`${url}: invalid bucket name ${JSON.stringify(bucket)}`, "STORE");
+  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket))
+    throw new StoreError(`${url}: invalid bucket name ${JSON.stringify(bucket)}`, "STORE");
   let prefix = (m[2] ?? "").replace(/^\/+/, "").replace(/\/+$/, "");
-  if (prefix.split("/").some((s) => s === "." || s === "..")) throw new StoreError(`${url}: prefix must not contain . or .. segments`, "STORE");
+  if (prefix.split("/").some((s) => s === "." || s === ".."))
+    throw new StoreError(`${url}: prefix must not contain . or .. segments`, "STORE");
   if (prefix) prefix += "/";
   return { bucket, prefix };
 }
@@ -102,8 +112,31 @@ interface AwsError {
   $metadata?: { httpStatusCode?: number };
 }
 
-const TRANSIENT_CODES = new Set(["SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "RequestTimeTooSkewed", "InternalError", "ServiceUnavailable", "TooManyRequests", "TimeoutError", "RequestTimeoutException", "NetworkingError"]);
-const NET_CODES = new Set(["ECONNRESET", "ECONNREFUSED", "EPIPE", "ETIMEDOUT", "EAI_AGAIN", "ENOTFOUND", "ECONNABORTED", "EHOSTUNREACH", "ENETUNREACH", "ERR_STREAM_PREMATURE_CLOSE"]);
+const TRANSIENT_CODES = new Set([
+  "SlowDown",
+  "Throttling",
+  "ThrottlingException",
+  "RequestTimeout",
+  "RequestTimeTooSkewed",
+  "InternalError",
+  "ServiceUnavailable",
+  "TooManyRequests",
+  "TimeoutError",
+  "RequestTimeoutException",
+  "NetworkingError",
+]);
+const NET_CODES = new Set([
+  "ECONNRESET",
+  "ECONNREFUSED",
+  "EPIPE",
+  "ETIMEDOUT",
+  "EAI_AGAIN",
+  "ENOTFOUND",
+  "ECONNABORTED",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "ERR_STREAM_PREMATURE_CLOSE",
+]);
 
 function statusOf(e: unknown): number | undefined {
   return (e as AwsError).$metadata?.httpStatusCode;
@@ -120,7 +153,13 @@ export function isTransient(e: unknown): boolean {
   const a = e as AwsError & { cause?: unknown };
   if (TRANSIENT_CODES.has(codeOf(e)) || (a.code && NET_CODES.has(a.code))) return true;
   // Dropped connections surface as plain errors without an HTTP status.
-  if (status === undefined && /socket hang up|ECONNRESET|EPIPE|timed? ?out|aborted|premature close|other side closed|Unexpected end|Deserialization error|char '.' is not expected|Non-whitespace before first tag/i.test(a.message ?? "")) return true;
+  if (
+    status === undefined &&
+    /socket hang up|ECONNRESET|EPIPE|timed? ?out|aborted|premature close|other side closed|Unexpected end|Deserialization error|char '.' is not expected|Non-whitespace before first tag/i.test(
+      a.message ?? "",
+    )
+  )
+    return true;
   return false;
 }
 
@@ -176,7 +215,11 @@ export class S3Store implements ObjectStore {
         last = e;
         if (!isTransient(e) || attempt === this.attempts) break;
         const delay = Math.min(this.backoffMs * 2 ** (attempt - 1), 8_000) * (0.5 + Math.random() / 2);
-        this.opts.onEvent?.({ kind: "retry", key, detail: `${what}: ${describe(e)}; retrying in ${Math.round(delay)} ms (attempt ${attempt + 1} of ${this.attempts})` });
+        this.opts.onEvent?.({
+          kind: "retry",
+          key,
+          detail: `${what}: ${describe(e)}; retrying in ${Math.round(delay)} ms (attempt ${attempt + 1} of ${this.attempts})`,
+        });
         await sleep(delay);
       }
     }
@@ -189,17 +232,26 @@ export class S3Store implements ObjectStore {
     const code = codeOf(e);
     const where = `s3://${this.where.bucket}/${this.where.prefix}${key}`;
     const msg = `${where}: ${what} failed: ${describe(e)}`;
-    if (code === "NoSuchBucket") return new StoreError(`s3://${this.where.bucket}: no such bucket`, "NO_BUCKET", key, { cause: e });
-    if (status === 412 || code === "PreconditionFailed" || code === "ConditionalRequestConflict") return new StoreError(`${where}: changed by someone else (precondition failed)`, "PRECONDITION_FAILED", key, { cause: e });
-    if (status === 404 || code === "NoSuchKey" || code === "NotFound") return new StoreError(`${where}: not found`, "NOT_FOUND", key, { cause: e });
-    if (status === 403 || code === "AccessDenied" || code === "InvalidAccessKeyId" || code === "SignatureDoesNotMatch") return new StoreError(msg, "ACCESS", key, { cause: e });
-    if (isTransient(e)) return new StoreError(`${msg} (gave up after ${this.attempts} attempts)`, "TRANSIENT", key, { cause: e });
+    if (code === "NoSuchBucket")
+      return new StoreError(`s3://${this.where.bucket}: no such bucket`, "NO_BUCKET", key, { cause: e });
+    if (status === 412 || code === "PreconditionFailed" || code === "ConditionalRequestConflict")
+      return new StoreError(`${where}: changed by someone else (precondition failed)`, "PRECONDITION_FAILED", key, {
+        cause: e,
+      });
+    if (status === 404 || code === "NoSuchKey" || code === "NotFound")
+      return new StoreError(`${where}: not found`, "NOT_FOUND", key, { cause: e });
+    if (status === 403 || code === "AccessDenied" || code === "InvalidAccessKeyId" || code === "SignatureDoesNotMatch")
+      return new StoreError(msg, "ACCESS", key, { cause: e });
+    if (isTransient(e))
+      return new StoreError(`${msg} (gave up after ${this.attempts} attempts)`, "TRANSIENT", key, { cause: e });
     return new StoreError(msg, "STORE", key, { cause: e });
   }
 
   async head(key: string): Promise<StoredObject | undefined> {
     try {
-      const r = await this.call("HEAD", key, () => this.client.send(new HeadObjectCommand({ Bucket: this.where.bucket, Key: this.full(key) })));
+      const r = await this.call("HEAD", key, () =>
+        this.client.send(new HeadObjectCommand({ Bucket: this.where.bucket, Key: this.full(key) })),
+      );
       const o: StoredObject = { key, size: r.ContentLength ?? 0 };
       if (r.ETag) o.etag = r.ETag;
       if (r.LastModified) o.lastModified = r.LastModified;
@@ -219,7 +271,10 @@ export class S3Store implements ObjectStore {
         const r = await this.client.send(new GetObjectCommand({ Bucket: this.where.bucket, Key: this.full(key) }));
         const bytes = await r.Body!.transformToByteArray();
         if (r.ContentLength !== undefined && bytes.length !== r.ContentLength) {
-          throw Object.assign(new Error(`GET returned ${bytes.length} of ${r.ContentLength} bytes (connection dropped)`), { code: "ECONNRESET" });
+          throw Object.assign(
+            new Error(`GET returned ${bytes.length} of ${r.ContentLength} bytes (connection dropped)`),
+            { code: "ECONNRESET" },
+          );
         }
         const out: { body: Buffer; etag?: string } = { body: Buffer.from(bytes) };
         if (r.ETag) out.etag = r.ETag;
@@ -235,7 +290,13 @@ export class S3Store implements ObjectStore {
     let token: string | undefined;
     do {
       const r = await this.call("LIST", prefix, () =>
-        this.client.send(new ListObjectsV2Command({ Bucket: this.where.bucket, Prefix: this.full(prefix, { prefix: true }), ...(token ? { ContinuationToken: token } : {}) })),
+        this.client.send(
+          new ListObjectsV2Command({
+            Bucket: this.where.bucket,
+            Prefix: this.full(prefix, { prefix: true }),
+            ...(token ? { ContinuationToken: token } : {}),
+          }),
+        ),
       );
       for (const o of r.Contents ?? []) {
         if (!o.Key) continue;
@@ -258,9 +319,22 @@ export class S3Store implements ObjectStore {
     if (this.stagingMarker) return this.stagingMarker;
     this.stagingMarker = (async () => {
       if (await this.head(STAGING_MARKER)) return;
-      const body = Buffer.from("Temporary uploads of kiln publish, copied onto their final keys. Objects here older than a day are left from interrupted runs and are removed by the next publish.\n");
+      const body = Buffer.from(
+        "Temporary uploads of kiln publish, copied onto their final keys. Objects here older than a day are left from interrupted runs and are removed by the next publish.\n",
+      );
       await this.call("PUT", STAGING_MARKER, () =>
-        this.client.send(new PutObjectCommand({ Bucket: this.where.bucket, Key: this.full(STAGING_MARKER), Body: body, ContentType: "text/plain", CacheControl: "no-cache", Metadata: { sha256: createHash("sha256").update(body).digest("hex") }, ChecksumAlgorithm: "SHA256", ChecksumSHA256: createHash("sha256").update(body).digest("base64") })),
+        this.client.send(
+          new PutObjectCommand({
+            Bucket: this.where.bucket,
+            Key: this.full(STAGING_MARKER),
+            Body: body,
+            ContentType: "text/plain",
+            CacheControl: "no-cache",
+            Metadata: { sha256: createHash("sha256").update(body).digest("hex") },
+            ChecksumAlgorithm: "SHA256",
+            ChecksumSHA256: createHash("sha256").update(body).digest("base64"),
+          }),
+        ),
       );
     })();
     try {
@@ -277,7 +351,10 @@ export class S3Store implements ObjectStore {
     const size = Buffer.isBuffer(source) ? source.length : source.size;
     const staging = `.kiln/staging/${randomUUID()}`;
     const meta = { ContentType: opts.contentType, CacheControl: opts.cacheControl, Metadata: { sha256: opts.sha256 } };
-    const stagedEtag = size >= this.threshold ? await this.putMultipart(staging, source, size, meta, key) : await this.putSimple(staging, source, meta);
+    const stagedEtag =
+      size >= this.threshold
+        ? await this.putMultipart(staging, source, size, meta, key)
+        : await this.putSimple(staging, source, meta);
     try {
       return await this.copy(staging, stagedEtag, key, opts);
     } finally {
@@ -291,38 +368,84 @@ export class S3Store implements ObjectStore {
     while (this.staged.length) {
       const batch = this.staged.splice(0, 1000);
       await this.call("DeleteObjects", ".kiln/staging/", () =>
-        this.client.send(new DeleteObjectsCommand({ Bucket: this.where.bucket, Delete: { Objects: batch.map((k) => ({ Key: this.full(k) })), Quiet: true } })),
+        this.client.send(
+          new DeleteObjectsCommand({
+            Bucket: this.where.bucket,
+            Delete: { Objects: batch.map((k) => ({ Key: this.full(k) })), Quiet: true },
+          }),
+        ),
       ).catch(() => undefined); // leftovers are removed a day later by cleanStaging
     }
   }
 
-  private async putSimple(staging: string, source: WriteSource, meta: { ContentType: string; CacheControl: string; Metadata: Record<string, string> }): Promise<string | undefined> {
+  private async putSimple(
+    staging: string,
+    source: WriteSource,
+    meta: { ContentType: string; CacheControl: string; Metadata: Record<string, string> },
+  ): Promise<string | undefined> {
     const body = Buffer.isBuffer(source) ? source : await readRange(source.path, 0, source.size);
     const sha = b64(meta.Metadata.sha256!);
     const r = await this.call("PUT", staging, () =>
-      this.client.send(new PutObjectCommand({ Bucket: this.where.bucket, Key: this.full(staging), Body: body, ContentLength: body.length, ChecksumAlgorithm: "SHA256", ChecksumSHA256: sha, ...meta })),
+      this.client.send(
+        new PutObjectCommand({
+          Bucket: this.where.bucket,
+          Key: this.full(staging),
+          Body: body,
+          ContentLength: body.length,
+          ChecksumAlgorithm: "SHA256",
+          ChecksumSHA256: sha,
+          ...meta,
+        }),
+      ),
     );
     return r.ETag;
   }
 
-  private async putMultipart(staging: string, source: WriteSource, size: number, meta: { ContentType: string; CacheControl: string; Metadata: Record<string, string> }, finalKey: string): Promise<string | undefined> {
+  private async putMultipart(
+    staging: string,
+    source: WriteSource,
+    size: number,
+    meta: { ContentType: string; CacheControl: string; Metadata: Record<string, string> },
+    finalKey: string,
+  ): Promise<string | undefined> {
     const Bucket = this.where.bucket;
     const Key = this.full(staging);
-    const created = await this.call("CreateMultipartUpload", staging, () => this.client.send(new CreateMultipartUploadCommand({ Bucket, Key, ChecksumAlgorithm: "SHA256", ...meta })));
+    const created = await this.call("CreateMultipartUpload", staging, () =>
+      this.client.send(new CreateMultipartUploadCommand({ Bucket, Key, ChecksumAlgorithm: "SHA256", ...meta })),
+    );
     const UploadId = created.UploadId!;
     const parts: Array<{ PartNumber: number; ETag: string; ChecksumSHA256: string }> = [];
-    this.opts.onEvent?.({ kind: "multipart", key: finalKey, detail: `${size} bytes in ${Math.ceil(size / this.partSize)} parts` });
+    this.opts.onEvent?.({
+      kind: "multipart",
+      key: finalKey,
+      detail: `${size} bytes in ${Math.ceil(size / this.partSize)} parts`,
+    });
     try {
       for (let off = 0, n = 1; off < size; off += this.partSize, n++) {
         const len = Math.min(this.partSize, size - off);
         const part = Buffer.isBuffer(source) ? source.subarray(off, off + len) : await readRange(source.path, off, len);
         const ChecksumSHA256 = createHash("sha256").update(part).digest("base64");
         const r = await this.call(`UploadPart ${n}`, staging, () =>
-          this.client.send(new UploadPartCommand({ Bucket, Key, UploadId, PartNumber: n, Body: part, ContentLength: part.length, ChecksumAlgorithm: "SHA256", ChecksumSHA256 })),
+          this.client.send(
+            new UploadPartCommand({
+              Bucket,
+              Key,
+              UploadId,
+              PartNumber: n,
+              Body: part,
+              ContentLength: part.length,
+              ChecksumAlgorithm: "SHA256",
+              ChecksumSHA256,
+            }),
+          ),
         );
         parts.push({ PartNumber: n, ETag: r.ETag!, ChecksumSHA256 });
       }
-      const done = await this.call("CompleteMultipartUpload", staging, () => this.client.send(new CompleteMultipartUploadCommand({ Bucket, Key, UploadId, MultipartUpload: { Parts: parts } })));
+      const done = await this.call("CompleteMultipartUpload", staging, () =>
+        this.client.send(
+          new CompleteMultipartUploadCommand({ Bucket, Key, UploadId, MultipartUpload: { Parts: parts } }),
+        ),
+      );
       return done.ETag;
     } catch (e) {
       await this.client.send(new AbortMultipartUploadCommand({ Bucket, Key, UploadId })).catch(() => undefined);
@@ -330,7 +453,12 @@ export class S3Store implements ObjectStore {
     }
   }
 
-  private async copy(staging: string, stagedEtag: string | undefined, key: string, opts: WriteOptions): Promise<{ etag?: string }> {
+  private async copy(
+    staging: string,
+    stagedEtag: string | undefined,
+    key: string,
+    opts: WriteOptions,
+  ): Promise<{ etag?: string }> {
     const cond = opts.condition;
     const send = (conditional: boolean) =>
       this.client.send(
@@ -362,7 +490,9 @@ export class S3Store implements ObjectStore {
   }
 
   async delete(key: string): Promise<void> {
-    await this.call("DELETE", key, () => this.client.send(new DeleteObjectCommand({ Bucket: this.where.bucket, Key: this.full(key) })));
+    await this.call("DELETE", key, () =>
+      this.client.send(new DeleteObjectCommand({ Bucket: this.where.bucket, Key: this.full(key) })),
+    );
   }
 
   async close(): Promise<void> {
@@ -378,7 +508,8 @@ async function readRange(path: string, offset: number, length: number): Promise<
     let got = 0;
     while (got < length) {
       const { bytesRead } = await fh.read(buf, got, length - got, offset + got);
-      if (bytesRead === 0) throw new StoreError(`${path}: shorter than expected (${offset + got} of ${offset + length} bytes)`, "STORE");
+      if (bytesRead === 0)
+        throw new StoreError(`${path}: shorter than expected (${offset + got} of ${offset + length} bytes)`, "STORE");
       got += bytesRead;
     }
     return buf;
@@ -392,5 +523,7 @@ function describe(e: unknown): string {
   const status = statusOf(e);
   const code = codeOf(e);
   const msg = a.message && a.message !== code && a.message !== "UnknownError" ? a.message : "";
-  return [status ? `HTTP ${status}` : "", code && code !== "Error" ? code : "", msg].filter(Boolean).join(" ") || String(e);
+  return (
+    [status ? `HTTP ${status}` : "", code && code !== "Error" ? code : "", msg].filter(Boolean).join(" ") || String(e)
+  );
 }

@@ -5,7 +5,8 @@
 // writes so the index never names a missing or different object.
 
 import { assertPathComponent, KilnError } from "@kiln/core";
-export type StoreErrorCode = "NOT_FOUND" | "PRECONDITION_FAILED" | "ACCESS" | "NO_BUCKET" | "TRANSIENT" | "STORE" | "UNSAFE_KEY";
+export type StoreErrorCode =
+  "NOT_FOUND" | "PRECONDITION_FAILED" | "ACCESS" | "NO_BUCKET" | "TRANSIENT" | "STORE" | "UNSAFE_KEY";
 
 export class StoreError extends KilnError {
   constructor(
@@ -91,7 +92,12 @@ export function storeKeySegments(key: string, location: string, opts: { prefix?:
   try {
     for (const s of segments) assertPathComponent(s, "key segment");
   } catch (e) {
-    throw new StoreError(`${location}: refusing key ${JSON.stringify(key)}: ${(e as Error).message}`, "UNSAFE_KEY", key, { cause: e });
+    throw new StoreError(
+      `${location}: refusing key ${JSON.stringify(key)}: ${(e as Error).message}`,
+      "UNSAFE_KEY",
+      key,
+      { cause: e },
+    );
   }
   return segments;
 }
