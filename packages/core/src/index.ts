@@ -1,4 +1,5 @@
 // @kiln/core: what every kiln package shares.
 export * from "./errors.js";
+export * from "./http.js";
 export * from "./paths.js";
 export * from "./secret-file.js";
