@@ -25,8 +25,20 @@ export {
   DEFAULT_KEY_BITS,
   type SignatureType,
   type SigningKey,
+  type Signer,
   type GeneratedKey,
 } from "./keys.js";
+export {
+  RsaSigner,
+  publicKeyPem,
+  resolveSigningKey,
+  localKeyPath,
+  DEFAULT_KEY_VARIABLE,
+  LOCAL_KEY_DIR,
+  LOCAL_KEY_FILE,
+  type SigningKeyRequest,
+  type ResolvedKey,
+} from "./signer.js";
 export { gunzipMembers, gzipMember, type GzipEvent, type GunzipOptions } from "./gzip.js";
 export { encodeHeader, paxRecord, type TarHeader, type EntryType } from "./tar.js";
 export { normalizeEntryPath, checkSymlinkTarget } from "./paths.js";

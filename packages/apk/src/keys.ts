@@ -30,6 +30,19 @@ export interface SigningKey {
   publicKey: KeyObject;
 }
 
+/**
+ * Whatever makes signatures: an in-process RSA key today (signer.ts's
+ * RsaSigner), room for a KMS or cosign-style signer later. It signs the bytes
+ * a signature covers with the digest of `type`, and names the public key
+ * signatures carry.
+ */
+export interface Signer {
+  /** Name signatures carry: the public key's file name, e.g. `acme.rsa.pub`. */
+  readonly name: string;
+  readonly publicKey: KeyObject;
+  sign(data: Buffer, type: SignatureType): Buffer;
+}
+
 function keyBits(k: KeyObject): number {
   return k.asymmetricKeyDetails?.modulusLength ?? 0;
 }
@@ -136,8 +149,13 @@ export class Keyring {
   }
 }
 
-export function signDigestInput(data: Uint8Array | Uint8Array[], key: SigningKey, type: SignatureType): Buffer {
+export function signDigestInput(
+  data: Uint8Array | Uint8Array[],
+  key: SigningKey | Signer,
+  type: SignatureType,
+): Buffer {
   const parts = Array.isArray(data) ? data : [data];
+  if ("sign" in key) return key.sign(Buffer.concat(parts), type);
   return rsaSign(DIGEST_OF[type], Buffer.concat(parts), key.privateKey);
 }
 

@@ -11,6 +11,7 @@ import {
   verifySignature,
   type Keyring,
   type SignatureType,
+  type Signer,
   type SigningKey,
 } from "./keys.js";
 import { encodeHeader, padding } from "./tar.js";
@@ -25,7 +26,7 @@ export interface SignOptions {
 /** Build the compressed signature member over `signed` with one or more keys. */
 export function buildSignatureMember(
   signed: Uint8Array | Uint8Array[],
-  keys: SigningKey[],
+  keys: ReadonlyArray<SigningKey | Signer>,
   opts: SignOptions = {},
 ): Buffer {
   const type = opts.type ?? "RSA256";
