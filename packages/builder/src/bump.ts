@@ -8,7 +8,7 @@ import { readFile, rename, writeFile } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { isMap, isSeq, parseDocument, type Document } from "yaml";
 import { isValidVersion } from "@kiln/apk";
-import { ConfigError } from "@kiln/image";
+import { ConfigError } from "@kiln/core";
 import { compileRecipe, parseRecipe } from "./compile.js";
 import {
   fetchSource,

@@ -6,7 +6,7 @@
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join, relative, sep } from "node:path";
 import { fileURLToPath } from "node:url";
-import { ConfigError, loadYaml } from "@kiln/image";
+import { ConfigError, loadYaml } from "@kiln/core";
 import { pipelineFileSchema, type PipelineFile, type Step } from "./recipe-schema.js";
 import { normalizeScalars } from "./scalars.js";
 

@@ -3,3 +3,4 @@ export * from "./errors.js";
 export * from "./http.js";
 export * from "./paths.js";
 export * from "./secret-file.js";
+export * from "./yaml-load.js";

@@ -4,7 +4,7 @@
 import { readFile } from "node:fs/promises";
 import { z } from "zod";
 import { parseDependency, ApkError } from "@kiln/apk";
-import { ConfigError, loadYaml, type Problem } from "./yaml-load.js";
+import { ConfigError, loadYaml, type Problem } from "@kiln/core";
 
 const stringMap = z.record(z.string(), z.string());
 

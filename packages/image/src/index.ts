@@ -13,7 +13,8 @@ export {
   type ImageConfigInput,
   type PathMutation,
 } from "./config.js";
-export { loadYaml, ConfigError, formatProblem, dotted, type Problem, type LoadedYaml } from "./yaml-load.js";
+// Config loading moved to @kiln/core; re-exported for existing importers.
+export { loadYaml, ConfigError, formatProblem, dotted, type Problem, type LoadedYaml } from "@kiln/core";
 export {
   ImageRoot,
   InstallError,

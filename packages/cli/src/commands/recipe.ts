@@ -3,7 +3,7 @@
 
 import { checkRecipe, compileRecipe, readRecipe, recipePackageVersion } from "@kiln/builder";
 import { isValidVersion } from "@kiln/apk";
-import { ConfigError, formatProblem, type Problem } from "@kiln/image";
+import { ConfigError, formatProblem, type Problem } from "@kiln/core";
 import { asArray, help, parse, UserError, type Command } from "../util.js";
 
 const PIPELINE_HELP = `--arch A            resolve for architecture A (default: the host's)

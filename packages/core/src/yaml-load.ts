@@ -5,7 +5,7 @@
 // anything recursive runs, yaml's own parser included), and limits on alias
 // expansion (billion laughs).
 
-import { KilnError } from "@kiln/core";
+import { KilnError } from "./errors.js";
 import {
   CST,
   isMap,
