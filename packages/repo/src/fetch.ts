@@ -1,9 +1,9 @@
 // Fetching bytes by URL: local paths, file://, http(s):// (and s3:// through
-// an injected client). Transient failures are retried with backoff; a 404 is
-// final and reported as such. Relative parts joined onto a repository URL
-// are plain path segments only.
+// an injected client). Transient failures are retried with backoff by
+// @kiln/core's HTTP client; a 404 is final and reported as such. Relative
+// parts joined onto a repository URL are plain path segments only.
 
-import { assertPathComponent, KilnError } from "@kiln/core";
+import { assertPathComponent, HttpError, httpGetWithRetries, KilnError } from "@kiln/core";
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
@@ -51,8 +51,6 @@ export function joinUrl(base: string, rel: string): string {
   return base.replace(/\/+$/, "") + "/" + rel;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 export interface HttpFetcherOptions {
   retries?: number;
   /** Base delay for exponential backoff, ms. */
@@ -95,45 +93,41 @@ export class DefaultFetcher implements Fetcher {
   }
 
   private async getHttp(url: string, validator?: Validator): Promise<FetchResult> {
-    const retries = this.opts.retries ?? 4;
-    let lastErr: unknown;
-    for (let attempt = 0; attempt <= retries; attempt++) {
-      if (attempt) await sleep((this.opts.backoffMs ?? 200) * 2 ** (attempt - 1));
-      const headers: Record<string, string> = { ...this.opts.headers };
-      if (validator?.etag) headers["if-none-match"] = validator.etag;
-      if (validator?.lastModified) headers["if-modified-since"] = validator.lastModified;
-      let res: Response;
-      try {
-        res = await fetch(url, { headers, signal: AbortSignal.timeout(this.opts.timeoutMs ?? 120_000) });
-      } catch (e) {
-        lastErr = new FetchError(`${url}: ${(e as Error).message}`, url, undefined, { cause: e });
-        continue;
-      }
-      if (res.status === 304) return { status: "not-modified" };
-      if (res.ok && res.body) {
-        const v: Validator = {};
-        const etag = res.headers.get("etag");
-        const lm = res.headers.get("last-modified");
-        if (etag) v.etag = etag;
-        if (lm) v.lastModified = lm;
-        const len = res.headers.get("content-length");
-        const r: FetchResult = {
-          status: "ok",
-          body: Readable.fromWeb(res.body as import("node:stream/web").ReadableStream<Uint8Array>),
-          validator: v,
-        };
-        if (len) r.size = Number(len);
-        return r;
-      }
-      await res.body?.cancel();
-      const err = new FetchError(`${url}: HTTP ${res.status} ${res.statusText}`, url, res.status);
-      if (res.status === 429 || res.status >= 500) {
-        lastErr = err;
-        continue;
-      }
-      throw err;
+    const headers: Record<string, string> = { ...this.opts.headers };
+    if (validator?.etag) headers["if-none-match"] = validator.etag;
+    if (validator?.lastModified) headers["if-modified-since"] = validator.lastModified;
+    let res: Response;
+    try {
+      res = await httpGetWithRetries(url, {
+        headers,
+        timeoutMs: this.opts.timeoutMs ?? 120_000,
+        retries: this.opts.retries ?? 4,
+        backoffMs: this.opts.backoffMs ?? 200,
+        // What fetch's own redirect following allowed before.
+        maxRedirects: 20,
+      });
+    } catch (e) {
+      if (!(e instanceof HttpError)) throw e;
+      throw new FetchError(e.message, url, e.status, { cause: e.cause ?? e });
     }
-    throw lastErr;
+    if (res.status === 304) return { status: "not-modified" };
+    if (res.ok && res.body) {
+      const v: Validator = {};
+      const etag = res.headers.get("etag");
+      const lm = res.headers.get("last-modified");
+      if (etag) v.etag = etag;
+      if (lm) v.lastModified = lm;
+      const len = res.headers.get("content-length");
+      const r: FetchResult = {
+        status: "ok",
+        body: Readable.fromWeb(res.body as import("node:stream/web").ReadableStream<Uint8Array>),
+        validator: v,
+      };
+      if (len) r.size = Number(len);
+      return r;
+    }
+    await res.body?.cancel();
+    throw new FetchError(`${url}: HTTP ${res.status} ${res.statusText}`, url, res.status);
   }
 }
 

@@ -3,6 +3,7 @@
 // for big blobs), then manifests by digest, the top one (index) last by tag.
 // Basic and Bearer (token realm) auth; bounded retries with backoff.
 
+import { sleep } from "@kiln/core";
 import { OciError, describeError } from "./errors.js";
 import { openOciLayout, walkImage, type OciLayout } from "./layout.js";
 import type { Descriptor } from "./types.js";
@@ -153,10 +154,6 @@ export function parseWwwAuthenticate(h: string): Challenge[] {
     }
   }
   return out;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }
 
 async function drain(res: Response): Promise<void> {

@@ -30,7 +30,7 @@
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { copyFile, readFile, stat } from "node:fs/promises";
-import { assertPathComponent, joinUnder, UnsafePathError } from "@kiln/core";
+import { assertPathComponent, joinUnder, UnsafePathError, sleep } from "@kiln/core";
 import {
   ApkError,
   buildIndex,
@@ -120,8 +120,6 @@ export interface PublishResult {
   uploadedBytes: number;
   plan: PublishPlan;
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function sha256Hex(b: Uint8Array | string): string {
   return createHash("sha256").update(b).digest("hex");

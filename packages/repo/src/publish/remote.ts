@@ -12,7 +12,7 @@
 // The package objects present (less the withdrawn) are the truth the index
 // converges to; the index is a signed cache of their records.
 
-import { assertPathComponent } from "@kiln/core";
+import { assertPathComponent, sleep } from "@kiln/core";
 import { ApkError, openPackage, readIndex, type IndexFile, type IndexRecord } from "@kiln/apk";
 import type { ObjectStore, StoredObject } from "../store/types.js";
 import { PublishError } from "./errors.js";
@@ -31,8 +31,6 @@ export const idOf = (r: { name: string; version: string }): string => `${r.name}
 /** ARCH/NAME-VERSION.apk; refuses an arch or id that is not one plain path segment (`../aarch64/x` must not reach another architecture). */
 export const packageKey = (arch: string, id: string): string =>
   `${assertPathComponent(arch, "architecture")}/${assertPathComponent(`${id}.apk`, "package file name")}`;
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export interface RemoteIndex {
   file: IndexFile;

@@ -2,12 +2,11 @@
 // (credentials from the usual AWS environment), for DefaultFetcher's second
 // constructor argument. Conditional GETs answer not-modified from the etag.
 
+import { sleep } from "@kiln/core";
 import { GetObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { Readable } from "node:stream";
 import { FetchError, type Fetcher, type FetchResult, type Validator } from "../fetch.js";
 import { isTransient, makeS3Client, parseS3Url, type S3Options } from "./s3.js";
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export class S3Fetcher implements Fetcher {
   readonly client: S3Client;

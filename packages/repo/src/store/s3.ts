@@ -10,6 +10,7 @@
 // with exponential backoff on throttling, 5xx, timeouts and dropped
 // connections.
 
+import { sleep } from "@kiln/core";
 import { createHash, randomUUID } from "node:crypto";
 import { Agent as HttpAgent } from "node:http";
 import { Agent as HttpsAgent } from "node:https";
@@ -164,8 +165,6 @@ export function isTransient(e: unknown): boolean {
 }
 
 export const STAGING_MARKER = ".kiln/staging/README";
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function b64(hex: string): string {
   return Buffer.from(hex, "hex").toString("base64");
