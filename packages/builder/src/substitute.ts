@@ -4,7 +4,7 @@
 // (an undefined name is an error naming it), and Go regexp replacement for
 // var-transforms.
 
-import { KilnError } from "@kiln/core";
+import { apkoArchName, KilnError } from "@kiln/core";
 import { posix } from "node:path";
 
 /** The guest's build workspace, as in melange. */
@@ -133,22 +133,21 @@ export function quoteString(s: string): string {
 
 // --- architectures ---------------------------------------------------------
 
-interface ArchInfo {
-  goarch: string;
+interface Triplets {
   gnu: string;
   rust: string;
 }
 
-// apko's Architecture.ToTriplet / ToRustTriplet / String, keyed by apk arch.
-const ARCHS: Record<string, ArchInfo> = {
-  x86_64: { goarch: "amd64", gnu: "x86_64-pc-linux-", rust: "x86_64-unknown-linux-" },
-  aarch64: { goarch: "arm64", gnu: "aarch64-unknown-linux-", rust: "aarch64-unknown-linux-" },
-  x86: { goarch: "386", gnu: "i486-pc-linux-", rust: "i686-unknown-linux-" },
-  armhf: { goarch: "arm/v6", gnu: "arm-unknown-linux-%eabihf", rust: "armv6-unknown-linux-%eabihf" },
-  armv7: { goarch: "arm/v7", gnu: "armv7l-unknown-linux-%eabihf", rust: "armv7-unknown-linux-%eabihf" },
-  ppc64le: { goarch: "ppc64le", gnu: "powerpc64le-unknown-linux-", rust: "powerpc64le-unknown-linux-" },
-  s390x: { goarch: "s390x", gnu: "s390x-ibm-linux-", rust: "s390x-unknown-linux-" },
-  riscv64: { goarch: "riscv64", gnu: "riscv64-unknown-linux-", rust: "riscv64gc-unknown-linux-" },
+// apko's Architecture.ToTriplet / ToRustTriplet, keyed by apk arch (String(), the goarch, is @kiln/core's apkoArchName).
+const ARCHS: Record<string, Triplets> = {
+  x86_64: { gnu: "x86_64-pc-linux-", rust: "x86_64-unknown-linux-" },
+  aarch64: { gnu: "aarch64-unknown-linux-", rust: "aarch64-unknown-linux-" },
+  x86: { gnu: "i486-pc-linux-", rust: "i686-unknown-linux-" },
+  armhf: { gnu: "arm-unknown-linux-%eabihf", rust: "armv6-unknown-linux-%eabihf" },
+  armv7: { gnu: "armv7l-unknown-linux-%eabihf", rust: "armv7-unknown-linux-%eabihf" },
+  ppc64le: { gnu: "powerpc64le-unknown-linux-", rust: "powerpc64le-unknown-linux-" },
+  s390x: { gnu: "s390x-ibm-linux-", rust: "s390x-unknown-linux-" },
+  riscv64: { gnu: "riscv64-unknown-linux-", rust: "riscv64gc-unknown-linux-" },
 };
 
 function triplet(pattern: string, flavor: string): string {
@@ -164,7 +163,7 @@ export function archVariables(arch: string): Map<string, string> {
   if (!a) throw new Error(`unknown architecture ${JSON.stringify(arch)} (expected one of ${KNOWN_ARCHS.join(", ")})`);
   return new Map([
     ["build.arch", arch],
-    ["build.goarch", a.goarch],
+    ["build.goarch", apkoArchName(arch)!],
     // kiln builds a glibc distribution: the host flavour is always gnu.
     ["host.triplet.gnu", triplet(a.gnu, "gnu")],
     ["host.triplet.rust", triplet(a.rust, "gnu")],

@@ -4,3 +4,4 @@ export * from "./http.js";
 export * from "./paths.js";
 export * from "./secret-file.js";
 export * from "./yaml-load.js";
+export * from "./arch.js";

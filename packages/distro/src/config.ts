@@ -8,15 +8,8 @@ import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { z } from "zod";
-import {
-  ARCH_ALIASES,
-  ConfigError,
-  hostApkArch,
-  imageConfigSchema,
-  loadYaml,
-  type ImageConfigInput,
-  type Problem,
-} from "@kiln/image";
+import { ARCH_ALIASES, ConfigError, hostApkArch, loadYaml, type Problem } from "@kiln/core";
+import { imageConfigSchema, type ImageConfigInput } from "@kiln/image";
 import { parseRepositoryRef } from "@kiln/repo";
 
 const relPath = z.string().min(1, "expected a path");

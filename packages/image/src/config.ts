@@ -4,37 +4,12 @@
 import { readFile } from "node:fs/promises";
 import { z } from "zod";
 import { parseDependency, ApkError } from "@kiln/apk";
-import { ConfigError, loadYaml, type Problem } from "@kiln/core";
+import { ARCH_ALIASES, ConfigError, hostApkArch, loadYaml, type Problem } from "@kiln/core";
+
+// The architecture table lives in @kiln/core; these names stay exported from here for existing importers.
+export { ARCH_ALIASES, OCI_PLATFORM, hostApkArch as hostArch } from "@kiln/core";
 
 const stringMap = z.record(z.string(), z.string());
-
-export const ARCH_ALIASES: Record<string, string> = {
-  x86_64: "x86_64",
-  amd64: "x86_64",
-  aarch64: "aarch64",
-  arm64: "aarch64",
-  armv7: "armv7",
-  "arm/v7": "armv7",
-  armhf: "armhf",
-  "arm/v6": "armhf",
-  ppc64le: "ppc64le",
-  s390x: "s390x",
-  riscv64: "riscv64",
-  x86: "x86",
-  "386": "x86",
-};
-
-/** apk arch → OCI platform. */
-export const OCI_PLATFORM: Record<string, { architecture: string; variant?: string }> = {
-  x86_64: { architecture: "amd64" },
-  aarch64: { architecture: "arm64", variant: "v8" },
-  armv7: { architecture: "arm", variant: "v7" },
-  armhf: { architecture: "arm", variant: "v6" },
-  ppc64le: { architecture: "ppc64le" },
-  s390x: { architecture: "s390x" },
-  riscv64: { architecture: "riscv64" },
-  x86: { architecture: "386" },
-};
 
 const user = z
   .object({
@@ -210,10 +185,6 @@ export function shellWords(s: string): string[] {
   return out;
 }
 
-export function hostArch(): string {
-  return process.arch === "arm64" ? "aarch64" : process.arch === "x64" ? "x86_64" : process.arch;
-}
-
 /** Parse and validate an image config text; throws ConfigError listing every problem. */
 export function parseImageConfig(file: string, text: string): ImageConfig {
   const loaded = loadYaml(file, text, imageConfigSchema);
@@ -238,7 +209,7 @@ export function parseImageConfig(file: string, text: string): ImageConfig {
   });
   const archs: string[] = [];
   for (const [i, a] of (v.archs ?? []).entries()) {
-    if (a === "host") archs.push(hostArch());
+    if (a === "host") archs.push(hostApkArch());
     else if (a === "all") archs.push("x86_64", "aarch64");
     else if (ARCH_ALIASES[a]) archs.push(ARCH_ALIASES[a]!);
     else
@@ -338,7 +309,7 @@ export function parseImageConfig(file: string, text: string): ImageConfig {
     users,
     groups,
     paths,
-    archs: archs.length ? [...new Set(archs)] : [hostArch()],
+    archs: archs.length ? [...new Set(archs)] : [hostApkArch()],
   };
   if (entrypoint) cfg.entrypoint = entrypoint;
   if (cmd) cfg.cmd = cmd;

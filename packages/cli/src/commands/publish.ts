@@ -23,6 +23,7 @@ import {
   type S3Options,
 } from "@kiln/repo";
 import { Keyring } from "@kiln/apk";
+import { hostApkArch } from "@kiln/core";
 import {
   asArray,
   help,
@@ -281,10 +282,6 @@ ${S3_HELP}`,
   },
 };
 
-function hostArch(): string {
-  return process.arch === "arm64" ? "aarch64" : process.arch === "x64" ? "x86_64" : process.arch;
-}
-
 export const repoCmd: Command = {
   name: "repo",
   summary: "repository audits: kiln repo check URL --keys-dir DIR",
@@ -301,7 +298,7 @@ http(s)://…, s3://BUCKET/PREFIX or a directory. Per architecture: the index si
 verify with a key in --keys-dir; every listed package must be downloadable with the size (S:),
 control identity (C:) and datahash the index gives; every dependency must be satisfiable from
 the repository (or --upstream repositories). Prints every problem; exit 1 if there is any.
-Architectures: --arch, else those found in a directory or bucket, else (HTTP) ${hostArch()}.
+Architectures: --arch, else those found in a directory or bucket, else (HTTP) ${hostApkArch()}.
 
 ${S3_HELP}`,
       );
@@ -336,7 +333,7 @@ ${S3_HELP}`,
         });
         for (const n of names.sort())
           if (await stat(join(url, n, "APKINDEX.tar.gz")).catch(() => undefined)) archs.push(n);
-      } else archs = [hostArch()];
+      } else archs = [hostApkArch()];
       if (!archs.length) throw new UserError(`${url}: no ARCH/APKINDEX.tar.gz found`);
     }
     const fetcher = new DefaultFetcher({}, new S3Fetcher(s3));

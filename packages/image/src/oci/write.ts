@@ -9,6 +9,7 @@ import { lstat, mkdir, readdir, rename, rm, stat, writeFile } from "node:fs/prom
 import { basename, dirname, join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { createGunzip, createGzip } from "node:zlib";
+import { hostOciArch } from "@kiln/core";
 import { OciError, describeError } from "./errors.js";
 import { TarWriter } from "./tar.js";
 import {
@@ -115,20 +116,8 @@ export interface OciWriteResult {
 
 const TAG_RE = /^[A-Za-z0-9_][A-Za-z0-9._\-/:@+]{0,254}$/;
 
-/** OCI architecture of this host (process.arch mapped to GOARCH names). */
-export function hostArch(): string {
-  const m: Record<string, string> = {
-    x64: "amd64",
-    arm64: "arm64",
-    arm: "arm",
-    ia32: "386",
-    ppc64: "ppc64le",
-    s390x: "s390x",
-    riscv64: "riscv64",
-    loong64: "loong64",
-  };
-  return m[process.arch] ?? process.arch;
-}
+/** OCI architecture of this host (process.arch mapped to GOARCH names); the table is @kiln/core's. */
+export { hostOciArch as hostArch } from "@kiln/core";
 
 /** An RFC 3339 UTC timestamp, whole seconds without ".000". */
 export function normalizeCreated(c: Date | string | number): string {
@@ -599,7 +588,7 @@ export async function writeOciImage(
       const archive = join(tmp, "archive.tar");
       if (format === "oci-archive") await writeOciArchive(layoutDir, archive, mtime);
       else {
-        const host = hostArch();
+        const host = hostOciArch();
         const m = built.manifests.find((x) => x.arch === host && x.os === "linux") ?? built.manifests[0]!;
         dockerArch = platformKey(m);
         if (built.manifests.length > 1) {
