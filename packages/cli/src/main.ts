@@ -13,9 +13,11 @@ import { publishCmd, repoCmd, withdrawCmd } from "./commands/publish.js";
 import { sign } from "./commands/sign.js";
 import { verify } from "./commands/verify.js";
 import { version } from "./commands/version.js";
+import { runProgram, type Entry } from "./program.js";
 import { type Command, type Io } from "./util.js";
 
-export const COMMANDS: Command[] = [
+/** Every command, in the order `kiln --help` lists them. */
+export const COMMANDS: Entry[] = [
   keygen,
   mkpkg,
   index,
@@ -40,33 +42,20 @@ export const COMMANDS: Command[] = [
   distroBuildCmd,
 ];
 
-function usage(): string {
-  const w = Math.max(...COMMANDS.map((c) => c.name.length));
-  return [
-    "kiln — build, sign, index and verify APK packages for a minimal glibc distribution",
-    "",
-    "usage: kiln COMMAND [OPTIONS]   (kiln COMMAND --help for details)",
-    "",
-    "commands:",
-    ...COMMANDS.map((c) => `  ${c.name.padEnd(w)}  ${c.summary}`),
-  ].join("\n");
+/** Commands that still parse their own argv (util.ts's parse()); the rest are program.ts's. */
+function legacy(name: string | undefined): Command | undefined {
+  return COMMANDS.find((c): c is Command => !("kind" in c) && c.name === name);
 }
 
 export async function main(argv: string[], io: Io): Promise<number> {
   const [name, ...rest] = argv;
-  if (name === undefined || name === "--help" || name === "-h" || name === "help") {
-    io.out(usage());
-    return name === undefined ? 2 : 0;
-  }
-  const cmd = COMMANDS.find((c) => c.name === name);
-  if (!cmd) {
-    io.err(`kiln: unknown command ${JSON.stringify(name)}\n\n${usage()}`);
-    return 2;
-  }
+  // `kiln help build` is `kiln build --help` for them too.
+  const own = name === "help" ? legacy(rest[0]) : legacy(name);
   try {
-    return await cmd.run(rest, io);
+    if (own) return await own.run(name === "help" ? ["--help"] : rest, io);
+    return await runProgram(COMMANDS, argv, io);
   } catch (e) {
-    return reportError(cmd.name, e, io);
+    return reportError(own?.name ?? name ?? "", e, io);
   }
 }
 

@@ -1,25 +1,21 @@
 import { chmod, writeFile, rename, rm } from "node:fs/promises";
 import { DEFAULT_KEY_BITS, generateKey } from "@kiln/apk";
-import { help, parse, UserError, type Command } from "../util.js";
+import { defineCommand, number } from "../program.js";
+import { UserError } from "../util.js";
 
-export const keygen: Command = {
+export const keygen = defineCommand({
   name: "keygen",
   summary: "generate an RSA signing key pair",
-  usage: "kiln keygen PATH [--bits N]",
-  async run(argv, io) {
-    const { values, positionals } = parse(this, argv, { bits: { type: "string" } });
-    if (values.help)
-      return help(
-        this,
-        io,
-        `Writes PATH.rsa (PKCS#1 PEM private key, mode 0600) and PATH.rsa.pub (PKIX PEM public key).
-Signatures made with PATH.rsa are named after PATH.rsa.pub, the file name consumers install in /etc/apk/keys.
---bits N   key size (default ${DEFAULT_KEY_BITS}; at least 2048)`,
-      );
-    if (positionals.length !== 1) throw new UserError(`usage: ${this.usage}`, 2);
-    const bits = values.bits === undefined ? DEFAULT_KEY_BITS : Number(values.bits);
-    if (!Number.isInteger(bits)) throw new UserError(`--bits must be a whole number`, 2);
-    const base = positionals[0]!.replace(/\.rsa$/, "");
+  args: ["PATH"],
+  details: `Writes PATH.rsa (PKCS#1 PEM private key, mode 0600) and PATH.rsa.pub (PKIX PEM public key).
+Signatures made with PATH.rsa are named after PATH.rsa.pub, the file name consumers install in /etc/apk/keys.`,
+  options: {
+    // No minimum here: generateKey refuses weak sizes with its own message (exit 1).
+    bits: number("--bits <N>", `key size (default ${DEFAULT_KEY_BITS}; at least 2048)`),
+  },
+  async run(values, [path], io) {
+    const bits = values.bits ?? DEFAULT_KEY_BITS;
+    const base = path!.replace(/\.rsa$/, "");
     const key = await generateKey(bits);
     const priv = `${base}.rsa`,
       pub = `${base}.rsa.pub`;
@@ -41,4 +37,4 @@ Signatures made with PATH.rsa are named after PATH.rsa.pub, the file name consum
     io.out(`wrote ${priv} (private, 0600) and ${pub} (public)`);
     return 0;
   },
-};
+});
