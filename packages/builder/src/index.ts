@@ -83,6 +83,10 @@ export {
 export { buildRecipe, BuildError, listApks, type BuildOptions, type BuildResult, type BuildEvent } from "./build.js";
 export {
   runInSandbox,
+  execInSandbox,
+  launchBwrap,
+  shellCommand,
+  sandboxMounts,
   bwrapArgs,
   openLog,
   formatTail,
@@ -90,7 +94,19 @@ export {
   GUEST_WORKSPACE,
   type SandboxConfig,
   type StepResult,
+  type Mount,
+  type BwrapExit,
 } from "./sandbox.js";
+export { BubblewrapRunner, defaultRunner, type Runner, type Pod, type PodConfig, type ExecOptions } from "./runner.js";
+export {
+  stepKindOf,
+  stepKindNames,
+  runStep,
+  type StepKind,
+  type StepContext,
+  type StepOutcome,
+} from "./steps/index.js";
+export { DEFAULT_STEP_TIMEOUT_MS } from "./context.js";
 export { BuildLog, DEFAULT_LOG_LIMITS, type LogLimits } from "./log-capture.js";
 export { assembleGuest, resolveGuest, guestKey, type Guest, type GuestSpec } from "./guest.js";
 export { emitPackage, type EmitSpec, type EmittedPackage } from "./emit.js";

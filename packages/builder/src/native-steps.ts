@@ -1,141 +1,28 @@
-// The steps kiln performs itself, on the host, for a recipe: `fetch`
-// (download or read a local source, verify it, extract or copy it into the
-// workspace) and `deb-unpack`; plus the other host-side work done on a
-// recipe's behalf: copying its source directory into the workspace and
-// reading the keys its environment names. Everything here treats the recipe
-// and the workspace (which the guest's steps write) as hostile: paths stay
-// under the workspace, no symlink is followed out of it, local files come
-// only from the directories the user vouched for (see host-files.ts).
+// The host-side work done on a recipe's behalf besides its steps (which are
+// in steps/): copying its source directory into the workspace and reading
+// the keys its environment names; runNativeStep runs one host step by its
+// kind. Everything here treats the recipe and the workspace (which the
+// guest's steps write) as hostile: paths stay under the workspace, no
+// symlink is followed out of it, local files come only from the directories
+// the user vouched for (see host-files.ts).
 
-import { assertPathComponent, isInside, KilnError } from "@kiln/core";
+import { isInside } from "@kiln/core";
 import { createPublicKey } from "node:crypto";
 import { constants as FS } from "node:fs";
 import * as fsp from "node:fs/promises";
-import { basename, isAbsolute, join, posix, resolve } from "node:path";
+import { basename, isAbsolute, join, resolve } from "node:path";
 import type { CompiledStep } from "./compile.js";
-import { unpackDeb } from "./deb.js";
-import { extractArchive, fetchSource, type MirrorOptions } from "./fetch-source.js";
-import {
-  ensureDirUnder,
-  fileUnder,
-  HostFileError,
-  looksLikePrivateKey,
-  readConfined,
-  underGuestDir,
-  type FileRoot,
-} from "./host-files.js";
-import type { BuildLog } from "./log-capture.js";
-import { WORKSPACE_DIR } from "./substitute.js";
+import { HostFileError, looksLikePrivateKey, readConfined, type FileRoot } from "./host-files.js";
+import { NativeStepError, stepKindOf, type FetchedSource, type NativeContext } from "./steps/index.js";
 
-export class NativeStepError extends KilnError {
-  readonly code = "NATIVE_STEP";
-}
-
-export interface NativeContext {
-  /** The recipe file, for messages. */
-  file: string;
-  /** Host directory mounted at /home/build. */
-  workspace: string;
-  /** Where file:// sources may be read. */
-  fileRoots: readonly FileRoot[];
-  cacheDir: string;
-  mirrors?: MirrorOptions;
-  log: BuildLog;
-}
-
-/** A source as recorded in the SBOM. */
-export interface FetchedSource {
-  uri: string;
-  sha256?: string;
-  sha512?: string;
-}
-
-/**
- * A guest path (absolute, or relative to `baseRel`, itself workspace-relative)
- * as a workspace-relative path; refused when it is not inside the workspace.
- */
-export function workspaceRelative(baseRel: string, p: string, what: string): string {
-  const abs = posix.isAbsolute(p) ? posix.normalize(p) : posix.join(WORKSPACE_DIR, baseRel, p);
-  const rel = underGuestDir(WORKSPACE_DIR, abs);
-  if (rel === undefined)
-    throw new NativeStepError(
-      `${what}: ${p} is outside the workspace ${WORKSPACE_DIR} (kiln performs this step on the host, inside the workspace only)`,
-    );
-  return rel;
-}
+export { NativeStepError, workspaceRelative, type FetchedSource, type NativeContext } from "./steps/index.js";
 
 /** Run one native step. Returns the source it fetched, if any. Errors name the recipe and the step. */
 export async function runNativeStep(step: CompiledStep, ctx: NativeContext): Promise<FetchedSource | undefined> {
-  const where = `${ctx.file}: ${step.origin}`;
-  try {
-    return await nativeStep(step, ctx, where);
-  } catch (e) {
-    if (!(e instanceof KilnError) || e.message.startsWith(ctx.file)) throw e;
-    throw new NativeStepError(`${where}: ${e.message}`, { cause: e, kind: e.kind, explanation: e.explanation });
-  }
-}
-
-async function nativeStep(step: CompiledStep, ctx: NativeContext, where: string): Promise<FetchedSource | undefined> {
-  const wdRel = workspaceRelative("", step.workingDirectory, `${where}: working-directory`);
-  const w = step.with ?? {};
-  if (step.native === "fetch") return fetchStep(w, wdRel, where, ctx);
-  if (step.native === "deb-unpack") {
-    const deb = await fileUnder(ctx.workspace, workspaceRelative(wdRel, w.deb ?? "", `${where}: deb`), `${where}: deb`);
-    const destRel = workspaceRelative(wdRel, w.directory || ".", `${where}: directory`);
-    const dest = await ensureDirUnder(ctx.workspace, destRel, `${where}: directory`);
-    await unpackDeb(deb, dest, { mergedUsr: true });
-    return undefined;
-  }
-  throw new NativeStepError(`${where}: unknown native step ${JSON.stringify(step.native)}`);
-}
-
-async function fetchStep(
-  w: Record<string, string>,
-  wdRel: string,
-  where: string,
-  ctx: NativeContext,
-): Promise<FetchedSource> {
-  if (w["expected-none"])
-    throw new NativeStepError(
-      `${where}: expected-none is refused: pin the source with expected-sha256 or expected-sha512`,
-    );
-  const uri = w.uri ?? "";
-  const spec = {
-    uri,
-    ...(w["expected-sha256"] ? { expectedSha256: w["expected-sha256"] } : {}),
-    ...(w["expected-sha512"] ? { expectedSha512: w["expected-sha512"] } : {}),
-  };
-  const destRel = workspaceRelative(wdRel, w.directory || ".", `${where}: directory`);
-  const cached = await fetchSource(spec, {
-    cacheDir: ctx.cacheDir,
-    ...(ctx.mirrors ?? {}),
-    fileRoots: ctx.fileRoots,
-    onProgress: (e) => e.kind !== "data" && ctx.log.write(`# fetch ${e.kind} ${e.uri}\n`),
-  });
-  const dest = await ensureDirUnder(ctx.workspace, destRel, `${where}: directory`);
-  if (w.extract === "false") {
-    let name: string;
-    try {
-      name = assertPathComponent(basename(new URL(uri).pathname), "the fetched file's name");
-    } catch (e) {
-      throw new NativeStepError(`${where}: cannot name the fetched file after ${uri}: ${(e as Error).message}`, {
-        cause: e,
-      });
-    }
-    const target = join(dest, name);
-    // Whatever is there (a symlink planted by a guest step included) is replaced, never written through.
-    const st = await fsp.lstat(target).catch(() => undefined);
-    if (st?.isDirectory()) throw new NativeStepError(`${where}: ${name} is a directory in the workspace`);
-    if (st) await fsp.unlink(target);
-    await fsp.copyFile(cached, target, FS.COPYFILE_EXCL);
-  } else {
-    await extractArchive(cached, dest, { stripComponents: Number(w["strip-components"] ?? 1) });
-  }
-  return {
-    uri,
-    ...(spec.expectedSha256 ? { sha256: spec.expectedSha256 } : {}),
-    ...(spec.expectedSha512 ? { sha512: spec.expectedSha512 } : {}),
-  };
+  const kind = stepKindOf(step, ctx.file);
+  if (kind.where !== "host")
+    throw new NativeStepError(`${ctx.file}: ${step.origin}: step "${step.name}" runs in the guest, not on the host`);
+  return (await kind.run(step, ctx)).source;
 }
 
 // --- the source directory ----------------------------------------------------

@@ -2,9 +2,13 @@
 // workspace at /home/build, no network, a clean environment, the build user,
 // a time limit. Output goes to the package's log (capped, long lines cut,
 // the step paused while the log catches up); failures carry the tail.
+// `launchBwrap` is the one place a bwrap process is started (the image smoke
+// tests of @kiln/distro use it too); runner.ts puts this behind the Runner
+// interface.
 
 import { KilnError } from "@kiln/core";
 import { spawn } from "node:child_process";
+import type { Readable } from "node:stream";
 import { BuildLog, OutputCapture, Tail, type LogLimits } from "./log-capture.js";
 
 export interface SandboxConfig {
@@ -45,6 +49,21 @@ export class SandboxError extends KilnError {
 
 export const GUEST_WORKSPACE = "/home/build";
 
+/** A host directory bound into the guest. */
+export interface Mount {
+  source: string;
+  target: string;
+  readOnly: boolean;
+}
+
+/** What a build guest mounts: its root read-only at `/`, the workspace read-write at /home/build. */
+export function sandboxMounts(cfg: Pick<SandboxConfig, "guestRoot" | "workspace">): Mount[] {
+  return [
+    { source: cfg.guestRoot, target: "/", readOnly: true },
+    { source: cfg.workspace, target: GUEST_WORKSPACE, readOnly: false },
+  ];
+}
+
 /** bwrap arguments for one command; exported for tests and the benchmark. */
 export function bwrapArgs(cfg: SandboxConfig, workdir: string): string[] {
   const args = [
@@ -52,12 +71,7 @@ export function bwrapArgs(cfg: SandboxConfig, workdir: string): string[] {
     ...(cfg.network ? ["--share-net"] : []),
     "--die-with-parent",
     "--new-session",
-    "--ro-bind",
-    cfg.guestRoot,
-    "/",
-    "--bind",
-    cfg.workspace,
-    GUEST_WORKSPACE,
+    ...sandboxMounts(cfg).flatMap((m) => [m.readOnly ? "--ro-bind" : "--bind", m.source, m.target]),
     "--proc",
     "/proc",
     "--dev",
@@ -80,48 +94,31 @@ export function bwrapArgs(cfg: SandboxConfig, workdir: string): string[] {
   return args;
 }
 
+/** How a bwrap process ended. */
+export interface BwrapExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  timedOut: boolean;
+}
+
 /**
- * Run `script` with /bin/sh -c and `set -e` inside the sandbox. Output is
- * appended to `log`; resolves with the result (never rejects for a failing
- * script — the caller decides).
+ * Start `bwrap ARGS`, hand its stdout and stderr to `attach`, kill it after
+ * `timeoutMs`. Rejects with SandboxError SANDBOX_UNAVAILABLE when bwrap cannot
+ * be started; otherwise resolves once it has exited and its streams closed.
  */
-export function runInSandbox(
-  cfg: SandboxConfig,
-  script: string,
-  opts: { workdir?: string; log?: BuildLog; tailLines?: number } = {},
-): Promise<StepResult> {
-  const workdir = opts.workdir ?? GUEST_WORKSPACE;
-  const args = [...bwrapArgs(cfg, workdir), "/bin/sh", "-c", `set -e\n${script}`];
-  const t0 = Date.now();
-  const tail = new Tail(opts.tailLines ?? 40);
+export function launchBwrap(
+  args: readonly string[],
+  opts: { bwrap?: string; timeoutMs?: number; attach: (stdout: Readable, stderr: Readable) => void },
+): Promise<BwrapExit> {
   return new Promise((resolve, reject) => {
-    const p = spawn(cfg.bwrap ?? "bwrap", args, { stdio: ["ignore", "pipe", "pipe"] });
-    const outputs = [p.stdout, p.stderr];
-    // While the log's buffer is full, both streams wait (the step blocks on its pipe): memory stays bounded.
-    let waiting = false;
-    const backOff = () => {
-      if (waiting || !opts.log) return;
-      waiting = true;
-      for (const s of outputs) s.pause();
-      void opts.log.drained().then(() => {
-        waiting = false;
-        for (const s of outputs) s.resume();
-      });
-    };
-    const captures = outputs.map((s) => {
-      const c = new OutputCapture(opts.log, tail);
-      s.on("data", (d: Buffer) => {
-        if (!c.push(d)) backOff();
-      });
-      s.on("error", () => undefined); // a broken pipe ends the stream; the exit status tells
-      return c;
-    });
+    const p = spawn(opts.bwrap ?? "bwrap", args, { stdio: ["ignore", "pipe", "pipe"] });
+    opts.attach(p.stdout, p.stderr);
     let timedOut = false;
-    const timer = cfg.timeoutMs
+    const timer = opts.timeoutMs
       ? setTimeout(() => {
           timedOut = true;
           p.kill("SIGKILL");
-        }, cfg.timeoutMs)
+        }, opts.timeoutMs)
       : undefined;
     p.on("error", (e: NodeJS.ErrnoException) => {
       if (timer) clearTimeout(timer);
@@ -136,12 +133,77 @@ export function runInSandbox(
     });
     p.on("close", (code, signal) => {
       if (timer) clearTimeout(timer);
-      for (const c of captures) c.finish();
-      const r: StepResult = { exitCode: code ?? 128, timedOut, tail: tail.get(), durationMs: Date.now() - t0 };
-      if (signal) r.signal = signal;
-      resolve(r);
+      resolve({ code, signal, timedOut });
     });
   });
+}
+
+/**
+ * Run `argv` inside the sandbox. Output is appended to `log`; resolves with
+ * the result (never rejects for a failing command — the caller decides).
+ */
+export async function execInSandbox(
+  cfg: SandboxConfig,
+  argv: readonly string[],
+  opts: { workdir?: string; log?: BuildLog; tailLines?: number } = {},
+): Promise<StepResult> {
+  const args = [...bwrapArgs(cfg, opts.workdir ?? GUEST_WORKSPACE), ...argv];
+  const t0 = Date.now();
+  const tail = new Tail(opts.tailLines ?? 40);
+  let captures: OutputCapture[] = [];
+  const attach = (...outputs: Readable[]) => {
+    // While the log's buffer is full, both streams wait (the step blocks on its pipe): memory stays bounded.
+    let waiting = false;
+    const backOff = () => {
+      if (waiting || !opts.log) return;
+      waiting = true;
+      for (const s of outputs) s.pause();
+      void opts.log.drained().then(() => {
+        waiting = false;
+        for (const s of outputs) s.resume();
+      });
+    };
+    captures = outputs.map((s) => {
+      const c = new OutputCapture(opts.log, tail);
+      s.on("data", (d: Buffer) => {
+        if (!c.push(d)) backOff();
+      });
+      s.on("error", () => undefined); // a broken pipe ends the stream; the exit status tells
+      return c;
+    });
+  };
+  const exit = await launchBwrap(args, {
+    ...(cfg.bwrap ? { bwrap: cfg.bwrap } : {}),
+    ...(cfg.timeoutMs ? { timeoutMs: cfg.timeoutMs } : {}),
+    attach,
+  });
+  for (const c of captures) c.finish();
+  const r: StepResult = {
+    exitCode: exit.code ?? 128,
+    timedOut: exit.timedOut,
+    tail: tail.get(),
+    durationMs: Date.now() - t0,
+  };
+  if (exit.signal) r.signal = exit.signal;
+  return r;
+}
+
+/**
+ * Run `script` with /bin/sh -c and `set -e` inside the sandbox. Output is
+ * appended to `log`; resolves with the result (never rejects for a failing
+ * script — the caller decides).
+ */
+export function runInSandbox(
+  cfg: SandboxConfig,
+  script: string,
+  opts: { workdir?: string; log?: BuildLog; tailLines?: number } = {},
+): Promise<StepResult> {
+  return execInSandbox(cfg, shellCommand(script), opts);
+}
+
+/** The command a shell step runs: its script under `/bin/sh -c` with `set -e`. */
+export function shellCommand(script: string): string[] {
+  return ["/bin/sh", "-c", `set -e\n${script}`];
 }
 
 /** The last lines of a step for an error message, indented. */

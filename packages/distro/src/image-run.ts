@@ -6,7 +6,7 @@
 // SOURCE_DATE_EPOCH is set), so a night with no package changes changes no
 // digest and pushes nothing.
 
-import { execFile, spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -14,6 +14,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { buildImage, hostApkArch, pushOciImage, type ImageConfig } from "@kiln/image";
 import { compareVersions, openPackage, readIndex } from "@kiln/apk";
+import { launchBwrap, SandboxError } from "@kiln/builder";
 import { joinUnder } from "@kiln/core";
 import { createReadStream, createWriteStream } from "node:fs";
 import { chmod } from "node:fs/promises";
@@ -129,6 +130,29 @@ export async function extractStaticBusybox(outDir: string, arch: string, dir: st
   return undefined;
 }
 
+/** Run bwrap ARGS with the builder's launcher, keeping all of stdout and stderr. */
+async function runImageCommand(
+  args: string[],
+  timeoutMs: number,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = "";
+  let stderr = "";
+  try {
+    const exit = await launchBwrap(args, {
+      timeoutMs,
+      attach: (out, err) => {
+        out.on("data", (d) => (stdout += d));
+        err.on("data", (d) => (stderr += d));
+      },
+    });
+    return { code: exit.code ?? (exit.signal ? 128 + 9 : -1), stdout, stderr };
+  } catch (e) {
+    if (e instanceof SandboxError && /not installed/.test(e.message))
+      throw new Error("bubblewrap is not installed (apt-get install bubblewrap)");
+    throw e;
+  }
+}
+
 export async function testImage(
   layout: string,
   cfg: ImageConfig,
@@ -183,26 +207,7 @@ export async function testImage(
       args.push("--ro-bind", opts.busybox, "/.kiln-test/busybox");
     }
     args.push("--", ...cfg.test.command);
-    const r = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve, reject) => {
-      const p = spawn("bwrap", args, { stdio: ["ignore", "pipe", "pipe"] });
-      let stdout = "";
-      let stderr = "";
-      p.stdout.on("data", (d) => (stdout += d));
-      p.stderr.on("data", (d) => (stderr += d));
-      const timer = setTimeout(() => p.kill("SIGKILL"), opts.timeoutMs ?? 120_000);
-      p.on("error", (e) => {
-        clearTimeout(timer);
-        reject(
-          (e as NodeJS.ErrnoException).code === "ENOENT"
-            ? new Error("bubblewrap is not installed (apt-get install bubblewrap)")
-            : e,
-        );
-      });
-      p.on("close", (code, signal) => {
-        clearTimeout(timer);
-        resolve({ code: code ?? (signal ? 128 + 9 : -1), stdout, stderr });
-      });
-    });
+    const r = await runImageCommand(args, opts.timeoutMs ?? 120_000);
     const expectExit = cfg.test.expectExit;
     const want = cfg.test.expect?.trim();
     const okExit = r.code === expectExit;

@@ -1,0 +1,172 @@
+// After the steps: emit the main package and its subpackages from the
+// workspace's melange-out directories into a staging repository (signed
+// index included), and — once the tests passed — move them into the output
+// repository and merge its signed index, under a lock per repository.
+
+import { joinUnder } from "@kiln/core";
+import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { basename, join } from "node:path";
+import { stringify as yamlStringify } from "yaml";
+import {
+  buildIndex,
+  indexRecordForPackage,
+  mergeIndexRecords,
+  readIndex,
+  type IndexRecord,
+  type ScriptName,
+} from "@kiln/apk";
+import type { CompiledScriptlets } from "./compile.js";
+import type { BuildOptions, RecipeContext } from "./context.js";
+import { emitPackage, type EmittedPackage } from "./emit.js";
+import { ensureDirUnder } from "./host-files.js";
+import type { FetchedSource } from "./native-steps.js";
+
+const locks = new Map<string, Promise<void>>();
+/** Serialise index updates of one repository within this process. */
+async function withRepoLock<T>(dir: string, fn: () => Promise<T>): Promise<T> {
+  const prev = locks.get(dir) ?? Promise.resolve();
+  let release!: () => void;
+  const mine = new Promise<void>((r) => (release = r));
+  locks.set(
+    dir,
+    prev.then(() => mine),
+  );
+  await prev;
+  // And across processes: an atomic mkdir lock.
+  const lockDir = join(dir, ".kiln-lock");
+  for (let i = 0; ; i++) {
+    try {
+      await mkdir(lockDir);
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST" || i > 600) throw e;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    await rm(lockDir, { recursive: true, force: true });
+    release();
+  }
+}
+
+function scripts(s: CompiledScriptlets): { scripts: Partial<Record<ScriptName, string>>; triggers: string[] } {
+  const out: Partial<Record<ScriptName, string>> = {};
+  for (const k of [
+    "pre-install",
+    "post-install",
+    "pre-deinstall",
+    "post-deinstall",
+    "pre-upgrade",
+    "post-upgrade",
+  ] as const) {
+    if (s[k]) out[`.${k}` as ScriptName] = s[k];
+  }
+  if (s.trigger) out[".trigger"] = s.trigger.script;
+  return { scripts: out, triggers: s.trigger?.paths ?? [] };
+}
+
+/** The packages a recipe makes: the main one and its subpackages, with what each inherits. */
+function emitTargets(ctx: RecipeContext) {
+  const pkg = ctx.compiled.package;
+  return [
+    {
+      name: pkg.name,
+      description: pkg.description,
+      url: pkg.url,
+      commit: pkg.commit,
+      deps: pkg.dependencies,
+      options: pkg.options,
+      scriptlets: pkg.scriptlets,
+    },
+    ...ctx.compiled.subpackages.map((s) => ({
+      name: s.name,
+      description: s.description,
+      url: s.url ?? pkg.url,
+      commit: s.commit ?? pkg.commit,
+      deps: s.dependencies,
+      options: s.options,
+      scriptlets: s.scriptlets,
+    })),
+  ];
+}
+
+export interface Staged {
+  emitted: EmittedPackage[];
+  records: IndexRecord[];
+}
+
+/** Emit every package into STAGING/ARCH with a signed index there. */
+export async function emitPackages(
+  ctx: RecipeContext,
+  workspace: string,
+  staging: string,
+  sources: FetchedSource[],
+): Promise<Staged> {
+  const { opts, file } = ctx;
+  const pkg = ctx.compiled.package;
+  const stagingArch = joinUnder(staging, { value: opts.arch, what: "architecture" });
+  await mkdir(stagingArch, { recursive: true });
+  const melangeYaml = yamlStringify(ctx.loaded.recipe);
+  const emitted: EmittedPackage[] = [];
+  for (const t of emitTargets(ctx)) {
+    const { scripts: sc, triggers } = scripts(t.scriptlets);
+    const out = joinUnder(stagingArch, { value: `${t.name}-${pkg.fullVersion}.apk`, what: "package file" });
+    // The guest's steps wrote here: the package's directory must still be a directory of the workspace, not a symlink out of it.
+    const destdir = await ensureDirUnder(workspace, join("melange-out", t.name), `${file}: ${t.name}`);
+    const e = await emitPackage(
+      {
+        name: t.name,
+        version: pkg.fullVersion,
+        arch: opts.arch,
+        origin: pkg.name,
+        ...(t.description ? { description: t.description } : {}),
+        ...(t.url ? { url: t.url } : {}),
+        ...(pkg.license ? { license: pkg.license } : {}),
+        ...(t.commit ? { commit: t.commit } : {}),
+        runtime: t.deps.runtime,
+        provides: t.deps.provides,
+        replaces: t.deps.replaces,
+        ...(t.deps.providerPriority !== undefined ? { providerPriority: t.deps.providerPriority } : {}),
+        ...(t.deps.replacesPriority !== undefined ? { replacesPriority: t.deps.replacesPriority } : {}),
+        options: t.options,
+        scripts: sc,
+        triggers,
+        controlFiles: { ".melange.yaml": melangeYaml },
+        sources,
+      },
+      destdir,
+      out,
+      { signingKeys: [opts.signingKey], sourceDateEpoch: opts.sourceDateEpoch },
+    );
+    emitted.push(e);
+    ctx.emit({ kind: "emit", package: ctx.label, file: basename(out), size: e.size });
+  }
+  const records: IndexRecord[] = [];
+  for (const e of emitted) records.push(await indexRecordForPackage(e.path));
+  await writeFile(
+    join(stagingArch, "APKINDEX.tar.gz"),
+    buildIndex(records, { signingKeys: [opts.signingKey], sourceDateEpoch: opts.sourceDateEpoch }),
+  );
+  return { emitted, records };
+}
+
+/** Publish into the output repository: packages first, then the merged index, then the public key beside it. */
+export async function publishPackages(opts: BuildOptions, staged: Staged): Promise<void> {
+  await withRepoLock(opts.outDir, async () => {
+    const dir = joinUnder(opts.outDir, { value: opts.arch, what: "architecture" });
+    await mkdir(dir, { recursive: true });
+    for (const e of staged.emitted) await rename(e.path, join(dir, basename(e.path)));
+    const indexFile = join(dir, "APKINDEX.tar.gz");
+    let existing: IndexRecord[] = [];
+    const old = await readFile(indexFile).catch(() => undefined);
+    if (old) existing = (await readIndex(old, { subject: indexFile })).records;
+    const merged = mergeIndexRecords(existing, staged.records);
+    const tmp = `${indexFile}.kiln-tmp-${process.pid}`;
+    await writeFile(tmp, buildIndex(merged, { signingKeys: [opts.signingKey], sourceDateEpoch: opts.sourceDateEpoch }));
+    await rename(tmp, indexFile);
+    // Consumers fetch the key beside the architectures (REPO/KEYNAME.rsa.pub).
+    await writeFile(join(opts.outDir, opts.signingKey.name), opts.publicKeyPem);
+  });
+}
