@@ -5,3 +5,4 @@ export * from "./paths.js";
 export * from "./secret-file.js";
 export * from "./yaml-load.js";
 export * from "./arch.js";
+export * from "./atomic.js";
