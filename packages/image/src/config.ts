@@ -4,7 +4,7 @@
 import { readFile } from "node:fs/promises";
 import { z } from "zod";
 import { parseDependency, ApkError } from "@kiln/apk";
-import { ARCH_ALIASES, ConfigError, hostApkArch, loadYaml, type Problem } from "@kiln/core";
+import { ARCH_ALIASES, ConfigError, hostApkArch, loadYaml, normalizeArch, type Problem } from "@kiln/core";
 
 // The architecture table lives in @kiln/core; these names stay exported from here for existing importers.
 export { ARCH_ALIASES, OCI_PLATFORM, hostApkArch as hostArch } from "@kiln/core";
@@ -211,7 +211,7 @@ export function parseImageConfig(file: string, text: string): ImageConfig {
   for (const [i, a] of (v.archs ?? []).entries()) {
     if (a === "host") archs.push(hostApkArch());
     else if (a === "all") archs.push("x86_64", "aarch64");
-    else if (ARCH_ALIASES[a]) archs.push(ARCH_ALIASES[a]!);
+    else if (normalizeArch(a)) archs.push(normalizeArch(a)!);
     else
       at(
         ["archs", i],
