@@ -206,8 +206,8 @@ export function defineGroup(name: string, summary: string, commands: KilnCommand
 }
 
 /** A usage error (exit 2) of a command: one line, pointing at its help. */
-export function usageError(cmd: { name: string }, problem: string): UserError {
-  return new UserError(`kiln ${cmd.name}: ${problem} (see kiln ${cmd.name} --help)`, 2);
+export function usageError(command: string, problem: string): UserError {
+  return new UserError(`kiln ${command}: ${problem} (see kiln ${command} --help)`, 2);
 }
 
 // ---------------------------------------------------------------------------
@@ -311,7 +311,7 @@ function commanderFor(cmd: KilnCommand, io: Io, state: RunState): Commander {
       else if (o.kind === "list") values[key] = (v as string[] | undefined) ?? [];
       else values[key] = v;
       if (o.isRequired && (values[key] === undefined || (o.kind === "list" && !(v as string[] | undefined)?.length)))
-        throw usageError(cmd, `${synopsisTerm(o.flags)} is required`);
+        throw usageError(cmd.name, `${synopsisTerm(o.flags)} is required`);
     }
     state.status = await cmd.spec.run(values as Values<OptionTable>, self.args, io);
   });

@@ -14,62 +14,67 @@ import {
   readLock,
   resolveImage,
   ROOT_CAP_ENV,
-  type ImageConfig,
   type ImageContext,
   type OciOutputFormat,
 } from "@kiln/image";
 import { ARCH_ALIASES } from "@kiln/image";
 import { cleanStaleTempDirs, DefaultFetcher, makeTempDir, removeTempDir, S3Fetcher } from "@kiln/repo";
-import { asArray, help, parse, sourceDateEpoch, UserError, type Command, type Io } from "../util.js";
+import { opt } from "../options.js";
+import {
+  choice,
+  defineCommand,
+  defineGroup,
+  flag,
+  parsed,
+  string,
+  type CommandSpec,
+  type KilnCommand,
+  type OptionTable,
+  type Values,
+} from "../program.js";
+import { sourceDateEpoch, UserError, type Io } from "../util.js";
 
+/** What every image command takes: where packages come from and whom to trust. */
 const COMMON = {
-  arch: { type: "string", multiple: true },
-  "keyring-append": { type: "string", multiple: true },
-  "repository-append": { type: "string", multiple: true },
-  "allow-untrusted": { type: "boolean" },
-  "cache-dir": { type: "string" },
-  "endpoint-url": { type: "string" },
-  region: { type: "string" },
-  "path-style": { type: "boolean" },
-  json: { type: "boolean" },
+  arch: opt.archs.describe("build for A (overrides the config's archs)"),
+  keyringAppend: opt.keyringAppend.describe("trust this public key too (path or URL)"),
+  repositoryAppend: opt.repositoryAppend,
+  allowUntrusted: opt.allowUntrusted,
+  cacheDir: opt.cacheDir,
+  endpointUrl: opt.endpointUrl.describe(
+    "S3-compatible endpoint for s3:// repositories (with --region, --path-style;\ncredentials from the AWS environment variables or profile)",
+  ),
+  region: opt.region,
+  pathStyle: opt.pathStyle,
+  json: opt.json,
 } as const;
 
-const COMMON_HELP = `--arch A               build for A (repeatable; overrides the config's archs)
---keyring-append KEY   trust this public key too (path or URL)
---repository-append R  resolve from this repository too (URL or path, "@tag URL")
---allow-untrusted      accept indexes whose signature does not verify
---cache-dir DIR        download cache (default $KILN_CACHE_DIR or ~/.cache/kiln)
---endpoint-url URL     S3-compatible endpoint for s3:// repositories (with --region, --path-style;
-                       credentials from the AWS environment variables or profile)
---json                 machine-readable output`;
+const MAX_SIZE = {
+  maxSize: parsed(
+    "--max-size <SIZE>",
+    `cap on each architecture's installed file content (e.g. 32G, 500M; default
+$${ROOT_CAP_ENV} or ${formatSize(DEFAULT_ROOT_CAP)}); each package may also hold at most its
+declared installed size (I:) plus max(10%, 1 MiB)`,
+    (v) => parseSize(v, "--max-size", "usage"),
+  ),
+} as const;
 
-const MAX_SIZE_HELP = `--max-size SIZE        cap on each architecture's installed file content (e.g. 32G, 500M; default
-                       $${ROOT_CAP_ENV} or ${formatSize(DEFAULT_ROOT_CAP)}); each package may also hold at most its
-                       declared installed size (I:) plus max(10%, 1 MiB)`;
+const LOCKFILE = {
+  lockfile: string("--lockfile <F>", "install exactly the packages of this lock file (kiln image lock)"),
+};
 
-const MAX_SIZE = { "max-size": { type: "string" } } as const;
-
-async function setup(
-  argv: string[],
-  io: Io,
-  cmd: Command,
-  extra: Record<string, { type: "string" | "boolean"; multiple?: boolean; short?: string }> = {},
-) {
-  const parsed = parse(cmd, argv, { ...COMMON, ...extra });
-  const v = parsed.values as Record<string, unknown>;
-  if (v.help) return { parsed, cfg: undefined as unknown as ImageConfig, ctx: {} as ImageContext, v };
-  if (parsed.positionals.length < 1) throw new UserError(`usage: ${cmd.usage}`, 2);
-  const cfg = await loadImageConfig(parsed.positionals[0]!);
-  const archs = asArray(v.arch);
-  if (archs.length) {
-    cfg.archs = archs.map((a) => {
+/** The config, with --arch applied, and the context every image command resolves in. */
+async function setup(configFile: string, v: Values<typeof COMMON> & { maxSize?: number | undefined }, io: Io) {
+  const cfg = await loadImageConfig(configFile);
+  if (v.arch.length) {
+    cfg.archs = v.arch.map((a) => {
       const m = ARCH_ALIASES[a];
       if (!m) throw new UserError(`--arch: unknown architecture ${JSON.stringify(a)}`, 2);
       return m;
     });
   }
   const extraKeys = [];
-  for (const k of asArray(v["keyring-append"])) {
+  for (const k of v.keyringAppend) {
     const pem = await readFile(k).catch((e) => {
       throw new UserError(`--keyring-append ${k}: ${(e as Error).message}`);
     });
@@ -77,57 +82,74 @@ async function setup(
   }
   const ctx: ImageContext = {
     extraKeys,
-    extraRepositories: asArray(v["repository-append"]),
+    extraRepositories: v.repositoryAppend,
     onProgress: v.json ? () => undefined : (m) => io.err(`  ${m}`),
   };
-  if (v["allow-untrusted"]) ctx.allowUntrusted = true;
+  if (v.allowUntrusted) ctx.allowUntrusted = true;
   const s3 = {
-    ...(v["endpoint-url"] ? { endpointUrl: v["endpoint-url"] as string } : {}),
-    ...(v.region ? { region: v.region as string } : {}),
-    ...(v["path-style"] ? { pathStyle: true } : {}),
+    ...(v.endpointUrl ? { endpointUrl: v.endpointUrl } : {}),
+    ...(v.region ? { region: v.region } : {}),
+    ...(v.pathStyle ? { pathStyle: true } : {}),
   };
   ctx.fetcher = new DefaultFetcher({}, new S3Fetcher(s3));
-  if (v["cache-dir"]) ctx.cacheDir = v["cache-dir"] as string;
-  if (typeof v["max-size"] === "string") ctx.maxRootBytes = parseSize(v["max-size"], "--max-size", "usage");
+  if (v.cacheDir) ctx.cacheDir = v.cacheDir;
+  if (v.maxSize !== undefined) ctx.maxRootBytes = v.maxSize;
   ctx.raiseHint = `raise it with --max-size SIZE or ${ROOT_CAP_ENV}=SIZE`;
   if (io.env.SOURCE_DATE_EPOCH) ctx.sourceDateEpoch = sourceDateEpoch(io.env);
-  return { parsed, cfg, ctx, v };
+  return { cfg, ctx };
 }
 
-const build: Command = {
+/**
+ * An image subcommand: the common options added, and a config error reported
+ * as the user error it is (one message, exit 1).
+ */
+function imageCommand<O extends OptionTable>(
+  spec: Omit<CommandSpec<O>, "run"> & {
+    run(values: Values<O & typeof COMMON>, args: string[], io: Io): Promise<number>;
+  },
+): KilnCommand {
+  return defineCommand({
+    ...spec,
+    options: { ...spec.options, ...COMMON } as O & typeof COMMON,
+    async run(values, args, io) {
+      try {
+        return await spec.run(values, args, io);
+      } catch (e) {
+        if (e instanceof ConfigError) throw new UserError(e.message);
+        throw e;
+      }
+    },
+  });
+}
+
+const build = imageCommand({
   name: "image build",
   summary: "build an OCI image from an image config",
-  usage:
-    "kiln image build CONFIG OUT [--format oci|oci-archive|docker-archive] [--tag T] [--lockfile F] [--max-size SIZE] [--arch A]... [--keyring-append K]... [--repository-append R]...",
-  async run(argv, io) {
-    const { parsed, cfg, ctx, v } = await setup(argv, io, this, {
-      format: { type: "string" },
-      tag: { type: "string" },
-      lockfile: { type: "string" },
-      ...MAX_SIZE,
-    });
-    if (v.help)
-      return help(
-        this,
-        io,
-        `Resolves the config's packages from its signed repositories (or installs exactly the ones in
+  args: ["CONFIG", "OUT"],
+  details: `Resolves the config's packages from its signed repositories (or installs exactly the ones in
 --lockfile, failing if the config no longer matches), checks every package against the index,
 installs them into a root (no install scripts run), and writes an OCI layout directory, an
 oci-archive tar or a docker-archive tar to OUT, replacing it atomically, plus an SPDX 2.3 SBOM
-beside it (OUT.sbom-ARCH.spdx.json). created = SOURCE_DATE_EPOCH, else the newest package build date.
-${COMMON_HELP}
-${MAX_SIZE_HELP}`,
-      );
-    if (parsed.positionals.length !== 2) throw new UserError(`usage: ${this.usage}`, 2);
-    const format = (v.format as string | undefined) ?? "oci";
-    if (!["oci", "oci-archive", "docker-archive"].includes(format))
-      throw new UserError(`--format must be oci, oci-archive or docker-archive`, 2);
-    const lock = v.lockfile ? await readLock(v.lockfile as string) : undefined;
+beside it (OUT.sbom-ARCH.spdx.json). created = SOURCE_DATE_EPOCH, else the newest package build date.`,
+  options: {
+    format: choice("--format <F>", "oci (a layout directory, default), oci-archive or docker-archive", [
+      "oci",
+      "oci-archive",
+      "docker-archive",
+    ] as const satisfies readonly OciOutputFormat[]),
+    tag: string("--tag <T>", "the image's tag"),
+    ...LOCKFILE,
+    ...MAX_SIZE,
+  },
+  async run(v, [config, outPath], io) {
+    const { cfg, ctx } = await setup(config!, v, io);
+    const format = v.format ?? "oci";
+    const lock = v.lockfile ? await readLock(v.lockfile) : undefined;
     const t0 = Date.now();
     const built = await buildImage(cfg, ctx, {
-      out: parsed.positionals[1]!,
-      format: format as OciOutputFormat,
-      ...(v.tag ? { tag: v.tag as string } : {}),
+      out: outPath!,
+      format,
+      ...(v.tag ? { tag: v.tag } : {}),
       ...(lock ? { lock } : {}),
     });
     const summary = {
@@ -152,16 +174,16 @@ ${MAX_SIZE_HELP}`,
     }
     return 0;
   },
-};
+});
 
-const showPackages: Command = {
+const showPackages = imageCommand({
   name: "image show-packages",
   summary: "print the packages an image config resolves to",
-  usage: "kiln image show-packages CONFIG [--arch A]... [--json]",
-  async run(argv, io) {
-    const { cfg, ctx, v } = await setup(argv, io, this);
-    if (v.help)
-      return help(this, io, `One line per package, in install order: NAME VERSION REPOSITORY.\n${COMMON_HELP}`);
+  args: ["CONFIG"],
+  details: `One line per package, in install order: ARCH NAME VERSION REPOSITORY.`,
+  options: {},
+  async run(v, [config], io) {
+    const { cfg, ctx } = await setup(config!, v, io);
     const { resolved } = await resolveImage(cfg, ctx);
     if (v.json)
       io.out(
@@ -184,42 +206,33 @@ const showPackages: Command = {
         for (const p of r.resolution.packages) io.out(`${r.arch} ${p.record.name} ${p.record.version} ${p.repo.url}`);
     return 0;
   },
-};
+});
 
-const lock: Command = {
+const lock = imageCommand({
   name: "image lock",
   summary: "write a lock file of every resolved package",
-  usage: "kiln image lock CONFIG [-o FILE] [--arch A]...",
-  async run(argv, io) {
-    const { parsed, cfg, ctx, v } = await setup(argv, io, this, { output: { type: "string", short: "o" } });
-    if (v.help)
-      return help(
-        this,
-        io,
-        `Records, per arch, each resolved package's name, version, URL, repository and C: checksum.
-kiln image build --lockfile FILE then installs exactly those, with no solving.
-Default output: CONFIG with .lock.json instead of .yaml.\n${COMMON_HELP}`,
-      );
+  args: ["CONFIG"],
+  details: `Records, per arch, each resolved package's name, version, URL, repository and C: checksum.
+kiln image build --lockfile FILE then installs exactly those, with no solving.`,
+  options: { output: opt.output.describe("the lock file (default: CONFIG with .lock.json instead of .yaml)") },
+  async run(v, [config], io) {
+    const { cfg, ctx } = await setup(config!, v, io);
     const { resolved } = await resolveImage(cfg, ctx);
-    const out = (v.output as string | undefined) ?? parsed.positionals[0]!.replace(/\.ya?ml$/, "") + ".lock.json";
+    const out = v.output ?? config!.replace(/\.ya?ml$/, "") + ".lock.json";
     await writeFile(out, JSON.stringify(makeLock(cfg, resolved), null, 2) + "\n");
     io.out(`${out}: ${resolved.map((r) => `${r.arch} ${r.resolution.packages.length} packages`).join(", ")}`);
     return 0;
   },
-};
+});
 
-const dot: Command = {
+const dot = imageCommand({
   name: "image dot",
   summary: "print the resolved dependency graph as Graphviz",
-  usage: "kiln image dot CONFIG [--arch A]",
-  async run(argv, io) {
-    const { cfg, ctx, v } = await setup(argv, io, this);
-    if (v.help)
-      return help(
-        this,
-        io,
-        `Nodes are packages, edges their dependencies (labelled with the constraint).\n${COMMON_HELP}`,
-      );
+  args: ["CONFIG"],
+  details: `Nodes are packages, edges their dependencies (labelled with the constraint); the first architecture's.`,
+  options: {},
+  async run(v, [config], io) {
+    const { cfg, ctx } = await setup(config!, v, io);
     const { resolved } = await resolveImage(cfg, ctx);
     const r = resolved[0]!;
     const pkgs = r.resolution.packages;
@@ -246,44 +259,38 @@ const dot: Command = {
     io.out(lines.join("\n"));
     return 0;
   },
-};
+});
 
-const push: Command = {
+const push = imageCommand({
   name: "image push",
   summary: "build an image and push it to a registry",
-  usage:
-    "kiln image push CONFIG REF [--insecure] [--username U] [--password-stdin | --password P] [--lockfile F] [--max-size SIZE] [--arch A]...",
-  async run(argv, io) {
-    const { parsed, cfg, ctx, v } = await setup(argv, io, this, {
-      insecure: { type: "boolean" },
-      username: { type: "string" },
-      password: { type: "string" },
-      lockfile: { type: "string" },
-      ...MAX_SIZE,
-    });
-    if (v.help)
-      return help(
-        this,
-        io,
-        `Builds the image (as kiln image build) and pushes blobs, manifests and the index to REF
+  args: ["CONFIG", "REF"],
+  details: `Builds the image (as kiln image build) and pushes blobs, manifests and the index to REF
 (host[:port]/repository[:tag]) over the OCI distribution API. Blobs the registry has are skipped.
 --insecure uses plain HTTP. Credentials: --username/--password, or KILN_REGISTRY_USERNAME /
-KILN_REGISTRY_PASSWORD; basic and bearer-token auth are handled.\n${COMMON_HELP}\n${MAX_SIZE_HELP}`,
-      );
-    if (parsed.positionals.length !== 2) throw new UserError(`usage: ${this.usage}`, 2);
+KILN_REGISTRY_PASSWORD; basic and bearer-token auth are handled.`,
+  options: {
+    insecure: flag("--insecure", "plain HTTP"),
+    username: string("--username <U>", "registry user (default $KILN_REGISTRY_USERNAME)"),
+    password: string("--password <P>", "registry password (default $KILN_REGISTRY_PASSWORD)"),
+    ...LOCKFILE,
+    ...MAX_SIZE,
+  },
+  async run(v, [config, ref], io) {
+    const { cfg, ctx } = await setup(config!, v, io);
     await cleanStaleTempDirs("kiln-push-").catch(() => undefined);
     const tmp = await makeTempDir("kiln-push-");
     try {
-      const lockFile = v.lockfile ? await readLock(v.lockfile as string) : undefined;
+      const lockFile = v.lockfile ? await readLock(v.lockfile) : undefined;
       const built = await buildImage(cfg, ctx, {
         out: join(tmp, "layout"),
         format: "oci",
         sbomDir: tmp,
         ...(lockFile ? { lock: lockFile } : {}),
       });
-      const username = (v.username as string | undefined) ?? io.env.KILN_REGISTRY_USERNAME;
-      const password = (v.password as string | undefined) ?? io.env.KILN_REGISTRY_PASSWORD;
-      const r = await pushOciImage(join(tmp, "layout"), parsed.positionals[1]!, {
+      const username = v.username ?? io.env.KILN_REGISTRY_USERNAME;
+      const password = v.password ?? io.env.KILN_REGISTRY_PASSWORD;
+      const r = await pushOciImage(join(tmp, "layout"), ref!, {
         ...(v.insecure ? { insecure: true } : {}),
         ...(username ? { username } : {}),
         ...(password ? { password } : {}),
@@ -297,34 +304,12 @@ KILN_REGISTRY_PASSWORD; basic and bearer-token auth are handled.\n${COMMON_HELP}
       await removeTempDir(tmp);
     }
   },
-};
+});
 
-const SUB = [build, showPackages, lock, dot, push];
-
-export const image: Command = {
-  name: "image",
-  summary: "build, inspect, lock and push images (apko-format configs)",
-  usage: "kiln image build|show-packages|lock|dot|push CONFIG ...",
-  async run(argv, io) {
-    const [sub, ...rest] = argv;
-    const cmd = SUB.find((c) => c.name === `image ${sub}`);
-    if (!cmd) {
-      if (sub === undefined || sub === "--help" || sub === "-h") {
-        io.out(
-          `kiln image — ${this.summary}\n\nsubcommands:\n${SUB.map((c) => `  ${c.name.slice(6).padEnd(14)} ${c.summary}`).join("\n")}`,
-        );
-        return sub === undefined ? 2 : 0;
-      }
-      throw new UserError(
-        `image: unknown subcommand ${JSON.stringify(sub)}; expected ${SUB.map((c) => c.name.slice(6)).join(", ")}`,
-        2,
-      );
-    }
-    try {
-      return await cmd.run(rest, io);
-    } catch (e) {
-      if (e instanceof ConfigError) throw new UserError(e.message);
-      throw e;
-    }
-  },
-};
+export const image = defineGroup("image", "build, inspect, lock and push images (apko-format configs)", [
+  build,
+  showPackages,
+  lock,
+  dot,
+  push,
+]);

@@ -1,23 +1,18 @@
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import { openPackage, readIndex, sniffKind } from "@kiln/apk";
-import { help, parse, UserError, type Command } from "../util.js";
+import { opt } from "../options.js";
+import { defineCommand } from "../program.js";
 
-export const inspect: Command = {
+export const inspect = defineCommand({
   name: "inspect",
   summary: "show a package's metadata and files, or an index's records",
-  usage: "kiln inspect FILE [--json]",
-  async run(argv, io) {
-    const { values, positionals } = parse(this, argv, { json: { type: "boolean" } });
-    if (values.help)
-      return help(
-        this,
-        io,
-        `For a package: signatures, .PKGINFO fields, C: identity, scripts and every data entry.
-For an index: signatures, description and records. --json prints one JSON document.`,
-      );
-    if (positionals.length !== 1) throw new UserError(`usage: ${this.usage}`, 2);
-    const file = positionals[0]!;
+  args: ["FILE"],
+  details: `For a package: signatures, .PKGINFO fields, C: identity, scripts and every data entry.
+For an index: signatures, description and records.`,
+  options: { json: opt.json.describe("print one JSON document") },
+  async run(values, args, io) {
+    const file = args[0]!;
     const kind = await sniffKind(file);
     if (kind === "index") {
       const idx = await readIndex(createReadStream(file), { subject: file });
@@ -79,4 +74,4 @@ For an index: signatures, description and records. --json prints one JSON docume
       await reader.close();
     }
   },
-};
+});

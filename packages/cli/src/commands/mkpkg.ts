@@ -1,45 +1,41 @@
 import { stat } from "node:fs/promises";
 import { readFile } from "node:fs/promises";
 import { emptyPackageInfo, entriesFromDirectory, writePackage, SCRIPT_NAMES, type ScriptName } from "@kiln/apk";
-import { asArray, help, loadSigningKey, parse, sourceDateEpoch, UserError, type Command } from "../util.js";
+import { opt } from "../options.js";
+import { defineCommand, flag, list, string } from "../program.js";
+import { loadSigningKey, sourceDateEpoch, UserError } from "../util.js";
 
-export const mkpkg: Command = {
+/** Dependency-like lists: repeatable, and each value may hold several, separated by spaces. */
+const words = (values: string[]) => values.flatMap((d) => d.split(/\s+/).filter(Boolean));
+
+export const mkpkg = defineCommand({
   name: "mkpkg",
   summary: "make a signed .apk from a directory",
-  usage:
-    "kiln mkpkg DIR --name N --version V [--arch A] [--description D] [--license L] [--url U] [--origin O] [--depends DEP]... [--provides P]... [--script .post-install=FILE]... [--signing-key KEY] [--sha1] -o FILE",
-  async run(argv, io) {
-    const { values, positionals } = parse(this, argv, {
-      name: { type: "string" },
-      version: { type: "string" },
-      arch: { type: "string" },
-      description: { type: "string" },
-      license: { type: "string" },
-      url: { type: "string" },
-      origin: { type: "string" },
-      depends: { type: "string", multiple: true },
-      provides: { type: "string", multiple: true },
-      "install-if": { type: "string", multiple: true },
-      replaces: { type: "string", multiple: true },
-      script: { type: "string", multiple: true },
-      "signing-key": { type: "string" },
-      sha1: { type: "boolean" },
-      "keep-owners": { type: "boolean" },
-      output: { type: "string", short: "o" },
-      json: { type: "boolean" },
-    });
-    if (values.help)
-      return help(
-        this,
-        io,
-        `Packs DIR into an APK v2 package: entries sorted, directories before their contents,
+  args: ["DIR"],
+  details: `Packs DIR into an APK v2 package: entries sorted, directories before their contents,
 owners normalised to root (unless --keep-owners), mtimes set to SOURCE_DATE_EPOCH (default 0).
 Signed with RSA/SHA-256 (.SIGN.RSA256.<key>.pub); --sha1 signs .SIGN.RSA. instead.
 Without --signing-key the package is unsigned (consumers then rely on the signed index).`,
-      );
-    if (positionals.length !== 1) throw new UserError(`mkpkg: expected exactly one DIR\nusage: ${this.usage}`, 2);
-    if (!values.name || !values.version || !values.output)
-      throw new UserError(`mkpkg: --name, --version and -o are required\nusage: ${this.usage}`, 2);
+  options: {
+    name: string("--name <N>", "package name").required(),
+    version: string("--version <V>", "package version (apk format, e.g. 1.0-r0)").required(),
+    output: opt.output.describe("the package to write").required(),
+    arch: opt.arch.describe("architecture (default x86_64)"),
+    description: string("--description <D>", "description"),
+    license: string("--license <L>", "license"),
+    url: string("--url <U>", "project URL"),
+    origin: string("--origin <O>", "origin package (default: --name)"),
+    depends: list("--depends <DEP>", "a dependency (or several, separated by spaces)"),
+    provides: list("--provides <P>", "a provided name (or several)"),
+    installIf: list("--install-if <DEP>", "an install_if condition (or several)"),
+    replaces: list("--replaces <P>", "a package whose files this one may replace (or several)"),
+    script: list("--script <NAME=FILE>", "an install script, e.g. .post-install=FILE"),
+    signingKey: opt.signingKey,
+    sha1: opt.sha1,
+    keepOwners: flag("--keep-owners", "keep the files' owners instead of root"),
+    json: opt.json,
+  },
+  async run(values, positionals, io) {
     const dir = positionals[0]!;
     if (!(await stat(dir).catch(() => undefined))?.isDirectory())
       throw new UserError(`mkpkg: ${dir} is not a directory`);
@@ -50,12 +46,12 @@ Without --signing-key the package is unsigned (consumers then rely on the signed
     if (values.url !== undefined) info.url = values.url;
     info.origin = values.origin ?? values.name;
     info.buildDate = epoch;
-    info.depends = asArray(values.depends).flatMap((d) => d.split(/\s+/).filter(Boolean));
-    info.provides = asArray(values.provides).flatMap((d) => d.split(/\s+/).filter(Boolean));
-    info.installIf = asArray(values["install-if"]).flatMap((d) => d.split(/\s+/).filter(Boolean));
-    info.replaces = asArray(values.replaces).flatMap((d) => d.split(/\s+/).filter(Boolean));
+    info.depends = words(values.depends);
+    info.provides = words(values.provides);
+    info.installIf = words(values.installIf);
+    info.replaces = words(values.replaces);
     const scripts: Partial<Record<ScriptName, Buffer>> = {};
-    for (const s of asArray(values.script)) {
+    for (const s of values.script) {
       const eq = s.indexOf("=");
       const name = s.slice(0, eq) as ScriptName;
       if (eq < 0 || !(SCRIPT_NAMES as readonly string[]).includes(name))
@@ -67,8 +63,8 @@ Without --signing-key the package is unsigned (consumers then rely on the signed
         throw new UserError(`mkpkg: script ${s.slice(eq + 1)}: ${(e as Error).message}`);
       });
     }
-    const keys = values["signing-key"] ? [await loadSigningKey(values["signing-key"])] : [];
-    const entries = await entriesFromDirectory(dir, { keepOwners: values["keep-owners"] ?? false });
+    const keys = values.signingKey ? [await loadSigningKey(values.signingKey)] : [];
+    const entries = await entriesFromDirectory(dir, { keepOwners: values.keepOwners });
     const w = await writePackage(
       {
         info,
@@ -97,4 +93,4 @@ Without --signing-key the package is unsigned (consumers then rely on the signed
       );
     return 0;
   },
-};
+});

@@ -4,68 +4,54 @@
 import { checkRecipe, compileRecipe, readRecipe, recipePackageVersion } from "@kiln/builder";
 import { isValidVersion } from "@kiln/apk";
 import { ConfigError, formatProblem, type Problem } from "@kiln/core";
-import { asArray, help, parse, UserError, type Command } from "../util.js";
+import { opt } from "../options.js";
+import { defineCommand, type Values } from "../program.js";
 
-const PIPELINE_HELP = `--arch A            resolve for architecture A (default: the host's)
---pipeline-dir D    also look up named pipelines in D (repeatable; earlier wins, then the built-ins)
---build-option O    enable the recipe's build option O (repeatable)`;
-
-const common = {
-  arch: { type: "string" },
-  "pipeline-dir": { type: "string", multiple: true },
-  "build-option": { type: "string", multiple: true },
+/** What compile and lint take: how the recipe is resolved. */
+const RESOLVE = {
+  arch: opt.arch.describe("resolve for architecture A (default: the host's)"),
+  pipelineDir: opt.pipelineDir,
+  buildOption: opt.buildOption,
+  sourceDir: opt.sourceDir.describe("the recipe's source directory (checks that patches exist)"),
 } as const;
 
-function compileOptions(v: Record<string, unknown>) {
+function compileOptions(v: Values<typeof RESOLVE>) {
   return {
-    ...(v.arch ? { arch: v.arch as string } : {}),
-    pipelineDirs: asArray(v["pipeline-dir"]),
-    buildOptions: asArray(v["build-option"]),
-    ...(v["source-dir"] ? { sourceDir: v["source-dir"] as string } : {}),
+    ...(v.arch ? { arch: v.arch } : {}),
+    pipelineDirs: v.pipelineDir,
+    buildOptions: v.buildOption,
+    ...(v.sourceDir ? { sourceDir: v.sourceDir } : {}),
   };
 }
 
-export const compile: Command = {
+export const compile = defineCommand({
   name: "compile",
   summary: "print a recipe resolved for one architecture, as JSON",
-  usage: "kiln compile RECIPE [--arch A] [--pipeline-dir D]... [--build-option O]... [--source-dir D]",
-  async run(argv, io) {
-    const { values, positionals } = parse(this, argv, { ...common, "source-dir": { type: "string" } });
-    if (values.help)
-      return help(
-        this,
-        io,
-        `Parses and checks the recipe, expands every \`uses:\` into its steps with inputs and
+  args: ["RECIPE"],
+  details: `Parses and checks the recipe, expands every \`uses:\` into its steps with inputs and
 defaults substituted, evaluates \`if:\`, expands \`range\` subpackages and collects the
-packages the steps need into the build environment. Prints the result as JSON.
-${PIPELINE_HELP}
---source-dir D      the recipe's source directory (checks that patches exist)`,
-      );
-    if (positionals.length !== 1) throw new UserError(`usage: ${this.usage}`, 2);
+packages the steps need into the build environment. Prints the result as JSON.`,
+  options: RESOLVE,
+  async run(values, positionals, io) {
     const loaded = await readRecipe(positionals[0]!);
     io.out(JSON.stringify(compileRecipe(loaded, compileOptions(values)), null, 2));
     return 0;
   },
-};
+});
 
-export const lint: Command = {
+export const lint = defineCommand({
   name: "lint",
   summary: "check recipes and report every problem",
-  usage: "kiln lint RECIPE... [--arch A] [--pipeline-dir D]... [--build-option O]... [--source-dir D]",
-  async run(argv, io) {
-    const { values, positionals } = parse(this, argv, { ...common, "source-dir": { type: "string" } });
-    if (values.help)
-      return help(
-        this,
-        io,
-        `Reports every problem, one per line as FILE:LINE:COL: PATH: MESSAGE — YAML syntax, unknown
+  args: ["RECIPE..."],
+  details: `Reports every problem, one per line as FILE:LINE:COL: PATH: MESSAGE — YAML syntax, unknown
 keys, bad names and versions, unknown pipelines, unknown or missing inputs, undefined
 \${{ }} variables, bad if: expressions, duplicate subpackages, ranges over missing data —
-then warnings (missing license or description). Exit status 1 if any recipe has a problem.
-${PIPELINE_HELP}
---source-dir D      the recipes' source directory (checks that patches exist)`,
-      );
-    if (positionals.length === 0) throw new UserError(`usage: ${this.usage}`, 2);
+then warnings (missing license or description). Exit status 1 if any recipe has a problem.`,
+  options: {
+    ...RESOLVE,
+    sourceDir: opt.sourceDir.describe("the recipes' source directory (checks that patches exist)"),
+  },
+  async run(values, positionals, io) {
     let failed = 0;
     for (const file of positionals) {
       let problems: Problem[];
@@ -85,21 +71,16 @@ ${PIPELINE_HELP}
       io.err(`kiln lint: ${failed} of ${positionals.length} recipe${positionals.length > 1 ? "s" : ""} with problems`);
     return failed ? 1 : 0;
   },
-};
+});
 
-export const packageVersion: Command = {
+export const packageVersion = defineCommand({
   name: "package-version",
   summary: "print NAME-VERSION-rEPOCH of a recipe's main package",
-  usage: "kiln package-version RECIPE",
-  async run(argv, io) {
-    const { values, positionals } = parse(this, argv, {});
-    if (values.help)
-      return help(
-        this,
-        io,
-        `Prints the main package's NAME-VERSION-rEPOCH, the name of the .apk the recipe builds\n(without .apk). Only the recipe's schema is checked.`,
-      );
-    if (positionals.length !== 1) throw new UserError(`usage: ${this.usage}`, 2);
+  args: ["RECIPE"],
+  details: `Prints the main package's NAME-VERSION-rEPOCH, the name of the .apk the recipe builds
+(without .apk). Only the recipe's schema is checked.`,
+  options: {},
+  async run(_values, positionals, io) {
     const loaded = await readRecipe(positionals[0]!);
     const version = String(loaded.recipe.package.version);
     if (!isValidVersion(`${version}-r0`)) {
@@ -115,4 +96,4 @@ export const packageVersion: Command = {
     io.out(recipePackageVersion(loaded.recipe));
     return 0;
   },
-};
+});

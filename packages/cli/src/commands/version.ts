@@ -1,24 +1,19 @@
 import { compareVersions, isValidVersion } from "@kiln/apk";
-import { help, parse, UserError, type Command } from "../util.js";
+import { defineCommand, flag, usageError } from "../program.js";
+import { UserError } from "../util.js";
 
-export const version: Command = {
+export const version = defineCommand({
   name: "version",
   summary: "compare and validate apk versions",
+  args: ["[V...]"],
   usage: "kiln version -t V1 V2 | kiln version -c V...",
-  async run(argv, io) {
-    const { values, positionals } = parse(this, argv, {
-      test: { type: "boolean", short: "t" },
-      check: { type: "boolean", short: "c" },
-    });
-    if (values.help)
-      return help(
-        this,
-        io,
-        `-t V1 V2   print <, = or > (as apk version -t)
--c V...    print each invalid version; exit 1 if any is invalid (as apk version -c)`,
-      );
+  options: {
+    test: flag("-t, --test", "V1 V2: print <, = or > (as apk version -t)"),
+    check: flag("-c, --check", "V...: print each invalid version; exit 1 if any is invalid (as apk version -c)"),
+  },
+  async run(values, positionals, io) {
     if (values.test) {
-      if (positionals.length !== 2) throw new UserError(`usage: ${this.usage}`, 2);
+      if (positionals.length !== 2) throw usageError("version", "-t takes two versions");
       const [a, b] = positionals as [string, string];
       for (const v of [a, b]) if (!isValidVersion(v)) throw new UserError(`invalid version ${JSON.stringify(v)}`);
       const c = compareVersions(a, b);
@@ -34,6 +29,6 @@ export const version: Command = {
         }
       return bad ? 1 : 0;
     }
-    throw new UserError(`usage: ${this.usage}`, 2);
+    throw usageError("version", "give -t V1 V2 or -c V...");
   },
-};
+});
