@@ -1,6 +1,6 @@
 // @kiln/distro: the distribution — distro.yaml, the graph over recipes and
 // images, build keys and change detection, the build plan, the parallel
-// runner, and the nightly image rebuild.
+// runner, the nightly image rebuild, and the main job (job.ts) tying them together.
 
 export {
   distroSchema,
@@ -99,3 +99,23 @@ export { changedSince, GitError } from "./git.js";
 export { graphToDot, graphToJson, renderRunReport } from "./render.js";
 export { runImages, testImage, type ImageResult, type ImageRunOptions, type ImageTestResult } from "./image-run.js";
 export { analyzeDistro, type DistroView, type AnalyzeOptions } from "./analyze.js";
+export {
+  runDistroBuild,
+  buildDistro,
+  rebuildImages,
+  replanRounds,
+  distroViews,
+  distroPlans,
+  narrowToChanged,
+  distroSigningKey,
+  DistroJobError,
+  MAX_ROUNDS,
+  type DistroJobEvent,
+  type DistroJobListener,
+  type DistroBuildOptions,
+  type DistroBuildResult,
+  type DistroJobOptions,
+  type DistroJobResult,
+  type ImagesOptions,
+  type ImagesResult,
+} from "./job.js";
