@@ -1,10 +1,10 @@
 // Shared CLI plumbing: the user-error type, option parsing, key loading, output.
 
-import { KilnError, readPrivateKeyFile } from "@kiln/core";
+import { KilnError } from "@kiln/core";
 import { readFile, readdir, stat } from "node:fs/promises";
-import { basename, join } from "node:path";
+import { join } from "node:path";
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { ApkError, Keyring, parsePublicKey, parseSigningKey, type SigningKey } from "@kiln/apk";
+import { ApkError, Keyring, parsePublicKey, resolveSigningKey, type SigningKey } from "@kiln/apk";
 
 /** An error the user can fix: printed as one line, exit status `exitCode`. */
 export class UserError extends KilnError {
@@ -50,8 +50,11 @@ export function sourceDateEpoch(env: NodeJS.ProcessEnv): number {
   return Number(v);
 }
 
+/** The private key file given as --signing-key (sign, index, sign-index, mkpkg): @kiln/apk's resolveSigningKey, no fallback. */
 export async function loadSigningKey(path: string): Promise<SigningKey> {
-  return parseSigningKey(await readPrivateKeyFile(path), `${basename(path)}.pub`, path);
+  const found = await resolveSigningKey({ path, variable: false });
+  if (!found) throw new UserError("--signing-key: give a private key file", 2);
+  return found.key;
 }
 
 /** All public keys in a directory, by file name, as apk's keys directory. Unparsable files are skipped. */

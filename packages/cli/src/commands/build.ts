@@ -1,50 +1,27 @@
 // `kiln build` and `kiln test`: recipes to signed packages in a local repository.
 
-import { readFile, stat, writeFile } from "node:fs/promises";
-import { basename, dirname, join, resolve as resolvePath } from "node:path";
-import { generateKey, parseSigningKey, type SigningKey } from "@kiln/apk";
-import { readPrivateKeyFile, writeNewPrivateKeyFile } from "@kiln/core";
+import { readFile, stat } from "node:fs/promises";
+import { basename } from "node:path";
+import { localKeyPath, resolveSigningKey, type ResolvedKey } from "@kiln/apk";
 import { buildRecipe, type BuildEvent, type BuildResult } from "@kiln/builder";
 import { ARCH_ALIASES, hostApkArch } from "@kiln/image";
 import { defaultCacheDir } from "@kiln/repo";
 import { asArray, help, parse, sourceDateEpoch, UserError, type Command, type Io } from "../util.js";
 
-export interface LocalKey {
-  key: SigningKey;
-  publicPem: Buffer;
-  privatePath: string;
-  generated: boolean;
-}
+export type LocalKey = ResolvedKey;
 
 /**
- * The signing key: --signing-key, else $KILN_SIGNING_KEY, else a local key kept
- * at OUT/../.kiln-keys/kiln-local.rsa (generated on first use, never published as a
- * production key).
+ * The signing key of `kiln build` and `kiln test`: --signing-key, else
+ * $KILN_SIGNING_KEY, else a local key kept at OUT/../.kiln-keys/kiln-local.rsa
+ * (generated on first use, never published as a production key). The choice
+ * is @kiln/apk's resolveSigningKey.
  */
 export async function obtainSigningKey(
   explicit: string | undefined,
   outDir: string,
   env: NodeJS.ProcessEnv,
 ): Promise<LocalKey> {
-  const path = explicit ?? env.KILN_SIGNING_KEY ?? join(dirname(resolvePath(outDir)), ".kiln-keys", "kiln-local.rsa");
-  const exists = await stat(path).then(
-    () => true,
-    () => false,
-  );
-  let pem: Buffer;
-  let generated = false;
-  if (exists || explicit || env.KILN_SIGNING_KEY) pem = await readPrivateKeyFile(path);
-  else {
-    // First use: a key of this checkout's own, created 0600 and never committed (.kiln-keys/ is ignored).
-    const k = await generateKey();
-    await writeNewPrivateKeyFile(path, k.privatePem);
-    await writeFile(`${path}.pub`, k.publicPem);
-    pem = Buffer.from(k.privatePem);
-    generated = true;
-  }
-  const key = parseSigningKey(pem, `${basename(path)}.pub`, path);
-  const publicPem = Buffer.from(key.publicKey.export({ type: "spki", format: "pem" }).toString());
-  return { key, publicPem, privatePath: path, generated };
+  return (await resolveSigningKey({ path: explicit, env, localKey: localKeyPath(outDir) }))!;
 }
 
 /** A byte count with an optional K, M or G suffix (powers of 1024). */
@@ -171,7 +148,7 @@ report to OUT/report.html (status, duration and a timeline per package) and OUT/
       if (positionals.length) throw new UserError(`give recipes or --all/--changed, not both\nusage: ${this.usage}`, 2);
       if (values.all && values.changed) throw new UserError(`--all or --changed, not both`, 2);
       const { distroBuild } = await import("./distro.js");
-      return (await distroBuild({ ...values, arch: asArray(values.arch) }, io)).status;
+      return distroBuild({ ...values, arch: asArray(values.arch) }, io);
     }
     if (positionals.length === 0) throw new UserError(`usage: ${this.usage}`, 2);
     const { arch, outDir, key, keyringAppend } = await recipeContext(values, io);

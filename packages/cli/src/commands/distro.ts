@@ -1,39 +1,34 @@
 // The distribution commands: kiln plan, kiln graph, kiln images, kiln
 // distro-build, and `kiln build --all | --changed` (called from build.ts).
-// Argument handling and printing only; the work is @kiln/distro's.
+// Argument handling and printing only; the work is @kiln/distro's (job.ts:
+// buildDistro, rebuildImages, runDistroBuild).
 
 import { execFile } from "node:child_process";
-import { mkdir, writeFile } from "node:fs/promises";
-import { relative, resolve as resolvePath } from "node:path";
-import { parseSigningKey } from "@kiln/apk";
+import { writeFile } from "node:fs/promises";
+import { resolve as resolvePath } from "node:path";
 import type { BuildEvent } from "@kiln/builder";
 import {
-  analyzeDistro,
-  changedSince,
+  buildDistro,
+  distroPlans,
+  distroViews,
   findDistroFile,
   graphToDot,
   graphToJson,
-  KeyStore,
   loadDistro,
-  loadImages,
-  localBuilder,
   planBuild,
-  readKeys,
   reasonText,
-  renderRunReport,
-  runImages,
-  runPlan,
+  rebuildImages,
+  runDistroBuild,
   type BuildPlan,
   type Distro,
-  type DistroView,
-  type ImageResult,
+  type DistroBuildResult,
+  type DistroJobEvent,
+  type ImagesResult,
   type RunEvent,
-  type RunReport,
 } from "@kiln/distro";
 import { ARCH_ALIASES } from "@kiln/image";
 import { defaultCacheDir } from "@kiln/repo";
 import { asArray, help, parse, sourceDateEpoch, UserError, type Command, type Io } from "../util.js";
-import { obtainSigningKey, type LocalKey } from "./build.js";
 
 async function openDistro(file: string | undefined): Promise<Distro> {
   const f = file ?? findDistroFile(process.cwd());
@@ -51,24 +46,6 @@ function archsOf(distro: Distro, given: unknown): string[] {
   });
 }
 
-/** --signing-key, else distro.yaml's signing-key (a path, or env:VAR holding a path or the PEM), else the local key beside OUT. */
-export async function distroSigningKey(distro: Distro, explicit: string | undefined, io: Io): Promise<LocalKey> {
-  if (explicit) return obtainSigningKey(explicit, distro.outDir, io.env);
-  const ref = distro.signingKey;
-  if (ref?.kind === "path") return obtainSigningKey(ref.path, distro.outDir, io.env);
-  if (ref?.kind === "env") {
-    const v = io.env[ref.variable];
-    if (v && v.includes("-----BEGIN")) {
-      const key = parseSigningKey(Buffer.from(v), `${distro.id}.rsa.pub`, `$${ref.variable}`);
-      const publicPem = Buffer.from(key.publicKey.export({ type: "spki", format: "pem" }).toString());
-      return { key, publicPem, privatePath: `$${ref.variable}`, generated: false };
-    }
-    if (v) return obtainSigningKey(v, distro.outDir, io.env);
-    io.err(`note: $${ref.variable} is not set; signing with a local key (not for publishing)`);
-  }
-  return obtainSigningKey(undefined, distro.outDir, { ...io.env, KILN_SIGNING_KEY: undefined });
-}
-
 const COMMON = {
   distro: { type: "string" },
   arch: { type: "string", multiple: true },
@@ -80,40 +57,6 @@ const COMMON_HELP = `--distro FILE    distro.yaml (default: ./distro.yaml or the
 --arch A         only this architecture (repeatable; default: distro.yaml's architectures)
 --cache-dir DIR  download cache (default $KILN_CACHE_DIR or ~/.cache/kiln)
 --json           machine-readable output`;
-
-async function views(distro: Distro, archs: string[], cacheDir: string): Promise<DistroView[]> {
-  const images = await loadImages(distro);
-  const out: DistroView[] = [];
-  for (const arch of archs) out.push(await analyzeDistro(distro, arch, { cacheDir, images }));
-  return out;
-}
-
-async function plansFor(distro: Distro, vs: DistroView[], since: string | undefined): Promise<BuildPlan[]> {
-  const changes = since !== undefined ? await changedSince(distro, since) : undefined;
-  return vs.map((v) =>
-    planBuild(distro, v.graph, v.state, { errors: v.errors, ...(changes ? { since: changes } : {}) }),
-  );
-}
-
-/** Builds of `since` that the build keys also say are out of date (what `build --changed` runs). */
-function narrow(sincePlan: BuildPlan, keyPlan: BuildPlan): BuildPlan {
-  const why = new Map(sincePlan.builds.map((b) => [b.recipe, b.reasons]));
-  // The git reasons say more than "not in the repository" (a CI checkout without keys).
-  const builds = keyPlan.builds
-    .filter((b) => why.has(b.recipe))
-    .map((b) => ({ ...b, reasons: b.reasons.every((r) => r.kind === "missing") ? why.get(b.recipe)! : b.reasons }));
-  const kept = new Set(builds.map((b) => b.recipe));
-  return {
-    ...keyPlan,
-    mode: "since",
-    ...(sincePlan.since !== undefined ? { since: sincePlan.since } : {}),
-    builds: builds.map((b) => ({ ...b, after: b.after.filter((a) => kept.has(a)) })),
-    upToDate: keyPlan.upToDate.concat(keyPlan.builds.filter((b) => !kept.has(b.recipe)).map((b) => b.recipe)),
-    images: keyPlan.images.filter(
-      (i) => i.recipes.some((r) => kept.has(r)) || sincePlan.images.some((s) => s.name === i.name),
-    ),
-  };
-}
 
 function printPlan(io: Io, plan: BuildPlan): void {
   const how = plan.mode === "since" ? `changed since ${plan.since}` : "by build key";
@@ -157,7 +100,11 @@ ${COMMON_HELP}`,
       );
     const distro = await openDistro(values.distro);
     const cacheDir = values["cache-dir"] ?? defaultCacheDir(io.env);
-    const plans = await plansFor(distro, await views(distro, archsOf(distro, values.arch), cacheDir), values.since);
+    const plans = await distroPlans(
+      distro,
+      await distroViews(distro, archsOf(distro, values.arch), cacheDir),
+      values.since,
+    );
     if (values.json) io.out(JSON.stringify({ distro: distro.name, plans }, null, 2));
     else plans.forEach(printPlan.bind(null, io));
     return plans.some((p) => p.errors.length) ? 1 : 0;
@@ -188,7 +135,7 @@ ${COMMON_HELP}`,
     if (!["dot", "svg", "json"].includes(format)) throw new UserError("--format must be dot, svg or json", 2);
     const distro = await openDistro(values.distro);
     const arch = archsOf(distro, values.arch)[0]!;
-    const [v] = await views(distro, [arch], values["cache-dir"] ?? defaultCacheDir(io.env));
+    const [v] = await distroViews(distro, [arch], values["cache-dir"] ?? defaultCacheDir(io.env));
     const plan = planBuild(distro, v!.graph, v!.state, { errors: v!.errors });
     let text: string;
     if (format === "json") text = JSON.stringify(graphToJson(v!.graph, plan), null, 2) + "\n";
@@ -247,6 +194,110 @@ function buildProgress(io: Io, json: boolean): (e: RunEvent) => void {
   };
 }
 
+/** Prints the main job's events: progress to stderr (quiet under --json, but warnings, errors and notes always). */
+function jobPrinter(io: Io, json: boolean, printRounds = false): (e: DistroJobEvent) => void {
+  const run = buildProgress(io, json);
+  return (e) => {
+    if (e.kind === "warning") io.err(`warning: ${e.message}`);
+    else if (e.kind === "problem") io.err(`error: ${e.message}`);
+    else if (e.kind === "note") io.err(`note: ${e.message}`);
+    else if (e.kind === "key-generated") io.err(`generated a local signing key ${e.path}`);
+    else if (e.kind === "arch") {
+      if (!json) io.err(`${e.distro} (${e.arch}): building ${e.builds}, ${e.upToDate} up to date, ${e.jobs} at a time`);
+    } else if (e.kind === "run") run(e.event);
+    else if (e.kind === "replan")
+      io.err(`round ${e.round}: re-planning, since this run's builds changed other recipes' build environments`);
+    else if (e.kind === "image") {
+      if (!json) io.err(e.message);
+    } else if (e.kind === "round-done" && printRounds) printBuild(io, e.result, json);
+  };
+}
+
+/** A build round's plan (--dry-run) or outcome, as text or --json. */
+function printBuild(io: Io, r: DistroBuildResult, json: boolean): void {
+  const { distro, plans, reports } = r;
+  if (r.dryRun) {
+    if (json) io.out(JSON.stringify({ distro: distro.name, plans }, null, 2));
+    else plans.forEach(printPlan.bind(null, io));
+    return;
+  }
+  if (json) {
+    io.out(JSON.stringify({ distro: distro.name, plans, reports }, null, 2));
+    return;
+  }
+  const c = r.counts;
+  const secs = reports.reduce((s, x) => s + x.ms, 0) / 1000;
+  io.out(
+    `${distro.name}: ${c.built} built, ${c.failed} failed, ${c.skipped} skipped, ${c.notStarted} not started, ${c.upToDate} up to date${r.total ? ` in ${secs.toFixed(1)} s` : ""}`,
+  );
+  const all = reports.flatMap((x) => x.entries);
+  for (const e of all)
+    if (e.status === "built") io.out(`  built ${e.recipe} ${e.fullVersion}: ${(e.packages ?? []).join(", ")}`);
+  for (const e of all)
+    if (e.status === "failed") io.out(`  FAILED ${e.recipe} ${e.fullVersion}${e.log ? ` (log: ${e.log})` : ""}`);
+  for (const e of all) if (e.status === "skipped") io.out(`  skipped ${e.recipe} (${e.blockedBy} failed)`);
+  if (r.reportFile) io.out(`  report: ${r.reportFile}`);
+}
+
+function printImages(io: Io, { results }: ImagesResult, json: boolean, distro: string): void {
+  if (json) {
+    io.out(
+      JSON.stringify(
+        {
+          distro,
+          images: results.map((r) => ({
+            ...r,
+            test: r.test ? { ok: r.test.ok, detail: r.test.detail, exitCode: r.test.exitCode } : undefined,
+          })),
+        },
+        null,
+        2,
+      ),
+    );
+    return;
+  }
+  for (const r of results) {
+    if (r.status === "not-selected") {
+      io.out(`${r.name}: unchanged inputs, not rebuilt${r.digest ? ` (${r.digest})` : ""}`);
+      continue;
+    }
+    const what =
+      r.status === "failed" && !r.digest
+        ? `FAILED: ${r.error}`
+        : `${r.digest} ${r.changed ? (r.previous ? "changed" : "new") : "unchanged"}`;
+    io.out(
+      `${r.name}: ${what}${r.pushed ? `; pushed ${r.pushed}` : ""}${r.test ? (r.test.detail === "no test" ? "; no test" : `; test ${r.test.ok ? "passed" : `FAILED (${r.test.detail})`}`) : ""}`,
+    );
+  }
+  const built = results.filter((r) => r.status !== "not-selected");
+  io.out(
+    `${built.length} image${built.length === 1 ? "" : "s"} built, ${built.filter((r) => r.changed).length} with a new digest, ${results.filter((r) => r.pushed).length} pushed, ${results.filter((r) => r.status === "failed").length} failed`,
+  );
+}
+
+/** The options every distribution job takes, from the command line and the environment. */
+async function jobBase(
+  values: { distro?: string; arch?: string[]; "cache-dir"?: string; "signing-key"?: string },
+  io: Io,
+) {
+  const distro = await openDistro(values.distro);
+  return {
+    distro,
+    archs: archsOf(distro, values.arch),
+    cacheDir: values["cache-dir"] ?? defaultCacheDir(io.env),
+    env: io.env,
+    ...(values["signing-key"] !== undefined ? { signingKey: values["signing-key"] } : {}),
+    ...(io.env.SOURCE_DATE_EPOCH ? { sourceDateEpoch: sourceDateEpoch(io.env) } : {}),
+  };
+}
+
+function jobsOf(v: string | undefined): number {
+  const jobs = v === undefined ? 1 : Number(v);
+  if (!Number.isInteger(jobs) || jobs < 1)
+    throw new UserError(`--jobs must be a whole number ≥ 1, got ${JSON.stringify(v)}`, 2);
+  return jobs;
+}
+
 export interface DistroBuildValues {
   distro?: string;
   arch?: string[];
@@ -262,90 +313,23 @@ export interface DistroBuildValues {
   "dry-run"?: boolean;
 }
 
-/** `kiln build --all | --changed`: plan, then run the plan. Returns the exit status and the reports. */
-export async function distroBuild(
-  values: DistroBuildValues,
-  io: Io,
-): Promise<{ status: number; reports: RunReport[]; distro: Distro }> {
-  const jobs = values.jobs === undefined ? 1 : Number(values.jobs);
-  if (!Number.isInteger(jobs) || jobs < 1)
-    throw new UserError(`--jobs must be a whole number ≥ 1, got ${JSON.stringify(values.jobs)}`, 2);
-  const distro = await openDistro(values.distro);
-  const cacheDir = values["cache-dir"] ?? defaultCacheDir(io.env);
-  const archs = archsOf(distro, values.arch);
-  const vs = await views(distro, archs, cacheDir);
-  let plans = await plansFor(distro, vs, undefined);
-  if (values.changed) {
-    const since = await plansFor(distro, vs, values.since ?? "HEAD");
-    plans = plans.map((p, i) => narrow(since[i]!, p));
-  }
-  const errors = plans.flatMap((p) => p.errors);
-  if (errors.length) {
-    for (const e of errors) io.err(`error: ${e}`);
-    throw new UserError(
-      `${errors.length} problem${errors.length === 1 ? "" : "s"} in the distribution; nothing was built`,
-    );
-  }
-  for (const p of plans) for (const w of p.warnings) io.err(`warning: ${w}`);
-  if (values["dry-run"]) {
-    if (values.json) io.out(JSON.stringify({ distro: distro.name, plans }, null, 2));
-    else plans.forEach(printPlan.bind(null, io));
-    return { status: 0, reports: [], distro };
-  }
-  const reports: RunReport[] = [];
-  const total = plans.reduce((n, p) => n + p.builds.length, 0);
-  if (total > 0) {
-    const key = await distroSigningKey(distro, values["signing-key"], io);
-    if (key.generated) io.err(`generated a local signing key ${key.privatePath}`);
-    const upstreamKeys = await readKeys(distro.upstream.keyring);
-    for (const [i, plan] of plans.entries()) {
-      const v = vs[i]!;
-      if (!plan.builds.length) continue;
-      if (!values.json)
-        io.err(
-          `${distro.name} (${plan.arch}): building ${plan.builds.length}, ${plan.upToDate.length} up to date, ${jobs} at a time`,
-        );
-      const builder = localBuilder({
-        distro,
-        arch: plan.arch,
-        signingKey: key.key,
-        publicKeyPem: key.publicPem,
-        keyringAppend: upstreamKeys,
-        cacheDir,
-        sourceDateEpoch: sourceDateEpoch(io.env),
-        runTests: !values["no-test"],
-      });
-      reports.push(
-        await runPlan(
-          { distro, graph: v.graph, plan, state: v.state, keys: new KeyStore(resolvePath(distro.outDir, plan.arch)) },
-          { jobs, keepGoing: !!values["keep-going"], builder, onEvent: buildProgress(io, !!values.json) },
-        ),
-      );
-    }
-    await mkdir(distro.outDir, { recursive: true });
-    await writeFile(resolvePath(distro.outDir, "build-report.json"), JSON.stringify(reports, null, 2) + "\n");
-    await writeFile(
-      resolvePath(distro.outDir, "report.html"),
-      renderRunReport(reports, (l) => relative(distro.outDir, l)),
-    );
-  }
-  const all = reports.flatMap((r) => r.entries);
-  const n = (s: string) => all.filter((e) => e.status === s).length;
-  const upToDate = plans.reduce((k, p) => k + p.upToDate.length, 0);
-  if (values.json) io.out(JSON.stringify({ distro: distro.name, plans, reports }, null, 2));
-  else {
-    const secs = reports.reduce((s, r) => s + r.ms, 0) / 1000;
-    io.out(
-      `${distro.name}: ${n("built")} built, ${n("failed")} failed, ${n("skipped")} skipped, ${n("not-started")} not started, ${upToDate} up to date${total ? ` in ${secs.toFixed(1)} s` : ""}`,
-    );
-    for (const e of all)
-      if (e.status === "built") io.out(`  built ${e.recipe} ${e.fullVersion}: ${(e.packages ?? []).join(", ")}`);
-    for (const e of all)
-      if (e.status === "failed") io.out(`  FAILED ${e.recipe} ${e.fullVersion}${e.log ? ` (log: ${e.log})` : ""}`);
-    for (const e of all) if (e.status === "skipped") io.out(`  skipped ${e.recipe} (${e.blockedBy} failed)`);
-    if (total) io.out(`  report: ${resolvePath(distro.outDir, "report.html")}`);
-  }
-  return { status: n("failed") + n("skipped") + n("not-started") ? 1 : 0, reports, distro };
+/** `kiln build --all | --changed`: plan, then run the plan (@kiln/distro's buildDistro). Returns the exit status. */
+export async function distroBuild(values: DistroBuildValues, io: Io): Promise<number> {
+  const jobs = jobsOf(values.jobs);
+  const json = !!values.json;
+  const r = await buildDistro(
+    {
+      ...(await jobBase(values, io)),
+      jobs,
+      keepGoing: !!values["keep-going"],
+      ...(values.changed ? { changedSince: values.since ?? "HEAD" } : {}),
+      dryRun: !!values["dry-run"],
+      runTests: !values["no-test"],
+    },
+    jobPrinter(io, json),
+  );
+  printBuild(io, r, json);
+  return r.status;
 }
 
 export interface ImagesValues {
@@ -360,83 +344,6 @@ export interface ImagesValues {
   insecure?: boolean;
   test?: boolean;
   "signing-key"?: string;
-}
-
-export async function distroImages(values: ImagesValues, io: Io): Promise<{ status: number; results: ImageResult[] }> {
-  if (values.all && values.changed) throw new UserError("--all or --changed, not both", 2);
-  const distro = await openDistro(values.distro);
-  const cacheDir = values["cache-dir"] ?? defaultCacheDir(io.env);
-  const images = await loadImages(distro);
-  if (images.problems.length)
-    throw new UserError(
-      images.problems
-        .map((p) => `${p.file}${p.line ? `:${p.line}:${p.col ?? 1}` : ""}: ${p.path ? `${p.path}: ` : ""}${p.message}`)
-        .join("\n"),
-    );
-  let select: "all" | Map<string, string[]> = "all";
-  if (!values.all) {
-    const plans = await plansFor(distro, await views(distro, archsOf(distro, values.arch), cacheDir), undefined);
-    const m = new Map<string, string[]>();
-    for (const p of plans)
-      for (const i of p.images) m.set(i.name, [...new Set([...(m.get(i.name) ?? []), ...i.reasons])]);
-    select = m;
-  }
-  let push: { registry: string; insecure?: boolean; username?: string; password?: string } | undefined;
-  const registry = values.push ?? (values.publish ? distro.publish.registry : undefined);
-  if (values.publish && !registry) throw new UserError(`--publish: distro.yaml has no publish.registry`, 2);
-  if (registry) {
-    push = { registry };
-    if (values.insecure ?? distro.publish.insecure) push.insecure = true;
-    if (io.env.KILN_REGISTRY_USERNAME) push.username = io.env.KILN_REGISTRY_USERNAME;
-    if (io.env.KILN_REGISTRY_PASSWORD) push.password = io.env.KILN_REGISTRY_PASSWORD;
-  }
-  const key = await distroSigningKey(distro, values["signing-key"], io);
-  const keys = [{ name: key.key.name, pem: key.publicPem }, ...(await readKeys(distro.upstream.keyring))];
-  const results = await runImages({
-    distro,
-    images: images.images,
-    select,
-    keys,
-    cacheDir,
-    ...(io.env.SOURCE_DATE_EPOCH ? { sourceDateEpoch: sourceDateEpoch(io.env) } : {}),
-    ...(push ? { push } : {}),
-    test: !!values.test,
-    onEvent: values.json ? undefined : (m) => io.err(m),
-  } as Parameters<typeof runImages>[0]);
-  if (values.json)
-    io.out(
-      JSON.stringify(
-        {
-          distro: distro.name,
-          images: results.map((r) => ({
-            ...r,
-            test: r.test ? { ok: r.test.ok, detail: r.test.detail, exitCode: r.test.exitCode } : undefined,
-          })),
-        },
-        null,
-        2,
-      ),
-    );
-  else {
-    for (const r of results) {
-      if (r.status === "not-selected") {
-        io.out(`${r.name}: unchanged inputs, not rebuilt${r.digest ? ` (${r.digest})` : ""}`);
-        continue;
-      }
-      const what =
-        r.status === "failed" && !r.digest
-          ? `FAILED: ${r.error}`
-          : `${r.digest} ${r.changed ? (r.previous ? "changed" : "new") : "unchanged"}`;
-      io.out(
-        `${r.name}: ${what}${r.pushed ? `; pushed ${r.pushed}` : ""}${r.test ? (r.test.detail === "no test" ? "; no test" : `; test ${r.test.ok ? "passed" : `FAILED (${r.test.detail})`}`) : ""}`,
-      );
-    }
-    const built = results.filter((r) => r.status !== "not-selected");
-    io.out(
-      `${built.length} image${built.length === 1 ? "" : "s"} built, ${built.filter((r) => r.changed).length} with a new digest, ${results.filter((r) => r.pushed).length} pushed, ${results.filter((r) => r.status === "failed").length} failed`,
-    );
-  }
-  return { status: results.some((r) => r.status === "failed") ? 1 : 0, results };
 }
 
 export const imagesCmd: Command = {
@@ -471,7 +378,22 @@ pushed there; --publish pushes to distro.yaml's publish.registry. Credentials:
 KILN_REGISTRY_USERNAME / KILN_REGISTRY_PASSWORD; --insecure talks plain HTTP.
 ${COMMON_HELP}`,
       );
-    return (await distroImages(values as ImagesValues, io)).status;
+    const v = values as ImagesValues;
+    if (v.all && v.changed) throw new UserError("--all or --changed, not both", 2);
+    const base = await jobBase(v, io);
+    const r = await rebuildImages(
+      {
+        ...base,
+        ...(v.all ? { all: true } : {}),
+        ...(v.push !== undefined ? { push: v.push } : {}),
+        ...(v.publish ? { publish: true } : {}),
+        ...(v.insecure !== undefined ? { insecure: v.insecure } : {}),
+        test: !!v.test,
+      },
+      jobPrinter(io, !!v.json),
+    );
+    printImages(io, r, !!v.json, base.distro.name);
+    return r.status;
   },
 };
 
@@ -492,28 +414,17 @@ export const distroBuildCmd: Command = {
         io,
         `kiln build --all --keep-going, then kiln images --changed --test. A second run builds nothing.\n${COMMON_HELP}`,
       );
-    const t0 = Date.now();
-    // A bootstrap changes its own build environments: once stage-1 libraries
-    // exist, guests that used the imported ones resolve to them, so those
-    // recipes are out of date again. Re-plan and build until a round builds
-    // nothing (bounded), so the next run has nothing to do.
-    let b = await distroBuild(
-      { ...(values as DistroBuildValues), all: true, "keep-going": true, jobs: values.jobs ?? "1" },
-      io,
+    const v = values as DistroBuildValues;
+    const json = !!v.json;
+    const jobs = jobsOf(v.jobs);
+    const r = await runDistroBuild(
+      { ...(await jobBase(v, io)), jobs, runTests: !v["no-test"] },
+      jobPrinter(io, json, true),
     );
-    for (let round = 2; round <= 4 && b.status === 0; round++) {
-      const built = b.reports.flatMap((r) => r.entries).filter((e) => e.status === "built").length;
-      if (built === 0) break;
-      io.err(`round ${round}: re-planning, since this run's builds changed other recipes' build environments`);
-      b = await distroBuild(
-        { ...(values as DistroBuildValues), all: true, "keep-going": true, jobs: values.jobs ?? "1" },
-        io,
-      );
-    }
-    const i = await distroImages({ ...(values as ImagesValues), changed: true, test: !values["no-test"] }, io);
+    printImages(io, r.images, json, r.distro.name);
     io.out(
-      `done in ${((Date.now() - t0) / 1000).toFixed(1)} s: repository ${b.distro.outDir}, images ${resolvePath(b.distro.outDir, "images")}`,
+      `done in ${(r.ms / 1000).toFixed(1)} s: repository ${r.distro.outDir}, images ${resolvePath(r.distro.outDir, "images")}`,
     );
-    return b.status || i.status;
+    return r.status;
   },
 };

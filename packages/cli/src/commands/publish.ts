@@ -22,13 +22,12 @@ import {
   type PublishEvent,
   type S3Options,
 } from "@kiln/repo";
-import { Keyring } from "@kiln/apk";
+import { Keyring, resolveSigningKey } from "@kiln/apk";
 import { hostApkArch } from "@kiln/core";
 import {
   asArray,
   help,
   loadKeyring,
-  loadSigningKey,
   parse,
   sourceDateEpoch,
   UserError,
@@ -90,14 +89,15 @@ function openStore(target: string, values: Record<string, unknown>, io: Io): Obj
   return new LocalDirStore(target);
 }
 
+/** --signing-key, else $KILN_SIGNING_KEY (resolveSigningKey); no local key: a published index needs a real one. */
 async function signingKey(values: Record<string, unknown>, io: Io, cmd: Command): Promise<SigningKey> {
-  const path = (values["signing-key"] as string | undefined) ?? io.env.KILN_SIGNING_KEY;
-  if (!path)
+  const found = await resolveSigningKey({ path: values["signing-key"] as string | undefined, env: io.env });
+  if (!found)
     throw new UserError(
       `--signing-key KEY (or KILN_SIGNING_KEY) is required: the index is signed with it\nusage: ${cmd.usage}`,
       2,
     );
-  return loadSigningKey(path);
+  return found.key;
 }
 
 /** Records of the upstream repositories, per arch, for dependency checks. */
