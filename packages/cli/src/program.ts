@@ -352,7 +352,8 @@ export async function runProgram(entries: Entry[], argv: string[], io: Io): Prom
   } catch (e) {
     if (!(e instanceof CommanderError)) throw e;
     if (e.code === "commander.helpDisplayed") return 0;
-    if (e.code === "commander.help") return 2; // no command given: help shown
+    // `kiln help` (exit code 0), or no command given (help shown as an error).
+    if (e.code === "commander.help") return e.exitCode === 0 ? 0 : 2;
     const who = state.failed ? `kiln ${state.failed}` : "kiln";
     const problem = e.message.replace(/^error: /, "").replace(/\s*\n\s*/g, " ");
     throw new UserError(`${who}: ${problem} (see ${who} --help)`, 2);

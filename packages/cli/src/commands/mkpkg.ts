@@ -21,7 +21,7 @@ Without --signing-key the package is unsigned (consumers then rely on the signed
     version: string("--version <V>", "package version (apk format, e.g. 1.0-r0)").required(),
     output: opt.output.describe("the package to write").required(),
     arch: opt.arch.describe("architecture (default x86_64)"),
-    description: string("--description <D>", "description"),
+    description: opt.description.describe("package description"),
     license: string("--license <L>", "license"),
     url: string("--url <U>", "project URL"),
     origin: string("--origin <O>", "origin package (default: --name)"),
