@@ -5,11 +5,12 @@
 
 import { createHash } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
-import { lstat, open, readdir, readlink, rename, rm, stat } from "node:fs/promises";
+import { lstat, open, readdir, readlink, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createGzip } from "node:zlib";
+import { replaceAtomic, tempPathFor } from "@kiln/core";
 import { ApkError } from "./errors.js";
 import { gzipMember } from "./gzip.js";
 import type { SigningKey, SignatureType } from "./keys.js";
@@ -274,8 +275,7 @@ export async function writePackage(opts: WritePackageOptions, outPath: string): 
   validatePackageInfo(opts.info, opts.info.name || "package");
   const mtime = opts.sourceDateEpoch ?? 0;
   const entries = planEntries(opts.entries, `${opts.info.name}-${opts.info.version}`);
-  const tmpData = `${outPath}.kiln-tmp-${process.pid}-data`;
-  const tmpOut = `${outPath}.kiln-tmp-${process.pid}`;
+  const tmpData = tempPathFor(outPath, "-data");
   try {
     const totals = { installed: 0 };
     const dataHash = createHash("sha256");
@@ -300,13 +300,9 @@ export async function writePackage(opts: WritePackageOptions, outPath: string): 
           sourceDateEpoch: mtime,
         })
       : Buffer.alloc(0);
-    await joinFiles(tmpOut, [sig, control], tmpData);
-    await rename(tmpOut, outPath);
+    await replaceAtomic(outPath, (tmp) => joinFiles(tmp, [sig, control], tmpData));
     const size = (await stat(outPath)).size;
     return { path: outPath, info, checksum: identityOf(control), size };
-  } catch (e) {
-    await rm(tmpOut, { force: true });
-    throw e;
   } finally {
     await rm(tmpData, { force: true });
   }

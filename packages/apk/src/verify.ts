@@ -2,7 +2,8 @@
 // re-sign a package in place, and make an index record from a package file.
 
 import { createReadStream } from "node:fs";
-import { rename, rm, stat } from "node:fs/promises";
+import { stat } from "node:fs/promises";
+import { replaceAtomic } from "@kiln/core";
 import { ApkError } from "./errors.js";
 import { openIndex } from "./apkindex.js";
 import type { IndexRecord } from "./index-text.js";
@@ -150,13 +151,6 @@ export async function resignPackage(
     await reader.close();
   }
   const sig = buildSignatureMember(control, keys, { type });
-  const tmp = `${path}.kiln-tmp-${process.pid}`;
-  try {
-    await joinFiles(tmp, [sig, control], path, offset);
-    await rename(tmp, path);
-  } catch (e) {
-    await rm(tmp, { force: true });
-    throw e;
-  }
+  await replaceAtomic(path, (tmp) => joinFiles(tmp, [sig, control], path, offset));
   return { size: (await stat(path)).size, checksum };
 }

@@ -4,11 +4,11 @@
 // unless every source downloaded and hashed.
 
 import { createHash } from "node:crypto";
-import { readFile, rename, writeFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { isMap, isSeq, parseDocument, type Document } from "yaml";
 import { isValidVersion } from "@kiln/apk";
-import { ConfigError } from "@kiln/core";
+import { ConfigError, writeFileAtomic } from "@kiln/core";
 import { compileRecipe, parseRecipe } from "./compile.js";
 import {
   fetchSource,
@@ -119,8 +119,6 @@ export async function bumpRecipe(
     if (doc.hasIn([...s.path, "with", "expected-sha512"])) doc.deleteIn([...s.path, "with", "expected-sha512"]);
     sources.push({ uri: uris[i]!, sha256: sha });
   }
-  const tmp = `${file}.kiln-tmp-${process.pid}`;
-  await writeFile(tmp, doc.toString());
-  await rename(tmp, file);
+  await writeFileAtomic(file, doc.toString(), { fsync: true });
   return { file, from, to: version, sources };
 }

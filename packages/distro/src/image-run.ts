@@ -8,14 +8,14 @@
 
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { buildImage, hostApkArch, pushOciImage, type ImageConfig } from "@kiln/image";
 import { compareVersions, openPackage, readIndex } from "@kiln/apk";
 import { launchBwrap, SandboxError } from "@kiln/builder";
-import { joinUnder } from "@kiln/core";
+import { joinUnder, writeFileAtomic } from "@kiln/core";
 import { createReadStream, createWriteStream } from "node:fs";
 import { chmod } from "node:fs/promises";
 import type { Distro } from "./config.js";
@@ -65,9 +65,7 @@ async function writeRecords(outDir: string, records: Map<string, ImageRecord>): 
   const dir = join(outDir, "images");
   await mkdir(dir, { recursive: true });
   const sorted = Object.fromEntries([...records.entries()].sort(([a], [b]) => (a < b ? -1 : 1)));
-  const tmp = join(dir, `${IMAGES_FILE}.kiln-tmp-${process.pid}`);
-  await writeFile(tmp, JSON.stringify(sorted, null, 2) + "\n");
-  await rename(tmp, join(dir, IMAGES_FILE));
+  await writeFileAtomic(join(dir, IMAGES_FILE), JSON.stringify(sorted, null, 2) + "\n", { fsync: true });
 }
 
 function userOf(rootfsPasswd: string, group: string, runAs: string | undefined): { uid: number; gid: number } {

@@ -14,7 +14,8 @@
 // same `C:`; anything else is treated as not built.
 
 import { createHash } from "node:crypto";
-import { appendFile, mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { appendFile, mkdir, readFile } from "node:fs/promises";
+import { writeFileAtomic } from "@kiln/core";
 import { join } from "node:path";
 
 export const KEYS_FILE = ".kiln-build-keys.jsonl";
@@ -113,9 +114,7 @@ export class KeyStore {
   compact(): Promise<void> {
     const p = this.chain.then(async () => {
       await mkdir(this.dir, { recursive: true });
-      const tmp = `${this.file}.kiln-tmp-${process.pid}`;
-      await writeFile(tmp, formatKeyRecords(this.records.values()));
-      await rename(tmp, this.file);
+      await writeFileAtomic(this.file, formatKeyRecords(this.records.values()), { fsync: true });
     });
     this.chain = p.catch(() => undefined);
     return p;

@@ -7,7 +7,7 @@
 // while it is written (see budget.ts): per package by its declared installed
 // size, per root by a total cap.
 
-import { assertPathComponent, KilnError, UnsafePathError } from "@kiln/core";
+import { assertPathComponent, KilnError, replaceDirAtomic, tempPathFor, UnsafePathError } from "@kiln/core";
 import { createHash } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
 import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
@@ -210,7 +210,7 @@ export class ImageRoot {
     const h = createHash("sha1");
     let size = 0;
     const limits = [this.total(what), ...allowances];
-    const tmp = join(this.spoolDir, `tmp-${process.pid}-${Math.random().toString(36).slice(2)}`);
+    const tmp = tempPathFor(join(this.spoolDir, "blob"));
     const src = content instanceof Uint8Array ? Readable.from([Buffer.from(content)]) : Readable.from(content);
     try {
       await pipeline(
@@ -629,18 +629,9 @@ function scriptsTar(scripts: Array<{ name: string; body: Buffer }>): Buffer {
   return Buffer.concat(parts);
 }
 
+/** Replace the directory `dir` with the one `write` fills (@kiln/core's replaceDirAtomic). */
 export async function writeDirAtomic(dir: string, write: (tmp: string) => Promise<void>): Promise<void> {
-  const tmp = `${dir}.kiln-tmp-${process.pid}`;
-  await rm(tmp, { recursive: true, force: true });
-  try {
-    await mkdir(tmp, { recursive: true });
-    await write(tmp);
-    await rm(dir, { recursive: true, force: true });
-    await rename(tmp, dir);
-  } catch (e) {
-    await rm(tmp, { recursive: true, force: true });
-    throw e;
-  }
+  await replaceDirAtomic(dir, write);
 }
 
 export { writeFile as writeHostFile };

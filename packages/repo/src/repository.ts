@@ -5,10 +5,10 @@
 // they are checked to be single plain path segments (joinUnder), even when
 // the index is signed by a trusted key.
 
-import { assertPathComponent, joinUnder, KilnError, UnsafePathError } from "@kiln/core";
+import { assertPathComponent, joinUnder, KilnError, tempPathFor, UnsafePathError, writeFileAtomic } from "@kiln/core";
 import { createHash } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
-import { mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rename, rm, stat } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
@@ -114,8 +114,8 @@ export async function loadIndex(repo: RepositoryRef, arch: string, ctx: RepoCont
     } else {
       bytes = await readAll(r.body);
       await mkdir(cacheDir, { recursive: true });
-      await writeAtomic(cachedFile, bytes);
-      await writeAtomic(metaFile, Buffer.from(JSON.stringify(r.validator)));
+      await writeFileAtomic(cachedFile, bytes);
+      await writeFileAtomic(metaFile, Buffer.from(JSON.stringify(r.validator)));
     }
   } catch (e) {
     if (e instanceof FetchError)
@@ -172,17 +172,6 @@ export async function loadRepositories(
 ): Promise<{ packages: RepoPackage[]; indexes: LoadedIndex[] }> {
   const indexes = await Promise.all(repos.map((r) => loadIndex(r, arch, ctx)));
   return { packages: indexes.flatMap((i) => i.packages), indexes };
-}
-
-async function writeAtomic(path: string, data: Uint8Array): Promise<void> {
-  const tmp = `${path}.kiln-tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
-  try {
-    await writeFile(tmp, data);
-    await rename(tmp, path);
-  } catch (e) {
-    await rm(tmp, { force: true });
-    throw e;
-  }
 }
 
 /** Where a package is cached: content-addressed by the index's identity of it (C:), which the download is checked against before it enters the cache. */
@@ -259,8 +248,8 @@ export async function fetchPackage(pkg: RepoPackage, ctx: RepoContext): Promise<
     }
   }
   await mkdir(dir, { recursive: true });
-  // A short name of its own: the final name may already be as long as a name can be.
-  const tmp = join(dir, `.kiln-tmp-${process.pid}-${Math.random().toString(36).slice(2)}.apk`);
+  // Ends in .apk; tempPathFor falls back to a short name when the final one is already as long as a name can be.
+  const tmp = tempPathFor(final, ".apk");
   const fetcher = ctx.fetcher ?? new DefaultFetcher();
   try {
     const r = await fetcher.get(pkg.url);

@@ -1,16 +1,11 @@
-import { readFile, rename, rm, writeFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
+import { writeFileAtomic } from "@kiln/core";
 import { buildIndex, indexRecordForPackage, mergeIndexRecords, readIndex, type IndexRecord } from "@kiln/apk";
 import { help, loadSigningKey, parse, sourceDateEpoch, UserError, type Command } from "../util.js";
 
+/** Write an index durably and atomically (@kiln/core's writeFileAtomic, fsynced). */
 export async function writeAtomic(path: string, data: Uint8Array): Promise<void> {
-  const tmp = `${path}.kiln-tmp-${process.pid}`;
-  try {
-    await writeFile(tmp, data);
-    await rename(tmp, path);
-  } catch (e) {
-    await rm(tmp, { force: true });
-    throw e;
-  }
+  await writeFileAtomic(path, data, { fsync: true });
 }
 
 export const index: Command = {

@@ -1,4 +1,5 @@
-import { chmod, writeFile, rename, rm } from "node:fs/promises";
+import { rm } from "node:fs/promises";
+import { writeFileAtomic } from "@kiln/core";
 import { DEFAULT_KEY_BITS, generateKey } from "@kiln/apk";
 import { defineCommand, number } from "../program.js";
 import { UserError } from "../util.js";
@@ -22,16 +23,17 @@ Signatures made with PATH.rsa are named after PATH.rsa.pub, the file name consum
     const { existsSync } = await import("node:fs");
     for (const f of [priv, pub])
       if (existsSync(f)) throw new UserError(`keygen: ${f} exists; refusing to overwrite a key`);
-    // Write beside and rename so a crash never leaves half a key.
+    // Written beside and linked into place (never over an existing key) and fsynced, so a crash never
+    // leaves half a key; a public key that cannot be written takes its new private key with it.
     try {
-      await writeFile(`${priv}.tmp`, key.privatePem, { mode: 0o600, flag: "wx" });
-      await chmod(`${priv}.tmp`, 0o600);
-      await writeFile(`${pub}.tmp`, key.publicPem, { mode: 0o644, flag: "wx" });
-      await rename(`${priv}.tmp`, priv);
-      await rename(`${pub}.tmp`, pub);
+      await writeFileAtomic(priv, key.privatePem, { mode: 0o600, fsync: true, noReplace: true });
+      try {
+        await writeFileAtomic(pub, key.publicPem, { mode: 0o644, fsync: true, noReplace: true });
+      } catch (e) {
+        await rm(priv, { force: true });
+        throw e;
+      }
     } catch (e) {
-      await rm(`${priv}.tmp`, { force: true });
-      await rm(`${pub}.tmp`, { force: true });
       throw new UserError(`keygen: ${(e as Error).message}`);
     }
     io.out(`wrote ${priv} (private, 0600) and ${pub} (public)`);

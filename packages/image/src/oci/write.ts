@@ -1,15 +1,15 @@
 // Deterministic OCI image output: content-addressed blobs (gzip layers streamed
 // while hashing), image config, manifest, image index for several platforms,
 // then an OCI layout directory, an oci-archive tar or a `docker load` tarball.
-// Everything is written under OUT.kiln-tmp-<pid> and renamed into place last.
+// Everything is written under .OUT.kiln-tmp-<pid>-<random> (@kiln/core tempPathFor) and renamed into place last.
 
 import { createHash } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
 import { lstat, mkdir, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
+import { dirname, join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { createGunzip, createGzip } from "node:zlib";
-import { hostOciArch } from "@kiln/core";
+import { hostOciArch, installDir, tempPathFor } from "@kiln/core";
 import { OciError, describeError } from "./errors.js";
 import { TarWriter } from "./tar.js";
 import {
@@ -229,7 +229,6 @@ interface BuiltLayout {
 }
 
 class LayoutBuilder {
-  private tmpCounter = 0;
   readonly blobDir: string;
   constructor(
     readonly dir: string,
@@ -250,7 +249,7 @@ class LayoutBuilder {
 
   async writeBlob(bytes: Uint8Array): Promise<{ digest: string; size: number }> {
     const hex = sha256hex(bytes);
-    const tmp = join(this.blobDir, `.tmp-${this.tmpCounter++}`);
+    const tmp = tempPathFor(join(this.blobDir, "blob"));
     await writeFile(tmp, bytes, { mode: 0o644 });
     await this.place(tmp, hex);
     return { digest: `sha256:${hex}`, size: bytes.length };
@@ -262,7 +261,7 @@ class LayoutBuilder {
     const ch = createHash("sha256");
     let usize = 0;
     let csize = 0;
-    const tmp = join(this.blobDir, `.tmp-${this.tmpCounter++}`);
+    const tmp = tempPathFor(join(this.blobDir, "blob"));
     let iterable: AsyncIterable<Uint8Array>;
     try {
       iterable = source();
@@ -524,24 +523,6 @@ async function writeDockerArchive(
   }
 }
 
-/** Put a finished directory at `out`, replacing whatever is there only once the new one is complete. */
-async function replaceDir(tmp: string, out: string): Promise<void> {
-  if (!(await exists(out))) {
-    await rename(tmp, out);
-    return;
-  }
-  const old = `${out}.kiln-old-${process.pid}`;
-  await rm(old, { recursive: true, force: true });
-  await rename(out, old);
-  try {
-    await rename(tmp, out);
-  } catch (e) {
-    await rename(old, out).catch(() => {});
-    throw e;
-  }
-  await rm(old, { recursive: true, force: true });
-}
-
 /**
  * Write a deterministic OCI image to `out`: an OCI layout directory ("oci"),
  * the same layout as one tar file ("oci-archive"), or a `docker load` tarball
@@ -567,8 +548,7 @@ export async function writeOciImage(
       cause: e,
     });
   }
-  const tmp = join(outDir, `${basename(out)}.kiln-tmp-${process.pid}`);
-  await rm(tmp, { recursive: true, force: true }).catch(() => {});
+  const tmp = tempPathFor(out);
   try {
     try {
       await mkdir(tmp);
@@ -583,7 +563,7 @@ export async function writeOciImage(
     const warnings: string[] = [];
     let dockerArch: string | undefined;
     if (format === "oci") {
-      await replaceDir(tmp, out);
+      await installDir(tmp, out);
     } else {
       const archive = join(tmp, "archive.tar");
       if (format === "oci-archive") await writeOciArchive(layoutDir, archive, mtime);

@@ -5,11 +5,10 @@
 // segments below the root (no `..`, `.` or empty segment), checked before any
 // file-system call.
 
-import { randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { copyFile, link, mkdir, open, readdir, rename, rm, stat, unlink } from "node:fs/promises";
+import { copyFile, mkdir, open, readdir, stat, unlink } from "node:fs/promises";
 import { dirname, join, relative, resolve, sep } from "node:path";
-import { joinUnder } from "@kiln/core";
+import { joinUnder, replaceAtomic } from "@kiln/core";
 import {
   StoreError,
   storeKeySegments,
@@ -102,51 +101,33 @@ export class LocalDirStore implements ObjectStore {
   async write(key: string, source: WriteSource, opts: WriteOptions): Promise<{ etag?: string }> {
     const final = this.path(key);
     await mkdir(dirname(final), { recursive: true });
-    const tmp = join(
-      dirname(final),
-      `.${key.split("/").pop()}.kiln-tmp-${process.pid}-${randomBytes(4).toString("hex")}`,
-    );
+    const cond = opts.condition;
     try {
-      if (Buffer.isBuffer(source)) {
-        const fh = await open(tmp, "wx", 0o644);
-        try {
-          await fh.writeFile(source);
-          await fh.sync();
-        } finally {
-          await fh.close();
-        }
-      } else {
-        await copyFile(source.path, tmp);
-        const fh = await open(tmp, "r+");
-        try {
-          await fh.sync();
-        } finally {
-          await fh.close();
-        }
-      }
-      const cond = opts.condition;
-      if (cond && "ifAbsent" in cond) {
-        try {
-          await link(tmp, final);
-        } catch (e) {
-          if (errno(e) === "EEXIST")
-            throw new StoreError(`${this.location}/${key}: already exists`, "PRECONDITION_FAILED", key);
-          throw e;
-        }
-        await unlink(tmp);
-      } else {
-        if (cond && "ifMatch" in cond) {
-          // Not atomic on a plain file system: the publisher's re-read-and-merge loop is what converges.
-          const cur = await this.head(key);
-          if (!cur || cur.etag !== cond.ifMatch)
-            throw new StoreError(`${this.location}/${key}: changed since it was read`, "PRECONDITION_FAILED", key);
-        }
-        await rename(tmp, final);
-      }
+      await replaceAtomic(
+        final,
+        async (tmp) => {
+          if (Buffer.isBuffer(source)) {
+            const fh = await open(tmp, "wx", 0o644);
+            try {
+              await fh.writeFile(source);
+            } finally {
+              await fh.close();
+            }
+          } else await copyFile(source.path, tmp);
+          if (cond && "ifMatch" in cond) {
+            // Not atomic on a plain file system: the publisher's re-read-and-merge loop is what converges.
+            const cur = await this.head(key);
+            if (!cur || cur.etag !== cond.ifMatch)
+              throw new StoreError(`${this.location}/${key}: changed since it was read`, "PRECONDITION_FAILED", key);
+          }
+        },
+        { fsync: true, noReplace: !!cond && "ifAbsent" in cond },
+      );
       const st = await stat(final);
       return { etag: LocalDirStore.etagOf(st) };
     } catch (e) {
-      await rm(tmp, { force: true });
+      if (cond && "ifAbsent" in cond && errno(e) === "EEXIST")
+        throw new StoreError(`${this.location}/${key}: already exists`, "PRECONDITION_FAILED", key);
       throw this.wrap(e, key);
     }
   }
