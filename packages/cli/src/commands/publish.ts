@@ -24,60 +24,29 @@ import {
 } from "@kiln/repo";
 import { Keyring, resolveSigningKey } from "@kiln/apk";
 import { hostApkArch } from "@kiln/core";
-import {
-  asArray,
-  help,
-  loadKeyring,
-  parse,
-  sourceDateEpoch,
-  UserError,
-  type Command,
-  type Io,
-  type Options,
-} from "../util.js";
-
-const S3_OPTIONS = {
-  "endpoint-url": { type: "string" },
-  region: { type: "string" },
-  "path-style": { type: "boolean" },
-  timeout: { type: "string" },
-  retries: { type: "string" },
-  "multipart-threshold": { type: "string" },
-} satisfies Options;
+import { opt, S3_OPTIONS } from "../options.js";
+import { defineCommand, defineGroup, flag, string, usageError, type Values } from "../program.js";
+import { loadKeyring, sourceDateEpoch, UserError, type Io } from "../util.js";
 
 const S3_HELP = `S3 targets take credentials from the usual AWS environment (AWS_ACCESS_KEY_ID,
-AWS_SECRET_ACCESS_KEY, AWS_PROFILE…). --endpoint-url points at an S3-compatible server,
---path-style addresses buckets as ENDPOINT/BUCKET/KEY, --region defaults to AWS_REGION
-or us-east-1. --timeout SEC per request (60), --retries N attempts per request (6,
-exponential backoff on throttling, 5xx, timeouts and dropped connections),
---multipart-threshold BYTES (16 MiB) above which uploads go in parts.`;
+AWS_SECRET_ACCESS_KEY, AWS_PROFILE…); requests are retried (--retries) with exponential backoff on
+throttling, 5xx, timeouts and dropped connections.`;
 
-function num(v: string | undefined, what: string, min = 0): number | undefined {
-  if (v === undefined) return undefined;
-  if (!/^\d+(\.\d+)?$/.test(v) || Number(v) < min)
-    throw new UserError(`${what} must be a number${min ? ` of at least ${min}` : ""}, got ${JSON.stringify(v)}`, 2);
-  return Number(v);
-}
+type S3Values = Values<typeof S3_OPTIONS>;
 
-function s3Options(
-  values: Record<string, unknown>,
-  onEvent?: (e: { kind: string; key: string; detail: string }) => void,
-): S3Options {
+function s3Options(values: S3Values, onEvent?: (e: { kind: string; key: string; detail: string }) => void): S3Options {
   const o: S3Options = {};
-  if (values["endpoint-url"]) o.endpointUrl = values["endpoint-url"] as string;
-  if (values.region) o.region = values.region as string;
-  if (values["path-style"]) o.pathStyle = true;
-  const t = num(values.timeout as string | undefined, "--timeout", 1);
-  if (t !== undefined) o.timeoutMs = t * 1000;
-  const r = num(values.retries as string | undefined, "--retries", 1);
-  if (r !== undefined) o.maxAttempts = r;
-  const m = num(values["multipart-threshold"] as string | undefined, "--multipart-threshold", 1);
-  if (m !== undefined) o.multipartThreshold = m;
+  if (values.endpointUrl) o.endpointUrl = values.endpointUrl;
+  if (values.region) o.region = values.region;
+  if (values.pathStyle) o.pathStyle = true;
+  if (values.timeout !== undefined) o.timeoutMs = values.timeout * 1000;
+  if (values.retries !== undefined) o.maxAttempts = values.retries;
+  if (values.multipartThreshold !== undefined) o.multipartThreshold = values.multipartThreshold;
   if (onEvent) o.onEvent = onEvent;
   return o;
 }
 
-function openStore(target: string, values: Record<string, unknown>, io: Io): ObjectStore {
+function openStore(target: string, values: S3Values, io: Io): ObjectStore {
   if (target.startsWith("s3://")) {
     return new S3Store(
       parseS3Url(target),
@@ -90,25 +59,22 @@ function openStore(target: string, values: Record<string, unknown>, io: Io): Obj
 }
 
 /** --signing-key, else $KILN_SIGNING_KEY (resolveSigningKey); no local key: a published index needs a real one. */
-async function signingKey(values: Record<string, unknown>, io: Io, cmd: Command): Promise<SigningKey> {
-  const found = await resolveSigningKey({ path: values["signing-key"] as string | undefined, env: io.env });
+async function signingKey(path: string | undefined, io: Io, command: string): Promise<SigningKey> {
+  const found = await resolveSigningKey({ path, env: io.env });
   if (!found)
-    throw new UserError(
-      `--signing-key KEY (or KILN_SIGNING_KEY) is required: the index is signed with it\nusage: ${cmd.usage}`,
-      2,
-    );
+    throw usageError(command, "--signing-key KEY (or KILN_SIGNING_KEY) is required: the index is signed with it");
   return found.key;
 }
 
 /** Records of the upstream repositories, per arch, for dependency checks. */
 function upstreamLoader(
-  values: Record<string, unknown>,
+  values: { upstream: string[]; keysDir: string[] },
   io: Io,
   s3: S3Options,
 ): ((arch: string) => Promise<IndexRecord[]>) | undefined {
-  const urls = asArray(values.upstream);
+  const urls = values.upstream;
   if (!urls.length) return undefined;
-  const dirs = asArray(values["keys-dir"]);
+  const dirs = values.keysDir;
   const fetcher = new DefaultFetcher({}, new S3Fetcher(s3));
   return async (arch) => {
     const ring = dirs.length ? await loadKeyring(dirs) : new Keyring();
@@ -130,31 +96,10 @@ function printer(io: Io) {
   return (e: PublishEvent) => io.err(e.kind === "warning" ? `warning: ${e.message}` : e.message);
 }
 
-export const publishCmd: Command = {
+export const publishCmd = defineCommand({
   name: "publish",
   summary: "publish a local repository to S3 or a directory: packages first, signed index last",
-  usage:
-    "kiln publish --from OUT --to s3://BUCKET/PREFIX|DIR [--signing-key KEY] [--endpoint-url URL] [--region R] [--path-style] [--arch A]... [--upstream URL]... [--keys-dir DIR]... [--allow-unsatisfied] [--description TEXT] [--concurrency N] [--dry-run] [--json]",
-  async run(argv, io) {
-    const { values, positionals } = parse(this, argv, {
-      from: { type: "string" },
-      to: { type: "string" },
-      "signing-key": { type: "string" },
-      arch: { type: "string", multiple: true },
-      upstream: { type: "string", multiple: true },
-      "keys-dir": { type: "string", multiple: true },
-      "allow-unsatisfied": { type: "boolean" },
-      description: { type: "string" },
-      concurrency: { type: "string" },
-      "dry-run": { type: "boolean" },
-      json: { type: "boolean" },
-      ...S3_OPTIONS,
-    });
-    if (values.help)
-      return help(
-        this,
-        io,
-        `OUT is a local repository: OUT/ARCH/APKINDEX.tar.gz and the packages it lists.
+  details: `OUT is a local repository: OUT/ARCH/APKINDEX.tar.gz and the packages it lists.
 For each architecture, in this order:
   1. checks, before anything is written: the published key (TARGET/KEYNAME) and index must be
      the signing key's; a package already published under the same NAME-VERSION must be the
@@ -175,25 +120,35 @@ same command again to finish. Progress goes to stderr, the summary to stdout (--
 object). --dry-run checks and prints what would be done, writing nothing.
 
 ${S3_HELP}`,
-      );
-    if (positionals.length)
-      throw new UserError(`unexpected argument ${JSON.stringify(positionals[0])}\nusage: ${this.usage}`, 2);
-    if (!values.from || !values.to)
-      throw new UserError(`--from OUT and --to TARGET are required\nusage: ${this.usage}`, 2);
-    const key = await signingKey(values, io, this);
+  options: {
+    from: string("--from <OUT>", "the local repository to publish").required(),
+    to: string("--to <TARGET>", "where: s3://BUCKET/PREFIX or a directory").required(),
+    signingKey: opt.signingKey.describe("sign the index (and re-sign packages) with KEY (default $KILN_SIGNING_KEY)"),
+    arch: opt.archs,
+    upstream: opt.upstream,
+    keysDir: opt.keysDir.describe("check --upstream indexes with the public keys in DIR"),
+    allowUnsatisfied: opt.allowUnsatisfied,
+    description: opt.description,
+    concurrency: opt.concurrency,
+    dryRun: opt.dryRun,
+    json: opt.json,
+    ...S3_OPTIONS,
+  },
+  async run(values, _args, io) {
+    const key = await signingKey(values.signingKey, io, "publish");
     const fromSt = await stat(values.from).catch(() => undefined);
     if (!fromSt?.isDirectory()) throw new UserError(`--from ${values.from}: not a directory`);
     const store = openStore(values.to, values, io);
-    const concurrency = num(values.concurrency, "--concurrency", 1);
+    const concurrency = values.concurrency;
     try {
       const upstream = upstreamLoader(values, io, s3Options(values));
-      const archs = asArray(values.arch);
+      const archs = values.arch;
       const r = await publish(store, values.from, {
         signingKey: key,
         ...(archs.length ? { archs } : {}),
         ...(upstream ? { upstream } : {}),
-        ...(values["allow-unsatisfied"] ? { allowUnsatisfied: true } : {}),
-        ...(values["dry-run"] ? { dryRun: true } : {}),
+        ...(values.allowUnsatisfied ? { allowUnsatisfied: true } : {}),
+        ...(values.dryRun ? { dryRun: true } : {}),
         ...(values.description !== undefined ? { description: values.description } : {}),
         ...(concurrency ? { concurrency } : {}),
         sourceDateEpoch: sourceDateEpoch(io.env),
@@ -214,32 +169,13 @@ ${S3_HELP}`,
       await store.close();
     }
   },
-};
+});
 
-export const withdrawCmd: Command = {
+export const withdrawCmd = defineCommand({
   name: "withdraw",
   summary: "remove packages from a published index (objects kept unless --delete)",
-  usage:
-    "kiln withdraw NAME-VERSION... --to s3://BUCKET/PREFIX|DIR [--signing-key KEY] [--delete] [--arch A]... [--allow-unsatisfied] [--upstream URL]... [--keys-dir DIR]... [--dry-run] [--json] [S3 options]",
-  async run(argv, io) {
-    const { values, positionals } = parse(this, argv, {
-      from: { type: "string" },
-      to: { type: "string" },
-      "signing-key": { type: "string" },
-      delete: { type: "boolean" },
-      arch: { type: "string", multiple: true },
-      upstream: { type: "string", multiple: true },
-      "keys-dir": { type: "string", multiple: true },
-      "allow-unsatisfied": { type: "boolean" },
-      "dry-run": { type: "boolean" },
-      json: { type: "boolean" },
-      ...S3_OPTIONS,
-    });
-    if (values.help)
-      return help(
-        this,
-        io,
-        `Names packages as NAME-VERSION (e.g. hello-2.12-r1). The published repository is --to
+  args: ["NAME-VERSION..."],
+  details: `Names packages as NAME-VERSION (e.g. hello-2.12-r1). The published repository is --to
 (or --from, the same thing). Each package is marked withdrawn, the index is re-signed and
 republished without it (merging with concurrent publishers), and index.html follows. The
 .apk objects stay, so consumers holding the old index can still download them, unless
@@ -247,22 +183,34 @@ republished without it (merging with concurrent publishers), and index.html foll
 package depends on a withdrawn one (unless --allow-unsatisfied).
 
 ${S3_HELP}`,
-      );
+  options: {
+    to: string("--to <TARGET>", "the published repository: s3://BUCKET/PREFIX or a directory"),
+    from: string("--from <TARGET>", "the same as --to"),
+    signingKey: opt.signingKey.describe("re-sign the index with KEY (default $KILN_SIGNING_KEY)"),
+    delete: flag("--delete", "also delete the withdrawn packages' objects"),
+    arch: opt.archs,
+    upstream: opt.upstream,
+    keysDir: opt.keysDir.describe("check --upstream indexes with the public keys in DIR"),
+    allowUnsatisfied: opt.allowUnsatisfied,
+    dryRun: opt.dryRun,
+    json: opt.json,
+    ...S3_OPTIONS,
+  },
+  async run(values, positionals, io) {
     const target = values.to ?? values.from;
     if (!target || (values.to && values.from && values.to !== values.from))
-      throw new UserError(`one published repository is required: --to TARGET\nusage: ${this.usage}`, 2);
-    if (!positionals.length) throw new UserError(`name at least one NAME-VERSION to withdraw\nusage: ${this.usage}`, 2);
-    const key = await signingKey(values, io, this);
+      throw usageError("withdraw", "one published repository is required: --to TARGET");
+    const key = await signingKey(values.signingKey, io, "withdraw");
     const store = openStore(target, values, io);
     try {
       const upstream = upstreamLoader(values, io, s3Options(values));
-      const archs = asArray(values.arch);
+      const archs = values.arch;
       const r = await withdraw(store, positionals, {
         signingKey: key,
         ...(archs.length ? { archs } : {}),
         ...(upstream ? { upstream } : {}),
-        ...(values["allow-unsatisfied"] ? { allowUnsatisfied: true } : {}),
-        ...(values["dry-run"] ? { dryRun: true } : {}),
+        ...(values.allowUnsatisfied ? { allowUnsatisfied: true } : {}),
+        ...(values.dryRun ? { dryRun: true } : {}),
         ...(values.delete ? { delete: true } : {}),
         sourceDateEpoch: sourceDateEpoch(io.env),
         onEvent: printer(io),
@@ -280,45 +228,33 @@ ${S3_HELP}`,
       await store.close();
     }
   },
-};
+});
 
-export const repoCmd: Command = {
-  name: "repo",
-  summary: "repository audits: kiln repo check URL --keys-dir DIR",
-  usage:
-    "kiln repo check URL --keys-dir DIR... [--arch A]... [--upstream URL]... [--concurrency N] [--json] [S3 options]",
-  async run(argv, io) {
-    const [sub, ...rest] = argv;
-    if (sub === "--help" || sub === "-h" || sub === undefined) {
-      return help(
-        this,
-        io,
-        `kiln repo check URL: audits a published repository as a consumer sees it: URL is
-http(s)://…, s3://BUCKET/PREFIX or a directory. Per architecture: the index signature must
+const repoCheck = defineCommand({
+  name: "repo check",
+  summary: "audit a published repository as a consumer sees it",
+  args: ["URL"],
+  details: `URL is http(s)://…, s3://BUCKET/PREFIX or a directory. Per architecture: the index signature must
 verify with a key in --keys-dir; every listed package must be downloadable with the size (S:),
 control identity (C:) and datahash the index gives; every dependency must be satisfiable from
 the repository (or --upstream repositories). Prints every problem; exit 1 if there is any.
 Architectures: --arch, else those found in a directory or bucket, else (HTTP) ${hostApkArch()}.
 
 ${S3_HELP}`,
-      );
-    }
-    if (sub !== "check") throw new UserError(`unknown subcommand ${JSON.stringify(sub)}\nusage: ${this.usage}`, 2);
-    const { values, positionals } = parse(this, rest, {
-      "keys-dir": { type: "string", multiple: true },
-      arch: { type: "string", multiple: true },
-      upstream: { type: "string", multiple: true },
-      concurrency: { type: "string" },
-      json: { type: "boolean" },
-      ...S3_OPTIONS,
-    });
-    if (values.help) return this.run(["--help"], io);
-    const dirs = asArray(values["keys-dir"]);
-    if (positionals.length !== 1 || dirs.length === 0) throw new UserError(`usage: ${this.usage}`, 2);
+  options: {
+    keysDir: opt.keysDir.required(),
+    arch: opt.archs,
+    upstream: opt.upstream,
+    concurrency: opt.concurrency,
+    json: opt.json,
+    ...S3_OPTIONS,
+  },
+  async run(values, positionals, io) {
+    const dirs = values.keysDir;
     const url = positionals[0]!.replace(/\/+$/, "");
     const ring = await loadKeyring(dirs);
     const s3 = s3Options(values);
-    let archs = asArray(values.arch);
+    let archs = [...values.arch];
     if (!archs.length) {
       if (url.startsWith("s3://")) {
         const store = new S3Store(parseS3Url(url), s3);
@@ -338,7 +274,7 @@ ${S3_HELP}`,
     }
     const fetcher = new DefaultFetcher({}, new S3Fetcher(s3));
     const upstream = upstreamLoader(values, io, s3);
-    const concurrency = num(values.concurrency, "--concurrency", 1);
+    const concurrency = values.concurrency;
     const report = await checkRepository(url, {
       keyring: ring,
       archs,
@@ -358,4 +294,6 @@ ${S3_HELP}`,
     }
     return report.ok ? 0 : 1;
   },
-};
+});
+
+export const repoCmd = defineGroup("repo", "repository audits: kiln repo check URL --keys-dir DIR", [repoCheck]);
