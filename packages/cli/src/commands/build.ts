@@ -6,7 +6,9 @@ import { localKeyPath, resolveSigningKey, type ResolvedKey } from "@kiln/apk";
 import { buildRecipe, type BuildEvent, type BuildResult } from "@kiln/builder";
 import { ARCH_ALIASES, hostApkArch } from "@kiln/image";
 import { defaultCacheDir } from "@kiln/repo";
-import { asArray, help, parse, sourceDateEpoch, UserError, type Command, type Io } from "../util.js";
+import { opt } from "../options.js";
+import { defineCommand, flag, parsed, string, type Values } from "../program.js";
+import { sourceDateEpoch, UserError, type Io } from "../util.js";
 
 export type LocalKey = ResolvedKey;
 
@@ -63,26 +65,31 @@ export function progressPrinter(io: Io, json: boolean): (e: BuildEvent) => void 
 
 /** Options `kiln build` and `kiln test` share. */
 const RECIPE_OPTIONS = {
-  arch: { type: "string" },
-  out: { type: "string" },
-  "signing-key": { type: "string" },
-  "repository-append": { type: "string", multiple: true },
-  "keyring-append": { type: "string", multiple: true },
-  "pipeline-dir": { type: "string", multiple: true },
-  "source-dir": { type: "string" },
+  arch: opt.arch,
+  out: opt.out,
+  signingKey: opt.signingKey.describe(
+    "sign with this RSA private key (PEM); default $KILN_SIGNING_KEY, else a local key generated on first use",
+  ),
+  repositoryAppend: opt.repositoryAppend,
+  keyringAppend: opt.keyringAppend,
+  pipelineDir: opt.pipelineDir,
+  sourceDir: opt.sourceDir.describe(
+    `copy D into the workspace (default: the directory named after the package
+beside the recipe). file:// sources and keyring entries are read only inside
+the recipe's own directory and D, after following symlinks; never a file with
+other hard links, never a private key.`,
+  ),
+  cacheDir: opt.cacheDir,
 } as const;
 
 /** What `kiln build` and `kiln test` share: arch, output repository, signing key, extra trusted keys. */
-async function recipeContext(
-  values: { arch?: string; out?: string; "signing-key"?: string; "keyring-append"?: string[] },
-  io: Io,
-) {
+async function recipeContext(values: Values<typeof RECIPE_OPTIONS>, io: Io) {
   const arch = values.arch ? ARCH_ALIASES[values.arch] : hostApkArch();
   if (!arch) throw new UserError(`--arch: unknown architecture ${JSON.stringify(values.arch)}`, 2);
   const outDir = values.out ?? "packages";
-  const key = await obtainSigningKey(values["signing-key"], outDir, io.env);
+  const key = await obtainSigningKey(values.signingKey, outDir, io.env);
   const keyringAppend = [];
-  for (const k of asArray(values["keyring-append"])) {
+  for (const k of values.keyringAppend) {
     keyringAppend.push({
       name: basename(k),
       pem: await readFile(k).catch((e: Error) => {
@@ -93,32 +100,15 @@ async function recipeContext(
   return { arch, outDir, key, keyringAppend };
 }
 
-export const build: Command = {
+const BUILD_USAGE =
+  "kiln build RECIPE... | --all | --changed [--since REV] [--jobs N] [--keep-going] [--distro FILE] [--dry-run] [--arch A] [--out DIR] [--signing-key K] [--repository-append R]... [--keyring-append K]... [--pipeline-dir D]... [--source-dir D] [--cache-dir D] [--max-log-size N] [--no-test] [--json]";
+
+export const build = defineCommand({
   name: "build",
   summary: "build recipes into signed packages in a local repository",
-  usage:
-    "kiln build RECIPE... | --all | --changed [--since REV] [--jobs N] [--keep-going] [--distro FILE] [--dry-run] [--arch A] [--out DIR] [--signing-key K] [--repository-append R]... [--keyring-append K]... [--pipeline-dir D]... [--source-dir D] [--cache-dir D] [--max-log-size N] [--no-test] [--json]",
-  async run(argv, io) {
-    const { values, positionals } = parse(this, argv, {
-      ...RECIPE_OPTIONS,
-      "cache-dir": { type: "string" },
-      "max-log-size": { type: "string" },
-      "no-test": { type: "boolean" },
-      json: { type: "boolean" },
-      // The distribution (kiln build --all | --changed): see commands/distro.ts.
-      all: { type: "boolean" },
-      changed: { type: "boolean" },
-      since: { type: "string" },
-      jobs: { type: "string" },
-      "keep-going": { type: "boolean" },
-      distro: { type: "string" },
-      "dry-run": { type: "boolean" },
-    });
-    if (values.help)
-      return help(
-        this,
-        io,
-        `Each recipe (melange format) is compiled, its guest assembled from environment.contents.packages
+  args: ["[RECIPE...]"],
+  usage: BUILD_USAGE,
+  details: `Each recipe (melange format) is compiled, its guest assembled from environment.contents.packages
 (resolved from its repositories, --repository-append and the output repository itself), and its
 steps run under bubblewrap (no network, workspace at /home/build, build user 1000); fetch and
 .deb unpacking run in kiln itself. The main package and subpackages are written to OUT/ARCH
@@ -126,31 +116,46 @@ steps run under bubblewrap (no network, workspace at /home/build, build user 100
 run in a fresh guest; only then are OUT/ARCH/*.apk and APKINDEX.tar.gz updated.
 A local signing key is generated on first use unless --signing-key or $KILN_SIGNING_KEY is set.
 
---source-dir D      copy D into the workspace (default: the directory named after the package
-                    beside the recipe). file:// sources and keyring entries are read only inside
-                    the recipe's own directory and D, after following symlinks; never a file with
-                    other hard links, never a private key.
---max-log-size N    cap each package's log at N bytes (default 256 MiB; suffixes K, M, G); lines
-                    longer than 64 KiB are cut with a marker
-
-The distribution (distro.yaml here or in a parent directory, or --distro FILE):
---all               build every recipe that is out of date (see kiln plan), in dependency order
---changed           only recipes whose files changed since --since REV (default HEAD, i.e.
-                    uncommitted changes) and their dependents, where out of date
---jobs N            N builds at once (default 1)
---keep-going        after a failure, go on with everything that does not depend on it
-                    (default: start nothing new; dependents of a failure are always skipped)
---dry-run           print the plan only
-Packages go to distro.yaml's out (OUT/ARCH), logs to OUT/logs/ARCH/NAME.log, the run's
-report to OUT/report.html (status, duration and a timeline per package) and OUT/build-report.json.`,
-      );
+The distribution (distro.yaml here or in a parent directory, or --distro FILE): --all or
+--changed. Packages go to distro.yaml's out (OUT/ARCH), logs to OUT/logs/ARCH/NAME.log, the
+run's report to OUT/report.html (status, duration and a timeline per package) and
+OUT/build-report.json.`,
+  options: {
+    ...RECIPE_OPTIONS,
+    maxLogSize: parsed(
+      "--max-log-size <N>",
+      `cap each package's log at N bytes (default 256 MiB; suffixes K, M, G); lines
+longer than 64 KiB are cut with a marker`,
+      (raw) => byteSize(raw, "--max-log-size"),
+    ),
+    noTest: flag("--no-test", "do not run the recipes' tests"),
+    json: opt.json,
+    // The distribution (kiln build --all | --changed): see commands/distro.ts.
+    all: flag("--all", "build every recipe that is out of date (see kiln plan), in dependency order"),
+    changed: flag(
+      "--changed",
+      `only recipes whose files changed since --since REV (default HEAD, i.e.
+uncommitted changes) and their dependents, where out of date`,
+    ),
+    since: string("--since <REV>", "the git revision --changed compares with (default HEAD)"),
+    jobs: opt.jobs,
+    keepGoing: flag(
+      "--keep-going",
+      `after a failure, go on with everything that does not depend on it
+(default: start nothing new; dependents of a failure are always skipped)`,
+    ),
+    distro: opt.distro,
+    dryRun: opt.dryRun.describe("print the plan only"),
+  },
+  async run(values, positionals, io) {
     if (values.all || values.changed) {
-      if (positionals.length) throw new UserError(`give recipes or --all/--changed, not both\nusage: ${this.usage}`, 2);
+      if (positionals.length)
+        throw new UserError(`give recipes or --all/--changed, not both\nusage: ${BUILD_USAGE}`, 2);
       if (values.all && values.changed) throw new UserError(`--all or --changed, not both`, 2);
       const { distroBuild } = await import("./distro.js");
-      return distroBuild({ ...values, arch: asArray(values.arch) }, io);
+      return distroBuild({ ...values, archs: values.arch !== undefined ? [values.arch] : [] }, io);
     }
-    if (positionals.length === 0) throw new UserError(`usage: ${this.usage}`, 2);
+    if (positionals.length === 0) throw new UserError(`usage: ${BUILD_USAGE}`, 2);
     const { arch, outDir, key, keyringAppend } = await recipeContext(values, io);
     const results: BuildResult[] = [];
     for (const r of positionals) {
@@ -161,17 +166,15 @@ report to OUT/report.html (status, duration and a timeline per package) and OUT/
           outDir,
           signingKey: key.key,
           publicKeyPem: key.publicPem,
-          repositoryAppend: asArray(values["repository-append"]),
+          repositoryAppend: values.repositoryAppend,
           keyringAppend,
-          pipelineDirs: asArray(values["pipeline-dir"]),
-          ...(values["source-dir"] ? { sourceDir: values["source-dir"] } : {}),
-          ...(values["max-log-size"]
-            ? { logLimits: { maxBytes: byteSize(values["max-log-size"], "--max-log-size") } }
-            : {}),
-          cacheDir: values["cache-dir"] ?? defaultCacheDir(io.env),
+          pipelineDirs: values.pipelineDir,
+          ...(values.sourceDir ? { sourceDir: values.sourceDir } : {}),
+          ...(values.maxLogSize !== undefined ? { logLimits: { maxBytes: values.maxLogSize } } : {}),
+          cacheDir: values.cacheDir ?? defaultCacheDir(io.env),
           sourceDateEpoch: sourceDateEpoch(io.env),
-          runTests: !values["no-test"],
-          onEvent: progressPrinter(io, !!values.json),
+          runTests: !values.noTest,
+          onEvent: progressPrinter(io, values.json),
         }),
       );
     }
@@ -185,26 +188,18 @@ report to OUT/report.html (status, duration and a timeline per package) and OUT/
         );
     return 0;
   },
-};
+});
 
-export const testCmd: Command = {
+export const testCmd = defineCommand({
   name: "test",
   summary: "run a recipe's tests against its built packages",
+  args: ["RECIPE..."],
   usage:
     "kiln test RECIPE... [--arch A] [--out DIR] [--repository-append R]... [--keyring-append K]... [--pipeline-dir D]... [--source-dir D] [--cache-dir D]",
-  async run(argv, io) {
-    const { values, positionals } = parse(this, argv, {
-      ...RECIPE_OPTIONS,
-      "cache-dir": { type: "string" },
-    });
-    if (values.help)
-      return help(
-        this,
-        io,
-        `Runs each recipe's test: pipelines (main package and subpackages) in fresh guests holding the
+  details: `Runs each recipe's test: pipelines (main package and subpackages) in fresh guests holding the
 packages as built in OUT (default ./packages) and the other repositories. Exit 1 if any fails.`,
-      );
-    if (positionals.length === 0) throw new UserError(`usage: ${this.usage}`, 2);
+  options: RECIPE_OPTIONS,
+  async run(values, positionals, io) {
     const { arch, outDir, key, keyringAppend } = await recipeContext(values, io);
     const { testRecipe } = await import("@kiln/builder");
     for (const r of positionals) {
@@ -213,11 +208,11 @@ packages as built in OUT (default ./packages) and the other repositories. Exit 1
         outDir,
         signingKey: key.key,
         publicKeyPem: key.publicPem,
-        repositoryAppend: asArray(values["repository-append"]),
+        repositoryAppend: values.repositoryAppend,
         keyringAppend,
-        pipelineDirs: asArray(values["pipeline-dir"]),
-        ...(values["source-dir"] ? { sourceDir: values["source-dir"] } : {}),
-        cacheDir: values["cache-dir"] ?? defaultCacheDir(io.env),
+        pipelineDirs: values.pipelineDir,
+        ...(values.sourceDir ? { sourceDir: values.sourceDir } : {}),
+        cacheDir: values.cacheDir ?? defaultCacheDir(io.env),
         sourceDateEpoch: sourceDateEpoch(io.env),
         onEvent: progressPrinter(io, false),
       });
@@ -225,33 +220,28 @@ packages as built in OUT (default ./packages) and the other repositories. Exit 1
     }
     return 0;
   },
-};
+});
 
-export const bump: Command = {
+export const bump = defineCommand({
   name: "bump",
   summary: "set a recipe's version, reset its epoch, refresh source checksums",
+  args: ["RECIPE", "VERSION"],
   usage: "kiln bump RECIPE VERSION [--cache-dir D] [--source-dir D]",
-  async run(argv, io) {
-    const { values, positionals } = parse(this, argv, {
-      "cache-dir": { type: "string" },
-      "source-dir": { type: "string" },
-    });
-    if (values.help)
-      return help(
-        this,
-        io,
-        `Edits RECIPE in place (comments and layout kept): package.version = VERSION, epoch = 0, and each
+  details: `Edits RECIPE in place (comments and layout kept): package.version = VERSION, epoch = 0, and each
 fetch step's expected-sha256 recomputed by downloading the new source (mirrors resolved as for builds).
 Nothing is written unless every source was downloaded.`,
-      );
-    if (positionals.length !== 2) throw new UserError(`usage: ${this.usage}`, 2);
+  options: {
+    cacheDir: opt.cacheDir,
+    sourceDir: opt.sourceDir.describe("the recipe's source directory (file:// sources are read only inside it)"),
+  },
+  async run(values, positionals, io) {
     const { bumpRecipe } = await import("@kiln/builder");
     const r = await bumpRecipe(positionals[0]!, positionals[1]!, {
-      cacheDir: values["cache-dir"] ?? defaultCacheDir(io.env),
-      ...(values["source-dir"] ? { sourceDir: values["source-dir"] } : {}),
+      cacheDir: values.cacheDir ?? defaultCacheDir(io.env),
+      ...(values.sourceDir ? { sourceDir: values.sourceDir } : {}),
     });
     io.out(`${r.file}: ${r.from} → ${r.to}`);
     for (const s of r.sources) io.out(`  ${s.uri}: sha256 ${s.sha256}`);
     return 0;
   },
-};
+});

@@ -28,7 +28,9 @@ import {
 } from "@kiln/distro";
 import { ARCH_ALIASES } from "@kiln/image";
 import { defaultCacheDir } from "@kiln/repo";
-import { asArray, help, parse, sourceDateEpoch, UserError, type Command, type Io } from "../util.js";
+import { opt } from "../options.js";
+import { choice, defineCommand, flag, string } from "../program.js";
+import { sourceDateEpoch, UserError, type Io } from "../util.js";
 
 async function openDistro(file: string | undefined): Promise<Distro> {
   const f = file ?? findDistroFile(process.cwd());
@@ -36,8 +38,7 @@ async function openDistro(file: string | undefined): Promise<Distro> {
   return loadDistro(f);
 }
 
-function archsOf(distro: Distro, given: unknown): string[] {
-  const list = asArray(given);
+function archsOf(distro: Distro, list: string[]): string[] {
   if (!list.length) return distro.architectures;
   return list.map((a) => {
     const m = ARCH_ALIASES[a];
@@ -47,16 +48,11 @@ function archsOf(distro: Distro, given: unknown): string[] {
 }
 
 const COMMON = {
-  distro: { type: "string" },
-  arch: { type: "string", multiple: true },
-  "cache-dir": { type: "string" },
-  json: { type: "boolean" },
+  distro: opt.distro,
+  arch: opt.archs.describe("only this architecture (default: distro.yaml's architectures)"),
+  cacheDir: opt.cacheDir,
+  json: opt.json,
 } as const;
-
-const COMMON_HELP = `--distro FILE    distro.yaml (default: ./distro.yaml or the nearest parent's)
---arch A         only this architecture (repeatable; default: distro.yaml's architectures)
---cache-dir DIR  download cache (default $KILN_CACHE_DIR or ~/.cache/kiln)
---json           machine-readable output`;
 
 function printPlan(io: Io, plan: BuildPlan): void {
   const how = plan.mode === "since" ? `changed since ${plan.since}` : "by build key";
@@ -78,28 +74,22 @@ function printPlan(io: Io, plan: BuildPlan): void {
   for (const e of plan.errors) io.err(`error: ${e}`);
 }
 
-export const planCmd: Command = {
+export const planCmd = defineCommand({
   name: "plan",
   summary: "show what a distribution build would build and why, in order, and which images change",
   usage: "kiln plan [--since GIT-REV] [--json] [--distro FILE] [--arch A]... [--cache-dir D]",
-  async run(argv, io) {
-    const { values } = parse(this, argv, { ...COMMON, since: { type: "string" } });
-    if (values.help)
-      return help(
-        this,
-        io,
-        `By default a recipe is planned when it has no current build in OUT (or in an upstream
+  details: `By default a recipe is planned when it has no current build in OUT (or in an upstream
 repository that carries this distribution's build keys), when its own build key changed (the
 compiled recipe, the pipelines it uses, its patches and sources, distro.yaml's default
 environment), when a recipe it depends on is rebuilt, or when its build environment now
 resolves to different packages. --since REV plans from git instead: the recipes whose files
 changed since REV (committed or not) and everything depending on them. Release numbers of
 rebuilt packages are raised above every existing build of the same version.
-Exit 1 if a recipe is invalid or a dependency cycle cannot be broken.
-${COMMON_HELP}`,
-      );
+Exit 1 if a recipe is invalid or a dependency cycle cannot be broken.`,
+  options: { ...COMMON, since: string("--since <GIT-REV>", "plan from the git changes since GIT-REV instead") },
+  async run(values, _args, io) {
     const distro = await openDistro(values.distro);
-    const cacheDir = values["cache-dir"] ?? defaultCacheDir(io.env);
+    const cacheDir = values.cacheDir ?? defaultCacheDir(io.env);
     const plans = await distroPlans(
       distro,
       await distroViews(distro, archsOf(distro, values.arch), cacheDir),
@@ -109,33 +99,27 @@ ${COMMON_HELP}`,
     else plans.forEach(printPlan.bind(null, io));
     return plans.some((p) => p.errors.length) ? 1 : 0;
   },
-};
+});
 
-export const graphCmd: Command = {
+export const graphCmd = defineCommand({
   name: "graph",
   summary: "draw the distribution's dependency graph (dot, svg or json)",
   usage: "kiln graph [--format dot|svg|json] [-o FILE] [--distro FILE] [--arch A] [--cache-dir D]",
-  async run(argv, io) {
-    const { values } = parse(this, argv, {
-      ...COMMON,
-      format: { type: "string" },
-      output: { type: "string", short: "o" },
-    });
-    if (values.help)
-      return help(
-        this,
-        io,
-        `Recipes are boxes (subpackages in brackets), images folders; an edge A → B means A's build
+  details: `Recipes are boxes (subpackages in brackets), images folders; an edge A → B means A's build
 environment needs packages of B (labelled). Dashed red edges were cut to break a cycle (A uses
 B's existing packages); dotted edges are test-only. Recipes the current plan would build are
-yellow, images it would change blue. svg needs Graphviz's dot (Debian: graphviz).
-${COMMON_HELP}`,
-      );
+yellow, images it would change blue. svg needs Graphviz's dot (Debian: graphviz).`,
+  options: {
+    ...COMMON,
+    arch: opt.archs.describe("for this architecture (default: distro.yaml's first)"),
+    format: choice("--format <F>", "dot, svg or json (default dot)", ["dot", "svg", "json"]),
+    output: opt.output,
+  },
+  async run(values, _args, io) {
     const format = values.format ?? "dot";
-    if (!["dot", "svg", "json"].includes(format)) throw new UserError("--format must be dot, svg or json", 2);
     const distro = await openDistro(values.distro);
     const arch = archsOf(distro, values.arch)[0]!;
-    const [v] = await distroViews(distro, [arch], values["cache-dir"] ?? defaultCacheDir(io.env));
+    const [v] = await distroViews(distro, [arch], values.cacheDir ?? defaultCacheDir(io.env));
     const plan = planBuild(distro, v!.graph, v!.state, { errors: v!.errors });
     let text: string;
     if (format === "json") text = JSON.stringify(graphToJson(v!.graph, plan), null, 2) + "\n";
@@ -165,7 +149,7 @@ ${COMMON_HELP}`,
     for (const w of v!.graph.warnings) io.err(`warning: ${w}`);
     return 0;
   },
-};
+});
 
 function buildProgress(io: Io, json: boolean): (e: RunEvent) => void {
   if (json) return () => undefined;
@@ -276,97 +260,56 @@ function printImages(io: Io, { results }: ImagesResult, json: boolean, distro: s
 }
 
 /** The options every distribution job takes, from the command line and the environment. */
-async function jobBase(
-  values: { distro?: string; arch?: string[]; "cache-dir"?: string; "signing-key"?: string },
-  io: Io,
-) {
+async function jobBase(values: { distro?: string; archs: string[]; cacheDir?: string; signingKey?: string }, io: Io) {
   const distro = await openDistro(values.distro);
   return {
     distro,
-    archs: archsOf(distro, values.arch),
-    cacheDir: values["cache-dir"] ?? defaultCacheDir(io.env),
+    archs: archsOf(distro, values.archs),
+    cacheDir: values.cacheDir ?? defaultCacheDir(io.env),
     env: io.env,
-    ...(values["signing-key"] !== undefined ? { signingKey: values["signing-key"] } : {}),
+    ...(values.signingKey !== undefined ? { signingKey: values.signingKey } : {}),
     ...(io.env.SOURCE_DATE_EPOCH ? { sourceDateEpoch: sourceDateEpoch(io.env) } : {}),
   };
 }
 
-function jobsOf(v: string | undefined): number {
-  const jobs = v === undefined ? 1 : Number(v);
-  if (!Number.isInteger(jobs) || jobs < 1)
-    throw new UserError(`--jobs must be a whole number ≥ 1, got ${JSON.stringify(v)}`, 2);
-  return jobs;
-}
-
+/** What `kiln build --all | --changed` passes on. */
 export interface DistroBuildValues {
-  distro?: string;
-  arch?: string[];
-  "cache-dir"?: string;
-  json?: boolean;
-  all?: boolean;
-  changed?: boolean;
-  since?: string;
-  jobs?: string;
-  "keep-going"?: boolean;
-  "signing-key"?: string;
-  "no-test"?: boolean;
-  "dry-run"?: boolean;
+  distro?: string | undefined;
+  archs: string[];
+  cacheDir?: string | undefined;
+  json: boolean;
+  changed: boolean;
+  since?: string | undefined;
+  jobs?: number | undefined;
+  keepGoing: boolean;
+  signingKey?: string | undefined;
+  noTest: boolean;
+  dryRun: boolean;
 }
 
 /** `kiln build --all | --changed`: plan, then run the plan (@kiln/distro's buildDistro). Returns the exit status. */
 export async function distroBuild(values: DistroBuildValues, io: Io): Promise<number> {
-  const jobs = jobsOf(values.jobs);
-  const json = !!values.json;
   const r = await buildDistro(
     {
       ...(await jobBase(values, io)),
-      jobs,
-      keepGoing: !!values["keep-going"],
+      jobs: values.jobs ?? 1,
+      keepGoing: values.keepGoing,
       ...(values.changed ? { changedSince: values.since ?? "HEAD" } : {}),
-      dryRun: !!values["dry-run"],
-      runTests: !values["no-test"],
+      dryRun: values.dryRun,
+      runTests: !values.noTest,
     },
-    jobPrinter(io, json),
+    jobPrinter(io, values.json),
   );
-  printBuild(io, r, json);
+  printBuild(io, r, values.json);
   return r.status;
 }
 
-export interface ImagesValues {
-  distro?: string;
-  arch?: string[];
-  "cache-dir"?: string;
-  json?: boolean;
-  all?: boolean;
-  changed?: boolean;
-  push?: string;
-  publish?: boolean;
-  insecure?: boolean;
-  test?: boolean;
-  "signing-key"?: string;
-}
-
-export const imagesCmd: Command = {
+export const imagesCmd = defineCommand({
   name: "images",
   summary: "rebuild the distribution's images from the current repository; push the ones whose digest changed",
   usage:
     "kiln images [--all | --changed] [--test] [--push REGISTRY | --publish] [--insecure] [--distro FILE] [--signing-key K] [--cache-dir D] [--json]",
-  async run(argv, io) {
-    const { values } = parse(this, argv, {
-      ...COMMON,
-      all: { type: "boolean" },
-      changed: { type: "boolean" },
-      push: { type: "string" },
-      publish: { type: "boolean" },
-      insecure: { type: "boolean" },
-      test: { type: "boolean" },
-      "signing-key": { type: "string" },
-    });
-    if (values.help)
-      return help(
-        this,
-        io,
-        `Builds each image config of IMAGES/ into OUT/images/NAME (an OCI layout, with its SBOM) from the
+  details: `Builds each image config of IMAGES/ into OUT/images/NAME (an OCI layout, with its SBOM) from the
 local repository OUT and distro.yaml's upstream repositories, and reports whether its digest
 changed. --changed (the default) builds only images whose inputs changed (a package they contain,
 their config, or a first build); --all builds every image (a night with no package changes gives
@@ -375,56 +318,60 @@ image (umoci unpack --rootless) under bubblewrap, as the image's user, in its wo
 and environment; it passes when the exit status matches and stdout contains expect.
 --push REGISTRY pushes REGISTRY/NAME:latest for each image whose digest differs from the last one
 pushed there; --publish pushes to distro.yaml's publish.registry. Credentials:
-KILN_REGISTRY_USERNAME / KILN_REGISTRY_PASSWORD; --insecure talks plain HTTP.
-${COMMON_HELP}`,
-      );
-    const v = values as ImagesValues;
+KILN_REGISTRY_USERNAME / KILN_REGISTRY_PASSWORD; --insecure talks plain HTTP.`,
+  options: {
+    ...COMMON,
+    all: flag("--all", "build every image"),
+    changed: flag("--changed", "build only the images whose inputs changed (the default)"),
+    test: flag("--test", "run each image's smoke test"),
+    push: string("--push <REGISTRY>", "push REGISTRY/NAME:latest where the digest changed"),
+    publish: flag("--publish", "push to distro.yaml's publish.registry"),
+    insecure: flag("--insecure", "talk plain HTTP to the registry"),
+    signingKey: opt.signingKey.describe(
+      "the distribution's signing key (default: distro.yaml's signing-key, else the local key)",
+    ),
+  },
+  async run(v, _args, io) {
     if (v.all && v.changed) throw new UserError("--all or --changed, not both", 2);
-    const base = await jobBase(v, io);
+    const base = await jobBase({ ...v, archs: v.arch }, io);
     const r = await rebuildImages(
       {
         ...base,
         ...(v.all ? { all: true } : {}),
         ...(v.push !== undefined ? { push: v.push } : {}),
         ...(v.publish ? { publish: true } : {}),
-        ...(v.insecure !== undefined ? { insecure: v.insecure } : {}),
-        test: !!v.test,
+        ...(v.insecure ? { insecure: true } : {}),
+        test: v.test,
       },
-      jobPrinter(io, !!v.json),
+      jobPrinter(io, v.json),
     );
-    printImages(io, r, !!v.json, base.distro.name);
+    printImages(io, r, v.json, base.distro.name);
     return r.status;
   },
-};
+});
 
-export const distroBuildCmd: Command = {
+export const distroBuildCmd = defineCommand({
   name: "distro-build",
   summary: "the main job: build every out-of-date recipe, then rebuild and smoke-test the images that changed",
   usage: "kiln distro-build [--jobs N] [--no-test] [--distro FILE] [--arch A]... [--signing-key K] [--cache-dir D]",
-  async run(argv, io) {
-    const { values } = parse(this, argv, {
-      ...COMMON,
-      jobs: { type: "string" },
-      "no-test": { type: "boolean" },
-      "signing-key": { type: "string" },
-    });
-    if (values.help)
-      return help(
-        this,
-        io,
-        `kiln build --all --keep-going, then kiln images --changed --test. A second run builds nothing.\n${COMMON_HELP}`,
-      );
-    const v = values as DistroBuildValues;
-    const json = !!v.json;
-    const jobs = jobsOf(v.jobs);
+  details: "kiln build --all --keep-going, then kiln images --changed --test. A second run builds nothing.",
+  options: {
+    ...COMMON,
+    jobs: opt.jobs,
+    noTest: flag("--no-test", "run neither the recipes' tests nor the images'"),
+    signingKey: opt.signingKey.describe(
+      "the distribution's signing key (default: distro.yaml's signing-key, else the local key)",
+    ),
+  },
+  async run(v, _args, io) {
     const r = await runDistroBuild(
-      { ...(await jobBase(v, io)), jobs, runTests: !v["no-test"] },
-      jobPrinter(io, json, true),
+      { ...(await jobBase({ ...v, archs: v.arch }, io)), jobs: v.jobs ?? 1, runTests: !v.noTest },
+      jobPrinter(io, v.json, true),
     );
-    printImages(io, r.images, json, r.distro.name);
+    printImages(io, r.images, v.json, r.distro.name);
     io.out(
       `done in ${(r.ms / 1000).toFixed(1)} s: repository ${r.distro.outDir}, images ${resolvePath(r.distro.outDir, "images")}`,
     );
     return r.status;
   },
-};
+});
