@@ -178,7 +178,8 @@ describe("usage errors (exit 2, one line)", () => {
     [["probe", "--format", "svg"], /^--format must be dot or json, got "svg"$/],
     [["probe", "--bogus"], /^kiln probe: unknown option '--bogus' \(see kiln probe --help\)$/],
     [["probe", "--jsn"], /^kiln probe: unknown option '--jsn' \(Did you mean --json\?\) \(see kiln probe --help\)$/],
-    [["probe", "--cache-dir"], /^kiln probe: option '--cache-dir <DIR>' argument missing/],
+    [["probe", "--cache-dir"], /^kiln probe: option '--cache-dir DIR' argument missing/],
+    [["help", "frobnicate"], /^kiln: unknown command 'frobnicate' \(see kiln --help\)$/],
     [["frobnicate"], /^kiln: unknown command 'frobnicate' \(see kiln --help\)$/],
   ];
   for (const [argv, msg] of cases)

@@ -346,6 +346,9 @@ function program(entries: Entry[], io: Io, state: RunState): Commander {
  */
 export async function runProgram(entries: Entry[], argv: string[], io: Io): Promise<number> {
   const state: RunState = { status: 0, failed: "" };
+  // commander's `help NAME` shows the root help for a NAME it does not know; say so instead.
+  if (argv[0] === "help" && argv[1] !== undefined && !entries.some((e) => e.name === argv[1]))
+    throw new UserError(`kiln: unknown command '${argv[1]}' (see kiln --help)`, 2);
   try {
     await program(entries, io, state).parseAsync(argv, { from: "user" });
     return state.status;
@@ -355,7 +358,10 @@ export async function runProgram(entries: Entry[], argv: string[], io: Io): Prom
     // `kiln help` (exit code 0), or no command given (help shown as an error).
     if (e.code === "commander.help") return e.exitCode === 0 ? 0 : 2;
     const who = state.failed ? `kiln ${state.failed}` : "kiln";
-    const problem = e.message.replace(/^error: /, "").replace(/\s*\n\s*/g, " ");
+    const problem = e.message
+      .replace(/^error: /, "")
+      .replace(/\s*\n\s*/g, " ")
+      .replace(/<([^<>]+)>/g, "$1");
     throw new UserError(`${who}: ${problem} (see ${who} --help)`, 2);
   }
 }
