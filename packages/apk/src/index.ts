@@ -40,7 +40,16 @@ export {
   type ResolvedKey,
 } from "./signer.js";
 export { gunzipMembers, gzipMember, type GzipEvent, type GunzipOptions } from "./gzip.js";
-export { encodeHeader, paxRecord, type TarHeader, type EntryType } from "./tar.js";
+export {
+  encodeHeader,
+  paxRecord,
+  decodeHeader,
+  isZeroBlock,
+  parsePax,
+  type TarHeader,
+  type RawHeader as RawTarHeader,
+  type EntryType,
+} from "./tar.js";
 export { normalizeEntryPath, checkSymlinkTarget } from "./paths.js";
 export {
   openPackage,

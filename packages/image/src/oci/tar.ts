@@ -1,9 +1,10 @@
 // A minimal deterministic tar writer (ustar headers from @kiln/apk, PAX for long
 // names) that streams file content to disk, and a reader that indexes the
-// regular files of a tar on disk so they can be streamed back by byte range.
+// regular files of a tar on disk so they can be streamed back by byte range
+// (headers decoded by @kiln/apk's tar code, so kiln parses ustar/PAX headers in one place).
 
 import { open, type FileHandle } from "node:fs/promises";
-import { encodeHeader } from "@kiln/apk";
+import { ApkError, decodeHeader, encodeHeader, isZeroBlock, parsePax, type RawTarHeader } from "@kiln/apk";
 import { OciError, describeError } from "./errors.js";
 
 const BLOCK = 512;
@@ -102,29 +103,19 @@ function readStr(b: Buffer, off: number, len: number): string {
   return b.subarray(off, end).toString("utf8");
 }
 
-function readNum(b: Buffer, off: number, len: number): number {
-  if (b[off]! & 0x80) {
-    let n = b[off]! & 0x7f;
-    for (let i = off + 1; i < off + len; i++) n = n * 256 + b[i]!;
-    return n;
-  }
-  const s = readStr(b, off, len).trim();
-  return s === "" ? 0 : parseInt(s, 8);
+function asLayoutError(path: string, at: number, e: unknown): unknown {
+  if (!(e instanceof ApkError)) return e;
+  const msg = e.message.startsWith(`${path}: `) ? e.message.slice(path.length + 2) : e.message;
+  return new OciError("BAD_LAYOUT", `${path}: ${msg} at offset ${at}`, { subject: path, cause: e });
 }
 
-function parsePaxPath(body: Buffer): string | undefined {
-  let pos = 0;
-  let path: string | undefined;
-  while (pos < body.length && body[pos] !== 0) {
-    const sp = body.indexOf(0x20, pos);
-    const len = Number(body.subarray(pos, sp).toString("ascii"));
-    if (sp < 0 || !Number.isInteger(len) || len <= 0) break;
-    const rec = body.subarray(sp + 1, pos + len - 1).toString("utf8");
-    const eq = rec.indexOf("=");
-    if (rec.slice(0, eq) === "path") path = rec.slice(eq + 1);
-    pos += len;
+/** One header block, decoded by @kiln/apk's tar code (the one ustar/PAX header parser: checksum, octal and base-256 fields, UTF-8 names). */
+function decodeAt(path: string, at: number, block: Buffer): RawTarHeader {
+  try {
+    return decodeHeader(block);
+  } catch (e) {
+    throw asLayoutError(path, at, e);
   }
-  return path;
 }
 
 /** Index the regular files of an uncompressed tar on disk by normalized path ("./a/b" → "a/b"). */
@@ -143,24 +134,22 @@ export async function indexTar(path: string): Promise<Map<string, TarMember>> {
     let longName: string | undefined;
     while (pos + BLOCK <= total) {
       await fh.read(hdr, 0, BLOCK, pos);
-      if (hdr.every((x) => x === 0)) break;
-      let sum = 0;
-      for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 0x20 : hdr[i]!;
-      if (readNum(hdr, 148, 8) !== sum)
-        throw new OciError("BAD_LAYOUT", `${path}: tar header checksum mismatch at offset ${pos}`, { subject: path });
-      const size = readNum(hdr, 124, 12);
-      const type = String.fromCharCode(hdr[156]!);
-      const magic = readStr(hdr, 257, 6);
-      const prefix = magic === "ustar" ? readStr(hdr, 345, 155) : "";
+      if (isZeroBlock(hdr)) break;
+      const h = decodeAt(path, pos, hdr);
+      const { size, typeflag: type } = h;
       const body = pos + BLOCK;
       if (body + size > total)
         throw new OciError("BAD_LAYOUT", `${path}: truncated tar entry at offset ${pos}`, { subject: path });
       if (type === "x" || type === "L") {
         const b = Buffer.alloc(size);
         await fh.read(b, 0, size, body);
-        longName = type === "x" ? parsePaxPath(b) : readStr(b, 0, size);
+        try {
+          longName = type === "x" ? parsePax(b, path).get("path")?.toString("utf8") : readStr(b, 0, size);
+        } catch (e) {
+          throw asLayoutError(path, pos, e);
+        }
       } else {
-        let name = longName ?? (prefix ? `${prefix}/${readStr(hdr, 0, 100)}` : readStr(hdr, 0, 100));
+        let name = longName ?? (h.prefix ? `${h.prefix}/${h.name}` : h.name);
         longName = undefined;
         name = name.replace(/^(\.\/)+/, "").replace(/^\/+/, "");
         if (type === "0" || type === "\0" || type === "7") out.set(name, { offset: body, size });
