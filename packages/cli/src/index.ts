@@ -1,2 +1,3 @@
 export { main, COMMANDS } from "./main.js";
-export { UserError, type Command, type Io } from "./util.js";
+export { UserError, type Io } from "./util.js";
+export { defineCommand, defineGroup, type Entry, type KilnCommand, type KilnGroup } from "./program.js";

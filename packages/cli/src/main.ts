@@ -14,7 +14,7 @@ import { sign } from "./commands/sign.js";
 import { verify } from "./commands/verify.js";
 import { version } from "./commands/version.js";
 import { runProgram, type Entry } from "./program.js";
-import { type Command, type Io } from "./util.js";
+import { type Io } from "./util.js";
 
 /** Every command, in the order `kiln --help` lists them. */
 export const COMMANDS: Entry[] = [
@@ -42,20 +42,12 @@ export const COMMANDS: Entry[] = [
   distroBuildCmd,
 ];
 
-/** Commands that still parse their own argv (util.ts's parse()); the rest are program.ts's. */
-function legacy(name: string | undefined): Command | undefined {
-  return COMMANDS.find((c): c is Command => !("kind" in c) && c.name === name);
-}
-
 export async function main(argv: string[], io: Io): Promise<number> {
-  const [name, ...rest] = argv;
-  // `kiln help build` is `kiln build --help` for them too.
-  const own = name === "help" ? legacy(rest[0]) : legacy(name);
   try {
-    if (own) return await own.run(name === "help" ? ["--help"] : rest, io);
     return await runProgram(COMMANDS, argv, io);
   } catch (e) {
-    return reportError(own?.name ?? name ?? "", e, io);
+    // Errors are named after the command as typed first (kiln image: …), as before subcommands had a parser.
+    return reportError(argv[0] ?? "", e, io);
   }
 }
 

@@ -151,8 +151,7 @@ describe("shared options", () => {
     // options of options.ts also keep their metavariable (--from OUT and --from TARGET may differ).
     const shared = new Map(Object.values(opt).map((o) => [longFlag(o.flags), o.flags]));
     const seen = new Map<string, string>();
-    const walk = (e: Entry): KilnCommand[] =>
-      "kind" in e ? (e.kind === "group" ? e.commands : [e]) : ([] as KilnCommand[]);
+    const walk = (e: Entry): KilnCommand[] => (e.kind === "group" ? e.commands : [e]);
     let checked = 0;
     for (const cmd of COMMANDS.flatMap(walk))
       for (const o of Object.values(cmd.spec.options)) {
@@ -305,17 +304,16 @@ describe("generated help", () => {
   it("every command and subcommand has help naming its usage and every option", async () => {
     let checked = 0;
     for (const c of COMMANDS) {
-      const subs = "kind" in c && c.kind === "group" ? [c, ...c.commands] : [c];
+      const subs: Entry[] = c.kind === "group" ? [c, ...c.commands] : [c];
       for (const s of subs) {
         const io = capture();
         expect(await main([...s.name.split(" "), "--help"], io), s.name).toBe(0);
         const text = io.stdout.join("\n");
         expect(text).toContain(`kiln ${s.name} — ${s.summary}`);
-        if (!("kind" in s) || s.kind === "command") expect(text).toContain(`usage: kiln ${s.name}`);
-        if ("kind" in s && s.kind === "command")
+        if (s.kind === "command") {
+          expect(text).toContain(`usage: kiln ${s.name}`);
           for (const o of Object.values(s.spec.options)) expect(text, s.name).toContain(o.flags.replace(/[<>]/g, ""));
-        if ("kind" in s && s.kind === "group")
-          for (const sub of s.commands) expect(text).toContain(`  ${sub.name.split(" ").at(-1)}`);
+        } else for (const sub of s.commands) expect(text).toContain(`  ${sub.name.split(" ").at(-1)}`);
         checked++;
       }
     }

@@ -7,7 +7,7 @@
 // UserError with exit 2 is a usage error).
 
 import { Command as Commander, CommanderError, Option } from "commander";
-import { UserError, type Command as LegacyCommand, type Io } from "./util.js";
+import { UserError, type Io } from "./util.js";
 
 // ---------------------------------------------------------------------------
 // Options
@@ -178,12 +178,8 @@ export interface KilnGroup {
   commands: KilnCommand[];
 }
 
-/** What the root lists: framework commands, groups, and commands that still parse their own argv. */
-export type Entry = KilnCommand | KilnGroup | LegacyCommand;
-
-function isLegacy(e: Entry): e is LegacyCommand {
-  return !("kind" in e);
-}
+/** What the root lists: commands and groups of commands. */
+export type Entry = KilnCommand | KilnGroup;
 
 export function defineCommand<O extends OptionTable>(spec: CommandSpec<O>): KilnCommand {
   const required = Object.values(spec.options)
@@ -240,7 +236,7 @@ export function commandHelp(cmd: KilnCommand): string {
 
 /** The help of the root or a group: its commands, one line each. */
 export function listHelp(title: string, usage: string, entries: Entry[], details?: string): string {
-  const prefix = (e: Entry) => (isLegacy(e) ? e.name : e.name.split(" ").at(-1)!);
+  const prefix = (e: Entry) => e.name.split(" ").at(-1)!;
   return [
     title,
     "",
@@ -327,12 +323,11 @@ function commanderForGroup(g: KilnGroup, io: Io, state: RunState): Commander {
   return c;
 }
 
-/** The commander program for these entries (legacy commands are listed only; main.ts runs them). */
+/** The commander program for these entries. */
 function program(entries: Entry[], io: Io, state: RunState): Commander {
   const root = configure(new Commander("kiln"), "", io, state, () => listHelp(ROOT_TITLE, ROOT_USAGE, entries));
   for (const e of entries) {
-    if (isLegacy(e)) root.command(e.name).description(e.summary);
-    else if (e.kind === "group") root.addCommand(commanderForGroup(e, io, state));
+    if (e.kind === "group") root.addCommand(commanderForGroup(e, io, state));
     else root.addCommand(commanderFor(e, io, state));
   }
   return root;

@@ -1,9 +1,9 @@
-// Shared CLI plumbing: the user-error type, option parsing, key loading, output.
+// Shared CLI plumbing: the user-error type, the output interface, SOURCE_DATE_EPOCH, key loading.
+// Option parsing is program.ts's.
 
 import { KilnError } from "@kiln/core";
 import { readFile, readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { parseArgs, type ParseArgsConfig } from "node:util";
 import { ApkError, Keyring, parsePublicKey, resolveSigningKey, type SigningKey } from "@kiln/apk";
 
 /** An error the user can fix: printed as one line, exit status `exitCode`. */
@@ -14,32 +14,10 @@ export class UserError extends KilnError {
   }
 }
 
-export interface Command {
-  name: string;
-  summary: string;
-  usage: string;
-  run(argv: string[], io: Io): Promise<number>;
-}
-
 export interface Io {
   out(line: string): void;
   err(line: string): void;
   env: NodeJS.ProcessEnv;
-}
-
-export type Options = NonNullable<ParseArgsConfig["options"]>;
-
-export function parse<T extends Options>(cmd: Command, argv: string[], options: T) {
-  try {
-    return parseArgs({
-      args: argv,
-      options: { ...options, help: { type: "boolean", short: "h" } },
-      allowPositionals: true,
-      strict: true,
-    });
-  } catch (e) {
-    throw new UserError(`kiln ${cmd.name}: ${(e as Error).message}\nusage: ${cmd.usage}`, 2);
-  }
 }
 
 export function sourceDateEpoch(env: NodeJS.ProcessEnv): number {
@@ -78,13 +56,4 @@ export async function loadKeyring(dirs: string[]): Promise<Keyring> {
     }
   }
   return ring;
-}
-
-export function help(cmd: Command, io: Io, details: string): number {
-  io.out(`kiln ${cmd.name} — ${cmd.summary}\n\nusage: ${cmd.usage}\n\n${details.trim()}`);
-  return 0;
-}
-
-export function asArray(v: unknown): string[] {
-  return v === undefined ? [] : Array.isArray(v) ? (v as string[]) : [v as string];
 }
