@@ -152,6 +152,9 @@ function checkModel(clauses: number[][], answer: readonly RepoPackage[]): void {
   });
 }
 
+/** Conflicts each random instance may take: a tenth of the default budget. */
+const DECIDE_BUDGET = 5000;
+
 function decide(n: number, m: number, seed: number): { sat: boolean; ms: number } {
   const clauses = formula(n, m, seed);
   const { repo, requests } = asPackages(n, clauses);
@@ -159,7 +162,9 @@ function decide(n: number, m: number, seed: number): { sat: boolean; ms: number 
   const t0 = performance.now();
   let got: RepoPackage[] | ResolveError;
   try {
-    got = resolve(requests, repo).packages;
+    // The work is bounded deterministically (a conflict budget far below the default);
+    // how long it takes is `npm run bench`'s business, not a timed test's.
+    got = resolve(requests, repo, { maxConflicts: DECIDE_BUDGET }).packages;
   } catch (e) {
     if (!(e instanceof ResolveError)) throw e;
     got = e;
@@ -181,19 +186,19 @@ function decide(n: number, m: number, seed: number): { sat: boolean; ms: number 
     expect(e.explanation.length).toBeLessThanOrEqual(22);
     expect(e.message.split("\n")[0]).toBe(`cannot resolve c0 c1 c2 c3 c4 c5 c6 c7 … (${m} requests):`);
   }
-  expect(ms, `seed ${seed} took ${ms.toFixed(0)} ms`).toBeLessThan(2000);
+  if (got instanceof ResolveError) expect(got.code, `seed ${seed}`).not.toBe("TOO_HARD");
   return { sat: expected, ms };
 }
 
 describe("resolve: random 3-SAT as packages", () => {
-  it("decides 40 variables / 172 clauses (ratio 4.3) within 2 s each, satisfiable or not", () => {
+  it("decides 40 variables / 172 clauses (ratio 4.3) within a 5,000-conflict budget each, satisfiable or not", () => {
     const outcomes = [1, 2, 3, 4, 5, 6, 7, 8].map((seed) => decide(40, 172, seed));
     // the seeds cover both answers, so both paths are exercised
     expect(outcomes.some((o) => o.sat)).toBe(true);
     expect(outcomes.some((o) => !o.sat)).toBe(true);
   });
 
-  it("decides 100 variables / 430 clauses within 2 s each, satisfiable or not", () => {
+  it("decides 100 variables / 430 clauses within a 5,000-conflict budget each, satisfiable or not", () => {
     const outcomes = [1, 2, 3, 4, 5, 6].map((seed) => decide(100, 430, seed));
     expect(outcomes.some((o) => o.sat)).toBe(true);
     expect(outcomes.some((o) => !o.sat)).toBe(true);
@@ -222,7 +227,6 @@ describe("resolve: bounded search", () => {
 
   it("gives up with TOO_HARD, saying how to raise the limit, instead of running on", () => {
     const { repo, requests } = hard();
-    const t0 = performance.now();
     const e = fails(() => resolve(requests, repo, { maxConflicts: 10 }));
     expect(e.code).toBe("TOO_HARD");
     expect(e.kind).toBe("input");
@@ -231,7 +235,6 @@ describe("resolve: bounded search", () => {
       /^cannot resolve c0 c1 .* \(430 requests\): the dependency problem is too hard to decide within 10 conflicts; raise the limit with KILN_MAX_RESOLVE_CONFLICTS=N \(or ResolveOptions.maxConflicts\)$/,
     );
     expect(e.message).not.toContain("\n");
-    expect(performance.now() - t0).toBeLessThan(2000);
     // the same problem is decided with the default budget
     expect(fails(() => resolve(requests, repo)).code).toBe("UNSATISFIABLE");
     expect(DEFAULT_MAX_CONFLICTS).toBeGreaterThan(1000);
