@@ -296,49 +296,92 @@ export function buildGraph(input: GraphInput): DistroGraph {
   const resolver = new Resolver(graphPool(recipes, state, current), { arch: state.arch });
 
   const warnings: string[] = [];
+  const { environments, edges } = resolveEnvironments(recipes, resolver, producer, warnings);
+  const names = recipes.map((r) => r.name);
+  const cycles = breakCycles(names, edges, existingPackages(state));
+  const order = buildOrder(recipes, names, edges);
+  const images = resolveImages(input.images, resolver, producer, warnings);
+  return {
+    arch: state.arch,
+    recipes,
+    images: input.images,
+    edges,
+    order,
+    cycles,
+    warnings,
+    environments,
+    ...images,
+  };
+}
+
+/**
+ * Each recipe's build environment and the edges its build and test
+ * environments imply (sorted, packages sorted); unresolved requests are
+ * appended to `warnings`.
+ */
+function resolveEnvironments(
+  recipes: readonly RecipeNode[],
+  resolver: Resolver,
+  producer: Map<string, RecipeNode>,
+  warnings: string[],
+): { environments: Record<string, EnvPackage[]>; edges: GraphEdge[] } {
   const environments: Record<string, EnvPackage[]> = {};
   const edgeMap = new Map<string, GraphEdge>();
-  const addEdges = (r: RecipeNode, pkgs: RepoPackage[], kind: "build" | "test") => {
-    for (const p of pkgs) {
-      const to = producer.get(p.record.name);
-      if (!to || (kind === "test" && to === r)) continue;
-      const id = `${r.name}\0${to.name}`;
-      let e = edgeMap.get(id);
-      if (!e) edgeMap.set(id, (e = { from: r.name, to: to.name, kind, packages: [] }));
-      else if (kind === "build" && e.kind === "test") {
-        e.kind = "build";
-        e.packages = [];
-      } else if (kind === "test" && e.kind === "build") continue;
-      if (!e.packages.includes(p.record.name)) e.packages.push(p.record.name);
-    }
-  };
   for (const r of recipes) {
     const b = closure(resolver, r.buildRequests);
     for (const u of b.unresolved) warnings.push(`${r.path}: build environment: nothing satisfies ${u}`);
     environments[r.name] = envPackages(b.packages, producer);
-    addEdges(r, b.packages, "build");
+    addEdges(edgeMap, producer, r, b.packages, "build");
     if (r.testRequests.length) {
       const t = closure(resolver, r.testRequests);
       for (const u of t.unresolved) warnings.push(`${r.path}: test environment: nothing satisfies ${u}`);
-      addEdges(r, t.packages, "test");
+      addEdges(edgeMap, producer, r, t.packages, "test");
     }
   }
   const edges = [...edgeMap.values()].sort((a, b) =>
     a.from < b.from ? -1 : a.from > b.from ? 1 : a.to < b.to ? -1 : a.to > b.to ? 1 : 0,
   );
   for (const e of edges) e.packages.sort();
+  return { environments, edges };
+}
 
-  // Cycles.
-  const real = realPackages(state);
+/** Record in `edgeMap` the edges from `r` to the producers of `pkgs`; a build edge supersedes a test edge. */
+function addEdges(
+  edgeMap: Map<string, GraphEdge>,
+  producer: Map<string, RecipeNode>,
+  r: RecipeNode,
+  pkgs: RepoPackage[],
+  kind: "build" | "test",
+): void {
+  for (const p of pkgs) {
+    const to = producer.get(p.record.name);
+    if (!to || (kind === "test" && to === r)) continue;
+    const id = `${r.name}\0${to.name}`;
+    let e = edgeMap.get(id);
+    if (!e) edgeMap.set(id, (e = { from: r.name, to: to.name, kind, packages: [] }));
+    else if (kind === "build" && e.kind === "test") {
+      e.kind = "build";
+      e.packages = [];
+    } else if (kind === "test" && e.kind === "build") continue;
+    if (!e.packages.includes(p.record.name)) e.packages.push(p.record.name);
+  }
+}
+
+/** The first real (already built) package of each name: what can stand in for it. */
+function existingPackages(state: RepoState): Map<string, StandIn> {
   const existing = new Map<string, StandIn>();
-  for (const p of real) {
+  for (const p of realPackages(state)) {
     const prev = existing.get(p.record.name);
     if (!prev) existing.set(p.record.name, { name: p.record.name, version: p.record.version, repository: repoName(p) });
   }
-  const outEdges = new Map<string, GraphEdge[]>(recipes.map((r) => [r.name, []]));
+  return existing;
+}
+
+/** Find the cyclic components, cut edges to break them where possible (marking `edges`), and report each. */
+function breakCycles(names: readonly string[], edges: GraphEdge[], existing: Map<string, StandIn>): CycleReport[] {
+  const outEdges = new Map<string, GraphEdge[]>(names.map((n) => [n, []]));
   for (const e of edges) outEdges.get(e.from)!.push(e);
   const cycles: CycleReport[] = [];
-  const names = recipes.map((r) => r.name);
   for (const comp of cyclicComponents(names, (n) =>
     outEdges
       .get(n)!
@@ -349,61 +392,73 @@ export function buildGraph(input: GraphInput): DistroGraph {
     const compEdges = edges.filter((e) => inComp.has(e.from) && inComp.has(e.to));
     const before = findCycle(comp, compEdges);
     for (const e of compEdges) if (e.kind === "test") e.cut = "test";
-    const cutNow: GraphEdge[] = [];
-    if (!isAcyclic(comp, compEdges)) {
-      for (const e of compEdges) {
-        if (e.cut) continue;
-        const standIns = e.packages.map((n) => existing.get(n));
-        if (standIns.some((s) => !s)) continue;
-        e.cut = "stand-in";
-        e.standIns = standIns as StandIn[];
-        cutNow.push(e);
-        if (isAcyclic(comp, compEdges)) break;
-      }
-      // Keep only the cuts that are needed.
-      for (const e of [...cutNow].reverse()) {
-        const saved = e.standIns;
-        delete e.cut;
-        delete e.standIns;
-        if (!isAcyclic(comp, compEdges)) {
-          e.cut = "stand-in";
-          e.standIns = saved!;
-        }
-      }
-    }
+    if (!isAcyclic(comp, compEdges)) cutWithStandIns(comp, compEdges, existing);
     const broken = isAcyclic(comp, compEdges);
     const path = broken ? before : findCycle(comp, compEdges);
-    const ring = path.join(" → ");
-    const via = path
-      .slice(0, -1)
-      .map((n, i) => compEdges.find((e) => e.from === n && e.to === path[i + 1]))
-      .filter((e): e is GraphEdge => !!e)
-      .map(describeEdge);
-    const all = comp.length + 1 > path.length ? ` (the cycle involves ${comp.join(", ")})` : "";
-    let message: string;
-    if (broken) {
-      const cuts = compEdges
-        .filter((e) => e.cut === "stand-in")
-        .map(
-          (e) =>
-            `${e.from} builds against the existing ${e.standIns!.map((s) => `${s.name}-${s.version} (${s.repository})`).join(", ")} instead of waiting for ${e.to}`,
-        );
-      const tests = compEdges
-        .filter((e) => e.cut === "test")
-        .map((e) => `${e.from}'s tests use whatever ${e.to} exists`);
-      message = `dependency cycle ${ring}${all} broken: ${[...cuts, ...tests].join("; ")}`;
-    } else {
-      message = `dependency cycle: ${ring}${all}: ${via.join("; ")}; no package already in a repository can stand in for any of these edges — build one of them once from a bootstrap recipe or add an upstream repository that has it`;
-    }
-    cycles.push({ recipes: comp, path, broken, message });
+    cycles.push({ recipes: comp, path, broken, message: cycleMessage(comp, compEdges, path, broken) });
   }
+  return cycles;
+}
 
-  // Order: Kahn over uncut edges. Among ready recipes, those of kiln-native
-  // steps only (imports: no guest, so no build dependencies) come first, then
-  // by name: a guest recipe's needs can include dependencies that only become
-  // known once an imported package is built and its so:/cmd: requirements are
-  // detected (binutils' scripts needing perl), so every import is in the
-  // repository before any guest is assembled.
+/**
+ * Cut edges whose packages all exist already (stand-ins) until the component
+ * is acyclic or none is left, then undo the cuts that turn out not to be needed.
+ */
+function cutWithStandIns(comp: readonly string[], compEdges: GraphEdge[], existing: Map<string, StandIn>): void {
+  const cutNow: GraphEdge[] = [];
+  for (const e of compEdges) {
+    if (e.cut) continue;
+    const standIns = e.packages.map((n) => existing.get(n));
+    if (standIns.some((s) => !s)) continue;
+    e.cut = "stand-in";
+    e.standIns = standIns as StandIn[];
+    cutNow.push(e);
+    if (isAcyclic(comp, compEdges)) break;
+  }
+  // Keep only the cuts that are needed.
+  for (const e of [...cutNow].reverse()) {
+    const saved = e.standIns;
+    delete e.cut;
+    delete e.standIns;
+    if (!isAcyclic(comp, compEdges)) {
+      e.cut = "stand-in";
+      e.standIns = saved!;
+    }
+  }
+}
+
+/** The report's message for a component: how it was broken, or the cycle that remains. */
+function cycleMessage(comp: string[], compEdges: GraphEdge[], path: string[], broken: boolean): string {
+  const ring = path.join(" → ");
+  const via = path
+    .slice(0, -1)
+    .map((n, i) => compEdges.find((e) => e.from === n && e.to === path[i + 1]))
+    .filter((e): e is GraphEdge => !!e)
+    .map(describeEdge);
+  const all = comp.length + 1 > path.length ? ` (the cycle involves ${comp.join(", ")})` : "";
+  if (broken) {
+    const cuts = compEdges
+      .filter((e) => e.cut === "stand-in")
+      .map(
+        (e) =>
+          `${e.from} builds against the existing ${e.standIns!.map((s) => `${s.name}-${s.version} (${s.repository})`).join(", ")} instead of waiting for ${e.to}`,
+      );
+    const tests = compEdges.filter((e) => e.cut === "test").map((e) => `${e.from}'s tests use whatever ${e.to} exists`);
+    return `dependency cycle ${ring}${all} broken: ${[...cuts, ...tests].join("; ")}`;
+  }
+  return `dependency cycle: ${ring}${all}: ${via.join("; ")}; no package already in a repository can stand in for any of these edges — build one of them once from a bootstrap recipe or add an upstream repository that has it`;
+}
+
+/**
+ * The build order: Kahn over uncut edges. Among ready recipes, those of
+ * kiln-native steps only (imports: no guest, so no build dependencies) come
+ * first, then by name: a guest recipe's needs can include dependencies that
+ * only become known once an imported package is built and its so:/cmd:
+ * requirements are detected (binutils' scripts needing perl), so every import
+ * is in the repository before any guest is assembled. Recipes left on a cycle
+ * follow, in name order.
+ */
+function buildOrder(recipes: readonly RecipeNode[], names: readonly string[], edges: readonly GraphEdge[]): string[] {
   const rank = new Map(recipes.map((r) => [r.name, `${r.needsGuest ? 1 : 0}\u0000${r.name}`]));
   const key = (n: string) => rank.get(n) ?? `1\u0000${n}`;
   const pending = new Map<string, number>(names.map((n) => [n, 0]));
@@ -441,31 +496,27 @@ export function buildGraph(input: GraphInput): DistroGraph {
     const placed = new Set(order);
     order.push(...names.filter((n) => !placed.has(n)));
   }
+  return order;
+}
 
-  // Images.
+/** Each image's resolved closure and the recipes it comes from; unresolved requests are appended to `warnings`. */
+function resolveImages(
+  images: readonly ImageNode[],
+  resolver: Resolver,
+  producer: Map<string, RecipeNode>,
+  warnings: string[],
+): Pick<DistroGraph, "imagePackages" | "imageRecipes" | "imageUnresolved"> {
   const imagePackages: Record<string, EnvPackage[]> = {};
   const imageRecipes: Record<string, string[]> = {};
   const imageUnresolved: Record<string, string[]> = {};
-  for (const img of input.images) {
+  for (const img of images) {
     const c = closure(resolver, img.requests);
     imagePackages[img.name] = envPackages(c.packages, producer);
     imageRecipes[img.name] = uniq(imagePackages[img.name]!.flatMap((p) => (p.recipe ? [p.recipe] : []))).sort();
     imageUnresolved[img.name] = c.unresolved;
     for (const u of c.unresolved) warnings.push(`${img.path}: nothing satisfies ${u}`);
   }
-  return {
-    arch: state.arch,
-    recipes,
-    images: input.images,
-    edges,
-    order,
-    cycles,
-    warnings,
-    environments,
-    imagePackages,
-    imageRecipes,
-    imageUnresolved,
-  };
+  return { imagePackages, imageRecipes, imageUnresolved };
 }
 
 /** Recipes that (transitively, over uncut build edges) depend on any of `seeds`, seeds included. */
