@@ -244,85 +244,7 @@ export async function runImages(opts: ImageRunOptions): Promise<ImageResult[]> {
     const res: ImageResult = { name: img.name, path: img.path, status: "built", reasons, changed: false };
     results.push(res);
     try {
-      const text = await readFile(img.file, "utf8");
-      const cfg = imageConfigFor(distro, img.file, text);
-      log(`==> image ${img.name}${reasons.length ? ` (${reasons.join("; ")})` : ""}`);
-      const out = join(distro.outDir, "images", img.name);
-      const built = await buildImage(
-        cfg,
-        {
-          extraRepositories: [distro.outDir, ...distro.upstream.repositories],
-          extraKeys: opts.keys,
-          distro: distro.id,
-          ...(opts.cacheDir ? { cacheDir: opts.cacheDir } : {}),
-          ...(opts.sourceDateEpoch !== undefined ? { sourceDateEpoch: opts.sourceDateEpoch } : {}),
-        },
-        { out, format: "oci" },
-      );
-      const prev = records.get(img.name);
-      res.digest = built.result.digest;
-      if (prev?.digest) res.previous = prev.digest;
-      res.changed = prev?.digest !== built.result.digest;
-      const rec: ImageRecord = {
-        name: img.name,
-        config: createHash("sha256").update(text).digest("hex"),
-        packages: Object.fromEntries(
-          built.resolved.map((r) => [
-            r.arch,
-            r.resolution.packages
-              .map((p) => identity({ name: p.record.name, version: p.record.version, checksum: p.record.checksum }))
-              .sort(),
-          ]),
-        ),
-        digest: built.result.digest,
-        pushed: { ...(prev?.pushed ?? {}) },
-      };
-      log(
-        `  ${img.name}: ${built.result.digest}${res.changed ? (prev ? ` (was ${prev.digest})` : " (new)") : " (unchanged)"}`,
-      );
-      if (opts.test) {
-        if (!cfg.test) res.test = { ok: true, exitCode: 0, stdout: "", stderr: "", detail: "no test" };
-        else if (!cfg.archs.includes(hostApkArch()))
-          res.test = {
-            ok: true,
-            exitCode: 0,
-            stdout: "",
-            stderr: "",
-            detail: `not run: the image has no ${hostApkArch()} build`,
-          };
-        else {
-          let busybox: string | undefined;
-          const bbDir = cfg.test.withBusybox ? await mkdtemp(join(tmpdir(), "kiln-bb-")) : undefined;
-          try {
-            if (bbDir) busybox = await extractStaticBusybox(distro.outDir, hostApkArch(), bbDir);
-            res.test = await testImage(out, cfg, busybox ? { busybox } : {});
-          } catch (e) {
-            res.test = { ok: false, exitCode: -1, stdout: "", stderr: "", detail: (e as Error).message };
-          } finally {
-            if (bbDir) await rm(bbDir, { recursive: true, force: true });
-          }
-          log(`  test ${img.name}: ${res.test.ok ? "ok" : "FAILED"} — ${res.test.detail}`);
-          if (!res.test.ok) res.status = "failed";
-        }
-      }
-      if (opts.push && res.status === "built") {
-        const ref = `${opts.push.registry.replace(/\/+$/, "")}/${img.name}:latest`;
-        if (rec.pushed[ref] !== built.result.digest) {
-          const p = await pushOciImage(out, ref, {
-            ...(opts.push.insecure ? { insecure: true } : {}),
-            ...(opts.push.username ? { username: opts.push.username } : {}),
-            ...(opts.push.password ? { password: opts.push.password } : {}),
-          });
-          rec.pushed[ref] = p.digest;
-          res.pushed = ref;
-          log(`  pushed ${ref} (${p.digest})`);
-        }
-      }
-      // A failed smoke test leaves the record as it was, so the next run builds and tests the image again.
-      if (res.status === "built") {
-        records.set(img.name, rec);
-        await writeRecords(distro.outDir, records);
-      }
+      await runImage(opts, img, records, res, log);
     } catch (e) {
       res.status = "failed";
       res.error = (e as Error).message;
@@ -331,4 +253,125 @@ export async function runImages(opts: ImageRunOptions): Promise<ImageResult[]> {
     res.ms = Date.now() - t0;
   }
   return results;
+}
+
+/** Build one selected image, smoke-test and push it as asked, and record it if it passed (filling in `res`). */
+async function runImage(
+  opts: ImageRunOptions,
+  img: ImageNode,
+  records: Map<string, ImageRecord>,
+  res: ImageResult,
+  log: (message: string) => void,
+): Promise<void> {
+  const { distro } = opts;
+  const text = await readFile(img.file, "utf8");
+  const cfg = imageConfigFor(distro, img.file, text);
+  log(`==> image ${img.name}${res.reasons.length ? ` (${res.reasons.join("; ")})` : ""}`);
+  const out = join(distro.outDir, "images", img.name);
+  const built = await buildImage(
+    cfg,
+    {
+      extraRepositories: [distro.outDir, ...distro.upstream.repositories],
+      extraKeys: opts.keys,
+      distro: distro.id,
+      ...(opts.cacheDir ? { cacheDir: opts.cacheDir } : {}),
+      ...(opts.sourceDateEpoch !== undefined ? { sourceDateEpoch: opts.sourceDateEpoch } : {}),
+    },
+    { out, format: "oci" },
+  );
+  const prev = records.get(img.name);
+  res.digest = built.result.digest;
+  if (prev?.digest) res.previous = prev.digest;
+  res.changed = prev?.digest !== built.result.digest;
+  const rec = imageRecord(img.name, text, built, prev);
+  log(
+    `  ${img.name}: ${built.result.digest}${res.changed ? (prev ? ` (was ${prev.digest})` : " (new)") : " (unchanged)"}`,
+  );
+  if (opts.test) await smokeTest(distro, out, cfg, res, log);
+  if (opts.push && res.status === "built") await pushChanged(opts.push, out, rec, built.result.digest, res, log);
+  // A failed smoke test leaves the record as it was, so the next run builds and tests the image again.
+  if (res.status === "built") {
+    records.set(img.name, rec);
+    await writeRecords(distro.outDir, records);
+  }
+}
+
+/** The record of a built image: its config's hash, the packages of each architecture, its digest, and the pushes so far. */
+function imageRecord(
+  name: string,
+  text: string,
+  built: Awaited<ReturnType<typeof buildImage>>,
+  prev: ImageRecord | undefined,
+): ImageRecord {
+  return {
+    name,
+    config: createHash("sha256").update(text).digest("hex"),
+    packages: Object.fromEntries(
+      built.resolved.map((r) => [
+        r.arch,
+        r.resolution.packages
+          .map((p) => identity({ name: p.record.name, version: p.record.version, checksum: p.record.checksum }))
+          .sort(),
+      ]),
+    ),
+    digest: built.result.digest,
+    pushed: { ...(prev?.pushed ?? {}) },
+  };
+}
+
+/** Run the image's smoke test if it has one and can run here (`res.test`); a failed test fails the image. */
+async function smokeTest(
+  distro: Distro,
+  out: string,
+  cfg: ImageConfig,
+  res: ImageResult,
+  log: (message: string) => void,
+): Promise<void> {
+  if (!cfg.test) {
+    res.test = { ok: true, exitCode: 0, stdout: "", stderr: "", detail: "no test" };
+    return;
+  }
+  if (!cfg.archs.includes(hostApkArch())) {
+    res.test = {
+      ok: true,
+      exitCode: 0,
+      stdout: "",
+      stderr: "",
+      detail: `not run: the image has no ${hostApkArch()} build`,
+    };
+    return;
+  }
+  let busybox: string | undefined;
+  const bbDir = cfg.test.withBusybox ? await mkdtemp(join(tmpdir(), "kiln-bb-")) : undefined;
+  try {
+    if (bbDir) busybox = await extractStaticBusybox(distro.outDir, hostApkArch(), bbDir);
+    res.test = await testImage(out, cfg, busybox ? { busybox } : {});
+  } catch (e) {
+    res.test = { ok: false, exitCode: -1, stdout: "", stderr: "", detail: (e as Error).message };
+  } finally {
+    if (bbDir) await rm(bbDir, { recursive: true, force: true });
+  }
+  log(`  test ${res.name}: ${res.test.ok ? "ok" : "FAILED"} — ${res.test.detail}`);
+  if (!res.test.ok) res.status = "failed";
+}
+
+/** Push the image as NAME:latest unless the registry already has this digest (by the record); note the push in `rec`. */
+async function pushChanged(
+  push: NonNullable<ImageRunOptions["push"]>,
+  out: string,
+  rec: ImageRecord,
+  digest: string,
+  res: ImageResult,
+  log: (message: string) => void,
+): Promise<void> {
+  const ref = `${push.registry.replace(/\/+$/, "")}/${res.name}:latest`;
+  if (rec.pushed[ref] === digest) return;
+  const p = await pushOciImage(out, ref, {
+    ...(push.insecure ? { insecure: true } : {}),
+    ...(push.username ? { username: push.username } : {}),
+    ...(push.password ? { password: push.password } : {}),
+  });
+  rec.pushed[ref] = p.digest;
+  res.pushed = ref;
+  log(`  pushed ${ref} (${p.digest})`);
 }
