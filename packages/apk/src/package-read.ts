@@ -8,7 +8,7 @@ import { MemberStream } from "./member-stream.js";
 import { checkSymlinkTarget, normalizeEntryPath, parentDir } from "./paths.js";
 import { parsePkgInfo, type PackageInfo } from "./pkginfo.js";
 import { parseSignatureName, type SignatureType } from "./keys.js";
-import { readBody, readHeader, streamBody, type ParsedEntry } from "./tar-read.js";
+import { readBody, readHeader, streamBody, type HeaderResult, type ParsedEntry } from "./tar-read.js";
 import { decodeUtf8 } from "./utf8.js";
 import type { EntryType } from "./tar.js";
 
@@ -97,6 +97,13 @@ export interface DataSummary {
   entries: number;
 }
 
+/** Where the data member is and what has been hashed of it so far. */
+interface DataState {
+  member: number;
+  hash: Hash | undefined;
+  size: number;
+}
+
 /** Open a package stream; reads the signature and control members eagerly. */
 export async function openPackage(
   source: AsyncIterable<Uint8Array>,
@@ -105,223 +112,304 @@ export async function openPackage(
   const subject = opts.subject ?? "package";
   const limits = { ...DEFAULT_LIMITS, ...opts.limits };
   const raw: Uint8Array[][] = [[], []];
-  let dataHash: Hash | undefined;
-  let dataMember = -1;
-  let dataMemberSize = 0;
-  const ms = new MemberStream(source, {
+  const data: DataState = { member: -1, hash: undefined, size: 0 };
+  const ms = openMemberStream(source, subject, limits, raw, data);
+
+  try {
+    const { head, controlIndex } = await readHead(ms, subject, limits, raw);
+    data.member = controlIndex + 1;
+    data.hash = createHash("sha256");
+    return dataReader(ms, subject, head.info, data, head);
+  } catch (e) {
+    await ms.close().catch(() => undefined);
+    throw e;
+  }
+}
+
+/**
+ * The member stream of a package: keeps the compressed bytes of the first two
+ * members, hashes those of the data member, and refuses anything after it.
+ */
+function openMemberStream(
+  source: AsyncIterable<Uint8Array>,
+  subject: string,
+  limits: ReadLimits,
+  raw: Uint8Array[][],
+  data: DataState,
+): MemberStream {
+  return new MemberStream(source, {
     subject,
     onCompressed: (m, bytes) => {
-      if (m < 2 && m !== dataMember) raw[m]!.push(Buffer.from(bytes));
-      if (m === dataMember) {
-        dataHash!.update(bytes);
-        dataMemberSize += bytes.length;
-      } else if (m > dataMember && dataMember >= 0) {
+      if (m < 2 && m !== data.member) raw[m]!.push(Buffer.from(bytes));
+      if (m === data.member) {
+        data.hash!.update(bytes);
+        data.size += bytes.length;
+      } else if (m > data.member && data.member >= 0) {
         throw new ApkError("BAD_ARCHIVE", `${subject}: unexpected gzip member after the data member`, { subject });
       }
     },
     maxMemberSize: (m) =>
-      m === dataMember
+      m === data.member
         ? limits.maxDataMember
         : m === 0
           ? Math.max(limits.maxSignatureMember, limits.maxControlMember)
           : limits.maxControlMember,
   });
+}
 
-  try {
-    // Member 1 holds the signatures, or is the control member of an unsigned package.
-    const signatures: SignatureEntry[] = [];
-    const controlFiles = new Map<string, Buffer>();
-    let pkginfoText: string | undefined;
-    let controlIndex = 0;
-    let r = await readHeader(ms);
-    if (r.kind === "entry" && parseSignatureName(r.entry.rawPath)) {
-      for (; r.kind !== "member-end"; r = await readHeader(ms)) {
-        if (r.kind === "zero")
-          throw new ApkError("BAD_ARCHIVE", `${subject}: end-of-archive blocks inside the signature member`, {
-            subject,
-          });
-        const sig = parseSignatureName(r.entry.rawPath);
-        if (!sig)
-          throw new ApkError(
-            "BAD_ARCHIVE",
-            `${subject}: ${JSON.stringify(r.entry.rawPath)} shares the signature member (it must hold only .SIGN.* entries)`,
-            { subject },
-          );
-        if (r.entry.type !== "file")
-          throw new ApkError("BAD_ARCHIVE", `${subject}: signature entry ${r.entry.rawPath} is not a regular file`, {
-            subject,
-          });
-        signatures.push({ ...sig, signature: await readBody(ms, r.entry, 64 * 1024) });
-      }
-      if (!(await ms.nextMember()))
-        throw new ApkError("TRUNCATED", `${subject}: ends after the signature member`, { subject });
-      controlIndex = 1;
-      r = await readHeader(ms);
+/** Read the signature member (if any) and the control member into a PackageHead. */
+async function readHead(
+  ms: MemberStream,
+  subject: string,
+  limits: ReadLimits,
+  raw: Uint8Array[][],
+): Promise<{ head: PackageHead; controlIndex: number }> {
+  // Member 1 holds the signatures, or is the control member of an unsigned package.
+  const signatures: SignatureEntry[] = [];
+  let controlIndex = 0;
+  let r = await readHeader(ms);
+  if (r.kind === "entry" && parseSignatureName(r.entry.rawPath)) {
+    await readSignatures(ms, r, signatures, subject);
+    if (!(await ms.nextMember()))
+      throw new ApkError("TRUNCATED", `${subject}: ends after the signature member`, { subject });
+    controlIndex = 1;
+    r = await readHeader(ms);
+  }
+  const { pkginfoText, controlFiles } = await readControlEntries(ms, r, subject, limits);
+  const info = parsePkgInfo(pkginfoText, `${subject}: .PKGINFO`);
+  const controlMember = Buffer.concat(raw[controlIndex]!);
+  const head: PackageHead = {
+    signatures,
+    controlMember,
+    info,
+    pkginfoText,
+    controlFiles,
+    checksum: identityOf(controlMember),
+  };
+  if (controlIndex === 1) head.signatureMember = Buffer.concat(raw[0]!);
+  raw[0] = [];
+  raw[1] = [];
+  return { head, controlIndex };
+}
+
+/** The `.SIGN.*` entries of the signature member, starting at its first header `r`. */
+async function readSignatures(
+  ms: MemberStream,
+  r: HeaderResult,
+  signatures: SignatureEntry[],
+  subject: string,
+): Promise<void> {
+  for (; r.kind !== "member-end"; r = await readHeader(ms)) {
+    if (r.kind === "zero")
+      throw new ApkError("BAD_ARCHIVE", `${subject}: end-of-archive blocks inside the signature member`, {
+        subject,
+      });
+    const sig = parseSignatureName(r.entry.rawPath);
+    if (!sig)
+      throw new ApkError(
+        "BAD_ARCHIVE",
+        `${subject}: ${JSON.stringify(r.entry.rawPath)} shares the signature member (it must hold only .SIGN.* entries)`,
+        { subject },
+      );
+    if (r.entry.type !== "file")
+      throw new ApkError("BAD_ARCHIVE", `${subject}: signature entry ${r.entry.rawPath} is not a regular file`, {
+        subject,
+      });
+    signatures.push({ ...sig, signature: await readBody(ms, r.entry, 64 * 1024) });
+  }
+}
+
+/** `.PKGINFO` and the other control files of the control member, starting at its first header `r`. */
+async function readControlEntries(
+  ms: MemberStream,
+  r: HeaderResult,
+  subject: string,
+  limits: ReadLimits,
+): Promise<{ pkginfoText: string; controlFiles: Map<string, Buffer> }> {
+  const controlFiles = new Map<string, Buffer>();
+  let pkginfoText: string | undefined;
+  for (; r.kind !== "member-end"; r = await readHeader(ms)) {
+    if (r.kind === "zero")
+      throw new ApkError("BAD_ARCHIVE", `${subject}: end-of-archive blocks inside the control member`, { subject });
+    const e = r.entry;
+    if (parseSignatureName(e.rawPath))
+      throw new ApkError("BAD_ARCHIVE", `${subject}: signature entry ${e.rawPath} inside the control member`, {
+        subject,
+      });
+    if (!e.rawPath.startsWith(".") || e.rawPath.includes("/")) {
+      throw new ApkError(
+        "BAD_ARCHIVE",
+        `${subject}: control member holds a non-control entry ${JSON.stringify(e.rawPath)} (data must start a gzip member of its own)`,
+        { subject },
+      );
     }
-    for (; r.kind !== "member-end"; r = await readHeader(ms)) {
-      if (r.kind === "zero")
-        throw new ApkError("BAD_ARCHIVE", `${subject}: end-of-archive blocks inside the control member`, { subject });
-      const e = r.entry;
-      if (parseSignatureName(e.rawPath))
-        throw new ApkError("BAD_ARCHIVE", `${subject}: signature entry ${e.rawPath} inside the control member`, {
+    if (e.type !== "file")
+      throw new ApkError("BAD_ARCHIVE", `${subject}: control entry ${e.rawPath} is not a regular file`, { subject });
+    const body = await readBody(ms, e, limits.maxControlMember);
+    if (e.rawPath === ".PKGINFO") {
+      if (pkginfoText !== undefined) throw new ApkError("BAD_ARCHIVE", `${subject}: two .PKGINFO entries`, { subject });
+      pkginfoText = decodeUtf8(body, ".PKGINFO", subject, { code: "INVALID_FIELD", firstLine: 1 });
+    } else {
+      if (pkginfoText === undefined)
+        throw new ApkError("BAD_ARCHIVE", `${subject}: .PKGINFO must be the first control entry, found ${e.rawPath}`, {
           subject,
         });
-      if (!e.rawPath.startsWith(".") || e.rawPath.includes("/")) {
-        throw new ApkError(
-          "BAD_ARCHIVE",
-          `${subject}: control member holds a non-control entry ${JSON.stringify(e.rawPath)} (data must start a gzip member of its own)`,
-          { subject },
-        );
-      }
-      if (e.type !== "file")
-        throw new ApkError("BAD_ARCHIVE", `${subject}: control entry ${e.rawPath} is not a regular file`, { subject });
-      const body = await readBody(ms, e, limits.maxControlMember);
-      if (e.rawPath === ".PKGINFO") {
-        if (pkginfoText !== undefined)
-          throw new ApkError("BAD_ARCHIVE", `${subject}: two .PKGINFO entries`, { subject });
-        pkginfoText = decodeUtf8(body, ".PKGINFO", subject, { code: "INVALID_FIELD", firstLine: 1 });
-      } else {
-        if (pkginfoText === undefined)
-          throw new ApkError(
-            "BAD_ARCHIVE",
-            `${subject}: .PKGINFO must be the first control entry, found ${e.rawPath}`,
-            { subject },
-          );
-        controlFiles.set(e.rawPath, body);
-      }
+      controlFiles.set(e.rawPath, body);
     }
-    if (pkginfoText === undefined)
-      throw new ApkError("BAD_ARCHIVE", `${subject}: no .PKGINFO in the control member`, { subject });
-    const info = parsePkgInfo(pkginfoText, `${subject}: .PKGINFO`);
-    const controlMember = Buffer.concat(raw[controlIndex]!);
-    const head: PackageHead = {
-      signatures,
-      controlMember,
-      info,
-      pkginfoText,
-      controlFiles,
-      checksum: identityOf(controlMember),
-    };
-    if (controlIndex === 1) head.signatureMember = Buffer.concat(raw[0]!);
-    raw[0] = [];
-    raw[1] = [];
-
-    dataMember = controlIndex + 1;
-    dataHash = createHash("sha256");
-    let consumed = false;
-    let entryCount = 0;
-
-    async function* entries(): AsyncGenerator<DataEntry> {
-      if (consumed) throw new Error("package data can be read only once");
-      consumed = true;
-      if (!(await ms.nextMember())) throw new ApkError("TRUNCATED", `${subject}: no data member`, { subject });
-      const seenDirs = new Set<string>();
-      const files = new Set<string>();
-      // apk would let a later entry replace an earlier one of the same path; a
-      // directory turned into a symlink would then re-root the entries below it
-      // and defeat the escape checks, so a repeated path is refused.
-      const seenPaths = new Set<string>();
-      let zeros = 0;
-      for (;;) {
-        const r = await readHeader(ms);
-        if (r.kind === "member-end") {
-          if (zeros === 0)
-            throw new ApkError("BAD_ARCHIVE", `${subject}: data member ends without end-of-archive blocks`, {
-              subject,
-            });
-          break;
-        }
-        if (r.kind === "zero") {
-          zeros++;
-          // Everything after the two end blocks must be zero padding.
-          while (!(await ms.atMemberEnd())) {
-            const z = await ms.readSome(64 * 1024, "padding");
-            if (z.some((b) => b !== 0))
-              throw new ApkError("BAD_ARCHIVE", `${subject}: data after the end of the archive`, { subject });
-          }
-          break;
-        }
-        const e = r.entry;
-        const path = normalizeEntryPath(e.rawPath, subject);
-        const de = toDataEntry(e, path, subject);
-        let bodyRead = false;
-        const body = async function* (): AsyncGenerator<Uint8Array> {
-          if (bodyRead) throw new Error(`${path}: content already read`);
-          bodyRead = true;
-          const h = de.sha1 !== undefined ? createHash("sha1") : undefined;
-          for await (const c of streamBody(ms, e)) {
-            h?.update(c);
-            yield c;
-          }
-          if (h && de.type === "file") {
-            const got = h.digest("hex");
-            if (got !== de.sha1)
-              throw new ApkError(
-                "BAD_ARCHIVE",
-                `${subject}: ${path}: content does not match its APK-TOOLS.checksum.SHA1`,
-                { subject },
-              );
-          }
-        };
-        de.content = body;
-        if (path === "") {
-          // the root directory entry itself
-          for await (const _ of body());
-          continue;
-        }
-        if (seenPaths.has(path))
-          throw new ApkError("BAD_ARCHIVE", `${subject}: ${path} appears twice in the archive`, { subject });
-        seenPaths.add(path);
-        const parent = parentDir(path);
-        if (parent !== "" && !seenDirs.has(parent)) {
-          throw new ApkError(
-            "BAD_ARCHIVE",
-            `${subject}: ${path} comes before an entry for its directory ${parent}/ (apk: "no dirent in archive")`,
-            { subject },
-          );
-        }
-        if (de.type === "dir") seenDirs.add(path);
-        if (de.type === "symlink") checkSymlinkTarget(path, de.linkTarget ?? "", subject);
-        if (de.type === "hardlink") {
-          const target = normalizeEntryPath(de.linkTarget ?? "", subject);
-          if (!files.has(target))
-            throw new ApkError(
-              "BAD_ARCHIVE",
-              `${subject}: hard link ${path} -> ${de.linkTarget} does not name an earlier regular file of this package`,
-              { subject },
-            );
-          de.linkTarget = target;
-        }
-        if (de.type === "file") files.add(path);
-        entryCount++;
-        // apk skips top-level dot-files and .keep_* files on install.
-        const base = path.slice(path.lastIndexOf("/") + 1);
-        const skipped = (!path.includes("/") && path.startsWith(".")) || base.startsWith(".keep_");
-        if (!skipped) yield de;
-        if (!bodyRead) for await (const _ of body());
-      }
-      if (await ms.nextMember())
-        throw new ApkError("BAD_ARCHIVE", `${subject}: unexpected gzip member after the data member`, { subject });
-      const digest = dataHash!.digest("hex");
-      summary = { dataHash: digest, dataMemberSize, entries: entryCount };
-      if (info.dataHash !== undefined && info.dataHash.toLowerCase() !== digest) {
-        throw new ApkError("BAD_SIGNATURE", `${subject}: data does not match datahash in .PKGINFO`, { subject });
-      }
-    }
-    let summary: DataSummary | undefined;
-    return {
-      head,
-      entries,
-      async drain() {
-        for await (const _ of entries());
-        return summary!;
-      },
-      close: () => ms.close(),
-    };
-  } catch (e) {
-    await ms.close().catch(() => undefined);
-    throw e;
   }
+  if (pkginfoText === undefined)
+    throw new ApkError("BAD_ARCHIVE", `${subject}: no .PKGINFO in the control member`, { subject });
+  return { pkginfoText, controlFiles };
+}
+
+/** The PackageReader over the data member, once the head has been read. */
+function dataReader(
+  ms: MemberStream,
+  subject: string,
+  info: PackageInfo,
+  data: DataState,
+  head: PackageHead,
+): PackageReader {
+  let consumed = false;
+
+  async function* entries(): AsyncGenerator<DataEntry> {
+    if (consumed) throw new Error("package data can be read only once");
+    consumed = true;
+    if (!(await ms.nextMember())) throw new ApkError("TRUNCATED", `${subject}: no data member`, { subject });
+    const entryCount = yield* dataEntries(ms, subject);
+    if (await ms.nextMember())
+      throw new ApkError("BAD_ARCHIVE", `${subject}: unexpected gzip member after the data member`, { subject });
+    const digest = data.hash!.digest("hex");
+    summary = { dataHash: digest, dataMemberSize: data.size, entries: entryCount };
+    if (info.dataHash !== undefined && info.dataHash.toLowerCase() !== digest) {
+      throw new ApkError("BAD_SIGNATURE", `${subject}: data does not match datahash in .PKGINFO`, { subject });
+    }
+  }
+  let summary: DataSummary | undefined;
+  return {
+    head,
+    entries,
+    async drain() {
+      for await (const _ of entries());
+      return summary!;
+    },
+    close: () => ms.close(),
+  };
+}
+
+/** What the entries so far have established, for checking the next one. */
+interface SeenEntries {
+  dirs: Set<string>;
+  files: Set<string>;
+  // apk would let a later entry replace an earlier one of the same path; a
+  // directory turned into a symlink would then re-root the entries below it
+  // and defeat the escape checks, so a repeated path is refused.
+  paths: Set<string>;
+}
+
+/** The entries of the data member, up to its end-of-archive blocks; returns how many were counted. */
+async function* dataEntries(ms: MemberStream, subject: string): AsyncGenerator<DataEntry, number> {
+  const seen: SeenEntries = { dirs: new Set<string>(), files: new Set<string>(), paths: new Set<string>() };
+  let entryCount = 0;
+  for (;;) {
+    const r = await readHeader(ms);
+    if (r.kind === "member-end")
+      throw new ApkError("BAD_ARCHIVE", `${subject}: data member ends without end-of-archive blocks`, {
+        subject,
+      });
+    if (r.kind === "zero") {
+      await checkEndPadding(ms, subject);
+      break;
+    }
+    const e = r.entry;
+    const path = normalizeEntryPath(e.rawPath, subject);
+    const de = toDataEntry(e, path, subject);
+    const content = entryContent(ms, e, de, path, subject);
+    de.content = content.body;
+    if (path === "") {
+      // the root directory entry itself
+      for await (const _ of content.body());
+      continue;
+    }
+    checkEntryPlacement(path, de, seen, subject);
+    entryCount++;
+    if (!skippedOnInstall(path)) yield de;
+    if (!content.read) for await (const _ of content.body());
+  }
+  return entryCount;
+}
+
+/** Everything after the two end blocks must be zero padding. */
+async function checkEndPadding(ms: MemberStream, subject: string): Promise<void> {
+  while (!(await ms.atMemberEnd())) {
+    const z = await ms.readSome(64 * 1024, "padding");
+    if (z.some((b) => b !== 0))
+      throw new ApkError("BAD_ARCHIVE", `${subject}: data after the end of the archive`, { subject });
+  }
+}
+
+/** An entry's content, readable once, checked against its APK-TOOLS.checksum.SHA1. */
+function entryContent(
+  ms: MemberStream,
+  e: ParsedEntry,
+  de: DataEntry,
+  path: string,
+  subject: string,
+): { read: boolean; body: () => AsyncGenerator<Uint8Array> } {
+  const content = {
+    read: false,
+    body: async function* (): AsyncGenerator<Uint8Array> {
+      if (content.read) throw new Error(`${path}: content already read`);
+      content.read = true;
+      const h = de.sha1 !== undefined ? createHash("sha1") : undefined;
+      for await (const c of streamBody(ms, e)) {
+        h?.update(c);
+        yield c;
+      }
+      if (h && de.type === "file") {
+        const got = h.digest("hex");
+        if (got !== de.sha1)
+          throw new ApkError("BAD_ARCHIVE", `${subject}: ${path}: content does not match its APK-TOOLS.checksum.SHA1`, {
+            subject,
+          });
+      }
+    },
+  };
+  return content;
+}
+
+/** Refuse repeated paths, entries before their directory, escaping symlinks and dangling hard links. */
+function checkEntryPlacement(path: string, de: DataEntry, seen: SeenEntries, subject: string): void {
+  if (seen.paths.has(path))
+    throw new ApkError("BAD_ARCHIVE", `${subject}: ${path} appears twice in the archive`, { subject });
+  seen.paths.add(path);
+  const parent = parentDir(path);
+  if (parent !== "" && !seen.dirs.has(parent)) {
+    throw new ApkError(
+      "BAD_ARCHIVE",
+      `${subject}: ${path} comes before an entry for its directory ${parent}/ (apk: "no dirent in archive")`,
+      { subject },
+    );
+  }
+  if (de.type === "dir") seen.dirs.add(path);
+  if (de.type === "symlink") checkSymlinkTarget(path, de.linkTarget ?? "", subject);
+  if (de.type === "hardlink") {
+    const target = normalizeEntryPath(de.linkTarget ?? "", subject);
+    if (!seen.files.has(target))
+      throw new ApkError(
+        "BAD_ARCHIVE",
+        `${subject}: hard link ${path} -> ${de.linkTarget} does not name an earlier regular file of this package`,
+        { subject },
+      );
+    de.linkTarget = target;
+  }
+  if (de.type === "file") seen.files.add(path);
+}
+
+/** apk skips top-level dot-files and .keep_* files on install. */
+function skippedOnInstall(path: string): boolean {
+  const base = path.slice(path.lastIndexOf("/") + 1);
+  return (!path.includes("/") && path.startsWith(".")) || base.startsWith(".keep_");
 }
 
 function toDataEntry(e: ParsedEntry, path: string, subject: string): DataEntry {
