@@ -194,25 +194,31 @@ function missingDetail(r: RecipeNode, state: RepoState): string {
   return "not in the repository";
 }
 
-export function planBuild(
-  distro: Pick<Distro, "name" | "recipesDir" | "root">,
-  graph: DistroGraph,
-  state: RepoState,
-  opts: PlanOptions = {},
-): BuildPlan {
-  const byName = new Map(graph.recipes.map((r) => [r.name, r]));
+/** What deciding and numbering the builds of a plan needs, computed once from the graph and the state. */
+interface PlanContext {
+  byName: Map<string, RecipeNode>;
+  current: Map<string, CurrentBuild>;
+  versions: Map<string, string[]>;
+  /** Package name → the recipe that produces it. */
+  producer: Map<string, string>;
+  standInsFor: (name: string) => string[];
+  /** A resolver over the real packages (made when first needed). */
+  actualResolver: () => Resolver;
+  /** Uncut build edges (the dependencies whose rebuild forces one). */
+  depsOf: Map<string, string[]>;
+  /** Uncut edges of either kind (the dependencies built first). */
+  orderDepsOf: Map<string, string[]>;
+}
+
+function planContext(graph: DistroGraph, state: RepoState): PlanContext {
   const current = currentBuilds(state, graph.recipes);
   const real = realPackages(state);
-  const versions = versionsByName(real);
   const producer = new Map<string, string>();
   for (const r of graph.recipes) for (const o of r.outputs) if (!producer.has(o.name)) producer.set(o.name, r.name);
   const standIns = new Map<string, string[]>();
   for (const e of graph.edges)
     if (e.cut === "stand-in") (standIns.get(e.from) ?? standIns.set(e.from, []).get(e.from)!).push(e.to);
-  const standInsFor = (name: string) => standIns.get(name) ?? [];
   let actual: Resolver | undefined;
-  const actualResolver = () => (actual ??= new Resolver(real, { arch: state.arch }));
-
   const depsOf = new Map<string, string[]>();
   const orderDepsOf = new Map<string, string[]>();
   for (const e of graph.edges) {
@@ -226,121 +232,29 @@ export function planBuild(
     if (l) l.push(e.to);
     else depsOf.set(e.from, [e.to]);
   }
+  return {
+    byName: new Map(graph.recipes.map((r) => [r.name, r])),
+    current,
+    versions: versionsByName(real),
+    producer,
+    standInsFor: (name) => standIns.get(name) ?? [],
+    actualResolver: () => (actual ??= new Resolver(real, { arch: state.arch })),
+    depsOf,
+    orderDepsOf,
+  };
+}
 
-  const dirty = new Map<string, Reason[]>();
+export function planBuild(
+  distro: Pick<Distro, "name" | "recipesDir" | "root">,
+  graph: DistroGraph,
+  state: RepoState,
+  opts: PlanOptions = {},
+): BuildPlan {
+  const ctx = planContext(graph, state);
   const since = opts.since;
-  if (since) {
-    const changed = new Set(since.files);
-    const seeds = new Map<string, string[]>();
-    for (const r of graph.recipes) {
-      const files = r.absFiles.filter((f) => changed.has(f));
-      const srcPrefix = `${distro.recipesDir}/${r.name}/`;
-      for (const f of since.files) if (f.startsWith(srcPrefix) && !files.includes(f)) files.push(f);
-      const names = files.map((f) => displayPath(distro, f));
-      if (since.environmentChanged && r.environment) names.push("distro.yaml (environment)");
-      if (names.length) seeds.set(r.name, [...new Set(names)].sort());
-    }
-    for (const name of graph.order) {
-      const reasons: Reason[] = [];
-      const files = seeds.get(name);
-      if (files) reasons.push({ kind: "changed-file", files });
-      const deps = (depsOf.get(name) ?? []).filter((d) => dirty.has(d) && d !== name);
-      if (deps.length) reasons.push({ kind: "changed-dependency", recipes: [...new Set(deps)].sort() });
-      if (reasons.length) dirty.set(name, reasons);
-    }
-  } else {
-    for (const name of graph.order) {
-      const r = byName.get(name)!;
-      const cur = current.get(name);
-      const reasons: Reason[] = [];
-      if (!cur) reasons.push({ kind: "missing", detail: missingDetail(r, state) });
-      else if (cur.record.own !== r.own) {
-        const files = diffFiles(cur.record.files ?? {}, r.files);
-        reasons.push(
-          files.length
-            ? { kind: "changed-file", files }
-            : {
-                kind: "changed-definition",
-                detail:
-                  "its compiled form changed (distro.yaml's default environment, a built-in pipeline, or kiln itself)",
-              },
-        );
-      }
-      const deps = (depsOf.get(name) ?? []).filter((d) => dirty.has(d) && d !== name);
-      if (deps.length) reasons.push({ kind: "changed-dependency", recipes: [...new Set(deps)].sort() });
-      if (!reasons.length && cur) {
-        const c = closure(actualResolver(), r.buildRequests);
-        if (c.unresolved.length)
-          reasons.push({ kind: "environment", changes: c.unresolved.map((u) => `nothing satisfies ${u}`) });
-        else {
-          const now = keyEnvironment(envFromPackages(c.packages, producer), standInsFor(name));
-          const changes = diffIdentities(cur.record.environment, now);
-          if (changes.length) reasons.push({ kind: "environment", changes });
-        }
-      }
-      if (reasons.length) dirty.set(name, reasons);
-    }
-  }
-
-  const builds: PlannedBuild[] = [];
-  const upToDate: string[] = [];
-  for (const name of graph.order) {
-    const reasons = dirty.get(name);
-    const r = byName.get(name)!;
-    if (!reasons) {
-      upToDate.push(name);
-      continue;
-    }
-    const cur: CurrentBuild | undefined = current.get(name);
-    const taken = takenEpochs(r, versions);
-    if (cur && cur.record.version === r.version) taken.push(Number(cur.record.fullVersion.slice(r.version.length + 2)));
-    const epoch = chooseEpoch(
-      r.epoch,
-      taken.filter((n) => Number.isFinite(n)),
-    );
-    const b: PlannedBuild = {
-      recipe: name,
-      path: r.path,
-      version: r.version,
-      epoch,
-      fullVersion: `${r.version}-r${epoch}`,
-      recipeEpoch: r.epoch,
-      reasons,
-      after: [...new Set((orderDepsOf.get(name) ?? []).filter((d) => dirty.has(d)))].sort(),
-      standIns: standInsFor(name),
-    };
-    if (cur) b.current = cur.record.fullVersion;
-    builds.push(b);
-  }
-
-  // Images.
-  const images: PlannedImage[] = [];
-  const unchangedImages: string[] = [];
-  const changedFiles = new Set(since?.files ?? []);
-  for (const img of graph.images) {
-    if (img.archs && !img.archs.includes(state.arch)) continue;
-    const recipes = (graph.imageRecipes[img.name] ?? []).filter((r) => dirty.has(r));
-    const reasons: string[] = [];
-    if (recipes.length) reasons.push(`contains rebuilt packages of ${recipes.join(", ")}`);
-    if (since) {
-      if (changedFiles.has(img.file)) reasons.push(`changed: ${img.path}`);
-    } else {
-      const rec = state.images.get(img.name);
-      if (!rec) reasons.push("not built yet");
-      else if (rec.config !== img.config) reasons.push(`changed: ${img.path}`);
-      else if (!recipes.length) {
-        const c = closure(actualResolver(), img.requests);
-        const now = c.packages
-          .map((p) => identity({ name: p.record.name, version: p.record.version, checksum: p.record.checksum }))
-          .sort();
-        const changes = diffIdentities(rec.packages[state.arch] ?? [], now);
-        if (changes.length) reasons.push(`package set changed: ${changes.join(", ")}`);
-      }
-    }
-    if (reasons.length) images.push({ name: img.name, path: img.path, reasons, recipes });
-    else unchangedImages.push(img.name);
-  }
-
+  const dirty = since ? dirtySince(distro, graph, ctx, since) : dirtyByKey(graph, state, ctx);
+  const { builds, upToDate } = plannedBuilds(graph, ctx, dirty);
+  const { images, unchangedImages } = plannedImages(graph, state, ctx, dirty, since);
   const errors = [...(opts.errors ?? []), ...graph.cycles.filter((c) => !c.broken).map((c) => c.message)];
   const plan: BuildPlan = {
     distro: distro.name,
@@ -356,4 +270,146 @@ export function planBuild(
   };
   if (since) plan.since = since.rev;
   return plan;
+}
+
+/** By git: the recipes whose files changed since the revision, and (in build order) everything depending on them. */
+function dirtySince(
+  distro: Pick<Distro, "recipesDir" | "root">,
+  graph: DistroGraph,
+  ctx: PlanContext,
+  since: SinceChanges,
+): Map<string, Reason[]> {
+  const dirty = new Map<string, Reason[]>();
+  const changed = new Set(since.files);
+  const seeds = new Map<string, string[]>();
+  for (const r of graph.recipes) {
+    const files = r.absFiles.filter((f) => changed.has(f));
+    const srcPrefix = `${distro.recipesDir}/${r.name}/`;
+    for (const f of since.files) if (f.startsWith(srcPrefix) && !files.includes(f)) files.push(f);
+    const names = files.map((f) => displayPath(distro, f));
+    if (since.environmentChanged && r.environment) names.push("distro.yaml (environment)");
+    if (names.length) seeds.set(r.name, [...new Set(names)].sort());
+  }
+  for (const name of graph.order) {
+    const reasons: Reason[] = [];
+    const files = seeds.get(name);
+    if (files) reasons.push({ kind: "changed-file", files });
+    const deps = (ctx.depsOf.get(name) ?? []).filter((d) => dirty.has(d) && d !== name);
+    if (deps.length) reasons.push({ kind: "changed-dependency", recipes: [...new Set(deps)].sort() });
+    if (reasons.length) dirty.set(name, reasons);
+  }
+  return dirty;
+}
+
+/** By build key: in build order, the recipes that are missing, changed, depend on a rebuilt one, or whose environment moved. */
+function dirtyByKey(graph: DistroGraph, state: RepoState, ctx: PlanContext): Map<string, Reason[]> {
+  const dirty = new Map<string, Reason[]>();
+  for (const name of graph.order) {
+    const r = ctx.byName.get(name)!;
+    const cur = ctx.current.get(name);
+    const reasons: Reason[] = [];
+    if (!cur) reasons.push({ kind: "missing", detail: missingDetail(r, state) });
+    else if (cur.record.own !== r.own) {
+      const files = diffFiles(cur.record.files ?? {}, r.files);
+      reasons.push(
+        files.length
+          ? { kind: "changed-file", files }
+          : {
+              kind: "changed-definition",
+              detail:
+                "its compiled form changed (distro.yaml's default environment, a built-in pipeline, or kiln itself)",
+            },
+      );
+    }
+    const deps = (ctx.depsOf.get(name) ?? []).filter((d) => dirty.has(d) && d !== name);
+    if (deps.length) reasons.push({ kind: "changed-dependency", recipes: [...new Set(deps)].sort() });
+    if (!reasons.length && cur) {
+      const c = closure(ctx.actualResolver(), r.buildRequests);
+      if (c.unresolved.length)
+        reasons.push({ kind: "environment", changes: c.unresolved.map((u) => `nothing satisfies ${u}`) });
+      else {
+        const now = keyEnvironment(envFromPackages(c.packages, ctx.producer), ctx.standInsFor(name));
+        const changes = diffIdentities(cur.record.environment, now);
+        if (changes.length) reasons.push({ kind: "environment", changes });
+      }
+    }
+    if (reasons.length) dirty.set(name, reasons);
+  }
+  return dirty;
+}
+
+/** The dirty recipes as numbered builds (in build order), and the rest as up to date. */
+function plannedBuilds(
+  graph: DistroGraph,
+  ctx: PlanContext,
+  dirty: Map<string, Reason[]>,
+): { builds: PlannedBuild[]; upToDate: string[] } {
+  const builds: PlannedBuild[] = [];
+  const upToDate: string[] = [];
+  for (const name of graph.order) {
+    const reasons = dirty.get(name);
+    const r = ctx.byName.get(name)!;
+    if (!reasons) {
+      upToDate.push(name);
+      continue;
+    }
+    const cur: CurrentBuild | undefined = ctx.current.get(name);
+    const taken = takenEpochs(r, ctx.versions);
+    if (cur && cur.record.version === r.version) taken.push(Number(cur.record.fullVersion.slice(r.version.length + 2)));
+    const epoch = chooseEpoch(
+      r.epoch,
+      taken.filter((n) => Number.isFinite(n)),
+    );
+    const b: PlannedBuild = {
+      recipe: name,
+      path: r.path,
+      version: r.version,
+      epoch,
+      fullVersion: `${r.version}-r${epoch}`,
+      recipeEpoch: r.epoch,
+      reasons,
+      after: [...new Set((ctx.orderDepsOf.get(name) ?? []).filter((d) => dirty.has(d)))].sort(),
+      standIns: ctx.standInsFor(name),
+    };
+    if (cur) b.current = cur.record.fullVersion;
+    builds.push(b);
+  }
+  return { builds, upToDate };
+}
+
+/** The images of this architecture that change (with why), and those that do not. */
+function plannedImages(
+  graph: DistroGraph,
+  state: RepoState,
+  ctx: PlanContext,
+  dirty: Map<string, Reason[]>,
+  since: SinceChanges | undefined,
+): { images: PlannedImage[]; unchangedImages: string[] } {
+  const images: PlannedImage[] = [];
+  const unchangedImages: string[] = [];
+  const changedFiles = new Set(since?.files ?? []);
+  for (const img of graph.images) {
+    if (img.archs && !img.archs.includes(state.arch)) continue;
+    const recipes = (graph.imageRecipes[img.name] ?? []).filter((r) => dirty.has(r));
+    const reasons: string[] = [];
+    if (recipes.length) reasons.push(`contains rebuilt packages of ${recipes.join(", ")}`);
+    if (since) {
+      if (changedFiles.has(img.file)) reasons.push(`changed: ${img.path}`);
+    } else {
+      const rec = state.images.get(img.name);
+      if (!rec) reasons.push("not built yet");
+      else if (rec.config !== img.config) reasons.push(`changed: ${img.path}`);
+      else if (!recipes.length) {
+        const c = closure(ctx.actualResolver(), img.requests);
+        const now = c.packages
+          .map((p) => identity({ name: p.record.name, version: p.record.version, checksum: p.record.checksum }))
+          .sort();
+        const changes = diffIdentities(rec.packages[state.arch] ?? [], now);
+        if (changes.length) reasons.push(`package set changed: ${changes.join(", ")}`);
+      }
+    }
+    if (reasons.length) images.push({ name: img.name, path: img.path, reasons, recipes });
+    else unchangedImages.push(img.name);
+  }
+  return { images, unchangedImages };
 }
