@@ -152,6 +152,43 @@ function repoKey(r: RepositoryRef): string {
 }
 
 /**
+ * Add PKG's provided names to its name slots and ENTRIES (one per name, in
+ * the order of pkg.names), after its own name.
+ */
+function addProvides(pkg: Pkg, entries: Entry[], provides: readonly string[]): void {
+  for (const tok of provides) {
+    // Split by hand: the index has thousands of provides, and parseProvide
+    // also validates names. A provide whose version apk cannot order
+    // (`pc:librtmp=v2.4` is in Alpine 3.16) still provides the name, to
+    // unversioned dependencies only (see info()).
+    if (tok === "" || PROVIDE_JUNK.test(tok)) continue;
+    const eq = tok.indexOf("=");
+    const name = eq < 0 ? tok : tok.slice(0, eq);
+    if (name === "") continue;
+    const at = pkg.names.indexOf(name);
+    if (at >= 0) {
+      // Repeated name: a versioned provide beats a virtual one.
+      const prev = entries[at]!;
+      if (prev.kind === 2 && eq >= 0) {
+        prev.kind = 1;
+        prev.version = tok.slice(eq + 1);
+        pkg.virtualSlots.splice(pkg.virtualSlots.indexOf(name), 1);
+        pkg.versionedSlots.push(name);
+      }
+      continue;
+    }
+    pkg.names.push(name);
+    if (eq >= 0) {
+      entries.push({ pkg: pkg.id, version: tok.slice(eq + 1), kind: 1 });
+      pkg.versionedSlots.push(name);
+    } else {
+      entries.push({ pkg: pkg.id, version: undefined, kind: 2 });
+      pkg.virtualSlots.push(name);
+    }
+  }
+}
+
+/**
  * A resolver over a fixed set of available packages. Building it indexes the
  * packages (by name and provided name); `resolve` can then be called any
  * number of times. `resolve()` above builds one per call.
@@ -209,36 +246,7 @@ export class Resolver implements PackageIndex {
         virtualSlots: [],
       };
       const entries: Entry[] = [{ pkg: id, version: rec.version, kind: 0 }];
-      for (const tok of rec.provides) {
-        // Split by hand: the index has thousands of provides, and parseProvide
-        // also validates names. A provide whose version apk cannot order
-        // (`pc:librtmp=v2.4` is in Alpine 3.16) still provides the name, to
-        // unversioned dependencies only (see info()).
-        if (tok === "" || PROVIDE_JUNK.test(tok)) continue;
-        const eq = tok.indexOf("=");
-        const name = eq < 0 ? tok : tok.slice(0, eq);
-        if (name === "") continue;
-        const at = pkg.names.indexOf(name);
-        if (at >= 0) {
-          // Repeated name: a versioned provide beats a virtual one.
-          const prev = entries[at]!;
-          if (prev.kind === 2 && eq >= 0) {
-            prev.kind = 1;
-            prev.version = tok.slice(eq + 1);
-            pkg.virtualSlots.splice(pkg.virtualSlots.indexOf(name), 1);
-            pkg.versionedSlots.push(name);
-          }
-          continue;
-        }
-        pkg.names.push(name);
-        if (eq >= 0) {
-          entries.push({ pkg: id, version: tok.slice(eq + 1), kind: 1 });
-          pkg.versionedSlots.push(name);
-        } else {
-          entries.push({ pkg: id, version: undefined, kind: 2 });
-          pkg.virtualSlots.push(name);
-        }
-      }
+      addProvides(pkg, entries, rec.provides);
       for (let i = 0; i < entries.length; i++) {
         const name = pkg.names[i]!;
         const list = byName.get(name);
