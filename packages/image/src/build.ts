@@ -208,6 +208,65 @@ export interface BuiltImage {
 /** Prefix of image builds' working directories (spools) in the system temporary directory. */
 export const TEMP_PREFIX = "kiln-image-";
 
+/** The OCI image config of one architecture's root. */
+function archImage(
+  cfg: ImageConfig,
+  arch: string,
+  root: ImageRoot,
+  pkgs: RepoPackage[],
+  epoch: number,
+  created: string,
+): ArchImage {
+  const platform = OCI_PLATFORM[arch] ?? { architecture: arch };
+  const layers = planLayers(root, pkgs, cfg.layering?.budget ?? 1, epoch);
+  const img: ArchImage = {
+    arch: platform.architecture,
+    created,
+    layers: layers.map((l) => l.source),
+    history: layers.map((l) => ({ createdBy: "kiln", comment: l.comment })),
+    env: Object.entries(cfg.environment)
+      .map(([k, v]) => `${k}=${v}`)
+      .sort(),
+  };
+  if (platform.variant) img.variant = platform.variant;
+  if (cfg.entrypoint) img.entrypoint = cfg.entrypoint;
+  if (cfg.cmd) img.cmd = cfg.cmd;
+  if (cfg.workDir) img.workingDir = cfg.workDir;
+  if (cfg.runAs) img.user = cfg.runAs;
+  if (cfg.stopSignal) img.stopSignal = cfg.stopSignal;
+  if (cfg.volumes.length) img.volumes = cfg.volumes;
+  if (Object.keys(cfg.annotations).length) img.annotations = cfg.annotations;
+  return img;
+}
+
+/** One SPDX SBOM per architecture, in opts.sbomDir or beside the output; returns their paths. */
+async function writeSboms(
+  cfg: ImageConfig,
+  ctx: ImageContext,
+  opts: BuildImageOptions,
+  roots: Array<{ arch: string; pkgs: RepoPackage[] }>,
+  created: string,
+  imageDigest: string,
+): Promise<string[]> {
+  const sboms: string[] = [];
+  const sbomDir = opts.sbomDir;
+  for (const { arch, pkgs } of roots) {
+    const doc = imageSbom(pkgs, {
+      name: basename(cfg.file).replace(/\.ya?ml$/, ""),
+      arch,
+      created,
+      namespace: ctx.distro ?? "kiln",
+      imageDigest,
+    });
+    const file = sbomDir
+      ? joinUnder(sbomDir, `sbom-${arch}.spdx.json`)
+      : `${opts.out.replace(/\/+$/, "")}.sbom-${assertPathComponent(arch, "architecture")}.spdx.json`;
+    await writeFile(file, JSON.stringify(doc, null, 2) + "\n");
+    sboms.push(file);
+  }
+  return sboms;
+}
+
 export async function buildImage(cfg: ImageConfig, ctx: ImageContext, opts: BuildImageOptions): Promise<BuiltImage> {
   const log = ctx.onProgress ?? (() => undefined);
   const fetcher = ctx.fetcher ?? new DefaultFetcher();
@@ -251,28 +310,7 @@ export async function buildImage(cfg: ImageConfig, ctx: ImageContext, opts: Buil
     }
     const epoch = ctx.sourceDateEpoch ?? newest;
     const created = new Date(epoch * 1000).toISOString().replace(/\.\d{3}Z$/, "Z");
-    for (const { arch, root, pkgs } of roots) {
-      const platform = OCI_PLATFORM[arch] ?? { architecture: arch };
-      const layers = planLayers(root, pkgs, cfg.layering?.budget ?? 1, epoch);
-      const img: ArchImage = {
-        arch: platform.architecture,
-        created,
-        layers: layers.map((l) => l.source),
-        history: layers.map((l) => ({ createdBy: "kiln", comment: l.comment })),
-        env: Object.entries(cfg.environment)
-          .map(([k, v]) => `${k}=${v}`)
-          .sort(),
-      };
-      if (platform.variant) img.variant = platform.variant;
-      if (cfg.entrypoint) img.entrypoint = cfg.entrypoint;
-      if (cfg.cmd) img.cmd = cfg.cmd;
-      if (cfg.workDir) img.workingDir = cfg.workDir;
-      if (cfg.runAs) img.user = cfg.runAs;
-      if (cfg.stopSignal) img.stopSignal = cfg.stopSignal;
-      if (cfg.volumes.length) img.volumes = cfg.volumes;
-      if (Object.keys(cfg.annotations).length) img.annotations = cfg.annotations;
-      images.push(img);
-    }
+    for (const { arch, root, pkgs } of roots) images.push(archImage(cfg, arch, root, pkgs, epoch, created));
     log(`writing ${opts.format} ${opts.out}`);
     const spec = {
       images,
@@ -280,22 +318,7 @@ export async function buildImage(cfg: ImageConfig, ctx: ImageContext, opts: Buil
       ...(Object.keys(cfg.annotations).length ? { annotations: cfg.annotations } : {}),
     };
     const result = await writeOciImage(spec, opts.out, opts.format);
-    const sboms: string[] = [];
-    const sbomDir = opts.sbomDir;
-    for (const { arch, pkgs } of roots) {
-      const doc = imageSbom(pkgs, {
-        name: basename(cfg.file).replace(/\.ya?ml$/, ""),
-        arch,
-        created,
-        namespace: ctx.distro ?? "kiln",
-        imageDigest: result.digest,
-      });
-      const file = sbomDir
-        ? joinUnder(sbomDir, `sbom-${arch}.spdx.json`)
-        : `${opts.out.replace(/\/+$/, "")}.sbom-${assertPathComponent(arch, "architecture")}.spdx.json`;
-      await writeFile(file, JSON.stringify(doc, null, 2) + "\n");
-      sboms.push(file);
-    }
+    const sboms = await writeSboms(cfg, ctx, opts, roots, created, result.digest);
     return { result, resolved, sboms, created, contentBytes };
   } finally {
     await removeTempDir(work);
