@@ -231,6 +231,8 @@ export async function loadRecipes(distro: Distro, arch: string, opts: LoadRecipe
   return { arch, recipes, excluded, problems };
 }
 
+type Compiled = ReturnType<typeof compileRecipe>;
+
 async function loadOne(
   distro: Distro,
   file: string,
@@ -240,26 +242,9 @@ async function loadOne(
   problems: Problem[],
   sourceDirs: Set<string>,
 ): Promise<RecipeNode | "excluded" | undefined> {
-  let text: string;
-  try {
-    text = await readFile(file, "utf8");
-  } catch (e) {
-    problems.push({ file, path: "", message: `cannot read: ${(e as Error).message}` });
-    return undefined;
-  }
-  let compiled;
-  let recipe: Recipe;
-  try {
-    const loaded = parseRecipe(file, text);
-    recipe = loaded.recipe;
-    compiled = compileRecipe(loaded, { arch, pipelines: registry, variables: mirrorPlaceholders(text) });
-  } catch (e) {
-    if (e instanceof ConfigError) {
-      problems.push(...e.problems);
-      return undefined;
-    }
-    throw e;
-  }
+  const loaded = await readAndCompile(file, arch, registry, problems);
+  if (!loaded) return undefined;
+  const { text, recipe, compiled } = loaded;
   if (!compiled.supportsArch) return "excluded";
   const pkg = compiled.package;
   const guest = needsGuest([...compiled.pipeline, ...compiled.subpackages.flatMap((s) => s.pipeline)]);
@@ -270,43 +255,17 @@ async function loadOne(
   const buildRequests = guest
     ? [...new Set([...defaultPackages, ...(compiled.environment.contents?.packages ?? [])])]
     : [];
-  const outputs: RecipeOutput[] = [
-    {
-      name: pkg.name,
-      provides: pkg.dependencies.provides,
-      depends: pkg.dependencies.runtime,
-      replaces: pkg.dependencies.replaces,
-      ...(pkg.dependencies.providerPriority !== undefined
-        ? { providerPriority: pkg.dependencies.providerPriority }
-        : {}),
-    },
-    ...compiled.subpackages.map((s) => ({
-      name: s.name,
-      provides: s.dependencies.provides,
-      depends: s.dependencies.runtime,
-      replaces: s.dependencies.replaces,
-      ...(s.dependencies.providerPriority !== undefined ? { providerPriority: s.dependencies.providerPriority } : {}),
-    })),
-  ];
-  // The packages under test are requested too: their runtime dependencies must exist before the tests run.
-  const testRequests = [
-    ...new Set([
-      ...(compiled.test?.environment.contents?.packages ?? []),
-      ...compiled.subpackages.flatMap((s) => s.test?.environment.contents?.packages ?? []),
-    ]),
-  ].sort();
-
-  // Files: the recipe, the pipeline files it uses, its source directory.
-  const pipelines = pipelineFiles(recipe, registry);
-  const absFiles = [file, ...pipelines];
-  const files: Record<string, string> = { [displayPath(distro, file)]: sha256(text) };
-  for (const f of pipelines) files[displayPath(distro, f)] = await hashes.get(f);
-  const sourceDir = joinUnder(distro.recipesDir, { value: pkg.name, what: "package name" });
-  const sources = sourceDirs.has(pkg.name) ? await hashTree(sourceDir) : {};
-  for (const [rel, h] of Object.entries(sources)) {
-    files[displayPath(distro, join(sourceDir, rel))] = h;
-    absFiles.push(join(sourceDir, rel));
-  }
+  const outputs = recipeOutputs(compiled);
+  const testRequests = testRequestsOf(compiled);
+  const { files, absFiles, sources } = await hashRecipeFiles(
+    distro,
+    file,
+    text,
+    pkg.name,
+    pipelineFiles(recipe, registry),
+    hashes,
+    sourceDirs,
+  );
   const ownHash = sha256(
     canonicalJson({
       v: BUILD_KEY_VERSION,
@@ -334,4 +293,87 @@ async function loadOne(
   };
   if (environment) node.environment = environment;
   return node;
+}
+
+/** Read, parse and compile one recipe file for `arch`; a problem is recorded (and undefined returned) when that fails. */
+async function readAndCompile(
+  file: string,
+  arch: string,
+  registry: PipelineRegistry,
+  problems: Problem[],
+): Promise<{ text: string; recipe: Recipe; compiled: Compiled } | undefined> {
+  let text: string;
+  try {
+    text = await readFile(file, "utf8");
+  } catch (e) {
+    problems.push({ file, path: "", message: `cannot read: ${(e as Error).message}` });
+    return undefined;
+  }
+  try {
+    const loaded = parseRecipe(file, text);
+    const compiled = compileRecipe(loaded, { arch, pipelines: registry, variables: mirrorPlaceholders(text) });
+    return { text, recipe: loaded.recipe, compiled };
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      problems.push(...e.problems);
+      return undefined;
+    }
+    throw e;
+  }
+}
+
+/** The packages a compiled recipe declares: the main package, then its subpackages. */
+function recipeOutputs(compiled: Compiled): RecipeOutput[] {
+  const pkg = compiled.package;
+  return [
+    {
+      name: pkg.name,
+      provides: pkg.dependencies.provides,
+      depends: pkg.dependencies.runtime,
+      replaces: pkg.dependencies.replaces,
+      ...(pkg.dependencies.providerPriority !== undefined
+        ? { providerPriority: pkg.dependencies.providerPriority }
+        : {}),
+    },
+    ...compiled.subpackages.map((s) => ({
+      name: s.name,
+      provides: s.dependencies.provides,
+      depends: s.dependencies.runtime,
+      replaces: s.dependencies.replaces,
+      ...(s.dependencies.providerPriority !== undefined ? { providerPriority: s.dependencies.providerPriority } : {}),
+    })),
+  ];
+}
+
+/** What the test environments ask for, sorted and without repeats. */
+function testRequestsOf(compiled: Compiled): string[] {
+  // The packages under test are requested too: their runtime dependencies must exist before the tests run.
+  return [
+    ...new Set([
+      ...(compiled.test?.environment.contents?.packages ?? []),
+      ...compiled.subpackages.flatMap((s) => s.test?.environment.contents?.packages ?? []),
+    ]),
+  ].sort();
+}
+
+/** Hash the recipe's files: the recipe, the pipeline files it uses (`pipelines`), its source directory. */
+async function hashRecipeFiles(
+  distro: Distro,
+  file: string,
+  text: string,
+  name: string,
+  pipelines: string[],
+  hashes: FileHashes,
+  sourceDirs: Set<string>,
+): Promise<{ files: Record<string, string>; absFiles: string[]; sources: Record<string, string> }> {
+  const absFiles = [file, ...pipelines];
+  const files: Record<string, string> = { [displayPath(distro, file)]: sha256(text) };
+  for (const f of pipelines) files[displayPath(distro, f)] = await hashes.get(f);
+  const sourceDir = joinUnder(distro.recipesDir, { value: name, what: "package name" });
+  const sources = sourceDirs.has(name) ? await hashTree(sourceDir) : {};
+  for (const [rel, h] of Object.entries(sources)) {
+    files[displayPath(distro, join(sourceDir, rel))] = h;
+    absFiles.push(join(sourceDir, rel));
+  }
+  return { files, absFiles, sources };
 }
