@@ -12,14 +12,8 @@
 import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { isMap, isScalar, type Document } from "yaml";
-import {
-  ConfigError,
-  loadYaml,
-  parseImageConfig,
-  type ImageConfig,
-  type ImageConfigInput,
-  type Problem,
-} from "@kiln/image";
+import { ConfigError, loadYaml, type Problem } from "@kiln/core";
+import { parseImageConfig, type ImageConfig, type ImageConfigInput } from "@kiln/image";
 import { stepScalarPaths } from "./pipelines.js";
 import { recipeSchema, type Recipe } from "./recipe-schema.js";
 import { normalizeScalars } from "./scalars.js";

@@ -2,7 +2,7 @@
 // mean the text as written. The YAML parser turns them into numbers and
 // booleans; this puts the source text back at the places that are strings.
 
-import type { LoadedYaml } from "@kiln/image";
+import type { LoadedYaml } from "@kiln/core";
 
 export type PathPattern = ReadonlyArray<string | number>;
 

@@ -3,7 +3,7 @@
 // subpackages.ts, environment.ts, pipelines.ts (steps and named pipelines)
 // and report.ts (positions, substitution).
 
-import { ARCH_ALIASES, ConfigError, hostApkArch } from "@kiln/image";
+import { ARCH_ALIASES, ConfigError, hostApkArch } from "@kiln/core";
 import { loadPipelines } from "../pipelines.js";
 import { KNOWN_ARCHS } from "../substitute.js";
 import { compileEnvironment, sortedUnique } from "./environment.js";

@@ -3,7 +3,8 @@
 // with problems pointing into the recipe, build options' package changes
 // applied, melange's build user and defaults added.
 
-import { ConfigError, parseImageConfig, type ImageConfigInput } from "@kiln/image";
+import { ConfigError } from "@kiln/core";
+import { parseImageConfig, type ImageConfigInput } from "@kiln/image";
 import { WORKSPACE_DIR } from "../substitute.js";
 import type { Reporter } from "./report.js";
 import type { Path } from "./types.js";

@@ -3,7 +3,7 @@
 // step came from one), and strict, bounded `${{ }}` substitution whose
 // problems are reported where the text was written.
 
-import { dotted, type Problem } from "@kiln/image";
+import { dotted, type Problem } from "@kiln/core";
 import { ConditionError, evaluateCondition } from "../conditions.js";
 import type { PipelineDefinition } from "../pipelines.js";
 import { MAX_SUBSTITUTED_LENGTH, substituteCollect, type Reference } from "../substitute.js";

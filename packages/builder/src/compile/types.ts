@@ -2,7 +2,8 @@
 // and the compiled recipe — plain JSON that the builder runs and that is
 // hashed for change detection.
 
-import type { ImageConfigInput, Problem } from "@kiln/image";
+import type { Problem } from "@kiln/core";
+import type { ImageConfigInput } from "@kiln/image";
 import type { NativeKind, PipelineRegistry } from "../pipelines.js";
 import type { Copyright, Recipe } from "../recipe-schema.js";
 
