@@ -67,7 +67,8 @@ export async function openConfined(path: string, roots: readonly FileRoot[], sub
   const outside = () =>
     refuse(
       roots.length
-        ? `refusing to read ${path}: it is outside ${describeRoots(roots)}; local files must lie in the recipe's directory or a --source-dir given on the command line`
+        ? `refusing to read ${path}: it is outside ${describeRoots(roots)}; ` +
+            "local files must lie in the recipe's directory or a --source-dir given on the command line"
         : `refusing to read ${path}: no directory was given where local files may be read`,
     );
   if (path.includes("\0")) refuse("the path contains a NUL byte");

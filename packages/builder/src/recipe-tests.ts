@@ -78,7 +78,8 @@ async function runOneTest(
       const r = (await runStep(step, stepCtx)).result!;
       if (r.exitCode !== 0) {
         throw new BuildError(
-          `${file}: test of ${target}, step ${i + 1} "${step.name}" failed (status ${r.exitCode}${r.timedOut ? ", timed out" : ""})\n  last output:\n${formatTail(r.tail)}\n  full log: ${ctx.logPath}`,
+          `${file}: test of ${target}, step ${i + 1} "${step.name}" failed (status ${r.exitCode}${r.timedOut ? ", timed out" : ""})\n` +
+            `  last output:\n${formatTail(r.tail)}\n  full log: ${ctx.logPath}`,
           file,
           step.name,
           r,

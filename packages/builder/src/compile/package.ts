@@ -4,7 +4,7 @@
 // normalised; the main package's CompiledPackage.
 
 import { ApkError, isValidVersion, parseDependency, parseProvide } from "@kiln/apk";
-import { ARCH_ALIASES } from "@kiln/image";
+import { ARCH_ALIASES } from "@kiln/core";
 import type { Copyright, Recipe } from "../recipe-schema.js";
 import type { Reporter } from "./report.js";
 import type {
@@ -75,7 +75,8 @@ export function checkPackage(c: Reporter, pkg: Recipe["package"]): (name: string
     if (Buffer.byteLength(`${name}-${version}-r${epoch}.apk`) > 255 || Buffer.byteLength(`${name}.test.log`) > 255) {
       c.problem(
         path,
-        `${JSON.stringify(name.length > 40 ? `${name.slice(0, 40)}…` : name)} with its version is too long for a file name (NAME-VERSION-rEPOCH.apk must fit in 255 bytes, this is ${Buffer.byteLength(`${name}-${version}-r${epoch}.apk`)})`,
+        `${JSON.stringify(name.length > 40 ? `${name.slice(0, 40)}…` : name)} with its version is too long for a file name ` +
+          `(NAME-VERSION-rEPOCH.apk must fit in 255 bytes, this is ${Buffer.byteLength(`${name}-${version}-r${epoch}.apk`)})`,
       );
       return false;
     }

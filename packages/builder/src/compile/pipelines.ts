@@ -4,8 +4,7 @@
 // environments inherited, `needs.packages` collected, and the inputs of the
 // steps kiln performs on the host checked to stay inside the workspace.
 
-import { isInside } from "@kiln/core";
-import { ConfigError, dotted } from "@kiln/image";
+import { ConfigError, dotted, isInside } from "@kiln/core";
 import { lstatSync, realpathSync } from "node:fs";
 import { basename, dirname, join, posix } from "node:path";
 import type { NativeKind, PipelineDefinition, PipelineRegistry } from "../pipelines.js";
@@ -263,7 +262,8 @@ export class PipelineCompiler extends Reporter {
         this.stepProblem(
           site,
           ["with", k],
-          `unknown input ${JSON.stringify(k)} for pipeline ${JSON.stringify(def.name)} (${hint ? `did you mean ${JSON.stringify(hint)}? ` : ""}inputs: ${known.join(", ") || "none"})`,
+          `unknown input ${JSON.stringify(k)} for pipeline ${JSON.stringify(def.name)} ` +
+            `(${hint ? `did you mean ${JSON.stringify(hint)}? ` : ""}inputs: ${known.join(", ") || "none"})`,
         );
       }
     }
@@ -321,7 +321,8 @@ export class PipelineCompiler extends Reporter {
     if (!workdirOk)
       at(
         ["working-directory"],
-        `working-directory ${workdir} is outside the workspace ${WORKSPACE_DIR}: ${kind} runs on the host, inside the workspace only (give a relative path or one under ${WORKSPACE_DIR})`,
+        `working-directory ${workdir} is outside the workspace ${WORKSPACE_DIR}: ${kind} runs on the host, ` +
+          `inside the workspace only (give a relative path or one under ${WORKSPACE_DIR})`,
       );
     const checkPath = (key: string, p: string | undefined) => {
       if (!p || !workdirOk) return;

@@ -43,7 +43,8 @@ export function subpackageInstances(
         const defined = [...data.keys()];
         c.problem(
           [...base, "range"],
-          `range names data ${JSON.stringify(sp.range)}, which is not defined (${defined.length ? `data: ${defined.join(", ")}` : "the recipe has no data entries"})`,
+          `range names data ${JSON.stringify(sp.range)}, which is not defined ` +
+            `(${defined.length ? `data: ${defined.join(", ")}` : "the recipe has no data entries"})`,
         );
         return;
       }

@@ -4,7 +4,7 @@ import { readFile, stat } from "node:fs/promises";
 import { basename } from "node:path";
 import { localKeyPath, resolveSigningKey, type ResolvedKey } from "@kiln/apk";
 import { buildRecipe, type BuildEvent, type BuildResult } from "@kiln/builder";
-import { ARCH_ALIASES, hostApkArch } from "@kiln/image";
+import { ARCH_ALIASES, hostApkArch } from "@kiln/core";
 import { defaultCacheDir } from "@kiln/repo";
 import { opt } from "../options.js";
 import { defineCommand, flag, parsed, string, type Values } from "../program.js";
@@ -101,7 +101,9 @@ async function recipeContext(values: Values<typeof RECIPE_OPTIONS>, io: Io) {
 }
 
 const BUILD_USAGE =
-  "kiln build RECIPE... | --all | --changed [--since REV] [--jobs N] [--keep-going] [--distro FILE] [--dry-run] [--arch A] [--out DIR] [--signing-key K] [--repository-append R]... [--keyring-append K]... [--pipeline-dir D]... [--source-dir D] [--cache-dir D] [--max-log-size N] [--no-test] [--json]";
+  "kiln build RECIPE... | --all | --changed [--since REV] [--jobs N] [--keep-going] [--distro FILE] [--dry-run] " +
+  "[--arch A] [--out DIR] [--signing-key K] [--repository-append R]... [--keyring-append K]... [--pipeline-dir D]... " +
+  "[--source-dir D] [--cache-dir D] [--max-log-size N] [--no-test] [--json]";
 
 export const build = defineCommand({
   name: "build",

@@ -26,7 +26,7 @@ import {
   type ImagesResult,
   type RunEvent,
 } from "@kiln/distro";
-import { ARCH_ALIASES } from "@kiln/image";
+import { ARCH_ALIASES } from "@kiln/core";
 import { defaultCacheDir } from "@kiln/repo";
 import { opt } from "../options.js";
 import { choice, defineCommand, flag, string } from "../program.js";
@@ -212,7 +212,8 @@ function printBuild(io: Io, r: DistroBuildResult, json: boolean): void {
   const c = r.counts;
   const secs = reports.reduce((s, x) => s + x.ms, 0) / 1000;
   io.out(
-    `${distro.name}: ${c.built} built, ${c.failed} failed, ${c.skipped} skipped, ${c.notStarted} not started, ${c.upToDate} up to date${r.total ? ` in ${secs.toFixed(1)} s` : ""}`,
+    `${distro.name}: ${c.built} built, ${c.failed} failed, ${c.skipped} skipped, ${c.notStarted} not started, ` +
+      `${c.upToDate} up to date${r.total ? ` in ${secs.toFixed(1)} s` : ""}`,
   );
   const all = reports.flatMap((x) => x.entries);
   for (const e of all)
@@ -250,12 +251,14 @@ function printImages(io: Io, { results }: ImagesResult, json: boolean, distro: s
         ? `FAILED: ${r.error}`
         : `${r.digest} ${r.changed ? (r.previous ? "changed" : "new") : "unchanged"}`;
     io.out(
-      `${r.name}: ${what}${r.pushed ? `; pushed ${r.pushed}` : ""}${r.test ? (r.test.detail === "no test" ? "; no test" : `; test ${r.test.ok ? "passed" : `FAILED (${r.test.detail})`}`) : ""}`,
+      `${r.name}: ${what}${r.pushed ? `; pushed ${r.pushed}` : ""}` +
+        `${r.test ? (r.test.detail === "no test" ? "; no test" : `; test ${r.test.ok ? "passed" : `FAILED (${r.test.detail})`}`) : ""}`,
     );
   }
   const built = results.filter((r) => r.status !== "not-selected");
   io.out(
-    `${built.length} image${built.length === 1 ? "" : "s"} built, ${built.filter((r) => r.changed).length} with a new digest, ${results.filter((r) => r.pushed).length} pushed, ${results.filter((r) => r.status === "failed").length} failed`,
+    `${built.length} image${built.length === 1 ? "" : "s"} built, ${built.filter((r) => r.changed).length} with a new digest, ` +
+      `${results.filter((r) => r.pushed).length} pushed, ${results.filter((r) => r.status === "failed").length} failed`,
   );
 }
 

@@ -4,7 +4,6 @@ import { readFile, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import {
   buildImage,
-  ConfigError,
   DEFAULT_ROOT_CAP,
   formatSize,
   loadImageConfig,
@@ -17,7 +16,7 @@ import {
   type ImageContext,
   type OciOutputFormat,
 } from "@kiln/image";
-import { ARCH_ALIASES } from "@kiln/image";
+import { ARCH_ALIASES, ConfigError } from "@kiln/core";
 import { cleanStaleTempDirs, DefaultFetcher, makeTempDir, removeTempDir, S3Fetcher } from "@kiln/repo";
 import { opt } from "../options.js";
 import {
@@ -168,7 +167,8 @@ beside it (OUT.sbom-ARCH.spdx.json). created = SOURCE_DATE_EPOCH, else the newes
     else {
       io.out(`${summary.out}: ${summary.digest}`);
       io.out(
-        `  ${summary.archs.map((a) => `${a.arch}: ${a.packages} packages`).join(", ")}; ${summary.layers} layers; ${(summary.contentBytes / 1e6).toFixed(1)} MB of files; created ${summary.created}; ${summary.seconds.toFixed(1)} s`,
+        `  ${summary.archs.map((a) => `${a.arch}: ${a.packages} packages`).join(", ")}; ${summary.layers} layers; ` +
+          `${(summary.contentBytes / 1e6).toFixed(1)} MB of files; created ${summary.created}; ${summary.seconds.toFixed(1)} s`,
       );
       for (const w of summary.warnings) io.out(`  warning: ${w}`);
     }

@@ -66,7 +66,8 @@ For an index: signatures, description and records.`,
         if (doc.controlFiles.length) io.out(`control files: ${doc.controlFiles.join(" ")}`);
         for (const f of files)
           io.out(
-            `${f.type.padEnd(8)} ${f.mode.padStart(5)} ${String(f.uid)}:${String(f.gid)} ${String(f.size).padStart(9)} ${f.path}${f.target ? ` -> ${f.target}` : ""}`,
+            `${f.type.padEnd(8)} ${f.mode.padStart(5)} ${String(f.uid)}:${String(f.gid)} ${String(f.size).padStart(9)} ` +
+              `${f.path}${f.target ? ` -> ${f.target}` : ""}`,
           );
       }
       return 0;

@@ -160,7 +160,11 @@ ${S3_HELP}`,
       } else {
         for (const a of r.archs) {
           io.out(
-            `${r.dryRun ? "dry run: " : ""}${r.target}/${a.arch}: ${a.uploaded.length} ${r.dryRun ? "to upload" : "uploaded"}${a.resigned.length ? ` (${a.resigned.length} re-signed)` : ""}, ${a.indexedExisting.length} already uploaded${r.dryRun ? " to index" : " and indexed"}, ${a.skipped.length} already published; index ${a.indexPackages} packages${r.dryRun ? " (predicted)" : `, signed by ${r.keyName}`}`,
+            `${r.dryRun ? "dry run: " : ""}${r.target}/${a.arch}: ` +
+              `${a.uploaded.length} ${r.dryRun ? "to upload" : "uploaded"}${a.resigned.length ? ` (${a.resigned.length} re-signed)` : ""}, ` +
+              `${a.indexedExisting.length} already uploaded${r.dryRun ? " to index" : " and indexed"}, ` +
+              `${a.skipped.length} already published; ` +
+              `index ${a.indexPackages} packages${r.dryRun ? " (predicted)" : `, signed by ${r.keyName}`}`,
           );
         }
       }
@@ -288,7 +292,9 @@ ${S3_HELP}`,
       for (const a of report.archs) {
         for (const p of a.problems) io.out(`PROBLEM ${p}`);
         io.out(
-          `${url}/${a.arch}: ${a.problems.length ? `${a.problems.length} problem${a.problems.length === 1 ? "" : "s"}` : "OK"} (${a.checked} of ${a.packages} packages verified)`,
+          `${url}/${a.arch}: ` +
+            `${a.problems.length ? `${a.problems.length} problem${a.problems.length === 1 ? "" : "s"}` : "OK"} ` +
+            `(${a.checked} of ${a.packages} packages verified)`,
         );
       }
     }
