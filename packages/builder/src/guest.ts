@@ -4,9 +4,10 @@
 // directory that is reused for every build with the same resolved package set.
 
 import { createHash } from "node:crypto";
-import { mkdir, rename, rm, stat, mkdtemp } from "node:fs/promises";
+import { mkdir, rm, stat, mkdtemp, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Keyring, parsePublicKey } from "@kiln/apk";
+import { installDir } from "@kiln/core";
 import { applyAccounts, applyPaths, ImageRoot, materializeRoot, type ImageConfig } from "@kiln/image";
 import {
   fetchPackages,
@@ -100,13 +101,13 @@ export async function assembleGuest(spec: GuestSpec, pkgs: RepoPackage[]): Promi
     await root.writeApkState({ world: spec.packages, repositories: [], arch: spec.arch, keys: spec.keys });
     await materializeRoot(root, join(work, "root"));
     await rm(join(work, "spool"), { recursive: true, force: true });
-    await import("node:fs/promises").then((fs) => fs.writeFile(join(work, "root", ".kiln-guest-complete"), key + "\n"));
+    await writeFile(join(work, "root", ".kiln-guest-complete"), key + "\n");
     // Another build may have assembled the same guest meanwhile (and may be
     // running in it): a complete guest is kept, never replaced.
     if (await stat(join(dir, ".kiln-guest-complete")).catch(() => undefined))
       return { dir, packages: pkgs, key, reused: true };
-    await rm(dir, { recursive: true, force: true });
-    await rename(join(work, "root"), dir);
+    // An incomplete one left by a crash is replaced (moved aside, then removed).
+    await installDir(join(work, "root"), dir);
   } finally {
     await rm(work, { recursive: true, force: true });
   }

@@ -3,7 +3,7 @@
 // index included), and — once the tests passed — move them into the output
 // repository and merge its signed index, under a lock per repository.
 
-import { joinUnder } from "@kiln/core";
+import { joinUnder, writeFileAtomic } from "@kiln/core";
 import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { stringify as yamlStringify } from "yaml";
@@ -157,15 +157,17 @@ export async function publishPackages(opts: BuildOptions, staged: Staged): Promi
   await withRepoLock(opts.outDir, async () => {
     const dir = joinUnder(opts.outDir, { value: opts.arch, what: "architecture" });
     await mkdir(dir, { recursive: true });
+    // Each package is complete in the staging repository: a rename moves it in whole.
     for (const e of staged.emitted) await rename(e.path, join(dir, basename(e.path)));
     const indexFile = join(dir, "APKINDEX.tar.gz");
     let existing: IndexRecord[] = [];
     const old = await readFile(indexFile).catch(() => undefined);
     if (old) existing = (await readIndex(old, { subject: indexFile })).records;
     const merged = mergeIndexRecords(existing, staged.records);
-    const tmp = `${indexFile}.kiln-tmp-${process.pid}`;
-    await writeFile(tmp, buildIndex(merged, { signingKeys: [opts.signingKey], sourceDateEpoch: opts.sourceDateEpoch }));
-    await rename(tmp, indexFile);
+    await writeFileAtomic(
+      indexFile,
+      buildIndex(merged, { signingKeys: [opts.signingKey], sourceDateEpoch: opts.sourceDateEpoch }),
+    );
     // Consumers fetch the key beside the architectures (REPO/KEYNAME.rsa.pub).
     await writeFile(join(opts.outDir, opts.signingKey.name), opts.publicKeyPem);
   });

@@ -2,9 +2,9 @@
 // `sources/sha512/<sha512>` files naming the sha256 of a source pinned by
 // sha512 only. Files enter it by rename, verified, never half-written.
 
-import { randomBytes } from "node:crypto";
 import * as fsp from "node:fs/promises";
 import { join } from "node:path";
+import { tempPathFor, writeFileAtomic } from "@kiln/core";
 
 export interface SourceCache {
   /** `<cacheDir>/sources` */
@@ -46,9 +46,12 @@ export async function lookupCached(
   return undefined;
 }
 
-/** A fresh temporary name in `dir`, for a file that is renamed into place when complete. */
+/**
+ * A fresh temporary name in `dir` (@kiln/core's scheme, `.download.kiln-tmp-PID-RANDOM`), for a
+ * download that is renamed into place once verified: its final name is its sha256, known only then.
+ */
 export function partialPath(dir: string): string {
-  return join(dir, `.partial-${process.pid}-${randomBytes(6).toString("hex")}`);
+  return tempPathFor(join(dir, "download"));
 }
 
 /** Move a verified download into the cache (and record its sha512 when it was pinned by one); returns its path. */
@@ -62,9 +65,7 @@ export async function storeVerified(
   await fsp.rename(tmp, final);
   if (want512) {
     await fsp.mkdir(cache.by512, { recursive: true });
-    const ptmp = partialPath(cache.by512);
-    await fsp.writeFile(ptmp, sha256 + "\n");
-    await fsp.rename(ptmp, join(cache.by512, want512));
+    await writeFileAtomic(join(cache.by512, want512), sha256 + "\n");
   }
   return final;
 }
