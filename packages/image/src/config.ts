@@ -4,7 +4,15 @@
 import { readFile } from "node:fs/promises";
 import { z } from "zod";
 import { parseDependency, ApkError } from "@kiln/apk";
-import { ARCH_ALIASES, ConfigError, hostApkArch, loadYaml, normalizeArch, type Problem } from "@kiln/core";
+import {
+  ARCH_ALIASES,
+  ConfigError,
+  hostApkArch,
+  loadYaml,
+  normalizeArch,
+  type LoadedYaml,
+  type Problem,
+} from "@kiln/core";
 
 // The architecture table lives in @kiln/core; these names stay exported from here for existing importers.
 export { ARCH_ALIASES, OCI_PLATFORM, hostApkArch as hostArch } from "@kiln/core";
@@ -185,20 +193,11 @@ export function shellWords(s: string): string[] {
   return out;
 }
 
-/** Parse and validate an image config text; throws ConfigError listing every problem. */
-export function parseImageConfig(file: string, text: string): ImageConfig {
-  const loaded = loadYaml(file, text, imageConfigSchema);
-  const v = loaded.value;
-  const problems: Problem[] = [];
-  const at = (path: Array<string | number>, message: string) =>
-    problems.push({
-      file,
-      ...loaded.locate(path),
-      path: path.map((p, i) => (typeof p === "number" ? `[${p}]` : i ? `.${p}` : p)).join(""),
-      message,
-    });
+/** Where parseImageConfig records a problem: the path into the YAML, and what is wrong there. */
+type At = (path: Array<string | number>, message: string) => void;
 
-  const packages = v.contents?.packages ?? [];
+/** Every contents.packages entry must parse as a dependency. */
+function checkPackages(packages: string[], at: At): void {
   packages.forEach((p, i) => {
     try {
       parseDependency(p);
@@ -207,6 +206,10 @@ export function parseImageConfig(file: string, text: string): ImageConfig {
       else throw e;
     }
   });
+}
+
+/** The archs as apk names (host and all expanded), duplicates kept. */
+function parseArchs(v: ImageConfigInput, at: At): string[] {
   const archs: string[] = [];
   for (const [i, a] of (v.archs ?? []).entries()) {
     if (a === "host") archs.push(hostApkArch());
@@ -218,6 +221,14 @@ export function parseImageConfig(file: string, text: string): ImageConfig {
         `unknown architecture ${JSON.stringify(a)} (expected one of ${Object.keys(ARCH_ALIASES).join(", ")}, host, all)`,
       );
   }
+  return archs;
+}
+
+/** accounts: users (no uid 0, no name twice) with defaults, groups, and run-as naming a user or a numeric uid. */
+function parseAccounts(
+  v: ImageConfigInput,
+  at: At,
+): Pick<ImageConfig, "users" | "groups"> & { runAs: string | number | undefined } {
   const users = (v.accounts?.users ?? []).map((u, i) => {
     if (u.uid === 0)
       at(
@@ -249,7 +260,12 @@ export function parseImageConfig(file: string, text: string): ImageConfig {
       `run-as ${JSON.stringify(runAs)} is not one of the configured users (${[...seenUsers.keys()].join(", ") || "none"}) nor a numeric uid`,
     );
   }
-  const paths: PathMutation[] = (v.paths ?? []).map((p, i) => {
+  return { users, groups, runAs };
+}
+
+/** paths: mutations with octal permissions (as apko reads them), links with a source, no ".." segments. */
+function parsePaths(v: ImageConfigInput, loaded: LoadedYaml<ImageConfigInput>, at: At): PathMutation[] {
+  return (v.paths ?? []).map((p, i) => {
     let permissions: number | undefined;
     if (typeof p.permissions === "string") permissions = parseInt(p.permissions.replace(/^0?o?/, ""), 8);
     else if (typeof p.permissions === "number") {
@@ -273,6 +289,10 @@ export function parseImageConfig(file: string, text: string): ImageConfig {
     if (p.source !== undefined) m.source = p.source;
     return m;
   });
+}
+
+/** entrypoint (a shell fragment or a command line) and cmd, split into words. */
+function parseCommands(v: ImageConfigInput, at: At): { entrypoint?: string[]; cmd?: string[] } {
   let entrypoint: string[] | undefined;
   let cmd: string[] | undefined;
   try {
@@ -286,6 +306,49 @@ export function parseImageConfig(file: string, text: string): ImageConfig {
   } catch (e) {
     at(["cmd"], (e as Error).message);
   }
+  return { ...(entrypoint ? { entrypoint } : {}), ...(cmd ? { cmd } : {}) };
+}
+
+/** The optional settings of a valid config, set on CFG only when given. */
+function applyOptional(cfg: ImageConfig, v: ImageConfigInput, runAs: string | number | undefined): void {
+  if (v["stop-signal"]) cfg.stopSignal = v["stop-signal"];
+  if (v["work-dir"]) cfg.workDir = v["work-dir"];
+  if (runAs !== undefined && runAs !== "") cfg.runAs = String(runAs);
+  if (v.layering) cfg.layering = { strategy: "origin", budget: v.layering.budget ?? 10 };
+  if (v["os-release"])
+    cfg.osRelease = Object.fromEntries(Object.entries(v["os-release"]).filter(([, x]) => x !== undefined)) as Record<
+      string,
+      string
+    >;
+  if (v.test) {
+    cfg.test = {
+      command: v.test.command,
+      expectExit: v.test["expect-exit"] ?? 0,
+      withBusybox: v.test["with-busybox"] ?? false,
+    };
+    if (v.test.expect !== undefined) cfg.test.expect = v.test.expect;
+  }
+}
+
+/** Parse and validate an image config text; throws ConfigError listing every problem. */
+export function parseImageConfig(file: string, text: string): ImageConfig {
+  const loaded = loadYaml(file, text, imageConfigSchema);
+  const v = loaded.value;
+  const problems: Problem[] = [];
+  const at = (path: Array<string | number>, message: string) =>
+    problems.push({
+      file,
+      ...loaded.locate(path),
+      path: path.map((p, i) => (typeof p === "number" ? `[${p}]` : i ? `.${p}` : p)).join(""),
+      message,
+    });
+
+  const packages = v.contents?.packages ?? [];
+  checkPackages(packages, at);
+  const archs = parseArchs(v, at);
+  const { users, groups, runAs } = parseAccounts(v, at);
+  const paths = parsePaths(v, loaded, at);
+  const { entrypoint, cmd } = parseCommands(v, at);
   if (problems.length) throw new ConfigError(problems);
 
   const environment: Record<string, string> = {
@@ -313,23 +376,7 @@ export function parseImageConfig(file: string, text: string): ImageConfig {
   };
   if (entrypoint) cfg.entrypoint = entrypoint;
   if (cmd) cfg.cmd = cmd;
-  if (v["stop-signal"]) cfg.stopSignal = v["stop-signal"];
-  if (v["work-dir"]) cfg.workDir = v["work-dir"];
-  if (runAs !== undefined && runAs !== "") cfg.runAs = String(runAs);
-  if (v.layering) cfg.layering = { strategy: "origin", budget: v.layering.budget ?? 10 };
-  if (v["os-release"])
-    cfg.osRelease = Object.fromEntries(Object.entries(v["os-release"]).filter(([, x]) => x !== undefined)) as Record<
-      string,
-      string
-    >;
-  if (v.test) {
-    cfg.test = {
-      command: v.test.command,
-      expectExit: v.test["expect-exit"] ?? 0,
-      withBusybox: v.test["with-busybox"] ?? false,
-    };
-    if (v.test.expect !== undefined) cfg.test.expect = v.test.expect;
-  }
+  applyOptional(cfg, v, runAs);
   return cfg;
 }
 
