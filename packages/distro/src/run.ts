@@ -98,94 +98,161 @@ function firstLines(s: string, n: number): string {
 }
 
 export async function runPlan(ctx: RunContext, opts: RunOptions): Promise<RunReport> {
-  const { plan, graph, state } = ctx;
-  const jobs = Math.max(1, Math.floor(opts.jobs));
-  const emit = opts.onEvent ?? (() => undefined);
   // Compaction rewrites the whole file: start from every record in it, not only this run's.
   await ctx.keys.load();
-  const t0 = Date.now();
-  const startedAt = new Date(t0).toISOString();
-  const byName = new Map(graph.recipes.map((r) => [r.name, r]));
-  const planned = new Map(plan.builds.map((b) => [b.recipe, b]));
-  const position = new Map(plan.builds.map((b, i) => [b.recipe, i]));
-  const producer = new Map<string, string>();
-  for (const r of graph.recipes) for (const o of r.outputs) if (!producer.has(o.name)) producer.set(o.name, r.name);
+  const run = new PlanRun(ctx, opts);
+  await run.schedule();
+  await ctx.keys.compact();
+  return run.report();
+}
 
-  const entries = new Map<string, RunEntry>();
-  for (const b of plan.builds)
-    entries.set(b.recipe, {
-      recipe: b.recipe,
-      path: b.path,
-      fullVersion: b.fullVersion,
-      status: "not-started",
-      reasons: b.reasons.map(reasonText),
-    });
-  const waiting = new Map(plan.builds.map((b) => [b.recipe, new Set(b.after)]));
-  const dependents = new Map<string, string[]>();
-  for (const b of plan.builds)
-    for (const a of b.after) (dependents.get(a) ?? dependents.set(a, []).get(a)!).push(b.recipe);
+/** One run of a plan: the scheduler's state and the builds it starts. */
+class PlanRun {
+  private readonly jobs: number;
+  private readonly emit: (e: RunEvent) => void;
+  private readonly t0 = Date.now();
+  private readonly startedAt = new Date(this.t0).toISOString();
+  private readonly byName: Map<string, RecipeNode>;
+  private readonly planned: Map<string, PlannedBuild>;
+  private readonly position: Map<string, number>;
+  /** Package name → the recipe that produces it. */
+  private readonly producer = new Map<string, string>();
+  private readonly entries = new Map<string, RunEntry>();
+  /** The planned builds each build still waits for. */
+  private readonly waiting: Map<string, Set<string>>;
+  private readonly dependents = new Map<string, string[]>();
+  /** Builds whose dependencies are done, in plan order. */
+  private readonly ready: string[];
+  private readonly done = new Set<string>();
+  private readonly running = new Map<string, Promise<void>>();
+  private stopped = false;
+  private started = 0;
+  /** Over the repository as it is now (dropped when a build adds packages). */
+  private resolver: Resolver | undefined;
 
-  const ready: string[] = plan.builds.filter((b) => b.after.length === 0).map((b) => b.recipe);
-  const done = new Set<string>();
-  const running = new Map<string, Promise<void>>();
-  let stopped = false;
-  let started = 0;
+  constructor(
+    private readonly ctx: RunContext,
+    private readonly opts: RunOptions,
+  ) {
+    const { plan, graph } = ctx;
+    this.jobs = Math.max(1, Math.floor(opts.jobs));
+    this.emit = opts.onEvent ?? (() => undefined);
+    this.byName = new Map(graph.recipes.map((r) => [r.name, r]));
+    this.planned = new Map(plan.builds.map((b) => [b.recipe, b]));
+    this.position = new Map(plan.builds.map((b, i) => [b.recipe, i]));
+    for (const r of graph.recipes)
+      for (const o of r.outputs) if (!this.producer.has(o.name)) this.producer.set(o.name, r.name);
+    for (const b of plan.builds)
+      this.entries.set(b.recipe, {
+        recipe: b.recipe,
+        path: b.path,
+        fullVersion: b.fullVersion,
+        status: "not-started",
+        reasons: b.reasons.map(reasonText),
+      });
+    this.waiting = new Map(plan.builds.map((b) => [b.recipe, new Set(b.after)]));
+    for (const b of plan.builds)
+      for (const a of b.after) (this.dependents.get(a) ?? this.dependents.set(a, []).get(a)!).push(b.recipe);
+    this.ready = plan.builds.filter((b) => b.after.length === 0).map((b) => b.recipe);
+  }
 
-  const skipDependents = (failed: string) => {
-    const queue = [...(dependents.get(failed) ?? [])];
+  /** Start ready builds (up to `jobs` at once) until nothing is left to start and nothing runs. */
+  async schedule(): Promise<void> {
+    const { plan } = this.ctx;
+    let gate: Promise<void> = Promise.resolve();
+    for (;;) {
+      while (!this.stopped && this.running.size < this.jobs && this.ready.length) {
+        await gate;
+        if (this.stopped) break;
+        // A guest recipe waits until every planned import (kiln-native steps
+        // only) has finished: what an imported package needs (binutils' perl
+        // scripts, gcc's libraries) is only known once it is built.
+        const importsPending = plan.builds.some(
+          (b) => this.byName.get(b.recipe)?.needsGuest === false && !this.done.has(b.recipe),
+        );
+        const idx = this.ready.findIndex((n) => !importsPending || this.byName.get(n)?.needsGuest === false);
+        if (idx < 0) break;
+        const name = this.ready.splice(idx, 1)[0]!;
+        if (this.done.has(name)) continue;
+        gate = this.start(name);
+      }
+      if (this.running.size === 0) break;
+      await Promise.race(this.running.values());
+    }
+  }
+
+  report(): RunReport {
+    const { plan } = this.ctx;
+    return {
+      distro: this.ctx.distro.name,
+      arch: this.ctx.state.arch,
+      jobs: this.jobs,
+      keepGoing: this.opts.keepGoing,
+      startedAt: this.startedAt,
+      ms: Date.now() - this.t0,
+      entries: plan.builds.map((b) => this.entries.get(b.recipe)!),
+      upToDate: plan.upToDate.length,
+    };
+  }
+
+  /** Mark `failed`'s dependents (transitively) skipped. */
+  private skipDependents(failed: string): void {
+    const queue = [...(this.dependents.get(failed) ?? [])];
     while (queue.length) {
       const d = queue.shift()!;
-      const e = entries.get(d)!;
-      if (e.status !== "not-started" || done.has(d)) continue;
+      const e = this.entries.get(d)!;
+      if (e.status !== "not-started" || this.done.has(d)) continue;
       e.status = "skipped";
       e.blockedBy = failed;
-      done.add(d);
-      emit({ kind: "finish", entry: e });
-      queue.push(...(dependents.get(d) ?? []));
+      this.done.add(d);
+      this.emit({ kind: "finish", entry: e });
+      queue.push(...(this.dependents.get(d) ?? []));
     }
-  };
+  }
 
-  const finish = (name: string, ok: boolean) => {
-    done.add(name);
+  /** A build ended: its dependents become ready (in plan order), or are skipped when it failed. */
+  private finish(name: string, ok: boolean): void {
+    this.done.add(name);
     if (ok) {
-      for (const d of dependents.get(name) ?? []) {
-        const w = waiting.get(d)!;
+      for (const d of this.dependents.get(name) ?? []) {
+        const w = this.waiting.get(d)!;
         w.delete(name);
-        if (w.size === 0 && !done.has(d) && entries.get(d)!.status === "not-started") {
-          ready.push(d);
-          ready.sort((a, b) => position.get(a)! - position.get(b)!);
+        if (w.size === 0 && !this.done.has(d) && this.entries.get(d)!.status === "not-started") {
+          this.ready.push(d);
+          this.ready.sort((a, b) => this.position.get(a)! - this.position.get(b)!);
         }
       }
     } else {
-      skipDependents(name);
-      if (!opts.keepGoing) stopped = true;
+      this.skipDependents(name);
+      if (!this.opts.keepGoing) this.stopped = true;
     }
-  };
+  }
 
-  let resolver: Resolver | undefined;
-  const resolveEnvironment = (r: RecipeNode): EnvPackage[] => {
-    resolver ??= new Resolver(realPackages(state), { arch: state.arch });
-    return closure(resolver, r.buildRequests).packages.map((p) => {
+  private resolveEnvironment(r: RecipeNode): EnvPackage[] {
+    const { state } = this.ctx;
+    this.resolver ??= new Resolver(realPackages(state), { arch: state.arch });
+    return closure(this.resolver, r.buildRequests).packages.map((p) => {
       const e: EnvPackage = { name: p.record.name, version: p.record.version, repository: p.repo.url };
       if (p.record.checksum) e.checksum = p.record.checksum;
-      const pr = producer.get(p.record.name);
+      const pr = this.producer.get(p.record.name);
       if (pr) e.recipe = pr;
       return e;
     });
-  };
+  }
 
-  const start = (name: string): Promise<void> => {
-    const b = planned.get(name)!;
-    const r = byName.get(name)!;
-    const entry = entries.get(name)!;
-    entry.start = Date.now() - t0;
-    started++;
-    emit({
+  /** Start building `name`; the promise returned resolves once the next build may start (this one has its guest, or ended). */
+  private start(name: string): Promise<void> {
+    const b = this.planned.get(name)!;
+    const r = this.byName.get(name)!;
+    const entry = this.entries.get(name)!;
+    entry.start = Date.now() - this.t0;
+    this.started++;
+    this.emit({
       kind: "start",
       recipe: name,
       fullVersion: b.fullVersion,
-      index: started,
-      total: plan.builds.length,
+      index: this.started,
+      total: this.ctx.plan.builds.length,
       reasons: entry.reasons,
     });
     let openGate!: () => void;
@@ -193,96 +260,73 @@ export async function runPlan(ctx: RunContext, opts: RunOptions): Promise<RunRep
     const job: BuildJob = {
       recipe: r,
       planned: b,
-      arch: state.arch,
+      arch: this.ctx.state.arch,
       epoch: b.epoch,
       fullVersion: b.fullVersion,
-      resolveEnvironment: () => resolveEnvironment(r),
+      resolveEnvironment: () => this.resolveEnvironment(r),
     };
     const progress = (e: BuildEvent) => {
       // The next build starts once this one has its guest: two builds never assemble the same guest at once.
       if (e.kind === "guest" || e.kind === "step" || e.kind === "done") openGate();
-      emit({ kind: "build", recipe: name, event: e });
+      this.emit({ kind: "build", recipe: name, event: e });
     };
     const p = (async () => {
       try {
-        const out = await opts.builder(job, progress);
-        state.local = mergeIndexRecords(state.local, out.records);
-        resolver = undefined;
-        const guest: EnvPackage[] = out.guest
-          ? out.guest.map((g) => {
-              const e: EnvPackage = { name: g.name, version: g.version, checksum: g.checksum, repository: "" };
-              const pr = producer.get(g.name);
-              if (pr) e.recipe = pr;
-              return e;
-            })
-          : resolveEnvironment(r);
-        const environment = keyEnvironment(guest, b.standIns);
-        const rec: KeyRecord = {
-          recipe: name,
-          path: r.path,
-          arch: state.arch,
-          version: r.version,
-          epoch: r.epoch,
-          fullVersion: b.fullVersion,
-          key: buildKey(r.own, environment),
-          own: r.own,
-          files: r.files,
-          environment,
-          standIns: b.standIns,
-          packages: out.records.map((x) => ({ name: x.name, version: x.version, checksum: x.checksum ?? "" })),
-        };
-        await ctx.keys.append(rec);
-        state.keys.set(name, rec);
-        entry.status = "built";
-        entry.packages = out.records.map((x) => `${x.name}-${x.version}`);
-        if (out.log) entry.log = out.log;
+        await this.build(job, progress, entry);
       } catch (e) {
         entry.status = "failed";
         entry.error = firstLines((e as Error).message ?? String(e), 30);
         const log = (e as { log?: unknown }).log;
         if (typeof log === "string") entry.log = log;
       } finally {
-        entry.end = Date.now() - t0;
+        entry.end = Date.now() - this.t0;
         entry.ms = entry.end - entry.start!;
         openGate();
-        running.delete(name);
-        emit({ kind: "finish", entry });
-        finish(name, entry.status === "built");
+        this.running.delete(name);
+        this.emit({ kind: "finish", entry });
+        this.finish(name, entry.status === "built");
       }
     })();
-    running.set(name, p);
+    this.running.set(name, p);
     return gate;
-  };
-
-  let gate: Promise<void> = Promise.resolve();
-  for (;;) {
-    while (!stopped && running.size < jobs && ready.length) {
-      await gate;
-      if (stopped) break;
-      // A guest recipe waits until every planned import (kiln-native steps
-      // only) has finished: what an imported package needs (binutils' perl
-      // scripts, gcc's libraries) is only known once it is built.
-      const importsPending = plan.builds.some((b) => byName.get(b.recipe)?.needsGuest === false && !done.has(b.recipe));
-      const idx = ready.findIndex((n) => !importsPending || byName.get(n)?.needsGuest === false);
-      if (idx < 0) break;
-      const name = ready.splice(idx, 1)[0]!;
-      if (done.has(name)) continue;
-      gate = start(name);
-    }
-    if (running.size === 0) break;
-    await Promise.race(running.values());
   }
-  await ctx.keys.compact();
-  return {
-    distro: ctx.distro.name,
-    arch: state.arch,
-    jobs,
-    keepGoing: opts.keepGoing,
-    startedAt,
-    ms: Date.now() - t0,
-    entries: plan.builds.map((b) => entries.get(b.recipe)!),
-    upToDate: plan.upToDate.length,
-  };
+
+  /** Run the builder, add its packages to the repository view, and record the build key. */
+  private async build(job: BuildJob, progress: (e: BuildEvent) => void, entry: RunEntry): Promise<void> {
+    const { state } = this.ctx;
+    const { recipe: r, planned: b } = job;
+    const out = await this.opts.builder(job, progress);
+    state.local = mergeIndexRecords(state.local, out.records);
+    this.resolver = undefined;
+    const guest: EnvPackage[] = out.guest
+      ? out.guest.map((g) => {
+          const e: EnvPackage = { name: g.name, version: g.version, checksum: g.checksum, repository: "" };
+          const pr = this.producer.get(g.name);
+          if (pr) e.recipe = pr;
+          return e;
+        })
+      : this.resolveEnvironment(r);
+    const environment = keyEnvironment(guest, b.standIns);
+    const rec: KeyRecord = {
+      recipe: r.name,
+      path: r.path,
+      arch: state.arch,
+      version: r.version,
+      epoch: r.epoch,
+      fullVersion: b.fullVersion,
+      key: buildKey(r.own, environment),
+      own: r.own,
+      files: r.files,
+      environment,
+      standIns: b.standIns,
+      packages: out.records.map((x) => ({ name: x.name, version: x.version, checksum: x.checksum ?? "" })),
+    };
+    await this.ctx.keys.append(rec);
+    state.keys.set(r.name, rec);
+    entry.status = "built";
+    entry.packages = out.records.map((x) => `${x.name}-${x.version}`);
+    if (out.log) entry.log = out.log;
+  }
 }
 
 export interface LocalBuilderOptions {
