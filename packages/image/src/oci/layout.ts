@@ -51,39 +51,35 @@ function blobRel(digest: string): string {
   return `blobs/sha256/${digest.slice(7)}`;
 }
 
-/** Open an OCI layout directory or an oci-archive tar file. */
-export async function openOciLayout(path: string): Promise<OciLayout> {
-  let st;
-  try {
-    st = await stat(path);
-  } catch (e) {
-    throw new OciError("BAD_LAYOUT", `cannot open OCI layout ${path}: ${describeError(e)}`, {
-      subject: path,
-      cause: e,
-    });
-  }
-  let members: Map<string, TarMember> | undefined;
-  let readSmall: (rel: string) => Promise<Buffer | undefined>;
-  let sizeOf: (rel: string) => Promise<number | undefined>;
-  let open: (rel: string, start: number, end: number | undefined) => Readable;
-  if (st.isDirectory()) {
-    readSmall = async (rel) =>
+/** Reading the files of a layout, whichever its kind. */
+interface LayoutFiles {
+  readSmall: (rel: string) => Promise<Buffer | undefined>;
+  sizeOf: (rel: string) => Promise<number | undefined>;
+  open: (rel: string, start: number, end: number | undefined) => Readable;
+}
+
+function dirFiles(path: string): LayoutFiles {
+  return {
+    readSmall: async (rel) =>
       readFile(join(path, rel)).catch((e: NodeJS.ErrnoException) =>
         e.code === "ENOENT" ? undefined : Promise.reject(e),
-      );
-    sizeOf = async (rel) =>
+      ),
+    sizeOf: async (rel) =>
       stat(join(path, rel)).then(
         (s) => (s.isFile() ? s.size : undefined),
         () => undefined,
-      );
-    open = (rel, start, end) =>
+      ),
+    open: (rel, start, end) =>
       end === start
         ? Readable.from([])
-        : createReadStream(join(path, rel), end === undefined ? { start } : { start, end: end - 1 });
-  } else {
-    const m = await indexTar(path);
-    members = m;
-    readSmall = async (rel) => {
+        : createReadStream(join(path, rel), end === undefined ? { start } : { start, end: end - 1 }),
+  };
+}
+
+/** The members M of the archive at PATH, read in place by byte range. */
+function archiveFiles(path: string, m: Map<string, TarMember>): LayoutFiles {
+  return {
+    readSmall: async (rel) => {
       const e = m.get(rel);
       if (!e) return undefined;
       const chunks: Buffer[] = [];
@@ -91,16 +87,20 @@ export async function openOciLayout(path: string): Promise<OciLayout> {
       for await (const c of createReadStream(path, { start: e.offset, end: e.offset + e.size - 1 }))
         chunks.push(c as Buffer);
       return Buffer.concat(chunks);
-    };
-    sizeOf = async (rel) => m.get(rel)?.size;
-    open = (rel, start, end) => {
+    },
+    sizeOf: async (rel) => m.get(rel)?.size,
+    open: (rel, start, end) => {
       const e = m.get(rel);
       if (!e) throw new OciError("BAD_LAYOUT", `${path}: no ${rel}`, { subject: rel });
       const stop = Math.min(end ?? e.size, e.size);
       if (stop <= start) return Readable.from([]);
       return createReadStream(path, { start: e.offset + start, end: e.offset + stop - 1 });
-    };
-  }
+    },
+  };
+}
+
+/** The layout's index.json, after checking its oci-layout version. */
+async function readLayoutIndex(path: string, readSmall: LayoutFiles["readSmall"]): Promise<ImageIndex> {
   const layoutFile = await readSmall("oci-layout");
   if (!layoutFile)
     throw new OciError("BAD_LAYOUT", `${path} is not an OCI layout (no oci-layout file)`, { subject: path });
@@ -114,6 +114,48 @@ export async function openOciLayout(path: string): Promise<OciLayout> {
   const index = parseJson<ImageIndex>(indexBytes, `${path}/index.json`);
   if (!Array.isArray(index.manifests))
     throw new OciError("BAD_LAYOUT", `${path}/index.json has no manifests array`, { subject: path });
+  return index;
+}
+
+/** OciLayout.resolve: the entry tagged NAME; with no name, the only entry, else the one tagged "latest". */
+function resolveRef(path: string, index: ImageIndex, refs: Map<string, Descriptor>, name?: string): Descriptor {
+  if (name !== undefined) {
+    const d = refs.get(name);
+    if (!d)
+      throw new OciError(
+        "BAD_LAYOUT",
+        `${path}: no image tagged ${JSON.stringify(name)} (have: ${[...refs.keys()].join(", ") || "none"})`,
+        { subject: name },
+      );
+    return d;
+  }
+  if (index.manifests.length === 1) return index.manifests[0]!;
+  const d = refs.get("latest");
+  if (!d)
+    throw new OciError(
+      "BAD_LAYOUT",
+      `${path}: index.json has ${index.manifests.length} entries; say which tag to use`,
+      {
+        subject: path,
+      },
+    );
+  return d;
+}
+
+/** Open an OCI layout directory or an oci-archive tar file. */
+export async function openOciLayout(path: string): Promise<OciLayout> {
+  let st;
+  try {
+    st = await stat(path);
+  } catch (e) {
+    throw new OciError("BAD_LAYOUT", `cannot open OCI layout ${path}: ${describeError(e)}`, {
+      subject: path,
+      cause: e,
+    });
+  }
+  const isDir = st.isDirectory();
+  const { readSmall, sizeOf, open } = isDir ? dirFiles(path) : archiveFiles(path, await indexTar(path));
+  const index = await readLayoutIndex(path, readSmall);
   const refs = new Map<string, Descriptor>();
   for (const d of index.manifests) {
     const name = d.annotations?.[REF_NAME_ANNOTATION];
@@ -121,7 +163,7 @@ export async function openOciLayout(path: string): Promise<OciLayout> {
   }
   return {
     path,
-    kind: members ? "archive" : "dir",
+    kind: isDir ? "dir" : "archive",
     index,
     refs,
     blobSize: (digest) => sizeOf(blobRel(digest)),
@@ -136,27 +178,7 @@ export async function openOciLayout(path: string): Promise<OciLayout> {
         });
       return b;
     },
-    resolve(name) {
-      if (name !== undefined) {
-        const d = refs.get(name);
-        if (!d)
-          throw new OciError(
-            "BAD_LAYOUT",
-            `${path}: no image tagged ${JSON.stringify(name)} (have: ${[...refs.keys()].join(", ") || "none"})`,
-            { subject: name },
-          );
-        return d;
-      }
-      if (index.manifests.length === 1) return index.manifests[0]!;
-      const d = refs.get("latest");
-      if (!d)
-        throw new OciError(
-          "BAD_LAYOUT",
-          `${path}: index.json has ${index.manifests.length} entries; say which tag to use`,
-          { subject: path },
-        );
-      return d;
-    },
+    resolve: (name) => resolveRef(path, index, refs, name),
   };
 }
 
