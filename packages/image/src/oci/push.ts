@@ -326,71 +326,7 @@ class RegistryClient {
     const basic = challenges.find((c) => c.scheme === "basic");
     const { username, password } = this.opts;
     if (bearer) {
-      const realm = bearer.params.realm;
-      if (!realm)
-        throw new OciError("AUTH", `registry ${this.ref.registry} sent a Bearer challenge without a realm: ${header}`);
-      const scopes = new Set<string>();
-      if (bearer.params.scope) for (const s of bearer.params.scope.split(" ")) if (s) scopes.add(s);
-      scopes.add(`repository:${this.ref.repository}:pull,push`);
-      let u: URL;
-      try {
-        u = new URL(realm);
-      } catch {
-        throw new OciError(
-          "AUTH",
-          `registry ${this.ref.registry} sent an invalid token realm ${JSON.stringify(realm)}`,
-        );
-      }
-      if (bearer.params.service) u.searchParams.set("service", bearer.params.service);
-      for (const s of scopes) u.searchParams.append("scope", s);
-      const headers: Record<string, string> = { "user-agent": "kiln" };
-      if (username !== undefined)
-        headers.authorization = `Basic ${Buffer.from(`${username}:${password}`).toString("base64")}`;
-      let res: Response | undefined;
-      for (let attempt = 0; ; attempt++) {
-        try {
-          res = await fetch(u, { headers, signal: AbortSignal.timeout(this.timeoutMs) });
-        } catch (e) {
-          if (attempt < this.retries) {
-            await sleep(this.backoff(attempt));
-            continue;
-          }
-          throw new OciError("NETWORK", `cannot reach token service ${u.origin}${u.pathname}: ${describeError(e)}`, {
-            subject: realm,
-            cause: e,
-            retryable: true,
-          });
-        }
-        if ((res.status >= 500 || res.status === 429) && attempt < this.retries) {
-          await drain(res);
-          await sleep(this.backoff(attempt, res));
-          continue;
-        }
-        break;
-      }
-      if (!res.ok) {
-        const text = await registryErrorText(res);
-        throw new OciError(
-          "AUTH",
-          `token service ${u.origin}${u.pathname} refused ${username !== undefined ? `user ${JSON.stringify(username)}` : "anonymous access"}: ${res.status} ${res.statusText}${text ? `: ${text}` : ""}`,
-          {
-            subject: realm,
-            status: res.status,
-          },
-        );
-      }
-      let token: string | undefined;
-      try {
-        const j = (await res.json()) as { token?: string; access_token?: string };
-        token = j.token || j.access_token;
-      } catch {
-        /* handled below */
-      }
-      if (!token)
-        throw new OciError("AUTH", `token service ${u.origin}${u.pathname} answered without a token`, {
-          subject: realm,
-        });
-      this.authorization = `Bearer ${token}`;
+      this.authorization = `Bearer ${await this.bearerToken(bearer, header)}`;
       return;
     }
     if (basic) {
@@ -403,6 +339,85 @@ class RegistryClient {
       `registry ${this.ref.registry} answered 401 with ${header ? `an unsupported challenge: ${header}` : "no WWW-Authenticate challenge"}`,
       { subject: this.ref.registry, status: 401 },
     );
+  }
+
+  /** A token from the token service of a Bearer challenge, for pull and push of our repository. */
+  private async bearerToken(bearer: Challenge, header: string): Promise<string> {
+    const realm = bearer.params.realm;
+    if (!realm)
+      throw new OciError("AUTH", `registry ${this.ref.registry} sent a Bearer challenge without a realm: ${header}`);
+    const u = this.tokenUrl(bearer, realm);
+    const { username } = this.opts;
+    const res = await this.fetchToken(u, realm);
+    if (!res.ok) {
+      const text = await registryErrorText(res);
+      throw new OciError(
+        "AUTH",
+        `token service ${u.origin}${u.pathname} refused ${username !== undefined ? `user ${JSON.stringify(username)}` : "anonymous access"}: ${res.status} ${res.statusText}${text ? `: ${text}` : ""}`,
+        {
+          subject: realm,
+          status: res.status,
+        },
+      );
+    }
+    let token: string | undefined;
+    try {
+      const j = (await res.json()) as { token?: string; access_token?: string };
+      token = j.token || j.access_token;
+    } catch {
+      /* handled below */
+    }
+    if (!token)
+      throw new OciError("AUTH", `token service ${u.origin}${u.pathname} answered without a token`, {
+        subject: realm,
+      });
+    return token;
+  }
+
+  /** The token request: REALM with the challenge's service and scopes, and ours. */
+  private tokenUrl(bearer: Challenge, realm: string): URL {
+    const scopes = new Set<string>();
+    if (bearer.params.scope) for (const s of bearer.params.scope.split(" ")) if (s) scopes.add(s);
+    scopes.add(`repository:${this.ref.repository}:pull,push`);
+    let u: URL;
+    try {
+      u = new URL(realm);
+    } catch {
+      throw new OciError("AUTH", `registry ${this.ref.registry} sent an invalid token realm ${JSON.stringify(realm)}`);
+    }
+    if (bearer.params.service) u.searchParams.set("service", bearer.params.service);
+    for (const s of scopes) u.searchParams.append("scope", s);
+    return u;
+  }
+
+  /** GET the token URL (with the credentials, if any), retrying network errors, 5xx and 429. */
+  private async fetchToken(u: URL, realm: string): Promise<Response> {
+    const { username, password } = this.opts;
+    const headers: Record<string, string> = { "user-agent": "kiln" };
+    if (username !== undefined)
+      headers.authorization = `Basic ${Buffer.from(`${username}:${password}`).toString("base64")}`;
+    let res: Response | undefined;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        res = await fetch(u, { headers, signal: AbortSignal.timeout(this.timeoutMs) });
+      } catch (e) {
+        if (attempt < this.retries) {
+          await sleep(this.backoff(attempt));
+          continue;
+        }
+        throw new OciError("NETWORK", `cannot reach token service ${u.origin}${u.pathname}: ${describeError(e)}`, {
+          subject: realm,
+          cause: e,
+          retryable: true,
+        });
+      }
+      if ((res.status >= 500 || res.status === 429) && attempt < this.retries) {
+        await drain(res);
+        await sleep(this.backoff(attempt, res));
+        continue;
+      }
+      return res;
+    }
   }
 
   async fail(res: Response, what: string): Promise<never> {
