@@ -89,6 +89,25 @@ export const YAML_LIMITS = {
 const ZERO_WIDTH = new Set(["\x02", "\x18", "\x1f"]);
 
 /**
+ * Note a block mapping (or, with `seq`, sequence) indicator at column `c`:
+ * close the blocks to its right, then open one unless it continues the
+ * collection already open there. Returns whether one was opened.
+ */
+function openBlock(blocks: Array<{ col: number; seq: boolean }>, c: number, seq: boolean): boolean {
+  while (blocks.length && blocks[blocks.length - 1]!.col > c) blocks.pop();
+  const top = blocks[blocks.length - 1];
+  if (top && top.col === c && top.seq === seq) return false;
+  // A key at the column of a sequence ends that (compact) sequence.
+  if (!seq && top && top.col === c && top.seq) {
+    blocks.pop();
+    const parent = blocks[blocks.length - 1];
+    if (parent && parent.col === c && !parent.seq) return false;
+  }
+  blocks.push({ col: c, seq });
+  return true;
+}
+
+/**
  * Offset of the first place nested deeper than `max`, from the lexer's flat
  * token stream (yaml's parser and composer recurse per level, and overflow
  * the stack on a few thousand): flow collections by their brackets, block
@@ -102,22 +121,7 @@ export function excessiveNesting(text: string, max: number): number | undefined 
   let keyCol = -1; // column of the first content since the last line start or indicator: a key, if ':' follows
   let scalarNext = false;
   const deeper = (): boolean => blocks.length + flow > max;
-  const closeTo = (c: number) => {
-    while (blocks.length && blocks[blocks.length - 1]!.col > c) blocks.pop();
-  };
-  const open = (c: number, seq: boolean): boolean => {
-    closeTo(c);
-    const top = blocks[blocks.length - 1];
-    if (top && top.col === c && top.seq === seq) return false;
-    // A key at the column of a sequence ends that (compact) sequence.
-    if (!seq && top && top.col === c && top.seq) {
-      blocks.pop();
-      const parent = blocks[blocks.length - 1];
-      if (parent && parent.col === c && !parent.seq) return false;
-    }
-    blocks.push({ col: c, seq });
-    return deeper();
-  };
+  const open = (c: number, seq: boolean): boolean => openBlock(blocks, c, seq) && deeper();
   for (const tok of new Lexer().lex(text)) {
     const start = offset;
     if (ZERO_WIDTH.has(tok)) {
