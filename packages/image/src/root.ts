@@ -381,31 +381,10 @@ export class ImageRoot {
     dbDir: (p: string) => InstalledDir,
     budget: Allowance[],
   ): Promise<void> {
+    if (e.type === "dir") return this.installDir(e, owner, label, pkgPathToCanon, dbDir);
     const slash = e.path.lastIndexOf("/");
     const pkgParent = slash < 0 ? "" : e.path.slice(0, slash);
     const base = slash < 0 ? e.path : e.path.slice(slash + 1);
-    if (e.type === "dir") {
-      const canon = this.resolve(e.path, true);
-      const existing = this.nodes.get(canon);
-      if (existing && existing.type !== "dir") {
-        throw new InstallError(
-          `${label}: directory ${e.path} conflicts with a ${existing.type} from ${existing.owner ?? "the image"}`,
-          "CONFLICT",
-        );
-      }
-      if (!existing) {
-        this.mkdirp(posix.dirname(canon) === "." ? "" : posix.dirname(canon));
-        const node: TreeNode = { path: canon, type: "dir", mode: e.mode, uid: e.uid, gid: e.gid, owner: owner.name };
-        if (Object.keys(e.xattrs).length) node.xattrs = e.xattrs;
-        this.nodes.set(canon, node);
-      }
-      pkgPathToCanon.set(e.path, canon);
-      const d = dbDir(e.path);
-      if (e.mode !== 0o755) d.mode = e.mode;
-      if (e.uid) d.uid = e.uid;
-      if (e.gid) d.gid = e.gid;
-      return;
-    }
     const parent = this.resolve(pkgParent, true);
     const pnode = this.nodes.get(parent);
     if (!pnode || pnode.type !== "dir") {
@@ -424,14 +403,68 @@ export class ImageRoot {
       owner: owner.name,
     };
     if (Object.keys(e.xattrs).length) node.xattrs = e.xattrs;
-    let zsum: string | undefined;
+    const zsum = await this.fillNode(e, node, label, pkgPathToCanon, budget);
+    const existing = this.nodes.get(canon);
+    if (existing && this.keepExisting(e, node, existing, owner, label)) {
+      pkgPathToCanon.set(e.path, canon);
+      return;
+    }
+    this.nodes.set(canon, node);
+    pkgPathToCanon.set(e.path, canon);
+    const f: InstalledDir["files"][number] = { name: base, extra: [] };
+    if (node.mode !== 0o644) f.mode = node.mode;
+    if (node.uid) f.uid = node.uid;
+    if (node.gid) f.gid = node.gid;
+    if (zsum) f.checksum = zsum;
+    dbDir(pkgParent).files.push(f);
+  }
+
+  /** A directory entry: created unless there (refused over a non-directory), and recorded in the package's db entry. */
+  private installDir(
+    e: DataEntry,
+    owner: Owner,
+    label: string,
+    pkgPathToCanon: Map<string, string>,
+    dbDir: (p: string) => InstalledDir,
+  ): void {
+    const canon = this.resolve(e.path, true);
+    const existing = this.nodes.get(canon);
+    if (existing && existing.type !== "dir") {
+      throw new InstallError(
+        `${label}: directory ${e.path} conflicts with a ${existing.type} from ${existing.owner ?? "the image"}`,
+        "CONFLICT",
+      );
+    }
+    if (!existing) {
+      this.mkdirp(posix.dirname(canon) === "." ? "" : posix.dirname(canon));
+      const node: TreeNode = { path: canon, type: "dir", mode: e.mode, uid: e.uid, gid: e.gid, owner: owner.name };
+      if (Object.keys(e.xattrs).length) node.xattrs = e.xattrs;
+      this.nodes.set(canon, node);
+    }
+    pkgPathToCanon.set(e.path, canon);
+    const d = dbDir(e.path);
+    if (e.mode !== 0o755) d.mode = e.mode;
+    if (e.uid) d.uid = e.uid;
+    if (e.gid) d.gid = e.gid;
+  }
+
+  /** NODE's content from a non-directory entry (spooled file, link target, device numbers); returns its Z: checksum. */
+  private async fillNode(
+    e: DataEntry,
+    node: TreeNode,
+    label: string,
+    pkgPathToCanon: Map<string, string>,
+    budget: Allowance[],
+  ): Promise<string | undefined> {
     if (e.type === "file") {
       node.blob = await this.spool(e.content(), e.sha1, label, budget);
-      zsum = "Q1" + Buffer.from(node.blob.sha1, "hex").toString("base64");
-    } else if (e.type === "symlink") {
+      return "Q1" + Buffer.from(node.blob.sha1, "hex").toString("base64");
+    }
+    if (e.type === "symlink") {
       node.linkTarget = e.linkTarget!;
-      zsum = "Q1" + createHash("sha1").update(e.linkTarget!).digest("base64");
-    } else if (e.type === "hardlink") {
+      return "Q1" + createHash("sha1").update(e.linkTarget!).digest("base64");
+    }
+    if (e.type === "hardlink") {
       const targetCanon = pkgPathToCanon.get(e.linkTarget!);
       const target = targetCanon !== undefined ? this.nodes.get(targetCanon) : undefined;
       if (!target || target.type !== "file")
@@ -443,45 +476,39 @@ export class ImageRoot {
       node.blob = target.blob!;
       node.linkGroup = target.linkGroup;
       node.mode = target.mode;
-      zsum = "Q1" + Buffer.from(target.blob!.sha1, "hex").toString("base64");
-    } else {
-      if (e.devMajor !== undefined) node.devMajor = e.devMajor;
-      if (e.devMinor !== undefined) node.devMinor = e.devMinor;
+      return "Q1" + Buffer.from(target.blob!.sha1, "hex").toString("base64");
     }
-    const existing = this.nodes.get(canon);
-    if (existing) {
-      const same =
-        existing.type === node.type &&
-        existing.mode === node.mode &&
-        existing.uid === node.uid &&
-        existing.gid === node.gid &&
-        existing.blob?.sha1 === node.blob?.sha1 &&
-        existing.linkTarget === node.linkTarget;
-      if (existing.type === "dir") {
-        throw new InstallError(`${label}: ${e.path} conflicts with directory /${canon}`, "CONFLICT");
-      }
-      if (!same) {
-        const verdict = this.conflictAllowed(owner, existing);
-        if (verdict === false) {
-          throw new InstallError(
-            `file conflict: /${canon} is in both ${existing.owner} and ${owner.name} (${label}); declare replaces to allow it`,
-            "CONFLICT",
-          );
-        }
-        if (verdict === "keep") {
-          pkgPathToCanon.set(e.path, canon);
-          return;
-        }
-      }
+    if (e.devMajor !== undefined) node.devMajor = e.devMajor;
+    if (e.devMinor !== undefined) node.devMinor = e.devMinor;
+    return undefined;
+  }
+
+  /**
+   * Whether the node already at NODE's path stays instead: refused over a
+   * directory, or when differing and replaces do not allow it; true when the
+   * replaces rules keep the existing one.
+   */
+  private keepExisting(e: DataEntry, node: TreeNode, existing: TreeNode, owner: Owner, label: string): boolean {
+    const canon = node.path;
+    const same =
+      existing.type === node.type &&
+      existing.mode === node.mode &&
+      existing.uid === node.uid &&
+      existing.gid === node.gid &&
+      existing.blob?.sha1 === node.blob?.sha1 &&
+      existing.linkTarget === node.linkTarget;
+    if (existing.type === "dir") {
+      throw new InstallError(`${label}: ${e.path} conflicts with directory /${canon}`, "CONFLICT");
     }
-    this.nodes.set(canon, node);
-    pkgPathToCanon.set(e.path, canon);
-    const f: InstalledDir["files"][number] = { name: base, extra: [] };
-    if (node.mode !== 0o644) f.mode = node.mode;
-    if (node.uid) f.uid = node.uid;
-    if (node.gid) f.gid = node.gid;
-    if (zsum) f.checksum = zsum;
-    dbDir(pkgParent).files.push(f);
+    if (same) return false;
+    const verdict = this.conflictAllowed(owner, existing);
+    if (verdict === false) {
+      throw new InstallError(
+        `file conflict: /${canon} is in both ${existing.owner} and ${owner.name} (${label}); declare replaces to allow it`,
+        "CONFLICT",
+      );
+    }
+    return verdict === "keep";
   }
 
   /**
