@@ -74,36 +74,16 @@ export async function* gunzipMembers(
 ): AsyncGenerator<GzipEvent> {
   const subject = opts.subject ?? "gzip stream";
   const it = source[Symbol.asyncIterator]();
-  let pending: Uint8Array = new Uint8Array(0);
-  let eof = false;
-  const pull = async (): Promise<boolean> => {
-    if (eof) return false;
-    const r = await it.next();
-    if (r.done) {
-      eof = true;
-      return false;
-    }
-    pending = pending.length ? concat(pending, r.value) : r.value;
-    return true;
-  };
+  const input = new GzipInput(it);
 
   let member = 0;
   try {
     for (;;) {
       // Header
-      let hl = headerLength(pending, subject);
-      while (hl < 0) {
-        if (!(await pull())) {
-          if (pending.length === 0) {
-            if (member === 0) throw new ApkError("TRUNCATED", `${subject}: empty file`, { subject });
-            return;
-          }
-          throw new ApkError("TRUNCATED", `${subject}: truncated in gzip header of member ${member + 1}`, { subject });
-        }
-        hl = headerLength(pending, subject);
-      }
-      opts.onCompressed?.(member, pending.subarray(0, hl));
-      pending = pending.subarray(hl);
+      const hl = await readHeaderLength(input, member, subject);
+      if (hl < 0) return;
+      opts.onCompressed?.(member, input.pending.subarray(0, hl));
+      input.pending = input.pending.subarray(hl);
       let compressedSize = hl;
 
       // Body
@@ -128,10 +108,10 @@ export async function* gunzipMembers(
         status = s;
       };
       for (;;) {
-        if (pending.length === 0 && !(await pull())) {
+        if (input.pending.length === 0 && !(await input.pull())) {
           throw new ApkError("TRUNCATED", `${subject}: truncated inside gzip member ${member + 1}`, { subject });
         }
-        const slice = pending.subarray(0, SLICE);
+        const slice = input.pending.subarray(0, SLICE);
         inflater.push(slice, false);
         if (limitHit) {
           throw new ApkError(
@@ -152,26 +132,18 @@ export async function* gunzipMembers(
             { subject },
           );
         }
-        opts.onCompressed?.(member, pending.subarray(0, used));
+        opts.onCompressed?.(member, input.pending.subarray(0, used));
         compressedSize += used;
-        pending = pending.subarray(used);
+        input.pending = input.pending.subarray(used);
         for (const c of out) yield { type: "data", member, data: c };
         out.length = 0;
         if (ended) break;
       }
 
       // Trailer: CRC32 and size modulo 2^32
-      while (pending.length < 8) {
-        if (!(await pull()))
-          throw new ApkError("TRUNCATED", `${subject}: truncated in gzip trailer of member ${member + 1}`, { subject });
-      }
-      const dv = new DataView(pending.buffer, pending.byteOffset, 8);
-      if (dv.getUint32(0, true) !== crc >>> 0)
-        throw new ApkError("BAD_ARCHIVE", `${subject}: CRC mismatch in gzip member ${member + 1}`, { subject });
-      if (dv.getUint32(4, true) !== size % 2 ** 32)
-        throw new ApkError("BAD_ARCHIVE", `${subject}: size mismatch in gzip member ${member + 1}`, { subject });
-      opts.onCompressed?.(member, pending.subarray(0, 8));
-      pending = pending.subarray(8);
+      await checkTrailer(input, member, crc, size, subject);
+      opts.onCompressed?.(member, input.pending.subarray(0, 8));
+      input.pending = input.pending.subarray(8);
       compressedSize += 8;
       yield { type: "end", member, compressedSize, size };
       member++;
@@ -179,6 +151,59 @@ export async function* gunzipMembers(
   } finally {
     await it.return?.();
   }
+}
+
+/** The compressed input: bytes pulled from the source and not yet consumed. */
+class GzipInput {
+  pending: Uint8Array = new Uint8Array(0);
+  private eof = false;
+  private readonly it: AsyncIterator<Uint8Array>;
+
+  constructor(it: AsyncIterator<Uint8Array>) {
+    this.it = it;
+  }
+
+  /** Append the next source chunk to `pending`; false at the end of the source. */
+  async pull(): Promise<boolean> {
+    if (this.eof) return false;
+    const r = await this.it.next();
+    if (r.done) {
+      this.eof = true;
+      return false;
+    }
+    this.pending = this.pending.length ? concat(this.pending, r.value) : r.value;
+    return true;
+  }
+}
+
+/** Pull until the next member's gzip header is complete and return its length; -1 at a clean end of input. */
+async function readHeaderLength(input: GzipInput, member: number, subject: string): Promise<number> {
+  let hl = headerLength(input.pending, subject);
+  while (hl < 0) {
+    if (!(await input.pull())) {
+      if (input.pending.length === 0) {
+        if (member === 0) throw new ApkError("TRUNCATED", `${subject}: empty file`, { subject });
+        return -1;
+      }
+      throw new ApkError("TRUNCATED", `${subject}: truncated in gzip header of member ${member + 1}`, { subject });
+    }
+    hl = headerLength(input.pending, subject);
+  }
+  return hl;
+}
+
+/** Pull the 8-byte trailer and check its CRC32 and size modulo 2^32 against what was inflated. */
+async function checkTrailer(input: GzipInput, member: number, crc: number, size: number, subject: string) {
+  while (input.pending.length < 8) {
+    if (!(await input.pull()))
+      throw new ApkError("TRUNCATED", `${subject}: truncated in gzip trailer of member ${member + 1}`, { subject });
+  }
+  const pending = input.pending;
+  const dv = new DataView(pending.buffer, pending.byteOffset, 8);
+  if (dv.getUint32(0, true) !== crc >>> 0)
+    throw new ApkError("BAD_ARCHIVE", `${subject}: CRC mismatch in gzip member ${member + 1}`, { subject });
+  if (dv.getUint32(4, true) !== size % 2 ** 32)
+    throw new ApkError("BAD_ARCHIVE", `${subject}: size mismatch in gzip member ${member + 1}`, { subject });
 }
 
 function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
