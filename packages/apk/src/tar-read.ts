@@ -5,7 +5,16 @@
 import { ApkError } from "./errors.js";
 import type { MemberStream } from "./member-stream.js";
 import { decodeUtf8 } from "./utf8.js";
-import { BLOCK, decodeHeader, entryTypeOf, isZeroBlock, padding, parsePax, type EntryType } from "./tar.js";
+import {
+  BLOCK,
+  decodeHeader,
+  entryTypeOf,
+  isZeroBlock,
+  padding,
+  parsePax,
+  type EntryType,
+  type RawHeader,
+} from "./tar.js";
 
 export const MAX_PAX_SIZE = 1024 * 1024;
 
@@ -32,7 +41,7 @@ export interface ParsedEntry {
 export type HeaderResult = { kind: "entry"; entry: ParsedEntry } | { kind: "zero" } | { kind: "member-end" };
 
 export async function readHeader(ms: MemberStream): Promise<HeaderResult> {
-  let pax = new Map<string, Buffer>();
+  const pax = new Map<string, Buffer>();
   let havePax = false;
   for (;;) {
     const block = await ms.read(BLOCK, "tar header");
@@ -61,65 +70,74 @@ export async function readHeader(ms: MemberStream): Promise<HeaderResult> {
       throw e;
     }
     if (h.typeflag === "x" || h.typeflag === "g" || h.typeflag === "L" || h.typeflag === "K") {
-      if (h.size > MAX_PAX_SIZE) {
-        throw new ApkError(
-          "LIMIT",
-          `${ms.subject}: extended header of ${h.size} bytes exceeds the ${MAX_PAX_SIZE}-byte limit`,
-          { subject: ms.subject },
-        );
-      }
-      const body = (await ms.read(h.size + padding(h.size), "extended header")) ?? new Uint8Array(0);
-      if (body.length < h.size)
-        throw new ApkError("TRUNCATED", `${ms.subject}: extended header cut off`, { subject: ms.subject });
-      if (h.typeflag === "x") {
-        for (const [k, v] of parsePax(body.subarray(0, h.size), ms.subject)) pax.set(k, v);
-        havePax = true;
-      }
-      // Global headers and GNU long names are ignored, as apk ignores them.
+      if (await readExtendedHeader(ms, h, pax)) havePax = true;
       continue;
     }
-    const type = entryTypeOf(h.typeflag);
-    if (!type)
-      throw new ApkError(
-        "BAD_ARCHIVE",
-        `${ms.subject}: unsupported tar entry type ${JSON.stringify(h.typeflag)} for ${JSON.stringify(h.name)}`,
-        { subject: ms.subject },
-      );
-    let rawPath = h.prefix ? `${h.prefix}/${h.name}` : h.name;
-    let linkTarget = h.linkname;
-    let size = h.size;
-    const pPath = pax.get("path");
-    if (pPath) rawPath = decodeUtf8(pPath, "PAX path", ms.subject);
-    const pLink = pax.get("linkpath");
-    if (pLink) linkTarget = decodeUtf8(pLink, "PAX linkpath", ms.subject);
-    const pSize = pax.get("size");
-    if (pSize) {
-      const s = pSize.toString("ascii");
-      if (!/^\d+$/.test(s))
-        throw new ApkError("BAD_ARCHIVE", `${ms.subject}: bad PAX size ${JSON.stringify(s)}`, { subject: ms.subject });
-      size = Number(s);
-    }
-    if (type !== "file") size = type === "hardlink" || type === "symlink" || type === "dir" ? 0 : size;
-    const entry: ParsedEntry = {
-      rawPath,
-      type,
-      typeflag: h.typeflag,
-      mode: h.mode,
-      uid: h.uid,
-      gid: h.gid,
-      size,
-      mtime: h.mtime,
-      linkTarget,
-      uname: h.uname,
-      gname: h.gname,
-      devMajor: h.devMajor,
-      devMinor: h.devMinor,
-      pax,
-      member: ms.member,
-    };
-    pax = new Map();
-    return { kind: "entry", entry };
+    return { kind: "entry", entry: toParsedEntry(ms, h, pax) };
   }
+}
+
+/**
+ * Read an extended header's body; a PAX one (`x`) is merged into `pax` and
+ * true returned. Global headers and GNU long names are ignored, as apk ignores them.
+ */
+async function readExtendedHeader(ms: MemberStream, h: RawHeader, pax: Map<string, Buffer>): Promise<boolean> {
+  if (h.size > MAX_PAX_SIZE) {
+    throw new ApkError(
+      "LIMIT",
+      `${ms.subject}: extended header of ${h.size} bytes exceeds the ${MAX_PAX_SIZE}-byte limit`,
+      { subject: ms.subject },
+    );
+  }
+  const body = (await ms.read(h.size + padding(h.size), "extended header")) ?? new Uint8Array(0);
+  if (body.length < h.size)
+    throw new ApkError("TRUNCATED", `${ms.subject}: extended header cut off`, { subject: ms.subject });
+  if (h.typeflag !== "x") return false;
+  for (const [k, v] of parsePax(body.subarray(0, h.size), ms.subject)) pax.set(k, v);
+  return true;
+}
+
+/** The entry a non-extended header describes, with the PAX records before it applied. */
+function toParsedEntry(ms: MemberStream, h: RawHeader, pax: Map<string, Buffer>): ParsedEntry {
+  const type = entryTypeOf(h.typeflag);
+  if (!type)
+    throw new ApkError(
+      "BAD_ARCHIVE",
+      `${ms.subject}: unsupported tar entry type ${JSON.stringify(h.typeflag)} for ${JSON.stringify(h.name)}`,
+      { subject: ms.subject },
+    );
+  let rawPath = h.prefix ? `${h.prefix}/${h.name}` : h.name;
+  let linkTarget = h.linkname;
+  let size = h.size;
+  const pPath = pax.get("path");
+  if (pPath) rawPath = decodeUtf8(pPath, "PAX path", ms.subject);
+  const pLink = pax.get("linkpath");
+  if (pLink) linkTarget = decodeUtf8(pLink, "PAX linkpath", ms.subject);
+  const pSize = pax.get("size");
+  if (pSize) {
+    const s = pSize.toString("ascii");
+    if (!/^\d+$/.test(s))
+      throw new ApkError("BAD_ARCHIVE", `${ms.subject}: bad PAX size ${JSON.stringify(s)}`, { subject: ms.subject });
+    size = Number(s);
+  }
+  if (type !== "file") size = type === "hardlink" || type === "symlink" || type === "dir" ? 0 : size;
+  return {
+    rawPath,
+    type,
+    typeflag: h.typeflag,
+    mode: h.mode,
+    uid: h.uid,
+    gid: h.gid,
+    size,
+    mtime: h.mtime,
+    linkTarget,
+    uname: h.uname,
+    gname: h.gname,
+    devMajor: h.devMajor,
+    devMinor: h.devMinor,
+    pax,
+    member: ms.member,
+  };
 }
 
 /** Read a whole (small) entry body, with its padding, capped. */
