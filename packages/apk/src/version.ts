@@ -91,21 +91,8 @@ function tokenize(v: string): Tokenized {
       i++;
       const comp = readDigits();
       if (comp === "") return fail(`expected digits after "." at offset ${at}`);
-      if (comp[0] === "0") {
-        // apk turns all but the last leading zero into one negative token,
-        // then reads the remaining digits (last zero included) as a number:
-        // "05" -> 0, 5 ; "005" -> -1, 5 ; "00" -> -1, 0.
-        let zeros = 0;
-        while (comp[zeros] === "0") zeros++;
-        const extra = zeros - 1;
-        const rest = comp.slice(extra);
-        if (rest.length > MAX_DIGITS)
-          return fail(`number ${comp} has more than ${MAX_DIGITS} digits after its leading zeros`);
-        tokens.push({ kind: DOT_DIGITS, value: BigInt(-extra) }, { kind: DIGITS, value: BigInt(rest) });
-      } else {
-        if (comp.length > MAX_DIGITS) return fail(`number ${comp} has more than ${MAX_DIGITS} digits`);
-        tokens.push({ kind: DOT_DIGITS, value: BigInt(comp) });
-      }
+      const bad = pushDotComponent(tokens, comp);
+      if (bad !== undefined) return fail(bad);
       after = "digits";
     } else if (isLower(c)) {
       if (after !== "digits")
@@ -152,6 +139,25 @@ function tokenize(v: string): Tokenized {
     }
   }
   return { ok: true, tokens };
+}
+
+/** Push the tokens of the digits `comp` after a "."; returns why they are refused, if they are. */
+function pushDotComponent(tokens: Token[], comp: string): string | undefined {
+  if (comp[0] === "0") {
+    // apk turns all but the last leading zero into one negative token,
+    // then reads the remaining digits (last zero included) as a number:
+    // "05" -> 0, 5 ; "005" -> -1, 5 ; "00" -> -1, 0.
+    let zeros = 0;
+    while (comp[zeros] === "0") zeros++;
+    const extra = zeros - 1;
+    const rest = comp.slice(extra);
+    if (rest.length > MAX_DIGITS) return `number ${comp} has more than ${MAX_DIGITS} digits after its leading zeros`;
+    tokens.push({ kind: DOT_DIGITS, value: BigInt(-extra) }, { kind: DIGITS, value: BigInt(rest) });
+  } else {
+    if (comp.length > MAX_DIGITS) return `number ${comp} has more than ${MAX_DIGITS} digits`;
+    tokens.push({ kind: DOT_DIGITS, value: BigInt(comp) });
+  }
+  return undefined;
 }
 
 function tokensOf(v: string): Token[] {
