@@ -42,8 +42,7 @@ const intKeys = new Set(["builddate", "size", "provider_priority", "replaces_pri
 
 /** Parse `.PKGINFO` text. Unknown keys are kept in `extra`. */
 export function parsePkgInfo(text: string, subject = ".PKGINFO"): PackageInfo {
-  const info: Partial<PackageInfo> &
-    Pick<PackageInfo, "depends" | "provides" | "installIf" | "replaces" | "triggers" | "extra"> = {
+  const info: PkgInfoDraft = {
     depends: [],
     provides: [],
     installIf: [],
@@ -75,70 +74,7 @@ export function parsePkgInfo(text: string, subject = ".PKGINFO"): PackageInfo {
       );
     }
     if (key === "pkgname" || key === "pkgver" || key === "arch") at[key] = i + 1;
-    switch (key) {
-      case "pkgname":
-        info.name = value;
-        break;
-      case "pkgver":
-        info.version = value;
-        break;
-      case "arch":
-        info.arch = value;
-        break;
-      case "pkgdesc":
-        info.description = value;
-        break;
-      case "url":
-        info.url = value;
-        break;
-      case "license":
-        info.license = value;
-        break; // repeated lines: last wins, as apk does
-      case "origin":
-        info.origin = value;
-        break;
-      case "maintainer":
-        info.maintainer = value;
-        break;
-      case "builddate":
-        info.buildDate = Number(value);
-        break;
-      case "commit":
-        info.commit = value;
-        break;
-      case "packager":
-        info.packager = value;
-        break;
-      case "size":
-        info.installedSize = Number(value);
-        break;
-      case "provider_priority":
-        info.providerPriority = Number(value);
-        break;
-      case "replaces_priority":
-        info.replacesPriority = Number(value);
-        break;
-      case "depend":
-        info.depends.push(...splitList(value));
-        break;
-      case "provides":
-        info.provides.push(...splitList(value));
-        break;
-      case "install_if":
-        info.installIf.push(...splitList(value));
-        break;
-      case "replaces":
-        info.replaces.push(...splitList(value));
-        break;
-      case "triggers":
-        info.triggers.push(...splitList(value));
-        break;
-      case "datahash":
-        info.dataHash = value;
-        break;
-      default:
-        info.extra.push([key, value]);
-    }
+    applyField(info, key, value);
   }
   if (!info.name) throw new ApkError("INVALID_FIELD", `${subject}: pkgname is missing`, { subject });
   if (!info.version) throw new ApkError("INVALID_FIELD", `${subject}: pkgver is missing`, { subject });
@@ -149,6 +85,78 @@ export function parsePkgInfo(text: string, subject = ".PKGINFO"): PackageInfo {
   if (at.arch !== undefined) checkArch(info.arch, `${subject}:${at.arch}`, "arch");
   checkFileName(info.name, info.version, subject);
   return info as PackageInfo;
+}
+
+/** `.PKGINFO` fields as parsed so far; the lists start empty. */
+type PkgInfoDraft = Partial<PackageInfo> &
+  Pick<PackageInfo, "depends" | "provides" | "installIf" | "replaces" | "triggers" | "extra">;
+
+/** Record one `key = value` line in `info`. */
+function applyField(info: PkgInfoDraft, key: string, value: string): void {
+  switch (key) {
+    case "pkgname":
+      info.name = value;
+      break;
+    case "pkgver":
+      info.version = value;
+      break;
+    case "arch":
+      info.arch = value;
+      break;
+    case "pkgdesc":
+      info.description = value;
+      break;
+    case "url":
+      info.url = value;
+      break;
+    case "license":
+      info.license = value;
+      break; // repeated lines: last wins, as apk does
+    case "origin":
+      info.origin = value;
+      break;
+    case "maintainer":
+      info.maintainer = value;
+      break;
+    case "builddate":
+      info.buildDate = Number(value);
+      break;
+    case "commit":
+      info.commit = value;
+      break;
+    case "packager":
+      info.packager = value;
+      break;
+    case "size":
+      info.installedSize = Number(value);
+      break;
+    case "provider_priority":
+      info.providerPriority = Number(value);
+      break;
+    case "replaces_priority":
+      info.replacesPriority = Number(value);
+      break;
+    case "depend":
+      info.depends.push(...splitList(value));
+      break;
+    case "provides":
+      info.provides.push(...splitList(value));
+      break;
+    case "install_if":
+      info.installIf.push(...splitList(value));
+      break;
+    case "replaces":
+      info.replaces.push(...splitList(value));
+      break;
+    case "triggers":
+      info.triggers.push(...splitList(value));
+      break;
+    case "datahash":
+      info.dataHash = value;
+      break;
+    default:
+      info.extra.push([key, value]);
+  }
 }
 
 function splitList(value: string): string[] {
