@@ -161,12 +161,7 @@ export function parseInstalledDb(text: string, subject = DEFAULT_SUBJECT): Insta
 
   const finish = () => {
     if (!pkg) return;
-    if (!pkg.record.name) fail(`${subject}:${pkgLine}: package has no P: line`, subject);
-    const canonical = headerEntries({ ...pkg, headerOrder: undefined }).map(([, line]) => line);
-    if (canonical.length !== headerLines.length || canonical.some((l, i) => l !== headerLines[i])) {
-      pkg.headerOrder = headerLines.map((l) => l[0]!);
-    }
-    out.push(pkg);
+    out.push(finishPackage(pkg, pkgLine, headerLines, subject));
     pkg = undefined;
     dir = undefined;
     file = undefined;
@@ -222,28 +217,59 @@ export function parseInstalledDb(text: string, subject = DEFAULT_SUBJECT): Insta
         pkg.replacesPriority = Number(value);
         break;
       default:
-        if (applyIndexField(pkg.record, key, value, where)) break;
-        if (PACKAGE_LEVEL_EXTRA.has(key)) {
-          pkg.extra.push([key, value]);
-          break;
-        }
-        // Unknown lines stay with the file or directory they were written under.
-        if (file) {
-          file.extra.push([key, value]);
-          continue;
-        }
-        if (dir) {
-          dir.extra.push([key, value]);
-          continue;
-        }
-        if (key >= "a" && key <= "z") pkg.record.unknownFields.push([key, value]);
-        else pkg.extra.push([key, value]);
-        break;
+        if (applyOtherLine(pkg, dir, file, key, value, where)) break;
+        continue;
     }
     headerLines.push(line);
   }
   finish();
   return out;
+}
+
+/** Check a parsed package's P: line and keep its header order if it is not the canonical one. */
+function finishPackage(
+  pkg: InstalledPackage,
+  pkgLine: number,
+  headerLines: string[],
+  subject: string,
+): InstalledPackage {
+  if (!pkg.record.name) fail(`${subject}:${pkgLine}: package has no P: line`, subject);
+  const canonical = headerEntries({ ...pkg, headerOrder: undefined }).map(([, line]) => line);
+  if (canonical.length !== headerLines.length || canonical.some((l, i) => l !== headerLines[i])) {
+    pkg.headerOrder = headerLines.map((l) => l[0]!);
+  }
+  return pkg;
+}
+
+/**
+ * Record a line that is not F:, M:, R:, a:, Z:, r: or q:. Returns true when it
+ * belongs to the package header, false when it went to a file or directory.
+ */
+function applyOtherLine(
+  pkg: InstalledPackage,
+  dir: InstalledDir | undefined,
+  file: InstalledFile | undefined,
+  key: string,
+  value: string,
+  where: string,
+): boolean {
+  if (applyIndexField(pkg.record, key, value, where)) return true;
+  if (PACKAGE_LEVEL_EXTRA.has(key)) {
+    pkg.extra.push([key, value]);
+    return true;
+  }
+  // Unknown lines stay with the file or directory they were written under.
+  if (file) {
+    file.extra.push([key, value]);
+    return false;
+  }
+  if (dir) {
+    dir.extra.push([key, value]);
+    return false;
+  }
+  if (key >= "a" && key <= "z") pkg.record.unknownFields.push([key, value]);
+  else pkg.extra.push([key, value]);
+  return true;
 }
 
 function checkValue(what: string, value: string) {
