@@ -325,18 +325,7 @@ export class IndexTextParser {
         subject: this.subject,
       });
     }
-    if (!this.rec) {
-      if (this.records.length >= this.maxRecords) {
-        throw new ApkError(
-          "LIMIT",
-          `${this.where()}: more than ${this.maxRecords} records (the limit; raise it with maxRecords or KILN_MAX_INDEX_RECORDS)`,
-          { subject: this.subject },
-        );
-      }
-      this.rec = blankRecord();
-      this.recLine = this.line;
-    }
-    const rec = this.rec;
+    const rec = this.rec ?? this.startRecord();
     this.order.push(k);
     const s = pos + 2;
     const cached = () => this.cache.get(buf, s, eol);
@@ -394,6 +383,25 @@ export class IndexTextParser {
         rec.installIf = this.list(buf, s, eol, true);
         return;
     }
+    this.unknownField(rec, k, buf, s, eol);
+  }
+
+  /** Begin the record the current line is the first field of, within the record limit. */
+  private startRecord(): IndexRecord {
+    if (this.records.length >= this.maxRecords) {
+      throw new ApkError(
+        "LIMIT",
+        `${this.where()}: more than ${this.maxRecords} records (the limit; raise it with maxRecords or KILN_MAX_INDEX_RECORDS)`,
+        { subject: this.subject },
+      );
+    }
+    this.rec = blankRecord();
+    this.recLine = this.line;
+    return this.rec;
+  }
+
+  /** Keep a lowercase field kiln does not know, with the value `buf[s, eol)`; refuse an uppercase one, as apk does. */
+  private unknownField(rec: IndexRecord, k: number, buf: Buffer, s: number, eol: number): void {
     const key = String.fromCharCode(k);
     if (key >= "A" && key <= "Z") {
       throw new ApkError(
@@ -403,7 +411,7 @@ export class IndexTextParser {
       );
     }
     if (rec.unknownFields === EMPTY) rec.unknownFields = [];
-    rec.unknownFields.push([key, plain()]);
+    rec.unknownFields.push([key, buf.toString("utf8", s, eol)]);
   }
 
   private name(value: string): string {
