@@ -37,6 +37,13 @@ describe("the architecture table", () => {
     expect(normalizeArch("i386")).toBeUndefined();
     expect(normalizeArch("toString")).toBeUndefined();
   });
+
+  it("has no prototype, so a direct lookup of constructor, toString or __proto__ finds nothing", () => {
+    for (const name of ["constructor", "toString", "__proto__", "hasOwnProperty"]) {
+      expect(ARCH_ALIASES[name], name).toBeUndefined();
+      expect(OCI_PLATFORM[name], name).toBeUndefined();
+    }
+  });
   it("maps apk ↔ OCI platform", () => {
     expect(OCI_PLATFORM).toEqual({
       x86_64: { architecture: "amd64" },

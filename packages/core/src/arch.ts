@@ -38,15 +38,18 @@ export const ARCHES: readonly ArchInfo[] = [
 
 const BY_APK = new Map(ARCHES.map((a) => [a.apk, a]));
 
+/** A lookup table with no prototype: `table["constructor"]` is undefined, not Object. */
+function table<T>(entries: Iterable<readonly [string, T]>): Record<string, T> {
+  return Object.assign(Object.create(null) as Record<string, T>, Object.fromEntries(entries));
+}
+
 /** Every accepted name (apk names and their OCI aliases) → apk arch. */
-export const ARCH_ALIASES: Record<string, string> = Object.fromEntries(
-  ARCHES.flatMap((a) => [a.apk, ...a.aliases].map((n) => [n, a.apk])),
+export const ARCH_ALIASES: Record<string, string> = table(
+  ARCHES.flatMap((a) => [a.apk, ...a.aliases].map((n) => [n, a.apk] as const)),
 );
 
 /** apk arch → OCI platform architecture and variant. */
-export const OCI_PLATFORM: Record<string, OciPlatformArch> = Object.fromEntries(
-  ARCHES.map((a) => [a.apk, { ...a.oci }]),
-);
+export const OCI_PLATFORM: Record<string, OciPlatformArch> = table(ARCHES.map((a) => [a.apk, { ...a.oci }] as const));
 
 /** The entry for an apk arch, or undefined when kiln does not know it. */
 export function archInfo(apkArch: string): ArchInfo | undefined {

@@ -1,5 +1,5 @@
 // withdraw(): packages taken out of the index by a marker under
-// ARCH/.withdrawn/ (written before the index is converged, so a kill leaves
+// ARCH/.kiln/withdrawn/ (written before the index is converged, so a kill leaves
 // the index old or new), and their objects deleted only once the index no
 // longer lists them.
 
@@ -68,7 +68,7 @@ async function locate(
   return { found, unsatisfied };
 }
 
-/** The ARCH/.withdrawn/ID markers, create-only (one already there is fine). */
+/** The ARCH/.kiln/withdrawn/ID markers, create-only (one already there is fine). */
 async function writeMarkers(store: ObjectStore, arch: string, here: string[]): Promise<void> {
   for (const id of here) {
     const marker = Buffer.from(`withdrawn\n`);
