@@ -10,9 +10,8 @@
 // each.
 
 import { createHash } from "node:crypto";
-import { readFile } from "node:fs/promises";
 import { isMap, isScalar, type Document } from "yaml";
-import { ConfigError, loadYaml, type Problem } from "@kiln/core";
+import { ConfigError, loadYaml, readConfigText, type Problem } from "@kiln/core";
 import { parseImageConfig, type ImageConfig, type ImageConfigInput } from "@kiln/image";
 import { stepScalarPaths } from "./pipelines.js";
 import { recipeSchema, type Recipe } from "./recipe-schema.js";
@@ -78,19 +77,7 @@ function rekey<T>(doc: Document, text: string, path: Path, obj: Record<string, T
 
 /** Read a recipe file: YAML + schema only. */
 export async function readRecipe(file: string): Promise<LoadedRecipe> {
-  let text: string;
-  try {
-    text = await readFile(file, "utf8");
-  } catch (e) {
-    throw new ConfigError([
-      {
-        file,
-        path: "",
-        message: `cannot read: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (e as Error).message}`,
-      },
-    ]);
-  }
-  return parseRecipe(file, text);
+  return parseRecipe(file, await readConfigText(file));
 }
 
 /** Every problem and warning of a parsed recipe (compiling it for `opts.arch`). */

@@ -5,6 +5,7 @@
 // anything recursive runs, yaml's own parser included), and limits on alias
 // expansion (billion laughs).
 
+import { readFile } from "node:fs/promises";
 import { KilnError } from "./errors.js";
 import {
   CST,
@@ -288,6 +289,16 @@ function checkedToJS(file: string, doc: Document, pos: (offset: number) => { lin
   if (found.first && expandsBeyond(raw, YAML_LIMITS.maxExpanded))
     refuse(`more than ${YAML_LIMITS.maxExpanded >> 20} MiB once expanded`);
   return raw;
+}
+
+/** A config file's text, or a ConfigError naming the file ("no such file", or the system's reason). */
+export async function readConfigText(file: string): Promise<string> {
+  try {
+    return await readFile(file, "utf8");
+  } catch (e) {
+    const reason = (e as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (e as Error).message;
+    throw new ConfigError([{ file, path: "", message: `cannot read: ${reason}` }]);
+  }
 }
 
 export function loadYaml<T>(file: string, text: string, schema: ZodType<T, ZodTypeDef, unknown>): LoadedYaml<T> {

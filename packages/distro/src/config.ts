@@ -5,10 +5,9 @@
 // every problem is reported at file:line with its dotted path.
 
 import { existsSync } from "node:fs";
-import { readFile } from "node:fs/promises";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { z } from "zod";
-import { ARCH_ALIASES, ConfigError, hostApkArch, loadYaml, type Problem } from "@kiln/core";
+import { ARCH_ALIASES, ConfigError, hostApkArch, loadYaml, readConfigText, type Problem } from "@kiln/core";
 import { imageConfigSchema, type ImageConfigInput } from "@kiln/image";
 import { parseRepositoryRef } from "@kiln/repo";
 
@@ -196,19 +195,7 @@ export function parseDistro(file: string, text: string): Distro {
 }
 
 export async function loadDistro(file: string): Promise<Distro> {
-  let text: string;
-  try {
-    text = await readFile(file, "utf8");
-  } catch (e) {
-    throw new ConfigError([
-      {
-        file,
-        path: "",
-        message: `cannot read: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (e as Error).message}`,
-      },
-    ]);
-  }
-  return parseDistro(file, text);
+  return parseDistro(file, await readConfigText(file));
 }
 
 /** distro.yaml in `dir` or the nearest parent directory that has one. */

@@ -508,9 +508,7 @@ describe("loadImageConfig", () => {
     const missing = join(dir, "missing.yaml");
     const err = (await loadImageConfig(missing).catch((e: unknown) => e)) as Error & { problems: ProblemLike[] };
     expect(isKilnError(err, "INVALID_CONFIG")).toBe(true);
-    expect(err.problems).toEqual([
-      { file: missing, path: "", message: expect.stringMatching(/^cannot read: ENOENT: no such file or directory/) },
-    ]);
-    expect(err.message).toMatch(new RegExp(`^${missing}: cannot read: ENOENT`));
+    expect(err.problems).toEqual([{ file: missing, path: "", message: "cannot read: no such file" }]);
+    expect(err.message).toMatch(new RegExp(`^${missing}: cannot read: no such file`));
   });
 });

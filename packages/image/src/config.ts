@@ -1,7 +1,6 @@
 // The image configuration: apko's YAML format, accepted unchanged where the
 // feature exists here. The zod schema is the source of truth for its shape.
 
-import { readFile } from "node:fs/promises";
 import { z } from "zod";
 import { parseDependency, ApkError } from "@kiln/apk";
 import {
@@ -10,6 +9,7 @@ import {
   hostApkArch,
   loadYaml,
   normalizeArch,
+  readConfigText,
   type LoadedYaml,
   type Problem,
 } from "@kiln/core";
@@ -381,11 +381,5 @@ export function parseImageConfig(file: string, text: string): ImageConfig {
 }
 
 export async function loadImageConfig(file: string): Promise<ImageConfig> {
-  let text: string;
-  try {
-    text = await readFile(file, "utf8");
-  } catch (e) {
-    throw new ConfigError([{ file, path: "", message: `cannot read: ${(e as Error).message}` }]);
-  }
-  return parseImageConfig(file, text);
+  return parseImageConfig(file, await readConfigText(file));
 }
