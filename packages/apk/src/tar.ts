@@ -75,20 +75,7 @@ export function paxRecord(key: string, value: string | Uint8Array): Buffer {
   return Buffer.concat([Buffer.from(String(len), "ascii"), body]);
 }
 
-function rawHeader(h: {
-  name: string;
-  mode: number;
-  uid: number;
-  gid: number;
-  size: number;
-  mtime: number;
-  typeflag: string;
-  linkname: string;
-  uname: string;
-  gname: string;
-  devMajor: number;
-  devMinor: number;
-}): Uint8Array {
+function rawHeader(h: Omit<RawHeader, "prefix">): Uint8Array {
   const buf = new Uint8Array(BLOCK);
   writeString(buf, 0, 100, h.name);
   writeOctal(buf, 100, 8, h.mode & 0o7777);
