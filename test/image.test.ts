@@ -317,6 +317,45 @@ describe("kiln image build", () => {
     expect(d.stdout).toContain('"world" -> "hello"');
   });
 
+  it("--package adds a package from the command line, as one more line in contents.packages would", () => {
+    const s = kiln(["image", "show-packages", join(work, "hello.yaml"), "--package", "tool-a"]);
+    expect(s.status, s.stderr).toBe(0);
+    expect(s.stdout.trim().split("\n")).toEqual([
+      `x86_64 baselayout 1.0-r0 ${repo}`,
+      `x86_64 hello 2.12-r1 ${repo}`,
+      `x86_64 tool-a 1.0-r0 ${repo}`,
+    ]);
+    // The same image as the config with the line added: same digest.
+    const byFlag = kiln([
+      "image",
+      "build",
+      join(work, "hello.yaml"),
+      join(work, "plus-flag"),
+      "--package",
+      "tool-a",
+      "--json",
+    ]);
+    expect(byFlag.status, byFlag.stderr).toBe(0);
+    const withLine = config(
+      "hello-plus",
+      HELLO_CONFIG().replace("    - baselayout\n", "    - baselayout\n    - tool-a\n"),
+    );
+    const byLine = kiln(["image", "build", withLine, join(work, "plus-line"), "--json"]);
+    expect(byLine.status, byLine.stderr).toBe(0);
+    expect(JSON.parse(byFlag.stdout).digest).toBe(JSON.parse(byLine.stdout).digest);
+    expect(JSON.parse(byFlag.stdout).digest).not.toBe(digest);
+    expect(readFileSync(join(umociUnpack(join(work, "plus-flag")), "etc/tool.conf"), "utf8")).toBe("a");
+    // A package nobody has, and a malformed name: exit 1 naming it, exit 2 naming the option; no output.
+    const missing = kiln(["image", "build", join(work, "hello.yaml"), join(work, "plus-missing"), "--package", "nope"]);
+    expect(missing.status).toBe(1);
+    expect(missing.stderr).toContain("nope");
+    const bad = kiln(["image", "build", join(work, "hello.yaml"), join(work, "plus-bad"), "--package", "a b"]);
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toMatch(/^kiln image: --package: "a b" is not a package name or dependency/);
+    expect(existsSync(join(work, "plus-missing"))).toBe(false);
+    expect(existsSync(join(work, "plus-bad"))).toBe(false);
+  });
+
   it("layering by origin splits packages into layers", () => {
     const f = config("layered", HELLO_CONFIG() + "layering:\n  strategy: origin\n  budget: 3\n");
     const out = join(work, "layered");

@@ -16,6 +16,7 @@ import {
   type ImageContext,
   type OciOutputFormat,
 } from "@kiln/image";
+import { ApkError, parseDependency } from "@kiln/apk";
 import { ARCH_ALIASES, ConfigError } from "@kiln/core";
 import { cleanStaleTempDirs, DefaultFetcher, makeTempDir, removeTempDir, S3Fetcher } from "@kiln/repo";
 import { opt } from "../options.js";
@@ -24,6 +25,7 @@ import {
   defineCommand,
   defineGroup,
   flag,
+  list,
   parsed,
   string,
   type CommandSpec,
@@ -37,6 +39,10 @@ import { sourceDateEpoch, UserError, type Io } from "../util.js";
 const COMMON = {
   arch: opt.archs.describe("build for A (overrides the config's archs)"),
   keyringAppend: opt.keyringAppend.describe("trust this public key too (path or URL)"),
+  package: list(
+    "--package <NAME>",
+    "install this package too, as if listed in contents.packages (a dependency: NAME,\nNAME=VERSION, NAME>=VERSION …)",
+  ),
   repositoryAppend: opt.repositoryAppend,
   allowUntrusted: opt.allowUntrusted,
   cacheDir: opt.cacheDir,
@@ -71,6 +77,15 @@ async function setup(configFile: string, v: Values<typeof COMMON> & { maxSize?: 
       if (!m) throw new UserError(`--arch: unknown architecture ${JSON.stringify(a)}`, 2);
       return m;
     });
+  }
+  for (const p of v.package) {
+    try {
+      parseDependency(p);
+    } catch (e) {
+      if (!(e instanceof ApkError)) throw e;
+      throw new UserError(`--package: ${JSON.stringify(p)} is not a package name or dependency: ${e.message}`, 2);
+    }
+    if (!cfg.packages.includes(p)) cfg.packages.push(p);
   }
   const extraKeys = [];
   for (const k of v.keyringAppend) {
