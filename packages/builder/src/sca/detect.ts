@@ -117,9 +117,9 @@ export async function classify(dir: string, e: WalkEntry, ctx: ScaContext): Prom
   return f;
 }
 
-/** The context generators add to, with the sets it fills. */
-function newContext(dir: string, opts: DetectOptions, byPath: ReadonlyMap<string, WalkEntry>) {
-  const details: DetectionDetails = {
+/** Details with nothing found yet. */
+export function emptyDetails(): DetectionDetails {
+  return {
     elf: [],
     sharedLibraries: [],
     commands: [],
@@ -129,6 +129,11 @@ function newContext(dir: string, opts: DetectOptions, byPath: ReadonlyMap<string
     reasons: {},
     warnings: [],
   };
+}
+
+/** The context generators add to, with the sets it fills. */
+function newContext(dir: string, opts: DetectOptions, byPath: ReadonlyMap<string, WalkEntry>) {
+  const details = emptyDetails();
   const depends = new Set<string>();
   const provides = new Set<string>();
   const self = new Set<string>();

@@ -6,13 +6,13 @@ import { tmpdir } from "node:os";
 import { dirname, join, posix } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { commands } from "./commands.js";
-import { classify, DEFAULT_GENERATORS, detectDependencies, walk } from "./detect.js";
+import { classify, DEFAULT_GENERATORS, detectDependencies, emptyDetails, walk } from "./detect.js";
 import type { ElfInfo } from "./elf.js";
 import { pkgConfig } from "./pkgconfig.js";
 import { interpreters } from "./shebang.js";
 import { neededLibraries } from "./shlib-depends.js";
 import { sharedLibraryProvides } from "./shlib-provides.js";
-import { DEFAULT_LIB_DIRS, type DetectionDetails, type ScaContext, type ScaFile, type WalkEntry } from "./types.js";
+import { DEFAULT_LIB_DIRS, type ScaContext, type ScaFile, type WalkEntry } from "./types.js";
 
 let dir: string;
 beforeAll(() => {
@@ -26,16 +26,7 @@ function put(rel: string, body: string): void {
 }
 
 function recorder(byPath: ReadonlyMap<string, WalkEntry> = new Map()) {
-  const details: DetectionDetails = {
-    elf: [],
-    sharedLibraries: [],
-    commands: [],
-    scripts: [],
-    pkgconfig: [],
-    selfProvides: [],
-    reasons: {},
-    warnings: [],
-  };
+  const details = emptyDetails();
   const got = { depends: [] as string[], provides: [] as string[], self: [] as string[] };
   const ctx: ScaContext = {
     dir,
