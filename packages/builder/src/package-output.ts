@@ -16,6 +16,7 @@ import {
   type ScriptName,
 } from "@kiln/apk";
 import type { CompiledScriptlets } from "./compile.js";
+import { SCRIPTLET_KEYS } from "./compile/types.js";
 import type { BuildOptions, RecipeContext } from "./context.js";
 import { emitPackage, type EmittedPackage } from "./emit.js";
 import { ensureDirUnder } from "./host-files.js";
@@ -53,14 +54,7 @@ async function withRepoLock<T>(dir: string, fn: () => Promise<T>): Promise<T> {
 
 function scripts(s: CompiledScriptlets): { scripts: Partial<Record<ScriptName, string>>; triggers: string[] } {
   const out: Partial<Record<ScriptName, string>> = {};
-  for (const k of [
-    "pre-install",
-    "post-install",
-    "pre-deinstall",
-    "post-deinstall",
-    "pre-upgrade",
-    "post-upgrade",
-  ] as const) {
+  for (const k of SCRIPTLET_KEYS) {
     if (s[k]) out[`.${k}` as ScriptName] = s[k];
   }
   if (s.trigger) out[".trigger"] = s.trigger.script;

@@ -14,6 +14,7 @@ import type {
   CompiledScriptlets,
   Path,
 } from "./types.js";
+import { SCRIPTLET_KEYS } from "./types.js";
 
 /** SPDX expression of a recipe's copyright entries ("" if none). */
 export function licenseExpression(cps: Copyright[] | undefined): string {
@@ -150,14 +151,7 @@ export function compileScriptlets(
       paths: (s.trigger.paths ?? []).map((p, i) => c.subAt([...path, "trigger", "paths", i], p, vars)),
     };
   }
-  for (const k of [
-    "pre-install",
-    "post-install",
-    "pre-deinstall",
-    "post-deinstall",
-    "pre-upgrade",
-    "post-upgrade",
-  ] as const) {
+  for (const k of SCRIPTLET_KEYS) {
     const v = s[k];
     if (v !== undefined) out[k] = c.subAt([...path, k], v, vars);
   }

@@ -74,15 +74,19 @@ export interface CompiledPackageOptions {
   noVersionedShlibDeps: boolean;
 }
 
-export interface CompiledScriptlets {
-  trigger?: { script: string; paths: string[] };
-  "pre-install"?: string;
-  "post-install"?: string;
-  "pre-deinstall"?: string;
-  "post-deinstall"?: string;
-  "pre-upgrade"?: string;
-  "post-upgrade"?: string;
-}
+/** melange's install scriptlets, in the order apk's control member lists them (the trigger is apart). */
+export const SCRIPTLET_KEYS = [
+  "pre-install",
+  "post-install",
+  "pre-deinstall",
+  "post-deinstall",
+  "pre-upgrade",
+  "post-upgrade",
+] as const;
+
+export type CompiledScriptlets = { trigger?: { script: string; paths: string[] } } & {
+  [K in (typeof SCRIPTLET_KEYS)[number]]?: string;
+};
 
 export interface CompiledTest {
   /** The test guest: the test's environment plus the package under test and what the test steps need. */
