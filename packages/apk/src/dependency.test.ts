@@ -119,10 +119,8 @@ describe("parseDependency / formatDependency", () => {
     ["foo>=v2.4", "not a valid apk version"],
     ["foo=1.2aa", "not a valid apk version"],
     ["foo=1.0-r1.2", "not a valid apk version"],
-    ["foo==1.0", "unknown operator"],
-    ["foo=>1.0", "unknown operator"],
     ["foo<>1.0", "unknown operator"],
-    ["foo~=1.0", "unknown operator"],
+    ["foo<=>1.0", "unknown operator"],
     ["foo><Q1abcdef=", "unknown operator"],
     ["=1.0", "empty name"],
     ["!!foo", 'contains "!"'],
@@ -147,6 +145,22 @@ describe("parseDependency / formatDependency", () => {
   });
 });
 
+describe("operators as apk spells them", () => {
+  // apk ORs the meanings of an operator's characters: Wolfi writes `==` and `~=`.
+  it.each([
+    ["foo==1.0", "=", "foo=1.0"],
+    ["foo~=2.1.28", "~", "foo~2.1.28"],
+    ["foo=~2.1", "~", "foo~2.1"],
+    ["foo=<1", "<=", "foo<=1"],
+    ["foo=>1", ">=", "foo>=1"],
+    ["!foo==1-r0", "=", "!foo=1-r0"],
+  ])("reads %j as %j (canonical %j)", (token, op, canonical) => {
+    const d = parseDependency(token);
+    expect(d.op).toBe(op);
+    expect(formatDependency(d)).toBe(canonical);
+  });
+});
+
 describe("parseProvide", () => {
   it("reads virtual and versioned provides", () => {
     expect(parseProvide("cmd:busybox")).toEqual({ name: "cmd:busybox" });
@@ -155,7 +169,15 @@ describe("parseProvide", () => {
     expect(parseProvide("cmd:[=9.1-r0")).toEqual({ name: "cmd:[", version: "9.1-r0" });
   });
 
-  it.each(["", "foo>=1.0", "foo~1.0", "foo<1", "!foo", "foo@edge", "foo=", "foo=v2.4", "foo==1", "a b", "=1.0"])(
+  it("reads !name (apk parses provides as dependencies) and == as =", () => {
+    expect(parseProvide("!py3.10-numpy-2.2")).toEqual({ name: "py3.10-numpy-2.2", conflict: true });
+    expect(parseProvide("foo==1")).toEqual({ name: "foo", version: "1" });
+    const pkg = { name: "numpy-1", version: "1.26-r0", provides: ["!numpy-2", "numpy=1.26"] };
+    expect(packageSatisfies(pkg, parseDependency("numpy-2"))).toBe(false);
+    expect(packageSatisfies(pkg, parseDependency("numpy"))).toBe(true);
+  });
+
+  it.each(["", "foo>=1.0", "foo~1.0", "foo<1", "!!foo", "!", "foo@edge", "foo=", "foo=v2.4", "a b", "=1.0"])(
     "rejects %j",
     (s) => {
       expect(thrown(() => parseProvide(s)).code).toBe("INVALID_DEPENDENCY");
@@ -251,13 +273,13 @@ describe("validateDependencyList", () => {
 
   it("throws one error listing every invalid token", () => {
     const err = thrown(() =>
-      validateDependencyList(["ok", "bad=1.0_foo", "fine>=2", "", "a b", "x==1"], "foo-1.0-r0 D:"),
+      validateDependencyList(["ok", "bad=1.0_foo", "fine>=2", "", "a b", "x<>1"], "foo-1.0-r0 D:"),
     );
     expect(err.code).toBe("INVALID_DEPENDENCY");
     expect(err.subject).toBe("foo-1.0-r0 D:");
     expect(err.message).toContain("foo-1.0-r0 D:");
     expect(err.message).toContain("4 invalid");
-    for (const t of ["bad=1.0_foo", '""', "a b", "x==1"]) expect(err.message).toContain(t);
+    for (const t of ["bad=1.0_foo", '""', "a b", "x<>1"]) expect(err.message).toContain(t);
     expect(err.message).not.toContain('"ok"');
     expect(err.message).not.toContain("fine>=2");
   });

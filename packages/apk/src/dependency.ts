@@ -47,8 +47,30 @@ function checkName(token: string, name: string, fieldWhat: string): void {
   }
 }
 
-function isVersionOp(s: string): s is VersionOp {
-  return (VERSION_OPS as readonly string[]).includes(s);
+// apk reads an operator as the union of its characters' meanings (< less,
+// > greater, = equal, ~ fuzzy and equal), so `==` is `=`, `~=` and `=~` are
+// `~`, `=<` is `<=`. Each meaning kiln supports has one canonical spelling.
+const LESS = 1;
+const GREATER = 2;
+const EQUAL = 4;
+const FUZZY = 8;
+const OP_BY_MASK: ReadonlyMap<number, VersionOp> = new Map([
+  [EQUAL, "="],
+  [LESS, "<"],
+  [LESS | EQUAL, "<="],
+  [GREATER, ">"],
+  [GREATER | EQUAL, ">="],
+  [FUZZY | EQUAL, "~"],
+  [GREATER | FUZZY | EQUAL, ">~"],
+  [LESS | FUZZY | EQUAL, "<~"],
+]);
+const OP_BITS: Record<string, number> = { "<": LESS, ">": GREATER, "=": EQUAL, "~": FUZZY | EQUAL };
+
+/** The canonical operator apk reads `raw` as, or undefined (`><` and `<>=` are apk's, not kiln's). */
+export function canonicalOp(raw: string): VersionOp | undefined {
+  let mask = 0;
+  for (const c of raw) mask |= OP_BITS[c] ?? 0;
+  return OP_BY_MASK.get(mask);
 }
 
 /** Parse one dependency token `[!]name[@tag][op version]`. Throws ApkError INVALID_DEPENDENCY naming the token and what was expected. */
@@ -66,13 +88,16 @@ export function parseDependency(s: string): Dependency {
   if (opAt >= 0) {
     const rest = body.slice(opAt);
     const rawOp = OP_RUN.exec(rest)![0];
-    if (!isVersionOp(rawOp))
-      fail(s, `unknown operator ${JSON.stringify(rawOp)} (expected one of ${VERSION_OPS.join(" ")})`);
-    op = rawOp;
+    op = canonicalOp(rawOp);
+    if (op === undefined)
+      fail(
+        s,
+        `unknown operator ${JSON.stringify(rawOp)} (expected one of ${VERSION_OPS.join(" ")}, or a spelling apk reads as one, such as ==)`,
+      );
     version = rest.slice(rawOp.length);
-    if (version === "") fail(s, `missing version after ${JSON.stringify(op)}`);
+    if (version === "") fail(s, `missing version after ${JSON.stringify(rawOp)}`);
     if (!isValidVersion(version))
-      fail(s, `${JSON.stringify(version)} after ${JSON.stringify(op)} is not a valid apk version`);
+      fail(s, `${JSON.stringify(version)} after ${JSON.stringify(rawOp)} is not a valid apk version`);
   }
 
   let name = nameTag;
@@ -118,23 +143,31 @@ export function formatDependency(d: Dependency): string {
   return s;
 }
 
-/** Parse a provide token: `name` (virtual) or `name=version`. */
-export function parseProvide(s: string): { name: string; version?: string } {
+/**
+ * Parse a provide token: `name` (virtual) or `name=version`. apk reads
+ * provides with its dependency parser, so a leading `!` (which Wolfi writes
+ * in a few provides) parses too; such a provide is marked `conflict` and kiln's
+ * resolver does not count it as providing the name.
+ */
+export function parseProvide(s: string): { name: string; version?: string; conflict?: true } {
   if (s === "") fail(s, "empty provide");
   if (/\s/.test(s)) fail(s, "provide contains whitespace");
-  const opAt = s.search(OP_CHARS);
+  const conflict = s.startsWith("!");
+  const body = conflict ? s.slice(1) : s;
+  const opAt = body.search(OP_CHARS);
   if (opAt < 0) {
-    checkName(s, s, "provided name");
-    return { name: s };
+    checkName(s, body, "provided name");
+    return conflict ? { name: body, conflict } : { name: body };
   }
-  const name = s.slice(0, opAt);
-  const rest = s.slice(opAt);
+  const name = body.slice(0, opAt);
+  const rest = body.slice(opAt);
   const rawOp = OP_RUN.exec(rest)![0];
-  if (rawOp !== "=") fail(s, `a provide takes only "=" (got ${JSON.stringify(rawOp)}); expected name or name=version`);
+  if (canonicalOp(rawOp) !== "=")
+    fail(s, `a provide takes only "=" (got ${JSON.stringify(rawOp)}); expected name or name=version`);
   checkName(s, name, "provided name");
-  const version = rest.slice(1);
+  const version = rest.slice(rawOp.length);
   if (!isValidVersion(version)) fail(s, `${JSON.stringify(version)} is not a valid apk version`);
-  return { name, version };
+  return conflict ? { name, version, conflict } : { name, version };
 }
 
 /**
@@ -159,7 +192,7 @@ export function packageSatisfies(
   if (pkg.name === dep.name && matches(pkg.version)) return true;
   for (const p of pkg.provides) {
     const prov = parseProvide(p);
-    if (prov.name === dep.name && matches(prov.version)) return true;
+    if (!prov.conflict && prov.name === dep.name && matches(prov.version)) return true;
   }
   return false;
 }
