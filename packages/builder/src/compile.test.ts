@@ -123,7 +123,8 @@ describe("valid recipes", () => {
     expect(mv!.runs).toBe(
       "mkdir -p /home/build/melange-out/zlib/usr/lib\nmv /home/build/melange-out/zlib/lib/pkgconfig /home/build/melange-out/zlib/usr/lib/\n",
     );
-    expect(strip!.runs).toContain('cd "/home/build/melange-out/zlib"');
+    expect(strip!.workingDirectory).toBe("/home/build/melange-out/zlib");
+    expect(strip!.runs).toContain('strip -g "$f"');
 
     // needs of the steps join the recipe's packages; the build user is added.
     expect(c.environment.contents).toEqual({
@@ -149,7 +150,7 @@ describe("valid recipes", () => {
     expect(dev.test!.environment.contents!.packages).toEqual(["zlib-dev"]);
     expect(dev.test!.pipeline.map((s) => s.runs)).toEqual(["test -f /usr/include/zlib.h"]);
     expect(c.subpackages[2]!.pipeline[0]!.runs).toContain(
-      'mv "/home/build/melange-out/zlib/usr/share/man" "/home/build/melange-out/zlib-doc/usr/share"',
+      'mv "$mandir"/* "/home/build/melange-out/zlib-doc/usr/share/man/"',
     );
     expect(c.test!.environment.contents!.packages).toEqual(["busybox", "zlib"]);
     expect(c.test!.pipeline[0]!.runs).toBe("test -e /lib/libz.so.1");
@@ -219,7 +220,6 @@ describe("valid recipes", () => {
         'make -C "." -j"$(nproc)" V=1 FLAVOUR=full \n',
       ],
     ]);
-    // split/manpages in the main package: destdir = contextdir, so its if: drops the step.
     expect(x86.environment.contents!.packages).toEqual(["make", "nasm"]);
     expect(x86.supportsArch).toBe(true);
     expect(x86.package.targetArchitecture).toEqual(["x86_64", "aarch64"]);
@@ -231,12 +231,13 @@ describe("valid recipes", () => {
     expect((await compileFixture("conditions", { arch: "armv7" })).supportsArch).toBe(false);
   });
 
-  it("split pipelines skip themselves where destdir is the context (melange's if:)", () => {
+  it("split pipelines in the main package compile, and refuse when they run (as melange's do)", () => {
     const c = compileRecipe(
       parse("package: {name: p, version: 1.0.0}\npipeline:\n  - uses: split/static\n  - uses: split/locales\n"),
       { arch: "x86_64" },
     );
-    expect(c.pipeline).toEqual([]);
+    expect(c.pipeline.map((s) => s.name)).toEqual(["split/static", "split/locales"]);
+    for (const s of c.pipeline) expect(s.runs).toContain("a package cannot split files from itself");
   });
 
   it("a .deb bootstrap: native fetch and deb-unpack steps, caller-provided variables", async () => {

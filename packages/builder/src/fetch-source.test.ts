@@ -254,6 +254,26 @@ describe("fetchSource", () => {
     ).rejects.toThrow(/no directory was given/);
   });
 
+  it("ftp:// sources come from the cache only; without it, one error says where to put the file", async () => {
+    const body = "an ftp-only source\n";
+    const uri = "ftp://ftp.example.invalid/pub/p-1.0.tar.gz";
+    const cacheDir = cache();
+    const err = await fetchSource({ uri, expectedSha256: sha256(body) }, { cacheDir, ...fast }).catch((e) => e);
+    expect(err).toMatchObject({ code: "BAD_URI" });
+    expect((err as Error).message).toBe(
+      `${uri}: kiln does not download over FTP; put the file in the source cache (kiln source add FILE) ` +
+        "and its pinned checksum finds it there",
+    );
+    // The same file, seeded into the cache by another route (here: a file:// fetch), serves the ftp:// URI.
+    const f = join(work, "ftp-only.txt");
+    writeFileSync(f, body);
+    const seeded = await fetchSource(
+      { uri: pathToFileURL(f).href, expectedSha256: sha256(body) },
+      { cacheDir, fileRoots: [{ dir: work, what: "the recipe's directory" }] },
+    );
+    await expect(fetchSource({ uri, expectedSha256: sha256(body) }, { cacheDir, ...fast })).resolves.toBe(seeded);
+  });
+
   it("follows http redirects, but never to another scheme", async () => {
     const body = files.get("/src/hello-1.0.tar.gz")!;
     await expect(

@@ -133,6 +133,14 @@ function parseSourceUrl(uri: string, url: string): URL {
   } catch {
     throw new SourceError("BAD_URI", `${uri}: ${JSON.stringify(url)} is not a URL`);
   }
+  if (parsed.protocol === "ftp:") {
+    // Accepted in recipes (melange takes them) but never downloaded: only a file already in the cache serves.
+    throw new SourceError(
+      "BAD_URI",
+      `${uri}: kiln does not download over FTP; put the file in the source cache (kiln source add FILE) ` +
+        `and its pinned checksum finds it there`,
+    );
+  }
   if (!["http:", "https:", "file:"].includes(parsed.protocol)) {
     throw new SourceError("BAD_URI", `${uri}: unsupported scheme ${parsed.protocol} (expected http, https or file)`);
   }
