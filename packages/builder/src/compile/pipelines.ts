@@ -345,8 +345,8 @@ export class PipelineCompiler extends Reporter {
           `strip-components must be a whole number, got ${JSON.stringify(inputs["strip-components"])}`,
         );
       const uri = inputs.uri ?? "";
-      if (uri && !/^(https?|file|mirror):\/\//.test(uri))
-        report("uri", `uri must be an http://, https://, file:// or mirror:// URL, got ${JSON.stringify(uri)}`);
+      if (uri && !/^(https?|ftp|file|mirror):\/\//.test(uri))
+        report("uri", `uri must be an http://, https://, ftp://, file:// or mirror:// URL, got ${JSON.stringify(uri)}`);
       checkPath("directory", inputs.directory);
     }
     if (kind === "deb-unpack") {
