@@ -9,6 +9,7 @@ import { joinUnder } from "@kiln/core";
 import { mkdir, readdir } from "node:fs/promises";
 import { basename, join } from "node:path";
 import type { CompiledRecipe, CompiledStep } from "./compile.js";
+import { runAsIds } from "./compile/environment.js";
 import {
   BuildError,
   openSession,
@@ -167,7 +168,7 @@ async function startBuildGuest(
     checksum: p.record.checksum ?? "",
   }));
   session.log.write(`# guest: ${resolved.map((p) => `${p.record.name}-${p.record.version}`).join(" ")}\n`);
-  return startPod(ctx, guest, workspace);
+  return startPod(ctx, guest, workspace, runAsIds(env.accounts));
 }
 
 async function runPipeline(

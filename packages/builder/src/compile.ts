@@ -10,15 +10,13 @@
 // each.
 
 import { createHash } from "node:crypto";
-import { isMap, isScalar, type Document } from "yaml";
 import { ConfigError, loadYaml, readConfigText, type Problem } from "@kiln/core";
 import { parseImageConfig, type ImageConfig, type ImageConfigInput } from "@kiln/image";
-import { stepScalarPaths } from "./pipelines.js";
 import { recipeSchema, type Recipe } from "./recipe-schema.js";
-import { normalizeScalars } from "./scalars.js";
+import { goDecode } from "./scalars.js";
 import { Compiler } from "./compile/compiler.js";
 import { sortProblems } from "./compile/report.js";
-import type { CompileOptions, CompiledRecipe, LoadedRecipe, Path } from "./compile/types.js";
+import type { CompileOptions, CompiledRecipe, LoadedRecipe } from "./compile/types.js";
 
 export { sortProblems };
 export type {
@@ -36,43 +34,16 @@ export type {
 
 // --- loading ---------------------------------------------------------------
 
-const RECIPE_SCALARS: Path[] = [
-  ["package", "version"],
-  ["vars", "*"],
-  ["data", "*", "items", "*"],
-  ["options", "*", "vars", "*"],
-  ...stepScalarPaths([]),
-];
-
 /** YAML + schema only (no semantic checks); throws ConfigError with every problem. */
 export function parseRecipe(file: string, text: string): LoadedRecipe {
   let loaded;
   try {
-    loaded = loadYaml<Recipe>(file, text, recipeSchema);
+    loaded = loadYaml<Recipe>(file, text, recipeSchema, (doc, t) => goDecode(doc, t, recipeSchema));
   } catch (e) {
     if (e instanceof ConfigError) throw new ConfigError(sortProblems([...e.problems]));
     throw e;
   }
-  normalizeScalars(loaded.value, loaded, RECIPE_SCALARS);
-  // Keys too: `3.10:` under data items is "3.10" to melange, not 3.1.
-  const v = loaded.value;
-  v.data?.forEach((d, i) => (d.items = rekey(loaded.doc, text, ["data", i, "items"], d.items)));
-  if (v.vars) v.vars = rekey(loaded.doc, text, ["vars"], v.vars);
   return { file, recipe: loaded.value, locate: loaded.locate, source: loaded.source, warnings: [] };
-}
-
-function rekey<T>(doc: Document, text: string, path: Path, obj: Record<string, T>): Record<string, T> {
-  const node = doc.getIn(path, true);
-  if (!isMap(node)) return obj;
-  const out: Record<string, T> = {};
-  for (const pair of node.items) {
-    const k = pair.key;
-    const js = String(isScalar(k) ? k.value : k);
-    if (!(js in obj)) continue;
-    const name = isScalar(k) && typeof k.value !== "string" && k.range ? text.slice(k.range[0], k.range[1]) : js;
-    out[name] = obj[js]!;
-  }
-  return out;
 }
 
 /** Read a recipe file: YAML + schema only. */

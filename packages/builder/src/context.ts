@@ -286,7 +286,12 @@ export async function prepareGuest(ctx: RecipeContext, req: GuestRequest): Promi
   return { guest, resolved };
 }
 
-/** Start a pod over a guest with `workspace` mounted at /home/build. */
-export function startPod(ctx: RecipeContext, guest: Guest, workspace: string): Promise<Pod> {
-  return ctx.runner.start({ guestRoot: guest.dir, workspace });
+/** Start a pod over a guest with `workspace` mounted at /home/build, as the build user or `runAs` (accounts.run-as). */
+export function startPod(
+  ctx: RecipeContext,
+  guest: Guest,
+  workspace: string,
+  runAs?: { uid: number; gid: number },
+): Promise<Pod> {
+  return ctx.runner.start({ guestRoot: guest.dir, workspace, ...runAs });
 }

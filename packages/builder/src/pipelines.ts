@@ -8,7 +8,7 @@ import { join, relative, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ConfigError, loadYaml } from "@kiln/core";
 import { pipelineFileSchema, type PipelineFile, type Step } from "./recipe-schema.js";
-import { normalizeScalars } from "./scalars.js";
+import { goDecode } from "./scalars.js";
 
 export interface PipelineInput {
   description?: string;
@@ -138,9 +138,10 @@ function listYaml(dir: string): Map<string, string> {
 
 /** Parse one pipeline file; throws ConfigError with every problem. */
 export function parsePipelineFile(name: string, file: string, text: string, builtin = false): PipelineDefinition {
-  const loaded = loadYaml<PipelineFile>(file, text, pipelineFileSchema);
+  const loaded = loadYaml<PipelineFile>(file, text, pipelineFileSchema, (doc, t) =>
+    goDecode(doc, t, pipelineFileSchema),
+  );
   const v = loaded.value;
-  normalizeScalars(v, loaded, [["inputs", "*", "default"], ...stepScalarPaths(["pipeline"])]);
   const inputs: Record<string, PipelineInput> = {};
   for (const [k, i] of Object.entries(v.inputs ?? {})) {
     const input: PipelineInput = { required: i.required ?? false };
@@ -159,15 +160,6 @@ export function parsePipelineFile(name: string, file: string, text: string, buil
   };
   if (v.name !== undefined) def.title = v.name;
   return def;
-}
-
-/** Paths (with `*` wildcards) of the scalars under steps that melange reads as strings. */
-export function stepScalarPaths(prefix: Array<string | number>): Array<Array<string | number>> {
-  return [
-    [...prefix, "**", "with", "*"],
-    [...prefix, "**", "environment", "*"],
-    [...prefix, "**", "runs"],
-  ];
 }
 
 const builtinCache = new Map<string, PipelineDefinition>();

@@ -1,8 +1,10 @@
 // The recipe format (melange's YAML), as a zod schema: the single source of
 // truth for its shape. Types come from it, and recipe.schema.json is generated
-// from it (see recipeJsonSchema and the snapshot test). Unknown keys are
-// rejected at every level except inside `update`'s monitor blocks, which
-// belong to update bots and change often upstream.
+// from it (see recipeJsonSchema and the snapshot test). The keys and types
+// are melange's (pkg/config): unknown keys are rejected at every level, as
+// melange's decoder does for recipes. Values are read by goDecode (scalars.ts)
+// the way melange's Go YAML decoder reads them: a number or boolean written
+// where a string is taken is its text, null is the zero value.
 
 import { z } from "zod";
 import { zodToJsonSchema } from "zod-to-json-schema";
@@ -12,12 +14,15 @@ export const PACKAGE_NAME_RE = /^[a-zA-Z\d][a-zA-Z\d+_.-]*$/;
 
 /**
  * A YAML scalar that melange reads into a Go string: `strip-components: 1`,
- * `extract: false` and `version: 2.0` are all strings to it. loadRecipe
- * replaces numbers and booleans at these places by their source text.
+ * `extract: false` and `version: 2.0` are all strings to it. goDecode gives
+ * every string field the scalar's text, so the parsed value is a string; the
+ * JSON Schema says what may be written.
  */
 export const scalarSchema = z.union([z.string(), z.number(), z.boolean()], {
   errorMap: () => ({ message: "expected a string, number or boolean" }),
 });
+/** A Go string field: what goDecode yields for any scalar written there. */
+const goString = () => z.string();
 // Fresh instances per use, so the JSON Schema repeats small shapes inline
 // instead of pointing into unrelated definitions.
 const scalarMap = () => z.record(z.string(), scalarSchema);
@@ -25,6 +30,7 @@ const strings = () => z.array(z.string());
 
 /** Go duration syntax (`1h30m`, `90s`), as melange's `timeout` accepts besides a number of seconds. */
 export const DURATION_RE = /^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$/;
+const TIMEOUT_RE = new RegExp(`^\\d+$|${DURATION_RE.source}`);
 
 const copyrightBase = z
   .object({
@@ -46,8 +52,8 @@ export const dependenciesSchema = z
     runtime: strings().optional(),
     provides: strings().optional(),
     replaces: strings().optional(),
-    "provider-priority": z.union([z.string(), z.number().int()]).optional(),
-    "replaces-priority": z.union([z.string(), z.number().int()]).optional(),
+    "provider-priority": goString().optional(),
+    "replaces-priority": goString().optional(),
   })
   .strict();
 
@@ -74,6 +80,16 @@ export const scriptletsSchema = z
 
 const checksSchema = () => z.object({ enabled: strings().optional(), disabled: strings().optional() }).strict();
 
+const resourcesSchema = () =>
+  z
+    .object({
+      cpu: goString().optional(),
+      cpumodel: z.string().optional(),
+      memory: z.string().optional(),
+      disk: z.string().optional(),
+    })
+    .strict();
+
 const setcapSchema = () =>
   z.array(z.object({ path: z.string(), add: z.record(z.string(), z.string()), reason: z.string() }).strict());
 
@@ -94,7 +110,7 @@ const cpeSchema = z
 export const packageSchema = z
   .object({
     name: z.string().regex(PACKAGE_NAME_RE, `expected a package name matching ${PACKAGE_NAME_RE.source}`),
-    version: z.union([z.string(), z.number()], { errorMap: () => ({ message: "expected a version string" }) }),
+    version: z.string({ errorMap: () => ({ message: "expected a version string" }) }),
     epoch: z.number().int("expected a whole number").min(0, "expected a whole number ≥ 0").optional(),
     description: z.string().optional(),
     url: z.string().optional(),
@@ -105,29 +121,11 @@ export const packageSchema = z
     options: packageOptionsSchema.optional(),
     scriptlets: scriptletsSchema.optional(),
     "target-architecture": strings().optional(),
-    timeout: z
-      .union(
-        [
-          z.number().int().min(0),
-          z.string().regex(DURATION_RE, "expected a number of seconds or a duration such as 1h30m"),
-        ],
-        {
-          errorMap: (issue, ctx) =>
-            issue.code === "invalid_union"
-              ? { message: "expected a number of seconds or a duration such as 1h30m" }
-              : { message: ctx.defaultError },
-        },
-      )
-      .optional(),
-    resources: z
-      .object({
-        cpu: z.union([z.string(), z.number()]).optional(),
-        cpumodel: z.string().optional(),
-        memory: z.string().optional(),
-        disk: z.string().optional(),
-      })
-      .strict()
-      .optional(),
+    // A Go duration (`1h30m`); kiln also takes a whole number of seconds, which melange's decoder refuses.
+    timeout: z.string().regex(TIMEOUT_RE, "expected a number of seconds or a duration such as 1h30m").optional(),
+    resources: resourcesSchema().optional(),
+    // What a scheduler should give the test run; kiln records it (see compile).
+    "test-resources": resourcesSchema().optional(),
     checks: checksSchema().optional(),
     cpe: cpeSchema.optional(),
     setcap: setcapSchema().optional(),
@@ -161,7 +159,7 @@ export const stepSchema: z.ZodType<Step, z.ZodTypeDef, unknown> = stepBase
 export const testSchema = z
   .object({
     environment: imageConfigSchema.optional(),
-    pipeline: z.array(stepSchema),
+    pipeline: z.array(stepSchema).default([]),
   })
   .strict();
 
@@ -175,6 +173,7 @@ export const subpackageSchema = z
     options: packageOptionsSchema.optional(),
     scriptlets: scriptletsSchema.optional(),
     description: z.string().optional(),
+    annotations: z.record(z.string(), z.string()).optional(),
     url: z.string().optional(),
     commit: z.string().optional(),
     checks: checksSchema().optional(),
@@ -183,8 +182,14 @@ export const subpackageSchema = z
   })
   .strict();
 
-// Monitor blocks belong to update bots and grow new keys upstream: typed where
-// kiln reads them, open otherwise.
+// The update block is read by update bots, not by builds; its keys are
+// melange's, checked as strictly as melange checks them.
+const monitorBase = {
+  "strip-prefix": z.string().optional(),
+  "strip-suffix": z.string().optional(),
+  "tag-filter-prefix": z.string().optional(),
+  "tag-filter-contains": z.string().optional(),
+};
 const updateSchema = z
   .object({
     enabled: z.boolean().optional(),
@@ -193,28 +198,52 @@ const updateSchema = z
     shared: z.boolean().optional(),
     "version-separator": z.string().optional(),
     "ignore-regex-patterns": strings().optional(),
-    "release-monitor": z.object({ identifier: z.number().int() }).passthrough().optional(),
+    "release-monitor": z
+      .object({
+        identifier: z.number().int(),
+        "strip-prefix": z.string().optional(),
+        "strip-suffix": z.string().optional(),
+        "version-filter-contains": z.string().optional(),
+        "version-filter-prefix": z.string().optional(),
+      })
+      .strict()
+      .optional(),
     github: z
       .object({
         identifier: z.string(),
-        "strip-prefix": z.string().optional(),
-        "strip-suffix": z.string().optional(),
+        ...monitorBase,
         "tag-filter": z.string().optional(),
         "use-tag": z.boolean().optional(),
       })
-      .passthrough()
+      .strict()
       .optional(),
-    git: z
+    git: z.object(monitorBase).strict().optional(),
+    oci: z
+      .object({ identifier: z.string(), ...monitorBase })
+      .strict()
+      .optional(),
+    version_data: z
       .object({
-        "strip-prefix": z.string().optional(),
-        "strip-suffix": z.string().optional(),
-        "tag-filter-prefix": z.string().optional(),
+        version_format: z.string().optional(),
+        sources: z
+          .array(
+            z
+              .object({
+                name: z.string().optional(),
+                stream: z.string().optional(),
+                ignore: strings().optional(),
+                commit_source: z.string().optional(),
+                use_release: z.boolean().optional(),
+              })
+              .strict(),
+          )
+          .optional(),
       })
-      .passthrough()
+      .strict()
       .optional(),
-    "version-transform": z.array(z.object({ match: z.string(), replace: z.string() }).passthrough()).optional(),
+    "version-transform": z.array(z.object({ match: z.string(), replace: z.string() }).strict()).optional(),
     "exclude-reason": z.string().optional(),
-    schedule: z.object({ reason: z.string().optional(), period: z.string().optional() }).passthrough().optional(),
+    schedule: z.object({ reason: z.string().optional(), period: z.string().optional() }).strict().optional(),
     "enable-prerelease-tags": z.boolean().optional(),
   })
   .strict();
@@ -267,12 +296,19 @@ export const pipelineInputSchema = z
     required: z.boolean().optional(),
   })
   .strict();
+/** A step inside a pipeline file: Wolfi's carry a `description`, which melange's decoder ignores there (and kiln too). */
+type FileStep = Step & { description?: string; pipeline?: FileStep[] };
+const fileStepSchema: z.ZodType<FileStep, z.ZodTypeDef, unknown> = stepBase
+  .extend({ description: z.string().optional(), pipeline: z.lazy(() => z.array(fileStepSchema)).optional() })
+  .strict();
 export const pipelineFileSchema = z
   .object({
     name: z.string().optional(),
+    // Wolfi's pipelines describe themselves; melange ignores the key, and so does kiln.
+    description: z.string().optional(),
     needs: z.object({ packages: strings().optional() }).strict().optional(),
     inputs: z.record(z.string(), pipelineInputSchema).optional(),
-    pipeline: z.array(stepSchema),
+    pipeline: z.array(fileStepSchema),
   })
   .strict();
 export type PipelineFile = z.infer<typeof pipelineFileSchema>;

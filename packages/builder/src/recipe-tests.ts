@@ -6,6 +6,7 @@
 import { joinUnder } from "@kiln/core";
 import { mkdir } from "node:fs/promises";
 import type { CompiledTest } from "./compile.js";
+import { runAsIds } from "./compile/environment.js";
 import { BuildError, prepareGuest, startPod, type RecipeContext, type Session } from "./context.js";
 import { copySourceDir, keyringKeys } from "./native-steps.js";
 import { formatTail } from "./sandbox.js";
@@ -55,7 +56,7 @@ async function runOneTest(
     label: `${file} (test)`,
     purpose: "test",
   });
-  const pod = await startPod(ctx, guest, tws);
+  const pod = await startPod(ctx, guest, tws, runAsIds(test.environment.accounts));
   try {
     const stepCtx = {
       file,

@@ -301,7 +301,17 @@ export async function readConfigText(file: string): Promise<string> {
   }
 }
 
-export function loadYaml<T>(file: string, text: string, schema: ZodType<T, ZodTypeDef, unknown>): LoadedYaml<T> {
+/**
+ * Load `text` against `schema`. `decode`, if given, turns the checked document
+ * into the plain data the schema sees (instead of yaml's own toJS), e.g. to
+ * read scalars the way another tool's decoder would.
+ */
+export function loadYaml<T>(
+  file: string,
+  text: string,
+  schema: ZodType<T, ZodTypeDef, unknown>,
+  decode?: (doc: Document, text: string) => unknown,
+): LoadedYaml<T> {
   const lc = new LineCounter();
   const doc = checkedDocument(file, text, lc);
   const problems: Problem[] = [];
@@ -326,7 +336,8 @@ export function loadYaml<T>(file: string, text: string, schema: ZodType<T, ZodTy
     return n?.range ? pos(n.range[0]) : undefined;
   };
   if (problems.length) throw new ConfigError(problems);
-  const raw = checkedToJS(file, doc, pos) ?? {};
+  const js = checkedToJS(file, doc, pos) ?? {};
+  const raw = decode ? decode(doc, text) : js;
   const r = schema.safeParse(raw);
   if (!r.success) {
     for (const i of r.error.issues) {

@@ -65,3 +65,25 @@ export function compileEnvironment(
   e.GOPATH ||= `${WORKSPACE_DIR}/.cache/go`;
   return out;
 }
+
+/**
+ * The uid and gid a guest's steps run as for `accounts.run-as`, as melange
+ * decides them: unset is the build user (undefined here), `root` or `0` is
+ * 0:0, a number is that uid (with its user's gid, else the same number), a
+ * name is that user's uid and gid. A name no user has is the build user
+ * (the image config check reports it).
+ */
+export function runAsIds(accounts: ImageConfigInput["accounts"]): { uid: number; gid: number } | undefined {
+  const raw = accounts?.["run-as"];
+  if (raw === undefined || raw === "") return undefined;
+  const runAs = String(raw);
+  if (runAs === "root" || runAs === "0") return { uid: 0, gid: 0 };
+  const users = accounts?.users ?? [];
+  if (/^\d+$/.test(runAs)) {
+    const uid = Number(runAs);
+    return { uid, gid: users.find((u) => u.uid === uid)?.gid ?? uid };
+  }
+  const user = users.find((u) => u.username === runAs);
+  if (user?.uid === undefined) return undefined;
+  return { uid: user.uid, gid: user.gid ?? user.uid };
+}

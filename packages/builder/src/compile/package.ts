@@ -35,8 +35,8 @@ export function licenseExpression(cps: Copyright[] | undefined): string {
   return exprs.join(` ${op} `);
 }
 
-function durationSeconds(d: string | number): number {
-  if (typeof d === "number") return d;
+function durationSeconds(d: string): number {
+  if (/^\d+$/.test(d)) return Number(d);
   const unit: Record<string, number> = { ns: 1e-9, us: 1e-6, µs: 1e-6, ms: 1e-3, s: 1, m: 60, h: 3600 };
   let total = 0;
   for (const m of d.matchAll(/(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/g)) total += Number(m[1]) * unit[m[2]!]!;
@@ -192,6 +192,8 @@ export function compilePackage(
   if (pkg.timeout !== undefined) compiledPkg.timeoutSeconds = durationSeconds(pkg.timeout);
   if (pkg.resources)
     compiledPkg.resources = Object.fromEntries(Object.entries(pkg.resources).map(([k, v]) => [k, String(v)]));
+  // Scheduling hints for a build farm: recorded in the plan; kiln's own runner does not size guests by them.
+  if (pkg["test-resources"]) compiledPkg.testResources = { ...pkg["test-resources"] };
   if (pkg.checks) compiledPkg.checks = pkg.checks;
   if (pkg.annotations) compiledPkg.annotations = pkg.annotations;
   if (pkg.setcap) compiledPkg.setcap = pkg.setcap;

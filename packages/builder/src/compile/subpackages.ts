@@ -37,7 +37,8 @@ export function subpackageInstances(
   (r.subpackages ?? []).forEach((sp, i) => {
     const base: Path = ["subpackages", i];
     let items: Array<{ key: string; value: string } | undefined> = [undefined];
-    if (sp.range !== undefined) {
+    // An empty range is none, as in melange (a Go string is empty or set).
+    if (sp.range !== undefined && sp.range !== "") {
       const d = data.get(sp.range);
       if (!d) {
         const defined = [...data.keys()];
@@ -109,6 +110,7 @@ export function compileSubpackages(
     const commit = inst.sp.commit ?? pkg.commit;
     if (commit !== undefined) sub.commit = commit;
     if (inst.sp.checks) sub.checks = inst.sp.checks;
+    if (inst.sp.annotations) sub.annotations = inst.sp.annotations;
     if (inst.sp.setcap) sub.setcap = inst.sp.setcap;
     if (inst.sp.test) sub.test = c.test(inst.sp.test, [...base, "test"], spVars, inst.name);
     if (active) subpackages.push(sub);

@@ -113,6 +113,8 @@ export interface CompiledPackage {
   targetArchitecture: string[];
   timeoutSeconds?: number;
   resources?: Record<string, string>;
+  /** `package.test-resources`: what a scheduler should give the test run (recorded, not enforced). */
+  testResources?: Record<string, string>;
   checks?: { enabled?: string[]; disabled?: string[] };
   annotations?: Record<string, string>;
   setcap?: Array<{ path: string; add: Record<string, string>; reason: string }>;
@@ -127,6 +129,7 @@ export interface CompiledSubpackage {
   options: CompiledPackageOptions;
   scriptlets: CompiledScriptlets;
   checks?: { enabled?: string[]; disabled?: string[] };
+  annotations?: Record<string, string>;
   setcap?: Array<{ path: string; add: Record<string, string>; reason: string }>;
   pipeline: CompiledStep[];
   test?: CompiledTest;
