@@ -110,7 +110,7 @@ const cpeSchema = z
 export const packageSchema = z
   .object({
     name: z.string().regex(PACKAGE_NAME_RE, `expected a package name matching ${PACKAGE_NAME_RE.source}`),
-    version: z.string({ errorMap: () => ({ message: "expected a version string" }) }),
+    version: goString(),
     epoch: z.number().int("expected a whole number").min(0, "expected a whole number ≥ 0").optional(),
     description: z.string().optional(),
     url: z.string().optional(),
