@@ -1,0 +1,217 @@
+// melange's perl/make and perl/cleanup, built for real: a Wolfi-shaped
+// recipe of a small pure-Perl module (Makefile.PL, fetched over loopback
+// HTTP and checked by hash) built in the bubblewrap sandbox with the perl
+// imported from Debian (stage 0), installed into vendor directories,
+// without MakeMaker's install records (planted by a step, as Debian's perl
+// writes none for vendor installs), and its test run in a fresh guest.
+// Wolfi's recipes ask for `perl` and `busybox`: the test first builds
+// those two names as metapackages over the stage-0 perl-bootstrap and
+// busybox-links, so the recipe resolves unchanged.
+
+import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { createReadStream, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { openPackage } from "@kiln/apk";
+import { bootstrapToolchain, type Bootstrap } from "./helpers/bootstrap.js";
+import { kilnAsync } from "./helpers/cli.js";
+import { serveDir, type StaticServer } from "./helpers/http.js";
+
+let work: string;
+let boot: Bootstrap;
+let server: StaticServer;
+let tarballSha256: string;
+
+const META = (name: string, version: string, deps: string[]) => `
+package:
+  name: ${name}
+  version: "${version}"
+  epoch: 0
+  description: "${name}, as Wolfi names it: ${deps[0]} of the stage-0 toolchain"
+  copyright:
+    - license: MIT
+  dependencies:
+    runtime:
+${deps.map((d) => `      - ${d}`).join("\n")}
+environment:
+  contents:
+    packages:
+      - busybox-links
+      - base-layout
+pipeline:
+  - runs: mkdir -p "\${{targets.destdir}}"
+`;
+
+const MODULE = () => `
+package:
+  name: perl-hello-world
+  version: "0.42"
+  epoch: 1
+  description: Say hello from Perl
+  copyright:
+    - license: GPL-1.0-or-later OR Artistic-1.0-Perl
+  dependencies:
+    runtime:
+      - perl
+
+environment:
+  contents:
+    packages:
+      - build-base
+      - busybox
+      - perl
+
+pipeline:
+  - uses: fetch
+    with:
+      uri: ${server.url}/Hello-World-\${{package.version}}.tar.gz
+      expected-sha256: ${tarballSha256}
+
+  - uses: perl/make
+
+  - uses: autoconf/make
+
+  - uses: autoconf/make-install
+
+  # Debian's MakeMaker (the stage-0 perl) writes no install records for
+  # vendor installs; upstream perl's, as in Wolfi, does. Put them where it
+  # would, so perl/cleanup has something to remove.
+  - runs: |
+      arch="$(perl -MConfig -e 'print $Config{installvendorarch}')"
+      mkdir -p "\${{targets.contextdir}}$arch/auto/Hello/World"
+      echo /usr/share/perl5/Hello/World.pm > "\${{targets.contextdir}}$arch/auto/Hello/World/.packlist"
+      echo "=head2 Hello::World" > "\${{targets.contextdir}}$arch/perllocal.pod"
+
+  - uses: perl/cleanup
+
+  - uses: strip
+
+test:
+  environment:
+    contents:
+      packages:
+        - busybox
+  pipeline:
+    - runs: |
+        perl -MHello::World -e 'print Hello::World::greet("kiln"), "\\n"' | grep -x "Hello, kiln, from 0.42"
+`;
+
+/** Hello-World-0.42: a MakeMaker distribution with one module and its POD. */
+function makeTarball(dir: string): string {
+  const src = join(dir, "Hello-World-0.42");
+  mkdirSync(join(src, "lib/Hello"), { recursive: true });
+  writeFileSync(
+    join(src, "Makefile.PL"),
+    [
+      "use strict;",
+      "use warnings;",
+      "use ExtUtils::MakeMaker;",
+      "WriteMakefile(",
+      "  NAME => 'Hello::World',",
+      "  VERSION_FROM => 'lib/Hello/World.pm',",
+      "  ABSTRACT => 'Say hello',",
+      "  LICENSE => 'perl',",
+      ");",
+      "",
+    ].join("\n"),
+  );
+  writeFileSync(
+    join(src, "lib/Hello/World.pm"),
+    [
+      "package Hello::World;",
+      "use strict;",
+      "use warnings;",
+      "our $VERSION = '0.42';",
+      'sub greet { my ($who) = @_; return "Hello, $who, from $VERSION"; }',
+      "1;",
+      "__END__",
+      "",
+      "=head1 NAME",
+      "",
+      "Hello::World - say hello",
+      "",
+      "=head1 SYNOPSIS",
+      "",
+      "  print Hello::World::greet('you');",
+      "",
+      "=cut",
+      "",
+    ].join("\n"),
+  );
+  const www = join(dir, "www");
+  mkdirSync(www);
+  const tarball = join(www, "Hello-World-0.42.tar.gz");
+  execFileSync("tar", ["--sort=name", "--mtime=@0", "--owner=0", "--group=0", "-czf", tarball, "Hello-World-0.42"], {
+    cwd: dir,
+  });
+  return tarball;
+}
+
+function build(args: string[]) {
+  return kilnAsync([
+    "build",
+    ...args,
+    "--signing-key",
+    boot.privateKey,
+    "--repository-append",
+    boot.repo,
+    "--keyring-append",
+    boot.publicKey,
+    "--cache-dir",
+    boot.cacheDir,
+  ]);
+}
+
+async function files(apk: string): Promise<string[]> {
+  const r = await openPackage(createReadStream(apk));
+  const out: string[] = [];
+  for await (const e of r.entries()) out.push(e.type === "dir" ? `${e.path}/` : e.path);
+  await r.close();
+  return out;
+}
+
+beforeAll(async () => {
+  work = mkdtempSync(join(tmpdir(), "kiln-lang-perl-"));
+  const tarball = makeTarball(work);
+  tarballSha256 = createHash("sha256").update(readFileSync(tarball)).digest("hex");
+  server = await serveDir(join(work, "www"));
+  boot = await bootstrapToolchain();
+}, 900_000);
+afterAll(async () => {
+  await server?.close();
+});
+
+describe("perl/make and perl/cleanup in the sandbox", () => {
+  it("builds a Makefile.PL module into vendor directories, without install records, and its test passes", async () => {
+    const out = join(work, "out");
+    writeFileSync(join(work, "perl.yaml"), META("perl", "5.36.0", ["perl-bootstrap"]));
+    writeFileSync(join(work, "busybox.yaml"), META("busybox", "1.35.0", ["busybox-links", "base-layout"]));
+    const meta = await build([join(work, "perl.yaml"), join(work, "busybox.yaml"), "--out", out]);
+    expect(meta.status, meta.stderr.slice(-3000)).toBe(0);
+
+    writeFileSync(join(work, "perl-hello-world.yaml"), MODULE());
+    // The tarball is reproducible, so the shared cache may hold it: drop it so fetch goes over HTTP.
+    rmSync(join(boot.cacheDir, "sources", tarballSha256), { force: true });
+    const r = await build([join(work, "perl-hello-world.yaml"), "--out", out]);
+    expect(r.status, r.stderr.slice(-4000)).toBe(0);
+    expect(server.log.some((l) => l.path === "/Hello-World-0.42.tar.gz" && l.status === 200)).toBe(true);
+
+    const log = readFileSync(join(out, "logs/x86_64/perl-hello-world.log"), "utf8");
+    // perl/make ran Makefile.PL, autoconf/make-install installed, perl/cleanup removed the records.
+    expect(log).toMatch(/Writing Makefile for Hello::World/);
+    expect(log).toMatch(/Installing \/home\/build\/melange-out\/perl-hello-world\/usr\/share\/perl5\/Hello\/World\.pm/);
+    expect(log).toMatch(
+      /^\/home\/build\/melange-out\/perl-hello-world\/usr\/lib\/.*\/auto\/Hello\/World\/\.packlist$/m,
+    );
+    expect(log).toMatch(/^\/home\/build\/melange-out\/perl-hello-world\/usr\/lib\/.*\/perllocal\.pod$/m);
+
+    const pkg = await files(join(out, "x86_64/perl-hello-world-0.42-r1.apk"));
+    expect(pkg).toContain("usr/share/perl5/Hello/World.pm");
+    expect(pkg.some((f) => f.startsWith("usr/share/man/man3/Hello::World.3"))).toBe(true);
+    expect(pkg.filter((f) => /(^|\/)(perllocal\.pod|\.packlist)$/.test(f))).toEqual([]);
+    // Nothing under the site directories: INSTALLDIRS=vendor.
+    expect(pkg.filter((f) => f.startsWith("usr/local/"))).toEqual([]);
+  }, 600_000);
+});
