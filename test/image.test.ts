@@ -200,7 +200,8 @@ describe("kiln image build", () => {
     );
     expect(cfg.config.Entrypoint).toEqual(["/usr/bin/hello"]);
     expect(cfg.config.Cmd).toEqual(["--greeting", "two words"]);
-    expect(cfg.config.User).toBe("nonroot");
+    // run-as: nonroot, resolved to its uid in the image's /etc/passwd, as apko does.
+    expect(cfg.config.User).toBe("65532");
     expect(cfg.config.WorkingDir).toBe("/home/nonroot");
     expect(cfg.config.Env).toContain("GREETING=hi");
     expect(cfg.config.Env).toContain("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
@@ -216,7 +217,7 @@ describe("kiln image build", () => {
     const passwd = readFileSync(join(rootfs, "etc/passwd"), "utf8")
       .split("\n")
       .map((l) => l.split(":"));
-    const user = passwd.find((p) => p[0] === cfg.config.User)!;
+    const user = passwd.find((p) => p[2] === cfg.config.User)!;
     const r = spawnSync(
       "bwrap",
       [

@@ -23,6 +23,7 @@ import {
 } from "@kiln/repo";
 import { OCI_PLATFORM, type ImageConfig } from "./config.js";
 import { applyAccounts, applyOsRelease, applyPaths } from "./mutate.js";
+import { applyCertificates, applyRuntimeKeyring, writeBundleChecksums } from "./trust.js";
 import { writeOciImage, type ArchImage, type OciOutputFormat, type OciWriteResult } from "./oci/index.js";
 import { ImageRoot } from "./root.js";
 import { imageSbom } from "./sbom.js";
@@ -62,7 +63,7 @@ export interface LockFile {
 export class ImageBuildError extends KilnError {
   constructor(
     message: string,
-    readonly code: "LOCK_MISMATCH" | "KEYRING" | "OUTPUT",
+    readonly code: "LOCK_MISMATCH" | "KEYRING" | "OUTPUT" | "UNSUPPORTED" | "ACCOUNTS",
   ) {
     super(message);
     this.name = "ImageBuildError";
@@ -107,12 +108,27 @@ export interface ResolvedImage {
   resolution: Resolution;
 }
 
+/** The keys apko reads that kiln cannot build yet, refused before anything is fetched. */
+export function checkBuildable(cfg: ImageConfig): void {
+  if (cfg.baseImage)
+    throw new ImageBuildError(
+      `${cfg.file}: contents.baseimage (apko's experimental build on top of an OCI layout, ${cfg.baseImage.image}) is not supported by kiln; list the base's packages in contents.packages instead`,
+      "UNSUPPORTED",
+    );
+  if (cfg.format === "erofs")
+    throw new ImageBuildError(
+      `${cfg.file}: format erofs (apko's experimental EROFS layers) is not supported by kiln; kiln writes tar layers (format: tar)`,
+      "UNSUPPORTED",
+    );
+}
+
 /** Resolve the config's packages for each arch (indexes are fetched and verified). */
 export async function resolveImage(
   cfg: ImageConfig,
   ctx: ImageContext,
   lock?: LockFile,
 ): Promise<{ resolved: ResolvedImage[]; keys: Array<{ name: string; pem: Buffer }> }> {
+  checkBuildable(cfg);
   const fetcher = ctx.fetcher ?? new DefaultFetcher();
   const { ring, keys } = await loadKeys(cfg, ctx, fetcher);
   const repos = repoRefs(cfg, ctx);
@@ -277,6 +293,7 @@ export async function buildImage(cfg: ImageConfig, ctx: ImageContext, opts: Buil
   try {
     const images: ArchImage[] = [];
     const roots: Array<{ arch: string; root: ImageRoot; pkgs: RepoPackage[] }> = [];
+    const users = new Map<string, string | undefined>();
     let newest = 0;
     let contentBytes = 0;
     for (const { arch, resolution } of resolved) {
@@ -301,16 +318,27 @@ export async function buildImage(cfg: ImageConfig, ctx: ImageContext, opts: Buil
       await applyAccounts(root, cfg);
       await applyPaths(root, cfg);
       await applyOsRelease(root, cfg);
-      const runtimeRepos = (cfg.runtimeRepositories.length ? cfg.runtimeRepositories : cfg.repositories).map(
-        parseRepositoryRef,
-      );
+      if (cfg.certificates) await applyCertificates(root, cfg.certificates, `${cfg.file}: certificates`);
+      await writeBundleChecksums(root);
+      // As apko: the image's repositories file lists repositories and runtime_repositories (sorted, once each).
+      const runtimeRepos = [...new Set([...cfg.repositories, ...cfg.runtimeRepositories])]
+        .sort()
+        .map(parseRepositoryRef);
       await root.writeApkState({ world: cfg.packages, repositories: runtimeRepos, arch, keys });
+      if (cfg.runtimeKeyring)
+        await applyRuntimeKeyring(root, cfg.runtimeKeyring, `${cfg.file}: contents.runtime_keyring`);
+      users.set(arch, await runAsUid(root, cfg));
       contentBytes += root.contentSize;
       roots.push({ arch, root, pkgs: resolution.packages });
     }
     const epoch = ctx.sourceDateEpoch ?? newest;
     const created = new Date(epoch * 1000).toISOString().replace(/\.\d{3}Z$/, "Z");
-    for (const { arch, root, pkgs } of roots) images.push(archImage(cfg, arch, root, pkgs, epoch, created));
+    for (const { arch, root, pkgs } of roots) {
+      const img = archImage(cfg, arch, root, pkgs, epoch, created);
+      const user = users.get(arch);
+      if (user !== undefined) img.user = user;
+      images.push(img);
+    }
     log(`writing ${opts.format} ${opts.out}`);
     const spec = {
       images,
@@ -323,6 +351,30 @@ export async function buildImage(cfg: ImageConfig, ctx: ImageContext, opts: Buil
   } finally {
     await removeTempDir(work);
   }
+}
+
+/**
+ * The image's user: run-as as apko resolves it, a user name of the image's
+ * /etc/passwd becoming its uid; a numeric uid[:gid] is kept. A name the image
+ * does not have is refused (apko would leave it for the runtime to fail on).
+ */
+async function runAsUid(root: ImageRoot, cfg: ImageConfig): Promise<string | undefined> {
+  const runAs = cfg.runAs;
+  if (runAs === undefined || /^\d+(:\d+)?$/.test(runAs)) return runAs;
+  const [name, group] = runAs.split(":", 2) as [string, string | undefined];
+  const passwd = ((await root.readText("etc/passwd")) ?? "").split("\n").map((l) => l.split(":"));
+  const row = passwd.find((r) => r[0] === name && r.length >= 3);
+  if (!row)
+    throw new ImageBuildError(
+      `${cfg.file}: accounts.run-as: ${JSON.stringify(name)} is not a user of the image's /etc/passwd (users: ${
+        passwd
+          .filter((r) => r.length >= 3)
+          .map((r) => r[0])
+          .join(", ") || "none"
+      })`,
+      "ACCOUNTS",
+    );
+  return group === undefined ? row[2] : `${row[2]}:${group}`;
 }
 
 interface PlannedLayer {

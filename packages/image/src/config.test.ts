@@ -4,12 +4,14 @@
 // as its own case, asserted as the exact file:line:col, dotted path and
 // message the user sees.
 
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { generateKeyPairSync } from "node:crypto";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { isKilnError } from "@kiln/core";
-import { loadImageConfig, parseImageConfig, shellWords, type ImageConfig } from "./config.js";
+import { parseImageConfig, shellWords, type ImageConfig } from "./config.js";
+import { loadImageConfig } from "./include.js";
 
 const FILE = "images/app.yaml";
 
@@ -283,12 +285,15 @@ describe("accounts", () => {
     expect(cfg.runAs).toBe(want);
   });
 
-  it("run-as naming no configured user is refused with the users there are", () => {
-    expect(problems("accounts:\n  users: [{username: app, uid: 1000}]\n  run-as: nobody\n")).toEqual([
-      `3:11 accounts.run-as: run-as "nobody" is not one of the configured users (app) nor a numeric uid`,
-    ]);
-    expect(problems("accounts: {run-as: root}\n")).toEqual([
-      `1:20 accounts.run-as: run-as "root" is not one of the configured users (none) nor a numeric uid`,
+  it("run-as may name any user (apko resolves it in the image's /etc/passwd at build), or root's uid 0", () => {
+    expect(parse("accounts: {run-as: root}\n").runAs).toBe("root");
+    expect(parse("accounts: {run-as: 0}\n").runAs).toBe("0");
+    expect(parse("accounts:\n  users: [{username: app, uid: 1000}]\n  run-as: nobody\n").runAs).toBe("nobody");
+  });
+
+  it("run-as with a space is refused at the key", () => {
+    expect(problems(`accounts: {run-as: "a b"}\n`)).toEqual([
+      `1:20 accounts.run-as: run-as "a b": expected a user name or uid[:gid], without spaces`,
     ]);
   });
 
@@ -298,7 +303,7 @@ describe("accounts", () => {
         "accounts:\n  users:\n    - {username: a, uid: 0}\n    - {username: b, uid: 1}\n    - {username: b, uid: 2}\n",
       ),
     ).toEqual([
-      "3:26 accounts.users[0].uid: uid 0 is refused: the image's root account comes from the base layout; run as a non-root user",
+      "3:26 accounts.users[0].uid: uid 0 is refused (as apko refuses it): root comes from the base layout; to run as root, use `run-as: 0`",
       "5:18 accounts.users[2].username: user b is defined twice",
     ]);
   });
@@ -338,9 +343,12 @@ describe("accounts", () => {
 });
 
 describe("paths", () => {
-  it("defaults: owner 0:0, not recursive, no permissions and no source unless given", () => {
+  it("defaults: no owner (apko's unset uid/gid), not recursive, no permissions and no source unless given", () => {
     expect(parse("paths: [{path: /var/lib/app, type: directory}]\n").paths).toEqual([
-      { path: "/var/lib/app", type: "directory", uid: 0, gid: 0, recursive: false },
+      { path: "/var/lib/app", type: "directory", recursive: false },
+    ]);
+    expect(parse("paths: [{path: /x, type: permissions, uid: 0, gid: null}]\n").paths).toEqual([
+      { path: "/x", type: "permissions", uid: 0, recursive: false },
     ]);
   });
 
@@ -442,13 +450,13 @@ describe("errors: every problem at once, with file:line:col and the dotted path"
       problems(`contents:
   packages: [busybox]
 environment:
-  N: 1
+  N: [1]
 volumes: /data
 layering: {strategy: size}
 test: {command: []}
 `),
     ).toEqual([
-      "4:6 environment.N: expected string, got number",
+      "4:6 environment.N: expected string, got array",
       "5:10 volumes: expected array, got string",
       `6:22 layering.strategy: Invalid literal value, expected "origin"`,
       "7:17 test.command: Array must contain at least 1 element(s)",
@@ -510,5 +518,336 @@ describe("loadImageConfig", () => {
     expect(isKilnError(err, "INVALID_CONFIG")).toBe(true);
     expect(err.problems).toEqual([{ file: missing, path: "", message: "cannot read: no such file" }]);
     expect(err.message).toMatch(new RegExp(`^${missing}: cannot read: no such file`));
+  });
+});
+
+// apko's keys beyond the basics: each read the way apko reads it, and each bad
+// form refused at its key. The certificates are self-signed test CAs made for kiln.
+const FIXTURES = join(import.meta.dirname, "../../../test/fixtures/apko-compat");
+const CA_ONE = readFileSync(join(FIXTURES, "ca-one.pem"), "utf8");
+const CA_TWO = readFileSync(join(FIXTURES, "ca-two.pem"), "utf8");
+const CA_ONE_SHA256 = "4c468d29b7d1f361f9c912b28ff2cd01df828e92a67efc6c2309319ae6920f65";
+const RSA_KEY = generateKeyPairSync("rsa", { modulusLength: 1024 }).publicKey.export({ type: "spki", format: "pem" });
+const EC_KEY = generateKeyPairSync("ec", { namedCurve: "prime256v1" }).publicKey.export({
+  type: "spki",
+  format: "pem",
+});
+
+/** TEXT as a YAML block scalar indented under a key at INDENT. */
+const block = (text: string, indent: string) =>
+  `|\n${text
+    .trimEnd()
+    .split("\n")
+    .map((l) => `${indent}${l}`)
+    .join("\n")}\n`;
+
+describe("apko's string places take numbers and booleans, as written", () => {
+  it("environment, annotations, cmd, work-dir and service commands keep the YAML text", () => {
+    const cfg = parse(`environment: {SOURCE_DATE_EPOCH: 0, GO_VERSION: 1.10, CGO: false, N: 0x1F}
+annotations: {org.example.flag: true}
+cmd: 8080
+work-dir: 1.0
+entrypoint: {type: service-bundle, services: {n: 12}}
+`);
+    expect(cfg.environment).toMatchObject({ SOURCE_DATE_EPOCH: "0", GO_VERSION: "1.10", CGO: "false", N: "0x1F" });
+    expect(cfg.annotations).toEqual({ "org.example.flag": "true" });
+    expect([cfg.cmd, cfg.workDir]).toEqual([["8080"], "1.0"]);
+  });
+
+  it("a config given as JSON (a recipe's environment) gets the number's string", () => {
+    expect(parseImageConfig("r.json", `{"environment": {"A": 1.5, "B": true}}`).environment).toMatchObject({
+      A: "1.5",
+      B: "true",
+    });
+  });
+});
+
+describe("certificates", () => {
+  it("additional certificates are parsed, re-encoded and fingerprinted; providers kept", () => {
+    const cfg = parse(`certificates:
+  additional:
+    - name: corp-root
+      content: ${block(`some comment before\n${CA_ONE}trailing text`, "        ")}
+    - name: second.ca
+      content: ${block(CA_TWO, "        ")}
+  providers: [custom-ca-certificates]
+`);
+    expect(cfg.certificates?.providers).toEqual(["custom-ca-certificates"]);
+    expect(cfg.certificates?.additional.map((c) => [c.name, c.pem])).toEqual([
+      ["corp-root", CA_ONE],
+      ["second.ca", CA_TWO],
+    ]);
+    expect(cfg.certificates?.additional[0]!.fingerprint).toBe(CA_ONE_SHA256);
+  });
+
+  it("no certificates key leaves certificates unset", () => {
+    expect(parse("cmd: x\n").certificates).toBeUndefined();
+  });
+
+  it.each([
+    ["two certificates in one entry", CA_ONE + CA_TWO, "2 PEM blocks found; exactly one certificate is allowed"],
+    ["a public key", RSA_KEY, "expected a CERTIFICATE block, got PUBLIC KEY"],
+    ["no PEM at all", "hello", "no PEM certificate found"],
+    [
+      "a block that is not a certificate",
+      "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+      expect.stringMatching(/^not an X\.509 certificate: /),
+    ],
+    [
+      "a block that is not base64",
+      "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n",
+      "the CERTIFICATE block is not base64",
+    ],
+  ])("%s is refused at its content", (_what, content, message) => {
+    const e = problems(`certificates:\n  additional:\n    - name: x\n      content: ${block(content, "        ")}`);
+    expect(e).toEqual([expect.stringMatching(/^4:16 certificates\.additional\[0\]\.content: certificate x: /)]);
+    expect(e[0]!.replace(/^.*certificate x: /, "")).toEqual(message);
+  });
+
+  it.each([".hidden", "a/b", "../up", ""])("the name %j is refused (it becomes a file name)", (name) => {
+    expect(problems(`certificates:\n  additional:\n    - {name: ${JSON.stringify(name)}, content: x}\n`)).toEqual([
+      `3:14 certificates.additional[0].name: expected a file name of letters, digits, _ - and . (not starting with .)`,
+    ]);
+  });
+});
+
+describe("contents.runtime_keyring", () => {
+  it("RSA public keys with their file names, re-encoded", () => {
+    const cfg = parse(
+      `contents:\n  runtime_keyring:\n    - name: mirror.rsa.pub\n      content: ${block(String(RSA_KEY), "        ")}`,
+    );
+    expect(cfg.runtimeKeyring).toEqual([{ name: "mirror.rsa.pub", pem: RSA_KEY }]);
+  });
+
+  it.each([
+    ["an EC key", EC_KEY, "expected an RSA public key, got ec"],
+    ["a certificate", CA_ONE, "expected a PUBLIC KEY block, got CERTIFICATE"],
+    ["two keys", String(RSA_KEY) + String(RSA_KEY), "2 PEM blocks found; exactly one public key is allowed"],
+  ])("%s is refused at its content", (_what, content, message) => {
+    expect(
+      problems(
+        `contents:\n  runtime_keyring:\n    - name: k.pub\n      content: ${block(String(content), "        ")}`,
+      ),
+    ).toEqual([`4:16 contents.runtime_keyring[0].content: runtime key k.pub: ${message}`]);
+  });
+
+  it("a name given twice and an empty content are refused", () => {
+    const key = block(String(RSA_KEY), "        ");
+    expect(
+      problems(
+        `contents:\n  runtime_keyring:\n    - name: k.pub\n      content: ${key}    - name: k.pub\n      content: ${key}    - {name: e.pub, content: ""}\n`,
+      ),
+    ).toEqual(["19:30 contents.runtime_keyring[2].content: expected PEM text"]);
+    expect(
+      problems(
+        `contents:\n  runtime_keyring:\n    - name: k.pub\n      content: ${key}    - name: k.pub\n      content: ${key}`,
+      ),
+    ).toEqual(["11:13 contents.runtime_keyring[1].name: runtime key k.pub is given twice"]);
+  });
+});
+
+describe("format, baseimage, include", () => {
+  it.each([
+    ["tar", "tar"],
+    ["erofs", "erofs"],
+  ])("format %s is kept (refused at build unless tar)", (value, want) => {
+    expect(parse(`format: ${value}\n`).format).toBe(want);
+  });
+
+  it("an empty format is the default; another is refused with the choices", () => {
+    expect(parse(`format: ""\n`).format).toBeUndefined();
+    expect(problems("format: squashfs\n")).toEqual([`1:9 format: expected one of "", "tar", "erofs", got "squashfs"`]);
+  });
+
+  it("format erofs with layering is refused, as apko does", () => {
+    expect(problems("format: erofs\nlayering: {strategy: origin}\n")).toEqual([
+      "2:11 layering: layering cannot be combined with format erofs (as in apko)",
+    ]);
+  });
+
+  it("a base image is read (image and apkindex); with settings apko refuses beside it, refused", () => {
+    expect(parse("contents:\n  baseimage: {image: ./base, apkindex: ./idx}\n").baseImage).toEqual({
+      image: "./base",
+      apkindex: "./idx",
+    });
+    expect(problems("contents:\n  baseimage: {image: ./base}\ncmd: x\nenvironment: {A: b}\n")).toEqual([
+      "2:14 contents.baseimage: with a base image only contents, archs and include may be given (as apko requires), not cmd, environment",
+    ]);
+  });
+
+  it("include in a config given as text (no file to resolve it from) is refused at the key", () => {
+    expect(problems("include: base.yaml\n")).toEqual([
+      "1:10 include: include needs the config read from a file (kiln image …), where the included path is resolved",
+    ]);
+  });
+});
+
+describe("loadImageConfig: include", () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), "kiln-image-include-"));
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const write = (name: string, text: string) => {
+    const f = join(dir, name);
+    mkdirSync(join(f, ".."), { recursive: true });
+    writeFileSync(f, text);
+    return f;
+  };
+  const refused = async (file: string, opts = {}) => {
+    const err = (await loadImageConfig(file, opts).catch((e: unknown) => e)) as Error;
+    expect(isKilnError(err, "INVALID_CONFIG"), String(err)).toBe(true);
+    return err.message;
+  };
+
+  it("merges as apko does: this file's settings win, lists are the included one's then this one's", async () => {
+    write(
+      "merge/base.yaml",
+      `contents:
+  repositories: [https://base.example]
+  keyring: [base.rsa.pub]
+  packages: [baselayout, busybox]
+  runtime_repositories: [https://rt-base.example]
+entrypoint: {command: /bin/base}
+cmd: base-cmd
+work-dir: /base
+stop-signal: SIGINT
+environment: {A: base, B: base}
+annotations: {a: base}
+accounts:
+  users: [{username: base, uid: 100}]
+  groups: [{groupname: base, gid: 100}]
+  run-as: base
+paths: [{path: /base, type: directory}]
+volumes: [/base]
+archs: [aarch64]
+format: tar
+vcs-url: https://git.example/base
+`,
+    );
+    const top = write(
+      "merge/top.yaml",
+      `include: base.yaml
+contents:
+  repositories: [https://top.example]
+  packages: [app]
+cmd: top-cmd
+environment: {B: top, C: top}
+annotations: {b: top}
+accounts:
+  users: [{username: app, uid: 1000}]
+paths: [{path: /top, type: empty-file}]
+volumes: [/top]
+`,
+    );
+    const cfg = await loadImageConfig(top);
+    expect(cfg).toMatchObject({
+      file: top,
+      repositories: ["https://base.example", "https://top.example"],
+      runtimeRepositories: ["https://rt-base.example"],
+      keyring: ["base.rsa.pub"],
+      packages: ["baselayout", "busybox", "app"],
+      entrypoint: ["/bin/base"],
+      cmd: ["top-cmd"],
+      workDir: "/base",
+      stopSignal: "SIGINT",
+      environment: { A: "base", B: "top", C: "top" },
+      // apko does not take vcs-url from an included file.
+      annotations: { a: "base", b: "top" },
+      users: [expect.objectContaining({ username: "base" }), expect.objectContaining({ username: "app" })],
+      groups: [{ groupname: "base", gid: 100, members: [] }],
+      runAs: "base",
+      paths: [expect.objectContaining({ path: "/base" }), expect.objectContaining({ path: "/top" })],
+      volumes: ["/base", "/top"],
+      archs: ["aarch64"],
+      format: "tar",
+      includes: [join(dir, "merge/base.yaml")],
+    });
+  });
+
+  it("chains: each level merged under the one including it", async () => {
+    write("chain/c.yaml", "contents: {packages: [c]}\ncmd: from-c\n");
+    write("chain/b.yaml", "include: c.yaml\ncontents: {packages: [b]}\n");
+    const a = write("chain/a.yaml", "include: b.yaml\ncontents: {packages: [a]}\n");
+    const cfg = await loadImageConfig(a);
+    expect([cfg.packages, cfg.cmd]).toEqual([["c", "b", "a"], ["from-c"]]);
+    expect(cfg.includes).toEqual([join(dir, "chain/b.yaml"), join(dir, "chain/c.yaml")]);
+  });
+
+  it("a path is tried beside the including file, then in the current directory (apko's rule), then the include paths", async () => {
+    write("lookup/examples/base.yaml", "cmd: found\n");
+    const f = write("lookup/examples/top.yaml", "include: examples/base.yaml\n");
+    expect(await refused(f, { cwd: dir })).toMatch(
+      /top\.yaml:1:10: include: include "examples\/base\.yaml": no such file beside .*top\.yaml, in the current directory$/,
+    );
+    expect((await loadImageConfig(f, { cwd: join(dir, "lookup") })).cmd).toEqual(["found"]);
+    expect((await loadImageConfig(f, { cwd: dir, includePaths: ["lookup"] })).cmd).toEqual(["found"]);
+  });
+
+  it("a file outside the config's directory, the current directory and the include paths is refused, links resolved", async () => {
+    const outside = mkdtempSync(join(tmpdir(), "kiln-outside-"));
+    try {
+      writeFileSync(join(outside, "secret.yaml"), "cmd: x\n");
+      mkdirSync(join(dir, "confined"), { recursive: true });
+      symlinkSync(join(outside, "secret.yaml"), join(dir, "confined/link.yaml"));
+      const viaLink = write("confined/a.yaml", "include: link.yaml\n");
+      const cwd = join(dir, "confined");
+      expect(await refused(viaLink, { cwd })).toMatch(
+        /a\.yaml:1:10: include: include "link\.yaml" resolves to .*secret\.yaml, outside the config's directory, the current directory and the include paths/,
+      );
+      const absolute = write("confined/b.yaml", `include: ${join(outside, "secret.yaml")}\n`);
+      expect(await refused(absolute, { cwd })).toMatch(/outside the config's directory/);
+      const dotdot = write("confined/c.yaml", "include: ../../" + outside.split("/").pop() + "/secret.yaml\n");
+      expect(await refused(dotdot, { cwd })).toMatch(/outside the config's directory/);
+      // Named as an include path, the directory is allowed.
+      expect((await loadImageConfig(absolute, { cwd, includePaths: [outside] })).cmd).toEqual(["x"]);
+    } finally {
+      rmSync(outside, { recursive: true, force: true });
+    }
+  });
+
+  it("a cycle is refused with the chain", async () => {
+    write("cycle/x.yaml", "include: y.yaml\n");
+    write("cycle/y.yaml", "include: x.yaml\n");
+    expect(await refused(join(dir, "cycle/x.yaml"))).toMatch(
+      /y\.yaml:1:10: include: include "x\.yaml" makes a cycle: .*x\.yaml -> .*y\.yaml -> .*x\.yaml/,
+    );
+    const self = write("cycle/self.yaml", "include: self.yaml\n");
+    expect(await refused(self)).toMatch(/makes a cycle/);
+  });
+
+  it("chains deeper than MAX_INCLUDE_DEPTH are refused", async () => {
+    for (let i = 0; i < 12; i++) write(`deep/${i}.yaml`, i < 11 ? `include: ${i + 1}.yaml\n` : "cmd: bottom\n");
+    expect(await refused(join(dir, "deep/0.yaml"))).toMatch(
+      /8\.yaml:1:10: include: include chains more than 8 configs deep/,
+    );
+    expect((await loadImageConfig(join(dir, "deep/4.yaml"))).cmd).toEqual(["bottom"]);
+  });
+
+  it("a directory, a device or a file over the YAML limit is refused without reading it all", async () => {
+    mkdirSync(join(dir, "odd/sub"), { recursive: true });
+    const d = write("odd/d.yaml", "include: sub\n");
+    expect(await refused(d)).toMatch(/odd\/sub: cannot read: not a regular file/);
+    const big = join(dir, "odd/big.yaml");
+    writeFileSync(big, "");
+    truncateSync(big, 64 << 20);
+    const b = write("odd/b.yaml", "include: big.yaml\n");
+    expect(await refused(b)).toMatch(/big\.yaml: the file is larger than 8 MiB/);
+    const dev = write("odd/dev.yaml", "include: /dev/zero\n");
+    expect(await refused(dev, { includePaths: ["/dev"] })).toMatch(/\/dev\/zero: cannot read: not a regular file/);
+  });
+
+  it("a problem in the included file is placed in that file", async () => {
+    write("bad/base.yaml", "cmd: ok\narchs: [sparc]\n");
+    const top = write("bad/top.yaml", "include: base.yaml\n");
+    expect(await refused(top)).toMatch(/bad\/base\.yaml:2:9: archs\[0\]: unknown architecture "sparc"/);
+  });
+
+  it("a merged config that breaks a rule across files is refused (a user defined in both)", async () => {
+    write("dup/base.yaml", "accounts: {users: [{username: app, uid: 1}]}\n");
+    const top = write("dup/top.yaml", "include: base.yaml\naccounts: {users: [{username: app, uid: 2}]}\n");
+    expect(await refused(top)).toMatch(
+      /dup\/top\.yaml:\d+:\d+: accounts\.users\[1\]\.username: user app is defined twice/,
+    );
   });
 });

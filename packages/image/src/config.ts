@@ -2,6 +2,7 @@
 // feature exists here. The zod schema is the source of truth for its shape.
 
 import { z } from "zod";
+import { isScalar } from "yaml";
 import { parseDependency, ApkError } from "@kiln/apk";
 import {
   ARCH_ALIASES,
@@ -9,15 +10,34 @@ import {
   hostApkArch,
   loadYaml,
   normalizeArch,
-  readConfigText,
   type LoadedYaml,
   type Problem,
 } from "@kiln/core";
+import { parseCertificate, parseRuntimeKey, type RuntimeKey, type TrustCertificate } from "./trust.js";
 
 // The architecture table lives in @kiln/core; these names stay exported from here for existing importers.
 export { ARCH_ALIASES, OCI_PLATFORM, hostApkArch as hostArch } from "@kiln/core";
 
-const stringMap = z.record(z.string(), z.string());
+/**
+ * A string where apko's YAML decoding (into Go strings) also takes a number
+ * or a boolean: `SOURCE_DATE_EPOCH: 0`, an annotation `true`. parseImageConfig
+ * puts back the text as written (`1.10`, not 1.1).
+ */
+const str = () => z.preprocess((v) => (typeof v === "number" || typeof v === "boolean" ? String(v) : v), z.string());
+
+const stringMap = () => z.record(z.string(), str());
+
+/** apko's rule for names that become file names (certificates, runtime keys): no path, no leading dot. */
+export const TRUST_NAME = /^[a-zA-Z0-9_-]+[a-zA-Z0-9_.-]*$/;
+
+/** An inline PEM with the file name it is written under (certificates.additional, contents.runtime_keyring). */
+const namedPem = () =>
+  z
+    .object({
+      name: z.string().regex(TRUST_NAME, "expected a file name of letters, digits, _ - and . (not starting with .)"),
+      content: z.string().min(1, "expected PEM text"),
+    })
+    .strict();
 
 const user = z
   .object({
@@ -41,8 +61,8 @@ const pathMutation = z
   .object({
     path: z.string().min(1),
     type: z.enum(["directory", "empty-file", "hardlink", "symlink", "permissions"]),
-    uid: z.number().int().min(0).optional(),
-    gid: z.number().int().min(0).optional(),
+    uid: z.number().int().min(0).nullable().optional(),
+    gid: z.number().int().min(0).nullable().optional(),
     permissions: z
       .union([
         z.number().int().min(0).max(0o7777),
@@ -63,25 +83,45 @@ export const imageConfigSchema = z
         runtime_repositories: z.array(z.string()).optional(),
         keyring: z.array(z.string()).optional(),
         packages: z.array(z.string()).optional(),
+        /** Public keys written to /etc/apk/keys after the build, for runtime `apk add`; not used to build. */
+        runtime_keyring: z.array(namedPem()).optional(),
+        /** apko's experimental base image: a local OCI layout and its installed packages as an APKINDEX. */
+        baseimage: z
+          .object({ image: z.string().min(1), apkindex: z.string().min(1).optional() })
+          .strict()
+          .optional(),
       })
       .strict()
       .optional(),
     entrypoint: z
       .object({
         type: z.string().optional(),
-        command: z.string().optional(),
-        "shell-fragment": z.string().optional(),
-        services: z.record(z.string(), z.unknown()).optional(),
+        command: str().optional(),
+        "shell-fragment": str().optional(),
+        services: z.record(z.string(), str()).optional(),
       })
       .strict()
       .optional(),
-    cmd: z.string().optional(),
-    "stop-signal": z.string().optional(),
-    "work-dir": z.string().optional(),
-    environment: stringMap.optional(),
+    cmd: str().optional(),
+    "stop-signal": str().optional(),
+    "work-dir": str().optional(),
+    environment: stringMap().optional(),
     volumes: z.array(z.string()).optional(),
-    annotations: stringMap.optional(),
-    "vcs-url": z.string().optional(),
+    annotations: stringMap().optional(),
+    "vcs-url": str().optional(),
+    /** Another config merged under this one (apko's deep merge; this file's values win). Read by loadImageConfig. */
+    include: z.string().min(1).optional(),
+    /** Layer payload format: tar (the default) or apko's experimental erofs. */
+    format: z.enum(["", "tar", "erofs"]).optional(),
+    certificates: z
+      .object({
+        /** CA certificates added to the image's trust bundles. */
+        additional: z.array(namedPem()).optional(),
+        /** Names provided by installed packages whose usr/local/share/ca-certificates files join the bundles. */
+        providers: z.array(z.string().min(1)).optional(),
+      })
+      .strict()
+      .optional(),
     accounts: z
       .object({
         users: z.array(user).optional(),
@@ -128,8 +168,9 @@ export type ImageConfigInput = z.infer<typeof imageConfigSchema>;
 export interface PathMutation {
   path: string;
   type: "directory" | "empty-file" | "hardlink" | "symlink" | "permissions";
-  uid: number;
-  gid: number;
+  /** Unset (with gid unset too): ownership is left as it is (apko's nil uid); one set, the other is 0. */
+  uid?: number;
+  gid?: number;
   permissions?: number;
   source?: string;
   recursive: boolean;
@@ -158,6 +199,16 @@ export interface ImageConfig {
   archs: string[];
   layering?: { strategy: "origin"; budget: number };
   osRelease?: Record<string, string>;
+  /** certificates: extra CAs (parsed, canonical) and the names of packages whose certificates join the bundles. */
+  certificates?: { additional: TrustCertificate[]; providers: string[] };
+  /** contents.runtime_keyring: apk keys written to /etc/apk/keys for runtime use only. */
+  runtimeKeyring?: RuntimeKey[];
+  /** format, when given ("tar" is what kiln writes; "erofs" is refused at build). */
+  format?: "tar" | "erofs";
+  /** contents.baseimage, when given (refused at build). */
+  baseImage?: { image: string; apkindex?: string };
+  /** The files merged in by include, outermost first (loadImageConfig). */
+  includes?: string[];
   test?: { command: string[]; expect?: string; expectExit: number; withBusybox: boolean };
 }
 
@@ -224,7 +275,7 @@ function parseArchs(v: ImageConfigInput, at: At): string[] {
   return archs;
 }
 
-/** accounts: users (no uid 0, no name twice) with defaults, groups, and run-as naming a user or a numeric uid. */
+/** accounts: users (no uid 0, as apko; no name twice) with defaults, groups, and run-as (any user; resolved at build). */
 function parseAccounts(
   v: ImageConfigInput,
   at: At,
@@ -233,7 +284,7 @@ function parseAccounts(
     if (u.uid === 0)
       at(
         ["accounts", "users", i, "uid"],
-        `uid 0 is refused: the image's root account comes from the base layout; run as a non-root user`,
+        "uid 0 is refused (as apko refuses it): root comes from the base layout; to run as root, use `run-as: 0`",
       );
     return {
       username: u.username,
@@ -254,17 +305,13 @@ function parseAccounts(
     members: g.members ?? [],
   }));
   const runAs = v.accounts?.["run-as"];
-  if (typeof runAs === "string" && runAs !== "" && !/^\d+(:\d+)?$/.test(runAs) && !seenUsers.has(runAs)) {
-    at(
-      ["accounts", "run-as"],
-      `run-as ${JSON.stringify(runAs)} is not one of the configured users (${[...seenUsers.keys()].join(", ") || "none"}) nor a numeric uid`,
-    );
-  }
+  if (typeof runAs === "string" && /[\s\0]/.test(runAs))
+    at(["accounts", "run-as"], `run-as ${JSON.stringify(runAs)}: expected a user name or uid[:gid], without spaces`);
   return { users, groups, runAs };
 }
 
 /** paths: mutations with octal permissions (as apko reads them), links with a source, no ".." segments. */
-function parsePaths(v: ImageConfigInput, loaded: LoadedYaml<ImageConfigInput>, at: At): PathMutation[] {
+function parsePaths(v: ImageConfigInput, loaded: ConfigSource, at: At): PathMutation[] {
   return (v.paths ?? []).map((p, i) => {
     let permissions: number | undefined;
     if (typeof p.permissions === "string") permissions = parseInt(p.permissions.replace(/^0?o?/, ""), 8);
@@ -281,10 +328,10 @@ function parsePaths(v: ImageConfigInput, loaded: LoadedYaml<ImageConfigInput>, a
     const m: PathMutation = {
       path: p.path,
       type: p.type,
-      uid: p.uid ?? 0,
-      gid: p.gid ?? 0,
       recursive: p.recursive ?? false,
     };
+    if (p.uid !== undefined && p.uid !== null) m.uid = p.uid;
+    if (p.gid !== undefined && p.gid !== null) m.gid = p.gid;
     if (permissions !== undefined) m.permissions = permissions;
     if (p.source !== undefined) m.source = p.source;
     return m;
@@ -330,15 +377,116 @@ function applyOptional(cfg: ImageConfig, v: ImageConfigInput, runAs: string | nu
   }
 }
 
+/** certificates and contents.runtime_keyring, each PEM parsed (apko checks them at build; kiln at once, at the key). */
+function parseTrust(v: ImageConfigInput, at: At): Pick<ImageConfig, "certificates" | "runtimeKeyring"> {
+  const out: Pick<ImageConfig, "certificates" | "runtimeKeyring"> = {};
+  if (v.certificates) {
+    const additional: TrustCertificate[] = [];
+    (v.certificates.additional ?? []).forEach((c, i) => {
+      try {
+        additional.push(parseCertificate(c.name, c.content));
+      } catch (e) {
+        at(["certificates", "additional", i, "content"], `certificate ${c.name}: ${(e as Error).message}`);
+      }
+    });
+    out.certificates = { additional, providers: v.certificates.providers ?? [] };
+  }
+  const keys = v.contents?.runtime_keyring;
+  if (keys) {
+    const seen = new Set<string>();
+    out.runtimeKeyring = [];
+    keys.forEach((k, i) => {
+      if (seen.has(k.name)) at(["contents", "runtime_keyring", i, "name"], `runtime key ${k.name} is given twice`);
+      seen.add(k.name);
+      try {
+        out.runtimeKeyring!.push(parseRuntimeKey(k.name, k.content));
+      } catch (e) {
+        at(["contents", "runtime_keyring", i, "content"], `runtime key ${k.name}: ${(e as Error).message}`);
+      }
+    });
+  }
+  return out;
+}
+
+/** apko builds on a base image with contents, archs and include only; format erofs takes no layering. */
+function checkCombinations(v: ImageConfigInput, at: At): void {
+  if (v.contents?.baseimage) {
+    const others = (
+      ["entrypoint", "cmd", "stop-signal", "work-dir", "accounts", "environment", "paths", "annotations"] as const
+    ).filter((k) => v[k] !== undefined && !(typeof v[k] === "object" && Object.keys(v[k]).length === 0));
+    if (others.length)
+      at(
+        ["contents", "baseimage"],
+        `with a base image only contents, archs and include may be given (as apko requires), not ${others.join(", ")}`,
+      );
+  }
+  if (v.format === "erofs" && v.layering)
+    at(["layering"], "layering cannot be combined with format erofs (as in apko)");
+}
+
+/** The places apko reads as strings, where YAML wrote a number or a boolean. */
+const STRING_PLACES: Array<Array<string | number>> = [
+  ["cmd"],
+  ["stop-signal"],
+  ["work-dir"],
+  ["vcs-url"],
+  ["entrypoint", "command"],
+  ["entrypoint", "shell-fragment"],
+];
+
+/** Put back the text as written where a string place held a number or boolean (`1.10` stays "1.10"). */
+function asWritten(loaded: LoadedYaml<ImageConfigInput>): void {
+  const v = loaded.value as Record<string, unknown>;
+  const places = [...STRING_PLACES];
+  for (const [map, path] of [
+    [v.environment, ["environment"]],
+    [v.annotations, ["annotations"]],
+    [(v.entrypoint as { services?: unknown } | undefined)?.services, ["entrypoint", "services"]],
+  ] as const)
+    for (const k of Object.keys((map as object | undefined) ?? {})) places.push([...path, k]);
+  for (const path of places) {
+    const node = loaded.doc.getIn(path, true);
+    if (!isScalar(node) || typeof node.value === "string") continue;
+    const text = loaded.source(path);
+    if (text === undefined) continue;
+    let parent: Record<string, unknown> = v;
+    for (const k of path.slice(0, -1)) parent = parent[k] as Record<string, unknown>;
+    parent[path.at(-1)!] = text;
+  }
+}
+
+/** Where a config's problems are placed: positions and source text of its YAML. */
+export type ConfigSource = Pick<LoadedYaml<ImageConfigInput>, "locate" | "source">;
+
+/** A config text checked against the schema, strings as written. */
+export function readImageInput(file: string, text: string): LoadedYaml<ImageConfigInput> {
+  const loaded = loadYaml(file, text, imageConfigSchema);
+  asWritten(loaded);
+  return loaded;
+}
+
 /** Parse and validate an image config text; throws ConfigError listing every problem. */
 export function parseImageConfig(file: string, text: string): ImageConfig {
-  const loaded = loadYaml(file, text, imageConfigSchema);
-  const v = loaded.value;
+  const loaded = readImageInput(file, text);
+  if (loaded.value.include !== undefined)
+    throw new ConfigError([
+      {
+        file,
+        ...loaded.locate(["include"]),
+        path: "include",
+        message: "include needs the config read from a file (kiln image …), where the included path is resolved",
+      },
+    ]);
+  return imageConfigFrom(file, loaded.value, loaded);
+}
+
+/** Validate a (merged) config value; problems are placed with SRC. */
+export function imageConfigFrom(file: string, v: ImageConfigInput, src: ConfigSource): ImageConfig {
   const problems: Problem[] = [];
   const at = (path: Array<string | number>, message: string) =>
     problems.push({
       file,
-      ...loaded.locate(path),
+      ...src.locate(path),
       path: path.map((p, i) => (typeof p === "number" ? `[${p}]` : i ? `.${p}` : p)).join(""),
       message,
     });
@@ -347,10 +495,11 @@ export function parseImageConfig(file: string, text: string): ImageConfig {
   checkPackages(packages, at);
   const archs = parseArchs(v, at);
   const { users, groups, runAs } = parseAccounts(v, at);
-  const paths = parsePaths(v, loaded, at);
+  const paths = parsePaths(v, src, at);
   const { entrypoint, cmd } = parseCommands(v, at);
+  const trust = parseTrust(v, at);
+  checkCombinations(v, at);
   if (problems.length) throw new ConfigError(problems);
-
   const environment: Record<string, string> = {
     PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     SSL_CERT_FILE: "/etc/ssl/certs/ca-certificates.crt",
@@ -377,9 +526,8 @@ export function parseImageConfig(file: string, text: string): ImageConfig {
   if (entrypoint) cfg.entrypoint = entrypoint;
   if (cmd) cfg.cmd = cmd;
   applyOptional(cfg, v, runAs);
+  Object.assign(cfg, trust);
+  if (v.format) cfg.format = v.format;
+  if (v.contents?.baseimage) cfg.baseImage = { ...v.contents.baseimage };
   return cfg;
-}
-
-export async function loadImageConfig(file: string): Promise<ImageConfig> {
-  return parseImageConfig(file, await readConfigText(file));
 }

@@ -3,8 +3,10 @@
 
 export {
   parseImageConfig,
-  loadImageConfig,
+  imageConfigFrom,
+  readImageInput,
   imageConfigSchema,
+  TRUST_NAME,
   shellWords,
   hostArch as hostApkArch,
   ARCH_ALIASES,
@@ -12,7 +14,19 @@ export {
   type ImageConfig,
   type ImageConfigInput,
   type PathMutation,
+  type ConfigSource,
 } from "./config.js";
+export { loadImageConfig, mergeImageInput, MAX_INCLUDE_DEPTH, type LoadImageConfigOptions } from "./include.js";
+export {
+  parseCertificate,
+  parseRuntimeKey,
+  applyCertificates,
+  applyRuntimeKeyring,
+  CA_BUNDLES,
+  LOCAL_CA_DIR,
+  type TrustCertificate,
+  type RuntimeKey,
+} from "./trust.js";
 // Config loading moved to @kiln/core; re-exported for existing importers.
 export { loadYaml, ConfigError, formatProblem, dotted, type Problem, type LoadedYaml } from "@kiln/core";
 export {

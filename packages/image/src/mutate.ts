@@ -51,17 +51,23 @@ export async function applyAccounts(root: ImageRoot, cfg: ImageConfig): Promise<
   await root.writeFile("etc/group", group.map((r) => r.join(":")).join("\n") + "\n", { mode: 0o644 });
 }
 
+/** The owner a path mutation sets: none when neither uid nor gid is given (apko's nil), else both (the missing one 0). */
+function ownerOf(p: { uid?: number; gid?: number }): { uid: number; gid: number } | undefined {
+  return p.uid === undefined && p.gid === undefined ? undefined : { uid: p.uid ?? 0, gid: p.gid ?? 0 };
+}
+
 export async function applyPaths(root: ImageRoot, cfg: ImageConfig): Promise<void> {
   for (const [i, p] of cfg.paths.entries()) {
     const where = `${cfg.file}: paths[${i}] (${p.path})`;
     const rel = p.path.replace(/^\/+/, "");
+    const owner = ownerOf(p);
     switch (p.type) {
       case "directory":
-        root.mkdirp(rel, { mode: p.permissions ?? 0o755, uid: p.uid, gid: p.gid });
-        setMeta(root, rel, p.permissions, p.uid, p.gid, false);
+        root.mkdirp(rel, { mode: p.permissions ?? 0o755, ...owner });
+        setMeta(root, rel, p.permissions, owner, p.recursive);
         break;
       case "empty-file":
-        await root.writeFile(rel, "", { mode: p.permissions ?? 0o644, uid: p.uid, gid: p.gid });
+        await root.writeFile(rel, "", { mode: p.permissions ?? 0o644, uid: owner?.uid ?? 0, gid: owner?.gid ?? 0 });
         break;
       case "symlink": {
         const canon = newLeaf(root, rel, where);
@@ -72,8 +78,8 @@ export async function applyPaths(root: ImageRoot, cfg: ImageConfig): Promise<voi
           path: canon,
           type: "symlink",
           mode: 0o777,
-          uid: p.uid,
-          gid: p.gid,
+          uid: owner?.uid ?? 0,
+          gid: owner?.gid ?? 0,
           linkTarget: p.source!,
         });
         break;
@@ -88,10 +94,16 @@ export async function applyPaths(root: ImageRoot, cfg: ImageConfig): Promise<voi
         const canon = newLeaf(root, rel, where);
         src.linkGroup ??= 1_000_000 + i;
         root.nodes.set(canon, { ...src, path: canon });
+        // One inode: its mode and owner change for every name it has, as chmod/chown on a link do.
+        for (const n of root.nodes.values()) {
+          if (n.linkGroup !== src.linkGroup) continue;
+          if (p.permissions !== undefined) n.mode = p.permissions;
+          if (owner) Object.assign(n, owner);
+        }
         break;
       }
       case "permissions":
-        setMeta(root, rel, p.permissions, p.uid, p.gid, p.recursive, where);
+        setMeta(root, rel, p.permissions, owner, p.recursive, where);
         break;
     }
   }
@@ -101,8 +113,7 @@ function setMeta(
   root: ImageRoot,
   rel: string,
   mode: number | undefined,
-  uid: number,
-  gid: number,
+  owner: { uid: number; gid: number } | undefined,
   recursive: boolean,
   where = rel,
 ): void {
@@ -114,8 +125,10 @@ function setMeta(
     : [n];
   for (const t of targets) {
     if (mode !== undefined && t.type !== "symlink") t.mode = mode;
-    t.uid = uid;
-    t.gid = gid;
+    if (owner) {
+      t.uid = owner.uid;
+      t.gid = owner.gid;
+    }
   }
 }
 

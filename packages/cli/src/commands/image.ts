@@ -43,6 +43,10 @@ const COMMON = {
     "--package <NAME>",
     "install this package too, as if listed in contents.packages (a dependency: NAME,\nNAME=VERSION, NAME>=VERSION …)",
   ),
+  includePaths: list(
+    "--include-paths <DIR>",
+    "look for a config's include: files here too (after the including file's directory\nand the current directory)",
+  ),
   repositoryAppend: opt.repositoryAppend,
   allowUntrusted: opt.allowUntrusted,
   cacheDir: opt.cacheDir,
@@ -70,7 +74,7 @@ const LOCKFILE = {
 
 /** The config, with --arch applied, and the context every image command resolves in. */
 async function setup(configFile: string, v: Values<typeof COMMON> & { maxSize?: number | undefined }, io: Io) {
-  const cfg = await loadImageConfig(configFile);
+  const cfg = await loadImageConfig(configFile, { includePaths: v.includePaths });
   if (v.arch.length) {
     cfg.archs = v.arch.map((a) => {
       const m = ARCH_ALIASES[a];
