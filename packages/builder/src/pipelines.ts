@@ -9,6 +9,7 @@ import { fileURLToPath } from "node:url";
 import { ConfigError, loadYaml } from "@kiln/core";
 import { pipelineFileSchema, type PipelineFile, type Step } from "./recipe-schema.js";
 import { goDecode } from "./scalars.js";
+import { GIT_NATIVE_PIPELINES } from "./steps/git-native.js";
 
 export interface PipelineInput {
   description?: string;
@@ -17,7 +18,7 @@ export interface PipelineInput {
   required: boolean;
 }
 
-export type NativeKind = "fetch" | "deb-unpack";
+export type NativeKind = "fetch" | "deb-unpack" | "git-checkout" | "git-am";
 
 export interface PipelineDefinition {
   /** The name recipes use: `autoconf/make`, `kiln:fetch`. */
@@ -108,6 +109,7 @@ export const NATIVE_PIPELINES: Record<string, PipelineDefinition> = {
     pipeline: [],
     locate: noLocation,
   },
+  ...GIT_NATIVE_PIPELINES,
 };
 
 function listYaml(dir: string): Map<string, string> {

@@ -10,6 +10,7 @@ import { basename, dirname, join, posix } from "node:path";
 import type { NativeKind, PipelineDefinition, PipelineRegistry } from "../pipelines.js";
 import type { Recipe, Step } from "../recipe-schema.js";
 import { resolveWorkdir, WORKSPACE_DIR, type Reference } from "../substitute.js";
+import { gitCheckoutProblems } from "../steps/git-native.js";
 import { compileEnvironment, sortedUnique } from "./environment.js";
 import { closest, Reporter, type Site } from "./report.js";
 import type { CompiledStep, CompiledTest, Path } from "./types.js";
@@ -348,6 +349,10 @@ export class PipelineCompiler extends Reporter {
       if (uri && !/^(https?|ftp|file|mirror):\/\//.test(uri))
         report("uri", `uri must be an http://, https://, ftp://, file:// or mirror:// URL, got ${JSON.stringify(uri)}`);
       checkPath("directory", inputs.directory);
+    }
+    if (kind === "git-checkout") {
+      for (const [k, m] of gitCheckoutProblems(inputs)) report(k, m);
+      checkPath("destination", inputs.destination);
     }
     if (kind === "deb-unpack") {
       checkPath("deb", inputs.deb);

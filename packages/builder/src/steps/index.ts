@@ -9,6 +9,8 @@ import type { Pod } from "../runner.js";
 import type { StepResult } from "../sandbox.js";
 import { debUnpackStep } from "./deb-unpack.js";
 import { fetchStep } from "./fetch.js";
+import { gitAmStep } from "./git-am.js";
+import { gitCheckoutStep } from "./git-checkout.js";
 import { NativeStepError, type FetchedSource, type NativeContext } from "./host.js";
 import { sandboxStep } from "./sandbox.js";
 
@@ -37,7 +39,7 @@ export interface StepKind {
 }
 
 const KINDS: ReadonlyMap<string, StepKind> = new Map(
-  [sandboxStep, fetchStep, debUnpackStep].map((k) => [k.name, k] as const),
+  [sandboxStep, fetchStep, debUnpackStep, gitCheckoutStep, gitAmStep].map((k) => [k.name, k] as const),
 );
 
 /** The names of the step kinds the runner knows. */

@@ -70,7 +70,7 @@ function context(workspace: string, pod?: Pod): StepContext {
 
 describe("step registry", () => {
   it("knows the sandbox, fetch and deb-unpack kinds, by where they run", () => {
-    expect(stepKindNames()).toEqual(["deb-unpack", "fetch", "sandbox"]);
+    expect(stepKindNames()).toEqual(["deb-unpack", "fetch", "git-am", "git-checkout", "sandbox"]);
     expect(stepKindOf(step(), "r.yaml")).toMatchObject({ name: "sandbox", where: "guest" });
     expect(stepKindOf(step({ native: "fetch", runs: "" }), "r.yaml")).toMatchObject({ name: "fetch", where: "host" });
     expect(stepKindOf(step({ native: "deb-unpack", runs: "" }), "r.yaml")).toMatchObject({
@@ -82,11 +82,11 @@ describe("step registry", () => {
   });
 
   it("refuses a step of an unknown kind, naming the recipe, the step and the known kinds", async () => {
-    const odd = step({ name: "checkout", origin: "pipeline[2]", native: "git-checkout" as never });
+    const odd = step({ name: "checkout", origin: "pipeline[2]", native: "svn-checkout" as never });
     expect(() => stepKindOf(odd, "r.yaml")).toThrow(
-      'r.yaml: pipeline[2]: step "checkout" is of unknown kind "git-checkout" (known: deb-unpack, fetch, sandbox)',
+      'r.yaml: pipeline[2]: step "checkout" is of unknown kind "svn-checkout" (known: deb-unpack, fetch, git-am, git-checkout, sandbox)',
     );
-    await expect(runStep(odd, context(tmp))).rejects.toThrow(/step "checkout" is of unknown kind "git-checkout"/);
+    await expect(runStep(odd, context(tmp))).rejects.toThrow(/step "checkout" is of unknown kind "svn-checkout"/);
   });
 
   it("a shell step without a running guest is an error, not a silent skip", async () => {
