@@ -6,15 +6,17 @@
 // writes none for vendor installs), and its test run in a fresh guest.
 // Wolfi's recipes ask for `perl` and `busybox`: the test first builds
 // those two names as metapackages over the stage-0 perl-bootstrap and
-// busybox-links, so the recipe resolves unchanged.
+// busybox-links, so the recipe resolves unchanged. And the guest's own
+// shell (the stage-0 busybox) parses every language pipeline's script.
 
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { createReadStream, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createReadStream, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openPackage } from "@kiln/apk";
+import { compileRecipe, loadPipelines, parseRecipe } from "@kiln/builder";
 import { bootstrapToolchain, type Bootstrap } from "./helpers/bootstrap.js";
 import { kilnAsync } from "./helpers/cli.js";
 import { serveDir, type StaticServer } from "./helpers/http.js";
@@ -214,4 +216,41 @@ describe("perl/make and perl/cleanup in the sandbox", () => {
     // Nothing under the site directories: INSTALLDIRS=vendor.
     expect(pkg.filter((f) => f.startsWith("usr/local/"))).toEqual([]);
   }, 600_000);
+});
+
+describe("the guest's shell", () => {
+  it("busybox sh, as in the build guest, parses every language pipeline's expanded script", () => {
+    // The stage-0 busybox, taken from its package in the bootstrap repository.
+    const dir = join(boot.repo, "x86_64");
+    const apk = readdirSync(dir).find((f) => f.startsWith("busybox-static-"))!;
+    const bb = mkdtempSync(join(work, "busybox-"));
+    execFileSync("tar", ["-xzf", join(dir, apk), "-C", bb, "usr/bin/busybox"], { stdio: "pipe" });
+    const busybox = join(bb, "usr/bin/busybox");
+    const registry = loadPipelines();
+    const names = registry.names().filter((n) => /^(go|cargo|python|ruby|perl|R|pecl|npm|maven|xcover|llvm)\//.test(n));
+    expect(names.length).toBe(28);
+    for (const name of names) {
+      // Every required input set to a word; the rest defaulted.
+      const required = Object.entries(registry.get(name)!.inputs).filter(([, i]) => i.required);
+      const withBlock = required.length ? `\n    with:\n${required.map(([k]) => `      ${k}: x`).join("\n")}` : "";
+      const text = `package: {name: p, version: 1.0.0, epoch: 0}\npipeline:\n  - uses: ${name}${withBlock}\n`;
+      const c = compileRecipe(parseRecipe("recipe.yaml", text), { arch: "x86_64", pipelines: registry });
+      for (const [i, step] of c.pipeline.entries()) {
+        const r = spawnSync(busybox, ["sh", "-n", "-c", `set -e\n${step.runs}`], { encoding: "utf8" });
+        expect(r.status, `${name} step ${i}: ${r.stderr}`).toBe(0);
+      }
+    }
+    // busybox sh also runs python/import's statement loop (heredocs inside command substitution).
+    const stub = join(bb, "python3");
+    const called = join(bb, "called");
+    writeFileSync(stub, `#!/bin/sh\nprintf '%s\\n' "$2" >> ${called}\n`, { mode: 0o755 });
+    const imports = `package: {name: p, version: 1.0.0, epoch: 0}\npipeline:\n  - uses: python/import\n    with:\n      python: ${stub}\n      imports: |\n        import a  # one\n        from b import  c\n`;
+    const c = compileRecipe(parseRecipe("recipe.yaml", imports), { arch: "x86_64", pipelines: registry });
+    const r = spawnSync(busybox, ["sh", "-c", `set -e\n${c.pipeline[0]!.runs}`], {
+      encoding: "utf8",
+      env: { PATH: "/usr/bin:/bin" },
+    });
+    expect(r.status, r.stderr).toBe(0);
+    expect(readFileSync(called, "utf8")).toBe("import a\nfrom b import c\n");
+  });
 });
