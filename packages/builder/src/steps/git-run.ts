@@ -171,7 +171,8 @@ export interface GitOptions {
   allowFail?: boolean;
 }
 
-const OUTPUT_LIMIT = 4 << 20;
+// ls-tree of a large repository (150,000 files) is about 15 MB.
+const OUTPUT_LIMIT = 64 << 20;
 
 /** Run `git ARGS`; a failure (unless allowed), the time budget or the size budget is a NativeStepError. */
 export function runGit(args: readonly string[], o: GitOptions, what: string): Promise<GitRun> {
