@@ -53,6 +53,8 @@ function makeRepos(): void {
   git(w, "init", "-q");
   writeFileSync(join(w, "hello.txt"), "hello 1\n");
   writeFileSync(join(w, "docs/readme.txt"), "the docs\n");
+  mkdirSync(join(w, "extra"));
+  writeFileSync(join(w, "extra/other.txt"), "not wanted in a sparse checkout\n");
   writeFileSync(join(w, ".gitmodules"), '[submodule "sub"]\n\tpath = sub\n\turl = ../sub.git\n');
   git(w, "add", ".");
   git(w, "update-index", "--add", "--cacheinfo", `160000,${c.SUB},sub`);
@@ -71,6 +73,7 @@ function makeRepos(): void {
   git(w, "commit", "-q", "-am", "two");
   c.C2 = git(w, "rev-parse", "HEAD");
   git(root, "clone", "-q", "--bare", w, join(srv, "proj.git"));
+  git(join(srv, "proj.git"), "config", "uploadpack.allowFilter", "true");
 
   // A repository whose `docs` is a symlink to a directory outside everything.
   const e = join(root, "w-evil");
@@ -245,6 +248,26 @@ describe("git-checkout: a real build from real servers", () => {
     const r = await build(f);
     expect(r.status, r.stderr.slice(-3000)).toBe(0);
     expect(readFileSync(join(unpack(r, "gsub"), "usr/src/proj/sub/lib.txt"), "utf8")).toBe("from the submodule\n");
+  });
+
+  it("sparse-paths checks out only those directories (and the top level, as cone mode does)", async () => {
+    const f = recipe(
+      "gsparse",
+      checkout(
+        `repository: ${http.url}/proj.git`,
+        "tag: v1.0",
+        `expected-commit: ${c.C1}`,
+        "sparse-paths: |",
+        "  docs",
+        `destination: ${SRC}`,
+      ),
+    );
+    const r = await build(f);
+    expect(r.status, r.stderr.slice(-3000)).toBe(0);
+    const dir = join(unpack(r, "gsparse"), "usr/src/proj");
+    expect(readFileSync(join(dir, "docs/readme.txt"), "utf8")).toBe("the docs\n");
+    expect(readFileSync(join(dir, "hello.txt"), "utf8")).toBe("hello 1\n");
+    expect(existsSync(join(dir, "extra"))).toBe(false);
   });
 
   it("cherry-picks from a branch: applied with kiln's identity at SOURCE_DATE_EPOCH, the same commit on every build", async () => {
