@@ -1,5 +1,5 @@
-// What the steps kiln performs itself on the host (fetch, deb-unpack, and
-// later git-checkout and the like) share: their context, the error they
+// What the steps kiln performs itself on the host (fetch, deb-unpack,
+// git-checkout, git-am) share: their context, the error they
 // raise, and the rule that every path they touch is inside the workspace.
 // The recipe and the workspace (which the guest's steps write) are hostile.
 

@@ -1,8 +1,9 @@
 // The step runner's registry: every compiled step is of one kind — a shell
 // step run in the guest (`sandbox`) or a step kiln performs on the host
-// (`fetch`, `deb-unpack`). Each kind is one module here behind the StepKind
-// interface; a new kind (git-checkout, a language pipeline's native helper)
-// is a new module, an entry in KINDS and a NativeKind in pipelines.ts.
+// (`fetch`, `deb-unpack`, `git-checkout`, `git-am`). Each kind is one module
+// here behind the StepKind interface; a new kind (a language pipeline's
+// native helper) is a new module, an entry in KINDS and a NativeKind in
+// pipelines.ts.
 
 import type { CompiledStep } from "../compile.js";
 import type { Pod } from "../runner.js";
