@@ -242,3 +242,41 @@ describe("the source directory and keyring entries", () => {
     await expect(keyringKeys(["../outside/secret.txt"], src)).rejects.toBeInstanceOf(KilnError);
   });
 });
+
+describe("fetch's retry-limit", () => {
+  it("is the number of attempts in all (melange's wget --tries), bounded and checked", async () => {
+    const { createServer } = await import("node:http");
+    let requests = 0;
+    const server = createServer((_req, res) => {
+      requests++;
+      res.writeHead(503).end();
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const port = (server.address() as { port: number }).port;
+    const ctx = { file: "r.yaml", workspace: workspace(), fileRoots: [], cacheDir: join(work, "cache-retry"), log };
+    const fetch = (limit: string) =>
+      runNativeStep(
+        step("fetch", {
+          uri: `http://127.0.0.1:${port}/src.tar.gz`,
+          "expected-sha256": sha256("never served\n"),
+          "retry-limit": limit,
+        }),
+        ctx,
+      );
+    try {
+      await expect(fetch("2")).rejects.toThrow(/failed after 2 attempts: HTTP 503/);
+      expect(requests).toBe(2);
+      requests = 0;
+      await expect(fetch("1")).rejects.toThrow(/failed after 1 attempts: HTTP 503/);
+      expect(requests).toBe(1);
+      requests = 0;
+      for (const bad of ["0", "21", "three"])
+        await expect(fetch(bad), bad).rejects.toThrow(
+          `r.yaml: pipeline[0]: retry-limit must be a whole number from 1 to 20, got "${bad}"`,
+        );
+      expect(requests).toBe(0);
+    } finally {
+      await new Promise((r) => server.close(r));
+    }
+  });
+});

@@ -26,6 +26,7 @@ export const fetchStep = hostStep("fetch", async (w, wdRel, where, ctx) => {
   const cached = await fetchSource(spec, {
     cacheDir: ctx.cacheDir,
     ...(ctx.mirrors ?? {}),
+    retries: attempts(w["retry-limit"], where) - 1,
     fileRoots: ctx.fileRoots,
     onProgress: (e) => e.kind !== "data" && ctx.log.write(`# fetch ${e.kind} ${e.uri}\n`),
   });
@@ -40,6 +41,19 @@ export const fetchStep = hostStep("fetch", async (w, wdRel, where, ctx) => {
     },
   };
 });
+
+/** Most attempts `retry-limit` may ask for: each waits for a stalled server, so the sum is bounded. */
+const MAX_ATTEMPTS = 20;
+
+/** `retry-limit` (how many attempts in all, as melange's wget --tries) as a number; 5 when unset. */
+function attempts(v: string | undefined, where: string): number {
+  if (v === undefined || v === "") return 5;
+  if (!/^\d+$/.test(v) || Number(v) < 1 || Number(v) > MAX_ATTEMPTS)
+    throw new NativeStepError(
+      `${where}: retry-limit must be a whole number from 1 to ${MAX_ATTEMPTS}, got ${JSON.stringify(v)}`,
+    );
+  return Number(v);
+}
 
 /** `extract: false`: the file itself, named after the URL, in `dest`. */
 async function copyFetched(cached: string, dest: string, uri: string, where: string): Promise<void> {
