@@ -102,6 +102,7 @@ beforeAll(async () => {
       ],
       info: { provides: ["custom-ca-certificates"] },
     },
+    { name: "s6", entries: [{ path: "bin/s6-svscan", type: "file", mode: 0o755, content: "#!/bin/sh\n" }] },
     {
       name: "app",
       entries: [
@@ -266,6 +267,33 @@ describe("an image from apko-shaped configs", () => {
     const r = kiln(["image", "build", join(work, "one/image.yaml"), again, "--json"]);
     expect(r.status, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout).digest).toBe(digest);
+  });
+});
+
+describe("a service bundle", () => {
+  it("s6 is installed, the entrypoint is s6-svscan /sv, and each service is an execline run script", () => {
+    const f = write(
+      "bundle.yaml",
+      `contents: {repositories: [${repo}], keyring: [${key.publicPath}], packages: [baselayout, app]}
+entrypoint:
+  type: service-bundle
+  services:
+    app: /usr/bin/app --serve
+    tick: sleep 60
+archs: [x86_64]
+`,
+    );
+    const out = join(work, "bundle-oci");
+    const r = kiln(["image", "build", f, out]);
+    expect(r.status, r.stderr).toBe(0);
+    const { config, layer } = readImage(out);
+    expect(config.config.Entrypoint).toEqual(["/bin/s6-svscan", "/sv"]);
+    expect(layer.file("etc/apk/world")).toBe("app\nbaselayout\ns6\n");
+    expect(layer.entries.get("bin/s6-svscan")).toBeUndefined(); // bin is baselayout's link to usr/bin
+    expect(layer.entries.get("usr/bin/s6-svscan")?.perms).toBe("-rwxr-xr-x");
+    expect(layer.file("sv/app/run")).toBe("#!/bin/execlineb\n/usr/bin/app --serve\n");
+    expect(layer.file("sv/tick/run")).toBe("#!/bin/execlineb\nsleep 60\n");
+    expect(layer.entries.get("sv/app/run")).toMatchObject({ perms: "-rwxr-xr-x", owner: "0/0" });
   });
 });
 

@@ -22,7 +22,7 @@ import {
   type Resolution,
 } from "@kiln/repo";
 import { OCI_PLATFORM, type ImageConfig } from "./config.js";
-import { applyAccounts, applyOsRelease, applyPaths } from "./mutate.js";
+import { applyAccounts, applyOsRelease, applyPaths, applyServices } from "./mutate.js";
 import { applyCertificates, applyRuntimeKeyring, writeBundleChecksums } from "./trust.js";
 import { writeOciImage, type ArchImage, type OciOutputFormat, type OciWriteResult } from "./oci/index.js";
 import { ImageRoot } from "./root.js";
@@ -327,6 +327,7 @@ export async function buildImage(cfg: ImageConfig, ctx: ImageContext, opts: Buil
       await root.writeApkState({ world: cfg.packages, repositories: runtimeRepos, arch, keys });
       if (cfg.runtimeKeyring)
         await applyRuntimeKeyring(root, cfg.runtimeKeyring, `${cfg.file}: contents.runtime_keyring`);
+      await applyServices(root, cfg);
       users.set(arch, await runAsUid(root, cfg));
       contentBytes += root.contentSize;
       roots.push({ arch, root, pkgs: resolution.packages });

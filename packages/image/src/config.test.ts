@@ -211,8 +211,25 @@ describe("entrypoint and cmd", () => {
     expect(cfg.entrypoint).toEqual(["/bin/sh", "-c", 'exec app "$@"']);
   });
 
-  it("an entrypoint with only a type (apko's service-bundle) sets no entrypoint", () => {
-    expect(parse("entrypoint: {type: service-bundle, services: {app: /usr/bin/app}}\n").entrypoint).toBeUndefined();
+  it("a service bundle runs s6-svscan on /sv whatever the command, and adds s6 to the packages (as apko)", () => {
+    const cfg = parse(
+      "contents: {packages: [busybox]}\nentrypoint: {type: service-bundle, command: /ignored, services: {app: /usr/bin/app -v, db: 5432}}\n",
+    );
+    expect(cfg.entrypoint).toEqual(["/bin/s6-svscan", "/sv"]);
+    expect(cfg.packages).toEqual(["busybox", "s6"]);
+    expect(cfg.services).toEqual({ app: "/usr/bin/app -v", db: "5432" });
+    expect(parse("contents: {packages: [s6]}\nentrypoint: {type: service-bundle}\n").packages).toEqual(["s6"]);
+  });
+
+  it("services without the bundle type are still written (apko writes the tree for any); a name that is a path is refused", () => {
+    expect(parse("entrypoint: {command: /bin/app, services: {x: /bin/x}}\n")).toMatchObject({
+      entrypoint: ["/bin/app"],
+      services: { x: "/bin/x" },
+    });
+    expect(problems(`entrypoint: {services: {"../etc": x, ok: y, ".hidden": z}}\n`)).toEqual([
+      `1:35 entrypoint.services.../etc: service name "../etc" must be a plain file name`,
+      `1:56 entrypoint.services..hidden: service name ".hidden" must be a plain file name`,
+    ]);
   });
 
   it("an unterminated quote is an error at the key", () => {

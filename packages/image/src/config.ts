@@ -207,6 +207,8 @@ export interface ImageConfig {
   format?: "tar" | "erofs";
   /** contents.baseimage, when given (refused at build). */
   baseImage?: { image: string; apkindex?: string };
+  /** entrypoint.services: name → command, written as s6 run scripts /sv/NAME/run. */
+  services?: Record<string, string>;
   /** The files merged in by include, outermost first (loadImageConfig). */
   includes?: string[];
   test?: { command: string[]; expect?: string; expectExit: number; withBusybox: boolean };
@@ -343,7 +345,9 @@ function parseCommands(v: ImageConfigInput, at: At): { entrypoint?: string[]; cm
   let entrypoint: string[] | undefined;
   let cmd: string[] | undefined;
   try {
-    if (v.entrypoint?.["shell-fragment"]) entrypoint = ["/bin/sh", "-c", v.entrypoint["shell-fragment"]];
+    // apko's service bundle: s6 supervises the services from /sv, whatever command was given.
+    if (v.entrypoint?.type === "service-bundle") entrypoint = ["/bin/s6-svscan", "/sv"];
+    else if (v.entrypoint?.["shell-fragment"]) entrypoint = ["/bin/sh", "-c", v.entrypoint["shell-fragment"]];
     else if (v.entrypoint?.command) entrypoint = shellWords(v.entrypoint.command);
   } catch (e) {
     at(["entrypoint", "command"], (e as Error).message);
@@ -354,6 +358,16 @@ function parseCommands(v: ImageConfigInput, at: At): { entrypoint?: string[]; cm
     at(["cmd"], (e as Error).message);
   }
   return { ...(entrypoint ? { entrypoint } : {}), ...(cmd ? { cmd } : {}) };
+}
+
+/** entrypoint.services: each name becomes the directory /sv/NAME, so it must be one plain path segment. */
+function parseServices(v: ImageConfigInput, at: At): Record<string, string> | undefined {
+  const services = v.entrypoint?.services;
+  if (!services) return undefined;
+  for (const name of Object.keys(services))
+    if (!/^[A-Za-z0-9_][A-Za-z0-9_.@+-]*$/.test(name))
+      at(["entrypoint", "services", name], `service name ${JSON.stringify(name)} must be a plain file name`);
+  return { ...services };
 }
 
 /** The optional settings of a valid config, set on CFG only when given. */
@@ -491,8 +505,10 @@ export function imageConfigFrom(file: string, v: ImageConfigInput, src: ConfigSo
       message,
     });
 
-  const packages = v.contents?.packages ?? [];
+  const packages = [...(v.contents?.packages ?? [])];
+  if (v.entrypoint?.type === "service-bundle" && !packages.includes("s6")) packages.push("s6");
   checkPackages(packages, at);
+  const services = parseServices(v, at);
   const archs = parseArchs(v, at);
   const { users, groups, runAs } = parseAccounts(v, at);
   const paths = parsePaths(v, src, at);
@@ -527,6 +543,7 @@ export function imageConfigFrom(file: string, v: ImageConfigInput, src: ConfigSo
   if (cmd) cfg.cmd = cmd;
   applyOptional(cfg, v, runAs);
   Object.assign(cfg, trust);
+  if (services) cfg.services = services;
   if (v.format) cfg.format = v.format;
   if (v.contents?.baseimage) cfg.baseImage = { ...v.contents.baseimage };
   return cfg;

@@ -47,7 +47,7 @@ export {
   formatSize,
   rootCapFromEnv,
 } from "./budget.js";
-export { applyAccounts, applyPaths, applyOsRelease } from "./mutate.js";
+export { applyAccounts, applyPaths, applyOsRelease, applyServices } from "./mutate.js";
 export { materializeRoot, removeTree } from "./materialize.js";
 export { imageSbom, type SbomOptions } from "./sbom.js";
 export {

@@ -146,3 +146,12 @@ export async function applyOsRelease(root: ImageRoot, cfg: ImageConfig): Promise
   );
   await root.writeFile("etc/os-release", lines.join("\n") + "\n");
 }
+
+/** apko's supervision tree: each entrypoint.services entry as an execline run script /sv/NAME/run for s6. */
+export async function applyServices(root: ImageRoot, cfg: ImageConfig): Promise<void> {
+  for (const [name, command] of Object.entries(cfg.services ?? {}).sort(([a], [b]) => (a < b ? -1 : 1))) {
+    const dir = newLeaf(root, `sv/${name}`, `${cfg.file}: entrypoint.services.${name}`);
+    root.mkdirp(dir, { mode: 0o755 });
+    await root.writeFile(`${dir}/run`, `#!/bin/execlineb\n${command}\n`, { mode: 0o755, uid: 0, gid: 0 });
+  }
+}
