@@ -135,6 +135,8 @@ async function cloneVerified(c: Checkout, clone: string, o: GitOptions, where: s
     "clone",
     "--quiet",
     "--no-checkout",
+    // A file:// repository (opted in) is read through upload-pack like a remote, never hard-linked.
+    "--no-local",
     "--origin=origin",
     ...(c.ref ? [`--branch=${c.ref}`] : []),
     ...depthArgs,
