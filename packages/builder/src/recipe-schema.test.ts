@@ -1,8 +1,9 @@
-import { readFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { ConfigError, formatProblem } from "@kiln/core";
-import { compileRecipe, parseRecipe } from "./compile.js";
+import { checkRecipe, compileRecipe, parseRecipe } from "./compile.js";
 import { runAsIds } from "./compile/environment.js";
 import { parsePipelineFile } from "./pipelines.js";
 import { recipeJsonSchema, recipeJsonSchemaText, recipeSchema } from "./recipe-schema.js";
@@ -327,5 +328,81 @@ subpackages:
     });
     expect(runAsIds({ "run-as": "4242" })).toEqual({ uid: 4242, gid: 4242 });
     expect(runAsIds({ "run-as": "nobody-here" })).toBeUndefined();
+  });
+});
+
+describe("if: as melange reads it", () => {
+  it("range, vars and package references in a recipe's if: are replaced as written, before evaluation", () => {
+    const loaded = parseRecipe(
+      "r.yaml",
+      `package:
+  name: blas
+  version: 1.0
+  description: blas
+  copyright:
+    - license: MIT
+vars:
+  flavour: full
+data:
+  - name: variants
+    items:
+      "": plain
+      "64": ilp64
+subpackages:
+  - range: variants
+    name: libblas\${{range.key}}
+    description: library
+    pipeline:
+      - if: '"\${{range.key}}" == ""'
+        runs: echo standard
+      - if: '"\${{vars.flavour}}" == "full" && \${{build.arch}} == "x86_64"'
+        runs: echo full
+`,
+    );
+    const c = compileRecipe(loaded, { arch: "x86_64" });
+    const runs = Object.fromEntries(c.subpackages.map((s) => [s.name, s.pipeline.map((p) => p.runs.trim())]));
+    expect(runs).toEqual({ libblas: ["echo standard", "echo full"], libblas64: ["echo full"] });
+  });
+});
+
+describe("free text keeps what melange keeps", () => {
+  it("an unresolvable reference in a description or a step name stays as written (a warning for descriptions)", () => {
+    const dir = mkdtempSync(join(tmpdir(), "kiln-schema-"));
+    try {
+      mkdirSync(join(dir, "py"));
+      writeFileSync(
+        join(dir, "py", "collect.yaml"),
+        'name: collect\ninputs:\n  dest:\n    default: out\npipeline:\n  - name: "collect ${{inputs.python}}"\n    runs: cp -r wheels ${{inputs.dest}}\n',
+      );
+      const loaded = parseRecipe(
+        "r.yaml",
+        `package:
+  name: blas
+  version: 1.0
+  description: BLAS\${{range.key == "64" && " (ILP64)" || ""}}
+  copyright:
+    - license: MIT
+subpackages:
+  - name: blas-wheels
+    description: \${{package.name} wheels
+    dependencies:
+      provider-priority: ""
+    pipeline:
+      - uses: py/collect
+`,
+      );
+      const { problems, warnings } = checkRecipe(loaded, { arch: "x86_64", pipelineDirs: [dir] });
+      expect(problems.map(formatProblem)).toEqual([]);
+      expect(warnings.map(formatProblem)).toEqual([
+        'r.yaml:4:16: package.description: malformed variable reference "${{range.key == \\"64\\"" (expected ${{ name }}): left as written, as melange does',
+        'r.yaml:9:18: subpackages[0].description: malformed variable reference "${{package.name} whe" (expected ${{ name }}): left as written, as melange does',
+      ]);
+      const c = compileRecipe(loaded, { arch: "x86_64", pipelineDirs: [dir] });
+      expect(c.package.description).toBe('BLAS${{range.key == "64" && " (ILP64)" || ""}}');
+      expect(c.subpackages[0]!.pipeline[0]!.name).toBe("collect ${{inputs.python}}");
+      expect(c.subpackages[0]!.dependencies.providerPriority).toBeUndefined();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -124,6 +124,7 @@ export function compileDependencies(
     const raw = d?.[key];
     if (raw === undefined) return undefined;
     const s = c.subAt([...path, key], String(raw), vars);
+    if (s === "") return undefined; // melange: an empty priority is none
     if (!/^-?\d+$/.test(s) && !s.includes("${{")) {
       c.problem([...path, key], `expected an integer, got ${JSON.stringify(s)}`);
       return undefined;
@@ -179,7 +180,7 @@ export function compilePackage(
     version,
     epoch,
     fullVersion: `${version}-r${epoch}`,
-    description: pkg.description !== undefined ? c.subAt(["package", "description"], pkg.description, vars) : "",
+    description: pkg.description !== undefined ? c.subText(["package", "description"], pkg.description, vars) : "",
     license: licenseExpression(pkg.copyright),
     copyright: pkg.copyright ?? [],
     dependencies: compileDependencies(c, pkg.dependencies, ["package", "dependencies"], vars),

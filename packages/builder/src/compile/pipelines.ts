@@ -83,7 +83,8 @@ export class PipelineCompiler extends Reporter {
       );
       active &&= ok;
     }
-    const ownName = s.name !== undefined ? subRel(["name"], s.name) : undefined;
+    // A step name is a label: melange does not substitute it, so an unresolved reference stays as written.
+    const ownName = s.name !== undefined ? this.sub(s.name, vars, () => undefined) : undefined;
     const name = ownName ?? inh.name ?? s.uses ?? site.trail;
     const workdir =
       s["working-directory"] !== undefined ? subRel(["working-directory"], s["working-directory"]) : inh.workdir;

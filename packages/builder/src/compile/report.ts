@@ -49,6 +49,10 @@ export function closest(name: string, candidates: Iterable<string>): string | un
 /** What all of a recipe's substitutions together may produce. */
 const MAX_SUBSTITUTED_TOTAL = 64 << 20;
 
+/** The references melange replaces as written when it reads a recipe (its "config map"), exactly spelled. */
+const RAW_REF =
+  /\$\{\{(package\.(?:name|version|description|epoch|full-version)|vars\.[^{}\s]+|range\.(?:key|value))\}\}/g;
+
 /** In file order (stable for problems at the same place); problems without a position first. */
 export function sortProblems(ps: Problem[]): Problem[] {
   return ps.sort((a, b) =>
@@ -177,6 +181,14 @@ export class Reporter {
     return c ? ` (did you mean \${{${c}}}?)` : "";
   }
 
+  /**
+   * Substitute free text (a description) at `path`: melange leaves a reference
+   * it cannot resolve as written there, so kiln does too, with a warning.
+   */
+  subText(path: Path, text: string, vars: ReadonlyMap<string, string>): string {
+    return this.sub(text, vars, (m) => this.warn(path, `${m}: left as written, as melange does`));
+  }
+
   /** Substitute a recipe scalar at `path`. */
   subAt(path: Path, text: string, vars: ReadonlyMap<string, string>, quote = false): string {
     return this.sub(text, vars, (m, ref) => this.problem(path, m, ref, text), quote);
@@ -190,7 +202,11 @@ export class Reporter {
       if (site) this.stepProblem(site, rel ?? [], m, ref, expr);
       else this.problem(path, m, ref, expr);
     };
-    const text = this.sub(expr, vars, report, true);
+    // melange replaces these exact references in the recipe's text as written
+    // (unquoted) when it reads the recipe, before any if: is evaluated; the
+    // rest are substituted quoted. Pipeline files are not read that way.
+    const raw = site ? expr : expr.replace(RAW_REF, (ref: string, name: string) => vars.get(name) ?? ref);
+    const text = this.sub(raw, vars, report, true);
     if (bad) return true;
     try {
       return evaluateCondition(text);

@@ -100,7 +100,7 @@ export function compileSubpackages(
     const sub: CompiledSubpackage = {
       name: inst.name,
       description:
-        inst.sp.description !== undefined ? c.subAt([...base, "description"], inst.sp.description, spVars) : "",
+        inst.sp.description !== undefined ? c.subText([...base, "description"], inst.sp.description, spVars) : "",
       dependencies: compileDependencies(c, inst.sp.dependencies, [...base, "dependencies"], spVars),
       options: packageOptions(inst.sp.options),
       scriptlets: compileScriptlets(c, inst.sp.scriptlets, [...base, "scriptlets"], spVars),
