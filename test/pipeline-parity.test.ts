@@ -2,13 +2,16 @@
 // proven on a real build in the sandbox with the stage-0 toolchain: strip in
 // a subpackage strips that subpackage's files (and keeps their symbols with
 // its default -g), split/debug takes ET_DYN files and leaves ET_EXEC ones,
-// split/manpages gathers every man directory melange gathers.
+// split/manpages gathers every man directory melange gathers. And the
+// guest's shell (the stage-0 busybox) parses every one of these pipelines and
+// runs patch's, fuzz and a list over several lines included.
 
 import { execFileSync, spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
+import { compileRecipe, loadPipelines, parseRecipe } from "@kiln/builder";
 import { bootstrapToolchain, type Bootstrap } from "./helpers/bootstrap.js";
 import { kilnAsync } from "./helpers/cli.js";
 
@@ -148,4 +151,78 @@ describe("strip, split/debug and split/manpages in a real build", () => {
     execFileSync(join(main, "usr/bin/pie"));
     execFileSync(tool);
   }, 600_000);
+});
+
+describe("the guest's shell and the parity pipelines", () => {
+  const PARITY = /^(strip|patch|fetch|autoconf|cmake|meson|split)(\/|$)/;
+
+  function busybox(): string {
+    const dir = join(boot.repo, "x86_64");
+    const apk = readdirSync(dir).find((f) => f.startsWith("busybox-static-"))!;
+    const bb = mkdtempSync(join(work, "busybox-"));
+    execFileSync("tar", ["-xzf", join(dir, apk), "-C", bb, "usr/bin/busybox"], { stdio: "pipe" });
+    return join(bb, "usr/bin/busybox");
+  }
+
+  it("busybox sh parses every expanded script, and runs patch with fuzz over a list of several lines", () => {
+    const bb = busybox();
+    const registry = loadPipelines();
+    const names = registry.names().filter((n) => PARITY.test(n));
+    expect(names.length).toBe(21);
+    const uses = (name: string, w: Record<string, string>) => {
+      const lines = Object.entries(w).map(([k, v]) => `      ${k}: ${JSON.stringify(v)}\n`);
+      return `  - uses: ${name}\n${lines.length ? `    with:\n${lines.join("")}` : ""}`;
+    };
+    for (const name of names) {
+      const w: Record<string, string> = {};
+      if (name === "fetch")
+        Object.assign(w, { uri: "https://example.invalid/a.tar.gz", "expected-sha256": "0".repeat(64) });
+      if (name === "patch") w.patches = "a.patch";
+      const where = name.startsWith("split/") ? "subpackages" : "pipeline";
+      const body = uses(name, w);
+      const text =
+        where === "pipeline"
+          ? `package: {name: p, version: 1.0.0, epoch: 0}\npipeline:\n${body}`
+          : `package: {name: p, version: 1.0.0, epoch: 0}\npipeline:\n  - runs: true\nsubpackages:\n  - name: p-x\n    pipeline:\n${body.replace(/^/gm, "    ")}`;
+      const c = compileRecipe(parseRecipe("recipe.yaml", text), { arch: "x86_64", pipelines: registry });
+      const steps = [...c.pipeline, ...c.subpackages.flatMap((sp) => sp.pipeline)].filter((s) => !s.native);
+      if (name !== "fetch") expect(steps.length, name).toBeGreaterThan(0);
+      for (const [i, step] of steps.entries()) {
+        const r = spawnSync(bb, ["sh", "-n", "-c", `set -e\n${step.runs}`], { encoding: "utf8" });
+        expect(r.status, `${name} step ${i}: ${r.stderr}`).toBe(0);
+      }
+    }
+
+    // patch, run by busybox sh with the host's GNU patch: two patches on two lines, the second needing fuzz.
+    const dir = mkdtempSync(join(work, "patch-"));
+    writeFileSync(join(dir, "a.txt"), "a\n");
+    writeFileSync(join(dir, "a.patch"), "--- a/a.txt\n+++ b/a.txt\n@@ -1 +1 @@\n-a\n+A\n");
+    writeFileSync(join(dir, "b.txt"), "1\n2\n3\n4\n5\n6\n7\n");
+    // Its first and last context lines (TWO, SIX) no longer match: fuzz 1 applies it, fuzz 0 does not.
+    writeFileSync(join(dir, "b.patch"), "--- a/b.txt\n+++ b/b.txt\n@@ -2,5 +2,5 @@\n TWO\n 3\n-4\n+FOUR\n 5\n SIX\n");
+    const patchStep = (fuzz?: string) => {
+      const w = `      patches: |\n        a.patch\n        b.patch\n${fuzz ? `      fuzz: ${fuzz}\n` : ""}`;
+      const text = `package: {name: p, version: 1.0.0, epoch: 0}\npipeline:\n  - uses: patch\n    with:\n${w}`;
+      const c = compileRecipe(parseRecipe("recipe.yaml", text), { arch: "x86_64", pipelines: registry });
+      return spawnSync(bb, ["sh", "-c", `set -e\n${c.pipeline[0]!.runs}`], {
+        encoding: "utf8",
+        cwd: dir,
+        env: { PATH: "/usr/bin:/bin" },
+      });
+    };
+    const strict = patchStep("0");
+    expect(strict.status, strict.stderr).not.toBe(0);
+    expect(readFileSync(join(dir, "b.txt"), "utf8")).toBe("1\n2\n3\n4\n5\n6\n7\n");
+    // The first patch applied, the second was rejected (into b.txt.rej): start again.
+    expect(readFileSync(join(dir, "a.txt"), "utf8")).toBe("A\n");
+    rmSync(join(dir, "b.txt.rej"));
+    writeFileSync(join(dir, "a.txt"), "a\n");
+    const fuzzy = patchStep();
+    expect(fuzzy.status, fuzzy.stderr).toBe(0);
+    expect(fuzzy.stdout).toContain("patch: applying a.patch");
+    expect(fuzzy.stdout).toContain("patch: applying b.patch");
+    expect(readFileSync(join(dir, "a.txt"), "utf8")).toBe("A\n");
+    expect(readFileSync(join(dir, "b.txt"), "utf8")).toBe("1\n2\n3\nFOUR\n5\n6\n7\n");
+    expect(readdirSync(dir).sort()).toEqual(["a.patch", "a.txt", "b.patch", "b.txt"]);
+  });
 });
