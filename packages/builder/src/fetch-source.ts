@@ -18,6 +18,8 @@ export * from "./source/errors.js";
 export * from "./source/apt.js";
 export * from "./source/mirrors.js";
 export * from "./source/download.js";
+export { addSource, listSources, verifySources, sourceCache, MAX_SEED_BYTES } from "./source/cache.js";
+export type { AddedSource, CachedSource, SourceCheck, SourceCache } from "./source/cache.js";
 export * from "./source/decompress.js";
 export * from "./source/tar-read.js";
 export * from "./source/extract.js";

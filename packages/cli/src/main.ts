@@ -11,6 +11,7 @@ import { keygen } from "./commands/keygen.js";
 import { mkpkg } from "./commands/mkpkg.js";
 import { publishCmd, repoCmd, withdrawCmd } from "./commands/publish.js";
 import { sign } from "./commands/sign.js";
+import { source } from "./commands/source.js";
 import { verify } from "./commands/verify.js";
 import { version } from "./commands/version.js";
 import { runProgram, type Entry } from "./program.js";
@@ -29,6 +30,7 @@ export const COMMANDS: Entry[] = [
   build,
   testCmd,
   bump,
+  source,
   compile,
   lint,
   packageVersion,

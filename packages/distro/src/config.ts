@@ -7,7 +7,7 @@
 import { existsSync } from "node:fs";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { z } from "zod";
-import { ARCH_ALIASES, ConfigError, hostApkArch, loadYaml, readConfigText, type Problem } from "@kiln/core";
+import { ARCH_ALIASES, ConfigError, hostApkArch, isInside, loadYaml, readConfigText, type Problem } from "@kiln/core";
 import { imageConfigSchema, type ImageConfigInput } from "@kiln/image";
 import { parseRepositoryRef } from "@kiln/repo";
 
@@ -27,6 +27,12 @@ export const distroSchema = z
     recipes: relPath.optional(),
     /** Directory (or directories, earlier first) of the distribution's own named pipelines. */
     pipelines: z.union([relPath, z.array(relPath)]).optional(),
+    /**
+     * Source archives seeded into the content-addressed source cache before the distribution
+     * builds: a directory (its regular files) or file, or a list of them, relative to distro.yaml
+     * and inside its directory. A fetch step pinned by a file's sha256 or sha512 then needs no network.
+     */
+    sources: z.union([relPath, z.array(relPath)]).optional(),
     /** Directory of image configs (apko format plus kiln's test:). Default `images`. */
     images: relPath.optional(),
     /** Output: the signed local repository (OUT/ARCH), OUT/images, logs and reports. Default `out`. */
@@ -97,6 +103,8 @@ export interface Distro {
   architectures: string[];
   recipesDir: string;
   pipelineDirs: string[];
+  /** `sources:`, absolute: directories or files seeded into the source cache before builds. */
+  sources: string[];
   imagesDir: string;
   outDir: string;
   signingKey?: SigningKeyRef;
@@ -164,6 +172,7 @@ export function parseDistro(file: string, text: string): Distro {
   const target = v.publish?.target;
   if (target !== undefined && URL_RE.test(target) && !target.startsWith("s3://"))
     at(["publish", "target"], `publish to s3://BUCKET/PREFIX or a directory, got ${JSON.stringify(target)}`);
+  const sources = sourcePaths(root, v.sources, at);
   if (problems.length) throw new ConfigError(problems);
 
   const publish: PublishSettings = {};
@@ -182,6 +191,7 @@ export function parseDistro(file: string, text: string): Distro {
     architectures,
     recipesDir: resolve(root, v.recipes ?? "recipes"),
     pipelineDirs: pipelines.map((p) => resolve(root, p)),
+    sources,
     imagesDir: resolve(root, v.images ?? "images"),
     outDir: resolve(root, v.out ?? "out"),
     publish,
@@ -192,6 +202,26 @@ export function parseDistro(file: string, text: string): Distro {
   if (signingKey) d.signingKey = signingKey;
   if (v.environment) d.environment = v.environment;
   return d;
+}
+
+/** `sources:` as absolute paths: each relative, inside distro.yaml's directory, existing. */
+function sourcePaths(
+  root: string,
+  v: string | string[] | undefined,
+  at: (path: Array<string | number>, message: string) => void,
+): string[] {
+  const list = v === undefined ? [] : Array.isArray(v) ? v : [v];
+  return list.map((p, i) => {
+    const where = Array.isArray(v) ? ["sources", i] : ["sources"];
+    const abs = resolve(root, p);
+    if (isAbsolute(p) || URL_RE.test(p) || !isInside(root, abs))
+      at(
+        where,
+        `expected a path inside the distribution's directory, relative to distro.yaml, got ${JSON.stringify(p)}`,
+      );
+    else if (!existsSync(abs)) at(where, `no such file or directory ${abs}`);
+    return abs;
+  });
 }
 
 export async function loadDistro(file: string): Promise<Distro> {

@@ -26,6 +26,7 @@ export {
   type LoadRecipesOptions,
 } from "./recipes.js";
 export { loadImages, listImageFiles, imageName, imageConfigFor, type ImageNode } from "./images.js";
+export { seedDistroSources, DistroSourcesError } from "./sources.js";
 export {
   KeyStore,
   KEYS_FILE,

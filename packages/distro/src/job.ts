@@ -16,6 +16,7 @@ import { loadImages } from "./images.js";
 import { KeyStore } from "./keys.js";
 import { planBuild, type BuildPlan } from "./plan.js";
 import { renderRunReport } from "./render.js";
+import { seedDistroSources } from "./sources.js";
 import { localBuilder, runPlan, type Builder, type LocalBuilderOptions, type RunEvent, type RunReport } from "./run.js";
 import { readKeys } from "./state.js";
 
@@ -202,6 +203,13 @@ export async function buildDistro(
   const reports: RunReport[] = [];
   let reportFile: string | undefined;
   if (!o.dryRun && total > 0) {
+    if (distro.sources.length) {
+      const seeded = await seedDistroSources(distro, o.cacheDir);
+      emit({
+        kind: "note",
+        message: `${seeded.length} source file${seeded.length === 1 ? "" : "s"} seeded into the source cache`,
+      });
+    }
     const key = await distroSigningKey(distro, o.signingKey, o.env, emit);
     if (key.generated) emit({ kind: "key-generated", path: key.privatePath });
     const upstreamKeys = await readKeys(distro.upstream.keyring);

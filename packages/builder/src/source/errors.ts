@@ -11,7 +11,8 @@ export type SourceErrorCode =
   | "BAD_URI"
   | "UNSAFE_PATH" // an archive entry that would land outside the destination
   | "BAD_ARCHIVE" // malformed or unsupported archive data
-  | "MISSING_TOOL"; // a host decompressor is not installed
+  | "MISSING_TOOL" // a host decompressor is not installed
+  | "SEED"; // a file that cannot be placed in the source cache (not a regular file, too large)
 
 export class SourceError extends KilnError {
   override readonly name = "SourceError";
