@@ -459,6 +459,34 @@ describe("git-checkout: hostile recipes and repositories", () => {
     expect(existsSync(join(root, "pwned2"))).toBe(false);
   });
 
+  it("the size budget (KILN_GIT_MAX_BYTES): a tree larger than allowed is refused before it is written", async () => {
+    const f = recipe(
+      "gbig",
+      checkout(`repository: ${daemon.url}/proj.git`, "tag: v1.0", `expected-commit: ${c.C1}`, `destination: ${SRC}`),
+    );
+    const r = await build(f, { env: { KILN_GIT_MAX_BYTES: "20" } });
+    failsClearly(r, f, /holds \d+ bytes, over the budget of 20 \(KILN_GIT_MAX_BYTES\)/);
+  });
+
+  it("the user's own git configuration is not read: its hooks and URL rewrites do not apply", async () => {
+    const home = join(root, "home-with-gitconfig");
+    mkdirSync(join(home, "hooks"), { recursive: true });
+    const marker = join(root, "hook-ran");
+    writeFileSync(join(home, "hooks/post-checkout"), `#!/bin/sh\ntouch ${marker}\n`, { mode: 0o755 });
+    writeFileSync(
+      join(home, ".gitconfig"),
+      `[core]\n\thooksPath = ${join(home, "hooks")}\n[url "${daemon.url}/evil.git"]\n\tinsteadOf = ${daemon.url}/proj.git\n`,
+    );
+    const f = recipe(
+      "ghome",
+      checkout(`repository: ${daemon.url}/proj.git`, "tag: v1.0", `expected-commit: ${c.C1}`, `destination: ${SRC}`),
+    );
+    const r = await build(f, { env: { HOME: home, XDG_CONFIG_HOME: join(home, ".config") } });
+    expect(r.status, r.stderr.slice(-3000)).toBe(0);
+    expect(readFileSync(join(unpack(r, "ghome"), "usr/src/proj/hello.txt"), "utf8")).toBe("hello 1\n");
+    expect(existsSync(marker)).toBe(false);
+  });
+
   it("a server that never answers: killed at the time budget (KILN_GIT_TIMEOUT), one clear error", async () => {
     const hang = await hangingServer();
     try {
@@ -486,6 +514,29 @@ describe("git-am", () => {
     const x = join(unpack(r, "gam"), "usr/src/proj");
     expect(readFileSync(join(x, "fix.txt"), "utf8")).toBe("fixed\n");
     expect(readFileSync(join(x, "hello.txt"), "utf8")).toBe("hello 1\n");
+  });
+
+  it("never reads the workspace's .git: a planted config that would run a command is inert", async () => {
+    // The source directory is copied into the workspace: melange-out/gamgit is the package's destdir.
+    const dir = join(recipes, "gamgit");
+    const tree = join(dir, "melange-out/gamgit");
+    // A repository git would use (objects/, refs/, HEAD), whose config runs a command on `git add`.
+    for (const d of [".git/objects", ".git/refs"]) mkdirSync(join(tree, d), { recursive: true });
+    const marker = join(root, "fsmonitor-ran");
+    writeFileSync(join(tree, "hello.txt"), "hello 1\n");
+    writeFileSync(join(tree, ".git/HEAD"), "ref: refs/heads/main\n");
+    // A filter driver named by .gitattributes: `git add` would run it (command-line -c settings cannot list every name).
+    writeFileSync(join(tree, ".git/config"), `[filter "evil"]\n\tclean = "touch ${marker}; cat"\n`);
+    writeFileSync(join(tree, ".gitattributes"), "* filter=evil\n");
+    writeFileSync(join(dir, "0001-fix.patch"), readFileSync(join(root, "0001-fix.patch")));
+    const f = recipe(
+      "gamgit",
+      "  - uses: git-am\n    working-directory: ${{targets.destdir}}\n    with:\n      patches: 0001-fix.patch\n",
+    );
+    const r = await build(f);
+    expect(r.status, r.stderr.slice(-3000)).toBe(0);
+    expect(readFileSync(join(unpack(r, "gamgit"), "fix.txt"), "utf8")).toBe("fixed\n");
+    expect(existsSync(marker)).toBe(false);
   });
 
   it("a patch outside the recipe's source directory is refused, directly or through a symlink", async () => {
