@@ -406,3 +406,46 @@ subpackages:
     }
   });
 });
+
+describe("a recipe step's own inputs", () => {
+  it("are ${{inputs.*}} in the step and its children, from with or their defaults", () => {
+    const loaded = parseRecipe(
+      "r.yaml",
+      `package:
+  name: demo
+  version: 1.0
+  description: demo
+  copyright:
+    - license: MIT
+pipeline:
+  - inputs:
+      jobs:
+        default: 4
+      target:
+        required: true
+    with:
+      target: all
+    pipeline:
+      - runs: make -j\${{inputs.jobs}} \${{inputs.target}}
+`,
+    );
+    const c = compileRecipe(loaded, { arch: "x86_64" });
+    expect(c.pipeline.map((p) => p.runs.trim())).toEqual(["make -j4 all"]);
+    expect(
+      problemsOf(
+        "package:\n  name: a\n  version: 1\npipeline:\n  - inputs:\n      jobs:\n        required: yes\n    runs: x\n",
+      ),
+    ).toEqual([]);
+    const { problems } = checkRecipe(
+      parseRecipe(
+        "r.yaml",
+        "package:\n  name: a\n  version: 1\npipeline:\n  - inputs:\n      jobs:\n        required: yes\n    with:\n      job: 2\n    runs: x\n",
+      ),
+      { arch: "x86_64" },
+    );
+    expect(problems.map(formatProblem)).toEqual([
+      'r.yaml:7:9: pipeline[0].inputs.jobs: missing required input "jobs"',
+      'r.yaml:9:12: pipeline[0].with.job: unknown input "job" (the step\'s inputs: jobs)',
+    ]);
+  });
+});

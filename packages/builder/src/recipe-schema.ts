@@ -132,6 +132,15 @@ export const packageSchema = z
   })
   .strict();
 
+/** One input of a pipeline (a pipeline file's, or a recipe step's own). */
+export const pipelineInputSchema = z
+  .object({
+    description: z.string().optional(),
+    default: scalarSchema.optional(),
+    required: z.boolean().optional(),
+  })
+  .strict();
+
 const stepBase = z
   .object({
     name: z.string().optional(),
@@ -141,6 +150,8 @@ const stepBase = z
     if: z.string().optional(),
     "working-directory": z.string().optional(),
     environment: scalarMap().optional(),
+    // A step's own inputs: their defaults are ${{inputs.NAME}} in it and its children (melange's validateWith).
+    inputs: z.record(z.string(), pipelineInputSchema).optional(),
     needs: z.object({ packages: strings().optional() }).strict().optional(),
     label: z.string().optional(),
     assertions: z
@@ -289,13 +300,6 @@ export type Subpackage = z.infer<typeof subpackageSchema>;
 export type RecipeTest = z.infer<typeof testSchema>;
 
 /** A named pipeline file (`uses: NAME` → NAME.yaml in a pipeline directory). */
-export const pipelineInputSchema = z
-  .object({
-    description: z.string().optional(),
-    default: scalarSchema.optional(),
-    required: z.boolean().optional(),
-  })
-  .strict();
 /** A step inside a pipeline file: Wolfi's carry a `description`, which melange's decoder ignores there (and kiln too). */
 type FileStep = Step & { description?: string; pipeline?: FileStep[] };
 const fileStepSchema: z.ZodType<FileStep, z.ZodTypeDef, unknown> = stepBase

@@ -56,7 +56,7 @@ export class PipelineCompiler extends Reporter {
   /** Compile one step (and its children) into `out`; returns whether it is active (its `if:` holds). */
   private step(
     s: Step,
-    vars: ReadonlyMap<string, string>,
+    outer: ReadonlyMap<string, string>,
     site: Site,
     inh: Inherited,
     out: CompiledStep[],
@@ -65,12 +65,11 @@ export class PipelineCompiler extends Reporter {
   ): boolean {
     const report = (rel: Path, value?: string) => (m: string, ref?: Reference) =>
       this.stepProblem(site, rel, m, ref, value);
+    const vars = s.inputs && !s.uses ? this.ownInputs(s, s.inputs, outer, site) : outer;
     const subRel = (rel: Path, text: string, v: ReadonlyMap<string, string> = vars) =>
       this.sub(text, v, report(rel, text));
 
-    if (s.with && !s.uses) this.stepProblem(site, ["with"], "with needs uses (inputs go to a named pipeline)");
-    if (s.uses && s.runs !== undefined)
-      this.stepProblem(site, ["runs"], `a step has uses or runs, not both (uses ${JSON.stringify(s.uses)})`);
+    this.checkShape(s, site);
 
     let active = parentActive;
     if (s.if !== undefined) {
@@ -134,6 +133,47 @@ export class PipelineCompiler extends Reporter {
         `assertion fails: ${required} steps required, ${ran} of ${s.pipeline?.length ?? 0} have a true if:`,
       );
     return active;
+  }
+
+  /** Combinations of keys a step cannot have. */
+  private checkShape(s: Step, site: Site): void {
+    if (s.with && !s.uses && !s.inputs)
+      this.stepProblem(site, ["with"], "with needs uses or the step's own inputs (inputs go to a named pipeline)");
+    if (s.inputs && s.uses)
+      this.warnAtStep(
+        site,
+        ["inputs"],
+        `the step's own inputs are ignored: it uses ${JSON.stringify(s.uses)}, whose file declares the inputs`,
+      );
+    if (s.uses && s.runs !== undefined)
+      this.stepProblem(site, ["runs"], `a step has uses or runs, not both (uses ${JSON.stringify(s.uses)})`);
+  }
+
+  /** A step without uses that declares inputs: its `with` or their defaults are ${{inputs.*}} in it (melange's validateWith). */
+  private ownInputs(
+    s: Step,
+    declared: NonNullable<Step["inputs"]>,
+    vars: ReadonlyMap<string, string>,
+    site: Site,
+  ): Map<string, string> {
+    const scope = new Map(vars);
+    const given = s.with ?? {};
+    for (const k of Object.keys(given))
+      if (!(k in declared))
+        this.stepProblem(
+          site,
+          ["with", k],
+          `unknown input ${JSON.stringify(k)} (the step's inputs: ${Object.keys(declared).join(", ") || "none"})`,
+        );
+    for (const [k, input] of Object.entries(declared)) {
+      const raw = given[k] !== undefined && String(given[k]) !== "" ? String(given[k]) : input.default;
+      const at: Path = given[k] !== undefined ? ["with", k] : ["inputs", k, "default"];
+      const v = raw === undefined ? "" : this.sub(String(raw), vars, (m, ref) => this.stepProblem(site, at, m, ref));
+      if (input.required && v === "")
+        this.stepProblem(site, ["inputs", k], `missing required input ${JSON.stringify(k)}`);
+      scope.set(`inputs.${k}`, v);
+    }
+    return scope;
   }
 
   /** Compile a step's own `pipeline:` children; returns how many are active. */
