@@ -6,7 +6,7 @@
 // The configs are written here in apko's shapes; the certificates are
 // self-signed test CAs made for kiln (test/fixtures/apko-compat).
 
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { createHash, generateKeyPairSync, X509Certificate } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -23,6 +23,9 @@ const MIRROR_KEY = String(
   generateKeyPairSync("rsa", { modulusLength: 2048 }).publicKey.export({ type: "spki", format: "pem" }),
 );
 const BUNDLE_HEAD = "# the distribution's CA bundle\n";
+/** The JDK's keytool makes and checks the Java truststore independently of kiln. */
+const HAVE_KEYTOOL = spawnSync("keytool", ["-help"]).status === 0;
+const fingerprint = (pem: string) => new X509Certificate(pem).fingerprint256.replace(/:/g, "").toLowerCase();
 
 let work: string;
 let key: TestKey;
@@ -80,14 +83,34 @@ function readImage(layout: string) {
     entries,
     file: (path) => execFileSync("tar", ["-xOzf", tarFile, path], { encoding: "utf8" }),
   };
-  return { index, manifest, config, layer };
+  return { index, manifest, config, layer, layerFile: tarFile };
 }
 
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), "kiln-apko-compat-"));
   key = await makeKey(work);
   repo = join(work, "repo");
+  const truststore = join(work, "cacerts");
+  if (HAVE_KEYTOOL) {
+    writeFileSync(join(work, "ca-two.pem"), CA_TWO);
+    execFileSync(
+      "keytool",
+      [
+        ...["-importcert", "-noprompt", "-storetype", "JKS", "-keystore", truststore],
+        ...["-storepass", "changeit", "-alias", "distro-ca", "-file", join(work, "ca-two.pem")],
+      ],
+      { stdio: "pipe" },
+    );
+  }
   await makeRepo(repo, key.key, [
+    ...(HAVE_KEYTOOL
+      ? [
+          {
+            name: "java-cacerts",
+            entries: [{ path: "etc/ssl/certs/java/cacerts", type: "file" as const, content: { file: truststore } }],
+          },
+        ]
+      : []),
     { name: "baselayout", entries: baseLayoutEntries() },
     {
       name: "ca-certificates-bundle",
@@ -147,7 +170,7 @@ archs: [x86_64]
     `${dir}/image.yaml`,
     `include: common/base.yaml
 contents:
-  packages: [app, corp-ca]
+  packages: [app, corp-ca${HAVE_KEYTOOL ? ", java-cacerts" : ""}]
   runtime_repositories: [https://mirror.invalid/os]
   runtime_keyring:
     - name: mirror.rsa.pub
@@ -196,7 +219,7 @@ describe("an image from apko-shaped configs", () => {
 
   it("include: the base's packages, accounts, paths and volumes under the image's own, the image's settings winning", () => {
     const world = image.layer.file("etc/apk/world");
-    expect(world).toBe("app\nbaselayout\nca-certificates-bundle\ncorp-ca\n");
+    expect(world).toBe(`app\nbaselayout\nca-certificates-bundle\ncorp-ca\n${HAVE_KEYTOOL ? "java-cacerts\n" : ""}`);
     expect(image.layer.file("etc/passwd")).toContain("app:x:10000:10000:app:/home/app:/bin/sh");
     expect(image.layer.entries.get("var/lib/app")).toMatchObject({ perms: "drwxr-x---", owner: "10000/10000" });
     expect(image.config.config.Volumes).toEqual({ "/var/lib/app": {}, "/data": {} });
@@ -239,6 +262,36 @@ describe("an image from apko-shaped configs", () => {
     expect(image.layer.file("etc/ssl/certs/.ca-certificates.crt.sha256")).toBe(`${sum}  ca-certificates.crt\n`);
     expect(image.layer.entries.get("etc/ssl/certs/.ca-certificates.crt.sha256")?.perms).toBe("-r--r--r--");
   });
+
+  it.skipIf(!HAVE_KEYTOOL)(
+    "certificates: added to the Java truststore too, which keytool still opens with its password",
+    () => {
+      const dir = mkdtempSync(join(work, "jks-"));
+      execFileSync("tar", ["-xzf", image.layerFile, "-C", dir, "etc/ssl/certs/java/cacerts"]);
+      const store = join(dir, "etc/ssl/certs/java/cacerts");
+      const list = execFileSync(
+        "keytool",
+        ["-list", "-keystore", store, "-storepass", "changeit", "-storetype", "JKS"],
+        {
+          encoding: "utf8",
+        },
+      );
+      const aliases = [...list.matchAll(/^([^,\s]+), .*trustedCertEntry/gm)].map((m) => m[1]);
+      expect(aliases).toEqual([`corp-one-${CA_ONE_SHA256}`, "distro-ca", `pkg-${fingerprint(CA_TWO)}`]);
+      const sum = createHash("sha256").update(readFileSync(store)).digest("hex");
+      expect(image.layer.file("etc/ssl/certs/java/.cacerts.sha256")).toBe(`${sum}  cacerts\n`);
+      // The created time of the new entries is the build's (SOURCE_DATE_EPOCH), so the bytes are reproducible.
+      const verbose = execFileSync(
+        "keytool",
+        ["-list", "-v", "-alias", `corp-one-${CA_ONE_SHA256}`, "-keystore", store, "-storepass", "changeit"],
+        {
+          encoding: "utf8",
+          env: { ...process.env, TZ: "UTC", LC_ALL: "C" },
+        },
+      );
+      expect(verbose).toMatch(/Creation date: Nov 14, 2023/);
+    },
+  );
 
   it("runtime repositories and keyring are in /etc/apk of the image, and were not used to build", () => {
     expect(image.layer.file("etc/apk/repositories")).toBe(`${repo}\nhttps://mirror.invalid/os\n`);

@@ -294,8 +294,12 @@ export async function buildImage(cfg: ImageConfig, ctx: ImageContext, opts: Buil
     const images: ArchImage[] = [];
     const roots: Array<{ arch: string; root: ImageRoot; pkgs: RepoPackage[] }> = [];
     const users = new Map<string, string | undefined>();
-    let newest = 0;
     let contentBytes = 0;
+    // created (and the truststore entries' time) = SOURCE_DATE_EPOCH, else the newest package build date.
+    const newest = resolved
+      .flatMap((r) => r.resolution.packages)
+      .reduce((n, p) => Math.max(n, p.record.buildDate ?? 0), 0);
+    const epoch = ctx.sourceDateEpoch ?? newest;
     for (const { arch, resolution } of resolved) {
       log(`${arch}: ${resolution.packages.length} packages resolved`);
       const root = new ImageRoot(joinUnder(work, { value: `spool-${arch}`, what: "spool directory" }), {
@@ -312,13 +316,12 @@ export async function buildImage(cfg: ImageConfig, ctx: ImageContext, opts: Buil
       for (const [i, p] of resolution.packages.entries()) {
         log(`${arch}: install ${p.record.name}-${p.record.version}`);
         await root.installPackage(files[i]!, p);
-        newest = Math.max(newest, p.record.buildDate ?? 0);
       }
       await root.createBusyboxLinks();
       await applyAccounts(root, cfg);
       await applyPaths(root, cfg);
       await applyOsRelease(root, cfg);
-      if (cfg.certificates) await applyCertificates(root, cfg.certificates, `${cfg.file}: certificates`);
+      if (cfg.certificates) await applyCertificates(root, cfg.certificates, `${cfg.file}: certificates`, epoch);
       await writeBundleChecksums(root);
       // As apko: the image's repositories file lists repositories and runtime_repositories (sorted, once each).
       const runtimeRepos = [...new Set([...cfg.repositories, ...cfg.runtimeRepositories])]
@@ -332,7 +335,6 @@ export async function buildImage(cfg: ImageConfig, ctx: ImageContext, opts: Buil
       contentBytes += root.contentSize;
       roots.push({ arch, root, pkgs: resolution.packages });
     }
-    const epoch = ctx.sourceDateEpoch ?? newest;
     const created = new Date(epoch * 1000).toISOString().replace(/\.\d{3}Z$/, "Z");
     for (const { arch, root, pkgs } of roots) {
       const img = archImage(cfg, arch, root, pkgs, epoch, created);

@@ -9,6 +9,8 @@
 import { createHash, createPublicKey, X509Certificate } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { posix } from "node:path";
+import { readFile } from "node:fs/promises";
+import { JksError, readKeyStore, setTrustedCertificate, writeKeyStore } from "./jks.js";
 import type { ImageRoot } from "./root.js";
 import { InstallError } from "./root.js";
 
@@ -34,6 +36,9 @@ export const CA_BUNDLES = [
   "var/lib/ecs/deps/execute-command/certs/tls-ca-bundle.pem",
   "kaniko/ssl/certs/ca-certificates.crt",
 ];
+
+/** The Java truststores apko adds certificates to and checksums. */
+export const JAVA_TRUSTSTORES = ["etc/ssl/certs/java/cacerts"];
 
 const BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----\r?\n([\s\S]*?)-----END \1-----/g;
 
@@ -118,15 +123,17 @@ export async function applyCertificates(
   root: ImageRoot,
   certs: { additional: TrustCertificate[]; providers: string[] },
   where: string,
+  epoch: number,
 ): Promise<number> {
-  const all: TrustCertificate[] = [];
+  const all: Array<TrustCertificate & { alias: string }> = [];
   for (const c of certs.additional) {
     await root.writeFile(`${LOCAL_CA_DIR}/${c.name}-${c.fingerprint}.crt`, c.pem, { mode: 0o644, uid: 0, gid: 0 });
-    all.push(c);
+    all.push({ ...c, alias: `${c.name}-${c.fingerprint}` });
   }
   for (const path of providedCertificates(root, certs.providers)) {
     try {
-      all.push(parseCertificate(posix.basename(path), (await root.readText(path)) ?? ""));
+      const c = parseCertificate(posix.basename(path), (await root.readText(path)) ?? "");
+      all.push({ ...c, alias: `pkg-${c.fingerprint}` });
     } catch {
       // apko skips a provider's file that is not exactly one certificate.
     }
@@ -142,7 +149,41 @@ export async function applyCertificates(
     const text = (await root.readText(canon)) ?? "";
     await root.writeFile(canon, text + all.map((c) => `${c.pem}\n`).join(""));
   }
+  for (const store of JAVA_TRUSTSTORES) await addToTruststore(root, store, all, where, epoch);
   return all.length;
+}
+
+/** The DER bytes of a canonical one-block PEM. */
+function derOf(pem: string): Buffer {
+  return Buffer.from(pem.replace(/-----[A-Z ]+-----/g, "").replace(/\s+/g, ""), "base64");
+}
+
+/** apko also adds the certificates to the Java truststore (JKS, password changeit) when the image has one. */
+async function addToTruststore(
+  root: ImageRoot,
+  store: string,
+  certs: Array<{ alias: string; pem: string }>,
+  where: string,
+  epoch: number,
+): Promise<void> {
+  const canon = root.resolve(store, true);
+  const node = root.nodes.get(canon);
+  if (!node) return;
+  if (node.type !== "file" || !node.blob)
+    throw new InstallError(`${where}: the Java truststore /${store} is a ${node.type}, not a file`, "CONFLICT");
+  let ks;
+  try {
+    ks = readKeyStore(await readFile(root.blobPath(node.blob.sha1)));
+  } catch (e) {
+    if (e instanceof JksError)
+      throw new InstallError(
+        `${where}: cannot add certificates to the Java truststore /${store}: ${e.message}`,
+        "BAD_PACKAGE",
+      );
+    throw e;
+  }
+  for (const c of certs) setTrustedCertificate(ks, c.alias, derOf(c.pem), epoch);
+  await root.writeFile(canon, writeKeyStore(ks));
 }
 
 /** contents.runtime_keyring into etc/apk/keys, sorted by name; a name a package or the keyring already placed is refused. */
@@ -154,9 +195,6 @@ export async function applyRuntimeKeyring(root: ImageRoot, keys: RuntimeKey[], w
     await root.writeFile(path, k.pem, { mode: 0o644, uid: 0, gid: 0 });
   }
 }
-
-/** The Java truststores apko adds certificates to and checksums. */
-export const JAVA_TRUSTSTORES = ["etc/ssl/certs/java/cacerts"];
 
 /**
  * apko's integrity baseline: beside each CA bundle and Java truststore the
