@@ -172,6 +172,16 @@ test:
     });
   });
 
+  it("vcs-url URL@REVISION gives the source and revision annotations, as apko does", () => {
+    expect(parse("vcs-url: https://git.example/app@0123abcd\n").annotations).toEqual({
+      "org.opencontainers.image.source": "https://git.example/app",
+      "org.opencontainers.image.revision": "0123abcd",
+    });
+    expect(parse("vcs-url: git@git.example:org/app\n").annotations).toEqual({
+      "org.opencontainers.image.source": "git@git.example:org/app",
+    });
+  });
+
   it("vcs-url wins over an annotation of the same name", () => {
     const cfg = parse("annotations: {org.opencontainers.image.source: old}\nvcs-url: https://new.example\n");
     expect(cfg.annotations).toEqual({ "org.opencontainers.image.source": "https://new.example" });

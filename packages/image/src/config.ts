@@ -360,6 +360,23 @@ function parseCommands(v: ImageConfigInput, at: At): { entrypoint?: string[]; cm
   return { ...(entrypoint ? { entrypoint } : {}), ...(cmd ? { cmd } : {}) };
 }
 
+/**
+ * vcs-url as image annotations: apko's URL@REVISION gives source and
+ * revision; a URL without a revision is kept as the source (apko uses it only
+ * in the SBOM then).
+ */
+function vcsAnnotations(vcs: string | undefined): Record<string, string> {
+  if (!vcs) return {};
+  const at = vcs.lastIndexOf("@");
+  // An @ before the host (user@host) is not a revision: the revision follows the path.
+  if (at > vcs.lastIndexOf("/"))
+    return {
+      "org.opencontainers.image.source": vcs.slice(0, at),
+      "org.opencontainers.image.revision": vcs.slice(at + 1),
+    };
+  return { "org.opencontainers.image.source": vcs };
+}
+
 /** entrypoint.services: each name becomes the directory /sv/NAME, so it must be one plain path segment. */
 function parseServices(v: ImageConfigInput, at: At): Record<string, string> | undefined {
   const services = v.entrypoint?.services;
@@ -532,7 +549,7 @@ export function imageConfigFrom(file: string, v: ImageConfigInput, src: ConfigSo
     volumes: v.volumes ?? [],
     annotations: {
       ...(v.annotations ?? {}),
-      ...(v["vcs-url"] ? { "org.opencontainers.image.source": v["vcs-url"] } : {}),
+      ...vcsAnnotations(v["vcs-url"]),
     },
     users,
     groups,
