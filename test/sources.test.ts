@@ -122,6 +122,7 @@ describe("builds from seeded sources", () => {
     expect(before.status).toBe(1);
     expect(before.stderr).toContain(`${closedUrl}/x-1.0.tar.gz`);
     expect(before.stderr).toMatch(/failed after \d+ attempts: network error/);
+    expect(before.stderr).toContain("the source cache has no file with this checksum either (kiln source add FILE");
     expect(existsSync(join(out, "x86_64/x-1.0-r0.apk"))).toBe(false);
 
     const add = await kilnAsync(["source", "add", tarball, "--cache-dir", cache]);
@@ -222,10 +223,15 @@ describe("distro.yaml sources:", () => {
     const cache = join(dir, "cache");
     const r = await kilnAsync(["build", "--all", "--cache-dir", cache], { cwd: dir });
     expect(r.status, r.stdout + r.stderr).toBe(0);
-    expect(r.stderr).toContain("1 source file seeded into the source cache");
+    expect(r.stderr).toContain("1 source file seeded into the source cache (0 there already)");
     expect(await packageFile(join(dir, "out/x86_64/x-1.0-r0.apk"), "usr/share/x/hello.txt")).toBe(
       "hello from the seeded source\n",
     );
+    // The next round finds the file cached and only reads it.
+    writeFileSync(join(dir, "recipes/x.yaml"), recipe("x", `expected-sha256: ${sha256}`) + "      echo again\n");
+    const again = await kilnAsync(["build", "--all", "--cache-dir", cache], { cwd: dir });
+    expect(again.status, again.stdout + again.stderr).toBe(0);
+    expect(again.stderr).toContain("1 source file seeded into the source cache (1 there already)");
   }, 300_000);
 
   it("refuses sources outside the distribution's directory and symlinks in it, naming the entry", async () => {

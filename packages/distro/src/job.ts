@@ -207,7 +207,7 @@ export async function buildDistro(
       const seeded = await seedDistroSources(distro, o.cacheDir);
       emit({
         kind: "note",
-        message: `${seeded.length} source file${seeded.length === 1 ? "" : "s"} seeded into the source cache`,
+        message: `${seeded.length} source file${seeded.length === 1 ? "" : "s"} seeded into the source cache (${seeded.filter((s) => s.existed).length} there already)`,
       });
     }
     const key = await distroSigningKey(distro, o.signingKey, o.env, emit);

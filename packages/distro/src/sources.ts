@@ -36,14 +36,14 @@ async function entryFiles(distro: Distro, entry: string): Promise<string[]> {
   return files;
 }
 
-/** Seed every file of distro.yaml's `sources:` into `<cacheDir>/sources`; returns what was added. */
+/** Seed every file of distro.yaml's `sources:` into `<cacheDir>/sources` (files cached already are only read); returns them. */
 export async function seedDistroSources(distro: Distro, cacheDir: string): Promise<AddedSource[]> {
   const cache = sourceCache(cacheDir);
   const out: AddedSource[] = [];
   for (const entry of distro.sources) {
     for (const f of await entryFiles(distro, entry)) {
       try {
-        out.push(await addSource(cache, f));
+        out.push(await addSource(cache, f, undefined, true));
       } catch (e) {
         throw new DistroSourcesError(`${distro.file}: sources: ${(e as Error).message}`, { cause: e });
       }

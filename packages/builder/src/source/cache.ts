@@ -97,8 +97,15 @@ export interface AddedSource {
  * directory, device or FIFO is refused, and the file is opened with
  * O_NOFOLLOW so it cannot be swapped for a link), at most `maxBytes`; it is
  * copied and hashed under a temporary name and renamed into place whole.
+ * With `keepExisting` (seeding before every build round) a file whose
+ * content is cached already, under both of its names, is only read.
  */
-export async function addSource(cache: SourceCache, file: string, maxBytes = MAX_SEED_BYTES): Promise<AddedSource> {
+export async function addSource(
+  cache: SourceCache,
+  file: string,
+  maxBytes = MAX_SEED_BYTES,
+  keepExisting = false,
+): Promise<AddedSource> {
   const st = await fsp.lstat(file).catch((e: NodeJS.ErrnoException) => {
     throw new SourceError("SEED", `${file}: ${e.code === "ENOENT" ? "no such file" : e.message}`);
   });
@@ -112,6 +119,10 @@ export async function addSource(cache: SourceCache, file: string, maxBytes = MAX
     if (!fst.isFile() || fst.ino !== st.ino || fst.dev !== st.dev)
       throw new SourceError("SEED", `${file}: changed while being opened`);
     if (fst.size > maxBytes) throw tooLarge(file, maxBytes);
+    if (keepExisting) {
+      const known = await alreadyCached(cache, fh, file, maxBytes);
+      if (known) return { file, ...known, existed: true };
+    }
     const got = await copyHashed(fh, tmp, file, maxBytes);
     const path = join(cache.dir, got.sha256);
     const existed = await isFile(path);
@@ -129,16 +140,29 @@ function tooLarge(file: string, maxBytes: number): SourceError {
   return new SourceError("SEED", `${file}: larger than ${maxBytes} bytes (the limit for a seeded source)`);
 }
 
-/** Copy `fh` into a new file `tmp`, hashing it; the budget holds even if the file grows meanwhile. */
+/** The cache entry for the content of `fh`, if it has one under both its sha256 and sha512 names. */
+async function alreadyCached(
+  cache: SourceCache,
+  fh: fsp.FileHandle,
+  file: string,
+  maxBytes: number,
+): Promise<Omit<AddedSource, "file" | "existed"> | undefined> {
+  const got = await copyHashed(fh, undefined, file, maxBytes);
+  const path = join(cache.dir, got.sha256);
+  const alias = await fsp.readFile(join(cache.by512, got.sha512), "utf8").catch(() => "");
+  return alias.trim() === got.sha256 && (await isFile(path)) ? { ...got, path } : undefined;
+}
+
+/** Copy `fh` into a new file `tmp` (or only read it), hashing it; the budget holds even if the file grows meanwhile. */
 async function copyHashed(
   fh: fsp.FileHandle,
-  tmp: string,
+  tmp: string | undefined,
   file: string,
   maxBytes: number,
 ): Promise<{ sha256: string; sha512: string; bytes: number }> {
   const h256 = createHash("sha256");
   const h512 = createHash("sha512");
-  const out = await fsp.open(tmp, FS.O_WRONLY | FS.O_CREAT | FS.O_EXCL, 0o644);
+  const out = tmp === undefined ? undefined : await fsp.open(tmp, FS.O_WRONLY | FS.O_CREAT | FS.O_EXCL, 0o644);
   let bytes = 0;
   try {
     const buf = Buffer.alloc(1 << 20);
@@ -150,11 +174,11 @@ async function copyHashed(
       const chunk = buf.subarray(0, bytesRead);
       h256.update(chunk);
       h512.update(chunk);
-      await out.write(chunk);
+      await out?.write(chunk);
     }
-    await out.sync();
+    await out?.sync();
   } finally {
-    await out.close();
+    await out?.close();
   }
   return { sha256: h256.digest("hex"), sha512: h512.digest("hex"), bytes };
 }
