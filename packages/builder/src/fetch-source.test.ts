@@ -2,7 +2,7 @@
 // mirror resolution from apt configuration files, and archive extraction of
 // tarballs made by the host's tar in every compression, plus hostile ones.
 
-import { execFileSync } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import {
   createReadStream,
@@ -252,26 +252,6 @@ describe("fetchSource", () => {
     await expect(
       fetchSource({ uri: pathToFileURL(f).href, expectedSha256: sha256("local source\n") }, { cacheDir: cache() }),
     ).rejects.toThrow(/no directory was given/);
-  });
-
-  it("ftp:// sources come from the cache only; without it, one error says where to put the file", async () => {
-    const body = "an ftp-only source\n";
-    const uri = "ftp://ftp.example.invalid/pub/p-1.0.tar.gz";
-    const cacheDir = cache();
-    const err = await fetchSource({ uri, expectedSha256: sha256(body) }, { cacheDir, ...fast }).catch((e) => e);
-    expect(err).toMatchObject({ code: "BAD_URI" });
-    expect((err as Error).message).toBe(
-      `${uri}: kiln does not download over FTP; put the file in the source cache (kiln source add FILE) ` +
-        "and its pinned checksum finds it there",
-    );
-    // The same file, seeded into the cache by another route (here: a file:// fetch), serves the ftp:// URI.
-    const f = join(work, "ftp-only.txt");
-    writeFileSync(f, body);
-    const seeded = await fetchSource(
-      { uri: pathToFileURL(f).href, expectedSha256: sha256(body) },
-      { cacheDir, fileRoots: [{ dir: work, what: "the recipe's directory" }] },
-    );
-    await expect(fetchSource({ uri, expectedSha256: sha256(body) }, { cacheDir, ...fast })).resolves.toBe(seeded);
   });
 
   it("follows http redirects, but never to another scheme", async () => {
@@ -780,5 +760,93 @@ describe("hostile archives", () => {
     const s = await extractArchive(file, dest);
     expect(readdirSync(dest)).toEqual(["ok"]);
     expect(s.skipped).toHaveLength(2);
+  });
+});
+
+// A real FTP server (pyftpdlib, Debian's python3-pyftpdlib) on loopback, serving a directory anonymously.
+const PYFTPDLIB = spawnSync("/usr/bin/python3", ["-c", "import pyftpdlib"]).status === 0;
+
+describe.skipIf(!PYFTPDLIB)("ftp:// sources, from a real FTP server", () => {
+  let ftpd: ChildProcess;
+  let ftpBase: string;
+  let root: string;
+
+  beforeAll(async () => {
+    root = mkdtempSync(join(tmpdir(), "kiln-ftp-"));
+    mkdirSync(join(root, "pub"));
+    ftpd = spawn("/usr/bin/python3", ["-m", "pyftpdlib", "-i", "127.0.0.1", "-p", "0", "-d", root], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const port = await new Promise<string>((resolve, reject) => {
+      let log = "";
+      const timer = setTimeout(() => reject(new Error(`pyftpdlib did not start: ${log}`)), 15_000);
+      ftpd.stderr!.on("data", (d: Buffer) => {
+        log += d.toString();
+        const m = /starting FTP server on 127\.0\.0\.1:(\d+)/.exec(log);
+        if (m) {
+          clearTimeout(timer);
+          resolve(m[1]!);
+        }
+      });
+    });
+    ftpBase = `ftp://127.0.0.1:${port}`;
+  });
+  afterAll(() => {
+    ftpd?.kill();
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  it("downloads (anonymous, binary, passive), verifies and caches; a missing file fails at once", async () => {
+    const body = Buffer.alloc(300_000);
+    for (let i = 0; i < body.length; i++) body[i] = (i * 7919) % 251;
+    writeFileSync(join(root, "pub/p-1.0.tar.gz"), body);
+    const uri = `${ftpBase}/pub/p-1.0.tar.gz`;
+    const cacheDir = cache();
+    const events: FetchProgress[] = [];
+    const p = await fetchSource({ uri, expectedSha256: sha256(body) }, { cacheDir, onProgress: (e) => events.push(e) });
+    expect(readFileSync(p).equals(body)).toBe(true);
+    expect(events.filter((e) => e.kind !== "data").map((e) => e.kind)).toEqual(["start", "done"]);
+    // A mismatch caches nothing and names both hashes.
+    const wrong = "1".repeat(64);
+    await expect(fetchSource({ uri, expectedSha256: wrong }, { cacheDir: cache(), ...fast })).rejects.toThrow(
+      `checksum mismatch for ${uri}: expected sha256 ${wrong}, got sha256 ${sha256(body)}`,
+    );
+    // 550 (no such file) is not worth another attempt.
+    const missing = `${ftpBase}/pub/missing.tar.gz`;
+    const t0 = Date.now();
+    const err = await fetchSource(
+      { uri: missing, expectedSha256: wrong },
+      { cacheDir: cache(), retries: 3, retryDelayMs: 2_000 },
+    ).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(SourceError);
+    expect((err as Error).message).toMatch(
+      /^fetching ftp:\/\/127\.0\.0\.1:\d+\/pub\/missing\.tar\.gz: FTP: RETR: 550 /,
+    );
+    expect(Date.now() - t0).toBeLessThan(2_000);
+    // Once cached, the server is not needed.
+    rmSync(join(root, "pub/p-1.0.tar.gz"));
+    await expect(fetchSource({ uri, expectedSha256: sha256(body) }, { cacheDir })).resolves.toBe(p);
+  });
+
+  it("a server that is gone is a network error after the retries", async () => {
+    const port = Number(new URL(ftpBase).port);
+    // A port nobody listens on: one the kernel handed out and took back.
+    const { createServer: netServer } = await import("node:net");
+    const free = await new Promise<number>((resolve) => {
+      const s = netServer().listen(0, "127.0.0.1", () => {
+        const a = s.address() as AddressInfo;
+        s.close(() => resolve(a.port));
+      });
+    });
+    expect(free).not.toBe(port);
+    await expect(
+      fetchSource(
+        { uri: `ftp://127.0.0.1:${free}/pub/x.tar.gz`, expectedSha256: "2".repeat(64) },
+        { cacheDir: cache(), retries: 1, retryDelayMs: 5 },
+      ),
+    ).rejects.toMatchObject({
+      code: "NETWORK",
+      message: expect.stringMatching(/failed after 2 attempts: FTP: cannot connect/),
+    });
   });
 });

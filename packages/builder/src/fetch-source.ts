@@ -1,6 +1,6 @@
 // Source fetching for the `fetch` pipeline and for bootstrap recipes that
 // import Debian binary packages: mirror substitution resolved from apt's
-// configuration (never a host name written in the repository), HTTP(S)
+// configuration (never a host name written in the repository), HTTP(S) and FTP
 // downloads with retries into a content-addressed cache, mandatory checksum
 // pinning, and archive extraction that never writes outside its destination.
 //
@@ -10,6 +10,7 @@
 //   mirrors.ts     ${{mirror.NAME}} / mirror:// substitution, file: mirror roots
 //   cache.ts       the content-addressed cache
 //   download.ts    fetchSource: cache, attempts, hashing, the http(s) GET policy
+//   ftp.ts         RETR over FTP (passive, data only from the control peer)
 //   decompress.ts  gzip (zlib) and host xz/bzip2/zstd/lzma, format detection
 //   tar-read.ts    the tar reader
 //   extract.ts     safe extraction

@@ -1,7 +1,7 @@
 // Downloading one pinned source: mirror substitution, the cache first, then
 // attempts over http(s) (@kiln/core's client: its redirect policy, its retry
-// loop) or a confined file: read, each hashed as it streams and verified
-// before it enters the cache.
+// loop), FTP (./ftp.ts) or a confined file: read, each hashed as it streams
+// and verified before it enters the cache.
 
 import { HttpError, httpGet as coreHttpGet, withRetries } from "@kiln/core";
 import { createHash, type Hash } from "node:crypto";
@@ -10,6 +10,7 @@ import * as fsp from "node:fs/promises";
 import { openConfined, type FileRoot } from "../host-files.js";
 import { lookupCached, partialPath, sourceCache, storeVerified } from "./cache.js";
 import { SourceError, type SourceErrorCode } from "./errors.js";
+import { FtpError, ftpGet } from "./ftp.js";
 import { localFilePath, mirrorFileRoots, substituteMirrors, type MirrorOptions } from "./mirrors.js";
 
 export interface SourceSpec {
@@ -63,7 +64,8 @@ class RetryableError extends Error {}
  * expectedSha256/expectedSha512 is required; a mismatch is fatal, names the
  * URI with the expected and actual hash, and caches nothing. 5xx, 429, 408 and
  * network errors are retried with exponential back-off; other statuses fail at
- * once, and only http(s) redirects are followed. `file://` URIs are read
+ * once, and only http(s) redirects are followed. `ftp://` URIs are
+ * retrieved in passive mode (a 4xx reply is retried, a 5xx one is not). `file://` URIs are read
  * from disk only inside `opts.fileRoots` (see openConfined), and still
  * verified and cached.
  */
@@ -137,16 +139,11 @@ function parseSourceUrl(uri: string, url: string): URL {
   } catch {
     throw new SourceError("BAD_URI", `${uri}: ${JSON.stringify(url)} is not a URL`);
   }
-  if (parsed.protocol === "ftp:") {
-    // Accepted in recipes (melange takes them) but never downloaded: only a file already in the cache serves.
+  if (!["http:", "https:", "ftp:", "file:"].includes(parsed.protocol)) {
     throw new SourceError(
       "BAD_URI",
-      `${uri}: kiln does not download over FTP; put the file in the source cache (kiln source add FILE) ` +
-        `and its pinned checksum finds it there`,
+      `${uri}: unsupported scheme ${parsed.protocol} (expected http, https, ftp or file)`,
     );
-  }
-  if (!["http:", "https:", "file:"].includes(parsed.protocol)) {
-    throw new SourceError("BAD_URI", `${uri}: unsupported scheme ${parsed.protocol} (expected http, https or file)`);
   }
   return parsed;
 }
@@ -192,6 +189,7 @@ async function downloadOnce(a: Attempt): Promise<{ sha256: string; sha512: strin
       }
     };
     if (a.parsed.protocol === "file:") await readLocal(a, consume);
+    else if (a.parsed.protocol === "ftp:") await readFtp(a, consume);
     else await readHttp(a, consume, () => bytes);
   } finally {
     await fh.close();
@@ -207,6 +205,26 @@ async function readLocal(a: Attempt, consume: Consume): Promise<void> {
       await consume(chunk as Buffer, f.size);
   } finally {
     await f.handle.close();
+  }
+}
+
+/** RETR over FTP; a 4xx reply or a network failure may succeed on another attempt, a 5xx reply will not. */
+async function readFtp(a: Attempt, consume: Consume): Promise<void> {
+  const idleMs = a.opts.idleTimeoutMs ?? 60_000;
+  const onStart = (total: number | undefined) =>
+    a.opts.onProgress?.({
+      kind: "start",
+      uri: a.uri,
+      url: a.url,
+      attempt: a.attempt,
+      ...(total !== undefined ? { total } : {}),
+    });
+  try {
+    await ftpGet(a.parsed, consume, { idleMs, onStart });
+  } catch (e) {
+    if (!(e instanceof FtpError)) throw e;
+    if (e.transient) throw new RetryableError(`FTP: ${e.message}`);
+    throw new SourceError("HTTP", `fetching ${a.uri}: FTP: ${e.message}`);
   }
 }
 
