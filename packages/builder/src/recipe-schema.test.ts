@@ -449,3 +449,27 @@ pipeline:
     ]);
   });
 });
+
+describe("if: outside string literals", () => {
+  it("a bare ${{package.name}} compares as its value (melange's own example writes it so)", () => {
+    const loaded = parseRecipe(
+      "r.yaml",
+      `package:
+  name: hello
+  version: 1.0
+  description: hello
+  copyright:
+    - license: MIT
+pipeline:
+  - if: \${{package.name}} == 'hello'
+    runs: echo match
+  - if: \${{package.name}} != 'hello'
+    runs: echo no match
+  - if: "'pkg-\${{package.name}}' == 'pkg-hello'"
+    runs: echo literal
+`,
+    );
+    const c = compileRecipe(loaded, { arch: "x86_64" });
+    expect(c.pipeline.map((p) => p.runs.trim())).toEqual(["echo match", "echo literal"]);
+  });
+});

@@ -51,7 +51,42 @@ const MAX_SUBSTITUTED_TOTAL = 64 << 20;
 
 /** The references melange replaces as written when it reads a recipe (its "config map"), exactly spelled. */
 const RAW_REF =
-  /\$\{\{(package\.(?:name|version|description|epoch|full-version)|vars\.[^{}\s]+|range\.(?:key|value))\}\}/g;
+  /\$\{\{(package\.(?:name|version|description|epoch|full-version)|vars\.[^{}\s]+|range\.(?:key|value))\}\}/y;
+
+/**
+ * An if: with the config-map references inside its string literals replaced
+ * as written (melange: `'${{range.key}}' == ''`). Outside literals they are
+ * left to the quoted substitution: melange would see a bare word there and
+ * refuse it, but its own examples write `${{package.name}} == 'hello'`, which
+ * kiln takes as they mean.
+ */
+function rawInLiterals(expr: string, vars: ReadonlyMap<string, string>): string {
+  let out = "";
+  let quote: string | undefined;
+  for (let i = 0; i < expr.length;) {
+    const c = expr[i]!;
+    if (quote && c === "\\" && i + 1 < expr.length) {
+      out += expr.slice(i, i + 2);
+      i += 2;
+      continue;
+    }
+    if (quote && c === "$") {
+      RAW_REF.lastIndex = i;
+      const m = RAW_REF.exec(expr);
+      const v = m ? vars.get(m[1]!) : undefined;
+      if (m && v !== undefined) {
+        out += v;
+        i += m[0].length;
+        continue;
+      }
+    }
+    if (quote && c === quote) quote = undefined;
+    else if (!quote && (c === "'" || c === '"')) quote = c;
+    out += c;
+    i++;
+  }
+  return out;
+}
 
 /** In file order (stable for problems at the same place); problems without a position first. */
 export function sortProblems(ps: Problem[]): Problem[] {
@@ -205,7 +240,7 @@ export class Reporter {
     // melange replaces these exact references in the recipe's text as written
     // (unquoted) when it reads the recipe, before any if: is evaluated; the
     // rest are substituted quoted. Pipeline files are not read that way.
-    const raw = site ? expr : expr.replace(RAW_REF, (ref: string, name: string) => vars.get(name) ?? ref);
+    const raw = site ? expr : rawInLiterals(expr, vars);
     const text = this.sub(raw, vars, report, true);
     if (bad) return true;
     try {
