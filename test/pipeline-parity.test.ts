@@ -10,7 +10,7 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { compileRecipe, loadPipelines, parseRecipe } from "@kiln/builder";
 import { bootstrapToolchain, type Bootstrap } from "./helpers/bootstrap.js";
 import { kilnAsync } from "./helpers/cli.js";
@@ -88,6 +88,9 @@ beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), "kiln-parity-e2e-"));
   boot = await bootstrapToolchain();
 }, 900_000);
+afterAll(() => {
+  if (work) rmSync(work, { recursive: true, force: true });
+});
 
 describe("strip, split/debug and split/manpages in a real build", () => {
   it("strip works in its subpackage keeping symbols; split/debug takes ET_DYN only; split/manpages takes every man dir", async () => {
