@@ -171,6 +171,11 @@ describe("kiln lint --summary", () => {
       cwd: tree,
     });
     expect(met.status).toBe(0);
+    // 2 of 10 is 20%: just above it is not met.
+    const above = kiln(["lint", "--summary", "--fail-under", "20.01", "--pipeline-dir", "pipelines", "recipes"], {
+      cwd: tree,
+    });
+    expect(above.status).toBe(1);
   });
 
   it("keeps plain lint as it was (exit 1, every problem) and refuses --json without --summary", () => {

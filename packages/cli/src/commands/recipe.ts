@@ -145,7 +145,8 @@ async function lintSummary(
   io.err(
     `kiln lint: ${s.passed} of ${s.recipes} recipes pass (${s.percent.toFixed(1)}%) in ${((Date.now() - t0) / 1000).toFixed(1)} s`,
   );
-  return values.failUnder !== undefined && s.percent < values.failUnder ? 1 : 0;
+  // The exact ratio, not the rounded percent: 98.96% does not meet --fail-under 99.
+  return values.failUnder !== undefined && s.passed * 100 < values.failUnder * s.recipes ? 1 : 0;
 }
 
 export const packageVersion = defineCommand({
