@@ -14,7 +14,7 @@ import { isInside } from "@kiln/core";
 import { ensureDirUnder } from "../host-files.js";
 import { gitCheckoutProblems, parseCherryPicks } from "./git-native.js";
 import { allowedProtocols, gitBudget, gitEnv, runGit, urlRefusal, type GitOptions } from "./git-run.js";
-import { exportTree, restoreClone, storeClone } from "./git-tree.js";
+import { exportTree, restoreClone, storeClone, type CachedClone } from "./git-tree.js";
 import { hostStep, NativeStepError, workspaceRelative, type NativeContext } from "./host.js";
 
 interface Checkout {
@@ -93,13 +93,8 @@ export const gitCheckoutStep = hostStep("git-checkout", async (w, wdRel, where, 
       log: (l) => ctx.log.write(l),
     };
     const key = c.expected ? cacheKey(c) : undefined;
-    let meta = key ? await restoreClone(ctx.cacheDir, key, clone) : undefined;
+    let meta = key ? await restoreCached(key, clone, o, ctx) : undefined;
     if (meta) {
-      const head = (await runGit(["rev-parse", "HEAD"], { ...o, cwd: clone }, `${where}: cached clone`)).stdout.trim();
-      if (head !== meta.head)
-        throw new NativeStepError(
-          `${where}: the cached clone for ${c.repository} is damaged: remove ${ctx.cacheDir}/sources/git/${key}.*`,
-        );
       ctx.log.write(`# git-checkout: ${c.repository} ${meta.base} from the source cache\n`);
     } else {
       const base = await cloneVerified(c, clone, o, where, sourceDateEpoch(ctx));
@@ -118,6 +113,26 @@ export const gitCheckoutStep = hostStep("git-checkout", async (w, wdRel, where, 
     await fsp.rm(tmp, { recursive: true, force: true });
   }
 });
+
+/** The cached clone, checked (HEAD as recorded); a damaged entry is set aside and the clone made again. */
+async function restoreCached(
+  key: string,
+  clone: string,
+  o: GitOptions,
+  ctx: NativeContext,
+): Promise<CachedClone | undefined> {
+  try {
+    const meta = await restoreClone(ctx.cacheDir, key, clone);
+    if (!meta) return undefined;
+    const head = await runGit(["rev-parse", "--verify", "HEAD"], { ...o, cwd: clone, allowFail: true }, "cached clone");
+    if (head.stdout.trim() === meta.head) return meta;
+  } catch (e) {
+    ctx.log.write(`# git-checkout: ${(e as Error).message}\n`);
+  }
+  ctx.log.write(`# git-checkout: the cached clone ${key} is damaged: cloning again\n`);
+  await fsp.rm(clone, { recursive: true, force: true });
+  return undefined;
+}
 
 function sourceDateEpoch(ctx: NativeContext): number {
   const env = (ctx as NativeContext & { env?: Record<string, string> }).env;
@@ -205,6 +220,9 @@ async function cloneVerified(c: Checkout, clone: string, o: GitOptions, where: s
   else await g(["reset", "--quiet", "--hard", target]);
   if (c.recurse) await submodules(c, clone, clone, o, where, 0);
   await cherryPick(c, clone, o, where, sde);
+  // The index records each file's inode and times in this clone: read afresh from HEAD it holds none,
+  // so two clones of the same commit leave the same .git/index (git refreshes it on first use).
+  if (!c.sparse.length) await g(["read-tree", "HEAD"]);
   return target;
 }
 

@@ -125,6 +125,8 @@ export function gitConfigArgs(protocols: readonly string[]): string[] {
     "advice.detachedHead=false",
     "init.defaultBranch=main",
     "gc.auto=0",
+    // No reflogs: they record the time of each update, so two clones would differ.
+    "core.logAllRefUpdates=false",
     "maintenance.auto=false",
     "http.lowSpeedLimit=1",
     "http.lowSpeedTime=120",
