@@ -408,7 +408,7 @@ subpackages:
 });
 
 describe("a recipe step's own inputs", () => {
-  it("are ${{inputs.*}} in the step and its children, from with or their defaults", () => {
+  it("their defaults are ${{inputs.*}} in the step and its children; with still needs uses, as melange checks", () => {
     const loaded = parseRecipe(
       "r.yaml",
       `package:
@@ -422,30 +422,23 @@ pipeline:
       jobs:
         default: 4
       target:
-        required: true
-    with:
-      target: all
+        default: all
     pipeline:
       - runs: make -j\${{inputs.jobs}} \${{inputs.target}}
 `,
     );
     const c = compileRecipe(loaded, { arch: "x86_64" });
     expect(c.pipeline.map((p) => p.runs.trim())).toEqual(["make -j4 all"]);
-    expect(
-      problemsOf(
-        "package:\n  name: a\n  version: 1\npipeline:\n  - inputs:\n      jobs:\n        required: yes\n    runs: x\n",
-      ),
-    ).toEqual([]);
     const { problems } = checkRecipe(
       parseRecipe(
         "r.yaml",
-        "package:\n  name: a\n  version: 1\npipeline:\n  - inputs:\n      jobs:\n        required: yes\n    with:\n      job: 2\n    runs: x\n",
+        "package:\n  name: a\n  version: 1\npipeline:\n  - inputs:\n      jobs:\n        required: yes\n    with:\n      jobs: 2\n    runs: x\n",
       ),
       { arch: "x86_64" },
     );
     expect(problems.map(formatProblem)).toEqual([
       'r.yaml:7:9: pipeline[0].inputs.jobs: missing required input "jobs"',
-      'r.yaml:9:12: pipeline[0].with.job: unknown input "job" (the step\'s inputs: jobs)',
+      "r.yaml:9:7: pipeline[0].with: with needs uses (inputs go to a named pipeline)",
     ]);
   });
 });

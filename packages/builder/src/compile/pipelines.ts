@@ -65,7 +65,7 @@ export class PipelineCompiler extends Reporter {
   ): boolean {
     const report = (rel: Path, value?: string) => (m: string, ref?: Reference) =>
       this.stepProblem(site, rel, m, ref, value);
-    const vars = s.inputs && !s.uses ? this.ownInputs(s, s.inputs, outer, site) : outer;
+    const vars = s.inputs && !s.uses ? this.ownInputs(s.inputs, outer, site) : outer;
     const subRel = (rel: Path, text: string, v: ReadonlyMap<string, string> = vars) =>
       this.sub(text, v, report(rel, text));
 
@@ -137,8 +137,7 @@ export class PipelineCompiler extends Reporter {
 
   /** Combinations of keys a step cannot have. */
   private checkShape(s: Step, site: Site): void {
-    if (s.with && !s.uses && !s.inputs)
-      this.stepProblem(site, ["with"], "with needs uses or the step's own inputs (inputs go to a named pipeline)");
+    if (s.with && !s.uses) this.stepProblem(site, ["with"], "with needs uses (inputs go to a named pipeline)");
     if (s.inputs && s.uses)
       this.warnAtStep(
         site,
@@ -149,26 +148,17 @@ export class PipelineCompiler extends Reporter {
       this.stepProblem(site, ["runs"], `a step has uses or runs, not both (uses ${JSON.stringify(s.uses)})`);
   }
 
-  /** A step without uses that declares inputs: its `with` or their defaults are ${{inputs.*}} in it (melange's validateWith). */
+  /** A step without uses that declares inputs: their defaults are ${{inputs.*}} in it (melange's validateWith; with needs uses). */
   private ownInputs(
-    s: Step,
     declared: NonNullable<Step["inputs"]>,
     vars: ReadonlyMap<string, string>,
     site: Site,
   ): Map<string, string> {
     const scope = new Map(vars);
-    const given = s.with ?? {};
-    for (const k of Object.keys(given))
-      if (!(k in declared))
-        this.stepProblem(
-          site,
-          ["with", k],
-          `unknown input ${JSON.stringify(k)} (the step's inputs: ${Object.keys(declared).join(", ") || "none"})`,
-        );
     for (const [k, input] of Object.entries(declared)) {
-      const raw = given[k] !== undefined && String(given[k]) !== "" ? String(given[k]) : input.default;
-      const at: Path = given[k] !== undefined ? ["with", k] : ["inputs", k, "default"];
-      const v = raw === undefined ? "" : this.sub(String(raw), vars, (m, ref) => this.stepProblem(site, at, m, ref));
+      const at: Path = ["inputs", k, "default"];
+      const d = input.default;
+      const v = d === undefined ? "" : this.sub(String(d), vars, (m, ref) => this.stepProblem(site, at, m, ref));
       if (input.required && v === "")
         this.stepProblem(site, ["inputs", k], `missing required input ${JSON.stringify(k)}`);
       scope.set(`inputs.${k}`, v);
