@@ -117,7 +117,7 @@ function checkout(...withLines: string[]): string {
   return `  - uses: git-checkout\n    with:\n${withLines.map((l) => `      ${l}\n`).join("")}`;
 }
 
-async function build(file: string, opts: { cache?: string; env?: NodeJS.ProcessEnv } = {}) {
+async function build(file: string, opts: { cache?: string; env?: NodeJS.ProcessEnv; test?: boolean } = {}) {
   const out = mkdtempSync(join(root, "out-"));
   const cache = opts.cache ?? mkdtempSync(join(root, "cache-"));
   const t0 = Date.now();
@@ -135,7 +135,7 @@ async function build(file: string, opts: { cache?: string; env?: NodeJS.ProcessE
       boot.repo,
       "--keyring-append",
       boot.publicKey,
-      "--no-test",
+      ...(opts.test ? [] : ["--no-test"]),
     ],
     ...(opts.env ? [{ env: opts.env }] : []),
   );
@@ -295,6 +295,26 @@ describe("git-checkout: a real build from real servers", () => {
     }
     expect(heads[0]).not.toBe(c.F1);
     expect(heads[1]).toBe(heads[0]);
+  });
+
+  it("in a recipe's test: pipeline too (test data), and the test's shell step sees the checkout", async () => {
+    const withTest = (want: string) =>
+      `test:\n  environment:\n    contents:\n      packages:\n        - busybox-links\n        - base-layout\n  pipeline:\n` +
+      checkout(`repository: ${daemon.url}/proj.git`, "tag: v1.0", `expected-commit: ${c.C1}`)
+        .trimEnd()
+        .replace(/^/gm, "  ") +
+      "\n" +
+      `    - runs: grep -qx "${want}" hello.txt\n`;
+    const main = checkout(
+      `repository: ${daemon.url}/proj.git`,
+      "tag: v1.0",
+      `expected-commit: ${c.C1}`,
+      `destination: ${SRC}`,
+    );
+    const ok = await build(recipe("gtest", main, withTest("hello 1")), { test: true });
+    expect(ok.status, ok.stderr.slice(-3000)).toBe(0);
+    const bad = recipe("gtestbad", main, withTest("hello 2"));
+    failsClearly(await build(bad, { test: true }), bad, /test of gtestbad, step 2/);
   });
 
   it("expected-commit that is not the tag's commit: exit 1 naming the field, the tag and the commit found", async () => {
