@@ -230,7 +230,7 @@ describe("user pipeline directories", () => {
   it("reports an invalid pipeline file with its position, and a missing directory", () => {
     const d = join(tmp, "bad");
     mkdirSync(d, { recursive: true });
-    writeFileSync(join(d, "oops.yaml"), "inputs:\n  x:\n    defualt: 1\npipeline:\n  - runs: true\n");
+    writeFileSync(join(d, "oops.yaml"), "inputs:\n  x:\n    default: [1]\npipeline:\n  - runs: true\n");
     const reg = loadPipelines([d]);
     expect(reg.has("oops")).toBe(true);
     let err: unknown;
@@ -240,7 +240,9 @@ describe("user pipeline directories", () => {
       err = e;
     }
     expect(err).toBeInstanceOf(ConfigError);
-    expect((err as ConfigError).message).toBe(`${join(d, "oops.yaml")}:3:5: inputs.x.defualt: unknown key "defualt"`);
+    expect((err as ConfigError).message).toBe(
+      `${join(d, "oops.yaml")}:3:14: inputs.x.default: expected a string, number or boolean`,
+    );
     expect(() => loadPipelines([join(tmp, "missing")])).toThrow(/pipeline directory: no such directory/);
   });
 });

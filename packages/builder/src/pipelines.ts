@@ -8,7 +8,7 @@ import { join, relative, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ConfigError, loadYaml } from "@kiln/core";
 import { pipelineFileSchema, type PipelineFile, type Step } from "./recipe-schema.js";
-import { goDecode } from "./scalars.js";
+import { goDecode, type IgnoredKey } from "./scalars.js";
 import { GIT_NATIVE_PIPELINES } from "./steps/git-native.js";
 
 export interface PipelineInput {
@@ -33,6 +33,8 @@ export interface PipelineDefinition {
   needs: string[];
   inputs: Record<string, PipelineInput>;
   pipeline: Step[];
+  /** Keys melange's decoder (and so kiln) ignores in the file: unknown to the pipeline format. */
+  ignoredKeys?: Array<{ key: string; line: number; col: number }>;
   /** Position of a node in the pipeline's file. */
   locate(path: ReadonlyArray<string | number>): { line: number; col: number } | undefined;
 }
@@ -140,8 +142,10 @@ function listYaml(dir: string): Map<string, string> {
 
 /** Parse one pipeline file; throws ConfigError with every problem. */
 export function parsePipelineFile(name: string, file: string, text: string, builtin = false): PipelineDefinition {
+  // melange decodes pipeline files without KnownFields: unknown keys are ignored, not refused.
+  const ignored: IgnoredKey[] = [];
   const loaded = loadYaml<PipelineFile>(file, text, pipelineFileSchema, (doc, t) =>
-    goDecode(doc, t, pipelineFileSchema),
+    goDecode(doc, t, pipelineFileSchema, ignored),
   );
   const v = loaded.value;
   const inputs: Record<string, PipelineInput> = {};
@@ -161,6 +165,11 @@ export function parsePipelineFile(name: string, file: string, text: string, buil
     locate: loaded.locate,
   };
   if (v.name !== undefined) def.title = v.name;
+  if (ignored.length)
+    def.ignoredKeys = ignored.map(({ key, offset }) => {
+      const before = text.slice(0, offset);
+      return { key, line: before.split("\n").length, col: offset - before.lastIndexOf("\n") };
+    });
   return def;
 }
 

@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import { ConfigError, formatProblem } from "@kiln/core";
 import { checkRecipe, compileRecipe, parseRecipe } from "./compile.js";
 import { runAsIds } from "./compile/environment.js";
-import { parsePipelineFile } from "./pipelines.js";
+import { loadPipelines, parsePipelineFile } from "./pipelines.js";
 import { recipeJsonSchema, recipeJsonSchemaText, recipeSchema } from "./recipe-schema.js";
 
 describe("recipe schema", () => {
@@ -464,5 +464,36 @@ pipeline:
     );
     const c = compileRecipe(loaded, { arch: "x86_64" });
     expect(c.pipeline.map((p) => p.runs.trim())).toEqual(["echo match", "echo literal"]);
+  });
+});
+
+describe("unknown keys in pipeline files", () => {
+  it("are ignored as melange ignores them, with a warning at the step that uses the file", () => {
+    const dir = mkdtempSync(join(tmpdir(), "kiln-schema-"));
+    try {
+      writeFileSync(
+        join(dir, "greet.yaml"),
+        "name: greet\ninputs:\n  who:\n    defualt: world\npipeline:\n  - runs: echo hello ${{inputs.who}}\n    timeout: 5\n",
+      );
+      const loaded = parseRecipe(
+        "r.yaml",
+        "package:\n  name: a\n  version: 1\n  description: a\n  copyright:\n    - license: MIT\npipeline:\n  - uses: greet\n",
+      );
+      const { problems, warnings } = checkRecipe(loaded, { arch: "x86_64", pipelineDirs: [dir] });
+      expect(problems).toEqual([]);
+      expect(warnings.map(formatProblem)).toEqual([
+        `r.yaml:8:11: pipeline[0].uses: pipeline "greet" (${join(dir, "greet.yaml")}) has keys the pipeline format does not know, ignored as melange ignores them: "defualt" at 4:5, "timeout" at 7:5`,
+      ]);
+      const c = compileRecipe(loaded, { arch: "x86_64", pipelineDirs: [dir] });
+      expect(c.pipeline[0]!.runs.trim()).toBe("echo hello");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("are none in kiln's own pipelines", () => {
+    const reg = loadPipelines();
+    const withIgnored = reg.names().filter((n) => reg.get(n)?.ignoredKeys?.length);
+    expect(withIgnored).toEqual([]);
   });
 });

@@ -104,6 +104,8 @@ class GoDecoder {
   constructor(
     private readonly doc: Document,
     private readonly text: string,
+    /** When given, keys the schema does not know are left out and listed here (else kept, for zod to report). */
+    private readonly ignored?: IgnoredKey[],
   ) {}
 
   private resolve(node: unknown): YNode | null | undefined {
@@ -176,6 +178,11 @@ class GoDecoder {
     for (const pair of n.items) {
       const k = this.key(pair.key);
       const field = Object.hasOwn(shape, k) ? shape[k] : undefined;
+      if (!field && this.ignored) {
+        const at = this.resolve(pair.key)?.range?.[0];
+        this.ignored.push({ key: k, offset: at ?? 0 });
+        continue;
+      }
       const v = field ? this.decode(pair.value, field) : this.plain(pair.value);
       if (v !== NULL) out[k] = v;
     }
@@ -197,8 +204,18 @@ class GoDecoder {
   }
 }
 
-/** The document's data as Go's YAML decoder reads it into the types `schema` describes. */
-export function goDecode(doc: Document, text: string, schema: ZodTypeAny): unknown {
-  const v = new GoDecoder(doc, text).decode(doc.contents, schema);
+/** A key left out by goDecode, and the offset of its text. */
+export interface IgnoredKey {
+  key: string;
+  offset: number;
+}
+
+/**
+ * The document's data as Go's YAML decoder reads it into the types `schema`
+ * describes. With `ignored`, unknown keys are dropped and listed there, as a
+ * decoder without KnownFields does (melange reads pipeline files so).
+ */
+export function goDecode(doc: Document, text: string, schema: ZodTypeAny, ignored?: IgnoredKey[]): unknown {
+  const v = new GoDecoder(doc, text, ignored).decode(doc.contents, schema);
   return v === NULL ? {} : v;
 }

@@ -204,6 +204,13 @@ export class PipelineCompiler extends Reporter {
   ): void {
     const def = this.definition(usesName, site);
     if (!def) return;
+    if (def.ignoredKeys?.length)
+      this.warnAtStep(
+        site,
+        ["uses"],
+        `pipeline ${JSON.stringify(def.name)} (${def.file}) has keys the pipeline format does not know, ignored as melange ignores them: ` +
+          def.ignoredKeys.map((k) => `${JSON.stringify(k.key)} at ${k.line}:${k.col}`).join(", "),
+      );
     const given = s.with ?? {};
     const { inputs, scope } = this.inputs(s, def, vars, site);
     const defNeeds = def.needs.map((p, i) =>
