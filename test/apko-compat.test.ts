@@ -181,6 +181,7 @@ certificates:
       content: ${block(CA_ONE, "        ")}
   providers: [custom-ca-certificates]
 accounts:
+  users: [{username: homeless, uid: 10001, gid: null, homedir: /dev/null}]
   run-as: root
 entrypoint:
   command: /usr/bin/app --serve
@@ -228,6 +229,13 @@ describe("an image from apko-shaped configs", () => {
 
   it("accounts: run-as root becomes uid 0, resolved in the image's /etc/passwd as apko does", () => {
     expect(image.config.config.User).toBe("0");
+  });
+
+  it("accounts: homes made 0700 for their user, /dev/null left alone, locked shadow entries for every user", () => {
+    expect(image.layer.entries.get("home/app")).toMatchObject({ perms: "drwx------", owner: "10000/10000" });
+    expect(image.layer.file("etc/passwd")).toContain("homeless:x:10001:10001:homeless:/dev/null:/bin/sh");
+    expect([...image.layer.entries.keys()].filter((p) => p.startsWith("dev"))).toEqual([]);
+    expect(image.layer.file("etc/shadow")).toBe("app:!:::::::\nhomeless:!:::::::\n");
   });
 
   it("entrypoint, cmd, stop-signal and work-dir land in the image config", () => {

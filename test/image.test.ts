@@ -187,7 +187,7 @@ describe("kiln image build", () => {
       ]),
     );
     const generated =
-      /^(etc\/(passwd|group|apk(\/.*)?)|home(\/nonroot)?|var(\/data|\/cache(\/apk)?)?|usr\/lib\/apk(\/db(\/.*)?)?|lib)$/;
+      /^(etc\/(passwd|group|shadow|apk(\/.*)?)|home(\/nonroot)?|var(\/data|\/cache(\/apk)?)?|usr\/lib\/apk(\/db(\/.*)?)?|lib)$/;
     for (const p of tree) expect(fromPkgs.has(p) || generated.test(p), `unexpected ${p}`).toBe(true);
     expect(readFileSync(join(rootfs, "etc/apk/world"), "utf8")).toBe("baselayout\nhello\n");
   });

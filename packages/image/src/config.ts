@@ -43,7 +43,7 @@ const user = z
   .object({
     username: z.string().regex(/^[a-z_][a-z0-9_.-]*\$?$/i, "expected a user name"),
     uid: z.number().int().min(0),
-    gid: z.number().int().min(0).optional(),
+    gid: z.number().int().min(0).nullable().optional(),
     shell: z.string().optional(),
     homedir: z.string().optional(),
   })

@@ -25,6 +25,19 @@ function parseColonFile(text: string | undefined): string[][] {
     .map((l) => l.split(":"));
 }
 
+/** Locked shadow entries (`!`: no password login) for the configured users, as apko writes them. */
+async function writeShadow(root: ImageRoot, cfg: ImageConfig): Promise<void> {
+  const shadow = parseColonFile(await root.readText("etc/shadow"));
+  for (const u of cfg.users) {
+    const row = [u.username, "!", "", "", "", "", "", "", ""];
+    const i = shadow.findIndex((x) => x[0] === u.username);
+    if (i >= 0) shadow[i] = row;
+    else shadow.push(row);
+  }
+  const mode = root.get("etc/shadow")?.mode ?? 0o640;
+  await root.writeFile("etc/shadow", shadow.map((r) => r.join(":")).join("\n") + "\n", { mode });
+}
+
 export async function applyAccounts(root: ImageRoot, cfg: ImageConfig): Promise<void> {
   if (!cfg.users.length && !cfg.groups.length) return;
   const passwd = parseColonFile(await root.readText("etc/passwd"));
@@ -44,11 +57,17 @@ export async function applyAccounts(root: ImageRoot, cfg: ImageConfig): Promise<
     if (i >= 0) passwd[i] = row;
     else passwd.push(row);
     if (!group.some((g) => g[2] === String(u.gid))) group.push([u.username, "x", String(u.gid), ""]);
-    if (!root.get(u.homedir.replace(/^\/+/, "")))
-      root.mkdirp(u.homedir.replace(/^\/+/, ""), { mode: 0o755, uid: u.uid, gid: u.gid });
+    // As apko: a missing home is made 0700 for its user (parents 0755); /dev/null means homeless.
+    const home = u.homedir.replace(/^\/+/, "");
+    if (u.homedir !== "/dev/null" && home && !root.get(home)) {
+      const slash = home.lastIndexOf("/");
+      if (slash > 0) root.mkdirp(home.slice(0, slash), { mode: 0o755 });
+      root.mkdirp(home, { mode: 0o700, uid: u.uid, gid: u.gid });
+    }
   }
   await root.writeFile("etc/passwd", passwd.map((r) => r.join(":")).join("\n") + "\n", { mode: 0o644 });
   await root.writeFile("etc/group", group.map((r) => r.join(":")).join("\n") + "\n", { mode: 0o644 });
+  if (cfg.users.length) await writeShadow(root, cfg);
 }
 
 /** The owner a path mutation sets: none when neither uid nor gid is given (apko's nil), else both (the missing one 0). */
