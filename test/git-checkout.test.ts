@@ -358,8 +358,11 @@ describe("git-checkout: the cache", () => {
       ),
     );
     const cache = mkdtempSync(join(root, "cache-"));
+    // The private directory of a kiln that was killed: removed; a build leaves none of its own.
+    mkdirSync(join(cache, "git-work-2147483646-stale/clone"), { recursive: true });
     const first = await build(f, { cache });
     expect(first.status, first.stderr.slice(-3000)).toBe(0);
+    expect(readdirSync(cache).filter((n) => n.startsWith("git-work-"))).toEqual([]);
     const tar = readdirSync(join(cache, "sources/git")).find((n) => n.endsWith(".tar"));
     expect(tar).toBeDefined();
     // A damaged cache entry is set aside: cloned again (the server is still up) and cached anew.

@@ -11,6 +11,7 @@ import * as fsp from "node:fs/promises";
 import { join, posix } from "node:path";
 import { ensureDirUnder, fileUnder } from "../host-files.js";
 import { allowedProtocols, gitBudget, gitEnv, runGit, type GitOptions } from "./git-run.js";
+import { gitWorkDir } from "./git-tree.js";
 import { hostStep, NativeStepError, type NativeContext } from "./host.js";
 
 function epoch(ctx: NativeContext): number {
@@ -32,8 +33,7 @@ export const gitAmStep = hostStep("git-am", async (w, wdRel, where, ctx) => {
     files.push(await fileUnder(ctx.workspace, rel, `${where}: with.patches`));
   }
   const wd = await ensureDirUnder(ctx.workspace, wdRel, `${where}: working-directory`);
-  await fsp.mkdir(ctx.cacheDir, { recursive: true });
-  const tmp = await fsp.mkdtemp(join(ctx.cacheDir, "git-work-"));
+  const tmp = await gitWorkDir(ctx.cacheDir);
   try {
     const home = join(tmp, "home");
     const repo = join(tmp, "repo");

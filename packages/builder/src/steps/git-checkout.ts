@@ -14,7 +14,7 @@ import { isInside } from "@kiln/core";
 import { ensureDirUnder } from "../host-files.js";
 import { gitCheckoutProblems, parseCherryPicks } from "./git-native.js";
 import { allowedProtocols, gitBudget, gitEnv, runGit, urlRefusal, type GitOptions } from "./git-run.js";
-import { exportTree, restoreClone, storeClone, type CachedClone } from "./git-tree.js";
+import { exportTree, gitWorkDir, restoreClone, storeClone, type CachedClone } from "./git-tree.js";
 import { hostStep, NativeStepError, workspaceRelative, type NativeContext } from "./host.js";
 
 interface Checkout {
@@ -78,8 +78,7 @@ export const gitCheckoutStep = hostStep("git-checkout", async (w, wdRel, where, 
   const protocols = allowedProtocols();
   const destRel = workspaceRelative(wdRel, w.destination || ".", `${where}: destination`);
   if (!c.expected) ctx.log.write(`# git-checkout: no expected-commit: the checkout is not verified nor cached\n`);
-  await fsp.mkdir(ctx.cacheDir, { recursive: true });
-  const tmp = await fsp.mkdtemp(join(ctx.cacheDir, "git-work-"));
+  const tmp = await gitWorkDir(ctx.cacheDir);
   try {
     const clone = join(tmp, "clone");
     const home = join(tmp, "home");

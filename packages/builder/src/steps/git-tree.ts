@@ -56,6 +56,29 @@ export async function exportTree(src: string, dest: string, mtime: number): Prom
   return count;
 }
 
+/**
+ * A private directory for one git step, `<cacheDir>/git-work-PID-XXXXXX`, outside the workspace.
+ * Those left by a kiln that was killed (its PID gone) are removed first.
+ */
+export async function gitWorkDir(cacheDir: string): Promise<string> {
+  await fsp.mkdir(cacheDir, { recursive: true });
+  for (const name of await fsp.readdir(cacheDir)) {
+    const pid = Number(/^git-work-(\d+)-/.exec(name)?.[1] ?? 0);
+    if (pid > 0 && pid !== process.pid && !alive(pid))
+      await fsp.rm(join(cacheDir, name), { recursive: true, force: true });
+  }
+  return fsp.mkdtemp(join(cacheDir, `git-work-${process.pid}-`));
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
 function runTar(args: string[], what: string): Promise<void> {
   return new Promise((resolve, reject) => {
     const p = spawn("tar", args, { stdio: ["ignore", "ignore", "pipe"], env: { PATH: process.env.PATH, LC_ALL: "C" } });
