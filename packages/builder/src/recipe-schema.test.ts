@@ -497,3 +497,14 @@ describe("unknown keys in pipeline files", () => {
     expect(withIgnored).toEqual([]);
   });
 });
+
+describe("numbers in the build environment", () => {
+  it("a number written where the image config takes a number or a string stays a number", () => {
+    const { recipe } = parseRecipe(
+      "r.yaml",
+      "package:\n  name: a\n  version: 1\nenvironment:\n  accounts:\n    run-as: 0\n  paths:\n    - path: /var/lib/a\n      type: directory\n      permissions: 0o750\n",
+    );
+    expect(recipe.environment?.accounts?.["run-as"]).toBe(0);
+    expect(recipe.environment?.paths?.[0]?.permissions).toBe(0o750);
+  });
+});

@@ -82,6 +82,19 @@ function stringish(s: ZodTypeAny): boolean {
   }
 }
 
+/**
+ * A union of a number and a string without a boolean (a mode as 0o755 or
+ * "0755", a uid as 0 or a name) is a Go number written either way: a YAML
+ * number stays one. The scalar union (string, number and boolean) is a Go
+ * string and gets the text.
+ */
+function numberOrText(s: ZodTypeAny): boolean {
+  const d = def(s);
+  if (d.typeName !== "ZodUnion") return false;
+  const kinds = (d.options ?? []).map(typeName);
+  return kinds.includes("ZodNumber") && !kinds.includes("ZodBoolean");
+}
+
 function typeName(s: ZodTypeAny | undefined): string | undefined {
   return s ? def(unwrap(s)).typeName : undefined;
 }
@@ -142,6 +155,7 @@ class GoDecoder {
     const d = def(s);
     if (isScalar(n)) {
       if (typeof n.value === "boolean" && d.typeName === "ZodBoolean") return n.value;
+      if (typeof n.value === "number" && numberOrText(s)) return n.value;
       if (stringish(s)) return this.textOf(n);
       if (d.typeName === "ZodBoolean" && typeof n.value === "string") {
         if (TRUE_WORDS.has(n.value)) return true;
