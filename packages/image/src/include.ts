@@ -4,7 +4,7 @@
 // it is looked up beside the including file, then in the current directory
 // (apko's rule), then in each --include-paths directory; the file found must
 // lie, links resolved, inside one of those places or the top config's
-// directory; it must be a regular file under the YAML size limit; a file may
+// directory; it is read no further than the YAML size limit; a file may
 // not include itself through any chain, and chains are at most MAX_DEPTH deep.
 
 import { open, realpath, stat } from "node:fs/promises";
@@ -32,7 +32,7 @@ function problem(file: string, message: string, at?: LoadedYaml<unknown>): Confi
   return new ConfigError([p]);
 }
 
-/** A config file's text: a regular file, read no further than the YAML size limit. */
+/** A config file's text, read no further than the YAML size limit (a pipe or device too; not a directory). */
 async function readBounded(file: string): Promise<string> {
   let fh;
   try {
@@ -42,19 +42,19 @@ async function readBounded(file: string): Promise<string> {
     throw problem(file, `cannot read: ${reason}`);
   }
   try {
-    const st = await fh.stat();
-    if (!st.isFile()) throw problem(file, "cannot read: not a regular file");
+    if ((await fh.stat()).isDirectory()) throw problem(file, "cannot read: a directory, not a file");
     const max = YAML_LIMITS.maxBytes;
-    const buf = Buffer.alloc(Math.min(st.size, max) + 1);
+    const chunks: Buffer[] = [];
     let n = 0;
-    for (;;) {
-      const { bytesRead } = await fh.read(buf, n, buf.length - n, n);
+    while (n <= max) {
+      const buf = Buffer.alloc(Math.min(1 << 16, max + 1 - n));
+      const { bytesRead } = await fh.read(buf, 0, buf.length, null);
       if (bytesRead === 0) break;
+      chunks.push(buf.subarray(0, bytesRead));
       n += bytesRead;
-      if (n === buf.length) break;
     }
     if (n > max) throw problem(file, `the file is larger than ${max >> 20} MiB`);
-    return buf.subarray(0, n).toString("utf8");
+    return Buffer.concat(chunks).toString("utf8");
   } finally {
     await fh.close();
   }
