@@ -404,7 +404,7 @@ export class PipelineCompiler extends Reporter {
     if (!dir) return;
     const walk = (steps: readonly Step[] | undefined, path: Path) =>
       (steps ?? []).forEach((s, i) => {
-        if (s.uses === "patch") {
+        if (s.uses === "patch" || s.uses === "git-am") {
           for (const p of String(s.with?.patches ?? "")
             .split(/\s+/)
             .filter(Boolean)) {

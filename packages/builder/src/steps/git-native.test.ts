@@ -3,7 +3,10 @@
 // about a recipe (file:line:col, the field). The steps themselves run
 // against real git servers in test/git-checkout.test.ts.
 
-import { describe, expect, it } from "vitest";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
 import { formatProblem } from "@kiln/core";
 import { checkRecipe, compileRecipe, parseRecipe } from "../compile.js";
 import { gitCheckoutProblems, parseCherryPicks } from "./git-native.js";
@@ -163,6 +166,20 @@ describe("kiln lint of git-checkout and git-am steps", () => {
       expect.stringMatching(
         /^r\.yaml:9:20: pipeline\[0\]\.with\.destination: destination "\.\.\/x" is outside the workspace/,
       ),
+    ]);
+  });
+
+  it("a git-am patch missing from the source directory is a warning naming it, as for patch", () => {
+    const dir = mkdtempSync(join(tmpdir(), "kiln-gitam-"));
+    afterAll(() => rmSync(dir, { recursive: true, force: true }));
+    writeFileSync(join(dir, "here.patch"), "");
+    const problems = checkRecipe(recipe("  - uses: git-am\n    with:\n      patches: here.patch gone.patch\n"), {
+      arch: "x86_64",
+      sourceDir: dir,
+    });
+    expect(problems.problems).toEqual([]);
+    expect(problems.warnings.map((p) => formatProblem(p))).toEqual([
+      `r.yaml:5:16: pipeline[0].with.patches: patch "gone.patch" is not in the source directory ${dir}`,
     ]);
   });
 });
