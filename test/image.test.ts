@@ -204,7 +204,7 @@ describe("kiln image build", () => {
     expect(cfg.config.User).toBe("65532");
     expect(cfg.config.WorkingDir).toBe("/home/nonroot");
     expect(cfg.config.Env).toContain("GREETING=hi");
-    expect(cfg.config.Env).toContain("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    expect(cfg.config.Env).toContain("PATH=/usr/local/sbin:/usr/local/bin:/usr/bin:/usr/sbin:/sbin:/bin");
     expect(cfg.created).toBe("2023-11-14T22:13:20Z");
     expect(cfg.architecture).toBe("amd64");
   });

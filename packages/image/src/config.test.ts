@@ -19,7 +19,7 @@ const FILE = "images/app.yaml";
 const HOST = process.arch === "x64" ? "x86_64" : process.arch === "arm64" ? "aarch64" : process.arch;
 
 const DEFAULT_ENV = {
-  PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+  PATH: "/usr/local/sbin:/usr/local/bin:/usr/bin:/usr/sbin:/sbin:/bin",
   SSL_CERT_FILE: "/etc/ssl/certs/ca-certificates.crt",
 };
 

@@ -534,7 +534,7 @@ export function imageConfigFrom(file: string, v: ImageConfigInput, src: ConfigSo
   checkCombinations(v, at);
   if (problems.length) throw new ConfigError(problems);
   const environment: Record<string, string> = {
-    PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    PATH: "/usr/local/sbin:/usr/local/bin:/usr/bin:/usr/sbin:/sbin:/bin",
     SSL_CERT_FILE: "/etc/ssl/certs/ca-certificates.crt",
     ...(v.environment ?? {}),
   };
