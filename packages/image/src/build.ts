@@ -251,7 +251,8 @@ function archImage(
   if (cfg.runAs) img.user = cfg.runAs;
   if (cfg.stopSignal) img.stopSignal = cfg.stopSignal;
   if (cfg.volumes.length) img.volumes = cfg.volumes;
-  if (Object.keys(cfg.annotations).length) img.annotations = cfg.annotations;
+  // As apko: the creation time is an annotation of every manifest too.
+  img.annotations = { ...cfg.annotations, "org.opencontainers.image.created": created };
   return img;
 }
 
@@ -346,7 +347,7 @@ export async function buildImage(cfg: ImageConfig, ctx: ImageContext, opts: Buil
     const spec = {
       images,
       tag: opts.tag ?? "latest",
-      ...(Object.keys(cfg.annotations).length ? { annotations: cfg.annotations } : {}),
+      annotations: { ...cfg.annotations, "org.opencontainers.image.created": created },
     };
     const result = await writeOciImage(spec, opts.out, opts.format);
     const sboms = await writeSboms(cfg, ctx, opts, roots, created, result.digest);
