@@ -131,6 +131,13 @@ export {
   type FetchOptions,
   type MirrorOptions,
 } from "./fetch-source.js";
+export {
+  addGitBundle,
+  listGitBundles,
+  normalizeRepository,
+  type AddedBundle,
+  type SeededBundle,
+} from "./source/git-bundles.js";
 export { readDeb, unpackDeb, debVersionToApk } from "./deb.js";
 export { HostFileError, type FileRoot } from "./host-files.js";
 export { NativeStepError } from "./native-steps.js";

@@ -5,7 +5,9 @@
 // apply the cherry-picks with a fixed identity and SOURCE_DATE_EPOCH, then
 // copy the result (with its .git, as melange leaves it) into the
 // destination. With expected-commit the clone is cached by what was asked
-// for, so the same recipe checks out again without the server.
+// for, so the same recipe checks out again without the server; on a cache
+// miss a seeded bundle holding expected-commit (`kiln source add
+// --git-repository`, git-seed.ts) is preferred to the network.
 
 import { createHash } from "node:crypto";
 import * as fsp from "node:fs/promises";
@@ -14,6 +16,7 @@ import { isInside } from "@kiln/core";
 import { ensureDirUnder } from "../host-files.js";
 import { gitCheckoutProblems, parseCherryPicks } from "./git-native.js";
 import { allowedProtocols, gitBudget, gitEnv, runGit, urlRefusal, type GitOptions } from "./git-run.js";
+import { findSeed, noSeedNote, scrubMirrorUrls, updateSeededSubmodules, type Seed } from "./git-seed.js";
 import { exportTree, gitWorkDir, restoreClone, storeClone, type CachedClone } from "./git-tree.js";
 import { hostStep, NativeStepError, workspaceRelative, type NativeContext } from "./host.js";
 
@@ -96,7 +99,7 @@ export const gitCheckoutStep = hostStep("git-checkout", async (w, wdRel, where, 
     if (meta) {
       ctx.log.write(`# git-checkout: ${c.repository} ${meta.base} from the source cache\n`);
     } else {
-      const base = await cloneVerified(c, clone, o, where, sourceDateEpoch(ctx));
+      const base = await cloneFromSeedOrNetwork(c, clone, tmp, o, where, ctx);
       const head = (await runGit(["rev-parse", "HEAD"], { ...o, cwd: clone }, where)).stdout.trim();
       meta = { repository: c.repository, base, head };
       if (key) await storeClone(ctx.cacheDir, key, clone, meta);
@@ -112,6 +115,34 @@ export const gitCheckoutStep = hostStep("git-checkout", async (w, wdRel, where, 
     await fsp.rm(tmp, { recursive: true, force: true });
   }
 });
+
+/**
+ * A seeded bundle holding expected-commit is preferred to the network (the
+ * checks are the same, and the commit pins the content); without one the
+ * repository is cloned, and its failure says which bundle would serve.
+ */
+async function cloneFromSeedOrNetwork(
+  c: Checkout,
+  clone: string,
+  tmp: string,
+  o: GitOptions,
+  where: string,
+  ctx: NativeContext,
+): Promise<string> {
+  const seed = c.expected ? await findSeed(ctx.cacheDir, tmp, c.repository, c.expected, c.ref, o, where) : undefined;
+  if (seed) {
+    ctx.log.write(`# git-checkout: ${c.repository} from the seeded bundle ${seed.bundle.sha256}\n`);
+    return cloneVerified(c, clone, seed.o, where, sourceDateEpoch(ctx), seed);
+  }
+  try {
+    return await cloneVerified(c, clone, o, where, sourceDateEpoch(ctx));
+  } catch (e) {
+    if (!c.expected || !(e instanceof NativeStepError) || !e.message.includes(`cloning ${c.repository}:`)) throw e;
+    throw new NativeStepError(`${e.message}; ${await noSeedNote(ctx.cacheDir, c.repository, c.expected)}`, {
+      cause: e,
+    });
+  }
+}
 
 /** The cached clone, checked (HEAD as recorded); a damaged entry is set aside and the clone made again. */
 async function restoreCached(
@@ -142,9 +173,8 @@ function sourceDateEpoch(ctx: NativeContext): number {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Clone, resolve and verify, check out; returns the commit checked out (before cherry-picks). */
-async function cloneVerified(c: Checkout, clone: string, o: GitOptions, where: string, sde: number): Promise<string> {
-  const depthArgs = c.depth === -1 ? [] : [`--depth=${c.depth}`];
+/** `git clone` of `from` (the repository, or a seed's mirror), retried with backoff on failure. */
+async function cloneWithRetries(c: Checkout, from: string, clone: string, o: GitOptions, where: string): Promise<void> {
   const args = [
     "clone",
     "--quiet",
@@ -153,16 +183,16 @@ async function cloneVerified(c: Checkout, clone: string, o: GitOptions, where: s
     "--no-local",
     "--origin=origin",
     ...(c.ref ? [`--branch=${c.ref}`] : []),
-    ...depthArgs,
+    ...(c.depth === -1 ? [] : [`--depth=${c.depth}`]),
     ...(c.sparse.length ? ["--sparse", "--filter=blob:none"] : []),
     "--",
-    c.repository,
+    from,
     clone,
   ];
   for (let attempt = 0, wait = c.backoff; ; attempt++, wait = Math.min(wait * 2, c.maxBackoff)) {
     try {
       await runGit(args, { ...o, watch: tmpOf(clone) }, `${where}: cloning ${c.repository}`);
-      break;
+      return;
     } catch (e) {
       const timedOut = /timed out|grew past|budget/.test((e as Error).message);
       if (timedOut || attempt >= c.retries || Date.now() + wait * 1000 >= o.budget.deadline) throw e;
@@ -171,6 +201,19 @@ async function cloneVerified(c: Checkout, clone: string, o: GitOptions, where: s
       await sleep(wait * 1000);
     }
   }
+}
+
+/** Clone, resolve and verify, check out; returns the commit checked out (before cherry-picks). */
+async function cloneVerified(
+  c: Checkout,
+  clone: string,
+  o: GitOptions,
+  where: string,
+  sde: number,
+  seed?: Seed,
+): Promise<string> {
+  const depthArgs = c.depth === -1 ? [] : [`--depth=${c.depth}`];
+  await cloneWithRetries(c, seed?.url ?? c.repository, clone, o, where);
   const g = (a: string[], what = where) => runGit(a, { ...o, cwd: clone }, what).then((r) => r.stdout.trim());
   let target: string;
   if (c.isTag) {
@@ -217,8 +260,12 @@ async function cloneVerified(c: Checkout, clone: string, o: GitOptions, where: s
   if (c.sparse.length) await g(["sparse-checkout", "set", "--cone", "--", ...c.sparse]);
   if (c.isTag) await g(["checkout", "--quiet", "--detach", target]);
   else await g(["reset", "--quiet", "--hard", target]);
-  if (c.recurse) await submodules(c, clone, clone, o, where, 0);
+  if (c.recurse) await submodules(c, clone, clone, o, where, 0, seed, c.repository);
   await cherryPick(c, clone, o, where, sde);
+  if (seed) {
+    await g(["remote", "set-url", "origin", c.repository]);
+    await scrubMirrorUrls(seed, join(clone, ".git"));
+  }
   // The index records each file's inode and times in this clone: read afresh from HEAD it holds none,
   // so two clones of the same commit leave the same .git/index (git refreshes it on first use).
   if (!c.sparse.length) await g(["read-tree", "HEAD"]);
@@ -252,6 +299,8 @@ async function submodules(
   o: GitOptions,
   where: string,
   level: number,
+  seed: Seed | undefined,
+  base: string,
 ): Promise<void> {
   const read = async (re: string) => {
     const r = await runGit(
@@ -271,22 +320,26 @@ async function submodules(
   if (level >= MAX_SUBMODULE_DEPTH)
     throw new NativeStepError(`${where}: submodules nested deeper than ${MAX_SUBMODULE_DEPTH} levels`);
   for (const [k, url] of urls) {
-    const refused = urlRefusal(url ?? "", o.protocols, true);
+    // The recipe's policy, not the options' (which allow file:// for kiln's own mirrors).
+    const refused = urlRefusal(url ?? "", allowedProtocols(), true);
     if (refused)
       throw new NativeStepError(
         `${where}: submodule ${k.slice(10, -4)}'s url ${JSON.stringify(url)} is refused: ${refused}`,
       );
   }
-  await runGit(
-    ["submodule", "update", "--init", ...(c.shallowSubmodules ? ["--depth=1"] : []), `--jobs=${c.jobs}`],
-    { ...o, cwd: dir, watch: tmpOf(root) },
-    `${where}: submodules of ${c.repository}`,
-  );
+  const args = [...(c.shallowSubmodules ? ["--depth=1"] : []), `--jobs=${c.jobs}`];
+  const bases = seed
+    ? await updateSeededSubmodules(seed, dir, base, urls, args, where)
+    : await runGit(
+        ["submodule", "update", "--init", ...args],
+        { ...o, cwd: dir, watch: tmpOf(root) },
+        `${where}: submodules of ${c.repository}`,
+      ).then(() => new Map<string, string>());
   for (const [, path] of await read("^submodule\\..*\\.path$")) {
     const sub = join(dir, path ?? "");
     if (!isInside(dir, sub) || sub === dir) continue;
     const st = await fsp.lstat(sub).catch(() => undefined);
-    if (st?.isDirectory()) await submodules(c, root, sub, o, where, level + 1);
+    if (st?.isDirectory()) await submodules(c, root, sub, o, where, level + 1, seed, bases.get(path ?? "") ?? base);
   }
 }
 
