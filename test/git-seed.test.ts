@@ -8,13 +8,23 @@
 // submodules (each needs its own seed), and distro.yaml's sources:.
 
 import { execFileSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
+import {
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  truncateSync,
+  writeFileSync,
+} from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { bootstrapToolchain, type Bootstrap } from "./helpers/bootstrap.js";
 import { kilnAsync, type Run } from "./helpers/cli.js";
+import { distroYaml } from "./helpers/distro.js";
 import { git } from "./helpers/git-server.js";
 
 let root: string;
@@ -233,4 +243,47 @@ describe("git-checkout from a seeded bundle (no server)", () => {
     expect(readFileSync(join(dir, "sub/lib.txt"), "utf8")).toBe("from the submodule\n");
     expect(git(dir, "config", "submodule.sub.url")).toBe(`${dead}/sub.git`);
   });
+});
+
+describe("distro.yaml sources: NAME.bundle with NAME.bundle.url", () => {
+  function distro(name: string): string {
+    const dir = join(root, name);
+    mkdirSync(join(dir, "keys"), { recursive: true });
+    mkdirSync(join(dir, "recipes"));
+    mkdirSync(join(dir, "pipelines"));
+    mkdirSync(join(dir, "seeded"));
+    copyFileSync(boot.privateKey, join(dir, "keys/synth.rsa"));
+    writeFileSync(
+      join(dir, "distro.yaml"),
+      distroYaml({ repo: boot.repo, publicKey: boot.publicKey }, "sources: seeded\n"),
+    );
+    copyFileSync(
+      recipe(`${name}-r`, [`repository: ${dead}/proj.git`, "tag: v1.0", `expected-commit: ${c.C1}`]),
+      join(dir, "recipes/x.yaml"),
+    );
+    writeFileSync(
+      join(dir, "recipes/x.yaml"),
+      readFileSync(join(dir, "recipes/x.yaml"), "utf8").replace(`name: ${name}-r`, "name: x"),
+    );
+    copyFileSync(b.proj!, join(dir, "seeded/proj.bundle"));
+    return dir;
+  }
+
+  it("seeds the bundle under the URL of its .url file, so the recipe builds; without the .url file: one clear error", async () => {
+    const dir = distro("distro-git");
+    writeFileSync(join(dir, "seeded/proj.bundle.url"), `${dead}/proj.git\n`);
+    const r = await kilnAsync(["build", "--all", "--cache-dir", join(dir, "cache")], { cwd: dir });
+    expect(r.status, r.stdout + r.stderr).toBe(0);
+    expect(r.stderr).toContain("1 source file seeded into the source cache (0 there already)");
+    const x = mkdtempSync(join(root, "x-"));
+    execFileSync("tar", ["-xzf", join(dir, "out/x86_64/x-1.0.0-r0.apk"), "-C", x], { stdio: "pipe" });
+    expect(readFileSync(join(x, "usr/src/proj/hello.txt"), "utf8")).toBe("hello 1\n");
+
+    const bare = distro("distro-git-nourl");
+    const r2 = await kilnAsync(["build", "--all", "--cache-dir", join(bare, "cache")], { cwd: bare });
+    expect(r2.status).toBe(1);
+    expect(r2.stderr).toContain(
+      "sources: seeded/proj.bundle: a git bundle needs its repository's URL in seeded/proj.bundle.url",
+    );
+  }, 300_000);
 });

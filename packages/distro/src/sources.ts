@@ -2,11 +2,14 @@
 // seeded into the content-addressed source cache before the distribution
 // builds, so fetch steps pinned by checksum find them without the upstream
 // host. Every entry stays inside the distribution's directory (after
-// following symlinks); only regular files are taken.
+// following symlinks); only regular files are taken. A git bundle,
+// NAME.bundle, is seeded as a bundle of the repository whose URL is the
+// first line of NAME.bundle.url beside it (which is not seeded itself); a
+// NAME.bundle without its NAME.bundle.url is an error.
 
-import { lstat, readdir, realpath } from "node:fs/promises";
+import { lstat, readdir, readFile, realpath } from "node:fs/promises";
 import { join, relative } from "node:path";
-import { addSource, sourceCache, type AddedSource } from "@kiln/builder";
+import { addGitBundle, addSource, sourceCache, type AddedSource } from "@kiln/builder";
 import { isInside, KilnError } from "@kiln/core";
 import type { Distro } from "./config.js";
 
@@ -41,13 +44,33 @@ export async function seedDistroSources(distro: Distro, cacheDir: string): Promi
   const cache = sourceCache(cacheDir);
   const out: AddedSource[] = [];
   for (const entry of distro.sources) {
-    for (const f of await entryFiles(distro, entry)) {
+    const files = await entryFiles(distro, entry);
+    for (const f of files) {
+      if (f.endsWith(".bundle.url") && files.includes(f.slice(0, -4))) continue;
       try {
-        out.push(await addSource(cache, f, undefined, true));
+        if (f.endsWith(".bundle"))
+          out.push(await addGitBundle(cacheDir, f, await bundleUrl(distro, f), undefined, true));
+        else out.push(await addSource(cache, f, undefined, true));
       } catch (e) {
+        if (e instanceof DistroSourcesError) throw e;
         throw new DistroSourcesError(`${distro.file}: sources: ${(e as Error).message}`, { cause: e });
       }
     }
   }
   return out;
+}
+
+/** The repository of the git bundle `file`: the first non-empty line of `file.url`. */
+async function bundleUrl(distro: Distro, file: string): Promise<string> {
+  const rel = relative(distro.root, file);
+  const text = await readFile(`${file}.url`, "utf8").catch(() => undefined);
+  const url = text
+    ?.split("\n")
+    .find((l) => l.trim() !== "")
+    ?.trim();
+  if (!url)
+    throw new DistroSourcesError(
+      `${distro.file}: sources: ${rel}: a git bundle needs its repository's URL in ${rel}.url (one line, e.g. https://host/project.git)`,
+    );
+  return url;
 }
