@@ -419,17 +419,8 @@ describe("include paths and refusals: one clear error, nothing written", () => {
     );
   });
 
-  it("contents.baseimage and format erofs are refused, naming what kiln does not support", () => {
+  it("format erofs is refused, naming what kiln does not support (contents.baseimage is built: test/baseimage.test.ts)", () => {
     const base = `contents: {repositories: [${repo}], keyring: [${key.publicPath}], packages: [baselayout]}\n`;
-    const b = write(
-      "baseimage.yaml",
-      base.replace("packages:", "baseimage: {image: ./base, apkindex: ./idx}, packages:"),
-    );
-    fails(
-      [b],
-      /contents\.baseimage \(apko's experimental build on top of an OCI layout, \.\/base\) is not supported by kiln/,
-      join(work, "base-out"),
-    );
     const e = write("erofs.yaml", base + "format: erofs\n");
     fails([e], /format erofs \(apko's experimental EROFS layers\) is not supported by kiln/, join(work, "erofs-out"));
   });

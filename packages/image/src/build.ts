@@ -27,6 +27,8 @@ import { applyCertificates, applyRuntimeKeyring, writeBundleChecksums } from "./
 import { writeOciImage, type ArchImage, type OciOutputFormat, type OciWriteResult } from "./oci/index.js";
 import { ImageRoot } from "./root.js";
 import { imageSbom } from "./sbom.js";
+import { baseArchImage, loadBase, resolveOnBase, seedBaseLinks } from "./base-build.js";
+import type { BaseImage } from "./baseimage.js";
 
 export interface ImageContext {
   /** Extra trusted keys: name → PEM. */
@@ -43,6 +45,9 @@ export interface ImageContext {
   /** How to raise that cap, for the refusal. */
   raiseHint?: string;
   onProgress?: (msg: string) => void;
+  /** Where else relative contents.baseimage paths are looked for (--include-paths), and the current directory. */
+  includePaths?: string[];
+  cwd?: string;
 }
 
 export interface LockEntry {
@@ -105,16 +110,14 @@ function repoRefs(cfg: ImageConfig, ctx: ImageContext): RepositoryRef[] {
 
 export interface ResolvedImage {
   arch: string;
+  /** The packages to install: with a base image, those the base does not have. */
   resolution: Resolution;
+  /** contents.baseimage, verified, for this arch. */
+  base?: BaseImage;
 }
 
 /** The keys apko reads that kiln cannot build yet, refused before anything is fetched. */
 export function checkBuildable(cfg: ImageConfig): void {
-  if (cfg.baseImage)
-    throw new ImageBuildError(
-      `${cfg.file}: contents.baseimage (apko's experimental build on top of an OCI layout, ${cfg.baseImage.image}) is not supported by kiln; list the base's packages in contents.packages instead`,
-      "UNSUPPORTED",
-    );
   if (cfg.format === "erofs")
     throw new ImageBuildError(
       `${cfg.file}: format erofs (apko's experimental EROFS layers) is not supported by kiln; kiln writes tar layers (format: tar)`,
@@ -141,6 +144,8 @@ export async function resolveImage(
       ...(ctx.allowUntrusted ? { allowUntrusted: true } : {}),
       ...(ctx.cacheDir ? { cacheDir: ctx.cacheDir } : {}),
     };
+    // The base is local and checked first, before any repository is read.
+    const base = cfg.baseImage ? await loadBase(cfg, arch, ctx) : undefined;
     const { packages } = await loadRepositories(repos, arch, repoCtx);
     if (lock) {
       const entries = lock.contents[arch];
@@ -156,7 +161,13 @@ export async function resolveImage(
           );
         return p;
       });
-      resolved.push({ arch, resolution: { packages: chosen, world: cfg.packages } });
+      resolved.push({
+        arch,
+        resolution: { packages: chosen, world: cfg.packages },
+        ...(base ? { base } : {}),
+      });
+    } else if (base) {
+      resolved.push({ arch, resolution: resolveOnBase(cfg, arch, base, packages), base });
     } else {
       resolved.push({ arch, resolution: resolve(cfg.packages, packages, { arch }) });
     }
@@ -293,7 +304,7 @@ export async function buildImage(cfg: ImageConfig, ctx: ImageContext, opts: Buil
   const work = await makeTempDir(TEMP_PREFIX);
   try {
     const images: ArchImage[] = [];
-    const roots: Array<{ arch: string; root: ImageRoot; pkgs: RepoPackage[] }> = [];
+    const roots: Array<{ arch: string; root: ImageRoot; pkgs: RepoPackage[]; base?: BaseImage }> = [];
     const users = new Map<string, string | undefined>();
     let contentBytes = 0;
     // created (and the truststore entries' time) = SOURCE_DATE_EPOCH, else the newest package build date.
@@ -301,13 +312,16 @@ export async function buildImage(cfg: ImageConfig, ctx: ImageContext, opts: Buil
       .flatMap((r) => r.resolution.packages)
       .reduce((n, p) => Math.max(n, p.record.buildDate ?? 0), 0);
     const epoch = ctx.sourceDateEpoch ?? newest;
-    for (const { arch, resolution } of resolved) {
-      log(`${arch}: ${resolution.packages.length} packages resolved`);
+    for (const { arch, resolution, base } of resolved) {
+      log(
+        `${arch}: ${resolution.packages.length} packages resolved${base ? ` beside the base's ${base.installed.length}` : ""}`,
+      );
       const root = new ImageRoot(joinUnder(work, { value: `spool-${arch}`, what: "spool directory" }), {
         ...(ctx.maxRootBytes !== undefined ? { maxBytes: ctx.maxRootBytes } : {}),
         ...(ctx.raiseHint ? { raiseHint: ctx.raiseHint } : {}),
       });
       root.checkDeclared(resolution.packages); // before downloading anything
+      if (base) seedBaseLinks(root, base);
       const files = await fetchPackages(resolution.packages, {
         keyring: new Keyring(),
         fetcher,
@@ -319,7 +333,8 @@ export async function buildImage(cfg: ImageConfig, ctx: ImageContext, opts: Buil
         await root.installPackage(files[i]!, p);
       }
       await root.createBusyboxLinks();
-      await applyAccounts(root, cfg);
+      // As apko: on a base image the accounts are the base's (no /etc/passwd is written over them).
+      if (!base) await applyAccounts(root, cfg);
       await applyPaths(root, cfg);
       await applyOsRelease(root, cfg);
       if (cfg.certificates) await applyCertificates(root, cfg.certificates, `${cfg.file}: certificates`, epoch);
@@ -328,17 +343,23 @@ export async function buildImage(cfg: ImageConfig, ctx: ImageContext, opts: Buil
       const runtimeRepos = [...new Set([...cfg.repositories, ...cfg.runtimeRepositories])]
         .sort()
         .map(parseRepositoryRef);
-      await root.writeApkState({ world: cfg.packages, repositories: runtimeRepos, arch, keys });
+      // As apko: the installed database lists the base's packages too, and the world names them at their versions.
+      if (base) root.installed.push(...base.installed);
+      const world = base
+        ? [...cfg.packages, ...base.installed.map((p) => `${p.record.name}=${p.record.version}`)]
+        : cfg.packages;
+      await root.writeApkState({ world, repositories: runtimeRepos, arch, keys });
       if (cfg.runtimeKeyring)
         await applyRuntimeKeyring(root, cfg.runtimeKeyring, `${cfg.file}: contents.runtime_keyring`);
       await applyServices(root, cfg);
       users.set(arch, await runAsUid(root, cfg));
       contentBytes += root.contentSize;
-      roots.push({ arch, root, pkgs: resolution.packages });
+      roots.push({ arch, root, pkgs: resolution.packages, ...(base ? { base } : {}) });
     }
     const created = new Date(epoch * 1000).toISOString().replace(/\.\d{3}Z$/, "Z");
-    for (const { arch, root, pkgs } of roots) {
+    for (const { arch, root, pkgs, base } of roots) {
       const img = archImage(cfg, arch, root, pkgs, epoch, created);
+      if (base) baseArchImage(img, base);
       const user = users.get(arch);
       if (user !== undefined) img.user = user;
       images.push(img);

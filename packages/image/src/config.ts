@@ -205,7 +205,7 @@ export interface ImageConfig {
   runtimeKeyring?: RuntimeKey[];
   /** format, when given ("tar" is what kiln writes; "erofs" is refused at build). */
   format?: "tar" | "erofs";
-  /** contents.baseimage, when given (refused at build). */
+  /** contents.baseimage, when given: the image is built on this local OCI layout (base-build.ts). */
   baseImage?: { image: string; apkindex?: string };
   /** entrypoint.services: name → command, written as s6 run scripts /sv/NAME/run. */
   services?: Record<string, string>;

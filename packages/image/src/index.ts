@@ -66,3 +66,4 @@ export {
   type ResolvedImage,
 } from "./build.js";
 export * from "./oci/index.js";
+export { loadBaseImage, BaseImageError, type BaseImage, type BaseImageOptions } from "./baseimage.js";

@@ -101,6 +101,7 @@ async function setup(configFile: string, v: Values<typeof COMMON> & { maxSize?: 
   const ctx: ImageContext = {
     extraKeys,
     extraRepositories: v.repositoryAppend,
+    includePaths: v.includePaths,
     onProgress: v.json ? () => undefined : (m) => io.err(`  ${m}`),
   };
   if (v.allowUntrusted) ctx.allowUntrusted = true;

@@ -18,6 +18,7 @@ export {
   normalizeCreated,
   hostArch,
   type ArchImage,
+  type BaseLayerBlob,
   type LayerSource,
   type LayerHistory,
   type OciImageSpec,

@@ -31,6 +31,17 @@ export interface LayerHistory {
   comment?: string;
 }
 
+/** A layer blob of a base image's OCI layout, copied unchanged (verified again while copied). */
+export interface BaseLayerBlob {
+  mediaType: string;
+  digest: string;
+  size: number;
+  diffId: string;
+  uncompressedSize: number;
+  /** The blob file. */
+  file: string;
+}
+
 /** One platform's image. */
 export interface ArchImage {
   /** OCI architecture: amd64, arm64, arm, 386, ppc64le, s390x, riscv64, … */
@@ -59,6 +70,8 @@ export interface ArchImage {
   annotations?: Record<string, string>;
   /** One entry per layer; default `{ createdBy: "kiln" }` for each. */
   history?: LayerHistory[];
+  /** Layers of a base image, below `layers`, and the base's history entries (kept as they are). */
+  base?: { layers: BaseLayerBlob[]; history: NonNullable<ImageConfig["history"]> };
 }
 
 export interface OciImageSpec {
@@ -86,6 +99,8 @@ export interface WrittenLayer {
   /** Size of the gzip blob. */
   size: number;
   uncompressedSize: number;
+  /** A base image's layer keeps its media type; kiln's own are OCI tar+gzip. */
+  mediaType?: string;
 }
 
 export interface WrittenManifest {
@@ -197,11 +212,13 @@ export function buildImageConfig(img: ArchImage, diffIds: string[]): ImageConfig
     os: img.os ?? "linux",
     config: cfg,
     rootfs: { type: "layers", diff_ids: diffIds },
-    history: img.layers.map((_, i) => ({
-      created,
-      created_by: history ? history[i]?.createdBy || undefined : "kiln",
-      comment: history?.[i]?.comment || undefined,
-    })),
+    history: [...(img.base?.history ?? [])].concat(
+      img.layers.map((_, i) => ({
+        created,
+        created_by: history ? history[i]?.createdBy || undefined : "kiln",
+        comment: history?.[i]?.comment || undefined,
+      })),
+    ),
   };
 }
 
@@ -322,12 +339,42 @@ class LayoutBuilder {
     return { digest: `sha256:${hex}`, diffId: `sha256:${uh.digest("hex")}`, size: csize, uncompressedSize: usize };
   }
 
+  /** Copy a base layer's blob as it is, checking its digest and size again on the way. */
+  async copyBaseLayer(b: BaseLayerBlob): Promise<Omit<WrittenLayer, "arch" | "variant">> {
+    const h = createHash("sha256");
+    let n = 0;
+    const tmp = tempPathFor(join(this.blobDir, "blob"));
+    await pipeline(
+      createReadStream(b.file),
+      async function* (src: AsyncIterable<Buffer>) {
+        for await (const c of src) {
+          h.update(c);
+          n += c.length;
+          yield c;
+        }
+      },
+      createWriteStream(tmp, { mode: 0o644 }),
+    );
+    const hex = h.digest("hex");
+    if (`sha256:${hex}` !== b.digest || n !== b.size) {
+      await rm(tmp, { force: true });
+      throw new OciError(
+        "BAD_LAYOUT",
+        `base layer ${b.digest} changed while it was copied (now ${n} bytes, sha256:${hex})`,
+      );
+    }
+    await this.place(tmp, hex);
+    const { file: _f, ...rest } = b;
+    return rest;
+  }
+
   async build(spec: OciImageSpec, tag: string): Promise<BuiltLayout> {
     await mkdir(this.blobDir, { recursive: true });
     const manifests: BuiltManifest[] = [];
     for (const img of spec.images) {
       const what = platformKey(img);
       const layers: WrittenLayer[] = [];
+      for (const b of img.base?.layers ?? []) layers.push({ arch: img.arch, ...(await this.copyBaseLayer(b)) });
       for (let i = 0; i < img.layers.length; i++) {
         const l = await this.writeLayer(img.layers[i]!, `${what} layer ${i}`);
         layers.push({ arch: img.arch, ...(img.variant ? { variant: img.variant } : {}), ...l });
@@ -342,7 +389,7 @@ class LayoutBuilder {
         schemaVersion: 2,
         mediaType: MEDIA_TYPE.manifest,
         config: { mediaType: MEDIA_TYPE.config, digest: config.digest, size: config.size },
-        layers: layers.map((l) => ({ mediaType: MEDIA_TYPE.layerGzip, digest: l.digest, size: l.size })),
+        layers: layers.map((l) => ({ mediaType: l.mediaType ?? MEDIA_TYPE.layerGzip, digest: l.digest, size: l.size })),
         annotations:
           spec.images.length === 1
             ? checkMap({ ...(spec.annotations ?? {}), ...(img.annotations ?? {}) }, `${what}: annotations`)
