@@ -233,7 +233,7 @@ describe("resolve: closure and versions", () => {
   });
 
   it("rejects malformed requests as INVALID_REQUEST", () => {
-    const e = fails(() => resolve(["ok", "bad name", "x>>1"], repo));
+    const e = fails(() => resolve(["ok", "bad name", "x<>1"], repo));
     expect(e.code).toBe("INVALID_REQUEST");
     expect(e.explanation).toHaveLength(2);
     expect(e.explanation[0]).toMatch(/^request "bad name" : /);
