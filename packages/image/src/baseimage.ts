@@ -21,7 +21,7 @@ import { OCI_PLATFORM, type ImageConfig } from "./config.js";
 import { MEDIA_TYPE, isIndexMediaType, isManifestMediaType, isSha256Digest } from "./oci/types.js";
 import type { Descriptor, ImageConfig as OciConfig, ImageIndex, ImageManifest } from "./oci/types.js";
 import type { BaseLayerBlob } from "./oci/write.js";
-import { TarScanner, type TarLink } from "./oci/tar-scan.js";
+import { TarScanError, TarScanner, type TarLink } from "./oci/tar-scan.js";
 
 /** Largest index.json, manifest or config accepted. */
 export const MAX_BASE_DOCUMENT = 4 << 20;
@@ -213,18 +213,23 @@ async function checkLayer(
   checkBlob(what, d, f.size, `sha256:${ch.digest("hex")}`);
   const uh = createHash("sha256");
   let usize = 0;
+  let over = false;
+  scanner.nextStream();
   try {
     await pipeline(createReadStream(f.path), createGunzip(), async function (src: AsyncIterable<Buffer>) {
       for await (const c of src) {
         uh.update(c);
         usize += c.length;
         scanner.feed(c);
-        if (usize > budget.left)
-          throw new BaseImageError(`the base's layers hold more than ${budget.cap} bytes uncompressed`);
+        if (usize > budget.left) {
+          over = true;
+          throw new Error("over the budget");
+        }
       }
     });
   } catch (e) {
-    if (e instanceof BaseImageError) throw new BaseImageError(`${what}: ${e.message}`);
+    if (over) throw new BaseImageError(`${what}: the base's layers hold more than ${budget.cap} bytes uncompressed`);
+    if (e instanceof TarScanError) throw new BaseImageError(`${what}: layer ${d.digest}: ${e.message}`);
     throw new BaseImageError(`${what}: layer ${d.digest} is not a gzip tar stream: ${(e as Error).message}`);
   }
   const got = `sha256:${uh.digest("hex")}`;

@@ -29,6 +29,15 @@ export class TarScanner {
   private pending: { path?: string; linkpath?: string } = {};
   private ended = false;
 
+  /** Start the next layer's stream (entries of later layers override earlier ones'). */
+  nextStream(): void {
+    this.buf = Buffer.alloc(0);
+    this.skip = 0;
+    this.collecting = undefined;
+    this.pending = {};
+    this.ended = false;
+  }
+
   feed(chunk: Buffer): void {
     this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
     let off = 0;
