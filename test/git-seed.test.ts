@@ -54,6 +54,7 @@ function makeRepos(): void {
   writeFileSync(join(w, "hello.txt"), "hello 1\n");
   c.C1 = commitAll(w, "one");
   git(w, "tag", "-a", "v1.0", "-m", "release 1.0");
+  c.TAG_OBJECT = git(w, "rev-parse", "v1.0");
   writeFileSync(join(w, "hello.txt"), "hello 2\n");
   c.C2 = commitAll(w, "two");
   git(w, "bundle", "create", "-q", join(root, "proj.bundle"), "--all");
@@ -169,6 +170,11 @@ describe("git-checkout from a seeded bundle (no server)", () => {
     for (const n of readdirSync(join(dir, ".git")))
       if (n === "config" || n === "FETCH_HEAD")
         expect(readFileSync(join(dir, ".git", n), "utf8")).not.toMatch(/file:|git-work-|seed-/);
+    // An annotated tag's object as expected-commit (melange accepts it) finds the seed too.
+    const t = recipe("sd-tagobj", [`repository: ${dead}/proj.git`, "tag: v1.0", `expected-commit: ${c.TAG_OBJECT}`]);
+    const rt = await build(t, cache);
+    expect(rt.status, rt.stderr.slice(-3000)).toBe(0);
+    expect(readFileSync(join(unpack(rt, "sd-tagobj"), "hello.txt"), "utf8")).toBe("hello 1\n");
   });
 
   it("without a seed the build fails naming the repository and how to seed it", async () => {

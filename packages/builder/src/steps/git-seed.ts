@@ -32,9 +32,15 @@ const seedHint = (repository: string) => `seed one with: kiln source add --git-r
 async function candidates(cacheDir: string, repository: string, commit: string, ref = ""): Promise<SeededBundle[]> {
   const all = await bundlesOf(cacheDir, repository);
   const holding: SeededBundle[] = [];
-  for (const b of all) if (await bundleHasCommit(cacheDir, b.sha256, commit)) holding.push(b);
+  // expected-commit may be an annotated tag's object (melange accepts it): a ref's object then matches.
+  for (const b of all)
+    if (b.refs.some((r) => r.object === commit) || (await bundleHasCommit(cacheDir, b.sha256, commit))) holding.push(b);
   const at = (b: SeededBundle) =>
-    b.refs.some((r) => (r.name === `refs/tags/${ref}` || r.name === `refs/heads/${ref}`) && r.commit === commit);
+    b.refs.some(
+      (r) =>
+        (r.name === `refs/tags/${ref}` || r.name === `refs/heads/${ref}`) &&
+        (r.commit === commit || r.object === commit),
+    );
   return [...holding.filter(at), ...holding.filter((b) => !at(b))];
 }
 
