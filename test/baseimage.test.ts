@@ -182,6 +182,46 @@ describe("an image built on contents.baseimage", () => {
     expect(again.digest).toBe(digest);
   });
 
+  it("a lock file lists only the packages installed on the base, and building from it gives the same digest", () => {
+    const lockFile = join(work, "top.lock.json");
+    const l = kiln(["image", "lock", join(work, "top.yaml"), "-o", lockFile]);
+    expect(l.status, l.stderr).toBe(0);
+    const lock = json(lockFile);
+    expect(lock.contents.x86_64.map((e: { name: string }) => e.name).sort()).toEqual(["libbar", "tool"]);
+    const r = kiln([
+      "image",
+      "build",
+      join(work, "top.yaml"),
+      join(work, "top-locked-oci"),
+      "--lockfile",
+      lockFile,
+      "--json",
+    ]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout).digest).toBe(digest);
+  });
+
+  it("a docker-archive of it holds the base's layer tar and the new one, named by diff ID", () => {
+    const out = join(work, "top.docker.tar");
+    const r = kiln(["image", "build", join(work, "top.yaml"), out, "--format", "docker-archive"]);
+    expect(r.status, r.stderr).toBe(0);
+    const manifest = JSON.parse(execFileSync("tar", ["-xOf", out, "manifest.json"], { encoding: "utf8" }));
+    expect(manifest[0].Layers).toEqual(top.config.rootfs.diff_ids.map((d: string) => `${d.slice(7)}.tar`));
+  });
+
+  it("relative paths are also looked for in --include-paths (after the config's directory and the current one)", () => {
+    const cfg = write(
+      "sub/inc.yaml",
+      readFileSync(join(work, "top.yaml"), "utf8").replace(/\.\/(base-oci|apkindex)/g, "$1"),
+    );
+    const refused = kiln(["image", "build", cfg, join(work, "inc-oci")]);
+    expect(refused.status).toBe(1);
+    expect(refused.stderr).toMatch(/sub\/inc\.yaml: contents\.baseimage\.image: "base-oci": no such directory beside/);
+    const r = kiln(["image", "build", cfg, join(work, "inc-oci"), "--include-paths", work, "--json"]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(readImage(join(work, "inc-oci")).manifest.layers[0]).toEqual(base.manifest.layers[0]);
+  });
+
   it.skipIf(!HAVE_UMOCI)(
     "umoci unpacks it to the base's files with the new ones on top (skipped without umoci)",
     () => {
