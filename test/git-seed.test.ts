@@ -58,6 +58,7 @@ function makeRepos(): void {
   writeFileSync(join(w, "hello.txt"), "hello 2\n");
   c.C2 = commitAll(w, "two");
   git(w, "bundle", "create", "-q", join(root, "proj.bundle"), "--all");
+  git(w, "bundle", "create", "-q", join(root, "part.bundle"), `${c.C1}..main`);
   // The same history, but v1.0 moved to the second commit.
   git(w, "tag", "-f", "-a", "v1.0", "-m", "moved", c.C2);
   git(w, "bundle", "create", "-q", join(root, "moved.bundle"), "--all");
@@ -198,7 +199,7 @@ describe("git-checkout from a seeded bundle (no server)", () => {
     );
   });
 
-  it("a corrupt bundle, or a file that is no bundle, is refused when added and not left in the cache", async () => {
+  it("a corrupt bundle, a file that is no bundle, or a partial bundle is refused when added and not left in the cache", async () => {
     const cache = mkdtempSync(join(root, "cache-"));
     const cut = join(root, "cut.bundle");
     writeFileSync(cut, readFileSync(b.proj!));
@@ -211,6 +212,10 @@ describe("git-checkout from a seeded bundle (no server)", () => {
     const j = await seed(cache, `${dead}/proj.git`, junk);
     expect(j.status).toBe(1);
     expect(j.stderr).toContain("junk.bundle: not a git bundle");
+    // A bundle of part of the history (it needs commits it does not hold) is refused too.
+    const part = await seed(cache, `${dead}/proj.git`, join(root, "part.bundle"));
+    expect(part.status).toBe(1);
+    expect(part.stderr).toContain(`part.bundle: the bundle needs commits it does not hold (${c.C1})`);
     const list = await kilnAsync(["source", "list", "--cache-dir", cache]);
     expect(list.status).toBe(0);
     expect(list.stdout).toBe("");
