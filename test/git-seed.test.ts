@@ -219,6 +219,9 @@ describe("git-checkout from a seeded bundle (no server)", () => {
     const list = await kilnAsync(["source", "list", "--cache-dir", cache]);
     expect(list.status).toBe(0);
     expect(list.stdout).toBe("");
+    // Nor any name of them (sha512 aliases, bundle records).
+    expect(readdirSync(join(cache, "sources", "sha512"))).toEqual([]);
+    expect(readdirSync(join(cache, "sources")).filter((n) => /^[0-9a-f]{64}$/.test(n))).toEqual([]);
   });
 
   it("a tag in the bundle pointing at another commit: expected-commit mismatch, as from the server", async () => {

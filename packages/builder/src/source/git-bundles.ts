@@ -166,7 +166,10 @@ export async function addGitBundle(
     await checkHeader(added.path, file);
     info = await readBundle(cacheDir, added.path, file);
   } catch (e) {
-    if (!added.existed) await fsp.rm(added.path, { force: true });
+    if (!added.existed) {
+      await fsp.rm(added.path, { force: true });
+      await fsp.rm(join(cache.by512, added.sha512), { force: true });
+    }
     throw e;
   }
   const bundle: SeededBundle = {
