@@ -292,6 +292,11 @@ describe("distro.yaml sources: NAME.bundle with NAME.bundle.url", () => {
     const x = mkdtempSync(join(root, "x-"));
     execFileSync("tar", ["-xzf", join(dir, "out/x86_64/x-1.0.0-r0.apk"), "-C", x], { stdio: "pipe" });
     expect(readFileSync(join(x, "usr/src/proj/hello.txt"), "utf8")).toBe("hello 1\n");
+    // The next round finds the bundle recorded already and only hashes it.
+    writeFileSync(join(dir, "recipes/x.yaml"), readFileSync(join(dir, "recipes/x.yaml"), "utf8") + "  - runs: ':'\n");
+    const again = await kilnAsync(["build", "--all", "--cache-dir", join(dir, "cache")], { cwd: dir });
+    expect(again.status, again.stdout + again.stderr).toBe(0);
+    expect(again.stderr).toContain("1 source file seeded into the source cache (1 there already)");
 
     const bare = distro("distro-git-nourl");
     const r2 = await kilnAsync(["build", "--all", "--cache-dir", join(bare, "cache")], { cwd: bare });
