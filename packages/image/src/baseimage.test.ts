@@ -217,6 +217,17 @@ describe("loadBaseImage", () => {
     await expect(loadBaseImage(at("./layout", "./empty"), "x86_64", opts())).rejects.toThrow(
       /contents\.baseimage\.apkindex .*empty: x86_64\/APKINDEX is missing/,
     );
+    for (const [text, why] of [
+      ["P:a b\nV:1-r0\n\n", "expected a package name and an apk version"],
+      ["P:x\n\n", "expected a package name and an apk version"],
+      ["P:x\nV:1-r0\n\nP:x\nV:2-r0\n\n", "listed twice"],
+    ]) {
+      mkdirSync(join(work, "cfg/badidx/x86_64"), { recursive: true });
+      writeFileSync(join(work, "cfg/badidx/x86_64/APKINDEX"), text!);
+      await expect(loadBaseImage(at("./layout", "./badidx"), "x86_64", opts())).rejects.toThrow(
+        new RegExp(`contents\\.baseimage\\.apkindex .*badidx: x86_64/APKINDEX: package .*: ${why}`),
+      );
+    }
     await expect(loadBaseImage(at("./layout"), "x86_64", { cwd: work, maxBytes: 4096 })).rejects.toThrow(
       /the base's layers hold more than 4096 bytes uncompressed/,
     );

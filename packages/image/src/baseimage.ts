@@ -16,7 +16,7 @@ import { dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { createGunzip } from "node:zlib";
 import { assertPathComponent, KilnError } from "@kiln/core";
-import { parseInstalledDb, type InstalledPackage } from "@kiln/apk";
+import { isValidVersion, parseDependency, parseInstalledDb, type InstalledPackage } from "@kiln/apk";
 import { OCI_PLATFORM, type ImageConfig } from "./config.js";
 import { MEDIA_TYPE, isIndexMediaType, isManifestMediaType, isSha256Digest } from "./oci/types.js";
 import type { Descriptor, ImageConfig as OciConfig, ImageIndex, ImageManifest } from "./oci/types.js";
@@ -281,9 +281,26 @@ async function loadInstalled(cfg: ImageConfig, arch: string, opts: BaseImageOpti
   const dir = await resolveDir(cfg, "apkindex", cfg.baseImage!.apkindex!, opts);
   const what = `${cfg.file}: contents.baseimage.apkindex ${dir}`;
   const f = await fileIn(dir, `${arch}/APKINDEX`, MAX_BASE_APKINDEX, what);
+  let pkgs: InstalledPackage[];
   try {
-    return parseInstalledDb(await readFile(f.path, "utf8"), f.path);
+    pkgs = parseInstalledDb(await readFile(f.path, "utf8"), f.path);
   } catch (e) {
     throw new BaseImageError(`${what}: ${(e as Error).message}`);
   }
+  const seen = new Set<string>();
+  for (const p of pkgs) {
+    const { name, version } = p.record;
+    let ok = isValidVersion(version) && !seen.has(name);
+    try {
+      ok &&= parseDependency(name).name === name;
+    } catch {
+      ok = false;
+    }
+    if (!ok)
+      throw new BaseImageError(
+        `${what}: ${arch}/APKINDEX: package ${JSON.stringify(name)} version ${JSON.stringify(version)}: ${seen.has(name) ? "listed twice" : "expected a package name and an apk version"}`,
+      );
+    seen.add(name);
+  }
+  return pkgs;
 }
