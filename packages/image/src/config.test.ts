@@ -700,6 +700,9 @@ describe("format, baseimage, include", () => {
     expect(problems("contents:\n  baseimage: {image: ./base}\ncmd: x\nenvironment: {A: b}\n")).toEqual([
       "2:14 contents.baseimage: with a base image only contents, archs and include may be given (as apko requires), not cmd, environment",
     ]);
+    expect(problems("contents:\n  baseimage: {image: ./base}\nlayering: {strategy: origin, budget: 3}\n")).toEqual([
+      "3:11 layering: layering cannot be combined with contents.baseimage (as in apko)",
+    ]);
   });
 
   it("include in a config given as text (no file to resolve it from) is refused at the key", () => {

@@ -439,7 +439,7 @@ function parseTrust(v: ImageConfigInput, at: At): Pick<ImageConfig, "certificate
   return out;
 }
 
-/** apko builds on a base image with contents, archs and include only; format erofs takes no layering. */
+/** apko builds on a base image with contents, archs and include only, and no layering; format erofs takes no layering. */
 function checkCombinations(v: ImageConfigInput, at: At): void {
   if (v.contents?.baseimage) {
     const others = (
@@ -451,6 +451,8 @@ function checkCombinations(v: ImageConfigInput, at: At): void {
         `with a base image only contents, archs and include may be given (as apko requires), not ${others.join(", ")}`,
       );
   }
+  if (v.contents?.baseimage && v.layering && (v.layering.strategy || v.layering.budget))
+    at(["layering"], "layering cannot be combined with contents.baseimage (as in apko)");
   if (v.format === "erofs" && v.layering)
     at(["layering"], "layering cannot be combined with format erofs (as in apko)");
 }
