@@ -16,8 +16,8 @@ import { kiln } from "./helpers/cli.js";
 import { baseLayoutEntries, makeKey, makeRepo, type TestKey } from "./helpers/fixtures.js";
 
 const FIXTURES = join(import.meta.dirname, "fixtures/apko-compat");
-const CA_ONE = readFileSync(join(FIXTURES, "ca-one.pem"), "utf8");
-const CA_TWO = readFileSync(join(FIXTURES, "ca-two.pem"), "utf8");
+const CA_ONE = readFileSync(join(FIXTURES, "ca-one.crt"), "utf8");
+const CA_TWO = readFileSync(join(FIXTURES, "ca-two.crt"), "utf8");
 const CA_ONE_SHA256 = "4c468d29b7d1f361f9c912b28ff2cd01df828e92a67efc6c2309319ae6920f65";
 const MIRROR_KEY = String(
   generateKeyPairSync("rsa", { modulusLength: 2048 }).publicKey.export({ type: "spki", format: "pem" }),
@@ -92,12 +92,12 @@ beforeAll(async () => {
   repo = join(work, "repo");
   const truststore = join(work, "cacerts");
   if (HAVE_KEYTOOL) {
-    writeFileSync(join(work, "ca-two.pem"), CA_TWO);
+    writeFileSync(join(work, "ca-two.crt"), CA_TWO);
     execFileSync(
       "keytool",
       [
         ...["-importcert", "-noprompt", "-storetype", "JKS", "-keystore", truststore],
-        ...["-storepass", "changeit", "-alias", "distro-ca", "-file", join(work, "ca-two.pem")],
+        ...["-storepass", "changeit", "-alias", "distro-ca", "-file", join(work, "ca-two.crt")],
       ],
       { stdio: "pipe" },
     );

@@ -551,8 +551,8 @@ describe("loadImageConfig", () => {
 // apko's keys beyond the basics: each read the way apko reads it, and each bad
 // form refused at its key. The certificates are self-signed test CAs made for kiln.
 const FIXTURES = join(import.meta.dirname, "../../../test/fixtures/apko-compat");
-const CA_ONE = readFileSync(join(FIXTURES, "ca-one.pem"), "utf8");
-const CA_TWO = readFileSync(join(FIXTURES, "ca-two.pem"), "utf8");
+const CA_ONE = readFileSync(join(FIXTURES, "ca-one.crt"), "utf8");
+const CA_TWO = readFileSync(join(FIXTURES, "ca-two.crt"), "utf8");
 const CA_ONE_SHA256 = "4c468d29b7d1f361f9c912b28ff2cd01df828e92a67efc6c2309319ae6920f65";
 const RSA_KEY = generateKeyPairSync("rsa", { modulusLength: 1024 }).publicKey.export({ type: "spki", format: "pem" });
 const EC_KEY = generateKeyPairSync("ec", { namedCurve: "prime256v1" }).publicKey.export({
