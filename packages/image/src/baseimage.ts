@@ -12,12 +12,13 @@
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { readFile, realpath, stat } from "node:fs/promises";
-import { dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
+import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { createGunzip } from "node:zlib";
-import { assertPathComponent, KilnError } from "@kiln/core";
+import { assertPathComponent, isInside, KilnError } from "@kiln/core";
 import { isValidVersion, parseDependency, parseInstalledDb, type InstalledPackage } from "@kiln/apk";
 import { OCI_PLATFORM, type ImageConfig } from "./config.js";
+import { findInBases, lookupBases, lookupRoots } from "./include.js";
 import { MEDIA_TYPE, isIndexMediaType, isManifestMediaType, isSha256Digest } from "./oci/types.js";
 import type { Descriptor, ImageConfig as OciConfig, ImageIndex, ImageManifest } from "./oci/types.js";
 import type { BaseLayerBlob } from "./oci/write.js";
@@ -61,23 +62,14 @@ export interface BaseImageOptions {
   maxBytes: number;
 }
 
-function inside(dir: string, file: string): boolean {
-  const rel = relative(dir, file);
-  return rel === "" || (!rel.startsWith(`..${sep}`) && rel !== ".." && !isAbsolute(rel));
-}
-
 /** The directory a baseimage field names, looked up and confined as include is. */
 async function resolveDir(cfg: ImageConfig, field: string, name: string, opts: BaseImageOptions): Promise<string> {
   const what = `${cfg.file}: contents.baseimage.${field}`;
-  const cwd = opts.cwd ?? process.cwd();
-  const bases = [dirname(resolve(cwd, cfg.file)), cwd, ...(opts.includePaths ?? []).map((d) => resolve(cwd, d))];
-  const roots = await Promise.all(bases.map((b) => realpath(b).catch(() => b)));
-  const candidates = isAbsolute(name) ? [name] : bases.map((b) => resolve(b, name));
-  for (const c of candidates) {
-    const st = await stat(c).catch(() => undefined);
-    if (!st) continue;
-    const real = await realpath(c);
-    if (!roots.some((r) => inside(r, real)))
+  const bases = lookupBases(cfg.file, opts);
+  const found = await findInBases(name, bases);
+  if (found) {
+    const { real, st } = found;
+    if (!(await lookupRoots(bases)).some((r) => isInside(r, real)))
       throw new BaseImageError(
         `${what}: ${JSON.stringify(name)} resolves to ${real}, outside the config's directory, the current directory and the include paths`,
       );
@@ -93,7 +85,7 @@ async function resolveDir(cfg: ImageConfig, field: string, name: string, opts: B
 async function fileIn(dir: string, rel: string, max: number, what: string): Promise<{ path: string; size: number }> {
   const real = await realpath(join(dir, rel)).catch(() => undefined);
   if (!real) throw new BaseImageError(`${what}: ${rel} is missing`);
-  if (!inside(dir, real)) throw new BaseImageError(`${what}: ${rel} resolves to ${real}, outside ${dir}`);
+  if (!isInside(dir, real)) throw new BaseImageError(`${what}: ${rel} resolves to ${real}, outside ${dir}`);
   const st = await stat(real);
   if (!st.isFile()) throw new BaseImageError(`${what}: ${rel} is not a regular file`);
   if (st.size > max) throw new BaseImageError(`${what}: ${rel} is ${st.size} bytes, more than the ${max} accepted`);

@@ -8,8 +8,9 @@
 // not include itself through any chain, and chains are at most MAX_DEPTH deep.
 
 import { open, realpath, stat } from "node:fs/promises";
-import { dirname, isAbsolute, relative, resolve, sep } from "node:path";
-import { ConfigError, YAML_LIMITS, type LoadedYaml, type Problem } from "@kiln/core";
+import { dirname, isAbsolute, resolve } from "node:path";
+import type { Stats } from "node:fs";
+import { ConfigError, isInside, YAML_LIMITS, type LoadedYaml, type Problem } from "@kiln/core";
 import { imageConfigFrom, readImageInput, type ImageConfig, type ImageConfigInput } from "./config.js";
 
 /** How many configs deep include may chain (the top one is depth 0). */
@@ -60,9 +61,25 @@ async function readBounded(file: string): Promise<string> {
   }
 }
 
-function inside(dir: string, file: string): boolean {
-  const rel = relative(dir, file);
-  return rel === "" || (!rel.startsWith(`..${sep}`) && rel !== ".." && !isAbsolute(rel));
+/** The directories a config's include (or baseimage) name is looked up in, in order: beside FILE, the cwd, each include path. */
+export function lookupBases(file: string, opts: Pick<LoadImageConfigOptions, "cwd" | "includePaths">): string[] {
+  const cwd = opts.cwd ?? process.cwd();
+  return [dirname(resolve(cwd, file)), cwd, ...(opts.includePaths ?? []).map((d) => resolve(cwd, d))];
+}
+
+/** The real paths of BASES (a base that cannot be resolved stays as it is): what a found name must lie inside. */
+export function lookupRoots(bases: string[]): Promise<string[]> {
+  return Promise.all(bases.map((b) => realpath(b).catch(() => b)));
+}
+
+/** The first place of NAME that exists (an absolute NAME is its own only place): its real path and stat. */
+export async function findInBases(name: string, bases: string[]): Promise<{ real: string; st: Stats } | undefined> {
+  const candidates = isAbsolute(name) ? [name] : bases.map((b) => resolve(b, name));
+  for (const c of candidates) {
+    const st = await stat(c).catch(() => undefined);
+    if (st) return { real: await realpath(c), st };
+  }
+  return undefined;
 }
 
 /** The real path of the file an include names, or a ConfigError at the include key. */
@@ -72,20 +89,15 @@ async function resolveInclude(
   roots: string[],
   opts: LoadImageConfigOptions,
 ): Promise<string> {
-  const cwd = opts.cwd ?? process.cwd();
-  const bases = [dirname(from.file), cwd, ...(opts.includePaths ?? []).map((d) => resolve(cwd, d))];
-  const candidates = isAbsolute(name) ? [name] : bases.map((b) => resolve(b, name));
-  for (const c of candidates) {
-    const st = await stat(c).catch(() => undefined);
-    if (!st) continue;
-    const real = await realpath(c);
-    if (!roots.some((r) => inside(r, real)))
+  const found = await findInBases(name, lookupBases(from.file, opts));
+  if (found) {
+    if (!roots.some((r) => isInside(r, found.real)))
       throw problem(
         from.file,
-        `include ${JSON.stringify(name)} resolves to ${real}, outside the config's directory, the current directory and the include paths`,
+        `include ${JSON.stringify(name)} resolves to ${found.real}, outside the config's directory, the current directory and the include paths`,
         from.loaded,
       );
-    return real;
+    return found.real;
   }
   throw problem(
     from.file,
@@ -180,12 +192,7 @@ async function loadChain(
 export async function loadImageConfig(file: string, opts: LoadImageConfigOptions = {}): Promise<ImageConfig> {
   const loaded = readImageInput(file, await readBounded(file));
   if (loaded.value.include === undefined) return imageConfigFrom(file, loaded.value, loaded);
-  const cwd = opts.cwd ?? process.cwd();
-  const roots = await Promise.all(
-    [dirname(file), cwd, ...(opts.includePaths ?? []).map((d) => resolve(cwd, d))].map((d) =>
-      realpath(resolve(cwd, d)).catch(() => resolve(cwd, d)),
-    ),
-  );
+  const roots = await lookupRoots(lookupBases(file, opts));
   const { value, includes } = await loadChain({ file, loaded }, roots, opts);
   const cfg = imageConfigFrom(file, value, loaded);
   cfg.includes = includes;
