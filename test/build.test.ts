@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createReadStream } from "node:fs";
 import { openPackage } from "@kiln/apk";
 import { kilnAsync } from "./helpers/cli.js";
-import { bootstrapToolchain, type Bootstrap } from "./helpers/bootstrap.js";
+import { bootstrapToolchain, upstreamArgs, type Bootstrap } from "./helpers/bootstrap.js";
 import { serveDir, type StaticServer } from "./helpers/http.js";
 import { REPO_ROOT } from "./helpers/paths.js";
 
@@ -77,18 +77,7 @@ test:
 `;
 
 function build(args: string[]) {
-  return kilnAsync([
-    "build",
-    ...args,
-    "--signing-key",
-    boot.privateKey,
-    "--repository-append",
-    boot.repo,
-    "--keyring-append",
-    boot.publicKey,
-    "--cache-dir",
-    boot.cacheDir,
-  ]);
+  return kilnAsync(["build", ...args, ...upstreamArgs(boot)]);
 }
 
 async function pkgInfo(file: string) {

@@ -24,7 +24,7 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { bootstrapToolchain, type Bootstrap } from "./helpers/bootstrap.js";
+import { bootstrapToolchain, upstreamArgs, type Bootstrap } from "./helpers/bootstrap.js";
 import { kilnAsync, type Run } from "./helpers/cli.js";
 import { git, gitDaemon, gitHttp, hangingServer, type GitServer } from "./helpers/git-server.js";
 
@@ -122,21 +122,7 @@ async function build(file: string, opts: { cache?: string; env?: NodeJS.ProcessE
   const cache = opts.cache ?? mkdtempSync(join(root, "cache-"));
   const t0 = Date.now();
   const r = await kilnAsync(
-    [
-      "build",
-      file,
-      "--out",
-      out,
-      "--cache-dir",
-      cache,
-      "--signing-key",
-      boot.privateKey,
-      "--repository-append",
-      boot.repo,
-      "--keyring-append",
-      boot.publicKey,
-      ...(opts.test ? [] : ["--no-test"]),
-    ],
+    ["build", file, "--out", out, ...upstreamArgs(boot, cache), ...(opts.test ? [] : ["--no-test"])],
     ...(opts.env ? [{ env: opts.env }] : []),
   );
   return { ...r, out, cache, ms: Date.now() - t0 };

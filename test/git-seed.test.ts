@@ -22,7 +22,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { bootstrapToolchain, type Bootstrap } from "./helpers/bootstrap.js";
+import { bootstrapToolchain, upstreamArgs, type Bootstrap } from "./helpers/bootstrap.js";
 import { kilnAsync, type Run } from "./helpers/cli.js";
 import { distroYaml } from "./helpers/distro.js";
 import { git } from "./helpers/git-server.js";
@@ -114,21 +114,7 @@ const seed = (cache: string, url: string, ...files: string[]) =>
 
 async function build(file: string, cache: string) {
   const out = mkdtempSync(join(root, "out-"));
-  const r = await kilnAsync([
-    "build",
-    file,
-    "--out",
-    out,
-    "--cache-dir",
-    cache,
-    "--signing-key",
-    boot.privateKey,
-    "--repository-append",
-    boot.repo,
-    "--keyring-append",
-    boot.publicKey,
-    "--no-test",
-  ]);
+  const r = await kilnAsync(["build", file, "--out", out, ...upstreamArgs(boot, cache), "--no-test"]);
   return { ...r, out };
 }
 

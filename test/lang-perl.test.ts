@@ -17,7 +17,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openPackage } from "@kiln/apk";
 import { compileRecipe, loadPipelines, parseRecipe } from "@kiln/builder";
-import { bootstrapToolchain, type Bootstrap } from "./helpers/bootstrap.js";
+import { bootstrapToolchain, upstreamArgs, type Bootstrap } from "./helpers/bootstrap.js";
 import { kilnAsync } from "./helpers/cli.js";
 import { serveDir, type StaticServer } from "./helpers/http.js";
 
@@ -152,18 +152,7 @@ function makeTarball(dir: string): string {
 }
 
 function build(args: string[]) {
-  return kilnAsync([
-    "build",
-    ...args,
-    "--signing-key",
-    boot.privateKey,
-    "--repository-append",
-    boot.repo,
-    "--keyring-append",
-    boot.publicKey,
-    "--cache-dir",
-    boot.cacheDir,
-  ]);
+  return kilnAsync(["build", ...args, ...upstreamArgs(boot)]);
 }
 
 async function files(apk: string): Promise<string[]> {

@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { compileRecipe, loadPipelines, parseRecipe } from "@kiln/builder";
-import { bootstrapToolchain, type Bootstrap } from "./helpers/bootstrap.js";
+import { bootstrapToolchain, upstreamArgs, type Bootstrap } from "./helpers/bootstrap.js";
 import { kilnAsync } from "./helpers/cli.js";
 
 let work: string;
@@ -98,20 +98,7 @@ describe("strip, split/debug and split/manpages in a real build", () => {
     writeFileSync(file, RECIPE);
     const out = join(work, "out");
     mkdirSync(out);
-    const r = await kilnAsync([
-      "build",
-      file,
-      "--out",
-      out,
-      "--signing-key",
-      boot.privateKey,
-      "--repository-append",
-      boot.repo,
-      "--keyring-append",
-      boot.publicKey,
-      "--cache-dir",
-      boot.cacheDir,
-    ]);
+    const r = await kilnAsync(["build", file, "--out", out, ...upstreamArgs(boot)]);
     expect(r.status, r.stderr.slice(-3000)).toBe(0);
     const arch = join(out, "x86_64");
     const main = unpack(join(arch, "parity-1.0.0-r0.apk"));

@@ -38,6 +38,20 @@ export interface Bootstrap {
   cacheDir: string;
 }
 
+/** The options that build against the stage-0 repository: its signing key, repository, keyring and a cache. */
+export function upstreamArgs(boot: Bootstrap, cacheDir: string = boot.cacheDir): string[] {
+  return [
+    "--signing-key",
+    boot.privateKey,
+    "--repository-append",
+    boot.repo,
+    "--keyring-append",
+    boot.publicKey,
+    "--cache-dir",
+    cacheDir,
+  ];
+}
+
 export async function bootstrapToolchain(): Promise<Bootstrap> {
   const files = TOOLCHAIN_RECIPES.map((r) => join(REPO_ROOT, "recipes", `${r}.yaml`));
   const h = createHash("sha256");
