@@ -409,6 +409,39 @@ describe("kiln plan --since agrees with the build keys on a scripted git history
   }, 240_000);
 });
 
+describe("images that include other configs", () => {
+  it("merge the included file, and a change to it alone brings only that image up for rebuilding", async () => {
+    const dir = await newDistro("include", synth([{ name: "solo" }], { images: [] }));
+    mkdirSync(join(dir, "images/common"), { recursive: true });
+    // Not an image itself: only the images directory's own *.yaml are.
+    writeFileSync(join(dir, "images/common/base.yaml"), "contents:\n  packages:\n    - busybox-static\n");
+    writeFileSync(
+      join(dir, "images/inc-image.yaml"),
+      "include: common/base.yaml\ncontents:\n  packages:\n    - solo\n" +
+        'test:\n  command: ["/usr/bin/busybox", "cat", "/usr/share/solo/data"]\n  expect: "solo built"\n',
+    );
+    writeFileSync(join(dir, "images/plain-image.yaml"), "contents:\n  packages:\n    - solo\n");
+    await ok(dir, ["build", "--all"]);
+    // The smoke test runs busybox from the included file's package list.
+    await ok(dir, ["images", "--test"]);
+    const clean = await plan(dir);
+    expect(clean.images).toEqual([]);
+    writeFileSync(
+      join(dir, "images/common/base.yaml"),
+      readFileSync(join(dir, "images/common/base.yaml"), "utf8") + "annotations:\n  x: y\n",
+    );
+    const p = await plan(dir);
+    expect(p.builds).toEqual([]);
+    expect(p.images.map((i) => i.name)).toEqual(["inc-image"]);
+    expect(p.images[0]!.reasons.join(" ")).toMatch(/changed: images\/inc-image\.yaml/);
+    writeFileSync(join(dir, "../outside.yaml"), "contents:\n  packages:\n    - solo\n");
+    writeFileSync(join(dir, "images/common/base.yaml"), "include: ../../../outside.yaml\n");
+    const bad = await kiln(dir, ["plan"]);
+    expect(bad.status).toBe(1);
+    expect(bad.stderr).toMatch(/base\.yaml.*include "\.\.\/\.\.\/\.\.\/outside\.yaml"/);
+  }, 240_000);
+});
+
 describe("cycles", () => {
   it("a cycle nothing can break is an error naming every recipe in it, with its path", async () => {
     const dir = await newDistro(

@@ -7,7 +7,6 @@
 // digest and pushes nothing.
 
 import { execFile } from "node:child_process";
-import { createHash } from "node:crypto";
 import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -264,8 +263,7 @@ async function runImage(
   log: (message: string) => void,
 ): Promise<void> {
   const { distro } = opts;
-  const text = await readFile(img.file, "utf8");
-  const cfg = imageConfigFor(distro, img.file, text);
+  const { cfg, hash } = await imageConfigFor(distro, img.file);
   log(`==> image ${img.name}${res.reasons.length ? ` (${res.reasons.join("; ")})` : ""}`);
   const out = join(distro.outDir, "images", img.name);
   const built = await buildImage(
@@ -283,7 +281,7 @@ async function runImage(
   res.digest = built.result.digest;
   if (prev?.digest) res.previous = prev.digest;
   res.changed = prev?.digest !== built.result.digest;
-  const rec = imageRecord(img.name, text, built, prev);
+  const rec = imageRecord(img.name, hash, built, prev);
   log(
     `  ${img.name}: ${built.result.digest}${res.changed ? (prev ? ` (was ${prev.digest})` : " (new)") : " (unchanged)"}`,
   );
@@ -299,13 +297,13 @@ async function runImage(
 /** The record of a built image: its config's hash, the packages of each architecture, its digest, and the pushes so far. */
 function imageRecord(
   name: string,
-  text: string,
+  configHash: string,
   built: Awaited<ReturnType<typeof buildImage>>,
   prev: ImageRecord | undefined,
 ): ImageRecord {
   return {
     name,
-    config: createHash("sha256").update(text).digest("hex"),
+    config: configHash,
     packages: Object.fromEntries(
       built.resolved.map((r) => [
         r.arch,

@@ -5,7 +5,7 @@ import { createHash } from "node:crypto";
 import { readdir, readFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { parse as parseYaml } from "yaml";
-import { ConfigError, parseImageConfig, type ImageConfig, type Problem } from "@kiln/image";
+import { ConfigError, loadImageConfig, type ImageConfig, type Problem } from "@kiln/image";
 import type { Distro } from "./config.js";
 import { displayPath } from "./recipes.js";
 
@@ -17,7 +17,7 @@ export interface ImageNode {
   requests: string[];
   /** Architectures the config names itself (else the distribution's). */
   archs?: string[];
-  /** sha256 of the file. */
+  /** sha256 of the file's text (and of the files it includes: DistroImageConfig.hash). */
   config: string;
   hasTest: boolean;
 }
@@ -37,31 +37,50 @@ export function imageName(file: string): string {
   return basename(file).replace(/\.ya?ml$/, "");
 }
 
-/** Parse one image config, with the architectures the distribution builds for unless it names its own. */
-export function imageConfigFor(distro: Distro, file: string, text: string): ImageConfig {
-  const cfg = parseImageConfig(file, text);
-  const raw = parseYaml(text) as { archs?: unknown } | null;
-  if (!raw || raw.archs === undefined) cfg.archs = [...distro.architectures];
-  return cfg;
+/** An image config of the distribution as read: merged with its includes, and what identifies its text. */
+export interface DistroImageConfig {
+  cfg: ImageConfig;
+  /** sha256 of the file's text, followed (when it includes others) by each included file's path and text. */
+  hash: string;
+  /** Whether the file or one it includes names `archs` itself. */
+  ownArchs: boolean;
+}
+
+/**
+ * Read one image config with its `include`s merged (apko's rules, confined as
+ * kiln image build confines them), with the architectures the distribution
+ * builds for unless one of its files names its own.
+ */
+export async function imageConfigFor(distro: Distro, file: string): Promise<DistroImageConfig> {
+  const cfg = await loadImageConfig(file);
+  const h = createHash("sha256");
+  let ownArchs = false;
+  for (const [i, f] of [file, ...(cfg.includes ?? [])].entries()) {
+    const text = await readFile(f, "utf8");
+    if (i > 0) h.update(`\0${displayPath(distro, f)}\0`);
+    h.update(text);
+    const raw = parseYaml(text) as { archs?: unknown } | null;
+    if (raw && typeof raw === "object" && raw.archs !== undefined) ownArchs = true;
+  }
+  if (!ownArchs) cfg.archs = [...distro.architectures];
+  return { cfg, hash: h.digest("hex"), ownArchs };
 }
 
 export async function loadImages(distro: Distro): Promise<{ images: ImageNode[]; problems: Problem[] }> {
   const images: ImageNode[] = [];
   const problems: Problem[] = [];
   for (const file of await listImageFiles(distro)) {
-    const text = await readFile(file, "utf8");
     try {
-      const cfg = imageConfigFor(distro, file, text);
-      const raw = parseYaml(text) as { archs?: unknown } | null;
+      const { cfg, hash, ownArchs } = await imageConfigFor(distro, file);
       const node: ImageNode = {
         name: imageName(file),
         file,
         path: displayPath(distro, file),
         requests: cfg.packages,
-        config: createHash("sha256").update(text).digest("hex"),
+        config: hash,
         hasTest: !!cfg.test,
       };
-      if (raw?.archs !== undefined) node.archs = cfg.archs;
+      if (ownArchs) node.archs = cfg.archs;
       images.push(node);
     } catch (e) {
       if (e instanceof ConfigError) problems.push(...e.problems);
