@@ -108,11 +108,20 @@ export interface BwrapExit {
  */
 export function launchBwrap(
   args: readonly string[],
-  opts: { bwrap?: string; timeoutMs?: number; attach: (stdout: Readable, stderr: Readable) => void },
+  opts: {
+    bwrap?: string;
+    timeoutMs?: number;
+    attach: (stdout: Readable, stderr: Readable) => void;
+    /** Give the command this process's stdin (an interactive shell); default none. */
+    stdin?: "inherit";
+    /** Called with bwrap's process ID once it has started. */
+    onSpawn?: (pid: number) => void;
+  },
 ): Promise<BwrapExit> {
   return new Promise((resolve, reject) => {
-    const p = spawn(opts.bwrap ?? "bwrap", args, { stdio: ["ignore", "pipe", "pipe"] });
+    const p = spawn(opts.bwrap ?? "bwrap", args, { stdio: [opts.stdin ?? "ignore", "pipe", "pipe"] });
     opts.attach(p.stdout, p.stderr);
+    if (p.pid !== undefined) opts.onSpawn?.(p.pid);
     let timedOut = false;
     const timer = opts.timeoutMs
       ? setTimeout(() => {

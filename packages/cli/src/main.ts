@@ -10,6 +10,7 @@ import { inspect } from "./commands/inspect.js";
 import { keygen } from "./commands/keygen.js";
 import { mkpkg } from "./commands/mkpkg.js";
 import { publishCmd, repoCmd, withdrawCmd } from "./commands/publish.js";
+import { debugCmd, runCmd } from "./commands/run.js";
 import { sign } from "./commands/sign.js";
 import { source } from "./commands/source.js";
 import { verify } from "./commands/verify.js";
@@ -35,6 +36,8 @@ export const COMMANDS: Entry[] = [
   lint,
   packageVersion,
   image,
+  runCmd,
+  debugCmd,
   publishCmd,
   withdrawCmd,
   repoCmd,
