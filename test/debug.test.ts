@@ -4,14 +4,18 @@
 // repository's busybox started in its PID namespace sees its process and
 // reads its files; the image is unchanged; bad targets are refused.
 
+import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import {
   chmodSync,
+  cpSync,
   createReadStream,
   existsSync,
+  mkdirSync,
   mkdtempSync,
   readdirSync,
   readFileSync,
+  readlinkSync,
   rmSync,
   statSync,
   writeFileSync,
@@ -201,6 +205,29 @@ describe("kiln run and kiln debug", () => {
     expect(sh.stdout.trim(), sh.stderr).toBe("1");
   }, 120_000);
 
+  it("the target has its own network namespace, a read-only root and the image's uid on the host too", () => {
+    const r = kiln(
+      [
+        "debug",
+        runId,
+        "--image",
+        toolbox,
+        "--",
+        "sh",
+        "-c",
+        "readlink /proc/2/ns/net; grep ^Uid: /proc/2/status; touch /target/x",
+      ],
+      { env },
+    );
+    expect(r.status).toBe(1);
+    const [net, uid] = r.stdout.trim().split("\n");
+    expect(net).toMatch(/^net:\[\d+\]$/);
+    expect(net).not.toBe(readlinkSync("/proc/self/ns/net"));
+    expect(uid).toMatch(/^Uid:\s+65532\s+65532\s+65532\s+65532$/);
+    expect(r.stderr).toMatch(/touch: \/target\/x: Read-only file system/);
+    expect(existsSync(join(state, runId, "bundle/rootfs/x"))).toBe(false);
+  }, 60_000);
+
   it("leaves the target image's layout byte for byte as it was", () => {
     expect(layoutDigests(target)).toEqual(before);
   });
@@ -226,6 +253,49 @@ describe("kiln run and kiln debug", () => {
     expect(none.stderr.trim()).toBe(
       "kiln debug: no toolbox image: give --image DIR (a busybox-based OCI layout), or build the distribution's busybox image (out/images/busybox)",
     );
+  });
+
+  it("refuses a dead PID and a state file that is not a run's", () => {
+    const gone = spawnSync("true");
+    expect(gone.status).toBe(0);
+    const dead = "00000000dead";
+    mkdirSync(join(state, dead));
+    const file = join(state, dead, "state.json");
+    const base = { id: dead, image: target, pid: gone.pid, startTime: "1", supervisor: gone.pid };
+    writeFileSync(file, JSON.stringify(base));
+    let r = kiln(["debug", dead, "--image", toolbox], { env });
+    expect(r.status).toBe(1);
+    expect(r.stderr.trim()).toBe(`kiln debug: run ${dead}: its process ${gone.pid} has ended`);
+    writeFileSync(file, JSON.stringify({ ...base, id: "111111111111", pid: 1 }));
+    r = kiln(["debug", dead, "--image", toolbox], { env });
+    expect(r.status).toBe(1);
+    expect(r.stderr.trim()).toBe(`kiln debug: ${file}: not a kiln run state (id, pid, startTime, image, supervisor)`);
+    rmSync(join(state, dead), { recursive: true });
+  });
+
+  it("refuses an image or toolbox whose blob does not match its digest, starting nothing", () => {
+    for (const [name, args] of [
+      ["bad-target", (d: string) => ["run", "--detach", d]],
+      ["bad-toolbox", (d: string) => ["debug", runId, "--image", d, "--", "true"]],
+    ] as const) {
+      const copy = join(work, name);
+      cpSync(name === "bad-target" ? target : toolbox, copy, { recursive: true });
+      const blobs = join(copy, "blobs/sha256");
+      const biggest = readdirSync(blobs).sort(
+        (a, b) => statSync(join(blobs, b)).size - statSync(join(blobs, a)).size,
+      )[0]!;
+      const bytes = readFileSync(join(blobs, biggest));
+      bytes[bytes.length - 1] ^= 1;
+      writeFileSync(join(blobs, biggest), bytes);
+      const before = readdirSync(state).sort();
+      const r = kiln(args(copy), { env });
+      expect(r.status, r.stdout).toBe(1);
+      expect(r.stderr.trim()).toMatch(
+        new RegExp(`blob sha256:${biggest} is corrupt \\(its content hashes to sha256:[0-9a-f]{64}\\)$`),
+      );
+      expect(r.stderr.trim().split("\n")).toHaveLength(1);
+      expect(readdirSync(state).sort()).toEqual(before);
+    }
   });
 
   it("refuses a recycled PID: the state's start time no longer matches", () => {

@@ -3,8 +3,8 @@
 // namespace, its root at /target), without changing the image or its root.
 
 import { spawn } from "node:child_process";
-import { existsSync, openSync } from "node:fs";
-import { chmod, mkdir, mkdtemp, rm, stat } from "node:fs/promises";
+import { closeSync, existsSync, openSync } from "node:fs";
+import { chmod, mkdir, mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { launchBwrap, SandboxError } from "@kiln/builder";
 import { defineCommand, flag, string } from "../program.js";
@@ -49,6 +49,7 @@ async function detach(
   cmd: string[],
   io: Io,
 ): Promise<number> {
+  await verifiedImage(image, values.tag); // a bad image is one clear error here, not a line in a log
   const id = newRunId();
   await mkdir(runDir(state, id), { recursive: true, mode: 0o700 });
   const log = join(runDir(state, id), "log");
@@ -57,19 +58,22 @@ async function detach(
   if (values.network) args.push("--network");
   if (values.tag) args.push("--tag", values.tag);
   const child = spawn(process.execPath, [...args, "--", ...cmd], { detached: true, stdio: ["ignore", fd, fd] });
+  closeSync(fd);
   let exited: number | null = null;
   child.on("exit", (code) => (exited = code ?? 1));
   child.unref();
   for (let i = 0; i < 1200 && exited === null; i++) {
-    if (await readState(state, id)) {
-      io.out(`kiln run: ${id} (pid ${(await readState(state, id))!.pid}); debug it with: kiln debug ${id}`);
+    const s = await readState(state, id);
+    if (s) {
+      io.out(`kiln run: ${id} (pid ${s.pid}); debug it with: kiln debug ${id}`);
       return 0;
     }
     await new Promise((r) => setTimeout(r, 100));
   }
-  throw new UserError(
-    `the run did not start (see ${log}${exited !== null ? `; it exited with status ${exited}` : ""})`,
-  );
+  if (exited === null) throw new UserError(`the run did not start within 120 s (see ${log})`);
+  const last = (await readFile(log, "utf8").catch(() => "")).trim().split("\n").pop();
+  await removeRun(state, id);
+  throw new UserError(`the run did not start: it exited with status ${exited}${last ? `: ${last}` : ""}`);
 }
 
 /** Run the unpacked image in the foreground, keeping its state while it runs; remove its directory after. */
