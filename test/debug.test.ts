@@ -4,7 +4,7 @@
 // repository's busybox started in its PID namespace sees its process and
 // reads its files; the image is unchanged; bad targets are refused.
 
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import {
   chmodSync,
@@ -25,6 +25,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openPackage } from "@kiln/apk";
 import { kiln } from "./helpers/cli.js";
+import { KILN_BIN } from "./helpers/paths.js";
 import { bootstrapToolchain, type Bootstrap } from "./helpers/bootstrap.js";
 import { baseLayoutEntries, makeKey, makeRepo, type TestKey } from "./helpers/fixtures.js";
 
@@ -228,6 +229,15 @@ describe("kiln run and kiln debug", () => {
     expect(existsSync(join(state, runId, "bundle/rootfs/x"))).toBe(false);
   }, 60_000);
 
+  it("with no CMD runs the toolbox's /bin/sh, reading commands from kiln's stdin", () => {
+    const r = kiln(["debug", runId, "--image", toolbox], {
+      env,
+      input: "ls /target/usr/libexec/sleeper\necho done $$\n",
+    });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^sleep\ndone \d+\n$/);
+  }, 60_000);
+
   it("leaves the target image's layout byte for byte as it was", () => {
     expect(layoutDigests(target)).toEqual(before);
   });
@@ -330,6 +340,25 @@ describe("kiln run and kiln debug", () => {
     const r = kiln(["run", target, "--", "/usr/libexec/sleeper/sleep", "0"], { env });
     expect(r.status, r.stderr).toBe(0);
     expect(readdirSync(state).filter((n) => /^[0-9a-f]{12}$/.test(n))).toEqual([]);
+  }, 60_000);
+});
+
+describe("kiln run in the foreground", () => {
+  it("on SIGINT ends the run and removes its root", async () => {
+    const p = spawn(process.execPath, [KILN_BIN, "run", target], { env: { ...process.env, ...env } });
+    let stderr = "";
+    p.stderr.on("data", (d) => (stderr += d));
+    const ended = new Promise<number | null>((r) => p.on("close", (c) => r(c)));
+    let id = "";
+    for (let i = 0; i < 300 && !id; i++) {
+      id = /kiln run: ([0-9a-f]{12}) /.exec(stderr)?.[1] ?? "";
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(id, stderr).toMatch(/^[0-9a-f]{12}$/);
+    expect(existsSync(join(state, id, "bundle/rootfs/usr/libexec/sleeper/sleep"))).toBe(true);
+    p.kill("SIGINT");
+    expect(await ended).toBe(137);
+    expect(existsSync(join(state, id))).toBe(false);
   }, 60_000);
 });
 

@@ -154,7 +154,8 @@ root, /tmp a tmpfs, its own PID, IPC, UTS, mount and user namespaces, and no net
 --network shares the host's. It prints the run's id (kiln debug ID starts a toolbox beside it)
 and keeps STATE/ID/state.json (the PID and start time of the run's init) while it runs; the
 directory is removed when the command ends, also on SIGINT and SIGTERM. --detach starts it in the
-background, prints the id and returns; the run's output goes to STATE/ID/log.`,
+background, prints the id and returns; the run's output goes to STATE/ID/log. bwrap itself runs
+as the image's user, so the state directory's parents must be searchable (x) by that user.`,
   options: {
     detach: flag("--detach", "start in the background and print the run's id"),
     network: flag("--network", "share the host's network (default: none)"),
