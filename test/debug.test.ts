@@ -27,7 +27,7 @@ import { openPackage } from "@kiln/apk";
 import { kiln } from "./helpers/cli.js";
 import { KILN_BIN } from "./helpers/paths.js";
 import { bootstrapToolchain, type Bootstrap } from "./helpers/bootstrap.js";
-import { baseLayoutEntries, makeKey, makeRepo, type TestKey } from "./helpers/fixtures.js";
+import { baseLayoutEntries, makeKey, makeRepo, type PkgSpec, type TestKey } from "./helpers/fixtures.js";
 
 let work: string;
 let key: TestKey;
@@ -85,7 +85,7 @@ beforeAll(async () => {
   key = await makeKey(work);
   const bb = await staticBusybox(work);
   const repo = join(work, "repo");
-  await makeRepo(repo, key.key, [
+  const pkgs: PkgSpec[] = [
     {
       name: "baselayout",
       entries: [
@@ -104,7 +104,10 @@ beforeAll(async () => {
       name: "sleeper",
       entries: [{ path: "usr/libexec/sleeper/sleep", type: "file", mode: 0o755, content: { file: bb } }],
     },
-  ]);
+  ];
+  await makeRepo(repo, key.key, pkgs);
+  // The same packages for aarch64 (never run), for a two-architecture layout.
+  await makeRepo(repo, key.key, pkgs, "aarch64");
   writeFileSync(
     join(work, "target.yaml"),
     `contents:
@@ -360,6 +363,21 @@ describe("kiln run in the foreground", () => {
     expect(await ended).toBe(137);
     expect(existsSync(join(state, id))).toBe(false);
   }, 60_000);
+});
+
+describe("kiln run of a two-architecture layout", () => {
+  it("unpacks and runs the host's image", () => {
+    const cfg = readFileSync(join(work, "target.yaml"), "utf8").replace("archs: [x86_64]", "archs: [x86_64, aarch64]");
+    writeFileSync(join(work, "multi.yaml"), cfg);
+    const multi = join(work, "multi-oci");
+    const b = kiln(["image", "build", join(work, "multi.yaml"), multi]);
+    expect(b.status, b.stderr).toBe(0);
+    const index = JSON.parse(readFileSync(join(multi, "index.json"), "utf8"));
+    expect(index.manifests[0].mediaType).toBe("application/vnd.oci.image.index.v1+json");
+    const r = kiln(["run", multi, "--", "/usr/libexec/sleeper/sleep", "0"], { env });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/^kiln run: [0-9a-f]{12} \(pid \d+\); debug it with: kiln debug [0-9a-f]{12}$/m);
+  }, 120_000);
 });
 
 describe("kiln debug --kubernetes", () => {

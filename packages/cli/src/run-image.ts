@@ -6,12 +6,12 @@
 
 import { createHash, randomBytes } from "node:crypto";
 import { execFile } from "node:child_process";
-import { mkdir, readdir, readFile, rm } from "node:fs/promises";
+import { mkdir, readdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { hostApkArch, OCI_PLATFORM, writeFileAtomic } from "@kiln/core";
-import { openOciLayout, walkImage, type ImageManifest } from "@kiln/image";
+import { openOciLayout, REF_NAME_ANNOTATION, walkImage, type Descriptor, type ImageManifest } from "@kiln/image";
 import { UserError } from "./util.js";
 
 const exec = promisify(execFile);
@@ -48,6 +48,8 @@ export interface RunConfig {
   cmd: string[];
   env: string[];
   workingDir: string;
+  /** The host architecture's manifest. */
+  manifest: Descriptor;
 }
 
 function strings(v: unknown, what: string): string[] {
@@ -87,15 +89,27 @@ export async function verifiedImage(dir: string, tag?: string): Promise<RunConfi
       cmd: strings(c.Cmd, `${what}: Cmd`),
       env: strings(c.Env, `${what}: Env`),
       workingDir: typeof c.WorkingDir === "string" && c.WorkingDir ? c.WorkingDir : "/",
+      manifest: { mediaType: m.descriptor.mediaType, digest: m.descriptor.digest, size: m.descriptor.size },
     };
   }
   throw new UserError(`${dir}: no image for this host's architecture (${want})`);
 }
 
-/** Unpack the layout DIR (tag TAG) into BUNDLE/rootfs with umoci, which confines every layer path to the root. */
-export async function unpackImage(dir: string, bundle: string, tag = "latest"): Promise<string> {
+/**
+ * Unpack MANIFEST of the layout DIR into BUNDLE/rootfs with umoci, which
+ * confines every layer path to the root. umoci is given a layout beside
+ * BUNDLE whose only entry is that manifest (its blobs are DIR's, read in
+ * place), so a multi-architecture layout unpacks the host's image.
+ */
+export async function unpackImage(dir: string, manifest: Descriptor, bundle: string): Promise<string> {
+  const one = `${bundle}.layout`;
+  await mkdir(one, { recursive: true, mode: 0o700 });
+  await writeFile(join(one, "oci-layout"), JSON.stringify({ imageLayoutVersion: "1.0.0" }));
+  const index = { schemaVersion: 2, manifests: [{ ...manifest, annotations: { [REF_NAME_ANNOTATION]: "host" } }] };
+  await writeFile(join(one, "index.json"), JSON.stringify(index));
+  await symlink(resolve(dir, "blobs"), join(one, "blobs"));
   try {
-    await exec("umoci", ["unpack", "--rootless", "--image", `${dir}:${tag}`, bundle], {
+    await exec("umoci", ["unpack", "--rootless", "--image", `${one}:host`, bundle], {
       maxBuffer: 64 * 1024 * 1024,
     });
   } catch (e) {
@@ -105,6 +119,8 @@ export async function unpackImage(dir: string, bundle: string, tag = "latest"): 
         ? "umoci is not installed (apt-get install umoci)"
         : `umoci unpack ${dir}: ${(err.stderr || err.message).trim()}`,
     );
+  } finally {
+    await rm(one, { recursive: true, force: true });
   }
   const rootfs = join(bundle, "rootfs");
   // Mount points bubblewrap needs; this is the run's private copy, not the image.

@@ -100,7 +100,7 @@ async function runForeground(
   process.on("SIGINT", stop);
   process.on("SIGTERM", stop);
   try {
-    const rootfs = await unpackImage(image, join(runDir(state, id), "bundle"), values.tag);
+    const rootfs = await unpackImage(image, cfg.manifest, join(runDir(state, id), "bundle"));
     if (rootfs !== rootfsOf(state, id)) throw new Error("rootfs path mismatch");
     const user = await numericUser(cfg.user, rootfs);
     // bwrap itself runs as the image's user (setpriv), so the process is that uid on the host too;
@@ -194,10 +194,10 @@ async function debugLocal(
   const state = stateDir(io.env, values.stateDir);
   const run = await findRun(state, target);
   const toolbox = await toolboxDir(values.image);
-  await verifiedImage(toolbox);
+  const tool = await verifiedImage(toolbox);
   const work = await mkdtemp(join(state, "debug-"));
   try {
-    const toolroot = await unpackImage(toolbox, join(work, "bundle"));
+    const toolroot = await unpackImage(toolbox, tool.manifest, join(work, "bundle"));
     const exit = await launchBwrap(debugArgs(run.pid, toolroot, cmd.length ? cmd : ["/bin/sh"]), {
       bwrap: "nsenter",
       stdin: "inherit",
