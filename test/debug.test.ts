@@ -120,6 +120,8 @@ accounts:
       uid: 65532
       gid: 65532
   run-as: "65532"
+# The user's home is 0700 and its own: the run (that uid on the host too) must be able to enter it.
+work-dir: /home/nonroot
 entrypoint:
   command: /usr/libexec/sleeper/sleep
 cmd: "300"
@@ -374,7 +376,8 @@ describe("kiln run of a two-architecture layout", () => {
     expect(b.status, b.stderr).toBe(0);
     const index = JSON.parse(readFileSync(join(multi, "index.json"), "utf8"));
     expect(index.manifests[0].mediaType).toBe("application/vnd.oci.image.index.v1+json");
-    const r = kiln(["run", multi, "--", "/usr/libexec/sleeper/sleep", "0"], { env });
+    // Long enough for the run to find and record its init before it ends (a run that ends at once prints no id).
+    const r = kiln(["run", multi, "--", "/usr/libexec/sleeper/sleep", "2"], { env });
     expect(r.status, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/^kiln run: [0-9a-f]{12} \(pid \d+\); debug it with: kiln debug [0-9a-f]{12}$/m);
   }, 120_000);

@@ -109,7 +109,11 @@ export async function unpackImage(dir: string, manifest: Descriptor, bundle: str
   await writeFile(join(one, "index.json"), JSON.stringify(index));
   await symlink(resolve(dir, "blobs"), join(one, "blobs"));
   try {
-    await exec("umoci", ["unpack", "--rootless", "--image", `${one}:host`, bundle], {
+    // As root, unpack with the layers' own owners: the run drops to the image's
+    // uid on the host too, so a 0700 home must really be that user's. Otherwise
+    // umoci can only unpack rootless (everything owned by the caller).
+    const rootless = process.getuid?.() === 0 ? [] : ["--rootless"];
+    await exec("umoci", ["unpack", ...rootless, "--image", `${one}:host`, bundle], {
       maxBuffer: 64 * 1024 * 1024,
     });
   } catch (e) {
