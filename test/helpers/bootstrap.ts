@@ -3,8 +3,8 @@
 // the recipes' content, so local re-runs reuse it; CI starts fresh.
 
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { generateKey } from "@kiln/apk";
 import { kilnAsync } from "./cli.js";
 import { REPO_ROOT } from "./paths.js";
@@ -62,26 +62,73 @@ export async function bootstrapToolchain(): Promise<Bootstrap> {
   const repo = join(dir, "repo");
   const cacheDir = join(REPO_ROOT, "node_modules/.cache/kiln-tests/cache");
   const done = join(dir, "complete");
-  if (!existsSync(done)) {
-    mkdirSync(join(dir, "keys"), { recursive: true });
-    if (!existsSync(privateKey)) {
-      const k = await generateKey(2048);
-      writeFileSync(privateKey, k.privatePem, { mode: 0o600 });
-      writeFileSync(publicKey, k.publicPem);
+  // Test files run in parallel workers and each asks for the toolchain: one
+  // builds it while the others wait. Two builds into one repository race on
+  // its index (CI once saw an index without mpc), so the build is locked.
+  while (!existsSync(done)) {
+    const release = await takeLock(`${dir}.lock`);
+    if (!release) continue;
+    try {
+      if (existsSync(done)) break;
+      mkdirSync(join(dir, "keys"), { recursive: true });
+      if (!existsSync(privateKey)) {
+        const k = await generateKey(2048);
+        writeFileSync(privateKey, k.privatePem, { mode: 0o600 });
+        writeFileSync(publicKey, k.publicPem);
+      }
+      // A build interrupted earlier may have left part of a repository.
+      rmSync(repo, { recursive: true, force: true });
+      const r = await kilnAsync([
+        "build",
+        ...files,
+        "--out",
+        repo,
+        "--signing-key",
+        privateKey,
+        "--cache-dir",
+        cacheDir,
+        "--no-test",
+      ]);
+      if (r.status !== 0) throw new Error(`bootstrap build failed:\n${r.stderr.slice(-4000)}`);
+      writeFileSync(done, new Date().toISOString());
+    } finally {
+      release();
     }
-    const r = await kilnAsync([
-      "build",
-      ...files,
-      "--out",
-      repo,
-      "--signing-key",
-      privateKey,
-      "--cache-dir",
-      cacheDir,
-      "--no-test",
-    ]);
-    if (r.status !== 0) throw new Error(`bootstrap build failed:\n${r.stderr.slice(-4000)}`);
-    writeFileSync(done, new Date().toISOString());
   }
   return { repo, privateKey, publicKey, cacheDir };
+}
+
+/**
+ * A lock between test workers: a directory made atomically, holding its
+ * owner's pid. Returns a release function, or null after waiting a while
+ * (the caller checks again whether the work is done). A lock whose owner
+ * has died is broken.
+ */
+async function takeLock(lock: string): Promise<(() => void) | null> {
+  mkdirSync(dirname(lock), { recursive: true });
+  try {
+    mkdirSync(lock);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+    let owner = NaN;
+    try {
+      owner = Number(readFileSync(join(lock, "pid"), "utf8"));
+    } catch {
+      // the owner has not written its pid yet
+    }
+    if (Number.isInteger(owner) && owner > 0 && !alive(owner)) rmSync(lock, { recursive: true, force: true });
+    else await new Promise((r) => setTimeout(r, 2000));
+    return null;
+  }
+  writeFileSync(join(lock, "pid"), String(process.pid));
+  return () => rmSync(lock, { recursive: true, force: true });
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
 }
