@@ -82,3 +82,4 @@ export {
 } from "./publish/publish.js";
 export { checkRepository, type CheckOptions, type CheckReport, type ArchCheck } from "./publish/check.js";
 export { makeTempDir, removeTempDir, cleanStaleTempDirs, isStaleTempDir, STALE_AFTER_MS } from "./publish/tempdir.js";
+export * from "./advisories/index.js";
