@@ -277,7 +277,9 @@ describe("kiln image build", () => {
     expect(h.versionInfo).toBe("2.12-r1");
     expect(h.licenseDeclared).toBe("GPL-3.0-or-later");
     expect(h.externalRefs[0].referenceLocator).toBe("pkg:apk/kiln/hello@2.12-r1?arch=x86_64&origin=hello");
-    expect(h.checksums[0].checksumValue).toMatch(/^[0-9a-f]{40}$/);
+    // The SHA-256 of the .apk file itself, not the C: control hash.
+    expect(h.checksums).toEqual([{ algorithm: "SHA256", checksumValue: expect.stringMatching(/^[0-9a-f]{64}$/) }]);
+    expect(JSON.stringify(sbom)).not.toContain(work);
   });
 
   it("lock then build --lockfile installs exactly the locked set, and fails once the config changes", () => {

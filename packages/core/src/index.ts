@@ -6,3 +6,4 @@ export * from "./secret-file.js";
 export * from "./yaml-load.js";
 export * from "./arch.js";
 export * from "./atomic.js";
+export * from "./version.js";

@@ -26,7 +26,7 @@ import { applyAccounts, applyOsRelease, applyPaths, applyServices } from "./muta
 import { applyCertificates, applyRuntimeKeyring, writeBundleChecksums } from "./trust.js";
 import { writeOciImage, type ArchImage, type OciOutputFormat, type OciWriteResult } from "./oci/index.js";
 import { ImageRoot } from "./root.js";
-import { imageSbom } from "./sbom.js";
+import { fileSha256s, imageSbom } from "./sbom.js";
 import { baseArchImage, loadBase, resolveOnBase, seedBaseLinks } from "./base-build.js";
 import type { BaseImage } from "./baseimage.js";
 
@@ -272,14 +272,15 @@ async function writeSboms(
   cfg: ImageConfig,
   ctx: ImageContext,
   opts: BuildImageOptions,
-  roots: Array<{ arch: string; pkgs: RepoPackage[] }>,
+  roots: Array<{ arch: string; pkgs: RepoPackage[]; files: string[] }>,
   created: string,
   imageDigest: string,
 ): Promise<string[]> {
   const sboms: string[] = [];
   const sbomDir = opts.sbomDir;
-  for (const { arch, pkgs } of roots) {
+  for (const { arch, pkgs, files } of roots) {
     const doc = imageSbom(pkgs, {
+      sha256: await fileSha256s(files),
       name: basename(cfg.file).replace(/\.ya?ml$/, ""),
       arch,
       created,
@@ -304,7 +305,7 @@ export async function buildImage(cfg: ImageConfig, ctx: ImageContext, opts: Buil
   const work = await makeTempDir(TEMP_PREFIX);
   try {
     const images: ArchImage[] = [];
-    const roots: Array<{ arch: string; root: ImageRoot; pkgs: RepoPackage[]; base?: BaseImage }> = [];
+    const roots: Array<{ arch: string; root: ImageRoot; pkgs: RepoPackage[]; files: string[]; base?: BaseImage }> = [];
     const users = new Map<string, string | undefined>();
     let contentBytes = 0;
     // created (and the truststore entries' time) = SOURCE_DATE_EPOCH, else the newest package build date.
@@ -354,7 +355,7 @@ export async function buildImage(cfg: ImageConfig, ctx: ImageContext, opts: Buil
       await applyServices(root, cfg);
       users.set(arch, await runAsUid(root, cfg));
       contentBytes += root.contentSize;
-      roots.push({ arch, root, pkgs: resolution.packages, ...(base ? { base } : {}) });
+      roots.push({ arch, root, pkgs: resolution.packages, files, ...(base ? { base } : {}) });
     }
     const created = new Date(epoch * 1000).toISOString().replace(/\.\d{3}Z$/, "Z");
     for (const { arch, root, pkgs, base } of roots) {

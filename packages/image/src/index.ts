@@ -49,7 +49,8 @@ export {
 } from "./budget.js";
 export { applyAccounts, applyPaths, applyOsRelease, applyServices } from "./mutate.js";
 export { materializeRoot, removeTree } from "./materialize.js";
-export { imageSbom, type SbomOptions } from "./sbom.js";
+export { apkPurl, fileSha256s, imageSbom, packageDownloadLocation, spdxLicense, type SbomOptions } from "./sbom.js";
+export { spdx23Problems, spdx23Schema } from "./spdx-check.js";
 export {
   buildImage,
   resolveImage,
