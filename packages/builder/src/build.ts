@@ -39,6 +39,8 @@ export interface BuildResult {
   packages: Array<{
     name: string;
     file: string;
+    /** Its SLSA provenance (in-toto statement) beside it. */
+    provenance: string;
     size: number;
     checksum: string;
     depends: string[];
@@ -77,12 +79,13 @@ export async function buildRecipe(file: string, opts: BuildOptions): Promise<Bui
     const sources = await runBuildSteps(ctx, session, workspace, result);
     // Emit into a staging repository; tests install from there, ahead of the output repository.
     const staging = join(session.work, "staging");
-    const staged = await emitPackages(ctx, workspace, staging, sources);
+    const staged = await emitPackages(ctx, workspace, staging, sources, result.guest);
     if (opts.runTests !== false) await runRecipeTests(ctx, session, staging);
     await publishPackages(opts, staged);
     result.packages = staged.emitted.map((e, i) => ({
       name: staged.records[i]!.name,
       file: join(opts.outDir, opts.arch, basename(e.path)),
+      provenance: join(opts.outDir, opts.arch, basename(staged.provenance[i]!)),
       size: e.size,
       checksum: e.checksum,
       depends: e.info.depends,

@@ -56,6 +56,10 @@ export interface BuildOptions {
   cacheDir: string;
   sourceDateEpoch: number;
   mirrors?: MirrorOptions;
+  /** The distribution id: the namespace of the purls in SBOMs and provenance (default "kiln"). */
+  distroId?: string;
+  /** The http(s) URL the repository will be published at, when known: the SBOM's download location of each package. */
+  packageBaseUrl?: string;
   runTests?: boolean;
   /** Default per-step limit when the recipe sets no timeout (3 h). */
   stepTimeoutMs?: number;

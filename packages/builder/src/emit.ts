@@ -14,6 +14,8 @@ import {
   type SigningKey,
   type WrittenPackage,
 } from "@kiln/apk";
+import { kilnVersion } from "@kiln/core";
+import { apkPurl, spdxLicense } from "@kiln/image";
 import { detectDependencies, mergeDependencies } from "./detect-deps.js";
 import { ensureDirUnder, HostFileError } from "./host-files.js";
 
@@ -37,12 +39,26 @@ export interface EmitSpec {
   triggers: string[];
   /** Extra control files, e.g. `.melange.yaml`. */
   controlFiles: Record<string, string>;
-  /** Sources for the SBOM: URIs and checksums fetched for this build. */
-  sources: Array<{ uri: string; sha256?: string; sha512?: string }>;
+  /**
+   * Sources for the SBOM, as the world may see them (see publicSource): a URL
+   * (no mirror:// or file:// left; anything else becomes NOASSERTION), the
+   * file name, checksums, and a git source's commit.
+   */
+  sources: Array<{ uri?: string; name?: string; sha256?: string; sha512?: string; commit?: string }>;
+  /** purl namespace: the distribution id (default "kiln"). */
+  distroId?: string;
+  /** Where the package will be published (an http(s) URL), when known; else NOASSERTION. */
+  downloadLocation?: string;
 }
 
 export interface EmittedPackage extends WrittenPackage {
   detected: { depends: string[]; provides: string[] };
+}
+
+/** An SBOM's download location: a public http(s)/ftp URL or a git+URL, never a path of the build machine. */
+function downloadLocation(uri: string | undefined): string {
+  if (uri && /^(https?|ftp):\/\/[^\s]+$|^git\+(https?|git):\/\/[^\s]+$/i.test(uri)) return uri;
+  return "NOASSERTION";
 }
 
 function sbom(spec: EmitSpec, epoch: number): string {
@@ -54,16 +70,20 @@ function sbom(spec: EmitSpec, epoch: number): string {
     SPDXID: "SPDXRef-DOCUMENT",
     name: `apk-${spec.name}-${spec.version}`,
     documentNamespace: `https://kiln.invalid/spdx/apk/${encodeURIComponent(spec.name)}-${encodeURIComponent(spec.version)}`,
-    creationInfo: { created: new Date(epoch * 1000).toISOString().replace(/\.\d{3}Z$/, "Z"), creators: ["Tool: kiln"] },
+    creationInfo: {
+      created: new Date(epoch * 1000).toISOString().replace(/\.\d{3}Z$/, "Z"),
+      creators: [`Tool: kiln-${kilnVersion()}`],
+    },
     documentDescribes: [pkgId],
     packages: [
       {
         SPDXID: pkgId,
         name: spec.name,
         versionInfo: spec.version,
-        downloadLocation: "NOASSERTION",
+        // The package's own URL is known once published (spec.downloadLocation); its sha256 cannot be inside it.
+        downloadLocation: downloadLocation(spec.downloadLocation),
         filesAnalyzed: false,
-        licenseDeclared: spec.license ?? "NOASSERTION",
+        licenseDeclared: spdxLicense(spec.license),
         licenseConcluded: "NOASSERTION",
         copyrightText: "NOASSERTION",
         supplier: "NOASSERTION",
@@ -71,14 +91,14 @@ function sbom(spec: EmitSpec, epoch: number): string {
           {
             referenceCategory: "PACKAGE-MANAGER",
             referenceType: "purl",
-            referenceLocator: `pkg:apk/${encodeURIComponent(spec.name)}@${encodeURIComponent(spec.version)}?arch=${spec.arch}`,
+            referenceLocator: apkPurl(spec.distroId ?? "kiln", spec.name, spec.version, spec.arch, spec.origin),
           },
         ],
       },
       ...spec.sources.map((s, i) => ({
         SPDXID: id(`Source-${i}`),
-        name: s.uri.replace(/^.*\//, ""),
-        downloadLocation: s.uri,
+        name: s.name ?? (s.uri ?? "source").replace(/\/+$/, "").replace(/^.*\//, ""),
+        downloadLocation: downloadLocation(s.uri),
         filesAnalyzed: false,
         licenseDeclared: "NOASSERTION",
         licenseConcluded: "NOASSERTION",
@@ -89,11 +109,14 @@ function sbom(spec: EmitSpec, epoch: number): string {
         ],
       })),
     ],
-    relationships: spec.sources.map((_, i) => ({
-      spdxElementId: pkgId,
-      relationshipType: "GENERATED_FROM",
-      relatedSpdxElement: id(`Source-${i}`),
-    })),
+    relationships: [
+      { spdxElementId: "SPDXRef-DOCUMENT", relationshipType: "DESCRIBES", relatedSpdxElement: pkgId },
+      ...spec.sources.map((_, i) => ({
+        spdxElementId: pkgId,
+        relationshipType: "GENERATED_FROM",
+        relatedSpdxElement: id(`Source-${i}`),
+      })),
+    ],
   };
   return JSON.stringify(doc, null, 2) + "\n";
 }

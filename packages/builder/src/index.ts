@@ -144,3 +144,28 @@ export { NativeStepError } from "./native-steps.js";
 export { detectDependencies, mergeDependencies } from "./detect-deps.js";
 export { testRecipe } from "./build.js";
 export { bumpRecipe, type BumpResult } from "./bump.js";
+export {
+  KILN_BUILD_TYPE,
+  PROVENANCE_SUFFIX,
+  SLSA_PROVENANCE_V1,
+  STATEMENT_TYPE,
+  kilnBuilderId,
+  provenancePath,
+  provenanceStatement,
+  publicSource,
+  recipeGit,
+  sha256File,
+  type GuestPackage,
+  type ProvenanceInput,
+  type PublicSource,
+  type RecipeGit,
+} from "./provenance.js";
+export {
+  MAX_PROVENANCE_BYTES,
+  ProvenanceError,
+  parseProvenance,
+  provenanceSchema,
+  verifyProvenance,
+  type ProvenanceReport,
+  type ProvenanceStatement,
+} from "./provenance-verify.js";

@@ -21,6 +21,14 @@ import type { BuildOptions, RecipeContext } from "./context.js";
 import { emitPackage, type EmittedPackage } from "./emit.js";
 import { ensureDirUnder } from "./host-files.js";
 import type { FetchedSource } from "./native-steps.js";
+import {
+  provenancePath,
+  provenanceStatement,
+  publicSource,
+  recipeIdentity,
+  sha256File,
+  type GuestPackage,
+} from "./provenance.js";
 
 const locks = new Map<string, Promise<void>>();
 /** Serialise index updates of one repository within this process. */
@@ -89,6 +97,45 @@ function emitTargets(ctx: RecipeContext) {
 export interface Staged {
   emitted: EmittedPackage[];
   records: IndexRecord[];
+  /** The SLSA provenance file beside each emitted package (same order). */
+  provenance: string[];
+}
+
+/** Where a package will be downloaded from once published, when the build was told (an http(s) base URL). */
+function publishedUrl(opts: BuildOptions, file: string): string | undefined {
+  const base = opts.packageBaseUrl?.replace(/\/+$/, "");
+  return base && /^https?:\/\//i.test(base)
+    ? `${base}/${encodeURIComponent(opts.arch)}/${encodeURIComponent(file)}`
+    : undefined;
+}
+
+/** Write each package's provenance beside it in the staging repository. */
+async function writeProvenance(
+  ctx: RecipeContext,
+  emitted: EmittedPackage[],
+  sources: ReturnType<typeof publicSource>[],
+  guest: GuestPackage[],
+): Promise<string[]> {
+  const { opts } = ctx;
+  const recipe = await recipeIdentity(ctx.file);
+  const out: string[] = [];
+  for (const e of emitted) {
+    const file = provenancePath(e.path);
+    const text = provenanceStatement({
+      file: basename(e.path),
+      sha256: await sha256File(e.path),
+      package: { name: e.info.name, version: e.info.version, origin: ctx.compiled.package.name },
+      arch: opts.arch,
+      sourceDateEpoch: opts.sourceDateEpoch,
+      distroId: opts.distroId ?? "kiln",
+      recipe,
+      sources,
+      guest,
+    });
+    await writeFileAtomic(file, text);
+    out.push(file);
+  }
+  return out;
 }
 
 /** Emit every package into STAGING/ARCH with a signed index there. */
@@ -96,9 +143,11 @@ export async function emitPackages(
   ctx: RecipeContext,
   workspace: string,
   staging: string,
-  sources: FetchedSource[],
+  fetched: FetchedSource[],
+  guest: GuestPackage[],
 ): Promise<Staged> {
   const { opts, file } = ctx;
+  const sources = fetched.map((s) => publicSource(s, opts.mirrors));
   const pkg = ctx.compiled.package;
   const stagingArch = joinUnder(staging, { value: opts.arch, what: "architecture" });
   await mkdir(stagingArch, { recursive: true });
@@ -129,6 +178,8 @@ export async function emitPackages(
         triggers,
         controlFiles: { ".melange.yaml": melangeYaml },
         sources,
+        distroId: opts.distroId ?? "kiln",
+        ...(publishedUrl(opts, basename(out)) ? { downloadLocation: publishedUrl(opts, basename(out))! } : {}),
       },
       destdir,
       out,
@@ -143,7 +194,7 @@ export async function emitPackages(
     join(stagingArch, "APKINDEX.tar.gz"),
     buildIndex(records, { signingKeys: [opts.signingKey], sourceDateEpoch: opts.sourceDateEpoch }),
   );
-  return { emitted, records };
+  return { emitted, records, provenance: await writeProvenance(ctx, emitted, sources, guest) };
 }
 
 /** Publish into the output repository: packages first, then the merged index, then the public key beside it. */
@@ -152,6 +203,8 @@ export async function publishPackages(opts: BuildOptions, staged: Staged): Promi
     const dir = joinUnder(opts.outDir, { value: opts.arch, what: "architecture" });
     await mkdir(dir, { recursive: true });
     // Each package is complete in the staging repository: a rename moves it in whole.
+    // Its provenance goes first: once a package is in place, so is the record of how it was built (a rebuild replaces both).
+    for (const p of staged.provenance) await rename(p, join(dir, basename(p)));
     for (const e of staged.emitted) await rename(e.path, join(dir, basename(e.path)));
     const indexFile = join(dir, "APKINDEX.tar.gz");
     let existing: IndexRecord[] = [];

@@ -356,6 +356,7 @@ export function localBuilder(o: LocalBuilderOptions): Builder {
       cacheDir: o.cacheDir,
       sourceDateEpoch: o.sourceDateEpoch,
       mirrors: { mirrors: o.distro.mirrors },
+      distroId: o.distro.id,
       runTests: o.runTests,
       onEvent: progress,
       epochOverride: job.epoch,

@@ -110,7 +110,7 @@ export const gitCheckoutStep = hostStep("git-checkout", async (w, wdRel, where, 
     const dest = await ensureDirUnder(ctx.workspace, destRel, `${where}: destination`);
     await exportTree(clone, dest, mtime);
     ctx.log.write(`# git-checkout: ${c.repository} at ${meta.head} into ${destRel || "."}\n`);
-    return { source: { uri: `git+${c.repository}@${meta.base}` } };
+    return { source: { uri: `git+${c.repository}@${meta.base}`, commit: meta.head } };
   } finally {
     await fsp.rm(tmp, { recursive: true, force: true });
   }

@@ -33,6 +33,8 @@ export interface FetchedSource {
   uri: string;
   sha256?: string;
   sha512?: string;
+  /** git sources: the commit checked out (HEAD after the checkout). */
+  commit?: string;
 }
 
 /**

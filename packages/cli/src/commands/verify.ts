@@ -1,27 +1,94 @@
 import { verifyFile } from "@kiln/apk";
 import { opt } from "../options.js";
-import { defineCommand } from "../program.js";
-import { loadKeyring } from "../util.js";
+import { defineCommand, string, usageError } from "../program.js";
+import { loadKeyring, type Io } from "../util.js";
+
+/** `--provenance [FILE]`: commander gives true, or the next word, which may be the first package. */
+function provenanceArgs(
+  value: string | boolean | undefined,
+  files: string[],
+): { files: string[]; provenance?: string } | undefined {
+  if (value === undefined || value === false) return undefined;
+  if (value === true) return { files };
+  if (value.endsWith(".apk")) return { files: [value, ...files] };
+  return { files, provenance: value };
+}
+
+async function verifyProvenances(
+  files: string[],
+  provenance: string | undefined,
+  json: boolean,
+  io: Io,
+): Promise<number> {
+  if (files.length === 0) throw usageError("verify", "--provenance: give the package (PKG.apk)");
+  if (provenance !== undefined && files.length > 1)
+    throw usageError("verify", "--provenance FILE names the provenance of one package; give one PKG.apk");
+  const { verifyProvenance } = await import("@kiln/builder");
+  const reports = [];
+  for (const f of files) {
+    const r = await verifyProvenance(f, provenance);
+    reports.push(r);
+    if (json) continue;
+    io.out(`${f}: OK provenance ${r.provenance} (sha256 ${r.sha256})`);
+    io.out(`  builder: ${r.builder.id}`);
+    if (r.recipe)
+      io.out(
+        `  recipe: ${r.recipe.path} sha256 ${r.recipe.sha256}${r.recipe.commit ? ` at ${r.recipe.commit}${r.recipe.dirty ? " (modified)" : ""}` : ""}`,
+      );
+    for (const s of r.sources)
+      io.out(
+        `  source: ${s.uri ?? s.name ?? "?"}${
+          s.digest
+            ? " " +
+              Object.entries(s.digest)
+                .map(([k, v]) => `${k}:${v}`)
+                .join(" ")
+            : ""
+        }`,
+      );
+    io.out(`  guest: ${r.guest.length} packages${r.guest.length ? ` (${r.guest.join(" ")})` : ""}`);
+  }
+  if (json) io.out(JSON.stringify(reports, null, 2));
+  return 0;
+}
 
 export const verify = defineCommand({
   name: "verify",
-  summary: "check packages and indexes as apk verify does",
-  args: ["FILE..."],
+  summary: "check packages and indexes as apk verify does, or a package against its provenance",
+  args: ["[FILE...]"],
+  usage: "kiln verify --keys-dir DIR FILE... | kiln verify --provenance [PROVENANCE] PKG.apk...",
   details: `Prints one line per file: FILE: OK | UNTRUSTED | BAD signature | BAD archive, with the reason.
 A signature is checked with the key of the same file name in the keys directory (as /etc/apk/keys);
-packages are also checked against their datahash. Exit status 1 if any file is not OK.`,
-  options: { keysDir: opt.keysDir.required(), json: opt.json },
+packages are also checked against their datahash. Exit status 1 if any file is not OK.
+With --provenance, each package is checked against its SLSA provenance (PROVENANCE, default
+PKG.apk.intoto.json beside it, as kiln build writes it): the statement must parse, name the
+package file as its subject and give its sha256; the builder, recipe, sources and guest
+packages are printed. A tampered package or another package's provenance is an error (exit 1).
+With --keys-dir too, signatures are checked first.`,
+  options: {
+    keysDir: opt.keysDir,
+    provenance: string("--provenance [PROVENANCE]", "check the package against its SLSA provenance"),
+    json: opt.json,
+  },
   async run(values, files, io) {
-    const ring = await loadKeyring(values.keysDir);
+    const prov = provenanceArgs(values.provenance as string | boolean | undefined, files);
+    if (!prov && values.keysDir.length === 0) throw usageError("verify", "give --keys-dir DIR (or --provenance)");
+    const targets = prov?.files ?? files;
+    if (targets.length === 0) throw usageError("verify", "give the files to check");
     let bad = 0;
-    const reports = [];
-    for (const f of files) {
-      const r = await verifyFile(f, ring);
-      if (r.verdict !== "OK") bad++;
-      reports.push(r);
-      if (!values.json) io.out(`${f}: ${r.verdict} (${r.reason})`);
+    if (values.keysDir.length > 0) {
+      const ring = await loadKeyring(values.keysDir);
+      const reports = [];
+      for (const f of targets) {
+        const r = await verifyFile(f, ring);
+        if (r.verdict !== "OK") bad++;
+        reports.push(r);
+        if (!values.json) io.out(`${f}: ${r.verdict} (${r.reason})`);
+      }
+      if (values.json && !prov) io.out(JSON.stringify(reports, null, 2));
     }
-    if (values.json) io.out(JSON.stringify(reports, null, 2));
-    return bad ? 1 : 0;
+    if (bad) return 1;
+    if (prov) return verifyProvenances(prov.files, prov.provenance, !!values.json, io);
+    return 0;
   },
 });

@@ -37,6 +37,7 @@ import { PublishError } from "./errors.js";
 import type { CommonOptions, PublishEvent } from "./events.js";
 import { checkIndexKey, checkPublishedKey, ensureKey } from "./keys.js";
 import { readLocalRepository, type LocalArch } from "./local-repo.js";
+import { uploadProvenance } from "./provenance.js";
 import { planPublish, type ArchPlan, type PlannedPackage, type PublishPlan, type RemoteArchState } from "./plan.js";
 import { readRemoteArch, refuse } from "./preflight.js";
 import { pool, preparePackage, type Prepared } from "./prepare.js";
@@ -227,6 +228,7 @@ async function placePackage(
   const k = packageKey(p.arch, p.id);
   const prep = ctx.prepared.get(k)!;
   await uploadPackage(ctx, p, prep);
+  await uploadProvenance(ctx.store, p, prep, emit); // beside the package, before the index names it
   mine.set(p.id, prep.record);
   ar.uploaded.push(p.id);
   if (prep.resigned) ar.resigned.push(p.id);

@@ -11,6 +11,7 @@ import { PublishError } from "./errors.js";
 import type { CommonOptions, PublishEvent } from "./events.js";
 import { checkIndexKey, checkPublishedKey, sha256Hex } from "./keys.js";
 import { targetRecords } from "./plan.js";
+import { provenanceKey } from "./provenance.js";
 import { readRemoteArch, refuse } from "./preflight.js";
 import { CACHE_NO_CACHE, discoverArchs, idOf, packageKey, WITHDRAWN_DIR } from "./remote.js";
 
@@ -100,6 +101,7 @@ async function withdrawArch(
   if (opts.delete) {
     for (const id of here) {
       await store.delete(packageKey(arch, id));
+      await store.delete(provenanceKey(arch, id)); // its provenance follows it
       emit({ kind: "deleted", arch, id, message: `${packageKey(arch, id)}: deleted` });
     }
   }
