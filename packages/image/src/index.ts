@@ -68,3 +68,4 @@ export {
 } from "./build.js";
 export * from "./oci/index.js";
 export { loadBaseImage, BaseImageError, type BaseImage, type BaseImageOptions } from "./baseimage.js";
+export * from "./sign/index.js";

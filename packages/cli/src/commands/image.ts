@@ -13,8 +13,12 @@ import {
   readLock,
   resolveImage,
   ROOT_CAP_ENV,
+  loadSigningKey,
+  signAndAttest,
   type ImageContext,
   type OciOutputFormat,
+  type ResolvedImage,
+  type SignAndAttestResult,
 } from "@kiln/image";
 import { ApkError, parseDependency } from "@kiln/apk";
 import { ARCH_ALIASES, ConfigError } from "@kiln/core";
@@ -293,11 +297,13 @@ KILN_REGISTRY_PASSWORD; basic and bearer-token auth are handled.`,
     insecure: flag("--insecure", "plain HTTP"),
     username: string("--username <U>", "registry user (default $KILN_REGISTRY_USERNAME)"),
     password: string("--password <P>", "registry password (default $KILN_REGISTRY_PASSWORD)"),
+    sign: string("--sign <KEY>", "then sign the image and attach its provenance and SBOMs (ECDSA P-256 key)"),
     ...LOCKFILE,
     ...MAX_SIZE,
   },
   async run(v, [config, ref], io) {
     const { cfg, ctx } = await setup(config!, v, io);
+    const key = v.sign ? await loadSigningKey(v.sign) : undefined;
     await cleanStaleTempDirs("kiln-push-").catch(() => undefined);
     const tmp = await makeTempDir("kiln-push-");
     try {
@@ -316,13 +322,82 @@ KILN_REGISTRY_PASSWORD; basic and bearer-token auth are handled.`,
         ...(password ? { password } : {}),
         sourceTag: built.result.tag,
       });
-      if (v.json) io.out(JSON.stringify(r, null, 2));
-      else
+      const signed = key
+        ? await signAndAttest(ref!, key, {
+            ...(v.insecure ? { insecure: true } : {}),
+            ...(username && password ? { username, password } : {}),
+            subject: { mediaType: r.mediaType, digest: r.digest, size: r.size },
+            build: await attestationInputs(cfg, built, ctx.distro ?? "kiln"),
+          })
+        : undefined;
+      if (v.json) io.out(JSON.stringify(signed ? { ...r, signed } : r, null, 2));
+      else {
         io.out(`${r.ref}: ${r.digest} (${r.pushedBlobs.length} blobs pushed, ${r.existingBlobs.length} already there)`);
+        if (signed) printSigned(signed, io);
+      }
       return 0;
     } finally {
       await removeTempDir(tmp);
     }
+  },
+});
+
+/** What the attestations of a built image are made from: its config, packages and SPDX SBOMs. */
+export async function attestationInputs(
+  cfg: object,
+  built: { resolved: ResolvedImage[]; sboms: string[]; created: string },
+  distro: string,
+) {
+  const archs = [];
+  for (const [i, r] of built.resolved.entries()) {
+    const file = built.sboms[i];
+    const spdx = file ? (JSON.parse(await readFile(file, "utf8")) as object) : undefined;
+    archs.push({ arch: r.arch, packages: r.resolution.packages, ...(spdx ? { spdx } : {}) });
+  }
+  return { config: cfg, archs, created: built.created, distro };
+}
+
+export function printSigned(s: SignAndAttestResult, io: Io): void {
+  const sig = s.signature;
+  io.out(
+    `  signed: ${sig.tag}${sig.unchanged ? " (already signed with this key)" : ""}; referrers via ${sig.referrersVia === "api" ? "the referrers API" : "the referrers tag"}`,
+  );
+  if (s.attestations) io.out(`  attested: ${s.attestations.tag}: ${s.attestations.predicateTypes.join(", ")}`);
+}
+
+const sign = defineCommand({
+  name: "image sign",
+  summary: "sign an image in a registry (cosign-compatible)",
+  args: ["REF"],
+  details: `Signs the image REF (host[:port]/repository[:tag|@digest]) with an ECDSA P-256 key
+(kiln keygen --type ecdsa-p256) as cosign does: a simple-signing payload naming the image's digest,
+stored under the tag sha256-<hex>.sig and as an OCI 1.1 referrer of the image (registries without the
+referrers API get the referrers tag sha256-<hex>). Verify with
+  cosign verify --key KEY.pub --insecure-ignore-tlog=true REF
+(add --allow-insecure-registry for plain HTTP). Nothing goes to a transparency log.
+Attestations (provenance, SBOMs) need the build: use kiln image push --sign or kiln images --push --sign.`,
+  options: {
+    key: string("--key <KEY>", "the private key (PKCS#8 PEM, ECDSA P-256)"),
+    insecure: flag("--insecure", "plain HTTP"),
+    username: string("--username <U>", "registry user (default $KILN_REGISTRY_USERNAME)"),
+    password: string("--password <P>", "registry password (default $KILN_REGISTRY_PASSWORD)"),
+    json: opt.json,
+  },
+  async run(v, [ref], io) {
+    if (!v.key) throw new UserError("image sign: --key KEY is required", 2);
+    const key = await loadSigningKey(v.key);
+    const username = v.username ?? io.env.KILN_REGISTRY_USERNAME;
+    const password = v.password ?? io.env.KILN_REGISTRY_PASSWORD;
+    const s = await signAndAttest(ref!, key, {
+      ...(v.insecure ? { insecure: true } : {}),
+      ...(username && password ? { username, password } : {}),
+    });
+    if (v.json) io.out(JSON.stringify(s, null, 2));
+    else {
+      io.out(`${s.image}`);
+      printSigned(s, io);
+    }
+    return 0;
   },
 });
 
@@ -332,4 +407,5 @@ export const image = defineGroup("image", "build, inspect, lock and push images 
   lock,
   dot,
   push,
+  sign,
 ]);

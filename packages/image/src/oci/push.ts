@@ -188,7 +188,8 @@ async function registryErrorText(res: Response): Promise<string> {
   return text.trim().slice(0, 300);
 }
 
-class RegistryClient {
+/** The HTTP side of a registry: auth (Basic, Bearer), bounded retries; also used by image signing (sign/). */
+export class RegistryClient {
   private authorization: string | undefined;
   readonly base: string;
   private readonly retries: number;
