@@ -11,6 +11,7 @@ import { keygen } from "./commands/keygen.js";
 import { mkpkg } from "./commands/mkpkg.js";
 import { publishCmd, repoCmd, withdrawCmd } from "./commands/publish.js";
 import { debugCmd, runCmd } from "./commands/run.js";
+import { scan } from "./commands/scan.js";
 import { sign } from "./commands/sign.js";
 import { source } from "./commands/source.js";
 import { verify } from "./commands/verify.js";
@@ -41,6 +42,7 @@ export const COMMANDS: Entry[] = [
   publishCmd,
   withdrawCmd,
   repoCmd,
+  scan,
   planCmd,
   graphCmd,
   imagesCmd,

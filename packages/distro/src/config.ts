@@ -35,6 +35,8 @@ export const distroSchema = z
     sources: z.union([relPath, z.array(relPath)]).optional(),
     /** Directory of image configs (apko format plus kiln's test:). Default `images`. */
     images: relPath.optional(),
+    /** Directory of security advisories (NAME.yaml per origin package). Default `advisories` (none when missing). */
+    advisories: relPath.optional(),
     /** Output: the signed local repository (OUT/ARCH), OUT/images, logs and reports. Default `out`. */
     out: relPath.optional(),
     /** The signing key: a path (relative to distro.yaml), or `env:VAR` naming a variable that holds a path or the PEM itself. */
@@ -106,6 +108,8 @@ export interface Distro {
   /** `sources:`, absolute: directories or files seeded into the source cache before builds. */
   sources: string[];
   imagesDir: string;
+  /** `advisories:`, absolute (undefined: ROOT/advisories). */
+  advisoriesDir?: string;
   outDir: string;
   signingKey?: SigningKeyRef;
   publish: PublishSettings;
@@ -175,13 +179,7 @@ export function parseDistro(file: string, text: string): Distro {
   const sources = sourcePaths(root, v.sources, at);
   if (problems.length) throw new ConfigError(problems);
 
-  const publish: PublishSettings = {};
-  if (target !== undefined) publish.target = absolutize(root, target);
-  if (v.publish?.["endpoint-url"]) publish.endpointUrl = v.publish["endpoint-url"];
-  if (v.publish?.region) publish.region = v.publish.region;
-  if (v.publish?.["path-style"] !== undefined) publish.pathStyle = v.publish["path-style"];
-  if (v.publish?.registry) publish.registry = v.publish.registry.replace(/\/+$/, "");
-  if (v.publish?.insecure !== undefined) publish.insecure = v.publish.insecure;
+  const publish = publishSettings(root, v.publish);
   const pipelines = v.pipelines === undefined ? [] : Array.isArray(v.pipelines) ? v.pipelines : [v.pipelines];
   const d: Distro = {
     file: resolve(file),
@@ -199,9 +197,21 @@ export function parseDistro(file: string, text: string): Distro {
     mirrors: { ...(v.mirrors ?? {}) },
   };
   if (v.version !== undefined) d.version = String(v.version);
+  if (v.advisories !== undefined) d.advisoriesDir = resolve(root, v.advisories);
   if (signingKey) d.signingKey = signingKey;
   if (v.environment) d.environment = v.environment;
   return d;
+}
+
+function publishSettings(root: string, p: DistroInput["publish"]): PublishSettings {
+  const publish: PublishSettings = {};
+  if (p?.target !== undefined) publish.target = absolutize(root, p.target);
+  if (p?.["endpoint-url"]) publish.endpointUrl = p["endpoint-url"];
+  if (p?.region) publish.region = p.region;
+  if (p?.["path-style"] !== undefined) publish.pathStyle = p["path-style"];
+  if (p?.registry) publish.registry = p.registry.replace(/\/+$/, "");
+  if (p?.insecure !== undefined) publish.insecure = p.insecure;
+  return publish;
 }
 
 /** `sources:` as absolute paths: each relative, inside distro.yaml's directory, existing. */

@@ -120,3 +120,4 @@ export {
   type ImagesOptions,
   type ImagesResult,
 } from "./job.js";
+export { advisoriesDir, loadDistroAdvisories, writeDistroFeed } from "./advisories.js";

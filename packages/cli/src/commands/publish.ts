@@ -18,12 +18,15 @@ import {
   S3Fetcher,
   S3Store,
   withdraw,
+  loadAdvisories,
+  writeFeed,
   type ObjectStore,
   type PublishEvent,
   type S3Options,
 } from "@kiln/repo";
 import { Keyring, resolveSigningKey } from "@kiln/apk";
 import { hostApkArch } from "@kiln/core";
+import { findDistroFile, loadDistro } from "@kiln/distro";
 import { opt, S3_OPTIONS } from "../options.js";
 import { defineCommand, defineGroup, flag, string, usageError, type Values } from "../program.js";
 import { loadKeyring, sourceDateEpoch, UserError, type Io } from "../util.js";
@@ -96,6 +99,21 @@ function printer(io: Io) {
   return (e: PublishEvent) => io.err(e.kind === "warning" ? `warning: ${e.message}` : e.message);
 }
 
+/** The advisories of --advisories DIR and the distribution id the feed is for. */
+async function feedSource(dir: string, given: string | undefined) {
+  const st = await stat(dir).catch(() => undefined);
+  if (!st?.isDirectory()) throw new UserError(`--advisories ${dir}: not a directory`);
+  const advisories = await loadAdvisories(dir);
+  if (given !== undefined) {
+    if (!/^[a-z0-9][a-z0-9._-]*$/.test(given))
+      throw usageError("publish", `--distro-id ${JSON.stringify(given)}: expected an os-release ID (a-z 0-9 . _ -)`);
+    return { advisories, distroId: given };
+  }
+  const file = findDistroFile(process.cwd());
+  if (!file) throw usageError("publish", "--advisories needs --distro-id ID (no distro.yaml here to take it from)");
+  return { advisories, distroId: (await loadDistro(file)).id };
+}
+
 export const publishCmd = defineCommand({
   name: "publish",
   summary: "publish a local repository to S3 or a directory: packages first, signed index last",
@@ -115,6 +133,9 @@ For each architecture, in this order:
   4. the signed index (Cache-Control no-cache), merged with what concurrent publishers
      added until it lists every package object present;
   5. TARGET/ARCH/index.html, a browsable list of the packages.
+With --advisories DIR (advisories/NAME.yaml files, checked before anything is written), the
+advisory feed follows: TARGET/osv/ID.json (OSV 1.6), TARGET/osv/all.json, then
+TARGET/security.json (secdb), for scanners (kiln scan --feed TARGET, grype, trivy).
 Killed or failing at any point, the published index only names complete packages; run the
 same command again to finish. Progress goes to stderr, the summary to stdout (--json: a JSON
 object). --dry-run checks and prints what would be done, writing nothing.
@@ -130,12 +151,19 @@ ${S3_HELP}`,
     allowUnsatisfied: opt.allowUnsatisfied,
     description: opt.description,
     concurrency: opt.concurrency,
+    advisories: string("--advisories <DIR>", "also publish the advisory feed made from DIR/NAME.yaml"),
+    distroId: string(
+      "--distro-id <ID>",
+      "the os-release ID the feed is for (OSV ecosystem, purl namespace; default: distro.yaml's id)",
+    ),
+    feedUrl: string("--feed-url <URL>", "the repository's public URL, security.json's urlprefix (default: TARGET)"),
     dryRun: opt.dryRun,
     json: opt.json,
     ...S3_OPTIONS,
   },
   async run(values, _args, io) {
     const key = await signingKey(values.signingKey, io, "publish");
+    const feed = values.advisories !== undefined ? await feedSource(values.advisories, values.distroId) : undefined;
     const fromSt = await stat(values.from).catch(() => undefined);
     if (!fromSt?.isDirectory()) throw new UserError(`--from ${values.from}: not a directory`);
     const store = openStore(values.to, values, io);
@@ -154,9 +182,19 @@ ${S3_HELP}`,
         sourceDateEpoch: sourceDateEpoch(io.env),
         onEvent: printer(io),
       });
+      const written =
+        feed && !r.dryRun
+          ? await writeFeed(store, feed.advisories, {
+              distroId: feed.distroId,
+              archs: r.archs.map((a) => a.arch),
+              urlPrefix: values.feedUrl ?? store.repositoryUrl,
+            })
+          : undefined;
       if (values.json) {
         const { plan, ...rest } = r;
-        io.out(JSON.stringify({ ...rest, unsatisfied: plan.unsatisfied }, null, 2));
+        io.out(
+          JSON.stringify({ ...rest, unsatisfied: plan.unsatisfied, ...(written ? { feed: written } : {}) }, null, 2),
+        );
       } else {
         for (const a of r.archs) {
           io.out(
@@ -167,6 +205,11 @@ ${S3_HELP}`,
               `index ${a.indexPackages} packages${r.dryRun ? " (predicted)" : `, signed by ${r.keyName}`}`,
           );
         }
+        if (written)
+          io.out(
+            `${r.target}: security.json (${written.secdbPackages} packages), osv/ (${written.osvRecords} records); ` +
+              `${written.written.length} written, ${written.removed.length} removed`,
+          );
       }
       return 0;
     } finally {
