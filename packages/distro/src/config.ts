@@ -21,6 +21,11 @@ export const distroSchema = z
     id: z.string().regex(/^[a-z0-9][a-z0-9._-]*$/, "expected an os-release ID (lowercase letters, digits, . _ -)"),
     /** os-release VERSION_ID. */
     version: z.union([z.string(), z.number()]).optional(),
+    /** os-release ID_LIKE: the IDs of the distributions this one is closely related to, closest first, space-separated. */
+    "id-like": z
+      .string()
+      .regex(/^[a-z0-9][a-z0-9._-]*( [a-z0-9][a-z0-9._-]*)*$/, "expected os-release IDs separated by spaces")
+      .optional(),
     /** apk architectures to build for (aliases such as amd64 accepted); default: the host's. */
     architectures: z.array(z.string()).min(1).optional(),
     /** Directory of recipes (NAME.yaml, with NAME/ beside it for patches and local sources). Default `recipes`. */
@@ -101,6 +106,8 @@ export interface Distro {
   root: string;
   name: string;
   id: string;
+  /** os-release ID_LIKE. */
+  idLike?: string;
   version?: string;
   architectures: string[];
   recipesDir: string;
@@ -197,6 +204,7 @@ export function parseDistro(file: string, text: string): Distro {
     mirrors: { ...(v.mirrors ?? {}) },
   };
   if (v.version !== undefined) d.version = String(v.version);
+  if (v["id-like"] !== undefined) d.idLike = v["id-like"];
   if (v.advisories !== undefined) d.advisoriesDir = resolve(root, v.advisories);
   if (signingKey) d.signingKey = signingKey;
   if (v.environment) d.environment = v.environment;
