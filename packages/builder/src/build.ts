@@ -49,8 +49,16 @@ export interface BuildResult {
   log: string;
   ms: number;
   steps: Array<{ name: string; ms: number }>;
+  /** Where the time went (ms): the recipe's own build steps and test steps, and everything else (overhead: guests, packaging, signing, indexing). */
+  phases: BuildPhases;
   /** What the build guest resolved to (empty when the recipe needs no guest): the inputs of the distribution's build key. */
   guest: Array<{ name: string; version: string; checksum: string }>;
+}
+
+export interface BuildPhases {
+  steps: number;
+  tests: number;
+  overhead: number;
 }
 
 export async function buildRecipe(file: string, opts: BuildOptions): Promise<BuildResult> {
@@ -65,6 +73,7 @@ export async function buildRecipe(file: string, opts: BuildOptions): Promise<Bui
     log: ctx.logPath,
     ms: 0,
     steps: [],
+    phases: { steps: 0, tests: 0, overhead: 0 },
     guest: [],
   };
   if (!ctx.compiled.supportsArch) {
@@ -80,7 +89,7 @@ export async function buildRecipe(file: string, opts: BuildOptions): Promise<Bui
     // Emit into a staging repository; tests install from there, ahead of the output repository.
     const staging = join(session.work, "staging");
     const staged = await emitPackages(ctx, workspace, staging, sources, result.guest);
-    if (opts.runTests !== false) await runRecipeTests(ctx, session, staging);
+    if (opts.runTests !== false) await runRecipeTests(ctx, session, staging, result.phases);
     await publishPackages(opts, staged);
     result.packages = staged.emitted.map((e, i) => ({
       name: staged.records[i]!.name,
@@ -92,6 +101,8 @@ export async function buildRecipe(file: string, opts: BuildOptions): Promise<Bui
       provides: e.info.provides,
     }));
     result.ms = Date.now() - t0;
+    result.phases.steps = result.steps.reduce((n, x) => n + x.ms, 0);
+    result.phases.overhead = Math.max(0, result.ms - result.phases.steps - result.phases.tests);
     ctx.emit({ kind: "done", package: ctx.label, ms: result.ms, files: result.packages.map((p) => basename(p.file)) });
     return result;
   } finally {

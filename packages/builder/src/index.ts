@@ -80,7 +80,16 @@ export {
   type CompiledPackageOptions,
   type CompiledScriptlets,
 } from "./compile.js";
-export { buildRecipe, BuildError, listApks, type BuildOptions, type BuildResult, type BuildEvent } from "./build.js";
+export { CompileCache, compilerFingerprint, type CompileCacheStats } from "./compile-cache.js";
+export {
+  buildRecipe,
+  BuildError,
+  listApks,
+  type BuildOptions,
+  type BuildResult,
+  type BuildEvent,
+  type BuildPhases,
+} from "./build.js";
 export {
   runInSandbox,
   execInSandbox,

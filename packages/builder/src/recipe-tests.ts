@@ -22,6 +22,8 @@ export async function runRecipeTests(
   ctx: RecipeContext,
   session: Session,
   underTest: string | undefined,
+  /** Time spent in the test steps themselves is added to `timing.tests` (ms). */
+  timing?: { tests: number },
 ): Promise<number> {
   const { compiled } = ctx;
   const tests: Array<{ target: string; test: CompiledTest }> = [];
@@ -29,7 +31,7 @@ export async function runRecipeTests(
   for (const sp of compiled.subpackages) if (sp.test) tests.push({ target: sp.name, test: sp.test });
   const repositories = testRepositories(underTest, await ctx.repositories());
   const keys = await ctx.keys();
-  for (const { target, test } of tests) await runOneTest(ctx, session, target, test, repositories, keys);
+  for (const { target, test } of tests) await runOneTest(ctx, session, target, test, repositories, keys, timing);
   return tests.length;
 }
 
@@ -40,6 +42,7 @@ async function runOneTest(
   test: CompiledTest,
   repositories: string[],
   keys: Array<{ name: string; pem: Buffer }>,
+  timing?: { tests: number },
 ): Promise<void> {
   const file = ctx.file;
   const log = session.log;
@@ -71,7 +74,9 @@ async function runOneTest(
     for (const [i, step] of test.pipeline.entries()) {
       // Host steps (git-checkout, fetch: melange's tests use them for test data) work in the test's workspace.
       log.write(`# test step ${i + 1} ${step.name}${step.native ? ` (kiln:${step.native})` : ""}\n`);
+      const s0 = Date.now();
       const r = (await runStep(step, stepCtx)).result;
+      if (timing) timing.tests += Date.now() - s0;
       if (r && r.exitCode !== 0) {
         throw new BuildError(
           `${file}: test of ${target}, step ${i + 1} "${step.name}" failed (status ${r.exitCode}${r.timedOut ? ", timed out" : ""})\n` +

@@ -38,6 +38,7 @@ export async function analyzeDistro(distro: Distro, arch: string, opts: AnalyzeO
     loadRecipes(distro, arch, {
       ...(opts.registry ? { registry: opts.registry } : {}),
       ...(opts.hashes ? { hashes: opts.hashes } : {}),
+      ...(opts.cacheDir ? { cacheDir: opts.cacheDir } : {}),
     }),
     opts.images ?? loadImages(distro),
   ]);

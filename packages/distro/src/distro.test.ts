@@ -7,6 +7,7 @@ import { newIndexRecord, type IndexRecord } from "@kiln/apk";
 import { ConfigError } from "@kiln/image";
 import { mergeEnvironment, parseDistro } from "./config.js";
 import { buildGraph, cyclicComponents } from "./graph.js";
+import { overheadText, overheadTotals, renderRunReport, sumOverhead } from "./render.js";
 import { buildKey, formatKeyRecords, identity, parseKeyRecords, type KeyRecord, type KeyStore } from "./keys.js";
 import { chooseEpoch, diffIdentities, planBuild } from "./plan.js";
 import type { RecipeNode } from "./recipes.js";
@@ -448,5 +449,49 @@ describe("strongly connected components", () => {
   it("finds rings and self-loops, not chains", () => {
     const g: Record<string, string[]> = { a: ["b"], b: ["a"], c: ["c"], d: ["e"], e: [] };
     expect(cyclicComponents(Object.keys(g), (n) => g[n]!)).toEqual([["a", "b"], ["c"]]);
+  });
+});
+
+describe("per-build overhead", () => {
+  it("is each build's time less its steps and tests, summed in the report and the HTML", async () => {
+    const { g, p } = plan([node("a"), node("b", { requests: ["a"] }), node("c")], emptyState());
+    const builder: Builder = async (job) => {
+      await new Promise((r) => setTimeout(r, 40));
+      if (job.recipe.name === "c") throw new Error("c failed before measuring anything");
+      return {
+        records: job.recipe.outputs.map((o) => rec(o.name, job.fullVersion)),
+        guest: [],
+        work: { steps: 30, tests: job.recipe.name === "a" ? 5 : 0 },
+      };
+    };
+    const keys = {
+      records: new Map(),
+      load: async () => new Map(),
+      append: async () => undefined,
+      compact: async () => undefined,
+    } as unknown as KeyStore;
+    const report = await runPlan(
+      { distro: { name: "T", outDir: "/d/out" }, graph: g, plan: p, state: emptyState(), keys },
+      { jobs: 1, keepGoing: true, builder },
+    );
+    const byName = new Map(report.entries.map((e) => [e.recipe, e]));
+    const a = byName.get("a")!;
+    expect(a.phases).toEqual({ steps: 30, tests: 5, overhead: a.ms! - 35 });
+    expect(a.phases!.overhead).toBeGreaterThanOrEqual(0);
+    expect(byName.get("c")!.phases).toBeUndefined();
+    const t = report.overhead;
+    expect(t.builds).toBe(2);
+    expect(t.steps).toBe(60);
+    expect(t.tests).toBe(5);
+    expect(t.overhead).toBe(a.phases!.overhead + byName.get("b")!.phases!.overhead);
+    expect(t.percent).toBe(Math.round((t.overhead / 65) * 1000) / 10);
+    expect(overheadText(sumOverhead([t, t]))).toMatch(
+      /^per-build overhead [\d.]+ s over 0\.1 s of steps and tests \([\d.]+%\) in 4 builds$/,
+    );
+    expect(overheadText(overheadTotals([]))).toBeUndefined();
+    const html = renderRunReport([report]);
+    expect(html).toContain("steps / tests / overhead");
+    expect(html).toContain("0.0 s / 0.0 s /");
+    expect(html).toContain(`${overheadText(t)}.`);
   });
 });

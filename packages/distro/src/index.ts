@@ -97,7 +97,16 @@ export {
   type LocalBuilderOptions,
 } from "./run.js";
 export { changedSince, GitError } from "./git.js";
-export { graphToDot, graphToJson, renderRunReport } from "./render.js";
+export {
+  graphToDot,
+  graphToJson,
+  renderRunReport,
+  overheadTotals,
+  overheadText,
+  sumOverhead,
+  type BuildPhaseTimes,
+  type OverheadTotals,
+} from "./render.js";
 export { runImages, testImage, type ImageResult, type ImageRunOptions, type ImageTestResult } from "./image-run.js";
 export { analyzeDistro, type DistroView, type AnalyzeOptions } from "./analyze.js";
 export {

@@ -6,15 +6,20 @@
 // applies, and its patches and local source files.
 
 import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { readdir, readFile, readlink, lstat } from "node:fs/promises";
 import { join, relative, sep } from "node:path";
+import { fileURLToPath } from "node:url";
 import {
   BUILTIN_PIPELINE_DIR,
+  CompileCache,
   canonicalJson,
   compileRecipe,
   loadPipelines,
+  PACKAGE_NAME_RE,
   parseRecipe,
   recipeHash,
+  recipeSchema,
   type CompiledStep,
   type PipelineRegistry,
   type Recipe,
@@ -127,23 +132,32 @@ export class FileHashes {
   }
 }
 
+/** `//`, `/./`, `/../` or a trailing `/.` or `/..`: a path path.relative would normalise. */
+const UNNORMAL = /\/\.{0,2}\/|\/\.{1,2}$/;
+
 export function displayPath(distro: Pick<Distro, "root">, abs: string): string {
+  // The common case without path.relative: a normalised path under the root, outside the built-ins.
+  if (
+    sep === "/" &&
+    abs.startsWith(distro.root + "/") &&
+    !abs.startsWith(BUILTIN_PIPELINE_DIR + "/") &&
+    !UNNORMAL.test(abs) &&
+    !distro.root.endsWith("/")
+  )
+    return abs.slice(distro.root.length + 1);
   const builtin = relative(BUILTIN_PIPELINE_DIR, abs);
   if (!builtin.startsWith("..") && !builtin.startsWith(sep)) return `kiln:pipelines/${builtin.split(sep).join("/")}`;
   const rel = relative(distro.root, abs);
   return rel.startsWith("..") ? abs : rel.split(sep).join("/");
 }
 
-/** The pipeline files a recipe uses, following `uses:` into pipeline files. */
-function pipelineFiles(recipe: Recipe, registry: PipelineRegistry): string[] {
-  const files = new Set<string>();
-  const seen = new Set<string>();
+/** The pipelines a recipe uses, following `uses:` into pipeline files: name → where it comes from (a file, `<kiln>`, or null when unknown). */
+function pipelineUses(recipe: Recipe, registry: PipelineRegistry): Array<[string, string | null]> {
+  const uses = new Map<string, string | null>();
   const walk = (steps: readonly Step[] | undefined) => {
     for (const s of steps ?? []) {
-      if (s.uses && !seen.has(s.uses)) {
-        seen.add(s.uses);
-        const src = registry.source(s.uses);
-        if (src && src !== "<kiln>") files.add(src);
+      if (s.uses && !uses.has(s.uses)) {
+        uses.set(s.uses, registry.source(s.uses) ?? null);
         try {
           walk(registry.get(s.uses)?.pipeline);
         } catch {
@@ -157,7 +171,12 @@ function pipelineFiles(recipe: Recipe, registry: PipelineRegistry): string[] {
   for (const sp of recipe.subpackages ?? []) walk(sp.pipeline);
   walk(recipe.test?.pipeline);
   for (const sp of recipe.subpackages ?? []) walk(sp.test?.pipeline);
-  return [...files].sort();
+  return [...uses].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
+/** The pipeline files among `uses`, sorted. */
+function usedFiles(uses: ReadonlyArray<[string, string | null]>): string[] {
+  return [...new Set(uses.flatMap(([, src]) => (src && src !== "<kiln>" ? [src] : [])))].sort();
 }
 
 async function listRecipesDir(distro: Distro): Promise<{ files: string[]; dirs: Set<string> }> {
@@ -183,6 +202,106 @@ export interface LoadRecipesOptions {
   hashes?: FileHashes;
   /** Read at most this many files at once. */
   concurrency?: number;
+  /** Keep compiled recipes in CACHE/compiled (keyed by content), so unchanged recipes are not parsed again. */
+  cacheDir?: string;
+}
+
+/** What compiling a recipe yields that a graph node needs: the compiled-recipe cache's entry. */
+interface CompiledSummary {
+  excluded: boolean;
+  /** The pipelines used (name → file, `<kiln>` or null) and the sha256 of each file as compiled. */
+  uses: Array<[string, string | null]>;
+  pipelineHashes: Record<string, string>;
+  name: string;
+  version: string;
+  epoch: number;
+  fullVersion: string;
+  outputs: RecipeOutput[];
+  guest: boolean;
+  packages: string[];
+  repositories: string[];
+  keyring: string[];
+  testRequests: string[];
+  compiledHash: string;
+  /** The recipe's own environment as parsed; checked against the recipe schema again when it is used. */
+  environment?: unknown;
+}
+
+const HEX64 = /^[0-9a-f]{64}$/;
+const isStrings = (v: unknown): v is string[] => Array.isArray(v) && v.every((x) => typeof x === "string");
+
+function validOutput(o: unknown): o is RecipeOutput {
+  if (!o || typeof o !== "object") return false;
+  const x = o as Record<string, unknown>;
+  const keys = Object.keys(x);
+  return (
+    keys.every((k) => ["name", "provides", "depends", "replaces", "providerPriority"].includes(k)) &&
+    typeof x.name === "string" &&
+    PACKAGE_NAME_RE.test(x.name) &&
+    isStrings(x.provides) &&
+    isStrings(x.depends) &&
+    isStrings(x.replaces) &&
+    (x.providerPriority === undefined || Number.isSafeInteger(x.providerPriority))
+  );
+}
+
+/** A cache entry as read from disk, checked field by field (it is untrusted): the summary, or undefined. */
+function validSummary(v: unknown): CompiledSummary | undefined {
+  if (!v || typeof v !== "object" || Array.isArray(v)) return undefined;
+  const s = v as Record<string, unknown>;
+  const uses = s.uses;
+  const hashes = s.pipelineHashes;
+  const ok =
+    typeof s.excluded === "boolean" &&
+    Array.isArray(uses) &&
+    uses.every(
+      (u) =>
+        Array.isArray(u) && u.length === 2 && typeof u[0] === "string" && (u[1] === null || typeof u[1] === "string"),
+    ) &&
+    !!hashes &&
+    typeof hashes === "object" &&
+    !Array.isArray(hashes) &&
+    Object.values(hashes).every((h) => typeof h === "string" && (HEX64.test(h) || h === "missing")) &&
+    typeof s.name === "string" &&
+    PACKAGE_NAME_RE.test(s.name) &&
+    typeof s.version === "string" &&
+    Number.isSafeInteger(s.epoch) &&
+    (s.epoch as number) >= 0 &&
+    typeof s.fullVersion === "string" &&
+    Array.isArray(s.outputs) &&
+    s.outputs.length > 0 &&
+    s.outputs.every(validOutput) &&
+    typeof s.guest === "boolean" &&
+    isStrings(s.packages) &&
+    isStrings(s.repositories) &&
+    isStrings(s.keyring) &&
+    isStrings(s.testRequests) &&
+    typeof s.compiledHash === "string" &&
+    HEX64.test(s.compiledHash) &&
+    (s.environment === undefined || (typeof s.environment === "object" && s.environment !== null));
+  return ok ? (v as CompiledSummary) : undefined;
+}
+
+/** The compiled-recipe cache for `arch` under CACHE/compiled (keys include kiln's code: see @kiln/builder). */
+function openCompileCache(cacheDir: string, arch: string): Promise<CompileCache<CompiledSummary>> {
+  return CompileCache.open(
+    join(cacheDir, "compiled"),
+    `recipes-${arch.toLowerCase().replace(/[^a-z0-9_-]/g, "_")}`,
+    validSummary,
+    {
+      extraCode: [fileURLToPath(import.meta.url)],
+    },
+  );
+}
+
+interface LoadContext {
+  distro: Distro;
+  arch: string;
+  registry: PipelineRegistry;
+  hashes: FileHashes;
+  problems: Problem[];
+  sourceDirs: Set<string>;
+  cache: CompileCache<CompiledSummary> | undefined;
 }
 
 /** Load, compile and hash every recipe for `arch`. Problems are collected, not thrown. */
@@ -196,17 +315,27 @@ export async function loadRecipes(distro: Distro, arch: string, opts: LoadRecipe
     if (e instanceof ConfigError) return { arch, recipes: [], excluded: [], problems: e.problems };
     throw e;
   }
-  const hashes = opts.hashes ?? new FileHashes();
+  const ctx: LoadContext = {
+    distro,
+    arch,
+    registry,
+    hashes: opts.hashes ?? new FileHashes(),
+    problems,
+    sourceDirs: dirs,
+    cache: opts.cacheDir ? await openCompileCache(opts.cacheDir, arch) : undefined,
+  };
   const results: Array<RecipeNode | "excluded" | undefined> = new Array(files.length);
   let next = 0;
   const worker = async () => {
     for (;;) {
       const i = next++;
       if (i >= files.length) return;
-      results[i] = await loadOne(distro, files[i]!, arch, registry, hashes, problems, dirs);
+      results[i] = await loadOne(ctx, files[i]!);
     }
   };
   await Promise.all(Array.from({ length: Math.min(opts.concurrency ?? 16, files.length) }, worker));
+  // The cache is only an accelerator: failing to write it is not a planning failure.
+  await ctx.cache?.save().catch(() => undefined);
   const recipes: RecipeNode[] = [];
   const excluded: string[] = [];
   results.forEach((r, i) => {
@@ -233,60 +362,48 @@ export async function loadRecipes(distro: Distro, arch: string, opts: LoadRecipe
 
 type Compiled = ReturnType<typeof compileRecipe>;
 
-async function loadOne(
-  distro: Distro,
-  file: string,
-  arch: string,
-  registry: PipelineRegistry,
-  hashes: FileHashes,
-  problems: Problem[],
-  sourceDirs: Set<string>,
-): Promise<RecipeNode | "excluded" | undefined> {
-  const loaded = await readAndCompile(file, arch, registry, problems);
-  if (!loaded) return undefined;
-  const { text, recipe, compiled } = loaded;
-  if (!compiled.supportsArch) return "excluded";
-  const pkg = compiled.package;
-  const guest = needsGuest([...compiled.pipeline, ...compiled.subpackages.flatMap((s) => s.pipeline)]);
-  const useDefault = guest && distro.environment !== undefined;
-  const environment = useDefault ? mergeEnvironment(distro.environment!, recipe.environment) : undefined;
+async function loadOne(ctx: LoadContext, file: string): Promise<RecipeNode | "excluded" | undefined> {
+  const { distro } = ctx;
+  let text: string;
+  try {
+    // One synchronous read: for thousands of small files much cheaper than fs/promises' open, stat, read, close.
+    text = readFileSync(file, "utf8");
+  } catch (e) {
+    ctx.problems.push({ file, path: "", message: `cannot read: ${(e as Error).message}` });
+    return undefined;
+  }
+  const textHash = sha256(text);
+  const s = await compiledSummary(ctx, file, text, textHash);
+  if (!s) return undefined;
+  if (s.excluded) return "excluded";
+  const useDefault = s.guest && distro.environment !== undefined;
+  const own = s.environment as ImageConfigInput | undefined;
+  const environment = useDefault ? mergeEnvironment(distro.environment!, own) : undefined;
   const defaultPackages = useDefault ? (distro.environment!.contents?.packages ?? []) : [];
   // A recipe of kiln-native steps only gets no guest: its environment is not used.
-  const buildRequests = guest
-    ? [...new Set([...defaultPackages, ...(compiled.environment.contents?.packages ?? [])])]
-    : [];
-  const outputs = recipeOutputs(compiled);
-  const testRequests = testRequestsOf(compiled);
-  const { files, absFiles, sources } = await hashRecipeFiles(
-    distro,
-    file,
-    text,
-    pkg.name,
-    pipelineFiles(recipe, registry),
-    hashes,
-    sourceDirs,
-  );
+  const buildRequests = s.guest ? [...new Set([...defaultPackages, ...s.packages])] : [];
+  const { files, absFiles, sources } = await hashRecipeFiles(ctx, file, textHash, s);
   const ownHash = sha256(
     canonicalJson({
       v: BUILD_KEY_VERSION,
-      compiled: recipeHash(compiled),
+      compiled: s.compiledHash,
       defaultEnvironment: useDefault ? distro.environment : null,
       sources,
     }),
   );
   const node: RecipeNode = {
-    name: pkg.name,
+    name: s.name,
     file,
     path: displayPath(distro, file),
-    version: pkg.version,
-    epoch: pkg.epoch,
-    fullVersion: pkg.fullVersion,
-    outputs,
+    version: s.version,
+    epoch: s.epoch,
+    fullVersion: s.fullVersion,
+    outputs: s.outputs,
     buildRequests,
-    testRequests,
-    repositories: [...(compiled.environment.contents?.repositories ?? [])],
-    keyring: [...(compiled.environment.contents?.keyring ?? [])],
-    needsGuest: guest,
+    testRequests: s.testRequests,
+    repositories: s.repositories,
+    keyring: s.keyring,
+    needsGuest: s.guest,
     own: ownHash,
     files,
     absFiles,
@@ -295,24 +412,83 @@ async function loadOne(
   return node;
 }
 
-/** Read, parse and compile one recipe file for `arch`; a problem is recorded (and undefined returned) when that fails. */
-async function readAndCompile(
+/**
+ * The compiled recipe's summary: from the cache when an entry for these
+ * bytes exists and the pipelines it used still resolve to the same files with
+ * the same content, else compiled now (and cached). A problem is recorded
+ * (and undefined returned) when the recipe does not compile.
+ */
+async function compiledSummary(
+  ctx: LoadContext,
   file: string,
+  text: string,
+  textHash: string,
+): Promise<CompiledSummary | undefined> {
+  const key = ctx.cache?.key("recipe-node", ctx.arch, textHash);
+  const hit = key ? ctx.cache!.get(key) : undefined;
+  if (hit && (await stillValid(ctx, hit))) return hit;
+  const loaded = compileOne(file, text, ctx.arch, ctx.registry, ctx.problems);
+  if (!loaded) return undefined;
+  const s = await summarize(ctx, loaded.recipe, loaded.compiled);
+  if (key) ctx.cache!.set(key, s);
+  return s;
+}
+
+/**
+ * A cached summary applies while every pipeline it used comes from the same
+ * file with the same content; an environment it carries is checked against the
+ * recipe schema again before it is merged into the default one.
+ */
+async function stillValid(ctx: LoadContext, s: CompiledSummary): Promise<boolean> {
+  if (s.environment !== undefined && s.guest && ctx.distro.environment !== undefined) {
+    const env = recipeSchema.shape.environment.safeParse(s.environment);
+    if (!env.success) return false;
+    s.environment = env.data;
+  }
+  for (const [name, src] of s.uses) {
+    if ((ctx.registry.source(name) ?? null) !== src) return false;
+    if (src && src !== "<kiln>" && s.pipelineHashes[src] !== (await ctx.hashes.get(src))) return false;
+  }
+  return true;
+}
+
+async function summarize(ctx: LoadContext, recipe: Recipe, compiled: Compiled): Promise<CompiledSummary> {
+  const uses = pipelineUses(recipe, ctx.registry);
+  const pipelineHashes: Record<string, string> = {};
+  for (const f of usedFiles(uses)) pipelineHashes[f] = await ctx.hashes.get(f);
+  const pkg = compiled.package;
+  const s: CompiledSummary = {
+    excluded: !compiled.supportsArch,
+    uses,
+    pipelineHashes,
+    name: pkg.name,
+    version: pkg.version,
+    epoch: pkg.epoch,
+    fullVersion: pkg.fullVersion,
+    outputs: recipeOutputs(compiled),
+    guest: needsGuest([...compiled.pipeline, ...compiled.subpackages.flatMap((x) => x.pipeline)]),
+    packages: [...(compiled.environment.contents?.packages ?? [])],
+    repositories: [...(compiled.environment.contents?.repositories ?? [])],
+    keyring: [...(compiled.environment.contents?.keyring ?? [])],
+    testRequests: testRequestsOf(compiled),
+    compiledHash: recipeHash(compiled),
+  };
+  if (recipe.environment !== undefined) s.environment = structuredClone(recipe.environment);
+  return s;
+}
+
+/** Parse and compile one recipe's text for `arch`; a problem is recorded (and undefined returned) when that fails. */
+function compileOne(
+  file: string,
+  text: string,
   arch: string,
   registry: PipelineRegistry,
   problems: Problem[],
-): Promise<{ text: string; recipe: Recipe; compiled: Compiled } | undefined> {
-  let text: string;
-  try {
-    text = await readFile(file, "utf8");
-  } catch (e) {
-    problems.push({ file, path: "", message: `cannot read: ${(e as Error).message}` });
-    return undefined;
-  }
+): { recipe: Recipe; compiled: Compiled } | undefined {
   try {
     const loaded = parseRecipe(file, text);
     const compiled = compileRecipe(loaded, { arch, pipelines: registry, variables: mirrorPlaceholders(text) });
-    return { text, recipe: loaded.recipe, compiled };
+    return { recipe: loaded.recipe, compiled };
   } catch (e) {
     if (e instanceof ConfigError) {
       problems.push(...e.problems);
@@ -356,21 +532,20 @@ function testRequestsOf(compiled: Compiled): string[] {
   ].sort();
 }
 
-/** Hash the recipe's files: the recipe, the pipeline files it uses (`pipelines`), its source directory. */
+/** Hash the recipe's files: the recipe, the pipeline files it uses, its source directory. */
 async function hashRecipeFiles(
-  distro: Distro,
+  ctx: LoadContext,
   file: string,
-  text: string,
-  name: string,
-  pipelines: string[],
-  hashes: FileHashes,
-  sourceDirs: Set<string>,
+  textHash: string,
+  s: CompiledSummary,
 ): Promise<{ files: Record<string, string>; absFiles: string[]; sources: Record<string, string> }> {
+  const { distro } = ctx;
+  const pipelines = usedFiles(s.uses);
   const absFiles = [file, ...pipelines];
-  const files: Record<string, string> = { [displayPath(distro, file)]: sha256(text) };
-  for (const f of pipelines) files[displayPath(distro, f)] = await hashes.get(f);
-  const sourceDir = joinUnder(distro.recipesDir, { value: name, what: "package name" });
-  const sources = sourceDirs.has(name) ? await hashTree(sourceDir) : {};
+  const files: Record<string, string> = { [displayPath(distro, file)]: textHash };
+  for (const f of pipelines) files[displayPath(distro, f)] = await ctx.hashes.get(f);
+  const sourceDir = joinUnder(distro.recipesDir, { value: s.name, what: "package name" });
+  const sources = ctx.sourceDirs.has(s.name) ? await hashTree(sourceDir) : {};
   for (const [rel, h] of Object.entries(sources)) {
     files[displayPath(distro, join(sourceDir, rel))] = h;
     absFiles.push(join(sourceDir, rel));

@@ -2,7 +2,62 @@
 
 import type { DistroGraph } from "./graph.js";
 import type { BuildPlan } from "./plan.js";
-import type { RunReport } from "./run.js";
+import type { RunEntry, RunReport } from "./run.js";
+
+/** Where one build's time went (ms). */
+export interface BuildPhaseTimes {
+  /** The recipe's own build steps. */
+  steps: number;
+  /** Its test steps. */
+  tests: number;
+  /** Everything else: guest assembly, packaging, signing, indexing, the build key. */
+  overhead: number;
+}
+
+/** Per-build overhead summed over builds; `percent` is overhead as a share of the steps' time (steps + tests). */
+export interface OverheadTotals extends BuildPhaseTimes {
+  /** How many builds measured their phases. */
+  builds: number;
+  percent: number | null;
+}
+
+/** The totals of the entries that measured their phases (built or failed after building). */
+export function overheadTotals(entries: readonly Pick<RunEntry, "phases">[]): OverheadTotals {
+  const t: OverheadTotals = { builds: 0, steps: 0, tests: 0, overhead: 0, percent: null };
+  for (const e of entries) {
+    if (!e.phases) continue;
+    t.builds++;
+    t.steps += e.phases.steps;
+    t.tests += e.phases.tests;
+    t.overhead += e.phases.overhead;
+  }
+  return withPercent(t);
+}
+
+/** One line about the overhead: "overhead 1.2 s over 30.0 s of steps and tests (4.0%) in 3 builds", or undefined when nothing measured it. */
+export function overheadText(t: OverheadTotals): string | undefined {
+  if (!t.builds) return undefined;
+  const pct = t.percent === null ? "" : ` (${t.percent.toFixed(1)}%)`;
+  return `per-build overhead ${secs(t.overhead)} over ${secs(t.steps + t.tests)} of steps and tests${pct} in ${t.builds} build${t.builds === 1 ? "" : "s"}`;
+}
+
+/** Several reports' totals summed (every architecture and round of a run). */
+export function sumOverhead(ts: readonly OverheadTotals[]): OverheadTotals {
+  const t: OverheadTotals = { builds: 0, steps: 0, tests: 0, overhead: 0, percent: null };
+  for (const x of ts) {
+    t.builds += x.builds;
+    t.steps += x.steps;
+    t.tests += x.tests;
+    t.overhead += x.overhead;
+  }
+  return withPercent(t);
+}
+
+function withPercent(t: OverheadTotals): OverheadTotals {
+  const work = t.steps + t.tests;
+  t.percent = t.builds && work > 0 ? Math.round((t.overhead / work) * 1000) / 10 : null;
+  return t;
+}
 
 function q(s: string): string {
   return `"${s.replace(/\\/g, "\\\\").replace(/"/g, '\\"')}"`;
@@ -89,6 +144,10 @@ function secs(ms: number | undefined): string {
   return ms === undefined ? "" : `${(ms / 1000).toFixed(1)} s`;
 }
 
+function phasesCell(p: BuildPhaseTimes | undefined): string {
+  return p ? `${secs(p.steps)} / ${secs(p.tests)} / ${secs(p.overhead)}` : "";
+}
+
 /** A self-contained HTML page: per package status, duration, why, a log link and a timeline bar. `logHref` maps a log path to a link. */
 export function renderRunReport(reports: RunReport[], logHref: (log: string) => string = (l) => l): string {
   const css = `body{font:14px system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;width:100%}th,td{padding:3px 8px;border-bottom:1px solid #eee;text-align:left;vertical-align:top}
@@ -106,8 +165,10 @@ pre{margin:0;white-space:pre-wrap;font-size:12px;color:#c0392b}small{color:#666}
       `<p>started ${esc(r.startedAt)}, ${secs(r.ms)} with ${r.jobs} job${r.jobs === 1 ? "" : "s"}${r.keepGoing ? " (keep going)" : ""}: ` +
         `<b>${count("built")}</b> built, <b>${count("failed")}</b> failed, ${count("skipped")} skipped, ${count("not-started")} not started, ${r.upToDate} up to date.</p>`,
     );
+    const overhead = r.overhead ? overheadText(r.overhead) : undefined;
+    if (overhead) parts.push(`<p>${esc(overhead)}.</p>`);
     parts.push(
-      `<table><tr><th>package</th><th>version</th><th>status</th><th>duration</th><th>why</th><th>timeline (0 – ${secs(r.ms)})</th><th>log</th></tr>`,
+      `<table><tr><th>package</th><th>version</th><th>status</th><th>duration</th><th>steps / tests / overhead</th><th>why</th><th>timeline (0 – ${secs(r.ms)})</th><th>log</th></tr>`,
     );
     for (const e of r.entries) {
       const bar =
@@ -116,7 +177,7 @@ pre{margin:0;white-space:pre-wrap;font-size:12px;color:#c0392b}small{color:#666}
           : "";
       const status = e.status === "skipped" && e.blockedBy ? `skipped (${esc(e.blockedBy)} failed)` : e.status;
       parts.push(
-        `<tr class="${e.status}"><td>${esc(e.recipe)}<br><small>${esc(e.path)}</small></td><td>${esc(e.fullVersion)}</td><td class="st">${status}</td><td>${secs(e.ms)}</td>` +
+        `<tr class="${e.status}"><td>${esc(e.recipe)}<br><small>${esc(e.path)}</small></td><td>${esc(e.fullVersion)}</td><td class="st">${status}</td><td>${secs(e.ms)}</td><td>${phasesCell(e.phases)}</td>` +
           `<td>${e.reasons.map(esc).join("<br>")}${e.error ? `<pre>${esc(e.error)}</pre>` : ""}</td><td class="tl">${bar}</td><td>${e.log ? `<a href="${esc(logHref(e.log))}">log</a>` : ""}</td></tr>`,
       );
     }

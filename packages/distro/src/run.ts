@@ -19,6 +19,7 @@ import { closure, realPackages, type DistroGraph, type EnvPackage } from "./grap
 import { buildKey, KeyStore, type KeyRecord } from "./keys.js";
 import { keyEnvironment, reasonText, type BuildPlan, type PlannedBuild } from "./plan.js";
 import type { RecipeNode } from "./recipes.js";
+import { overheadTotals, type BuildPhaseTimes, type OverheadTotals } from "./render.js";
 import type { RepoState } from "./state.js";
 
 export interface BuildJob {
@@ -38,6 +39,8 @@ export interface BuildOutcome {
   /** What the build guest resolved to; default: `resolveEnvironment()`. */
   guest?: Array<{ name: string; version: string; checksum: string }>;
   log?: string;
+  /** Time in the recipe's own build steps and test steps (ms), when the builder measures it. */
+  work?: { steps: number; tests: number };
 }
 
 export type Builder = (job: BuildJob, progress: (e: BuildEvent) => void) => Promise<BuildOutcome>;
@@ -59,6 +62,8 @@ export interface RunEntry {
   packages?: string[];
   /** For skipped builds: the failed build they depended on. */
   blockedBy?: string;
+  /** Where a build's time went (ms): its steps, its tests, and the rest (guests, packaging, signing, indexing, keys). */
+  phases?: BuildPhaseTimes;
 }
 
 export interface RunReport {
@@ -70,6 +75,8 @@ export interface RunReport {
   ms: number;
   entries: RunEntry[];
   upToDate: number;
+  /** Per-build overhead summed over the builds that measured it. */
+  overhead: OverheadTotals;
 }
 
 export type RunEvent =
@@ -183,6 +190,7 @@ class PlanRun {
 
   report(): RunReport {
     const { plan } = this.ctx;
+    const entries = plan.builds.map((b) => this.entries.get(b.recipe)!);
     return {
       distro: this.ctx.distro.name,
       arch: this.ctx.state.arch,
@@ -190,8 +198,9 @@ class PlanRun {
       keepGoing: this.opts.keepGoing,
       startedAt: this.startedAt,
       ms: Date.now() - this.t0,
-      entries: plan.builds.map((b) => this.entries.get(b.recipe)!),
+      entries,
       upToDate: plan.upToDate.length,
+      overhead: overheadTotals(entries),
     };
   }
 
@@ -281,6 +290,7 @@ class PlanRun {
       } finally {
         entry.end = Date.now() - this.t0;
         entry.ms = entry.end - entry.start!;
+        if (entry.phases) entry.phases.overhead = Math.max(0, entry.ms - entry.phases.steps - entry.phases.tests);
         openGate();
         this.running.delete(name);
         this.emit({ kind: "finish", entry });
@@ -296,6 +306,7 @@ class PlanRun {
     const { state } = this.ctx;
     const { recipe: r, planned: b } = job;
     const out = await this.opts.builder(job, progress);
+    if (out.work) entry.phases = { steps: out.work.steps, tests: out.work.tests, overhead: 0 };
     state.local = mergeIndexRecords(state.local, out.records);
     this.resolver = undefined;
     const guest: EnvPackage[] = out.guest
@@ -364,6 +375,11 @@ export function localBuilder(o: LocalBuilderOptions): Builder {
       ...(o.stepTimeoutMs ? { stepTimeoutMs: o.stepTimeoutMs } : {}),
     });
     const records = await Promise.all(result.packages.map((p) => indexRecordForPackage(p.file)));
-    return { records, guest: result.guest, log: result.log };
+    return {
+      records,
+      guest: result.guest,
+      log: result.log,
+      work: { steps: result.phases.steps, tests: result.phases.tests },
+    };
   };
 }
