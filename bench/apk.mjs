@@ -2,11 +2,13 @@
 // packages, and read + verify the real Alpine index, each against the floor
 // `gzip -6 | sha256sum` over the same bytes.
 
-import { createReadStream, readFileSync } from "node:fs";
+import { spawn, execFileSync } from "node:child_process";
+import { createReadStream, existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
+import { performance } from "node:perf_hooks";
 import { gunzipSync } from "node:zlib";
 import {
   buildIndex,
@@ -74,6 +76,7 @@ export async function apkBenchmarks(log) {
     const totalBytes = allBytes.reduce((a, b) => a + b.length, 0);
     log(`write + index ${N} generated packages (${(totalBytes / 1e6).toFixed(1)} MB of content)`);
 
+    const files = [];
     const kiln = await time(async () => {
       const records = [];
       for (const p of pkgs) {
@@ -81,6 +84,7 @@ export async function apkBenchmarks(log) {
         const out = join(dir, `${p.name}-1.0-r0.apk`);
         await writePackage({ info, entries: p.files, signingKeys: [key] }, out);
         records.push(await indexRecordForPackage(out));
+        files.push(out);
       }
       return buildIndex(records, { signingKeys: [key] });
     });
@@ -92,6 +96,10 @@ export async function apkBenchmarks(log) {
       ratio: kiln.ms / floor.ms,
       note: `kiln ${fmtRate(totalBytes / 1e6, "MB/s", kiln.ms)}; floor = gzip -6 | sha256sum over the same content; lower ratio is better`,
     });
+
+    const pair = await indexVersusApk(dir, files, k, log);
+    if (pair) results.push(pair);
+    else log("kiln index vs apk index: skipped (apk-tools could not be built; see above)");
 
     const idxFile = join(shared, "testdata/apk-real/alpine-3.16/APKINDEX.tar.gz");
     const ring = new Keyring().add(
@@ -120,4 +128,97 @@ export async function apkBenchmarks(log) {
     await rm(dir, { recursive: true, force: true });
   }
   return results;
+}
+
+const KILN = join(here, "../packages/cli/bin/kiln.js");
+
+/** The apk-tools 2.14 binary (built by shared/tools/apk-tools/build.sh when missing), or undefined. */
+function apkTools(log) {
+  const script = join(shared, "tools/apk-tools/build.sh");
+  if (!existsSync(script)) return (log(`apk-tools: ${script} not found`), undefined);
+  try {
+    if (!existsSync("/opt/apk-tools/bin/apk")) log("building apk-tools 2.14 (~30 s)");
+    return execFileSync("bash", [script], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] }).trim();
+  } catch (e) {
+    return (log(`apk-tools: cannot build it: ${e.message}`), undefined);
+  }
+}
+
+/**
+ * Run a command to its end; its wall time and peak RSS (MB). The peak is
+ * VmHWM from /proc, polled while the process runs (the last value read is a
+ * lower bound of the true peak, within one poll of memory growth).
+ */
+function measured(cmd, args) {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const p = spawn(cmd, args, { stdio: ["ignore", "ignore", "pipe"] });
+    let err = "";
+    let hwm = 0;
+    const poll = () => {
+      try {
+        const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${p.pid}/status`, "utf8"));
+        if (m) hwm = Math.max(hwm, Number(m[1]));
+      } catch {
+        /* exited */
+      }
+    };
+    const timer = setInterval(poll, 5);
+    p.stderr.on("data", (d) => (err += d));
+    p.on("error", reject);
+    p.on("exit", (code) => {
+      clearInterval(timer);
+      const ms = performance.now() - t0;
+      if (code !== 0)
+        reject(new Error(`${cmd} ${args.slice(0, 3).join(" ")} ... exited ${code}: ${err.slice(0, 500)}`));
+      else resolve({ ms, rssMb: hwm / 1024 });
+    });
+    poll();
+  });
+}
+
+/** `kiln index` vs apk-tools' `apk index` over the same signed packages, best of 3 each, interleaved. */
+async function indexVersusApk(dir, files, key, log) {
+  const apk = apkTools(log);
+  if (!apk) return undefined;
+  const keysDir = join(dir, "keys");
+  const { mkdirSync } = await import("node:fs");
+  mkdirSync(keysDir, { recursive: true });
+  writeFileSync(join(keysDir, "bench.rsa.pub"), key.publicPem);
+  const keyFile = join(dir, "bench.rsa");
+  writeFileSync(keyFile, key.privatePem, { mode: 0o600 });
+  const total = files.reduce((a, f) => a + statSync(f).size, 0);
+  log(`kiln index vs apk index over ${files.length} signed packages (${(total / 1e6).toFixed(1)} MB)`);
+  let k = { ms: Infinity, rssMb: 0 };
+  let a = { ms: Infinity, rssMb: 0 };
+  for (let i = 0; i < 3; i++) {
+    const kr = await measured(process.execPath, [
+      KILN,
+      "index",
+      "-o",
+      join(dir, "kiln.tar.gz"),
+      "--signing-key",
+      keyFile,
+      ...files,
+    ]);
+    const ar = await measured(apk, ["index", "--keys-dir", keysDir, "-o", join(dir, "apk.tar.gz"), ...files]);
+    if (kr.ms < k.ms) k = kr;
+    if (ar.ms < a.ms) a = ar;
+  }
+  return {
+    name: `kiln index ${files.length} signed packages vs apk index`,
+    kiln: `${(k.ms / 1000).toFixed(2)} s ${k.rssMb.toFixed(0)} MB`,
+    peer: `${(a.ms / 1000).toFixed(2)} s ${a.rssMb.toFixed(0)} MB`,
+    ratio: k.ms / a.ms,
+    note: `wall time, best of 3 each (interleaved); peak RSS beside it (VmHWM polled); apk-tools 2.14 from shared/tools; lower is better`,
+  };
+}
+
+// Run alone: node bench/apk.mjs
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const rs = await apkBenchmarks((l) => process.stderr.write(`   ${l}\n`));
+  for (const r of rs)
+    console.log(
+      `${r.name.padEnd(57)}${r.kiln.padStart(16)}${r.peer.padStart(16)}${r.ratio.toFixed(2).padStart(8)}x  (${r.note})`,
+    );
 }

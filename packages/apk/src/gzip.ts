@@ -35,7 +35,7 @@ const FHCRC = 2,
   FCOMMENT = 16;
 
 /** Length of a complete gzip header at the start of `b`, or -1 if more bytes are needed. */
-function headerLength(b: Uint8Array, subject: string): number {
+export function headerLength(b: Uint8Array, subject: string): number {
   if (b.length < 10) return -1;
   if (b[0] !== 0x1f || b[1] !== 0x8b)
     throw new ApkError("BAD_ARCHIVE", `${subject}: not gzip data (bad magic)`, { subject });

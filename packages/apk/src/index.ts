@@ -106,6 +106,7 @@ export {
   type VerifyReport,
   type FileKind,
 } from "./verify.js";
+export { indexRecordFromHead, indexRecordsFromHeads } from "./package-head.js";
 export { isValidVersion, compareVersions, sortVersions, versionSatisfies } from "./version.js";
 export {
   parseDependency,

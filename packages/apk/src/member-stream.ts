@@ -5,6 +5,12 @@
 import { ApkError } from "./errors.js";
 import { gunzipMembers, type GunzipOptions } from "./gzip.js";
 
+/** What turns compressed bytes into member events: gunzipMembers, or a reader with the same contract. */
+export type Inflater = (
+  source: AsyncIterable<Uint8Array>,
+  opts: GunzipOptions & { subject: string },
+) => AsyncGenerator<import("./gzip.js").GzipEvent>;
+
 export class MemberStream {
   private readonly events: AsyncGenerator<import("./gzip.js").GzipEvent>;
   private buf: Uint8Array = new Uint8Array(0);
@@ -16,9 +22,9 @@ export class MemberStream {
   offset = 0;
   readonly subject: string;
 
-  constructor(source: AsyncIterable<Uint8Array>, opts: GunzipOptions & { subject: string }) {
+  constructor(source: AsyncIterable<Uint8Array>, opts: GunzipOptions & { subject: string; inflate?: Inflater }) {
     this.subject = opts.subject;
-    this.events = gunzipMembers(source, opts);
+    this.events = (opts.inflate ?? gunzipMembers)(source, opts);
   }
 
   /** Pull events until data is buffered or the member ends. */

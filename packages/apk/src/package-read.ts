@@ -4,7 +4,7 @@
 
 import { createHash, type Hash } from "node:crypto";
 import { ApkError } from "./errors.js";
-import { MemberStream } from "./member-stream.js";
+import { MemberStream, type Inflater } from "./member-stream.js";
 import { checkSymlinkTarget, normalizeEntryPath, parentDir } from "./paths.js";
 import { parsePkgInfo, type PackageInfo } from "./pkginfo.js";
 import { parseSignatureName, type SignatureType } from "./keys.js";
@@ -107,13 +107,13 @@ interface DataState {
 /** Open a package stream; reads the signature and control members eagerly. */
 export async function openPackage(
   source: AsyncIterable<Uint8Array>,
-  opts: { subject?: string; limits?: Partial<ReadLimits> } = {},
+  opts: { subject?: string; limits?: Partial<ReadLimits>; inflate?: Inflater } = {},
 ): Promise<PackageReader> {
   const subject = opts.subject ?? "package";
   const limits = { ...DEFAULT_LIMITS, ...opts.limits };
   const raw: Uint8Array[][] = [[], []];
   const data: DataState = { member: -1, hash: undefined, size: 0 };
-  const ms = openMemberStream(source, subject, limits, raw, data);
+  const ms = openMemberStream(source, subject, limits, raw, data, opts.inflate);
 
   try {
     const { head, controlIndex } = await readHead(ms, subject, limits, raw);
@@ -136,9 +136,11 @@ function openMemberStream(
   limits: ReadLimits,
   raw: Uint8Array[][],
   data: DataState,
+  inflate?: Inflater,
 ): MemberStream {
   return new MemberStream(source, {
     subject,
+    inflate,
     onCompressed: (m, bytes) => {
       if (m < 2 && m !== data.member) raw[m]!.push(Buffer.from(bytes));
       if (m === data.member) {

@@ -1,5 +1,4 @@
 #!/usr/bin/env node
-import { main } from "./main.js";
 
 // A closed pipe (`kiln inspect x | head`) ends output quietly, as Unix tools do.
 process.stdout.on("error", (e: NodeJS.ErrnoException) => {
@@ -7,7 +6,11 @@ process.stdout.on("error", (e: NodeJS.ErrnoException) => {
   throw e;
 });
 
-const code = await main(process.argv.slice(2), {
+const argv = process.argv.slice(2);
+// `kiln index` and `kiln sign-index` load only their own modules (see light.ts).
+const light = argv[0] === "index" || argv[0] === "sign-index";
+const { main } = light ? await import("./light.js") : await import("./main.js");
+const code = await main(argv, {
   out: (l) => process.stdout.write(l + "\n"),
   err: (l) => process.stderr.write(l + "\n"),
   env: process.env,

@@ -1,6 +1,13 @@
 import { readFile } from "node:fs/promises";
 import { writeFileAtomic } from "@kiln/core";
-import { buildIndex, indexRecordForPackage, mergeIndexRecords, readIndex, type IndexRecord } from "@kiln/apk";
+import {
+  buildIndex,
+  indexRecordForPackage,
+  indexRecordsFromHeads,
+  mergeIndexRecords,
+  readIndex,
+  type IndexRecord,
+} from "@kiln/apk";
 import { opt } from "../options.js";
 import { defineCommand, flag } from "../program.js";
 import { loadSigningKey, sourceDateEpoch } from "../util.js";
@@ -14,8 +21,9 @@ export const index = defineCommand({
   name: "index",
   summary: "build (or merge into) a signed APKINDEX.tar.gz from packages",
   args: ["[FILE.apk...]"],
-  details: `Reads each package completely (structure and datahash are checked), then writes an index
-whose C: (control-member SHA-1), S: (file size) and fields come from the packages.
+  details: `Reads the signature and control members of each package (as apk index does: the data member
+is not inflated), then writes an index whose C: (control-member SHA-1), S: (file size) and fields come
+from the packages. --check-data reads each package completely and checks its data against the datahash.
 Signed with RSA/SHA-256 unless --sha1; unsigned without --signing-key. The file is replaced atomically.`,
   options: {
     output: opt.output.describe("the index to write").required(),
@@ -23,14 +31,16 @@ Signed with RSA/SHA-256 unless --sha1; unsigned without --signing-key. The file 
       "--merge",
       "keep the records of an existing OUT; a package with the same name and version replaces its record",
     ),
+    checkData: flag("--check-data", "read each package whole and check its data against its datahash"),
     signingKey: opt.signingKey,
     description: opt.description,
     sha1: opt.sha1,
   },
   async run(values, positionals, io) {
     const key = values.signingKey ? await loadSigningKey(values.signingKey) : undefined;
-    const incoming: IndexRecord[] = [];
-    for (const p of positionals) incoming.push(await indexRecordForPackage(p));
+    let incoming: IndexRecord[] = [];
+    if (values.checkData) for (const p of positionals) incoming.push(await indexRecordForPackage(p));
+    else incoming = await indexRecordsFromHeads(positionals);
     let existing: IndexRecord[] = [];
     let description = values.description;
     if (values.merge) {
