@@ -15,10 +15,12 @@ import {
   graphToDot,
   graphToJson,
   loadDistro,
+  overheadText,
   planBuild,
   reasonText,
   rebuildImages,
   runDistroBuild,
+  sumOverhead,
   type BuildPlan,
   type Distro,
   type DistroBuildResult,
@@ -164,7 +166,10 @@ function buildProgress(io: Io, json: boolean): (e: RunEvent) => void {
       else if (b.kind === "emit") io.err(`  ${e.recipe}: wrote ${b.file}`);
     } else {
       const x = e.entry;
-      if (x.status === "built") io.err(`✓ ${x.recipe} ${x.fullVersion} (${((x.ms ?? 0) / 1000).toFixed(1)} s)`);
+      if (x.status === "built")
+        io.err(
+          `✓ ${x.recipe} ${x.fullVersion} (${((x.ms ?? 0) / 1000).toFixed(1)} s${x.phases ? `, overhead ${(x.phases.overhead / 1000).toFixed(1)} s` : ""})`,
+        );
       else if (x.status === "failed") {
         const lines = (x.error ?? "").split("\n").filter((l) => l.trim() && !/full log:/.test(l));
         io.err(
@@ -216,6 +221,8 @@ function printBuild(io: Io, r: DistroBuildResult, json: boolean): void {
       `${c.upToDate} up to date${r.total ? ` in ${secs.toFixed(1)} s` : ""}`,
   );
   const all = reports.flatMap((x) => x.entries);
+  const overhead = overheadText(sumOverhead(reports.map((x) => x.overhead)));
+  if (overhead) io.out(`  ${overhead}`);
   for (const e of all)
     if (e.status === "built") io.out(`  built ${e.recipe} ${e.fullVersion}: ${(e.packages ?? []).join(", ")}`);
   for (const e of all)
