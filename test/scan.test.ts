@@ -336,6 +336,23 @@ describe("kiln scan", () => {
     expect(r.targets[0]!.osRelease).toMatchObject({ ID: "kiln", ID_LIKE: "wolfi" });
   });
 
+  it("an oci-archive gives the same findings; a layer that does not match its digest is refused", () => {
+    const tar = join(work, "img.tar");
+    ok(kiln(["image", "build", join(work, "img.yaml"), tar, "--format", "oci-archive"]), "oci-archive");
+    expect(rows(scan(tar, [join(work, "pub")]).json)).toEqual(rows(scan(img, [join(work, "pub")]).json));
+    const copy = join(work, "img-corrupt");
+    cpSync(img, copy, { recursive: true });
+    const index = read(join(copy, "index.json")) as { manifests: Array<{ digest: string }> };
+    const blob = (d: string) => join(copy, "blobs/sha256", d.slice(7));
+    const layer = (read(blob(index.manifests[0]!.digest)) as { layers: Array<{ digest: string }> }).layers[0]!.digest;
+    const bytes = readFileSync(blob(layer));
+    bytes[bytes.length - 9] ^= 0xff; // inside the gzip trailer's CRC: still inflates, but is not the blob
+    writeFileSync(blob(layer), bytes);
+    const r = kiln(["scan", copy, "--feed", join(work, "pub")]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain(`layer ${layer}`);
+  });
+
   it("a bumped package clears the fixed finding; recording the fix of the last one leaves the image clean (exit 0 with --fail-on-found)", () => {
     const out2 = join(work, "out2");
     const doc = join(work, "tree-doc");
