@@ -8,10 +8,11 @@ import { createReadStream, createWriteStream } from "node:fs";
 import { lstat, mkdir, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { pipeline } from "node:stream/promises";
-import { createGunzip, createGzip } from "node:zlib";
+import { createGunzip } from "node:zlib";
 import { hostOciArch, installDir, tempPathFor } from "@kiln/core";
 import { OciError, describeError } from "./errors.js";
 import { TarWriter } from "./tar.js";
+import { parallelGzip } from "./pgzip.js";
 import {
   MEDIA_TYPE,
   REF_NAME_ANNOTATION,
@@ -272,7 +273,7 @@ class LayoutBuilder {
     return { digest: `sha256:${hex}`, size: bytes.length };
   }
 
-  /** Stream one layer through sha256 (diffID), gzip, sha256 (digest) into a blob file. */
+  /** Stream one layer through sha256 (diffID), gzip on every core (pgzip.ts), sha256 (digest) into a blob file. */
   async writeLayer(source: LayerSource, what: string): Promise<Omit<WrittenLayer, "arch" | "variant">> {
     const uh = createHash("sha256");
     const ch = createHash("sha256");
@@ -290,31 +291,24 @@ class LayoutBuilder {
       throw new OciError("INVALID_LAYER", `${what}: ${describeError(e)}`, { cause: e });
     }
     let sourceError: unknown;
+    async function* tarBytes(): AsyncGenerator<Uint8Array> {
+      try {
+        for await (const c of iterable as AsyncIterable<unknown>) {
+          const b = asBytes(c);
+          uh.update(b);
+          usize += b.length;
+          yield b;
+        }
+      } catch (e) {
+        sourceError = e;
+        throw e;
+      }
+    }
     try {
       await pipeline(
-        iterable,
-        async function* (src: AsyncIterable<unknown>) {
-          try {
-            for await (const c of src) {
-              const b = asBytes(c);
-              uh.update(b);
-              usize += b.length;
-              yield b;
-            }
-          } catch (e) {
-            sourceError = e;
-            throw e;
-          }
-        },
-        createGzip({ level: this.level }),
+        parallelGzip(tarBytes(), { level: this.level }),
         async function* (src: AsyncIterable<Buffer>) {
-          for await (const c of src) {
-            let b = c;
-            // gzip header byte 9 is the OS; pin it to 3 (Unix) so the blob does not depend on the zlib build.
-            if (csize <= 9 && csize + b.length > 9) {
-              b = Buffer.from(b);
-              b[9 - csize] = 3;
-            }
+          for await (const b of src) {
             ch.update(b);
             csize += b.length;
             yield b;
