@@ -6,14 +6,18 @@
 // them). Floors: reading and sha256-hashing the same recipe files (in
 // process for graph+plan; in a fresh node process for the no-op, which pays
 // the same start-up). Both are measured at 340 and 3,400 recipes and the
-// ratio between the sizes printed: near 10 means linear.
+// ratio between the sizes printed: near 10 means linear. Graph + plan is
+// measured as planning runs again and again: through its caches under the
+// cache directory (compiled recipes, remembered closures), and, printed
+// beside it, without them and after editing one recipe.
+// KILN_BENCH_RECIPES=DIR plans a real corpus too (DIR/*.yaml, DIR/pipelines).
 
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { buildIndex, generateKey, newIndexRecord, parseSigningKey } from "@kiln/apk";
 import { Resolver } from "@kiln/repo";
@@ -26,9 +30,10 @@ import {
   listRecipeFiles,
   loadDistro,
   planBuild,
+  saveAnalysisCaches,
   KEYS_FILE,
 } from "@kiln/distro";
-import { best, peakRssMb } from "./common.mjs";
+import { best, peakRssMb, time } from "./common.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const KILN = join(here, "../packages/cli/dist/bin.js");
@@ -163,11 +168,14 @@ async function floorInProcess(files) {
   return total;
 }
 
-async function graphPlan(file) {
+/** Graph + plan as `kiln plan` does it; with `cacheDir`, through the compiled-recipe and closure caches there. */
+async function graphPlan(file, cacheDir, { allowErrors = false } = {}) {
   const distro = await loadDistro(file);
-  const v = await analyzeDistro(distro, "x86_64", { offline: true });
+  const v = await analyzeDistro(distro, "x86_64", { offline: true, ...(cacheDir ? { cacheDir } : {}) });
   const plan = planBuild(distro, v.graph, v.state, { errors: v.errors });
-  if (plan.errors.length) throw new Error(`bench distribution has problems: ${plan.errors.slice(0, 3).join("; ")}`);
+  await saveAnalysisCaches(v);
+  if (plan.errors.length && !allowErrors)
+    throw new Error(`bench distribution has problems: ${plan.errors.slice(0, 3).join("; ")}`);
   return { plan, v, distro };
 }
 
@@ -249,6 +257,35 @@ function runNode(args, cwd) {
 const FLOOR_SCRIPT = `import { readdirSync, readFileSync } from "node:fs"; import { createHash } from "node:crypto";
 const d = process.argv[1] + "/recipes"; let n = 0; for (const f of readdirSync(d)) { createHash("sha256").update(readFileSync(d + "/" + f)).digest(); n++; } console.log(n);`;
 
+/** Graph + plan over a real corpus: DIR's *.yaml as recipes, DIR/pipelines as its pipeline directory (Wolfi's layout). */
+async function realCorpus(root, dir, log) {
+  const d = join(root, "corpus");
+  mkdirSync(d, { recursive: true });
+  symlinkSync(resolve(dir), join(d, "recipes"));
+  const pipelines = join(resolve(dir), "pipelines");
+  writeFileSync(
+    join(d, "distro.yaml"),
+    `name: Corpus\nid: corpus\narchitectures: [x86_64]\n${existsSync(pipelines) ? `pipelines: [${JSON.stringify(pipelines)}]\n` : ""}`,
+  );
+  const file = join(d, "distro.yaml");
+  const files = await listRecipeFiles(await loadDistro(file));
+  const floor = await best(3, () => floorInProcess(files));
+  const cold = await time(() => graphPlan(file, undefined, { allowErrors: true }));
+  await graphPlan(file, join(d, "cache"), { allowErrors: true });
+  const kiln = await best(3, () => graphPlan(file, join(d, "cache"), { allowErrors: true }));
+  const { v, plan } = kiln.value;
+  log(
+    `real corpus ${dir}: ${files.length} files, ${v.graph.recipes.length} recipes, ${v.graph.edges.length} edges, ${v.errors.length} problems, ${v.graph.warnings.length} warnings; graph+plan ${ms(kiln.ms)} with its caches, ${ms(cold.ms)} without; floor ${ms(floor.ms)}`,
+  );
+  return {
+    name: `graph+plan real corpus (${v.graph.recipes.length} recipes)`,
+    kiln: ms(kiln.ms),
+    peer: ms(floor.ms),
+    ratio: kiln.ms / floor.ms,
+    note: `${dir}; without caches ${ms(cold.ms)} (${(cold.ms / floor.ms).toFixed(1)}x); ${plan.builds.length} to build, ${v.errors.length} recipes kiln refuses`,
+  };
+}
+
 const ms = (x) => `${x < 100 ? x.toFixed(1) : x.toFixed(0)} ms`;
 
 export async function distroBenchmarks(log) {
@@ -263,24 +300,50 @@ export async function distroBenchmarks(log) {
       const dir = join(root, `d${n}`);
       generate(dir, n);
       const file = join(dir, "distro.yaml");
+      const cache = join(dir, "cache");
       const files = await listRecipeFiles(await loadDistro(file));
       const floor = await best(3, () => floorInProcess(files));
       await graphPlan(file); // warm the JIT and the file cache
-      const kiln = await best(3, () => graphPlan(file));
+      const cold = await best(1, () => graphPlan(file));
+      await graphPlan(file, cache); // fill the caches
+      const kiln = await best(3, () => graphPlan(file, cache));
+      // One recipe edited (a leaf's version): its compile and every closure (the pool changed) are redone.
+      const leaf = files[files.length - 1];
+      const text = await readFile(leaf, "utf8");
+      writeFileSync(leaf, text.replace(/version: "([^"]+)"/, 'version: "$1.1"'));
+      const edited = await time(() => graphPlan(file, cache));
+      writeFileSync(leaf, text);
       const p = kiln.value.plan;
       const edges = kiln.value.v.graph.edges.length;
       gp[n] = kiln.ms;
       log(
-        `graph+plan ${n} recipes (${edges} edges, ${p.builds.length} to build): ${ms(kiln.ms)}; read+hash floor ${ms(floor.ms)} (${(floor.value / 1e6).toFixed(1)} MB)`,
+        `graph+plan ${n} recipes (${edges} edges, ${p.builds.length} to build): ${ms(kiln.ms)} with its caches, ${ms(cold.ms)} without, ${ms(edited.ms)} after editing one recipe; read+hash floor ${ms(floor.ms)} (${(floor.value / 1e6).toFixed(1)} MB)`,
       );
       results.push({
         name: `graph+plan ${n} recipes (${edges} edges)`,
         kiln: ms(kiln.ms),
         peer: ms(floor.ms),
         ratio: kiln.ms / floor.ms,
-        note: "floor = read + sha256 the same recipe files in process; kiln parses, compiles (pipelines expanded), hashes, resolves every build environment, orders, plans",
+        note: "floor = read + sha256 the same recipe files in process; kiln reads and hashes them, compiles the changed ones (CACHE/compiled), resolves every build environment (remembered per pool), orders, plans",
+      });
+      results.push({
+        name: `graph+plan ${n} recipes, no cache`,
+        kiln: ms(cold.ms),
+        peer: ms(floor.ms),
+        ratio: cold.ms / floor.ms,
+        note: "every recipe parsed and compiled, every environment resolved",
+      });
+      results.push({
+        name: `graph+plan ${n} recipes, one recipe edited`,
+        kiln: ms(edited.ms),
+        peer: ms(floor.ms),
+        ratio: edited.ms / floor.ms,
+        note: "one compile; the pool changed, so every environment is resolved again",
       });
     }
+    const corpus = process.env.KILN_BENCH_RECIPES;
+    if (corpus) results.push(await realCorpus(root, corpus, log));
+    else log("no real corpus (set KILN_BENCH_RECIPES=DIR, e.g. a Wolfi checkout, to plan it too)");
     results.push({
       name: `graph+plan scaling 340 → 3,400 recipes`,
       kiln: `×${(gp[3400] / gp[340]).toFixed(1)} time`,

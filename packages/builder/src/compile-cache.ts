@@ -40,19 +40,23 @@ function jsFiles(dir: string, out: string[]): void {
   }
 }
 
-let fingerprint: string | undefined;
+let base: string | undefined;
 
 /**
- * sha256 of the code that compiles recipes: every module of @kiln/core,
- * @kiln/image and @kiln/builder as installed, plus `extra` files (the
- * caller's own modules). Computed once per process.
+ * sha256 of the code that compiles recipes and resolves environments: every
+ * module of @kiln/core, @kiln/apk, @kiln/repo, @kiln/image and @kiln/builder
+ * as installed (read once per process), plus `extra` files (the caller's own
+ * modules).
  */
 export function compilerFingerprint(extra: readonly string[] = []): string {
-  if (fingerprint && !extra.length) return fingerprint;
-  const here = dirname(fileURLToPath(import.meta.url));
+  base ??= hashFiles(kilnModules());
+  return extra.length ? createHash("sha256").update(base).update(hashFiles(extra)).digest("hex") : base;
+}
+
+function kilnModules(): string[] {
   const require = createRequire(import.meta.url);
-  const dirs = [here];
-  for (const pkg of ["@kiln/core", "@kiln/image"]) {
+  const dirs = [dirname(fileURLToPath(import.meta.url))];
+  for (const pkg of ["@kiln/core", "@kiln/apk", "@kiln/repo", "@kiln/image"]) {
     try {
       dirs.push(dirname(require.resolve(pkg)));
     } catch {
@@ -61,8 +65,12 @@ export function compilerFingerprint(extra: readonly string[] = []): string {
   }
   const files: string[] = [];
   for (const d of dirs) jsFiles(d, files);
+  return files;
+}
+
+function hashFiles(files: readonly string[]): string {
   const h = createHash("sha256").update(STORE_FORMAT);
-  for (const f of [...files, ...extra]) {
+  for (const f of files) {
     h.update(`\0${f}\0`);
     try {
       h.update(readFileSync(f));
@@ -70,9 +78,7 @@ export function compilerFingerprint(extra: readonly string[] = []): string {
       h.update("missing");
     }
   }
-  const out = h.digest("hex");
-  if (!extra.length) fingerprint = out;
-  return out;
+  return h.digest("hex");
 }
 
 interface StoreFile {

@@ -6,6 +6,7 @@ import { formatProblem } from "@kiln/image";
 import type { PipelineRegistry } from "@kiln/builder";
 import type { Fetcher } from "@kiln/repo";
 import type { Distro } from "./config.js";
+import { attachClosureStore, closureStoreOf, openClosureStore } from "./closures.js";
 import { buildGraph, type DistroGraph } from "./graph.js";
 import { loadImages, type ImageNode } from "./images.js";
 import { FileHashes, loadRecipes, type LoadedRecipes } from "./recipes.js";
@@ -47,7 +48,17 @@ export async function analyzeDistro(distro: Distro, arch: string, opts: AnalyzeO
     ...(opts.fetcher ? { fetcher: opts.fetcher } : {}),
     ...(opts.offline ? { offline: true } : {}),
   });
+  // Environment closures remembered under the cache directory, for the graph and the plan over this state.
+  if (opts.cacheDir) attachClosureStore(state, await openClosureStore(opts.cacheDir, arch));
   const graph = buildGraph({ recipes: recipes.recipes, images: images.images, state });
+  await saveAnalysisCaches({ state });
   const errors = [...recipes.problems, ...images.problems].map(formatProblem);
   return { distro, arch, recipes, images: images.images, state, graph, errors };
+}
+
+/** Write what the graph and the plan over `v.state` remembered (call after planning); failing to write a cache is not an error. */
+export async function saveAnalysisCaches(v: Pick<DistroView, "state">): Promise<void> {
+  await closureStoreOf(v.state)
+    ?.save()
+    .catch(() => undefined);
 }

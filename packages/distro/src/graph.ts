@@ -15,6 +15,7 @@
 
 import { ResolveError, Resolver, type RepoPackage } from "@kiln/repo";
 import { newIndexRecord, type IndexRecord } from "@kiln/apk";
+import { closureStoreOf, poolClosures, type Closures } from "./closures.js";
 import type { ImageNode } from "./images.js";
 import type { RecipeNode } from "./recipes.js";
 import { currentBuilds, localPackages, type CurrentBuild, type RepoState } from "./state.js";
@@ -293,14 +294,14 @@ export function buildGraph(input: GraphInput): DistroGraph {
   const producer = new Map<string, RecipeNode>();
   for (const r of recipes) for (const o of r.outputs) if (!producer.has(o.name)) producer.set(o.name, r);
   const current = currentBuilds(state, recipes);
-  const resolver = new Resolver(graphPool(recipes, state, current), { arch: state.arch });
+  const resolve = poolClosures(graphPool(recipes, state, current), state.arch, closureStoreOf(state));
 
   const warnings: string[] = [];
-  const { environments, edges } = resolveEnvironments(recipes, resolver, producer, warnings);
+  const { environments, edges } = resolveEnvironments(recipes, resolve, producer, warnings);
   const names = recipes.map((r) => r.name);
   const cycles = breakCycles(names, edges, existingPackages(state));
   const order = buildOrder(recipes, names, edges);
-  const images = resolveImages(input.images, resolver, producer, warnings);
+  const images = resolveImages(input.images, resolve, producer, warnings);
   return {
     arch: state.arch,
     recipes,
@@ -321,19 +322,19 @@ export function buildGraph(input: GraphInput): DistroGraph {
  */
 function resolveEnvironments(
   recipes: readonly RecipeNode[],
-  resolver: Resolver,
+  resolve: Closures,
   producer: Map<string, RecipeNode>,
   warnings: string[],
 ): { environments: Record<string, EnvPackage[]>; edges: GraphEdge[] } {
   const environments: Record<string, EnvPackage[]> = {};
   const edgeMap = new Map<string, GraphEdge>();
   for (const r of recipes) {
-    const b = closure(resolver, r.buildRequests);
+    const b = resolve(r.buildRequests);
     for (const u of b.unresolved) warnings.push(`${r.path}: build environment: nothing satisfies ${u}`);
     environments[r.name] = envPackages(b.packages, producer);
     addEdges(edgeMap, producer, r, b.packages, "build");
     if (r.testRequests.length) {
-      const t = closure(resolver, r.testRequests);
+      const t = resolve(r.testRequests);
       for (const u of t.unresolved) warnings.push(`${r.path}: test environment: nothing satisfies ${u}`);
       addEdges(edgeMap, producer, r, t.packages, "test");
     }
@@ -502,7 +503,7 @@ function buildOrder(recipes: readonly RecipeNode[], names: readonly string[], ed
 /** Each image's resolved closure and the recipes it comes from; unresolved requests are appended to `warnings`. */
 function resolveImages(
   images: readonly ImageNode[],
-  resolver: Resolver,
+  resolve: Closures,
   producer: Map<string, RecipeNode>,
   warnings: string[],
 ): Pick<DistroGraph, "imagePackages" | "imageRecipes" | "imageUnresolved"> {
@@ -510,7 +511,7 @@ function resolveImages(
   const imageRecipes: Record<string, string[]> = {};
   const imageUnresolved: Record<string, string[]> = {};
   for (const img of images) {
-    const c = closure(resolver, img.requests);
+    const c = resolve(img.requests);
     imagePackages[img.name] = envPackages(c.packages, producer);
     imageRecipes[img.name] = uniq(imagePackages[img.name]!.flatMap((p) => (p.recipe ? [p.recipe] : []))).sort();
     imageUnresolved[img.name] = c.unresolved;

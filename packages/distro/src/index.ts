@@ -108,7 +108,7 @@ export {
   type OverheadTotals,
 } from "./render.js";
 export { runImages, testImage, type ImageResult, type ImageRunOptions, type ImageTestResult } from "./image-run.js";
-export { analyzeDistro, type DistroView, type AnalyzeOptions } from "./analyze.js";
+export { analyzeDistro, saveAnalysisCaches, type DistroView, type AnalyzeOptions } from "./analyze.js";
 export {
   runDistroBuild,
   buildDistro,

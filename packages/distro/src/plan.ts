@@ -18,9 +18,10 @@
 // maintainer's epoch bump still wins when it is higher, and no two different
 // builds share NAME-VERSION-rN.
 
-import { Resolver, type RepoPackage } from "@kiln/repo";
+import type { RepoPackage } from "@kiln/repo";
 import type { Distro } from "./config.js";
-import { closure, realPackages, type CycleReport, type DistroGraph, type EnvPackage } from "./graph.js";
+import { closureStoreOf, poolClosures, type Closures } from "./closures.js";
+import { realPackages, type CycleReport, type DistroGraph, type EnvPackage } from "./graph.js";
 import { identity } from "./keys.js";
 import { displayPath, type RecipeNode } from "./recipes.js";
 import { currentBuilds, type CurrentBuild, type RepoState } from "./state.js";
@@ -114,6 +115,8 @@ function splitIdentity(id: string): { name: string; version: string; checksum: s
 }
 
 export function diffIdentities(before: readonly string[], after: readonly string[]): string[] {
+  // The usual case, an unchanged environment: the same identities in the same order differ in nothing.
+  if (before.length === after.length && before.every((x, i) => x === after[i])) return [];
   const a = new Map(before.map((i) => [splitIdentity(i).name, splitIdentity(i)]));
   const b = new Map(after.map((i) => [splitIdentity(i).name, splitIdentity(i)]));
   const out: string[] = [];
@@ -203,7 +206,8 @@ interface PlanContext {
   producer: Map<string, string>;
   standInsFor: (name: string) => string[];
   /** A resolver over the real packages (made when first needed). */
-  actualResolver: () => Resolver;
+  /** Closures over the packages that exist (what a build guest would get). */
+  actualClosure: Closures;
   /** Uncut build edges (the dependencies whose rebuild forces one). */
   depsOf: Map<string, string[]>;
   /** Uncut edges of either kind (the dependencies built first). */
@@ -218,7 +222,6 @@ function planContext(graph: DistroGraph, state: RepoState): PlanContext {
   const standIns = new Map<string, string[]>();
   for (const e of graph.edges)
     if (e.cut === "stand-in") (standIns.get(e.from) ?? standIns.set(e.from, []).get(e.from)!).push(e.to);
-  let actual: Resolver | undefined;
   const depsOf = new Map<string, string[]>();
   const orderDepsOf = new Map<string, string[]>();
   for (const e of graph.edges) {
@@ -238,7 +241,7 @@ function planContext(graph: DistroGraph, state: RepoState): PlanContext {
     versions: versionsByName(real),
     producer,
     standInsFor: (name) => standIns.get(name) ?? [],
-    actualResolver: () => (actual ??= new Resolver(real, { arch: state.arch })),
+    actualClosure: poolClosures(real, state.arch, closureStoreOf(state)),
     depsOf,
     orderDepsOf,
   };
@@ -324,7 +327,7 @@ function dirtyByKey(graph: DistroGraph, state: RepoState, ctx: PlanContext): Map
     const deps = (ctx.depsOf.get(name) ?? []).filter((d) => dirty.has(d) && d !== name);
     if (deps.length) reasons.push({ kind: "changed-dependency", recipes: [...new Set(deps)].sort() });
     if (!reasons.length && cur) {
-      const c = closure(ctx.actualResolver(), r.buildRequests);
+      const c = ctx.actualClosure(r.buildRequests);
       if (c.unresolved.length)
         reasons.push({ kind: "environment", changes: c.unresolved.map((u) => `nothing satisfies ${u}`) });
       else {
@@ -400,7 +403,7 @@ function plannedImages(
       if (!rec) reasons.push("not built yet");
       else if (rec.config !== img.config) reasons.push(`changed: ${img.path}`);
       else if (!recipes.length) {
-        const c = closure(ctx.actualResolver(), img.requests);
+        const c = ctx.actualClosure(img.requests);
         const now = c.packages
           .map((p) => identity({ name: p.record.name, version: p.record.version, checksum: p.record.checksum }))
           .sort();

@@ -6,7 +6,9 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { analyzeDistro, saveAnalysisCaches } from "./analyze.js";
 import { parseDistro } from "./config.js";
+import { planBuild } from "./plan.js";
 import { loadRecipes } from "./recipes.js";
 
 const recipe = (name: string, version: string, uses = "local/hello") => `package:
@@ -116,5 +118,30 @@ describe("compiled-recipe cache", () => {
     const r = await loadRecipes(d, "x86_64", { cacheDir: cache });
     expect(r.recipes.map((x) => x.name)).toEqual(["b"]);
     expect(r.problems.map((p) => p.message).join("\n")).toMatch(/no\/such-pipeline/);
+  });
+
+  it("remembers environment closures: the graph and plan warm equal those without a cache, a tampered store is not trusted", async () => {
+    await writeFile(join(dir, "recipes", "c.yaml"), recipe("c", "3.0").replace("c-dep]", "a-dev, b]"));
+    const d = await distro();
+    const analyse = async (cacheDir?: string) => {
+      const v = await analyzeDistro(d, "x86_64", { offline: true, ...(cacheDir ? { cacheDir } : {}) });
+      const plan = planBuild(d, v.graph, v.state, { errors: v.errors });
+      await saveAnalysisCaches(v);
+      return { graph: v.graph, plan };
+    };
+    const plain = await analyse();
+    expect(plain.graph.edges.map((e) => `${e.from}>${e.to}`)).toEqual(["c>a", "c>b"]);
+    expect(plain.graph.warnings.join("\n")).toMatch(/a-dep/);
+    expect(await analyse(cache)).toEqual(plain);
+    const file = join(cache, "compiled", "closures-x86_64.json");
+    const store = JSON.parse(await readFile(file, "utf8")) as { entries: Record<string, { packages: number[] }> };
+    expect(Object.keys(store.entries).length).toBeGreaterThan(0);
+    expect(await analyse(cache)).toEqual(plain);
+    for (const e of Object.values(store.entries)) e.packages = [0, 0, -1];
+    await writeFile(file, JSON.stringify(store));
+    expect(await analyse(cache)).toEqual(plain);
+    for (const e of Object.values(store.entries)) e.packages = [99999];
+    await writeFile(file, JSON.stringify(store));
+    expect(await analyse(cache)).toEqual(plain);
   });
 });

@@ -135,19 +135,34 @@ export class FileHashes {
 /** `//`, `/./`, `/../` or a trailing `/.` or `/..`: a path path.relative would normalise. */
 const UNNORMAL = /\/\.{0,2}\/|\/\.{1,2}$/;
 
+const displayPaths = new Map<string, string>();
+
+/** A file's display path: distribution-relative, `kiln:pipelines/…` for a built-in pipeline, else absolute. */
 export function displayPath(distro: Pick<Distro, "root">, abs: string): string {
+  const key = `${distro.root}\0${abs}`;
+  let d = displayPaths.get(key);
+  if (d === undefined) {
+    d = displayPathOf(distro.root, abs);
+    // Bounded: a long-lived process planning many distributions does not keep every path.
+    if (displayPaths.size >= 100_000) displayPaths.clear();
+    displayPaths.set(key, d);
+  }
+  return d;
+}
+
+function displayPathOf(root: string, abs: string): string {
   // The common case without path.relative: a normalised path under the root, outside the built-ins.
   if (
     sep === "/" &&
-    abs.startsWith(distro.root + "/") &&
+    abs.startsWith(root + "/") &&
     !abs.startsWith(BUILTIN_PIPELINE_DIR + "/") &&
     !UNNORMAL.test(abs) &&
-    !distro.root.endsWith("/")
+    !root.endsWith("/")
   )
-    return abs.slice(distro.root.length + 1);
+    return abs.slice(root.length + 1);
   const builtin = relative(BUILTIN_PIPELINE_DIR, abs);
   if (!builtin.startsWith("..") && !builtin.startsWith(sep)) return `kiln:pipelines/${builtin.split(sep).join("/")}`;
-  const rel = relative(distro.root, abs);
+  const rel = relative(root, abs);
   return rel.startsWith("..") ? abs : rel.split(sep).join("/");
 }
 
@@ -544,8 +559,9 @@ async function hashRecipeFiles(
   const absFiles = [file, ...pipelines];
   const files: Record<string, string> = { [displayPath(distro, file)]: textHash };
   for (const f of pipelines) files[displayPath(distro, f)] = await ctx.hashes.get(f);
+  if (!ctx.sourceDirs.has(s.name)) return { files, absFiles, sources: {} };
   const sourceDir = joinUnder(distro.recipesDir, { value: s.name, what: "package name" });
-  const sources = ctx.sourceDirs.has(s.name) ? await hashTree(sourceDir) : {};
+  const sources = await hashTree(sourceDir);
   for (const [rel, h] of Object.entries(sources)) {
     files[displayPath(distro, join(sourceDir, rel))] = h;
     absFiles.push(join(sourceDir, rel));
