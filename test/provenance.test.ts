@@ -136,7 +136,11 @@ describe("package provenance", () => {
       "prov-hello-doc-1.0.0-r0.apk",
       "prov-hello-doc-1.0.0-r0.apk.intoto.json",
     ]);
-    const text = readFileSync(apk() + ".intoto.json", "utf8");
+    // A DSSE envelope signed with the repository's key around the statement.
+    const env = JSON.parse(readFileSync(apk() + ".intoto.json", "utf8"));
+    expect(env.payloadType).toBe("application/vnd.in-toto+json");
+    expect(env.signatures.map((x: { keyid: string }) => x.keyid)).toEqual(["bootstrap.rsa.pub"]);
+    const text = Buffer.from(env.payload, "base64").toString("utf8");
     const s = JSON.parse(text) as Statement & { _type: string; predicateType: string };
     expect(s._type).toBe("https://in-toto.io/Statement/v1");
     expect(s.predicateType).toBe("https://slsa.dev/provenance/v1");
@@ -173,7 +177,9 @@ describe("package provenance", () => {
     expect(text).not.toContain(work);
     expect(text).not.toContain(boot.cacheDir);
     expect(text).not.toMatch(/startedOn|finishedOn/);
-    const d = JSON.parse(readFileSync(doc() + ".intoto.json", "utf8")) as Statement;
+    const d = JSON.parse(
+      Buffer.from(JSON.parse(readFileSync(doc() + ".intoto.json", "utf8")).payload, "base64").toString("utf8"),
+    ) as Statement;
     expect(d.subject[0]!.name).toBe("prov-hello-doc-1.0.0-r0.apk");
   }, 600_000);
 
@@ -194,6 +200,15 @@ describe("package provenance", () => {
     expect(r.stdout).toContain(`at ${head}`);
     expect(r.stdout).toContain(`source: ${server.url}/prov-hello-1.0.0.tar.gz sha256:${tarSha}`);
     expect(r.stdout).toMatch(/guest: \d+ packages \(.*busybox-links-/);
+    expect(r.stdout).toContain("signed by: bootstrap.rsa.pub (not checked: give --keys-dir)");
+    // With the repository's key: the package's signature and the envelope's are checked.
+    const keys = join(work, "keys");
+    mkdirSync(keys, { recursive: true });
+    copyFileSync(boot.publicKey, join(keys, "bootstrap.rsa.pub"));
+    const k = kiln(["verify", "--keys-dir", keys, "--provenance", apk()]);
+    expect(k.status, k.stderr).toBe(0);
+    expect(k.stdout).toContain(`${apk()}: OK`);
+    expect(k.stdout).toContain("signed by: bootstrap.rsa.pub (verified: bootstrap.rsa.pub)");
     const j = kiln(["verify", "--provenance", apk(), "--json"]);
     expect(j.status, j.stderr).toBe(0);
     expect(JSON.parse(j.stdout)[0].sha256).toBe(sha256(readFileSync(apk())));

@@ -178,3 +178,4 @@ export {
   type ProvenanceReport,
   type ProvenanceStatement,
 } from "./provenance-verify.js";
+export { IN_TOTO_PAYLOAD_TYPE, isEnvelope, pae, signEnvelope, verifiedSigners, type Envelope } from "./dsse.js";

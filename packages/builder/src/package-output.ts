@@ -20,6 +20,7 @@ import { SCRIPTLET_KEYS } from "./compile/types.js";
 import type { BuildOptions, RecipeContext } from "./context.js";
 import { emitPackage, type EmittedPackage } from "./emit.js";
 import { ensureDirUnder } from "./host-files.js";
+import { signEnvelope } from "./dsse.js";
 import type { FetchedSource } from "./native-steps.js";
 import {
   provenancePath,
@@ -109,7 +110,7 @@ function publishedUrl(opts: BuildOptions, file: string): string | undefined {
     : undefined;
 }
 
-/** Write each package's provenance beside it in the staging repository. */
+/** Write each package's provenance beside it in the staging repository, signed. */
 async function writeProvenance(
   ctx: RecipeContext,
   emitted: EmittedPackage[],
@@ -121,7 +122,7 @@ async function writeProvenance(
   const out: string[] = [];
   for (const e of emitted) {
     const file = provenancePath(e.path);
-    const text = provenanceStatement({
+    const statement = provenanceStatement({
       file: basename(e.path),
       sha256: await sha256File(e.path),
       package: { name: e.info.name, version: e.info.version, origin: ctx.compiled.package.name },
@@ -132,7 +133,8 @@ async function writeProvenance(
       sources,
       guest,
     });
-    await writeFileAtomic(file, text);
+    // In a DSSE envelope signed with the repository's key (deterministic RSA: the same bytes on a rebuild).
+    await writeFileAtomic(file, signEnvelope(statement, opts.signingKey));
     out.push(file);
   }
   return out;

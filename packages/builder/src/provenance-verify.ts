@@ -3,15 +3,19 @@
 // package file's name and sha256 must be the statement's subject. A tampered
 // package, or a provenance written for another package, is one clear error.
 
+import type { Keyring } from "@kiln/apk";
 import { KilnError } from "@kiln/core";
 import { open } from "node:fs/promises";
 import { basename } from "node:path";
 import { z } from "zod";
+import { IN_TOTO_PAYLOAD_TYPE, isEnvelope, verifiedSigners } from "./dsse.js";
 import { provenancePath, sha256File, SLSA_PROVENANCE_V1, STATEMENT_TYPE } from "./provenance.js";
 
+export type ProvenanceErrorCode = "INVALID" | "MISMATCH" | "MISSING" | "UNTRUSTED";
+
 export class ProvenanceError extends KilnError {
-  readonly code: "INVALID" | "MISMATCH" | "MISSING";
-  constructor(code: "INVALID" | "MISMATCH" | "MISSING", message: string) {
+  readonly code: ProvenanceErrorCode;
+  constructor(code: ProvenanceErrorCode, message: string) {
     super(message);
     this.name = "ProvenanceError";
     this.code = code;
@@ -113,11 +117,54 @@ export interface ProvenanceReport {
   recipe?: { path: string; sha256: string; commit?: string; dirty?: boolean };
   sources: Array<{ name?: string; uri?: string; digest?: Record<string, string> }>;
   guest: string[];
+  /** The DSSE envelope's signers (key names); `verified` those a trusted key checked (absent when no keys were given). */
+  signature?: { keyids: string[]; verified?: string[] };
 }
 
-/** Check PKG against its provenance (default: PKG.intoto.json beside it); throws ProvenanceError unless the package is the statement's subject. */
-export async function verifyProvenance(pkg: string, provenance = provenancePath(pkg)): Promise<ProvenanceReport> {
-  const stmt = parseProvenance((await readBounded(provenance)).toString("utf8"), provenance);
+/** A provenance file: a DSSE envelope around the statement (as kiln build writes it) or the bare statement. */
+function openProvenance(
+  text: string,
+  file: string,
+  keys: Keyring | undefined,
+): { statement: ProvenanceStatement; signature?: ProvenanceReport["signature"] } {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new ProvenanceError("INVALID", `${file}: not JSON (${(e as Error).message})`);
+  }
+  if (!isEnvelope(json)) return { statement: parseProvenance(text, file) };
+  if (json.payloadType !== IN_TOTO_PAYLOAD_TYPE)
+    throw new ProvenanceError(
+      "INVALID",
+      `${file}: payloadType: expected ${IN_TOTO_PAYLOAD_TYPE}, got ${JSON.stringify(json.payloadType)}`,
+    );
+  const keyids = json.signatures.map((s) => s.keyid);
+  let verified: string[] | undefined;
+  if (keys) {
+    verified = verifiedSigners(json, keys);
+    if (verified.length === 0)
+      throw new ProvenanceError(
+        "UNTRUSTED",
+        `${file}: no signature verifies with a trusted key (signed by ${keyids.join(", ") || "nobody"}; trusted: ${keys.names().join(", ") || "none"})`,
+      );
+  }
+  const statement = parseProvenance(Buffer.from(json.payload, "base64").toString("utf8"), `${file} (payload)`);
+  return { statement, signature: { keyids, ...(verified ? { verified } : {}) } };
+}
+
+/**
+ * Check PKG against its provenance (default: PKG.intoto.json beside it);
+ * throws ProvenanceError unless the package is the statement's subject and,
+ * with `keys`, the envelope is signed by one of them.
+ */
+export async function verifyProvenance(
+  pkg: string,
+  provenance = provenancePath(pkg),
+  opts: { keys?: Keyring } = {},
+): Promise<ProvenanceReport> {
+  const opened = openProvenance((await readBounded(provenance)).toString("utf8"), provenance, opts.keys);
+  const stmt = opened.statement;
   const name = basename(pkg);
   const subject = stmt.subject.find((s) => s.name === name);
   if (!subject)
@@ -163,5 +210,6 @@ export async function verifyProvenance(pkg: string, provenance = provenancePath(
         ...(d.digest ? { digest: d.digest } : {}),
       })),
     guest: deps.filter((d) => kind(d) === "guest-package").map((d) => d.name ?? d.uri ?? "?"),
+    ...(opened.signature ? { signature: opened.signature } : {}),
   };
 }

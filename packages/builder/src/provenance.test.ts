@@ -8,9 +8,10 @@ import { appendFileSync, createReadStream, mkdirSync, mkdtempSync, readFileSync,
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { openPackage } from "@kiln/apk";
+import { Keyring, openPackage } from "@kiln/apk";
 import { kilnVersion } from "@kiln/core";
 import { spdx23Problems } from "@kiln/image";
+import { signEnvelope } from "./dsse.js";
 import { emitPackage, type EmitSpec } from "./emit.js";
 import {
   kilnBuilderId,
@@ -153,6 +154,33 @@ describe("verifyProvenance", () => {
       /is the provenance of hello-1\.0-r0\.apk, not of other-2\.0-r0\.apk/,
     );
     await expect(verifyProvenance(other)).rejects.toThrow(/cannot read the provenance \(ENOENT\)/);
+  });
+});
+
+describe("the DSSE envelope", () => {
+  it("is signed with the repository's key, the same bytes each time; verifies with that key only, and not once changed", async () => {
+    const gen = () => generateKeyPairSync("rsa", { modulusLength: 2048 });
+    const k = gen();
+    const key = { name: "repo.rsa.pub", privateKey: k.privateKey, publicKey: k.publicKey };
+    const pkg = join(work, "signed-1.0-r0.apk");
+    writeFileSync(pkg, "signed package");
+    const statement = provenanceStatement(input({ file: "signed-1.0-r0.apk", sha256: sha256("signed package") }));
+    const env = signEnvelope(statement, key);
+    expect(signEnvelope(statement, key)).toBe(env);
+    expect(Buffer.from(JSON.parse(env).payload, "base64").toString("utf8")).toBe(statement);
+    writeFileSync(pkg + ".intoto.json", env);
+    const ring = new Keyring().add("repo.rsa.pub", k.publicKey);
+    const r = await verifyProvenance(pkg, undefined, { keys: ring });
+    expect(r.signature).toEqual({ keyids: ["repo.rsa.pub"], verified: ["repo.rsa.pub"] });
+    expect((await verifyProvenance(pkg)).signature).toEqual({ keyids: ["repo.rsa.pub"] });
+    const stranger = new Keyring().add("repo.rsa.pub", gen().publicKey);
+    await expect(verifyProvenance(pkg, undefined, { keys: stranger })).rejects.toThrow(
+      /no signature verifies with a trusted key \(signed by repo\.rsa\.pub; trusted: repo\.rsa\.pub\)/,
+    );
+    const forged = JSON.parse(env);
+    forged.payload = Buffer.from(statement.replace('"kilnos"', '"other"')).toString("base64");
+    writeFileSync(pkg + ".intoto.json", JSON.stringify(forged));
+    await expect(verifyProvenance(pkg, undefined, { keys: ring })).rejects.toThrow(/no signature verifies/);
   });
 });
 

@@ -1,4 +1,4 @@
-import { verifyFile } from "@kiln/apk";
+import { verifyFile, type Keyring } from "@kiln/apk";
 import { opt } from "../options.js";
 import { defineCommand, string, usageError } from "../program.js";
 import { loadKeyring, type Io } from "../util.js";
@@ -17,20 +17,26 @@ function provenanceArgs(
 async function verifyProvenances(
   files: string[],
   provenance: string | undefined,
-  json: boolean,
+  opts: { json: boolean; keys?: Keyring },
   io: Io,
 ): Promise<number> {
+  const json = opts.json;
   if (files.length === 0) throw usageError("verify", "--provenance: give the package (PKG.apk)");
   if (provenance !== undefined && files.length > 1)
     throw usageError("verify", "--provenance FILE names the provenance of one package; give one PKG.apk");
   const { verifyProvenance } = await import("@kiln/builder");
   const reports = [];
   for (const f of files) {
-    const r = await verifyProvenance(f, provenance);
+    const r = await verifyProvenance(f, provenance, opts.keys ? { keys: opts.keys } : {});
     reports.push(r);
     if (json) continue;
     io.out(`${f}: OK provenance ${r.provenance} (sha256 ${r.sha256})`);
     io.out(`  builder: ${r.builder.id}`);
+    if (r.signature)
+      io.out(
+        `  signed by: ${r.signature.keyids.join(", ")} ${r.signature.verified ? `(verified: ${r.signature.verified.join(", ")})` : "(not checked: give --keys-dir)"}`,
+      );
+    else io.out(`  signed by: nobody (a bare statement)`);
     if (r.recipe)
       io.out(
         `  recipe: ${r.recipe.path} sha256 ${r.recipe.sha256}${r.recipe.commit ? ` at ${r.recipe.commit}${r.recipe.dirty ? " (modified)" : ""}` : ""}`,
@@ -64,7 +70,8 @@ With --provenance, each package is checked against its SLSA provenance (PROVENAN
 PKG.apk.intoto.json beside it, as kiln build writes it): the statement must parse, name the
 package file as its subject and give its sha256; the builder, recipe, sources and guest
 packages are printed. A tampered package or another package's provenance is an error (exit 1).
-With --keys-dir too, signatures are checked first.`,
+kiln build writes it as a DSSE envelope signed with the repository's key: with --keys-dir, the
+package's signature and the envelope's must verify with a key there.`,
   options: {
     keysDir: opt.keysDir,
     provenance: string("--provenance [PROVENANCE]", "check the package against its SLSA provenance"),
@@ -76,8 +83,8 @@ With --keys-dir too, signatures are checked first.`,
     const targets = prov?.files ?? files;
     if (targets.length === 0) throw usageError("verify", "give the files to check");
     let bad = 0;
-    if (values.keysDir.length > 0) {
-      const ring = await loadKeyring(values.keysDir);
+    const ring = values.keysDir.length > 0 ? await loadKeyring(values.keysDir) : undefined;
+    if (ring) {
       const reports = [];
       for (const f of targets) {
         const r = await verifyFile(f, ring);
@@ -88,7 +95,13 @@ With --keys-dir too, signatures are checked first.`,
       if (values.json && !prov) io.out(JSON.stringify(reports, null, 2));
     }
     if (bad) return 1;
-    if (prov) return verifyProvenances(prov.files, prov.provenance, !!values.json, io);
+    if (prov)
+      return verifyProvenances(
+        prov.files,
+        prov.provenance,
+        { json: !!values.json, ...(ring ? { keys: ring } : {}) },
+        io,
+      );
     return 0;
   },
 });

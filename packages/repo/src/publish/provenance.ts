@@ -35,7 +35,12 @@ async function readSmall(file: string): Promise<Buffer | undefined> {
 /** Whether the statement's subjects include the published bytes. */
 function namesBytes(text: Buffer, sha256: string): boolean {
   try {
-    const s = JSON.parse(text.toString("utf8")) as { subject?: Array<{ digest?: { sha256?: unknown } }> };
+    let s = JSON.parse(text.toString("utf8")) as {
+      subject?: Array<{ digest?: { sha256?: unknown } }>;
+      payload?: unknown;
+    };
+    // A DSSE envelope (as kiln build writes it): the statement is its payload.
+    if (typeof s.payload === "string") s = JSON.parse(Buffer.from(s.payload, "base64").toString("utf8")) as typeof s;
     return Array.isArray(s.subject) && s.subject.some((x) => x?.digest?.sha256 === sha256);
   } catch {
     return false;
