@@ -293,6 +293,18 @@ describe("kiln publish --advisories", () => {
       "hello 2.12-r0 hello CVE-2024-0001 2.12-r1",
       "hello-doc 2.12-r0 hello CVE-2024-0001 2.12-r1",
     ]);
+    // The repository's URL: its security.json and osv/all.json together find the unfixed one too.
+    const base = await kilnAsync(["scan", img, "--feed", `${s3.endpoint}/${BUCKET}/kiln/`, "--json"], { env: S3_ENV });
+    ok(base, "scan of the repository URL");
+    expect(rows(JSON.parse(base.stdout) as ScanJson)).toEqual([
+      "hello 2.12-r0 hello CVE-2024-0001 2.12-r1",
+      "hello 2.12-r0 hello CVE-2024-0003 no fix",
+      "hello-doc 2.12-r0 hello CVE-2024-0001 2.12-r1",
+      "hello-doc 2.12-r0 hello CVE-2024-0003 no fix",
+    ]);
+    const none = await kilnAsync(["scan", img, "--feed", `${s3.endpoint}/${BUCKET}/nothing`], { env: S3_ENV });
+    expect(none.status).toBe(1);
+    expect(none.stderr).toContain(`${s3.endpoint}/${BUCKET}/nothing: neither security.json nor osv/all.json is there`);
   });
 });
 

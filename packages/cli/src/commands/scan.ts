@@ -43,7 +43,8 @@ matched by their ORIGIN package (the o: field) and apk version order against eve
   - a secdb security.json (per origin package, secfixes: the version that fixed which ids;
     "0": not affected), as kiln publish writes beside the repository;
   - OSV: one record, a JSON array of records (osv/all.json), or a directory of records;
-  - a directory holding security.json and/or osv/all.json (a published repository);
+  - a published repository (a directory or an http(s) URL not ending in .json): its
+    security.json and/or osv/all.json;
 local files or http(s) URLs (at most 64 MiB each, 60 s). An advisory is open when a feed says
 the installed version is affected and no feed says the origin is not affected by it; ids and
 their aliases (CVE, GHSA, the feed's own) are one vulnerability. The os-release of the input

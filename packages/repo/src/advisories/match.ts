@@ -176,25 +176,48 @@ export interface LoadFeedOptions {
   timeoutMs?: number;
 }
 
+/** GET one feed document; undefined on 404 when `optional`. */
+async function httpDocument(url: string, maxBytes: number, timeoutMs: number, optional: boolean) {
+  try {
+    const res = await httpGetWithRetries(url, { timeoutMs, retries: 2 });
+    if (res.status === 404 && optional) {
+      await res.body?.cancel();
+      return undefined;
+    }
+    if (res.status !== 200) throw new FeedError(`${url}: HTTP ${res.status}`, "environment");
+    return await readBody(res, maxBytes, url);
+  } catch (e) {
+    if (e instanceof KilnError) throw e;
+    throw new FeedError(`${url}: ${(e as Error).message}`, "environment");
+  }
+}
+
+/** URL.json, or a published repository's URL/security.json and URL/osv/all.json (either may be missing, not both). */
+async function loadHttpFeed(ref: string, maxBytes: number, timeoutMs: number): Promise<FeedRule[]> {
+  if (/\.json(\?.*)?$/i.test(ref)) return parseFeedJson((await httpDocument(ref, maxBytes, timeoutMs, false))!, ref);
+  const base = ref.replace(/\/+$/, "");
+  const out: FeedRule[] = [];
+  let documents = 0;
+  for (const rel of [SECDB_NAME, `${OSV_DIR}/${OSV_INDEX}`]) {
+    const url = `${base}/${rel}`;
+    const body = await httpDocument(url, maxBytes, timeoutMs, true);
+    if (!body) continue;
+    documents++;
+    out.push(...parseFeedJson(body, url));
+  }
+  if (!documents) throw new FeedError(`${ref}: neither ${SECDB_NAME} nor ${OSV_DIR}/${OSV_INDEX} is there`);
+  return out;
+}
+
 /**
- * A feed: an http(s) URL of a JSON document, a JSON file, or a directory
+ * A feed: an http(s) URL of a JSON document or of a published repository
+ * (its security.json and osv/all.json), a JSON file, or a directory
  * holding security.json and/or osv/all.json (a published repository), or
  * all.json, or OSV records (*.json).
  */
 export async function loadFeed(ref: string, opts: LoadFeedOptions = {}): Promise<FeedRule[]> {
   const maxBytes = opts.maxBytes ?? MAX_FEED_BYTES;
-  if (/^https?:\/\//i.test(ref)) {
-    let body: Buffer;
-    try {
-      const res = await httpGetWithRetries(ref, { timeoutMs: opts.timeoutMs ?? FEED_TIMEOUT_MS, retries: 2 });
-      if (res.status !== 200) throw new FeedError(`${ref}: HTTP ${res.status}`, "environment");
-      body = await readBody(res, maxBytes, ref);
-    } catch (e) {
-      if (e instanceof KilnError) throw e;
-      throw new FeedError(`${ref}: ${(e as Error).message}`, "environment");
-    }
-    return parseFeedJson(body, ref);
-  }
+  if (/^https?:\/\//i.test(ref)) return loadHttpFeed(ref, maxBytes, opts.timeoutMs ?? FEED_TIMEOUT_MS);
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(ref))
     throw new FeedError(`${ref}: a feed is an http(s) URL, a file or a directory`);
   const st = await stat(ref).catch(() => undefined);
