@@ -52,7 +52,10 @@ is printed with the findings.
 Exit status: 0 when the scan ran (findings or not), 3 with --fail-on-found when any advisory
 is open, 1 for bad input (an unreadable image, a malformed feed), 2 for usage errors.`,
   options: {
-    feed: list("--feed <URL|FILE>", "an advisory feed (repeatable): security.json, OSV, or a directory of them"),
+    feed: list(
+      "--feed <URL|FILE>",
+      "an advisory feed: security.json, OSV, or a published repository (directory or URL)",
+    ),
     failOnFound: flag("--fail-on-found", `exit ${EXIT_FOUND} when an advisory is open`),
     json: flag("--json", "machine-readable output"),
   },
