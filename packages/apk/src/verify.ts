@@ -133,6 +133,8 @@ export async function resignPackage(
   path: string,
   keys: SigningKey[],
   type: SignatureType = "RSA256",
+  /** The signature member's mtime, as a build gives it (default 0). */
+  sourceDateEpoch?: number,
 ): Promise<{ size: number; checksum: string }> {
   const { reader } = await inspectPackageFile(path);
   let offset: number;
@@ -150,7 +152,10 @@ export async function resignPackage(
   } finally {
     await reader.close();
   }
-  const sig = buildSignatureMember(control, keys, { type });
+  const sig = buildSignatureMember(control, keys, {
+    type,
+    ...(sourceDateEpoch !== undefined ? { sourceDateEpoch } : {}),
+  });
   await replaceAtomic(path, (tmp) => joinFiles(tmp, [sig, control], path, offset));
   return { size: (await stat(path)).size, checksum };
 }

@@ -16,6 +16,7 @@ import { sign } from "./commands/sign.js";
 import { source } from "./commands/source.js";
 import { verify } from "./commands/verify.js";
 import { version } from "./commands/version.js";
+import { workerCmd } from "./commands/queue.js";
 import { runProgram, type Entry } from "./program.js";
 import { type Io } from "./util.js";
 
@@ -47,6 +48,7 @@ export const COMMANDS: Entry[] = [
   graphCmd,
   imagesCmd,
   distroBuildCmd,
+  workerCmd,
 ];
 
 export async function main(argv: string[], io: Io): Promise<number> {

@@ -148,12 +148,21 @@ uncommitted changes) and their dependents, where out of date`,
     ),
     distro: opt.distro,
     dryRun: opt.dryRun.describe("print the plan only"),
+    // Many machines (kiln build --all --queue): see commands/queue.ts.
+    queue: string("--queue <URL>", "hand the builds to workers (kiln worker) through this Redis: redis://HOST:PORT"),
+    artifacts: string("--artifacts <S3URL>", "with --queue: the artifact store the workers share, s3://BUCKET/PREFIX"),
+    endpointUrl: opt.endpointUrl,
+    pathStyle: opt.pathStyle,
   },
   async run(values, positionals, io) {
     if (values.all || values.changed) {
       if (positionals.length)
         throw new UserError(`give recipes or --all/--changed, not both\nusage: ${BUILD_USAGE}`, 2);
       if (values.all && values.changed) throw new UserError(`--all or --changed, not both`, 2);
+      if (values.queue !== undefined || values.artifacts !== undefined) {
+        const { queueBuild } = await import("./queue.js");
+        return queueBuild({ ...values, archs: values.arch !== undefined ? [values.arch] : [] }, io);
+      }
       const { distroBuild } = await import("./distro.js");
       return distroBuild({ ...values, archs: values.arch !== undefined ? [values.arch] : [] }, io);
     }

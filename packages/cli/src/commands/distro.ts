@@ -23,6 +23,7 @@ import {
   sumOverhead,
   type BuildPlan,
   type Distro,
+  type DistroBuildOptions,
   type DistroBuildResult,
   type DistroJobEvent,
   type ImagesResult,
@@ -31,7 +32,7 @@ import {
 import { ARCH_ALIASES } from "@kiln/core";
 import { defaultCacheDir } from "@kiln/repo";
 import { opt } from "../options.js";
-import { choice, defineCommand, flag, string } from "../program.js";
+import { choice, defineCommand, flag, number, string } from "../program.js";
 import { sourceDateEpoch, UserError, type Io } from "../util.js";
 
 async function openDistro(file: string | undefined): Promise<Distro> {
@@ -88,8 +89,16 @@ resolves to different packages. --since REV plans from git instead: the recipes 
 changed since REV (committed or not) and everything depending on them. Release numbers of
 rebuilt packages are raised above every existing build of the same version.
 Exit 1 if a recipe is invalid or a dependency cycle cannot be broken.`,
-  options: { ...COMMON, since: string("--since <GIT-REV>", "plan from the git changes since GIT-REV instead") },
+  options: {
+    ...COMMON,
+    since: string("--since <GIT-REV>", "plan from the git changes since GIT-REV instead"),
+    // kiln plan --simulate: see commands/simulate.ts.
+    simulate: flag("--simulate", "predict the whole distribution's build time on --workers N (kiln worker)"),
+    workers: string("--workers <N,...>", "with --simulate: worker counts (default 1,2,8,64)"),
+    synthetic: number("--synthetic <COUNT>", "with --simulate: a generated graph of COUNT recipes", { min: 1 }),
+  },
   async run(values, _args, io) {
+    if (values.simulate) return (await import("./simulate.js")).simulatePlan(values, io);
     const distro = await openDistro(values.distro);
     const cacheDir = values.cacheDir ?? defaultCacheDir(io.env);
     const plans = await distroPlans(
@@ -295,6 +304,8 @@ export interface DistroBuildValues {
   signingKey?: string | undefined;
   noTest: boolean;
   dryRun: boolean;
+  /** How packages are built (kiln build --queue: by workers). */
+  makeBuilder?: DistroBuildOptions["makeBuilder"];
 }
 
 /** `kiln build --all | --changed`: plan, then run the plan (@kiln/distro's buildDistro). Returns the exit status. */
@@ -307,6 +318,7 @@ export async function distroBuild(values: DistroBuildValues, io: Io): Promise<nu
       ...(values.changed ? { changedSince: values.since ?? "HEAD" } : {}),
       dryRun: values.dryRun,
       runTests: !values.noTest,
+      ...(values.makeBuilder ? { makeBuilder: values.makeBuilder } : {}),
     },
     jobPrinter(io, values.json),
   );
