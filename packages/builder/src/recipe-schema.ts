@@ -7,7 +7,7 @@
 // where a string is taken is its text, null is the zero value.
 
 import { z } from "zod";
-import { zodToJsonSchema } from "zod-to-json-schema";
+import { createRequire } from "node:module";
 import { imageConfigSchema } from "@kiln/image";
 
 export const PACKAGE_NAME_RE = /^[a-zA-Z\d][a-zA-Z\d+_.-]*$/;
@@ -319,6 +319,10 @@ export type PipelineFile = z.infer<typeof pipelineFileSchema>;
 
 /** The JSON Schema of recipes, generated from the zod schema (committed as recipe.schema.json). */
 export function recipeJsonSchema(): Record<string, unknown> {
+  // Loaded on first use: only schema generation needs it, not every kiln command's start-up.
+  const { zodToJsonSchema } = createRequire(import.meta.url)(
+    "zod-to-json-schema",
+  ) as typeof import("zod-to-json-schema");
   const schema = zodToJsonSchema(recipeSchema, {
     name: "Recipe",
     $refStrategy: "root",
