@@ -4,7 +4,7 @@
 // is joined segment by segment (joinUnder), so a node whose path holds `..`
 // or an empty segment is refused rather than written beside the directory.
 
-import { copyFile, chmod, link, mkdir, rm, symlink, writeFile, lstat } from "node:fs/promises";
+import { chmod, link, mkdir, rm, symlink, writeFile, lstat } from "node:fs/promises";
 import { joinUnder, UnsafePathError } from "@kiln/core";
 import { InstallError, type ImageRoot } from "./root.js";
 
@@ -39,7 +39,7 @@ export async function materializeRoot(root: ImageRoot, dir: string, opts: { devi
           await link(paths.get(group)!, p);
           continue;
         }
-        await copyFile(root.blobPath(n.blob!.sha1), p);
+        await root.copyBlob(n.blob!, p);
         if (n.linkGroup !== undefined) first.set(n.linkGroup, n.path);
         break;
       }

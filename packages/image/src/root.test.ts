@@ -1,4 +1,4 @@
-import { mkdtemp, rm, readFile } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -73,7 +73,7 @@ describe("installing into an image root", () => {
     expect(await root.readText("etc/apk/world")).toBe("tool\n");
     expect(await root.readText("etc/apk/arch")).toBe("x86_64\n");
     expect(await root.readText("lib/apk/db/triggers")).toBe(`${tool.rp.record.checksum} /usr/share/x/*\n`);
-    const scripts = await readFile(root.blobPath(root.get("lib/apk/db/scripts.tar")!.blob!.sha1));
+    const scripts = await root.readBlob(root.get("lib/apk/db/scripts.tar")!.blob!);
     expect(scripts.subarray(0, 100).toString()).toContain(`tool-1.0-r0.${tool.rp.record.checksum}.post-install`);
   });
 

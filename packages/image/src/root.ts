@@ -7,13 +7,11 @@
 // while it is written (see budget.ts): per package by its declared installed
 // size, per root by a total cap.
 
-import { assertPathComponent, KilnError, replaceDirAtomic, tempPathFor, UnsafePathError } from "@kiln/core";
+import { assertPathComponent, KilnError, replaceDirAtomic, UnsafePathError } from "@kiln/core";
 import { createHash } from "node:crypto";
-import { createReadStream, createWriteStream } from "node:fs";
-import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
-import { join, posix } from "node:path";
-import { pipeline } from "node:stream/promises";
-import { Readable, Transform } from "node:stream";
+import { createReadStream } from "node:fs";
+import { writeFile } from "node:fs/promises";
+import { posix } from "node:path";
 import {
   ApkError,
   encodeHeader,
@@ -26,10 +24,11 @@ import {
   type InstalledDir,
   type InstalledPackage,
   type IndexRecord,
-  type TarHeader,
 } from "@kiln/apk";
 import type { RepoPackage } from "@kiln/repo";
 import { formatSize, packageAllowance, ROOT_CAP_ENV, rootCapFromEnv } from "./budget.js";
+import { BlobSpool, type Allowance, type StoredBlob } from "./spool.js";
+import { comparePaths, nodesTar } from "./layer-tar.js";
 
 export type NodeType = "dir" | "file" | "symlink" | "char" | "block" | "fifo";
 
@@ -70,12 +69,6 @@ export interface ImageRootOptions {
   raiseHint?: string;
 }
 
-/** Bytes a spool may still take, and the error once it takes more. */
-interface Allowance {
-  left: number;
-  refuse(): InstallError;
-}
-
 /** Throw unless every segment of a tree path is one plain path segment (what is written to a layer or a directory). */
 export function assertTreePath(path: string): string {
   try {
@@ -104,12 +97,15 @@ export class ImageRoot {
   private readonly raiseHint: string;
   /** Regular-file bytes written so far (packages and kiln's own files). */
   written = 0;
+  /** File contents by SHA-1: small ones in memory (bounded), the rest in spoolDir. */
+  readonly blobs: BlobSpool;
 
   constructor(
     readonly spoolDir: string,
     opts: ImageRootOptions = {},
   ) {
     this.nodes.set("", { path: "", type: "dir", mode: 0o755, uid: 0, gid: 0 });
+    this.blobs = new BlobSpool(spoolDir);
     this.maxBytes = opts.maxBytes ?? rootCapFromEnv();
     this.raiseHint = opts.raiseHint ?? `set ${ROOT_CAP_ENV} to raise it (e.g. ${ROOT_CAP_ENV}=32G)`;
   }
@@ -142,28 +138,36 @@ export class ImageRoot {
    */
   resolve(path: string, followLast: boolean): string {
     let pending = path.split("/").filter((s) => s !== "" && s !== ".");
+    let at = 0;
     const out: string[] = [];
+    let cur = ""; // out.join("/"), kept as it grows
     let depth = 0;
-    while (pending.length) {
-      const part = pending.shift()!;
+    while (at < pending.length) {
+      const part = pending[at++]!;
       if (part === "..") {
         out.pop();
+        cur = out.join("/");
         continue;
       }
-      const candidate = [...out, part].join("/");
+      const candidate = cur ? `${cur}/${part}` : part;
       const node = this.nodes.get(candidate);
-      if (node?.type === "symlink" && (pending.length > 0 || followLast)) {
+      if (node?.type === "symlink" && (at < pending.length || followLast)) {
         if (++depth > MAX_LINK_DEPTH)
           throw new InstallError(`${path}: too many levels of symbolic links`, "INVALID_PATH");
         const target = node.linkTarget ?? "";
         const tparts = target.split("/").filter((s) => s !== "" && s !== ".");
-        if (target.startsWith("/")) out.length = 0;
-        pending = [...tparts, ...pending];
+        if (target.startsWith("/")) {
+          out.length = 0;
+          cur = "";
+        }
+        pending = [...tparts, ...pending.slice(at)];
+        at = 0;
         continue;
       }
       out.push(part);
+      cur = candidate;
     }
-    return out.join("/");
+    return cur;
   }
 
   get(path: string): TreeNode | undefined {
@@ -205,52 +209,39 @@ export class ImageRoot {
     expectSha1?: string,
     what = "kiln's own files",
     allowances: Allowance[] = [],
+    sourceChecks = false,
   ): Promise<{ sha1: string; size: number }> {
-    await mkdir(this.spoolDir, { recursive: true });
-    const h = createHash("sha1");
-    let size = 0;
-    const limits = [this.total(what), ...allowances];
-    const tmp = tempPathFor(join(this.spoolDir, "blob"));
-    const src = content instanceof Uint8Array ? Readable.from([Buffer.from(content)]) : Readable.from(content);
-    try {
-      await pipeline(
-        src,
-        new Transform({
-          transform(chunk: Buffer, _e, cb) {
-            size += chunk.length;
-            const over = limits.find((a) => size > a.left);
-            if (over) return cb(over.refuse());
-            h.update(chunk);
-            cb(null, Buffer.from(chunk));
-          },
-        }),
-        createWriteStream(tmp),
-      );
-    } catch (e) {
-      await rm(tmp, { force: true });
-      throw e;
-    }
-    const sha1 = h.digest("hex");
-    if (expectSha1 && expectSha1 !== sha1) {
-      await rm(tmp, { force: true });
-      throw new InstallError(`content does not match its checksum`, "BAD_PACKAGE");
-    }
-    await rename(tmp, this.blobPath(sha1));
-    this.written += size;
-    for (const a of allowances) a.left -= size;
-    return { sha1, size };
+    const stored = await this.blobs.store(
+      content,
+      [this.total(what), ...allowances],
+      expectSha1,
+      () => new InstallError(`content does not match its checksum`, "BAD_PACKAGE"),
+      sourceChecks,
+    );
+    this.written += stored.size;
+    for (const a of allowances) a.left -= stored.size;
+    return stored;
   }
 
-  blobPath(sha1: string): string {
-    if (!/^[0-9a-f]{40}$/.test(sha1))
-      throw new InstallError(`spool: ${JSON.stringify(sha1)} is not a SHA-1`, "INVALID_PATH");
-    return join(this.spoolDir, sha1);
+  /** A file node's whole content. */
+  readBlob(blob: StoredBlob): Promise<Buffer> {
+    return this.blobs.read(blob);
+  }
+
+  /** A file node's content as a stream. */
+  blobStream(blob: StoredBlob): AsyncIterable<Uint8Array> {
+    return this.blobs.stream(blob);
+  }
+
+  /** Write a file node's content to a new host file. */
+  copyBlob(blob: StoredBlob, dest: string): Promise<void> {
+    return this.blobs.copyTo(blob, dest);
   }
 
   async readText(path: string): Promise<string | undefined> {
     const n = this.get(path);
     if (!n || n.type !== "file" || !n.blob) return undefined;
-    return readFile(this.blobPath(n.blob.sha1), "utf8");
+    return (await this.readBlob(n.blob)).toString("utf8");
   }
 
   async writeFile(
@@ -457,7 +448,8 @@ export class ImageRoot {
     budget: Allowance[],
   ): Promise<string | undefined> {
     if (e.type === "file") {
-      node.blob = await this.spool(e.content(), e.sha1, label, budget);
+      // The package reader checks the content against e.sha1 (APK-TOOLS.checksum.SHA1) as it ends.
+      node.blob = await this.spool(e.content(), e.sha1, label, budget, true);
       return "Q1" + Buffer.from(node.blob.sha1, "hex").toString("base64");
     }
     if (e.type === "symlink") {
@@ -525,7 +517,7 @@ export class ImageRoot {
     const dir = this.resolve("etc/busybox-paths.d", true);
     let made = 0;
     for (const n of this.sorted((x) => x.type === "file" && x.path.startsWith(dir + "/"))) {
-      const text = await readFile(this.blobPath(n.blob!.sha1), "utf8");
+      const text = (await this.readBlob(n.blob!)).toString("utf8");
       for (const line of text.split("\n")) {
         const p = line.trim().replace(/^\/+/, "");
         if (!p || p.startsWith("#") || p.split("/").includes("..")) continue;
@@ -569,15 +561,15 @@ export class ImageRoot {
     }
   }
 
-  /** Nodes sorted by path; hard-link groups lead with their first path. */
+  /** Nodes sorted by path (UTF-8 byte order); hard-link groups lead with their first path. */
   sorted(filter?: (n: TreeNode) => boolean): TreeNode[] {
-    return [...this.nodes.values()]
-      .filter((n) => n.path !== "" && (!filter || filter(n)))
-      .sort((a, b) => Buffer.compare(Buffer.from(a.path), Buffer.from(b.path)));
+    const out: TreeNode[] = [];
+    for (const n of this.nodes.values()) if (n.path !== "" && (!filter || filter(n))) out.push(n);
+    return out.sort((a, b) => comparePaths(a.path, b.path));
   }
 
   /** A tar stream of the given nodes (all by default) with every parent directory included. */
-  async *tar(opts: { mtime: number; nodes?: TreeNode[] }): AsyncGenerator<Uint8Array> {
+  tar(opts: { mtime: number; nodes?: TreeNode[] }): AsyncGenerator<Uint8Array> {
     const chosen = opts.nodes ?? this.sorted();
     const set = new Map(chosen.map((n) => [n.path, n]));
     for (const n of chosen) {
@@ -587,44 +579,13 @@ export class ImageRoot {
         if (d) set.set(p, d);
       }
     }
-    const all = [...set.values()].sort((a, b) => Buffer.compare(Buffer.from(a.path), Buffer.from(b.path)));
-    const firstOfGroup = new Map<number, string>();
-    for (const n of all) {
-      assertTreePath(n.path);
-      const h: TarHeader = {
-        path: n.path + (n.type === "dir" ? "/" : ""),
-        type: n.type,
-        mode: n.mode,
-        uid: n.uid,
-        gid: n.gid,
-        size: 0,
-        mtime: opts.mtime,
-      };
-      if (n.xattrs) h.pax = Object.fromEntries(Object.entries(n.xattrs).map(([k, v]) => [`SCHILY.xattr.${k}`, v]));
-      if (n.type === "symlink") h.linkTarget = n.linkTarget!;
-      if (n.type === "char" || n.type === "block") {
-        h.devMajor = n.devMajor ?? 0;
-        h.devMinor = n.devMinor ?? 0;
-      }
-      if (n.type === "file" && n.linkGroup !== undefined) {
-        const first = firstOfGroup.get(n.linkGroup);
-        if (first !== undefined) {
-          yield encodeHeader({ ...h, type: "hardlink", linkTarget: first });
-          continue;
-        }
-        firstOfGroup.set(n.linkGroup, n.path);
-      }
-      if (n.type === "file") {
-        h.size = n.blob!.size;
-        yield encodeHeader(h);
-        for await (const c of createReadStream(this.blobPath(n.blob!.sha1))) yield c as Buffer;
-        const pad = (512 - (h.size % 512)) % 512;
-        if (pad) yield new Uint8Array(pad);
-      } else {
-        yield encodeHeader(h);
-      }
-    }
-    yield new Uint8Array(1024);
+    // Already in order when nothing was added (sorting sorted input is one linear pass).
+    const all = [...set.values()].sort((a, b) => comparePaths(a.path, b.path));
+    return nodesTar(all, {
+      mtime: opts.mtime,
+      checkPath: assertTreePath,
+      content: (blob) => this.blobStream(blob),
+    });
   }
 
   /** Installed size of everything (regular file bytes). */

@@ -7,9 +7,7 @@
 // canonical whatever text surrounded it in the config.
 
 import { createHash, createPublicKey, X509Certificate } from "node:crypto";
-import { createReadStream } from "node:fs";
 import { posix } from "node:path";
-import { readFile } from "node:fs/promises";
 import { JksError, readKeyStore, setTrustedCertificate, writeKeyStore } from "./jks.js";
 import type { ImageRoot } from "./root.js";
 import { InstallError } from "./root.js";
@@ -173,7 +171,7 @@ async function addToTruststore(
     throw new InstallError(`${where}: the Java truststore /${store} is a ${node.type}, not a file`, "CONFLICT");
   let ks;
   try {
-    ks = readKeyStore(await readFile(root.blobPath(node.blob.sha1)));
+    ks = readKeyStore(await root.readBlob(node.blob));
   } catch (e) {
     if (e instanceof JksError)
       throw new InstallError(
@@ -207,7 +205,7 @@ export async function writeBundleChecksums(root: ImageRoot): Promise<void> {
     const node = root.nodes.get(canon);
     if (node?.type !== "file" || !node.blob) continue;
     const sum = createHash("sha256");
-    for await (const c of createReadStream(root.blobPath(node.blob.sha1))) sum.update(c as Buffer);
+    for await (const c of root.blobStream(node.blob)) sum.update(c);
     const line = `${sum.digest("hex")}  ${posix.basename(store)}\n`;
     await root.writeFile(`${posix.dirname(store)}/.${posix.basename(store)}.sha256`, line, {
       mode: 0o444,

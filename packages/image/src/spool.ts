@@ -1,0 +1,165 @@
+// The content store of an image root: file contents by SHA-1. Small contents
+// (most files of a distribution: configs, scripts, headers, .py files) stay in
+// memory up to a fixed total, so 100,000 tiny files cost no file each; the
+// rest, and everything once that total is reached, go to files in the spool
+// directory, written under a temporary name and renamed into place once
+// their checksum is known. Every store is bounded while it is read: the
+// caller's allowances are checked before a byte is kept.
+
+import { tempPathFor } from "@kiln/core";
+import { createHash, hash, type Hash } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { copyFile, mkdir, open, readFile, rename, rm, writeFile, type FileHandle } from "node:fs/promises";
+import { join } from "node:path";
+
+/** Bytes a store may still take, and the error once it takes more. */
+export interface Allowance {
+  left: number;
+  refuse(): Error;
+}
+
+export interface StoredBlob {
+  sha1: string;
+  size: number;
+}
+
+export interface BlobSpoolOptions {
+  /** Contents up to this size are candidates for memory (default 64 KiB). */
+  smallFile?: number;
+  /** Total bytes kept in memory (default 64 MiB); beyond it everything goes to disk. */
+  memoryBytes?: number;
+}
+
+const SHA1_RE = /^[0-9a-f]{40}$/;
+
+async function writeAll(fh: FileHandle, b: Uint8Array): Promise<void> {
+  let off = 0;
+  while (off < b.length) off += (await fh.write(b, off, b.length - off)).bytesWritten;
+}
+
+export class BlobSpool {
+  private readonly memory = new Map<string, Buffer>();
+  private memoryUsed = 0;
+  private readonly smallFile: number;
+  private readonly memoryBytes: number;
+  private dirMade = false;
+
+  constructor(
+    readonly dir: string,
+    opts: BlobSpoolOptions = {},
+  ) {
+    this.smallFile = opts.smallFile ?? 64 * 1024;
+    this.memoryBytes = opts.memoryBytes ?? 64 * 1024 * 1024;
+  }
+
+  /** Where a content kept on disk is (whether or not it is there). */
+  path(sha1: string): string {
+    if (!SHA1_RE.test(sha1)) throw new RangeError(`spool: ${JSON.stringify(sha1)} is not a SHA-1`);
+    return join(this.dir, sha1);
+  }
+
+  /** Bytes held in memory. */
+  get memoryInUse(): number {
+    return this.memoryUsed;
+  }
+
+  private async ensureDir(): Promise<void> {
+    if (!this.dirMade) await mkdir(this.dir, { recursive: true });
+    this.dirMade = true;
+  }
+
+  /**
+   * Store a content; its SHA-1 and size. Throws the first exceeded
+   * allowance's error (nothing is left behind), or `mismatch()` when the
+   * content's SHA-1 is not `expectSha1`. Allowances are not charged here.
+   * With `sourceChecks`, the source itself fails when its content does not
+   * hash to `expectSha1` (as @kiln/apk's package reader does at the end of an
+   * entry's content), so it is not hashed a second time here.
+   */
+  async store(
+    content: AsyncIterable<Uint8Array> | Uint8Array,
+    limits: Allowance[],
+    expectSha1: string | undefined,
+    mismatch: () => Error,
+    sourceChecks = false,
+  ): Promise<StoredBlob> {
+    const known = sourceChecks && expectSha1 !== undefined && SHA1_RE.test(expectSha1) ? expectSha1 : undefined;
+    // Small contents are hashed in one call at the end; a stream's hash starts when it goes to disk.
+    let h: Hash | undefined;
+    let size = 0;
+    let parts: Buffer[] = [];
+    let fh: FileHandle | undefined;
+    let tmp: string | undefined;
+    try {
+      for await (const c of content instanceof Uint8Array ? [content] : content) {
+        size += c.length;
+        const over = limits.find((a) => size > a.left);
+        if (over) throw over.refuse();
+        if (!fh && size <= this.smallFile) {
+          // Copied: the chunk may be a view of a much larger buffer the source reuses or keeps.
+          parts.push(Buffer.from(c));
+          continue;
+        }
+        if (!fh) {
+          await this.ensureDir();
+          tmp = tempPathFor(join(this.dir, "blob"));
+          fh = await open(tmp, "wx", 0o600);
+          if (!known) h = createHash("sha1");
+          for (const p of parts) {
+            h?.update(p);
+            await writeAll(fh, p);
+          }
+          parts = [];
+        }
+        h?.update(c);
+        await writeAll(fh, c);
+      }
+      const bytes = fh ? undefined : parts.length === 1 ? parts[0]! : Buffer.concat(parts, size);
+      const sha1 = known ?? (bytes ? hash("sha1", bytes, "hex") : h!.digest("hex"));
+      if (expectSha1 && expectSha1 !== sha1) throw mismatch();
+      if (fh) {
+        await fh.close();
+        fh = undefined;
+        await rename(tmp!, this.path(sha1));
+        tmp = undefined;
+      } else if (!this.memory.has(sha1)) {
+        if (this.memoryUsed + size <= this.memoryBytes) {
+          this.memory.set(sha1, bytes!);
+          this.memoryUsed += size;
+        } else {
+          await this.ensureDir();
+          tmp = tempPathFor(join(this.dir, "blob"));
+          await writeFile(tmp, bytes!, { mode: 0o600 });
+          await rename(tmp, this.path(sha1));
+          tmp = undefined;
+        }
+      }
+      return { sha1, size };
+    } finally {
+      if (fh) await fh.close().catch(() => undefined);
+      if (tmp) await rm(tmp, { force: true });
+    }
+  }
+
+  /** The whole content. */
+  async read(blob: StoredBlob): Promise<Buffer> {
+    return this.memory.get(blob.sha1) ?? readFile(this.path(blob.sha1));
+  }
+
+  /** The content as a stream of chunks (one chunk when it is in memory). */
+  async *stream(blob: StoredBlob): AsyncGenerator<Uint8Array> {
+    const m = this.memory.get(blob.sha1);
+    if (m) {
+      yield m;
+      return;
+    }
+    for await (const c of createReadStream(this.path(blob.sha1), { highWaterMark: 1024 * 1024 })) yield c as Buffer;
+  }
+
+  /** Write the content to a new file `dest`. */
+  async copyTo(blob: StoredBlob, dest: string): Promise<void> {
+    const m = this.memory.get(blob.sha1);
+    if (m) await writeFile(dest, m);
+    else await copyFile(this.path(blob.sha1), dest);
+  }
+}
