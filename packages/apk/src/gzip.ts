@@ -1,9 +1,10 @@
 // Concatenated gzip members. apk hashes and signs the compressed bytes of each
 // member, so the reader reports exactly which compressed bytes belong to which
-// member while inflating; a raw-mode inflater tells where each deflate stream ends.
+// member while inflating; a raw-mode inflater tells where each deflate stream
+// ends. node's zlib inflates (about 3x pako's speed, off this thread): it stops
+// at the end of the deflate data, and its bytesWritten says how much it took.
 
-import { Inflate } from "pako";
-import { crc32, gzipSync } from "node:zlib";
+import { createInflateRaw, crc32, gzipSync, type InflateRaw } from "node:zlib";
 import { ApkError } from "./errors.js";
 
 export const DEFAULT_GZIP_LEVEL = 9;
@@ -89,12 +90,12 @@ export async function* gunzipMembers(
       // Body
       // Asked again for every chunk: a reader may tighten it once it knows what the member holds.
       const maxOf = () => opts.maxMemberSize?.(member) ?? Number.MAX_SAFE_INTEGER;
-      const inflater = new Inflate({ raw: true, chunkSize: 64 * 1024 });
       const out: Uint8Array[] = [];
       let size = 0;
       let crc = 0;
       let limitHit = false;
-      inflater.onData = (chunk: Uint8Array) => {
+      const inflater = new RawInflater((chunk) => {
+        if (limitHit) return;
         size += chunk.length;
         if (size > maxOf()) {
           limitHit = true;
@@ -102,42 +103,39 @@ export async function* gunzipMembers(
         }
         crc = crc32(chunk, crc);
         out.push(chunk);
-      };
-      let status: number | undefined;
-      inflater.onEnd = (s: number) => {
-        status = s;
-      };
-      for (;;) {
-        if (input.pending.length === 0 && !(await input.pull())) {
-          throw new ApkError("TRUNCATED", `${subject}: truncated inside gzip member ${member + 1}`, { subject });
+      });
+      try {
+        for (;;) {
+          if (input.pending.length === 0 && !(await input.pull())) {
+            throw new ApkError("TRUNCATED", `${subject}: truncated inside gzip member ${member + 1}`, { subject });
+          }
+          const slice = input.pending.subarray(0, SLICE);
+          let step: { used: number; ended: boolean };
+          try {
+            step = await inflater.push(slice);
+          } catch (e) {
+            throw new ApkError(
+              "BAD_ARCHIVE",
+              `${subject}: corrupt deflate data in gzip member ${member + 1} (${(e as Error).message})`,
+              { subject },
+            );
+          }
+          if (limitHit) {
+            throw new ApkError(
+              "LIMIT",
+              `${subject}: gzip member ${member + 1} inflates beyond the ${maxOf()}-byte limit`,
+              { subject },
+            );
+          }
+          opts.onCompressed?.(member, input.pending.subarray(0, step.used));
+          compressedSize += step.used;
+          input.pending = input.pending.subarray(step.used);
+          for (const c of out) yield { type: "data", member, data: c };
+          out.length = 0;
+          if (step.ended) break;
         }
-        const slice = input.pending.subarray(0, SLICE);
-        inflater.push(slice, false);
-        if (limitHit) {
-          throw new ApkError(
-            "LIMIT",
-            `${subject}: gzip member ${member + 1} inflates beyond the ${maxOf()}-byte limit`,
-            { subject },
-          );
-        }
-        // pako's typings omit the stream state it keeps; raw mode stops at the
-        // end of the deflate data and leaves next_in on the first unused byte.
-        const state = inflater as unknown as { ended: boolean; strm: { next_in: number } };
-        const ended = state.ended;
-        const used = ended ? state.strm.next_in : slice.length;
-        if (ended && status !== 0) {
-          throw new ApkError(
-            "BAD_ARCHIVE",
-            `${subject}: corrupt deflate data in gzip member ${member + 1} (${inflater.msg || "error " + status})`,
-            { subject },
-          );
-        }
-        opts.onCompressed?.(member, input.pending.subarray(0, used));
-        compressedSize += used;
-        input.pending = input.pending.subarray(used);
-        for (const c of out) yield { type: "data", member, data: c };
-        out.length = 0;
-        if (ended) break;
+      } finally {
+        inflater.close();
       }
 
       // Trailer: CRC32 and size modulo 2^32
@@ -150,6 +148,52 @@ export async function* gunzipMembers(
     }
   } finally {
     await it.return?.();
+  }
+}
+
+/**
+ * One raw deflate stream on node's zlib. push() feeds a slice and resolves
+ * once zlib has taken what it wants of it, with how many bytes it used and
+ * whether the deflate data ended there; output goes to `onData` as it comes.
+ */
+class RawInflater {
+  private readonly z: InflateRaw = createInflateRaw({ chunkSize: 64 * 1024 });
+  private fed = 0;
+  private failed: Error | undefined;
+  private fail: ((e: Error) => void) | undefined;
+
+  constructor(private readonly onData: (chunk: Buffer) => void) {
+    this.z.on("error", (e: Error) => {
+      this.failed ??= e;
+      this.fail?.(e);
+    });
+    this.z.on("readable", () => this.drain());
+  }
+
+  private drain(): void {
+    for (let c: Buffer | null; (c = this.z.read() as Buffer | null) !== null;) this.onData(c);
+  }
+
+  push(slice: Uint8Array): Promise<{ used: number; ended: boolean }> {
+    if (this.failed) return Promise.reject(this.failed);
+    return new Promise((resolve, reject) => {
+      this.fail = reject;
+      this.fed += slice.length;
+      this.z.write(slice, (err) => {
+        this.fail = undefined;
+        if (err || this.failed) return reject(this.failed ?? err);
+        this.drain();
+        // zlib leaves unread whatever follows the end of the deflate data.
+        const left = this.fed - this.z.bytesWritten;
+        resolve({ used: slice.length - left, ended: left > 0 });
+      });
+    });
+  }
+
+  close(): void {
+    this.z.removeAllListeners("readable");
+    this.z.on("error", () => undefined);
+    this.z.close();
   }
 }
 
