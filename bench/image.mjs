@@ -62,6 +62,66 @@ async function makeRepo(dir, totalMb, key, pubPem) {
   return { cfg, root, bytes: nPkgs * perPkg * fileSize };
 }
 
+// One package of many tiny files (100,000 by default, 100 directories of 1,000):
+// per-file overhead, not bytes, is what this measures.
+export async function makeTinyRepo(dir, nFiles, key, pubPem) {
+  const r = rng(11);
+  const repo = join(dir, "repo");
+  const root = join(dir, "root");
+  mkdirSync(join(repo, "x86_64"), { recursive: true });
+  const entries = [];
+  let bytes = 0;
+  for (let i = 0; i < nFiles; i++) {
+    const p = `usr/share/tiny/d${Math.floor(i / 1000)}/f${i}.txt`;
+    if (i % 1000 === 0) {
+      mkdirSync(join(root, dirname(p)), { recursive: true });
+      entries.push({ path: dirname(p), type: "dir" });
+    }
+    const body = Buffer.from(`${i} ${"x".repeat(Math.floor(r() * 200))} ${r().toString(36)}\n`);
+    writeFileSync(join(root, p), body);
+    entries.push({ path: p, type: "file", content: body });
+    bytes += body.length;
+  }
+  const info = emptyPackageInfo("tiny", "1.0-r0", "x86_64");
+  const file = join(repo, "x86_64", "tiny-1.0-r0.apk");
+  await writePackage({ info, entries, signingKeys: [key], gzipLevel: 1 }, file);
+  writeFileSync(
+    join(repo, "x86_64/APKINDEX.tar.gz"),
+    buildIndex([await indexRecordForPackage(file)], { signingKeys: [key] }),
+  );
+  writeFileSync(join(dir, "bench.rsa.pub"), pubPem);
+  const cfg = join(dir, "image.yaml");
+  writeFileSync(
+    cfg,
+    `contents:\n  repositories: [${repo}]\n  keyring: [${join(dir, "bench.rsa.pub")}]\n  packages: [tiny]\narchs: [x86_64]\n`,
+  );
+  return { cfg, root, bytes };
+}
+
+export async function tinyFiles(log, key, pubPem) {
+  const n = Number(process.env.KILN_BENCH_TINY_FILES ?? 100000);
+  const dir = await mkdtemp(join(tmpdir(), "kiln-bench-tiny-"));
+  try {
+    log(`image of ${n} tiny files: generating the package`);
+    const { cfg, root } = await makeTinyRepo(dir, n, key, pubPem);
+    const cache = join(dir, "cache");
+    const run = buildOnce(cfg, join(dir, "out"), cache);
+    const floor = await best(2, () =>
+      time(() => execFileSync("bash", ["-c", `tar -C ${root} -c . | gzip -6 | sha256sum`])),
+    );
+    log(`  kiln ${run.ms.toFixed(0)} ms, peak RSS ${run.maxRssMb.toFixed(0)} MB; floor ${floor.ms.toFixed(0)} ms`);
+    return {
+      name: `assemble image, one package of ${n} tiny files`,
+      kiln: `${run.ms.toFixed(0)} ms`,
+      peer: `${floor.ms.toFixed(0)} ms`,
+      ratio: run.ms / floor.ms,
+      note: `floor = tar -c ROOT | gzip -6 | sha256sum; kiln peak RSS ${run.maxRssMb.toFixed(0)} MB`,
+    };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 function buildOnce(cfg, out, cache) {
   const r = spawnSync(process.execPath, [join(here, "image-child.mjs"), cfg, out, cache], {
     encoding: "utf8",
@@ -114,5 +174,6 @@ export async function imageBenchmarks(log) {
     ratio: rss[1].rss / rss[0].rss,
     note: "ratio near 1 = memory does not grow with image size (streaming)",
   });
+  results.push(await tinyFiles(log, key, k.publicPem));
   return results;
 }
