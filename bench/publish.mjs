@@ -88,6 +88,12 @@ async function writeRepo(dir, key, n, extra = []) {
   writeFileSync(join(arch, "APKINDEX.tar.gz"), buildIndex(records, { signingKeys: [key] }));
 }
 
+/** The awscli executable: Debian's /usr/bin/aws, or the first `aws` on PATH. */
+function awsCli() {
+  const dirs = ["/usr/bin", ...(process.env.PATH ?? "").split(":").filter(Boolean)];
+  return dirs.map((d) => join(d, "aws")).find((p) => existsSync(p));
+}
+
 export async function publishBenchmarks(log) {
   const results = [];
   const dir = await mkdtemp(join(tmpdir(), "kiln-bench-publish-"));
@@ -147,11 +153,13 @@ export async function publishBenchmarks(log) {
       note: `incremental / full publish to s3rver on loopback; full = ${(N / (full.ms / 1000)).toFixed(0)} pkg/s incl. re-signing; lower is better`,
     });
 
-    if (existsSync("/usr/bin/aws")) {
+    const aws = awsCli();
+    if (!aws) log("aws s3 sync: skipped (no aws on PATH)");
+    else {
       log(`aws s3 sync of the same ${N} files (awscli, for scale)`);
       const sync = await time(() =>
         promisify(execFile)(
-          "/usr/bin/aws",
+          aws,
           ["--endpoint-url", endpointUrl, "s3", "sync", "--quiet", join(out, "x86_64"), "s3://bench/sync/x86_64/"],
           { env, maxBuffer: 64 * 1024 * 1024 },
         ),

@@ -4,14 +4,17 @@
 //   1. checks that need no writes: the local repository (names, versions
 //      and archs that are plain path segments), the published key and index
 //      signature against the publishing key, conflicts, dependency
-//      satisfiability of the index-to-be, and every new package read and
+//      satisfiability of the index-to-be, and every new package read once and
 //      verified in full (C: against the local index, datahash, a record the
-//      index can hold) and re-signed with the publishing key into a private
-//      temporary directory when signed by another — any problem stops here
-//      with nothing written to the target;
+//      index can hold), then re-signed with the publishing key into a private
+//      temporary directory when signed by another (its verified control
+//      member, its data checked again against the verified datahash as it is
+//      copied) — any problem stops here with nothing written to the target;
 //   2. the public key (create-only);
 //   3. each new package, written create-only (atomically; see the
-//      ObjectStore);
+//      ObjectStore), several at once. Whether a name appeared meanwhile (the
+//      same package, or a conflicting one) is asked of one fresh listing when
+//      many packages are uploaded, of a HEAD each when few join many;
 //   4. the index, converged: read it, list the package objects, and when the
 //      two disagree write the index of what is listed (less the withdrawn),
 //      then read and list again, until they agree. The index therefore only
@@ -40,14 +43,22 @@ import { readLocalRepository, type LocalArch } from "./local-repo.js";
 import { uploadProvenance } from "./provenance.js";
 import { planPublish, type ArchPlan, type PlannedPackage, type PublishPlan, type RemoteArchState } from "./plan.js";
 import { readRemoteArch, refuse } from "./preflight.js";
-import { pool, preparePackage, type Prepared } from "./prepare.js";
+import { pool, stagePackage, stagingPath, verifyPackage, type Prepared, type Verified } from "./prepare.js";
 import { cleanStaleTempDirs, makeTempDir, removeTempDir } from "./tempdir.js";
-import { CACHE_IMMUTABLE, INDEX_NAME, packageKey, readPackageObject, TYPE_APK, WITHDRAWN_DIR } from "./remote.js";
+import {
+  CACHE_IMMUTABLE,
+  INDEX_NAME,
+  listArch,
+  packageKey,
+  readPackageObject,
+  TYPE_APK,
+  WITHDRAWN_DIR,
+} from "./remote.js";
 
 export type { CommonOptions, PublishEvent } from "./events.js";
 export { BUILD_KEYS_NAME, convergeIndex, syncBuildKeys, syncHtml } from "./converge.js";
 export { readRemoteArch } from "./preflight.js";
-export { preparePackage, stagingPath, type Prepared } from "./prepare.js";
+export { preparePackage, stagingPath, verifyPackage, stagePackage, type Prepared } from "./prepare.js";
 export { withdraw, type WithdrawOptions, type WithdrawResult } from "./withdraw.js";
 
 export interface PublishOptions extends CommonOptions {
@@ -155,6 +166,8 @@ interface ArchContext {
   emit: (e: PublishEvent) => void;
   remote: Map<string, RemoteArchState>;
   prepared: Map<string, Prepared>;
+  /** Package ids of the architecture being published present in a listing taken just before its uploads (undefined: ask the store for each). */
+  present: Set<string> | undefined;
   result: PublishResult;
 }
 
@@ -165,11 +178,16 @@ function conflictAppeared(store: ObjectStore, k: string): PublishError {
   );
 }
 
-/** Step 3 for one prepared package: written create-only unless the same package is already there. */
+/**
+ * Step 3 for one prepared package: written create-only unless the same
+ * package is already there. When a listing was taken before the uploads, only
+ * the names it shows are read (the write is then the one request for a new object).
+ */
 async function uploadPackage(ctx: ArchContext, p: PlannedPackage, prep: Prepared): Promise<void> {
   const { store } = ctx;
   const k = packageKey(p.arch, p.id);
-  const same = await sameObject(store, p.arch, p.id, prep.record.checksum!);
+  const same =
+    !ctx.present || ctx.present.has(p.id) ? await sameObject(store, p.arch, p.id, prep.record.checksum!) : "absent";
   if (same === "different") throw conflictAppeared(store, k);
   if (same === "absent") {
     try {
@@ -254,7 +272,12 @@ async function publishArch(ctx: ArchContext, ap: ArchPlan): Promise<ArchResult> 
     indexWrites: 0,
   };
   const mine = new Map<string, IndexRecord>();
-  // 3. Packages.
+  // 3. Packages. A package that appeared since the preflight's listing is checked, not overwritten: one
+  // fresh listing tells which when many are uploaded, a HEAD each when few join many published.
+  const uploads = ap.packages.filter((p) => p.action === "upload").length;
+  const published = ctx.remote.get(ap.arch)?.objects.size ?? 0;
+  ctx.present =
+    uploads && uploads * 4 >= published ? new Set((await listArch(store, ap.arch)).objects.keys()) : undefined;
   await pool(ap.packages, opts.concurrency ?? 4, (p) => placePackage(ctx, p, ar, mine));
   for (const p of ap.packages) if (p.restore) await store.delete(`${ap.arch}/${WITHDRAWN_DIR}${p.id}`);
   // 4. The index, last.
@@ -268,12 +291,22 @@ async function publishArch(ctx: ArchContext, ap: ArchPlan): Promise<ArchResult> 
   return ar;
 }
 
-/** Still step 1: every new package verified (and re-signed) before anything is written. */
+/**
+ * Still step 1: every new package read once and verified in full, then
+ * re-signed into `tmp` when needed, before anything is written. (Verifying
+ * every package first is what lets a bad one stop the publish with nothing
+ * written; re-signing right behind it keeps the copy's data checked.)
+ */
 async function prepareUploads(plan: PublishPlan, opts: PublishOptions, tmp: string): Promise<Map<string, Prepared>> {
-  const prepared = new Map<string, Prepared>();
   const uploads = plan.archs.flatMap((ap) => ap.packages.filter((p) => p.action === "upload"));
+  for (const p of uploads) stagingPath(tmp, p.arch, p.id); // refuses a name that would leave the directory
+  const verified = new Map<string, Verified>();
   await pool(uploads, opts.concurrency ?? 4, async (p) => {
-    prepared.set(packageKey(p.arch, p.id), await preparePackage(p, opts.signingKey, tmp));
+    verified.set(packageKey(p.arch, p.id), await verifyPackage(p, opts.signingKey));
+  });
+  const prepared = new Map<string, Prepared>();
+  await pool([...verified], opts.concurrency ?? 4, async ([k, v]) => {
+    prepared.set(k, await stagePackage(v, opts.signingKey, tmp));
   });
   return prepared;
 }
@@ -298,7 +331,7 @@ export async function publish(store: ObjectStore, from: string, opts: PublishOpt
     const prepared = await prepareUploads(plan, opts, tmp);
     // 2. The key consumers need to trust what follows.
     await ensureKey(store, key, keyState, emit);
-    const ctx: ArchContext = { store, from, opts, emit, remote, prepared, result };
+    const ctx: ArchContext = { store, from, opts, emit, remote, prepared, present: undefined, result };
     for (const ap of plan.archs) result.archs.push(await publishArch(ctx, ap));
     await store.flush();
     await cleanStaging(store).catch(() => undefined);
