@@ -11,7 +11,7 @@ import { spawn } from "node:child_process";
 import { statSync } from "node:fs";
 import * as fsp from "node:fs/promises";
 import { delimiter, join } from "node:path";
-import type { Readable } from "node:stream";
+import { PassThrough, type Readable } from "node:stream";
 import { finished, pipeline } from "node:stream/promises";
 import { createGunzip } from "node:zlib";
 import { SourceError } from "./errors.js";
@@ -175,8 +175,14 @@ function toolDecompress(
     if (stderr.length < 4096) stderr += d;
   });
   child.stderr.on("error", ignore);
-  // The consumer iterates stdout; until it does, an error must not go unhandled (it ends the iteration anyway).
-  child.stdout.on("error", ignore);
+  // Take stdout at once: when a child exits before anything listens to its
+  // stdout, Node resumes that stream and discards its data (so a small
+  // member, decompressed while the caller was still creating the destination,
+  // read as an empty archive). The pass-through holds it, with backpressure.
+  const out = new PassThrough();
+  child.stdout.on("error", (e) => out.destroy(e));
+  child.stdout.pipe(out);
+  out.on("error", ignore); // seen by the consumer's iteration
   // EPIPE on stdin when the tool fails early is expected: its exit status tells. A read error of the input is ours to report.
   pipeline(input, child.stdin).catch((e: unknown) => {
     if ((e as NodeJS.ErrnoException).code === "EPIPE" || aborted) return;
@@ -204,11 +210,12 @@ function toolDecompress(
   });
   done.catch(ignore); // observed by the caller; avoid an unhandled rejection meanwhile
   return {
-    stream: child.stdout as AsyncIterable<Buffer>,
+    stream: out as AsyncIterable<Buffer>,
     done,
     abort: () => {
       aborted = true;
       input.destroy();
+      out.destroy();
       child.kill("SIGKILL");
     },
     failure: () =>

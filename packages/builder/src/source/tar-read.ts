@@ -23,6 +23,8 @@ class ByteReader {
   private chunks: Buffer[] = [];
   private avail = 0;
   private ended = false;
+  /** Whether the stream has produced any byte at all. */
+  sawData = false;
   private readonly it: AsyncIterator<Buffer>;
   constructor(
     src: AsyncIterable<Buffer>,
@@ -35,6 +37,7 @@ class ByteReader {
       const r = await this.it.next();
       if (r.done) this.ended = true;
       else if (r.value.length) {
+        this.sawData = true;
         this.chunks.push(r.value);
         this.avail += r.value.length;
       }
@@ -275,6 +278,9 @@ export async function* readTar(
   const state: HeaderState = { globalPax: new Map() };
   for (;;) {
     const raw = await readHeader(r, subject, state);
+    // Not even the end-of-archive blocks: an empty stream is no tar (and hid lost data once).
+    if (raw === null && !r.sawData)
+      throw new SourceError("BAD_ARCHIVE", `${subject}: empty archive (no tar data at all)`);
     if (raw === null) return;
     const { entry: e, size } = headerEntry(raw, subject);
     if (e === undefined) {
