@@ -11,7 +11,16 @@ import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { buildImage, hostApkArch, pushOciImage, type ImageConfig } from "@kiln/image";
+import type { KeyObject } from "node:crypto";
+import {
+  attestationInputs,
+  buildImage,
+  hostApkArch,
+  pushOciImage,
+  signAndAttest,
+  type BuiltImage,
+  type ImageConfig,
+} from "@kiln/image";
 import { compareVersions, openPackage, readIndex } from "@kiln/apk";
 import { launchBwrap, SandboxError } from "@kiln/builder";
 import { joinUnder, writeFileAtomic } from "@kiln/core";
@@ -55,7 +64,8 @@ export interface ImageRunOptions {
   keys: Array<{ name: string; pem: Buffer }>;
   cacheDir?: string;
   sourceDateEpoch?: number;
-  push?: { registry: string; insecure?: boolean; username?: string; password?: string };
+  /** Where to push; with `sign`, each pushed image is signed and attested (cosign-compatible). */
+  push?: { registry: string; insecure?: boolean; username?: string; password?: string; sign?: KeyObject };
   test: boolean;
   onEvent?: (message: string) => void;
 }
@@ -286,7 +296,8 @@ async function runImage(
     `  ${img.name}: ${built.result.digest}${res.changed ? (prev ? ` (was ${prev.digest})` : " (new)") : " (unchanged)"}`,
   );
   if (opts.test) await smokeTest(distro, out, cfg, res, log);
-  if (opts.push && res.status === "built") await pushChanged(opts.push, out, rec, built.result.digest, res, log);
+  if (opts.push && res.status === "built")
+    await pushChanged(opts.push, out, rec, { built, cfg, distro: distro.id }, res, log);
   // A failed smoke test leaves the record as it was, so the next run builds and tests the image again.
   if (res.status === "built") {
     records.set(img.name, rec);
@@ -358,18 +369,31 @@ async function pushChanged(
   push: NonNullable<ImageRunOptions["push"]>,
   out: string,
   rec: ImageRecord,
-  digest: string,
+  image: { built: BuiltImage; cfg: ImageConfig; distro: string },
   res: ImageResult,
   log: (message: string) => void,
 ): Promise<void> {
   const ref = `${push.registry.replace(/\/+$/, "")}/${res.name}:latest`;
-  if (rec.pushed[ref] === digest) return;
-  const p = await pushOciImage(out, ref, {
+  const digest = image.built.result.digest;
+  const auth = {
     ...(push.insecure ? { insecure: true } : {}),
     ...(push.username ? { username: push.username } : {}),
     ...(push.password ? { password: push.password } : {}),
+  };
+  if (rec.pushed[ref] !== digest) {
+    const p = await pushOciImage(out, ref, auth);
+    rec.pushed[ref] = p.digest;
+    res.pushed = ref;
+    log(`  pushed ${ref} (${p.digest})`);
+  }
+  if (!push.sign) return;
+  // Signed even when the push was skipped (signing was asked for later); attested when the signature is new.
+  const s = await signAndAttest(`${ref.replace(/:latest$/, "")}@${digest}`, push.sign, {
+    ...auth,
+    build: await attestationInputs(image.cfg, image.built, image.distro),
+    onlyIfUnsigned: true,
   });
-  rec.pushed[ref] = p.digest;
-  res.pushed = ref;
-  log(`  pushed ${ref} (${p.digest})`);
+  log(
+    `  ${s.signature.unchanged ? "already signed" : `signed ${s.signature.tag}`}${s.attestations ? `; attested ${s.attestations.predicateTypes.join(", ")}` : ""}`,
+  );
 }

@@ -8,11 +8,12 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { relative, resolve as resolvePath } from "node:path";
 import { localKeyPath, resolveSigningKey, type ResolvedKey } from "@kiln/apk";
 import { KilnError } from "@kiln/core";
+import { loadSigningKey } from "@kiln/image";
 import { loadDistroAdvisories, writeDistroFeed } from "./advisories.js";
 import { analyzeDistro, saveAnalysisCaches, type DistroView } from "./analyze.js";
 import type { Distro } from "./config.js";
 import { changedSince } from "./git.js";
-import { runImages, type ImageResult } from "./image-run.js";
+import { runImages, type ImageResult, type ImageRunOptions } from "./image-run.js";
 import { loadImages } from "./images.js";
 import { KeyStore } from "./keys.js";
 import { planBuild, type BuildPlan } from "./plan.js";
@@ -275,6 +276,8 @@ export interface ImagesOptions {
   /** Run each image's smoke test. */
   test?: boolean;
   signingKey?: string;
+  /** Sign each pushed image and attach its provenance and SBOMs with this ECDSA P-256 key (cosign-compatible). */
+  signImages?: string;
   sourceDateEpoch?: number;
 }
 
@@ -308,7 +311,7 @@ export async function rebuildImages(
       for (const i of p.images) m.set(i.name, [...new Set([...(m.get(i.name) ?? []), ...i.reasons])]);
     select = m;
   }
-  let push: { registry: string; insecure?: boolean; username?: string; password?: string } | undefined;
+  let push: ImageRunOptions["push"];
   const registry = o.push ?? (o.publish ? distro.publish.registry : undefined);
   if (o.publish && !registry)
     throw new DistroJobError(`--publish: distro.yaml has no publish.registry`, { kind: "usage" });
@@ -317,7 +320,8 @@ export async function rebuildImages(
     if (o.insecure ?? distro.publish.insecure) push.insecure = true;
     if (o.env.KILN_REGISTRY_USERNAME) push.username = o.env.KILN_REGISTRY_USERNAME;
     if (o.env.KILN_REGISTRY_PASSWORD) push.password = o.env.KILN_REGISTRY_PASSWORD;
-  }
+    if (o.signImages) push.sign = await loadSigningKey(o.signImages);
+  } else if (o.signImages) throw new DistroJobError(`--sign: signing needs --push or --publish`, { kind: "usage" });
   const key = await distroSigningKey(distro, o.signingKey, o.env, emit);
   const keys = [{ name: key.key.name, pem: key.publicPem }, ...(await readKeys(distro.upstream.keyring))];
   const results = await runImages({

@@ -330,7 +330,7 @@ export const imagesCmd = defineCommand({
   name: "images",
   summary: "rebuild the distribution's images from the current repository; push the ones whose digest changed",
   usage:
-    "kiln images [--all | --changed] [--test] [--push REGISTRY | --publish] [--insecure] [--distro FILE] [--signing-key K] [--cache-dir D] [--json]",
+    "kiln images [--all | --changed] [--test] [--push REGISTRY | --publish] [--insecure] [--sign KEY] [--distro FILE] [--signing-key K] [--cache-dir D] [--json]",
   details: `Builds each image config of IMAGES/ into OUT/images/NAME (an OCI layout, with its SBOM) from the
 local repository OUT and distro.yaml's upstream repositories, and reports whether its digest
 changed. --changed (the default) builds only images whose inputs changed (a package they contain,
@@ -340,7 +340,9 @@ image (umoci unpack --rootless) under bubblewrap, as the image's user, in its wo
 and environment; it passes when the exit status matches and stdout contains expect.
 --push REGISTRY pushes REGISTRY/NAME:latest for each image whose digest differs from the last one
 pushed there; --publish pushes to distro.yaml's publish.registry. Credentials:
-KILN_REGISTRY_USERNAME / KILN_REGISTRY_PASSWORD; --insecure talks plain HTTP.`,
+KILN_REGISTRY_USERNAME / KILN_REGISTRY_PASSWORD; --insecure talks plain HTTP. --sign KEY signs
+each pushed image as cosign does and attaches SLSA provenance, SPDX and CycloneDX attestations
+(kiln keygen --type ecdsa-p256; cosign verify --key KEY.pub --insecure-ignore-tlog=true REF).`,
   options: {
     ...COMMON,
     all: flag("--all", "build every image"),
@@ -349,6 +351,7 @@ KILN_REGISTRY_USERNAME / KILN_REGISTRY_PASSWORD; --insecure talks plain HTTP.`,
     push: string("--push <REGISTRY>", "push REGISTRY/NAME:latest where the digest changed"),
     publish: flag("--publish", "push to distro.yaml's publish.registry"),
     insecure: flag("--insecure", "talk plain HTTP to the registry"),
+    sign: string("--sign <KEY>", "sign each pushed image and attach its provenance and SBOMs (ECDSA P-256 key)"),
     signingKey: opt.signingKey.describe(
       "the distribution's signing key (default: distro.yaml's signing-key, else the local key)",
     ),
@@ -363,6 +366,7 @@ KILN_REGISTRY_USERNAME / KILN_REGISTRY_PASSWORD; --insecure talks plain HTTP.`,
         ...(v.push !== undefined ? { push: v.push } : {}),
         ...(v.publish ? { publish: true } : {}),
         ...(v.insecure ? { insecure: true } : {}),
+        ...(v.sign ? { signImages: v.sign } : {}),
         test: v.test,
       },
       jobPrinter(io, v.json),

@@ -13,11 +13,11 @@ import {
   readLock,
   resolveImage,
   ROOT_CAP_ENV,
+  attestationInputs,
   loadSigningKey,
   signAndAttest,
   type ImageContext,
   type OciOutputFormat,
-  type ResolvedImage,
   type SignAndAttestResult,
 } from "@kiln/image";
 import { ApkError, parseDependency } from "@kiln/apk";
@@ -341,21 +341,6 @@ KILN_REGISTRY_PASSWORD; basic and bearer-token auth are handled.`,
     }
   },
 });
-
-/** What the attestations of a built image are made from: its config, packages and SPDX SBOMs. */
-export async function attestationInputs(
-  cfg: object,
-  built: { resolved: ResolvedImage[]; sboms: string[]; created: string },
-  distro: string,
-) {
-  const archs = [];
-  for (const [i, r] of built.resolved.entries()) {
-    const file = built.sboms[i];
-    const spdx = file ? (JSON.parse(await readFile(file, "utf8")) as object) : undefined;
-    archs.push({ arch: r.arch, packages: r.resolution.packages, ...(spdx ? { spdx } : {}) });
-  }
-  return { config: cfg, archs, created: built.created, distro };
-}
 
 export function printSigned(s: SignAndAttestResult, io: Io): void {
   const sig = s.signature;

@@ -24,4 +24,4 @@ export {
   type AttestedImage,
   type Statement,
 } from "./statements.js";
-export { signAndAttest, type SignAndAttestResult } from "./flow.js";
+export { attestationInputs, signAndAttest, type SignAndAttestResult } from "./flow.js";
