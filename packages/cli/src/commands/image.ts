@@ -369,7 +369,7 @@ Attestations (provenance, SBOMs) need the build: use kiln image push --sign or k
     json: opt.json,
   },
   async run(v, [ref], io) {
-    if (!v.key) throw new UserError("image sign: --key KEY is required", 2);
+    if (!v.key) throw new UserError("sign: --key KEY is required", 2);
     const key = await loadSigningKey(v.key);
     const username = v.username ?? io.env.KILN_REGISTRY_USERNAME;
     const password = v.password ?? io.env.KILN_REGISTRY_PASSWORD;
