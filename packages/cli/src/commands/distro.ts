@@ -229,9 +229,9 @@ function printBuild(io: Io, r: DistroBuildResult, json: boolean): void {
     `${distro.name}: ${c.built} built, ${c.failed} failed, ${c.skipped} skipped, ${c.notStarted} not started, ` +
       `${c.upToDate} up to date${r.total ? ` in ${secs.toFixed(1)} s` : ""}`,
   );
-  const all = reports.flatMap((x) => x.entries);
   const overhead = overheadText(sumOverhead(reports.map((x) => x.overhead)));
   if (overhead) io.out(`  ${overhead}`);
+  const all = reports.flatMap((x) => x.entries);
   for (const e of all)
     if (e.status === "built") io.out(`  built ${e.recipe} ${e.fullVersion}: ${(e.packages ?? []).join(", ")}`);
   for (const e of all)
