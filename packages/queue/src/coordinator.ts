@@ -31,7 +31,16 @@ import {
   type SigningKey,
 } from "@kiln/apk";
 import { joinUnder, writeFileAtomic } from "@kiln/core";
-import { keyEnvironment, type Builder, type BuildJob, type LocalBuilderOptions } from "@kiln/distro";
+import {
+  buildKey,
+  keyEnvironment,
+  KeyStore,
+  type Builder,
+  type BuildJob,
+  type EnvPackage,
+  type KeyRecord,
+  type LocalBuilderOptions,
+} from "@kiln/distro";
 import { publish, type S3Options } from "@kiln/repo";
 import { Job, Queue } from "bullmq";
 import { fetchAttemptPackage, openArtifacts, readAttempt, removeQuietly, type Artifacts } from "./artifacts.js";
@@ -43,6 +52,7 @@ import {
   QueueError,
   redisOptions,
   returnSchema,
+  type AttemptResult,
   type JobPayload,
 } from "./messages.js";
 
@@ -284,6 +294,34 @@ interface Merged {
   log?: string;
 }
 
+/** The build key record runPlan appends after the build (the same record), appended before the index names the packages. */
+async function recordKey(job: BuildJob, res: AttemptResult, records: IndexRecord[], outDir: string): Promise<void> {
+  const producer = new Map(job.resolveEnvironment().map((e) => [e.name, e.recipe]));
+  const guest: EnvPackage[] = res.guest.map((g) => {
+    const e: EnvPackage = { name: g.name, version: g.version, checksum: g.checksum, repository: "" };
+    const r = producer.get(g.name);
+    if (r) e.recipe = r;
+    return e;
+  });
+  const r = job.recipe;
+  const environment = keyEnvironment(guest, job.planned.standIns);
+  const rec: KeyRecord = {
+    recipe: r.name,
+    path: r.path,
+    arch: job.arch,
+    version: r.version,
+    epoch: r.epoch,
+    fullVersion: job.fullVersion,
+    key: buildKey(r.own, environment),
+    own: r.own,
+    files: r.files,
+    environment,
+    standIns: job.planned.standIns,
+    packages: records.map((x) => ({ name: x.name, version: x.version, checksum: x.checksum ?? "" })),
+  };
+  await new KeyStore(joinUnder(outDir, { value: job.arch, what: "architecture" })).append(rec);
+}
+
 /** Bring a committed attempt into OUT/ARCH (checked, re-signed), merge the index, publish to the artifact repository. */
 async function mergeAttempt(ctx: BuilderCtx, job: BuildJob, jobId: string, token: string): Promise<Merged> {
   const { lo, art } = ctx;
@@ -314,6 +352,8 @@ async function mergeAttempt(ctx: BuilderCtx, job: BuildJob, jobId: string, token
       records.push(rec);
       staged.push({ from, to: joinUnder(dir, { value: file, what: "package file" }) });
     }
+    // The build key first: a coordinator killed after the index write still finds the build as its own on restart.
+    await recordKey(job, res, records, lo.distro.outDir);
     for (const s of staged) await rename(s.from, s.to);
     const indexFile = join(dir, "APKINDEX.tar.gz");
     const old = await readFile(indexFile).catch(() => undefined);

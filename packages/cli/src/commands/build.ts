@@ -7,7 +7,7 @@ import { buildRecipe, type BuildEvent, type BuildResult } from "@kiln/builder";
 import { ARCH_ALIASES, hostApkArch } from "@kiln/core";
 import { defaultCacheDir } from "@kiln/repo";
 import { opt } from "../options.js";
-import { defineCommand, flag, parsed, string, type Values } from "../program.js";
+import { defineCommand, flag, number, parsed, string, type Values } from "../program.js";
 import { sourceDateEpoch, UserError, type Io } from "../util.js";
 
 export type LocalKey = ResolvedKey;
@@ -151,6 +151,9 @@ uncommitted changes) and their dependents, where out of date`,
     // Many machines (kiln build --all --queue): see commands/queue.ts.
     queue: string("--queue <URL>", "hand the builds to workers (kiln worker) through this Redis: redis://HOST:PORT"),
     artifacts: string("--artifacts <S3URL>", "with --queue: the artifact store the workers share, s3://BUCKET/PREFIX"),
+    attempts: number("--attempts <N>", "with --queue: tries per build before it counts as failed (default 3)", {
+      min: 1,
+    }),
     endpointUrl: opt.endpointUrl,
     pathStyle: opt.pathStyle,
   },
