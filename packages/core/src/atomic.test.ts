@@ -1,4 +1,5 @@
-import { mkdtemp, readdir, readFile, rm, stat, writeFile, mkdir } from "node:fs/promises";
+import { execFileSync } from "node:child_process";
+import { lstat, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile, mkdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -51,6 +52,31 @@ describe("writeFileAtomic", () => {
     await mkdir(join(target, "child"), { recursive: true });
     await expect(writeFileAtomic(target, "x")).rejects.toBeDefined();
     expect((await readdir(dir)).filter((n) => n.includes(TEMP_MARKER))).toEqual([]);
+  });
+});
+
+describe("what atomic writes refuse to replace", () => {
+  // `kiln index -o /dev/null` once replaced the device with a regular file (as root).
+  it("a fifo or a directory target is one clear error; the target stays as it was and no temporary is left", async () => {
+    const fifo = join(dir, "pipe");
+    execFileSync("mkfifo", [fifo]);
+    await expect(writeFileAtomic(fifo, "x")).rejects.toThrow(/pipe: is a fifo, not a file: refusing to replace it/);
+    expect((await lstat(fifo)).isFIFO()).toBe(true);
+    const sub = join(dir, "sub");
+    await mkdir(sub);
+    await expect(replaceAtomic(sub, async (tmp) => writeFile(tmp, "x"))).rejects.toMatchObject({
+      code: "NOT_A_REGULAR_FILE",
+    });
+    expect((await readdir(dir)).sort()).toEqual(["pipe", "sub"]);
+  });
+  it("a symbolic link is replaced, not followed", async () => {
+    const real = join(dir, "real");
+    await writeFile(real, "keep");
+    const l = join(dir, "link");
+    await symlink(real, l);
+    await writeFileAtomic(l, "new");
+    expect(await readFile(real, "utf8")).toBe("keep");
+    expect((await lstat(l)).isFile()).toBe(true);
   });
 });
 

@@ -7,7 +7,8 @@
 // process wrote it. On failure the temporary is removed.
 
 import { randomBytes } from "node:crypto";
-import { chmod, link, mkdir, open, rename, rm, stat, unlink } from "node:fs/promises";
+import { chmod, link, lstat, mkdir, open, rename, rm, stat, unlink } from "node:fs/promises";
+import { KilnError } from "./errors.js";
 import { basename, dirname, join } from "node:path";
 
 /** The marker every kiln temporary name contains. */
@@ -54,7 +55,32 @@ async function syncDir(dir: string): Promise<void> {
   }
 }
 
+/** Replacing something that is not a file (a directory, a device such as /dev/null, a fifo, a socket) is refused. */
+export class AtomicTargetError extends KilnError {
+  readonly code = "NOT_A_REGULAR_FILE";
+}
+
+const KINDS: Array<[string, (s: Awaited<ReturnType<typeof lstat>>) => boolean]> = [
+  ["a directory", (s) => s.isDirectory()],
+  ["a character device", (s) => s.isCharacterDevice()],
+  ["a block device", (s) => s.isBlockDevice()],
+  ["a fifo", (s) => s.isFIFO()],
+  ["a socket", (s) => s.isSocket()],
+];
+
+/** Throws unless `target` is absent, a regular file or a symbolic link (which a rename replaces, never follows). */
+async function checkReplaceable(target: string): Promise<void> {
+  const st = await lstat(target).catch((e: NodeJS.ErrnoException) => {
+    if (e.code === "ENOENT" || e.code === "ENOTDIR") return undefined;
+    throw e;
+  });
+  if (!st || st.isFile() || st.isSymbolicLink()) return;
+  const kind = KINDS.find(([, is]) => is(st))?.[0] ?? "not a regular file";
+  throw new AtomicTargetError(`${target}: is ${kind}, not a file: refusing to replace it`);
+}
+
 async function commit(tmp: string, target: string, noReplace: boolean | undefined): Promise<void> {
+  if (!noReplace) await checkReplaceable(target);
   if (noReplace) {
     await link(tmp, target);
     await unlink(tmp);
@@ -71,6 +97,7 @@ export async function replaceAtomic<T>(
   write: (tmp: string) => Promise<T>,
   opts: AtomicWriteOptions = {},
 ): Promise<T> {
+  await checkReplaceable(target);
   const tmp = tempPathFor(target, opts.tempSuffix);
   try {
     const result = await write(tmp);
