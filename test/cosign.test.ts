@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { kiln } from "./helpers/cli.js";
 import { fetchCosign, type Cosign } from "./helpers/cosign.js";
+import { writeDistro } from "./helpers/distro.js";
 import {
   baseLayoutEntries,
   makeKey,
@@ -256,6 +257,53 @@ describe("cosign-compatible signatures", () => {
     expect(v.stderr).toMatch(/no signatures found|no matching signatures/i);
     expect(verifyAttestation(ref, signer.pub, "spdxjson").status).not.toBe(0);
     expect(verify(`${reg.host}/kiln/hello@${digest}`, signer.pub).status).toBe(0);
+  });
+});
+
+describe("kiln images --push --sign", () => {
+  it("signs and attests each pushed distribution image; a second run leaves the signature as it is", async () => {
+    const dir = join(work, "distro");
+    await writeDistro(dir, {
+      upstream: { repo, publicKey: apkKey.publicPath },
+      recipes: [],
+      images: [{ name: "hello-image", packages: ["hello"] }],
+    });
+    // No recipes: the distribution's own repository is an empty index, signed with its key.
+    mkdirSync(join(dir, "out/x86_64"), { recursive: true });
+    const idx = kiln([
+      "index",
+      "-o",
+      join(dir, "out/x86_64/APKINDEX.tar.gz"),
+      "--signing-key",
+      join(dir, "keys/synth.rsa"),
+    ]);
+    expect(idx.status, idx.stderr).toBe(0);
+    const args = ["images", "--all", "--push", reg.host, "--insecure", "--sign", signer.key];
+    const r = kiln([...args, "--distro", join(dir, "distro.yaml")], { cwd: dir });
+    expect(r.status, r.stderr + r.stdout).toBe(0);
+    const ref = `${reg.host}/hello-image:latest`;
+    const digest = new RegExp(`pushed ${ref} \\((sha256:[0-9a-f]{64})\\)`).exec(r.stderr + r.stdout)?.[1];
+    expect(digest, r.stderr + r.stdout).toBeDefined();
+    expect(r.stderr + r.stdout).toContain(
+      `signed ${digest!.replace(":", "-")}.sig; attested https://slsa.dev/provenance/v1`,
+    );
+    const v = verify(ref, signer.pub);
+    expect(v.status, v.stderr).toBe(0);
+    for (const type of ["slsaprovenance1", "spdxjson", "cyclonedx"]) {
+      const a = verifyAttestation(ref, signer.pub, type);
+      expect(a.status, `${type}: ${a.stderr}`).toBe(0);
+      // The distribution's id is the purl namespace.
+      if (type === "cyclonedx")
+        expect((statementOf(a.stdout).predicate.components as Array<{ purl: string }>).map((c) => c.purl)).toContain(
+          "pkg:apk/synth/hello@2.12-r1?arch=x86_64&origin=hello",
+        );
+    }
+    const again = kiln([...args, "--distro", join(dir, "distro.yaml")], { cwd: dir });
+    expect(again.status, again.stderr).toBe(0);
+    expect(again.stderr + again.stdout).toContain("already signed");
+    const bad = kiln(["images", "--all", "--sign", signer.key, "--distro", join(dir, "distro.yaml")], { cwd: dir });
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toContain("--sign: signing needs --push or --publish");
   });
 });
 
