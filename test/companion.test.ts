@@ -3,14 +3,24 @@
 // built from Debian's source archive (each running its own test:), and two
 // images with their smoke tests. The whole distribution is `npm start`.
 
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import {
+  copyFileSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  writeFileSync,
+} from "node:fs";
 import { execFileSync } from "node:child_process";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { readIndex } from "@kiln/apk";
 import { kilnAsync } from "./helpers/cli.js";
 import { bootstrapToolchain, type Bootstrap } from "./helpers/bootstrap.js";
+import { realApk } from "./helpers/apk-tools.js";
 import { REPO_ROOT } from "./helpers/paths.js";
 
 let work: string;
@@ -67,6 +77,56 @@ describe("the companion distribution (CI subset)", () => {
       expect.arrayContaining(["busybox", "zlib", "zlib-dev", "xz", "glibc", "gcc", "tzdata", "ca-certificates-bundle"]),
     );
   }, 1_200_000);
+
+  it("the real apk client verifies every package and installs busybox on an empty root: glibc brings base-layout, busybox runs, apk audit is clean", async () => {
+    const apk = await realApk();
+    const keys = join(work, "apk-keys");
+    mkdirSync(keys);
+    copyFileSync(boot.publicKey, join(keys, basename(boot.publicKey)));
+    const apks = readdirSync(join(out, "x86_64"))
+      .filter((f) => f.endsWith(".apk"))
+      .map((f) => join(out, "x86_64", f));
+    expect(apks.length).toBeGreaterThan(20);
+    execFileSync(apk, ["verify", "--keys-dir", keys, ...apks], { encoding: "utf8" });
+    const root = join(work, "apk-root");
+    const add = execFileSync(
+      apk,
+      ["add", "--root", root, "--initdb", "--arch", "x86_64", "--keys-dir", keys, "--repository", out, "busybox"],
+      { encoding: "utf8" },
+    );
+    expect(add).toMatch(/Installing base-layout /);
+    expect(add).toMatch(/Installing glibc /);
+    // /lib is apk's database directory; the other top-level links lead into /usr.
+    expect(existsSync(join(root, "lib/apk/db/installed"))).toBe(true);
+    for (const [l, t] of [
+      ["bin", "usr/bin"],
+      ["sbin", "usr/sbin"],
+      ["lib64", "usr/lib64"],
+    ])
+      expect(execFileSync("readlink", [join(root, l)], { encoding: "utf8" }).trim()).toBe(t);
+    const stray = execFileSync("find", [root, "-name", ".apk.*"], { encoding: "utf8" });
+    expect(stray).toBe("");
+    const ran = execFileSync(
+      "bwrap",
+      [
+        "--bind",
+        root,
+        "/",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "/usr/bin/busybox",
+        "sh",
+        "-c",
+        "echo ran as $(/usr/bin/busybox id -u) on $(/usr/bin/busybox grep ^ID= /etc/os-release)",
+      ],
+      { encoding: "utf8" },
+    );
+    expect(ran.trim()).toBe("ran as 0 on ID=kiln");
+    expect(execFileSync(apk, ["audit", "--root", root], { encoding: "utf8" })).toBe("");
+    expect(execFileSync(apk, ["audit", "--system", "--root", root], { encoding: "utf8" })).toBe("");
+  }, 300_000);
 
   it("the static and glibc-dynamic images build and pass their smoke tests; a second run changes no digest", async () => {
     const a = await kilnAsync(["images", "--all", "--test", "--distro", distroFile, "--cache-dir", boot.cacheDir]);

@@ -26,6 +26,9 @@ const GROUPS = [
     description: "the GNU C library and dynamic loader (imported from Debian)",
     license: "LGPL-2.1-or-later",
     debs: ["libc6", "libcrypt1"],
+    // The loader is reached through base-layout's /lib64 link: without it no
+    // program installed by apk would start.
+    runtime: ["base-layout"],
     subpackages: [
       {
         name: "glibc-dev",
@@ -225,6 +228,7 @@ for (const g of GROUPS) {
     `  copyright:`,
     `    - license: ${JSON.stringify(g.license)}`,
     `  target-architecture: [x86_64]`,
+    ...(g.runtime ? [`  dependencies:`, `    runtime:`, ...g.runtime.map((r) => `      - ${r}`)] : []),
     ``,
     `pipeline:`,
     ...fetchSteps(g.debs),

@@ -4,9 +4,10 @@
 
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { generateKey } from "@kiln/apk";
 import { kilnAsync } from "./cli.js";
+import { takeLock } from "./lock.js";
 import { REPO_ROOT } from "./paths.js";
 
 export const TOOLCHAIN_RECIPES = [
@@ -96,39 +97,4 @@ export async function bootstrapToolchain(): Promise<Bootstrap> {
     }
   }
   return { repo, privateKey, publicKey, cacheDir };
-}
-
-/**
- * A lock between test workers: a directory made atomically, holding its
- * owner's pid. Returns a release function, or null after waiting a while
- * (the caller checks again whether the work is done). A lock whose owner
- * has died is broken.
- */
-async function takeLock(lock: string): Promise<(() => void) | null> {
-  mkdirSync(dirname(lock), { recursive: true });
-  try {
-    mkdirSync(lock);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
-    let owner = NaN;
-    try {
-      owner = Number(readFileSync(join(lock, "pid"), "utf8"));
-    } catch {
-      // the owner has not written its pid yet
-    }
-    if (Number.isInteger(owner) && owner > 0 && !alive(owner)) rmSync(lock, { recursive: true, force: true });
-    else await new Promise((r) => setTimeout(r, 2000));
-    return null;
-  }
-  writeFileSync(join(lock, "pid"), String(process.pid));
-  return () => rmSync(lock, { recursive: true, force: true });
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
 }
