@@ -117,7 +117,7 @@ beforeAll(async () => {
   ]);
   reg = await startRegistry(mkdtempSync(join(tmpdir(), "kiln-cosign-reg-")));
   for (const who of ["signer", "stranger"]) {
-    const r = kiln(["keygen", "--type", "ecdsa-p256", "--out", join(work, who)]);
+    const r = kiln(["keygen", "--type", "ecdsa-p256", "--prefix", join(work, who)]);
     expect(r.status, r.stderr).toBe(0);
   }
   signer = { key: join(work, "signer.key"), pub: join(work, "signer.pub") };
@@ -143,7 +143,7 @@ describe("cosign-compatible signatures", () => {
     expect(statSync(signer.key).mode & 0o777).toBe(0o600);
     expect(readFileSync(signer.key, "utf8")).toMatch(/^-----BEGIN PRIVATE KEY-----\n/);
     expect(readFileSync(signer.pub, "utf8")).toMatch(/^-----BEGIN PUBLIC KEY-----\n/);
-    const again = kiln(["keygen", "--type", "ecdsa-p256", "--out", join(work, "signer")]);
+    const again = kiln(["keygen", "--type", "ecdsa-p256", "--prefix", join(work, "signer")]);
     expect(again.status).toBe(1);
     expect(again.stderr).toContain("refusing to overwrite");
     const imp = runCosign([

@@ -42,24 +42,24 @@ export const keygen = defineCommand({
 consumers install in /etc/apk/keys.
 --type ecdsa-p256: writes PREFIX.key (PKCS#8 PEM private key, mode 0600) and PREFIX.pub (SPKI PEM
 public key, which cosign verify --key reads), for kiln image sign / kiln images --push --sign.
-PREFIX is --out, else PATH, else "cosign". cosign itself signs only with its encrypted key file:
+PREFIX is --prefix, else PATH, else "cosign". cosign itself signs only with its encrypted key file:
 cosign import-key-pair --key PREFIX.key converts the private key into one.`,
   options: {
     type: choice("--type <T>", "rsa (apk package and index signing; default) or ecdsa-p256 (images)", [
       "rsa",
       "ecdsa-p256",
     ] as const),
-    out: string("--out <PREFIX>", "file name prefix of the pair (ecdsa-p256: PREFIX.key and PREFIX.pub)"),
+    prefix: string("--prefix <PREFIX>", "file name prefix of the pair (ecdsa-p256: PREFIX.key and PREFIX.pub)"),
     // No minimum here: generateKey refuses weak sizes with its own message (exit 1).
     bits: number("--bits <N>", `RSA key size (default ${DEFAULT_KEY_BITS}; at least 2048)`),
   },
   async run(values, [path], io) {
     if (values.type === "ecdsa-p256") {
       if (values.bits !== undefined) throw new UserError("--bits is for RSA keys; P-256 has one size", 2);
-      return ecdsaKeygen(values.out ?? path ?? "cosign", io);
+      return ecdsaKeygen(values.prefix ?? path ?? "cosign", io);
     }
-    const target = values.out ?? path;
-    if (!target) throw new UserError("give PATH (or --out PATH) for the RSA key pair", 2);
+    const target = values.prefix ?? path;
+    if (!target) throw new UserError("give PATH (or --prefix PATH) for the RSA key pair", 2);
     const bits = values.bits ?? DEFAULT_KEY_BITS;
     const base = target.replace(/\.rsa$/, "");
     const key = await generateKey(bits);
