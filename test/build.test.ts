@@ -115,8 +115,11 @@ describe("kiln build: an autoconf project with the imported toolchain", () => {
     expect(readdirSync(dir).sort()).toEqual([
       "APKINDEX.tar.gz",
       "greet-1.2.0-r0.apk",
+      "greet-1.2.0-r0.apk.intoto.json",
       "greet-dev-1.2.0-r0.apk",
+      "greet-dev-1.2.0-r0.apk.intoto.json",
       "greet-doc-1.2.0-r0.apk",
+      "greet-doc-1.2.0-r0.apk.intoto.json",
     ]);
     const main = await pkgInfo(join(dir, "greet-1.2.0-r0.apk"));
     expect(main.info.provides).toEqual(
@@ -271,7 +274,12 @@ ${script
     expect(r.stderr).toMatch(/failing\.yaml: pipeline step 1 "probe" exited with status 7/);
     expect(r.stderr).toContain("about to fail");
     expect(readFileSync(join(outS, "x86_64/APKINDEX.tar.gz")).equals(before)).toBe(true);
-    expect(readdirSync(join(outS, "x86_64"))).toEqual(["APKINDEX.tar.gz", "fine-1.0-r0.apk"]);
+    // Nothing of the failed build: no package and no provenance.
+    expect(readdirSync(join(outS, "x86_64")).sort()).toEqual([
+      "APKINDEX.tar.gz",
+      "fine-1.0-r0.apk",
+      "fine-1.0-r0.apk.intoto.json",
+    ]);
   });
 
   it("writing outside the workspace, reaching the network and reading host files all fail; the host is untouched", async () => {
