@@ -190,8 +190,10 @@ describe("the repository layer checks each field of the index on its own", () =>
     const dir = await variant("c-mismatch", (r) => ({ ...r, checksum: other.checksum! }));
     const hello = await helloOf(dir);
     const cacheDir = mkdtempSync(join(work, "cache-"));
+    // The expected identity first: awaited inside the expectation, it let fetchPackage's rejection go unobserved for a while.
+    const actual = (await indexRecordForPackage(join(dir, "x86_64/hello-2.12-r1.apk"))).checksum;
     await expect(fetchPackage(hello, { keyring: ring, cacheDir })).rejects.toThrow(
-      `${hello.url}: control identity ${(await indexRecordForPackage(join(dir, "x86_64/hello-2.12-r1.apk"))).checksum} differs from the index's C:${other.checksum}`,
+      `${hello.url}: control identity ${actual} differs from the index's C:${other.checksum}`,
     );
     expect(readdirSync(join(cacheDir, "packages"))).toEqual([]);
     const r = await kilnAsync(["repo", "check", dir, "--keys-dir", key.keysDir]);
