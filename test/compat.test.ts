@@ -4,10 +4,12 @@
 // the acceptance rate, the classes with their recipe and problem counts and
 // examples, the top missing pipelines, the JSON shape and the exit statuses.
 
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { realApk } from "./helpers/apk-tools.js";
 import { kiln } from "./helpers/cli.js";
 
 let tree: string;
@@ -202,4 +204,69 @@ describe("kiln lint --summary", () => {
     expect(missing.status).toBe(1);
     expect(missing.stderr).toContain("no-such-dir: no such file or directory");
   });
+});
+
+// melange's examples/replacement-provides.yaml provides `NAME=${{vars.foo}}`
+// with foo: FOO. kiln refuses a provides whose version apk cannot parse; the
+// reason, shown with the real client: apk-tools 2.14 drops such a provides
+// (and every one after it on the line), so nothing can depend on it.
+describe("provides with a version apk cannot parse", () => {
+  it("is refused by kiln lint at the field, and lost by the real apk client", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "kiln-provides-"));
+    try {
+      writeFileSync(
+        join(dir, "rp.yaml"),
+        recipe("rp", "vars:\n  foo: FOO\n").replace(
+          "  epoch: 0\n",
+          "  epoch: 0\n  dependencies:\n    provides:\n      - rp-version=${{package.version}}\n      - rp-foo=${{vars.foo}}\n",
+        ),
+      );
+      const lint = kiln(["lint", "rp.yaml"], { cwd: dir });
+      expect(lint.status).toBe(1);
+      expect(lint.stdout).toMatch(
+        /^rp\.yaml:\d+:\d+: package\.dependencies\.provides\[1\]: .*"FOO" is not a valid apk version/m,
+      );
+
+      // The same provides in an index, as melange would write it: apk cannot select rp-foo.
+      mkdirSync(join(dir, "root/usr/share/rp"), { recursive: true });
+      writeFileSync(join(dir, "root/usr/share/rp/f"), "x\n");
+      const repo = join(dir, "repo/x86_64");
+      mkdirSync(repo, { recursive: true });
+      const pkg = join(repo, "rp-1.0.0-r0.apk");
+      const mk = kiln(["mkpkg", "--name", "rp", "--version", "1.0.0-r0", "--arch", "x86_64", "-o", pkg, "root"], {
+        cwd: dir,
+      });
+      expect(mk.status, mk.stderr).toBe(0);
+      const idx = kiln(["index", "-o", join(repo, "APKINDEX.tar.gz"), pkg], { cwd: dir });
+      expect(idx.status, idx.stderr).toBe(0);
+      const text = join(dir, "ix");
+      mkdirSync(text);
+      expect(spawnSync("tar", ["xzf", join(repo, "APKINDEX.tar.gz"), "-C", text]).status).toBe(0);
+      const records = readFileSync(join(text, "APKINDEX"), "utf8");
+      expect(records).toContain("P:rp\n");
+      const apk = await realApk();
+      const add = (name: string, provides: string) => {
+        writeFileSync(join(text, "APKINDEX"), records.replace("\nt:", `\np:${provides}\nt:`));
+        expect(
+          spawnSync("tar", ["czf", join(repo, "APKINDEX.tar.gz"), "-C", text, "APKINDEX", "DESCRIPTION"]).status,
+        ).toBe(0);
+        const root = mkdtempSync(join(dir, "r-"));
+        return spawnSync(
+          apk,
+          ["add", "--root", root, "--initdb", "--allow-untrusted", "--no-cache", "-X", join(dir, "repo"), name],
+          { encoding: "utf8" },
+        );
+      };
+      // A valid version: rp-foo is found through rp.
+      const valid = add("rp-foo", "rp-version=1.0.0 rp-foo=1.0.0");
+      expect(valid.status, valid.stdout + valid.stderr).toBe(0);
+      expect(valid.stdout).toContain("Installing rp (1.0.0-r0)");
+      // FOO: apk 2.14 loses the provides; rp-foo is "no such package".
+      const lost = add("rp-foo", "rp-version=1.0.0 rp-foo=FOO");
+      expect(lost.status).not.toBe(0);
+      expect(lost.stdout + lost.stderr).toContain("rp-foo (no such package)");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 240_000);
 });
