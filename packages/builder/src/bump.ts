@@ -52,7 +52,7 @@ async function sha256Of(url: string, uri: string, roots: readonly FileRoot[]): P
   return h.digest("hex");
 }
 
-function fetchSteps(doc: Document): Array<{ path: Array<string | number> }> {
+export function fetchSteps(doc: Document): Array<{ path: Array<string | number> }> {
   const out: Array<{ path: Array<string | number> }> = [];
   const walk = (seq: unknown, path: Array<string | number>) => {
     if (!isSeq(seq)) return;

@@ -153,6 +153,7 @@ export { NativeStepError } from "./native-steps.js";
 export { detectDependencies, mergeDependencies } from "./detect-deps.js";
 export { testRecipe } from "./build.js";
 export { bumpRecipe, type BumpResult } from "./bump.js";
+export * from "./update/index.js";
 export {
   KILN_BUILD_TYPE,
   PROVENANCE_SUFFIX,

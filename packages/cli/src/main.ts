@@ -15,6 +15,7 @@ import { scan } from "./commands/scan.js";
 import { sign } from "./commands/sign.js";
 import { source } from "./commands/source.js";
 import { verify } from "./commands/verify.js";
+import { update } from "./commands/update.js";
 import { version } from "./commands/version.js";
 import { workerCmd } from "./commands/queue.js";
 import { runProgram, type Entry } from "./program.js";
@@ -33,6 +34,7 @@ export const COMMANDS: Entry[] = [
   build,
   testCmd,
   bump,
+  update,
   source,
   compile,
   lint,
