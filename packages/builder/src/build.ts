@@ -22,6 +22,8 @@ import {
   type RecipeContext,
   type Session,
 } from "./context.js";
+import { cacheCapFromEnv } from "./guest-cache.js";
+import { pruneCache } from "./guest-prune.js";
 import { copySourceDir, type FetchedSource } from "./native-steps.js";
 import { emitPackages, publishPackages } from "./package-output.js";
 import { runRecipeTests } from "./recipe-tests.js";
@@ -63,6 +65,7 @@ export interface BuildPhases {
 
 export async function buildRecipe(file: string, opts: BuildOptions): Promise<BuildResult> {
   const t0 = Date.now();
+  const cap = opts.cacheMaxSize ?? cacheCapFromEnv(); // a bad $KILN_CACHE_MAX_SIZE fails before any work
   const ctx = await recipeContext(file, opts, "build");
   const pkg = ctx.compiled.package;
   const result: BuildResult = {
@@ -107,6 +110,18 @@ export async function buildRecipe(file: string, opts: BuildOptions): Promise<Bui
     return result;
   } finally {
     await session.close();
+    if (cap !== undefined) await applyCacheCap(ctx, cap);
+  }
+}
+
+/** Evict least recently used guests and packages until the cache fits `cap`; a failure is reported, not fatal. */
+async function applyCacheCap(ctx: RecipeContext, cap: number): Promise<void> {
+  try {
+    const r = await pruneCache(ctx.opts.cacheDir, { maxSize: cap });
+    ctx.emit({ kind: "cache", package: ctx.label, evicted: r.evicted.length, freed: r.freed, total: r.after });
+  } catch (e) {
+    const error = (e as Error).message;
+    ctx.emit({ kind: "cache", package: ctx.label, evicted: 0, freed: 0, total: 0, error });
   }
 }
 

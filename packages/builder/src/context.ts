@@ -34,7 +34,9 @@ export type BuildEvent =
   | { kind: "step-done"; package: string; step: string; ms: number }
   | { kind: "emit"; package: string; file: string; size: number }
   | { kind: "test"; package: string; target: string }
-  | { kind: "done"; package: string; ms: number; files: string[] };
+  | { kind: "done"; package: string; ms: number; files: string[] }
+  /** After a build, the cache was brought under its cap (or could not be: `error`). */
+  | { kind: "cache"; package: string; evicted: number; freed: number; total: number; error?: string };
 
 export interface BuildOptions {
   arch: string;
@@ -55,6 +57,8 @@ export interface BuildOptions {
   sourceDir?: string;
   cacheDir: string;
   sourceDateEpoch: number;
+  /** Cap on the cache (bytes): after the build, guests and fetched packages are evicted least recently used first until it fits; default $KILN_CACHE_MAX_SIZE, else no cap. */
+  cacheMaxSize?: number;
   mirrors?: MirrorOptions;
   /** The distribution id: the namespace of the purls in SBOMs and provenance (default "kiln"). */
   distroId?: string;
@@ -297,5 +301,16 @@ export function startPod(
   workspace: string,
   runAs?: { uid: number; gid: number },
 ): Promise<Pod> {
-  return ctx.runner.start({ guestRoot: guest.dir, workspace, ...runAs });
+  // The guest stays leased (safe from eviction) until the pod stops.
+  return ctx.runner.start({ guestRoot: guest.dir, workspace, ...runAs }).then(
+    (pod) => ({
+      mounts: pod.mounts,
+      run: (argv, opts) => pod.run(argv, opts),
+      stop: () => pod.stop().finally(() => guest.release()),
+    }),
+    async (e: unknown) => {
+      await guest.release();
+      throw e;
+    },
+  );
 }

@@ -2,12 +2,17 @@
 // resolved from the recipe's repositories plus the local output repository,
 // installed with @kiln/image, given the build user, and materialized into a
 // directory that is reused for every build with the same resolved package set.
+// Its files are hard links into the shared content store (guest-store.ts);
+// a build holds a lease on its guest until it ends, so pruning (guest-prune.ts)
+// never takes a guest in use, and each use is recorded for LRU eviction.
 
 import { createHash } from "node:crypto";
-import { mkdir, rm, stat, mkdtemp, writeFile } from "node:fs/promises";
+import { mkdir, rm, stat, mkdtemp, writeFile, rename } from "node:fs/promises";
 import { join } from "node:path";
 import { Keyring, parsePublicKey } from "@kiln/apk";
 import { installDir } from "@kiln/core";
+import { GUEST_MARKER, leaseGuest, touch } from "./guest-cache.js";
+import { GuestStore } from "./guest-store.js";
 import { applyAccounts, applyPaths, ImageRoot, materializeRoot, type ImageConfig } from "@kiln/image";
 import {
   fetchPackages,
@@ -38,6 +43,8 @@ export interface Guest {
   /** Identity of the resolved set: what the guest is made of. */
   key: string;
   reused: boolean;
+  /** Ends this build's use of the guest (its lease): from then on it may be evicted. */
+  release(): Promise<void>;
 }
 
 export async function resolveGuest(spec: GuestSpec): Promise<RepoPackage[]> {
@@ -60,56 +67,96 @@ export function guestKey(pkgs: RepoPackage[], buildUid: number, image?: ImageCon
   return h.digest("hex");
 }
 
-/** Assemble (or reuse) the guest for a resolved package set. */
+/** Assemble (or reuse) the guest for a resolved package set; held (leased) until `release()`. */
 export async function assembleGuest(spec: GuestSpec, pkgs: RepoPackage[]): Promise<Guest> {
   const key = guestKey(pkgs, spec.buildUid, spec.image);
   const dir = join(spec.cacheDir, "guests", key);
-  if (await stat(join(dir, ".kiln-guest-complete")).catch(() => undefined))
-    return { dir, packages: pkgs, key, reused: true };
+  // The lease comes before the look: a prune that renamed the guest aside sees it and puts it back.
+  const lease = await leaseGuest(spec.cacheDir, key);
+  try {
+    const reused = await assembleLeased(spec, pkgs, key, dir);
+    await touch(join(dir, GUEST_MARKER));
+    return { dir, packages: pkgs, key, reused, release: () => lease.release() };
+  } catch (e) {
+    await lease.release();
+    throw e;
+  }
+}
+
+const complete = (dir: string) =>
+  stat(join(dir, GUEST_MARKER)).then(
+    () => true,
+    () => false,
+  );
+
+async function assembleLeased(spec: GuestSpec, pkgs: RepoPackage[], key: string, dir: string): Promise<boolean> {
+  if (await complete(dir)) return true;
   await mkdir(join(spec.cacheDir, "guests"), { recursive: true });
   const files = await fetchPackages(pkgs, {
     keyring: new Keyring(),
     cacheDir: spec.cacheDir,
     ...(spec.fetcher ? { fetcher: spec.fetcher } : {}),
   });
+  for (const f of files) await touch(f); // last use, for the cache's LRU eviction
   const work = await mkdtemp(join(spec.cacheDir, "guests", "tmp-"));
   try {
     const root = new ImageRoot(join(work, "spool"));
     for (const [i, p] of pkgs.entries()) await root.installPackage(files[i]!, p);
-    await root.createBusyboxLinks();
-    // The build user, as melange adds it: uid/gid 1000, HOME=/home/build.
-    const passwd = (await root.readText("etc/passwd")) ?? "root:x:0:0:root:/root:/bin/sh\n";
-    const group = (await root.readText("etc/group")) ?? "root:x:0:\n";
-    if (!/^build:/m.test(passwd))
-      await root.writeFile(
-        "etc/passwd",
-        passwd +
-          (passwd.endsWith("\n") ? "" : "\n") +
-          `build:x:${spec.buildUid}:${spec.buildUid}:build:/home/build:/bin/sh\n`,
-      );
-    if (!/^build:/m.test(group))
-      await root.writeFile("etc/group", group + (group.endsWith("\n") ? "" : "\n") + `build:x:${spec.buildUid}:\n`);
-    root.mkdirp("home/build", { uid: spec.buildUid, gid: spec.buildUid });
-    if (spec.image) {
-      await applyAccounts(root, spec.image);
-      await applyPaths(root, spec.image);
-    }
-    root.mkdirp("tmp", { mode: 0o1777 });
-    root.mkdirp("proc");
-    root.mkdirp("dev");
-    root.mkdirp("run");
-    await root.writeApkState({ world: spec.packages, repositories: [], arch: spec.arch, keys: spec.keys });
-    await materializeRoot(root, join(work, "root"));
+    await populateGuest(root, spec);
+    const store = new GuestStore(spec.cacheDir);
+    await materializeRoot(root, join(work, "root"), {
+      placeFile: (blob, dest, mode) => store.place(root.blobs, blob, dest, mode),
+    });
     await rm(join(work, "spool"), { recursive: true, force: true });
-    await writeFile(join(work, "root", ".kiln-guest-complete"), key + "\n");
-    // Another build may have assembled the same guest meanwhile (and may be
-    // running in it): a complete guest is kept, never replaced.
-    if (await stat(join(dir, ".kiln-guest-complete")).catch(() => undefined))
-      return { dir, packages: pkgs, key, reused: true };
-    // An incomplete one left by a crash is replaced (moved aside, then removed).
-    await installDir(join(work, "root"), dir);
+    await writeFile(join(work, "root", GUEST_MARKER), key + "\n");
+    return await install(join(work, "root"), dir);
   } finally {
     await rm(work, { recursive: true, force: true });
   }
-  return { dir, packages: pkgs, key, reused: false };
+}
+
+/**
+ * Put the assembled root at `dir`; true when a complete guest was there
+ * already. Another build may have assembled the same guest meanwhile (and
+ * may be running in it): a complete guest is kept, never replaced; an
+ * incomplete one left by a crash is replaced (moved aside, then removed).
+ */
+async function install(root: string, dir: string): Promise<boolean> {
+  try {
+    await rename(root, dir);
+    return false;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code !== "ENOTEMPTY" && code !== "EEXIST") throw e;
+  }
+  if (await complete(dir)) return true;
+  await installDir(root, dir);
+  return false;
+}
+
+/** The build user, the environment's accounts and paths, the mount points, apk's state. */
+async function populateGuest(root: ImageRoot, spec: GuestSpec): Promise<void> {
+  await root.createBusyboxLinks();
+  // The build user, as melange adds it: uid/gid 1000, HOME=/home/build.
+  const passwd = (await root.readText("etc/passwd")) ?? "root:x:0:0:root:/root:/bin/sh\n";
+  const group = (await root.readText("etc/group")) ?? "root:x:0:\n";
+  if (!/^build:/m.test(passwd))
+    await root.writeFile(
+      "etc/passwd",
+      passwd +
+        (passwd.endsWith("\n") ? "" : "\n") +
+        `build:x:${spec.buildUid}:${spec.buildUid}:build:/home/build:/bin/sh\n`,
+    );
+  if (!/^build:/m.test(group))
+    await root.writeFile("etc/group", group + (group.endsWith("\n") ? "" : "\n") + `build:x:${spec.buildUid}:\n`);
+  root.mkdirp("home/build", { uid: spec.buildUid, gid: spec.buildUid });
+  if (spec.image) {
+    await applyAccounts(root, spec.image);
+    await applyPaths(root, spec.image);
+  }
+  root.mkdirp("tmp", { mode: 0o1777 });
+  root.mkdirp("proc");
+  root.mkdirp("dev");
+  root.mkdirp("run");
+  await root.writeApkState({ world: spec.packages, repositories: [], arch: spec.arch, keys: spec.keys });
 }

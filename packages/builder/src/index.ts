@@ -180,3 +180,17 @@ export {
   type ProvenanceStatement,
 } from "./provenance-verify.js";
 export { IN_TOTO_PAYLOAD_TYPE, isEnvelope, pae, signEnvelope, verifiedSigners, type Envelope } from "./dsse.js";
+export {
+  CACHE_MAX_SIZE_ENV,
+  CacheError,
+  cacheCapFromEnv,
+  cacheUsage,
+  leaseGuest,
+  listGuests,
+  parseDuration,
+  parseSize,
+  type CacheUsage,
+  type GuestInfo,
+} from "./guest-cache.js";
+export { pruneCache, type PruneEvent, type PruneOptions, type PruneResult } from "./guest-prune.js";
+export { GuestStore, listStore, storeDir, sweepStore, verifyStore } from "./guest-store.js";

@@ -14,6 +14,7 @@ import { debugCmd, runCmd } from "./commands/run.js";
 import { scan } from "./commands/scan.js";
 import { sign } from "./commands/sign.js";
 import { source } from "./commands/source.js";
+import { cache } from "./commands/cache.js";
 import { verify } from "./commands/verify.js";
 import { update } from "./commands/update.js";
 import { version } from "./commands/version.js";
@@ -36,6 +37,7 @@ export const COMMANDS: Entry[] = [
   bump,
   update,
   source,
+  cache,
   compile,
   lint,
   packageVersion,

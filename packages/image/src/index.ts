@@ -48,7 +48,7 @@ export {
   rootCapFromEnv,
 } from "./budget.js";
 export { applyAccounts, applyPaths, applyOsRelease, applyServices } from "./mutate.js";
-export { materializeRoot, removeTree } from "./materialize.js";
+export { materializeRoot, removeTree, type MaterializeOptions } from "./materialize.js";
 export { apkPurl, fileSha256s, imageSbom, packageDownloadLocation, spdxLicense, type SbomOptions } from "./sbom.js";
 export { spdx23Problems, spdx23Schema } from "./spdx-check.js";
 export {

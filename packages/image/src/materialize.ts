@@ -7,6 +7,17 @@
 import { chmod, link, mkdir, rm, symlink, writeFile, lstat } from "node:fs/promises";
 import { joinUnder, UnsafePathError } from "@kiln/core";
 import { InstallError, type ImageRoot } from "./root.js";
+import type { StoredBlob } from "./spool.js";
+
+export interface MaterializeOptions {
+  devices?: boolean;
+  /**
+   * Put a regular file's content at `dest` with `mode` (instead of a copy and
+   * a chmod): a build guest hard-links it from a content store. The file is
+   * not chmod-ed afterwards, so a shared inode keeps the mode it was made with.
+   */
+  placeFile?: (blob: StoredBlob, dest: string, mode: number) => Promise<void>;
+}
 
 function hostPath(dir: string, treePath: string): string {
   try {
@@ -21,7 +32,7 @@ function hostPath(dir: string, treePath: string): string {
   }
 }
 
-export async function materializeRoot(root: ImageRoot, dir: string, opts: { devices?: boolean } = {}): Promise<void> {
+export async function materializeRoot(root: ImageRoot, dir: string, opts: MaterializeOptions = {}): Promise<void> {
   const nodes = root.sorted();
   // Every path checked before the first is written: a refused tree leaves nothing half made.
   const paths = new Map(nodes.map((n) => [n.path, hostPath(dir, n.path)] as const));
@@ -39,8 +50,12 @@ export async function materializeRoot(root: ImageRoot, dir: string, opts: { devi
           await link(paths.get(group)!, p);
           continue;
         }
-        await root.copyBlob(n.blob!, p);
         if (n.linkGroup !== undefined) first.set(n.linkGroup, n.path);
+        if (opts.placeFile) {
+          await opts.placeFile(n.blob!, p, n.mode & 0o7777);
+          continue;
+        }
+        await root.copyBlob(n.blob!, p);
         break;
       }
       case "symlink":

@@ -59,6 +59,13 @@ export function progressPrinter(io: Io, json: boolean): (e: BuildEvent) => void 
       case "done":
         io.err(`  done in ${(e.ms / 1000).toFixed(1)} s`);
         break;
+      case "cache":
+        io.err(
+          e.error
+            ? `  cache: could not prune: ${e.error}`
+            : `  cache: ${(e.total / 2 ** 20).toFixed(0)} MiB${e.evicted ? ` (evicted ${e.evicted}, freed ${(e.freed / 2 ** 20).toFixed(0)} MiB)` : ""}`,
+        );
+        break;
     }
   };
 }

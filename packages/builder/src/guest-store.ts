@@ -1,0 +1,198 @@
+// The content store build guests share: CACHE/store/AA/SHA256-MODE, one file
+// per content and mode, hard-linked into every guest that holds it, so 80
+// guests of mostly the same toolchain cost about one copy of it. A guest is
+// mounted read-only in the sandbox (and a hard link cannot leave its mount),
+// so no build step can change a store file; an entry whose content no longer
+// hashes to its name (damage on the host) is detected when a guest would
+// link it, moved out of the way and written again from the package. Entries
+// are written under a temporary name and renamed into place; one that no
+// guest links any more (link count 1) is garbage for `sweepStore`.
+
+import { createHash, randomBytes } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { chmod, link, lstat, mkdir, opendir, rename, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+
+/** A content as the image root holds it (SHA-1 and size), with a way to read it. */
+export interface StoreSource {
+  sha1: string;
+  size: number;
+}
+
+export interface StoreReader {
+  stream(blob: StoreSource): AsyncIterable<Uint8Array>;
+  copyTo(blob: StoreSource, dest: string): Promise<void>;
+}
+
+export interface StoreStats {
+  /** Files linked from an entry that was already there. */
+  shared: number;
+  /** Entries written. */
+  added: number;
+  /** Entries found damaged (content not matching the name), replaced. */
+  corrupt: string[];
+  /** Files copied instead (empty files, or an entry at the file system's link limit). */
+  copied: number;
+}
+
+const ENTRY_RE = /^([0-9a-f]{64})-([0-7]{1,5})$/;
+
+export function storeDir(cacheDir: string): string {
+  return join(cacheDir, "store");
+}
+
+async function sha256Of(chunks: AsyncIterable<Uint8Array>): Promise<string> {
+  const h = createHash("sha256");
+  for await (const c of chunks) h.update(c);
+  return h.digest("hex");
+}
+
+/** SHA-256 of a file's content. */
+export function hashFile(path: string): Promise<string> {
+  return sha256Of(createReadStream(path, { highWaterMark: 1024 * 1024 }) as AsyncIterable<Uint8Array>);
+}
+
+/** What an entry's name says: its SHA-256 and mode, or undefined for a name that is not an entry. */
+export function parseEntryName(name: string): { sha256: string; mode: number } | undefined {
+  const m = ENTRY_RE.exec(name);
+  return m ? { sha256: m[1]!, mode: parseInt(m[2]!, 8) } : undefined;
+}
+
+export class GuestStore {
+  readonly dir: string;
+  readonly stats: StoreStats = { shared: 0, added: 0, corrupt: [], copied: 0 };
+  /** SHA-1 (verified by the package reader) to SHA-256, so a content is hashed once per process. */
+  private readonly sha256BySha1 = new Map<string, string>();
+  /** Entries verified in this process, by inode and change time: re-hashed only when changed. */
+  private readonly verified = new Map<string, string>();
+
+  constructor(cacheDir: string) {
+    this.dir = storeDir(cacheDir);
+  }
+
+  entryPath(sha256: string, mode: number): string {
+    return join(this.dir, sha256.slice(0, 2), `${sha256}-${(mode & 0o7777).toString(8)}`);
+  }
+
+  /** Put `blob` at `dest` (a new path) with `mode`: a hard link to its store entry, made first if needed. */
+  async place(reader: StoreReader, blob: StoreSource, dest: string, mode: number): Promise<void> {
+    if (blob.size === 0) {
+      // Empty files cost no data blocks: not worth a link (and thousands would crowd one inode's link count).
+      await writeFile(dest, "");
+      await chmod(dest, mode);
+      this.stats.copied++;
+      return;
+    }
+    let sha256 = this.sha256BySha1.get(blob.sha1);
+    if (!sha256) {
+      sha256 = await sha256Of(reader.stream(blob));
+      this.sha256BySha1.set(blob.sha1, sha256);
+    }
+    const entry = this.entryPath(sha256, mode);
+    // An entry can vanish between the check and the link (a sweep took it): then it is written again.
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const fresh = !(await this.usable(entry, sha256, blob.size)) && (await this.add(reader, blob, entry, mode));
+      try {
+        await link(entry, dest);
+        if (fresh) this.stats.added++;
+        else this.stats.shared++;
+        return;
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === "ENOENT") continue;
+        if (code !== "EMLINK" && code !== "EXDEV") throw e;
+        break;
+      }
+    }
+    await reader.copyTo(blob, dest);
+    await chmod(dest, mode);
+    this.stats.copied++;
+  }
+
+  /** Whether `entry` is there with the right content; a damaged one is removed (and recorded). */
+  private async usable(entry: string, sha256: string, size: number): Promise<boolean> {
+    const st = await lstat(entry).catch(() => undefined);
+    if (!st) return false;
+    const stamp = `${st.ino}:${st.ctimeMs}:${st.size}`;
+    if (st.isFile() && this.verified.get(entry) === stamp) return true;
+    if (st.isFile() && st.size === size && (await hashFile(entry).catch(() => "")) === sha256) {
+      this.verified.set(entry, stamp);
+      return true;
+    }
+    this.stats.corrupt.push(entry);
+    // Moved aside first: guests that link the damaged inode keep it, new ones get a good copy.
+    const aside = `${entry}.corrupt-${randomBytes(4).toString("hex")}`;
+    await rename(entry, aside).catch(() => undefined);
+    await rm(aside, { force: true });
+    return false;
+  }
+
+  private async add(reader: StoreReader, blob: StoreSource, entry: string, mode: number): Promise<true> {
+    const tmpDir = join(this.dir, "tmp");
+    await mkdir(tmpDir, { recursive: true, mode: 0o700 });
+    await mkdir(join(entry, ".."), { recursive: true, mode: 0o700 });
+    const tmp = join(tmpDir, `${process.pid}-${randomBytes(6).toString("hex")}`);
+    try {
+      await reader.copyTo(blob, tmp);
+      await chmod(tmp, mode);
+      await rename(tmp, entry);
+    } finally {
+      await rm(tmp, { force: true });
+    }
+    const st = await lstat(entry).catch(() => undefined);
+    if (st) this.verified.set(entry, `${st.ino}:${st.ctimeMs}:${st.size}`);
+    return true;
+  }
+}
+
+export interface StoreEntry {
+  path: string;
+  sha256: string;
+  mode: number;
+  ino: number;
+  nlink: number;
+  /** Bytes on disk (blocks). */
+  bytes: number;
+}
+
+/** Every entry of the store (names that are not entries are skipped). */
+export async function listStore(cacheDir: string): Promise<StoreEntry[]> {
+  const dir = storeDir(cacheDir);
+  const out: StoreEntry[] = [];
+  const top = await opendir(dir).catch(() => undefined);
+  if (!top) return out;
+  for await (const d of top) {
+    if (!d.isDirectory() || !/^[0-9a-f]{2}$/.test(d.name)) continue;
+    for await (const e of await opendir(join(dir, d.name))) {
+      const parsed = parseEntryName(e.name);
+      if (!parsed || !e.isFile()) continue;
+      const path = join(dir, d.name, e.name);
+      const st = await lstat(path).catch(() => undefined);
+      if (st) out.push({ path, ...parsed, ino: st.ino, nlink: st.nlink, bytes: st.blocks * 512 });
+    }
+  }
+  return out;
+}
+
+/** Remove entries no guest links any more; returns what they held. */
+export async function sweepStore(
+  cacheDir: string,
+  opts: { dryRun?: boolean } = {},
+): Promise<{ files: number; bytes: number }> {
+  let files = 0;
+  let bytes = 0;
+  for (const e of await listStore(cacheDir)) {
+    if (e.nlink > 1) continue;
+    files++;
+    bytes += e.bytes;
+    if (!opts.dryRun) await rm(e.path, { force: true });
+  }
+  return { files, bytes };
+}
+
+/** Re-hash every entry: the ones whose content does not match their name. */
+export async function verifyStore(cacheDir: string): Promise<string[]> {
+  const bad: string[] = [];
+  for (const e of await listStore(cacheDir)) if ((await hashFile(e.path)) !== e.sha256) bad.push(e.path);
+  return bad;
+}
