@@ -21,6 +21,9 @@ import {
 } from "./fetch-source.js";
 import { openConfined, type FileRoot } from "./host-files.js";
 
+/** Long lines stay as written (the yaml library folds at 80 columns by default). */
+export const KEEP_LAYOUT = { lineWidth: 0 } as const;
+
 export interface BumpResult {
   file: string;
   from: string;
@@ -90,7 +93,7 @@ export async function bumpRecipe(
   doc.setIn(["package", "version"], version);
   doc.setIn(["package", "epoch"], 0);
   // Compile the bumped recipe to learn each fetch step's URI for the new version.
-  const bumped = parseRecipe(file, doc.toString());
+  const bumped = parseRecipe(file, doc.toString(KEEP_LAYOUT));
   const steps = fetchSteps(doc);
   const uris: string[] = [];
   for (const s of steps) {
@@ -119,6 +122,6 @@ export async function bumpRecipe(
     if (doc.hasIn([...s.path, "with", "expected-sha512"])) doc.deleteIn([...s.path, "with", "expected-sha512"]);
     sources.push({ uri: uris[i]!, sha256: sha });
   }
-  await writeFileAtomic(file, doc.toString(), { fsync: true });
+  await writeFileAtomic(file, doc.toString(KEEP_LAYOUT), { fsync: true });
   return { file, from, to: version, sources };
 }

@@ -6,7 +6,7 @@
 import { readFile } from "node:fs/promises";
 import { isScalar, parseDocument, type Document } from "yaml";
 import { ConfigError, writeFileAtomic } from "@kiln/core";
-import { fetchSteps } from "../bump.js";
+import { fetchSteps, KEEP_LAYOUT } from "../bump.js";
 import { compileRecipe, parseRecipe } from "../compile.js";
 import type { UpdateReport } from "./check.js";
 
@@ -63,17 +63,17 @@ export async function applyUpdate(report: UpdateReport): Promise<ApplyResult> {
   const i = which[0]!;
   setKeepingStyle(doc, ["package", "version"], newest.version);
   if (doc.hasIn(["package", "epoch"])) setKeepingStyle(doc, ["package", "epoch"], 0);
-  let after = compiledFetchUris(file, doc.toString());
+  let after = compiledFetchUris(file, doc.toString(KEEP_LAYOUT));
   const rewritten = after[i] !== want;
   if (rewritten) {
     setKeepingStyle(doc, [...steps[i]!.path, "with", "uri"], newest.uri);
-    after = compiledFetchUris(file, doc.toString());
+    after = compiledFetchUris(file, doc.toString(KEEP_LAYOUT));
     if (after[i] !== want) fail(`the fetch URI does not compile to ${newest.uri} after the edit`);
   }
   setKeepingStyle(doc, [...steps[i]!.path, "with", "expected-sha256"], newest.sha256);
   if (doc.hasIn([...steps[i]!.path, "with", "expected-sha512"]))
     doc.deleteIn([...steps[i]!.path, "with", "expected-sha512"]);
-  const out = doc.toString();
+  const out = doc.toString(KEEP_LAYOUT);
   parseRecipe(file, out); // the edited recipe must still be valid
   await writeFileAtomic(file, out, { fsync: true });
   return {

@@ -54,6 +54,8 @@ export interface UpdateReport {
   manual?: boolean;
   newest?: UpdateCandidate;
   note?: string;
+  /** Set by --apply: the version the recipe had before it was bumped. */
+  bumpedFrom?: string;
 }
 
 interface ArchiveUse {

@@ -43,10 +43,12 @@ function recipe(dir: string, name: string, version: string, uri: string, extra =
   const f = join(dir, `${name}.yaml`);
   writeFileSync(
     f,
-    `# ${name}: a test recipe\npackage:\n  name: ${name}\n  version: "${version}" # the upstream release\n  epoch: 3\n  description: test\n  copyright:\n    - license: MIT\n\npipeline:\n  # the archive's orig tarball\n  - uses: fetch\n    with:\n      uri: ${uri}\n      expected-sha256: ${SHA("a")}\n  - runs: echo built\n${extra}`,
+    `# ${name}: a test recipe\npackage:\n  name: ${name}\n  version: "${version}" # the upstream release\n  epoch: 3\n  description: test\n  copyright:\n    - license: MIT\n\npipeline:\n  # the archive's orig tarball\n  - uses: fetch\n    with:\n      uri: ${uri}\n      expected-sha256: ${SHA("a")}\n  - runs: echo built\n  - uses: autoconf/configure\n    with:\n      opts: ${LONG}\n${extra}`,
   );
   return f;
 }
+
+const LONG = "--disable-static --enable-zlib --enable-xzlib --enable-zstdlib --disable-bzlib --disable-libseccomp";
 
 const STABLE =
   para("foo", "1.0-1", "foo_1.0.orig.tar.gz", SHA("1")) +
@@ -167,6 +169,7 @@ describe("kiln update --apply", () => {
     expect(text).toContain("epoch: 0");
     expect(text).toContain("# foo: a test recipe");
     expect(text).toContain("  # the archive's orig tarball\n");
+    expect(text).toContain(`      opts: ${LONG}\n`); // a long line is not folded
     expect(text).toContain("uri: ${{mirror.debian}}/pool/main/f/foo/foo_1.2+dfsg.orig.tar.gz");
     expect(text).toContain(`expected-sha256: ${SHA("4")}`);
     // Checked again: now current.

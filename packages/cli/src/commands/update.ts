@@ -33,7 +33,9 @@ function line(r: UpdateReport): string {
     case "outdated":
       return `${r.name}: ${r.current} -> ${where}${tag}${r.kind === "deb" ? " [.deb import]" : ""}${n?.uri ? `\n    ${n.uri}\n    sha256 ${n.sha256}` : ""}`;
     case "current":
-      return `${r.name}: ${r.current} is current (newest ${where})`;
+      return r.bumpedFrom
+        ? `${r.name}: bumped ${r.bumpedFrom} -> ${r.current} (${where})`
+        : `${r.name}: ${r.current} is current (newest ${where})`;
     case "disabled":
       return `${r.name}: ${r.current}, skipped: ${r.note}`;
     default:
@@ -98,6 +100,8 @@ Exit 0; with --fail-on-outdated, ${EXIT_OUTDATED} when some recipe is still behi
           const a = await applyUpdate(r);
           applied.push(a);
           r.status = "current";
+          r.bumpedFrom = a.from;
+          r.current = a.to;
           progress?.(`${r.name}: bumped ${a.from} -> ${a.to}${a.uriRewritten ? " (fetch URI rewritten)" : ""}`);
         }
       }
