@@ -65,7 +65,7 @@ export interface BuildPhases {
 
 export async function buildRecipe(file: string, opts: BuildOptions): Promise<BuildResult> {
   const t0 = Date.now();
-  const cap = opts.cacheMaxSize ?? cacheCapFromEnv(); // a bad $KILN_CACHE_MAX_SIZE fails before any work
+  const cap = cacheCapFromEnv() ?? opts.cacheMaxSize; // a bad $KILN_CACHE_MAX_SIZE fails before any work
   const ctx = await recipeContext(file, opts, "build");
   const pkg = ctx.compiled.package;
   const result: BuildResult = {

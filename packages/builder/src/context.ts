@@ -56,8 +56,7 @@ export interface BuildOptions {
    */
   sourceDir?: string;
   cacheDir: string;
-  sourceDateEpoch: number;
-  /** Cap on the cache (bytes): after the build, guests and fetched packages are evicted least recently used first until it fits; default $KILN_CACHE_MAX_SIZE, else no cap. */
+  /** Cap on the cache (bytes): after the build, guests and fetched packages are evicted least recently used first until it fits; $KILN_CACHE_MAX_SIZE overrides it; unset, no cap. */
   cacheMaxSize?: number;
   mirrors?: MirrorOptions;
   /** The distribution id: the namespace of the purls in SBOMs and provenance (default "kiln"). */

@@ -19,12 +19,19 @@ export class CacheError extends KilnError {
   readonly code = "CACHE";
 }
 
-/** "4G", "512M", "1.5T", "268435456" as bytes; `what` names the option or variable in the error. */
-export function parseSize(raw: string, what: string): number {
+export const SIZE_EXPECTED = "expected a size such as 512M, 4G or 1T";
+
+/** "4G", "512M", "1.5T", "268435456" as bytes (powers of 1024); undefined when it is not a size. */
+export function readSize(raw: string): number | undefined {
   const m = /^(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?$/i.exec(raw.trim());
   const n = m ? Math.round(Number(m[1]) * 1024 ** " KMGT".indexOf((m[2] || " ").toUpperCase())) : NaN;
-  if (!m || !Number.isSafeInteger(n))
-    throw new CacheError(`${what}: expected a size such as 512M, 4G or 1T, got ${JSON.stringify(raw)}`);
+  return Number.isSafeInteger(n) ? n : undefined;
+}
+
+/** A size as readSize reads it; `what` names the option or variable in the error. */
+export function parseSize(raw: string, what: string): number {
+  const n = readSize(raw);
+  if (n === undefined) throw new CacheError(`${what}: ${SIZE_EXPECTED}, got ${JSON.stringify(raw)}`);
   return n;
 }
 

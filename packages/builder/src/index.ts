@@ -189,6 +189,8 @@ export {
   listGuests,
   parseDuration,
   parseSize,
+  readSize,
+  SIZE_EXPECTED,
   type CacheUsage,
   type GuestInfo,
 } from "./guest-cache.js";

@@ -9,6 +9,7 @@ import { dirname, isAbsolute, resolve } from "node:path";
 import { z } from "zod";
 import { ARCH_ALIASES, ConfigError, hostApkArch, isInside, loadYaml, readConfigText, type Problem } from "@kiln/core";
 import { imageConfigSchema, type ImageConfigInput } from "@kiln/image";
+import { readSize, SIZE_EXPECTED } from "@kiln/builder";
 import { parseRepositoryRef } from "@kiln/repo";
 
 const relPath = z.string().min(1, "expected a path");
@@ -83,6 +84,11 @@ export const distroSchema = z
      * recipe does not set the same ones.
      */
     environment: imageConfigSchema.optional(),
+    /** The build cache: `max-size` (512M, 4G…) caps it; after each build, guests and fetched packages are evicted least recently used first until it fits. */
+    cache: z
+      .object({ "max-size": z.union([z.string(), z.number()]).optional() })
+      .strict()
+      .optional(),
   })
   .strict();
 
@@ -123,6 +129,8 @@ export interface Distro {
   upstream: { repositories: string[]; keyring: string[] };
   mirrors: Record<string, string>;
   environment?: ImageConfigInput;
+  /** `cache.max-size` in bytes. */
+  cacheMaxSize?: number;
 }
 
 const URL_RE = /^[a-z][a-z0-9+.-]*:\/\//i;
@@ -184,6 +192,7 @@ export function parseDistro(file: string, text: string): Distro {
   if (target !== undefined && URL_RE.test(target) && !target.startsWith("s3://"))
     at(["publish", "target"], `publish to s3://BUCKET/PREFIX or a directory, got ${JSON.stringify(target)}`);
   const sources = sourcePaths(root, v.sources, at);
+  const cacheMaxSize = cacheCap(v.cache?.["max-size"], at);
   if (problems.length) throw new ConfigError(problems);
 
   const publish = publishSettings(root, v.publish);
@@ -208,7 +217,14 @@ export function parseDistro(file: string, text: string): Distro {
   if (v.advisories !== undefined) d.advisoriesDir = resolve(root, v.advisories);
   if (signingKey) d.signingKey = signingKey;
   if (v.environment) d.environment = v.environment;
+  if (cacheMaxSize !== undefined) d.cacheMaxSize = cacheMaxSize;
   return d;
+}
+
+function cacheCap(raw: string | number | undefined, at: (path: string[], message: string) => void) {
+  const n = raw === undefined ? undefined : readSize(String(raw));
+  if (raw !== undefined && n === undefined) at(["cache", "max-size"], `${SIZE_EXPECTED}, got ${JSON.stringify(raw)}`);
+  return n;
 }
 
 function publishSettings(root: string, p: DistroInput["publish"]): PublishSettings {

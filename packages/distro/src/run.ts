@@ -365,6 +365,7 @@ export function localBuilder(o: LocalBuilderOptions): Builder {
       keyringAppend: o.keyringAppend,
       pipelineDirs: o.distro.pipelineDirs,
       cacheDir: o.cacheDir,
+      ...(o.distro.cacheMaxSize !== undefined ? { cacheMaxSize: o.distro.cacheMaxSize } : {}),
       sourceDateEpoch: o.sourceDateEpoch,
       mirrors: { mirrors: o.distro.mirrors },
       distroId: o.distro.id,

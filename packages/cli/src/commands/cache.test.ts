@@ -5,6 +5,8 @@ import { mkdir, mkdtemp, rm, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { ConfigError } from "@kiln/core";
+import { parseDistro } from "@kiln/distro";
 import { main } from "../main.js";
 import type { Io } from "../util.js";
 
@@ -72,5 +74,22 @@ describe("kiln cache", () => {
     const r = JSON.parse(io.stdout.join("\n")) as { evicted: Array<{ name: string }>; freed: number };
     expect(r.evicted.map((e) => e.name)).toEqual(["a".repeat(64)]);
     expect(r.freed).toBeGreaterThanOrEqual(300_000);
+  });
+});
+
+describe("distro.yaml cache:", () => {
+  it("max-size is read as bytes; a bad one is one problem at its line naming the field", () => {
+    expect(parseDistro("/d/distro.yaml", "name: T\nid: t\ncache:\n  max-size: 4G\n").cacheMaxSize).toBe(4 * 2 ** 30);
+    expect(parseDistro("/d/distro.yaml", "name: T\nid: t\n").cacheMaxSize).toBeUndefined();
+    let err: unknown;
+    try {
+      parseDistro("/d/distro.yaml", "name: T\nid: t\ncache:\n  max-size: huge\n");
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).problems.map((p) => `${p.line}:${p.path}: ${p.message}`)).toEqual([
+      '4:cache.max-size: expected a size such as 512M, 4G or 1T, got "huge"',
+    ]);
   });
 });
