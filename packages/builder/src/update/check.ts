@@ -2,10 +2,12 @@
 // archive are behind the newest upstream release the archive's suites offer.
 
 import { readFile } from "node:fs/promises";
-import { compareVersions } from "@kiln/apk";
+import { stat } from "node:fs/promises";
+import { compareVersions, isValidVersion } from "@kiln/apk";
+import { httpGet } from "@kiln/core";
 import { compileRecipe, parseRecipe, type LoadedRecipe } from "../compile.js";
 import type { Recipe } from "../recipe-schema.js";
-import { debianMirror, type MirrorOptions } from "../source/mirrors.js";
+import { debianMirror, localFilePath, substituteMirrors, type MirrorOptions } from "../source/mirrors.js";
 import { readAptSources } from "../source/apt.js";
 import {
   DEBIAN_SOURCE_RE,
@@ -108,13 +110,13 @@ function pickFile(src: IndexedSource, prefix: string): Pick<UpdateCandidate, "ur
   return { uri: `${prefix}/${src.directory}/${f.name}`, file: f.name, sha256: f.sha256, size: f.size };
 }
 
-/** The newest release of `use.source` among the indexed paragraphs, as this recipe's update block takes it. */
-function newestFor(
+/** The releases of a source among the indexed paragraphs, as this recipe's update block takes them, newest first. */
+function candidatesFor(
   found: readonly IndexedSource[],
   update: UpdateBlock | undefined,
   prefix: string,
-): { best?: UpdateCandidate; refused: string[] } {
-  let best: UpdateCandidate | undefined;
+): { candidates: UpdateCandidate[]; refused: string[] } {
+  const byVersion = new Map<string, UpdateCandidate>();
   const refused: string[] = [];
   for (const src of found) {
     const up = upstreamRelease(debianUpstream(src.version));
@@ -125,16 +127,28 @@ function newestFor(
       continue;
     }
     const version = transformVersion(update, up);
-    let c: number;
-    try {
-      c = best ? compareVersions(version, best.version) : 1;
-    } catch {
-      continue; // a transform giving no apk version: not a candidate
-    }
-    if (c > 0) best = { version, debianVersion: src.version, suites: [src.suite], ...pickFile(src, prefix) };
-    else if (c === 0 && best && !best.suites.includes(src.suite)) best.suites.push(src.suite);
+    if (!isValidVersion(`${version}-r0`)) continue; // a transform giving no apk version: not a candidate
+    const had = byVersion.get(version);
+    if (!had)
+      byVersion.set(version, { version, debianVersion: src.version, suites: [src.suite], ...pickFile(src, prefix) });
+    else if (!had.suites.includes(src.suite)) had.suites.push(src.suite);
   }
-  return { best, refused: [...new Set(refused)] };
+  const candidates = [...byVersion.values()].sort((x, y) => compareVersions(y.version, x.version));
+  return { candidates, refused: [...new Set(refused)] };
+}
+
+/** Whether the mirror has the file (a listed file is not always served: a partial mirror or one that lags its index). */
+async function available(uri: string, opts: MirrorOptions): Promise<boolean> {
+  const url = substituteMirrors(uri, opts);
+  if (/^file:/i.test(url))
+    return (await stat(localFilePath(new URL(url), uri)).catch(() => undefined))?.isFile() ?? false;
+  try {
+    const res = await httpGet(url, { subject: uri, headers: { "user-agent": "kiln" }, timeoutMs: 60_000 });
+    await res.body?.cancel().catch(() => undefined);
+    return res.ok;
+  } catch {
+    return false;
+  }
 }
 
 export interface CheckOptions extends MirrorOptions, IndexFetchOptions {
@@ -175,7 +189,12 @@ async function readIndexes(
   return { found, served };
 }
 
-function reportOne(l: Loaded, found: Map<string, IndexedSource[]>, served: string[]): UpdateReport {
+async function reportOne(
+  l: Loaded,
+  found: Map<string, IndexedSource[]>,
+  served: string[],
+  opts: CheckOptions,
+): Promise<UpdateReport> {
   const { recipe, use } = l;
   const current = use?.debUpstream
     ? (upstreamRelease(use.debUpstream) ?? use.debUpstream)
@@ -198,8 +217,25 @@ function reportOne(l: Loaded, found: Map<string, IndexedSource[]>, served: strin
       status: "not-in-archive",
       note: `source ${use.source} is in none of ${served.join(", ") || "the suites"}`,
     };
-  const { best, refused } = newestFor(paras, update, use.mirrorPrefix);
-  const note = refused.length ? `ignored: ${refused.join(", ")}` : undefined;
+  const { candidates, refused } = candidatesFor(paras, update, use.mirrorPrefix);
+  const notes = refused.length ? [`ignored: ${refused.join(", ")}`] : [];
+  let best: UpdateCandidate | undefined;
+  for (const c of candidates) {
+    const newer = (() => {
+      try {
+        return compareVersions(current, c.version) < 0;
+      } catch {
+        return true;
+      }
+    })();
+    // The recipe's own version or older needs no download; a newer orig tarball must be on the mirror.
+    if (!newer || use.kind !== "orig" || (c.uri !== undefined && (await available(c.uri, opts)))) {
+      best = c;
+      break;
+    }
+    notes.push(`${c.version} is listed but ${c.file ?? "its tarball"} is not on the mirror`);
+  }
+  const note = notes.length ? notes.join("; ") : undefined;
   if (!best) return { ...base, ...more, status: "not-in-archive", note: note ?? `no release version of ${use.source}` };
   let behind: boolean;
   try {
@@ -219,5 +255,7 @@ export async function checkUpdates(
   for (const f of files) loaded.push(await loadRecipe(f, opts.arch));
   const sources = new Set(loaded.flatMap((l) => (l.use && l.recipe.update?.enabled !== false ? [l.use.source] : [])));
   const { found, served } = sources.size ? await readIndexes(sources, opts) : { found: new Map(), served: [] };
-  return { reports: loaded.map((l) => reportOne(l, found, served)), suites: served };
+  const reports: UpdateReport[] = [];
+  for (const l of loaded) reports.push(await reportOne(l, found, served, opts));
+  return { reports, suites: served };
 }

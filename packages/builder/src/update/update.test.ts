@@ -29,12 +29,16 @@ function para(name: string, version: string, file: string, sha: string, dir = `p
   ].join("\n");
 }
 
-function archive(suites: Record<string, string>): string {
+function archive(suites: Record<string, string>, pool: string[] = []): string {
   const root = mkdtempSync(join(tmpdir(), "kiln-update-"));
   for (const [suite, text] of Object.entries(suites)) {
     const d = join(root, "dists", suite, "main", "source");
     mkdirSync(d, { recursive: true });
     writeFileSync(join(d, "Sources.xz"), execFileSync("xz", ["-c"], { input: text }));
+  }
+  for (const p of pool) {
+    mkdirSync(join(root, p, ".."), { recursive: true });
+    writeFileSync(join(root, p), "a tarball\n");
   }
   return root;
 }
@@ -63,10 +67,16 @@ const SID =
   "\n" +
   para("libqux", "1:1.2-1", "libqux_1.2.orig.tar.gz", SHA("6"), "pool/main/libq/libqux") +
   "\n" +
-  para("baz", "9.0-1", "baz_9.0.orig.tar.gz", SHA("7"));
+  para("baz", "9.0-1", "baz_9.0.orig.tar.gz", SHA("7")) +
+  "\n" +
+  // listed, but its tarball is not on the mirror
+  para("libqux", "1:1.3-1", "libqux_1.3.orig.tar.gz", SHA("8"), "pool/main/libq/libqux");
 
 function setup() {
-  const mirror = archive({ stable: STABLE, sid: SID, "sid-empty": "" });
+  const mirror = archive({ stable: STABLE, sid: SID, "sid-empty": "" }, [
+    "pool/main/f/foo/foo_1.2+dfsg.orig.tar.gz",
+    "pool/main/libq/libqux/libqux_1.2.orig.tar.gz",
+  ]);
   const dir = mkdtempSync(join(tmpdir(), "kiln-update-recipes-"));
   const opts = { mirrors: { debian: pathToFileURL(mirror).href }, suites: ["stable", "sid", "absent"] };
   return { mirror, dir, opts };
@@ -114,6 +124,7 @@ describe("kiln update --check", () => {
     expect(z).toMatchObject({ status: "disabled", note: "update.enabled is false: pinned" });
     expect(q).toMatchObject({ status: "current", newest: { version: "1.1", debianVersion: "1:1.1-2" } });
     expect(q!.note).toContain("ignore-regex-patterns");
+    expect(q!.note).toContain("1.3 is listed but libqux_1.3.orig.tar.gz is not on the mirror");
   });
 
   it("maps Debian's upstream versions to upstream's", () => {
@@ -185,6 +196,7 @@ describe("kiln update --apply", () => {
       "${{mirror.debian}}/pool/main/libq/libqux/libqux_${{package.version}}.orig.tar.gz",
     );
     const [r] = (await checkUpdates([f], opts)).reports;
+    // 1.3 is newer but not downloadable: the newest the mirror serves is taken.
     expect(r).toMatchObject({ status: "outdated", newest: { version: "1.2", sha256: SHA("6") } });
     const a = await applyUpdate(r!);
     expect(a.uriRewritten).toBe(false);
