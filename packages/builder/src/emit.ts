@@ -64,6 +64,12 @@ function downloadLocation(uri: string | undefined): string {
 function sbom(spec: EmitSpec, epoch: number): string {
   const id = (s: string) => "SPDXRef-" + s.replace(/[^A-Za-z0-9.-]/g, "-");
   const pkgId = id(`Package-${spec.name}-${spec.version}`);
+  // A package made from Debian binary packages (.deb sources) says so: imported, not built from source.
+  const isDeb = (s: EmitSpec["sources"][number]) => /\.deb$/.test(s.name ?? s.uri ?? "");
+  const debs = spec.sources.filter(isDeb).map((s) => s.name ?? "");
+  const imported = debs.length
+    ? `imported from Debian's binary packages, not built from source: ${debs.join(", ")}`
+    : "";
   const doc = {
     spdxVersion: "SPDX-2.3",
     dataLicense: "CC0-1.0",
@@ -87,6 +93,7 @@ function sbom(spec: EmitSpec, epoch: number): string {
         licenseConcluded: "NOASSERTION",
         copyrightText: "NOASSERTION",
         supplier: "NOASSERTION",
+        ...(imported ? { sourceInfo: imported, comment: imported } : {}),
         externalRefs: [
           {
             referenceCategory: "PACKAGE-MANAGER",
@@ -103,6 +110,7 @@ function sbom(spec: EmitSpec, epoch: number): string {
         licenseDeclared: "NOASSERTION",
         licenseConcluded: "NOASSERTION",
         copyrightText: "NOASSERTION",
+        ...(isDeb(s) ? { comment: "a Debian binary package, imported as built" } : {}),
         checksums: [
           ...(s.sha256 ? [{ algorithm: "SHA256", checksumValue: s.sha256 }] : []),
           ...(s.sha512 ? [{ algorithm: "SHA512", checksumValue: s.sha512 }] : []),

@@ -237,5 +237,50 @@ describe("the package SBOM", () => {
     expect(s1.checksums).toEqual([{ algorithm: "SHA256", checksumValue: TARBALL }]);
     expect([s2.name, s2.downloadLocation, s3.downloadLocation]).toEqual(["local.patch", "NOASSERTION", "NOASSERTION"]);
     expect(await sha256File(out)).toBe(sha256(readFileSync(out)));
+    expect(main.sourceInfo).toBeUndefined();
+  });
+
+  it("labels a package imported from .deb files as imported, naming each deb with its URL", async () => {
+    const destdir = join(work, "dest-deb");
+    mkdirSync(join(destdir, "usr/lib"), { recursive: true });
+    writeFileSync(join(destdir, "usr/lib/libx.txt"), "x\n");
+    const { privateKey, publicKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
+    const spec: EmitSpec = {
+      name: "libx",
+      version: "1.0-r0",
+      arch: "x86_64",
+      origin: "libx",
+      runtime: [],
+      provides: [],
+      replaces: [],
+      options: {},
+      scripts: {},
+      triggers: [],
+      controlFiles: {},
+      sources: [
+        publicSource(
+          { uri: "mirror://debian/pool/main/l/libx/libx1_1.0-1_amd64.deb", sha256: TARBALL },
+          { mirrors: { debian: MIRROR } },
+        ),
+      ],
+    };
+    await emitPackage(spec, destdir, join(work, "libx-1.0-r0.apk"), {
+      signingKeys: [{ name: "k.rsa.pub", privateKey, publicKey }],
+      sourceDateEpoch: 1_700_000_000,
+    });
+    const d = JSON.parse(readFileSync(join(destdir, "var/lib/db/sbom/libx-1.0-r0.spdx.json"), "utf8"));
+    expect(spdx23Problems(d)).toEqual([]);
+    const [main, deb] = d.packages;
+    expect(main.sourceInfo).toBe(
+      "imported from Debian's binary packages, not built from source: libx1_1.0-1_amd64.deb",
+    );
+    expect(main.comment).toBe(main.sourceInfo);
+    expect(deb.downloadLocation).toBe(`${MIRROR}/pool/main/l/libx/libx1_1.0-1_amd64.deb`);
+    expect(deb.comment).toBe("a Debian binary package, imported as built");
+    expect(d.relationships[1]).toEqual({
+      spdxElementId: main.SPDXID,
+      relationshipType: "GENERATED_FROM",
+      relatedSpdxElement: deb.SPDXID,
+    });
   });
 });
