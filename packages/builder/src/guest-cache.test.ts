@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { cacheUsage, GUEST_MARKER, leaseGuest, parseDuration, parseSize } from "./guest-cache.js";
+import { dedupGuests } from "./guest-dedup.js";
 import { pruneCache } from "./guest-prune.js";
 import { GuestStore, listStore, verifyStore } from "./guest-store.js";
 import { execInSandbox } from "./sandbox.js";
@@ -116,6 +117,33 @@ describe("guest store", () => {
     expect(await readFile(entry!.path)).toEqual(data);
     expect((await stat(entry!.path)).mode & 0o7777).toBe(0o755);
     expect(await verifyStore(cache)).toEqual([]);
+  });
+});
+
+describe("dedup of guests assembled before the store", () => {
+  it("replaces each copy by a link to one store entry; contents, modes and markers stay", async () => {
+    for (const k of ["a", "b"]) {
+      const dir = join(cache, "guests", k.repeat(64));
+      await mkdir(join(dir, "bin"), { recursive: true });
+      await writeFile(join(dir, "bin/tool"), big("t", 2 * MiB), { mode: 0o755 });
+      await writeFile(join(dir, "bin/own"), big(k, 8192));
+      await writeFile(join(dir, GUEST_MARKER), k);
+    }
+    const before = await cacheUsage(cache);
+    expect(before.kinds.guests).toBeGreaterThan(4 * MiB);
+    const r = await dedupGuests(cache);
+    expect(r).toMatchObject({ guests: 2, linked: 1, adopted: 3 });
+    const [a, b] = ["a", "b"].map((k) => join(cache, "guests", k.repeat(64)));
+    expect((await stat(join(a!, "bin/tool"))).ino).toBe((await stat(join(b!, "bin/tool"))).ino);
+    expect((await stat(join(b!, "bin/tool"))).mode & 0o7777).toBe(0o755);
+    expect(await readFile(join(b!, "bin/tool"))).toEqual(big("t", 2 * MiB));
+    expect(await readFile(join(b!, GUEST_MARKER), "utf8")).toBe("b");
+    expect((await stat(join(b!, GUEST_MARKER))).nlink).toBe(1);
+    const after = await cacheUsage(cache);
+    expect(after.total).toBeLessThan(before.total - 1.9 * MiB);
+    expect(await verifyStore(cache)).toEqual([]);
+    // Run again: nothing left to do.
+    expect(await dedupGuests(cache)).toMatchObject({ linked: 0, adopted: 0 });
   });
 });
 

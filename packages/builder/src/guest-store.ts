@@ -110,7 +110,7 @@ export class GuestStore {
   }
 
   /** Whether `entry` is there with the right content; a damaged one is removed (and recorded). */
-  private async usable(entry: string, sha256: string, size: number): Promise<boolean> {
+  async usable(entry: string, sha256: string, size: number): Promise<boolean> {
     const st = await lstat(entry).catch(() => undefined);
     if (!st) return false;
     const stamp = `${st.ino}:${st.ctimeMs}:${st.size}`;

@@ -196,3 +196,4 @@ export {
 } from "./guest-cache.js";
 export { pruneCache, type PruneEvent, type PruneOptions, type PruneResult } from "./guest-prune.js";
 export { GuestStore, listStore, storeDir, sweepStore, verifyStore } from "./guest-store.js";
+export { dedupGuests, type DedupResult } from "./guest-dedup.js";

@@ -1,7 +1,15 @@
 // `kiln cache du | prune`: what the cache holds (hard links counted once) and
 // evicting guests and fetched packages least recently used first.
 
-import { CacheError, cacheUsage, parseDuration, parseSize, pruneCache, type PruneEvent } from "@kiln/builder";
+import {
+  CacheError,
+  cacheUsage,
+  dedupGuests,
+  parseDuration,
+  parseSize,
+  pruneCache,
+  type PruneEvent,
+} from "@kiln/builder";
 import { defaultCacheDir } from "@kiln/repo";
 import { opt } from "../options.js";
 import { defineCommand, defineGroup, flag, parsed } from "../program.js";
@@ -114,4 +122,32 @@ with --dry-run nothing is removed and the summary says what would be freed.`,
   },
 });
 
-export const cache = defineGroup("cache", "the build cache: sizes (du) and LRU eviction (prune)", [du, prune]);
+const dedup = defineCommand({
+  name: "cache dedup",
+  summary: "move the files of guests assembled before the store into it (hard links)",
+  details: `Guests assembled by an older kiln hold a copy of every file. This hashes each regular file of
+every guest and replaces it with a hard link to its store entry (the first copy of a content becomes
+the entry), so identical files across guests take the space of one. A guest in use stays usable: each
+file is replaced by a rename, with the same content. Shows each guest as it is done, then a summary.`,
+  options: COMMON,
+  async run(values, _args, io) {
+    const cacheDir = values.cacheDir ?? defaultCacheDir(io.env);
+    const before = (await cacheUsage(cacheDir)).total;
+    const r = await dedupGuests(cacheDir, (key, done, of, acc) => {
+      if (!values.json) io.err(`  [${done}/${of}] ${key}: ${mib(acc.saved)} saved so far`);
+    });
+    const after = (await cacheUsage(cacheDir)).total;
+    if (values.json) io.out(JSON.stringify({ ...r, before, after }, null, 2));
+    else
+      io.out(
+        `${r.guests} guests: ${r.linked} files linked to the store, ${r.adopted} added to it; cache ${mib(before)} -> ${mib(after)}`,
+      );
+    return 0;
+  },
+});
+
+export const cache = defineGroup("cache", "the build cache: sizes (du), LRU eviction (prune), dedup of old guests", [
+  du,
+  prune,
+  dedup,
+]);
