@@ -137,6 +137,61 @@ export async function extractStaticBusybox(outDir: string, arch: string, dir: st
   return undefined;
 }
 
+/** The newest record of package NAME in OUT/ARCH's index, or undefined. */
+async function newestRecord(outDir: string, arch: string, name: string) {
+  const idxBytes = await readFile(join(outDir, arch, "APKINDEX.tar.gz")).catch(() => undefined);
+  if (!idxBytes) return undefined;
+  return (await readIndex(idxBytes)).records
+    .filter((r) => r.name === name)
+    .sort((a, b) => compareVersions(b.version, a.version))[0];
+}
+
+/** Byte budget for the packages a smoke test unpacks beside the image (`test.with-packages`). */
+const TEST_PACKAGES_BUDGET = 256 * 1024 * 1024;
+
+/**
+ * The regular files of the newest build of each package in NAMES, unpacked
+ * into `dir` (directories made as needed; symlinks, devices and hard links
+ * skipped, so nothing written can lead out of `dir`), for a smoke test's
+ * `test.with-packages`. Every path component is checked; a package missing
+ * from the repository is one error naming it.
+ */
+export async function extractTestPackages(
+  outDir: string,
+  arch: string,
+  names: readonly string[],
+  dir: string,
+): Promise<void> {
+  let total = 0;
+  for (const name of names) {
+    const rec = await newestRecord(outDir, arch, name);
+    if (!rec) throw new Error(`test.with-packages: ${name} is not in the repository (${join(outDir, arch)})`);
+    const file = joinUnder(
+      outDir,
+      { value: arch, what: "architecture" },
+      { value: `${rec.name}-${rec.version}.apk`, what: "package file" },
+    );
+    const reader = await openPackage(createReadStream(file));
+    try {
+      for await (const e of reader.entries()) {
+        if (e.type !== "file") continue;
+        total += e.size;
+        if (total > TEST_PACKAGES_BUDGET)
+          throw new Error(`test.with-packages: more than ${TEST_PACKAGES_BUDGET} bytes of files`);
+        const parts = e.path.split("/").filter((p) => p !== "");
+        const out = joinUnder(dir, ...parts.map((p) => ({ value: p, what: `path in ${name}` })));
+        await mkdir(join(out, ".."), { recursive: true });
+        const ws = createWriteStream(out, { flags: "wx" });
+        for await (const c of e.content()) ws.write(c);
+        await new Promise<void>((r, j) => ws.end((err?: Error | null) => (err ? j(err) : r())));
+        await chmod(out, e.mode & 0o755);
+      }
+    } finally {
+      await reader.close();
+    }
+  }
+}
+
 /** Run bwrap ARGS with the builder's launcher, keeping all of stdout and stderr. */
 async function runImageCommand(
   args: string[],
@@ -163,7 +218,7 @@ async function runImageCommand(
 export async function testImage(
   layout: string,
   cfg: ImageConfig,
-  opts: { tag?: string; timeoutMs?: number; busybox?: string } = {},
+  opts: { tag?: string; timeoutMs?: number; busybox?: string; packages?: string } = {},
 ): Promise<ImageTestResult> {
   if (!cfg.test) return { ok: true, exitCode: 0, stdout: "", stderr: "", detail: "no test" };
   const work = await mkdtemp(join(tmpdir(), "kiln-image-test-"));
@@ -212,6 +267,10 @@ export async function testImage(
           `${cfg.file}: test.with-busybox needs the distribution's busybox-static package, which is not built`,
         );
       args.push("--ro-bind", opts.busybox, "/.kiln-test/busybox");
+    }
+    if (cfg.test.withPackages?.length) {
+      if (!opts.packages) throw new Error(`${cfg.file}: test.with-packages: the packages were not unpacked`);
+      args.push("--ro-bind", opts.packages, "/.kiln-test/pkg");
     }
     args.push("--", ...cfg.test.command);
     const r = await runImageCommand(args, opts.timeoutMs ?? 120_000);
@@ -352,13 +411,16 @@ async function smokeTest(
   }
   let busybox: string | undefined;
   const bbDir = cfg.test.withBusybox ? await mkdtemp(join(tmpdir(), "kiln-bb-")) : undefined;
+  const pkgDir = cfg.test.withPackages?.length ? await mkdtemp(join(tmpdir(), "kiln-test-pkg-")) : undefined;
   try {
     if (bbDir) busybox = await extractStaticBusybox(distro.outDir, hostApkArch(), bbDir);
-    res.test = await testImage(out, cfg, busybox ? { busybox } : {});
+    if (pkgDir) await extractTestPackages(distro.outDir, hostApkArch(), cfg.test.withPackages ?? [], pkgDir);
+    res.test = await testImage(out, cfg, { ...(busybox ? { busybox } : {}), ...(pkgDir ? { packages: pkgDir } : {}) });
   } catch (e) {
     res.test = { ok: false, exitCode: -1, stdout: "", stderr: "", detail: (e as Error).message };
   } finally {
     if (bbDir) await rm(bbDir, { recursive: true, force: true });
+    if (pkgDir) await rm(pkgDir, { recursive: true, force: true });
   }
   log(`  test ${res.name}: ${res.test.ok ? "ok" : "FAILED"} — ${res.test.detail}`);
   if (!res.test.ok) res.status = "failed";

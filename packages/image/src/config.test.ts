@@ -193,6 +193,15 @@ test:
     expect(cfg.test).toEqual({ command: ["/bin/true"], expectExit: 0, withBusybox: false });
   });
 
+  it("test.with-packages lists packages for the test only; a name that could be a path is refused at its line", () => {
+    const cfg = parse("test: {command: [/.kiln-test/pkg/usr/bin/t], with-packages: [hello-cxx]}\n");
+    expect(cfg.test?.withPackages).toEqual(["hello-cxx"]);
+    expect(cfg.packages).toEqual([]);
+    expect(problems("test:\n  command: [/bin/true]\n  with-packages: [../etc]\n")).toEqual([
+      "3:19 test.with-packages[0]: a package name (a-z, 0-9, + . _ -)",
+    ]);
+  });
+
   it("os-release keeps only the keys given", () => {
     expect(parse("os-release: {id: kiln}\n").osRelease).toEqual({ id: "kiln" });
   });

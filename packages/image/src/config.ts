@@ -157,6 +157,11 @@ export const imageConfigSchema = z
         "expect-exit": z.number().int().optional(),
         /** For images with no shell or tools of their own (e.g. `static`): the test harness mounts a static busybox at /.kiln-test/busybox. */
         "with-busybox": z.boolean().optional(),
+        /** Packages of the distribution's repository unpacked beside the image, read-only at /.kiln-test/pkg (not in the image): a test program for a runtime image (e.g. a C++ binary for `cc`). */
+        "with-packages": z
+          .array(z.string().regex(/^[a-z0-9][a-z0-9+._-]*$/, "a package name (a-z, 0-9, + . _ -)"))
+          .max(8)
+          .optional(),
       })
       .strict()
       .optional(),
@@ -211,7 +216,7 @@ export interface ImageConfig {
   services?: Record<string, string>;
   /** The files merged in by include, outermost first (loadImageConfig). */
   includes?: string[];
-  test?: { command: string[]; expect?: string; expectExit: number; withBusybox: boolean };
+  test?: { command: string[]; expect?: string; expectExit: number; withBusybox: boolean; withPackages?: string[] };
 }
 
 /** Split a command line as a POSIX shell would for simple words and quotes. */
@@ -405,6 +410,7 @@ function applyOptional(cfg: ImageConfig, v: ImageConfigInput, runAs: string | nu
       withBusybox: v.test["with-busybox"] ?? false,
     };
     if (v.test.expect !== undefined) cfg.test.expect = v.test.expect;
+    if (v.test["with-packages"]?.length) cfg.test.withPackages = [...v.test["with-packages"]];
   }
 }
 
