@@ -115,9 +115,14 @@ export async function buildRecipe(file: string, opts: BuildOptions): Promise<Bui
 }
 
 /** Evict least recently used guests and packages until the cache fits `cap`; a failure is reported, not fatal. */
+let pruning: Promise<unknown> = Promise.resolve();
+
 async function applyCacheCap(ctx: RecipeContext, cap: number): Promise<void> {
   try {
-    const r = await pruneCache(ctx.opts.cacheDir, { maxSize: cap });
+    // One prune at a time in this process (builds run in parallel with --jobs).
+    const run = pruning.then(() => pruneCache(ctx.opts.cacheDir, { maxSize: cap }));
+    pruning = run.catch(() => undefined);
+    const r = await run;
     ctx.emit({ kind: "cache", package: ctx.label, evicted: r.evicted.length, freed: r.freed, total: r.after });
   } catch (e) {
     const error = (e as Error).message;

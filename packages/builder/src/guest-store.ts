@@ -58,13 +58,22 @@ export function parseEntryName(name: string): { sha256: string; mode: number } |
   return m ? { sha256: m[1]!, mode: parseInt(m[2]!, 8) } : undefined;
 }
 
+const VERIFIED = new Map<string, string>();
+/** Verified entries remembered at most (then forgotten, and re-hashed when next linked). */
+const VERIFIED_MAX = 500_000;
+
 export class GuestStore {
   readonly dir: string;
   readonly stats: StoreStats = { shared: 0, added: 0, corrupt: [], copied: 0 };
-  /** SHA-1 (verified by the package reader) to SHA-256, so a content is hashed once per process. */
+  /**
+   * SHA-1 (computed or verified by the image root's spool) to SHA-256, for this
+   * assembly only: the spool already keys by SHA-1 within one root, but across
+   * guests only SHA-256 decides (a SHA-1 collision in one package cannot pick
+   * another guest's content).
+   */
   private readonly sha256BySha1 = new Map<string, string>();
-  /** Entries verified in this process, by inode and change time: re-hashed only when changed. */
-  private readonly verified = new Map<string, string>();
+  /** Entries verified in this process (shared by every guest it assembles), by inode and change time: re-hashed only when changed. */
+  private readonly verified = VERIFIED;
 
   constructor(cacheDir: string) {
     this.dir = storeDir(cacheDir);
@@ -116,6 +125,7 @@ export class GuestStore {
     const stamp = `${st.ino}:${st.ctimeMs}:${st.size}`;
     if (st.isFile() && this.verified.get(entry) === stamp) return true;
     if (st.isFile() && st.size === size && (await hashFile(entry).catch(() => "")) === sha256) {
+      if (this.verified.size >= VERIFIED_MAX) this.verified.clear();
       this.verified.set(entry, stamp);
       return true;
     }
