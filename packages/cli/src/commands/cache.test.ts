@@ -77,6 +77,21 @@ describe("kiln cache", () => {
   });
 });
 
+describe("kiln cache verify", () => {
+  it("names a store entry whose content does not match its name, exit 1", async () => {
+    const entry = join(cache, "store", "ab", `${"ab".repeat(32)}-644`);
+    await mkdir(join(cache, "store", "ab"), { recursive: true });
+    await writeFile(entry, "not what the name says\n");
+    const io = capture();
+    expect(await main(["cache", "verify", "--cache-dir", cache], io)).toBe(1);
+    expect(io.stdout).toEqual([`${entry}: content does not match its name`, "1 damaged store entries"]);
+    await rm(entry);
+    const ok = capture();
+    expect(await main(["cache", "verify", "--cache-dir", cache], ok)).toBe(0);
+    expect(ok.stdout).toEqual(["store verified"]);
+  });
+});
+
 describe("distro.yaml cache:", () => {
   it("max-size is read as bytes; a bad one is one problem at its line naming the field", () => {
     expect(parseDistro("/d/distro.yaml", "name: T\nid: t\ncache:\n  max-size: 4G\n").cacheMaxSize).toBe(4 * 2 ** 30);

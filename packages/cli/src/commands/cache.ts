@@ -8,6 +8,7 @@ import {
   parseDuration,
   parseSize,
   pruneCache,
+  verifyStore,
   type PruneEvent,
 } from "@kiln/builder";
 import { defaultCacheDir } from "@kiln/repo";
@@ -146,8 +147,27 @@ file is replaced by a rename, with the same content. Shows each guest as it is d
   },
 });
 
-export const cache = defineGroup("cache", "the build cache: sizes (du), LRU eviction (prune), dedup of old guests", [
-  du,
-  prune,
-  dedup,
-]);
+const verify = defineCommand({
+  name: "cache verify",
+  summary: "re-hash the store; exit 1 if an entry's content does not match its name",
+  details: `Reads every store entry (CACHE/store/AA/SHA256-MODE) and checks its content against its name. A
+damaged entry is named; the guests linking it hold the damage too: remove them (kiln cache prune
+--all-guests) and the next builds assemble them again. Guests about to link a damaged entry find it
+themselves and write a good copy.`,
+  options: COMMON,
+  async run(values, _args, io) {
+    const bad = await verifyStore(values.cacheDir ?? defaultCacheDir(io.env));
+    if (values.json) io.out(JSON.stringify({ damaged: bad }, null, 2));
+    else {
+      for (const p of bad) io.out(`${p}: content does not match its name`);
+      io.out(bad.length ? `${bad.length} damaged store entries` : "store verified");
+    }
+    return bad.length ? 1 : 0;
+  },
+});
+
+export const cache = defineGroup(
+  "cache",
+  "the build cache: sizes (du), LRU eviction (prune), dedup of old guests, verify",
+  [du, prune, dedup, verify],
+);
