@@ -83,6 +83,7 @@ Exit 0; with --fail-on-outdated, ${EXIT_OUTDATED} when some recipe is still behi
     const progress = values.json ? undefined : (m: string) => io.err(m);
     const { reports, suites } = await checkUpdates(files, {
       mirrors,
+      env: io.env,
       suites: values.suite,
       cacheDir: values.cacheDir ?? defaultCacheDir(io.env),
       ...(values.maxAge !== undefined ? { maxAgeSeconds: values.maxAge } : {}),
