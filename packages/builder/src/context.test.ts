@@ -3,7 +3,7 @@
 // same keys and base environment — so the two cannot drift apart again.
 
 import { generateKeyPairSync } from "node:crypto";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -67,7 +67,8 @@ describe("build context", () => {
     expect(test.baseEnv).toEqual(build.baseEnv);
     expect(test.sourceDir).toBe(build.sourceDir);
     // Only the log differs.
-    expect(build.logPath).toBe(join(outDir, "logs", "x86_64", "hello.log"));
+    expect(build.logPath).toBe(join(outDir, "logs", "x86_64", "hello-1.0.0-r0.log"));
+    expect(readlinkSync(join(outDir, "logs", "x86_64", "hello.log"))).toBe("hello-1.0.0-r0.log");
     expect(test.logPath).toBe(join(outDir, "logs", "x86_64", "hello.test.log"));
   });
 

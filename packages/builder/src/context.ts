@@ -21,6 +21,7 @@ import type { MirrorOptions } from "./fetch-source.js";
 import { assembleGuest, resolveGuest, type Guest } from "./guest.js";
 import type { FileRoot } from "./host-files.js";
 import type { BuildLog, LogLimits } from "./log-capture.js";
+import { startBuildLog } from "./log-files.js";
 import { keyringKeys, publicHalf, type KeyringSources } from "./native-steps.js";
 import type { Recipe } from "./recipe-schema.js";
 import { defaultRunner, type Pod, type Runner } from "./runner.js";
@@ -58,6 +59,7 @@ export interface BuildOptions {
   cacheDir: string;
   /** Cap on the cache (bytes): after the build, guests and fetched packages are evicted least recently used first until it fits; $KILN_CACHE_MAX_SIZE overrides it; unset, no cap. */
   cacheMaxSize?: number;
+  sourceDateEpoch: number;
   mirrors?: MirrorOptions;
   /** The distribution id: the namespace of the purls in SBOMs and provenance (default "kiln"). */
   distroId?: string;
@@ -169,8 +171,8 @@ function guestEnvironment(compiled: CompiledRecipe, sourceDateEpoch: number): Re
 
 /**
  * Load and compile `file` for `opts.arch` (with the caller's epoch and
- * environment overrides) and start its log (OUT/logs/ARCH/NAME.log, or
- * NAME.test.log for tests).
+ * environment overrides) and start its log (OUT/logs/ARCH/NAME-VERSION-rN.log, with
+ * NAME.log linking to it; NAME.test.log for tests).
  */
 export async function recipeContext(file: string, opts: BuildOptions, purpose: Purpose): Promise<RecipeContext> {
   const recipeDir = dirname(file);
@@ -194,12 +196,13 @@ export async function recipeContext(file: string, opts: BuildOptions, purpose: P
   const label = `${pkg.name}-${pkg.fullVersion}`;
   const logDir = joinUnder(opts.outDir, "logs", { value: opts.arch, what: "architecture" });
   await mkdir(logDir, { recursive: true });
-  const logName = purpose === "build" ? `${pkg.name}.log` : `${pkg.name}.test.log`;
-  const logPath = joinUnder(logDir, { value: logName, what: "log file" });
-  await writeFile(
-    logPath,
-    purpose === "build" ? `# kiln build ${file} (${label}, ${opts.arch})\n` : `# kiln test ${file} (${label})\n`,
-  );
+  let logPath: string;
+  if (purpose === "build")
+    logPath = await startBuildLog(logDir, pkg.name, pkg.fullVersion, `# kiln build ${file} (${label}, ${opts.arch})\n`);
+  else {
+    logPath = joinUnder(logDir, { value: `${pkg.name}.test.log`, what: "log file" });
+    await writeFile(logPath, `# kiln test ${file} (${label})\n`);
+  }
   const localKey = { name: opts.signingKey.name, pem: opts.publicKeyPem };
   return {
     file,
