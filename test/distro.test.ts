@@ -82,10 +82,13 @@ interface ReportEntry {
   log?: string;
 }
 
+/** The build entries of the last run's report (every round). */
 function report(dir: string): ReportEntry[] {
   return (
-    JSON.parse(readFileSync(join(dir, "out/build-report.json"), "utf8")) as Array<{ entries: ReportEntry[] }>
-  ).flatMap((r) => r.entries);
+    JSON.parse(readFileSync(join(dir, "out/build-report.json"), "utf8")) as {
+      rounds: Array<{ reports: Array<{ entries: ReportEntry[] }> }>;
+    }
+  ).rounds.flatMap((r) => r.reports.flatMap((x) => x.entries));
 }
 
 async function indexVersions(dir: string): Promise<string[]> {
@@ -234,10 +237,30 @@ describe("kiln build --all and kiln plan by build key", () => {
       const r = await ok(dir, ["build", "--all", "--jobs", "2"]);
       expect(built(r).sort()).toEqual(["app-1.0-r1", "leaf-1.0-r2", "libbase-1.0-r1", "libmid-1.0-r1"]);
       const versions = await indexVersions(dir);
-      expect(versions).toContain("libbase-dev-1.0-r1");
-      expect(versions.filter((v) => v.startsWith("solo-"))).toEqual(["solo-1.0-r0"]);
+      // The index lists each package's newest build only; the superseded files moved to out/superseded/x86_64.
+      expect(versions).toEqual([
+        "app-1.0-r1",
+        "leaf-1.0-r2",
+        "libbase-1.0-r1",
+        "libbase-dev-1.0-r1",
+        "libmid-1.0-r1",
+        "solo-1.0-r0",
+      ]);
+      expect(existsSync(join(dir, "out/x86_64/libbase-1.0-r0.apk"))).toBe(false);
+      expect(existsSync(join(dir, "out/superseded/x86_64/libbase-1.0-r0.apk"))).toBe(true);
+      expect(existsSync(join(dir, "out/superseded/x86_64/libbase-dev-1.0-r0.apk"))).toBe(true);
+      expect(existsSync(join(dir, "out/superseded/x86_64/leaf-1.0-r1.apk"))).toBe(true);
+      expect(r.stderr).toMatch(/x86_64: 5 superseded package files moved out of the index into superseded\/x86_64\//);
       // The dependent was really built against the new base: its guest had libbase-dev-1.0-r1.
       expect(readFileSync(join(dir, "out/logs/x86_64/libmid.log"), "utf8")).toMatch(/# guest: .*libbase-dev-1\.0-r1/);
+      // Each build's log is kept: libmid.log is the newest, the r0 build's log is still there.
+      expect(readFileSync(join(dir, "out/logs/x86_64/libmid-1.0-r1.log"), "utf8")).toMatch(
+        /# guest: .*libbase-dev-1\.0-r1/,
+      );
+      expect(readFileSync(join(dir, "out/logs/x86_64/libmid-1.0-r0.log"), "utf8")).toMatch(
+        /# guest: .*libbase-dev-1\.0-r0/,
+      );
+      expect(report(dir).find((e) => e.recipe === "libmid")!.log).toBe(join(dir, "out/logs/x86_64/libmid-1.0-r1.log"));
 
       const imgs = await ok(dir, ["images", "--test", "--push", reg.host, "--insecure", "--json"]);
       const after = Object.fromEntries(

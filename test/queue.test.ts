@@ -142,9 +142,11 @@ interface ReportEntry {
   error?: string;
 }
 const report = (dir: string): ReportEntry[] =>
-  (JSON.parse(readFileSync(join(dir, "out/build-report.json"), "utf8")) as Array<{ entries: ReportEntry[] }>).flatMap(
-    (r) => r.entries,
-  );
+  (
+    JSON.parse(readFileSync(join(dir, "out/build-report.json"), "utf8")) as {
+      rounds: Array<{ reports: Array<{ entries: ReportEntry[] }> }>;
+    }
+  ).rounds.flatMap((r) => r.reports.flatMap((x) => x.entries));
 
 /** libbase (+libbase-dev) ← libmid ← app; libbase ← leaf; solo alone. */
 const SHAPE: SynthRecipe[] = [

@@ -7,14 +7,8 @@ import { joinUnder, writeFileAtomic } from "@kiln/core";
 import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { stringify as yamlStringify } from "yaml";
-import {
-  buildIndex,
-  indexRecordForPackage,
-  mergeIndexRecords,
-  readIndex,
-  type IndexRecord,
-  type ScriptName,
-} from "@kiln/apk";
+import { supersedeRecords } from "@kiln/repo";
+import { buildIndex, indexRecordForPackage, readIndex, type IndexRecord, type ScriptName } from "@kiln/apk";
 import type { CompiledScriptlets } from "./compile.js";
 import { SCRIPTLET_KEYS } from "./compile/types.js";
 import type { BuildOptions, RecipeContext } from "./context.js";
@@ -212,7 +206,8 @@ export async function publishPackages(opts: BuildOptions, staged: Staged): Promi
     let existing: IndexRecord[] = [];
     const old = await readFile(indexFile).catch(() => undefined);
     if (old) existing = (await readIndex(old, { subject: indexFile })).records;
-    const merged = mergeIndexRecords(existing, staged.records);
+    // The index lists each package's newest build only (superseded files stay beside it until the distribution moves them).
+    const merged = supersedeRecords(existing, staged.records).records;
     await writeFileAtomic(
       indexFile,
       buildIndex(merged, { signingKeys: [opts.signingKey], sourceDateEpoch: opts.sourceDateEpoch }),

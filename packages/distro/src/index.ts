@@ -101,6 +101,7 @@ export {
   graphToDot,
   graphToJson,
   renderRunReport,
+  renderReportSection,
   overheadTotals,
   overheadText,
   sumOverhead,
@@ -120,6 +121,7 @@ export {
   distroSigningKey,
   DistroJobError,
   MAX_ROUNDS,
+  newJobReport,
   type DistroJobEvent,
   type DistroJobListener,
   type DistroBuildOptions,
@@ -130,3 +132,21 @@ export {
   type ImagesResult,
 } from "./job.js";
 export { advisoriesDir, loadDistroAdvisories, writeDistroFeed } from "./advisories.js";
+export {
+  renderJobReport,
+  writeJobReport,
+  imageReport,
+  reportEntries,
+  REPORT_FORMAT,
+  type JobReport,
+  type RoundReport,
+  type ImageReport,
+} from "./report.js";
+export {
+  moveSuperseded,
+  checkMainIndex,
+  KEEP_SUPERSEDED,
+  SUPERSEDED_DIR,
+  type IndexProblem,
+  type SupersededMove,
+} from "./index-policy.js";

@@ -18,6 +18,7 @@ import {
   type DistroBuildResult,
   type DistroJobEvent,
 } from "./job.js";
+import { reportEntries, type JobReport } from "./report.js";
 import type { Builder } from "./run.js";
 
 function round(built: number, status = 0): DistroBuildResult {
@@ -28,6 +29,7 @@ function round(built: number, status = 0): DistroBuildResult {
     dryRun: false,
     total: built,
     counts: { built, failed: status ? 1 : 0, skipped: 0, notStarted: 0, upToDate: 0 },
+    indexProblems: [],
     status,
   };
 }
@@ -124,9 +126,13 @@ describe("runDistroBuild", () => {
     expect(events.find((e) => e.kind === "arch")).toMatchObject({ arch: "x86_64", builds: 1, jobs: 1 });
     const finish = events.find((e) => e.kind === "run" && e.event.kind === "finish");
     expect(finish).toMatchObject({ event: { entry: { recipe: "hello", status: "failed" } } });
-    const report = JSON.parse(readFileSync(join(d, "out", "build-report.json"), "utf8")) as unknown[];
-    expect(report).toHaveLength(1);
+    const report = JSON.parse(readFileSync(join(d, "out", "build-report.json"), "utf8")) as JobReport;
+    expect(report).toMatchObject({ format: 2, command: "distro-build", status: 1, images: [] });
+    expect(report.rounds.map((x) => x.reports.flatMap((y) => y.entries.map((e) => [e.recipe, e.status])))).toEqual([
+      [["hello", "failed"]],
+    ]);
     expect(r.rounds[0]!.reportFile).toBe(join(d, "out", "report.html"));
+    expect(r.reportFile).toBe(join(d, "out", "report.html"));
   }, 60_000);
 
   it("re-plans while builds do not leave the recipes up to date, at most MAX_ROUNDS rounds", async () => {
@@ -146,6 +152,20 @@ describe("runDistroBuild", () => {
     expect(r.rounds).toHaveLength(MAX_ROUNDS);
     expect(events.filter((e) => e.kind === "replan").map((e) => (e as { round: number }).round)).toEqual([2, 3, 4]);
     expect(r.status).toBe(0);
+    // The report covers every round, not only the last one (this builder writes nothing, so each round builds r0 again).
+    const report = JSON.parse(readFileSync(join(d, "out", "build-report.json"), "utf8")) as JobReport;
+    expect(report).toEqual(r.report);
+    expect(reportEntries(report).map((e) => [e.round, e.recipe, e.fullVersion, e.status])).toEqual([
+      [1, "hello", "1.0.0-r0", "built"],
+      [2, "hello", "1.0.0-r0", "built"],
+      [3, "hello", "1.0.0-r0", "built"],
+      [4, "hello", "1.0.0-r0", "built"],
+    ]);
+    expect(report.status).toBe(0);
+    const html = readFileSync(join(d, "out", "report.html"), "utf8");
+    for (const n of [1, 2, 3, 4]) expect(html).toContain(`<h2>Round ${n}</h2>`);
+    expect(html).toContain("1.0.0-r0");
+    expect(html).toContain("<h2>Images</h2>");
   }, 60_000);
 
   it("a dry run plans only", async () => {

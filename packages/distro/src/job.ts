@@ -4,8 +4,7 @@
 // whole job (runDistroBuild). Progress goes out as events; each call returns
 // a result object the CLI prints (or writes as --json). Nothing here prints.
 
-import { mkdir, writeFile } from "node:fs/promises";
-import { relative, resolve as resolvePath } from "node:path";
+import { resolve as resolvePath } from "node:path";
 import { localKeyPath, resolveSigningKey, type ResolvedKey } from "@kiln/apk";
 import { KilnError } from "@kiln/core";
 import { loadSigningKey } from "@kiln/image";
@@ -17,7 +16,8 @@ import { runImages, type ImageResult, type ImageRunOptions } from "./image-run.j
 import { loadImages } from "./images.js";
 import { KeyStore } from "./keys.js";
 import { planBuild, type BuildPlan } from "./plan.js";
-import { renderRunReport } from "./render.js";
+import { checkMainIndex, moveSuperseded, type IndexProblem, type SupersededMove } from "./index-policy.js";
+import { imageReport, withOverhead, writeJobReport, type JobReport, type RoundReport } from "./report.js";
 import { seedDistroSources } from "./sources.js";
 import { localBuilder, runPlan, type Builder, type LocalBuilderOptions, type RunEvent, type RunReport } from "./run.js";
 import { readKeys } from "./state.js";
@@ -43,7 +43,9 @@ export type DistroJobEvent =
   /** distro-build re-plans: the previous round's builds changed other recipes' build environments. */
   | { kind: "replan"; round: number }
   /** Image progress, one line. */
-  | { kind: "image"; message: string };
+  | { kind: "image"; message: string }
+  /** After a round: superseded package files moved out of OUT/ARCH, and what the main index's check found. */
+  | { kind: "index"; arch: string; superseded: SupersededMove; problems: IndexProblem[] };
 
 export type DistroJobListener = (e: DistroJobEvent) => void;
 
@@ -68,6 +70,10 @@ export interface DistroBuildOptions {
   sourceDateEpoch?: number;
   /** How packages are built (default: @kiln/builder in bubblewrap). */
   makeBuilder?: (o: LocalBuilderOptions) => Builder;
+  /** The run's report so far: this round is added to it and it is written (default: a report of this round alone). */
+  report?: JobReport;
+  /** This round's number in the run (default 1). */
+  round?: number;
 }
 
 export interface DistroBuildResult {
@@ -81,6 +87,8 @@ export interface DistroBuildResult {
   counts: { built: number; failed: number; skipped: number; notStarted: number; upToDate: number };
   /** OUT/report.html when something was built. */
   reportFile?: string;
+  /** What the main index's check found after the round (every architecture built). */
+  indexProblems: IndexProblem[];
   /** 0, or 1 when a build failed, was skipped or did not start. */
   status: number;
 }
@@ -184,15 +192,82 @@ async function planDistro(
   return { vs, plans };
 }
 
-async function writeReports(distro: Distro, reports: RunReport[]): Promise<string> {
-  await mkdir(distro.outDir, { recursive: true });
-  await writeFile(resolvePath(distro.outDir, "build-report.json"), JSON.stringify(reports, null, 2) + "\n");
-  const html = resolvePath(distro.outDir, "report.html");
-  await writeFile(
-    html,
-    renderRunReport(reports, (l) => relative(distro.outDir, l)),
-  );
-  return html;
+/** A new report of a run (written as rounds finish). */
+export function newJobReport(distro: Distro, command: JobReport["command"], t0 = Date.now()): JobReport {
+  return withOverhead({
+    format: 2,
+    distro: distro.name,
+    command,
+    startedAt: new Date(t0).toISOString(),
+    ms: 0,
+    rounds: [],
+  });
+}
+
+/** After a round: move superseded files out of each built architecture's directory and check its index. */
+async function settleIndexes(distro: Distro, archs: string[], emit: DistroJobListener): Promise<IndexProblem[]> {
+  const problems: IndexProblem[] = [];
+  for (const arch of archs) {
+    const superseded = await moveSuperseded(distro.outDir, arch);
+    const found = await checkMainIndex(distro.outDir, arch);
+    problems.push(...found);
+    emit({ kind: "index", arch, superseded, problems: found });
+  }
+  return problems;
+}
+
+async function seedSources(distro: Distro, cacheDir: string, emit: DistroJobListener): Promise<void> {
+  if (!distro.sources.length) return;
+  const seeded = await seedDistroSources(distro, cacheDir);
+  emit({
+    kind: "note",
+    message: `${seeded.length} source file${seeded.length === 1 ? "" : "s"} seeded into the source cache (${seeded.filter((s) => s.existed).length} there already)`,
+  });
+}
+
+/** Add a round to the run's report (or a new one-round report) and write it. */
+async function addRound(
+  o: DistroBuildOptions,
+  round: RoundReport,
+  index: IndexProblem[] | undefined,
+  status: number,
+): Promise<string> {
+  const report = o.report ?? newJobReport(o.distro, "build", Date.now() - round.reports.reduce((n, r) => n + r.ms, 0));
+  if (!round.round) round.round = report.rounds.length + 1;
+  Object.assign(report, withOverhead({ ...report, rounds: [...report.rounds, round], ...(index ? { index } : {}) }));
+  report.ms = Date.now() - Date.parse(report.startedAt);
+  if (!o.report) report.status = status;
+  return writeJobReport(o.distro, report);
+}
+
+/** One architecture's plan run with the round's builder. */
+async function runArch(
+  o: DistroBuildOptions,
+  v: DistroView,
+  plan: BuildPlan,
+  key: ResolvedKey,
+  upstreamKeys: Array<{ name: string; pem: Buffer }>,
+  emit: DistroJobListener,
+): Promise<RunReport> {
+  const { distro } = o;
+  const arch = plan.arch;
+  const builder = (o.makeBuilder ?? localBuilder)({
+    distro,
+    arch,
+    signingKey: key.key,
+    publicKeyPem: key.publicPem,
+    keyringAppend: upstreamKeys,
+    cacheDir: o.cacheDir,
+    sourceDateEpoch: o.sourceDateEpoch ?? 0,
+    runTests: o.runTests ?? true,
+  });
+  const ctx = { distro, graph: v.graph, plan, state: v.state, keys: new KeyStore(resolvePath(distro.outDir, arch)) };
+  return runPlan(ctx, {
+    jobs: o.jobs ?? 1,
+    keepGoing: !!o.keepGoing,
+    builder,
+    onEvent: (event) => emit({ kind: "run", event }),
+  });
 }
 
 /** One build round (`kiln build --all | --changed`): plan, then run the plan, and write OUT/build-report.json and OUT/report.html. */
@@ -206,60 +281,51 @@ export async function buildDistro(
   const total = plans.reduce((n, p) => n + p.builds.length, 0);
   const reports: RunReport[] = [];
   let reportFile: string | undefined;
+  let indexProblems: IndexProblem[] = [];
   if (!o.dryRun && total > 0) {
-    if (distro.sources.length) {
-      const seeded = await seedDistroSources(distro, o.cacheDir);
-      emit({
-        kind: "note",
-        message: `${seeded.length} source file${seeded.length === 1 ? "" : "s"} seeded into the source cache (${seeded.filter((s) => s.existed).length} there already)`,
-      });
-    }
+    await seedSources(distro, o.cacheDir, emit);
     const key = await distroSigningKey(distro, o.signingKey, o.env, emit);
     if (key.generated) emit({ kind: "key-generated", path: key.privatePath });
     const upstreamKeys = await readKeys(distro.upstream.keyring);
-    const makeBuilder = o.makeBuilder ?? localBuilder;
     for (const [i, plan] of plans.entries()) {
       if (!plan.builds.length) continue;
-      const arch = plan.arch;
       emit({
         kind: "arch",
         distro: distro.name,
-        arch,
+        arch: plan.arch,
         builds: plan.builds.length,
         upToDate: plan.upToDate.length,
         jobs,
       });
-      const builder = makeBuilder({
-        distro,
-        arch,
-        signingKey: key.key,
-        publicKeyPem: key.publicPem,
-        keyringAppend: upstreamKeys,
-        cacheDir: o.cacheDir,
-        sourceDateEpoch: o.sourceDateEpoch ?? 0,
-        runTests: o.runTests ?? true,
-      });
-      const ctx = {
-        distro,
-        graph: vs[i]!.graph,
-        plan,
-        state: vs[i]!.state,
-        keys: new KeyStore(resolvePath(distro.outDir, arch)),
-      };
-      reports.push(
-        await runPlan(ctx, {
-          jobs,
-          keepGoing: !!o.keepGoing,
-          builder,
-          onEvent: (event) => emit({ kind: "run", event }),
-        }),
-      );
+      reports.push(await runArch(o, vs[i]!, plan, key, upstreamKeys, emit));
     }
-    reportFile = await writeReports(distro, reports);
+    indexProblems = await settleIndexes(
+      distro,
+      reports.map((r) => r.arch),
+      emit,
+    );
   }
   const counts = tally(plans, reports);
   const status = counts.failed + counts.skipped + counts.notStarted ? 1 : 0;
-  return { distro, plans, reports, dryRun: !!o.dryRun, total, counts, ...(reportFile ? { reportFile } : {}), status };
+  if (!o.dryRun && (total > 0 || o.report))
+    reportFile = await addRound(
+      o,
+      { round: o.round ?? 0, reports, counts },
+      total > 0 ? indexProblems : undefined,
+      status,
+    );
+  const dryRun = !!o.dryRun;
+  return {
+    distro,
+    plans,
+    reports,
+    dryRun,
+    total,
+    counts,
+    ...(reportFile ? { reportFile } : {}),
+    indexProblems,
+    status,
+  };
 }
 
 export interface ImagesOptions {
@@ -379,6 +445,10 @@ export interface DistroJobResult {
   ms: number;
   /** 0 when every build and image succeeded. */
   status: number;
+  /** The whole run's report (also in OUT/build-report.json). */
+  report: JobReport;
+  /** OUT/report.html. */
+  reportFile: string;
 }
 
 /**
@@ -391,8 +461,9 @@ export async function runDistroBuild(
   emit: DistroJobListener = () => undefined,
 ): Promise<DistroJobResult> {
   const t0 = Date.now();
+  const report = newJobReport(o.distro, "distro-build", t0);
   const advisories = await loadDistroAdvisories(o.distro);
-  const rounds = await replanRounds(() => buildDistro({ ...o, keepGoing: true }, emit), emit);
+  const rounds = await replanRounds((round) => buildDistro({ ...o, keepGoing: true, report, round }, emit), emit);
   const feed = await writeDistroFeed(o.distro, advisories, o.archs);
   emit({
     kind: "note",
@@ -411,5 +482,10 @@ export async function runDistroBuild(
     emit,
   );
   const last = rounds[rounds.length - 1]!;
-  return { distro: o.distro, rounds, images, ms: Date.now() - t0, status: last.status || images.status };
+  const status = last.status || images.status;
+  report.images = images.results.map(imageReport);
+  report.ms = Date.now() - t0;
+  report.status = status;
+  const reportFile = await writeJobReport(o.distro, report);
+  return { distro: o.distro, rounds, images, ms: report.ms, status, report, reportFile };
 }

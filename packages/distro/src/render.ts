@@ -148,41 +148,48 @@ function phasesCell(p: BuildPhaseTimes | undefined): string {
   return p ? `${secs(p.steps)} / ${secs(p.tests)} / ${secs(p.overhead)}` : "";
 }
 
-/** A self-contained HTML page: per package status, duration, why, a log link and a timeline bar. `logHref` maps a log path to a link. */
-export function renderRunReport(reports: RunReport[], logHref: (log: string) => string = (l) => l): string {
-  const css = `body{font:14px system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;width:100%}th,td{padding:3px 8px;border-bottom:1px solid #eee;text-align:left;vertical-align:top}
+/** The report pages' style sheet. */
+export const reportCss = `body{font:14px system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;width:100%}th,td{padding:3px 8px;border-bottom:1px solid #eee;text-align:left;vertical-align:top}
 td.tl{width:40%;position:relative}div.bar{position:absolute;top:5px;height:12px;border-radius:2px;min-width:2px}
-tr.built div.bar{background:#2ecc71}tr.failed div.bar{background:#e74c3c}.built .st{color:#1e8449}.failed .st{color:#c0392b;font-weight:bold}.skipped .st,.not-started .st{color:#888}
+tr.built div.bar{background:#2ecc71}tr.failed div.bar{background:#e74c3c}.built .st{color:#1e8449}.failed .st,li.failed{color:#c0392b;font-weight:bold}.skipped .st,.not-started .st{color:#888}
 pre{margin:0;white-space:pre-wrap;font-size:12px;color:#c0392b}small{color:#666}`;
-  const parts = [
-    `<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>kiln build report</title><style>${css}</style></head><body>`,
-  ];
-  for (const r of reports) {
-    const total = Math.max(1, r.ms);
-    const count = (s: string) => r.entries.filter((e) => e.status === s).length;
-    parts.push(`<h1>${esc(r.distro)} — ${esc(r.arch)}</h1>`);
+
+/** One architecture's builds of one round: a heading, a summary line and a table (status, duration, phases, why, a timeline bar, the log). */
+export function renderReportSection(r: RunReport, logHref: (log: string) => string, heading = "h1"): string {
+  const parts: string[] = [];
+  const total = Math.max(1, r.ms);
+  const count = (s: string) => r.entries.filter((e) => e.status === s).length;
+  parts.push(`<${heading}>${esc(r.distro)} — ${esc(r.arch)}</${heading}>`);
+  parts.push(
+    `<p>started ${esc(r.startedAt)}, ${secs(r.ms)} with ${r.jobs} job${r.jobs === 1 ? "" : "s"}${r.keepGoing ? " (keep going)" : ""}: ` +
+      `<b>${count("built")}</b> built, <b>${count("failed")}</b> failed, ${count("skipped")} skipped, ${count("not-started")} not started, ${r.upToDate} up to date.</p>`,
+  );
+  const overhead = r.overhead ? overheadText(r.overhead) : undefined;
+  if (overhead) parts.push(`<p>${esc(overhead)}.</p>`);
+  parts.push(
+    `<table><tr><th>package</th><th>version</th><th>status</th><th>duration</th><th>steps / tests / overhead</th><th>why</th><th>timeline (0 – ${secs(r.ms)})</th><th>log</th></tr>`,
+  );
+  for (const e of r.entries) {
+    const bar =
+      e.start !== undefined && e.end !== undefined
+        ? `<div class="bar" title="${secs(e.start)} – ${secs(e.end)}" style="left:${((e.start / total) * 100).toFixed(2)}%;width:${(((e.end - e.start) / total) * 100).toFixed(2)}%"></div>`
+        : "";
+    const status = e.status === "skipped" && e.blockedBy ? `skipped (${esc(e.blockedBy)} failed)` : e.status;
     parts.push(
-      `<p>started ${esc(r.startedAt)}, ${secs(r.ms)} with ${r.jobs} job${r.jobs === 1 ? "" : "s"}${r.keepGoing ? " (keep going)" : ""}: ` +
-        `<b>${count("built")}</b> built, <b>${count("failed")}</b> failed, ${count("skipped")} skipped, ${count("not-started")} not started, ${r.upToDate} up to date.</p>`,
+      `<tr class="${e.status}"><td>${esc(e.recipe)}<br><small>${esc(e.path)}</small></td><td>${esc(e.fullVersion)}</td><td class="st">${status}</td><td>${secs(e.ms)}</td><td>${phasesCell(e.phases)}</td>` +
+        `<td>${e.reasons.map(esc).join("<br>")}${e.error ? `<pre>${esc(e.error)}</pre>` : ""}</td><td class="tl">${bar}</td><td>${e.log ? `<a href="${esc(logHref(e.log))}">log</a>` : ""}</td></tr>`,
     );
-    const overhead = r.overhead ? overheadText(r.overhead) : undefined;
-    if (overhead) parts.push(`<p>${esc(overhead)}.</p>`);
-    parts.push(
-      `<table><tr><th>package</th><th>version</th><th>status</th><th>duration</th><th>steps / tests / overhead</th><th>why</th><th>timeline (0 – ${secs(r.ms)})</th><th>log</th></tr>`,
-    );
-    for (const e of r.entries) {
-      const bar =
-        e.start !== undefined && e.end !== undefined
-          ? `<div class="bar" title="${secs(e.start)} – ${secs(e.end)}" style="left:${((e.start / total) * 100).toFixed(2)}%;width:${(((e.end - e.start) / total) * 100).toFixed(2)}%"></div>`
-          : "";
-      const status = e.status === "skipped" && e.blockedBy ? `skipped (${esc(e.blockedBy)} failed)` : e.status;
-      parts.push(
-        `<tr class="${e.status}"><td>${esc(e.recipe)}<br><small>${esc(e.path)}</small></td><td>${esc(e.fullVersion)}</td><td class="st">${status}</td><td>${secs(e.ms)}</td><td>${phasesCell(e.phases)}</td>` +
-          `<td>${e.reasons.map(esc).join("<br>")}${e.error ? `<pre>${esc(e.error)}</pre>` : ""}</td><td class="tl">${bar}</td><td>${e.log ? `<a href="${esc(logHref(e.log))}">log</a>` : ""}</td></tr>`,
-      );
-    }
-    parts.push(`</table>`);
   }
+  parts.push(`</table>`);
+  return parts.join("\n");
+}
+
+/** A self-contained HTML page of build runs: per package status, duration, why, a log link and a timeline bar. `logHref` maps a log path to a link. */
+export function renderRunReport(reports: RunReport[], logHref: (log: string) => string = (l) => l): string {
+  const parts = [
+    `<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>kiln build report</title><style>${reportCss}</style></head><body>`,
+  ];
+  for (const r of reports) parts.push(renderReportSection(r, logHref));
   parts.push(`</body></html>\n`);
   return parts.join("\n");
 }

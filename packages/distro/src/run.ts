@@ -11,9 +11,9 @@
 // (`localBuilder` calls @kiln/builder's buildRecipe; tests and benchmarks can
 // pass their own).
 
-import { indexRecordForPackage, mergeIndexRecords, type IndexRecord, type SigningKey } from "@kiln/apk";
+import { indexRecordForPackage, type IndexRecord, type SigningKey } from "@kiln/apk";
 import { buildRecipe, type BuildEvent } from "@kiln/builder";
-import { Resolver } from "@kiln/repo";
+import { Resolver, supersedeRecords } from "@kiln/repo";
 import type { Distro } from "./config.js";
 import { closure, realPackages, type DistroGraph, type EnvPackage } from "./graph.js";
 import { buildKey, KeyStore, type KeyRecord } from "./keys.js";
@@ -307,7 +307,7 @@ class PlanRun {
     const { recipe: r, planned: b } = job;
     const out = await this.opts.builder(job, progress);
     if (out.work) entry.phases = { steps: out.work.steps, tests: out.work.tests, overhead: 0 };
-    state.local = mergeIndexRecords(state.local, out.records);
+    state.local = supersedeRecords(state.local, out.records).records;
     this.resolver = undefined;
     const guest: EnvPackage[] = out.guest
       ? out.guest.map((g) => {

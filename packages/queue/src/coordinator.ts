@@ -24,7 +24,6 @@ import { join } from "node:path";
 import {
   buildIndex,
   indexRecordForPackage,
-  mergeIndexRecords,
   readIndex,
   resignPackage,
   type IndexRecord,
@@ -41,7 +40,7 @@ import {
   type KeyRecord,
   type LocalBuilderOptions,
 } from "@kiln/distro";
-import { publish, type S3Options } from "@kiln/repo";
+import { publish, supersedeRecords, type S3Options } from "@kiln/repo";
 import { Job, Queue } from "bullmq";
 import { fetchAttemptPackage, openArtifacts, readAttempt, removeQuietly, type Artifacts } from "./artifacts.js";
 import {
@@ -360,7 +359,7 @@ async function mergeAttempt(ctx: BuilderCtx, job: BuildJob, jobId: string, token
     const existing = old ? (await readIndex(old, { subject: indexFile })).records : [];
     await writeFileAtomic(
       indexFile,
-      buildIndex(mergeIndexRecords(existing, records), {
+      buildIndex(supersedeRecords(existing, records).records, {
         signingKeys: [lo.signingKey],
         sourceDateEpoch: lo.sourceDateEpoch,
       }),

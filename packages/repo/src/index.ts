@@ -80,6 +80,14 @@ export {
   type WithdrawOptions,
   type WithdrawResult,
 } from "./publish/publish.js";
+export {
+  supersedeRecords,
+  originOf,
+  duplicateProviders,
+  formatDuplicateProvider,
+  type Superseding,
+  type DuplicateProvider,
+} from "./index-policy.js";
 export { checkRepository, type CheckOptions, type CheckReport, type ArchCheck } from "./publish/check.js";
 export { makeTempDir, removeTempDir, cleanStaleTempDirs, isStaleTempDir, STALE_AFTER_MS } from "./publish/tempdir.js";
 export * from "./advisories/index.js";

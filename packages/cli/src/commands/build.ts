@@ -122,13 +122,17 @@ export const build = defineCommand({
 steps run under bubblewrap (no network, workspace at /home/build, build user 1000); fetch and
 .deb unpacking run in kiln itself. The main package and subpackages are written to OUT/ARCH
 (default OUT=./packages), signed, with automatic so:/cmd:/pc: dependencies; the recipe's tests
-run in a fresh guest; only then are OUT/ARCH/*.apk and APKINDEX.tar.gz updated.
+run in a fresh guest; only then are OUT/ARCH/*.apk and APKINDEX.tar.gz updated. The index lists each
+package's newest build only (a build replaces other versions of its packages and its recipe's
+packages it no longer produces).
 A local signing key is generated on first use unless --signing-key or $KILN_SIGNING_KEY is set.
 
 The distribution (distro.yaml here or in a parent directory, or --distro FILE): --all or
---changed. Packages go to distro.yaml's out (OUT/ARCH), logs to OUT/logs/ARCH/NAME.log, the
-run's report to OUT/report.html (status, duration and a timeline per package) and
-OUT/build-report.json.`,
+--changed. Packages go to distro.yaml's out (OUT/ARCH), each build's log to
+OUT/logs/ARCH/NAME-VERSION-rN.log (NAME.log links to the newest), the run's report to
+OUT/report.html (status, duration and a timeline per package) and OUT/build-report.json.
+Superseded package files move to OUT/superseded/ARCH after the run; a so:/cmd: name that two
+indexed packages provide without a provider_priority is reported.`,
   options: {
     ...RECIPE_OPTIONS,
     maxLogSize: parsed(

@@ -207,7 +207,15 @@ function jobPrinter(io: Io, json: boolean, printRounds = false): (e: DistroJobEv
       io.err(`round ${e.round}: re-planning, since this run's builds changed other recipes' build environments`);
     else if (e.kind === "image") {
       if (!json) io.err(e.message);
-    } else if (e.kind === "round-done" && printRounds) printBuild(io, e.result, json);
+    } else if (e.kind === "index") {
+      const m = e.superseded;
+      if (!json && m.moved.length)
+        io.err(
+          `${e.arch}: ${m.moved.length} superseded package file${m.moved.length === 1 ? "" : "s"} moved out of the index into superseded/${e.arch}/` +
+            `${m.removed.length ? ` (${m.removed.length} older removed)` : ""}`,
+        );
+      for (const p of e.problems) io.err(`warning: ${p.message}`);
+    } else if (e.kind === "round-done" && printRounds && !json) printBuild(io, e.result, json);
   };
 }
 
@@ -220,7 +228,7 @@ function printBuild(io: Io, r: DistroBuildResult, json: boolean): void {
     return;
   }
   if (json) {
-    io.out(JSON.stringify({ distro: distro.name, plans, reports }, null, 2));
+    io.out(JSON.stringify({ distro: distro.name, plans, reports, index: r.indexProblems }, null, 2));
     return;
   }
   const c = r.counts;
@@ -237,6 +245,7 @@ function printBuild(io: Io, r: DistroBuildResult, json: boolean): void {
   for (const e of all)
     if (e.status === "failed") io.out(`  FAILED ${e.recipe} ${e.fullVersion}${e.log ? ` (log: ${e.log})` : ""}`);
   for (const e of all) if (e.status === "skipped") io.out(`  skipped ${e.recipe} (${e.blockedBy} failed)`);
+  for (const p of r.indexProblems) io.out(`  INDEX ${p.message}`);
   if (r.reportFile) io.out(`  report: ${r.reportFile}`);
 }
 
@@ -380,7 +389,13 @@ export const distroBuildCmd = defineCommand({
   name: "distro-build",
   summary: "the main job: build every out-of-date recipe, then rebuild and smoke-test the images that changed",
   usage: "kiln distro-build [--jobs N] [--no-test] [--distro FILE] [--arch A]... [--signing-key K] [--cache-dir D]",
-  details: "kiln build --all --keep-going, then kiln images --changed --test. A second run builds nothing.",
+  details: `kiln build --all --keep-going (re-planned while a round's builds change other recipes' build
+environments), then kiln images --changed --test. A second run builds nothing. OUT/report.html and
+OUT/build-report.json (--json prints the same document) cover the whole run: every round's builds, the
+images with their digests and smoke tests, and the main index's check; each build's log is
+OUT/logs/ARCH/NAME-VERSION-rN.log (NAME.log links to the newest; the newest 5 per package are kept).
+The index lists only each package's newest build: superseded files move to OUT/superseded/ARCH
+(the newest 2 per package kept there).`,
   options: {
     ...COMMON,
     jobs: opt.jobs,
@@ -394,7 +409,16 @@ export const distroBuildCmd = defineCommand({
       { ...(await jobBase({ ...v, archs: v.arch }, io)), jobs: v.jobs ?? 1, runTests: !v.noTest },
       jobPrinter(io, v.json, true),
     );
+    if (v.json) {
+      // One document: the run's report as OUT/build-report.json holds it.
+      io.out(JSON.stringify(r.report, null, 2));
+      return r.status;
+    }
     printImages(io, r.images, v.json, r.distro.name);
+    const rounds = r.report.rounds;
+    io.out(
+      `${rounds.length} round${rounds.length === 1 ? "" : "s"}: ${rounds.map((x) => `round ${x.round} built ${x.counts.built}${x.counts.failed ? `, ${x.counts.failed} failed` : ""}`).join("; ")}; report ${r.reportFile}`,
+    );
     io.out(
       `done in ${(r.ms / 1000).toFixed(1)} s: repository ${r.distro.outDir}, images ${resolvePath(r.distro.outDir, "images")}`,
     );

@@ -37,9 +37,11 @@ async function recordedDurations(outDir: string): Promise<Map<string, number>> {
   const report = await readFile(join(outDir, "build-report.json"), "utf8").catch(() => undefined);
   if (report) {
     try {
-      for (const r of JSON.parse(report) as Array<{
-        entries?: Array<{ recipe?: unknown; ms?: unknown; status?: unknown }>;
-      }>)
+      type Entries = { entries?: Array<{ recipe?: unknown; ms?: unknown; status?: unknown }> };
+      const parsed = JSON.parse(report) as Entries[] | { rounds?: Array<{ reports?: Entries[] }> };
+      // An older kiln wrote one round's reports as an array; now the whole run, round by round (later rounds win).
+      const reports = Array.isArray(parsed) ? parsed : (parsed.rounds ?? []).flatMap((r) => r.reports ?? []);
+      for (const r of reports)
         for (const e of r.entries ?? [])
           if (typeof e.recipe === "string" && typeof e.ms === "number" && e.status === "built") ms.set(e.recipe, e.ms);
     } catch {

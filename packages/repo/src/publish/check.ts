@@ -1,12 +1,14 @@
 // checkRepository: a consumer's audit of a published repository, over the
 // same fetch path apk-style consumers use: the index signature, every listed
-// package present with the index's size, C: and datahash, and every
-// dependency satisfiable. Reports every problem, not just the first.
+// package present with the index's size, C: and datahash, every
+// dependency satisfiable, and no so:/cmd: name provided by two packages
+// without a provider priority. Reports every problem, not just the first.
 
 import { rm } from "node:fs/promises";
 import type { IndexRecord, Keyring } from "@kiln/apk";
 import type { Fetcher } from "../fetch.js";
 import { fetchPackage, loadIndex } from "../repository.js";
+import { duplicateProviders, formatDuplicateProvider } from "../index-policy.js";
 import { formatUnsatisfied, unsatisfiedDependencies } from "./deps.js";
 import { cleanStaleTempDirs, makeTempDir, removeTempDir } from "./tempdir.js";
 
@@ -73,6 +75,8 @@ export async function checkRepository(url: string, opts: CheckOptions): Promise<
       const upstream = opts.upstream ? await opts.upstream(arch) : [];
       for (const u of unsatisfiedDependencies(loaded.index.records, upstream, arch))
         ac.problems.push(`unsatisfiable: ${formatUnsatisfied(u)}`);
+      for (const d of duplicateProviders(loaded.index.records))
+        ac.problems.push(`duplicate provider: ${formatDuplicateProvider(d)}`);
       ac.problems.sort();
     }
   } finally {
