@@ -12,6 +12,9 @@ import { join } from "node:path";
 import { cacheUsage, liveLeases, listGuests, type CacheItem, type CacheUsage } from "./guest-cache.js";
 import { listStore, sweepStore } from "./guest-store.js";
 
+/** Fetched packages used this recently are kept (a guest may be being assembled from them). */
+export const PACKAGE_GRACE_MS = 10 * 60 * 1000;
+
 export interface PruneOptions {
   /** Evict until the cache takes at most this many bytes. */
   maxSize?: number;
@@ -142,6 +145,8 @@ export async function pruneCache(cacheDir: string, opts: PruneOptions = {}): Pro
     const old = opts.olderThanMs !== undefined && now - item.lastUse > opts.olderThanMs;
     const over = opts.maxSize !== undefined && total > opts.maxSize;
     if (!(old || over || (opts.allGuests && item.kind === "guest"))) continue;
+    // A package fetched in the last minutes may be about to be installed into a guest being assembled.
+    if (item.kind === "package" && now - item.lastUse < PACKAGE_GRACE_MS) continue;
     let bytes: number | undefined;
     if (item.kind === "guest") bytes = await evictGuest(cacheDir, item, links, dryRun);
     else {
