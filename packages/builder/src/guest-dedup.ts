@@ -23,9 +23,11 @@ export interface DedupResult {
 
 async function adopt(store: GuestStore, path: string, r: DedupResult): Promise<void> {
   const st = await lstat(path).catch(() => undefined);
-  if (!st?.isFile() || st.nlink > 1 || st.size === 0) return;
+  if (!st?.isFile() || st.size === 0) return;
   const sha256 = await hashFile(path);
   const entry = store.entryPath(sha256, st.mode & 0o7777);
+  const there = await lstat(entry).catch(() => undefined);
+  if (there?.ino === st.ino && there.dev === st.dev) return; // already the entry
   if (await store.usable(entry, sha256, st.size)) {
     const tmp = `${path}.kiln-dedup-${randomBytes(4).toString("hex")}`;
     try {
