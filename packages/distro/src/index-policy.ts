@@ -11,9 +11,23 @@
 
 import { mkdir, readdir, readFile, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { compareVersions, indexRecordFromHead, isValidVersion, readIndex, type IndexRecord } from "@kiln/apk";
-import { joinUnder } from "@kiln/core";
-import { duplicateProviders, formatDuplicateProvider, originOf, type DuplicateProvider } from "@kiln/repo";
+import {
+  buildIndex,
+  compareVersions,
+  indexRecordFromHead,
+  isValidVersion,
+  readIndex,
+  type IndexRecord,
+  type SigningKey,
+} from "@kiln/apk";
+import { joinUnder, writeFileAtomic } from "@kiln/core";
+import {
+  duplicateProviders,
+  formatDuplicateProvider,
+  newestBuilds,
+  originOf,
+  type DuplicateProvider,
+} from "@kiln/repo";
 
 /** Superseded builds kept per package in OUT/superseded/ARCH. */
 export const KEEP_SUPERSEDED = 2;
@@ -29,6 +43,8 @@ export interface IndexProblem {
 
 export interface SupersededMove {
   arch: string;
+  /** Records the index still listed although a newer build of their package or recipe is indexed (an index from before this policy), dropped. */
+  dropped: string[];
   /** Files moved from OUT/ARCH into OUT/superseded/ARCH. */
   moved: string[];
   /** Files deleted from OUT/superseded/ARCH (beyond the newest kept). */
@@ -65,11 +81,26 @@ async function moveWithProvenance(from: string, to: string, file: string): Promi
  * keep the newest `keep` builds of each package there. Files of packages the
  * index does not know (a stray .apk) stay where they are.
  */
-export async function moveSuperseded(outDir: string, arch: string, keep = KEEP_SUPERSEDED): Promise<SupersededMove> {
+export async function moveSuperseded(
+  outDir: string,
+  arch: string,
+  index: { signingKey: SigningKey; sourceDateEpoch: number },
+  keep = KEEP_SUPERSEDED,
+): Promise<SupersededMove> {
   const dir = joinUnder(outDir, { value: arch, what: "architecture" });
-  const result: SupersededMove = { arch, moved: [], removed: [] };
-  const records = await indexRecords(dir);
+  const result: SupersededMove = { arch, dropped: [], moved: [], removed: [] };
+  let records = await indexRecords(dir);
   if (!records) return result;
+  const newest = newestBuilds(records);
+  if (newest.superseded.length) {
+    // Runs between rounds, when no build writes the index.
+    await writeFileAtomic(
+      join(dir, "APKINDEX.tar.gz"),
+      buildIndex(newest.records, { signingKeys: [index.signingKey], sourceDateEpoch: index.sourceDateEpoch }),
+    );
+    result.dropped = newest.superseded.map((r) => `${r.name}-${r.version}`).sort();
+    records = newest.records;
+  }
   const listed = new Set(records.map((r) => `${r.name}-${r.version}.apk`));
   const names = new Set(records.map((r) => r.name));
   const origins = new Set(records.map(originOf));

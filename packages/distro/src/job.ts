@@ -205,10 +205,15 @@ export function newJobReport(distro: Distro, command: JobReport["command"], t0 =
 }
 
 /** After a round: move superseded files out of each built architecture's directory and check its index. */
-async function settleIndexes(distro: Distro, archs: string[], emit: DistroJobListener): Promise<IndexProblem[]> {
+async function settleIndexes(
+  distro: Distro,
+  archs: string[],
+  index: Parameters<typeof moveSuperseded>[2],
+  emit: DistroJobListener,
+): Promise<IndexProblem[]> {
   const problems: IndexProblem[] = [];
   for (const arch of archs) {
-    const superseded = await moveSuperseded(distro.outDir, arch);
+    const superseded = await moveSuperseded(distro.outDir, arch, index);
     const found = await checkMainIndex(distro.outDir, arch);
     problems.push(...found);
     emit({ kind: "index", arch, superseded, problems: found });
@@ -302,6 +307,7 @@ export async function buildDistro(
     indexProblems = await settleIndexes(
       distro,
       reports.map((r) => r.arch),
+      { signingKey: key.key, sourceDateEpoch: o.sourceDateEpoch ?? 0 },
       emit,
     );
   }

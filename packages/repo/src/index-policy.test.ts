@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { newIndexRecord, type IndexRecord } from "@kiln/apk";
-import { duplicateProviders, formatDuplicateProvider, supersedeRecords } from "./index-policy.js";
+import { duplicateProviders, formatDuplicateProvider, newestBuilds, supersedeRecords } from "./index-policy.js";
 
 function rec(name: string, version: string, more: Partial<IndexRecord> = {}): IndexRecord {
   return { ...newIndexRecord(), name, version, arch: "x86_64", ...more };
@@ -34,6 +34,22 @@ describe("supersedeRecords", () => {
       [rec("busybox-links", "1.1-r0", { origin: "busybox" })],
     );
     expect(ids(r.records)).toEqual(["busybox-links-1.1-r0"]);
+  });
+});
+
+describe("newestBuilds", () => {
+  it("keeps of each origin the packages of its newest version (an index written before the policy)", () => {
+    const r = newestBuilds([
+      rec("zlib", "1.2.13-r0", { origin: "zlib" }),
+      rec("zlib-dev", "1.2.13-r0", { origin: "zlib" }),
+      rec("zlib", "1.2.13-r1", { origin: "zlib" }),
+      rec("zlib-dev", "1.2.13-r1", { origin: "zlib" }),
+      rec("gcc", "12.2.0-r0", { origin: "gcc" }),
+      rec("gcc", "12.10.0-r0", { origin: "gcc" }),
+      rec("jq", "1.6-r0", { origin: "jq" }),
+    ]);
+    expect(ids(r.records)).toEqual(["gcc-12.10.0-r0", "jq-1.6-r0", "zlib-1.2.13-r1", "zlib-dev-1.2.13-r1"]);
+    expect(ids(r.superseded)).toEqual(["zlib-1.2.13-r0", "zlib-dev-1.2.13-r0", "gcc-12.2.0-r0"]);
   });
 });
 

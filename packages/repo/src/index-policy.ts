@@ -6,7 +6,7 @@
 // need a provider_priority (k:) each, or apk cannot choose between them and
 // an `apk add` of both conflicts.
 
-import { sortIndexRecords, type IndexRecord } from "@kiln/apk";
+import { compareVersions, sortIndexRecords, type IndexRecord } from "@kiln/apk";
 
 export interface Superseding {
   /** The index after the merge, sorted as mergeIndexRecords sorts. */
@@ -35,6 +35,29 @@ export function supersedeRecords(existing: readonly IndexRecord[], incoming: rea
     else kept.push(r);
   }
   return { records: sortIndexRecords([...kept, ...incoming]), superseded };
+}
+
+/**
+ * The policy applied to a whole index (one written before it, or merged by
+ * hand): of each origin only the packages at its newest version, and of each
+ * name only its newest version.
+ */
+export function newestBuilds(records: readonly IndexRecord[]): Superseding {
+  const newest = (m: Map<string, string>, k: string, v: string) => {
+    const cur = m.get(k);
+    if (cur === undefined || compareVersions(v, cur) > 0) m.set(k, v);
+  };
+  const byOrigin = new Map<string, string>();
+  const byName = new Map<string, string>();
+  for (const r of records) {
+    newest(byOrigin, originOf(r), r.version);
+    newest(byName, r.name, r.version);
+  }
+  const kept: IndexRecord[] = [];
+  const superseded: IndexRecord[] = [];
+  for (const r of records)
+    (byOrigin.get(originOf(r)) === r.version && byName.get(r.name) === r.version ? kept : superseded).push(r);
+  return { records: sortIndexRecords(kept), superseded };
 }
 
 export interface DuplicateProvider {

@@ -82,6 +82,7 @@ export {
 } from "./publish/publish.js";
 export {
   supersedeRecords,
+  newestBuilds,
   originOf,
   duplicateProviders,
   formatDuplicateProvider,

@@ -209,6 +209,10 @@ function jobPrinter(io: Io, json: boolean, printRounds = false): (e: DistroJobEv
       if (!json) io.err(e.message);
     } else if (e.kind === "index") {
       const m = e.superseded;
+      if (!json && m.dropped.length)
+        io.err(
+          `${e.arch}: the index listed ${m.dropped.length} superseded build${m.dropped.length === 1 ? "" : "s"} (written before the newest-build policy): dropped`,
+        );
       if (!json && m.moved.length)
         io.err(
           `${e.arch}: ${m.moved.length} superseded package file${m.moved.length === 1 ? "" : "s"} moved out of the index into superseded/${e.arch}/` +
