@@ -8,6 +8,7 @@ import {
   readIndex,
   type IndexRecord,
 } from "@kiln/apk";
+import { duplicateProviders, formatDuplicateProvider } from "@kiln/repo";
 import { opt } from "../options.js";
 import { defineCommand, flag } from "../program.js";
 import { loadSigningKey, sourceDateEpoch } from "../util.js";
@@ -24,6 +25,7 @@ export const index = defineCommand({
   details: `Reads the signature and control members of each package (as apk index does: the data member
 is not inflated), then writes an index whose C: (control-member SHA-1), S: (file size) and fields come
 from the packages. --check-data reads each package completely and checks its data against the datahash.
+A so:/cmd: name that two packages provide without a provider_priority each is a warning.
 Signed with RSA/SHA-256 unless --sha1; unsigned without --signing-key. The file is replaced atomically.`,
   options: {
     output: opt.output.describe("the index to write").required(),
@@ -63,6 +65,7 @@ Signed with RSA/SHA-256 unless --sha1; unsigned without --signing-key. The file 
     });
     await writeAtomic(values.output, out);
     io.out(`${values.output}: ${records.length} packages${key ? `, signed by ${key.name}` : ", unsigned"}`);
+    for (const d of duplicateProviders(records)) io.err(`warning: ${formatDuplicateProvider(d)}`);
     return 0;
   },
 });
