@@ -7,6 +7,7 @@
 //
 //   node tools/update-bootstrap.mjs            # rewrite the recipes
 //   node tools/update-bootstrap.mjs --check    # exit 1 if any would change
+//   node tools/update-bootstrap.mjs glibc      # only the named recipes
 
 import { execFileSync } from "node:child_process";
 import { readFileSync, writeFileSync, existsSync } from "node:fs";
@@ -26,13 +27,66 @@ const GROUPS = [
     description: "the GNU C library and dynamic loader (imported from Debian)",
     license: "LGPL-2.1-or-later",
     debs: ["libc6", "libcrypt1"],
+    // Unpacked into the workspace only: the subpackages below take a few of
+    // its files (the iconv tools, the C.UTF-8 locale); the rest is not shipped.
+    scratch: ["libc-bin"],
     // The loader is reached through base-layout's /lib64 link: without it no
-    // program installed by apk would start.
-    runtime: ["base-layout"],
+    // program installed by apk would start. glibc-locale-posix gives every
+    // image C.UTF-8, as Wolfi's glibc does.
+    runtime: ["base-layout", "ld-linux", "glibc-locale-posix"],
+    // The splits below move files with the static busybox in a guest.
+    environment: ["busybox-static"],
+    // In a guest of the split packages: a legacy character set converts only
+    // with glibc-iconv's modules, C.UTF-8 is a locale glibc finds.
+    test: {
+      packages: ["busybox-static", "glibc-iconv", "glibc"],
+      runs: [
+        `bb=/usr/bin/busybox`,
+        `test "$(printf '\\351' | iconv -f ISO-8859-1 -t UTF-8 | $bb od -An -tx1 | $bb tr -d ' ')" = c3a9`,
+        `test "$(printf 'caf\\303\\251' | iconv -f UTF-8 -t UTF-16LE | $bb wc -c)" = 8`,
+        `test -f /usr/lib/locale/C.utf8/LC_CTYPE`,
+        `test -x /usr/lib64/ld-linux-x86-64.so.2`,
+        `/usr/lib64/ld-linux-x86-64.so.2 --list /usr/bin/iconv | $bb grep -q 'libc.so.6 =>'`,
+      ],
+    },
+    // Wolfi's names and splits, for the files Debian's packages hold.
     subpackages: [
+      {
+        name: "ld-linux",
+        description: "the glibc ELF interpreter, the dynamic loader (imported from Debian)",
+        move: { destdir: ["usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2", "usr/lib64"] },
+      },
+      {
+        name: "libcrypt1",
+        description: "libxcrypt's password hashing library libcrypt.so.1 (imported from Debian)",
+        move: {
+          destdir: [
+            "usr/lib/x86_64-linux-gnu/libcrypt.so.1",
+            "usr/lib/x86_64-linux-gnu/libcrypt.so.1.1.0",
+            "usr/share/doc/libcrypt1",
+          ],
+        },
+      },
+      {
+        // 8 MB: the character sets beyond the ones built into libc (UTF-8,
+        // UTF-16/32, UCS-2/4, ASCII), for iconv_open() and the iconv tool.
+        name: "glibc-iconv",
+        description: "glibc's gconv character set modules, iconv and iconvconfig (imported from Debian)",
+        move: {
+          destdir: ["usr/lib/x86_64-linux-gnu/gconv"],
+          "libc-bin": ["usr/bin/iconv", "usr/sbin/iconvconfig"],
+        },
+      },
+      {
+        name: "glibc-locale-posix",
+        description: "the C.UTF-8 locale for glibc (imported from Debian)",
+        move: { "libc-bin": ["usr/lib/locale/C.utf8"] },
+      },
       {
         name: "glibc-dev",
         description: "glibc headers, startup files and static libraries",
+        // libcrypt.so leads to libcrypt1's library: -lcrypt links only with it.
+        runtime: ["libcrypt1"],
         debs: ["libc6-dev", "libcrypt-dev"],
       },
     ],
@@ -193,6 +247,25 @@ function aptShow(pkg) {
   return f;
 }
 
+/**
+ * A subpackage's split: each path, relative to the package's destdir or to a
+ * scratch deb's directory in the workspace, moved into the subpackage.
+ */
+function moveSteps(move) {
+  const lines = [`  - runs: |`, `      bb=/usr/bin/busybox`];
+  const made = new Set();
+  for (const [from, paths] of Object.entries(move)) {
+    const base = from === "destdir" ? "${{targets.destdir}}" : from;
+    for (const p of paths) {
+      const parent = p.includes("/") ? p.slice(0, p.lastIndexOf("/")) : ".";
+      if (!made.has(parent)) lines.push(`      $bb mkdir -p "\${{targets.subpkgdir}}/${parent}"`);
+      made.add(parent);
+      lines.push(`      $bb mv "${base}/${p}" "\${{targets.subpkgdir}}/${parent}/"`);
+    }
+  }
+  return lines;
+}
+
 function fetchSteps(debs, into) {
   const lines = [];
   for (const d of debs) {
@@ -213,12 +286,15 @@ function fetchSteps(debs, into) {
   return lines;
 }
 
+const only = process.argv.slice(2).filter((a) => !a.startsWith("--"));
+for (const n of only) if (!GROUPS.some((g) => g.name === n)) throw new Error(`${n}: not a stage-0 recipe`);
 const changed = [];
-for (const g of GROUPS) {
+for (const g of GROUPS.filter((x) => !only.length || only.includes(x.name))) {
   const main = aptShow(g.debs[0]);
   const version = debVersionToApk(main.Version);
   const lines = [
     `# Stage 0: imports Debian 12's ${g.debs.join(", ")} (${main.Version}).`,
+    ...(g.scratch ? [`# Of ${g.scratch.join(", ")} only the files its subpackages move are kept.`] : []),
     `# Generated by tools/update-bootstrap.mjs from apt's package lists; do not edit by hand.`,
     `package:`,
     `  name: ${g.name}`,
@@ -229,16 +305,39 @@ for (const g of GROUPS) {
     `    - license: ${JSON.stringify(g.license)}`,
     `  target-architecture: [x86_64]`,
     ...(g.runtime ? [`  dependencies:`, `    runtime:`, ...g.runtime.map((r) => `      - ${r}`)] : []),
+    ...(g.environment
+      ? [
+          ``,
+          `environment:`,
+          `  contents:`,
+          `    packages:`,
+          ...g.environment.map((p) => `      - ${p}`),
+          `  paths:`,
+          `    - path: /bin/sh`,
+          `      type: symlink`,
+          `      source: /usr/bin/busybox`,
+        ]
+      : []),
     ``,
     `pipeline:`,
     ...fetchSteps(g.debs),
+    ...(g.scratch ?? []).flatMap((d) => fetchSteps([d], d)),
   ];
   if (g.subpackages) {
     lines.push(``, `subpackages:`);
     for (const s of g.subpackages) {
-      lines.push(`  - name: ${s.name}`, `    description: ${JSON.stringify(s.description)}`, `    pipeline:`);
-      lines.push(...fetchSteps(s.debs, "${{targets.subpkgdir}}").map((l) => "    " + l));
+      lines.push(`  - name: ${s.name}`, `    description: ${JSON.stringify(s.description)}`);
+      if (s.runtime) lines.push(`    dependencies:`, `      runtime:`, ...s.runtime.map((r) => `        - ${r}`));
+      lines.push(`    pipeline:`);
+      const steps = s.move ? moveSteps(s.move) : fetchSteps(s.debs, "${{targets.subpkgdir}}");
+      lines.push(...steps.map((l) => "    " + l));
     }
+  }
+  if (g.test) {
+    lines.push(``, `test:`, `  environment:`, `    contents:`, `      packages:`);
+    lines.push(...g.test.packages.map((p) => `        - ${p}`));
+    lines.push(`    paths:`, `      - path: /bin/sh`, `        type: symlink`, `        source: /usr/bin/busybox`);
+    lines.push(`  pipeline:`, `    - runs: |`, ...g.test.runs.map((r) => `        ${r}`));
   }
   const text = lines.join("\n") + "\n";
   const file = join(root, "recipes", `${g.name}.yaml`);
