@@ -24,6 +24,7 @@ export const TOOLCHAIN_RECIPES = [
   "isl",
   "zlib-bootstrap",
   "zstd-bootstrap",
+  "bzip2-bootstrap",
   "jansson",
   "perl-bootstrap",
   "make",
