@@ -212,15 +212,7 @@ const GROUPS = [
     name: "perl-bootstrap",
     description: "Perl 5 for build scripts (imported from Debian)",
     license: "Artistic-1.0-Perl OR GPL-1.0-or-later",
-    debs: [
-      "perl-base",
-      "perl",
-      "perl-modules-5.36",
-      "libperl5.36",
-      "libdb5.3",
-      "libgdbm6",
-      "libgdbm-compat4",
-    ],
+    debs: ["perl-base", "perl", "perl-modules-5.36", "libperl5.36", "libdb5.3", "libgdbm6", "libgdbm-compat4"],
   },
 ];
 
