@@ -88,7 +88,7 @@ function jsClosure(pkg, skip) {
 }
 
 const NODE_DEBS = ["nodejs", ...jsClosure("libnode108", new Set())];
-const NPM_DEBS = jsClosure("npm", new Set([...NODE_DEBS, "node-gyp"]));
+const NPM_DEBS = jsClosure("npm", new Set(NODE_DEBS));
 
 const lib = (name, deb, what, license) => ({ name, debs: [deb], description: what, license });
 
@@ -107,7 +107,7 @@ const GROUPS = [
   },
   {
     name: "npm",
-    description: "package manager for Node.js (node-gyp left out: no native add-on builds)",
+    description: "package manager for Node.js (node-gyp without python3 and gyp: no native add-on builds)",
     license: "Artistic-2.0",
     debs: NPM_DEBS,
     runtime: ["nodejs-18"],
