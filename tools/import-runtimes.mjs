@@ -127,6 +127,9 @@ const GROUPS = [
         description:
           "OpenJDK 17 Java runtime, headless (AWT fonts, JPEG, colour management, sound and smart cards left out: their libraries are not in the distribution)",
         debs: ["openjdk-17-jre-headless"],
+        // lib/security/cacerts links to /etc/ssl/certs/java/cacerts, which
+        // Debian makes at install time; java-cacerts ships it.
+        runtime: ["java-cacerts"],
         post: [
           `cd \${{targets.subpkgdir}}${JVM}/lib`,
           "rm libfontmanager.so libjavajpeg.so liblcms.so libjsound.so libj2pcsc.so",
