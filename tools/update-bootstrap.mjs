@@ -14,6 +14,7 @@ import { readFileSync, writeFileSync, existsSync } from "node:fs";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { aptMirrors, debVersionToApk } from "@kiln/builder";
+import { debFetchSteps } from "./deb-steps.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const ARCH = "amd64";
@@ -267,23 +268,7 @@ function moveSteps(move) {
 }
 
 function fetchSteps(debs, into) {
-  const lines = [];
-  for (const d of debs) {
-    const f = aptShow(d);
-    const file = f.Filename.slice(f.Filename.lastIndexOf("/") + 1);
-    lines.push(
-      `  - uses: fetch`,
-      `    with:`,
-      `      uri: \${{mirror.${f.mirror}}}/${f.Filename}`,
-      `      expected-sha256: ${f.SHA256}`,
-      `      extract: false`,
-      `  - uses: deb/unpack`,
-      `    with:`,
-      `      deb: ${file}`,
-      ...(into ? [`      directory: ${into}`] : []),
-    );
-  }
-  return lines;
+  return debFetchSteps(debs, into, aptShow);
 }
 
 const only = process.argv.slice(2).filter((a) => !a.startsWith("--"));
