@@ -6,7 +6,7 @@
 // first and checks its leases after, so a build that leased it meanwhile
 // gets it back; store entries no guest links any more go with it.
 
-import { KilnError } from "@kiln/core";
+import { processAlive, KilnError } from "@kiln/core";
 import { randomBytes } from "node:crypto";
 import { lstat, mkdir, opendir, readdir, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -76,22 +76,13 @@ export async function leaseGuest(cacheDir: string, key: string): Promise<GuestLe
   };
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
 /** Leases of live processes on `key`; those of processes that have ended are removed. */
 export async function liveLeases(cacheDir: string, key: string): Promise<number> {
   const dir = leaseDir(cacheDir, key);
   let n = 0;
   for (const name of await readdir(dir).catch(() => [] as string[])) {
     const pid = Number(/^(\d+)-/.exec(name)?.[1]);
-    if (pid > 0 && alive(pid)) n++;
+    if (pid > 0 && processAlive(pid)) n++;
     else await rm(join(dir, name), { force: true });
   }
   return n;

@@ -7,3 +7,4 @@ export * from "./yaml-load.js";
 export * from "./arch.js";
 export * from "./atomic.js";
 export * from "./version.js";
+export * from "./process.js";

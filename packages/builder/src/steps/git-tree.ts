@@ -5,7 +5,7 @@
 // expected commit, cherry-picks...), so an unchanged recipe checks out the
 // same tree again without the git server.
 
-import { writeFileAtomic, tempPathFor } from "@kiln/core";
+import { processAlive, writeFileAtomic, tempPathFor } from "@kiln/core";
 import { spawn } from "node:child_process";
 import { constants as FS } from "node:fs";
 import * as fsp from "node:fs/promises";
@@ -64,19 +64,10 @@ export async function gitWorkDir(cacheDir: string): Promise<string> {
   await fsp.mkdir(cacheDir, { recursive: true });
   for (const name of await fsp.readdir(cacheDir)) {
     const pid = Number(/^git-work-(\d+)-/.exec(name)?.[1] ?? 0);
-    if (pid > 0 && pid !== process.pid && !alive(pid))
+    if (pid > 0 && pid !== process.pid && !processAlive(pid))
       await fsp.rm(join(cacheDir, name), { recursive: true, force: true });
   }
   return fsp.mkdtemp(join(cacheDir, `git-work-${process.pid}-`));
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
 }
 
 function runTar(args: string[], what: string): Promise<void> {

@@ -15,6 +15,7 @@ import { lstatSync, rmSync } from "node:fs";
 import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { processAlive } from "@kiln/core";
 
 /** A directory untouched this long is stale even when a process with its pid exists. */
 export const STALE_AFTER_MS = 12 * 3600 * 1000;
@@ -68,16 +69,6 @@ export async function removeTempDir(dir: string): Promise<void> {
   }
 }
 
-function pidAlive(pid: number): boolean {
-  if (pid === process.pid) return true;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM"; // someone else's process: alive
-  }
-}
-
 function escapeRe(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }
@@ -98,7 +89,7 @@ export function isStaleTempDir(base: string, name: string, prefix: string, now =
   const old = now - st.mtimeMs > STALE_AFTER_MS;
   if (withPid) {
     const pid = Number(withPid[1]);
-    return old || !pidAlive(pid);
+    return old || !processAlive(pid);
   }
   return old;
 }
