@@ -3,6 +3,8 @@
 // import-runtimes.mjs). `show(name)` gives the package's Filename, SHA256
 // and which configured mirror (debian, debian-security) serves it.
 
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+
 /** fetch + deb/unpack steps for each .deb, unpacked into `into` when given (a subpackage's directory). */
 export function debFetchSteps(debs, into, show) {
   const lines = [];
@@ -22,4 +24,23 @@ export function debFetchSteps(debs, into, show) {
     );
   }
   return lines;
+}
+
+/**
+ * Write each generated recipe ([file, text]) whose file differs; with --check,
+ * write nothing and exit 1 naming the files that are out of date.
+ */
+export function writeRecipes(recipes, check) {
+  const changed = [];
+  for (const [file, text] of recipes) {
+    const old = existsSync(file) ? readFileSync(file, "utf8") : "";
+    if (old === text) continue;
+    changed.push(file);
+    if (!check) writeFileSync(file, text);
+  }
+  if (!check) console.log(`${changed.length} recipe(s) written`);
+  else if (changed.length) {
+    console.error(`out of date: ${changed.join(", ")}`);
+    process.exit(1);
+  }
 }

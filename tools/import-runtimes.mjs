@@ -12,11 +12,11 @@
 //   node tools/import-runtimes.mjs --check    # exit 1 if any would change
 
 import { execFileSync } from "node:child_process";
-import { readFileSync, writeFileSync, existsSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { aptMirrors, debVersionToApk } from "@kiln/builder";
-import { debFetchSteps } from "./deb-steps.mjs";
+import { debFetchSteps, writeRecipes } from "./deb-steps.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const ARCH = "amd64";
@@ -211,19 +211,10 @@ function recipe(g) {
   return lines.join("\n") + "\n";
 }
 
-const changed = [];
+const recipes = [];
 for (const g of GROUPS) {
   const text = recipe(g);
   const file = join(root, "recipes", `${g.name}.yaml`);
-  const old = existsSync(file) ? readFileSync(file, "utf8") : "";
-  if (old !== text) {
-    changed.push(file);
-    if (!process.argv.includes("--check")) writeFileSync(file, text);
-  }
+  recipes.push([file, text]);
 }
-if (process.argv.includes("--check")) {
-  if (changed.length) {
-    console.error(`out of date: ${changed.join(", ")}`);
-    process.exit(1);
-  }
-} else console.log(`${changed.length} recipe(s) written`);
+writeRecipes(recipes, process.argv.includes("--check"));

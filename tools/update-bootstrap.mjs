@@ -10,11 +10,10 @@
 //   node tools/update-bootstrap.mjs glibc      # only the named recipes
 
 import { execFileSync } from "node:child_process";
-import { readFileSync, writeFileSync, existsSync } from "node:fs";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { aptMirrors, debVersionToApk } from "@kiln/builder";
-import { debFetchSteps } from "./deb-steps.mjs";
+import { debFetchSteps, writeRecipes } from "./deb-steps.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const ARCH = "amd64";
@@ -273,7 +272,7 @@ function fetchSteps(debs, into) {
 
 const only = process.argv.slice(2).filter((a) => !a.startsWith("--"));
 for (const n of only) if (!GROUPS.some((g) => g.name === n)) throw new Error(`${n}: not a stage-0 recipe`);
-const changed = [];
+const recipes = [];
 for (const g of GROUPS.filter((x) => !only.length || only.includes(x.name))) {
   const main = aptShow(g.debs[0]);
   const version = debVersionToApk(main.Version);
@@ -326,15 +325,6 @@ for (const g of GROUPS.filter((x) => !only.length || only.includes(x.name))) {
   }
   const text = lines.join("\n") + "\n";
   const file = join(root, "recipes", `${g.name}.yaml`);
-  const old = existsSync(file) ? readFileSync(file, "utf8") : "";
-  if (old !== text) {
-    changed.push(file);
-    if (!process.argv.includes("--check")) writeFileSync(file, text);
-  }
+  recipes.push([file, text]);
 }
-if (process.argv.includes("--check")) {
-  if (changed.length) {
-    console.error(`out of date: ${changed.join(", ")}`);
-    process.exit(1);
-  }
-} else console.log(`${changed.length} recipe(s) written`);
+writeRecipes(recipes, process.argv.includes("--check"));
