@@ -195,6 +195,7 @@ async function startBuildGuest(
     image: env,
     label: ctx.file,
     purpose: "build",
+    ...(ctx.opts.guestExclude?.length ? { exclude: ctx.opts.guestExclude } : {}),
   });
   result.guest = resolved.map((p) => ({
     name: p.record.name,

@@ -81,6 +81,12 @@ export interface BuildOptions {
    */
   epochOverride?: number;
   /**
+   * Package names the build guest must not resolve to, as if its
+   * repositories did not have them (a distribution's bootstrap: the stage-0
+   * zlib once zlib is built). The test guest is not affected.
+   */
+  guestExclude?: string[];
+  /**
    * Use this as the recipe's `environment` (the distribution passes the
    * recipe's own environment merged with distro.yaml's default one). It is
    * embedded in the package's .melange.yaml, so a rebuild from the package sees it.
@@ -266,6 +272,8 @@ export interface GuestRequest {
   /** For messages about the image config. */
   label: string;
   purpose: Purpose;
+  /** Package names left out of the repositories for this guest. */
+  exclude?: string[];
 }
 
 export interface StartedGuest {
@@ -283,6 +291,7 @@ export async function prepareGuest(ctx: RecipeContext, req: GuestRequest): Promi
     buildUid: 1000,
     cacheDir: ctx.opts.cacheDir,
     image: environmentImageConfig(req.image, req.label),
+    ...(req.exclude?.length ? { exclude: req.exclude } : {}),
   };
   const resolved = await resolveGuest(spec);
   const guest = await assembleGuest(spec, resolved);

@@ -35,6 +35,8 @@ export interface GuestSpec {
   allowUntrusted?: boolean;
   /** The environment as an image config: its `paths` and `accounts` are applied too. */
   image?: ImageConfig;
+  /** Package names the repositories are read without. */
+  exclude?: string[];
 }
 
 export interface Guest {
@@ -56,7 +58,9 @@ export async function resolveGuest(spec: GuestSpec): Promise<RepoPackage[]> {
     ...(spec.fetcher ? { fetcher: spec.fetcher } : {}),
     ...(spec.allowUntrusted ? { allowUntrusted: true } : {}),
   });
-  return resolve(spec.packages, packages, { arch: spec.arch }).packages;
+  const exclude = new Set(spec.exclude ?? []);
+  const pool = exclude.size ? packages.filter((p) => !exclude.has(p.record.name)) : packages;
+  return resolve(spec.packages, pool, { arch: spec.arch }).packages;
 }
 
 export function guestKey(pkgs: RepoPackage[], buildUid: number, image?: ImageConfig): string {

@@ -164,6 +164,7 @@ function queueBuilder(ctx: BuilderCtx): Builder {
       keyName: lo.signingKey.name,
       sourceDateEpoch: lo.sourceDateEpoch,
       runTests: lo.runTests,
+      ...(job.guestExclude.length ? { guestExclude: job.guestExclude } : {}),
     };
     const env = keyEnvironment(job.resolveEnvironment(), job.planned.standIns);
     const jobId = jobIdFor(payload, env);

@@ -44,6 +44,8 @@ export const jobPayloadSchema = z
       .min(0)
       .max(2 ** 40),
     runTests: z.boolean(),
+    /** Package names the build guest must not resolve to (the distribution's bootstrap). */
+    guestExclude: z.array(name).max(10_000).optional(),
   })
   .strict();
 export type JobPayload = z.infer<typeof jobPayloadSchema>;

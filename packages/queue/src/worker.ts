@@ -190,6 +190,7 @@ class BuildWorker {
         epochOverride: p.epoch,
         onEvent: (event) => emit({ kind: "build", worker: this.name, jobId, event }),
         ...(recipe.environment ? { environment: recipe.environment } : {}),
+        ...(p.guestExclude?.length ? { guestExclude: p.guestExclude } : {}),
       });
       const token = newAttemptToken();
       const res = await attemptResult(this.name, jobId, p, start, result);
