@@ -50,7 +50,12 @@ export async function analyzeDistro(distro: Distro, arch: string, opts: AnalyzeO
   });
   // Environment closures remembered under the cache directory, for the graph and the plan over this state.
   if (opts.cacheDir) attachClosureStore(state, await openClosureStore(opts.cacheDir, arch));
-  const graph = buildGraph({ recipes: recipes.recipes, images: images.images, state });
+  const graph = buildGraph({
+    recipes: recipes.recipes,
+    images: images.images,
+    state,
+    ...(distro.bootstrap ? { bootstrap: distro.bootstrap } : {}),
+  });
   await saveAnalysisCaches({ state });
   const errors = [...recipes.problems, ...images.problems].map(formatProblem);
   return { distro, arch, recipes, images: images.images, state, graph, errors };

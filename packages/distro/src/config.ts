@@ -84,6 +84,19 @@ export const distroSchema = z
      * recipe does not set the same ones.
      */
     environment: imageConfigSchema.optional(),
+    /**
+     * Stage-0 recipes and the recipe that replaces each once it is built
+     * (`zlib-bootstrap: zlib`): build environments use the replacement, and
+     * the stage-0 packages only where the replacement cannot be used (its
+     * own build, and the builds it needs first). Planned once, so a fresh
+     * build builds every recipe once.
+     */
+    bootstrap: z
+      .record(
+        z.string().regex(/^[a-z0-9][a-z0-9._+-]*$/, "expected a recipe name"),
+        z.string().regex(/^[a-z0-9][a-z0-9._+-]*$/, "expected a recipe name"),
+      )
+      .optional(),
     /** The build cache: `max-size` (512M, 4G…) caps it; after each build, guests and fetched packages are evicted least recently used first until it fits. */
     cache: z
       .object({ "max-size": z.union([z.string(), z.number()]).optional() })
@@ -131,6 +144,8 @@ export interface Distro {
   environment?: ImageConfigInput;
   /** `cache.max-size` in bytes. */
   cacheMaxSize?: number;
+  /** `bootstrap:`: stage-0 recipe → the recipe that replaces it. */
+  bootstrap?: Record<string, string>;
 }
 
 const URL_RE = /^[a-z][a-z0-9+.-]*:\/\//i;
@@ -193,6 +208,7 @@ export function parseDistro(file: string, text: string): Distro {
     at(["publish", "target"], `publish to s3://BUCKET/PREFIX or a directory, got ${JSON.stringify(target)}`);
   const sources = sourcePaths(root, v.sources, at);
   const cacheMaxSize = cacheCap(v.cache?.["max-size"], at);
+  const bootstrap = bootstrapEntries(v.bootstrap, at);
   if (problems.length) throw new ConfigError(problems);
 
   const publish = publishSettings(root, v.publish);
@@ -211,6 +227,7 @@ export function parseDistro(file: string, text: string): Distro {
     publish,
     upstream: { repositories, keyring },
     mirrors: { ...(v.mirrors ?? {}) },
+    bootstrap: { ...bootstrap },
   };
   if (v.version !== undefined) d.version = String(v.version);
   if (v["id-like"] !== undefined) d.idLike = v["id-like"];
@@ -219,6 +236,19 @@ export function parseDistro(file: string, text: string): Distro {
   if (v.environment) d.environment = v.environment;
   if (cacheMaxSize !== undefined) d.cacheMaxSize = cacheMaxSize;
   return d;
+}
+
+function bootstrapEntries(
+  raw: Record<string, string> | undefined,
+  at: (path: string[], message: string) => void,
+): Record<string, string> {
+  const bootstrap = raw ?? {};
+  for (const [stage0, replacement] of Object.entries(bootstrap)) {
+    if (stage0 === replacement) at(["bootstrap", stage0], `a recipe cannot replace itself`);
+    else if (replacement in bootstrap)
+      at(["bootstrap", stage0], `${replacement} is itself a stage-0 recipe here; name the recipe that replaces it`);
+  }
+  return bootstrap;
 }
 
 function cacheCap(raw: string | number | undefined, at: (path: string[], message: string) => void) {

@@ -12,9 +12,22 @@
 // first; then, Wolfi's way, an edge A → B whose packages already exist in a
 // repository is cut and A builds against that published B (a stand-in); an
 // SCC that stays cyclic is reported with its full path.
+//
+// Bootstrap (distro.yaml `bootstrap:`, see bootstrap.ts): build environments
+// use a stage-0 recipe's replacement instead of it, except in the replacement's
+// own build and within cycles through it; those cuts come first and do not
+// depend on what is built, so a fresh build needs one pass.
 
 import { ResolveError, Resolver, type RepoPackage } from "@kiln/repo";
 import { newIndexRecord, type IndexRecord } from "@kiln/apk";
+import {
+  bootstrapMap,
+  bootstrapPool,
+  borrowedProvides,
+  initialStage0,
+  stage0Key,
+  type BootstrapMap,
+} from "./bootstrap.js";
 import { closureStoreOf, poolClosures, type Closures } from "./closures.js";
 import type { ImageNode } from "./images.js";
 import type { RecipeNode } from "./recipes.js";
@@ -74,6 +87,10 @@ export interface DistroGraph {
   imagePackages: Record<string, EnvPackage[]>;
   imageRecipes: Record<string, string[]>;
   imageUnresolved: Record<string, string[]>;
+  /** distro.yaml's `bootstrap:` entries in use: stage-0 recipe → its replacement. */
+  bootstrap?: Record<string, string>;
+  /** Recipe → the replacements whose stage-0 packages its build uses instead (only recipes with some). */
+  stage0?: Record<string, string[]>;
 }
 
 /** Where records of packages that are not built yet come from (one repository, so explanations stay short). */
@@ -88,10 +105,16 @@ function uniq(xs: string[]): string[] {
 }
 
 /** Records for a recipe's outputs as it declares them, borrowing what an earlier build of the same name detected. */
-export function syntheticPackages(r: RecipeNode, arch: string, newest: Map<string, IndexRecord>): RepoPackage[] {
+export function syntheticPackages(
+  r: RecipeNode,
+  arch: string,
+  newest: Map<string, IndexRecord>,
+  borrowed: readonly string[] = [],
+): RepoPackage[] {
   const repo = SYNTHETIC_REPO;
-  return r.outputs.map((o) => {
-    const prev = newest.get(o.name);
+  return r.outputs.map((o, i) => {
+    const prev: IndexRecord | undefined =
+      newest.get(o.name) ?? (i === 0 && borrowed.length ? { ...newIndexRecord(), provides: [...borrowed] } : undefined);
     const rec: IndexRecord = {
       ...newIndexRecord(),
       name: o.name,
@@ -150,7 +173,12 @@ function newestByName(pkgs: RepoPackage[]): Map<string, IndexRecord> {
 }
 
 /** The packages of the graph's view: recipes' current builds or declared outputs, and upstream packages no recipe produces. */
-export function graphPool(recipes: RecipeNode[], state: RepoState, current: Map<string, CurrentBuild>): RepoPackage[] {
+export function graphPool(
+  recipes: RecipeNode[],
+  state: RepoState,
+  current: Map<string, CurrentBuild>,
+  bs?: BootstrapMap,
+): RepoPackage[] {
   const real = realPackages(state);
   const produced = new Set(recipes.flatMap((r) => r.outputs.map((o) => o.name)));
   const pool: RepoPackage[] = [];
@@ -159,9 +187,48 @@ export function graphPool(recipes: RecipeNode[], state: RepoState, current: Map<
     if (cur) pool.push(...cur.packages);
   }
   const newest = newestByName(real);
-  for (const r of recipes) if (!current.has(r.name)) pool.push(...syntheticPackages(r, state.arch, newest));
+  const stage0Records = new Map<string, IndexRecord[]>();
+  if (bs?.replacementOf.size)
+    for (const r of recipes)
+      if (bs.replacementOf.has(r.name))
+        stage0Records.set(
+          r.name,
+          r.outputs.flatMap((o) => newest.get(o.name) ?? []),
+        );
+  for (const r of recipes)
+    if (!current.has(r.name))
+      pool.push(...syntheticPackages(r, state.arch, newest, bs ? borrowedProvides(r.name, bs, stage0Records) : []));
   for (const p of real) if (!produced.has(p.record.name)) pool.push(p);
-  return pool;
+  return recipes.some((r) => !current.has(r.name)) ? withoutUnknownProviders(pool) : pool;
+}
+
+const AUTO_DEP = /^(so|cmd|pc):/;
+
+/**
+ * The pool with the so:/cmd:/pc: requirements nothing in it provides left
+ * out of the built packages' records: while some recipe is not built yet,
+ * its so:/cmd:/pc: provides are unknown (they are detected when it is
+ * built: glibc's so:libc.so.6), and one such requirement would leave
+ * a whole environment unresolved in the graph's view (binutils, and with it
+ * what binutils needs from recipes that are known). Guests resolve the real
+ * records, where such a requirement still fails.
+ */
+function withoutUnknownProviders(pool: RepoPackage[]): RepoPackage[] {
+  const provided = new Set<string>();
+  for (const p of pool) {
+    provided.add(p.record.name);
+    for (const q of p.record.provides) provided.add(depName(q));
+  }
+  return pool.map((p) => {
+    if (p.repo === SYNTHETIC_REPO) return p;
+    const depends = p.record.depends.filter((d) => !AUTO_DEP.test(d) || provided.has(depName(d)));
+    return depends.length === p.record.depends.length ? p : { ...p, record: { ...p.record, depends } };
+  });
+}
+
+function depName(dep: string): string {
+  const m = /^[^<>=~]+/.exec(dep);
+  return m ? m[0] : dep;
 }
 
 function envPackages(pkgs: RepoPackage[], producer: Map<string, RecipeNode>): EnvPackage[] {
@@ -285,6 +352,8 @@ export interface GraphInput {
   recipes: RecipeNode[];
   images: ImageNode[];
   state: RepoState;
+  /** distro.yaml's `bootstrap:` (stage-0 recipe → its replacement). */
+  bootstrap?: Readonly<Record<string, string>>;
 }
 
 /** Build the graph (pure: everything it needs is in `input`). */
@@ -294,14 +363,25 @@ export function buildGraph(input: GraphInput): DistroGraph {
   const producer = new Map<string, RecipeNode>();
   for (const r of recipes) for (const o of r.outputs) if (!producer.has(o.name)) producer.set(o.name, r);
   const current = currentBuilds(state, recipes);
-  const resolve = poolClosures(graphPool(recipes, state, current), state.arch, closureStoreOf(state));
-
   const warnings: string[] = [];
-  const { environments, edges } = resolveEnvironments(recipes, resolve, producer, warnings);
+  const bs = bootstrapMap(input.bootstrap, recipes, warnings);
+  const closuresFor = stage0Closures(graphPool(recipes, state, current, bs), state, bs, (n) => producer.get(n)?.name);
+  const useStage0 = bootstrapCuts(recipes, bs, closuresFor, producer);
+  const resolve = closuresFor(new Set());
+
+  const { environments, edges } = resolveEnvironments(
+    recipes,
+    (r) => closuresFor(useStage0.get(r.name) ?? new Set()),
+    resolve,
+    producer,
+    warnings,
+  );
   const names = recipes.map((r) => r.name);
   const cycles = breakCycles(names, edges, existingPackages(state));
   const order = buildOrder(recipes, names, edges);
   const images = resolveImages(input.images, resolve, producer, warnings);
+  const stage0: Record<string, string[]> = {};
+  for (const [name, use] of useStage0) if (use.size) stage0[name] = [...use].sort();
   return {
     arch: state.arch,
     recipes,
@@ -311,8 +391,76 @@ export function buildGraph(input: GraphInput): DistroGraph {
     cycles,
     warnings,
     environments,
+    bootstrap: Object.fromEntries(bs.replacementOf),
+    stage0,
     ...images,
   };
+}
+
+/** Closures over `pool` as a build using the stage-0 packages of `use` sees it (one resolver per distinct set). */
+export function stage0Closures(
+  pool: readonly RepoPackage[],
+  state: RepoState,
+  bs: BootstrapMap,
+  producerOf: (pkg: string) => string | undefined,
+): (use: ReadonlySet<string>) => Closures {
+  const store = closureStoreOf(state);
+  if (!bs.replacementOf.size) {
+    const one = poolClosures(pool, state.arch, store);
+    return () => one;
+  }
+  const memo = new Map<string, Closures>();
+  return (use) => {
+    const key = stage0Key(use);
+    let c = memo.get(key);
+    if (!c) memo.set(key, (c = poolClosures(bootstrapPool(pool, bs, producerOf, use), state.arch, store)));
+    return c;
+  };
+}
+
+/**
+ * Which replacements each recipe builds against the stage-0 packages of: its
+ * own, and within a dependency cycle every replacement the cycle runs
+ * through (when the recipe's environment still resolves without it).
+ */
+function bootstrapCuts(
+  recipes: readonly RecipeNode[],
+  bs: BootstrapMap,
+  closuresFor: (use: ReadonlySet<string>) => Closures,
+  producer: ReadonlyMap<string, RecipeNode>,
+): Map<string, Set<string>> {
+  const use = new Map(recipes.map((r) => [r.name, initialStage0(r, bs)]));
+  if (!bs.replacementOf.size) return use;
+  const names = recipes.map((r) => r.name);
+  const byName = new Map(recipes.map((r) => [r.name, r]));
+  for (let pass = 0; pass <= recipes.length; pass++) {
+    const succ = new Map<string, string[]>();
+    const unresolved = new Map<string, number>();
+    for (const r of recipes) {
+      const c = closuresFor(use.get(r.name)!)(r.buildRequests);
+      unresolved.set(r.name, c.unresolved.length);
+      succ.set(
+        r.name,
+        uniq(c.packages.map((p) => producer.get(p.record.name)?.name ?? "").filter((n) => n && n !== r.name)),
+      );
+    }
+    let added = false;
+    for (const comp of cyclicComponents(names, (n) => succ.get(n) ?? [])) {
+      const inComp = new Set(comp);
+      for (const a of comp) {
+        for (const b of succ.get(a)!) {
+          if (!inComp.has(b) || !bs.stage0Of.has(b) || use.get(a)!.has(b)) continue;
+          const trial = new Set([...use.get(a)!, b]);
+          // A recipe that asks for the replacement's own packages (zlib-dev) cannot use the stage-0 ones.
+          if (closuresFor(trial)(byName.get(a)!.buildRequests).unresolved.length > unresolved.get(a)!) continue;
+          use.set(a, trial);
+          added = true;
+        }
+      }
+    }
+    if (!added) break;
+  }
+  return use;
 }
 
 /**
@@ -322,6 +470,7 @@ export function buildGraph(input: GraphInput): DistroGraph {
  */
 function resolveEnvironments(
   recipes: readonly RecipeNode[],
+  buildResolve: (r: RecipeNode) => Closures,
   resolve: Closures,
   producer: Map<string, RecipeNode>,
   warnings: string[],
@@ -329,7 +478,7 @@ function resolveEnvironments(
   const environments: Record<string, EnvPackage[]> = {};
   const edgeMap = new Map<string, GraphEdge>();
   for (const r of recipes) {
-    const b = resolve(r.buildRequests);
+    const b = buildResolve(r)(r.buildRequests);
     for (const u of b.unresolved) warnings.push(`${r.path}: build environment: nothing satisfies ${u}`);
     environments[r.name] = envPackages(b.packages, producer);
     addEdges(edgeMap, producer, r, b.packages, "build");

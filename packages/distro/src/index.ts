@@ -118,6 +118,7 @@ export {
   distroViews,
   distroPlans,
   narrowToChanged,
+  importsOnly,
   distroSigningKey,
   DistroJobError,
   MAX_ROUNDS,
@@ -150,3 +151,4 @@ export {
   type IndexProblem,
   type SupersededMove,
 } from "./index-policy.js";
+export { bootstrapMap, bootstrapMapOf, bootstrapPool, bootstrapExcluded, type BootstrapMap } from "./bootstrap.js";

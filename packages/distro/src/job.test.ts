@@ -168,6 +168,60 @@ describe("runDistroBuild", () => {
     expect(html).toContain("<h2>Images</h2>");
   }, 60_000);
 
+  it("with a bootstrap: the imports first, as a round of their own, then the rest planned (rounds numbered on)", async () => {
+    const d = distroDir();
+    writeFileSync(join(d, "distro.yaml"), "name: Test\nid: test\narchitectures: [x86_64]\nbootstrap:\n  boot: hello\n");
+    writeFileSync(join(d, "recipes", "hello.yaml"), RECIPE);
+    writeFileSync(
+      join(d, "recipes", "boot.yaml"),
+      "package:\n  name: boot\n  version: 1.0.0\n  epoch: 0\n  description: stage 0\npipeline: []\n",
+    );
+    const distro = await loadDistro(join(d, "distro.yaml"));
+    expect(distro.bootstrap).toEqual({ boot: "hello" });
+    const calls: string[][] = [];
+    let round = 0;
+    const builder: Builder = async (job) => ({
+      records: [
+        { ...newIndexRecord(), name: job.recipe.name, version: job.fullVersion, arch: "x86_64", checksum: "Q1x" },
+      ],
+      guest: [],
+    });
+    const events: DistroJobEvent[] = [];
+    const r = await runDistroBuild(
+      {
+        distro,
+        cacheDir: join(d, "cache"),
+        env: {},
+        signingKey: KEY,
+        makeBuilder: () => {
+          calls[round++] = [];
+          return async (job, progress) => (calls[round - 1]!.push(job.recipe.name), builder(job, progress));
+        },
+      },
+      (e) => events.push(e),
+    );
+    expect(r.status).toBe(0);
+    expect(events.find((e) => e.kind === "stage")).toEqual({
+      kind: "stage",
+      round: 1,
+      stage: "imports",
+      builds: 1,
+      deferred: 1,
+    });
+    // This builder writes nothing, so each later round plans both again (as in the test above).
+    expect(calls[0]).toEqual(["boot"]);
+    expect(calls[1]!.sort()).toEqual(["boot", "hello"]);
+    expect(r.rounds).toHaveLength(1 + MAX_ROUNDS);
+    expect(events.filter((e) => e.kind === "round-done").map((e) => (e as { round: number }).round)).toEqual([
+      1, 2, 3, 4, 5,
+    ]);
+    expect(
+      reportEntries(r.report)
+        .filter((e) => e.round === 1)
+        .map((e) => e.recipe),
+    ).toEqual(["boot"]);
+  }, 60_000);
+
   it("a dry run plans only", async () => {
     const d = distroDir();
     writeFileSync(join(d, "recipes", "hello.yaml"), RECIPE);

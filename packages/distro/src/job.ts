@@ -15,6 +15,7 @@ import { changedSince } from "./git.js";
 import { runImages, type ImageResult, type ImageRunOptions } from "./image-run.js";
 import { loadImages } from "./images.js";
 import { KeyStore } from "./keys.js";
+import type { DistroGraph } from "./graph.js";
 import { planBuild, type BuildPlan } from "./plan.js";
 import { checkMainIndex, moveSuperseded, type IndexProblem, type SupersededMove } from "./index-policy.js";
 import { imageReport, withOverhead, writeJobReport, type JobReport, type RoundReport } from "./report.js";
@@ -42,6 +43,8 @@ export type DistroJobEvent =
   | { kind: "round-done"; round: number; result: DistroBuildResult }
   /** distro-build re-plans: the previous round's builds changed other recipes' build environments. */
   | { kind: "replan"; round: number }
+  /** distro-build builds the imports (recipes that need no guest) first, as a round of their own: stage 0 of the bootstrap. */
+  | { kind: "stage"; round: number; stage: "imports"; builds: number; deferred: number }
   /** Image progress, one line. */
   | { kind: "image"; message: string }
   /** After a round: superseded package files moved out of OUT/ARCH, and what the main index's check found. */
@@ -74,6 +77,12 @@ export interface DistroBuildOptions {
   report?: JobReport;
   /** This round's number in the run (default 1). */
   round?: number;
+  /**
+   * `imports`: build only the out-of-date recipes that need no guest (and
+   * whose planned dependencies are such recipes too): stage 0 of a
+   * bootstrap, so the plan of everything else sees their real packages.
+   */
+  stage?: "imports";
 }
 
 export interface DistroBuildResult {
@@ -192,6 +201,19 @@ async function planDistro(
   return { vs, plans };
 }
 
+/** A plan narrowed to its imports: builds that need no guest and wait only for other such builds (none of its images). */
+export function importsOnly(plan: BuildPlan, graph: DistroGraph): BuildPlan {
+  const needsGuest = new Map(graph.recipes.map((r) => [r.name, r.needsGuest]));
+  const kept = new Set<string>();
+  for (const b of plan.builds) if (!needsGuest.get(b.recipe) && b.after.every((a) => kept.has(a))) kept.add(b.recipe);
+  return {
+    ...plan,
+    builds: plan.builds.filter((b) => kept.has(b.recipe)),
+    images: [],
+    unchangedImages: [],
+  };
+}
+
 /** A new report of a run (written as rounds finish). */
 export function newJobReport(distro: Distro, command: JobReport["command"], t0 = Date.now()): JobReport {
   return withOverhead({
@@ -282,7 +304,15 @@ export async function buildDistro(
 ): Promise<DistroBuildResult> {
   const { distro } = o;
   const jobs = o.jobs ?? 1;
-  const { vs, plans } = await planDistro(o, emit);
+  const planned = await planDistro(o, emit);
+  const { vs } = planned;
+  let plans = planned.plans;
+  if (o.stage === "imports") {
+    const all = plans.reduce((n, p) => n + p.builds.length, 0);
+    plans = plans.map((p, i) => importsOnly(p, vs[i]!.graph));
+    const builds = plans.reduce((n, p) => n + p.builds.length, 0);
+    emit({ kind: "stage", round: o.round ?? 1, stage: "imports", builds, deferred: all - builds });
+  }
   const total = plans.reduce((n, p) => n + p.builds.length, 0);
   const reports: RunReport[] = [];
   let reportFile: string | undefined;
@@ -313,7 +343,7 @@ export async function buildDistro(
   }
   const counts = tally(plans, reports);
   const status = counts.failed + counts.skipped + counts.notStarted ? 1 : 0;
-  if (!o.dryRun && (total > 0 || o.report))
+  if (!o.dryRun && (total > 0 || (o.report && o.stage !== "imports")))
     reportFile = await addRound(
       o,
       { round: o.round ?? 0, reports, counts },
@@ -423,17 +453,19 @@ export async function replanRounds(
   round: (n: number) => Promise<DistroBuildResult>,
   emit: DistroJobListener = () => undefined,
   max = MAX_ROUNDS,
+  /** Rounds already run before these (their numbers come first in events). */
+  offset = 0,
 ): Promise<DistroBuildResult[]> {
   const rounds: DistroBuildResult[] = [];
   for (let n = 1; n <= max; n++) {
     if (n > 1) {
       const last = rounds[rounds.length - 1]!;
       if (last.status !== 0 || last.counts.built === 0) break;
-      emit({ kind: "replan", round: n });
+      emit({ kind: "replan", round: n + offset });
     }
     const r = await round(n);
     rounds.push(r);
-    emit({ kind: "round-done", round: n, result: r });
+    emit({ kind: "round-done", round: n + offset, result: r });
   }
   return rounds;
 }
@@ -469,7 +501,26 @@ export async function runDistroBuild(
   const t0 = Date.now();
   const report = newJobReport(o.distro, "distro-build", t0);
   const advisories = await loadDistroAdvisories(o.distro);
-  const rounds = await replanRounds((round) => buildDistro({ ...o, keepGoing: true, report, round }, emit), emit);
+  // Stage 0 of a bootstrap: the imports first, so the plan of the rest sees
+  // what their packages need and provide (binutils' so:libz.so.1) and every
+  // other recipe is planned, and built, once.
+  const rounds: DistroBuildResult[] = [];
+  if (Object.keys(o.distro.bootstrap ?? {}).length) {
+    const r = await buildDistro({ ...o, keepGoing: true, report, round: 1, stage: "imports" }, emit);
+    if (r.counts.built || r.status) {
+      rounds.push(r);
+      emit({ kind: "round-done", round: 1, result: r });
+    }
+  }
+  if (!rounds.length || rounds[0]!.status === 0)
+    rounds.push(
+      ...(await replanRounds(
+        (n) => buildDistro({ ...o, keepGoing: true, report, round: n + rounds.length }, emit),
+        emit,
+        MAX_ROUNDS,
+        rounds.length,
+      )),
+    );
   const feed = await writeDistroFeed(o.distro, advisories, o.archs);
   emit({
     kind: "note",

@@ -21,7 +21,8 @@
 import type { RepoPackage } from "@kiln/repo";
 import type { Distro } from "./config.js";
 import { closureStoreOf, poolClosures, type Closures } from "./closures.js";
-import { realPackages, type CycleReport, type DistroGraph, type EnvPackage } from "./graph.js";
+import { bootstrapMapOf } from "./bootstrap.js";
+import { realPackages, stage0Closures, type CycleReport, type DistroGraph, type EnvPackage } from "./graph.js";
 import { identity } from "./keys.js";
 import { displayPath, type RecipeNode } from "./recipes.js";
 import { currentBuilds, type CurrentBuild, type RepoState } from "./state.js";
@@ -49,6 +50,8 @@ export interface PlannedBuild {
   after: string[];
   /** Recipes whose existing packages this build uses to break a cycle (not waited for, not part of the key). */
   standIns: string[];
+  /** Replacements whose stage-0 packages this build uses instead of theirs (distro.yaml `bootstrap:`). */
+  stage0?: string[];
 }
 
 export interface PlannedImage {
@@ -205,9 +208,10 @@ interface PlanContext {
   /** Package name → the recipe that produces it. */
   producer: Map<string, string>;
   standInsFor: (name: string) => string[];
-  /** A resolver over the real packages (made when first needed). */
-  /** Closures over the packages that exist (what a build guest would get). */
+  /** Closures over the packages that exist (what an image would get). */
   actualClosure: Closures;
+  /** Closures over the packages that exist as the recipe's build guest would see them (bootstrap: see bootstrap.ts). */
+  buildClosure: (recipe: string) => Closures;
   /** Uncut build edges (the dependencies whose rebuild forces one). */
   depsOf: Map<string, string[]>;
   /** Uncut edges of either kind (the dependencies built first). */
@@ -222,6 +226,7 @@ function planContext(graph: DistroGraph, state: RepoState): PlanContext {
   const standIns = new Map<string, string[]>();
   for (const e of graph.edges)
     if (e.cut === "stand-in") (standIns.get(e.from) ?? standIns.set(e.from, []).get(e.from)!).push(e.to);
+  const stage0 = stage0Closures(real, state, bootstrapMapOf(graph.bootstrap), (n) => producer.get(n));
   const depsOf = new Map<string, string[]>();
   const orderDepsOf = new Map<string, string[]>();
   for (const e of graph.edges) {
@@ -242,6 +247,7 @@ function planContext(graph: DistroGraph, state: RepoState): PlanContext {
     producer,
     standInsFor: (name) => standIns.get(name) ?? [],
     actualClosure: poolClosures(real, state.arch, closureStoreOf(state)),
+    buildClosure: (name) => stage0(new Set(graph.stage0?.[name] ?? [])),
     depsOf,
     orderDepsOf,
   };
@@ -327,7 +333,7 @@ function dirtyByKey(graph: DistroGraph, state: RepoState, ctx: PlanContext): Map
     const deps = (ctx.depsOf.get(name) ?? []).filter((d) => dirty.has(d) && d !== name);
     if (deps.length) reasons.push({ kind: "changed-dependency", recipes: [...new Set(deps)].sort() });
     if (!reasons.length && cur) {
-      const c = ctx.actualClosure(r.buildRequests);
+      const c = ctx.buildClosure(name)(r.buildRequests);
       if (c.unresolved.length)
         reasons.push({ kind: "environment", changes: c.unresolved.map((u) => `nothing satisfies ${u}`) });
       else {
@@ -374,6 +380,7 @@ function plannedBuilds(
       after: [...new Set((ctx.orderDepsOf.get(name) ?? []).filter((d) => dirty.has(d)))].sort(),
       standIns: ctx.standInsFor(name),
     };
+    if (graph.stage0?.[name]) b.stage0 = [...graph.stage0[name]];
     if (cur) b.current = cur.record.fullVersion;
     builds.push(b);
   }

@@ -13,8 +13,9 @@
 
 import { indexRecordForPackage, type IndexRecord, type SigningKey } from "@kiln/apk";
 import { buildRecipe, type BuildEvent } from "@kiln/builder";
-import { Resolver, supersedeRecords } from "@kiln/repo";
+import { Resolver, supersedeRecords, type RepoPackage } from "@kiln/repo";
 import type { Distro } from "./config.js";
+import { bootstrapExcluded, bootstrapMapOf, bootstrapPool, type BootstrapMap } from "./bootstrap.js";
 import { closure, realPackages, type DistroGraph, type EnvPackage } from "./graph.js";
 import { buildKey, KeyStore, type KeyRecord } from "./keys.js";
 import { keyEnvironment, reasonText, type BuildPlan, type PlannedBuild } from "./plan.js";
@@ -31,6 +32,8 @@ export interface BuildJob {
   fullVersion: string;
   /** What the build environment resolves to now, for builders that do not report their guest. */
   resolveEnvironment(): EnvPackage[];
+  /** Package names the build guest must not resolve to (the bootstrap's choice, see bootstrap.ts). */
+  guestExclude: string[];
 }
 
 export interface BuildOutcome {
@@ -136,6 +139,7 @@ class PlanRun {
   private started = 0;
   /** Over the repository as it is now (dropped when a build adds packages). */
   private resolver: Resolver | undefined;
+  private readonly bootstrap: BootstrapMap;
 
   constructor(
     private readonly ctx: RunContext,
@@ -145,6 +149,7 @@ class PlanRun {
     this.jobs = Math.max(1, Math.floor(opts.jobs));
     this.emit = opts.onEvent ?? (() => undefined);
     this.byName = new Map(graph.recipes.map((r) => [r.name, r]));
+    this.bootstrap = bootstrapMapOf(graph.bootstrap);
     this.planned = new Map(plan.builds.map((b) => [b.recipe, b]));
     this.position = new Map(plan.builds.map((b, i) => [b.recipe, i]));
     for (const r of graph.recipes)
@@ -237,10 +242,24 @@ class PlanRun {
     }
   }
 
+  /** The packages a build of `name` may resolve from now, and the names it must leave out. */
+  private buildPool(name: string): { pool: RepoPackage[]; exclude: string[] } {
+    const real = realPackages(this.ctx.state);
+    const use = new Set(this.planned.get(name)?.stage0 ?? []);
+    const producerOf = (n: string) => this.producer.get(n);
+    if (!this.bootstrap.replacementOf.size) return { pool: real, exclude: [] };
+    return {
+      pool: bootstrapPool(real, this.bootstrap, producerOf, use),
+      exclude: bootstrapExcluded(real, this.bootstrap, producerOf, use),
+    };
+  }
+
   private resolveEnvironment(r: RecipeNode): EnvPackage[] {
     const { state } = this.ctx;
-    this.resolver ??= new Resolver(realPackages(state), { arch: state.arch });
-    return closure(this.resolver, r.buildRequests).packages.map((p) => {
+    const resolver = this.bootstrap.replacementOf.size
+      ? new Resolver(this.buildPool(r.name).pool, { arch: state.arch })
+      : (this.resolver ??= new Resolver(realPackages(state), { arch: state.arch }));
+    return closure(resolver, r.buildRequests).packages.map((p) => {
       const e: EnvPackage = { name: p.record.name, version: p.record.version, repository: p.repo.url };
       if (p.record.checksum) e.checksum = p.record.checksum;
       const pr = this.producer.get(p.record.name);
@@ -273,6 +292,7 @@ class PlanRun {
       epoch: b.epoch,
       fullVersion: b.fullVersion,
       resolveEnvironment: () => this.resolveEnvironment(r),
+      guestExclude: this.buildPool(name).exclude,
     };
     const progress = (e: BuildEvent) => {
       // The next build starts once this one has its guest: two builds never assemble the same guest at once.
@@ -373,6 +393,7 @@ export function localBuilder(o: LocalBuilderOptions): Builder {
       onEvent: progress,
       epochOverride: job.epoch,
       ...(job.recipe.environment ? { environment: job.recipe.environment } : {}),
+      ...(job.guestExclude.length ? { guestExclude: job.guestExclude } : {}),
       ...(o.stepTimeoutMs ? { stepTimeoutMs: o.stepTimeoutMs } : {}),
     });
     const records = await Promise.all(result.packages.map((p) => indexRecordForPackage(p.file)));

@@ -203,7 +203,12 @@ function jobPrinter(io: Io, json: boolean, printRounds = false): (e: DistroJobEv
     else if (e.kind === "arch") {
       if (!json) io.err(`${e.distro} (${e.arch}): building ${e.builds}, ${e.upToDate} up to date, ${e.jobs} at a time`);
     } else if (e.kind === "run") run(e.event);
-    else if (e.kind === "replan")
+    else if (e.kind === "stage") {
+      if (!json)
+        io.err(
+          `round ${e.round}: stage 0 of the bootstrap: the ${e.builds} import${e.builds === 1 ? "" : "s"} first; the other ${e.deferred} build${e.deferred === 1 ? "" : "s"} are planned once they are in the repository`,
+        );
+    } else if (e.kind === "replan")
       io.err(`round ${e.round}: re-planning, since this run's builds changed other recipes' build environments`);
     else if (e.kind === "image") {
       if (!json) io.err(e.message);
