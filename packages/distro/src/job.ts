@@ -311,7 +311,7 @@ export async function buildDistro(
     const all = plans.reduce((n, p) => n + p.builds.length, 0);
     plans = plans.map((p, i) => importsOnly(p, vs[i]!.graph));
     const builds = plans.reduce((n, p) => n + p.builds.length, 0);
-    emit({ kind: "stage", round: o.round ?? 1, stage: "imports", builds, deferred: all - builds });
+    if (builds) emit({ kind: "stage", round: o.round ?? 1, stage: "imports", builds, deferred: all - builds });
   }
   const total = plans.reduce((n, p) => n + p.builds.length, 0);
   const reports: RunReport[] = [];
