@@ -91,8 +91,13 @@ export function bootstrapExcluded(
   producer: (pkg: string) => string | undefined,
   useStage0: ReadonlySet<string>,
 ): string[] {
-  const kept = new Set(bootstrapPool(pool, bs, producer, useStage0));
-  return [...new Set(pool.filter((p) => !kept.has(p)).map((p) => p.record.name))].sort();
+  return droppedNames(pool, bootstrapPool(pool, bs, producer, useStage0));
+}
+
+/** Names of the packages of `pool` that are not in `kept` (a filtered copy of it), sorted. */
+export function droppedNames(pool: readonly RepoPackage[], kept: readonly RepoPackage[]): string[] {
+  const k = new Set(kept);
+  return [...new Set(pool.filter((p) => !k.has(p)).map((p) => p.record.name))].sort();
 }
 
 /** The recipes a recipe starts out building against the stage-0 packages of: itself, when it is a replacement. */

@@ -15,7 +15,7 @@ import { indexRecordForPackage, type IndexRecord, type SigningKey } from "@kiln/
 import { buildRecipe, type BuildEvent } from "@kiln/builder";
 import { Resolver, supersedeRecords, type RepoPackage } from "@kiln/repo";
 import type { Distro } from "./config.js";
-import { bootstrapExcluded, bootstrapMapOf, bootstrapPool, type BootstrapMap } from "./bootstrap.js";
+import { bootstrapMapOf, bootstrapPool, droppedNames, type BootstrapMap } from "./bootstrap.js";
 import { closure, realPackages, type DistroGraph, type EnvPackage } from "./graph.js";
 import { buildKey, KeyStore, type KeyRecord } from "./keys.js";
 import { keyEnvironment, reasonText, type BuildPlan, type PlannedBuild } from "./plan.js";
@@ -248,10 +248,8 @@ class PlanRun {
     const use = new Set(this.planned.get(name)?.stage0 ?? []);
     const producerOf = (n: string) => this.producer.get(n);
     if (!this.bootstrap.replacementOf.size) return { pool: real, exclude: [] };
-    return {
-      pool: bootstrapPool(real, this.bootstrap, producerOf, use),
-      exclude: bootstrapExcluded(real, this.bootstrap, producerOf, use),
-    };
+    const pool = bootstrapPool(real, this.bootstrap, producerOf, use);
+    return { pool, exclude: droppedNames(real, pool) };
   }
 
   private resolveEnvironment(r: RecipeNode): EnvPackage[] {
