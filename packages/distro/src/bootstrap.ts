@@ -38,22 +38,16 @@ export function bootstrapMap(
   warnings: string[],
 ): BootstrapMap {
   const names = new Set(recipes.map((r) => r.name));
-  const replacementOf = new Map<string, string>();
-  const stage0Of = new Map<string, string[]>();
+  const active: Record<string, string> = {};
   for (const [stage0, replacement] of Object.entries(map ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
     const missing = [stage0, replacement].filter((n) => !names.has(n));
-    if (missing.length) {
+    if (missing.length)
       warnings.push(
         `distro.yaml: bootstrap: ${stage0}: ${missing.join(" and ")} ${missing.length === 1 ? "is not a recipe" : "are not recipes"} of this architecture; the entry is ignored`,
       );
-      continue;
-    }
-    replacementOf.set(stage0, replacement);
-    const l = stage0Of.get(replacement);
-    if (l) l.push(stage0);
-    else stage0Of.set(replacement, [stage0]);
+    else active[stage0] = replacement;
   }
-  return { replacementOf, stage0Of };
+  return bootstrapMapOf(active);
 }
 
 /**

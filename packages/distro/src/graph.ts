@@ -19,7 +19,7 @@
 // depend on what is built, so a fresh build needs one pass.
 
 import { ResolveError, Resolver, type RepoPackage } from "@kiln/repo";
-import { newIndexRecord, type IndexRecord } from "@kiln/apk";
+import { newIndexRecord, parseDependency, type IndexRecord } from "@kiln/apk";
 import {
   bootstrapMap,
   bootstrapPool,
@@ -226,9 +226,13 @@ function withoutUnknownProviders(pool: RepoPackage[]): RepoPackage[] {
   });
 }
 
+/** A dependency's or provide's name, as @kiln/apk parses it (the token itself if it does not parse). */
 function depName(dep: string): string {
-  const m = /^[^<>=~]+/.exec(dep);
-  return m ? m[0] : dep;
+  try {
+    return parseDependency(dep).name;
+  } catch {
+    return dep;
+  }
 }
 
 function envPackages(pkgs: RepoPackage[], producer: Map<string, RecipeNode>): EnvPackage[] {
