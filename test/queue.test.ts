@@ -17,7 +17,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { readIndex } from "@kiln/apk";
 import { Queue } from "bullmq";
 import { kilnAsync, type Run } from "./helpers/cli.js";
-import { makeUpstream, writeDistro, type SynthRecipe, type Upstream } from "./helpers/distro.js";
+import { makeUpstream, writeBootstrapSynth, writeDistro, type SynthRecipe, type Upstream } from "./helpers/distro.js";
 import { KILN_BIN } from "./helpers/paths.js";
 import { startRedis, type RedisServer } from "./helpers/redis.js";
 import { aws, awsKeys, S3_ENV, startS3, type S3Server } from "./helpers/s3.js";
@@ -194,6 +194,45 @@ describe("kiln build --all --queue", () => {
       // Progress per worker, and the artifact repository the workers built against holds the same packages.
       expect(c.out()).toMatch(/merged libbase from w[123]/);
       expect(awsKeys(s3.endpoint, BUCKET, "eq/repo/x86_64/").filter((k) => k.endsWith(".apk"))).toHaveLength(6);
+    } finally {
+      await redis.stop();
+    }
+  }, 600_000);
+
+  it("with a bootstrap: the stage-0 package lands in the bootstrap repository, workers build against it, and every package is a local build's", async () => {
+    const local = join(work, "boot");
+    await writeBootstrapSynth(local, up, true);
+    const dist = join(work, "boot-copy");
+    cpSync(local, dist, { recursive: true });
+    const redis = await startRedis(join(work, "redis-boot"));
+    try {
+      const l = await kilnAsync(["build", "--all", "--cache-dir", join(work, "cache-local")], { cwd: local, env: ENV });
+      expect(l.status, l.stderr).toBe(0);
+      const w = worker(dist, redis, "boot", "w1");
+      await w.waitFor(/ready on redis:\/\//);
+      const c = coordinator(dist, redis, "boot");
+      const r = await c.done;
+      expect(r.status, `${c.out()}\n--- worker:\n${w.out()}`).toBe(0);
+      expect(r.stdout).toMatch(/4 built, 0 failed/);
+      const idx = async (d: string, repo: string) =>
+        (await readIndex(readFileSync(join(d, repo, "x86_64/APKINDEX.tar.gz")))).records
+          .map((x) => `${x.name}-${x.version} C:${x.checksum}`)
+          .sort();
+      expect(await idx(dist, "out")).toEqual(await idx(local, "out"));
+      expect(await idx(dist, "out/bootstrap")).toEqual(await idx(local, "out/bootstrap"));
+      expect((await idx(dist, "out/bootstrap")).map((x) => x.split(" ")[0])).toEqual(["synth-bootstrap-1.0-r0"]);
+      expect((await idx(dist, "out")).map((x) => x.split(" ")[0])).toEqual([
+        "app-1.0-r0",
+        "synth-1.0-r0",
+        "tool-1.0-r0",
+      ]);
+      // The worker built synth against the stage-0 package it synced from the artifact store's bootstrap repository.
+      expect(awsKeys(s3.endpoint, BUCKET, "boot/bootstrap/x86_64/").filter((k) => k.endsWith(".apk"))).toEqual([
+        "boot/bootstrap/x86_64/synth-bootstrap-1.0-r0.apk",
+      ]);
+      expect(awsKeys(s3.endpoint, BUCKET, "boot/repo/x86_64/").filter((k) => k.includes("synth-bootstrap"))).toEqual(
+        [],
+      );
     } finally {
       await redis.stop();
     }

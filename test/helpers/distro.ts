@@ -205,3 +205,42 @@ export async function writeDistro(dir: string, d: SynthDistro): Promise<void> {
   for (const [name, text] of Object.entries(d.pipelines ?? {}))
     writeFileSync(join(dir, "pipelines", `${name}.yaml`), text);
 }
+
+const bootstrapSynthRecipe = (name: string, body: { provides?: string[]; runtime?: string[]; env?: string[] }) =>
+  [
+    `package:`,
+    `  name: ${name}`,
+    `  version: "1.0"`,
+    `  epoch: 0`,
+    `  description: synthetic ${name}`,
+    `  copyright:`,
+    `    - license: MIT`,
+    `  dependencies:`,
+    `    provides: [${(body.provides ?? []).join(", ")}]`,
+    `    runtime: [${(body.runtime ?? []).join(", ")}]`,
+    ...(body.env ? [`environment:`, `  contents:`, `    packages: [${body.env.join(", ")}]`] : []),
+    `pipeline:`,
+    `  - runs: |`,
+    `      mkdir -p \${{targets.destdir}}/usr/share/${name}`,
+    `      echo "${name} built" > \${{targets.destdir}}/usr/share/${name}/data`,
+    // The build records which libsynth its guest had.
+    `      cat /usr/share/synth*/data > \${{targets.destdir}}/usr/share/${name}/seen 2>/dev/null || true`,
+  ].join("\n") + "\n";
+
+/**
+ * synth-bootstrap (stage 0) and synth (its replacement) both provide
+ * so:libsynth.so.1; tool needs it at run time, so synth's own build (which
+ * needs tool) is a cycle through synth: it gets the stage-0 one, app gets synth.
+ */
+export async function writeBootstrapSynth(dir: string, up: Upstream, mapping: boolean): Promise<void> {
+  await writeDistro(dir, {
+    upstream: up,
+    recipes: [],
+    extra: mapping ? "bootstrap:\n  synth-bootstrap: synth\n" : "",
+  });
+  const w = (n: string, text: string) => writeFileSync(join(dir, "recipes", `${n}.yaml`), text);
+  w("synth-bootstrap", bootstrapSynthRecipe("synth-bootstrap", { provides: ["so:libsynth.so.1=1"] }));
+  w("tool", bootstrapSynthRecipe("tool", { runtime: ["so:libsynth.so.1"] }));
+  w("synth", bootstrapSynthRecipe("synth", { provides: ["so:libsynth.so.1=1"], env: ["tool"] }));
+  w("app", bootstrapSynthRecipe("app", { runtime: ["synth", "tool"], env: ["tool"] }));
+}

@@ -14,6 +14,7 @@ import {
   BuildError,
   openSession,
   outputRepository,
+  packageRepository,
   prepareGuest,
   recipeContext,
   startPod,
@@ -96,8 +97,8 @@ export async function buildRecipe(file: string, opts: BuildOptions): Promise<Bui
     await publishPackages(opts, staged);
     result.packages = staged.emitted.map((e, i) => ({
       name: staged.records[i]!.name,
-      file: join(opts.outDir, opts.arch, basename(e.path)),
-      provenance: join(opts.outDir, opts.arch, basename(staged.provenance[i]!)),
+      file: join(packageRepository(opts), opts.arch, basename(e.path)),
+      provenance: join(packageRepository(opts), opts.arch, basename(staged.provenance[i]!)),
       size: e.size,
       checksum: e.checksum,
       depends: e.info.depends,

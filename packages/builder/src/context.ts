@@ -41,8 +41,16 @@ export type BuildEvent =
 
 export interface BuildOptions {
   arch: string;
-  /** Repository root: packages land in OUT/ARCH. */
+  /** Repository root: packages land in OUT/ARCH (unless `repositoryDir` is set), logs in OUT/logs/ARCH. */
   outDir: string;
+  /**
+   * The repository the packages are published into (REPO/ARCH and its
+   * index), when it is not `outDir`: a distribution's bootstrap repository
+   * for its stage-0 packages.
+   */
+  repositoryDir?: string;
+  /** Further local repositories the build guest resolves from, each once it has an index for the arch (a distribution's bootstrap repository). */
+  localRepositories?: string[];
   signingKey: SigningKey;
   /** The signing key's public half (trusted for the local repository). */
   publicKeyPem: Buffer;
@@ -165,6 +173,18 @@ async function localRepoUsable(outDir: string, arch: string): Promise<boolean> {
   return !!(await stat(join(outDir, arch, "APKINDEX.tar.gz")).catch(() => undefined));
 }
 
+/** The local repositories of `dirs` that have an index for `arch`, each once, in order. */
+async function usableLocalRepos(dirs: readonly string[], arch: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const d of new Set(dirs)) if (await localRepoUsable(d, arch)) out.push(d);
+  return out;
+}
+
+/** The repository a build publishes into: `repositoryDir`, else `outDir`. */
+export function packageRepository(opts: Pick<BuildOptions, "outDir" | "repositoryDir">): string {
+  return opts.repositoryDir ?? opts.outDir;
+}
+
 /** The environment every step of a recipe starts from (build and test alike). */
 function guestEnvironment(compiled: CompiledRecipe, sourceDateEpoch: number): Record<string, string> {
   return {
@@ -227,7 +247,7 @@ export async function recipeContext(file: string, opts: BuildOptions, purpose: P
     repositories: async () => [
       ...(compiled.environment.contents?.repositories ?? []),
       ...(opts.repositoryAppend ?? []),
-      ...((await localRepoUsable(opts.outDir, opts.arch)) ? [opts.outDir] : []),
+      ...(await usableLocalRepos([opts.outDir, ...(opts.localRepositories ?? [])], opts.arch)),
     ],
     keys: async () => [
       ...(await keyringKeys(compiled.environment.contents?.keyring ?? [], keyring)),
@@ -239,7 +259,8 @@ export async function recipeContext(file: string, opts: BuildOptions, purpose: P
 
 /** The output repository when it has an index (the packages `kiln test` tests), else undefined. */
 export async function outputRepository(ctx: RecipeContext): Promise<string | undefined> {
-  return (await localRepoUsable(ctx.opts.outDir, ctx.opts.arch)) ? ctx.opts.outDir : undefined;
+  const repo = packageRepository(ctx.opts);
+  return (await localRepoUsable(repo, ctx.opts.arch)) ? repo : undefined;
 }
 
 /** A run's scratch space and open log; `close` finishes the log and removes the work directory. */

@@ -11,7 +11,7 @@ import { supersedeRecords } from "@kiln/repo";
 import { buildIndex, indexRecordForPackage, readIndex, type IndexRecord, type ScriptName } from "@kiln/apk";
 import type { CompiledScriptlets } from "./compile.js";
 import { SCRIPTLET_KEYS } from "./compile/types.js";
-import type { BuildOptions, RecipeContext } from "./context.js";
+import { packageRepository, type BuildOptions, type RecipeContext } from "./context.js";
 import { emitPackage, type EmittedPackage } from "./emit.js";
 import { ensureDirUnder } from "./host-files.js";
 import { signEnvelope } from "./dsse.js";
@@ -36,7 +36,8 @@ async function withRepoLock<T>(dir: string, fn: () => Promise<T>): Promise<T> {
     prev.then(() => mine),
   );
   await prev;
-  // And across processes: an atomic mkdir lock.
+  // And across processes: an atomic mkdir lock (in a repository that may not exist yet).
+  await mkdir(dir, { recursive: true });
   const lockDir = join(dir, ".kiln-lock");
   for (let i = 0; ; i++) {
     try {
@@ -195,8 +196,9 @@ export async function emitPackages(
 
 /** Publish into the output repository: packages first, then the merged index, then the public key beside it. */
 export async function publishPackages(opts: BuildOptions, staged: Staged): Promise<void> {
-  await withRepoLock(opts.outDir, async () => {
-    const dir = joinUnder(opts.outDir, { value: opts.arch, what: "architecture" });
+  const repo = packageRepository(opts);
+  await withRepoLock(repo, async () => {
+    const dir = joinUnder(repo, { value: opts.arch, what: "architecture" });
     await mkdir(dir, { recursive: true });
     // Each package is complete in the staging repository: a rename moves it in whole.
     // Its provenance goes first: once a package is in place, so is the record of how it was built (a rebuild replaces both).
@@ -213,6 +215,6 @@ export async function publishPackages(opts: BuildOptions, staged: Staged): Promi
       buildIndex(merged, { signingKeys: [opts.signingKey], sourceDateEpoch: opts.sourceDateEpoch }),
     );
     // Consumers fetch the key beside the architectures (REPO/KEYNAME.rsa.pub).
-    await writeFile(join(opts.outDir, opts.signingKey.name), opts.publicKeyPem);
+    await writeFile(join(repo, opts.signingKey.name), opts.publicKeyPem);
   });
 }

@@ -31,6 +31,7 @@ import { identity } from "./keys.js";
 import type { ImageNode } from "./images.js";
 import { imageConfigFor } from "./images.js";
 import { IMAGES_FILE, readImageRecords, type ImageRecord } from "./state.js";
+import { bootstrapRepoDir } from "./stage0-repo.js";
 
 const run = promisify(execFile);
 
@@ -100,27 +101,27 @@ function userOf(rootfsPasswd: string, group: string, runAs: string | undefined):
  * the exit status is `expect-exit` (0) and stdout, trimmed, contains `expect`.
  */
 /**
- * A static busybox from the distribution's own repository (the stage-0
- * `busybox-static` package), for smoke tests of images that have no tools of
- * their own (`test.with-busybox`). Written to `dir`; undefined if not built.
+ * A static busybox from the distribution's own repositories (the stage-0
+ * `busybox-static` package, in OUT/ARCH or the bootstrap repository), for
+ * smoke tests of images that have no tools of their own
+ * (`test.with-busybox`). Written to `dir`; undefined if not built.
  */
 export async function extractStaticBusybox(outDir: string, arch: string, dir: string): Promise<string | undefined> {
-  const idxBytes = await readFile(join(outDir, arch, "APKINDEX.tar.gz")).catch(() => undefined);
-  if (!idxBytes) return undefined;
-  const recs = (await readIndex(idxBytes)).records
-    .filter((r) => r.name === "busybox-static")
-    .sort((a, b) => compareVersions(b.version, a.version));
-  const rec = recs[0];
-  if (!rec) return undefined;
-  const reader = await openPackage(
-    createReadStream(
-      joinUnder(
-        outDir,
-        { value: arch, what: "architecture" },
-        { value: `${rec.name}-${rec.version}.apk`, what: "package file" },
-      ),
-    ),
-  );
+  for (const repo of [outDir, bootstrapRepoDir(outDir)]) {
+    const rec = await newestRecord(repo, arch, "busybox-static");
+    if (!rec) continue;
+    const file = joinUnder(
+      repo,
+      { value: arch, what: "architecture" },
+      { value: `${rec.name}-${rec.version}.apk`, what: "package file" },
+    );
+    return extractBusybox(file, dir);
+  }
+  return undefined;
+}
+
+async function extractBusybox(file: string, dir: string): Promise<string | undefined> {
+  const reader = await openPackage(createReadStream(file));
   try {
     for await (const e of reader.entries()) {
       if (e.path !== "usr/bin/busybox" || e.type !== "file") continue;

@@ -38,6 +38,14 @@ export {
   type BuiltPackage,
 } from "./keys.js";
 export {
+  BOOTSTRAP_REPO_DIR,
+  bootstrapRepoDir,
+  placeStage0Packages,
+  placementNeeded,
+  stage0PackageNames,
+  type Stage0Placement,
+} from "./stage0-repo.js";
+export {
   loadRepoState,
   currentBuilds,
   localPackages,

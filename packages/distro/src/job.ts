@@ -22,6 +22,14 @@ import { imageReport, withOverhead, writeJobReport, type JobReport, type RoundRe
 import { seedDistroSources } from "./sources.js";
 import { localBuilder, runPlan, type Builder, type LocalBuilderOptions, type RunEvent, type RunReport } from "./run.js";
 import { readKeys } from "./state.js";
+import { bootstrapMapOf } from "./bootstrap.js";
+import {
+  bootstrapRepoDir,
+  placeStage0Packages,
+  placementNeeded,
+  stage0PackageNames,
+  type Stage0Placement,
+} from "./stage0-repo.js";
 
 /** The distribution cannot be built as it stands (invalid recipes or images, an unbreakable cycle). */
 export class DistroJobError extends KilnError {
@@ -48,7 +56,9 @@ export type DistroJobEvent =
   /** Image progress, one line. */
   | { kind: "image"; message: string }
   /** After a round: superseded package files moved out of OUT/ARCH, and what the main index's check found. */
-  | { kind: "index"; arch: string; superseded: SupersededMove; problems: IndexProblem[] };
+  | { kind: "index"; arch: string; superseded: SupersededMove; problems: IndexProblem[] }
+  /** Before a round: packages moved between OUT/ARCH and the bootstrap repository OUT/bootstrap/ARCH. */
+  | { kind: "stage0-placement"; placement: Stage0Placement };
 
 export type DistroJobListener = (e: DistroJobEvent) => void;
 
@@ -226,6 +236,23 @@ export function newJobReport(distro: Distro, command: JobReport["command"], t0 =
   });
 }
 
+/** Move stage-0 packages into the bootstrap repository (and others out of it) where a view's state has them on the wrong side. */
+async function placeStage0(o: DistroBuildOptions, vs: DistroView[], emit: DistroJobListener): Promise<void> {
+  const todo = vs
+    .map((v) => ({ v, names: stage0PackageNames(v.graph.recipes, bootstrapMapOf(v.graph.bootstrap)) }))
+    .filter(({ v, names }) => placementNeeded(v.state, names));
+  if (!todo.length) return;
+  const key = await distroSigningKey(o.distro, o.signingKey, o.env, emit);
+  for (const { v, names } of todo) {
+    const placement = await placeStage0Packages(v.state, names, {
+      signingKey: key.key,
+      publicKeyPem: key.publicPem,
+      sourceDateEpoch: o.sourceDateEpoch ?? 0,
+    });
+    emit({ kind: "stage0-placement", placement });
+  }
+}
+
 /** After a round: move superseded files out of each built architecture's directory and check its index. */
 async function settleIndexes(
   distro: Distro,
@@ -235,6 +262,7 @@ async function settleIndexes(
 ): Promise<IndexProblem[]> {
   const problems: IndexProblem[] = [];
   for (const arch of archs) {
+    await moveSuperseded(bootstrapRepoDir(distro.outDir), arch, index);
     const superseded = await moveSuperseded(distro.outDir, arch, index);
     const found = await checkMainIndex(distro.outDir, arch);
     problems.push(...found);
@@ -317,6 +345,7 @@ export async function buildDistro(
   const reports: RunReport[] = [];
   let reportFile: string | undefined;
   let indexProblems: IndexProblem[] = [];
+  if (!o.dryRun) await placeStage0(o, vs, emit);
   if (!o.dryRun && total > 0) {
     await seedSources(distro, o.cacheDir, emit);
     const key = await distroSigningKey(distro, o.signingKey, o.env, emit);

@@ -21,6 +21,7 @@ import { buildKey, KeyStore, type KeyRecord } from "./keys.js";
 import { keyEnvironment, reasonText, type BuildPlan, type PlannedBuild } from "./plan.js";
 import type { RecipeNode } from "./recipes.js";
 import { overheadTotals, type BuildPhaseTimes, type OverheadTotals } from "./render.js";
+import { bootstrapRepoDir } from "./stage0-repo.js";
 import type { RepoState } from "./state.js";
 
 export interface BuildJob {
@@ -34,6 +35,8 @@ export interface BuildJob {
   resolveEnvironment(): EnvPackage[];
   /** Package names the build guest must not resolve to (the bootstrap's choice, see bootstrap.ts). */
   guestExclude: string[];
+  /** A stage-0 recipe: its packages go to the bootstrap repository (OUT/bootstrap, see stage0-repo.ts), not OUT. */
+  stage0Repository: boolean;
 }
 
 export interface BuildOutcome {
@@ -291,6 +294,7 @@ class PlanRun {
       fullVersion: b.fullVersion,
       resolveEnvironment: () => this.resolveEnvironment(r),
       guestExclude: this.buildPool(name).exclude,
+      stage0Repository: this.bootstrap.replacementOf.has(name),
     };
     const progress = (e: BuildEvent) => {
       // The next build starts once this one has its guest: two builds never assemble the same guest at once.
@@ -325,7 +329,8 @@ class PlanRun {
     const { recipe: r, planned: b } = job;
     const out = await this.opts.builder(job, progress);
     if (out.work) entry.phases = { steps: out.work.steps, tests: out.work.tests, overhead: 0 };
-    state.local = supersedeRecords(state.local, out.records).records;
+    if (job.stage0Repository) state.stage0 = supersedeRecords(state.stage0 ?? [], out.records).records;
+    else state.local = supersedeRecords(state.local, out.records).records;
     this.resolver = undefined;
     const guest: EnvPackage[] = out.guest
       ? out.guest.map((g) => {
@@ -377,6 +382,8 @@ export function localBuilder(o: LocalBuilderOptions): Builder {
     const result = await buildRecipe(job.recipe.file, {
       arch: o.arch,
       outDir: o.distro.outDir,
+      ...(job.stage0Repository ? { repositoryDir: bootstrapRepoDir(o.distro.outDir) } : {}),
+      localRepositories: [bootstrapRepoDir(o.distro.outDir)],
       signingKey: o.signingKey,
       publicKeyPem: o.publicKeyPem,
       repositoryAppend: o.distro.upstream.repositories,

@@ -20,6 +20,7 @@ import {
 import type { Distro } from "./config.js";
 import { KEYS_FILE, KeyStore, parseKeyRecords, type KeyRecord } from "./keys.js";
 import type { RecipeNode } from "./recipes.js";
+import { bootstrapRepoDir } from "./stage0-repo.js";
 
 export interface RepoState {
   arch: string;
@@ -27,6 +28,8 @@ export interface RepoState {
   outDir: string;
   /** Its index records for this arch (empty before the first build). */
   local: IndexRecord[];
+  /** The bootstrap repository's records (OUT/bootstrap/ARCH, see stage0-repo.ts): stage-0 packages, which builds use and nothing publishes. */
+  stage0?: IndexRecord[];
   /** Packages of the upstream repositories and of repositories recipes name, in that order. */
   upstream: RepoPackage[];
   /** Build keys of the local repository. */
@@ -54,13 +57,17 @@ export function localRepoRef(outDir: string): RepositoryRef {
   return { url: outDir };
 }
 
-export function localPackages(state: Pick<RepoState, "local" | "outDir" | "arch">): RepoPackage[] {
-  const repo = localRepoRef(state.outDir);
-  return state.local.map((record) => ({
-    record,
-    repo,
-    url: joinUrl(state.outDir, `${record.arch || state.arch}/${record.name}-${record.version}.apk`),
-  }));
+/** The packages of the local repository and of its bootstrap repository, in that order. */
+export function localPackages(state: Pick<RepoState, "local" | "stage0" | "outDir" | "arch">): RepoPackage[] {
+  const of = (dir: string, recs: readonly IndexRecord[]) => {
+    const repo = localRepoRef(dir);
+    return recs.map((record) => ({
+      record,
+      repo,
+      url: joinUrl(dir, `${record.arch || state.arch}/${record.name}-${record.version}.apk`),
+    }));
+  };
+  return [...of(state.outDir, state.local), ...of(bootstrapRepoDir(state.outDir), state.stage0 ?? [])];
 }
 
 /** Read keys (files or URLs) into name/PEM pairs. */
@@ -113,8 +120,9 @@ export async function loadRepoState(
 ): Promise<RepoState> {
   const fetcher = opts.fetcher ?? new DefaultFetcher();
   const keysStore = new KeyStore(join(distro.outDir, arch));
-  const [local, keys, images] = await Promise.all([
+  const [local, stage0, keys, images] = await Promise.all([
     readLocalIndex(distro.outDir, arch),
+    readLocalIndex(bootstrapRepoDir(distro.outDir), arch),
     keysStore.load(),
     readImageRecords(distro.outDir),
   ]);
@@ -149,7 +157,7 @@ export async function loadRepoState(
       }
     }
   }
-  return { arch, outDir: distro.outDir, local, upstream, keys, upstreamKeys, images };
+  return { arch, outDir: distro.outDir, local, stage0, upstream, keys, upstreamKeys, images };
 }
 
 /** The build of a recipe that its key record describes and that the repository still holds, byte for byte. */

@@ -4,6 +4,8 @@
 //   PREFIX/repo/…                      the distribution's repository as the coordinator
 //                                      published it (signed index, packages, key, build keys):
 //                                      what workers build against
+//   PREFIX/bootstrap/…                 its bootstrap repository (OUT/bootstrap: the stage-0
+//                                      packages), which workers build against too
 //   PREFIX/attempts/JOB/ATTEMPT/NAME-VERSION.apk
 //   PREFIX/attempts/JOB/ATTEMPT/result.json
 //                                      one worker's try at one job. result.json is written
@@ -33,6 +35,8 @@ export interface Artifacts {
   url: string;
   /** PREFIX/repo as a store (for publish()). */
   repo: ObjectStore;
+  /** PREFIX/bootstrap: the bootstrap repository. */
+  bootstrap: ObjectStore;
   /** PREFIX/attempts. */
   attempts: ObjectStore;
   close(): Promise<void>;
@@ -44,13 +48,16 @@ export function openArtifacts(url: string, s3: S3Options): Artifacts {
     throw new QueueError(`--artifacts: expected s3://BUCKET/PREFIX, got ${JSON.stringify(url)}`);
   const loc = parseS3Url(url);
   const repo = new S3Store({ bucket: loc.bucket, prefix: `${loc.prefix}repo/` }, s3);
+  const bootstrap = new S3Store({ bucket: loc.bucket, prefix: `${loc.prefix}bootstrap/` }, s3);
   const attempts = new S3Store({ bucket: loc.bucket, prefix: `${loc.prefix}attempts/` }, s3);
   return {
     url,
     repo,
+    bootstrap,
     attempts,
     close: async () => {
       await repo.close();
+      await bootstrap.close();
       await attempts.close();
     },
   };
@@ -139,18 +146,20 @@ export async function syncMirror(
   arch: string,
   keyName: string,
   dir: string,
+  which: "repo" | "bootstrap" = "repo",
 ): Promise<Buffer | undefined> {
   const archDir = joinUnder(dir, { value: arch, what: "architecture" });
   await mkdir(archDir, { recursive: true });
-  const key = await a.repo.get(keyName);
-  const idx = await a.repo.get(`${arch}/APKINDEX.tar.gz`);
+  const store = a[which];
+  const key = await store.get(keyName);
+  const idx = await store.get(`${arch}/APKINDEX.tar.gz`);
   if (!key || !idx) return undefined;
-  const records: IndexRecord[] = (await readIndex(idx.body, { subject: `${a.url}/repo/${arch}/APKINDEX.tar.gz` }))
+  const records: IndexRecord[] = (await readIndex(idx.body, { subject: `${a.url}/${which}/${arch}/APKINDEX.tar.gz` }))
     .records;
   for (const r of records) {
     const file = joinUnder(archDir, { value: `${r.name}-${r.version}.apk`, what: "package file" });
     if (await stat(file).catch(() => undefined)) continue;
-    const got = await a.repo.get(`${arch}/${r.name}-${r.version}.apk`);
+    const got = await store.get(`${arch}/${r.name}-${r.version}.apk`);
     if (!got) continue;
     await writeFile(`${file}.part`, got.body);
     await rename(`${file}.part`, file);

@@ -31,6 +31,7 @@ import {
 } from "@kiln/apk";
 import { joinUnder, writeFileAtomic } from "@kiln/core";
 import {
+  bootstrapRepoDir,
   buildKey,
   keyEnvironment,
   KeyStore,
@@ -135,16 +136,22 @@ interface BuilderCtx {
   published: Set<string>;
 }
 
-/** Publish OUT/ARCH to the artifact repository (what workers build against). */
+/** Publish OUT/ARCH and the bootstrap repository OUT/bootstrap/ARCH to the artifact store (what workers build against). */
 async function publishOut(ctx: BuilderCtx, arch: string): Promise<void> {
-  const idx = await readFile(join(ctx.lo.distro.outDir, arch, "APKINDEX.tar.gz")).catch(() => undefined);
-  if (!idx) return;
-  await publish(ctx.art.repo, ctx.lo.distro.outDir, {
-    signingKey: ctx.lo.signingKey,
-    archs: [arch],
-    allowUnsatisfied: true,
-    sourceDateEpoch: ctx.lo.sourceDateEpoch,
-  });
+  const out = ctx.lo.distro.outDir;
+  for (const [store, dir] of [
+    [ctx.art.repo, out],
+    [ctx.art.bootstrap, bootstrapRepoDir(out)],
+  ] as const) {
+    const idx = await readFile(join(dir, arch, "APKINDEX.tar.gz")).catch(() => undefined);
+    if (!idx) continue;
+    await publish(store, dir, {
+      signingKey: ctx.lo.signingKey,
+      archs: [arch],
+      allowUnsatisfied: true,
+      sourceDateEpoch: ctx.lo.sourceDateEpoch,
+    });
+  }
 }
 
 function queueBuilder(ctx: BuilderCtx): Builder {
@@ -333,7 +340,9 @@ async function mergeAttempt(ctx: BuilderCtx, job: BuildJob, jobId: string, token
     fullVersion: job.fullVersion,
     outputs,
   });
-  const dir = joinUnder(lo.distro.outDir, { value: arch, what: "architecture" });
+  // A stage-0 recipe's packages go to the bootstrap repository.
+  const repoRoot = job.stage0Repository ? bootstrapRepoDir(lo.distro.outDir) : lo.distro.outDir;
+  const dir = joinUnder(repoRoot, { value: arch, what: "architecture" });
   await mkdir(dir, { recursive: true });
   const tmp = await mkdtemp(join(dir, ".kiln-queue-"));
   const records: IndexRecord[] = [];
@@ -365,7 +374,7 @@ async function mergeAttempt(ctx: BuilderCtx, job: BuildJob, jobId: string, token
         sourceDateEpoch: lo.sourceDateEpoch,
       }),
     );
-    await writeFileAtomic(join(lo.distro.outDir, lo.signingKey.name), lo.publicKeyPem);
+    await writeFileAtomic(join(repoRoot, lo.signingKey.name), lo.publicKeyPem);
   } finally {
     await removeQuietly(tmp);
   }

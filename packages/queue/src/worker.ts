@@ -143,6 +143,19 @@ class BuildWorker {
     return { p, recipe };
   }
 
+  /** Bring the artifact store's repository and bootstrap repository into local mirrors (one sync at a time): the repositories a build resolves from, and the distribution's key. */
+  private async sync(p: JobPayload): Promise<{ key: Buffer | undefined; repositories: string[] }> {
+    const mirror = join(this.workDir, "mirror");
+    const bootstrapMirror = join(this.workDir, "mirror-bootstrap");
+    const sync = this.syncing.then(async () => {
+      const key = await syncMirror(this.art, p.arch, p.keyName, mirror);
+      const boot = await syncMirror(this.art, p.arch, p.keyName, bootstrapMirror, "bootstrap");
+      return { key: key ?? boot, repositories: [...(key ? [mirror] : []), ...(boot ? [bootstrapMirror] : [])] };
+    });
+    this.syncing = sync.catch(() => undefined);
+    return sync;
+  }
+
   async process(job: Job): Promise<JobReturn> {
     let checked: { p: JobPayload; recipe: RecipeNode };
     try {
@@ -164,10 +177,8 @@ class BuildWorker {
       attempt: job.attemptsMade + 1,
     });
     await job.updateProgress({ worker: this.name, phase: "sync", at: start });
-    const mirror = join(this.workDir, "mirror");
-    const sync = this.syncing.then(() => syncMirror(this.art, p.arch, p.keyName, mirror));
-    this.syncing = sync.catch(() => undefined);
-    const distroKey = await sync;
+    const synced = await this.sync(p);
+    const distroKey = synced.key;
     const out = await mkdtemp(join(this.workDir, "out-"));
     try {
       const key = await this.signingKey();
@@ -179,7 +190,7 @@ class BuildWorker {
         outDir: out,
         signingKey: key.key,
         publicKeyPem: key.publicPem,
-        repositoryAppend: [...(distroKey ? [mirror] : []), ...this.o.distro.upstream.repositories],
+        repositoryAppend: [...synced.repositories, ...this.o.distro.upstream.repositories],
         keyringAppend: keyring,
         pipelineDirs: this.o.distro.pipelineDirs,
         cacheDir: this.o.cacheDir,

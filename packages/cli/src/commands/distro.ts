@@ -224,6 +224,17 @@ function jobPrinter(io: Io, json: boolean, printRounds = false): (e: DistroJobEv
             `${m.removed.length ? ` (${m.removed.length} older removed)` : ""}`,
         );
       for (const p of e.problems) io.err(`warning: ${p.message}`);
+    } else if (e.kind === "stage0-placement") {
+      const p = e.placement;
+      const n = (k: number) => `${k} package${k === 1 ? "" : "s"}`;
+      if (!json && p.toBootstrap.length)
+        io.err(
+          `${p.arch}: ${n(p.toBootstrap.length)} of stage-0 recipes moved into the bootstrap repository bootstrap/${p.arch}/: ${p.toBootstrap.join(", ")}`,
+        );
+      if (!json && p.toMain.length)
+        io.err(
+          `${p.arch}: ${n(p.toMain.length)} moved out of the bootstrap repository into ${p.arch}/ (their recipes are no longer stage-0 ones): ${p.toMain.join(", ")}`,
+        );
     } else if (e.kind === "round-done" && printRounds && !json) printBuild(io, e.result, json);
   };
 }
