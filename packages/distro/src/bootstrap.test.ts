@@ -21,6 +21,9 @@ import { Resolver } from "@kiln/repo";
 
 interface Spec {
   requests?: string[];
+  /** Declared provides and runtime dependencies of the main package. */
+  provides?: string[];
+  depends?: string[];
   subpackages?: string[];
   needsGuest?: boolean;
   /** What a build of it detects: provides of the main package, depends of the main package. */
@@ -47,7 +50,7 @@ function node(name: string, s: Spec): RecipeNode {
     epoch: 0,
     fullVersion: "1.0-r0",
     outputs: [
-      { name, provides: [], depends: [], replaces: [] },
+      { name, provides: s.provides ?? [], depends: s.depends ?? [], replaces: [] },
       ...(s.subpackages ?? []).map((n) => ({ name: n, provides: [], depends: [name], replaces: [] })),
     ],
     buildRequests: s.requests ?? [],
@@ -90,13 +93,20 @@ const KEYS = {
 type Guests = Array<[string, string[]]>;
 
 /** A builder that writes what a real build would detect and reports its guest: the names it resolves from the repository without `guestExclude`, as @kiln/builder does. */
-function fakeBuilder(state: RepoState, guests: Guests): Builder {
+function fakeBuilder(
+  state: RepoState,
+  guests: Guests,
+  specs: Record<string, Spec>,
+  bootstrap: Record<string, string> | undefined,
+): Builder {
   return async (job) => {
-    const s = SPECS[job.recipe.name]!;
+    const s = specs[job.recipe.name]!;
+    // Stage-0 recipes, and only they, go to the bootstrap repository.
+    expect(job.stage0Repository).toBe(!!bootstrap && job.recipe.name in bootstrap);
     const records = job.recipe.outputs.map((o, i) =>
       rec(o.name, job.fullVersion, {
         origin: job.recipe.name,
-        provides: i === 0 ? (s.built?.provides ?? []) : [],
+        provides: i === 0 ? [...(s.provides ?? []), ...(s.built?.provides ?? [])] : [],
         depends: i === 0 ? (s.built?.depends ?? []) : o.depends,
       }),
     );
@@ -123,14 +133,21 @@ function fakeBuilder(state: RepoState, guests: Guests): Builder {
 
 const DISTRO = { name: "T", recipesDir: "/d/recipes", root: "/d" };
 
-async function round(state: RepoState, guests: Guests, bootstrap?: Record<string, string>, stage?: "imports") {
-  const g = buildGraph({ recipes: RECIPES, images: [], state, ...(bootstrap ? { bootstrap } : {}) });
+async function round(
+  state: RepoState,
+  guests: Guests,
+  bootstrap?: Record<string, string>,
+  stage?: "imports",
+  specs: Record<string, Spec> = SPECS,
+) {
+  const recipes = specs === SPECS ? RECIPES : Object.entries(specs).map(([n, s]) => node(n, s));
+  const g = buildGraph({ recipes, images: [], state, ...(bootstrap ? { bootstrap } : {}) });
   let p = planBuild(DISTRO, g, state);
   if (stage) p = importsOnly(p, g);
   expect(p.errors).toEqual([]);
   const report = await runPlan(
     { distro: { name: "T", outDir: "/d/out" }, graph: g, plan: p, state, keys: KEYS },
-    { jobs: 2, keepGoing: false, builder: fakeBuilder(state, guests) },
+    { jobs: 2, keepGoing: false, builder: fakeBuilder(state, guests, specs, bootstrap) },
   );
   expect(report.entries.filter((e) => e.status !== "built")).toEqual([]);
   return { g, p, built: p.builds.map((b) => b.recipe) };
@@ -161,6 +178,31 @@ describe("the bootstrap, planned once", () => {
 
     const s2 = await round(state, guests, BOOTSTRAP);
     expect(s2.p.builds.map((b) => `${b.recipe}: ${b.reasons.map((r) => r.kind).join(",")}`)).toEqual([]);
+  });
+
+  it("a recipe that asks for a stage-0 package by name builds against it; everything after the replacement gets the replacement", async () => {
+    // busybox's shape: build-base asks for the stage-0 applet list, which busybox provides.
+    const specs: Record<string, Spec> = {
+      "shell-static": { needsGuest: false },
+      links: { requests: ["shell-static"], depends: ["shell-static"], built: { depends: ["shell-static"] } },
+      layout: { requests: ["shell-static"] },
+      base: { requests: ["links", "layout"], depends: ["links", "layout"], built: { depends: ["links", "layout"] } },
+      shell: { requests: ["base"], provides: ["links=9"] },
+      app: { requests: ["base"] },
+    };
+    const map = { "shell-static": "shell", links: "shell" };
+    const state = emptyState();
+    const guests: Guests = [];
+    expect((await round(state, guests, map, "imports", specs)).built).toEqual(["shell-static"]);
+    const s1 = await round(state, guests, map, undefined, specs);
+    expect(s1.g.warnings).toEqual([]);
+    expect(s1.g.stage0).toEqual({ base: ["shell"], layout: ["shell"], links: ["shell"], shell: ["shell"] });
+    expect(new Set(s1.built)).toEqual(new Set(["links", "layout", "base", "shell", "app"]));
+    const guest = new Map(guests);
+    expect(guest.get("layout")).toEqual(["shell-static"]);
+    expect(guest.get("shell")).toEqual(["base", "layout", "links", "shell-static"]);
+    expect(guest.get("app")).toEqual(["base", "layout", "shell"]);
+    expect((await round(state, guests, map, undefined, specs)).p.builds).toEqual([]);
   });
 
   it("without the mapping, the same distribution needs another round (what the mapping saves)", async () => {

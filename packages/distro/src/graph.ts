@@ -376,7 +376,8 @@ export function buildGraph(input: GraphInput): DistroGraph {
   const { environments, edges } = resolveEnvironments(
     recipes,
     (r) => closuresFor(useStage0.get(r.name) ?? new Set()),
-    resolve,
+    // A test guest sees the stage-0 packages its build saw, and the recipe's own new ones.
+    (r) => closuresFor(new Set([...(useStage0.get(r.name) ?? [])].filter((n) => n !== r.name))),
     producer,
     warnings,
   );
@@ -423,6 +424,33 @@ export function stage0Closures(
 }
 
 /**
+ * `use` and the replacements whose stage-0 packages `r`'s environment asks
+ * for by a name the replacement does not provide (glibc's build asks for
+ * busybox-static, a shell for its scripts, which busybox does not provide):
+ * with those the request resolves, without them it never would.
+ */
+function askedStage0(
+  r: RecipeNode,
+  bs: BootstrapMap,
+  closuresFor: (use: ReadonlySet<string>) => Closures,
+  use: ReadonlySet<string>,
+): Set<string> {
+  const out = new Set(use);
+  let unresolved = closuresFor(out)(r.buildRequests).unresolved.length;
+  for (const replacement of [...bs.stage0Of.keys()].sort()) {
+    if (!unresolved) break;
+    if (out.has(replacement)) continue;
+    const trial = new Set([...out, replacement]);
+    const n = closuresFor(trial)(r.buildRequests).unresolved.length;
+    if (n < unresolved) {
+      out.add(replacement);
+      unresolved = n;
+    }
+  }
+  return out;
+}
+
+/**
  * Which replacements each recipe builds against the stage-0 packages of: its
  * own, and within a dependency cycle every replacement the cycle runs
  * through (when the recipe's environment still resolves without it).
@@ -437,6 +465,7 @@ function bootstrapCuts(
   if (!bs.replacementOf.size) return use;
   const names = recipes.map((r) => r.name);
   const byName = new Map(recipes.map((r) => [r.name, r]));
+  for (const r of recipes) use.set(r.name, askedStage0(r, bs, closuresFor, use.get(r.name)!));
   for (let pass = 0; pass <= recipes.length; pass++) {
     const succ = new Map<string, string[]>();
     const unresolved = new Map<string, number>();
@@ -475,7 +504,7 @@ function bootstrapCuts(
 function resolveEnvironments(
   recipes: readonly RecipeNode[],
   buildResolve: (r: RecipeNode) => Closures,
-  resolve: Closures,
+  testResolve: (r: RecipeNode) => Closures,
   producer: Map<string, RecipeNode>,
   warnings: string[],
 ): { environments: Record<string, EnvPackage[]>; edges: GraphEdge[] } {
@@ -487,7 +516,7 @@ function resolveEnvironments(
     environments[r.name] = envPackages(b.packages, producer);
     addEdges(edgeMap, producer, r, b.packages, "build");
     if (r.testRequests.length) {
-      const t = resolve(r.testRequests);
+      const t = testResolve(r)(r.testRequests);
       for (const u of t.unresolved) warnings.push(`${r.path}: test environment: nothing satisfies ${u}`);
       addEdges(edgeMap, producer, r, t.packages, "test");
     }
