@@ -143,6 +143,23 @@ class BuildWorker {
     return { p, recipe };
   }
 
+  /**
+   * Report a phase on the job (what the coordinator shows). Best effort: a
+   * Redis restart between two phases must not fail a build that is otherwise
+   * fine (the job's lock and result go through BullMQ, which retries them).
+   */
+  private async progress(job: Job, data: { worker: string; phase: string; at: number }): Promise<void> {
+    try {
+      await job.updateProgress(data);
+    } catch (e) {
+      this.o.onEvent?.({
+        kind: "error",
+        worker: this.name,
+        message: `progress ${data.phase}: ${(e as Error).message}`,
+      });
+    }
+  }
+
   /** Bring the artifact store's repository and bootstrap repository into local mirrors (one sync at a time): the repositories a build resolves from, and the distribution's key. */
   private async sync(p: JobPayload): Promise<{ key: Buffer | undefined; repositories: string[] }> {
     const mirror = join(this.workDir, "mirror");
@@ -176,7 +193,7 @@ class BuildWorker {
       fullVersion: p.fullVersion,
       attempt: job.attemptsMade + 1,
     });
-    await job.updateProgress({ worker: this.name, phase: "sync", at: start });
+    await this.progress(job, { worker: this.name, phase: "sync", at: start });
     const synced = await this.sync(p);
     const distroKey = synced.key;
     const out = await mkdtemp(join(this.workDir, "out-"));
@@ -184,7 +201,7 @@ class BuildWorker {
       const key = await this.signingKey();
       this.upstreamKeys ??= await readKeys(this.o.distro.upstream.keyring);
       const keyring = [...this.upstreamKeys, ...(distroKey ? [{ name: p.keyName, pem: distroKey }] : [])];
-      await job.updateProgress({ worker: this.name, phase: "build", at: Date.now() });
+      await this.progress(job, { worker: this.name, phase: "build", at: Date.now() });
       const result = await buildRecipe(recipe.file, {
         arch: p.arch,
         outDir: out,
@@ -205,7 +222,7 @@ class BuildWorker {
       });
       const token = newAttemptToken();
       const res = await attemptResult(this.name, jobId, p, start, result);
-      await job.updateProgress({ worker: this.name, phase: "upload", at: Date.now() });
+      await this.progress(job, { worker: this.name, phase: "upload", at: Date.now() });
       await commitAttempt(
         this.art,
         jobId,
