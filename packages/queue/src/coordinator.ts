@@ -241,6 +241,7 @@ async function runJob(
   const pollMs = ctx.o.pollMs ?? 500;
   let added = false;
   let lastPhase = "";
+  let rereads = 0;
   for (;;) {
     try {
       if (!added) {
@@ -276,6 +277,12 @@ async function runJob(
           lastPhase = key;
           on.phase(prog.worker.slice(0, 128), prog.phase.slice(0, 32));
         }
+      }
+      // The job was read before its state: one that completed in between was read without its
+      // return value. Read it again (a few times: a worker that returned nothing is an error below).
+      if (state === "completed" && j.returnvalue == null && rereads++ < 20) {
+        await sleep(50);
+        continue;
       }
       if (state === "completed") {
         const ret = parseMessage(returnSchema, j.returnvalue as unknown, `job ${jobId}: return value`);
