@@ -95,7 +95,7 @@ async function get(url: string): Promise<Response> {
     return await fetch(url);
   } catch (e) {
     if ((e as { cause?: { code?: string } }).cause?.code !== "UND_ERR_SOCKET") throw e;
-    return fetch(url, { keepalive: false });
+    return fetch(url); // the closed connection left the pool: this one is new
   }
 }
 
