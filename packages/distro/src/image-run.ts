@@ -30,8 +30,7 @@ import type { Distro } from "./config.js";
 import { identity } from "./keys.js";
 import type { ImageNode } from "./images.js";
 import { imageConfigFor } from "./images.js";
-import { IMAGES_FILE, readImageRecords, type ImageRecord } from "./state.js";
-import { bootstrapRepoDir } from "./stage0-repo.js";
+import { bootstrapRepoDir, IMAGES_FILE, readImageRecords, type ImageRecord } from "./state.js";
 
 const run = promisify(execFile);
 

@@ -37,15 +37,10 @@ export {
   type KeyRecord,
   type BuiltPackage,
 } from "./keys.js";
+export { placeStage0Packages, placementNeeded, stage0PackageNames, type Stage0Placement } from "./stage0-repo.js";
 export {
   BOOTSTRAP_REPO_DIR,
   bootstrapRepoDir,
-  placeStage0Packages,
-  placementNeeded,
-  stage0PackageNames,
-  type Stage0Placement,
-} from "./stage0-repo.js";
-export {
   loadRepoState,
   currentBuilds,
   localPackages,

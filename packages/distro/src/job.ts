@@ -21,15 +21,9 @@ import { checkMainIndex, moveSuperseded, type IndexProblem, type SupersededMove 
 import { imageReport, withOverhead, writeJobReport, type JobReport, type RoundReport } from "./report.js";
 import { seedDistroSources } from "./sources.js";
 import { localBuilder, runPlan, type Builder, type LocalBuilderOptions, type RunEvent, type RunReport } from "./run.js";
-import { readKeys } from "./state.js";
+import { bootstrapRepoDir, readKeys } from "./state.js";
 import { bootstrapMapOf } from "./bootstrap.js";
-import {
-  bootstrapRepoDir,
-  placeStage0Packages,
-  placementNeeded,
-  stage0PackageNames,
-  type Stage0Placement,
-} from "./stage0-repo.js";
+import { placeStage0Packages, placementNeeded, stage0PackageNames, type Stage0Placement } from "./stage0-repo.js";
 
 /** The distribution cannot be built as it stands (invalid recipes or images, an unbreakable cycle). */
 export class DistroJobError extends KilnError {

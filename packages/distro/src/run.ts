@@ -21,8 +21,7 @@ import { buildKey, KeyStore, type KeyRecord } from "./keys.js";
 import { keyEnvironment, reasonText, type BuildPlan, type PlannedBuild } from "./plan.js";
 import type { RecipeNode } from "./recipes.js";
 import { overheadTotals, type BuildPhaseTimes, type OverheadTotals } from "./render.js";
-import { bootstrapRepoDir } from "./stage0-repo.js";
-import type { RepoState } from "./state.js";
+import { bootstrapRepoDir, type RepoState } from "./state.js";
 
 export interface BuildJob {
   recipe: RecipeNode;

@@ -8,21 +8,14 @@
 // a distro.yaml change (or an OUT from before this split) left on the wrong
 // side, before a round builds.
 
-import { link, mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { link, mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { buildIndex, readIndex, type IndexRecord, type SigningKey } from "@kiln/apk";
+import { buildIndex, type IndexRecord, type SigningKey } from "@kiln/apk";
 import { joinUnder, writeFileAtomic } from "@kiln/core";
 import { supersedeRecords } from "@kiln/repo";
 import type { BootstrapMap } from "./bootstrap.js";
 import type { RecipeNode } from "./recipes.js";
-import type { RepoState } from "./state.js";
-
-/** OUT/bootstrap: the stage-0 packages' repository (OUT/bootstrap/ARCH/APKINDEX.tar.gz). */
-export const BOOTSTRAP_REPO_DIR = "bootstrap";
-
-export function bootstrapRepoDir(outDir: string): string {
-  return join(outDir, BOOTSTRAP_REPO_DIR);
-}
+import { bootstrapRepoDir, readLocalIndex, type RepoState } from "./state.js";
 
 /** Names of the packages that belong in the bootstrap repository: every output of a stage-0 recipe. */
 export function stage0PackageNames(recipes: readonly RecipeNode[], bs: BootstrapMap): Set<string> {
@@ -42,15 +35,6 @@ export interface Stage0Placement {
 /** Whether `state` holds a package on the wrong side of the split. */
 export function placementNeeded(state: Pick<RepoState, "local" | "stage0">, names: ReadonlySet<string>): boolean {
   return state.local.some((r) => names.has(r.name)) || (state.stage0 ?? []).some((r) => !names.has(r.name));
-}
-
-async function records(dir: string): Promise<IndexRecord[]> {
-  const file = join(dir, "APKINDEX.tar.gz");
-  const bytes = await readFile(file).catch((e: NodeJS.ErrnoException) => {
-    if (e.code === "ENOENT") return undefined;
-    throw e;
-  });
-  return bytes ? (await readIndex(bytes, { subject: file })).records : [];
 }
 
 async function linkInto(from: string, to: string, file: string): Promise<boolean> {
@@ -86,7 +70,7 @@ export async function placeStage0Packages(
   const mainDir = joinUnder(state.outDir, { value: arch, what: "architecture" });
   const bsRoot = bootstrapRepoDir(state.outDir);
   const bsDir = joinUnder(bsRoot, { value: arch, what: "architecture" });
-  const [main, boot] = await Promise.all([records(mainDir), records(bsDir)]);
+  const [main, boot] = await Promise.all([readLocalIndex(state.outDir, arch), readLocalIndex(bsRoot, arch)]);
   const down = main.filter((r) => names.has(r.name));
   const up = boot.filter((r) => !names.has(r.name));
   if (!down.length && !up.length) return result;

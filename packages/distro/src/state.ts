@@ -20,7 +20,6 @@ import {
 import type { Distro } from "./config.js";
 import { KEYS_FILE, KeyStore, parseKeyRecords, type KeyRecord } from "./keys.js";
 import type { RecipeNode } from "./recipes.js";
-import { bootstrapRepoDir } from "./stage0-repo.js";
 
 export interface RepoState {
   arch: string;
@@ -52,6 +51,13 @@ export interface ImageRecord {
 }
 
 export const IMAGES_FILE = ".kiln-images.json";
+
+/** OUT/bootstrap: the stage-0 packages' repository (OUT/bootstrap/ARCH/APKINDEX.tar.gz, see stage0-repo.ts). */
+export const BOOTSTRAP_REPO_DIR = "bootstrap";
+
+export function bootstrapRepoDir(outDir: string): string {
+  return join(outDir, BOOTSTRAP_REPO_DIR);
+}
 
 export function localRepoRef(outDir: string): RepositoryRef {
   return { url: outDir };
