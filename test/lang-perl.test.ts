@@ -5,8 +5,9 @@
 // without MakeMaker's install records (planted by a step, as Debian's perl
 // writes none for vendor installs), and its test run in a fresh guest.
 // Wolfi's recipes ask for `perl` and `busybox`: the test first builds
-// those two names as metapackages over the stage-0 perl-bootstrap and
-// busybox-links, so the recipe resolves unchanged. And the guest's own
+// those two names as metapackages over a Debian perl (the fixture recipes
+// in test/fixtures/stage0, made by tools/update-bootstrap.mjs) and the
+// stage-0 busybox-links, so the recipe resolves unchanged. And the guest's own
 // shell (the stage-0 busybox) parses every language pipeline's script.
 
 import { execFileSync, spawnSync } from "node:child_process";
@@ -20,6 +21,7 @@ import { compileRecipe, loadPipelines, parseRecipe } from "@kiln/builder";
 import { bootstrapToolchain, upstreamArgs, type Bootstrap } from "./helpers/bootstrap.js";
 import { kilnAsync } from "./helpers/cli.js";
 import { serveDir, type StaticServer } from "./helpers/http.js";
+import { REPO_ROOT } from "./helpers/paths.js";
 
 let work: string;
 let boot: Bootstrap;
@@ -179,7 +181,8 @@ describe("perl/make and perl/cleanup in the sandbox", () => {
     const out = join(work, "out");
     writeFileSync(join(work, "perl.yaml"), META("perl", "5.36.0", ["perl-bootstrap"]));
     writeFileSync(join(work, "busybox.yaml"), META("busybox", "1.35.0", ["busybox-links", "base-layout"]));
-    const meta = await build([join(work, "perl.yaml"), join(work, "busybox.yaml"), "--out", out]);
+    const stage0 = ["bzip2-bootstrap", "perl-bootstrap"].map((n) => join(REPO_ROOT, "test/fixtures/stage0", `${n}.yaml`));
+    const meta = await build([...stage0, join(work, "perl.yaml"), join(work, "busybox.yaml"), "--out", out]);
     expect(meta.status, meta.stderr.slice(-3000)).toBe(0);
 
     writeFileSync(join(work, "perl-hello-world.yaml"), MODULE());

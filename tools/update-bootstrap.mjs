@@ -181,15 +181,14 @@ const GROUPS = [
     debs: ["libzstd1"],
   },
   {
-    // libperl links libbz2; kept out of perl-bootstrap so that a guest with
-    // perl and the distribution's bzip2 holds one provider of so:libbz2.so.1.0
-    // (the resolver takes bzip2 when it is requested, this one otherwise).
-    name: "bzip2-bootstrap",
-    description: "the bzip2 library for the bootstrap toolchain (imported from Debian)",
-    license: "bzip2-1.0.6",
-    debs: ["libbz2-1.0"],
+    // Builds recipes/make.yaml (distro.yaml's bootstrap: make-bootstrap: make):
+    // build-base depends on `make`, which this provides until make is built.
+    name: "make-bootstrap",
+    description: "GNU make for the bootstrap (imported from Debian)",
+    license: "GPL-3.0-or-later",
+    debs: ["make"],
+    provides: ["make=${{package.full-version}}"],
   },
-  { name: "make", description: "GNU make (imported from Debian)", license: "GPL-3.0-or-later", debs: ["make"] },
   {
     name: "busybox-static",
     description: "static busybox for the bootstrap (imported from Debian)",
@@ -208,11 +207,23 @@ const GROUPS = [
     license: "Public-Domain",
     debs: ["tzdata"],
   },
+  // Test fixtures, not part of the distribution (perl is built from source):
+  // test/lang-perl.test.ts builds melange's perl pipelines with a Debian perl
+  // over the stage-0 toolchain, so it does not wait for perl's own build.
   {
     name: "perl-bootstrap",
+    dir: "test/fixtures/stage0",
     description: "Perl 5 for build scripts (imported from Debian)",
     license: "Artistic-1.0-Perl OR GPL-1.0-or-later",
     debs: ["perl-base", "perl", "perl-modules-5.36", "libperl5.36", "libdb5.3", "libgdbm6", "libgdbm-compat4"],
+  },
+  {
+    // libperl links libbz2.
+    name: "bzip2-bootstrap",
+    dir: "test/fixtures/stage0",
+    description: "the bzip2 library for the bootstrap toolchain (imported from Debian)",
+    license: "bzip2-1.0.6",
+    debs: ["libbz2-1.0"],
   },
 ];
 
@@ -288,7 +299,9 @@ for (const g of GROUPS.filter((x) => !only.length || only.includes(x.name))) {
     `  copyright:`,
     `    - license: ${JSON.stringify(g.license)}`,
     `  target-architecture: [x86_64]`,
-    ...(g.runtime ? [`  dependencies:`, `    runtime:`, ...g.runtime.map((r) => `      - ${r}`)] : []),
+    ...(g.runtime || g.provides ? [`  dependencies:`] : []),
+    ...(g.runtime ? [`    runtime:`, ...g.runtime.map((r) => `      - ${r}`)] : []),
+    ...(g.provides ? [`    provides:`, ...g.provides.map((r) => `      - ${r}`)] : []),
     ...(g.environment
       ? [
           ``,
@@ -324,7 +337,7 @@ for (const g of GROUPS.filter((x) => !only.length || only.includes(x.name))) {
     lines.push(`  pipeline:`, `    - runs: |`, ...g.test.runs.map((r) => `        ${r}`));
   }
   const text = lines.join("\n") + "\n";
-  const file = join(root, "recipes", `${g.name}.yaml`);
+  const file = join(root, g.dir ?? "recipes", `${g.name}.yaml`);
   recipes.push([file, text]);
 }
 writeRecipes(recipes, process.argv.includes("--check"));
