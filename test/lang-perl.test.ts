@@ -181,7 +181,9 @@ describe("perl/make and perl/cleanup in the sandbox", () => {
     const out = join(work, "out");
     writeFileSync(join(work, "perl.yaml"), META("perl", "5.36.0", ["perl-bootstrap"]));
     writeFileSync(join(work, "busybox.yaml"), META("busybox", "1.35.0", ["busybox-links", "base-layout"]));
-    const stage0 = ["bzip2-bootstrap", "perl-bootstrap"].map((n) => join(REPO_ROOT, "test/fixtures/stage0", `${n}.yaml`));
+    const stage0 = ["bzip2-bootstrap", "perl-bootstrap"].map((n) =>
+      join(REPO_ROOT, "test/fixtures/stage0", `${n}.yaml`),
+    );
     const meta = await build([...stage0, join(work, "perl.yaml"), join(work, "busybox.yaml"), "--out", out]);
     expect(meta.status, meta.stderr.slice(-3000)).toBe(0);
 
