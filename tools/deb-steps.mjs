@@ -5,8 +5,11 @@
 
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 
-/** fetch + deb/unpack steps for each .deb, unpacked into `into` when given (a subpackage's directory). */
-export function debFetchSteps(debs, into, show) {
+/**
+ * fetch + deb/unpack steps for each .deb, unpacked into `into` when given (a
+ * subpackage's directory); `exclude[deb]` lists paths of that .deb left out.
+ */
+export function debFetchSteps(debs, into, show, exclude = {}) {
   const lines = [];
   for (const d of debs) {
     const f = show(d);
@@ -21,6 +24,7 @@ export function debFetchSteps(debs, into, show) {
       `    with:`,
       `      deb: ${file}`,
       ...(into ? [`      directory: ${into}`] : []),
+      ...(exclude[d]?.length ? [`      exclude: ${exclude[d].join(" ")}`] : []),
     );
   }
   return lines;

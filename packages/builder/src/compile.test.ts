@@ -254,7 +254,11 @@ describe("valid recipes", () => {
       [undefined, undefined],
     ]);
     expect(c.pipeline[0]!.with!.extract).toBe("false");
-    expect(c.pipeline[1]!.with).toEqual({ deb: "make_4.3-4.1_amd64.deb", directory: "/home/build/melange-out/make" });
+    expect(c.pipeline[1]!.with).toEqual({
+      deb: "make_4.3-4.1_amd64.deb",
+      directory: "/home/build/melange-out/make",
+      exclude: "",
+    });
     expect(c.environment.contents!.packages).toEqual([]);
     const l = parse(readFileSync(file, "utf8").replace("${{mirror.debian}}", "${{mirorr.debian}}"), file);
     expect(checkRecipe(l, { arch: "x86_64" }).problems).toEqual([

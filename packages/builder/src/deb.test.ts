@@ -24,7 +24,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { compareVersions, isValidVersion } from "@kiln/apk";
-import { debVersionToApk, mergedUsrSymlink, readArMembers, readDeb, unpackDeb } from "./deb.js";
+import { debVersionToApk, excludePath, mergedUsrSymlink, readArMembers, readDeb, unpackDeb } from "./deb.js";
 import { detectDependencies, mergeDependencies } from "./detect-deps.js";
 import { SourceError, debianMirror, decompress, fetchSource } from "./fetch-source.js";
 
@@ -185,6 +185,27 @@ describe("a real Debian package (zlib1g from the archive)", () => {
     const deps = await detectDependencies(dest, { version: `${debVersionToApk(entry.version)}-r0` });
     expect(deps.provides).toContain("so:libz.so.1=1");
     expect(deps.depends).toContain("so:libc.so.6");
+  });
+
+  it("leaves out excluded paths (as installed under merged /usr) with what is under them, and nothing else", async () => {
+    const { deb } = await real();
+    const all = join(work, "zlib-all");
+    const some = join(work, "zlib-excluded");
+    await unpackDeb(deb, all, { mergedUsr: true });
+    const libdir = "usr/lib/x86_64-linux-gnu";
+    const lib = readdirSync(join(all, libdir)).find((n) => /^libz\.so\.1\.\d/.test(n))!;
+    // the library is under /lib in the .deb: excluded by its merged path; the docs as a directory
+    const r = await unpackDeb(deb, some, { mergedUsr: true, exclude: [`${libdir}/${lib}`, "usr/share/doc"] });
+    expect(existsSync(join(some, libdir, lib))).toBe(false);
+    expect(existsSync(join(some, "usr/share/doc"))).toBe(false);
+    expect(lstatSync(join(some, libdir, "libz.so.1")).isSymbolicLink()).toBe(true);
+    expect(r.paths).not.toContain(`${libdir}/${lib}`);
+    const list = (root: string) =>
+      execFileSync("find", [".", "-printf", "%p\\n"], { cwd: root, encoding: "utf8" }).split("\n").sort();
+    const expected = list(all).filter((p) => p !== `./${libdir}/${lib}` && !p.startsWith("./usr/share/doc"));
+    expect(list(some)).toEqual(expected);
+    expect(excludePath("/usr/bin/x/")).toBe("usr/bin/x");
+    for (const bad of ["", "/", "../etc", "usr/../etc", "usr//bin", "./usr"]) expect(excludePath(bad)).toBeUndefined();
   });
 
   it("unpacks without relocation when mergedUsr is off", async () => {

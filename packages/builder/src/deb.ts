@@ -199,6 +199,15 @@ export function mergedUsrSymlink(target: string, newPath: string, originalPath: 
 export interface UnpackDebOptions {
   /** Move /bin, /sbin, /lib, /lib64 (and lib32, libx32) contents under /usr, fixing symlinks. */
   mergedUsr: boolean;
+  /** Paths (relative, after the merged-/usr move) left out, each with everything under it. */
+  exclude?: readonly string[];
+}
+
+/** `p` as a normal relative path for `exclude` ("usr/bin/x", a leading / dropped), or undefined when it is not one. */
+export function excludePath(p: string): string | undefined {
+  const rel = p.replace(/^\/+/, "").replace(/\/+$/, "");
+  if (rel === "" || rel.split("/").some((s) => s === "" || s === "." || s === "..")) return undefined;
+  return rel;
 }
 
 export interface UnpackDebResult extends ExtractSummary {
@@ -217,13 +226,17 @@ export interface UnpackDebResult extends ExtractSummary {
 export async function unpackDeb(file: string, destDir: string, opts: UnpackDebOptions): Promise<UnpackDebResult> {
   const info = await readDeb(file);
   const l = await layout(file);
+  const exclude = opts.exclude ?? [];
+  const left = (p: string) => exclude.some((e) => p === e || p.startsWith(`${e}/`));
+  const map = (p: string) => (opts.mergedUsr ? mergedUsrPath(p) : p);
   const summary = await extractCompressedTar(
     memberStream(file, l.data),
     l.data.compression,
     destDir,
     `${file}: ${l.data.name}`,
     {
-      ...(opts.mergedUsr ? { mapPath: mergedUsrPath, mapSymlink: mergedUsrSymlink, onConflict: "error" as const } : {}),
+      ...(opts.mergedUsr ? { mapSymlink: mergedUsrSymlink, onConflict: "error" as const } : {}),
+      ...(opts.mergedUsr || exclude.length ? { mapPath: (p: string) => (left(map(p)) ? null : map(p)) } : {}),
     },
   );
   return { ...summary, control: info.control, dataFormat: info.dataFormat };

@@ -107,6 +107,12 @@ export const NATIVE_PIPELINES: Record<string, PipelineDefinition> = {
         default: "${{targets.contextdir}}",
         required: false,
       },
+      exclude: {
+        description:
+          "Paths left out (whitespace-separated, as installed under merged /usr), each with what is under it.",
+        default: "",
+        required: false,
+      },
     },
     pipeline: [],
     locate: noLocation,
