@@ -62,6 +62,38 @@ export interface BuildPhases {
   steps: number;
   tests: number;
   overhead: number;
+  /** Where the overhead went (ms); what these do not cover (workspace setup, reading the recipe) is the rest. */
+  parts: OverheadParts;
+}
+
+/** The named parts of a build's overhead (ms). */
+export interface OverheadParts {
+  /** Resolving and assembling the build guest, starting its sandbox. */
+  guest: number;
+  /** Writing the packages: tar, gzip, signing, dependency detection, SBOM, provenance. */
+  package: number;
+  /** The test guests: resolved, assembled and started, their workspaces copied. */
+  testGuests: number;
+  /** Moving the packages into the repository and merging its index (under the repository lock). */
+  publish: number;
+  /** Removing the build's workspace. */
+  cleanup: number;
+}
+
+export const OVERHEAD_PARTS = ["guest", "package", "testGuests", "publish", "cleanup"] as const;
+
+/** Run `f`, adding the time it took to `parts[key]`. */
+export async function timed<T>(parts: OverheadParts, key: keyof OverheadParts, f: () => Promise<T>): Promise<T> {
+  const t0 = Date.now();
+  try {
+    return await f();
+  } finally {
+    parts[key] += Date.now() - t0;
+  }
+}
+
+function noParts(): OverheadParts {
+  return { guest: 0, package: 0, testGuests: 0, publish: 0, cleanup: 0 };
 }
 
 export async function buildRecipe(file: string, opts: BuildOptions): Promise<BuildResult> {
@@ -77,7 +109,7 @@ export async function buildRecipe(file: string, opts: BuildOptions): Promise<Bui
     log: ctx.logPath,
     ms: 0,
     steps: [],
-    phases: { steps: 0, tests: 0, overhead: 0 },
+    phases: { steps: 0, tests: 0, overhead: 0, parts: noParts() },
     guest: [],
   };
   if (!ctx.compiled.supportsArch) {
@@ -87,14 +119,18 @@ export async function buildRecipe(file: string, opts: BuildOptions): Promise<Bui
   }
   ctx.emit({ kind: "start", package: ctx.label });
   const session = await openSession(ctx);
+  const parts = result.phases.parts;
+  let closed = false;
   try {
     const workspace = await prepareWorkspace(ctx, session.work);
     const sources = await runBuildSteps(ctx, session, workspace, result);
     // Emit into a staging repository; tests install from there, ahead of the output repository.
     const staging = join(session.work, "staging");
-    const staged = await emitPackages(ctx, workspace, staging, sources, result.guest);
+    const staged = await timed(parts, "package", () => emitPackages(ctx, workspace, staging, sources, result.guest));
     if (opts.runTests !== false) await runRecipeTests(ctx, session, staging, result.phases);
-    await publishPackages(opts, staged);
+    await timed(parts, "publish", () => publishPackages(opts, staged));
+    closed = true;
+    await timed(parts, "cleanup", () => session.close());
     result.packages = staged.emitted.map((e, i) => ({
       name: staged.records[i]!.name,
       file: join(packageRepository(opts), opts.arch, basename(e.path)),
@@ -110,7 +146,7 @@ export async function buildRecipe(file: string, opts: BuildOptions): Promise<Bui
     ctx.emit({ kind: "done", package: ctx.label, ms: result.ms, files: result.packages.map((p) => basename(p.file)) });
     return result;
   } finally {
-    await session.close();
+    if (!closed) await session.close();
     if (cap !== undefined) await applyCacheCap(ctx, cap);
   }
 }
@@ -151,7 +187,9 @@ async function runBuildSteps(
   const { compiled, file } = ctx;
   const keys = await ctx.keys();
   const allSteps = [...compiled.pipeline, ...compiled.subpackages.flatMap((s) => s.pipeline)];
-  const pod = needsGuest(allSteps, file) ? await startBuildGuest(ctx, session, workspace, keys, result) : undefined;
+  const pod = needsGuest(allSteps, file)
+    ? await timed(result.phases.parts, "guest", () => startBuildGuest(ctx, session, workspace, keys, result))
+    : undefined;
   try {
     const stepCtx: StepContext = {
       file,

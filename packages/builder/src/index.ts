@@ -89,6 +89,8 @@ export {
   type BuildResult,
   type BuildEvent,
   type BuildPhases,
+  type OverheadParts,
+  OVERHEAD_PARTS,
 } from "./build.js";
 export {
   runInSandbox,

@@ -22,8 +22,8 @@ export async function runRecipeTests(
   ctx: RecipeContext,
   session: Session,
   underTest: string | undefined,
-  /** Time spent in the test steps themselves is added to `timing.tests` (ms). */
-  timing?: { tests: number },
+  /** Time spent in the test steps themselves is added to `timing.tests` (ms), the test guests' to `timing.parts.testGuests`. */
+  timing?: { tests: number; parts: { testGuests: number } },
 ): Promise<number> {
   const { compiled } = ctx;
   const tests: Array<{ target: string; test: CompiledTest }> = [];
@@ -42,12 +42,13 @@ async function runOneTest(
   test: CompiledTest,
   repositories: string[],
   keys: Array<{ name: string; pem: Buffer }>,
-  timing?: { tests: number },
+  timing?: { tests: number; parts: { testGuests: number } },
 ): Promise<void> {
   const file = ctx.file;
   const log = session.log;
   ctx.emit({ kind: "test", package: ctx.label, target });
   log.write(`\n# test ${target}\n`);
+  const g0 = Date.now();
   const tws = joinUnder(session.work, { value: `test-${target}`, what: "test workspace" });
   await mkdir(tws, { recursive: true });
   await copySourceDir(ctx.sourceDir, tws, ctx.keyring.roots, file);
@@ -60,6 +61,7 @@ async function runOneTest(
     purpose: "test",
   });
   const pod = await startPod(ctx, guest, tws, runAsIds(test.environment.accounts));
+  if (timing) timing.parts.testGuests += Date.now() - g0;
   try {
     const stepCtx = {
       file,

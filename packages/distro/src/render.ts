@@ -12,6 +12,31 @@ export interface BuildPhaseTimes {
   tests: number;
   /** Everything else: guest assembly, packaging, signing, indexing, the build key. */
   overhead: number;
+  /** Named parts of the overhead (ms), as the builder measured them (guest, package, testGuests, publish, cleanup). */
+  parts?: Record<string, number>;
+}
+
+/** The overhead's parts as reports name them; what they do not cover is "other". */
+const PART_LABELS: Record<string, string> = {
+  guest: "build guests",
+  package: "packaging",
+  testGuests: "test guests",
+  publish: "publishing",
+  cleanup: "cleanup",
+};
+
+function addParts(into: Record<string, number>, from: Record<string, number> | undefined): void {
+  for (const [k, v] of Object.entries(from ?? {})) into[k] = (into[k] ?? 0) + v;
+}
+
+/** "build guests 3.1 s, packaging 1.0 s, …, other 0.2 s": the parts, largest first, and the rest of `overhead`. */
+export function overheadPartsText(overhead: number, parts: Record<string, number> | undefined): string {
+  const named = Object.entries(parts ?? {}).filter(([, v]) => v > 0);
+  if (!named.length) return "";
+  const other = Math.max(0, overhead - named.reduce((n, [, v]) => n + v, 0));
+  return [...named.sort((a, b) => b[1] - a[1]), ["other", other] as [string, number]]
+    .map(([k, v]) => `${PART_LABELS[k] ?? k} ${secs(v)}`)
+    .join(", ");
 }
 
 /** Per-build overhead summed over builds; `percent` is overhead as a share of the steps' time (steps + tests). */
@@ -23,13 +48,14 @@ export interface OverheadTotals extends BuildPhaseTimes {
 
 /** The totals of the entries that measured their phases (built or failed after building). */
 export function overheadTotals(entries: readonly Pick<RunEntry, "phases">[]): OverheadTotals {
-  const t: OverheadTotals = { builds: 0, steps: 0, tests: 0, overhead: 0, percent: null };
+  const t: OverheadTotals = { builds: 0, steps: 0, tests: 0, overhead: 0, parts: {}, percent: null };
   for (const e of entries) {
     if (!e.phases) continue;
     t.builds++;
     t.steps += e.phases.steps;
     t.tests += e.phases.tests;
     t.overhead += e.phases.overhead;
+    addParts(t.parts!, e.phases.parts);
   }
   return withPercent(t);
 }
@@ -38,17 +64,19 @@ export function overheadTotals(entries: readonly Pick<RunEntry, "phases">[]): Ov
 export function overheadText(t: OverheadTotals): string | undefined {
   if (!t.builds) return undefined;
   const pct = t.percent === null ? "" : ` (${t.percent.toFixed(1)}%)`;
-  return `per-build overhead ${secs(t.overhead)} over ${secs(t.steps + t.tests)} of steps and tests${pct} in ${t.builds} build${t.builds === 1 ? "" : "s"}`;
+  const parts = overheadPartsText(t.overhead, t.parts);
+  return `per-build overhead ${secs(t.overhead)} over ${secs(t.steps + t.tests)} of steps and tests${pct} in ${t.builds} build${t.builds === 1 ? "" : "s"}${parts ? `: ${parts}` : ""}`;
 }
 
 /** Several reports' totals summed (every architecture and round of a run). */
 export function sumOverhead(ts: readonly OverheadTotals[]): OverheadTotals {
-  const t: OverheadTotals = { builds: 0, steps: 0, tests: 0, overhead: 0, percent: null };
+  const t: OverheadTotals = { builds: 0, steps: 0, tests: 0, overhead: 0, parts: {}, percent: null };
   for (const x of ts) {
     t.builds += x.builds;
     t.steps += x.steps;
     t.tests += x.tests;
     t.overhead += x.overhead;
+    addParts(t.parts!, x.parts);
   }
   return withPercent(t);
 }
@@ -145,7 +173,9 @@ function secs(ms: number | undefined): string {
 }
 
 function phasesCell(p: BuildPhaseTimes | undefined): string {
-  return p ? `${secs(p.steps)} / ${secs(p.tests)} / ${secs(p.overhead)}` : "";
+  if (!p) return "";
+  const parts = overheadPartsText(p.overhead, p.parts);
+  return `${secs(p.steps)} / ${secs(p.tests)} / ${secs(p.overhead)}${parts ? `<br><small>${esc(parts)}</small>` : ""}`;
 }
 
 /** The report pages' style sheet. */

@@ -45,7 +45,7 @@ export interface BuildOutcome {
   guest?: Array<{ name: string; version: string; checksum: string }>;
   log?: string;
   /** Time in the recipe's own build steps and test steps (ms), when the builder measures it. */
-  work?: { steps: number; tests: number };
+  work?: { steps: number; tests: number; parts?: Record<string, number> };
 }
 
 export type Builder = (job: BuildJob, progress: (e: BuildEvent) => void) => Promise<BuildOutcome>;
@@ -327,7 +327,13 @@ class PlanRun {
     const { state } = this.ctx;
     const { recipe: r, planned: b } = job;
     const out = await this.opts.builder(job, progress);
-    if (out.work) entry.phases = { steps: out.work.steps, tests: out.work.tests, overhead: 0 };
+    if (out.work)
+      entry.phases = {
+        steps: out.work.steps,
+        tests: out.work.tests,
+        overhead: 0,
+        ...(out.work.parts ? { parts: { ...out.work.parts } } : {}),
+      };
     if (job.stage0Repository) state.stage0 = supersedeRecords(state.stage0 ?? [], out.records).records;
     else state.local = supersedeRecords(state.local, out.records).records;
     this.resolver = undefined;
@@ -405,7 +411,7 @@ export function localBuilder(o: LocalBuilderOptions): Builder {
       records,
       guest: result.guest,
       log: result.log,
-      work: { steps: result.phases.steps, tests: result.phases.tests },
+      work: { steps: result.phases.steps, tests: result.phases.tests, parts: { ...result.phases.parts } },
     };
   };
 }
