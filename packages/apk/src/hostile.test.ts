@@ -33,7 +33,7 @@ import {
   type Verdict,
   type WritePackageOptions,
 } from "./index.js";
-import { padding } from "./tar.js";
+import { decodeHeader, padding } from "./tar.js";
 
 // ---------------------------------------------------------------------------
 // Fixtures
@@ -780,6 +780,31 @@ describe("archive structure", () => {
     h.write("0000x55\0", 100, "latin1");
     fixChecksum(h);
     expect(await packageCode(craft({ dataTar: h }).bytes)).toBe("BAD_ARCHIVE");
+  });
+
+  it("numeric header fields: octal led by spaces and ended by NUL or spaces; anything else is refused", () => {
+    const field = (text: string) => {
+      const h = Buffer.from(tarDir("usr"));
+      h.fill(0, 100, 108);
+      h.write(text, 100, "latin1");
+      return decodeHeader(fixChecksum(h)).mode;
+    };
+    expect(field("0000755\0")).toBe(0o755);
+    expect(field("  755 \0")).toBe(0o755);
+    expect(field("755\0junk")).toBe(0o755); // after a NUL nothing counts
+    expect(field("")).toBe(0);
+    expect(field("       ")).toBe(0);
+    for (const bad of ["0000x55\0", "75 5", "-755", "0o755", "7558"])
+      expect(() => field(bad), bad).toThrow(/tar header field mode is not octal/);
+    // names: ASCII as it is, UTF-8 checked
+    const named = (name: Buffer) => {
+      const h = Buffer.from(tarDir("usr"));
+      h.fill(0, 0, 100);
+      name.copy(h, 0);
+      return decodeHeader(fixChecksum(h)).name;
+    };
+    expect(named(Buffer.from("usr/share/caf\u00e9"))).toBe("usr/share/caf\u00e9");
+    expect(() => named(Buffer.from([0x75, 0xff, 0x72]))).toThrow(/not valid UTF-8/);
   });
 
   it("non-zero data after the end-of-archive blocks of the data member → BAD_ARCHIVE", async () => {

@@ -197,9 +197,20 @@ export function isZeroBlock(b: Uint8Array): boolean {
   return true;
 }
 
+/** Bytes `off..off+len` up to the first NUL as text: ASCII taken as it is, anything else only as valid UTF-8. */
 function readString(b: Uint8Array, off: number, len: number, field: string): string {
   let end = off;
-  while (end < off + len && b[end] !== 0) end++;
+  let high = 0;
+  const stop = off + len;
+  while (end < stop) {
+    const c = b[end]!;
+    if (c === 0) break;
+    high |= c;
+    end++;
+  }
+  if (end === off) return "";
+  // Most names are ASCII: decoded without the UTF-8 check and without a Buffer view.
+  if (high < 0x80) return latin1(b, off, end);
   const raw = Buffer.from(b.buffer, b.byteOffset + off, end - off);
   // Never decode with replacement: distinct invalid names would become one.
   if (!isUtf8(raw))
@@ -210,24 +221,49 @@ function readString(b: Uint8Array, off: number, len: number, field: string): str
   return raw.toString("utf8");
 }
 
+function latin1(b: Uint8Array, off: number, end: number): string {
+  return Buffer.from(b.buffer, b.byteOffset + off, end - off).toString("latin1");
+}
+
+/**
+ * A numeric field: octal digits, optionally led by spaces and ended by NUL
+ * or spaces (what tar writers emit), or GNU base-256 (high bit set).
+ */
 function readOctal(b: Uint8Array, off: number, len: number, field: string): number {
-  // GNU base-256 encoding (high bit set) for large numbers.
   if (b[off]! & 0x80) {
     let n = 0;
     for (let i = off + 1; i < off + len; i++) n = n * 256 + b[i]!;
     n += (b[off]! & 0x7f) * 256 ** (len - 1);
     return n;
   }
-  const s = readString(b, off, len, field).trim();
-  if (s === "") return 0;
-  if (!/^[0-7]+$/.test(s))
-    throw new ApkError("BAD_ARCHIVE", `tar header field ${field} is not octal: ${JSON.stringify(s)}`);
-  return parseInt(s, 8);
+  const stop = off + len;
+  let i = off;
+  while (i < stop && b[i] === 0x20) i++;
+  let n = 0;
+  let digits = 0;
+  for (; i < stop; i++) {
+    const c = b[i]!;
+    if (c < 0x30 || c > 0x37) break;
+    n = n * 8 + (c - 0x30);
+    digits++;
+  }
+  // What may follow the digits: NUL or spaces, then anything after a NUL is ignored.
+  for (; i < stop; i++) {
+    const c = b[i]!;
+    if (c === 0) break;
+    if (c !== 0x20) {
+      const s = readString(b, off, len, field).trim();
+      throw new ApkError("BAD_ARCHIVE", `tar header field ${field} is not octal: ${JSON.stringify(s)}`);
+    }
+  }
+  return digits ? n : 0;
 }
 
 export function decodeHeader(b: Uint8Array): RawHeader {
   let sum = 0;
-  for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 0x20 : b[i]!;
+  for (let i = 0; i < 148; i++) sum += b[i]!;
+  for (let i = 156; i < BLOCK; i++) sum += b[i]!;
+  sum += 8 * 0x20;
   const stored = readOctal(b, 148, 8, "chksum");
   if (stored !== sum)
     throw new ApkError("BAD_ARCHIVE", `tar header checksum mismatch (stored ${stored}, computed ${sum})`);
