@@ -40,6 +40,7 @@ export {
   type ResolvedKey,
 } from "./signer.js";
 export { gunzipMembers, gzipMember, type GzipEvent, type GunzipOptions } from "./gzip.js";
+export { parallelGzip, PGZIP_CHUNK, type ParallelGzipOptions } from "./pgzip.js";
 export {
   encodeHeader,
   paxRecord,

@@ -4,18 +4,17 @@
 // into place, so no half-written package is ever visible under the final name.
 
 import { createHash } from "node:crypto";
-import { createReadStream, createWriteStream } from "node:fs";
+import { createReadStream } from "node:fs";
 import { lstat, open, readdir, readlink, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { Readable, Transform } from "node:stream";
-import { pipeline } from "node:stream/promises";
-import { createGzip } from "node:zlib";
 import { replaceAtomic, tempPathFor } from "@kiln/core";
 import { ApkError } from "./errors.js";
 import { gzipMember } from "./gzip.js";
 import type { SigningKey, SignatureType } from "./keys.js";
 import { checkSymlinkTarget, normalizeEntryPath, parentDir } from "./paths.js";
-import { formatPkgInfo, type PackageInfo } from "./pkginfo.js";
+import { formatPkgInfo, parsePkgInfo, type PackageInfo } from "./pkginfo.js";
+import { parallelGzip } from "./pgzip.js";
+import type { IndexRecord } from "./index-text.js";
 import { identityOf, SCRIPT_NAMES } from "./package-read.js";
 import { buildSignatureMember } from "./signature.js";
 import { encodeHeader, padding, ZERO_BLOCK, type EntryType } from "./tar.js";
@@ -60,6 +59,8 @@ export interface WrittenPackage {
   checksum: string;
   /** Final file size (`S:`). */
   size: number;
+  /** Its index record, as reading the file back gives it (from the .PKGINFO written, so without reading the file). */
+  record: IndexRecord;
 }
 
 const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9+_.-]*$/;
@@ -279,17 +280,16 @@ export async function writePackage(opts: WritePackageOptions, outPath: string): 
   try {
     const totals = { installed: 0 };
     const dataHash = createHash("sha256");
-    await pipeline(
-      Readable.from(dataTar(entries, mtime, totals)),
-      createGzip({ level: opts.gzipLevel ?? 6 }),
-      new Transform({
-        transform(chunk: Buffer, _enc, cb) {
-          dataHash.update(chunk);
-          cb(null, chunk);
-        },
-      }),
-      createWriteStream(tmpData),
-    );
+    // The data member is deflated on every core (one gzip member, as pigz writes it; pgzip.ts).
+    const fh = await open(tmpData, "w", 0o600);
+    try {
+      for await (const chunk of parallelGzip(dataTar(entries, mtime, totals), { level: opts.gzipLevel ?? 6 })) {
+        dataHash.update(chunk);
+        await fh.write(chunk);
+      }
+    } finally {
+      await fh.close();
+    }
     const info: PackageInfo = { ...opts.info, dataHash: dataHash.digest("hex") };
     if (info.installedSize === undefined) info.installedSize = totals.installed;
     if (info.buildDate === undefined && opts.sourceDateEpoch !== undefined) info.buildDate = opts.sourceDateEpoch;
@@ -302,10 +302,18 @@ export async function writePackage(opts: WritePackageOptions, outPath: string): 
       : Buffer.alloc(0);
     await replaceAtomic(outPath, (tmp) => joinFiles(tmp, [sig, control], tmpData));
     const size = (await stat(outPath)).size;
-    return { path: outPath, info, checksum: identityOf(control), size };
+    const checksum = identityOf(control);
+    return { path: outPath, info, checksum, size, record: writtenRecord(info, checksum, size) };
   } finally {
     await rm(tmpData, { force: true });
   }
+}
+
+/** The index record of a package written with `info`: its .PKGINFO read back, as indexRecordForPackage reads it. */
+function writtenRecord(info: PackageInfo, checksum: string, fileSize: number): IndexRecord {
+  const rec: IndexRecord = { ...parsePkgInfo(formatPkgInfo(info)), extra: [], checksum, fileSize, unknownFields: [] };
+  delete rec.dataHash;
+  return rec;
 }
 
 /** Write `heads` then the bytes of `tailFile` from `tailOffset` to `out`, and fsync. */

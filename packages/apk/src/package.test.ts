@@ -172,6 +172,30 @@ describe("write → read round trip", () => {
     expect((await verifyFile(out, ring)).verdict).toBe("OK");
   });
 
+  it("the record writePackage returns is the one reading the file back gives; the data member is one gzip member gzip reads", async () => {
+    const out = join(dir, "record.apk");
+    // More than one parallel-gzip chunk of data, so the member is several deflate pieces.
+    const bulk = Buffer.alloc(3 * 1024 * 1024 + 12345);
+    for (let i = 0; i < bulk.length; i++) bulk[i] = (i * 2654435761) >>> 24;
+    const full: PackageInfo = {
+      ...info(),
+      depends: ["so:libc.so.6", "busybox>=1.36"],
+      provides: ["cmd:demo=1.0-r0", "so:libdemo.so.1=1"],
+      replaces: ["old-demo"],
+      providerPriority: 10,
+      installIf: ["demo", "bash"],
+    };
+    const w = await writePackage(
+      { info: full, entries: [...ENTRIES, { path: "usr/share/bulk", type: "file", content: bulk }], signingKeys: [key] },
+      out,
+    );
+    expect(w.record).toEqual(await indexRecordForPackage(out));
+    expect(w.record.providerPriority).toBe(10);
+    // gzip itself reads the package's concatenated members, the data among them, and checks every CRC
+    expect(() => execFileSync("gzip", ["-t", out])).not.toThrow();
+    expect((await verifyFile(out, ring)).verdict).toBe("OK");
+  });
+
   it("two writes of the same inputs are byte-identical; another epoch differs", async () => {
     const opts = { info: info(), entries: ENTRIES, signingKeys: [key], sourceDateEpoch: 42 };
     await writePackage(opts, join(dir, "a.apk"));

@@ -5,6 +5,7 @@
 // merge its signed index. A failed build leaves the previous packages and
 // index untouched. `kiln test` runs the tests alone, from the same context.
 
+import type { IndexRecord } from "@kiln/apk";
 import { joinUnder } from "@kiln/core";
 import { mkdir, readdir } from "node:fs/promises";
 import { basename, join } from "node:path";
@@ -48,6 +49,8 @@ export interface BuildResult {
     checksum: string;
     depends: string[];
     provides: string[];
+    /** Its index record (as in the repository's index). */
+    record: IndexRecord;
   }>;
   log: string;
   ms: number;
@@ -139,6 +142,7 @@ export async function buildRecipe(file: string, opts: BuildOptions): Promise<Bui
       checksum: e.checksum,
       depends: e.info.depends,
       provides: e.info.provides,
+      record: staged.records[i]!,
     }));
     result.ms = Date.now() - t0;
     result.phases.steps = result.steps.reduce((n, x) => n + x.ms, 0);

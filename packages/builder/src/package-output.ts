@@ -8,7 +8,7 @@ import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { stringify as yamlStringify } from "yaml";
 import { supersedeRecords } from "@kiln/repo";
-import { buildIndex, indexRecordForPackage, readIndex, type IndexRecord, type ScriptName } from "@kiln/apk";
+import { buildIndex, readIndex, type IndexRecord, type ScriptName } from "@kiln/apk";
 import type { CompiledScriptlets } from "./compile.js";
 import { SCRIPTLET_KEYS } from "./compile/types.js";
 import { packageRepository, type BuildOptions, type RecipeContext } from "./context.js";
@@ -186,7 +186,7 @@ export async function emitPackages(
     ctx.emit({ kind: "emit", package: ctx.label, file: basename(out), size: e.size });
   }
   const records: IndexRecord[] = [];
-  for (const e of emitted) records.push(await indexRecordForPackage(e.path));
+  for (const e of emitted) records.push(e.record);
   await writeFile(
     join(stagingArch, "APKINDEX.tar.gz"),
     buildIndex(records, { signingKeys: [opts.signingKey], sourceDateEpoch: opts.sourceDateEpoch }),

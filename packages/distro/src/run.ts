@@ -11,7 +11,7 @@
 // (`localBuilder` calls @kiln/builder's buildRecipe; tests and benchmarks can
 // pass their own).
 
-import { indexRecordForPackage, type IndexRecord, type SigningKey } from "@kiln/apk";
+import type { IndexRecord, SigningKey } from "@kiln/apk";
 import { buildRecipe, type BuildEvent } from "@kiln/builder";
 import { Resolver, supersedeRecords, type RepoPackage } from "@kiln/repo";
 import type { Distro } from "./config.js";
@@ -406,7 +406,7 @@ export function localBuilder(o: LocalBuilderOptions): Builder {
       ...(job.guestExclude.length ? { guestExclude: job.guestExclude } : {}),
       ...(o.stepTimeoutMs ? { stepTimeoutMs: o.stepTimeoutMs } : {}),
     });
-    const records = await Promise.all(result.packages.map((p) => indexRecordForPackage(p.file)));
+    const records = result.packages.map((p) => p.record);
     return {
       records,
       guest: result.guest,

@@ -12,7 +12,7 @@ import { createGunzip } from "node:zlib";
 import { hostOciArch, installDir, tempPathFor } from "@kiln/core";
 import { OciError, describeError } from "./errors.js";
 import { TarWriter } from "./tar.js";
-import { parallelGzip } from "./pgzip.js";
+import { parallelGzip } from "@kiln/apk";
 import {
   MEDIA_TYPE,
   REF_NAME_ANNOTATION,
