@@ -186,7 +186,11 @@ describe("write → read round trip", () => {
       installIf: ["demo", "bash"],
     };
     const w = await writePackage(
-      { info: full, entries: [...ENTRIES, { path: "usr/share/bulk", type: "file", content: bulk }], signingKeys: [key] },
+      {
+        info: full,
+        entries: [...ENTRIES, { path: "usr/share/bulk", type: "file", content: bulk }],
+        signingKeys: [key],
+      },
       out,
     );
     expect(w.record).toEqual(await indexRecordForPackage(out));
