@@ -13,7 +13,7 @@ import { join } from "node:path";
 
 export const GUEST_MARKER = ".kiln-guest-complete";
 export const CACHE_MAX_SIZE_ENV = "KILN_CACHE_MAX_SIZE";
-const KINDS = ["store", "guests", "packages", "sources", "indexes", "compiled"] as const;
+const KINDS = ["store", "guests", "packages", "sources", "indexes", "compiled", "manifests"] as const;
 
 export class CacheError extends KilnError {
   readonly code = "CACHE";

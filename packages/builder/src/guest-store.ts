@@ -79,8 +79,35 @@ export class GuestStore {
     this.dir = storeDir(cacheDir);
   }
 
+  /** Make `sha1` known to hash to `sha256` in this assembly (from a package manifest), so placing it reads nothing. */
+  seed(sha1: string, sha256: string): void {
+    this.sha256BySha1.set(sha1, sha256);
+  }
+
+  /** The SHA-256 this assembly knows for `sha1` (computed when a file was placed, or seeded). */
+  sha256For(sha1: string): string | undefined {
+    return this.sha256BySha1.get(sha1);
+  }
+
   entryPath(sha256: string, mode: number): string {
     return join(this.dir, sha256.slice(0, 2), `${sha256}-${(mode & 0o7777).toString(8)}`);
+  }
+
+  /**
+   * Make sure `blob` with `mode` is in the store (for a package manifest: a
+   * file another package's replaced in this guest); returns its SHA-256.
+   * The entry is linked by no guest yet, so a sweep may take it; a manifest
+   * naming it is then not used.
+   */
+  async keep(reader: StoreReader, blob: StoreSource, mode: number): Promise<string> {
+    let sha256 = this.sha256BySha1.get(blob.sha1);
+    if (!sha256) {
+      sha256 = await sha256Of(reader.stream(blob));
+      this.sha256BySha1.set(blob.sha1, sha256);
+    }
+    const entry = this.entryPath(sha256, mode);
+    if (!(await this.usable(entry, sha256, blob.size))) await this.add(reader, blob, entry, mode);
+    return sha256;
   }
 
   /** Put `blob` at `dest` (a new path) with `mode`: a hard link to its store entry, made first if needed. */

@@ -13,7 +13,15 @@ import { Keyring, parsePublicKey } from "@kiln/apk";
 import { installDir } from "@kiln/core";
 import { GUEST_MARKER, leaseGuest, touch } from "./guest-cache.js";
 import { GuestStore } from "./guest-store.js";
-import { applyAccounts, applyPaths, ImageRoot, materializeRoot, type ImageConfig } from "@kiln/image";
+import { saveManifest, usableManifest } from "./guest-manifests.js";
+import {
+  applyAccounts,
+  applyPaths,
+  ImageRoot,
+  materializeRoot,
+  type ImageConfig,
+  type PackageManifest,
+} from "@kiln/image";
 import {
   fetchPackages,
   loadRepositories,
@@ -96,21 +104,59 @@ const complete = (dir: string) =>
 async function assembleLeased(spec: GuestSpec, pkgs: RepoPackage[], key: string, dir: string): Promise<boolean> {
   if (await complete(dir)) return true;
   await mkdir(join(spec.cacheDir, "guests"), { recursive: true });
-  const files = await fetchPackages(pkgs, {
+  try {
+    return await assembleOnce(spec, pkgs, key, dir, true);
+  } catch (e) {
+    // A store entry a manifest named can go (a prune) while the guest is made: made again from the packages.
+    if (!(e instanceof ManifestRace)) throw e;
+    return await assembleOnce(spec, pkgs, key, dir, false);
+  }
+}
+
+/** A guest made from manifests failed while placing files (its store entries changed): retried without them. */
+class ManifestRace extends Error {}
+
+async function assembleOnce(
+  spec: GuestSpec,
+  pkgs: RepoPackage[],
+  key: string,
+  dir: string,
+  useManifests: boolean,
+): Promise<boolean> {
+  const store = new GuestStore(spec.cacheDir);
+  // Packages installed before are installed from their manifests (guest-manifests.ts): nothing to fetch or read.
+  const manifests = await Promise.all(
+    pkgs.map((p) => (useManifests ? usableManifest(spec.cacheDir, p) : Promise.resolve(undefined))),
+  );
+  const toRead = pkgs.filter((_, i) => !manifests[i]);
+  const fetched = await fetchPackages(toRead, {
     keyring: new Keyring(),
     cacheDir: spec.cacheDir,
     ...(spec.fetcher ? { fetcher: spec.fetcher } : {}),
   });
-  for (const f of files) await touch(f); // last use, for the cache's LRU eviction
+  for (const f of fetched) await touch(f); // last use, for the cache's LRU eviction
+  const files = new Map(toRead.map((p, i) => [p, fetched[i]!]));
   const work = await mkdtemp(join(spec.cacheDir, "guests", "tmp-"));
   try {
     const root = new ImageRoot(join(work, "spool"));
-    for (const [i, p] of pkgs.entries()) await root.installPackage(files[i]!, p);
+    const made: Array<[RepoPackage, PackageManifest]> = [];
+    for (const [i, p] of pkgs.entries()) {
+      const m = manifests[i];
+      if (m) {
+        await root.installFromManifest(m, p, (e) => store.entryPath(e.sha256!, e.mode));
+        for (const e of m.entries) if (e.sha256 && e.sha1) store.seed(e.sha1, e.sha256);
+      } else made.push([p, (await root.installPackage(files.get(p)!, p, { manifest: true }))!]);
+    }
     await populateGuest(root, spec);
-    const store = new GuestStore(spec.cacheDir);
-    await materializeRoot(root, join(work, "root"), {
-      placeFile: (blob, dest, mode) => store.place(root.blobs, blob, dest, mode),
-    });
+    try {
+      await materializeRoot(root, join(work, "root"), {
+        placeFile: (blob, dest, mode) => store.place(root.blobs, blob, dest, mode),
+      });
+    } catch (e) {
+      if (manifests.some(Boolean) && (e as NodeJS.ErrnoException).code === "ENOENT") throw new ManifestRace();
+      throw e;
+    }
+    for (const [p, m] of made) await saveManifest(spec.cacheDir, p, m, store, root.blobs).catch(() => false);
     await rm(join(work, "spool"), { recursive: true, force: true });
     await writeFile(join(work, "root", GUEST_MARKER), key + "\n");
     return await install(join(work, "root"), dir);

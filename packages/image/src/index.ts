@@ -37,6 +37,8 @@ export {
   type TreeNode,
   type NodeType,
   type ImageRootOptions,
+  type PackageManifest,
+  type ManifestEntry,
 } from "./root.js";
 export {
   DEFAULT_ROOT_CAP,

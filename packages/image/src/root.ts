@@ -18,6 +18,7 @@ import {
   formatInstalledDb,
   formatRepositories,
   formatWorld,
+  normalizeEntryPath,
   openPackage,
   sortInstalled,
   type DataEntry,
@@ -84,6 +85,67 @@ interface Owner {
   origin: string;
   replaces: Set<string>;
 }
+
+/** One data entry of a package as a manifest keeps it: everything but the content, which is named by SHA-1 (and SHA-256). */
+export interface ManifestEntry {
+  path: string;
+  type: DataEntry["type"];
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  linkTarget?: string;
+  devMajor?: number;
+  devMinor?: number;
+  sha1?: string;
+  /** A regular file's SHA-256, once known (the content store's name for it). */
+  sha256?: string;
+  /** xattrs, values base64. */
+  xattrs?: Record<string, string>;
+}
+
+/**
+ * What installing a package put in the root, enough to install it again
+ * without reading the package (installFromManifest): its identity (C:), the
+ * .PKGINFO fields installing uses, its install scripts, and its data entries.
+ */
+export interface PackageManifest {
+  version: 1;
+  checksum: string;
+  origin?: string;
+  installedSize?: number;
+  replaces: string[];
+  replacesPriority?: number;
+  triggers: string[];
+  scripts: Array<{ name: string; body: string }>;
+  entries: ManifestEntry[];
+}
+
+const SCRIPT_RE = /^\.(pre|post)-(install|upgrade|deinstall)$|^\.trigger$/;
+
+function manifestEntry(e: DataEntry): ManifestEntry {
+  const m: ManifestEntry = { path: e.path, type: e.type, mode: e.mode, uid: e.uid, gid: e.gid, size: e.size };
+  if (e.linkTarget !== undefined) m.linkTarget = e.linkTarget;
+  if (e.devMajor !== undefined) m.devMajor = e.devMajor;
+  if (e.devMinor !== undefined) m.devMinor = e.devMinor;
+  if (e.sha1 !== undefined) m.sha1 = e.sha1;
+  const x = Object.entries(e.xattrs);
+  if (x.length) m.xattrs = Object.fromEntries(x.map(([k, v]) => [k, v.toString("base64")]));
+  return m;
+}
+
+/** What installing needs of a package besides its entries, from its head or from a manifest. */
+interface InstallHead {
+  checksum: string;
+  origin?: string;
+  installedSize?: number;
+  replaces: string[];
+  replacesPriority?: number;
+  triggers: string[];
+  scripts: Array<{ name: string; body: Buffer }>;
+}
+
+type InstallOne = (e: DataEntry, known?: StoredBlob) => Promise<void>;
 
 export class ImageRoot {
   readonly nodes = new Map<string, TreeNode>();
@@ -274,19 +336,18 @@ export class ImageRoot {
     return false;
   }
 
-  /** Install one package file whose index record is `pkg`; verifies identity and datahash. */
-  async installPackage(file: string, pkg: RepoPackage): Promise<void> {
+  /**
+   * Install one package file whose index record is `pkg`; verifies identity
+   * and datahash. With `manifest`, returns what installFromManifest needs to
+   * install it again.
+   */
+  async installPackage(
+    file: string,
+    pkg: RepoPackage,
+    opts: { manifest?: boolean } = {},
+  ): Promise<PackageManifest | undefined> {
     const rec = pkg.record;
-    const label = `${rec.name}-${rec.version}`;
-    // Name and version end up in apk's database and in scripts.tar entry names.
-    try {
-      assertPathComponent(rec.name, "package name");
-      assertPathComponent(rec.version, `version of ${rec.name}`);
-    } catch (e) {
-      if (e instanceof UnsafePathError)
-        throw new InstallError(`refusing to install ${JSON.stringify(label)}: ${e.message}`, "UNSAFE_NAME");
-      throw e;
-    }
+    const label = checkedLabel(rec);
     const reader = await openPackage(createReadStream(file), { subject: file });
     try {
       if (rec.checksum && reader.head.checksum !== rec.checksum) {
@@ -296,39 +357,32 @@ export class ImageRoot {
         );
       }
       const info = reader.head.info;
-      const budget = this.packageBudget(label, rec.installedSize, info.installedSize);
-      const owner: Owner = {
-        name: rec.name,
-        origin: info.origin ?? rec.origin ?? rec.name,
-        replaces: new Set(info.replaces.map((r) => r.replace(/[<>=~].*$/, ""))),
+      const head: InstallHead = {
+        checksum: reader.head.checksum,
+        replaces: info.replaces,
+        triggers: info.triggers,
+        scripts: [...reader.head.controlFiles]
+          .filter(([n]) => SCRIPT_RE.test(n))
+          .map(([name, body]) => ({ name, body })),
       };
-      this.owners.set(rec.name, owner);
-      const dirs: InstalledDir[] = [];
-      const dirIndex = new Map<string, InstalledDir>();
-      const dbDir = (p: string) => {
-        let d = dirIndex.get(p);
-        if (!d) {
-          d = { path: p, files: [], extra: [] };
-          dirIndex.set(p, d);
-          dirs.push(d);
+      if (info.origin !== undefined) head.origin = info.origin;
+      if (info.installedSize !== undefined) head.installedSize = info.installedSize;
+      if (info.replacesPriority !== undefined) head.replacesPriority = info.replacesPriority;
+      const entries: ManifestEntry[] = [];
+      await this.installWith(rec, label, head, async (install) => {
+        for await (const e of reader.entries()) {
+          await install(e);
+          if (opts.manifest) entries.push(manifestEntry(e));
         }
-        return d;
+      });
+      if (!opts.manifest) return undefined;
+      const { scripts, ...rest } = head;
+      return {
+        version: 1,
+        ...rest,
+        scripts: scripts.map((x) => ({ name: x.name, body: x.body.toString("base64") })),
+        entries,
       };
-      const pkgPathToCanon = new Map<string, string>();
-      for await (const e of reader.entries()) {
-        await this.installEntry(e, owner, label, pkgPathToCanon, dbDir, budget);
-      }
-      const record: IndexRecord = { ...rec, replaces: info.replaces, unknownFields: [...rec.unknownFields] };
-      delete record.fieldOrder;
-      const ip: InstalledPackage = { record, dirs, extra: [] };
-      if (info.replacesPriority !== undefined) ip.replacesPriority = info.replacesPriority;
-      this.installed.push(ip);
-      for (const [name, body] of reader.head.controlFiles) {
-        if (/^\.(pre|post)-(install|upgrade|deinstall)$|^\.trigger$/.test(name)) {
-          this.scripts.push({ name: `${rec.name}-${rec.version}.${reader.head.checksum}.${name.slice(1)}`, body });
-        }
-      }
-      if (info.triggers.length) this.triggers.push(`${reader.head.checksum} ${info.triggers.join(" ")}`);
     } catch (e) {
       if (e instanceof ApkError)
         throw new InstallError(
@@ -339,6 +393,83 @@ export class ImageRoot {
     } finally {
       await reader.close();
     }
+  }
+
+  /**
+   * Install a package from its manifest, without its file: the same rules
+   * as installPackage (paths resolved in this root, conflicts, replaces,
+   * apk's database), with each regular file's content taken to be the host
+   * file `contentPath(entry)` names (a content store kiln keeps). The
+   * manifest must be the one of `pkg`'s C:; its entries are checked as a
+   * package's are (normal paths, known types, SHA-1 for every file).
+   */
+  async installFromManifest(
+    m: PackageManifest,
+    pkg: RepoPackage,
+    contentPath: (e: ManifestEntry) => string,
+  ): Promise<void> {
+    const rec = pkg.record;
+    const label = checkedLabel(rec);
+    if (m.version !== 1 || m.checksum !== rec.checksum)
+      throw new InstallError(`${label}: the manifest is not the one of C:${rec.checksum}`, "BAD_PACKAGE");
+    const head: InstallHead = {
+      ...m,
+      scripts: m.scripts.map((x) => ({ name: x.name, body: Buffer.from(x.body, "base64") })),
+    };
+    for (const x of head.scripts)
+      if (!SCRIPT_RE.test(x.name))
+        throw new InstallError(`${label}: manifest script ${x.name} is not a script`, "BAD_PACKAGE");
+    await this.installWith(rec, label, head, async (install) => {
+      for (const me of m.entries) {
+        const e = replayEntry(me, label);
+        if (e.type !== "file") await install(e);
+        else if (me.size === 0) await install(e, await this.spool(new Uint8Array(0), me.sha1, label));
+        else {
+          const blob = { sha1: me.sha1!, size: me.size };
+          if (this.written + blob.size > this.maxBytes) throw this.tooLarge(label, blob.size);
+          this.blobs.addExternal(blob, contentPath(me));
+          this.written += blob.size;
+          await install(e, blob);
+        }
+      }
+    });
+  }
+
+  /** The part of an install both ways share: the owner, the entries (`each` calls `install` for each), apk's database, scripts, triggers. */
+  private async installWith(
+    rec: IndexRecord,
+    label: string,
+    head: InstallHead,
+    each: (install: InstallOne) => Promise<void>,
+  ): Promise<void> {
+    const budget = this.packageBudget(label, rec.installedSize, head.installedSize);
+    const owner: Owner = {
+      name: rec.name,
+      origin: head.origin ?? rec.origin ?? rec.name,
+      replaces: new Set(head.replaces.map((r) => r.replace(/[<>=~].*$/, ""))),
+    };
+    this.owners.set(rec.name, owner);
+    const dirs: InstalledDir[] = [];
+    const dirIndex = new Map<string, InstalledDir>();
+    const dbDir = (p: string) => {
+      let d = dirIndex.get(p);
+      if (!d) {
+        d = { path: p, files: [], extra: [] };
+        dirIndex.set(p, d);
+        dirs.push(d);
+      }
+      return d;
+    };
+    const pkgPathToCanon = new Map<string, string>();
+    await each((e, known) => this.installEntry(e, owner, label, pkgPathToCanon, dbDir, budget, known));
+    const record: IndexRecord = { ...rec, replaces: head.replaces, unknownFields: [...rec.unknownFields] };
+    delete record.fieldOrder;
+    const ip: InstalledPackage = { record, dirs, extra: [] };
+    if (head.replacesPriority !== undefined) ip.replacesPriority = head.replacesPriority;
+    this.installed.push(ip);
+    for (const x of head.scripts)
+      this.scripts.push({ name: `${rec.name}-${rec.version}.${head.checksum}.${x.name.slice(1)}`, body: x.body });
+    if (head.triggers.length) this.triggers.push(`${head.checksum} ${head.triggers.join(" ")}`);
   }
 
   /**
@@ -371,6 +502,7 @@ export class ImageRoot {
     pkgPathToCanon: Map<string, string>,
     dbDir: (p: string) => InstalledDir,
     budget: Allowance[],
+    known?: StoredBlob,
   ): Promise<void> {
     if (e.type === "dir") return this.installDir(e, owner, label, pkgPathToCanon, dbDir);
     const slash = e.path.lastIndexOf("/");
@@ -394,7 +526,7 @@ export class ImageRoot {
       owner: owner.name,
     };
     if (Object.keys(e.xattrs).length) node.xattrs = e.xattrs;
-    const zsum = await this.fillNode(e, node, label, pkgPathToCanon, budget);
+    const zsum = await this.fillNode(e, node, label, pkgPathToCanon, budget, known);
     const existing = this.nodes.get(canon);
     if (existing && this.keepExisting(e, node, existing, owner, label)) {
       pkgPathToCanon.set(e.path, canon);
@@ -446,10 +578,11 @@ export class ImageRoot {
     label: string,
     pkgPathToCanon: Map<string, string>,
     budget: Allowance[],
+    known?: StoredBlob,
   ): Promise<string | undefined> {
     if (e.type === "file") {
       // The package reader checks the content against e.sha1 (APK-TOOLS.checksum.SHA1) as it ends.
-      node.blob = await this.spool(e.content(), e.sha1, label, budget, true);
+      node.blob = known ?? (await this.spool(e.content(), e.sha1, label, budget, true));
       return "Q1" + Buffer.from(node.blob.sha1, "hex").toString("base64");
     }
     if (e.type === "symlink") {
@@ -602,6 +735,54 @@ export class ImageRoot {
     }
     return s;
   }
+}
+
+/** `name-version` of a record whose name and version are safe in apk's database and scripts.tar names. */
+function checkedLabel(rec: IndexRecord): string {
+  const label = `${rec.name}-${rec.version}`;
+  try {
+    assertPathComponent(rec.name, "package name");
+    assertPathComponent(rec.version, `version of ${rec.name}`);
+  } catch (e) {
+    if (e instanceof UnsafePathError)
+      throw new InstallError(`refusing to install ${JSON.stringify(label)}: ${e.message}`, "UNSAFE_NAME");
+    throw e;
+  }
+  return label;
+}
+
+const MANIFEST_TYPES = new Set(["file", "dir", "symlink", "hardlink", "char", "block", "fifo"]);
+
+/** A manifest entry as the DataEntry installEntry takes, checked as a package's entry is (normal path, known type, a SHA-1 for files). */
+function replayEntry(m: ManifestEntry, label: string): DataEntry {
+  const bad = (why: string) =>
+    new InstallError(`${label}: manifest entry ${JSON.stringify(m.path)}: ${why}`, "BAD_PACKAGE");
+  if (typeof m.path !== "string" || normalizeEntryPath(m.path, label) !== m.path) throw bad("not a normal path");
+  if (!MANIFEST_TYPES.has(m.type)) throw bad(`unknown type ${String(m.type)}`);
+  for (const n of [m.mode, m.uid, m.gid, m.size]) if (!Number.isSafeInteger(n) || n < 0) throw bad("bad number");
+  if (m.type === "file" && !/^[0-9a-f]{40}$/.test(m.sha1 ?? "")) throw bad("no SHA-1");
+  if ((m.type === "symlink" || m.type === "hardlink") && typeof m.linkTarget !== "string") throw bad("no link target");
+  const e: DataEntry = {
+    path: m.path,
+    type: m.type,
+    mode: m.mode,
+    uid: m.uid,
+    gid: m.gid,
+    uname: "",
+    gname: "",
+    size: m.size,
+    mtime: 0,
+    xattrs: Object.fromEntries(Object.entries(m.xattrs ?? {}).map(([k, v]) => [k, Buffer.from(v, "base64")])),
+    pax: {},
+    content: () => {
+      throw bad("content is not in a manifest");
+    },
+  };
+  if (m.linkTarget !== undefined) e.linkTarget = m.linkTarget;
+  if (m.devMajor !== undefined) e.devMajor = m.devMajor;
+  if (m.devMinor !== undefined) e.devMinor = m.devMinor;
+  if (m.sha1 !== undefined) e.sha1 = m.sha1;
+  return e;
 }
 
 function scriptsTar(scripts: Array<{ name: string; body: Buffer }>): Buffer {

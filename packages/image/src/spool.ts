@@ -39,6 +39,8 @@ async function writeAll(fh: FileHandle, b: Uint8Array): Promise<void> {
 
 export class BlobSpool {
   private readonly memory = new Map<string, Buffer>();
+  /** Contents known to be in host files kiln keeps (a build guest's content store), by SHA-1. */
+  private readonly external = new Map<string, string>();
   private memoryUsed = 0;
   private readonly smallFile: number;
   private readonly memoryBytes: number;
@@ -141,9 +143,20 @@ export class BlobSpool {
     }
   }
 
+  /** Record that `blob` is the content of the host file `path` (kept by the caller, never written here). */
+  addExternal(blob: StoredBlob, path: string): void {
+    if (!SHA1_RE.test(blob.sha1)) throw new RangeError(`spool: ${JSON.stringify(blob.sha1)} is not a SHA-1`);
+    if (!this.memory.has(blob.sha1)) this.external.set(blob.sha1, path);
+  }
+
+  /** Where a content is on disk: the spool's file, or the external file it was recorded in. */
+  private fileOf(sha1: string): string {
+    return this.external.get(sha1) ?? this.path(sha1);
+  }
+
   /** The whole content. */
   async read(blob: StoredBlob): Promise<Buffer> {
-    return this.memory.get(blob.sha1) ?? readFile(this.path(blob.sha1));
+    return this.memory.get(blob.sha1) ?? readFile(this.fileOf(blob.sha1));
   }
 
   /** The content as a stream of chunks (one chunk when it is in memory). */
@@ -153,13 +166,13 @@ export class BlobSpool {
       yield m;
       return;
     }
-    for await (const c of createReadStream(this.path(blob.sha1), { highWaterMark: 1024 * 1024 })) yield c as Buffer;
+    for await (const c of createReadStream(this.fileOf(blob.sha1), { highWaterMark: 1024 * 1024 })) yield c as Buffer;
   }
 
   /** Write the content to a new file `dest`. */
   async copyTo(blob: StoredBlob, dest: string): Promise<void> {
     const m = this.memory.get(blob.sha1);
     if (m) await writeFile(dest, m);
-    else await copyFile(this.path(blob.sha1), dest);
+    else await copyFile(this.fileOf(blob.sha1), dest);
   }
 }
