@@ -1,7 +1,7 @@
 // Typed errors for the format library. Every failure a caller can act on has a
 // `code`; verification failures carry the verdict apk-tools would print.
 
-import { KilnError } from "@kiln/core";
+import { KilnError } from "@kiln/core/base";
 export type ApkErrorCode =
   | "BAD_ARCHIVE" // structure apk would reject ("BAD archive")
   | "BAD_SIGNATURE" // digest or signature mismatch apk reports as "BAD signature"

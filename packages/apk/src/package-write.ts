@@ -7,7 +7,7 @@ import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { lstat, open, readdir, readlink, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { replaceAtomic, tempPathFor } from "@kiln/core";
+import { replaceAtomic, tempPathFor } from "@kiln/core/base";
 import { ApkError } from "./errors.js";
 import { gzipMember } from "./gzip.js";
 import type { SigningKey, SignatureType } from "./keys.js";

@@ -17,7 +17,7 @@
 import { sign as rsaSign } from "node:crypto";
 import { stat, writeFile } from "node:fs/promises";
 import { basename, dirname, join, resolve as resolvePath } from "node:path";
-import { readPrivateKeyFile, writeNewPrivateKeyFile } from "@kiln/core";
+import { readPrivateKeyFile, writeNewPrivateKeyFile } from "@kiln/core/base";
 import { DIGEST_OF, generateKey, parseSigningKey, type SignatureType, type Signer, type SigningKey } from "./keys.js";
 
 /** A Signer over an RSA private key held in this process. */

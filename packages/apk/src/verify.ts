@@ -3,7 +3,7 @@
 
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
-import { replaceAtomic } from "@kiln/core";
+import { replaceAtomic } from "@kiln/core/base";
 import { ApkError } from "./errors.js";
 import { openIndex } from "./apkindex.js";
 import type { IndexRecord } from "./index-text.js";

@@ -1,7 +1,7 @@
 // Shared CLI plumbing: the user-error type, the output interface, SOURCE_DATE_EPOCH, key loading.
 // Option parsing is program.ts's.
 
-import { KilnError } from "@kiln/core";
+import { KilnError } from "@kiln/core/base";
 import { readFile, readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { ApkError, Keyring, parsePublicKey, resolveSigningKey, type SigningKey } from "@kiln/apk";

@@ -1,5 +1,5 @@
 import { readFile } from "node:fs/promises";
-import { writeFileAtomic } from "@kiln/core";
+import { writeFileAtomic } from "@kiln/core/base";
 import {
   buildIndex,
   indexRecordForPackage,
@@ -8,7 +8,8 @@ import {
   readIndex,
   type IndexRecord,
 } from "@kiln/apk";
-import { duplicateProviders, formatDuplicateProvider } from "@kiln/repo";
+// The index policy alone: @kiln/repo as a whole loads the S3 client.
+import { duplicateProviders, formatDuplicateProvider } from "@kiln/repo/index-policy";
 import { opt } from "../options.js";
 import { defineCommand, flag } from "../program.js";
 import { loadSigningKey, sourceDateEpoch } from "../util.js";
