@@ -36,6 +36,20 @@ export interface ApplyResult {
   sha256: string;
   /** Whether the fetch URI was rewritten (it did not follow the version through ${{package.version}}). */
   uriRewritten: boolean;
+  /** Lines of the bumped recipe that still spell out the old version (a test's expected output, say), 1-based. */
+  staleVersion: Array<{ line: number; text: string }>;
+}
+
+/**
+ * The lines of `text` that still hold `version` as written or regex-escaped
+ * (1.5.4, 1\.5\.4), not as part of a longer version (1.5.40, 21.5.4).
+ */
+export function linesWithVersion(text: string, version: string): Array<{ line: number; text: string }> {
+  const dots = version.split(".").map((p) => p.replace(/[\\^$*+?()[\]{}|-]/g, "\\$&"));
+  const re = new RegExp(`(?<![0-9.\\\\])${dots.join("\\\\?\\.")}(?![0-9]|\\\\?\\.[0-9])`);
+  const out: Array<{ line: number; text: string }> = [];
+  for (const [i, l] of text.split("\n").entries()) if (re.test(l)) out.push({ line: i + 1, text: l.trim() });
+  return out;
 }
 
 /** Bump the recipe of an `outdated` report (kind orig) to its newest candidate. */
@@ -83,5 +97,6 @@ export async function applyUpdate(report: UpdateReport): Promise<ApplyResult> {
     uri: newest.uri,
     sha256: newest.sha256,
     uriRewritten: rewritten,
+    staleVersion: linesWithVersion(out, report.current),
   };
 }

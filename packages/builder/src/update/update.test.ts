@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { describe, expect, it } from "vitest";
 import { applyUpdate, checkUpdates, upstreamRelease } from "../index.js";
+import { linesWithVersion } from "./apply.js";
 
 const SHA = (c: string) => `${c}f`.repeat(32);
 
@@ -203,6 +204,25 @@ describe("kiln update --apply", () => {
     const text = readFileSync(f, "utf8");
     expect(text).toContain("uri: ${{mirror.debian}}/pool/main/libq/libqux/libqux_${{package.version}}.orig.tar.gz");
     expect(text).toContain(`expected-sha256: ${SHA("6")}`);
+  });
+
+  it("names the lines that still spell out the old version (a test's expected output), and no others", async () => {
+    const { dir, opts } = setup();
+    const test = `\ntest:\n  pipeline:\n    - runs: |\n        foo -V | grep 'v1\\.1'\n        foo --version | grep -x 'foo 1.1'\n        test "$(foo --api)" = 11.1.10\n        foo --version | grep -F '\${{package.version}}'\n`;
+    const f = recipe(
+      dir,
+      "libqux",
+      "1.1",
+      "${{mirror.debian}}/pool/main/libq/libqux/libqux_${{package.version}}.orig.tar.gz",
+      test,
+    );
+    const [r] = (await checkUpdates([f], opts)).reports;
+    const a = await applyUpdate(r!);
+    const lines = readFileSync(f, "utf8").split("\n");
+    expect(a.staleVersion.map((l) => l.text)).toEqual(["foo -V | grep 'v1\\.1'", "foo --version | grep -x 'foo 1.1'"]);
+    for (const l of a.staleVersion) expect(lines[l.line - 1]!.trim()).toBe(l.text);
+    expect(linesWithVersion("a 1.5.40 b 21.5.4 c 1.5.4.1", "1.5.4")).toEqual([]);
+    expect(linesWithVersion("x\nv1.5.4)\n", "1.5.4")).toEqual([{ line: 2, text: "v1.5.4)" }]);
   });
 
   it("refuses to apply to a recipe that is current, writing nothing", async () => {

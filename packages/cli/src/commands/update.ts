@@ -104,6 +104,8 @@ Exit 0; with --fail-on-outdated, ${EXIT_OUTDATED} when some recipe is still behi
           r.bumpedFrom = a.from;
           r.current = a.to;
           progress?.(`${r.name}: bumped ${a.from} -> ${a.to}${a.uriRewritten ? " (fetch URI rewritten)" : ""}`);
+          for (const l of a.staleVersion)
+            io.err(`  ${r.file}:${l.line}: still says ${a.from}: ${l.text} (\${{package.version}} follows bumps)`);
         }
       }
     return finish(io, { reports, suites, applied, left }, values.json, values.failOnOutdated);
