@@ -222,6 +222,44 @@ describe("kiln publish to S3", () => {
     expect(awsKeys(s3.endpoint, BUCKET, "main/.kiln/")).toEqual(["main/.kiln/staging/README"]);
   });
 
+  it("--atomic-put: one PUT per object onto its final key, with its SHA-256 and condition, no staging, the index last", async () => {
+    const from = await out("atomic", BASE);
+    proxy.reset();
+    const r = await runKiln(publishArgs(from, "atomic", ["--atomic-put", "--json"]));
+    expectOk(r);
+    expect(JSON.parse(r.stdout).archs[0].uploaded).toEqual(["baselayout-1.0-r0", "hello-2.12-r1"]);
+    const puts = proxy.log.filter((q) => q.method === "PUT");
+    expect(puts.filter((q) => q.headers["x-amz-copy-source"])).toEqual([]);
+    expect(puts.filter((q) => q.url.includes("/.kiln/"))).toEqual([]);
+    const paths = puts.map((q) => q.url.replace(/\?.*$/, ""));
+    for (const name of ["baselayout-1.0-r0.apk", "hello-2.12-r1.apk"]) {
+      const mine = puts.filter((q) => q.url.replace(/\?.*$/, "").endsWith(`/atomic/x86_64/${name}`));
+      expect(mine).toHaveLength(1);
+      expect(mine[0]!.headers["x-amz-checksum-sha256"]).toMatch(/^[A-Za-z0-9+/]+=*$/);
+      expect(mine[0]!.headers["if-none-match"]).toBe("*");
+    }
+    const lastApk = paths.map((u, i) => (u.endsWith(".apk") ? i : -1)).reduce((a, b) => Math.max(a, b));
+    expect(paths.findIndex((u) => u.endsWith("/APKINDEX.tar.gz"))).toBeGreaterThan(lastApk);
+    expect(awsKeys(s3.endpoint, BUCKET, "atomic/")).toEqual([
+      "atomic/pub.rsa.pub",
+      "atomic/x86_64/APKINDEX.tar.gz",
+      "atomic/x86_64/baselayout-1.0-r0.apk",
+      "atomic/x86_64/hello-2.12-r1.apk",
+      "atomic/x86_64/index.html",
+    ]);
+    const dl = join(work, "dl-atomic");
+    mkdirSync(dl, { recursive: true });
+    aws(s3.endpoint, ["s3", "cp", "--quiet", `s3://${BUCKET}/atomic/x86_64/`, dl, "--recursive"]);
+    const idx = await readIndex(readFileSync(join(dl, "APKINDEX.tar.gz")));
+    expect(verifyIndex(idx, new Keyring().add("pub.rsa.pub", readFileSync(pubKey.publicPath))).verdict).toBe("OK");
+    for (const rec of idx.records)
+      expect(readFileSync(join(dl, `${rec.name}-${rec.version}.apk`)).length).toBe(rec.fileSize);
+    // Published again: nothing is written over the packages.
+    proxy.reset();
+    expectOk(await runKiln(publishArgs(from, "atomic", ["--atomic-put"])));
+    expect(proxy.log.filter((q) => q.method === "PUT" && q.url.includes(".apk"))).toEqual([]);
+  });
+
   it("is consumed over plain HTTP GET by packages/repo, and kiln image build makes an image from it", async () => {
     const cache = mkdtempSync(join(work, "consumer-cache-"));
     const ring = new Keyring().add("pub.rsa.pub", readFileSync(pubKey.publicPath));

@@ -40,6 +40,10 @@ export const opt = {
   multipartThreshold: number("--multipart-threshold <BYTES>", "upload in parts above BYTES (default 16 MiB)", {
     min: 1,
   }),
+  atomicPut: flag(
+    "--atomic-put",
+    "the endpoint's PUT is atomic (as AWS S3's, the default without --endpoint-url): one PUT per object, no staged copy",
+  ),
 } as const;
 
 /** The options of every command that reads s3:// URLs. */
@@ -48,6 +52,7 @@ export const S3_OPTIONS = {
   region: opt.region,
   pathStyle: opt.pathStyle,
   timeout: opt.timeout,
+  atomicPut: opt.atomicPut,
   retries: opt.retries,
   multipartThreshold: opt.multipartThreshold,
 } as const;

@@ -45,6 +45,7 @@ function s3Options(values: S3Values, onEvent?: (e: { kind: string; key: string; 
   if (values.timeout !== undefined) o.timeoutMs = values.timeout * 1000;
   if (values.retries !== undefined) o.maxAttempts = values.retries;
   if (values.multipartThreshold !== undefined) o.multipartThreshold = values.multipartThreshold;
+  if (values.atomicPut) o.atomicPut = true;
   if (onEvent) o.onEvent = onEvent;
   return o;
 }

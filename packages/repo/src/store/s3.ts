@@ -1,4 +1,6 @@
-// S3Store: a repository under s3://BUCKET/PREFIX. Each write uploads the bytes
+// S3Store: a repository under s3://BUCKET/PREFIX. Where the server's PUT is
+// atomic (AWS S3; `atomicPut`), an object is written with one conditional PUT
+// carrying its SHA-256. Otherwise each write uploads the bytes
 // to a fresh staging key (multipart when large, with SHA-256 checksums), then
 // copies it server-side onto the final key and deletes the staging copy. The
 // copy is what makes a write atomic even on S3-protocol servers whose PUT is
@@ -75,6 +77,14 @@ export interface S3Options {
   /** Objects at least this large are uploaded in parts. */
   multipartThreshold?: number;
   partSize?: number;
+  /**
+   * The server's PUT replaces an object whole or not at all, as AWS S3's does:
+   * an object below the multipart threshold is written with one conditional
+   * PUT instead of a staged upload and a copy. Default: true for AWS S3 (no
+   * endpointUrl), false for other endpoints (some S3-protocol servers
+   * truncate an object in place when an upload is dropped).
+   */
+  atomicPut?: boolean;
   onEvent?: (e: StoreEvent) => void;
 }
 
@@ -178,6 +188,7 @@ export class S3Store implements ObjectStore {
   private readonly backoffMs: number;
   private readonly threshold: number;
   private readonly partSize: number;
+  private readonly atomicPut: boolean;
   /** Cleared when the server answers a conditional copy with 501: it does not support them. */
   private conditional = true;
   private stagingMarker: Promise<void> | undefined;
@@ -196,6 +207,7 @@ export class S3Store implements ObjectStore {
     this.threshold = opts.multipartThreshold ?? DEFAULT_MULTIPART_THRESHOLD;
     // Parts no larger than the threshold, so anything multipart has at least two.
     this.partSize = Math.max(opts.partSize ?? Math.min(DEFAULT_PART_SIZE, this.threshold), MIN_PART_SIZE);
+    this.atomicPut = opts.atomicPut ?? !opts.endpointUrl;
   }
 
   /** The object key under the prefix; a key with an empty, `.` or `..` segment is refused before any request (servers and proxies may normalise them away from the prefix). */
@@ -346,8 +358,9 @@ export class S3Store implements ObjectStore {
 
   async write(key: string, source: WriteSource, opts: WriteOptions): Promise<{ etag?: string }> {
     this.full(key); // refuse an unsafe key before uploading anything
-    await this.ensureStagingMarker();
     const size = Buffer.isBuffer(source) ? source.length : source.size;
+    if (this.atomicPut && size < this.threshold) return this.putFinal(key, source, opts);
+    await this.ensureStagingMarker();
     const staging = `.kiln/staging/${randomUUID()}`;
     const meta = { ContentType: opts.contentType, CacheControl: opts.cacheControl, Metadata: { sha256: opts.sha256 } };
     const stagedEtag =
@@ -375,6 +388,40 @@ export class S3Store implements ObjectStore {
         ),
       ).catch(() => undefined); // leftovers are removed a day later by cleanStaging
     }
+  }
+
+  /** One PUT onto the final key (atomicPut), with the write's condition; a server that answers a conditional PUT with 501 gets unconditional ones. */
+  private async putFinal(key: string, source: WriteSource, opts: WriteOptions): Promise<{ etag?: string }> {
+    const body = Buffer.isBuffer(source) ? source : await readRange(source.path, 0, source.size);
+    const cond = opts.condition;
+    const send = (conditional: boolean) =>
+      this.client.send(
+        new PutObjectCommand({
+          Bucket: this.where.bucket,
+          Key: this.full(key),
+          Body: body,
+          ContentLength: body.length,
+          ChecksumAlgorithm: "SHA256",
+          ChecksumSHA256: b64(opts.sha256),
+          ContentType: opts.contentType,
+          CacheControl: opts.cacheControl,
+          Metadata: { sha256: opts.sha256 },
+          ...(conditional && cond && "ifAbsent" in cond ? { IfNoneMatch: "*" } : {}),
+          ...(conditional && cond && "ifMatch" in cond ? { IfMatch: cond.ifMatch } : {}),
+        }),
+      );
+    const r = await this.call("PUT", key, async () => {
+      try {
+        return await send(this.conditional);
+      } catch (e) {
+        if (this.conditional && cond && (statusOf(e) === 501 || codeOf(e) === "NotImplemented")) {
+          this.conditional = false;
+          return send(false);
+        }
+        throw e;
+      }
+    });
+    return r.ETag ? { etag: r.ETag } : {};
   }
 
   private async putSimple(
