@@ -11,7 +11,7 @@ import { bootstrapExcluded, bootstrapMap, bootstrapPool } from "./bootstrap.js";
 import { parseDistro } from "./config.js";
 import { buildGraph, realPackages } from "./graph.js";
 import { importsOnly } from "./job.js";
-import type { KeyStore } from "./keys.js";
+import { identity, type KeyStore } from "./keys.js";
 import { planBuild } from "./plan.js";
 import type { RecipeNode } from "./recipes.js";
 import { runPlan, type Builder } from "./run.js";
@@ -227,6 +227,40 @@ describe("the bootstrap, planned once", () => {
     const after = [...before, pkg("zlib"), pkg("zlib-dev")];
     expect(bootstrapExcluded(after, bs, producer, new Set())).toEqual(["zlib-bootstrap"]);
     expect(bootstrapExcluded(after, bs, producer, new Set(["zlib"]))).toEqual(["zlib", "zlib-dev"]);
+  });
+
+  it("an image's package set is the published one: a stage-0 package with the same name as a replacement's provide never makes it look changed", async () => {
+    // busybox-links (stage 0) is a package of that name; busybox provides busybox-links as well.
+    const specs: Record<string, Spec> = {
+      links: { needsGuest: false },
+      box: { needsGuest: false, provides: ["links=1.0-r0"] },
+    };
+    const state = emptyState();
+    await round(state, [], { links: "box" }, "imports", specs);
+    await round(state, [], { links: "box" }, undefined, specs);
+    expect(state.stage0!.map((r) => r.name)).toEqual(["links"]);
+    const box = state.local.find((r) => r.name === "box")!;
+    const img = {
+      name: "i",
+      file: "/d/images/i.yaml",
+      path: "images/i.yaml",
+      requests: ["links"],
+      config: "c",
+      hasTest: false,
+    };
+    // As the image build resolved it, from the output repository only.
+    state.images.set("i", {
+      name: "i",
+      config: "c",
+      packages: { x86_64: [identity(box)] },
+      digest: "sha256:x",
+      pushed: {},
+    });
+    const recipes = Object.entries(specs).map(([n, sp]) => node(n, sp));
+    const g = buildGraph({ recipes, images: [img], state, bootstrap: { links: "box" } });
+    const p = planBuild(DISTRO, g, state);
+    expect(p.images).toEqual([]);
+    expect(p.unchangedImages).toEqual(["i"]);
   });
 
   it("names bootstrap entries that are not recipes, and refuses self- and chained replacements in distro.yaml", () => {

@@ -163,6 +163,11 @@ export function realPackages(state: RepoState): RepoPackage[] {
   return [...state.upstream, ...localPackages(state)];
 }
 
+/** The packages images install from: upstream and the output repository, never the bootstrap repository's. */
+export function imagePackages(state: RepoState): RepoPackage[] {
+  return [...state.upstream, ...localPackages({ ...state, stage0: [] })];
+}
+
 function newestByName(pkgs: RepoPackage[]): Map<string, IndexRecord> {
   const out = new Map<string, IndexRecord>();
   for (const p of pkgs) {

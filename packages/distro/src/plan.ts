@@ -22,7 +22,14 @@ import type { RepoPackage } from "@kiln/repo";
 import type { Distro } from "./config.js";
 import { closureStoreOf, poolClosures, type Closures } from "./closures.js";
 import { bootstrapMapOf } from "./bootstrap.js";
-import { realPackages, stage0Closures, type CycleReport, type DistroGraph, type EnvPackage } from "./graph.js";
+import {
+  imagePackages,
+  realPackages,
+  stage0Closures,
+  type CycleReport,
+  type DistroGraph,
+  type EnvPackage,
+} from "./graph.js";
 import { identity } from "./keys.js";
 import { displayPath, type RecipeNode } from "./recipes.js";
 import { currentBuilds, type CurrentBuild, type RepoState } from "./state.js";
@@ -208,8 +215,8 @@ interface PlanContext {
   /** Package name → the recipe that produces it. */
   producer: Map<string, string>;
   standInsFor: (name: string) => string[];
-  /** Closures over the packages that exist (what an image would get). */
-  actualClosure: Closures;
+  /** Closures over the packages an image installs from: the upstream and output repositories, not the bootstrap one. */
+  imageClosure: Closures;
   /** Closures over the packages that exist as the recipe's build guest would see them (bootstrap: see bootstrap.ts). */
   buildClosure: (recipe: string) => Closures;
   /** Uncut build edges (the dependencies whose rebuild forces one). */
@@ -246,7 +253,7 @@ function planContext(graph: DistroGraph, state: RepoState): PlanContext {
     versions: versionsByName(real),
     producer,
     standInsFor: (name) => standIns.get(name) ?? [],
-    actualClosure: poolClosures(real, state.arch, closureStoreOf(state)),
+    imageClosure: poolClosures(imagePackages(state), state.arch, closureStoreOf(state)),
     buildClosure: (name) => stage0(new Set(graph.stage0?.[name] ?? [])),
     depsOf,
     orderDepsOf,
@@ -410,7 +417,7 @@ function plannedImages(
       if (!rec) reasons.push("not built yet");
       else if (rec.config !== img.config) reasons.push(`changed: ${img.path}`);
       else if (!recipes.length) {
-        const c = ctx.actualClosure(img.requests);
+        const c = ctx.imageClosure(img.requests);
         const now = c.packages
           .map((p) => identity({ name: p.record.name, version: p.record.version, checksum: p.record.checksum }))
           .sort();
