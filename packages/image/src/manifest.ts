@@ -30,14 +30,9 @@ export interface ManifestEntry {
  * without reading the package (installFromManifest): its identity (C:), the
  * .PKGINFO fields installing uses, its install scripts, and its data entries.
  */
-export interface PackageManifest {
+export interface PackageManifest extends Omit<InstallHead, "scripts"> {
   version: 1;
-  checksum: string;
-  origin?: string;
-  installedSize?: number;
-  replaces: string[];
-  replacesPriority?: number;
-  triggers: string[];
+  /** Install scripts, bodies base64. */
   scripts: Array<{ name: string; body: string }>;
   entries: ManifestEntry[];
 }

@@ -176,6 +176,13 @@ export function isTransient(e: unknown): boolean {
 
 export const STAGING_MARKER = ".kiln/staging/README";
 
+/** If-None-Match / If-Match for a write's condition, when conditions are sent. */
+function conditionHeaders(conditional: boolean, opts: WriteOptions): { IfNoneMatch?: string; IfMatch?: string } {
+  const cond = opts.condition;
+  if (!conditional || !cond) return {};
+  return "ifAbsent" in cond ? { IfNoneMatch: "*" } : "ifMatch" in cond ? { IfMatch: cond.ifMatch } : {};
+}
+
 function b64(hex: string): string {
   return Buffer.from(hex, "hex").toString("base64");
 }
@@ -390,10 +397,29 @@ export class S3Store implements ObjectStore {
     }
   }
 
+  /** Send a write with its condition; a server that answers a conditional write with 501 gets unconditional ones from then on. */
+  private conditionally<T>(
+    what: string,
+    key: string,
+    opts: WriteOptions,
+    send: (conditional: boolean) => Promise<T>,
+  ): Promise<T> {
+    return this.call(what, key, async () => {
+      try {
+        return await send(this.conditional);
+      } catch (e) {
+        if (this.conditional && opts.condition && (statusOf(e) === 501 || codeOf(e) === "NotImplemented")) {
+          this.conditional = false;
+          return send(false);
+        }
+        throw e;
+      }
+    });
+  }
+
   /** One PUT onto the final key (atomicPut), with the write's condition; a server that answers a conditional PUT with 501 gets unconditional ones. */
   private async putFinal(key: string, source: WriteSource, opts: WriteOptions): Promise<{ etag?: string }> {
     const body = Buffer.isBuffer(source) ? source : await readRange(source.path, 0, source.size);
-    const cond = opts.condition;
     const send = (conditional: boolean) =>
       this.client.send(
         new PutObjectCommand({
@@ -406,21 +432,10 @@ export class S3Store implements ObjectStore {
           ContentType: opts.contentType,
           CacheControl: opts.cacheControl,
           Metadata: { sha256: opts.sha256 },
-          ...(conditional && cond && "ifAbsent" in cond ? { IfNoneMatch: "*" } : {}),
-          ...(conditional && cond && "ifMatch" in cond ? { IfMatch: cond.ifMatch } : {}),
+          ...conditionHeaders(conditional, opts),
         }),
       );
-    const r = await this.call("PUT", key, async () => {
-      try {
-        return await send(this.conditional);
-      } catch (e) {
-        if (this.conditional && cond && (statusOf(e) === 501 || codeOf(e) === "NotImplemented")) {
-          this.conditional = false;
-          return send(false);
-        }
-        throw e;
-      }
-    });
+    const r = await this.conditionally("PUT", key, opts, send);
     return r.ETag ? { etag: r.ETag } : {};
   }
 
@@ -505,7 +520,6 @@ export class S3Store implements ObjectStore {
     key: string,
     opts: WriteOptions,
   ): Promise<{ etag?: string }> {
-    const cond = opts.condition;
     const send = (conditional: boolean) =>
       this.client.send(
         new CopyObjectCommand({
@@ -515,21 +529,10 @@ export class S3Store implements ObjectStore {
           MetadataDirective: "COPY",
           ChecksumAlgorithm: "SHA256",
           ...(stagedEtag ? { CopySourceIfMatch: stagedEtag } : {}),
-          ...(conditional && cond && "ifAbsent" in cond ? { IfNoneMatch: "*" } : {}),
-          ...(conditional && cond && "ifMatch" in cond ? { IfMatch: cond.ifMatch } : {}),
+          ...conditionHeaders(conditional, opts),
         }),
       );
-    const r = await this.call("COPY", key, async () => {
-      try {
-        return await send(this.conditional);
-      } catch (e) {
-        if (this.conditional && cond && (statusOf(e) === 501 || codeOf(e) === "NotImplemented")) {
-          this.conditional = false;
-          return send(false);
-        }
-        throw e;
-      }
-    });
+    const r = await this.conditionally("COPY", key, opts, send);
     const out: { etag?: string } = {};
     if (r.CopyObjectResult?.ETag) out.etag = r.CopyObjectResult.ETag;
     return out;
