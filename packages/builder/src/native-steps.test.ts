@@ -153,6 +153,18 @@ describe("the workspace after a guest step planted symlinks", () => {
     ).rejects.toThrow(/is outside the workspace/);
   });
 
+  it("deb-unpack refuses an exclude that is not a path inside the package, before unpacking anything", async () => {
+    const ws = workspace();
+    execFileSync("sh", ["-c", `cd ${ws} && printf '2.0\\n' > debian-binary && ar rc pkg.deb debian-binary`]);
+    const ctx = { file: "r.yaml", workspace: ws, fileRoots: [], cacheDir: join(work, "cache"), log };
+    for (const bad of ["../etc/passwd", "usr/../../x", "usr//bin", "."])
+      await expect(
+        runNativeStep(step("deb-unpack", { deb: "pkg.deb", directory: "out", exclude: `usr/bin/ok ${bad}` }), ctx),
+      ).rejects.toThrow(/exclude: expected paths inside the package such as usr\/bin\/tool, got/);
+    expect(existsSync(join(ws, "out"))).toBe(true); // the directory is made, nothing in it
+    expect(readdirSync(join(ws, "out"))).toEqual([]);
+  });
+
   it("the SBOM is not written through a link the guest left in the package's directory", async () => {
     const ws = workspace();
     const destdir = join(ws, "melange-out", "p");
