@@ -161,8 +161,7 @@ describe("the workspace after a guest step planted symlinks", () => {
       await expect(
         runNativeStep(step("deb-unpack", { deb: "pkg.deb", directory: "out", exclude: `usr/bin/ok ${bad}` }), ctx),
       ).rejects.toThrow(/exclude: expected paths inside the package such as usr\/bin\/tool, got/);
-    expect(existsSync(join(ws, "out"))).toBe(true); // the directory is made, nothing in it
-    expect(readdirSync(join(ws, "out"))).toEqual([]);
+    expect(existsSync(join(ws, "out"))).toBe(false);
   });
 
   it("the SBOM is not written through a link the guest left in the package's directory", async () => {
