@@ -23,71 +23,53 @@ const ARCH = "amd64";
 // detection, not from lists here.
 const GROUPS = [
   {
-    name: "glibc",
-    description: "the GNU C library and dynamic loader (imported from Debian)",
+    // Builds recipes/glibc.yaml (distro.yaml's bootstrap: glibc-bootstrap:
+    // glibc) and what glibc's own build needs: build-base depends on glibc-dev,
+    // every program on libc.so.6, which these provide until glibc is built.
+    name: "glibc-bootstrap",
+    stage0: true,
+    description: "the GNU C library and dynamic loader for the bootstrap (imported from Debian)",
     license: "LGPL-2.1-or-later",
-    debs: ["libc6", "libcrypt1"],
-    // Unpacked into the workspace only: the subpackages below take a few of
-    // its files (the iconv tools, the C.UTF-8 locale); the rest is not shipped.
-    scratch: ["libc-bin"],
-    // The loader is reached through base-layout's /lib64 link: without it no
-    // program installed by apk would start. glibc-locale-posix gives every
-    // image C.UTF-8, as Wolfi's glibc does.
-    runtime: ["base-layout", "ld-linux", "glibc-locale-posix"],
-    // The splits below move files with the static busybox in a guest.
-    environment: ["busybox-static"],
-    // In a guest of the split packages: a legacy character set converts only
-    // with glibc-iconv's modules, C.UTF-8 is a locale glibc finds.
-    test: {
-      packages: ["busybox-static", "glibc-iconv", "glibc"],
-      runs: [
-        `bb=/usr/bin/busybox`,
-        `test "$(printf '\\351' | iconv -f ISO-8859-1 -t UTF-8 | $bb od -An -tx1 | $bb tr -d ' ')" = c3a9`,
-        `test "$(printf 'caf\\303\\251' | iconv -f UTF-8 -t UTF-16LE | $bb wc -c)" = 8`,
-        `test -f /usr/lib/locale/C.utf8/LC_CTYPE`,
-        `test -x /usr/lib64/ld-linux-x86-64.so.2`,
-        `/usr/lib64/ld-linux-x86-64.so.2 --list /usr/bin/iconv | $bb grep -q 'libc.so.6 =>'`,
-      ],
-    },
-    // Wolfi's names and splits, for the files Debian's packages hold.
+    debs: ["libc6"],
+    runtime: ["base-layout"],
+    provides: ["glibc=${{package.full-version}}", "ld-linux=${{package.full-version}}"],
     subpackages: [
       {
-        name: "ld-linux",
-        description: "the glibc ELF interpreter, the dynamic loader (imported from Debian)",
-        move: { destdir: ["usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2", "usr/lib64"] },
+        name: "glibc-dev-bootstrap",
+        description: "glibc headers, startup files and static libraries for the bootstrap (imported from Debian)",
+        runtime: ["glibc-bootstrap", "libxcrypt-dev"],
+        provides: ["glibc-dev=${{package.full-version}}"],
+        debs: ["libc6-dev"],
       },
+    ],
+  },
+  {
+    // glibc's build runs python3 scripts. It asks for this one by name
+    // (distro.yaml's bootstrap: python3-bootstrap: python-3.13), so the
+    // distribution's python and everything it links are built against the
+    // new glibc, and a change to them does not rebuild glibc. Debian's
+    // minimal interpreter with its own expat: only zlib comes from outside.
+    name: "python3-bootstrap",
+    stage0: true,
+    description: "a minimal python3 to build glibc with (imported from Debian)",
+    license: "PSF-2.0",
+    debs: ["python3.11-minimal", "libpython3.11-minimal", "python3-minimal", "libexpat1"],
+  },
+  {
+    // glibc no longer has libcrypt (2.39 removed it): libxcrypt's
+    // libcrypt.so.1, until it is built from source (its build needs perl,
+    // which links it).
+    name: "libxcrypt",
+    description: "libxcrypt's password hashing library libcrypt.so.1 (imported from Debian)",
+    license: "LGPL-2.1-or-later",
+    debs: ["libcrypt1"],
+    provides: ["libcrypt1=${{package.full-version}}"],
+    subpackages: [
       {
-        name: "libcrypt1",
-        description: "libxcrypt's password hashing library libcrypt.so.1 (imported from Debian)",
-        move: {
-          destdir: [
-            "usr/lib/x86_64-linux-gnu/libcrypt.so.1",
-            "usr/lib/x86_64-linux-gnu/libcrypt.so.1.1.0",
-            "usr/share/doc/libcrypt1",
-          ],
-        },
-      },
-      {
-        // 8 MB: the character sets beyond the ones built into libc (UTF-8,
-        // UTF-16/32, UCS-2/4, ASCII), for iconv_open() and the iconv tool.
-        name: "glibc-iconv",
-        description: "glibc's gconv character set modules, iconv and iconvconfig (imported from Debian)",
-        move: {
-          destdir: ["usr/lib/x86_64-linux-gnu/gconv"],
-          "libc-bin": ["usr/bin/iconv", "usr/sbin/iconvconfig"],
-        },
-      },
-      {
-        name: "glibc-locale-posix",
-        description: "the C.UTF-8 locale for glibc (imported from Debian)",
-        move: { "libc-bin": ["usr/lib/locale/C.utf8"] },
-      },
-      {
-        name: "glibc-dev",
-        description: "glibc headers, startup files and static libraries",
-        // libcrypt.so leads to libcrypt1's library: -lcrypt links only with it.
-        runtime: ["libcrypt1"],
-        debs: ["libc6-dev", "libcrypt-dev"],
+        name: "libxcrypt-dev",
+        description: "libxcrypt's crypt.h and libcrypt.so link (imported from Debian)",
+        runtime: ["libxcrypt"],
+        debs: ["libcrypt-dev"],
       },
     ],
   },
@@ -135,9 +117,14 @@ const GROUPS = [
     ],
   },
   {
-    name: "binutils",
-    description: "GNU assembler, linker and binary utilities (imported from Debian)",
+    // Builds recipes/binutils.yaml (distro.yaml's bootstrap: binutils-bootstrap:
+    // binutils): build-base depends on `binutils`, which this provides until
+    // binutils is built.
+    name: "binutils-bootstrap",
+    stage0: true,
+    description: "GNU assembler, linker and binary utilities for the bootstrap (imported from Debian)",
     license: "GPL-3.0-or-later",
+    provides: ["binutils=${{package.full-version}}"],
     debs: [
       "binutils",
       "binutils-x86-64-linux-gnu",
@@ -153,7 +140,15 @@ const GROUPS = [
       "binutils-x86-64-linux-gnu": ["usr/bin/x86_64-linux-gnu-gp-display-html"],
     },
   },
-  { name: "jansson", description: "C library for JSON (imported from Debian)", license: "MIT", debs: ["libjansson4"] },
+  {
+    // Only Debian's ld links libjansson (distro.yaml's bootstrap:
+    // jansson-bootstrap: binutils): it goes with binutils-bootstrap.
+    name: "jansson-bootstrap",
+    stage0: true,
+    description: "C library for JSON, for the bootstrap binutils (imported from Debian)",
+    license: "MIT",
+    debs: ["libjansson4"],
+  },
   {
     name: "gmp",
     description: "GNU multiple precision arithmetic library (imported from Debian)",
@@ -175,12 +170,14 @@ const GROUPS = [
   { name: "isl", description: "integer set library (imported from Debian)", license: "MIT", debs: ["libisl23"] },
   {
     name: "zlib-bootstrap",
+    stage0: true,
     description: "zlib for the bootstrap toolchain (imported from Debian)",
     license: "Zlib",
     debs: ["zlib1g"],
   },
   {
     name: "zstd-bootstrap",
+    stage0: true,
     description: "zstd library for the bootstrap toolchain (imported from Debian)",
     license: "BSD-3-Clause OR GPL-2.0-only",
     debs: ["libzstd1"],
@@ -189,6 +186,7 @@ const GROUPS = [
     // Builds recipes/make.yaml (distro.yaml's bootstrap: make-bootstrap: make):
     // build-base depends on `make`, which this provides until make is built.
     name: "make-bootstrap",
+    stage0: true,
     description: "GNU make for the bootstrap (imported from Debian)",
     license: "GPL-3.0-or-later",
     debs: ["make"],
@@ -198,6 +196,7 @@ const GROUPS = [
   },
   {
     name: "busybox-static",
+    stage0: true,
     description: "static busybox for the bootstrap (imported from Debian)",
     license: "GPL-2.0-only",
     debs: ["busybox-static"],
@@ -227,6 +226,7 @@ const GROUPS = [
   {
     // libperl links libbz2.
     name: "bzip2-bootstrap",
+    stage0: true,
     dir: "test/fixtures/stage0",
     description: "the bzip2 library for the bootstrap toolchain (imported from Debian)",
     license: "bzip2-1.0.6",
@@ -265,25 +265,6 @@ function aptShow(pkg) {
   return f;
 }
 
-/**
- * A subpackage's split: each path, relative to the package's destdir or to a
- * scratch deb's directory in the workspace, moved into the subpackage.
- */
-function moveSteps(move) {
-  const lines = [`  - runs: |`, `      bb=/usr/bin/busybox`];
-  const made = new Set();
-  for (const [from, paths] of Object.entries(move)) {
-    const base = from === "destdir" ? "${{targets.destdir}}" : from;
-    for (const p of paths) {
-      const parent = p.includes("/") ? p.slice(0, p.lastIndexOf("/")) : ".";
-      if (!made.has(parent)) lines.push(`      $bb mkdir -p "\${{targets.subpkgdir}}/${parent}"`);
-      made.add(parent);
-      lines.push(`      $bb mv "${base}/${p}" "\${{targets.subpkgdir}}/${parent}/"`);
-    }
-  }
-  return lines;
-}
-
 function fetchSteps(debs, into, exclude) {
   return debFetchSteps(debs, into, aptShow, exclude);
 }
@@ -296,7 +277,6 @@ for (const g of GROUPS.filter((x) => !only.length || only.includes(x.name))) {
   const version = debVersionToApk(main.Version);
   const lines = [
     `# Stage 0: imports Debian 12's ${g.debs.join(", ")} (${main.Version}).`,
-    ...(g.scratch ? [`# Of ${g.scratch.join(", ")} only the files its subpackages move are kept.`] : []),
     `# Generated by tools/update-bootstrap.mjs from apt's package lists; do not edit by hand.`,
     `package:`,
     `  name: ${g.name}`,
@@ -309,39 +289,30 @@ for (const g of GROUPS.filter((x) => !only.length || only.includes(x.name))) {
     ...(g.runtime || g.provides ? [`  dependencies:`] : []),
     ...(g.runtime ? [`    runtime:`, ...g.runtime.map((r) => `      - ${r}`)] : []),
     ...(g.provides ? [`    provides:`, ...g.provides.map((r) => `      - ${r}`)] : []),
-    ...(g.environment
+    // Stage 0 stays on Debian 12 by design: kiln update leaves these alone
+    // (this script regenerates them).
+    ...(g.stage0
       ? [
           ``,
-          `environment:`,
-          `  contents:`,
-          `    packages:`,
-          ...g.environment.map((p) => `      - ${p}`),
-          `  paths:`,
-          `    - path: /bin/sh`,
-          `      type: symlink`,
-          `      source: /usr/bin/busybox`,
+          `update:`,
+          `  enabled: false`,
+          `  # stage 0: pinned to Debian 12; node tools/update-bootstrap.mjs regenerates it`,
         ]
       : []),
     ``,
     `pipeline:`,
     ...fetchSteps(g.debs, undefined, g.exclude),
-    ...(g.scratch ?? []).flatMap((d) => fetchSteps([d], d)),
   ];
   if (g.subpackages) {
     lines.push(``, `subpackages:`);
     for (const s of g.subpackages) {
       lines.push(`  - name: ${s.name}`, `    description: ${JSON.stringify(s.description)}`);
-      if (s.runtime) lines.push(`    dependencies:`, `      runtime:`, ...s.runtime.map((r) => `        - ${r}`));
+      if (s.runtime || s.provides) lines.push(`    dependencies:`);
+      if (s.runtime) lines.push(`      runtime:`, ...s.runtime.map((r) => `        - ${r}`));
+      if (s.provides) lines.push(`      provides:`, ...s.provides.map((r) => `        - ${r}`));
       lines.push(`    pipeline:`);
-      const steps = s.move ? moveSteps(s.move) : fetchSteps(s.debs, "${{targets.subpkgdir}}");
-      lines.push(...steps.map((l) => "    " + l));
+      lines.push(...fetchSteps(s.debs, "${{targets.subpkgdir}}").map((l) => "    " + l));
     }
-  }
-  if (g.test) {
-    lines.push(``, `test:`, `  environment:`, `    contents:`, `      packages:`);
-    lines.push(...g.test.packages.map((p) => `        - ${p}`));
-    lines.push(`    paths:`, `      - path: /bin/sh`, `        type: symlink`, `        source: /usr/bin/busybox`);
-    lines.push(`  pipeline:`, `    - runs: |`, ...g.test.runs.map((r) => `        ${r}`));
   }
   const text = lines.join("\n") + "\n";
   const file = join(root, g.dir ?? "recipes", `${g.name}.yaml`);

@@ -1,0 +1,75 @@
+// The companion distribution's plan on a fresh machine, from the real
+// recipes and distro.yaml: every recipe built once, and the bootstrap cut
+// where it should be. glibc, binutils and make are built from source; only
+// the builds in glibc's own cycle (the toolchain and what glibc's build
+// needs) use the stage-0 C library, binutils and make, and glibc's python3 is
+// the stage-0 one, so python and what it links are built against the new
+// glibc. No timing here: this reads recipes and plans, it builds nothing.
+
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { beforeAll, describe, expect, it } from "vitest";
+import { kilnAsync } from "./helpers/cli.js";
+import { REPO_ROOT } from "./helpers/paths.js";
+
+interface PlannedBuild {
+  recipe: string;
+  stage0?: string[];
+}
+let builds: PlannedBuild[];
+
+beforeAll(async () => {
+  const work = mkdtempSync(join(tmpdir(), "kiln-distro-plan-"));
+  const text = readFileSync(join(REPO_ROOT, "distro.yaml"), "utf8");
+  for (const k of ["recipes", "images", "out"]) expect(text).toMatch(new RegExp(`^${k}: ${k}$`, "m"));
+  const distro = join(work, "distro.yaml");
+  writeFileSync(
+    distro,
+    text
+      .replace(/^recipes: recipes$/m, `recipes: ${join(REPO_ROOT, "recipes")}`)
+      .replace(/^images: images$/m, `images: ${join(REPO_ROOT, "images")}`)
+      .replace(/^out: out$/m, `out: ${join(work, "out")}`),
+  );
+  const r = await kilnAsync(["plan", "--json", "--distro", distro]);
+  expect(r.status, r.stderr).toBe(0);
+  const plan = JSON.parse(r.stdout).plans[0];
+  expect(plan.errors).toEqual([]);
+  builds = plan.builds;
+}, 120_000);
+
+const stage0 = (name: string) => {
+  const b = builds.find((x) => x.recipe === name);
+  expect(b, `${name} is planned`).toBeDefined();
+  return [...(b!.stage0 ?? [])].sort();
+};
+const at = (name: string) => builds.findIndex((x) => x.recipe === name);
+
+describe("the companion distribution's plan on a fresh machine", () => {
+  it("builds every recipe exactly once", () => {
+    const recipes = readdirSync(join(REPO_ROOT, "recipes"))
+      .filter((f) => f.endsWith(".yaml"))
+      .map((f) => f.replace(/\.yaml$/, ""));
+    expect(builds.map((b) => b.recipe).sort()).toEqual(recipes.sort());
+  });
+
+  it("builds glibc against the stage-0 toolchain and python, after the seven builds of its cycle", () => {
+    expect(stage0("glibc")).toEqual(["binutils", "glibc", "make", "python-3.13"]);
+    for (const n of ["busybox", "binutils", "make", "gawk", "m4", "bison", "patch"]) {
+      expect(stage0(n), n).toEqual(expect.arrayContaining(["binutils", "glibc", "make"]));
+      expect(at(n), n).toBeLessThan(at("glibc"));
+    }
+  });
+
+  it("builds python, OpenSSL, perl and the rest against glibc 2.43 with binutils and make from source", () => {
+    for (const n of ["python-3.13", "openssl", "perl", "sqlite", "curl", "bash", "jq", "xz", "ncurses"]) {
+      expect(
+        stage0(n).filter((x) => ["glibc", "binutils", "make"].includes(x)),
+        n,
+      ).toEqual([]);
+      expect(at(n), n).toBeGreaterThan(at("glibc"));
+    }
+    // glibc's own python is the stage-0 one: a python change does not rebuild glibc
+    expect(at("python-3.13")).toBeGreaterThan(at("glibc"));
+  });
+});
