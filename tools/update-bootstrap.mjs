@@ -48,12 +48,13 @@ const GROUPS = [
     // (distro.yaml's bootstrap: python3-bootstrap: python-3.13), so the
     // distribution's python and everything it links are built against the
     // new glibc, and a change to them does not rebuild glibc. Debian's
-    // minimal interpreter with its own expat: only zlib comes from outside.
+    // minimal interpreter with the expat and OpenSSL it links (its _ssl and
+    // _hashlib are built in): only zlib comes from outside.
     name: "python3-bootstrap",
     stage0: true,
     description: "a minimal python3 to build glibc with (imported from Debian)",
     license: "PSF-2.0",
-    debs: ["python3.11-minimal", "libpython3.11-minimal", "python3-minimal", "libexpat1"],
+    debs: ["python3.11-minimal", "libpython3.11-minimal", "python3-minimal", "libexpat1", "libssl3"],
   },
   {
     // glibc no longer has libcrypt (2.39 removed it): libxcrypt's
