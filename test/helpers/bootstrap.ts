@@ -15,6 +15,7 @@ export const TOOLCHAIN_RECIPES = [
   "base-layout",
   "busybox-links",
   "glibc-bootstrap",
+  "python3-bootstrap",
   "libxcrypt",
   "linux-headers",
   "libgcc",
