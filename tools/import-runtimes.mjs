@@ -133,7 +133,7 @@ const GROUPS = [
         runtime: ["java-cacerts"],
         post: [
           `cd \${{targets.subpkgdir}}${JVM}/lib`,
-          "rm libfontmanager.so libjavajpeg.so liblcms.so libjsound.so libj2pcsc.so",
+          "$bb rm libfontmanager.so libjavajpeg.so liblcms.so libjsound.so libj2pcsc.so",
         ],
       },
       {
@@ -141,9 +141,9 @@ const GROUPS = [
         description: "makes OpenJDK 17 the default JVM: /usr/lib/jvm/default-jvm and /usr/bin/java",
         runtime: ["openjdk-17-jre"],
         post: [
-          "mkdir -p ${{targets.subpkgdir}}/usr/lib/jvm ${{targets.subpkgdir}}/usr/bin",
-          "ln -s java-17-openjdk-amd64 ${{targets.subpkgdir}}/usr/lib/jvm/default-jvm",
-          `for b in java keytool; do ln -s ${JVM}/bin/$b \${{targets.subpkgdir}}/usr/bin/$b; done`,
+          "$bb mkdir -p ${{targets.subpkgdir}}/usr/lib/jvm ${{targets.subpkgdir}}/usr/bin",
+          "$bb ln -s java-17-openjdk-amd64 ${{targets.subpkgdir}}/usr/lib/jvm/default-jvm",
+          `for b in java keytool; do $bb ln -s ${JVM}/bin/$b \${{targets.subpkgdir}}/usr/bin/$b; done`,
         ],
       },
     ],
@@ -163,7 +163,7 @@ function label(g) {
 }
 
 function postStep(post) {
-  return post ? [`  - runs: |`, ...post.map((l) => `      ${l}`)] : [];
+  return post ? [`  - runs: |`, `      bb=/usr/bin/busybox`, ...post.map((l) => `      ${l}`)] : [];
 }
 
 function deps(g, indent) {
@@ -192,8 +192,21 @@ function recipe(g) {
     `  target-architecture: [x86_64]`,
     ...deps(g, "  "),
     ``,
+    // The static stage-0 busybox, by name: a guest without a C library,
+    // which a fresh build cannot resolve differently before and after glibc.
     ...(needsShell
-      ? [`environment:`, `  contents:`, `    packages:`, `      - busybox-links`, `      - base-layout`, ``]
+      ? [
+          `environment:`,
+          `  contents:`,
+          `    packages:`,
+          `      - busybox-static`,
+          `      - base-layout`,
+          `  paths:`,
+          `    - path: /bin/sh`,
+          `      type: symlink`,
+          `      source: /usr/bin/busybox`,
+          ``,
+        ]
       : []),
     `pipeline:`,
     ...fetchSteps(g.debs),
