@@ -80,6 +80,10 @@ describe("the companion distribution's plan on a fresh machine", () => {
     }
   });
 
+  it("builds ca-certificates-bundle and openjdk-17 with the static busybox, so their guests hold no C library", () => {
+    for (const n of ["ca-certificates-bundle", "openjdk-17"]) expect(stage0(n), n).toEqual(["busybox"]);
+  });
+
   it("builds python, OpenSSL, perl and the rest against glibc 2.43 with binutils and make from source", () => {
     for (const n of ["python-3.13", "openssl", "perl", "sqlite", "curl", "bash", "jq", "xz", "ncurses"]) {
       expect(
