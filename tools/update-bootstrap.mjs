@@ -10,12 +10,17 @@
 //   node tools/update-bootstrap.mjs glibc      # only the named recipes
 
 import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { aptMirrors, debVersionToApk } from "@kiln/builder";
+import { parseDistro } from "@kiln/distro";
 import { debFetchSteps, writeRecipes } from "./deb-steps.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const distroFile = join(root, "distro.yaml");
+/** The stage-0 recipes: distro.yaml's bootstrap: keys. */
+const STAGE0 = new Set(Object.keys(parseDistro(distroFile, readFileSync(distroFile, "utf8")).bootstrap ?? {}));
 const ARCH = "amd64";
 
 // Each stage-0 recipe: the Debian binary packages it imports (the first one
@@ -27,7 +32,6 @@ const GROUPS = [
     // glibc) and what glibc's own build needs: build-base depends on glibc-dev,
     // every program on libc.so.6, which these provide until glibc is built.
     name: "glibc-bootstrap",
-    stage0: true,
     description: "the GNU C library and dynamic loader for the bootstrap (imported from Debian)",
     license: "LGPL-2.1-or-later",
     debs: ["libc6"],
@@ -51,7 +55,6 @@ const GROUPS = [
     // minimal interpreter with the expat and OpenSSL it links (its _ssl and
     // _hashlib are built in): only zlib comes from outside.
     name: "python3-bootstrap",
-    stage0: true,
     description: "a minimal python3 to build glibc with (imported from Debian)",
     license: "PSF-2.0",
     debs: ["python3.11-minimal", "libpython3.11-minimal", "python3-minimal", "libexpat1", "libssl3"],
@@ -122,7 +125,6 @@ const GROUPS = [
     // binutils): build-base depends on `binutils`, which this provides until
     // binutils is built.
     name: "binutils-bootstrap",
-    stage0: true,
     description: "GNU assembler, linker and binary utilities for the bootstrap (imported from Debian)",
     license: "GPL-3.0-or-later",
     provides: ["binutils=${{package.full-version}}"],
@@ -145,7 +147,6 @@ const GROUPS = [
     // Only Debian's ld links libjansson (distro.yaml's bootstrap:
     // jansson-bootstrap: binutils): it goes with binutils-bootstrap.
     name: "jansson-bootstrap",
-    stage0: true,
     description: "C library for JSON, for the bootstrap binutils (imported from Debian)",
     license: "MIT",
     debs: ["libjansson4"],
@@ -171,14 +172,12 @@ const GROUPS = [
   { name: "isl", description: "integer set library (imported from Debian)", license: "MIT", debs: ["libisl23"] },
   {
     name: "zlib-bootstrap",
-    stage0: true,
     description: "zlib for the bootstrap toolchain (imported from Debian)",
     license: "Zlib",
     debs: ["zlib1g"],
   },
   {
     name: "zstd-bootstrap",
-    stage0: true,
     description: "zstd library for the bootstrap toolchain (imported from Debian)",
     license: "BSD-3-Clause OR GPL-2.0-only",
     debs: ["libzstd1"],
@@ -187,7 +186,6 @@ const GROUPS = [
     // Builds recipes/make.yaml (distro.yaml's bootstrap: make-bootstrap: make):
     // build-base depends on `make`, which this provides until make is built.
     name: "make-bootstrap",
-    stage0: true,
     description: "GNU make for the bootstrap (imported from Debian)",
     license: "GPL-3.0-or-later",
     debs: ["make"],
@@ -197,7 +195,6 @@ const GROUPS = [
   },
   {
     name: "busybox-static",
-    stage0: true,
     description: "static busybox for the bootstrap (imported from Debian)",
     license: "GPL-2.0-only",
     debs: ["busybox-static"],
@@ -227,7 +224,6 @@ const GROUPS = [
   {
     // libperl links libbz2.
     name: "bzip2-bootstrap",
-    stage0: true,
     dir: "test/fixtures/stage0",
     description: "the bzip2 library for the bootstrap toolchain (imported from Debian)",
     license: "bzip2-1.0.6",
@@ -292,7 +288,7 @@ for (const g of GROUPS.filter((x) => !only.length || only.includes(x.name))) {
     ...(g.provides ? [`    provides:`, ...g.provides.map((r) => `      - ${r}`)] : []),
     // Stage 0 stays on Debian 12 by design: kiln update leaves these alone
     // (this script regenerates them).
-    ...(g.stage0
+    ...(STAGE0.has(g.name)
       ? [
           ``,
           `update:`,
