@@ -43,6 +43,7 @@ export { gunzipMembers, gzipMember, type GzipEvent, type GunzipOptions } from ".
 export { parallelGzip, PGZIP_CHUNK, type ParallelGzipOptions } from "./pgzip.js";
 export {
   encodeHeader,
+  encodeHeaderInto,
   paxRecord,
   decodeHeader,
   isZeroBlock,
