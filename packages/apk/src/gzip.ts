@@ -88,55 +88,8 @@ export async function* gunzipMembers(
       let compressedSize = hl;
 
       // Body
-      // Asked again for every chunk: a reader may tighten it once it knows what the member holds.
-      const maxOf = () => opts.maxMemberSize?.(member) ?? Number.MAX_SAFE_INTEGER;
-      const out: Uint8Array[] = [];
-      let size = 0;
-      let crc = 0;
-      let limitHit = false;
-      const inflater = new RawInflater((chunk) => {
-        if (limitHit) return;
-        size += chunk.length;
-        if (size > maxOf()) {
-          limitHit = true;
-          return;
-        }
-        crc = crc32(chunk, crc);
-        out.push(chunk);
-      });
-      try {
-        for (;;) {
-          if (input.pending.length === 0 && !(await input.pull())) {
-            throw new ApkError("TRUNCATED", `${subject}: truncated inside gzip member ${member + 1}`, { subject });
-          }
-          const slice = input.pending.subarray(0, SLICE);
-          let step: { used: number; ended: boolean };
-          try {
-            step = await inflater.push(slice);
-          } catch (e) {
-            throw new ApkError(
-              "BAD_ARCHIVE",
-              `${subject}: corrupt deflate data in gzip member ${member + 1} (${(e as Error).message})`,
-              { subject },
-            );
-          }
-          if (limitHit) {
-            throw new ApkError(
-              "LIMIT",
-              `${subject}: gzip member ${member + 1} inflates beyond the ${maxOf()}-byte limit`,
-              { subject },
-            );
-          }
-          opts.onCompressed?.(member, input.pending.subarray(0, step.used));
-          compressedSize += step.used;
-          input.pending = input.pending.subarray(step.used);
-          for (const c of out) yield { type: "data", member, data: c };
-          out.length = 0;
-          if (step.ended) break;
-        }
-      } finally {
-        inflater.close();
-      }
+      const { size, crc, used } = yield* inflateMember(input, member, opts, subject);
+      compressedSize += used;
 
       // Trailer: CRC32 and size modulo 2^32
       await checkTrailer(input, member, crc, size, subject);
@@ -152,12 +105,84 @@ export async function* gunzipMembers(
 }
 
 /**
+ * Inflate the deflate data of one member from `input`, yielding its output;
+ * returns its inflated size and CRC32 and the compressed bytes it took.
+ */
+async function* inflateMember(
+  input: GzipInput,
+  member: number,
+  opts: GunzipOptions,
+  subject: string,
+): AsyncGenerator<GzipEvent, { size: number; crc: number; used: number }> {
+  // Asked again for every chunk: a reader may tighten it once it knows what the member holds.
+  const maxOf = () => opts.maxMemberSize?.(member) ?? Number.MAX_SAFE_INTEGER;
+  let out: Uint8Array[] = [];
+  let size = 0;
+  let crc = 0;
+  let limitHit = false;
+  let used = 0;
+  const inflater = new RawInflater((chunk) => {
+    if (limitHit) return;
+    size += chunk.length;
+    if (size > maxOf()) {
+      limitHit = true;
+      return;
+    }
+    crc = crc32(chunk, crc);
+    out.push(chunk);
+  });
+  const push = (): Promise<{ used: number; ended: boolean }> => {
+    const p = inflater.push(input.pending.subarray(0, SLICE)).catch((e: Error) => {
+      throw new ApkError(
+        "BAD_ARCHIVE",
+        `${subject}: corrupt deflate data in gzip member ${member + 1} (${e.message})`,
+        { subject },
+      );
+    });
+    // Observed when awaited; a prefetch abandoned by an early stop must not be an unhandled rejection.
+    p.catch(() => undefined);
+    return p;
+  };
+  // The next slice is handed to zlib (on the thread pool) before this one's output is
+  // yielded, so inflating overlaps with whatever the consumer does with the output.
+  let next: Promise<{ used: number; ended: boolean }> | undefined;
+  try {
+    for (;;) {
+      if (!next) {
+        if (input.pending.length === 0 && !(await input.pull())) {
+          throw new ApkError("TRUNCATED", `${subject}: truncated inside gzip member ${member + 1}`, { subject });
+        }
+        next = push();
+      }
+      const step = await next;
+      next = undefined;
+      if (limitHit) {
+        throw new ApkError("LIMIT", `${subject}: gzip member ${member + 1} inflates beyond the ${maxOf()}-byte limit`, {
+          subject,
+        });
+      }
+      opts.onCompressed?.(member, input.pending.subarray(0, step.used));
+      used += step.used;
+      input.pending = input.pending.subarray(step.used);
+      const ready = out;
+      out = [];
+      if (!step.ended && input.pending.length) next = push();
+      for (const c of ready) yield { type: "data", member, data: c };
+      if (step.ended) break;
+    }
+  } finally {
+    inflater.close();
+  }
+  return { size, crc, used };
+}
+
+/**
  * One raw deflate stream on node's zlib. push() feeds a slice and resolves
  * once zlib has taken what it wants of it, with how many bytes it used and
  * whether the deflate data ended there; output goes to `onData` as it comes.
  */
 class RawInflater {
-  private readonly z: InflateRaw = createInflateRaw({ chunkSize: 64 * 1024 });
+  private readonly z: InflateRaw = createInflateRaw({ chunkSize: 1024 * 1024 });
   private fed = 0;
   private failed: Error | undefined;
   private fail: ((e: Error) => void) | undefined;
@@ -207,15 +232,22 @@ class GzipInput {
     this.it = it;
   }
 
+  /** The source's next chunk, asked for before it is needed. */
+  private ahead: Promise<IteratorResult<Uint8Array>> | undefined;
+
   /** Append the next source chunk to `pending`; false at the end of the source. */
   async pull(): Promise<boolean> {
     if (this.eof) return false;
-    const r = await this.it.next();
+    const r = await (this.ahead ?? this.it.next());
+    this.ahead = undefined;
     if (r.done) {
       this.eof = true;
       return false;
     }
     this.pending = this.pending.length ? concat(this.pending, r.value) : r.value;
+    // One chunk of read-ahead: the file is read while this one is inflated.
+    this.ahead = this.it.next();
+    this.ahead.catch(() => undefined);
     return true;
   }
 }

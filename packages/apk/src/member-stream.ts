@@ -77,6 +77,17 @@ export class MemberStream {
     return this.take(Math.min(n, this.buf.length));
   }
 
+  /** The inflated bytes of the current member at hand now (possibly none), not consumed. */
+  buffered(): Uint8Array {
+    return this.buf;
+  }
+
+  /** Consume `n` bytes of buffered() (n at most its length). */
+  skip(n: number): void {
+    if (n > this.buf.length) throw new RangeError(`skip(${n}) beyond the ${this.buf.length} buffered bytes`);
+    this.take(n);
+  }
+
   private take(n: number): Uint8Array {
     const t = this.buf.subarray(0, n);
     this.buf = this.buf.subarray(n);

@@ -2,13 +2,13 @@
 // member as a stream of entries. Identity (`C:`), datahash and signatures are
 // computed over the compressed bytes while reading.
 
-import { createHash, type Hash } from "node:crypto";
+import { createHash, hash, type Hash } from "node:crypto";
 import { ApkError } from "./errors.js";
 import { MemberStream, type Inflater } from "./member-stream.js";
 import { checkSymlinkTarget, normalizeEntryPath, parentDir } from "./paths.js";
 import { parsePkgInfo, type PackageInfo } from "./pkginfo.js";
 import { parseSignatureName, type SignatureType } from "./keys.js";
-import { readBody, readHeader, streamBody, type HeaderResult, type ParsedEntry } from "./tar-read.js";
+import { bufferedEntry, readBody, readHeader, streamBody, type HeaderResult, type ParsedEntry } from "./tar-read.js";
 import { decodeUtf8 } from "./utf8.js";
 import type { EntryType } from "./tar.js";
 
@@ -61,6 +61,12 @@ export interface DataEntry {
   pax: Record<string, Buffer>;
   /** File content; may be read once, before the next entry is requested. */
   content(): AsyncIterable<Uint8Array>;
+  /**
+   * A regular file's whole content, already checked against its
+   * APK-TOOLS.checksum.SHA1, when the reader had all of it at hand. A view of
+   * the reader's inflated bytes: copy it to keep it.
+   */
+  data?: Uint8Array;
 }
 
 export interface PackageHead {
@@ -85,6 +91,12 @@ export interface PackageReader {
   head: PackageHead;
   /** The data entries in order. Completing the iteration checks datahash. */
   entries(): AsyncGenerator<DataEntry>;
+  /**
+   * The same entries in batches, for readers that would rather not wait on
+   * each: every entry of a batch but the last has `data`; the last may have
+   * to be streamed with content(), before the next batch is asked for.
+   */
+  entryBatches(): AsyncGenerator<DataEntry[]>;
   /** Read (and check) the rest of the data without yielding it. */
   drain(): Promise<DataSummary>;
   close(): Promise<void>;
@@ -274,7 +286,7 @@ function dataReader(
 ): PackageReader {
   let consumed = false;
 
-  async function* entries(): AsyncGenerator<DataEntry> {
+  async function* entryBatches(): AsyncGenerator<DataEntry[]> {
     if (consumed) throw new Error("package data can be read only once");
     consumed = true;
     if (!(await ms.nextMember())) throw new ApkError("TRUNCATED", `${subject}: no data member`, { subject });
@@ -287,39 +299,74 @@ function dataReader(
       throw new ApkError("BAD_SIGNATURE", `${subject}: data does not match datahash in .PKGINFO`, { subject });
     }
   }
+  async function* entries(): AsyncGenerator<DataEntry> {
+    for await (const batch of entryBatches()) for (const e of batch) yield e;
+  }
   let summary: DataSummary | undefined;
   return {
     head,
     entries,
+    entryBatches,
     async drain() {
-      for await (const _ of entries());
+      for await (const _ of entryBatches());
       return summary!;
     },
     close: () => ms.close(),
   };
 }
 
-/** What the entries so far have established, for checking the next one. */
-interface SeenEntries {
-  dirs: Set<string>;
-  files: Set<string>;
-  // apk would let a later entry replace an earlier one of the same path; a
-  // directory turned into a symlink would then re-root the entries below it
-  // and defeat the escape checks, so a repeated path is refused.
-  paths: Set<string>;
-}
+/**
+ * What the entries so far have established, for checking the next one: the
+ * type of every path seen. apk would let a later entry replace an earlier one
+ * of the same path; a directory turned into a symlink would then re-root the
+ * entries below it and defeat the escape checks, so a repeated path is refused.
+ */
+type SeenEntries = Map<string, EntryType>;
 
-/** The entries of the data member, up to its end-of-archive blocks; returns how many were counted. */
-async function* dataEntries(ms: MemberStream, subject: string): AsyncGenerator<DataEntry, number> {
-  const seen: SeenEntries = { dirs: new Set<string>(), files: new Set<string>(), paths: new Set<string>() };
+/**
+ * The entries of the data member, up to its end-of-archive blocks, in
+ * batches (see PackageReader.entryBatches); returns how many were counted.
+ */
+async function* dataEntries(ms: MemberStream, subject: string): AsyncGenerator<DataEntry[], number> {
+  const seen: SeenEntries = new Map();
   let entryCount = 0;
   for (;;) {
+    // Entries lying whole in the inflated bytes at hand: parsed and checked without waiting.
+    if (ms.buffered().length === 0) await ms.atMemberEnd();
+    const batch: DataEntry[] = [];
+    let refused: unknown;
+    try {
+      for (let got; (got = bufferedEntry(ms.buffered(), subject, ms.member));) {
+        const bytes = ms.buffered().subarray(got.body, got.body + got.entry.size);
+        ms.skip(got.end);
+        const path = normalizeEntryPath(got.entry.rawPath, subject);
+        const de = toDataEntry(got.entry, path, subject);
+        if (path === "") continue; // the root directory entry itself
+        checkEntryPlacement(path, de, seen, subject);
+        if (de.type === "file" && de.sha1 !== undefined && hash("sha1", bytes, "hex") !== de.sha1)
+          throw contentMismatch(subject, path);
+        entryCount++;
+        if (skippedOnInstall(path)) continue;
+        if (de.type === "file") de.data = bytes;
+        de.content = onceContent(bytes, path);
+        batch.push(de);
+      }
+    } catch (e) {
+      refused = e;
+    }
+    if (refused !== undefined) {
+      // As when read one by one: the entries before the bad one are given, then the error.
+      if (batch.length) yield batch;
+      throw refused;
+    }
+    // The next entry the general way: it crosses the end of the bytes at hand, or ends the archive.
     const r = await readHeader(ms);
     if (r.kind === "member-end")
       throw new ApkError("BAD_ARCHIVE", `${subject}: data member ends without end-of-archive blocks`, {
         subject,
       });
     if (r.kind === "zero") {
+      if (batch.length) yield batch;
       await checkEndPadding(ms, subject);
       break;
     }
@@ -329,16 +376,33 @@ async function* dataEntries(ms: MemberStream, subject: string): AsyncGenerator<D
     const content = entryContent(ms, e, de, path, subject);
     de.content = content.body;
     if (path === "") {
-      // the root directory entry itself
+      if (batch.length) yield batch;
       for await (const _ of content.body());
       continue;
     }
     checkEntryPlacement(path, de, seen, subject);
     entryCount++;
-    if (!skippedOnInstall(path)) yield de;
+    if (!skippedOnInstall(path)) batch.push(de);
+    if (batch.length) yield batch;
     if (!content.read) for await (const _ of content.body());
   }
   return entryCount;
+}
+
+function contentMismatch(subject: string, path: string): ApkError {
+  return new ApkError("BAD_ARCHIVE", `${subject}: ${path}: content does not match its APK-TOOLS.checksum.SHA1`, {
+    subject,
+  });
+}
+
+/** Content already at hand, readable once as the streamed kind is. */
+function onceContent(bytes: Uint8Array, path: string): () => AsyncGenerator<Uint8Array> {
+  let read = false;
+  return async function* () {
+    if (read) throw new Error(`${path}: content already read`);
+    read = true;
+    if (bytes.length) yield bytes;
+  };
 }
 
 /** Everything after the two end blocks must be zero padding. */
@@ -370,10 +434,7 @@ function entryContent(
       }
       if (h && de.type === "file") {
         const got = h.digest("hex");
-        if (got !== de.sha1)
-          throw new ApkError("BAD_ARCHIVE", `${subject}: ${path}: content does not match its APK-TOOLS.checksum.SHA1`, {
-            subject,
-          });
+        if (got !== de.sha1) throw contentMismatch(subject, path);
       }
     },
   };
@@ -382,22 +443,20 @@ function entryContent(
 
 /** Refuse repeated paths, entries before their directory, escaping symlinks and dangling hard links. */
 function checkEntryPlacement(path: string, de: DataEntry, seen: SeenEntries, subject: string): void {
-  if (seen.paths.has(path))
+  if (seen.has(path))
     throw new ApkError("BAD_ARCHIVE", `${subject}: ${path} appears twice in the archive`, { subject });
-  seen.paths.add(path);
   const parent = parentDir(path);
-  if (parent !== "" && !seen.dirs.has(parent)) {
+  if (parent !== "" && seen.get(parent) !== "dir") {
     throw new ApkError(
       "BAD_ARCHIVE",
       `${subject}: ${path} comes before an entry for its directory ${parent}/ (apk: "no dirent in archive")`,
       { subject },
     );
   }
-  if (de.type === "dir") seen.dirs.add(path);
   if (de.type === "symlink") checkSymlinkTarget(path, de.linkTarget ?? "", subject);
   if (de.type === "hardlink") {
     const target = normalizeEntryPath(de.linkTarget ?? "", subject);
-    if (!seen.files.has(target))
+    if (seen.get(target) !== "file")
       throw new ApkError(
         "BAD_ARCHIVE",
         `${subject}: hard link ${path} -> ${de.linkTarget} does not name an earlier regular file of this package`,
@@ -405,7 +464,7 @@ function checkEntryPlacement(path: string, de: DataEntry, seen: SeenEntries, sub
       );
     de.linkTarget = target;
   }
-  if (de.type === "file") seen.files.add(path);
+  seen.set(path, de.type);
 }
 
 /** apk skips top-level dot-files and .keep_* files on install. */

@@ -38,6 +38,8 @@ function deflateChunk(chunk: Buffer, dict: Buffer | undefined, level: number, la
       chunk,
       {
         level,
+        // Output in one piece where it fits: each piece is a round trip through the thread pool.
+        chunkSize: 256 * 1024,
         ...(dict ? { dictionary: dict } : {}),
         finishFlush: last ? constants.Z_FINISH : constants.Z_SYNC_FLUSH,
       },

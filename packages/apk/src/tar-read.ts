@@ -61,19 +61,70 @@ export async function readHeader(ms: MemberStream): Promise<HeaderResult> {
         });
       return { kind: "zero" };
     }
-    let h;
-    try {
-      h = decodeHeader(block);
-    } catch (e) {
-      if (e instanceof ApkError)
-        throw new ApkError(e.code, `${ms.subject}: ${e.message}`, { subject: ms.subject, cause: e });
-      throw e;
-    }
-    if (h.typeflag === "x" || h.typeflag === "g" || h.typeflag === "L" || h.typeflag === "K") {
+    const h = decodeHeaderOf(block, ms.subject);
+    if (isExtended(h.typeflag)) {
       if (await readExtendedHeader(ms, h, pax)) havePax = true;
       continue;
     }
-    return { kind: "entry", entry: toParsedEntry(ms, h, pax) };
+    return { kind: "entry", entry: toParsedEntry(ms.subject, ms.member, h, pax) };
+  }
+}
+
+/** decodeHeader, its errors naming the archive. */
+function decodeHeaderOf(block: Uint8Array, subject: string): RawHeader {
+  try {
+    return decodeHeader(block);
+  } catch (e) {
+    if (e instanceof ApkError) throw new ApkError(e.code, `${subject}: ${e.message}`, { subject, cause: e });
+    throw e;
+  }
+}
+
+function isExtended(typeflag: string): boolean {
+  return typeflag === "x" || typeflag === "g" || typeflag === "L" || typeflag === "K";
+}
+
+const NO_PAX: Map<string, Buffer> = new Map();
+
+/** Where an entry found whole in a buffer lies in it. */
+export interface BufferedEntry {
+  entry: ParsedEntry;
+  /** Offset of its content. */
+  body: number;
+  /** Offset just past its content's padding. */
+  end: number;
+}
+
+/**
+ * The entry at the start of `b` (inflated bytes of one member) when all its
+ * blocks lie in `b`: its headers and, for entries with content, the content
+ * and its padding. Parsed and checked as readHeader does. Undefined, with
+ * nothing consumed, when part of it lies beyond `b`, and for what only
+ * readHeader handles (end-of-archive blocks, more than one extended header,
+ * global headers and GNU long names, oversized PAX headers): the caller then
+ * reads it with readHeader. The common entry of a package costs no await.
+ */
+export function bufferedEntry(b: Uint8Array, subject: string, member: number): BufferedEntry | undefined {
+  let at = 0;
+  let pax = NO_PAX;
+  for (;;) {
+    if (b.length - at < BLOCK) return undefined;
+    const block = b.subarray(at, at + BLOCK);
+    if (block[0] === 0 && isZeroBlock(block)) return undefined;
+    const h = decodeHeaderOf(block, subject);
+    if (isExtended(h.typeflag)) {
+      if (pax !== NO_PAX || h.typeflag !== "x" || h.size > MAX_PAX_SIZE) return undefined;
+      const end = at + BLOCK + h.size + padding(h.size);
+      if (end > b.length) return undefined;
+      pax = parsePax(b.subarray(at + BLOCK, at + BLOCK + h.size), subject);
+      at = end;
+      continue;
+    }
+    const entry = toParsedEntry(subject, member, h, pax === NO_PAX ? new Map() : pax);
+    const body = at + BLOCK;
+    const end = body + entry.size + padding(entry.size);
+    if (end > b.length) return undefined;
+    return { entry, body, end };
   }
 }
 
@@ -98,26 +149,26 @@ async function readExtendedHeader(ms: MemberStream, h: RawHeader, pax: Map<strin
 }
 
 /** The entry a non-extended header describes, with the PAX records before it applied. */
-function toParsedEntry(ms: MemberStream, h: RawHeader, pax: Map<string, Buffer>): ParsedEntry {
+function toParsedEntry(subject: string, member: number, h: RawHeader, pax: Map<string, Buffer>): ParsedEntry {
   const type = entryTypeOf(h.typeflag);
   if (!type)
     throw new ApkError(
       "BAD_ARCHIVE",
-      `${ms.subject}: unsupported tar entry type ${JSON.stringify(h.typeflag)} for ${JSON.stringify(h.name)}`,
-      { subject: ms.subject },
+      `${subject}: unsupported tar entry type ${JSON.stringify(h.typeflag)} for ${JSON.stringify(h.name)}`,
+      { subject: subject },
     );
   let rawPath = h.prefix ? `${h.prefix}/${h.name}` : h.name;
   let linkTarget = h.linkname;
   let size = h.size;
   const pPath = pax.get("path");
-  if (pPath) rawPath = decodeUtf8(pPath, "PAX path", ms.subject);
+  if (pPath) rawPath = decodeUtf8(pPath, "PAX path", subject);
   const pLink = pax.get("linkpath");
-  if (pLink) linkTarget = decodeUtf8(pLink, "PAX linkpath", ms.subject);
+  if (pLink) linkTarget = decodeUtf8(pLink, "PAX linkpath", subject);
   const pSize = pax.get("size");
   if (pSize) {
     const s = pSize.toString("ascii");
     if (!/^\d+$/.test(s))
-      throw new ApkError("BAD_ARCHIVE", `${ms.subject}: bad PAX size ${JSON.stringify(s)}`, { subject: ms.subject });
+      throw new ApkError("BAD_ARCHIVE", `${subject}: bad PAX size ${JSON.stringify(s)}`, { subject: subject });
     size = Number(s);
   }
   if (type !== "file") size = type === "hardlink" || type === "symlink" || type === "dir" ? 0 : size;
@@ -136,7 +187,7 @@ function toParsedEntry(ms: MemberStream, h: RawHeader, pax: Map<string, Buffer>)
     devMajor: h.devMajor,
     devMinor: h.devMinor,
     pax,
-    member: ms.member,
+    member,
   };
 }
 
