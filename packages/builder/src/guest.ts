@@ -132,6 +132,8 @@ async function assembleOnce(
   const fetched = await fetchPackages(toRead, {
     keyring: new Keyring(),
     cacheDir: spec.cacheDir,
+    // Each is installed below, which reads and checks every entry.
+    packageCheck: "hashes",
     ...(spec.fetcher ? { fetcher: spec.fetcher } : {}),
   });
   for (const f of fetched) await touch(f); // last use, for the cache's LRU eviction

@@ -328,6 +328,8 @@ export async function buildImage(cfg: ImageConfig, ctx: ImageContext, opts: Buil
         fetcher,
         ...(ctx.cacheDir ? { cacheDir: ctx.cacheDir } : {}),
         concurrency: 4,
+        // Installing reads and checks every entry next.
+        packageCheck: "hashes",
       });
       for (const [i, p] of resolution.packages.entries()) {
         log(`${arch}: install ${p.record.name}-${p.record.version}`);
@@ -414,8 +416,8 @@ interface PlannedLayer {
  * images share layers; everything else, and what kiln generated, goes last.
  */
 export function planLayers(root: ImageRoot, pkgs: RepoPackage[], budget: number, mtime: number): PlannedLayer[] {
-  const all = root.sorted();
   if (budget <= 1) return [{ comment: "all packages", source: () => root.tar({ mtime }) }];
+  const all = root.sorted();
   const originOf = new Map(pkgs.map((p) => [p.record.name, p.record.origin ?? p.record.name]));
   const size = new Map<string, number>();
   for (const n of all) {

@@ -3,7 +3,8 @@
 // packed into batches of BATCH bytes, so 100,000 tiny files make a few
 // hundred chunks downstream instead of 300,000.
 
-import { encodeHeader, type TarHeader } from "@kiln/apk";
+import { posix } from "node:path";
+import { encodeHeader, encodeHeaderInto, type TarHeader } from "@kiln/apk";
 import type { StoredBlob } from "./spool.js";
 
 /** Output chunk size for headers and small contents. */
@@ -71,6 +72,21 @@ class Batcher {
     this.n += b.length;
   }
 
+  /** The header blocks of `h`, encoded straight into the batch. */
+  header(h: TarHeader): void {
+    let n = encodeHeaderInto(h, this.buf, this.n);
+    if (n < 0) {
+      this.flush();
+      n = encodeHeaderInto(h, this.buf, 0);
+      // Longer than a batch (PAX records of large xattrs): a buffer of its own.
+      if (n < 0) {
+        this.out.push(encodeHeader(h));
+        return;
+      }
+    }
+    this.n += n;
+  }
+
   zeros(count: number): void {
     if (count > BATCH - this.n) this.flush();
     this.buf.fill(0, this.n, this.n + count);
@@ -84,6 +100,8 @@ export interface TarOptions {
   checkPath: (path: string) => void;
   /** A file node's content. */
   content: (blob: StoredBlob) => AsyncIterable<Uint8Array>;
+  /** A file node's content when it is at hand (in memory), without waiting; else undefined. */
+  contentSync?: (blob: StoredBlob) => Uint8Array | undefined;
 }
 
 function headerOf(n: TarNode, mtime: number): TarHeader {
@@ -115,22 +133,30 @@ export async function* nodesTar(nodes: TarNode[], opts: TarOptions): AsyncGenera
     if (n.type === "file" && n.linkGroup !== undefined) {
       const first = firstOfGroup.get(n.linkGroup);
       if (first !== undefined) {
-        b.put(encodeHeader({ ...h, type: "hardlink", linkTarget: first }));
+        h.type = "hardlink";
+        h.linkTarget = first;
+        b.header(h);
         continue;
       }
       firstOfGroup.set(n.linkGroup, n.path);
     }
     if (n.type !== "file") {
-      b.put(encodeHeader(h));
+      b.header(h);
       continue;
     }
     h.size = n.blob!.size;
-    b.put(encodeHeader(h));
+    b.header(h);
+    const whole = opts.contentSync?.(n.blob!);
     let got = 0;
-    for await (const c of opts.content(n.blob!)) {
-      got += c.length;
-      b.put(c);
-      if (b.out.length) yield* b.out.splice(0);
+    if (whole) {
+      got = whole.length;
+      b.put(whole);
+    } else {
+      for await (const c of opts.content(n.blob!)) {
+        got += c.length;
+        b.put(c);
+        if (b.out.length) yield* b.out.splice(0);
+      }
     }
     if (got !== h.size) throw new Error(`/${n.path}: its stored content has ${got} bytes, ${h.size} expected`);
     const pad = (512 - (h.size % 512)) % 512;
@@ -140,4 +166,59 @@ export async function* nodesTar(nodes: TarNode[], opts: TarOptions): AsyncGenera
   b.zeros(1024);
   b.flush();
   yield* b.out.splice(0);
+}
+
+/** `chosen` (sorted) with every parent directory of each that `get` has, sorted. */
+export function withParents<T extends TarNode>(chosen: T[], get: (path: string) => T | undefined): T[] {
+  const set = new Map(chosen.map((n) => [n.path, n]));
+  for (const n of chosen) {
+    for (let p = posix.dirname(n.path); p !== "." && p !== ""; p = posix.dirname(p)) {
+      if (set.has(p)) break;
+      const d = get(p);
+      if (d) set.set(p, d);
+    }
+  }
+  // Already in order when nothing was added (sorting sorted input is one linear pass).
+  return [...set.values()].sort((a, b) => comparePaths(a.path, b.path));
+}
+
+/**
+ * A path check for sorted paths: they come directory by directory, so each
+ * directory is checked whole (`checkWhole`) once in a row and the entries in
+ * it by their names (`checkName`); a refused name is checked whole again, for
+ * the error naming the whole path.
+ */
+export function sortedPathCheck(
+  checkWhole: (path: string) => void,
+  checkName: (name: string) => void,
+): (path: string) => void {
+  let checkedDir: string | undefined;
+  return (path) => {
+    const slash = path.lastIndexOf("/");
+    const dir = slash < 0 ? undefined : path.slice(0, slash);
+    if (dir === undefined || dir !== checkedDir) {
+      checkWhole(path);
+      checkedDir = dir;
+      return;
+    }
+    try {
+      checkName(path.slice(slash + 1));
+    } catch {
+      checkWhole(path);
+    }
+  };
+}
+
+/** apk's lib/apk/db/scripts.tar: the install scripts by name, sorted. */
+export function scriptsTar(scripts: Array<{ name: string; body: Buffer }>): Buffer {
+  const parts: Uint8Array[] = [];
+  for (const s of [...scripts].sort((a, b) => (a.name < b.name ? -1 : 1))) {
+    parts.push(
+      encodeHeader({ path: s.name, type: "file", mode: 0o755, uid: 0, gid: 0, size: s.body.length, mtime: 0 }),
+      s.body,
+      new Uint8Array((512 - (s.body.length % 512)) % 512),
+    );
+  }
+  parts.push(new Uint8Array(1024));
+  return Buffer.concat(parts);
 }

@@ -4,7 +4,7 @@
 // are installed as a package's would be.
 
 import { assertPathComponent, UnsafePathError } from "@kiln/core";
-import { normalizeEntryPath, type DataEntry, type IndexRecord } from "@kiln/apk";
+import { normalizeEntryPath, type DataEntry, type IndexRecord, type InstalledDir } from "@kiln/apk";
 import { InstallError } from "./root.js";
 
 /** One data entry of a package as a manifest keeps it: everything but the content, which is named by SHA-1 (and SHA-256). */
@@ -107,4 +107,20 @@ export interface InstallHead {
   replacesPriority?: number;
   triggers: string[];
   scripts: Array<{ name: string; body: Buffer }>;
+}
+
+/** The directories of one package's entry in apk's database, in the order first named, with their files. */
+export function dbDirs(): { dirs: InstalledDir[]; dir: (path: string) => InstalledDir } {
+  const dirs: InstalledDir[] = [];
+  const index = new Map<string, InstalledDir>();
+  const dir = (path: string) => {
+    let d = index.get(path);
+    if (!d) {
+      d = { path, files: [], extra: [] };
+      index.set(path, d);
+      dirs.push(d);
+    }
+    return d;
+  };
+  return { dirs, dir };
 }

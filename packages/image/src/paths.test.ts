@@ -86,6 +86,17 @@ describe("outputs: a directory and a layer", () => {
     });
   }
 
+  it("tar refuses a bad name right after a good one in the same directory, naming the whole path", async () => {
+    // Sorted, "usr/bin/-" comes just before "usr/bin/..": the second is checked by its name alone.
+    const root = new ImageRoot(join(dir, "spool-sibling"));
+    await root.installPackage(good.file, good.rp);
+    root.nodes.set("usr/bin/-", { path: "usr/bin/-", type: "symlink", mode: 0o777, uid: 0, gid: 0, linkTarget: "x" });
+    root.nodes.set("usr/bin/..", { path: "usr/bin/..", type: "symlink", mode: 0o777, uid: 0, gid: 0, linkTarget: "/" });
+    const err = await drain(root.tar({ mtime: 0 })).catch((e: unknown) => e);
+    expect(isKilnError(err, "INVALID_PATH"), String(err)).toBe(true);
+    expect((err as Error).message).toContain(`refusing to write "usr/bin/.."`);
+  });
+
   it("a clean tree still materializes and tars", async () => {
     const root = new ImageRoot(join(dir, "spool-clean"));
     await root.installPackage(good.file, good.rp);

@@ -14,7 +14,6 @@ import { writeFile } from "node:fs/promises";
 import { posix } from "node:path";
 import {
   ApkError,
-  encodeHeader,
   formatInstalledDb,
   formatRepositories,
   formatWorld,
@@ -28,9 +27,11 @@ import {
 import type { RepoPackage } from "@kiln/repo";
 import { formatSize, packageAllowance, ROOT_CAP_ENV, rootCapFromEnv } from "./budget.js";
 import { BlobSpool, type Allowance, type StoredBlob } from "./spool.js";
-import { comparePaths, nodesTar } from "./layer-tar.js";
+import { comparePaths, nodesTar, scriptsTar, sortedPathCheck, withParents } from "./layer-tar.js";
+import { createBusyboxLinks } from "./busybox-links.js";
 import {
   checkedLabel,
+  dbDirs,
   manifestEntry,
   replayEntry,
   SCRIPT_RE,
@@ -96,7 +97,8 @@ interface Owner {
   replaces: Set<string>;
 }
 
-type InstallOne = (e: DataEntry, known?: StoredBlob) => Promise<void>;
+/** Install one entry: synchronously when nothing needs waiting for, else the promise to await. */
+type InstallOne = (e: DataEntry, known?: StoredBlob) => Promise<void> | void;
 
 export class ImageRoot {
   readonly nodes = new Map<string, TreeNode>();
@@ -105,6 +107,8 @@ export class ImageRoot {
   private readonly triggers: string[] = [];
   private readonly owners = new Map<string, Owner>();
   private nextLinkGroup = 1;
+  /** The last entry directory resolved during an install (see resolveParent). */
+  private lastParent: { pkgParent: string; canon: string } | undefined;
   /** Cap on regular-file bytes written into the root. */
   readonly maxBytes: number;
   private readonly raiseHint: string;
@@ -236,6 +240,26 @@ export class ImageRoot {
     return stored;
   }
 
+  /**
+   * spool() for a small content at hand, kept in memory without waiting; the
+   * same caps are charged. Undefined when it must go to disk: spool() it then.
+   */
+  private spoolSync(
+    bytes: Uint8Array,
+    expectSha1: string | undefined,
+    what: string,
+    allowances: Allowance[],
+  ): StoredBlob | undefined {
+    const size = bytes.length;
+    if (size > this.maxBytes - this.written) throw this.tooLarge(what);
+    for (const a of allowances) if (size > a.left) throw a.refuse();
+    const stored = this.blobs.storeSync(bytes, expectSha1);
+    if (!stored) return undefined;
+    this.written += size;
+    for (const a of allowances) a.left -= size;
+    return stored;
+  }
+
   /** A file node's whole content. */
   readBlob(blob: StoredBlob): Promise<Buffer> {
     return this.blobs.read(blob);
@@ -299,7 +323,7 @@ export class ImageRoot {
   ): Promise<PackageManifest | undefined> {
     const rec = pkg.record;
     const label = checkedLabel(rec);
-    const reader = await openPackage(createReadStream(file), { subject: file });
+    const reader = await openPackage(createReadStream(file, { highWaterMark: 256 * 1024 }), { subject: file });
     try {
       if (rec.checksum && reader.head.checksum !== rec.checksum) {
         throw new InstallError(
@@ -321,9 +345,12 @@ export class ImageRoot {
       if (info.replacesPriority !== undefined) head.replacesPriority = info.replacesPriority;
       const entries: ManifestEntry[] = [];
       await this.installWith(rec, label, head, async (install) => {
-        for await (const e of reader.entries()) {
-          await install(e);
-          if (opts.manifest) entries.push(manifestEntry(e));
+        for await (const batch of reader.entryBatches()) {
+          for (const e of batch) {
+            const pending = install(e);
+            if (pending) await pending;
+            if (opts.manifest) entries.push(manifestEntry(e));
+          }
         }
       });
       if (!opts.manifest) return undefined;
@@ -400,18 +427,9 @@ export class ImageRoot {
       replaces: new Set(head.replaces.map((r) => r.replace(/[<>=~].*$/, ""))),
     };
     this.owners.set(rec.name, owner);
-    const dirs: InstalledDir[] = [];
-    const dirIndex = new Map<string, InstalledDir>();
-    const dbDir = (p: string) => {
-      let d = dirIndex.get(p);
-      if (!d) {
-        d = { path: p, files: [], extra: [] };
-        dirIndex.set(p, d);
-        dirs.push(d);
-      }
-      return d;
-    };
+    const { dirs, dir: dbDir } = dbDirs();
     const pkgPathToCanon = new Map<string, string>();
+    this.lastParent = undefined;
     await each((e, known) => this.installEntry(e, owner, label, pkgPathToCanon, dbDir, budget, known));
     const record: IndexRecord = { ...rec, replaces: head.replaces, unknownFields: [...rec.unknownFields] };
     delete record.fieldOrder;
@@ -446,7 +464,7 @@ export class ImageRoot {
     ];
   }
 
-  private async installEntry(
+  private installEntry(
     e: DataEntry,
     owner: Owner,
     label: string,
@@ -454,19 +472,12 @@ export class ImageRoot {
     dbDir: (p: string) => InstalledDir,
     budget: Allowance[],
     known?: StoredBlob,
-  ): Promise<void> {
+  ): Promise<void> | void {
     if (e.type === "dir") return this.installDir(e, owner, label, pkgPathToCanon, dbDir);
     const slash = e.path.lastIndexOf("/");
     const pkgParent = slash < 0 ? "" : e.path.slice(0, slash);
     const base = slash < 0 ? e.path : e.path.slice(slash + 1);
-    const parent = this.resolve(pkgParent, true);
-    const pnode = this.nodes.get(parent);
-    if (!pnode || pnode.type !== "dir") {
-      throw new InstallError(
-        `${label}: ${e.path}: parent ${pkgParent || "/"} resolves to ${parent ? `/${parent}` : "/"}, which is ${pnode ? `a ${pnode.type}` : "missing"}`,
-        "INVALID_PATH",
-      );
-    }
+    const parent = this.resolveParent(pkgParent, label, e.path);
     const canon = parent ? `${parent}/${base}` : base;
     const node: TreeNode = {
       path: canon,
@@ -476,15 +487,63 @@ export class ImageRoot {
       gid: e.gid,
       owner: owner.name,
     };
-    if (Object.keys(e.xattrs).length) node.xattrs = e.xattrs;
-    const zsum = await this.fillNode(e, node, label, pkgPathToCanon, budget, known);
+    for (const _ in e.xattrs) {
+      node.xattrs = e.xattrs;
+      break;
+    }
+    const place = (blob?: StoredBlob) =>
+      this.placeEntry(e, node, owner, label, pkgPathToCanon, dbDir, pkgParent, base, blob);
+    if (e.type !== "file" || known) return place(known);
+    // A small content at hand is kept without waiting; the rest is spooled.
+    // The package reader checks the content against e.sha1 (APK-TOOLS.checksum.SHA1).
+    const now = e.data ? this.spoolSync(e.data, e.sha1, label, budget) : undefined;
+    if (now) return place(now);
+    return this.spool(e.data ?? e.content(), e.sha1, label, budget, true).then(place);
+  }
+
+  /** The canonical directory a package's entry directory resolves to, refused unless it is a directory. */
+  private resolveParent(pkgParent: string, label: string, path: string): string {
+    // Consecutive entries share their directory: its resolution is kept until a node is replaced.
+    const last = this.lastParent;
+    if (last && last.pkgParent === pkgParent) return last.canon;
+    const parent = this.resolve(pkgParent, true);
+    const pnode = this.nodes.get(parent);
+    if (!pnode || pnode.type !== "dir") {
+      throw new InstallError(
+        `${label}: ${path}: parent ${pkgParent || "/"} resolves to ${parent ? `/${parent}` : "/"}, which is ${pnode ? `a ${pnode.type}` : "missing"}`,
+        "INVALID_PATH",
+      );
+    }
+    this.lastParent = { pkgParent, canon: parent };
+    return parent;
+  }
+
+  /** A non-directory entry's node, its content stored, put in the tree (unless the existing one stays) and in apk's database. */
+  private placeEntry(
+    e: DataEntry,
+    node: TreeNode,
+    owner: Owner,
+    label: string,
+    pkgPathToCanon: Map<string, string>,
+    dbDir: (p: string) => InstalledDir,
+    pkgParent: string,
+    base: string,
+    blob: StoredBlob | undefined,
+  ): void {
+    const canon = node.path;
+    const zsum = this.fillNode(e, node, label, pkgPathToCanon, blob);
     const existing = this.nodes.get(canon);
-    if (existing && this.keepExisting(e, node, existing, owner, label)) {
-      pkgPathToCanon.set(e.path, canon);
-      return;
+    if (existing) {
+      // A replaced node may change how later paths resolve.
+      this.lastParent = undefined;
+      if (this.keepExisting(e, node, existing, owner, label)) {
+        if (e.type === "file") pkgPathToCanon.set(e.path, canon);
+        return;
+      }
     }
     this.nodes.set(canon, node);
-    pkgPathToCanon.set(e.path, canon);
+    // Where this package's regular files are, for its hard links.
+    if (e.type === "file") pkgPathToCanon.set(e.path, canon);
     const f: InstalledDir["files"][number] = { name: base, extra: [] };
     if (node.mode !== 0o644) f.mode = node.mode;
     if (node.uid) f.uid = node.uid;
@@ -522,19 +581,17 @@ export class ImageRoot {
     if (e.gid) d.gid = e.gid;
   }
 
-  /** NODE's content from a non-directory entry (spooled file, link target, device numbers); returns its Z: checksum. */
-  private async fillNode(
+  /** NODE's content from a non-directory entry (a file's stored `blob`, link target, device numbers); returns its Z: checksum. */
+  private fillNode(
     e: DataEntry,
     node: TreeNode,
     label: string,
     pkgPathToCanon: Map<string, string>,
-    budget: Allowance[],
-    known?: StoredBlob,
-  ): Promise<string | undefined> {
+    blob: StoredBlob | undefined,
+  ): string | undefined {
     if (e.type === "file") {
-      // The package reader checks the content against e.sha1 (APK-TOOLS.checksum.SHA1) as it ends.
-      node.blob = known ?? (await this.spool(e.content(), e.sha1, label, budget, true));
-      return "Q1" + Buffer.from(node.blob.sha1, "hex").toString("base64");
+      node.blob = blob!;
+      return "Q1" + Buffer.from(blob!.sha1, "hex").toString("base64");
     }
     if (e.type === "symlink") {
       node.linkTarget = e.linkTarget!;
@@ -587,35 +644,9 @@ export class ImageRoot {
     return verdict === "keep";
   }
 
-  /**
-   * Busybox's applet links, as apko makes them: busybox packages list their
-   * applets in /etc/busybox-paths.d/*; each listed path that nothing installed
-   * gets a symlink to the busybox binary. Real files always win, and no
-   * package owns the links, so tools like binutils' ar never conflict.
-   */
-  async createBusyboxLinks(): Promise<number> {
-    const bin = ["usr/bin/busybox", "bin/busybox"]
-      .map((p) => this.resolve(p, true))
-      .find((p) => this.nodes.get(p)?.type === "file");
-    if (!bin) return 0;
-    const dir = this.resolve("etc/busybox-paths.d", true);
-    let made = 0;
-    for (const n of this.sorted((x) => x.type === "file" && x.path.startsWith(dir + "/"))) {
-      const text = (await this.readBlob(n.blob!)).toString("utf8");
-      for (const line of text.split("\n")) {
-        const p = line.trim().replace(/^\/+/, "");
-        if (!p || p.startsWith("#") || p.split("/").includes("..")) continue;
-        const slash = p.lastIndexOf("/");
-        const parent = this.resolve(slash < 0 ? "" : p.slice(0, slash), true);
-        const pnode = this.nodes.get(parent);
-        if (!pnode || pnode.type !== "dir") continue;
-        const canon = (parent ? `${parent}/` : "") + p.slice(slash + 1);
-        if (this.nodes.has(canon) || canon === bin) continue;
-        this.nodes.set(canon, { path: canon, type: "symlink", mode: 0o777, uid: 0, gid: 0, linkTarget: "/" + bin });
-        made++;
-      }
-    }
-    return made;
+  /** Busybox's applet links (busybox-links.ts); how many were made. */
+  createBusyboxLinks(): Promise<number> {
+    return createBusyboxLinks(this);
   }
 
   /** Write apk's state so `apk` works in the image later. */
@@ -654,21 +685,14 @@ export class ImageRoot {
 
   /** A tar stream of the given nodes (all by default) with every parent directory included. */
   tar(opts: { mtime: number; nodes?: TreeNode[] }): AsyncGenerator<Uint8Array> {
-    const chosen = opts.nodes ?? this.sorted();
-    const set = new Map(chosen.map((n) => [n.path, n]));
-    for (const n of chosen) {
-      for (let p = posix.dirname(n.path); p !== "." && p !== ""; p = posix.dirname(p)) {
-        if (set.has(p)) break;
-        const d = this.nodes.get(p);
-        if (d) set.set(p, d);
-      }
-    }
-    // Already in order when nothing was added (sorting sorted input is one linear pass).
-    const all = [...set.values()].sort((a, b) => comparePaths(a.path, b.path));
+    // Every node has its parents in the tree: all of them need none added.
+    const all = opts.nodes ? withParents(opts.nodes, (p) => this.nodes.get(p)) : this.sorted();
+    const checkPath = sortedPathCheck(assertTreePath, (name) => assertPathComponent(name, "path segment"));
     return nodesTar(all, {
       mtime: opts.mtime,
-      checkPath: assertTreePath,
+      checkPath,
       content: (blob) => this.blobStream(blob),
+      contentSync: (blob) => this.blobs.inMemory(blob),
     });
   }
 
@@ -686,19 +710,6 @@ export class ImageRoot {
     }
     return s;
   }
-}
-
-function scriptsTar(scripts: Array<{ name: string; body: Buffer }>): Buffer {
-  const parts: Uint8Array[] = [];
-  for (const s of [...scripts].sort((a, b) => (a.name < b.name ? -1 : 1))) {
-    parts.push(
-      encodeHeader({ path: s.name, type: "file", mode: 0o755, uid: 0, gid: 0, size: s.body.length, mtime: 0 }),
-      s.body,
-      new Uint8Array((512 - (s.body.length % 512)) % 512),
-    );
-  }
-  parts.push(new Uint8Array(1024));
-  return Buffer.concat(parts);
 }
 
 /** Replace the directory `dir` with the one `write` fills (@kiln/core's replaceDirAtomic). */

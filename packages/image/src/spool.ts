@@ -21,6 +21,8 @@ export interface Allowance {
 export interface StoredBlob {
   sha1: string;
   size: number;
+  /** The content, when the spool that made this holds it in memory (what inMemory() returns without a lookup). */
+  held?: Buffer;
 }
 
 export interface BlobSpoolOptions {
@@ -143,6 +145,26 @@ export class BlobSpool {
     }
   }
 
+  /**
+   * Keep a small content at hand in memory without waiting: its blob, or
+   * undefined when it is over the small-file size or memory is full (then
+   * store() it). `sha1`, when given, is its checksum as the caller checked it.
+   * Allowances are the caller's.
+   */
+  storeSync(bytes: Uint8Array, sha1?: string): StoredBlob | undefined {
+    if (bytes.length > this.smallFile) return undefined;
+    const id = sha1 !== undefined && SHA1_RE.test(sha1) ? sha1 : hash("sha1", bytes, "hex");
+    let held = this.memory.get(id);
+    if (!held) {
+      if (this.memoryUsed + bytes.length > this.memoryBytes) return undefined;
+      // Copied: `bytes` is a view of a much larger buffer.
+      held = Buffer.from(bytes);
+      this.memory.set(id, held);
+      this.memoryUsed += bytes.length;
+    }
+    return { sha1: id, size: bytes.length, held };
+  }
+
   /** Record that `blob` is the content of the host file `path` (kept by the caller, never written here). */
   addExternal(blob: StoredBlob, path: string): void {
     if (!SHA1_RE.test(blob.sha1)) throw new RangeError(`spool: ${JSON.stringify(blob.sha1)} is not a SHA-1`);
@@ -157,6 +179,11 @@ export class BlobSpool {
   /** The whole content. */
   async read(blob: StoredBlob): Promise<Buffer> {
     return this.memory.get(blob.sha1) ?? readFile(this.fileOf(blob.sha1));
+  }
+
+  /** The content when it is held in memory, else undefined. */
+  inMemory(blob: StoredBlob): Buffer | undefined {
+    return blob.held ?? this.memory.get(blob.sha1);
   }
 
   /** The content as a stream of chunks (one chunk when it is in memory). */

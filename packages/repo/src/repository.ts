@@ -39,6 +39,14 @@ export interface RepoContext {
   /** Parallel downloads. */
   concurrency?: number;
   onProgress?: (event: { kind: "index" | "package"; url: string; cached: boolean }) => void;
+  /**
+   * How a downloaded package is checked before it is cached: "full" (the
+   * default) reads every entry, as kiln repo check wants; "hashes" checks
+   * its size (S:), identity (C:) and datahash over the compressed bytes
+   * without inflating them, for callers that read every entry next anyway
+   * (an image build installs it, with every check of the reader).
+   */
+  packageCheck?: "full" | "hashes";
 }
 
 /** Parse `@tag URL` / `URL` lines as apk's /etc/apk/repositories and apko's contents.repositories. */
@@ -187,7 +195,11 @@ function cachePath(dir: string, pkg: RepoPackage): string {
 }
 
 /** Check a package file against its index record: size (S:), C: identity and datahash. */
-export async function checkPackageAgainstIndex(path: string, pkg: RepoPackage): Promise<void> {
+export async function checkPackageAgainstIndex(
+  path: string,
+  pkg: RepoPackage,
+  how: "full" | "hashes" = "full",
+): Promise<void> {
   const { record } = pkg;
   const size = (await stat(path)).size;
   if (record.fileSize !== undefined && size !== record.fileSize) {
@@ -213,7 +225,15 @@ export async function checkPackageAgainstIndex(path: string, pkg: RepoPackage): 
         "MISMATCH",
       );
     }
-    await reader.drain();
+    const dataHash = reader.head.info.dataHash;
+    if (how === "hashes" && dataHash !== undefined) {
+      // apk's datahash: SHA-256 of every byte after the control member.
+      const start = (reader.head.signatureMember?.length ?? 0) + reader.head.controlMember.length;
+      const h = createHash("sha256");
+      for await (const c of createReadStream(path, { start, highWaterMark: 1024 * 1024 })) h.update(c as Buffer);
+      if (h.digest("hex") !== dataHash.toLowerCase())
+        throw new RepositoryError(`${pkg.url}: data does not match datahash in .PKGINFO`, "MISMATCH");
+    } else await reader.drain();
   } catch (e) {
     if (e instanceof ApkError) throw new RepositoryError(`${pkg.url}: ${e.message}`, "MISMATCH", { cause: e });
     throw e;
@@ -258,7 +278,7 @@ export async function fetchPackage(pkg: RepoPackage, ctx: RepoContext): Promise<
       pkg.record.fileSize === undefined ? r.body : capped(r.body, pkg.record.fileSize, pkg.url),
       createWriteStream(tmp),
     );
-    await checkPackageAgainstIndex(tmp, pkg);
+    await checkPackageAgainstIndex(tmp, pkg, ctx.packageCheck);
     if (!pkg.record.checksum) return tmp; // unverifiable: not cached under a content address
     await rename(tmp, final);
   } catch (e) {
