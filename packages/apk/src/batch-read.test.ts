@@ -14,7 +14,7 @@ import { generateKey, parseSigningKey, type SigningKey } from "./keys.js";
 import { emptyPackageInfo } from "./pkginfo.js";
 import { openPackage, type DataEntry } from "./package-read.js";
 import { writePackage, type EntrySpec } from "./package-write.js";
-import { decodeHeader, encodeHeader, encodeHeaderInto, type TarHeader } from "./tar.js";
+import { decodeHeader, encodeHeader, encodeHeaderInto, paxRecord, parsePax, type TarHeader } from "./tar.js";
 
 let dir: string;
 let key: SigningKey;
@@ -213,5 +213,31 @@ describe("encodeHeaderInto", () => {
       c[40] = 0x41;
       expect(() => decodeHeader(c)).toThrow(/checksum mismatch/);
     }
+  });
+
+  it("decodes a block at an offset of a larger buffer (aligned or not) as the block itself", () => {
+    for (const h of cases) {
+      const block = encodeHeader(h).subarray(-512);
+      for (const at of [512, 515]) {
+        const big = Buffer.alloc(at + 1024, 0);
+        big.set(block, at);
+        expect(decodeHeader(big, at)).toEqual(decodeHeader(Buffer.from(block)));
+      }
+    }
+  });
+});
+
+describe("parsePax over a range", () => {
+  it("reads the records between start and end only, values copied", () => {
+    const body = Buffer.concat([paxRecord("path", "a/é"), paxRecord("SCHILY.xattr.user.x", Buffer.from([0, 255]))]);
+    const big = Buffer.concat([Buffer.from("junk="), body, Buffer.from("99 more=junk\n")]);
+    const got = parsePax(big, "t", 5, 5 + body.length);
+    expect([...got.keys()]).toEqual(["path", "SCHILY.xattr.user.x"]);
+    expect(got.get("path")!.toString("utf8")).toBe("a/é");
+    expect([...got.get("SCHILY.xattr.user.x")!]).toEqual([0, 255]);
+    big.fill(0);
+    expect(got.get("path")!.toString("utf8")).toBe("a/é");
+    // A record running past the end of the range is refused.
+    expect(() => parsePax(Buffer.concat([body]), "t", 0, body.length - 1)).toThrow(/does not match its content/);
   });
 });

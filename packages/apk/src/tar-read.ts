@@ -71,9 +71,9 @@ export async function readHeader(ms: MemberStream): Promise<HeaderResult> {
 }
 
 /** decodeHeader, its errors naming the archive. */
-function decodeHeaderOf(block: Uint8Array, subject: string): RawHeader {
+function decodeHeaderOf(block: Uint8Array, subject: string, at = 0): RawHeader {
   try {
-    return decodeHeader(block);
+    return decodeHeader(block, at);
   } catch (e) {
     if (e instanceof ApkError) throw new ApkError(e.code, `${subject}: ${e.message}`, { subject, cause: e });
     throw e;
@@ -109,14 +109,13 @@ export function bufferedEntry(b: Uint8Array, subject: string, member: number): B
   let pax = NO_PAX;
   for (;;) {
     if (b.length - at < BLOCK) return undefined;
-    const block = b.subarray(at, at + BLOCK);
-    if (block[0] === 0 && isZeroBlock(block)) return undefined;
-    const h = decodeHeaderOf(block, subject);
+    if (b[at] === 0 && isZeroBlock(b.subarray(at, at + BLOCK))) return undefined;
+    const h = decodeHeaderOf(b, subject, at);
     if (isExtended(h.typeflag)) {
       if (pax !== NO_PAX || h.typeflag !== "x" || h.size > MAX_PAX_SIZE) return undefined;
       const end = at + BLOCK + h.size + padding(h.size);
       if (end > b.length) return undefined;
-      pax = parsePax(b.subarray(at + BLOCK, at + BLOCK + h.size), subject);
+      pax = parsePax(b, subject, at + BLOCK, at + BLOCK + h.size);
       at = end;
       continue;
     }

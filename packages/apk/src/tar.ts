@@ -323,11 +323,11 @@ function readOctal(b: Uint8Array, off: number, len: number, field: string): numb
 }
 
 /** Sum of the bytes of a header block, its checksum field counted as spaces. */
-function headerSum(b: Uint8Array): number {
+function headerSum(b: Uint8Array, o: number): number {
   let sum = 0;
-  if ((b.byteOffset & 3) === 0 && b.length >= BLOCK) {
+  if (((b.byteOffset + o) & 3) === 0 && b.length - o >= BLOCK) {
     // Four bytes at a time, two 16-bit lanes per accumulator (128 words of at most 255 per lane cannot carry).
-    const w = new Uint32Array(b.buffer, b.byteOffset, BLOCK / 4);
+    const w = new Uint32Array(b.buffer, b.byteOffset + o, BLOCK / 4);
     let lo = 0;
     let hi = 0;
     for (let i = 0; i < BLOCK / 4; i++) {
@@ -336,29 +336,30 @@ function headerSum(b: Uint8Array): number {
       hi += (x >>> 8) & 0x00ff00ff;
     }
     sum = (lo & 0xffff) + (lo >>> 16) + (hi & 0xffff) + (hi >>> 16);
-    for (let i = 148; i < 156; i++) sum -= b[i]!;
+    for (let i = o + 148; i < o + 156; i++) sum -= b[i]!;
   } else {
-    for (let i = 0; i < 148; i++) sum += b[i]!;
-    for (let i = 156; i < BLOCK; i++) sum += b[i]!;
+    for (let i = o; i < o + 148; i++) sum += b[i]!;
+    for (let i = o + 156; i < o + BLOCK; i++) sum += b[i]!;
   }
   return sum + 8 * 0x20;
 }
 
-export function decodeHeader(b: Uint8Array): RawHeader {
-  const sum = headerSum(b);
-  const stored = readOctal(b, 148, 8, "chksum");
+/** The header block at offset `o` of `b` (default 0: `b` is the block). */
+export function decodeHeader(b: Uint8Array, o = 0): RawHeader {
+  const sum = headerSum(b, o);
+  const stored = readOctal(b, o + 148, 8, "chksum");
   if (stored !== sum)
     throw new ApkError("BAD_ARCHIVE", `tar header checksum mismatch (stored ${stored}, computed ${sum})`);
-  const typeflag = String.fromCharCode(b[156]!);
+  const typeflag = String.fromCharCode(b[o + 156]!);
   if (typeflag === "x" || typeflag === "g" || typeflag === "L" || typeflag === "K") {
     // An extended header's own names mean nothing (apk reads only its size and body): not decoded.
     return {
       name: "",
-      mode: readOctal(b, 100, 8, "mode"),
-      uid: readOctal(b, 108, 8, "uid"),
-      gid: readOctal(b, 116, 8, "gid"),
-      size: readOctal(b, 124, 12, "size"),
-      mtime: readOctal(b, 136, 12, "mtime"),
+      mode: readOctal(b, o + 100, 8, "mode"),
+      uid: readOctal(b, o + 108, 8, "uid"),
+      gid: readOctal(b, o + 116, 8, "gid"),
+      size: readOctal(b, o + 124, 12, "size"),
+      mtime: readOctal(b, o + 136, 12, "mtime"),
       typeflag,
       linkname: "",
       uname: "",
@@ -370,21 +371,26 @@ export function decodeHeader(b: Uint8Array): RawHeader {
   }
   // POSIX "ustar\0" (and anything else starting "ustar" but GNU's "ustar ") has a prefix field.
   const posix =
-    b[257] === 0x75 && b[258] === 0x73 && b[259] === 0x74 && b[260] === 0x61 && b[261] === 0x72 && b[262] !== 0x20;
+    b[o + 257] === 0x75 &&
+    b[o + 258] === 0x73 &&
+    b[o + 259] === 0x74 &&
+    b[o + 260] === 0x61 &&
+    b[o + 261] === 0x72 &&
+    b[o + 262] !== 0x20;
   return {
-    name: readString(b, 0, 100, "name"),
-    mode: readOctal(b, 100, 8, "mode"),
-    uid: readOctal(b, 108, 8, "uid"),
-    gid: readOctal(b, 116, 8, "gid"),
-    size: readOctal(b, 124, 12, "size"),
-    mtime: readOctal(b, 136, 12, "mtime"),
+    name: readString(b, o + 0, 100, "name"),
+    mode: readOctal(b, o + 100, 8, "mode"),
+    uid: readOctal(b, o + 108, 8, "uid"),
+    gid: readOctal(b, o + 116, 8, "gid"),
+    size: readOctal(b, o + 124, 12, "size"),
+    mtime: readOctal(b, o + 136, 12, "mtime"),
     typeflag,
-    linkname: readString(b, 157, 100, "linkname"),
-    uname: readString(b, 265, 32, "uname"),
-    gname: readString(b, 297, 32, "gname"),
-    devMajor: readOctal(b, 329, 8, "devmajor"),
-    devMinor: readOctal(b, 337, 8, "devminor"),
-    prefix: posix ? readString(b, 345, 155, "prefix") : "",
+    linkname: readString(b, o + 157, 100, "linkname"),
+    uname: readString(b, o + 265, 32, "uname"),
+    gname: readString(b, o + 297, 32, "gname"),
+    devMajor: readOctal(b, o + 329, 8, "devmajor"),
+    devMinor: readOctal(b, o + 337, 8, "devminor"),
+    prefix: posix ? readString(b, o + 345, 155, "prefix") : "",
   };
 }
 
@@ -392,21 +398,25 @@ export function entryTypeOf(typeflag: string): EntryType | undefined {
   return FROM_TYPEFLAG[typeflag];
 }
 
-/** A PAX record's key: ASCII read as it is, anything else only as valid UTF-8. */
-function paxKey(rec: Buffer, eq: number, subject: string): string {
-  for (let i = 0; i < eq; i++) if (rec[i]! >= 0x80) return decodeUtf8(rec.subarray(0, eq), "PAX record key", subject);
-  return rec.toString("latin1", 0, eq);
+/** A PAX record's key, bytes `start..end` of `buf`: ASCII read as it is, anything else only as valid UTF-8. */
+function paxKey(buf: Buffer, start: number, end: number, subject: string): string {
+  for (let i = start; i < end; i++)
+    if (buf[i]! >= 0x80) return decodeUtf8(buf.subarray(start, end), "PAX record key", subject);
+  return buf.toString("latin1", start, end);
 }
 
-/** Parse a PAX extended header body into records; values stay raw bytes (xattrs are binary). */
-export function parsePax(body: Uint8Array, subject: string): Map<string, Buffer> {
+/**
+ * Parse a PAX extended header body (bytes `start..end` of `body`, all of it
+ * by default) into records; values stay raw bytes (xattrs are binary), copied.
+ */
+export function parsePax(body: Uint8Array, subject: string, start = 0, end = body.length): Map<string, Buffer> {
   const out = new Map<string, Buffer>();
-  let pos = 0;
-  const buf = Buffer.from(body.buffer, body.byteOffset, body.byteLength);
-  while (pos < buf.length) {
+  const buf = Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+  let pos = start;
+  while (pos < end) {
     if (buf[pos] === 0) break; // trailing NUL padding
     const sp = buf.indexOf(0x20, pos);
-    if (sp < 0 || sp - pos > 20)
+    if (sp < 0 || sp >= end || sp - pos > 20)
       throw new ApkError("BAD_ARCHIVE", `${subject}: malformed PAX record length`, { subject });
     // Digits only, read in place (a string per record costs more than the rest of the parse).
     let len = 0;
@@ -422,13 +432,15 @@ export function parsePax(body: Uint8Array, subject: string): Map<string, Buffer>
         subject,
       });
     }
-    if (len <= sp - pos + 1 || pos + len > buf.length || buf[pos + len - 1] !== 0x0a) {
+    if (len <= sp - pos + 1 || pos + len > end || buf[pos + len - 1] !== 0x0a) {
       throw new ApkError("BAD_ARCHIVE", `${subject}: PAX record length ${len} does not match its content`, { subject });
     }
-    const rec = buf.subarray(sp + 1, pos + len - 1);
-    const eq = rec.indexOf(0x3d);
-    if (eq < 0) throw new ApkError("BAD_ARCHIVE", `${subject}: PAX record without "="`, { subject });
-    out.set(paxKey(rec, eq, subject), Buffer.from(rec.subarray(eq + 1)));
+    const recEnd = pos + len - 1;
+    const eq = buf.indexOf(0x3d, sp + 1);
+    if (eq < 0 || eq >= recEnd) throw new ApkError("BAD_ARCHIVE", `${subject}: PAX record without "="`, { subject });
+    const value = Buffer.allocUnsafe(recEnd - eq - 1);
+    buf.copy(value, 0, eq + 1, recEnd);
+    out.set(paxKey(buf, sp + 1, eq, subject), value);
     pos += len;
   }
   return out;
