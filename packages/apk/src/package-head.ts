@@ -166,9 +166,10 @@ export async function indexRecordFromHead(path: string): Promise<IndexRecord> {
     closeSync(fd);
   }
   const { info, checksum } = head;
-  const rec: IndexRecord = { ...info, extra: [], checksum, fileSize: size, unknownFields: [] };
-  delete rec.dataHash;
-  return rec;
+  // Left out, not deleted: a deleted property turns the object into a dictionary (about twice
+  // the memory per record of an index of thousands).
+  const { dataHash: _, ...fields } = info;
+  return { ...fields, extra: [], checksum, fileSize: size, unknownFields: [] };
 }
 
 /** Index records for many package files, in input order (see indexRecordFromHead). */
