@@ -23,12 +23,20 @@ export interface GunzipOptions {
   onCompressed?: (member: number, bytes: Uint8Array) => void;
   /** Largest inflated size allowed for a member (gzip-bomb guard). */
   maxMemberSize?: (member: number) => number;
+  /**
+   * Size of the buffers zlib inflates a member into (default 64 KiB). Each
+   * buffer filled is a round trip to this thread, so a large member inflates
+   * faster into large ones; each member allocates one, so small members want small ones.
+   */
+  outputChunkSize?: (member: number) => number;
   subject?: string;
 }
 
 // Input is fed to the inflater in slices this size so one step's output stays
 // bounded (deflate's maximum ratio is about 1032:1).
 const SLICE = 16 * 1024;
+
+const DEFAULT_OUTPUT_CHUNK = 64 * 1024;
 
 const FHCRC = 2,
   FEXTRA = 4,
@@ -121,7 +129,7 @@ async function* inflateMember(
   let crc = 0;
   let limitHit = false;
   let used = 0;
-  const inflater = new RawInflater((chunk) => {
+  const inflater = new RawInflater(opts.outputChunkSize?.(member) ?? DEFAULT_OUTPUT_CHUNK, (chunk) => {
     if (limitHit) return;
     size += chunk.length;
     if (size > maxOf()) {
@@ -182,12 +190,16 @@ async function* inflateMember(
  * whether the deflate data ended there; output goes to `onData` as it comes.
  */
 class RawInflater {
-  private readonly z: InflateRaw = createInflateRaw({ chunkSize: 1024 * 1024 });
+  private readonly z: InflateRaw;
   private fed = 0;
   private failed: Error | undefined;
   private fail: ((e: Error) => void) | undefined;
 
-  constructor(private readonly onData: (chunk: Buffer) => void) {
+  constructor(
+    chunkSize: number,
+    private readonly onData: (chunk: Buffer) => void,
+  ) {
+    this.z = createInflateRaw({ chunkSize });
     this.z.on("error", (e: Error) => {
       this.failed ??= e;
       this.fail?.(e);

@@ -112,6 +112,8 @@ export interface DataSummary {
 /** Where the data member is and what has been hashed of it so far. */
 interface DataState {
   member: number;
+  /** zlib's output buffer size for the data member, from the size .PKGINFO declares. */
+  outputChunk?: number;
   hash: Hash | undefined;
   size: number;
 }
@@ -130,6 +132,8 @@ export async function openPackage(
   try {
     const { head, controlIndex } = await readHead(ms, subject, limits, raw);
     data.member = controlIndex + 1;
+    // Large data inflates faster into large buffers; a small package should not allocate one.
+    data.outputChunk = (head.info.installedSize ?? 0) > 4 * 1024 * 1024 ? 1024 * 1024 : 64 * 1024;
     data.hash = createHash("sha256");
     return dataReader(ms, subject, head.info, data, head);
   } catch (e) {
@@ -162,6 +166,7 @@ function openMemberStream(
         throw new ApkError("BAD_ARCHIVE", `${subject}: unexpected gzip member after the data member`, { subject });
       }
     },
+    outputChunkSize: (m) => (m === data.member ? (data.outputChunk ?? 64 * 1024) : 64 * 1024),
     maxMemberSize: (m) =>
       m === data.member
         ? limits.maxDataMember
