@@ -351,23 +351,16 @@ export function decodeHeader(b: Uint8Array, o = 0): RawHeader {
   if (stored !== sum)
     throw new ApkError("BAD_ARCHIVE", `tar header checksum mismatch (stored ${stored}, computed ${sum})`);
   const typeflag = String.fromCharCode(b[o + 156]!);
+  const numbers = {
+    mode: readOctal(b, o + 100, 8, "mode"),
+    uid: readOctal(b, o + 108, 8, "uid"),
+    gid: readOctal(b, o + 116, 8, "gid"),
+    size: readOctal(b, o + 124, 12, "size"),
+    mtime: readOctal(b, o + 136, 12, "mtime"),
+  };
   if (typeflag === "x" || typeflag === "g" || typeflag === "L" || typeflag === "K") {
     // An extended header's own names mean nothing (apk reads only its size and body): not decoded.
-    return {
-      name: "",
-      mode: readOctal(b, o + 100, 8, "mode"),
-      uid: readOctal(b, o + 108, 8, "uid"),
-      gid: readOctal(b, o + 116, 8, "gid"),
-      size: readOctal(b, o + 124, 12, "size"),
-      mtime: readOctal(b, o + 136, 12, "mtime"),
-      typeflag,
-      linkname: "",
-      uname: "",
-      gname: "",
-      devMajor: 0,
-      devMinor: 0,
-      prefix: "",
-    };
+    return { name: "", ...numbers, typeflag, linkname: "", uname: "", gname: "", devMajor: 0, devMinor: 0, prefix: "" };
   }
   // POSIX "ustar\0" (and anything else starting "ustar" but GNU's "ustar ") has a prefix field.
   const posix =
@@ -378,12 +371,8 @@ export function decodeHeader(b: Uint8Array, o = 0): RawHeader {
     b[o + 261] === 0x72 &&
     b[o + 262] !== 0x20;
   return {
-    name: readString(b, o + 0, 100, "name"),
-    mode: readOctal(b, o + 100, 8, "mode"),
-    uid: readOctal(b, o + 108, 8, "uid"),
-    gid: readOctal(b, o + 116, 8, "gid"),
-    size: readOctal(b, o + 124, 12, "size"),
-    mtime: readOctal(b, o + 136, 12, "mtime"),
+    name: readString(b, o, 100, "name"),
+    ...numbers,
     typeflag,
     linkname: readString(b, o + 157, 100, "linkname"),
     uname: readString(b, o + 265, 32, "uname"),
