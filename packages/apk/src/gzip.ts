@@ -28,7 +28,7 @@ export interface GunzipOptions {
    * buffer filled is a round trip to this thread, so a large member inflates
    * faster into large ones; each member allocates one, so small members want small ones.
    */
-  outputChunkSize?: (member: number) => number;
+  outputChunkSize?: (member: number) => number | undefined;
   subject?: string;
 }
 

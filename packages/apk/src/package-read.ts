@@ -83,6 +83,11 @@ export interface PackageHead {
   checksum: string;
 }
 
+/** Where the data member starts in the package file: after the signature and control members (what apk's datahash covers). */
+export function dataOffset(head: PackageHead): number {
+  return (head.signatureMember?.length ?? 0) + head.controlMember.length;
+}
+
 export function identityOf(controlMember: Uint8Array): string {
   return "Q1" + createHash("sha1").update(controlMember).digest("base64");
 }
@@ -112,7 +117,7 @@ export interface DataSummary {
 /** Where the data member is and what has been hashed of it so far. */
 interface DataState {
   member: number;
-  /** zlib's output buffer size for the data member, from the size .PKGINFO declares. */
+  /** zlib's output buffer size for the data member, from the size .PKGINFO declares (unset: gzip's default). */
   outputChunk?: number;
   hash: Hash | undefined;
   size: number;
@@ -133,7 +138,7 @@ export async function openPackage(
     const { head, controlIndex } = await readHead(ms, subject, limits, raw);
     data.member = controlIndex + 1;
     // Large data inflates faster into large buffers; a small package should not allocate one.
-    data.outputChunk = (head.info.installedSize ?? 0) > 4 * 1024 * 1024 ? 1024 * 1024 : 64 * 1024;
+    if ((head.info.installedSize ?? 0) > 4 * 1024 * 1024) data.outputChunk = 1024 * 1024;
     data.hash = createHash("sha256");
     return dataReader(ms, subject, head.info, data, head);
   } catch (e) {
@@ -166,7 +171,7 @@ function openMemberStream(
         throw new ApkError("BAD_ARCHIVE", `${subject}: unexpected gzip member after the data member`, { subject });
       }
     },
-    outputChunkSize: (m) => (m === data.member ? (data.outputChunk ?? 64 * 1024) : 64 * 1024),
+    outputChunkSize: (m) => (m === data.member ? data.outputChunk : undefined),
     maxMemberSize: (m) =>
       m === data.member
         ? limits.maxDataMember
@@ -344,12 +349,11 @@ async function* dataEntries(ms: MemberStream, subject: string): AsyncGenerator<D
       for (let got; (got = bufferedEntry(ms.buffered(), subject, ms.member));) {
         const bytes = ms.buffered().subarray(got.body, got.body + got.entry.size);
         ms.skip(got.end);
-        const path = normalizeEntryPath(got.entry.rawPath, subject);
-        const de = toDataEntry(got.entry, path, subject);
-        if (path === "") continue; // the root directory entry itself
-        checkEntryPlacement(path, de, seen, subject);
+        const de = admit(got.entry, seen, subject);
+        const { path } = de;
         if (de.type === "file" && de.sha1 !== undefined && hash("sha1", bytes, "hex") !== de.sha1)
           throw contentMismatch(subject, path);
+        if (path === "") continue; // the root directory's own entry
         entryCount++;
         if (skippedOnInstall(path)) continue;
         if (de.type === "file") de.data = bytes;
@@ -376,22 +380,28 @@ async function* dataEntries(ms: MemberStream, subject: string): AsyncGenerator<D
       break;
     }
     const e = r.entry;
-    const path = normalizeEntryPath(e.rawPath, subject);
-    const de = toDataEntry(e, path, subject);
-    const content = entryContent(ms, e, de, path, subject);
+    const de = admit(e, seen, subject);
+    const content = entryContent(ms, e, de, de.path, subject);
     de.content = content.body;
-    if (path === "") {
+    if (de.path === "") {
       if (batch.length) yield batch;
       for await (const _ of content.body());
       continue;
     }
-    checkEntryPlacement(path, de, seen, subject);
     entryCount++;
-    if (!skippedOnInstall(path)) batch.push(de);
+    if (!skippedOnInstall(de.path)) batch.push(de);
     if (batch.length) yield batch;
     if (!content.read) for await (const _ of content.body());
   }
   return entryCount;
+}
+
+/** The data entry of a parsed one, its name and (but for the root directory's own entry, path "") its placement checked. */
+function admit(e: ParsedEntry, seen: SeenEntries, subject: string): DataEntry {
+  const path = normalizeEntryPath(e.rawPath, subject);
+  const de = toDataEntry(e, path, subject);
+  if (path !== "") checkEntryPlacement(path, de, seen, subject);
+  return de;
 }
 
 function contentMismatch(subject: string, path: string): ApkError {

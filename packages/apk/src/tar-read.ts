@@ -154,7 +154,7 @@ function toParsedEntry(subject: string, member: number, h: RawHeader, pax: Map<s
     throw new ApkError(
       "BAD_ARCHIVE",
       `${subject}: unsupported tar entry type ${JSON.stringify(h.typeflag)} for ${JSON.stringify(h.name)}`,
-      { subject: subject },
+      { subject },
     );
   let rawPath = h.prefix ? `${h.prefix}/${h.name}` : h.name;
   let linkTarget = h.linkname;
@@ -167,7 +167,7 @@ function toParsedEntry(subject: string, member: number, h: RawHeader, pax: Map<s
   if (pSize) {
     const s = pSize.toString("ascii");
     if (!/^\d+$/.test(s))
-      throw new ApkError("BAD_ARCHIVE", `${subject}: bad PAX size ${JSON.stringify(s)}`, { subject: subject });
+      throw new ApkError("BAD_ARCHIVE", `${subject}: bad PAX size ${JSON.stringify(s)}`, { subject });
     size = Number(s);
   }
   if (type !== "file") size = type === "hardlink" || type === "symlink" || type === "dir" ? 0 : size;

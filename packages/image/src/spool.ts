@@ -178,7 +178,7 @@ export class BlobSpool {
 
   /** The whole content. */
   async read(blob: StoredBlob): Promise<Buffer> {
-    return this.memory.get(blob.sha1) ?? readFile(this.fileOf(blob.sha1));
+    return this.inMemory(blob) ?? readFile(this.fileOf(blob.sha1));
   }
 
   /** The content when it is held in memory, else undefined. */
@@ -188,7 +188,7 @@ export class BlobSpool {
 
   /** The content as a stream of chunks (one chunk when it is in memory). */
   async *stream(blob: StoredBlob): AsyncGenerator<Uint8Array> {
-    const m = this.memory.get(blob.sha1);
+    const m = this.inMemory(blob);
     if (m) {
       yield m;
       return;
@@ -198,7 +198,7 @@ export class BlobSpool {
 
   /** Write the content to a new file `dest`. */
   async copyTo(blob: StoredBlob, dest: string): Promise<void> {
-    const m = this.memory.get(blob.sha1);
+    const m = this.inMemory(blob);
     if (m) await writeFile(dest, m);
     else await copyFile(this.fileOf(blob.sha1), dest);
   }
