@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApkError } from "./errors.js";
 import { generateKey, parseSigningKey, type SigningKey } from "./keys.js";
 import { emptyPackageInfo } from "./pkginfo.js";
-import { openPackage, type DataEntry } from "./package-read.js";
+import { dataOffset, openPackage, type DataEntry } from "./package-read.js";
 import { writePackage, type EntrySpec } from "./package-write.js";
 import { decodeHeader, encodeHeader, encodeHeaderInto, paxRecord, parsePax, type TarHeader } from "./tar.js";
 
@@ -123,7 +123,7 @@ describe("entryBatches", () => {
     // Rewrite the data member with one byte of etc/f7's content changed (its PAX checksum kept).
     const bytes = readFileSync(file);
     const r = await openPackage(createReadStream(file), { subject: file });
-    const start = (r.head.signatureMember?.length ?? 0) + r.head.controlMember.length;
+    const start = dataOffset(r.head);
     await r.close();
     const { gunzipSync } = await import("node:zlib");
     const tar = gunzipSync(bytes.subarray(start));

@@ -55,6 +55,7 @@ export {
 export { normalizeEntryPath, checkSymlinkTarget } from "./paths.js";
 export {
   openPackage,
+  dataOffset,
   identityOf,
   SCRIPT_NAMES,
   DEFAULT_LIMITS,

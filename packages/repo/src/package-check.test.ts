@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { gunzipSync, gzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
+  dataOffset,
   emptyPackageInfo,
   generateKey,
   indexRecordForPackage,
@@ -44,7 +45,7 @@ afterAll(async () => {
 async function withData(name: string, edit: (tar: Buffer) => void): Promise<string> {
   const bytes = readFileSync(good);
   const r = await openPackage(createReadStream(good), { subject: good });
-  const start = (r.head.signatureMember?.length ?? 0) + r.head.controlMember.length;
+  const start = dataOffset(r.head);
   await r.close();
   const tar = gunzipSync(bytes.subarray(start));
   edit(tar);

@@ -12,7 +12,7 @@ import { mkdir, readFile, rename, rm, stat } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
-import { ApkError, openIndex, openPackage, type IndexFile, type Keyring } from "@kiln/apk";
+import { ApkError, dataOffset, openIndex, openPackage, type IndexFile, type Keyring } from "@kiln/apk";
 import { DefaultFetcher, FetchError, joinUrl, readAll, type Fetcher, type Validator } from "./fetch.js";
 import type { RepoPackage, RepositoryRef } from "./types.js";
 
@@ -228,7 +228,7 @@ export async function checkPackageAgainstIndex(
     const dataHash = reader.head.info.dataHash;
     if (how === "hashes" && dataHash !== undefined) {
       // apk's datahash: SHA-256 of every byte after the control member.
-      const start = (reader.head.signatureMember?.length ?? 0) + reader.head.controlMember.length;
+      const start = dataOffset(reader.head);
       const h = createHash("sha256");
       for await (const c of createReadStream(path, { start, highWaterMark: 1024 * 1024 })) h.update(c as Buffer);
       if (h.digest("hex") !== dataHash.toLowerCase())
