@@ -3,18 +3,23 @@
 // constructor argument. Conditional GETs answer not-modified from the etag.
 
 import { sleep } from "@kiln/core";
-import { GetObjectCommand, type S3Client } from "@aws-sdk/client-s3";
+import type { S3Client } from "@aws-sdk/client-s3";
 import { Readable } from "node:stream";
 import { FetchError, type Fetcher, type FetchResult, type Validator } from "../fetch.js";
-import { isTransient, makeS3Client, parseS3Url, type S3Options } from "./s3.js";
+import { isTransient, makeS3Client, parseS3Url, s3Sdk, type S3Options } from "./s3.js";
 
 export class S3Fetcher implements Fetcher {
-  readonly client: S3Client;
+  private clientValue: S3Client | undefined;
   constructor(
     private readonly opts: S3Options = {},
     client?: S3Client,
   ) {
-    this.client = client ?? makeS3Client(opts);
+    this.clientValue = client;
+  }
+
+  /** The S3 client, made on the first s3:// fetch: most fetchers never see one. */
+  get client(): S3Client {
+    return (this.clientValue ??= makeS3Client(this.opts));
   }
 
   async get(url: string, validator?: Validator): Promise<FetchResult> {
@@ -31,7 +36,7 @@ export class S3Fetcher implements Fetcher {
       if (attempt > 1) await sleep((this.opts.backoffMs ?? 200) * 2 ** (attempt - 2));
       try {
         const r = await this.client.send(
-          new GetObjectCommand({
+          new (s3Sdk().GetObjectCommand)({
             Bucket: loc.bucket,
             Key,
             ...(validator?.etag ? { IfNoneMatch: validator.etag } : {}),

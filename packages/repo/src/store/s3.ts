@@ -17,20 +17,9 @@ import { createHash, randomUUID } from "node:crypto";
 import { Agent as HttpAgent } from "node:http";
 import { Agent as HttpsAgent } from "node:https";
 import { open } from "node:fs/promises";
-import {
-  AbortMultipartUploadCommand,
-  CompleteMultipartUploadCommand,
-  CopyObjectCommand,
-  CreateMultipartUploadCommand,
-  DeleteObjectCommand,
-  DeleteObjectsCommand,
-  GetObjectCommand,
-  HeadObjectCommand,
-  ListObjectsV2Command,
-  PutObjectCommand,
-  S3Client,
-  UploadPartCommand,
-} from "@aws-sdk/client-s3";
+import { createRequire } from "node:module";
+import type * as S3Sdk from "@aws-sdk/client-s3";
+import type { S3Client } from "@aws-sdk/client-s3";
 import {
   StoreError,
   storeKeySegments,
@@ -41,8 +30,21 @@ import {
   type WriteSource,
 } from "./types.js";
 
-// The SDK warns on every start under Node 20; kiln supports Node 20.
-process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
+let sdk: typeof S3Sdk | undefined;
+
+/**
+ * The AWS SDK, loaded on first use: loading it costs about 200 ms and 20 MB,
+ * which the commands that never reach S3 (build, index, plan, image from
+ * local repositories) should not pay at start-up.
+ */
+export function s3Sdk(): typeof S3Sdk {
+  if (!sdk) {
+    // The SDK warns on every start under Node 20; kiln supports Node 20.
+    process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
+    sdk = createRequire(import.meta.url)("@aws-sdk/client-s3") as typeof S3Sdk;
+  }
+  return sdk;
+}
 
 export interface S3Location {
   bucket: string;
@@ -94,7 +96,7 @@ const MIN_PART_SIZE = 5 * 1024 * 1024;
 
 export function makeS3Client(opts: S3Options, env: NodeJS.ProcessEnv = process.env): S3Client {
   const agentOpts = { keepAlive: true, maxSockets: 32 };
-  return new S3Client({
+  return new (s3Sdk().S3Client)({
     region: opts.region ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? "us-east-1",
     ...(opts.endpointUrl ? { endpoint: opts.endpointUrl } : {}),
     forcePathStyle: opts.pathStyle ?? false,
@@ -188,7 +190,7 @@ function b64(hex: string): string {
 }
 
 export class S3Store implements ObjectStore {
-  readonly client: S3Client;
+  private clientValue: S3Client | undefined;
   readonly location: string;
   readonly repositoryUrl: string;
   private readonly attempts: number;
@@ -206,7 +208,7 @@ export class S3Store implements ObjectStore {
     private readonly opts: S3Options = {},
     client?: S3Client,
   ) {
-    this.client = client ?? makeS3Client(opts);
+    this.clientValue = client;
     this.location = `s3://${where.bucket}/${where.prefix.replace(/\/$/, "")}`;
     this.repositoryUrl = this.location;
     this.attempts = Math.max(1, opts.maxAttempts ?? 6);
@@ -215,6 +217,11 @@ export class S3Store implements ObjectStore {
     // Parts no larger than the threshold, so anything multipart has at least two.
     this.partSize = Math.max(opts.partSize ?? Math.min(DEFAULT_PART_SIZE, this.threshold), MIN_PART_SIZE);
     this.atomicPut = opts.atomicPut ?? !opts.endpointUrl;
+  }
+
+  /** The S3 client, made on first use. */
+  get client(): S3Client {
+    return (this.clientValue ??= makeS3Client(this.opts));
   }
 
   /** The object key under the prefix; a key with an empty, `.` or `..` segment is refused before any request (servers and proxies may normalise them away from the prefix). */
@@ -268,7 +275,7 @@ export class S3Store implements ObjectStore {
   async head(key: string): Promise<StoredObject | undefined> {
     try {
       const r = await this.call("HEAD", key, () =>
-        this.client.send(new HeadObjectCommand({ Bucket: this.where.bucket, Key: this.full(key) })),
+        this.client.send(new (s3Sdk().HeadObjectCommand)({ Bucket: this.where.bucket, Key: this.full(key) })),
       );
       const o: StoredObject = { key, size: r.ContentLength ?? 0 };
       if (r.ETag) o.etag = r.ETag;
@@ -286,7 +293,9 @@ export class S3Store implements ObjectStore {
   async get(key: string): Promise<{ body: Buffer; etag?: string } | undefined> {
     try {
       return await this.call("GET", key, async () => {
-        const r = await this.client.send(new GetObjectCommand({ Bucket: this.where.bucket, Key: this.full(key) }));
+        const r = await this.client.send(
+          new (s3Sdk().GetObjectCommand)({ Bucket: this.where.bucket, Key: this.full(key) }),
+        );
         const bytes = await r.Body!.transformToByteArray();
         if (r.ContentLength !== undefined && bytes.length !== r.ContentLength) {
           throw Object.assign(
@@ -309,7 +318,7 @@ export class S3Store implements ObjectStore {
     do {
       const r = await this.call("LIST", prefix, () =>
         this.client.send(
-          new ListObjectsV2Command({
+          new (s3Sdk().ListObjectsV2Command)({
             Bucket: this.where.bucket,
             Prefix: this.full(prefix, { prefix: true }),
             ...(token ? { ContinuationToken: token } : {}),
@@ -342,7 +351,7 @@ export class S3Store implements ObjectStore {
       );
       await this.call("PUT", STAGING_MARKER, () =>
         this.client.send(
-          new PutObjectCommand({
+          new (s3Sdk().PutObjectCommand)({
             Bucket: this.where.bucket,
             Key: this.full(STAGING_MARKER),
             Body: body,
@@ -388,7 +397,7 @@ export class S3Store implements ObjectStore {
       const batch = this.staged.splice(0, 1000);
       await this.call("DeleteObjects", ".kiln/staging/", () =>
         this.client.send(
-          new DeleteObjectsCommand({
+          new (s3Sdk().DeleteObjectsCommand)({
             Bucket: this.where.bucket,
             Delete: { Objects: batch.map((k) => ({ Key: this.full(k) })), Quiet: true },
           }),
@@ -422,7 +431,7 @@ export class S3Store implements ObjectStore {
     const body = Buffer.isBuffer(source) ? source : await readRange(source.path, 0, source.size);
     const send = (conditional: boolean) =>
       this.client.send(
-        new PutObjectCommand({
+        new (s3Sdk().PutObjectCommand)({
           Bucket: this.where.bucket,
           Key: this.full(key),
           Body: body,
@@ -448,7 +457,7 @@ export class S3Store implements ObjectStore {
     const sha = b64(meta.Metadata.sha256!);
     const r = await this.call("PUT", staging, () =>
       this.client.send(
-        new PutObjectCommand({
+        new (s3Sdk().PutObjectCommand)({
           Bucket: this.where.bucket,
           Key: this.full(staging),
           Body: body,
@@ -472,7 +481,9 @@ export class S3Store implements ObjectStore {
     const Bucket = this.where.bucket;
     const Key = this.full(staging);
     const created = await this.call("CreateMultipartUpload", staging, () =>
-      this.client.send(new CreateMultipartUploadCommand({ Bucket, Key, ChecksumAlgorithm: "SHA256", ...meta })),
+      this.client.send(
+        new (s3Sdk().CreateMultipartUploadCommand)({ Bucket, Key, ChecksumAlgorithm: "SHA256", ...meta }),
+      ),
     );
     const UploadId = created.UploadId!;
     const parts: Array<{ PartNumber: number; ETag: string; ChecksumSHA256: string }> = [];
@@ -488,7 +499,7 @@ export class S3Store implements ObjectStore {
         const ChecksumSHA256 = createHash("sha256").update(part).digest("base64");
         const r = await this.call(`UploadPart ${n}`, staging, () =>
           this.client.send(
-            new UploadPartCommand({
+            new (s3Sdk().UploadPartCommand)({
               Bucket,
               Key,
               UploadId,
@@ -504,12 +515,14 @@ export class S3Store implements ObjectStore {
       }
       const done = await this.call("CompleteMultipartUpload", staging, () =>
         this.client.send(
-          new CompleteMultipartUploadCommand({ Bucket, Key, UploadId, MultipartUpload: { Parts: parts } }),
+          new (s3Sdk().CompleteMultipartUploadCommand)({ Bucket, Key, UploadId, MultipartUpload: { Parts: parts } }),
         ),
       );
       return done.ETag;
     } catch (e) {
-      await this.client.send(new AbortMultipartUploadCommand({ Bucket, Key, UploadId })).catch(() => undefined);
+      await this.client
+        .send(new (s3Sdk().AbortMultipartUploadCommand)({ Bucket, Key, UploadId }))
+        .catch(() => undefined);
       throw e;
     }
   }
@@ -522,7 +535,7 @@ export class S3Store implements ObjectStore {
   ): Promise<{ etag?: string }> {
     const send = (conditional: boolean) =>
       this.client.send(
-        new CopyObjectCommand({
+        new (s3Sdk().CopyObjectCommand)({
           Bucket: this.where.bucket,
           Key: this.full(key),
           CopySource: `${this.where.bucket}/${this.full(staging)}`.split("/").map(encodeURIComponent).join("/"),
@@ -540,7 +553,7 @@ export class S3Store implements ObjectStore {
 
   async delete(key: string): Promise<void> {
     await this.call("DELETE", key, () =>
-      this.client.send(new DeleteObjectCommand({ Bucket: this.where.bucket, Key: this.full(key) })),
+      this.client.send(new (s3Sdk().DeleteObjectCommand)({ Bucket: this.where.bucket, Key: this.full(key) })),
     );
   }
 
