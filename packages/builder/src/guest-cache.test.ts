@@ -32,7 +32,10 @@ async function makeGuest(key: string, files: Record<string, Buffer>, lastUse?: D
   for (const [p, c] of Object.entries(files)) await root.writeFile(p, c, { mode: 0o755 });
   const dir = join(cache, "guests", key.padEnd(64, "0"));
   await mkdir(join(cache, "guests"), { recursive: true });
-  await materializeRoot(root, dir, { placeFile: (b, d, m) => store.place(root.blobs, b, d, m) });
+  await materializeRoot(root, dir, {
+    placeFile: (b, d, m) => store.place(root.blobs, b, d, m),
+    placeFileSync: (b, d, m) => store.placeSync(b, d, m),
+  });
   await writeFile(join(dir, GUEST_MARKER), key);
   if (lastUse) await utimes(join(dir, GUEST_MARKER), lastUse, lastUse);
   return { dir, store };
@@ -67,6 +70,33 @@ describe("guest store", () => {
     expect((await stat(join(tmp, "m/etc/x"))).mode & 0o7777).toBe(0o644);
     expect((await stat(join(cache, "guests", "aa".padEnd(64, "0"), "bin/x"))).mode & 0o7777).toBe(0o755);
     expect((await listStore(cache)).map((e) => e.mode).sort()).toEqual([0o644, 0o755]);
+  });
+
+  it("an entry checked once is linked into later guests without being read again, though each link changes its ctime", async () => {
+    const files = { "usr/lib/libbig.so": big("k", 2 * MiB), "usr/bin/tool": big("l", MiB) };
+    await makeGuest("aa", files);
+    const [entry] = await listStore(cache);
+    const ctime = (await stat(entry!.path)).ctimeMs;
+    const b = await makeGuest("bb", { ...files, "etc/b": Buffer.from("b\n") }); // (a new GuestStore; the check is per process)
+    expect(b.store.stats.checked).toBe(0);
+    expect(b.store.stats.shared).toBe(2);
+    const c = await makeGuest("cc", files);
+    expect(c.store.stats).toMatchObject({ checked: 0, shared: 2, added: 0 });
+    expect((await stat(entry!.path)).ctimeMs).toBeGreaterThan(ctime);
+    expect((await stat(join(c.dir, "usr/bin/tool"))).nlink).toBe(4);
+  });
+
+  it("an entry damaged after it was checked in this process is checked again and not linked", async () => {
+    const good = big("m", 64 * 1024);
+    await makeGuest("aa", { "usr/bin/tool": good });
+    const b = await makeGuest("bb", { "usr/bin/tool": good });
+    expect(b.store.stats).toMatchObject({ checked: 0, shared: 1 });
+    const [entry] = await listStore(cache);
+    await writeFile(entry!.path, big("E", 64 * 1024)); // same size, same inode, other content
+    const c = await makeGuest("cc", { "usr/bin/tool": good });
+    expect(c.store.stats.checked).toBe(1);
+    expect(c.store.stats.corrupt).toEqual([entry!.path]);
+    expect(await readFile(join(c.dir, "usr/bin/tool"))).toEqual(good);
   });
 
   it("a damaged store entry is detected and not linked into the next guest", async () => {

@@ -9,7 +9,7 @@
 // guest links any more (link count 1) is garbage for `sweepStore`.
 
 import { createHash, randomBytes } from "node:crypto";
-import { createReadStream } from "node:fs";
+import { createReadStream, linkSync, lstatSync } from "node:fs";
 import { chmod, link, lstat, mkdir, opendir, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 
@@ -33,6 +33,8 @@ export interface StoreStats {
   corrupt: string[];
   /** Files copied instead (empty files, or an entry at the file system's link limit). */
   copied: number;
+  /** Existing entries read and hashed to check them (once per entry and process, unless it changed). */
+  checked: number;
 }
 
 const ENTRY_RE = /^([0-9a-f]{64})-([0-7]{1,5})$/;
@@ -59,12 +61,21 @@ export function parseEntryName(name: string): { sha256: string; mode: number } |
 }
 
 const VERIFIED = new Map<string, string>();
+
+/**
+ * What an entry was checked as: inode, modification time and size. Not the
+ * change time: every hard link made to the entry (each guest that holds it)
+ * changes that, which made every placement re-read and re-hash the entry.
+ */
+function stampOf(st: { ino: number; mtimeMs: number; size: number }): string {
+  return `${st.ino}:${st.mtimeMs}:${st.size}`;
+}
 /** Verified entries remembered at most (then forgotten, and re-hashed when next linked). */
 const VERIFIED_MAX = 500_000;
 
 export class GuestStore {
   readonly dir: string;
-  readonly stats: StoreStats = { shared: 0, added: 0, corrupt: [], copied: 0 };
+  readonly stats: StoreStats = { shared: 0, added: 0, corrupt: [], copied: 0, checked: 0 };
   /**
    * SHA-1 (computed or verified by the image root's spool) to SHA-256, for this
    * assembly only: the spool already keys by SHA-1 within one root, but across
@@ -72,7 +83,7 @@ export class GuestStore {
    * another guest's content).
    */
   private readonly sha256BySha1 = new Map<string, string>();
-  /** Entries verified in this process (shared by every guest it assembles), by inode and change time: re-hashed only when changed. */
+  /** Entries verified in this process (shared by every guest it assembles), by inode, modification time and size: re-hashed only when changed. */
   private readonly verified = VERIFIED;
 
   constructor(cacheDir: string) {
@@ -145,12 +156,38 @@ export class GuestStore {
     this.stats.copied++;
   }
 
+  /**
+   * place's fast path: when `blob`'s SHA-256 is known and its entry was
+   * checked in this process and has not changed since (same inode,
+   * modification time and size), link it at `dest` without waiting and return true;
+   * anything else (empty files, an entry to write or re-check, a failed link)
+   * returns false and is left to place.
+   */
+  placeSync(blob: StoreSource, dest: string, mode: number): boolean {
+    if (blob.size === 0) return false;
+    const sha256 = this.sha256BySha1.get(blob.sha1);
+    if (!sha256) return false;
+    const entry = this.entryPath(sha256, mode);
+    const stamp = this.verified.get(entry);
+    if (stamp === undefined) return false;
+    const st = lstatSync(entry, { throwIfNoEntry: false });
+    if (!st?.isFile() || stampOf(st) !== stamp) return false;
+    try {
+      linkSync(entry, dest);
+    } catch {
+      return false;
+    }
+    this.stats.shared++;
+    return true;
+  }
+
   /** Whether `entry` is there with the right content; a damaged one is removed (and recorded). */
   async usable(entry: string, sha256: string, size: number): Promise<boolean> {
     const st = await lstat(entry).catch(() => undefined);
     if (!st) return false;
-    const stamp = `${st.ino}:${st.ctimeMs}:${st.size}`;
+    const stamp = stampOf(st);
     if (st.isFile() && this.verified.get(entry) === stamp) return true;
+    if (st.isFile() && st.size === size) this.stats.checked++;
     if (st.isFile() && st.size === size && (await hashFile(entry).catch(() => "")) === sha256) {
       if (this.verified.size >= VERIFIED_MAX) this.verified.clear();
       this.verified.set(entry, stamp);
@@ -177,7 +214,7 @@ export class GuestStore {
       await rm(tmp, { force: true });
     }
     const st = await lstat(entry).catch(() => undefined);
-    if (st) this.verified.set(entry, `${st.ino}:${st.ctimeMs}:${st.size}`);
+    if (st) this.verified.set(entry, stampOf(st));
     return true;
   }
 }

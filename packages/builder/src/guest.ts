@@ -153,6 +153,7 @@ async function assembleOnce(
     try {
       await materializeRoot(root, join(work, "root"), {
         placeFile: (blob, dest, mode) => store.place(root.blobs, blob, dest, mode),
+        placeFileSync: (blob, dest, mode) => store.placeSync(blob, dest, mode),
       });
     } catch (e) {
       if (manifests.some(Boolean) && (e as NodeJS.ErrnoException).code === "ENOENT") throw new ManifestRace();
