@@ -5,7 +5,7 @@
 // theirs with recipeContext, so they cannot drift apart.
 
 import { joinUnder, KilnError } from "@kiln/core";
-import { mkdir, mkdtemp, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import type { SigningKey } from "@kiln/apk";
@@ -23,6 +23,7 @@ import type { FileRoot } from "./host-files.js";
 import type { BuildLog, LogLimits } from "./log-capture.js";
 import { startBuildLog } from "./log-files.js";
 import { keyringKeys, publicHalf, type KeyringSources } from "./native-steps.js";
+import { removeAside, sweepStaleRemovals } from "./removal.js";
 import type { Recipe } from "./recipe-schema.js";
 import { defaultRunner, type Pod, type Runner } from "./runner.js";
 import { GUEST_WORKSPACE, openLog, type StepResult } from "./sandbox.js";
@@ -263,24 +264,30 @@ export async function outputRepository(ctx: RecipeContext): Promise<string | und
   return (await localRepoUsable(repo, ctx.opts.arch)) ? repo : undefined;
 }
 
-/** A run's scratch space and open log; `close` finishes the log and removes the work directory. */
+/** A run's scratch space and open log; `close` finishes the log and removes the work directory (see removeAside). */
 export interface Session {
   work: string;
   log: BuildLog;
   close(): Promise<void>;
 }
 
+let sweptStale = false;
+
 export async function openSession(ctx: RecipeContext): Promise<Session> {
   const work = await mkdtemp(
     joinUnder(tmpdir(), { value: `kiln-${ctx.purpose}-${ctx.compiled.package.name}-`, what: "work directory" }),
   );
+  if (!sweptStale) {
+    sweptStale = true;
+    await sweepStaleRemovals(tmpdir());
+  }
   const log = openLog(ctx.logPath, ctx.opts.logLimits);
   return {
     work,
     log,
     async close() {
       await log.close().catch(() => undefined); // a log that cannot be finished does not undo the build
-      await rm(work, { recursive: true, force: true });
+      await removeAside(work);
     },
   };
 }

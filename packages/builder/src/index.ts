@@ -118,6 +118,7 @@ export {
   type StepOutcome,
 } from "./steps/index.js";
 export { DEFAULT_STEP_TIMEOUT_MS } from "./context.js";
+export { removeAside, settleRemovals } from "./removal.js";
 export { BuildLog, DEFAULT_LOG_LIMITS, type LogLimits } from "./log-capture.js";
 export { assembleGuest, resolveGuest, guestKey, type Guest, type GuestSpec } from "./guest.js";
 export { emitPackage, type EmitSpec, type EmittedPackage } from "./emit.js";
