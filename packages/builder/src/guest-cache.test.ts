@@ -36,6 +36,7 @@ async function makeGuest(key: string, files: Record<string, Buffer>, lastUse?: D
     placeFile: (b, d, m) => store.place(root.blobs, b, d, m),
     placeFileSync: (b, d, m) => store.placeSync(b, d, m),
   });
+  await rm(root.blobs.dir, { recursive: true, force: true }); // as assembleGuest does: its files may be store entries now
   await writeFile(join(dir, GUEST_MARKER), key);
   if (lastUse) await utimes(join(dir, GUEST_MARKER), lastUse, lastUse);
   return { dir, store };
@@ -70,6 +71,26 @@ describe("guest store", () => {
     expect((await stat(join(tmp, "m/etc/x"))).mode & 0o7777).toBe(0o644);
     expect((await stat(join(cache, "guests", "aa".padEnd(64, "0"), "bin/x"))).mode & 0o7777).toBe(0o755);
     expect((await listStore(cache)).map((e) => e.mode).sort()).toEqual([0o644, 0o755]);
+  });
+
+  it("a content the root spooled to disk enters the store by a link, not a second copy", async () => {
+    const store = new GuestStore(cache);
+    const root = new ImageRoot(join(tmp, "spool-give"));
+    const content = big("s", 2 * MiB);
+    await root.writeFile("usr/lib/libs.so", content, { mode: 0o755 });
+    await root.writeFile("usr/share/s.dat", content, { mode: 0o644 }); // the same content, another mode: a copy
+    const dir = join(tmp, "give");
+    await materializeRoot(root, dir, { placeFile: (b, d, m) => store.place(root.blobs, b, d, m) });
+    const sha1 = createHash("sha1").update(content).digest("hex");
+    const spooled = await stat(root.blobs.path(sha1));
+    const lib = await stat(join(dir, "usr/lib/libs.so"));
+    const dat = await stat(join(dir, "usr/share/s.dat"));
+    expect(lib.ino).toBe(spooled.ino);
+    expect(lib.mode & 0o7777).toBe(0o755);
+    expect(dat.ino).not.toBe(lib.ino);
+    expect(dat.mode & 0o7777).toBe(0o644);
+    expect(await readFile(join(dir, "usr/share/s.dat"))).toEqual(content);
+    expect(await verifyStore(cache)).toEqual([]);
   });
 
   it("an entry checked once is linked into later guests without being read again, though each link changes its ctime", async () => {

@@ -22,6 +22,8 @@ export interface StoreSource {
 export interface StoreReader {
   stream(blob: StoreSource): AsyncIterable<Uint8Array>;
   copyTo(blob: StoreSource, dest: string): Promise<void>;
+  /** Like copyTo, for a file that is chmod-ed and then never written: may hard-link the reader's own file there. */
+  giveTo?(blob: StoreSource, dest: string): Promise<void>;
 }
 
 export interface StoreStats {
@@ -207,7 +209,7 @@ export class GuestStore {
     await mkdir(join(entry, ".."), { recursive: true, mode: 0o700 });
     const tmp = join(tmpDir, `${process.pid}-${randomBytes(6).toString("hex")}`);
     try {
-      await reader.copyTo(blob, tmp);
+      await (reader.giveTo ? reader.giveTo(blob, tmp) : reader.copyTo(blob, tmp));
       await chmod(tmp, mode);
       await rename(tmp, entry);
     } finally {

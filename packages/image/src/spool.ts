@@ -9,7 +9,7 @@
 import { tempPathFor } from "@kiln/core";
 import { createHash, hash, type Hash } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { copyFile, mkdir, open, readFile, rename, rm, writeFile, type FileHandle } from "node:fs/promises";
+import { copyFile, link, mkdir, open, readFile, rename, rm, writeFile, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 
 /** Bytes a store may still take, and the error once it takes more. */
@@ -47,6 +47,8 @@ export class BlobSpool {
   private readonly smallFile: number;
   private readonly memoryBytes: number;
   private dirMade = false;
+  /** Spool files already hard-linked out by giveTo (their inode's mode is the receiver's now). */
+  private readonly given = new Set<string>();
 
   constructor(
     readonly dir: string,
@@ -194,6 +196,25 @@ export class BlobSpool {
       return;
     }
     for await (const c of createReadStream(this.fileOf(blob.sha1), { highWaterMark: 1024 * 1024 })) yield c as Buffer;
+  }
+
+  /**
+   * Make `dest` (a new file on the spool's file system, which the caller
+   * chmods and never writes) hold the content: the spool's own file is
+   * hard-linked there the first time, so a build guest's content store takes
+   * it without writing it again; otherwise, or after that, a copy.
+   */
+  async giveTo(blob: StoredBlob, dest: string): Promise<void> {
+    if (!this.inMemory(blob) && !this.external.has(blob.sha1) && !this.given.has(blob.sha1)) {
+      this.given.add(blob.sha1);
+      try {
+        await link(this.path(blob.sha1), dest);
+        return;
+      } catch {
+        // Another file system, or the link limit: copied below.
+      }
+    }
+    await this.copyTo(blob, dest);
   }
 
   /** Write the content to a new file `dest`. */
