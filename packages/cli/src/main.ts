@@ -1,5 +1,6 @@
 // The kiln command: argument dispatch and the single place errors become exit codes.
 
+import { settleRemovals } from "@kiln/builder";
 import { describeError, exitCodeFor, EXIT_BUG, KilnError } from "@kiln/core";
 import { build, bump, testCmd } from "./commands/build.js";
 import { index, signIndex } from "./commands/index-cmd.js";
@@ -57,7 +58,9 @@ export const COMMANDS: Entry[] = [
 
 export async function main(argv: string[], io: Io): Promise<number> {
   try {
-    return await runProgram(COMMANDS, argv, io);
+    const status = await runProgram(COMMANDS, argv, io);
+    await settleRemovals(); // work directories builds left to remove in the background
+    return status;
   } catch (e) {
     // Errors are named after the command as typed first (kiln image: …), as before subcommands had a parser.
     return reportError(argv[0] ?? "", e, io);
