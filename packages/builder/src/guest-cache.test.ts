@@ -12,7 +12,8 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { cacheUsage, GUEST_MARKER, leaseGuest, parseDuration, parseSize } from "./guest-cache.js";
 import { dedupGuests } from "./guest-dedup.js";
 import { pruneCache } from "./guest-prune.js";
-import { GuestStore, listStore, verifyStore } from "./guest-store.js";
+import { forgetChecks, GuestStore, listStore, verifyStore } from "./guest-store.js";
+import { CHECK_LOG } from "./store-checks.js";
 import { execInSandbox } from "./sandbox.js";
 
 let tmp: string;
@@ -37,6 +38,7 @@ async function makeGuest(key: string, files: Record<string, Buffer>, lastUse?: D
     placeFileSync: (b, d, m) => store.placeSync(b, d, m),
   });
   await rm(root.blobs.dir, { recursive: true, force: true }); // as assembleGuest does: its files may be store entries now
+  await store.checks.flush();
   await writeFile(join(dir, GUEST_MARKER), key);
   if (lastUse) await utimes(join(dir, GUEST_MARKER), lastUse, lastUse);
   return { dir, store };
@@ -105,6 +107,37 @@ describe("guest store", () => {
     expect(c.store.stats).toMatchObject({ checked: 0, shared: 2, added: 0 });
     expect((await stat(entry!.path)).ctimeMs).toBeGreaterThan(ctime);
     expect((await stat(join(c.dir, "usr/bin/tool"))).nlink).toBe(4);
+  });
+
+  it("a later process links entries an earlier one checked without reading them (CACHE/store/checked.log)", async () => {
+    const files = { "usr/lib/libbig.so": big("p", 2 * MiB), "usr/bin/tool": big("q", MiB) };
+    await makeGuest("aa", files);
+    expect((await readFile(join(cache, "store", CHECK_LOG), "utf8")).trim().split("\n")).toHaveLength(2);
+    forgetChecks(); // a new process
+    const b = await makeGuest("bb", files);
+    expect(b.store.stats).toMatchObject({ checked: 0, shared: 2 });
+    forgetChecks();
+    const [entry] = await listStore(cache);
+    await writeFile(entry!.path, Buffer.alloc((await stat(entry!.path)).size, "Z")); // same size, other content
+    const c = await makeGuest("cc", files); // the damaged entry's stamp is not the one on record
+    expect(c.store.stats.checked).toBe(1);
+    expect(c.store.stats.corrupt).toEqual([entry!.path]);
+    expect(await readFile(join(c.dir, "usr/lib/libbig.so"))).toEqual(files["usr/lib/libbig.so"]);
+    expect(await readFile(join(c.dir, "usr/bin/tool"))).toEqual(files["usr/bin/tool"]);
+  });
+
+  it("a damaged or foreign line in checked.log is ignored: the entry is hashed", async () => {
+    const good = big("r", 64 * 1024);
+    await makeGuest("aa", { "usr/bin/tool": good });
+    const [entry] = await listStore(cache);
+    const log = join(cache, "store", CHECK_LOG);
+    const [line] = (await readFile(log, "utf8")).split("\n");
+    const [rel] = line!.split(" ");
+    await writeFile(log, `${rel} 1:2:3\n../../etc/passwd 1:2:3\ngarbage\n`);
+    forgetChecks();
+    const b = await makeGuest("bb", { "usr/bin/tool": good });
+    expect(b.store.stats).toMatchObject({ checked: 1, shared: 1, corrupt: [] });
+    expect((await stat(join(b.dir, "usr/bin/tool"))).ino).toBe(entry!.ino);
   });
 
   it("an entry damaged after it was checked in this process is checked again and not linked", async () => {

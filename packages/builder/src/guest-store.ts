@@ -12,6 +12,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { createReadStream, linkSync, lstatSync } from "node:fs";
 import { chmod, link, lstat, mkdir, opendir, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { CheckLog, forgetLoadedLogs } from "./store-checks.js";
 
 /** A content as the image root holds it (SHA-1 and size), with a way to read it. */
 export interface StoreSource {
@@ -72,6 +73,12 @@ const VERIFIED = new Map<string, string>();
 function stampOf(st: { ino: number; mtimeMs: number; size: number }): string {
   return `${st.ino}:${st.mtimeMs}:${st.size}`;
 }
+/** Forget every check this process made or read (tests: what a new process knows). */
+export function forgetChecks(): void {
+  VERIFIED.clear();
+  forgetLoadedLogs();
+}
+
 /** Verified entries remembered at most (then forgotten, and re-hashed when next linked). */
 const VERIFIED_MAX = 500_000;
 
@@ -87,9 +94,12 @@ export class GuestStore {
   private readonly sha256BySha1 = new Map<string, string>();
   /** Entries verified in this process (shared by every guest it assembles), by inode, modification time and size: re-hashed only when changed. */
   private readonly verified = VERIFIED;
+  /** The same record across processes (store-checks.ts). */
+  readonly checks: CheckLog;
 
   constructor(cacheDir: string) {
     this.dir = storeDir(cacheDir);
+    this.checks = new CheckLog(this.dir, VERIFIED);
   }
 
   /** Make `sha1` known to hash to `sha256` in this assembly (from a package manifest), so placing it reads nothing. */
@@ -189,10 +199,13 @@ export class GuestStore {
     if (!st) return false;
     const stamp = stampOf(st);
     if (st.isFile() && this.verified.get(entry) === stamp) return true;
+    await this.checks.load();
+    if (st.isFile() && this.verified.get(entry) === stamp) return true;
     if (st.isFile() && st.size === size) this.stats.checked++;
     if (st.isFile() && st.size === size && (await hashFile(entry).catch(() => "")) === sha256) {
       if (this.verified.size >= VERIFIED_MAX) this.verified.clear();
       this.verified.set(entry, stamp);
+      this.checks.record(entry, stamp);
       return true;
     }
     this.stats.corrupt.push(entry);
@@ -216,7 +229,10 @@ export class GuestStore {
       await rm(tmp, { force: true });
     }
     const st = await lstat(entry).catch(() => undefined);
-    if (st) this.verified.set(entry, stampOf(st));
+    if (st) {
+      this.verified.set(entry, stampOf(st));
+      this.checks.record(entry, stampOf(st));
+    }
     return true;
   }
 }

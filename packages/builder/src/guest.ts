@@ -160,6 +160,7 @@ async function assembleOnce(
       throw e;
     }
     for (const [p, m] of made) await saveManifest(spec.cacheDir, p, m, store, root.blobs).catch(() => false);
+    await store.checks.flush();
     await rm(join(work, "spool"), { recursive: true, force: true });
     await writeFile(join(work, "root", GUEST_MARKER), key + "\n");
     return await install(join(work, "root"), dir);
