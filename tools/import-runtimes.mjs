@@ -97,7 +97,6 @@ const GROUPS = [
   lib("libuv", "libuv1", "asynchronous I/O library", "MIT"),
   lib("c-ares", "libc-ares2", "asynchronous DNS resolver library", "MIT"),
   lib("nghttp2", "libnghttp2-14", "HTTP/2 C library", "MIT"),
-  lib("brotli", "libbrotli1", "Brotli compression libraries", "MIT"),
   lib("icu", "libicu72", "International Components for Unicode libraries and data", "Unicode-DFS-2016"),
   {
     name: "nodejs-18",
